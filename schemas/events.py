@@ -1,0 +1,162 @@
+"""The touchpoint event contract, version 1.
+
+This module is the single source of truth for what upstream systems publish on
+``cx.touchpoints``: the JSON Schema in ``schemas/touchpoint_event.v1.json`` and the
+ClickHouse columns are derived from these models, never written by hand.
+
+Every string and collection has a size bound so one malformed or hostile producer
+cannot blow up a worker's memory or a ClickHouse row.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+SCHEMA_VERSION = 1
+
+Channel = Literal["web", "app", "call_center", "store", "atm"]
+CHANNELS: tuple[str, ...] = ("web", "app", "call_center", "store", "atm")
+JourneyStage = Literal["pre_purchase", "purchase", "post_purchase"]
+Outcome = Literal["success", "failure", "abandoned"]
+Tier = Literal["A", "B", "C"]
+
+# Identifiers are short, printable and free of whitespace so they are safe as Kafka keys,
+# ClickHouse values and log fields.
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
+]
+InstanceId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9/][A-Za-z0-9._:@/-]*$")
+]
+# A touchpoint *type* is a dotted lower-case name such as ``atm.withdrawal``.
+TouchpointType = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
+]
+ShortText = Annotated[str, StringConstraints(max_length=128)]
+Seconds = Annotated[float, Field(ge=0, le=86_400)]
+Millis = Annotated[float, Field(ge=0, le=3_600_000)]
+Count = Annotated[int, Field(ge=0, le=1_000)]
+AttributeValue = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
+
+
+class _Strict(BaseModel):
+    """Unknown fields are rejected: a typo in a producer must surface, not vanish."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WebDetails(_Strict):
+    """A page view or web request: effort is latency and steps."""
+
+    kind: Literal["web"] = "web"
+    latency_ms: Millis | None = None
+    http_status: Annotated[int, Field(ge=100, le=599)] | None = None
+    page: ShortText | None = None
+    steps: Count | None = None
+
+
+class AppDetails(_Strict):
+    """A mobile app screen or API call: effort is latency and steps; crashes are outcomes."""
+
+    kind: Literal["app"] = "app"
+    latency_ms: Millis | None = None
+    http_status: Annotated[int, Field(ge=100, le=599)] | None = None
+    screen: ShortText | None = None
+    app_version: Annotated[str, StringConstraints(max_length=32)] | None = None
+    os: Literal["ios", "android", "other"] | None = None
+    steps: Count | None = None
+
+
+class CallCenterDetails(_Strict):
+    """An IVR or agent call: effort is waiting, handling, transfers and IVR steps."""
+
+    kind: Literal["call_center"] = "call_center"
+    wait_seconds: Seconds | None = None
+    handle_seconds: Seconds | None = None
+    transfers: Count | None = None
+    ivr_steps: Count | None = None
+    queue: ShortText | None = None
+    agent_id: Identifier | None = None
+
+
+class StoreDetails(_Strict):
+    """A branch or store visit: effort is the queue and the service time."""
+
+    kind: Literal["store"] = "store"
+    queue_seconds: Seconds | None = None
+    service_seconds: Seconds | None = None
+    terminal_id: Identifier | None = None
+    staff_id: Identifier | None = None
+
+
+class AtmDetails(_Strict):
+    """An ATM session: effort is response time; an error code explains a failure."""
+
+    kind: Literal["atm"] = "atm"
+    response_ms: Millis | None = None
+    error_code: Annotated[str, StringConstraints(max_length=32)] | None = None
+    cash_dispensed: bool | None = None
+
+
+ChannelDetails = Annotated[
+    WebDetails | AppDetails | CallCenterDetails | StoreDetails | AtmDetails,
+    Field(discriminator="kind"),
+]
+
+
+class Feedback(_Strict):
+    """What the customer told us: survey answers and free text (English or Chinese)."""
+
+    nps: Annotated[int, Field(ge=0, le=10)] | None = None
+    csat: Annotated[int, Field(ge=1, le=5)] | None = None
+    ces: Annotated[int, Field(ge=1, le=7)] | None = None
+    text: Annotated[str, StringConstraints(max_length=2_000)] | None = None
+    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")] | None = (
+        None
+    )
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Feedback:
+        if self.nps is None and self.csat is None and self.ces is None and not self.text:
+            raise ValueError("feedback needs at least one of nps, csat, ces or text")
+        return self
+
+
+class TouchpointEvent(_Strict):
+    """One customer interaction at one touchpoint: a *moment* in CX terms.
+
+    ``event_id`` is the idempotency key end to end: a replayed event is recognised by it
+    in the experience state and deduplicated by it in ClickHouse.
+    """
+
+    event_id: UUID
+    schema_version: Literal[1] = SCHEMA_VERSION
+    occurred_at: AwareDatetime
+    customer_id: Identifier
+    channel: Channel
+    touchpoint: TouchpointType
+    touchpoint_instance: InstanceId | None = None
+    journey_stage: JourneyStage
+    journey_id: Identifier | None = None
+    intent: Annotated[str, StringConstraints(max_length=64, pattern=r"^[a-z0-9_.-]+$")] | None = None
+    outcome: Outcome
+    details: ChannelDetails | None = None
+    feedback: Feedback | None = None
+    tier: Tier | None = None
+    segment: Annotated[str, StringConstraints(max_length=32, pattern=r"^[a-z0-9_.-]+$")] | None = None
+    attributes: Annotated[
+        dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], AttributeValue],
+        Field(max_length=32),
+    ] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _details_match_channel(self) -> TouchpointEvent:
+        if self.details is not None and self.details.kind != self.channel:
+            raise ValueError(
+                f"details.kind is {self.details.kind!r} but channel is {self.channel!r}: "
+                "send the details of the event's own channel"
+            )
+        return self

@@ -1,0 +1,97 @@
+"""All configuration in one pydantic-settings class (environment prefix ``CXPULSE_``).
+
+A wrong value fails at start with one line naming the variable and the fix, rather than
+somewhere deep inside a worker later.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(SystemExit):
+    """A configuration problem, reported on one line (and exit status 2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = 2
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Settings(BaseSettings):
+    """Every knob of a cxpulse process. Defaults run the embedded setup under ``./var``."""
+
+    model_config = SettingsConfigDict(env_prefix="CXPULSE_", extra="ignore")
+
+    kafka_url: str = Field(
+        "kafka://127.0.0.1:9092",
+        description="Kafka bootstrap servers, kafka://host:port[;host:port]",
+    )
+    clickhouse_url: str = Field(
+        "chdb:///./var/chdb",
+        description="clickhouse://user:pass@host:9000/db (server) or chdb:///path (embedded)",
+    )
+    clickhouse_password: SecretStr | None = Field(
+        None, description="overrides the password in CXPULSE_CLICKHOUSE_URL"
+    )
+    app_id: str = Field("cxpulse", description="Faust app id = Kafka consumer group")
+    partitions: int = Field(4, ge=1, le=1024, description="partitions of every cxpulse topic")
+    replication_factor: int = Field(1, ge=1, le=16, description="replication of every topic")
+    topic_prefix: str = Field("cx", pattern=r"^[A-Za-z0-9._-]+$", description="topic name prefix")
+    web_port: int = Field(6066, ge=0, le=65535, description="worker HTTP port (/metrics)")
+    web_host: str = Field("0.0.0.0", description="worker HTTP bind address")
+    data_dir: Path = Field(Path("./var"), description="local state: tables, chDB, logs")
+    sink_batch_size: int = Field(10_000, ge=1, le=1_000_000, description="rows per insert")
+    sink_flush_seconds: float = Field(1.0, gt=0, le=60, description="max wait before an insert")
+    sink_retry_max_seconds: float = Field(30.0, gt=0, description="cap of the retry backoff")
+    broker_session_timeout: float = Field(
+        6.0, gt=0, description="Kafka consumer session timeout (s); small = fast first join"
+    )
+    producer_linger_ms: int = Field(20, ge=0, le=1000, description="Faust producer linger")
+    log_level: str = Field("info", pattern=r"^(?i)(debug|info|warning|error)$")
+
+    @field_validator("kafka_url")
+    @classmethod
+    def _kafka_scheme(cls, v: str) -> str:
+        if not v.startswith("kafka://"):
+            raise ValueError("must start with kafka://, e.g. kafka://127.0.0.1:9092")
+        return v
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _clickhouse_scheme(cls, v: str) -> str:
+        if not v.startswith(("clickhouse://", "chdb://")):
+            raise ValueError(
+                "must be clickhouse://user:pass@host:9000/db or chdb:///path/to/dir"
+            )
+        return v
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """The kafka:// URL as the host:port list kafka-python and aiokafka take."""
+        return [h for h in self.kafka_url.removeprefix("kafka://").replace(";", ",").split(",") if h]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning validation errors into one line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = "CXPULSE_" + str(err["loc"][0]).upper() if err["loc"] else "CXPULSE_*"
+        raise ConfigError(
+            f"configuration error: {name}={err.get('input')!r}: {err['msg']}"
+        ) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,68 @@
+"""Every topic name and its configuration, in one place.
+
+Topics are created explicitly with their partition count before any client touches them:
+a broker that auto-creates topics (tansu does, with 4 partitions) could otherwise give a
+source topic a different partition count than its table's changelog.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streams.settings import Settings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+    purpose: str
+
+
+def touchpoints(s: Settings) -> str:
+    """Raw events from upstream: a JSON object or array per message, any key."""
+    return f"{s.topic_prefix}.touchpoints"
+
+
+def touchpoints_dlq(s: Settings) -> str:
+    """Invalid input, untouched, with the reason and source in headers."""
+    return f"{s.topic_prefix}.touchpoints.dlq"
+
+
+def events(s: Settings) -> str:
+    """Validated events, batched per partition of customer_id (JSON arrays)."""
+    return f"{s.topic_prefix}.events"
+
+
+def scores(s: Settings) -> str:
+    """Score updates, keyed by customer_id."""
+    return f"{s.topic_prefix}.scores"
+
+
+def alerts(s: Settings) -> str:
+    """Early-warning alerts, keyed by customer_id or touchpoint instance."""
+    return f"{s.topic_prefix}.alerts"
+
+
+def all_topics(s: Settings, table_names: list[str] | None = None) -> list[TopicSpec]:
+    """Every topic cxpulse uses, including Faust table changelogs, with explicit configs."""
+    week = str(7 * 24 * 3600 * 1000)
+    month = str(30 * 24 * 3600 * 1000)
+    specs = [
+        TopicSpec(touchpoints(s), s.partitions, {"retention.ms": week}, "raw upstream events"),
+        TopicSpec(touchpoints_dlq(s), s.partitions, {"retention.ms": month}, "dead letters"),
+        TopicSpec(events(s), s.partitions, {"retention.ms": week}, "validated event batches"),
+        TopicSpec(scores(s), s.partitions, {"retention.ms": week}, "score updates"),
+        TopicSpec(alerts(s), s.partitions, {"retention.ms": month}, "alerts"),
+    ]
+    for table in table_names or []:
+        specs.append(
+            TopicSpec(
+                f"{s.app_id}-{table}-changelog",
+                s.partitions,
+                {"cleanup.policy": "compact"},
+                f"changelog of table {table}",
+            )
+        )
+    return specs
