@@ -27,6 +27,13 @@ class Rejected:
     index: int | None  # position in the batch; None when the message itself is unusable
     raw: bytes
     reason: str
+    kind: str = "invalid"  # a bounded label for metrics: not_json, missing, enum, ...
+
+
+def _kind(exc: ValidationError) -> str:
+    """The first error's pydantic type (a small, fixed vocabulary): a safe metric label."""
+    errors = exc.errors()
+    return str(errors[0]["type"]) if errors else "invalid"
 
 
 def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
@@ -45,6 +52,10 @@ def _item_bytes(item: Any) -> bytes:
     return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def _unusable(raw: bytes, reason: str, kind: str) -> tuple[list[TouchpointEvent], list[Rejected]]:
+    return [], [Rejected(None, raw, reason, kind)]
+
+
 def decode_message(raw: bytes | None) -> tuple[list[TouchpointEvent], list[Rejected]]:
     """Split one message into valid events and rejected items.
 
@@ -52,41 +63,44 @@ def decode_message(raw: bytes | None) -> tuple[list[TouchpointEvent], list[Rejec
     re-encoded on its own (compact JSON), so the dead letter holds exactly that event.
     """
     if raw is None or raw == b"":
-        return [], [Rejected(None, raw or b"", "empty message: expected a JSON object or array")]
+        return _unusable(raw or b"", "empty message: expected a JSON object or array", "empty")
     if len(raw) > MAX_MESSAGE_BYTES:
-        return [], [
-            Rejected(None, raw[:1024], f"message is {len(raw)} bytes, over {MAX_MESSAGE_BYTES}")
-        ]
-    stripped = raw.lstrip()
-    if stripped[:1] == b"{":
+        reason = f"message is {len(raw)} bytes, over {MAX_MESSAGE_BYTES}"
+        return _unusable(raw[:1024], reason, "too_large")
+    if raw.lstrip()[:1] == b"{":
         try:
             return [TouchpointEvent.model_validate_json(raw)], []
         except ValidationError as exc:
-            return [], [Rejected(None, raw, describe_validation_error(exc))]
+            return _unusable(raw, describe_validation_error(exc), _kind(exc))
     try:
         doc = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return [], [Rejected(None, raw, f"not JSON: {exc}")]
+        return _unusable(raw, f"not JSON: {exc}", "not_json")
     if not isinstance(doc, list):
-        return [], [
-            Rejected(None, raw, f"expected a JSON object or array, got {type(doc).__name__}")
-        ]
+        reason = f"expected a JSON object or array, got {type(doc).__name__}"
+        return _unusable(raw, reason, "not_object")
     if len(doc) > MAX_BATCH_EVENTS:
-        return [], [
-            Rejected(None, raw[:1024], f"batch has {len(doc)} events, over {MAX_BATCH_EVENTS}")
-        ]
+        reason = f"batch has {len(doc)} events, over {MAX_BATCH_EVENTS}"
+        return _unusable(raw[:1024], reason, "too_large")
     events: list[TouchpointEvent] = []
     rejected: list[Rejected] = []
     for i, item in enumerate(doc):
         if not isinstance(item, dict):
             rejected.append(
-                Rejected(i, _item_bytes(item), f"expected a JSON object, got {type(item).__name__}")
+                Rejected(
+                    i,
+                    _item_bytes(item),
+                    f"expected a JSON object, got {type(item).__name__}",
+                    "not_object",
+                )
             )
             continue
         try:
             events.append(TouchpointEvent.model_validate(item))
         except ValidationError as exc:
-            rejected.append(Rejected(i, _item_bytes(item), describe_validation_error(exc)))
+            rejected.append(
+                Rejected(i, _item_bytes(item), describe_validation_error(exc), _kind(exc))
+            )
     return events, rejected
 
 

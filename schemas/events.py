@@ -29,8 +29,12 @@ Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
 ]
 InstanceId = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9/][A-Za-z0-9._:@/-]*$")
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9/][A-Za-z0-9._:@/-]*$"),
 ]
+# Intents and segments are lower-case slugs (``card_blocked``, ``retail_banking``).
+Slug = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$")]
+LanguageTag = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
 # A touchpoint *type* is a dotted lower-case name such as ``atm.withdrawal``.
 TouchpointType = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
@@ -114,9 +118,7 @@ class Feedback(_Strict):
     csat: Annotated[int, Field(ge=1, le=5)] | None = None
     ces: Annotated[int, Field(ge=1, le=7)] | None = None
     text: Annotated[str, StringConstraints(max_length=2_000)] | None = None
-    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")] | None = (
-        None
-    )
+    language: LanguageTag | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> Feedback:
@@ -141,12 +143,12 @@ class TouchpointEvent(_Strict):
     touchpoint_instance: InstanceId | None = None
     journey_stage: JourneyStage
     journey_id: Identifier | None = None
-    intent: Annotated[str, StringConstraints(max_length=64, pattern=r"^[a-z0-9_.-]+$")] | None = None
+    intent: Slug | None = None
     outcome: Outcome
     details: ChannelDetails | None = None
     feedback: Feedback | None = None
     tier: Tier | None = None
-    segment: Annotated[str, StringConstraints(max_length=32, pattern=r"^[a-z0-9_.-]+$")] | None = None
+    segment: Slug | None = None
     attributes: Annotated[
         dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], AttributeValue],
         Field(max_length=32),

@@ -68,15 +68,14 @@ class Settings(BaseSettings):
     @classmethod
     def _clickhouse_scheme(cls, v: str) -> str:
         if not v.startswith(("clickhouse://", "chdb://")):
-            raise ValueError(
-                "must be clickhouse://user:pass@host:9000/db or chdb:///path/to/dir"
-            )
+            raise ValueError("must be clickhouse://user:pass@host:9000/db or chdb:///path/to/dir")
         return v
 
     @property
     def bootstrap_servers(self) -> list[str]:
         """The kafka:// URL as the host:port list kafka-python and aiokafka take."""
-        return [h for h in self.kafka_url.removeprefix("kafka://").replace(";", ",").split(",") if h]
+        hosts = self.kafka_url.removeprefix("kafka://").replace(";", ",")
+        return [h for h in hosts.split(",") if h]
 
 
 def load_settings(**overrides: object) -> Settings:

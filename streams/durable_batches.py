@@ -1,0 +1,81 @@
+"""Batches of Faust events whose offsets are acknowledged only after the batch succeeded.
+
+Faust's own ``Stream.take()`` acknowledges a buffer's events in a ``finally`` clause, so
+when the code handling a batch raises or is cancelled (a ClickHouse insert failing during
+shutdown or a rebalance) the offsets are still committed and the batch is lost. Here the
+events are acknowledged only when the caller asks for the next batch, i.e. after it
+finished the previous one; a failed or cancelled batch stays unacknowledged and is
+delivered again after a restart (at-least-once, with idempotent sinks downstream).
+
+The buffering mechanics follow ``faust.Stream.take`` (BSD-3-Clause, faust-streaming):
+a processor fills the buffer while the stream is consumed passively, and blocks when the
+buffer is full, which is the backpressure that pauses consumption while a sink is slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from faust.types import EventT, StreamT
+from mode.utils.futures import notify
+
+
+async def durable_batches(
+    stream: StreamT[Any], max_events: int, within: float
+) -> AsyncIterator[list[EventT[Any]]]:
+    """Yield lists of up to ``max_events`` events, waiting at most ``within`` seconds."""
+    s: Any = stream  # Faust's typing hides the Stream internals this mirrors.
+    buffer: list[EventT[Any]] = []
+    buffer_full = asyncio.Event()
+    buffer_consumed = asyncio.Event()
+    consuming: asyncio.Future[None] | None = None
+
+    async def add_to_buffer(value: Any) -> Any:
+        nonlocal consuming
+        try:
+            if consuming is not None:
+                try:
+                    await consuming
+                finally:
+                    consuming = None
+            event = s.current_event
+            if event is None:
+                raise RuntimeError("durable_batches found no current event")
+            buffer.append(event)
+            if len(buffer) >= max_events:
+                buffer_full.set()
+                buffer_consumed.clear()
+                await s.wait(buffer_consumed)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failure here would otherwise stall the stream
+            s.log.exception("Error adding to batch buffer: %r", exc)
+            await s.crash(exc)
+        return value
+
+    saved_enable_acks = s.enable_acks
+    s.enable_acks = False
+    s.add_processor(add_to_buffer)
+    s._enable_passive(aiter(s.channel))
+    try:
+        while not s.should_stop:
+            await s.wait_for_stopped(buffer_full, timeout=within)
+            if not buffer:
+                continue
+            consuming = asyncio.get_running_loop().create_future()
+            batch = list(buffer)
+            buffer.clear()
+            try:
+                yield batch
+                # Reached only when the caller asks for more: the batch is done.
+                for event in batch:
+                    await s.ack(event)
+            finally:
+                notify(consuming)
+                buffer_full.clear()
+                buffer_consumed.set()
+    finally:
+        s.enable_acks = saved_enable_acks
+        s._processors.remove(add_to_buffer)
