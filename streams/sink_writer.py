@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -33,10 +33,34 @@ class InsertBackend(Protocol):
 class SinkWriter:
     """Durable, ordered inserts for the agents of one worker."""
 
-    def __init__(self, backend: InsertBackend, retry_max_seconds: float = 30.0) -> None:
-        self.backend = backend
+    def __init__(
+        self, connect: Callable[[], InsertBackend], retry_max_seconds: float = 30.0
+    ) -> None:
+        """``connect`` opens the backend (and ensures its tables); it is called on the sink
+        thread itself, lazily and again after a failure, so a ClickHouse that is down at
+        start or restarts later is simply retried like any failed insert."""
+        self._connect = connect
+        self._backend: InsertBackend | None = None
         self.retry_max_seconds = retry_max_seconds
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxpulse-sink")
+
+    def _insert(self, table: str, rows: Sequence[Any]) -> None:
+        if self._backend is None:
+            self._backend = self._connect()
+        try:
+            self._backend.insert(table, rows)
+        except Exception:
+            self._drop_backend()
+            raise
+
+    def _drop_backend(self) -> None:
+        backend, self._backend = self._backend, None
+        close = getattr(backend, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception as exc:  # closing a broken connection may fail too
+                log.debug("closing the failed backend raised %r", exc)
 
     async def write(self, table: str, rows: Sequence[Any]) -> None:
         """Insert ``rows`` into ``table``; returns only once they are durable."""
@@ -67,7 +91,7 @@ class SinkWriter:
             ):
                 with attempt:
                     started = time.perf_counter()
-                    await loop.run_in_executor(self._executor, self.backend.insert, table, rows)
+                    await loop.run_in_executor(self._executor, self._insert, table, rows)
                     elapsed = time.perf_counter() - started
             metrics.SINK_INSERT_SECONDS.labels(table).observe(elapsed)
             metrics.SINK_ROWS.labels(table).inc(len(rows))
@@ -75,9 +99,17 @@ class SinkWriter:
         finally:
             pending.dec(len(rows))
 
-    async def run_blocking(self, fn: Any, *args: Any) -> Any:
-        """Run another blocking call (schema setup, a query) on the sink thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    def _query(self, sql: str) -> Any:
+        if self._backend is None:
+            self._backend = self._connect()
+        return self._backend.query(sql)  # type: ignore[attr-defined]
+
+    async def query(self, sql: str) -> Any:
+        """Run a read query on the sink thread: an embedded chDB directory can be open in
+        one process only, so while a worker runs, reads must go through it."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._query, sql)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        """Close the backend after any insert in flight, without blocking the caller."""
+        self._executor.submit(self._drop_backend)
+        self._executor.shutdown(wait=False)

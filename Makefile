@@ -1,0 +1,52 @@
+# cxpulse: `make demo` runs the main job on the embedded default, `make test` the suite.
+# Both create ./.venv and install what they need on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast lint format bench schema clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cxpulse needs Python >= 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/cxpulse demo
+
+# The whole suite: lint, type check, then every test (real broker, real chDB, and the
+# ClickHouse server named by CXPULSE_TEST_CLICKHOUSE_URL). pytest's exit code 5 (no tests
+# collected) is a failure here, never a pass.
+test: $(STAMP) lint
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests/unit tests/agents $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# Benchmarks print figures as ratios against a baseline measured in the same run.
+bench: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider -o python_files='bench_*.py' tests/benchmarks --benchmark-only --benchmark-columns=median,ops,rounds -q
+	$(PY) -m tests.benchmarks.pipeline
+
+schema: $(STAMP)
+	$(PY) -m schemas.export
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

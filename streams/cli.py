@@ -1,0 +1,142 @@
+"""The ``cxpulse`` command line: broker, worker, publish, query, demo.
+
+Settings come from ``CXPULSE_*`` environment variables (see ``cxpulse worker --help``);
+options given here override them for one run. Errors print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from streams.settings import ConfigError, Settings, load_settings
+
+
+def _settings(**overrides: Any) -> Settings:
+    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _env_help() -> str:
+    lines = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        lines.append(f"  CXPULSE_{name.upper():<28} {field.description} [default: {default}]")
+    return "\n".join(lines)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="cxpulse")
+def cli() -> None:
+    """cxpulse: touchpoint events from Kafka, scored per customer, into ClickHouse.
+
+    \b
+    Quick start (embedded: bundled Kafka-protocol broker + chDB, no Docker):
+      cxpulse demo                       # everything at once, under ./var
+    \b
+    Or piece by piece:
+      cxpulse broker                     # terminal 1
+      cxpulse worker                     # terminal 2
+      cxpulse publish events.jsonl       # terminal 3
+      cxpulse query "SELECT channel, count() FROM touchpoint_events FINAL GROUP BY channel"
+    """
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", default=9092, show_default=True, type=int, help="Kafka port")
+@click.option("--log-dir", default="./var/logs", show_default=True, help="where the log goes")
+def broker(host: str, port: int, log_dir: str) -> None:
+    """Run the bundled Kafka-protocol broker (tansu, in-memory storage) until Ctrl-C."""
+    from streams.broker import run_broker_forever
+
+    run_broker_forever(host, port, log_dir)
+
+
+@cli.command(epilog="Environment:\n\n" + _env_help())
+@click.option("--web-port", type=int, help="override CXPULSE_WEB_PORT (/metrics, /query)")
+def worker(web_port: int | None) -> None:
+    """Run a stream worker: validate, score, alert and sink into ClickHouse.
+
+    Reads CXPULSE_KAFKA_URL and CXPULSE_CLICKHOUSE_URL; serves Prometheus metrics on
+    http://HOST:CXPULSE_WEB_PORT/metrics. Start more workers with the same
+    CXPULSE_APP_ID (and other web ports) to share the partitions.
+    """
+    from streams.worker import run_worker
+
+    run_worker(_settings(web_port=web_port))
+
+
+@cli.command()
+@click.argument("source", type=str)
+@click.option("--batch-size", default=500, show_default=True, help="events per Kafka message")
+@click.option("--topic", default=None, help="override the topic (default: <prefix>.touchpoints)")
+def publish(source: str, batch_size: int, topic: str | None) -> None:
+    """Publish touchpoint events from SOURCE (a file or - for stdin).
+
+    SOURCE holds JSON Lines (one event per line) or one JSON array of events. Each event
+    is validated against the contract first; invalid ones are reported, not sent.
+    """
+    from streams.publisher import print_summary, publish_source
+
+    settings = _settings()
+    summary = publish_source(source, settings, batch_size=batch_size, topic=topic)
+    print_summary(summary)
+    if summary.sent == 0 and summary.rejected:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("sql")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "table", "tsv", "csv", "json"]),
+    default="auto",
+    show_default=True,
+    help="auto = a table on a terminal, TSV in a pipe",
+)
+def query(sql: str, fmt: str) -> None:
+    """Run a read-only SQL query on the configured ClickHouse and print the result.
+
+    With the embedded chDB, a running worker answers the query (its directory can be
+    open in one process only); without a worker the directory is read directly.
+    """
+    from streams.query import print_result, run_query
+
+    columns, rows = run_query(_settings(), sql)
+    print_result(columns, rows, fmt)
+
+
+@cli.command()
+@click.option("--dir", "data_dir", default="./var", show_default=True, help="data directory")
+@click.option("--timeout", default=120.0, show_default=True, help="seconds to wait for rows")
+def demo(data_dir: str, timeout: float) -> None:
+    """Run broker + worker + chDB, publish a built-in sample, print what landed."""
+    from streams.demo import run_demo
+
+    sys.exit(run_demo(data_dir, timeout))
+
+
+def main() -> None:
+    """Entry point: one-line errors instead of tracebacks for what a user can fix."""
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ConfigError as exc:
+        click.echo(f"cxpulse: {exc.message}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

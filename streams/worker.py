@@ -1,0 +1,62 @@
+"""Start a worker: check what it depends on, create its topics, then run Faust.
+
+Every check fails fast with one line that says what is wrong and how to fix it, before
+Faust starts and buries the cause in a retry loop or a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+
+from streams import topics
+from streams.app import TABLE_NAMES, create_app, default_connect
+from streams.settings import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+
+def preflight(settings: Settings) -> None:
+    """Kafka reachable, topics created with their partition counts, ClickHouse usable."""
+    from streams.admin import ensure_topics, wait_for_kafka
+
+    wait_for_kafka(settings.bootstrap_servers, timeout=30.0)
+    ensure_topics(settings, topics.all_topics(settings, TABLE_NAMES))
+    try:
+        backend = default_connect(settings)()
+    except Exception as exc:
+        raise ConfigError(
+            f"ClickHouse at {redact(settings.clickhouse_url)} is not usable: {first_line(exc)} "
+            "(check CXPULSE_CLICKHOUSE_URL; for the embedded default use chdb:///./var/chdb)"
+        ) from None
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the Faust worker in the foreground until SIGINT/SIGTERM."""
+    started = time.monotonic()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    preflight(settings)
+    app = create_app(settings)
+    log.info("preflight done in %.1fs", time.monotonic() - started)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    worker.execute_from_commandline()
