@@ -1,0 +1,111 @@
+"""The validate agent under Faust's test_context(): what it sends where.
+
+Sends to other topics leave the process, so they are captured here instead of produced;
+the Kafka round trip itself is covered by tests/integration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import faust
+import pytest
+
+from schemas.envelope import decode_message
+from streams.app import create_app
+from streams.partitioning import partition_for
+from streams.settings import load_settings
+
+PARTITIONS = 4
+
+
+def event(customer: str = "cust-1", **overrides: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": "2026-11-20T09:30:00+00:00",
+        "customer_id": customer,
+        "channel": "atm",
+        "touchpoint": "atm.withdrawal",
+        "touchpoint_instance": "ATM-0042",
+        "journey_stage": "post_purchase",
+        "outcome": "failure",
+        "details": {"kind": "atm", "error_code": "E-CASH-JAM"},
+    }
+    doc.update(overrides)
+    return doc
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    captured: list[dict[str, Any]] = []
+
+    async def capture(self: faust.Topic, **kwargs: Any) -> Any:
+        captured.append({"topic": self.get_topic_name(), **kwargs})
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    monkeypatch.setattr(faust.Topic, "send", capture)
+    return captured
+
+
+async def run_validate(messages: list[bytes], sent: list[dict[str, Any]], expect: int) -> None:
+    settings = load_settings(kafka_url="kafka://127.0.0.1:1", partitions=PARTITIONS)
+    app = create_app(settings, connect=lambda: None)  # type: ignore[arg-type,return-value]
+    app.finalize()
+    app.flow_control.resume()
+    async with app.agents["validate"].test_context() as agent:
+        for message in messages:
+            await agent.put(message)
+        for _ in range(200):
+            if len(sent) >= expect:
+                break
+            await asyncio.sleep(0.01)
+
+
+def test_valid_events_are_batched_by_customer_partition(sent: list[dict[str, Any]]) -> None:
+    customers = [f"cust-{i}" for i in range(12)]
+    batch = json.dumps([event(c) for c in customers]).encode()
+    single = json.dumps(event("cust-0")).encode()
+    expected_partitions = {partition_for(c, PARTITIONS) for c in customers}
+
+    asyncio.run(run_validate([batch, single], sent, len(expected_partitions)))
+
+    to_events = [s for s in sent if s["topic"] == "cx.events"]
+    assert {s["partition"] for s in to_events} == expected_partitions
+    seen = []
+    for s in to_events:
+        events, rejected = decode_message(s["value"])
+        assert rejected == []
+        assert {partition_for(e.customer_id, PARTITIONS) for e in events} == {s["partition"]}
+        seen.extend(e.customer_id for e in events)
+    assert sorted(seen) == sorted([*customers, "cust-0"])
+    assert not [s for s in sent if s["topic"] == "cx.touchpoints.dlq"]
+
+
+def test_bad_event_goes_to_dlq_without_its_batch_mates(sent: list[dict[str, Any]]) -> None:
+    bad = event("cust-9", channel="fax")
+    good = event("cust-1")
+    batch = json.dumps([good, bad]).encode()
+
+    asyncio.run(run_validate([batch, b"not json at all"], sent, 3))
+
+    dlq = [s for s in sent if s["topic"] == "cx.touchpoints.dlq"]
+    assert len(dlq) == 2
+    headers = [dict(s["headers"]) for s in dlq]
+    by_index = {h["cxpulse.source.index"]: (h, s) for h, s in zip(headers, dlq, strict=True)}
+    item_headers, item_sent = by_index[b"1"]
+    assert b"channel" in item_headers["cxpulse.reason"]
+    assert json.loads(item_sent["value"]) == bad
+    whole_headers, whole_sent = by_index[b"-1"]
+    assert whole_sent["value"] == b"not json at all"
+    assert whole_headers["cxpulse.reason"].startswith(b"not JSON")
+    assert whole_headers["cxpulse.source.topic"] == b"cx.touchpoints"
+
+    to_events = [s for s in sent if s["topic"] == "cx.events"]
+    assert len(to_events) == 1
+    events, _ = decode_message(to_events[0]["value"])
+    assert [str(e.event_id) for e in events] == [good["event_id"]]
