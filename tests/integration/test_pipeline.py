@@ -1,0 +1,237 @@
+"""End to end on real components: bundled tansu broker, a real worker process, chDB (and
+the ClickHouse server named by CXPULSE_TEST_CLICKHOUSE_URL, which CI always sets)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaProducer
+
+from streams.admin import ensure_topics, read_records
+from streams.app import TABLE_NAMES
+from streams.demo import WorkerProcess, free_port, scrape, sink_rows
+from streams.publisher import Publisher
+from streams.settings import Settings, load_settings
+from streams.topics import all_topics, touchpoints, touchpoints_dlq
+
+pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
+
+SERVER_URL = os.environ.get("CXPULSE_TEST_CLICKHOUSE_URL")
+
+
+def clickhouse_url(kind: str, tmp_path: Path, name: str) -> str:
+    if kind == "chdb":
+        return f"chdb://{tmp_path / 'chdb'}"
+    if not SERVER_URL:
+        if os.environ.get("CI"):
+            pytest.fail("CXPULSE_TEST_CLICKHOUSE_URL is not set in CI: .ci/run must set it")
+        pytest.skip("set CXPULSE_TEST_CLICKHOUSE_URL to run against a ClickHouse server")
+    base = SERVER_URL.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    tmp_path: Path
+    workers: list[WorkerProcess]
+
+    def start_worker(self, module: str = "streams.cli", **env: str) -> WorkerProcess:
+        argv = [sys.executable, "-m", module] + (["worker"] if module == "streams.cli" else [])
+        worker = WorkerProcess(
+            self.settings, self.tmp_path / f"worker-{len(self.workers)}.log", extra_env=env
+        )
+        worker.start(argv)
+        self.workers.append(worker)
+        return worker
+
+    def wait_rows(self, worker: WorkerProcess, table: str, n: int, timeout: float = 90) -> int:
+        deadline = time.monotonic() + timeout
+        got = 0
+        while time.monotonic() < deadline:
+            assert worker.alive(), f"worker died:\n{worker.log_tail(40)}"
+            got = sink_rows(scrape(self.settings.web_port), table)
+            if got >= n:
+                return got
+            time.sleep(0.2)
+        raise AssertionError(f"{table}: {got}/{n} rows after {timeout}s\n{worker.log_tail(40)}")
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Read ClickHouse directly (workers stopped: chDB is single-process)."""
+        from sinks.clickhouse import open_backend
+
+        for worker in self.workers:
+            worker.stop()
+        backend = open_backend(self.settings.clickhouse_url)
+        try:
+            _, rows = backend.query(sql)
+        finally:
+            backend.close()
+        return [tuple(r) for r in rows]
+
+
+@pytest.fixture(params=["chdb", "server"])
+def pipeline(
+    request: pytest.FixtureRequest, kafka_broker: Any, tmp_path: Path
+) -> Iterator[Pipeline]:
+    name = f"t{uuid.uuid4().hex[:10]}"
+    settings = load_settings(
+        kafka_url=kafka_broker.url,
+        clickhouse_url=clickhouse_url(request.param, tmp_path, f"cxpulse_{name}"),
+        app_id=f"cxpulse-{name}",
+        topic_prefix=name,
+        partitions=4,
+        web_port=free_port(),
+        data_dir=tmp_path / "var",
+        sink_flush_seconds=0.3,
+    )
+    ensure_topics(settings, all_topics(settings, TABLE_NAMES))
+    p = Pipeline(settings, tmp_path, [])
+    yield p
+    for worker in p.workers:
+        worker.stop()
+
+
+def make_events(n: int, customers: int = 7) -> list[dict[str, Any]]:
+    start = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    channels = [
+        ("web", "web.login", {"kind": "web", "latency_ms": 850.0, "http_status": 200}),
+        ("app", "app.transfer", {"kind": "app", "latency_ms": 400.0, "os": "ios"}),
+        ("call_center", "call.card_hotline", {"kind": "call_center", "wait_seconds": 300.0}),
+        ("store", "store.counter", {"kind": "store", "queue_seconds": 600.0}),
+        ("atm", "atm.withdrawal", {"kind": "atm", "error_code": "E-CASH-JAM"}),
+    ]
+    events = []
+    for i in range(n):
+        channel, touchpoint, details = channels[i % len(channels)]
+        events.append(
+            {
+                "event_id": str(uuid.UUID(int=i + 1)),
+                "occurred_at": (start + timedelta(minutes=i)).isoformat(),
+                "customer_id": f"C-{i % customers:04d}",
+                "channel": channel,
+                "touchpoint": touchpoint,
+                "journey_stage": "post_purchase",
+                "outcome": "failure" if i % 4 == 0 else "success",
+                "details": details,
+                "tier": "ABC"[i % 3],
+            }
+        )
+    return events
+
+
+def publish(settings: Settings, events: list[dict[str, Any]], batch_size: int = 50) -> None:
+    with Publisher(settings, batch_size=batch_size) as publisher:
+        publisher.publish_many(events)
+        publisher.flush()
+
+
+def send_raw(settings: Settings, messages: list[bytes]) -> None:
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+    for message in messages:
+        producer.send(touchpoints(settings), message)
+    producer.flush()
+    producer.close()
+
+
+def test_single_and_batched_events_reach_clickhouse(pipeline: Pipeline) -> None:
+    events = make_events(120)
+    worker = pipeline.start_worker()
+    publish(pipeline.settings, events[:100], batch_size=25)  # batches of 25
+    send_raw(pipeline.settings, [json.dumps(e).encode() for e in events[100:]])  # one each
+    pipeline.wait_rows(worker, "touchpoint_events", len(events))
+
+    rows = pipeline.query("SELECT toString(event_id), channel FROM touchpoint_events FINAL")
+    assert sorted(r[0] for r in rows) == sorted(e["event_id"] for e in events)
+    by_channel: dict[str, int] = {}
+    for _, channel in rows:
+        by_channel[channel] = by_channel.get(channel, 0) + 1
+    assert by_channel == {c: 24 for c in ("web", "app", "call_center", "store", "atm")}
+
+
+def test_invalid_events_reach_dlq_topic_and_table_with_reasons(pipeline: Pipeline) -> None:
+    good = make_events(3)
+    bad_item = dict(good[0], event_id=str(uuid.uuid4()), channel="fax")
+    worker = pipeline.start_worker()
+    send_raw(
+        pipeline.settings,
+        [
+            json.dumps([good[0], bad_item, good[1]]).encode(),  # one bad among good
+            b"{not json",
+            json.dumps({k: v for k, v in good[2].items() if k != "customer_id"}).encode(),
+        ],
+    )
+    pipeline.wait_rows(worker, "dead_letters", 3)
+    pipeline.wait_rows(worker, "touchpoint_events", 2)
+
+    records = read_records(
+        pipeline.settings.bootstrap_servers, touchpoints_dlq(pipeline.settings), timeout=10
+    )
+    assert len(records) == 3
+    reasons = sorted(dict(r.headers)["cxpulse.reason"].decode() for r in records)
+    assert any(r.startswith("channel") for r in reasons), reasons
+    assert any(r.startswith("not JSON") for r in reasons), reasons
+    assert any(r.startswith("customer_id: Field required") for r in reasons), reasons
+
+    rows = pipeline.query(
+        "SELECT source_index, reason, payload FROM dead_letters FINAL ORDER BY source_offset"
+    )
+    assert len(rows) == 3
+    assert any(r[0] == 1 and json.loads(r[2]) == bad_item for r in rows)
+    assert {r[0] for r in rows} == {1, -1}
+    events = pipeline.query("SELECT toString(event_id) FROM touchpoint_events FINAL")
+    assert sorted(r[0] for r in events) == sorted([good[0]["event_id"], good[1]["event_id"]])
+
+
+def test_replaying_the_same_input_adds_no_duplicate_rows(pipeline: Pipeline) -> None:
+    events = make_events(60)
+    worker = pipeline.start_worker()
+    publish(pipeline.settings, events)
+    publish(pipeline.settings, events)  # the same events again, as a replay would
+    pipeline.wait_rows(worker, "touchpoint_events", 2 * len(events))
+
+    rows = pipeline.query("SELECT count(), uniqExact(event_id) FROM touchpoint_events FINAL")
+    assert rows == [(len(events), len(events))]
+
+
+def test_failed_inserts_are_retried_and_nothing_is_lost(pipeline: Pipeline) -> None:
+    """Inserts fail, the worker is killed while they fail, a new worker finishes the job."""
+    events = make_events(80)
+    settings = pipeline.settings
+    flaky = pipeline.start_worker(
+        "tests.integration.flaky_worker", CXPULSE_TEST_FAIL_INSERTS="1000000"
+    )
+    publish(settings, events)
+    deadline = time.monotonic() + 90
+    failures = 0.0
+    while time.monotonic() < deadline and failures < 2:
+        assert flaky.alive(), flaky.log_tail(40)
+        failures = scrape(settings.web_port).get(
+            ("cxpulse_sink_failures_total", (("table", "touchpoint_events"),)), 0.0
+        )
+        time.sleep(0.2)
+    assert failures >= 2, flaky.log_tail(40)
+    assert sink_rows(scrape(settings.web_port), "touchpoint_events") == 0
+    assert flaky.proc is not None
+    flaky.proc.kill()  # crash while the batch is unacknowledged
+    flaky.proc.wait()
+
+    recovering = pipeline.start_worker(
+        "tests.integration.flaky_worker", CXPULSE_TEST_FAIL_INSERTS="3"
+    )
+    pipeline.wait_rows(recovering, "touchpoint_events", len(events))
+    metrics = scrape(settings.web_port)
+    assert metrics[("cxpulse_sink_failures_total", (("table", "touchpoint_events"),))] >= 1
+
+    rows = pipeline.query("SELECT toString(event_id) FROM touchpoint_events FINAL")
+    assert sorted(r[0] for r in rows) == sorted(e["event_id"] for e in events)
