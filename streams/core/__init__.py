@@ -1,0 +1,8 @@
+"""Pure experience scoring: no faust, kafka, clickhouse, prometheus, yaml or sentiment libs.
+
+Imports schemas and the standard library only; time is passed in. See docs/scoring.md.
+"""
+
+from streams.core.apply import apply_event, apply_events, score_update
+
+__all__ = ["apply_event", "apply_events", "score_update"]

@@ -1,0 +1,392 @@
+"""The experience model: every number of cx-model.md's scoring, as validated configuration.
+
+Importance differs by industry and segment and expectations differ by tier, so none of it
+is code. A CX team edits ``streams/default_model.yaml`` (or its own copy); this module
+checks it once at load and turns every mistake into ONE line that names the key and says
+how to fix it, because the person reading it is an analyst editing YAML, not a Python
+developer reading a traceback.
+
+The six factors themselves are fixed (they are the CEM model's vocabulary, and the
+ClickHouse columns are derived from them); their weights are not.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from schemas.events import CHANNELS
+
+Factor = Literal["product", "service", "relationship", "convenience", "brand", "price"]
+FACTORS: tuple[str, ...] = ("product", "service", "relationship", "convenience", "brand", "price")
+TIERS: tuple[str, ...] = ("A", "B", "C")
+NO_TIER = "none"
+DEFAULT_SEGMENT = "default"
+
+# Which detail fields measure effort on each channel. Written out (not derived) so that a
+# new field in the event contract is a deliberate scoring decision; a unit test keeps this
+# table in step with schemas/events.py.
+EFFORT_METRICS: dict[str, tuple[str, ...]] = {
+    "web": ("latency_ms", "steps"),
+    "app": ("latency_ms", "steps"),
+    "call_center": ("wait_seconds", "handle_seconds", "transfers", "ivr_steps"),
+    "store": ("queue_seconds", "service_seconds"),
+    "atm": ("response_ms",),
+}
+ALL_METRICS: tuple[str, ...] = tuple(sorted({m for ms in EFFORT_METRICS.values() for m in ms}))
+
+
+class ModelError(ValueError):
+    """A bad experience model: the message is one line, ``model error: <key>: <what>: <fix>``."""
+
+
+def _importance(v: int) -> int:
+    if v > 10:
+        raise ValueError(f"{v} is above 10: use 1..10")
+    if v < 1:
+        raise ValueError(f"{v} is below 1: use 1..10 (leave a factor at 1 if it barely matters)")
+    return v
+
+
+def _level(v: float) -> float:
+    if not 0 <= v <= 10:
+        raise ValueError(f"{v} is outside 0..10: readings and expectations live on 0..10")
+    return v
+
+
+Importance = Annotated[int, AfterValidator(_importance)]
+Level = Annotated[float, AfterValidator(_level)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+SegmentName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.-]+$", max_length=64)]
+TouchpointName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)*$", max_length=64)
+]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a misspelt key would otherwise silently keep its default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _FactorTable(_Strict):
+    """One number per factor; all six are required so nothing is left to an implicit default."""
+
+    def as_dict(self) -> dict[str, float]:
+        return {f: float(getattr(self, f)) for f in FACTORS}
+
+
+class Importances(_FactorTable):
+    """Importance 1..10 of each factor for one segment."""
+
+    product: Importance
+    service: Importance
+    relationship: Importance
+    convenience: Importance
+    brand: Importance
+    price: Importance
+
+
+class Expectations(_FactorTable):
+    """What a customer of one tier expects from each factor, on the reading scale 0..10."""
+
+    product: Level
+    service: Level
+    relationship: Level
+    convenience: Level
+    brand: Level
+    price: Level
+
+
+class FactorsSection(_Strict):
+    """``factors.importance.<segment>``: must include ``default`` for unknown segments."""
+
+    importance: dict[SegmentName, Importances]
+
+    @model_validator(mode="after")
+    def _has_default(self) -> FactorsSection:
+        if DEFAULT_SEGMENT not in self.importance:
+            raise ValueError(
+                "importance.default: missing: add a 'default' segment, used when an event's "
+                "segment is unknown"
+            )
+        return self
+
+
+class TierExpectations(_Strict):
+    """``expectations.<A|B|C|none>``: tier A expects more, so the same moment hurts more."""
+
+    A: Expectations
+    B: Expectations
+    C: Expectations
+    none: Expectations
+
+
+class Outcomes(_Strict):
+    """The need level: was it done at all."""
+
+    success: Level = 10.0
+    abandoned: Level = 3.0
+    failure: Level = 0.0
+
+
+class Scale(_Strict):
+    """A linear map of a raw answer onto 0..10: ``zero`` maps to 0 and ``ten`` to 10.
+
+    CES is 1 = effortless, so its scale is written ``{zero: 7, ten: 1}``.
+    """
+
+    zero: float
+    ten: float
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Scale:
+        if self.zero == self.ten:
+            raise ValueError(f"zero and ten are both {self.zero}: give two different values")
+        return self
+
+
+class Delight(_Strict):
+    """The delight level: survey answers and text sentiment."""
+
+    csat: Scale = Scale(zero=1, ten=5)
+    nps: Scale = Scale(zero=0, ten=10)
+    ces: Scale = Scale(zero=7, ten=1)
+    sentiment: Scale = Scale(zero=-1, ten=1)
+
+
+class LevelWeights(_Strict):
+    """How the three levels of one factor's readings are averaged (need still caps them)."""
+
+    need: Annotated[float, Field(ge=0)] = 1.0
+    ease: Annotated[float, Field(ge=0)] = 1.0
+    delight: Annotated[float, Field(ge=0)] = 2.0
+
+    @model_validator(mode="after")
+    def _need_counts(self) -> LevelWeights:
+        if self.need <= 0:
+            raise ValueError("need is 0: give need a positive weight (it is always present)")
+        return self
+
+
+class ReadingsSection(_Strict):
+    outcomes: Outcomes = Outcomes()
+    effort_k: Annotated[float, Field(gt=1)] = 4.0
+    delight: Delight = Delight()
+    level_weights: LevelWeights = LevelWeights()
+
+
+class EffortSpec(_Strict):
+    """One effort metric of a touchpoint: the reading is 10 while value <= expected, then
+    falls linearly to 0 at k x expected."""
+
+    metric: Literal[
+        "latency_ms",
+        "steps",
+        "wait_seconds",
+        "handle_seconds",
+        "transfers",
+        "ivr_steps",
+        "queue_seconds",
+        "service_seconds",
+        "response_ms",
+    ]
+    expected: PositiveFloat
+    k: Annotated[float, Field(gt=1)] | None = None
+    factors: list[Factor] | None = None
+
+
+class TouchpointSpec(_Strict):
+    """The factors a touchpoint type touches and the effort it is measured by."""
+
+    channel: Literal["web", "app", "call_center", "store", "atm"]
+    factors: Annotated[list[Factor], Field(min_length=1)]
+    effort: list[EffortSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TouchpointSpec:
+        if len(set(self.factors)) != len(self.factors):
+            raise ValueError(f"factors {self.factors} repeat a factor: list each once")
+        for i, e in enumerate(self.effort):
+            if e.metric not in EFFORT_METRICS[self.channel]:
+                raise ValueError(
+                    f"effort.{i}.metric: {e.metric} is not measured on {self.channel}: use one "
+                    f"of {', '.join(EFFORT_METRICS[self.channel])}"
+                )
+            for f in e.factors or ():
+                if f not in self.factors:
+                    raise ValueError(
+                        f"effort.{i}.factors: {f} is not one of this touchpoint's factors: add "
+                        "it to factors or remove it here"
+                    )
+        return self
+
+
+class ChannelDefaults(_Strict):
+    """How an unknown touchpoint type is scored: by its channel's defaults, so it still counts.
+
+    An upstream team shipping a new screen should not make its customers' moments vanish
+    while the model catches up; ``Moment.fallback`` marks such moments so they are visible.
+    """
+
+    web: TouchpointSpec
+    app: TouchpointSpec
+    call_center: TouchpointSpec
+    store: TouchpointSpec
+    atm: TouchpointSpec
+
+    @model_validator(mode="after")
+    def _own_channel(self) -> ChannelDefaults:
+        for ch in CHANNELS:
+            spec: TouchpointSpec = getattr(self, ch)
+            if spec.channel != ch:
+                raise ValueError(f"{ch}.channel: is {spec.channel}: set it to {ch}")
+        return self
+
+
+class EpisodesSection(_Strict):
+    gap_minutes: Annotated[float, Field(gt=0, le=1440)] = 30.0
+    allowed_lateness_hours: Annotated[float, Field(ge=0, le=720)] = 48.0
+    max_open: Annotated[int, Field(ge=1, le=256)] = 16
+
+
+class ConfidenceSection(_Strict):
+    """confidence = n / (n + half_at), n the decay-weighted episode count."""
+
+    half_at_episodes: PositiveFloat = 3.0
+
+
+class ScoreSection(_Strict):
+    half_life_days: Annotated[float, Field(gt=0, le=3650)] = 14.0
+    explanation_size: Annotated[int, Field(ge=1, le=20)] = 5
+    confidence: ConfidenceSection = ConfidenceSection()
+    max_clock_skew_minutes: Annotated[float, Field(ge=0, le=1440)] = 5.0
+
+
+class StateSection(_Strict):
+    """Bounds on the per-customer state: it is a changelog record written on every update."""
+
+    seen_ids_max: Annotated[int, Field(ge=8, le=4096)] = 128
+    trail_hours: Annotated[float, Field(ge=1, le=2160)] = 168.0
+    trail_max: Annotated[int, Field(ge=1, le=1024)] = 24
+
+
+class ExperienceModel(_Strict):
+    """The whole experience model (cx-model.md), loaded from YAML by ``streams.model_check``."""
+
+    version: Literal[1] = 1
+    factors: FactorsSection
+    expectations: TierExpectations
+    readings: ReadingsSection = ReadingsSection()
+    touchpoints: dict[TouchpointName, TouchpointSpec]
+    channels: ChannelDefaults
+    episodes: EpisodesSection = EpisodesSection()
+    score: ScoreSection = ScoreSection()
+    state: StateSection = StateSection()
+
+    # Pre-digested lookups: the core calls these per event, so they are plain dicts.
+    @cached_property
+    def _importance(self) -> dict[str, dict[str, float]]:
+        return {seg: imp.as_dict() for seg, imp in self.factors.importance.items()}
+
+    @cached_property
+    def _expectations(self) -> dict[str, dict[str, float]]:
+        return {t: getattr(self.expectations, t).as_dict() for t in (*TIERS, NO_TIER)}
+
+    def importance_for(self, segment: str | None) -> dict[str, float]:
+        """Importance of the segment, or of ``default`` when the segment is unknown."""
+        imp = self._importance
+        return imp.get(segment or DEFAULT_SEGMENT) or imp[DEFAULT_SEGMENT]
+
+    def expectations_for(self, tier: str | None) -> dict[str, float]:
+        return self._expectations[tier or NO_TIER]
+
+    def touchpoint_spec(self, touchpoint: str, channel: str) -> tuple[TouchpointSpec, bool]:
+        """The spec of a touchpoint type: exact, else its longest configured dotted prefix
+        (``atm.withdrawal.cardless`` -> ``atm.withdrawal``), else the channel's defaults.
+
+        Returns ``(spec, fallback)`` where fallback is True for the channel defaults.
+        """
+        found = self.touchpoints.get(touchpoint)
+        if found is not None:
+            return found, False
+        name = touchpoint
+        while "." in name:
+            name = name.rsplit(".", 1)[0]
+            found = self.touchpoints.get(name)
+            if found is not None:
+                return found, False
+        return getattr(self.channels, channel), True
+
+
+# --- one-line errors -------------------------------------------------------------------
+
+
+def _loc(parts: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in parts if p != "[key]")
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """The first error of a pydantic ValidationError as ``<key>: <what>: <fix>``.
+
+    Only the first: one fix at a time is what a person editing a file can act on.
+    """
+    e = err.errors(include_url=False)[0]
+    loc, typ, inp, ctx = e["loc"], e["type"], e.get("input"), e.get("ctx") or {}
+    key = _loc(loc)
+    if loc and loc[-1] == "[key]":
+        return f"{key}: {inp!r} is not a valid name: use lower-case letters, digits, _ . -"
+    if typ == "value_error":
+        msg = str(ctx.get("error", e["msg"]))
+        # Validators that check a sub-key say so as "sub.key: ...": fold it into the key.
+        head, sep, rest = msg.partition(": ")
+        if sep and " " not in head and head and not head[0].isdigit():
+            return f"{key}.{head}: {rest}" if key else f"{head}: {rest}"
+        return f"{key}: {msg}"
+    if typ == "missing":
+        return f"{key}: missing: add it"
+    if typ == "extra_forbidden":
+        return f"{key}: unknown key: remove it or fix its spelling"
+    if typ == "literal_error":
+        return f"{key}: {inp!r} is not allowed: use one of {ctx.get('expected', '')}"
+    if typ in ("greater_than", "greater_than_equal"):
+        bound = ctx.get("gt", ctx.get("ge"))
+        op = ">" if typ == "greater_than" else ">="
+        return f"{key}: {inp} is too small: use a value {op} {bound}"
+    if typ in ("less_than", "less_than_equal"):
+        bound = ctx.get("lt", ctx.get("le"))
+        op = "<" if typ == "less_than" else "<="
+        return f"{key}: {inp} is too large: use a value {op} {bound}"
+    if typ.endswith("_parsing") or typ.endswith("_type"):
+        want = typ.split("_")[0]
+        want = {"dict": "a mapping (key: value)", "model": "a mapping (key: value)"}.get(
+            want, f"a {want}"
+        )
+        return f"{key}: {inp!r} is not {want}: write {want}"
+    if typ == "too_short":
+        return f"{key}: is empty: give at least {ctx.get('min_length', 1)}"
+    if typ == "string_pattern_mismatch":
+        return f"{key}: {inp!r} is not a valid name: use lower-case letters, digits, _ . -"
+    return f"{key}: {e['msg']}"
+
+
+def parse_model(data: Any) -> ExperienceModel:
+    """Validate a parsed YAML/JSON document; raise ModelError with a one-line message."""
+    if not isinstance(data, dict):
+        raise ModelError(
+            "model error: <top>: the file is not a mapping: start with keys like factors:"
+        )
+    try:
+        return ExperienceModel.model_validate(data)
+    except ValidationError as err:
+        raise ModelError(f"model error: {format_validation_error(err)}") from None

@@ -1,0 +1,227 @@
+"""What experience scoring produces and remembers: Moment, ScoreUpdate, CustomerState.
+
+``Moment`` is one row of ClickHouse's ``moments`` table (the emotion map); ``ScoreUpdate``
+one row of ``scores`` and one message on ``cx.scores``. ``CustomerState`` is the Faust table
+value: it is written to the changelog topic on EVERY update, so it is built to stay small:
+times are epoch seconds, peak-end memories are 3-tuples, event ids are 48-bit hashes packed
+into one base64 string, every list is bounded by the model's ``state`` and ``episodes``
+sections, and JSON keys are short aliases (``to_bytes``/``from_bytes``).
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# (peak, end_t, end_value): the peak-end memory of one episode for one series (overall
+# valence, a factor's gap, a channel's valence). ``peak`` is the value of largest absolute
+# value (the negative one on a tie: bad is stronger than good); ``end`` is the value of the
+# latest moment by event time (the lower value on a same-second tie), so combining two
+# memories is associative and commutative, which is what makes out-of-order events safe.
+PeakEnd = tuple[float, int, float]
+# (weight_sum, weighted_value_sum) of decayed remembered values, normalised to a reference.
+Decayed = tuple[float, float]
+
+_SEEN = struct.Struct(">6sI")  # 48-bit event-id hash, event time in epoch seconds
+
+
+class _Row(BaseModel):
+    """Output rows: frozen, so a row handed to a sink cannot change under it."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class Explanation(_Row):
+    """One moment that moved the score: its strongest factor and that factor's impact."""
+
+    event_id: UUID
+    occurred_at: datetime
+    touchpoint: str
+    channel: str
+    factor: str
+    impact: float
+
+
+class Moment(_Row):
+    """One touchpoint event turned into an experience reading (a ``moments`` row).
+
+    ``episode_id`` is the episode as known when the moment was processed: a later
+    out-of-order event can extend or merge episodes, which relabels later moments only.
+    ``late`` moments arrived beyond the allowed lateness: they are recorded for the emotion
+    map but did not change the score. ``fallback`` moments were scored with their channel's
+    defaults because the touchpoint type is not in the model.
+    """
+
+    event_id: UUID
+    customer_id: str
+    occurred_at: datetime
+    channel: str
+    touchpoint: str
+    touchpoint_instance: str | None
+    journey_stage: str
+    journey_id: str | None
+    intent: str | None
+    outcome: str
+    episode_id: str
+    valence: float
+    readings: dict[str, float]
+    gaps: dict[str, float]
+    impacts: dict[str, float]
+    key_factor: str
+    tier: str | None
+    segment: str | None
+    sentiment: float | None = None
+    late: bool = False
+    fallback: bool = False
+    score_after: float
+
+
+class ScoreUpdate(_Row):
+    """The customer's experience score as of event time ``as_of`` (a ``scores`` row).
+
+    ``version`` grows by one with every event that changed the state, so
+    ``(customer_id, version)`` is a deterministic key for idempotent inserts.
+    """
+
+    customer_id: str
+    version: int
+    as_of: datetime
+    score: float
+    factor_scores: dict[str, float]
+    channel_scores: dict[str, float]
+    confidence: float
+    episodes: int
+    tier: str | None
+    segment: str | None
+    explanation: list[Explanation]
+
+
+class _State(BaseModel):
+    """State parts: short JSON keys (aliases), readable Python names."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class Episode(_State):
+    """An open episode's peak-end memory; its moments themselves are not kept.
+
+    ``journey`` is set for journey episodes (grouped by journey_id); session episodes
+    (no journey_id) are grouped by the gap rule over ``[start, end]``.
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+    journey: Annotated[str | None, Field(alias="j")] = None
+    start: Annotated[int, Field(alias="s")]
+    count: Annotated[int, Field(alias="n")]
+    overall: Annotated[PeakEnd, Field(alias="v")]
+    factors: Annotated[dict[str, PeakEnd], Field(alias="f")]
+    channels: Annotated[dict[str, PeakEnd], Field(alias="c")]
+
+    @property
+    def end(self) -> int:
+        return self.overall[1]
+
+    @property
+    def episode_id(self) -> str:
+        return f"j:{self.journey}" if self.journey is not None else f"s:{self.start}"
+
+
+class Folded(_State):
+    """Closed episodes, folded into decayed sums normalised to ``ref`` (epoch seconds).
+
+    Weight of an episode is ``2 ** ((end - ref) / half_life)``; moving ``ref`` forward
+    rescales the sums, so they never overflow and the mean does not depend on ``ref``.
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+    ref: Annotated[int, Field(alias="r")] = 0
+    count: Annotated[int, Field(alias="n")] = 0
+    overall: Annotated[Decayed, Field(alias="v")] = (0.0, 0.0)
+    factors: Annotated[dict[str, Decayed], Field(alias="f")] = Field(default_factory=dict)
+    channels: Annotated[dict[str, Decayed], Field(alias="c")] = Field(default_factory=dict)
+
+
+class KeyMoment(_State):
+    """An explanation candidate: a moment's strongest factor impact."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+    event_id: Annotated[str, Field(alias="id")]  # UUID hex, 32 chars
+    t: int
+    touchpoint: Annotated[str, Field(alias="tp")]
+    channel: Annotated[str, Field(alias="ch")]
+    factor: Annotated[str, Field(alias="f")]
+    impact: Annotated[float, Field(alias="i")]
+
+
+class TrailEntry(_State):
+    """A moment the alert rules may count: failures, abandonments, call-center contacts,
+    anything with an intent (repeated_failure, repeat_contact, channel_hopping)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+    t: int
+    channel: Annotated[str, Field(alias="ch")]
+    touchpoint: Annotated[str, Field(alias="tp")]
+    outcome: Annotated[str, Field(alias="o")]
+    intent: Annotated[str | None, Field(alias="in")] = None
+
+
+class CustomerState(_State):
+    """Everything remembered about one customer (the Faust table value).
+
+    ``watermark`` is the newest event time seen; ``floor`` the newest event time whose id
+    was evicted from ``seen`` (events at or before it are treated as late, which keeps
+    duplicate detection exact although ``seen`` is bounded). ``score_trail`` holds the
+    highest score per hour over the last 24 h (sharp_drop); ``alert_memory`` is free for
+    the alert rules' own small flags (low_score armed, cooldowns).
+    """
+
+    customer_id: Annotated[str, Field(alias="id")]
+    version: Annotated[int, Field(alias="ver")] = 0
+    tier: str | None = None
+    segment: Annotated[str | None, Field(alias="seg")] = None
+    profile_t: Annotated[int, Field(alias="pt")] = 0
+    watermark: Annotated[int, Field(alias="wm")] = 0
+    floor: Annotated[int, Field(alias="fl")] = 0
+    seen: Annotated[str, Field(alias="ids")] = ""
+    episodes: Annotated[list[Episode], Field(alias="ep")] = Field(default_factory=list)
+    folded: Annotated[Folded, Field(alias="fo")] = Field(default_factory=Folded)
+    key_moments: Annotated[list[KeyMoment], Field(alias="km")] = Field(default_factory=list)
+    trail: Annotated[list[TrailEntry], Field(alias="tr")] = Field(default_factory=list)
+    score_trail: Annotated[list[tuple[int, float]], Field(alias="st")] = Field(default_factory=list)
+    score: Annotated[float, Field(alias="sc")] = 50.0
+    factor_scores: Annotated[dict[str, float], Field(alias="fs")] = Field(default_factory=dict)
+    channel_scores: Annotated[dict[str, float], Field(alias="cs")] = Field(default_factory=dict)
+    confidence: Annotated[float, Field(alias="cf")] = 0.0
+    episode_count: Annotated[int, Field(alias="ne")] = 0
+    alert_memory: Annotated[dict[str, int | float | str], Field(alias="am")] = Field(
+        default_factory=dict
+    )
+
+    def to_bytes(self) -> bytes:
+        """Compact JSON (aliases, defaults left out): the changelog record."""
+        return self.model_dump_json(by_alias=True, exclude_defaults=True).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CustomerState:
+        return cls.model_validate_json(data)
+
+    # -- the packed id set ------------------------------------------------------------
+
+    def seen_ids(self) -> list[tuple[bytes, int]]:
+        """``(hash48, event_time)`` pairs, oldest first."""
+        raw = base64.b64decode(self.seen) if self.seen else b""
+        return [_SEEN.unpack_from(raw, i) for i in range(0, len(raw), _SEEN.size)]
+
+
+def pack_seen(entries: list[tuple[bytes, int]]) -> str:
+    """Inverse of ``CustomerState.seen_ids``."""
+    return base64.b64encode(b"".join(_SEEN.pack(h, t) for h, t in entries)).decode()

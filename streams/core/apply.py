@@ -1,0 +1,332 @@
+"""The core's entry points: ``apply_event``, ``apply_events`` and ``score_update``.
+
+Pure: the state, the event, the model, the sentiment and ``now`` go in; a new state and a
+Moment come out. Nothing is read from the clock or the environment, and the input state is
+never mutated (the new state shares only immutable parts with it).
+
+Time. Everything runs on event time (epoch seconds). ``watermark`` is the newest event time
+seen. ``now`` is used for one thing only: an event stamped more than
+``score.max_clock_skew_minutes`` after ``now`` is treated as occurring at ``now + skew``, so a
+producer with a wrong clock cannot push the customer's event time into the future.
+
+Late events. An event older than ``watermark - allowed_lateness`` (or at/before the dedup
+``floor``) is *late*: it still yields a Moment (marked ``late``, episode ``"late"``) so the
+emotion map in ClickHouse is complete, but it leaves the state untouched, so it cannot
+double count after its id has been forgotten and replays of old data are harmless.
+Within the allowed lateness an event is placed in its episode exactly as if it had come in
+order. Episodes end more than ``allowed_lateness + gap`` before the watermark are closed
+and folded: no accepted event can join them any more, which is what makes processing
+order-insensitive within the lateness window. (Two limits, both rare and deterministic:
+more than ``episodes.max_open`` open episodes closes the oldest early, and a moment
+without a tier takes the customer's tier as known when it is processed.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+from schemas.events import TouchpointEvent
+from schemas.model import ExperienceModel
+from schemas.scoring import (
+    CustomerState,
+    Episode,
+    Explanation,
+    Folded,
+    KeyMoment,
+    Moment,
+    ScoreUpdate,
+    TrailEntry,
+    pack_seen,
+)
+from streams.core import dedup, episodes, explain, readings, score, trail, valence
+
+Sentiments = Sequence[float | None] | Mapping[UUID, float | None]
+
+
+@dataclass(slots=True)
+class _Work:
+    """The mutable working form of a CustomerState during one call."""
+
+    customer_id: str
+    version: int = 0
+    tier: str | None = None
+    segment: str | None = None
+    profile_t: int = 0
+    watermark: int = 0
+    floor: int = 0
+    seen: dict[bytes, int] = field(default_factory=dict)
+    episodes: list[Episode] = field(default_factory=list)
+    folded: Folded = field(default_factory=Folded)
+    key_moments: list[KeyMoment] = field(default_factory=list)
+    trail: list[TrailEntry] = field(default_factory=list)
+    score_trail: list[tuple[int, float]] = field(default_factory=list)
+    scores: score.Scores | None = None
+    old: CustomerState | None = None
+
+
+def _open(state: CustomerState | None, customer_id: str) -> _Work:
+    if state is None:
+        return _Work(customer_id=customer_id)
+    if state.customer_id != customer_id:
+        raise ValueError(
+            f"event for customer {customer_id!r} applied to the state of {state.customer_id!r}"
+        )
+    return _Work(
+        customer_id=state.customer_id,
+        version=state.version,
+        tier=state.tier,
+        segment=state.segment,
+        profile_t=state.profile_t,
+        watermark=state.watermark,
+        floor=state.floor,
+        seen=dict(state.seen_ids()),
+        episodes=list(state.episodes),
+        folded=state.folded,
+        key_moments=list(state.key_moments),
+        trail=list(state.trail),
+        score_trail=list(state.score_trail),
+        old=state,
+    )
+
+
+def _close(w: _Work, model: ExperienceModel) -> CustomerState:
+    old = w.old
+    if old is not None and w.version == old.version:
+        return old  # nothing was applied: the very same state, as idempotency promises
+    dedup.prune(w.seen, w.watermark - _lateness_s(model))
+    s = w.scores
+    assert s is not None  # set by every applied event
+    return CustomerState.model_construct(
+        customer_id=w.customer_id,
+        version=w.version,
+        tier=w.tier,
+        segment=w.segment,
+        profile_t=w.profile_t,
+        watermark=w.watermark,
+        floor=w.floor,
+        seen=pack_seen(sorted(w.seen.items(), key=lambda kv: (kv[1], kv[0]))),
+        episodes=w.episodes,
+        folded=w.folded,
+        key_moments=w.key_moments,
+        trail=w.trail,
+        score_trail=w.score_trail,
+        score=s.score,
+        factor_scores=s.factor_scores,
+        channel_scores=s.channel_scores,
+        confidence=s.confidence,
+        episode_count=s.episodes,
+        alert_memory=dict(old.alert_memory) if old is not None else {},
+    )
+
+
+def _lateness_s(model: ExperienceModel) -> int:
+    return int(model.episodes.allowed_lateness_hours * 3600)
+
+
+def _epoch(dt: datetime) -> int:
+    return int(dt.timestamp() // 1)
+
+
+def _apply(
+    w: _Work,
+    ev: TouchpointEvent,
+    model: ExperienceModel,
+    now_s: int,
+    sentiment: float | None,
+) -> Moment | None:
+    h = dedup.id_hash(ev.event_id)
+    if h in w.seen:
+        return None
+    skew = int(model.score.max_clock_skew_minutes * 60)
+    t = min(_epoch(ev.occurred_at), now_s + skew)
+    late = w.version > 0 and (t < w.watermark - _lateness_s(model) or t <= w.floor)
+
+    tier = ev.tier or w.tier
+    segment = ev.segment or w.segment
+    spec, fallback = model.touchpoint_spec(ev.touchpoint, ev.channel)
+    importance = model.importance_for(segment)
+    x = readings.factor_readings(ev, spec, model, sentiment)
+    g = valence.gaps(x, model.expectations_for(tier))
+    imp = valence.impacts(g, importance)
+    v = valence.valence(g, importance)
+    key = valence.key_factor(imp)
+
+    def moment(episode_id: str, score_after: float) -> Moment:
+        return Moment.model_construct(
+            event_id=ev.event_id,
+            customer_id=ev.customer_id,
+            occurred_at=ev.occurred_at,
+            channel=ev.channel,
+            touchpoint=ev.touchpoint,
+            touchpoint_instance=ev.touchpoint_instance,
+            journey_stage=ev.journey_stage,
+            journey_id=ev.journey_id,
+            intent=ev.intent,
+            outcome=ev.outcome,
+            episode_id=episode_id,
+            valence=v,
+            readings=x,
+            gaps=g,
+            impacts=imp,
+            key_factor=key,
+            tier=tier,
+            segment=segment,
+            sentiment=sentiment,
+            late=late,
+            fallback=fallback,
+            score_after=score_after,
+        )
+
+    if late:
+        return moment("late", w.scores.score if w.scores else (w.old.score if w.old else 50.0))
+
+    # profile: the latest event (by event time) that states a tier / segment wins
+    if ev.tier is not None and (t >= w.profile_t or w.tier is None):
+        w.tier = ev.tier
+    if ev.segment is not None and (t >= w.profile_t or w.segment is None):
+        w.segment = ev.segment
+    if ev.tier is not None or ev.segment is not None:
+        w.profile_t = max(w.profile_t, t)
+
+    half_life_s = model.score.half_life_days * 86400
+    gap_s = int(model.episodes.gap_minutes * 60)
+    w.watermark = max(w.watermark, t)
+
+    # close what no acceptable event can join any more, then place the moment
+    closed_before = w.watermark - _lateness_s(model) - gap_s
+    for ep in sorted(episodes.due_for_folding(w.episodes, closed_before), key=_fold_order):
+        w.folded = score.fold(w.folded, ep, half_life_s)
+        w.episodes.remove(ep)
+    w.episodes, placed = episodes.place(
+        w.episodes, episodes.single(ev.journey_id, t, v, g, ev.channel), gap_s
+    )
+    while len(w.episodes) > model.episodes.max_open:
+        oldest = min(w.episodes, key=_fold_order)
+        w.folded = score.fold(w.folded, oldest, half_life_s)
+        w.episodes.remove(oldest)
+
+    w.floor = dedup.remember(w.seen, h, t, model.state.seen_ids_max, w.floor)
+    if key:
+        km = KeyMoment.model_construct(
+            event_id=ev.event_id.hex,
+            t=t,
+            touchpoint=ev.touchpoint,
+            channel=ev.channel,
+            factor=key,
+            impact=imp[key],
+        )
+        w.key_moments = explain.keep_top(
+            w.key_moments, km, model.score.explanation_size, half_life_s
+        )
+    if trail.worth_keeping(ev.channel, ev.outcome, ev.intent):
+        entry = TrailEntry.model_construct(
+            t=t, channel=ev.channel, touchpoint=ev.touchpoint, outcome=ev.outcome, intent=ev.intent
+        )
+        horizon = w.watermark - int(model.state.trail_hours * 3600)
+        w.trail = trail.add_trail(w.trail, entry, horizon, model.state.trail_max)
+
+    w.scores = score.compute(
+        w.folded,
+        w.episodes,
+        w.watermark,
+        half_life_s,
+        model.score.confidence.half_at_episodes,
+    )
+    w.score_trail = trail.add_score(w.score_trail, w.watermark, w.scores.score)
+    w.version += 1
+    return moment(placed.episode_id, w.scores.score)
+
+
+def _fold_order(ep: Episode) -> tuple[int, int, str]:
+    return (ep.end, ep.start, ep.journey or "")
+
+
+def _now_s(now: datetime) -> int:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (event times are)")
+    return _epoch(now)
+
+
+def apply_event(
+    state: CustomerState | None,
+    event: TouchpointEvent,
+    model: ExperienceModel,
+    now: datetime,
+    sentiment: float | None = None,
+) -> tuple[CustomerState, Moment | None]:
+    """Apply one event; the Moment is None when the event is a duplicate (state unchanged)."""
+    w = _open(state, event.customer_id)
+    m = _apply(w, event, model, _now_s(now), sentiment)
+    return _close(w, model), m
+
+
+def apply_events(
+    state: CustomerState | None,
+    events: Iterable[TouchpointEvent],
+    model: ExperienceModel,
+    now: datetime,
+    sentiments: Sentiments | None = None,
+) -> tuple[CustomerState, list[Moment | None]]:
+    """Apply one customer's batch: one state out, so the stream writes the table once per
+    touched key per batch. ``sentiments`` is parallel to ``events`` or keyed by event id.
+
+    Events are applied in event-time order (ties by id), which keeps as few as possible of
+    them late; the moments are returned in the order of ``events`` (None for duplicates).
+    """
+    evs = list(events)
+    if not evs:
+        if state is None:
+            raise ValueError("apply_events needs a state or at least one event")
+        return state, []
+    sent: list[float | None]
+    if sentiments is None:
+        sent = [None] * len(evs)
+    elif isinstance(sentiments, Mapping):
+        sent = [sentiments.get(e.event_id) for e in evs]
+    else:
+        sent = list(sentiments)
+        if len(sent) != len(evs):
+            raise ValueError(f"{len(sent)} sentiments for {len(evs)} events: pass one per event")
+    w = _open(state, evs[0].customer_id)
+    now_s = _now_s(now)
+    order = sorted(range(len(evs)), key=lambda i: (evs[i].occurred_at, evs[i].event_id.hex))
+    out: list[Moment | None] = [None] * len(evs)
+    for i in order:
+        ev = evs[i]
+        if ev.customer_id != w.customer_id:
+            raise ValueError(
+                f"batch mixes customers {w.customer_id!r} and {ev.customer_id!r}: "
+                "apply one customer's events at a time"
+            )
+        out[i] = _apply(w, ev, model, now_s, sent[i])
+    return _close(w, model), out
+
+
+def score_update(state: CustomerState) -> ScoreUpdate:
+    """The ScoreUpdate row/message for a state (pure read: the numbers live in the state)."""
+    return ScoreUpdate.model_construct(
+        customer_id=state.customer_id,
+        version=state.version,
+        as_of=datetime.fromtimestamp(state.watermark, UTC),
+        score=state.score,
+        factor_scores=dict(state.factor_scores),
+        channel_scores=dict(state.channel_scores),
+        confidence=state.confidence,
+        episodes=state.episode_count,
+        tier=state.tier,
+        segment=state.segment,
+        explanation=[
+            Explanation.model_construct(
+                event_id=UUID(hex=k.event_id),
+                occurred_at=datetime.fromtimestamp(k.t, UTC),
+                touchpoint=k.touchpoint,
+                channel=k.channel,
+                factor=k.factor,
+                impact=k.impact,
+            )
+            for k in state.key_moments
+        ],
+    )

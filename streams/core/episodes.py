@@ -1,0 +1,93 @@
+"""Episodes and the peak-end rule.
+
+An episode is the moments that belong together: the same ``journey_id``; or, for moments
+without one, no gap longer than ``episodes.gap_minutes`` between consecutive moments
+(journey and non-journey moments are never mixed, so adding a moment never splits an
+episode). Its remembered valence is ``r = (peak + end) / 2``.
+
+Only a peak-end memory is kept per episode, not its moments: ``peak`` (largest |value|) and
+``end`` (latest by event time) are both associative and commutative combinations, so an
+out-of-order moment, or a moment that bridges two sessions and merges them, gives exactly
+the state in-order processing would have given. The same memory is kept per factor (of the
+gaps) and per channel (of the valences) for the sub-scores.
+"""
+
+from __future__ import annotations
+
+from schemas.scoring import Episode, PeakEnd
+
+
+def combine(a: PeakEnd, b: PeakEnd) -> PeakEnd:
+    """Peak-end memory of the union of two sets of moments.
+
+    Ties are broken by value, never by arrival: equal |peak| keeps the negative one, equal
+    end time keeps the lower end value.
+    """
+    pa, pb = a[0], b[0]
+    peak = pa if (abs(pa), -pa) >= (abs(pb), -pb) else pb
+    if (a[1], -a[2]) >= (b[1], -b[2]):
+        return (peak, a[1], a[2])
+    return (peak, b[1], b[2])
+
+
+def remembered(pe: PeakEnd) -> float:
+    """``(peak + end) / 2``."""
+    return (pe[0] + pe[2]) / 2.0
+
+
+def _combine_maps(a: dict[str, PeakEnd], b: dict[str, PeakEnd]) -> dict[str, PeakEnd]:
+    out = dict(a)
+    for k, pe in b.items():
+        cur = out.get(k)
+        out[k] = pe if cur is None else combine(cur, pe)
+    return out
+
+
+def single(
+    journey: str | None, t: int, valence: float, gaps: dict[str, float], channel: str
+) -> Episode:
+    """The episode of one moment."""
+    return Episode.model_construct(
+        journey=journey,
+        start=t,
+        count=1,
+        overall=(valence, t, valence),
+        factors={f: (g, t, g) for f, g in gaps.items()},
+        channels={channel: (valence, t, valence)},
+    )
+
+
+def merge(a: Episode, b: Episode) -> Episode:
+    return Episode.model_construct(
+        journey=a.journey,
+        start=min(a.start, b.start),
+        count=a.count + b.count,
+        overall=combine(a.overall, b.overall),
+        factors=_combine_maps(a.factors, b.factors),
+        channels=_combine_maps(a.channels, b.channels),
+    )
+
+
+def place(episodes: list[Episode], moment: Episode, gap_s: int) -> tuple[list[Episode], Episode]:
+    """Add a one-moment episode to the open episodes; return the new list (sorted by start)
+    and the episode the moment ended up in (merged with every episode it joins)."""
+    t = moment.start
+    if moment.journey is not None:
+        joins = [e for e in episodes if e.journey == moment.journey]
+    else:
+        joins = [
+            e for e in episodes if e.journey is None and e.start - gap_s <= t and t <= e.end + gap_s
+        ]
+    merged = moment
+    for e in joins:
+        merged = merge(e, merged)
+    rest = [e for e in episodes if not any(e is j for j in joins)]
+    rest.append(merged)
+    rest.sort(key=lambda e: (e.start, e.journey or ""))
+    return rest, merged
+
+
+def due_for_folding(episodes: list[Episode], closed_before: int) -> list[Episode]:
+    """Episodes whose last moment is older than ``closed_before``: no event the state still
+    accepts could join them (see ``streams.core.apply`` for the horizon)."""
+    return [e for e in episodes if e.end < closed_before]

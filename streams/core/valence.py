@@ -1,0 +1,38 @@
+"""Satisfaction = experience - expectation, weighted by importance (cx-model.md).
+
+``gap g_f = x_f - expectation_f(tier)``, ``impact = importance_f * g_f`` and the moment's
+valence ``v = sum(importance_f * g_f) / sum(importance_f)`` over the factors the touchpoint
+touches, clamped to [-10, 10]: the point on the emotion map.
+"""
+
+from __future__ import annotations
+
+
+def gaps(readings: dict[str, float], expectations: dict[str, float]) -> dict[str, float]:
+    return {f: round(x - expectations[f], 3) for f, x in readings.items()}
+
+
+def impacts(gaps_: dict[str, float], importance: dict[str, float]) -> dict[str, float]:
+    """``importance x gap``: 9 x -2 = -18 is a key experience, 2 x -5 = -10 is not."""
+    return {f: round(importance[f] * g, 3) for f, g in gaps_.items()}
+
+
+def valence(gaps_: dict[str, float], importance: dict[str, float]) -> float:
+    """Importance-weighted mean gap, in [-10, 10]; 0 when no factor was read."""
+    den = sum(importance[f] for f in gaps_)
+    if den <= 0:
+        return 0.0
+    v = sum(importance[f] * g for f, g in gaps_.items()) / den
+    return round(-10.0 if v < -10 else 10.0 if v > 10 else v, 3)
+
+
+def key_factor(impacts_: dict[str, float]) -> str:
+    """The factor of largest |impact|; on a tie the more negative one (bad outweighs good),
+    then the first in the touchpoint's order, so the choice is deterministic."""
+    best = ""
+    best_key: tuple[float, float] = (-1.0, 0.0)
+    for f, i in impacts_.items():
+        k = (abs(i), -i)
+        if k > best_key:
+            best, best_key = f, k
+    return best
