@@ -1,0 +1,376 @@
+"""ClickHouse row models: what cxpulse writes, column by column.
+
+Column names and ClickHouse types are declared once, as ``Column`` metadata on the fields
+of a pydantic model. The DDL (``sinks.ddl``), the documentation
+(``docs/clickhouse-tables.md``) and the row tuples built here all derive from that one
+declaration, so they cannot drift apart. Column names are a public contract for BI users:
+rename nothing, add columns at the end.
+
+Rows are plain tuples in column order, built by ``event_row`` / ``dead_letter_row``:
+constructing a pydantic model per row would cost more than the rest of a row's journey to
+ClickHouse. The models exist to declare and to check (tests validate the tuples against
+them), not to be instantiated on the hot path.
+
+This module imports the standard library and ``schemas`` only: the stream core may use it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from schemas.events import TouchpointEvent
+
+# ------------------------------------------------------------------------------------
+# The spec vocabulary: a column, a table, a view.
+# ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column's ClickHouse type and its meaning for the people who query it.
+
+    ``type`` is written for a current ClickHouse. Older servers get a type derived by
+    ``sinks.ddl`` (``LowCardinality(X)`` → ``X``, ``DateTime64(p, tz)`` → ``DateTime(tz)``);
+    ``fallback`` overrides that derivation for the rare column where it is not right.
+    """
+
+    type: str
+    doc: str
+    fallback: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """A table as data: columns from a row model plus its storage layout.
+
+    Storage is ``ReplacingMergeTree(version)`` ordered by a deterministic key, so a replay
+    or a retried insert leaves one row per key once merged (or when read with ``FINAL``):
+    that is how at-least-once delivery from Kafka becomes exactly-once in query results.
+    """
+
+    name: str
+    model: type[BaseModel]
+    order_by: tuple[str, ...]
+    partition_by: str
+    version: str | None
+    doc: str
+    ttl: tuple[str, int] | None = None  # (time column, days to keep); skipped where unsupported
+    columns: tuple[tuple[str, Column], ...] = field(init=False)
+    positions: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        cols = []
+        for fname, finfo in self.model.model_fields.items():
+            meta = [m for m in finfo.metadata if isinstance(m, Column)]
+            if len(meta) != 1:
+                raise TypeError(f"{self.model.__name__}.{fname} needs exactly one Column(...)")
+            cols.append((fname, meta[0]))
+        object.__setattr__(self, "columns", tuple(cols))
+        object.__setattr__(self, "positions", {name: i for i, (name, _) in enumerate(cols)})
+        names = self.column_names
+        keys = [*self.order_by, *([self.version] if self.version else [])]
+        keys += [self.ttl[0]] if self.ttl else []
+        for key in keys:
+            if key not in names:
+                raise TypeError(f"table {self.name}: key column {key!r} is not a column")
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+    def key_of(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The ORDER BY key of a row tuple (the deduplication key)."""
+        return tuple(row[self.positions[c]] for c in self.order_by)
+
+    def version_of(self, row: tuple[Any, ...]) -> Any:
+        """The ReplacingMergeTree version of a row (None when the table has none)."""
+        return row[self.positions[self.version]] if self.version else None
+
+
+@dataclass(frozen=True, slots=True)
+class ViewSpec:
+    """A view over tables, for BI. ``select`` may name ``{db}`` for the database."""
+
+    name: str
+    select: str
+    doc: str
+
+
+# ------------------------------------------------------------------------------------
+# touchpoint_events
+# ------------------------------------------------------------------------------------
+
+_TS = "DateTime64(3, 'UTC')"
+_LC = "LowCardinality(String)"
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+class EventRow(_Row):
+    """One validated touchpoint event, flattened for analysis."""
+
+    event_id: Annotated[uuid.UUID, Column("UUID", "The event's id: the deduplication key.")]
+    occurred_at: Annotated[
+        AwareDatetime, Column(_TS, "When the interaction happened (event time, UTC).")
+    ]
+    ingested_at: Annotated[
+        AwareDatetime,
+        Column(_TS, "When cxpulse validated the event; the newest copy wins on replay."),
+    ]
+    schema_version: Annotated[int, Column("UInt8", "Version of the event contract it came in.")]
+    customer_id: Annotated[str, Column("String", "The customer, as the upstream system names it.")]
+    channel: Annotated[str, Column(_LC, "web, app, call_center, store or atm.")]
+    touchpoint: Annotated[str, Column(_LC, "Touchpoint type, e.g. atm.withdrawal.")]
+    touchpoint_instance: Annotated[
+        str, Column(_LC, "Touchpoint instance (ATM-0042, store-117, /login); '' if not given.")
+    ]
+    journey_stage: Annotated[str, Column(_LC, "pre_purchase, purchase or post_purchase.")]
+    journey_id: Annotated[str, Column("String", "Upstream journey id; '' if not given.")]
+    intent: Annotated[str, Column(_LC, "What the customer came to do; '' if not given.")]
+    outcome: Annotated[str, Column(_LC, "success, failure or abandoned.")]
+    tier: Annotated[str, Column(_LC, "Customer value tier A, B or C; '' if unknown.")]
+    segment: Annotated[str, Column(_LC, "Customer segment; '' if not given.")]
+    latency_ms: Annotated[
+        float | None, Column("Nullable(Float64)", "web/app: response latency, milliseconds.")
+    ]
+    http_status: Annotated[int | None, Column("Nullable(UInt16)", "web/app: HTTP status code.")]
+    steps: Annotated[
+        int | None, Column("Nullable(UInt16)", "web/app: steps the customer had to take.")
+    ]
+    wait_seconds: Annotated[
+        float | None, Column("Nullable(Float64)", "call_center: time waiting for an agent.")
+    ]
+    handle_seconds: Annotated[
+        float | None, Column("Nullable(Float64)", "call_center: time talking to agents.")
+    ]
+    transfers: Annotated[
+        int | None, Column("Nullable(UInt16)", "call_center: transfers between agents.")
+    ]
+    ivr_steps: Annotated[int | None, Column("Nullable(UInt16)", "call_center: IVR menu steps.")]
+    queue_seconds: Annotated[
+        float | None, Column("Nullable(Float64)", "store: time queueing before service.")
+    ]
+    service_seconds: Annotated[
+        float | None, Column("Nullable(Float64)", "store: time being served.")
+    ]
+    response_ms: Annotated[
+        float | None, Column("Nullable(Float64)", "atm: response time, milliseconds.")
+    ]
+    error_code: Annotated[str, Column(_LC, "atm: the device's error code; '' if none.")]
+    cash_dispensed: Annotated[
+        int | None, Column("Nullable(UInt8)", "atm: 1 if cash came out, 0 if not.")
+    ]
+    nps: Annotated[int | None, Column("Nullable(UInt8)", "Survey: net promoter score 0-10.")]
+    csat: Annotated[int | None, Column("Nullable(UInt8)", "Survey: satisfaction 1-5.")]
+    ces: Annotated[
+        int | None, Column("Nullable(UInt8)", "Survey: customer effort 1-7 (1 = effortless).")
+    ]
+    feedback_text: Annotated[str, Column("String", "Free-text feedback; '' if none.")]
+    feedback_language: Annotated[
+        str, Column(_LC, "Language of the feedback text (en, zh, ...); '' if not given.")
+    ]
+    details_json: Annotated[
+        str, Column("String", "All channel details as JSON (fields left out when not given).")
+    ]
+    attributes_json: Annotated[str, Column("String", "Free-form upstream attributes as JSON.")]
+    source_partition: Annotated[int, Column("Int32", "Kafka partition the event was read from.")]
+    source_offset: Annotated[int, Column("Int64", "Kafka offset of the message holding it.")]
+
+
+TOUCHPOINT_EVENTS = TableSpec(
+    name="touchpoint_events",
+    model=EventRow,
+    order_by=("event_id",),
+    partition_by="toYYYYMM(occurred_at)",
+    version="ingested_at",
+    doc=(
+        "Every valid touchpoint event, one row per event_id (read with FINAL, or "
+        "GROUP BY event_id, until background merges have removed replayed copies)."
+    ),
+)
+
+# The detail fields that get their own columns; everything else stays in details_json.
+_DETAIL_COLUMNS = (
+    "latency_ms",
+    "http_status",
+    "steps",
+    "wait_seconds",
+    "handle_seconds",
+    "transfers",
+    "ivr_steps",
+    "queue_seconds",
+    "service_seconds",
+    "response_ms",
+)
+_NO_DETAILS: tuple[None, ...] = (None,) * len(_DETAIL_COLUMNS)
+
+
+def to_millis(moment: datetime) -> datetime:
+    """UTC, cut to milliseconds: the precision the tables store (``DateTime64(3)``), so a
+    row read back equals the row written."""
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def event_row(
+    event: TouchpointEvent, *, source_partition: int, source_offset: int, ingested_at: datetime
+) -> tuple[Any, ...]:
+    """Flatten an event into a ``touchpoint_events`` row tuple (column order of ``EventRow``).
+
+    Absent strings become ``''`` (ClickHouse's idiom: cheaper than Nullable, and
+    ``WHERE tier = ''`` reads naturally); absent numbers stay NULL so averages ignore them.
+    Times are normalised to UTC milliseconds.
+    """
+    details = event.details
+    if details is None:
+        metrics: tuple[Any, ...] = _NO_DETAILS
+        error_code = ""
+        cash: int | None = None
+        details_json = "{}"
+    else:
+        # __dict__ rather than getattr: a pydantic model answers a missing attribute by
+        # raising inside __getattr__, which made this function 4x slower.
+        fields = details.__dict__
+        metrics = tuple(fields.get(name) for name in _DETAIL_COLUMNS)
+        error_code = fields.get("error_code") or ""
+        dispensed = fields.get("cash_dispensed")
+        cash = None if dispensed is None else int(dispensed)
+        details_json = details.model_dump_json(exclude_none=True)
+    fb = event.feedback
+    return (
+        event.event_id,
+        to_millis(event.occurred_at),
+        to_millis(ingested_at),
+        event.schema_version,
+        event.customer_id,
+        event.channel,
+        event.touchpoint,
+        event.touchpoint_instance or "",
+        event.journey_stage,
+        event.journey_id or "",
+        event.intent or "",
+        event.outcome,
+        event.tier or "",
+        event.segment or "",
+        *metrics,
+        error_code,
+        cash,
+        fb.nps if fb else None,
+        fb.csat if fb else None,
+        fb.ces if fb else None,
+        (fb.text or "") if fb else "",
+        (fb.language or "") if fb else "",
+        details_json,
+        _json(event.attributes),
+        source_partition,
+        source_offset,
+    )
+
+
+# ------------------------------------------------------------------------------------
+# dead_letters
+# ------------------------------------------------------------------------------------
+
+
+class DeadLetterRow(_Row):
+    """A message (or one item of a batch message) that was not a valid event."""
+
+    dead_letter_id: Annotated[
+        uuid.UUID,
+        Column("UUID", "Deterministic id from topic, partition, offset and index: the dedup key."),
+    ]
+    received_at: Annotated[
+        AwareDatetime, Column(_TS, "When it was read (the Kafka record timestamp, UTC).")
+    ]
+    source_topic: Annotated[str, Column(_LC, "Kafka topic it was read from.")]
+    source_partition: Annotated[int, Column("Int32", "Kafka partition it was read from.")]
+    source_offset: Annotated[int, Column("Int64", "Kafka offset of the message.")]
+    source_index: Annotated[
+        int, Column("Int32", "Position in a batch message; -1 when the whole message is bad.")
+    ]
+    reason: Annotated[str, Column("String", "Why it was rejected, for a person to read.")]
+    payload: Annotated[
+        str,
+        Column("String", "The rejected bytes as UTF-8 (undecodable bytes become U+FFFD)."),
+    ]
+    payload_bytes: Annotated[
+        int, Column("UInt32", "Size of the rejected payload in bytes, before any truncation.")
+    ]
+
+
+DEAD_LETTERS = TableSpec(
+    name="dead_letters",
+    model=DeadLetterRow,
+    order_by=("dead_letter_id",),
+    partition_by="toYYYYMM(received_at)",
+    version="received_at",
+    ttl=("received_at", 90),
+    doc=(
+        "Input that was not a valid event, with the reason: nothing is dropped silently. "
+        "Kept 90 days where the server supports TTL."
+    ),
+)
+
+# Namespace of dead-letter ids (uuid5): fixed forever, or replays stop deduplicating.
+DEAD_LETTER_NAMESPACE = uuid.UUID("0b9f3c52-5d0e-4d5e-9a43-3c6d1f1f7a10")
+# A dead letter keeps at most this much of its payload: enough to diagnose, bounded so a
+# hostile 8 MiB message does not become an 8 MiB ClickHouse string per replay.
+MAX_DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
+
+
+def dead_letter_id(topic: str, partition: int, offset: int, index: int | None) -> uuid.UUID:
+    """The same message position always yields the same id, so a replay deduplicates."""
+    return uuid.uuid5(
+        DEAD_LETTER_NAMESPACE, f"{topic}/{partition}/{offset}/{-1 if index is None else index}"
+    )
+
+
+def dead_letter_row(
+    *,
+    source_topic: str,
+    source_partition: int,
+    source_offset: int,
+    source_index: int | None,
+    reason: str,
+    payload: bytes,
+    received_at: datetime,
+    payload_bytes: int | None = None,
+) -> tuple[Any, ...]:
+    """Build a ``dead_letters`` row tuple (column order of ``DeadLetterRow``).
+
+    ``source_index`` is the item's position in a batch message, or None/-1 for the whole
+    message. Pass the Kafka record's timestamp as ``received_at`` so a replayed dead letter
+    is an identical row. ``payload_bytes`` is the original size when ``payload`` was
+    already cut short upstream; the payload is also cut here at
+    ``MAX_DEAD_LETTER_PAYLOAD_BYTES``.
+    """
+    index = -1 if source_index is None else source_index
+    size = len(payload) if payload_bytes is None else payload_bytes
+    return (
+        dead_letter_id(source_topic, source_partition, source_offset, index),
+        to_millis(received_at),
+        source_topic,
+        source_partition,
+        source_offset,
+        index,
+        reason,
+        payload[:MAX_DEAD_LETTER_PAYLOAD_BYTES].decode("utf-8", errors="replace"),
+        size,
+    )
+
+
+#: Every table and view cxpulse owns, in creation order. Later tables (moments,
+#: customer_scores, score_history, alerts) and views are added here, nowhere else.
+SPECS: tuple[TableSpec | ViewSpec, ...] = (TOUCHPOINT_EVENTS, DEAD_LETTERS)

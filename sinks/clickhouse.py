@@ -1,0 +1,244 @@
+"""The ClickHouse sink and the choice of backend by URL.
+
+URLs (``CXPULSE_CLICKHOUSE_URL``):
+
+- ``clickhouse://user:pass@host:9000/db`` — a ClickHouse server over the native protocol
+  (clickhouse-driver). Defaults: user ``default``, empty password, port 9000, database
+  ``cxpulse``. ``?secure=1`` for TLS, ``?connect_timeout=3`` (seconds).
+- ``chdb:///absolute/dir`` — embedded chDB, its data in that directory.
+  ``chdb:///./var/chdb`` (a path starting ``/./`` or ``/../``) is relative to the
+  process's current directory. The database defaults to ``cxpulse``
+  (``?database=name`` to change). chDB allows one directory per process, and one process
+  per directory.
+- ``memory://`` — the in-memory stand-in for tests.
+
+``password`` (a ``SecretStr``, from ``CXPULSE_CLICKHOUSE_PASSWORD``) overrides the URL's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pydantic import SecretStr
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from schemas.rows import TableSpec
+
+from .base import Backend, Row, Sink
+from .batching import Batcher
+from .errors import SinkConfigError, SinkError
+
+if TYPE_CHECKING:
+    from .embedded import ChdbBackend
+    from .native import NativeBackend
+
+DEFAULT_DATABASE = "cxpulse"
+
+
+class ClickHouseSink(Sink):
+    """Batches rows for one table and inserts each due batch through a backend.
+
+    A batch leaves the buffer only once its insert returned, so when ``add`` or ``flush``
+    raises, nothing is lost: the same rows are retried by the next call. The caller
+    should stop adding rows while inserts fail (that is the backpressure); the buffer
+    then holds at most what was added before the failure.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        table: TableSpec,
+        *,
+        max_rows: int = 10_000,
+        max_seconds: float = 1.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.spec = table
+        self.batcher: Batcher[Row] = (
+            Batcher(max_rows, max_seconds, clock) if clock else Batcher(max_rows, max_seconds)
+        )
+
+    @property
+    def pending(self) -> int:
+        return len(self.batcher)
+
+    def add(self, rows: Iterable[Row]) -> int:
+        self.batcher.add(rows)
+        return self._write(force=False)
+
+    def poll(self) -> int:
+        """Insert if a batch is due by age; call it from a timer (see ``seconds_until_due``)."""
+        return self._write(force=False)
+
+    def seconds_until_due(self) -> float | None:
+        return self.batcher.seconds_until_due()
+
+    def flush(self) -> int:
+        return self._write(force=True)
+
+    def _write(self, *, force: bool) -> int:
+        written = 0
+        while len(self.batcher) and (force or self.batcher.due()):
+            batch = self.batcher.peek()
+            self.backend.insert(self.spec, batch)
+            self.batcher.commit(len(batch))
+            written += len(batch)
+        return written
+
+
+def open_backend(
+    url: str, password: SecretStr | None = None
+) -> NativeBackend | ChdbBackend | Backend:
+    """Open the backend a URL names, checking at once that it answers.
+
+    Raises ``SinkConfigError`` for a bad URL or credentials and ``SinkUnavailable`` when
+    the server cannot be reached (or the chDB directory is in use by another process).
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "clickhouse":
+        from .native import NativeBackend
+
+        return NativeBackend(url, password)
+    if scheme == "chdb":
+        from .embedded import ChdbBackend
+
+        return ChdbBackend(url)
+    if scheme == "memory":
+        from .memory import MemoryBackend
+
+        return MemoryBackend(url, database=_query_param(url, "database") or DEFAULT_DATABASE)
+    raise SinkConfigError(
+        f"unsupported ClickHouse URL {redact(url)!r}: use clickhouse://user:pass@host:9000/db "
+        "for a server or chdb:///path/to/dir for embedded chDB"
+    )
+
+
+def _query_param(url: str, name: str) -> str | None:
+    values = parse_qs(urlsplit(url).query).get(name)
+    return values[-1] if values else None
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def parse_server_url(url: str, password: SecretStr | None = None) -> dict[str, Any]:
+    """``clickhouse://`` URL → clickhouse-driver ``Client`` arguments plus ``database``."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 9000
+    except ValueError as exc:
+        raise SinkConfigError(
+            f"bad ClickHouse URL {redact(url)!r} ({exc}): expected "
+            "clickhouse://user:pass@host:9000/db"
+        ) from None
+    if not parts.hostname:
+        raise SinkConfigError(
+            f"ClickHouse URL {redact(url)!r} names no host: expected "
+            "clickhouse://user:pass@host:9000/db"
+        )
+    database = unquote(parts.path.lstrip("/")) or DEFAULT_DATABASE
+    if "/" in database:
+        raise SinkConfigError(
+            f"ClickHouse URL {redact(url)!r}: the path must be just the database name"
+        )
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    return {
+        "host": parts.hostname,
+        "port": port,
+        "user": unquote(parts.username) if parts.username else "default",
+        "password": (
+            password.get_secret_value() if password is not None else unquote(parts.password or "")
+        ),
+        "database": database,
+        "secure": query.get("secure", "0").lower() in ("1", "true", "yes"),
+        "connect_timeout": float(query.get("connect_timeout", 3)),
+        "send_receive_timeout": float(query.get("send_receive_timeout", 60)),
+    }
+
+
+def parse_chdb_url(url: str) -> tuple[str, str]:
+    """``chdb://`` URL → (directory, database).
+
+    ``chdb:///abs/dir`` is absolute; ``chdb:///./dir`` and ``chdb:///../dir`` are
+    relative to the current directory (the settings default ``chdb:///./var/chdb`` thus
+    follows the directory the worker is started in).
+    """
+    parts = urlsplit(url)
+    if parts.netloc:
+        raise SinkConfigError(
+            f"chDB URL {url!r} has a host part: write chdb:///absolute/dir or "
+            f"chdb:///./relative/dir (three slashes)"
+        )
+    path = unquote(parts.path)
+    if path.startswith(("/./", "/../")) or path in ("/.", "/.."):
+        path = path[1:]
+    if not path or path == "/":
+        raise SinkConfigError(f"chDB URL {url!r} names no directory: e.g. chdb:///./var/chdb")
+    database = _query_param(url, "database") or DEFAULT_DATABASE
+    return path, database
+
+
+T = TypeVar("T")
+
+
+def retrying(
+    fn: Callable[[], T],
+    *,
+    max_wait: float = 30.0,
+    give_up_after: float | None = None,
+    on_retry: Callable[[BaseException, int], None] | None = None,
+) -> T:
+    """Call ``fn`` until it succeeds, backing off while the error is retryable.
+
+    For blocking callers (CLI, scripts, the executor thread). Errors that waiting cannot
+    fix (``retryable`` False: bad credentials, unknown table) are raised at once.
+    ``give_up_after`` (seconds) bounds the total time; None retries for ever, which is
+    what a sink wants: it holds its offsets and waits for ClickHouse.
+    """
+
+    def should_retry(exc: BaseException) -> bool:
+        return isinstance(exc, SinkError) and exc.retryable
+
+    def before_sleep(state: Any) -> None:
+        if on_retry and state.outcome is not None:
+            exc = state.outcome.exception()
+            if exc is not None:
+                on_retry(exc, state.attempt_number)
+
+    kwargs: dict[str, Any] = {}
+    if give_up_after is not None:
+        kwargs["stop"] = stop_after_delay(give_up_after)
+    retryer = Retrying(
+        retry=retry_if_exception(should_retry),
+        wait=wait_exponential_jitter(initial=0.1, max=max_wait),
+        before_sleep=before_sleep,
+        reraise=True,
+        sleep=time.sleep,
+        **kwargs,
+    )
+    return retryer(fn)
+
+
+def insert_all(backend: Backend, table: TableSpec, rows: Sequence[Row], batch: int) -> int:
+    """Insert rows in batches of ``batch`` (bulk loads, benchmarks)."""
+    for start in range(0, len(rows), batch):
+        backend.insert(table, rows[start : start + batch])
+    return len(rows)

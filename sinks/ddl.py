@@ -1,0 +1,169 @@
+"""ClickHouse DDL derived from the row specs in ``schemas.rows``, per server capability.
+
+Nothing here names a table or a column: adding a table or a view to ``schemas.rows.SPECS``
+is all it takes to create it. The server's version decides the dialect, because cxpulse
+runs on a current ClickHouse in production, on chDB (current) embedded, and on Debian's
+18.16 in CI, which lacks DateTime64, TTL and (without an experimental flag)
+LowCardinality. Old servers get the nearest type that keeps the column's meaning:
+``DateTime`` (seconds) for ``DateTime64``, ``String`` for ``LowCardinality(String)``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from schemas.rows import Column, TableSpec, ViewSpec
+
+from .errors import SinkConfigError
+
+#: The oldest server cxpulse creates tables on (custom partitioning, UUID, column comments).
+MIN_VERSION = (18, 1)
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What the server's SQL dialect supports, as far as our DDL is concerned."""
+
+    version: tuple[int, ...]
+    datetime64: bool
+    low_cardinality: bool
+    ttl: bool
+
+    @classmethod
+    def from_version(cls, version: str) -> Capabilities:
+        """Capabilities of the server whose ``SELECT version()`` returned ``version``."""
+        parts = tuple(int(p) for p in re.findall(r"\d+", version)[:4])
+        if not parts:
+            raise SinkConfigError(f"cannot read ClickHouse version {version!r}")
+        if parts < MIN_VERSION:
+            raise SinkConfigError(
+                f"ClickHouse {version} is too old: cxpulse needs "
+                f"{'.'.join(map(str, MIN_VERSION))} or newer; upgrade the server"
+            )
+        return cls(
+            version=parts,
+            datetime64=parts >= (20, 1),
+            # Experimental (behind allow_experimental_low_cardinality_type) until 19.x.
+            low_cardinality=parts >= (19, 3),
+            ttl=parts >= (19, 6),
+        )
+
+
+_LOW_CARDINALITY = re.compile(r"LowCardinality\(([^()]*(?:\([^()]*\))?[^()]*)\)")
+_DATETIME64 = re.compile(r"DateTime64\(\s*\d+\s*(?:,\s*('[^']*')\s*)?\)")
+
+
+def column_type(column: Column, caps: Capabilities) -> str:
+    """The column's type as this server can take it."""
+    t = column.type
+    if not caps.low_cardinality:
+        t = _LOW_CARDINALITY.sub(r"\1", t)
+    if not caps.datetime64:
+        t = _DATETIME64.sub(lambda m: f"DateTime({m.group(1)})" if m.group(1) else "DateTime", t)
+    if t != column.type and column.fallback:
+        return column.fallback
+    return t
+
+
+def quote_ident(name: str) -> str:
+    """Backquote a table, column or database name, refusing anything unusual."""
+    if not _IDENT.match(name):
+        raise SinkConfigError(
+            f"{name!r} is not a valid ClickHouse name: use letters, digits and _ only"
+        )
+    return f"`{name}`"
+
+
+def _string_literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def create_database_sql(database: str) -> str:
+    return f"CREATE DATABASE IF NOT EXISTS {quote_ident(database)}"
+
+
+def create_table_sql(spec: TableSpec, caps: Capabilities, database: str) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for one table spec.
+
+    The ``ENGINE ... PARTITION BY ... ORDER BY`` form is understood by every server from
+    18.x on; the partition key is monthly so old data can be dropped a month at a time,
+    and every copy of a row lands in the same partition as the original (the key decides
+    the partition), which is where ReplacingMergeTree deduplicates.
+    """
+    cols = ",\n".join(
+        f"    {quote_ident(name)} {column_type(col, caps)} COMMENT {_string_literal(col.doc)}"
+        for name, col in spec.columns
+    )
+    version = f"({quote_ident(spec.version)})" if spec.version else ""
+    order_by = ", ".join(quote_ident(c) for c in spec.order_by)
+    sql = (
+        f"CREATE TABLE IF NOT EXISTS {quote_ident(database)}.{quote_ident(spec.name)}\n"
+        f"(\n{cols}\n)\n"
+        f"ENGINE = ReplacingMergeTree{version}\n"
+        f"PARTITION BY {spec.partition_by}\n"
+        f"ORDER BY ({order_by})"
+    )
+    if spec.ttl and caps.ttl:
+        column, days = spec.ttl
+        sql += f"\nTTL toDateTime({quote_ident(column)}) + toIntervalDay({int(days)})"
+    return sql
+
+
+def create_view_sql(spec: ViewSpec, database: str) -> str:
+    select = spec.select.format(db=quote_ident(database))
+    return f"CREATE VIEW IF NOT EXISTS {quote_ident(database)}.{quote_ident(spec.name)} AS {select}"
+
+
+def schema_statements(
+    specs: Iterable[TableSpec | ViewSpec], caps: Capabilities, database: str
+) -> list[str]:
+    """Every statement that brings ``database`` up to the specs, in order; all idempotent."""
+    out = [create_database_sql(database)]
+    for spec in specs:
+        if isinstance(spec, TableSpec):
+            out.append(create_table_sql(spec, caps, database))
+        else:
+            out.append(create_view_sql(spec, database))
+    return out
+
+
+MODERN = Capabilities.from_version("24.8")
+LEGACY = Capabilities.from_version("18.16.1")
+
+
+def render_markdown(specs: Iterable[TableSpec | ViewSpec]) -> str:
+    """The table reference for BI users (``docs/clickhouse-tables.md`` embeds this)."""
+    lines: list[str] = []
+    for spec in specs:
+        if isinstance(spec, ViewSpec):
+            lines += [f"### `{spec.name}` (view)", "", spec.doc, ""]
+            continue
+        key = ", ".join(spec.order_by)
+        lines += [
+            f"### `{spec.name}`",
+            "",
+            spec.doc,
+            "",
+            f"Engine `ReplacingMergeTree({spec.version or ''})`, partitioned by "
+            f"`{spec.partition_by}`, one row per `{key}` after deduplication."
+            + (
+                f" Rows expire {spec.ttl[1]} days after `{spec.ttl[0]}` (ClickHouse 19.6+)."
+                if spec.ttl
+                else ""
+            ),
+            "",
+            "| column | type | on ClickHouse < 20.1 | meaning |",
+            "|---|---|---|---|",
+        ]
+        for name, col in spec.columns:
+            old = column_type(col, LEGACY)
+            lines.append(
+                f"| `{name}` | `{col.type}` | {'same' if old == col.type else f'`{old}`'} "
+                f"| {col.doc} |"
+            )
+        lines.append("")
+    return "\n".join(lines)

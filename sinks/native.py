@@ -1,0 +1,172 @@
+"""ClickHouse server backend over the native protocol (clickhouse-driver).
+
+Inserts are columnar with datetimes pre-converted to integer ticks: measured here, that
+is about twice as fast as handing the driver rows of datetime objects, because the
+driver's per-value timezone handling is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from clickhouse_driver import Client
+from clickhouse_driver import errors as ch_errors
+from pydantic import SecretStr
+
+from schemas.rows import SPECS, TableSpec, ViewSpec
+
+from .base import Row, SpecRegistry, normalize_rows
+from .clickhouse import parse_server_url, redact
+from .ddl import Capabilities, column_type, quote_ident, schema_statements
+from .errors import SinkConfigError, SinkError, SinkUnavailable, SinkWriteError
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_S = timedelta(seconds=1)
+
+# Server error codes that mean the configuration is wrong (retrying cannot help).
+_AUTH_CODES = {192, 193, 194, 516}  # UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD, AUTH
+_UNKNOWN_DATABASE = 81
+# Codes that mean the statement or its data is wrong: a retry would fail the same way.
+_PERMANENT_CODES = {
+    6,
+    16,
+    26,
+    27,
+    41,
+    43,
+    44,
+    47,
+    53,
+    60,
+    62,
+    69,
+    70,
+    81,
+    117,
+    164,
+    192,
+    193,
+    194,
+    497,
+    516,
+}
+
+
+class NativeBackend:
+    """A ClickHouse server. One connection; use it from one thread at a time."""
+
+    def __init__(self, url: str, password: SecretStr | None = None) -> None:
+        self.url = redact(url)
+        cfg = parse_server_url(url, password)
+        self.database: str = cfg.pop("database")
+        self._where = f"{cfg['host']}:{cfg['port']}"
+        self._user = cfg["user"]
+        self._registry = SpecRegistry()
+        # Connect without a database: ensure_schema may be about to create it, and a
+        # missing database should be reported as such, not as a failed connection.
+        self._client = Client(
+            database="default",
+            client_name="cxpulse",
+            **cfg,
+        )
+        self._version = str(self._run("SELECT version()")[0][0])
+        self.capabilities = Capabilities.from_version(self._version)
+
+    # -- the Backend interface ------------------------------------------------------
+
+    def server_version(self) -> str:
+        return self._version
+
+    def ensure_schema(self, specs: Sequence[TableSpec | ViewSpec] = SPECS) -> None:
+        self._registry.remember(specs)
+        for sql in schema_statements(specs, self.capabilities, self.database):
+            self._run(sql)
+
+    def insert(self, table: str | TableSpec, rows: Sequence[Row]) -> int:
+        spec = self._registry.resolve(table)
+        if not rows:
+            return 0
+        columns = [list(c) for c in zip(*rows, strict=True)]
+        for i, (_, col) in enumerate(spec.columns):
+            ctype = column_type(col, self.capabilities)
+            if ctype.startswith("DateTime64"):
+                columns[i] = [None if v is None else (v - _EPOCH) // _MS for v in columns[i]]
+            elif ctype.startswith("DateTime"):
+                columns[i] = [None if v is None else (v - _EPOCH) // _S for v in columns[i]]
+        names = ", ".join(quote_ident(n) for n in spec.column_names)
+        target = f"{quote_ident(self.database)}.{quote_ident(spec.name)}"
+        self._run(f"INSERT INTO {target} ({names}) VALUES", columns, columnar=True)
+        return len(rows)
+
+    def query(self, sql: str) -> tuple[list[str], list[Row]]:
+        rows, meta = self._run(sql, with_column_types=True, use_database=True)
+        return [name for name, _ in meta], [tuple(r) for r in rows]
+
+    def read_table(self, table: str | TableSpec, *, final: bool = True) -> list[Row]:
+        spec = self._registry.resolve(table)
+        names = ", ".join(quote_ident(n) for n in spec.column_names)
+        order = ", ".join(quote_ident(n) for n in spec.order_by)
+        rows = self._run(
+            f"SELECT {names} FROM {quote_ident(self.database)}.{quote_ident(spec.name)}"
+            f"{' FINAL' if final else ''} ORDER BY {order}"
+        )
+        return normalize_rows(spec, rows)
+
+    def close(self) -> None:
+        self._client.disconnect()
+
+    # -- errors -------------------------------------------------------------------
+
+    def _run(self, sql: str, params: Any = None, *, use_database: bool = False, **kw: Any) -> Any:
+        """Execute, turning every driver error into a one-line ``SinkError``."""
+        try:
+            if use_database:
+                # Unqualified names in ad-hoc queries resolve to our database.
+                self._client.execute(f"USE {quote_ident(self.database)}")
+            return self._client.execute(sql, params, **kw)
+        except SinkError:
+            raise
+        except ch_errors.ServerException as exc:
+            raise self._server_error(exc) from None
+        except (OSError, ch_errors.NetworkError, ch_errors.SocketTimeoutError, EOFError) as exc:
+            self._client.disconnect()
+            raise SinkUnavailable(
+                f"ClickHouse at {self._where} is unreachable ({_first_line(exc)}): "
+                "start the server or fix host/port in CXPULSE_CLICKHOUSE_URL"
+            ) from None
+        except ch_errors.Error as exc:
+            self._client.disconnect()
+            raise SinkWriteError(
+                f"ClickHouse at {self._where}: {_first_line(exc)}", retryable=True
+            ) from None
+        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+            # The driver could not serialise a value: the rows do not fit the table.
+            raise SinkWriteError(f"cannot encode rows for ClickHouse: {exc}") from None
+
+    def _server_error(self, exc: ch_errors.ServerException) -> SinkError:
+        code = exc.code
+        text = _first_line(exc)
+        if code in _AUTH_CODES:
+            return SinkConfigError(
+                f"ClickHouse at {self._where} refused user {self._user!r} ({text}): "
+                "fix the user/password in CXPULSE_CLICKHOUSE_URL or CXPULSE_CLICKHOUSE_PASSWORD"
+            )
+        if code == _UNKNOWN_DATABASE:
+            return SinkConfigError(
+                f"database {self.database!r} does not exist on {self._where}: start the worker "
+                "once (it creates it) or fix the database in CXPULSE_CLICKHOUSE_URL"
+            )
+        return SinkWriteError(
+            f"ClickHouse at {self._where} refused the statement: {text}",
+            retryable=code not in _PERMANENT_CODES,
+            code=code,
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    text = str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
+    return text[:300]
