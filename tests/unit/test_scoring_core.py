@@ -1,0 +1,443 @@
+"""Every scoring formula of cx-model.md against numbers worked by hand (in the comments).
+
+The tests use a small model with round numbers (below) so each expected value can be
+checked with pencil and paper; the default model is exercised by the property tests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from schemas.events import CHANNELS, TouchpointEvent
+from schemas.model import ExperienceModel, Scale, parse_model
+from schemas.scoring import CustomerState
+from streams.core import apply_event, apply_events, score_update
+from streams.core.episodes import combine, remembered
+from streams.core.readings import effort_reading, scale_reading
+from streams.core.score import weight
+from streams.core.valence import gaps, impacts, key_factor, valence
+
+T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+NOW = T0 + timedelta(days=365)
+HALF_LIFE = timedelta(days=14)
+
+
+def model(**over: Any) -> ExperienceModel:
+    """Importance: service 9, convenience 6, others small; expectations 9/8/7 for A/B/C."""
+    data: dict[str, Any] = {
+        "factors": {
+            "importance": {
+                "default": {
+                    "product": 5,
+                    "service": 9,
+                    "relationship": 3,
+                    "convenience": 6,
+                    "brand": 2,
+                    "price": 4,
+                },
+                "retail": {
+                    "product": 9,
+                    "service": 3,
+                    "relationship": 3,
+                    "convenience": 3,
+                    "brand": 3,
+                    "price": 3,
+                },
+            }
+        },
+        "expectations": {
+            tier: dict.fromkeys(
+                ("product", "service", "relationship", "convenience", "brand", "price"), level
+            )
+            for tier, level in (("A", 9), ("B", 8), ("C", 7), ("none", 8))
+        },
+        "touchpoints": {
+            "call_center.hotline": {
+                "channel": "call_center",
+                "factors": ["service"],
+                "effort": [{"metric": "wait_seconds", "expected": 60}],
+            },
+            "call_center.two_metrics": {
+                "channel": "call_center",
+                "factors": ["service"],
+                "effort": [
+                    {"metric": "wait_seconds", "expected": 60},
+                    {"metric": "transfers", "expected": 1},
+                ],
+            },
+            "atm.withdrawal": {
+                "channel": "atm",
+                "factors": ["convenience", "service"],
+                "effort": [{"metric": "response_ms", "expected": 3000}],
+            },
+        },
+        "channels": {ch: {"channel": ch, "factors": ["product"]} for ch in CHANNELS},
+    }
+    data.update(over)
+    return parse_model(data)
+
+
+M = model()
+
+
+def ev(
+    minutes: float = 0,
+    *,
+    touchpoint: str = "call_center.hotline",
+    channel: str = "call_center",
+    outcome: str = "success",
+    tier: str | None = "B",
+    customer: str = "c1",
+    **kw: Any,
+) -> TouchpointEvent:
+    return TouchpointEvent.model_validate(
+        {
+            "event_id": kw.pop("event_id", uuid.uuid4()),
+            "occurred_at": T0 + timedelta(minutes=minutes),
+            "customer_id": customer,
+            "channel": channel,
+            "touchpoint": touchpoint,
+            "journey_stage": "post_purchase",
+            "outcome": outcome,
+            "tier": tier,
+            **kw,
+        }
+    )
+
+
+def run(events: list[TouchpointEvent], m: ExperienceModel = M) -> CustomerState:
+    state = None
+    for e in events:
+        state, _ = apply_event(state, e, m, NOW)
+    assert state is not None
+    return state
+
+
+# --- readings --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected", "k", "reading"),
+    [
+        (30, 60, 4, 10.0),  # under expectation
+        (60, 60, 4, 10.0),  # v = e -> 10
+        (120, 60, 4, 10 * (240 - 120) / (240 - 60)),  # v = 2e -> 6.667
+        (150, 60, 4, 5.0),  # v = 2.5e -> 10 * (4 - 2.5) / 3 = 5
+        (240, 60, 4, 0.0),  # v = 4e -> 0
+        (1000, 60, 4, 0.0),  # beyond 4e stays 0
+        (150, 60, 2, 0.0),  # k = 2: 2.5e is already past 2e
+        (90, 60, 2, 5.0),  # k = 2: 1.5e is half way from e to 2e
+    ],
+)
+def test_effort_curve(value: float, expected: float, k: float, reading: float) -> None:
+    assert effort_reading(value, expected, k) == pytest.approx(reading)
+
+
+@pytest.mark.parametrize(
+    ("scale", "value", "reading"),
+    [
+        ((1, 5), 1, 0.0),  # CSAT (c - 1) x 2.5
+        ((1, 5), 3, 5.0),
+        ((1, 5), 4, 7.5),
+        ((1, 5), 5, 10.0),
+        ((0, 10), 7, 7.0),  # NPS as is
+        ((7, 1), 1, 10.0),  # CES (7 - c) x 10/6: effortless
+        ((7, 1), 4, 5.0),  # (7 - 4) x 10/6 = 5
+        ((7, 1), 6, 10 / 6),
+        ((7, 1), 7, 0.0),
+        ((-1, 1), -1, 0.0),  # sentiment 5 + 5c
+        ((-1, 1), 0, 5.0),
+        ((-1, 1), 0.5, 7.5),
+        ((-1, 1), -0.6, 2.0),
+        ((-1, 1), 1, 10.0),
+    ],
+)
+def test_delight_mappings(scale: tuple[float, float], value: float, reading: float) -> None:
+    assert scale_reading(value, Scale(zero=scale[0], ten=scale[1])) == pytest.approx(reading)
+
+
+@pytest.mark.parametrize(
+    ("kw", "reading"),
+    [
+        ({}, 10.0),  # need only: success reads 10
+        ({"outcome": "failure", "feedback": {"csat": 5}}, 0.0),  # need caps: failure reads 0
+        # abandoned (3) with a fast answer (10): mean 6.5, capped by need 3
+        ({"outcome": "abandoned", "details": {"kind": "call_center", "wait_seconds": 5}}, 3.0),
+        # need 10, ease 5 (wait 2.5e), delight 7.5 (CSAT 4) weighted 1:1:2 -> 30/4
+        (
+            {"details": {"kind": "call_center", "wait_seconds": 150}, "feedback": {"csat": 4}},
+            7.5,
+        ),
+        # delight is the mean of NPS 4 (4) and CES 4 (5) = 4.5: (10 + 2 x 4.5) / 3
+        ({"feedback": {"nps": 4, "ces": 4}}, 19 / 3),
+    ],
+)
+def test_factor_reading_combination(kw: dict[str, Any], reading: float) -> None:
+    _, mo = apply_event(None, ev(**kw), M, NOW)
+    assert mo is not None
+    assert mo.readings["service"] == pytest.approx(reading, abs=1e-3)
+
+
+def test_effort_metrics_of_one_touchpoint_average() -> None:
+    # wait 2.5e -> 5, transfers 3 = 3e with e=1,k=4 -> 10 x (4-3)/3 = 3.333; ease mean 4.1667
+    # x = (10 + 4.1667) / 2 = 7.0833
+    e = ev(
+        touchpoint="call_center.two_metrics",
+        details={"kind": "call_center", "wait_seconds": 150, "transfers": 3},
+    )
+    _, mo = apply_event(None, e, M, NOW)
+    assert mo is not None and mo.readings["service"] == pytest.approx(7.0833, abs=1e-3)
+
+
+def test_sentiment_is_a_delight_reading() -> None:
+    # sentiment -1 -> 0; x = (10 + 2 x 0) / 3 = 3.333; tier B gap 3.333 - 8 = -4.667
+    _, mo = apply_event(None, ev(feedback={"text": "awful"}), M, NOW, sentiment=-1.0)
+    assert mo is not None
+    assert mo.readings["service"] == pytest.approx(10 / 3, abs=1e-3)
+    assert mo.gaps["service"] == pytest.approx(-14 / 3, abs=1e-3)
+    assert mo.sentiment == -1.0
+
+
+# --- gap, impact, valence --------------------------------------------------------------
+
+
+def test_key_experience_importance_9_times_gap_minus_2() -> None:
+    # success (10) + NPS 4 (4, weight 2): x = 18/3 = 6; tier B expects 8: gap -2;
+    # service importance 9: impact 9 x -2 = -18; valence = -18 / 9 = -2
+    _, mo = apply_event(None, ev(feedback={"nps": 4}), M, NOW)
+    assert mo is not None
+    assert mo.readings == {"service": pytest.approx(6.0)}
+    assert mo.gaps == {"service": pytest.approx(-2.0)}
+    assert mo.impacts == {"service": pytest.approx(-18.0)}
+    assert mo.valence == pytest.approx(-2.0)
+    assert mo.key_factor == "service"
+
+
+def test_valence_is_importance_weighted_mean_gap() -> None:
+    # gaps service -2 (imp 9), convenience +4 (imp 6): (-18 + 24) / 15 = 0.4
+    g = gaps({"service": 6, "convenience": 12}, {"service": 8, "convenience": 8})
+    imp = {"service": 9.0, "convenience": 6.0}
+    assert impacts(g, imp) == {"service": -18.0, "convenience": 24.0}
+    assert valence(g, imp) == pytest.approx(0.4)
+    # the small gap on the factor that matters is still second to a larger positive one here
+    assert key_factor(impacts(g, imp)) == "convenience"
+    # clamped to [-10, 10]
+    assert valence({"service": -12.0}, imp) == -10.0
+
+
+def test_tier_a_expects_more_than_tier_c() -> None:
+    # ATM success with response 4500 ms (e 3000, k 4): ease 10 x (12000-4500)/9000 = 8.333;
+    # x = (10 + 8.333)/2 = 9.1667 for convenience and service.
+    # Tier A expects 9: gaps +0.1667 -> valence 0.1667; tier C expects 7: valence 2.1667.
+    kw = {
+        "touchpoint": "atm.withdrawal",
+        "channel": "atm",
+        "details": {"kind": "atm", "response_ms": 4500},
+    }
+    _, a = apply_event(None, ev(tier="A", **kw), M, NOW)
+    _, c = apply_event(None, ev(tier="C", **kw), M, NOW)
+    assert a is not None and c is not None
+    assert a.valence == pytest.approx(0.1667, abs=1e-3)
+    assert c.valence == pytest.approx(2.1667, abs=1e-3)
+    # the same failure: A -9, C -7
+    _, a = apply_event(None, ev(tier="A", outcome="failure", **kw), M, NOW)
+    _, c = apply_event(None, ev(tier="C", outcome="failure", **kw), M, NOW)
+    assert a is not None and c is not None
+    assert (a.valence, c.valence) == (pytest.approx(-9.0), pytest.approx(-7.0))
+
+
+def test_segment_selects_importance_and_unknown_segment_uses_default() -> None:
+    # ATM failure tier B: gaps -8 on convenience and service. retail weighs them 3 and 3,
+    # default 6 and 9; valence is -8 either way, but the impacts differ: -24 vs -72.
+    kw = {"touchpoint": "atm.withdrawal", "channel": "atm", "outcome": "failure"}
+    _, r = apply_event(None, ev(segment="retail", **kw), M, NOW)
+    _, u = apply_event(None, ev(segment="unknown_seg", **kw), M, NOW)
+    assert r is not None and u is not None
+    assert r.impacts["service"] == pytest.approx(-24.0)
+    assert u.impacts["service"] == pytest.approx(-72.0)
+
+
+# --- episodes and peak-end -------------------------------------------------------------
+
+
+def test_peak_end_equal_means_different_endings() -> None:
+    # service-only touchpoint, tier B expects 8: success +2, failure -8.
+    # X: failure, success, success (5 min apart): mean -4/3, peak -8, end +2 -> r = -3
+    #    score 50 + 5 x -3 = 35
+    # Y: success, success, failure: mean -4/3, peak -8, end -8 -> r = -8 -> score 10
+    x = run([ev(0, outcome="failure"), ev(5), ev(10)])
+    y = run([ev(0), ev(5), ev(10, outcome="failure")])
+    assert x.episode_count == y.episode_count == 1
+    assert x.score == pytest.approx(35.0)
+    assert y.score == pytest.approx(10.0)
+
+
+def test_peak_end_memory_combination() -> None:
+    # peak is the largest |v| (negative on a tie), end is the latest
+    a, b = (2.0, 100, 2.0), (-2.0, 50, -2.0)
+    assert combine(a, b) == (-2.0, 100, 2.0)
+    assert combine(b, a) == (-2.0, 100, 2.0)
+    assert remembered(combine(a, b)) == 0.0
+
+
+def test_gap_rule_and_journeys() -> None:
+    # 0 and 25 min: one episode; 70 min: 45 min later, a new one
+    s = run([ev(0), ev(25), ev(70)])
+    assert s.episode_count == 2
+    # one journey over 3 hours is one episode; a journey-less event in between is its own
+    s = run([ev(0, journey_id="J1"), ev(90, journey_id="J1"), ev(100), ev(180, journey_id="J1")])
+    assert s.episode_count == 2
+
+
+def test_out_of_order_event_bridging_two_sessions_merges_them() -> None:
+    # 0 and 50 min are two sessions; the event at 25 min (late) joins both into one.
+    # valences: failure -8 at 0, success +2 at 25, success +2 at 50: peak -8, end +2 -> -3
+    events = [ev(0, outcome="failure"), ev(50), ev(25)]
+    s = run(events)
+    assert s.episode_count == 1
+    assert s.score == pytest.approx(35.0)
+    in_order = run([events[0], events[2], events[1]])
+    assert in_order.score == s.score and in_order.episodes == s.episodes
+
+
+def test_open_episode_already_counts() -> None:
+    state, _ = apply_event(None, ev(0, outcome="failure"), M, NOW)
+    assert state.score == pytest.approx(10.0)  # 50 + 5 x -8
+
+
+# --- decay, score, sub-scores, confidence ----------------------------------------------
+
+
+def test_weight_halves_over_one_half_life() -> None:
+    hl = HALF_LIFE.total_seconds()
+    assert weight(0, int(hl), hl) == pytest.approx(0.5)
+    assert weight(0, int(2 * hl), hl) == pytest.approx(0.25)
+
+
+def test_decay_over_exactly_one_half_life() -> None:
+    # episode 1 at T0: ATM success (+2 on convenience and service, r = +2)
+    # episode 2 at T0 + 14 d: hotline failure (service -8, r = -8)
+    # m = (0.5 x 2 + 1 x -8) / 1.5 = -4.667 -> score 50 - 23.333 = 26.67 (undecayed: 35)
+    # service: same as overall -> 26.67; convenience: only episode 1 -> 60
+    # channels: atm 60, call_center 10; confidence n = 1.5 -> 1.5 / 4.5 = 0.333
+    s = run(
+        [
+            ev(0, touchpoint="atm.withdrawal", channel="atm"),
+            ev(14 * 24 * 60, outcome="failure"),
+        ]
+    )
+    assert s.score == pytest.approx(26.67, abs=0.01)
+    assert s.factor_scores == {
+        "service": pytest.approx(26.67, abs=0.01),
+        "convenience": pytest.approx(60.0),
+    }
+    assert s.channel_scores == {"atm": pytest.approx(60.0), "call_center": pytest.approx(10.0)}
+    assert s.confidence == pytest.approx(1 / 3, abs=1e-3)
+    assert s.episode_count == 2
+    assert s.folded.count == 1  # the first episode was closed and folded into sums
+
+
+def test_confidence_grows_with_episodes() -> None:
+    # n recent episodes (an hour apart, decay ~0.2 % each): confidence ~ n / (n + 3)
+    values = [run([ev(60 * i) for i in range(n)]).confidence for n in (1, 3, 10)]
+    assert values == [
+        pytest.approx(0.25, abs=0.005),
+        pytest.approx(0.5, abs=0.005),
+        pytest.approx(10 / 13, abs=0.01),
+    ]
+
+
+def test_score_update_and_explanation() -> None:
+    # hotline failure at 0 (impact 9 x -8 = -72), NPS 4 at 60 (-18), success at 120 (+18)
+    a = ev(0, outcome="failure")
+    s = run([a, ev(60, feedback={"nps": 4}), ev(120)])
+    up = score_update(s)
+    assert up.customer_id == "c1" and up.version == 3 and up.episodes == 3
+    assert up.as_of == T0 + timedelta(minutes=120)
+    assert up.score == s.score
+    first = up.explanation[0]
+    assert (first.event_id, first.factor, first.impact) == (a.event_id, "service", -72.0)
+    assert [x.impact for x in up.explanation[1:]] == [18.0, -18.0]  # the newer one first
+
+
+# --- idempotency, lateness, clock skew, batches, size ------------------------------------
+
+
+def test_same_event_twice_changes_nothing() -> None:
+    e = ev(0)
+    s1, m1 = apply_event(None, e, M, NOW)
+    s2, m2 = apply_event(s1, e, M, NOW)
+    assert m1 is not None and m2 is None
+    assert s2 == s1 and s2.version == 1
+
+
+def test_late_event_is_reported_but_does_not_change_the_state() -> None:
+    s = run([ev(0), ev(3 * 24 * 60)])  # watermark 3 days after T0; lateness 48 h
+    late_state, mo = apply_event(s, ev(60, outcome="failure"), M, NOW)
+    assert mo is not None and mo.late and mo.episode_id == "late"
+    assert mo.valence == pytest.approx(-8.0)
+    assert late_state == s
+    ok_state, mo = apply_event(s, ev(3 * 24 * 60 - 47 * 60, outcome="failure"), M, NOW)
+    assert mo is not None and not mo.late and ok_state.version == s.version + 1
+
+
+def test_evicted_ids_raise_the_floor_so_duplicates_stay_out() -> None:
+    small = model(state={"seen_ids_max": 8})
+    events = [ev(i) for i in range(12)]
+    s = run(events, small)
+    again, mo = apply_event(s, events[0], small, NOW)
+    assert mo is not None and mo.late  # forgotten id, but at/before the floor
+    assert again == s
+
+
+def test_future_event_time_is_clamped_to_now_plus_skew() -> None:
+    now = T0 + timedelta(hours=1)
+    s, _ = apply_event(None, ev(24 * 60), M, now)
+    assert s.watermark == int((now + timedelta(minutes=5)).timestamp())
+
+
+def test_batch_equals_one_by_one() -> None:
+    events = [ev(m, outcome=o) for m, o in ((0, "failure"), (20, "success"), (200, "abandoned"))]
+    events.append(events[1])  # a duplicate inside the batch
+    batch, moments = apply_events(None, events, M, NOW)
+    single = run(events)
+    assert batch.score == single.score and batch.version == single.version == 3
+    assert moments[3] is None and all(m is not None for m in moments[:3])
+
+
+def test_batch_rejects_mixed_customers() -> None:
+    with pytest.raises(ValueError, match="mixes customers"):
+        apply_events(None, [ev(0), ev(1, customer="c2")], M, NOW)
+
+
+def test_unknown_touchpoint_falls_back_to_its_channel() -> None:
+    _, mo = apply_event(None, ev(touchpoint="web.brand_new_page", channel="web"), M, NOW)
+    assert mo is not None and mo.fallback and set(mo.readings) == {"product"}
+    kw = {"touchpoint": "atm.withdrawal.cardless", "channel": "atm"}
+    _, mo = apply_event(None, ev(**kw), M, NOW)
+    assert mo is not None and not mo.fallback and set(mo.readings) == {"convenience", "service"}
+
+
+def test_state_is_bounded_and_round_trips() -> None:
+    events = [
+        ev(
+            37 * i,
+            outcome=("success", "failure", "abandoned")[i % 3],
+            intent="card_blocked",
+            details={"kind": "call_center", "wait_seconds": 10 * i},
+        )
+        for i in range(200)
+    ]
+    s = run(events)
+    assert len(s.episodes) <= M.episodes.max_open
+    assert len(s.seen_ids()) <= M.state.seen_ids_max
+    assert len(s.trail) <= M.state.trail_max
+    assert len(s.key_moments) == M.score.explanation_size
+    assert len(s.score_trail) <= 25
+    raw = s.to_bytes()
+    assert len(raw) < 8_000
+    assert CustomerState.from_bytes(raw) == s
