@@ -1,0 +1,255 @@
+"""The event contract: the committed JSON Schema matches the models, and decoding the wire
+format accepts what it should and rejects, item by item, what it should not."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import jsonschema
+import pytest
+
+from schemas import export
+from schemas.envelope import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES, decode_message, encode_batch
+from schemas.events import TouchpointEvent
+from streams.sample_events import CUSTOMERS, sample_events, sample_invalid
+
+
+def event(**overrides: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": "2026-11-20T09:30:00+08:00",
+        "customer_id": "C-1001",
+        "channel": "atm",
+        "touchpoint": "atm.withdrawal",
+        "touchpoint_instance": "ATM-0042",
+        "journey_stage": "post_purchase",
+        "outcome": "failure",
+        "details": {"kind": "atm", "error_code": "E-CASH-JAM"},
+        "tier": "A",
+    }
+    doc.update(overrides)
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def without(field: str) -> dict[str, Any]:
+    doc = event()
+    del doc[field]
+    return doc
+
+
+def raw(doc: Any) -> bytes:
+    return json.dumps(doc, ensure_ascii=False).encode()
+
+
+# -- the committed JSON Schema --------------------------------------------------------------
+
+
+def test_committed_json_schema_matches_the_models() -> None:
+    committed = export.SCHEMA_PATH.read_text(encoding="utf-8")
+    assert committed == export.render(), (
+        f"{export.SCHEMA_PATH.name} drifted from schemas/events.py: run python -m schemas.export"
+    )
+
+
+def test_export_check_mode_reports_a_stale_file(tmp_path: Any) -> None:
+    stale = tmp_path / "schema.json"
+    stale.write_text("{}\n")
+    assert export.main(["--check", "--output", str(stale)]) == 1
+    assert export.main(["--output", str(stale)]) == 0
+    assert export.main(["--check", "--output", str(stale)]) == 0
+
+
+@pytest.fixture(scope="module")
+def validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(export.SCHEMA_PATH.read_text(encoding="utf-8"))
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def test_sample_events_validate_against_the_exported_json_schema(
+    validator: jsonschema.protocols.Validator,
+) -> None:
+    for doc in sample_events(seed=3):
+        errors = [e.message for e in validator.iter_errors(doc)]
+        assert not errors, (doc["event_id"], errors)
+
+
+def test_json_schema_rejects_what_pydantic_rejects_field_by_field(
+    validator: jsonschema.protocols.Validator,
+) -> None:
+    for bad in (
+        without("customer_id"),
+        event(channel="fax"),
+        event(customer_id="has space"),
+        event(unknown_field=1),
+        event(feedback={"nps": 11}),
+    ):
+        assert not validator.is_valid(bad), bad
+
+
+# -- decoding: valid ------------------------------------------------------------------------
+
+
+def test_single_event_message_decodes() -> None:
+    doc = event()
+    events, rejected = decode_message(raw(doc))
+    assert rejected == []
+    assert [str(e.event_id) for e in events] == [doc["event_id"]]
+    assert events[0].occurred_at.utcoffset() is not None
+
+
+def test_batch_message_decodes_every_item_in_order() -> None:
+    docs = [event(customer_id=f"C-{i}") for i in range(5)]
+    events, rejected = decode_message(raw(docs))
+    assert rejected == []
+    assert [e.customer_id for e in events] == [f"C-{i}" for i in range(5)]
+
+
+def test_encode_batch_round_trips() -> None:
+    models = [TouchpointEvent.model_validate(event()) for _ in range(3)]
+    events, rejected = decode_message(encode_batch(models))
+    assert rejected == [] and events == models
+
+
+def test_chinese_feedback_survives_decoding() -> None:
+    text = "排队排了二十多分钟"
+    doc = event(feedback={"csat": 1, "text": text, "language": "zh"})
+    events, _ = decode_message(raw(doc))
+    assert events[0].feedback is not None and events[0].feedback.text == text
+
+
+# -- decoding: invalid, each kind -----------------------------------------------------------
+
+INVALID_ITEMS = {
+    "missing field": (without("customer_id"), "customer_id: Field required"),
+    "wrong type": (event(feedback={"nps": "ten"}), "feedback.nps:"),
+    "bad enum": (event(channel="fax"), "channel:"),
+    "details of another channel": (
+        event(channel="web", touchpoint="web.login"),
+        "details.kind is 'atm' but channel is 'web'",
+    ),
+    "naive timestamp": (event(occurred_at="2026-11-20T09:30:00"), "occurred_at:"),
+    "unknown field": (event(colour="red"), "colour: Extra inputs are not permitted"),
+    "empty feedback": (event(feedback={}), "feedback"),
+    "string too long": (event(feedback={"text": "x" * 2001}), "feedback.text:"),
+    "identifier too long": (event(customer_id="C" * 65), "customer_id:"),
+    "too many attributes": (
+        event(attributes={f"k{i}": i for i in range(33)}),
+        "attributes:",
+    ),
+    "attribute value too long": (event(attributes={"note": "y" * 257}), "attributes.note"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INVALID_ITEMS))
+def test_invalid_single_message_is_rejected_whole_with_its_original_bytes(name: str) -> None:
+    doc, reason = INVALID_ITEMS[name]
+    message = raw(doc)
+    events, rejected = decode_message(message)
+    assert events == []
+    assert len(rejected) == 1
+    assert rejected[0].index is None
+    assert rejected[0].raw == message  # untouched
+    assert reason in rejected[0].reason, rejected[0].reason
+
+
+@pytest.mark.parametrize("name", sorted(INVALID_ITEMS))
+def test_one_bad_item_does_not_take_its_batch_mates_down(name: str) -> None:
+    bad, reason = INVALID_ITEMS[name]
+    good = [event(), event()]
+    events, rejected = decode_message(raw([good[0], bad, good[1]]))
+    assert [str(e.event_id) for e in events] == [good[0]["event_id"], good[1]["event_id"]]
+    assert len(rejected) == 1
+    assert rejected[0].index == 1
+    assert json.loads(rejected[0].raw) == bad  # the item alone, re-encoded compactly
+    assert b", " not in rejected[0].raw
+    assert reason in rejected[0].reason
+
+
+@pytest.mark.parametrize(
+    ("message", "kind", "reason"),
+    [
+        (b"", "empty", "empty message"),
+        (b"{not json", "json_invalid", "Invalid JSON"),
+        (b"[1, 2", "not_json", "not JSON"),
+        (b"\xff\xfe[]", "not_json", "not JSON"),
+        (b'"just a string"', "not_object", "got str"),
+        (b"42", "not_object", "got int"),
+    ],
+)
+def test_unusable_messages_are_rejected_whole(message: bytes, kind: str, reason: str) -> None:
+    events, rejected = decode_message(message)
+    assert events == []
+    assert [(r.index, r.kind) for r in rejected] == [(None, kind)]
+    assert reason in rejected[0].reason
+    assert rejected[0].raw == message
+
+
+def test_non_object_items_of_a_batch_are_rejected_one_by_one() -> None:
+    good = event()
+    events, rejected = decode_message(raw([good, 7, "text", None, [good]]))
+    assert [str(e.event_id) for e in events] == [good["event_id"]]
+    assert [(r.index, r.kind) for r in rejected] == [(i, "not_object") for i in (1, 2, 3, 4)]
+    assert rejected[0].raw == b"7"
+
+
+def test_empty_batch_is_no_events_and_no_rejections() -> None:
+    assert decode_message(b"[]") == ([], [])
+
+
+def test_batch_over_the_event_bound_is_rejected_whole() -> None:
+    message = b"[" + b",".join([b"{}"] * (MAX_BATCH_EVENTS + 1)) + b"]"
+    events, rejected = decode_message(message)
+    assert events == []
+    assert [(r.index, r.kind) for r in rejected] == [(None, "too_large")]
+    assert str(MAX_BATCH_EVENTS) in rejected[0].reason
+
+
+def test_message_over_the_byte_bound_is_rejected_without_parsing() -> None:
+    message = b"[" + b" " * MAX_MESSAGE_BYTES + b"]"
+    events, rejected = decode_message(message)
+    assert events == []
+    assert rejected[0].kind == "too_large"
+    assert len(rejected[0].raw) <= 1024  # a dead letter never carries the whole 8 MB
+
+
+# -- the built-in sample --------------------------------------------------------------------
+
+
+def test_sample_events_are_all_valid_and_cover_every_channel_and_tier() -> None:
+    docs = sample_events(seed=0, now=datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
+    assert 60 <= len(docs) <= 100
+    events, rejected = decode_message(raw(docs))
+    assert rejected == []
+    assert len(events) == len(docs)
+    assert {e.channel for e in events} == {"web", "app", "call_center", "store", "atm"}
+    assert {e.tier for e in events} == {"A", "B", "C"}
+    assert {e.customer_id for e in events} == {c[0] for c in CUSTOMERS}
+    languages = {e.feedback.language for e in events if e.feedback and e.feedback.text}
+    assert {"en", "zh"} <= languages
+    assert any(e.feedback and e.feedback.nps is not None for e in events)
+    atm_failures = [e for e in events if e.touchpoint_instance == "ATM-0042"]
+    assert len(atm_failures) >= 5 and all(e.outcome == "failure" for e in atm_failures)
+    assert len({e.event_id for e in events}) == len(events)
+
+
+def test_sample_events_are_deterministic_given_seed_and_now() -> None:
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    assert sample_events(seed=5, now=now) == sample_events(seed=5, now=now)
+    assert sample_events(seed=5, now=now) != sample_events(seed=6, now=now)
+    assert max(d["occurred_at"] for d in sample_events(now=now)) <= now.isoformat()
+
+
+def test_sample_invalid_messages_are_all_rejected_one_dead_letter_each() -> None:
+    messages = sample_invalid()
+    assert len(messages) >= 4
+    kinds = set()
+    for message in messages:
+        events, rejected = decode_message(message)
+        assert events == [] and len(rejected) == 1, message
+        kinds.add(rejected[0].kind)
+    assert {"missing", "literal_error", "value_error", "json_invalid"} <= kinds
