@@ -215,8 +215,9 @@ class TouchpointSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> TouchpointSpec:
-        if len(set(self.factors)) != len(self.factors):
-            raise ValueError(f"factors {self.factors} repeat a factor: list each once")
+        twice = sorted({f for f in self.factors if self.factors.count(f) > 1})
+        if twice:
+            raise ValueError(f"factors: {', '.join(twice)} listed twice: list each factor once")
         for i, e in enumerate(self.effort):
             if e.metric not in EFFORT_METRICS[self.channel]:
                 raise ValueError(
@@ -368,10 +369,15 @@ def format_validation_error(err: ValidationError) -> str:
         op = "<" if typ == "less_than" else "<="
         return f"{key}: {inp} is too large: use a value {op} {bound}"
     if typ.endswith("_parsing") or typ.endswith("_type"):
-        want = typ.split("_")[0]
-        want = {"dict": "a mapping (key: value)", "model": "a mapping (key: value)"}.get(
-            want, f"a {want}"
-        )
+        want = {
+            "dict": "a mapping (key: value)",
+            "model": "a mapping (key: value)",
+            "int": "an integer",
+            "float": "a number",
+            "list": "a list",
+            "string": "a string",
+            "bool": "true or false",
+        }.get(typ.split("_")[0], typ.split("_")[0])
         return f"{key}: {inp!r} is not {want}: write {want}"
     if typ == "too_short":
         return f"{key}: is empty: give at least {ctx.get('min_length', 1)}"
