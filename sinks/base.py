@@ -72,7 +72,7 @@ class Backend(Protocol):
 
     def read_table(self, table: str | TableSpec, *, final: bool = True) -> list[Row]:
         """All rows of a table as row tuples, deduplicated as with ``FINAL`` when
-        ``final``, sorted by the table's key. For tests and small tables."""
+        ``final``, sorted by the table's key (``sort_by_key``). For tests and small tables."""
         ...
 
     def close(self) -> None: ...
@@ -154,9 +154,11 @@ def final_rows(spec: TableSpec, rows: Iterable[Row]) -> list[Row]:
         held = best.get(key)
         if held is None or version is None or not (version < held[0]):
             best[key] = (version, row)
-    return [best[k][1] for k in sorted(best, key=_sort_key)]
+    return [best[k][1] for k in sorted(best)]
 
 
-def _sort_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
-    # ClickHouse sorts UUIDs by their two 64-bit halves, not by their text.
-    return tuple((v.int >> 64, v.int & (2**64 - 1)) if isinstance(v, uuid.UUID) else v for v in key)
+def sort_by_key(spec: TableSpec, rows: Iterable[Row]) -> list[Row]:
+    """Rows in key order as Python sorts keys (UUIDs by value). ClickHouse's own UUID
+    order differs (it compares the low 64 bits first), so reads sort here: every backend
+    then returns the same list."""
+    return sorted(rows, key=spec.key_of)

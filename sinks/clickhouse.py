@@ -228,7 +228,7 @@ def retrying(
         kwargs["stop"] = stop_after_delay(give_up_after)
     retryer = Retrying(
         retry=retry_if_exception(should_retry),
-        wait=wait_exponential_jitter(initial=0.1, max=max_wait),
+        wait=wait_exponential_jitter(multiplier=0.1, max=max_wait, jitter=min(1.0, max_wait)),
         before_sleep=before_sleep,
         reraise=True,
         sleep=time.sleep,

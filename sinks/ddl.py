@@ -156,7 +156,7 @@ def render_markdown(specs: Iterable[TableSpec | ViewSpec]) -> str:
                 else ""
             ),
             "",
-            "| column | type | on ClickHouse < 20.1 | meaning |",
+            "| column | type | on 18.16 | meaning |",
             "|---|---|---|---|",
         ]
         for name, col in spec.columns:

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from schemas.rows import SPECS, TableSpec, ViewSpec
 
-from .base import Row, SpecRegistry, normalize_rows
+from .base import Row, SpecRegistry, normalize_rows, sort_by_key
 from .clickhouse import parse_chdb_url
 from .ddl import Capabilities, column_type, quote_ident, schema_statements
 from .errors import SinkConfigError, SinkError, SinkLocked, SinkUnavailable, SinkWriteError
@@ -230,13 +230,14 @@ class ChdbBackend:
     def read_table(self, table: str | TableSpec, *, final: bool = True) -> list[Row]:
         spec = self._registry.resolve(table)
         names = ", ".join(quote_ident(n) for n in spec.column_names)
-        order = ", ".join(quote_ident(n) for n in spec.order_by)
         result = self._run(
             f"SELECT {names} FROM {quote_ident(self.database)}.{quote_ident(spec.name)}"
-            f"{' FINAL' if final else ''} ORDER BY {order}"
+            f"{' FINAL' if final else ''}"
         )
         columns = [c.to_pylist() for c in result.columns]
-        return normalize_rows(spec, zip(*columns, strict=True)) if columns else []
+        if not columns:
+            return []
+        return sort_by_key(spec, normalize_rows(spec, zip(*columns, strict=True)))
 
     def close(self) -> None:
         global _open_dir, _open_count

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from schemas.rows import SPECS, TableSpec, ViewSpec
 
-from .base import Row, SpecRegistry, normalize_rows
+from .base import Row, SpecRegistry, normalize_rows, sort_by_key
 from .clickhouse import parse_server_url, redact
 from .ddl import Capabilities, column_type, quote_ident, schema_statements
 from .errors import SinkConfigError, SinkError, SinkUnavailable, SinkWriteError
@@ -108,12 +108,11 @@ class NativeBackend:
     def read_table(self, table: str | TableSpec, *, final: bool = True) -> list[Row]:
         spec = self._registry.resolve(table)
         names = ", ".join(quote_ident(n) for n in spec.column_names)
-        order = ", ".join(quote_ident(n) for n in spec.order_by)
         rows = self._run(
             f"SELECT {names} FROM {quote_ident(self.database)}.{quote_ident(spec.name)}"
-            f"{' FINAL' if final else ''} ORDER BY {order}"
+            f"{' FINAL' if final else ''}"
         )
-        return normalize_rows(spec, rows)
+        return sort_by_key(spec, normalize_rows(spec, rows))
 
     def close(self) -> None:
         self._client.disconnect()
@@ -124,8 +123,11 @@ class NativeBackend:
         """Execute, turning every driver error into a one-line ``SinkError``."""
         try:
             if use_database:
-                # Unqualified names in ad-hoc queries resolve to our database.
-                self._client.execute(f"USE {quote_ident(self.database)}")
+                # Unqualified names in ad-hoc queries resolve to our database. Unquoted:
+                # clickhouse-driver remembers a USE'd name verbatim, backticks included,
+                # for its next handshake (the name was checked by quote_ident).
+                quote_ident(self.database)
+                self._client.execute(f"USE {self.database}")
             return self._client.execute(sql, params, **kw)
         except SinkError:
             raise

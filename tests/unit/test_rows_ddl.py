@@ -1,0 +1,288 @@
+"""Row flattening and DDL derivation, without any ClickHouse."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from schemas.events import TouchpointEvent
+from schemas.rows import (
+    DEAD_LETTERS,
+    MAX_DEAD_LETTER_PAYLOAD_BYTES,
+    SPECS,
+    TOUCHPOINT_EVENTS,
+    Column,
+    DeadLetterRow,
+    EventRow,
+    TableSpec,
+    ViewSpec,
+    dead_letter_id,
+    dead_letter_row,
+    event_row,
+)
+from sinks.batching import Batcher
+from sinks.ddl import (
+    LEGACY,
+    MODERN,
+    Capabilities,
+    column_type,
+    create_table_sql,
+    render_markdown,
+    schema_statements,
+)
+from sinks.errors import SinkConfigError
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "clickhouse-tables.md"
+NOW = datetime(2025, 6, 1, 12, 0, 0, 987654, tzinfo=UTC)
+
+
+def event(**overrides: object) -> TouchpointEvent:
+    raw: dict[str, object] = {
+        "event_id": "7d3c6a52-1111-4a4a-8b8b-000000000001",
+        "occurred_at": "2025-06-01T14:30:00.123456+02:00",
+        "customer_id": "C-1",
+        "channel": "atm",
+        "touchpoint": "atm.withdrawal",
+        "journey_stage": "post_purchase",
+        "outcome": "failure",
+    }
+    raw.update(overrides)
+    return TouchpointEvent.model_validate(raw)
+
+
+def as_dict(row: tuple[object, ...]) -> dict[str, object]:
+    assert len(row) == len(TOUCHPOINT_EVENTS.columns)
+    return dict(zip(TOUCHPOINT_EVENTS.column_names, row, strict=True))
+
+
+# -- event_row --------------------------------------------------------------------------
+
+
+def test_minimal_event_flattens_with_empty_strings_and_nulls() -> None:
+    row = as_dict(event_row(event(), source_partition=3, source_offset=42, ingested_at=NOW))
+    assert row["event_id"] == uuid.UUID("7d3c6a52-1111-4a4a-8b8b-000000000001")
+    assert row["occurred_at"] == datetime(2025, 6, 1, 12, 30, 0, 123000, tzinfo=UTC)
+    assert row["ingested_at"] == datetime(2025, 6, 1, 12, 0, 0, 987000, tzinfo=UTC)
+    for name in (
+        "touchpoint_instance",
+        "journey_id",
+        "intent",
+        "tier",
+        "segment",
+        "error_code",
+        "feedback_text",
+        "feedback_language",
+    ):
+        assert row[name] == "", name
+    for name in (
+        "latency_ms",
+        "http_status",
+        "response_ms",
+        "nps",
+        "csat",
+        "ces",
+        "cash_dispensed",
+        "wait_seconds",
+    ):
+        assert row[name] is None, name
+    assert row["details_json"] == "{}" and row["attributes_json"] == "{}"
+    assert (row["source_partition"], row["source_offset"]) == (3, 42)
+    EventRow.model_validate(row)  # the tuple matches the declared model
+
+
+@pytest.mark.parametrize(
+    ("channel", "details", "expected"),
+    [
+        (
+            "web",
+            {"kind": "web", "latency_ms": 812.5, "http_status": 503, "steps": 4},
+            {"latency_ms": 812.5, "http_status": 503, "steps": 4},
+        ),
+        ("app", {"kind": "app", "latency_ms": 95.0, "os": "ios"}, {"latency_ms": 95.0}),
+        (
+            "call_center",
+            {
+                "kind": "call_center",
+                "wait_seconds": 340,
+                "handle_seconds": 61.5,
+                "transfers": 2,
+                "ivr_steps": 5,
+            },
+            {"wait_seconds": 340, "handle_seconds": 61.5, "transfers": 2, "ivr_steps": 5},
+        ),
+        (
+            "store",
+            {"kind": "store", "queue_seconds": 900, "service_seconds": 300},
+            {"queue_seconds": 900, "service_seconds": 300},
+        ),
+        (
+            "atm",
+            {"kind": "atm", "response_ms": 4100, "error_code": "E42", "cash_dispensed": False},
+            {"response_ms": 4100, "error_code": "E42", "cash_dispensed": 0},
+        ),
+    ],
+)
+def test_channel_details_get_their_own_columns(
+    channel: str, details: dict[str, object], expected: dict[str, object]
+) -> None:
+    ev = event(channel=channel, touchpoint=f"{channel}.x", details=details)
+    row = as_dict(event_row(ev, source_partition=0, source_offset=0, ingested_at=NOW))
+    for name, value in expected.items():
+        assert row[name] == value, name
+    assert '"kind":"' + channel + '"' in str(row["details_json"])
+    EventRow.model_validate(row)
+
+
+def test_feedback_tier_and_attributes() -> None:
+    ev = event(
+        touchpoint_instance="ATM-0042",
+        journey_id="j-9",
+        intent="cash",
+        tier="A",
+        segment="retail",
+        attributes={"b": 1, "a": "说明"},
+        feedback={"nps": 2, "csat": 1, "ces": 7, "text": "机器吞卡了", "language": "zh"},
+    )
+    row = as_dict(event_row(ev, source_partition=0, source_offset=0, ingested_at=NOW))
+    assert (row["nps"], row["csat"], row["ces"]) == (2, 1, 7)
+    assert (row["feedback_text"], row["feedback_language"]) == ("机器吞卡了", "zh")
+    assert (row["touchpoint_instance"], row["tier"], row["segment"]) == ("ATM-0042", "A", "retail")
+    assert row["attributes_json"] == '{"a":"说明","b":1}'  # sorted keys, UTF-8 kept
+
+
+def test_replaying_an_event_gives_the_same_key() -> None:
+    a = event_row(event(), source_partition=0, source_offset=1, ingested_at=NOW)
+    b = event_row(event(), source_partition=0, source_offset=1, ingested_at=NOW)
+    assert a == b and TOUCHPOINT_EVENTS.key_of(a) == (a[0],)
+
+
+# -- dead_letter_row --------------------------------------------------------------------
+
+
+def test_dead_letter_ids_are_deterministic_per_position() -> None:
+    a = dead_letter_id("cx.touchpoints", 1, 10, None)
+    assert a == dead_letter_id("cx.touchpoints", 1, 10, -1)
+    assert a != dead_letter_id("cx.touchpoints", 1, 10, 0)
+    assert a != dead_letter_id("cx.touchpoints", 2, 10, None)
+
+
+def test_dead_letter_row_decodes_and_bounds_the_payload() -> None:
+    kwargs = dict(
+        source_topic="cx.touchpoints",
+        source_partition=1,
+        source_offset=10,
+        reason="not JSON",
+        received_at=NOW.astimezone(timezone(timedelta(hours=8))),
+    )
+    row = dead_letter_row(source_index=None, payload=b"\xff\xfeoops", **kwargs)  # type: ignore[arg-type]
+    named = dict(zip(DEAD_LETTERS.column_names, row, strict=True))
+    assert named["source_index"] == -1
+    assert named["payload"] == "\ufffd\ufffdoops"
+    assert named["payload_bytes"] == 6
+    assert named["received_at"] == datetime(2025, 6, 1, 12, 0, 0, 987000, tzinfo=UTC)
+    DeadLetterRow.model_validate(named)
+    big = dead_letter_row(
+        source_index=3,
+        payload=b"x" * (MAX_DEAD_LETTER_PAYLOAD_BYTES + 5),
+        payload_bytes=9_000_000,
+        **kwargs,
+    )  # type: ignore[arg-type]
+    assert len(big[7]) == MAX_DEAD_LETTER_PAYLOAD_BYTES and big[8] == 9_000_000 and big[5] == 3
+
+
+# -- DDL --------------------------------------------------------------------------------
+
+
+def test_capabilities_by_version() -> None:
+    assert not Capabilities.from_version("18.16.1").datetime64
+    assert not LEGACY.low_cardinality and not LEGACY.ttl
+    assert MODERN.datetime64 and MODERN.low_cardinality and MODERN.ttl
+    assert Capabilities.from_version("26.9.2.1").datetime64
+    with pytest.raises(SinkConfigError, match="too old"):
+        Capabilities.from_version("1.1.54245")
+
+
+def test_types_degrade_on_old_servers() -> None:
+    assert column_type(Column("LowCardinality(String)", ""), LEGACY) == "String"
+    assert column_type(Column("DateTime64(3, 'UTC')", ""), LEGACY) == "DateTime('UTC')"
+    assert column_type(Column("Nullable(DateTime64(3))", ""), LEGACY) == "Nullable(DateTime)"
+    assert column_type(Column("LowCardinality(Nullable(String))", ""), LEGACY) == "Nullable(String)"
+    assert column_type(Column("LowCardinality(String)", "", fallback="FixedString(8)"), LEGACY) == (
+        "FixedString(8)"
+    )
+    assert column_type(Column("LowCardinality(String)", ""), MODERN) == "LowCardinality(String)"
+
+
+def test_modern_ddl() -> None:
+    sql = create_table_sql(TOUCHPOINT_EVENTS, MODERN, "cx")
+    assert sql.startswith("CREATE TABLE IF NOT EXISTS `cx`.`touchpoint_events`")
+    assert "`occurred_at` DateTime64(3, 'UTC')" in sql
+    assert "`channel` LowCardinality(String)" in sql
+    assert "`nps` Nullable(UInt8)" in sql
+    assert "ENGINE = ReplacingMergeTree(`ingested_at`)" in sql
+    assert "PARTITION BY toYYYYMM(occurred_at)\nORDER BY (`event_id`)" in sql
+    assert "TTL" not in sql  # events are history: no expiry
+    dead = create_table_sql(DEAD_LETTERS, MODERN, "cx")
+    assert dead.endswith("TTL toDateTime(`received_at`) + toIntervalDay(90)")
+
+
+def test_legacy_ddl() -> None:
+    for spec in (TOUCHPOINT_EVENTS, DEAD_LETTERS):
+        sql = create_table_sql(spec, LEGACY, "cx")
+        assert "LowCardinality" not in sql and "DateTime64" not in sql and "TTL" not in sql
+        assert "DateTime('UTC')" in sql
+        assert "ENGINE = ReplacingMergeTree(" in sql
+
+
+def test_schema_statements_create_database_first_and_views_by_spec() -> None:
+    view = ViewSpec(
+        "daily_events",
+        "SELECT toDate(occurred_at) AS day, count() AS n "
+        "FROM {db}.touchpoint_events FINAL GROUP BY day",
+        "Events per day.",
+    )
+    stmts = schema_statements([*SPECS, view], MODERN, "cx")
+    assert stmts[0] == "CREATE DATABASE IF NOT EXISTS `cx`"
+    assert len(stmts) == 1 + len(SPECS) + 1
+    assert stmts[-1] == (
+        "CREATE VIEW IF NOT EXISTS `cx`.`daily_events` AS SELECT toDate("
+        "occurred_at) AS day, count() AS n FROM `cx`.touchpoint_events FINAL "
+        "GROUP BY day"
+    )
+    with pytest.raises(SinkConfigError):
+        schema_statements(SPECS, MODERN, "cx; DROP")
+
+
+def test_a_spec_needs_a_column_per_field_and_real_keys() -> None:
+    with pytest.raises(TypeError, match="not a column"):
+        TableSpec("x", EventRow, order_by=("nope",), partition_by="tuple()", version=None, doc="")
+
+
+def test_docs_list_every_table_and_column() -> None:
+    """docs/clickhouse-tables.md embeds render_markdown(SPECS): regenerate it when it fails
+    (python -c 'from sinks.ddl import render_markdown; from schemas.rows import SPECS;
+    print(render_markdown(SPECS))')."""
+    assert render_markdown(SPECS) in DOCS.read_text()
+
+
+# -- the batcher (pure) -----------------------------------------------------------------
+
+
+def test_batcher_size_and_age() -> None:
+    now = [0.0]
+    b: Batcher[int] = Batcher(3, 2.0, clock=lambda: now[0])
+    assert not b.due() and b.seconds_until_due() is None
+    b.add([1, 2])
+    now[0] = 1.5
+    assert not b.due() and b.seconds_until_due() == pytest.approx(0.5)
+    b.add([3, 4])
+    assert b.due() and b.peek() == [1, 2, 3]
+    b.commit(3)
+    assert b.peek() == [4] and not b.due()
+    now[0] = 3.6
+    assert b.due()
+    b.commit(1)
+    assert len(b) == 0 and not b.due()
