@@ -1,0 +1,240 @@
+"""Reading ``cxpulse publish`` input: format detection, line numbers, one-line errors, and
+per-event validation. No Kafka here: the round trip is in tests/integration."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.events import TouchpointEvent
+from streams.admin import KafkaUnavailable
+from streams.broker import free_port
+from streams.publisher import (
+    InputError,
+    PublishSummary,
+    Rejection,
+    SourceItem,
+    iter_source,
+    print_summary,
+    publish_source,
+    validate_event,
+)
+from streams.settings import load_settings
+
+
+def event(**overrides: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": "2026-11-20T09:30:00+00:00",
+        "customer_id": "C-1",
+        "channel": "web",
+        "touchpoint": "web.login",
+        "journey_stage": "post_purchase",
+        "outcome": "success",
+    }
+    doc.update(overrides)
+    return doc
+
+
+def write(tmp_path: Path, data: bytes | str, name: str = "in.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+def items(path: Path | str, stdin: io.BytesIO | None = None) -> list[SourceItem]:
+    return list(iter_source(path, stdin))
+
+
+def lines_of(path: Path) -> list[int]:
+    return [item.line for item in items(path)]
+
+
+# -- JSON Lines ------------------------------------------------------------------------------
+
+
+def test_json_lines_keep_editor_line_numbers_across_blank_lines(tmp_path: Path) -> None:
+    a, b = json.dumps(event()), json.dumps(event())
+    path = write(tmp_path, f"\n{a}\n\n   \n{b}\n\n")
+    got = items(path)
+    assert [i.line for i in got] == [2, 5]
+    assert [json.loads(i.value) for i in got] == [json.loads(a), json.loads(b)]
+
+
+def test_json_lines_with_crlf_bom_and_no_final_newline(tmp_path: Path) -> None:
+    a, b = json.dumps(event()), json.dumps(event())
+    path = write(tmp_path, b"\xef\xbb\xbf" + f"{a}\r\n{b}".encode())
+    got = items(path)
+    assert [i.line for i in got] == [1, 2]
+    assert all(isinstance(validate_event(i.value), TouchpointEvent) for i in got)
+
+
+def test_bad_json_lines_are_items_rejected_with_reasons_not_fatal(tmp_path: Path) -> None:
+    good = json.dumps(event())
+    path = write(tmp_path, f"{good}\n{{broken\n[1, 2]\n{json.dumps(event(channel='fax'))}\n")
+    got = items(path)
+    assert [i.line for i in got] == [1, 2, 3, 4]
+    reasons = [validate_event(i.value) for i in got]
+    assert isinstance(reasons[0], TouchpointEvent)
+    assert isinstance(reasons[1], str) and reasons[1].startswith("not JSON")
+    assert reasons[2] == "expected a JSON object, got array"
+    assert isinstance(reasons[3], str) and reasons[3].startswith("channel:")
+
+
+def test_invalid_utf8_in_one_line_rejects_that_line_only(tmp_path: Path) -> None:
+    good = json.dumps(event()).encode()
+    bad = json.dumps(event(customer_id="C-X")).encode().replace(b"C-X", b"C-\xff")
+    got = items(write(tmp_path, good + b"\n" + bad + b"\n"))
+    assert isinstance(validate_event(got[0].value), TouchpointEvent)
+    assert isinstance(validate_event(got[1].value), str)
+
+
+def test_stdin_dash_reads_the_given_stream(tmp_path: Path) -> None:
+    stream = io.BytesIO(f"{json.dumps(event())}\n{json.dumps(event())}\n".encode())
+    assert [i.line for i in items("-", stream)] == [1, 2]
+
+
+# -- JSON arrays and pretty-printed objects ---------------------------------------------------
+
+
+def test_json_array_items_carry_the_line_they_start_on(tmp_path: Path) -> None:
+    docs = [event(), event(), event()]
+    path = write(tmp_path, json.dumps(docs, indent=2), "in.json")
+    got = items(path)
+    assert [i.value for i in got] == docs
+    text = path.read_text().splitlines()
+    for item in got:
+        assert text[item.line - 1].strip() == "{", item.line
+    assert got[0].line == 2
+
+
+def test_compact_json_array_on_one_line(tmp_path: Path) -> None:
+    docs = [event(), 7, event()]
+    got = items(write(tmp_path, json.dumps(docs), "in.json"))
+    assert [i.line for i in got] == [1, 1, 1]
+    assert validate_event(got[1].value) == "expected a JSON object, got number"
+
+
+def test_empty_array_has_no_items(tmp_path: Path) -> None:
+    assert items(write(tmp_path, "  [ \n ]\n", "in.json")) == []
+
+
+def test_array_detected_after_leading_blank_lines(tmp_path: Path) -> None:
+    got = items(write(tmp_path, "\n\n" + json.dumps([event()]), "in.json"))
+    assert [i.line for i in got] == [3]
+
+
+def test_pretty_printed_objects_one_after_another(tmp_path: Path) -> None:
+    a, b = event(), event()
+    got = items(write(tmp_path, json.dumps(a, indent=2) + "\n" + json.dumps(b, indent=2)))
+    assert [i.value for i in got] == [a, b]
+    assert got[0].line == 1 and got[1].line == len(json.dumps(a, indent=2).splitlines()) + 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[\n{"a": 1},\n{"b": \n', "invalid JSON"),
+        ('[{"a": 1} {"b": 2}]', "expected ',' or ']'"),
+        ('[{"a": 1}]\n[{"b": 2}]', "unexpected data after the JSON array"),
+    ],
+)
+def test_broken_json_array_is_one_line_error_naming_the_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = write(tmp_path, text, "in.json")
+    with pytest.raises(InputError) as err:
+        items(path)
+    assert message in str(err.value)
+    assert "line" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_array_that_is_not_utf8_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not UTF-8"):
+        items(write(tmp_path, b'[{"a": "\xff"}]', "in.json"))
+
+
+# -- unusable files ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n"])
+def test_empty_input_is_an_error(tmp_path: Path, content: str) -> None:
+    with pytest.raises(InputError, match="is empty"):
+        items(write(tmp_path, content))
+
+
+def test_input_that_is_neither_format_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="neither JSON Lines nor a JSON array"):
+        items(write(tmp_path, "event_id,customer_id\n1,C-1\n", "in.csv"))
+
+
+def test_missing_file_and_directory_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"cannot read .*nope\.jsonl"):
+        items(tmp_path / "nope.jsonl")
+    with pytest.raises(InputError, match="cannot read"):
+        items(tmp_path)
+
+
+def test_publish_source_reports_a_missing_file_before_touching_kafka(tmp_path: Path) -> None:
+    settings = load_settings(kafka_url=f"kafka://127.0.0.1:{free_port()}")
+    with pytest.raises(InputError, match="cannot read"):
+        publish_source(tmp_path / "missing.jsonl", settings)
+
+
+def test_publish_source_with_kafka_unreachable_is_one_line(tmp_path: Path) -> None:
+    settings = load_settings(kafka_url=f"kafka://127.0.0.1:{free_port()}")
+    path = write(tmp_path, json.dumps(event()) + "\n")
+    with pytest.raises(KafkaUnavailable) as err:
+        publish_source(path, settings, connect_timeout=0.3)
+    message = str(err.value)
+    assert "cannot reach Kafka" in message and "cxpulse broker" in message
+    assert "\n" not in message
+
+
+# -- validation and the summary ----------------------------------------------------------------
+
+
+def test_validate_event_accepts_models_mappings_bytes_and_text() -> None:
+    doc = event()
+    model = TouchpointEvent.model_validate(doc)
+    assert validate_event(model) is model
+    assert validate_event(doc) == model
+    assert validate_event(json.dumps(doc)) == model
+    assert validate_event(json.dumps(doc).encode()) == model
+
+
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        (None, "expected a JSON object, got null"),
+        ("[]", "expected a JSON object, got array"),
+        (b'"x"', "expected a JSON object, got string"),
+        (3.5, "expected a JSON object, got number"),
+        ({"event_id": "x"}, "event_id: Input should be a valid UUID"),
+    ],
+)
+def test_validate_event_reasons(item: Any, reason: str) -> None:
+    result = validate_event(item)
+    assert isinstance(result, str) and result.startswith(reason), result
+
+
+def test_print_summary_lists_the_first_rejections_with_lines() -> None:
+    summary = PublishSummary(
+        "cx.touchpoints", "kafka://127.0.0.1:9092", sent=1000, messages=2, seconds=0.5
+    )
+    summary.rejected = 7
+    summary.rejections = [Rejection(f"line {n}", f"reason {n}") for n in range(1, 8)]
+    out = io.StringIO()
+    print_summary(summary, out, limit=3)
+    text = out.getvalue()
+    assert text.startswith(
+        "sent 1000 events in 2 messages to topic cx.touchpoints at kafka://127.0.0.1:9092"
+    )
+    assert "rejected 7 invalid events" in text
+    assert "  line 1: reason 1\n" in text and "line 4" not in text
+    assert "... and 4 more" in text
