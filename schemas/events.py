@@ -15,7 +15,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 Channel = Literal["web", "app", "call_center", "store", "atm"]
 CHANNELS: tuple[str, ...] = ("web", "app", "call_center", "store", "atm")

@@ -48,10 +48,9 @@ def default_connect(settings: Settings) -> Callable[[], InsertBackend]:
 
     def connect() -> InsertBackend:
         from sinks.clickhouse import open_backend
-        from sinks.tables import ALL_TABLES
 
         backend = open_backend(settings.clickhouse_url, settings.clickhouse_password)
-        backend.ensure_schema(ALL_TABLES)
+        backend.ensure_schema()
         return backend
 
     return connect
@@ -138,7 +137,7 @@ def create_app(settings: Settings, connect: Callable[[], InsertBackend] | None =
 
         async for batch in durable_batches(stream, sink_messages, settings.sink_flush_seconds):
             ingested_at = datetime.now(UTC)
-            rows = []
+            rows: list[tuple[Any, ...]] = []
             for e in batch:
                 events, _ = decode_message(e.value)
                 rows.extend(
@@ -158,10 +157,12 @@ def create_app(settings: Settings, connect: Callable[[], InsertBackend] | None =
         from schemas.rows import dead_letter_row
 
         async for batch in durable_batches(stream, 1000, settings.sink_flush_seconds):
-            received_at = datetime.now(UTC)
-            rows = []
+            rows: list[tuple[Any, ...]] = []
             for e in batch:
                 h = _headers(e)
+                # The record's own timestamp, not the wall clock: a replay then yields
+                # the very same row (same partition of the table), so dedup applies.
+                received_at = datetime.fromtimestamp(e.message.timestamp, UTC)
                 rows.append(
                     dead_letter_row(
                         source_topic=h.get("cxpulse.source.topic", e.message.topic),
@@ -204,7 +205,7 @@ def create_app(settings: Settings, connect: Callable[[], InsertBackend] | None =
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"status": "ok", "app": settings.app_id})
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_writer(app: faust.App, **kwargs: Any) -> None:
         writer.close()
 

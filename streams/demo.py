@@ -219,7 +219,7 @@ def _report(settings: Settings, query_worker: Any) -> None:
         result = query_worker(settings, sql)
         if result is None:
             raise ConfigError("the worker stopped answering queries")
-        return result  # type: ignore[no-any-return]
+        return result
 
     show(
         "touchpoint_events by channel",

@@ -67,9 +67,11 @@ def print_result(columns: list[str], rows: list[Sequence[Any]], fmt: str = "auto
         fmt = "table" if sys.stdout.isatty() else "tsv"
     if fmt == "json":
         for row in rows:
-            print(json.dumps(dict(zip(columns, row, strict=False)), default=str, ensure_ascii=False))
+            doc = dict(zip(columns, row, strict=False))
+            print(json.dumps(doc, default=str, ensure_ascii=False))
     elif fmt in ("tsv", "csv"):
-        writer = csv.writer(sys.stdout, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+        delimiter = "\t" if fmt == "tsv" else ","
+        writer = csv.writer(sys.stdout, delimiter=delimiter, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows(rows)
     else:
