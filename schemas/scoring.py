@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import struct
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,6 +28,23 @@ PeakEnd = tuple[float, int, float]
 Decayed = tuple[float, float]
 
 _SEEN = struct.Struct(">6sI")  # 48-bit event-id hash, event time in epoch seconds
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def build(cls: type[_M], **fields: Any) -> _M:
+    """Construct a model from ALREADY VALID values, giving every field.
+
+    The scoring core builds several of these per event from values it computed itself;
+    pydantic's ``model_construct`` costs ~5 us each (it resolves defaults and aliases),
+    this ~1 us. Not for untrusted input: validate that with ``model_validate``.
+    """
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "__dict__", fields)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(fields))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
 
 
 class _Row(BaseModel):

@@ -39,6 +39,7 @@ from schemas.scoring import (
     Moment,
     ScoreUpdate,
     TrailEntry,
+    build,
     pack_seen,
 )
 from streams.core import dedup, episodes, explain, readings, score, trail, valence
@@ -99,7 +100,10 @@ def _close(w: _Work, model: ExperienceModel) -> CustomerState:
     dedup.prune(w.seen, w.watermark - _lateness_s(model))
     s = w.scores
     assert s is not None  # set by every applied event
-    return CustomerState.model_construct(
+    half_life_s = model.score.half_life_days * 86400
+    factor_scores, channel_scores = score.sub_scores(w.folded, w.episodes, w.watermark, half_life_s)
+    return build(
+        CustomerState,
         customer_id=w.customer_id,
         version=w.version,
         tier=w.tier,
@@ -114,8 +118,8 @@ def _close(w: _Work, model: ExperienceModel) -> CustomerState:
         trail=w.trail,
         score_trail=w.score_trail,
         score=s.score,
-        factor_scores=s.factor_scores,
-        channel_scores=s.channel_scores,
+        factor_scores=factor_scores,
+        channel_scores=channel_scores,
         confidence=s.confidence,
         episode_count=s.episodes,
         alert_memory=dict(old.alert_memory) if old is not None else {},
@@ -155,7 +159,8 @@ def _apply(
     key = valence.key_factor(imp)
 
     def moment(episode_id: str, score_after: float) -> Moment:
-        return Moment.model_construct(
+        return build(
+            Moment,
             event_id=ev.event_id,
             customer_id=ev.customer_id,
             occurred_at=ev.occurred_at,
@@ -197,20 +202,22 @@ def _apply(
 
     # close what no acceptable event can join any more, then place the moment
     closed_before = w.watermark - _lateness_s(model) - gap_s
-    for ep in sorted(episodes.due_for_folding(w.episodes, closed_before), key=_fold_order):
-        w.folded = score.fold(w.folded, ep, half_life_s)
-        w.episodes.remove(ep)
+    due = episodes.due_for_folding(w.episodes, closed_before)
+    if due:
+        w.folded = score.fold(w.folded, sorted(due, key=_fold_order), half_life_s)
+        w.episodes = [e for e in w.episodes if e.end >= closed_before]
     w.episodes, placed = episodes.place(
         w.episodes, episodes.single(ev.journey_id, t, v, g, ev.channel), gap_s
     )
     while len(w.episodes) > model.episodes.max_open:
         oldest = min(w.episodes, key=_fold_order)
-        w.folded = score.fold(w.folded, oldest, half_life_s)
+        w.folded = score.fold(w.folded, [oldest], half_life_s)
         w.episodes.remove(oldest)
 
     w.floor = dedup.remember(w.seen, h, t, model.state.seen_ids_max, w.floor)
     if key:
-        km = KeyMoment.model_construct(
+        km = build(
+            KeyMoment,
             event_id=ev.event_id.hex,
             t=t,
             touchpoint=ev.touchpoint,
@@ -222,8 +229,13 @@ def _apply(
             w.key_moments, km, model.score.explanation_size, half_life_s
         )
     if trail.worth_keeping(ev.channel, ev.outcome, ev.intent):
-        entry = TrailEntry.model_construct(
-            t=t, channel=ev.channel, touchpoint=ev.touchpoint, outcome=ev.outcome, intent=ev.intent
+        entry = build(
+            TrailEntry,
+            t=t,
+            channel=ev.channel,
+            touchpoint=ev.touchpoint,
+            outcome=ev.outcome,
+            intent=ev.intent,
         )
         horizon = w.watermark - int(model.state.trail_hours * 3600)
         w.trail = trail.add_trail(w.trail, entry, horizon, model.state.trail_max)
@@ -307,7 +319,8 @@ def apply_events(
 
 def score_update(state: CustomerState) -> ScoreUpdate:
     """The ScoreUpdate row/message for a state (pure read: the numbers live in the state)."""
-    return ScoreUpdate.model_construct(
+    return build(
+        ScoreUpdate,
         customer_id=state.customer_id,
         version=state.version,
         as_of=datetime.fromtimestamp(state.watermark, UTC),
@@ -319,7 +332,8 @@ def score_update(state: CustomerState) -> ScoreUpdate:
         tier=state.tier,
         segment=state.segment,
         explanation=[
-            Explanation.model_construct(
+            build(
+                Explanation,
                 event_id=UUID(hex=k.event_id),
                 occurred_at=datetime.fromtimestamp(k.t, UTC),
                 touchpoint=k.touchpoint,

@@ -14,7 +14,7 @@ gaps) and per channel (of the valences) for the sub-scores.
 
 from __future__ import annotations
 
-from schemas.scoring import Episode, PeakEnd
+from schemas.scoring import Episode, PeakEnd, build
 
 
 def combine(a: PeakEnd, b: PeakEnd) -> PeakEnd:
@@ -47,7 +47,8 @@ def single(
     journey: str | None, t: int, valence: float, gaps: dict[str, float], channel: str
 ) -> Episode:
     """The episode of one moment."""
-    return Episode.model_construct(
+    return build(
+        Episode,
         journey=journey,
         start=t,
         count=1,
@@ -58,7 +59,8 @@ def single(
 
 
 def merge(a: Episode, b: Episode) -> Episode:
-    return Episode.model_construct(
+    return build(
+        Episode,
         journey=a.journey,
         start=min(a.start, b.start),
         count=a.count + b.count,
@@ -81,10 +83,18 @@ def place(episodes: list[Episode], moment: Episode, gap_s: int) -> tuple[list[Ep
     merged = moment
     for e in joins:
         merged = merge(e, merged)
-    rest = [e for e in episodes if not any(e is j for j in joins)]
-    rest.append(merged)
-    rest.sort(key=lambda e: (e.start, e.journey or ""))
+    if not joins:
+        rest = [*episodes, merged]
+    else:
+        joined = {id(j) for j in joins}
+        rest = [e for e in episodes if id(e) not in joined]
+        rest.append(merged)
+    rest.sort(key=_order)
     return rest, merged
+
+
+def _order(e: Episode) -> tuple[int, str]:
+    return (e.start, e.journey or "")
 
 
 def due_for_folding(episodes: list[Episode], closed_before: int) -> list[Episode]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.scoring import Decayed, Episode, Folded
+from schemas.scoring import Episode, Folded, build
 from streams.core.episodes import remembered
 
 
@@ -32,36 +32,39 @@ def _add(acc: dict[str, list[float]], key: str, w: float, value: float) -> None:
         cur[1] += w * value
 
 
-def fold(folded: Folded, ep: Episode, half_life_s: float) -> Folded:
-    """Fold a closed episode into the decayed sums, moving their reference forward."""
-    ref = max(folded.ref, ep.end) if folded.count else ep.end
-    k = weight(folded.ref, ref, half_life_s) if folded.count else 0.0
-    w = weight(ep.end, ref, half_life_s)
+def fold(folded: Folded, closed: list[Episode], half_life_s: float) -> Folded:
+    """Fold closed episodes into the decayed sums, moving their reference forward to the
+    newest end (one rescale for the lot: folding runs on the hot path).
 
-    def scaled(d: Decayed, value: float | None) -> Decayed:
-        ws, ss = d[0] * k, d[1] * k
-        if value is not None:
-            ws, ss = ws + w, ss + w * value
-        return (_r(ws), _r(ss))
-
-    factors = {f: scaled(d, None) for f, d in folded.factors.items()}
-    for f, pe in ep.factors.items():
-        factors[f] = scaled(folded.factors.get(f, (0.0, 0.0)), remembered(pe))
-    channels = {c: scaled(d, None) for c, d in folded.channels.items()}
-    for c, pe in ep.channels.items():
-        channels[c] = scaled(folded.channels.get(c, (0.0, 0.0)), remembered(pe))
-    return Folded.model_construct(
+    Sums are rounded to 9 decimals: the newest folded episode weighs 1, so this keeps ~9
+    significant digits of anything folded in the last year and keeps the record short.
+    """
+    if not closed:
+        return folded
+    ref = max(ep.end for ep in closed)
+    k = 0.0
+    if folded.count:
+        ref = max(ref, folded.ref)
+        k = weight(folded.ref, ref, half_life_s)
+    w_sum, s_sum = folded.overall[0] * k, folded.overall[1] * k
+    fac = {f: [d[0] * k, d[1] * k] for f, d in folded.factors.items()}
+    chan = {c: [d[0] * k, d[1] * k] for c, d in folded.channels.items()}
+    for ep in closed:
+        w = weight(ep.end, ref, half_life_s)
+        w_sum += w
+        s_sum += w * remembered(ep.overall)
+        for f, pe in ep.factors.items():
+            _add(fac, f, w, remembered(pe))
+        for c, pe in ep.channels.items():
+            _add(chan, c, w, remembered(pe))
+    return build(
+        Folded,
         ref=ref,
-        count=folded.count + 1,
-        overall=scaled(folded.overall, remembered(ep.overall)),
-        factors=factors,
-        channels=channels,
+        count=folded.count + len(closed),
+        overall=(round(w_sum, 9), round(s_sum, 9)),
+        factors={f: (round(a[0], 9), round(a[1], 9)) for f, a in fac.items()},
+        channels={c: (round(a[0], 9), round(a[1], 9)) for c, a in chan.items()},
     )
-
-
-def _r(x: float) -> float:
-    """Nine significant digits: plenty for a score, and short in the changelog record."""
-    return float(f"{x:.9g}")
 
 
 def to_score(m: float) -> float:
@@ -72,8 +75,6 @@ def to_score(m: float) -> float:
 @dataclass(frozen=True, slots=True)
 class Scores:
     score: float
-    factor_scores: dict[str, float]
-    channel_scores: dict[str, float]
     confidence: float
     episodes: int
 
@@ -85,7 +86,8 @@ def compute(
     half_life_s: float,
     confidence_half_at: float,
 ) -> Scores:
-    """Score, sub-scores and confidence as of event time ``as_of``.
+    """Score and confidence as of event time ``as_of`` (per event: kept to the overall
+    series; the sub-scores are computed once per batch by ``sub_scores``).
 
     confidence = n / (n + half_at) where n is the decay-weighted number of episodes
     (a fortnight-old episode is half an episode of evidence): it grows with every episode
@@ -93,28 +95,40 @@ def compute(
     ``half_at`` recent episodes and never reaches 1).
     """
     acc_w = acc_s = 0.0
+    if folded.count:
+        k = weight(folded.ref, as_of, half_life_s)
+        acc_w, acc_s = folded.overall[0] * k, folded.overall[1] * k
+    for ep in episodes:
+        w = 2.0 ** ((ep.overall[1] - as_of) / half_life_s)
+        pe = ep.overall
+        acc_w += w
+        acc_s += w * (pe[0] + pe[2]) / 2.0
+    return Scores(
+        score=to_score(acc_s / acc_w) if acc_w > 0 else 50.0,
+        confidence=round(acc_w / (acc_w + confidence_half_at), 3) if acc_w > 0 else 0.0,
+        episodes=folded.count + len(episodes),
+    )
+
+
+def sub_scores(
+    folded: Folded, episodes: list[Episode], as_of: int, half_life_s: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Per-factor and per-channel scores, the same decayed peak-end mean as the score."""
     fac: dict[str, list[float]] = {}
     chan: dict[str, list[float]] = {}
     if folded.count:
         k = weight(folded.ref, as_of, half_life_s)
-        acc_w, acc_s = folded.overall[0] * k, folded.overall[1] * k
         for f, d in folded.factors.items():
             fac[f] = [d[0] * k, d[1] * k]
         for c, d in folded.channels.items():
             chan[c] = [d[0] * k, d[1] * k]
     for ep in episodes:
         w = weight(ep.end, as_of, half_life_s)
-        acc_w += w
-        acc_s += w * remembered(ep.overall)
         for f, pe in ep.factors.items():
             _add(fac, f, w, remembered(pe))
         for c, pe in ep.channels.items():
             _add(chan, c, w, remembered(pe))
-    score = to_score(acc_s / acc_w) if acc_w > 0 else 50.0
-    return Scores(
-        score=score,
-        factor_scores={f: to_score(s / w) for f, (w, s) in fac.items() if w > 0},
-        channel_scores={c: to_score(s / w) for c, (w, s) in chan.items() if w > 0},
-        confidence=round(acc_w / (acc_w + confidence_half_at), 3) if acc_w > 0 else 0.0,
-        episodes=folded.count + len(episodes),
+    return (
+        {f: to_score(s / w) for f, (w, s) in fac.items() if w > 0},
+        {c: to_score(s / w) for c, (w, s) in chan.items() if w > 0},
     )
