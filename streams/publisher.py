@@ -170,6 +170,12 @@ class Publisher:
             "max_block_ms": int(connect_timeout * 1000),
             "allow_auto_create_topics": False,
         }
+        if "delivery_timeout_ms" in KafkaProducer.DEFAULT_CONFIG:
+            # Give up on a lost broker after 30 s (Kafka's default is 2 min), so that
+            # `cxpulse publish` reports it while someone is still watching.
+            # It must exceed linger + request timeout, hence the shorter request timeout.
+            config["request_timeout_ms"] = 20_000
+            config["delivery_timeout_ms"] = 30_000 + linger_ms
         config.update(producer_config or {})
         try:
             self._producer = KafkaProducer(**config)
@@ -513,9 +519,10 @@ def print_summary(summary: PublishSummary, file: TextIO | None = None, limit: in
     """``sent N events in M messages to topic T at URL``, then rejections with lines."""
     out = file or sys.stdout
     rate = f", {summary.events_per_second:,.0f} events/s" if summary.seconds > 0 else ""
+    plural = "" if summary.messages == 1 else "s"
     print(
-        f"sent {summary.sent} events in {summary.messages} messages to topic {summary.topic} "
-        f"at {summary.url} ({summary.seconds:.2f}s{rate})",
+        f"sent {summary.sent} events in {summary.messages} message{plural} "
+        f"to topic {summary.topic} at {summary.url} ({summary.seconds:.2f}s{rate})",
         file=out,
     )
     if summary.failed:
