@@ -71,6 +71,8 @@ def decode_message(raw: bytes | None) -> tuple[list[TouchpointEvent], list[Rejec
         try:
             return [TouchpointEvent.model_validate_json(raw)], []
         except ValidationError as exc:
+            if _kind(exc) == "json_invalid":
+                return _unusable(raw, f"not JSON: {exc.errors()[0]['msg']}", "not_json")
             return _unusable(raw, describe_validation_error(exc), _kind(exc))
     try:
         doc = json.loads(raw)

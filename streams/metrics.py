@@ -68,5 +68,6 @@ SINK_PENDING_ROWS = Gauge(
 
 
 def render() -> tuple[bytes, str]:
-    """The registry in the Prometheus text format, with its content type."""
-    return _generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    """The registry in the Prometheus text format, with its content type (without the
+    charset parameter, which aiohttp wants separately; the text is ASCII anyway)."""
+    return _generate_latest(REGISTRY), CONTENT_TYPE_LATEST.split("; charset")[0]
