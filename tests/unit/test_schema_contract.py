@@ -4,6 +4,7 @@ format accepts what it should and rejects, item by item, what it should not."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -253,3 +254,21 @@ def test_sample_invalid_messages_are_all_rejected_one_dead_letter_each() -> None
         assert events == [] and len(rejected) == 1, message
         kinds.add(rejected[0].kind)
     assert {"missing", "literal_error", "value_error", "not_json"} <= kinds
+
+
+# -- the documentation's examples --------------------------------------------------------------
+
+
+def test_wire_format_doc_examples_are_valid_and_cover_every_channel(
+    validator: jsonschema.protocols.Validator,
+) -> None:
+    doc = (export.SCHEMA_PATH.parents[1] / "docs" / "wire-format.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```json\n(.*?)```", doc, flags=re.DOTALL)
+    examples = [json.loads(b) for b in blocks if b.lstrip().startswith('{"event_id"')]
+    assert len(examples) == 5
+    for example in examples:
+        TouchpointEvent.model_validate(example)
+        assert validator.is_valid(example), example
+    assert sorted(e["channel"] for e in examples) == sorted(
+        ["web", "app", "call_center", "store", "atm"]
+    )
