@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Protocol, runtime_checkable
 
-from schemas.rows import SPECS, TableSpec, ViewSpec
+from schemas.rows import TableSpec, ViewSpec
+from schemas.tables import SPECS
 
 from .errors import SinkWriteError
 

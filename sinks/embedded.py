@@ -28,7 +28,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from schemas.rows import SPECS, TableSpec, ViewSpec
+from schemas.rows import TableSpec, ViewSpec
+from schemas.tables import SPECS
 
 from .base import Row, SpecRegistry, normalize_rows, sort_by_key
 from .clickhouse import parse_chdb_url

@@ -11,7 +11,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-from schemas.rows import SPECS, TableSpec, ViewSpec
+from schemas.rows import TableSpec, ViewSpec
+from schemas.tables import SPECS
 
 from .base import Row, SpecRegistry, final_rows
 from .clickhouse import ClickHouseSink

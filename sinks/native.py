@@ -15,7 +15,8 @@ from clickhouse_driver import Client
 from clickhouse_driver import errors as ch_errors
 from pydantic import SecretStr
 
-from schemas.rows import SPECS, TableSpec, ViewSpec
+from schemas.rows import TableSpec, ViewSpec
+from schemas.tables import SPECS
 
 from .base import Row, SpecRegistry, normalize_rows, sort_by_key
 from .clickhouse import parse_server_url, redact

@@ -12,7 +12,6 @@ from schemas.events import TouchpointEvent
 from schemas.rows import (
     DEAD_LETTERS,
     MAX_DEAD_LETTER_PAYLOAD_BYTES,
-    SPECS,
     TOUCHPOINT_EVENTS,
     Column,
     DeadLetterRow,
@@ -23,6 +22,7 @@ from schemas.rows import (
     dead_letter_row,
     event_row,
 )
+from schemas.tables import SPECS
 from sinks.batching import Batcher
 from sinks.ddl import (
     LEGACY,
@@ -263,7 +263,7 @@ def test_a_spec_needs_a_column_per_field_and_real_keys() -> None:
 
 def test_docs_list_every_table_and_column() -> None:
     """docs/clickhouse-tables.md embeds render_markdown(SPECS): regenerate it when it fails
-    (python -c 'from sinks.ddl import render_markdown; from schemas.rows import SPECS;
+    (python -c 'from sinks.ddl import render_markdown; from schemas.tables import SPECS;
     print(render_markdown(SPECS))')."""
     assert render_markdown(SPECS) in DOCS.read_text()
 

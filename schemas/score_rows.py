@@ -1,0 +1,285 @@
+"""ClickHouse rows for experience scoring: moments, their factors, scores, and BI views.
+
+Per-factor numbers are stored long (one ``moment_factors`` row per factor a moment
+touched) rather than as maps or arrays: every ClickHouse version (18.16 included) and
+every BI tool groups a plain long table without special functions, and "key experiences
+by factor, segment and tier" becomes a plain GROUP BY.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime
+
+from schemas.model import FACTORS
+from schemas.rows import _LC, _TS, Column, TableSpec, ViewSpec, _Row, to_millis
+from schemas.scoring import Moment, ScoreUpdate
+
+_CHANNELS = ("web", "app", "call_center", "store", "atm")
+_SCORE = "Float32"
+
+
+class MomentRow(_Row):
+    """One event as an experience reading: the point on the customer's emotion map."""
+
+    event_id: Annotated[uuid.UUID, Column("UUID", "The event's id: the deduplication key.")]
+    occurred_at: Annotated[AwareDatetime, Column(_TS, "When it happened (event time, UTC).")]
+    customer_id: Annotated[str, Column("String", "The customer.")]
+    channel: Annotated[str, Column(_LC, "web, app, call_center, store or atm.")]
+    touchpoint: Annotated[str, Column(_LC, "Touchpoint type, e.g. atm.withdrawal.")]
+    touchpoint_instance: Annotated[str, Column("String", "Instance, e.g. ATM-0042; '' if none.")]
+    journey_stage: Annotated[str, Column(_LC, "pre_purchase, purchase or post_purchase.")]
+    journey_id: Annotated[str, Column("String", "Journey id from the event; '' if none.")]
+    intent: Annotated[str, Column(_LC, "What the customer wanted, e.g. card_replacement.")]
+    outcome: Annotated[str, Column(_LC, "success, failure or abandoned.")]
+    episode_id: Annotated[str, Column("String", "The episode (peak-end unit) it belongs to.")]
+    valence: Annotated[
+        float, Column(_SCORE, "Σ importance·gap / Σ importance, in [-10, 10]: how it felt.")
+    ]
+    key_factor: Annotated[str, Column(_LC, "The factor with the largest absolute impact.")]
+    tier: Annotated[str, Column(_LC, "Value tier A/B/C; '' if unknown.")]
+    segment: Annotated[str, Column(_LC, "Customer segment; '' if unknown.")]
+    sentiment: Annotated[
+        float | None, Column("Nullable(Float32)", "Text sentiment compound -1..1, if text.")
+    ]
+    late: Annotated[int, Column("UInt8", "1 if older than the allowed lateness (not scored).")]
+    fallback: Annotated[
+        int, Column("UInt8", "1 if the touchpoint type was unknown and scored by its channel.")
+    ]
+    score_after: Annotated[float, Column(_SCORE, "The customer's score right after it, 0..100.")]
+
+
+MOMENTS = TableSpec(
+    name="moments",
+    model=MomentRow,
+    order_by=("event_id",),
+    partition_by="toYYYYMM(occurred_at)",
+    version=None,
+    doc="Every scored event with its valence: the raw data of the emotion map.",
+)
+
+
+class MomentFactorRow(_Row):
+    """One factor a moment touched: its reading, gap to expectation and impact."""
+
+    event_id: Annotated[uuid.UUID, Column("UUID", "The moment's event id.")]
+    factor: Annotated[
+        str, Column(_LC, "product, service, relationship, convenience, brand or price.")
+    ]
+    occurred_at: Annotated[AwareDatetime, Column(_TS, "When it happened (event time, UTC).")]
+    customer_id: Annotated[str, Column("String", "The customer.")]
+    channel: Annotated[str, Column(_LC, "The moment's channel.")]
+    touchpoint: Annotated[str, Column(_LC, "The moment's touchpoint type.")]
+    tier: Annotated[str, Column(_LC, "Value tier A/B/C; '' if unknown.")]
+    segment: Annotated[str, Column(_LC, "Customer segment; '' if unknown.")]
+    reading: Annotated[float, Column(_SCORE, "Experience reading x_f in [0, 10].")]
+    gap: Annotated[float, Column(_SCORE, "x_f minus the tier's expectation for the factor.")]
+    impact: Annotated[
+        float, Column(_SCORE, "importance × gap: -18 (9 × -2) is a key negative experience.")
+    ]
+
+
+MOMENT_FACTORS = TableSpec(
+    name="moment_factors",
+    model=MomentFactorRow,
+    order_by=("event_id", "factor"),
+    partition_by="toYYYYMM(occurred_at)",
+    version=None,
+    doc="Per-factor readings, gaps and impacts of each moment (long format, for BI).",
+)
+
+
+class ScoreRow(_Row):
+    """A customer's experience score after an update (latest, and history)."""
+
+    customer_id: Annotated[str, Column("String", "The customer.")]
+    version: Annotated[int, Column("UInt64", "Update counter per customer (higher = newer).")]
+    as_of: Annotated[AwareDatetime, Column(_TS, "Event time of the latest moment counted.")]
+    score: Annotated[float, Column(_SCORE, "Experience score 0..100 (50 = as expected).")]
+    confidence: Annotated[float, Column(_SCORE, "0..1, grows with the number of episodes.")]
+    episodes: Annotated[int, Column("UInt32", "Episodes counted so far.")]
+    tier: Annotated[str, Column(_LC, "Value tier A/B/C; '' if unknown.")]
+    segment: Annotated[str, Column(_LC, "Customer segment; '' if unknown.")]
+    score_product: Annotated[float | None, Column("Nullable(Float32)", "Product sub-score.")]
+    score_service: Annotated[float | None, Column("Nullable(Float32)", "Service sub-score.")]
+    score_relationship: Annotated[
+        float | None, Column("Nullable(Float32)", "Relationship sub-score.")
+    ]
+    score_convenience: Annotated[
+        float | None, Column("Nullable(Float32)", "Convenience sub-score.")
+    ]
+    score_brand: Annotated[float | None, Column("Nullable(Float32)", "Brand sub-score.")]
+    score_price: Annotated[float | None, Column("Nullable(Float32)", "Price sub-score.")]
+    score_web: Annotated[float | None, Column("Nullable(Float32)", "Web channel sub-score.")]
+    score_app: Annotated[float | None, Column("Nullable(Float32)", "App channel sub-score.")]
+    score_call_center: Annotated[
+        float | None, Column("Nullable(Float32)", "Call-center channel sub-score.")
+    ]
+    score_store: Annotated[float | None, Column("Nullable(Float32)", "Store channel sub-score.")]
+    score_atm: Annotated[float | None, Column("Nullable(Float32)", "ATM channel sub-score.")]
+    explanation: Annotated[
+        str,
+        Column(
+            "String",
+            "JSON array of the moments that moved the score most: "
+            "event_id, occurred_at, touchpoint, channel, factor, impact.",
+        ),
+    ]
+
+
+CUSTOMER_SCORES = TableSpec(
+    name="customer_scores",
+    model=ScoreRow,
+    order_by=("customer_id",),
+    partition_by="tuple()",
+    version="version",
+    doc="The latest score per customer (read with FINAL): sub-scores and the explanation.",
+)
+
+SCORE_HISTORY = TableSpec(
+    name="score_history",
+    model=ScoreRow,
+    order_by=("customer_id", "version"),
+    partition_by="toYYYYMM(as_of)",
+    version=None,
+    doc="Every score update, for trends: one row per (customer_id, version).",
+)
+
+EMOTION_MAP = ViewSpec(
+    name="emotion_map",
+    select=(
+        "SELECT journey_stage, touchpoint, channel, count() AS moments, "
+        "avg(valence) AS mean_valence, min(valence) AS worst_valence, "
+        "countIf(valence < 0) / count() AS negative_share "
+        "FROM {db}.moments FINAL WHERE late = 0 "
+        "GROUP BY journey_stage, touchpoint, channel"
+    ),
+    doc="Mean valence by journey stage × touchpoint × channel: the emotion map.",
+)
+
+KEY_EXPERIENCES = ViewSpec(
+    name="key_experiences",
+    select=(
+        "SELECT factor, segment, tier, count() AS moments, avg(impact) AS mean_impact, "
+        "avg(gap) AS mean_gap, countIf(impact <= -15) AS key_negative, "
+        "countIf(impact >= 15) AS key_positive "
+        "FROM {db}.moment_factors FINAL GROUP BY factor, segment, tier"
+    ),
+    doc="importance × gap by factor, segment and tier: which factors make or break it.",
+)
+
+_CHANNEL_SCORES = " UNION ALL ".join(
+    f"SELECT tier, '{c}' AS channel, assumeNotNull(score_{c}) AS s "
+    f"FROM {{db}}.customer_scores FINAL WHERE score_{c} IS NOT NULL"
+    for c in _CHANNELS
+)
+
+SCORE_DISTRIBUTION = ViewSpec(
+    name="score_distribution",
+    select=(
+        "SELECT tier, channel, intDiv(toUInt32(s), 10) * 10 AS score_band, "
+        "count() AS customers, avg(s) AS mean_score FROM ("
+        "SELECT tier, 'all' AS channel, score AS s FROM {db}.customer_scores FINAL "
+        f"UNION ALL {_CHANNEL_SCORES}) GROUP BY tier, channel, score_band"
+    ),
+    doc="Customers per 10-point score band by tier and channel ('all' = overall score).",
+)
+
+SCORE_SPECS: tuple[TableSpec | ViewSpec, ...] = (
+    MOMENTS,
+    MOMENT_FACTORS,
+    CUSTOMER_SCORES,
+    SCORE_HISTORY,
+    EMOTION_MAP,
+    KEY_EXPERIENCES,
+    SCORE_DISTRIBUTION,
+)
+
+
+def moment_rows(moment: Moment) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+    """The ``moments`` row and the ``moment_factors`` rows of one moment."""
+    occurred_at = to_millis(moment.occurred_at)
+    tier = moment.tier or ""
+    segment = moment.segment or ""
+    row = (
+        moment.event_id,
+        occurred_at,
+        moment.customer_id,
+        moment.channel,
+        moment.touchpoint,
+        moment.touchpoint_instance or "",
+        moment.journey_stage,
+        moment.journey_id or "",
+        moment.intent or "",
+        moment.outcome,
+        moment.episode_id,
+        moment.valence,
+        moment.key_factor,
+        tier,
+        segment,
+        moment.sentiment,
+        int(moment.late),
+        int(moment.fallback),
+        moment.score_after,
+    )
+    factors = [
+        (
+            moment.event_id,
+            factor,
+            occurred_at,
+            moment.customer_id,
+            moment.channel,
+            moment.touchpoint,
+            tier,
+            segment,
+            reading,
+            moment.gaps.get(factor, 0.0),
+            moment.impacts.get(factor, 0.0),
+        )
+        for factor, reading in moment.readings.items()
+    ]
+    return row, factors
+
+
+def score_row(update: ScoreUpdate) -> tuple[Any, ...]:
+    """The ``customer_scores`` / ``score_history`` row of a score update."""
+    explanation = json.dumps(
+        [
+            {
+                "event_id": str(e.event_id),
+                "occurred_at": e.occurred_at.isoformat(),
+                "touchpoint": e.touchpoint,
+                "channel": e.channel,
+                "factor": e.factor,
+                "impact": round(e.impact, 2),
+            }
+            for e in update.explanation
+        ],
+        separators=(",", ":"),
+    )
+    return (
+        update.customer_id,
+        update.version,
+        to_millis(update.as_of),
+        update.score,
+        update.confidence,
+        update.episodes,
+        update.tier or "",
+        update.segment or "",
+        *(update.factor_scores.get(f) for f in FACTORS),
+        *(update.channel_scores.get(c) for c in _CHANNELS),
+        explanation,
+    )
+
+
+def _check_columns() -> None:
+    """Fail at import if the builders above and the models disagree on column count."""
+    assert len(ScoreRow.model_fields) == 8 + len(FACTORS) + len(_CHANNELS) + 1
+    assert len(MomentRow.model_fields) == 19
+    assert len(MomentFactorRow.model_fields) == 11
+
+
+_check_columns()
