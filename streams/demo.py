@@ -7,6 +7,7 @@ worker's own metrics say every row is durable, then shows what landed in ClickHo
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -23,9 +24,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
+from streams.query import cell
 from streams.settings import ConfigError, Settings, load_settings
 
-console = Console(highlight=False)
+# A pipe or CI log gets a wide console: tables of ClickHouse rows need the room.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
 def free_port() -> int:
@@ -131,7 +134,7 @@ def wait_for_rows(
 def show(title: str, columns: list[str], rows: list[Sequence[Any]]) -> None:
     table = Table(*columns, title=title, title_justify="left", title_style="bold")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*(cell(v) for v in row))
     console.print(table)
 
 
@@ -179,13 +182,19 @@ def run_demo(data_dir: str, timeout: float) -> int:
             )
             got = wait_for_rows(
                 worker,
-                {"touchpoint_events": len(events), "dead_letters": len(invalid)},
+                {
+                    "touchpoint_events": len(events),
+                    "dead_letters": len(invalid),
+                    "moments": len(events),
+                },
                 timeout,
             )
             elapsed = time.monotonic() - started
-            ok = got.get("touchpoint_events", 0) >= len(events) and got.get(
-                "dead_letters", 0
-            ) >= len(invalid)
+            ok = (
+                got.get("touchpoint_events", 0) >= len(events)
+                and got.get("dead_letters", 0) >= len(invalid)
+                and got.get("moments", 0) >= len(events)
+            )
             _report(settings, query_worker)
             if ok:
                 console.print(
@@ -234,3 +243,30 @@ def _report(settings: Settings, query_worker: Any) -> None:
         "FROM dead_letters FINAL ORDER BY source_partition, source_offset, source_index"
     )
     show("dead_letters (the invalid input, with reasons)", columns, rows)
+    show(
+        "customer_scores: every customer, worst first (50 = as expected)",
+        *q(
+            "SELECT customer_id, tier, round(score, 1) AS score, round(confidence, 2) AS conf, "
+            "episodes, round(score_atm, 1) AS atm, round(score_call_center, 1) AS call, "
+            "round(score_web, 1) AS web, round(score_app, 1) AS app, "
+            "round(score_store, 1) AS store FROM customer_scores FINAL ORDER BY score"
+        ),
+    )
+    columns, rows = q(
+        "SELECT customer_id, explanation FROM customer_scores FINAL ORDER BY score LIMIT 1"
+    )
+    if rows:
+        customer, explanation = rows[0]
+        console.print(f"[bold]why is {customer} the lowest?[/] the moments that moved it most:")
+        for item in json.loads(str(explanation)):
+            console.print(
+                f"  {item['occurred_at'][:16]}  {item['touchpoint']:<22} {item['factor']:<12} "
+                f"impact {item['impact']:+.1f}"
+            )
+    show(
+        "emotion_map: mean valence by journey stage × touchpoint × channel (worst first)",
+        *q(
+            "SELECT journey_stage, touchpoint, channel, moments, round(mean_valence, 2) AS "
+            "mean_valence FROM emotion_map ORDER BY mean_valence LIMIT 8"
+        ),
+    )

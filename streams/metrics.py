@@ -67,6 +67,54 @@ SINK_PENDING_ROWS = Gauge(
 )
 
 
+MOMENTS = Counter(
+    "cxpulse_moments_total",
+    "Events turned into experience readings (moments), by channel.",
+    ["channel"],
+    registry=REGISTRY,
+)
+DUPLICATE_EVENTS = Counter(
+    "cxpulse_duplicate_events_total",
+    "Events already applied to their customer's state (a replay): they change nothing.",
+    registry=REGISTRY,
+)
+LATE_EVENTS = Counter(
+    "cxpulse_late_events_total",
+    "Events older than the allowed lateness: recorded as moments, not scored.",
+    registry=REGISTRY,
+)
+SCORE_UPDATES = Counter(
+    "cxpulse_score_updates_total",
+    "Customer score updates emitted on the scores topic.",
+    registry=REGISTRY,
+)
+SCORE = Histogram(
+    "cxpulse_score",
+    "Experience score (0..100) of each update.",
+    buckets=(10, 20, 30, 35, 40, 45, 50, 55, 60, 70, 80, 90, 100),
+    registry=REGISTRY,
+)
+STATE_BYTES = Histogram(
+    "cxpulse_customer_state_bytes",
+    "Size of a customer's state as written to the changelog (sampled).",
+    buckets=(256, 512, 1024, 2048, 4096, 8192, 16384, 32768),
+    registry=REGISTRY,
+)
+SENTIMENT_SECONDS = Histogram(
+    "cxpulse_sentiment_seconds",
+    "Time to score the feedback texts of one batch (off the event loop).",
+    buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+    registry=REGISTRY,
+)
+BATCH_SECONDS = Histogram(
+    "cxpulse_batch_seconds",
+    "Time an agent spends on one batch, by agent.",
+    ["agent"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    registry=REGISTRY,
+)
+
+
 def render() -> tuple[bytes, str]:
     """The registry in the Prometheus text format, with its content type (without the
     charset parameter, which aiohttp wants separately; the text is ASCII anyway)."""

@@ -80,12 +80,13 @@ def print_result(columns: list[str], rows: list[Sequence[Any]], fmt: str = "auto
 
         table = Table(*columns, show_lines=False)
         for row in rows:
-            table.add_row(*(_cell(v) for v in row))
+            table.add_row(*(cell(v) for v in row))
         Console().print(table)
         print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A value as a person reads it: floats (Float32 columns) to at most 3 decimals."""
     if isinstance(value, float):
         return f"{value:.3f}".rstrip("0").rstrip(".") if value == value else "nan"
     return "" if value is None else str(value)

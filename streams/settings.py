@@ -55,6 +55,9 @@ class Settings(BaseSettings):
         6.0, gt=0, description="Kafka consumer session timeout (s); small = fast first join"
     )
     producer_linger_ms: int = Field(20, ge=0, le=1000, description="Faust producer linger")
+    model_path: Path | None = Field(
+        None, description="experience model file (YAML); unset = the shipped default"
+    )
     log_level: str = Field("info", pattern=r"^(?i)(debug|info|warning|error)$")
 
     @field_validator("kafka_url")

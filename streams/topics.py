@@ -35,8 +35,13 @@ def events(s: Settings) -> str:
     return f"{s.topic_prefix}.events"
 
 
+def moments(s: Settings) -> str:
+    """Scored events (moments), batched per customer partition: internal, for the sink."""
+    return f"{s.topic_prefix}.moments"
+
+
 def scores(s: Settings) -> str:
-    """Score updates, keyed by customer_id."""
+    """Score updates (JSON arrays), partitioned by customer_id like the state."""
     return f"{s.topic_prefix}.scores"
 
 
@@ -53,6 +58,7 @@ def all_topics(s: Settings, table_names: list[str] | None = None) -> list[TopicS
         TopicSpec(touchpoints(s), s.partitions, {"retention.ms": week}, "raw upstream events"),
         TopicSpec(touchpoints_dlq(s), s.partitions, {"retention.ms": month}, "dead letters"),
         TopicSpec(events(s), s.partitions, {"retention.ms": week}, "validated event batches"),
+        TopicSpec(moments(s), s.partitions, {"retention.ms": week}, "scored moments"),
         TopicSpec(scores(s), s.partitions, {"retention.ms": week}, "score updates"),
         TopicSpec(alerts(s), s.partitions, {"retention.ms": month}, "alerts"),
     ]

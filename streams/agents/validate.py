@@ -1,0 +1,47 @@
+"""Validate raw input: valid events go on batched per customer partition, invalid ones go
+untouched to the dead-letter topic with the reason and their source in headers."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from schemas.envelope import encode_batch
+from streams import metrics
+from streams.durable_batches import durable_batches
+from streams.routing import Source, dead_letter_headers, route
+from streams.runtime import Runtime, chunks
+
+#: Raw messages taken at once, and the longest wait for them.
+BATCH_MESSAGES = 500
+WITHIN_SECONDS = 0.05
+
+
+def register(rt: Runtime) -> None:
+    @rt.app.agent(rt.raw, name="validate")
+    async def validate(stream: Any) -> None:
+        async for batch in durable_batches(stream, BATCH_MESSAGES, WITHIN_SECONDS):
+            started = time.perf_counter()
+            routed = route(
+                [
+                    (Source(e.message.topic, e.message.partition, e.message.offset), e.value)
+                    for e in batch
+                ],
+                rt.settings.partitions,
+            )
+            metrics.MESSAGES_IN.inc(len(batch))
+            now = time.time()
+            channels: Counter[str] = Counter()
+            for partition, events in routed.by_partition.items():
+                for event in events:
+                    channels[event.channel] += 1
+                    metrics.EVENT_LAG.observe(max(0.0, now - event.occurred_at.timestamp()))
+                for chunk in chunks(events):
+                    await rt.events.send(value=encode_batch(chunk), partition=partition)
+            for channel, n in channels.items():
+                metrics.EVENTS_IN.labels(channel).inc(n)
+            for source, rejected in routed.rejected:
+                metrics.EVENTS_INVALID.labels(rejected.kind).inc()
+                await rt.dlq.send(value=rejected.raw, headers=dead_letter_headers(source, rejected))
+            metrics.BATCH_SECONDS.labels("validate").observe(time.perf_counter() - started)

@@ -1,0 +1,49 @@
+"""What the agents of one worker share: the app, its topics, the sink writer, the model.
+
+Built once by ``streams.app.create_app``; each agent module registers itself against it,
+so every topic object and the single sink thread are created in exactly one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from schemas.model import ExperienceModel
+from streams.settings import Settings
+from streams.sink_writer import SinkWriter
+
+#: Events per message on internal topics: big enough to amortise Faust's per-message
+#: cost, small enough to stay far below Kafka's default 1 MB message limit.
+ENVELOPE_EVENTS = 500
+
+
+@dataclass
+class Runtime:
+    app: faust.App
+    settings: Settings
+    writer: SinkWriter
+    model: ExperienceModel
+    raw: faust.TopicT
+    events: faust.TopicT
+    dlq: faust.TopicT
+    moments: faust.TopicT
+    scores: faust.TopicT
+
+    @property
+    def sink_messages(self) -> int:
+        """Envelopes per insert, so an insert carries about ``sink_batch_size`` rows."""
+        return max(1, self.settings.sink_batch_size // ENVELOPE_EVENTS)
+
+
+def chunks(items: list[Any], size: int = ENVELOPE_EVENTS) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def json_array(items: Iterable[Any]) -> bytes:
+    """A batch message of pydantic models (a JSON array), the format of every topic."""
+    return b"[" + b",".join(item.model_dump_json().encode() for item in items) + b"]"
