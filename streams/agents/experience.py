@@ -36,7 +36,7 @@ STATE_SAMPLE = 0.02
 def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
     """Register the table and the agent; returns the table (tests read it)."""
     codec = register_codec("cxpulse-customer-state", CustomerState.from_bytes)
-    customers = rt.app.Table(
+    customers: Any = rt.app.Table(
         TABLE,
         default=None,
         partitions=rt.settings.partitions,
