@@ -19,8 +19,16 @@ log = logging.getLogger(__name__)
 
 
 def preflight(settings: Settings) -> None:
-    """Kafka reachable, topics created with their partition counts, ClickHouse usable."""
+    """Model valid, Kafka reachable, topics created with their partition counts,
+    ClickHouse usable."""
+    from schemas.model import ModelError
     from streams.admin import ensure_topics, wait_for_kafka
+    from streams.model_check import load_model
+
+    try:
+        load_model(settings.model_path)
+    except ModelError as exc:
+        raise ConfigError(f"{exc} (CXPULSE_MODEL_PATH={settings.model_path})") from None
 
     wait_for_kafka(settings.bootstrap_servers, timeout=30.0)
     ensure_topics(settings, topics.all_topics(settings, TABLE_NAMES))
