@@ -235,3 +235,45 @@ def test_failed_inserts_are_retried_and_nothing_is_lost(pipeline: Pipeline) -> N
 
     rows = pipeline.query("SELECT toString(event_id) FROM touchpoint_events FINAL")
     assert sorted(r[0] for r in rows) == sorted(e["event_id"] for e in events)
+
+
+def test_scores_moments_and_views_land_in_clickhouse(pipeline: Pipeline) -> None:
+    from schemas.events import TouchpointEvent
+    from streams.core import apply_events
+    from streams.model_check import load_model
+    from streams.sample_events import sample_events
+    from streams.sentiment import DefaultSentimentAnalyzer, sentiments_for
+
+    now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    docs = sample_events(seed=3, now=now)
+    worker = pipeline.start_worker()
+    publish(pipeline.settings, docs, batch_size=20)
+    pipeline.wait_rows(worker, "moments", len(docs))
+    customers = {d["customer_id"] for d in docs}
+    pipeline.wait_rows(worker, "customer_scores", len(customers))
+
+    events = [TouchpointEvent.model_validate(d) for d in docs]
+    model = load_model()
+    sentiments = sentiments_for(events, DefaultSentimentAnalyzer())  # as the worker does
+    expected = {}
+    for customer in customers:
+        mine = [e for e in events if e.customer_id == customer]
+        state, _ = apply_events(None, mine, model, now, sentiments)
+        expected[customer] = state.score
+
+    scores = dict(pipeline.query("SELECT customer_id, score FROM customer_scores FINAL"))
+    assert scores.keys() == expected.keys()
+    for customer, score in scores.items():
+        # Float32 in ClickHouse; the worker's batches split differently than one call.
+        assert score == pytest.approx(expected[customer], abs=0.05), customer
+
+    moments = pipeline.query("SELECT count(), uniqExact(event_id) FROM moments FINAL")
+    assert moments == [(len(docs), len(docs))]
+    factors = pipeline.query("SELECT count(DISTINCT event_id) FROM moment_factors FINAL")
+    assert factors == [(len(docs),)]
+    emotion = pipeline.query("SELECT sum(moments) FROM emotion_map")
+    assert emotion[0][0] == sum(1 for d in docs)  # the sample has no late events
+    bands = pipeline.query("SELECT sum(customers) FROM score_distribution WHERE channel = 'all'")
+    assert bands == [(len(customers),)]
+    key = pipeline.query("SELECT factor FROM key_experiences WHERE key_negative > 0")
+    assert ("service",) in key  # the sample's ATM-0042 keeps failing withdrawals
