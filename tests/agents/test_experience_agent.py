@@ -90,9 +90,7 @@ def test_batch_updates_each_customer_once_with_the_core_result(
     assert states["C-alice"].score < 50 < states["C-bob"].score
 
     moments = [m for s in sent if s["topic"] == "cx.moments" for m in json.loads(s["value"])]
-    assert sorted(m["event_id"] for m in moments) == sorted(
-        str(e.event_id) for e in [*alice, *bob]
-    )
+    assert sorted(m["event_id"] for m in moments) == sorted(str(e.event_id) for e in [*alice, *bob])
     updates = [u for s in sent if s["topic"] == "cx.scores" for u in json.loads(s["value"])]
     assert sorted(u["customer_id"] for u in updates) == ["C-alice", "C-bob"]  # once each
     by_customer = {u["customer_id"]: u for u in updates}
