@@ -59,6 +59,11 @@ def create_app(
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
+        **(
+            {"producer_max_batch_size": settings.producer_max_batch_size}
+            if settings.producer_max_batch_size is not None
+            else {}
+        ),
     )
 
     def topic(name: str) -> faust.TopicT:

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         6.0, gt=0, description="Kafka consumer session timeout (s); small = fast first join"
     )
     producer_linger_ms: int = Field(20, ge=0, le=1000, description="Faust producer linger")
+    producer_max_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="bytes per producer record batch; unset = Faust's default, or 1 record "
+        "per batch on the bundled tansu broker (it miscounts end offsets otherwise)",
+    )
     model_path: Path | None = Field(
         None, description="experience model file (YAML); unset = the shipped default"
     )

@@ -31,8 +31,22 @@ class CompactCodec(codecs.Codec):
         return self._parse(s)
 
 
-def register_codec(name: str, parse: Any) -> str:
-    """Register once per process (idempotent) and return the codec name."""
+def compact_value_type(name: str, parse: Any) -> type:
+    """A table ``value_type`` whose values use the compact codec ``name``.
+
+    Faust picks a table's serializers from its key/value types when the table is
+    created, and builds the changelog topic (used to decode during recovery) right
+    then: the codec must therefore come in through the type, not be set afterwards.
+    Faust reads ``_options.serializer`` and, after the codec decoded, calls
+    ``from_data``, which here hands the decoded object back unchanged.
+    """
     if name not in codecs.codecs:
         codecs.register(name, CompactCodec(parse))
-    return name
+
+    class _Options:
+        serializer = name
+
+    def from_data(cls: type, data: Any, preferred_type: Any = None) -> Any:
+        return data
+
+    return type(f"Compact[{name}]", (), {"_options": _Options, "from_data": classmethod(from_data)})

@@ -18,9 +18,37 @@ from streams.settings import ConfigError, Settings
 log = logging.getLogger(__name__)
 
 
-def preflight(settings: Settings) -> None:
+def cluster_id(bootstrap: list[str]) -> str:
+    """The Kafka cluster id ('' when the broker does not say)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cxpulse-preflight")
+    try:
+        return str(admin.describe_cluster().get("cluster_id") or "")
+    finally:
+        admin.close()
+
+
+def adapt_to_broker(settings: Settings) -> Settings:
+    """Work around what a broker gets wrong, when the settings leave it open.
+
+    tansu (the bundled broker) reports a partition's end offset as if the last record
+    batch held one record. Faust recovers a table by reading its changelog up to that
+    end offset, so with multi-record batches a restarted worker would recover only part
+    of its state. One record per producer batch keeps tansu's end offsets exact; it
+    costs throughput of changelog writes, which is why it is applied on tansu only.
+    """
+    if settings.producer_max_batch_size is not None:
+        return settings
+    if cluster_id(settings.bootstrap_servers).startswith("tansu"):
+        log.info("tansu broker: one record per producer batch (exact end offsets)")
+        return settings.model_copy(update={"producer_max_batch_size": 1})
+    return settings
+
+
+def preflight(settings: Settings) -> Settings:
     """Model valid, Kafka reachable, topics created with their partition counts,
-    ClickHouse usable."""
+    ClickHouse usable. Returns the settings adapted to the broker."""
     from schemas.model import ModelError
     from streams.admin import ensure_topics, wait_for_kafka
     from streams.model_check import load_model
@@ -31,6 +59,7 @@ def preflight(settings: Settings) -> None:
         raise ConfigError(f"{exc} (CXPULSE_MODEL_PATH={settings.model_path})") from None
 
     wait_for_kafka(settings.bootstrap_servers, timeout=30.0)
+    settings = adapt_to_broker(settings)
     ensure_topics(settings, topics.all_topics(settings, TABLE_NAMES))
     try:
         backend = default_connect(settings)()
@@ -42,6 +71,7 @@ def preflight(settings: Settings) -> None:
     close = getattr(backend, "close", None)
     if close is not None:
         close()
+    return settings
 
 
 def first_line(exc: BaseException) -> str:
@@ -63,7 +93,7 @@ def run_worker(settings: Settings) -> None:
     """Run the Faust worker in the foreground until SIGINT/SIGTERM."""
     started = time.monotonic()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    preflight(settings)
+    settings = preflight(settings)
     app = create_app(settings)
     log.info("preflight done in %.1fs", time.monotonic() - started)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)

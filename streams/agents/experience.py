@@ -25,7 +25,7 @@ from streams import metrics
 from streams.core import apply_events, score_update
 from streams.runtime import Runtime, chunks, json_array
 from streams.sentiment import DefaultSentimentAnalyzer, SentimentAnalyzer, sentiments_for
-from streams.state_codec import register_codec
+from streams.state_codec import compact_value_type
 
 TABLE = "customer_state"
 #: Share of state writes whose size is observed (serialising every one would double the
@@ -35,17 +35,14 @@ STATE_SAMPLE = 0.02
 
 def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
     """Register the table and the agent; returns the table (tests read it)."""
-    codec = register_codec("cxpulse-customer-state", CustomerState.from_bytes)
     customers: Any = rt.app.Table(
         TABLE,
         default=None,
         partitions=rt.settings.partitions,
+        key_type=bytes,
+        value_type=compact_value_type("cxpulse-customer-state", CustomerState.from_bytes),
         help="customer_id -> CustomerState (experience score, episodes, alert memory)",
     )
-    # Faust derives serializers from model types; these values are pydantic models with
-    # their own compact form, so name the codecs directly (before the changelog exists).
-    customers.key_serializer = "raw"
-    customers.value_serializer = codec
     sentiment = analyzer or DefaultSentimentAnalyzer()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxpulse-sentiment")
     sample = random.Random(0)

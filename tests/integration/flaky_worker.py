@@ -42,7 +42,7 @@ class FlakyBackend:
 def main() -> None:
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    preflight(settings)
+    settings = preflight(settings)
     connect = default_connect(settings)
     app = create_app(settings, connect=lambda: FlakyBackend(connect()))
     faust.Worker(app, loglevel="info", quiet=True).execute_from_commandline()
