@@ -161,6 +161,7 @@ class Simulation:
         self.count = 0
         self.journeys = 0
         self.clock = 0.0  # seconds of simulated time since start, at the last event
+        self.sim_time = self.start  # the simulated clock at the last event (ms precision)
         self.by_channel: Counter[str] = Counter()
         self.by_outcome: Counter[str] = Counter()
         self.by_channel_outcome: Counter[tuple[str, str]] = Counter()
@@ -340,12 +341,12 @@ class Simulation:
         if outcome == "success" and step.channel == "atm":
             j.last_atm = None  # the next withdrawal starts at home again
         fb = feedback(rng, step, outcome, effort, c)
+        when = self.start + timedelta(milliseconds=round(t * 1000))
+        self.sim_time = when
         event: dict[str, Any] = {
             "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             "schema_version": 1,
-            "occurred_at": (self.start + timedelta(seconds=round(t, 3))).isoformat(
-                timespec="milliseconds"
-            ),
+            "occurred_at": when.isoformat(timespec="milliseconds"),
             "customer_id": c.id,
             "channel": step.channel,
             "touchpoint": step.touchpoint,
@@ -414,11 +415,6 @@ class Simulation:
             if nxt is not None:
                 seq += 1
                 heapq.heappush(heap, (nxt, seq, journey))
-
-    @property
-    def sim_time(self) -> datetime:
-        """The simulated clock at the last event."""
-        return self.start + timedelta(seconds=self.clock)
 
     def expected_events_per_day(self) -> float:
         """Roughly how many events a simulated day holds (for choosing a start that ends
