@@ -17,6 +17,7 @@ real feed would deliver them.
 from __future__ import annotations
 
 import heapq
+import math
 import random
 import uuid
 from collections import Counter
@@ -55,6 +56,7 @@ from streams.simulate.journeys import (
 from streams.simulate.population import (
     CUSTOMERS_PER_ATM,
     CUSTOMERS_PER_STORE,
+    SEGMENT_MIX,
     Customer,
     Population,
     atm_id,
@@ -62,6 +64,7 @@ from streams.simulate.population import (
     store_id,
 )
 
+BANKING_SHARE = SEGMENT_MIX["retail_banking"]
 # A fixed default start keeps ``generate()`` reproducible when no start is given.
 DEFAULT_START = datetime(2026, 11, 16, 0, 0, tzinfo=UTC)  # a Monday
 # Journeys a tier-C customer starts per day; tiers B and A are more active.
@@ -180,16 +183,19 @@ class Simulation:
             if t is None:
                 continue
             if inc.kind == "atm_outage" and not 1 <= int(t.split("-")[1]) <= pop.atms:
+                need = math.ceil(int(t.split("-")[1]) * CUSTOMERS_PER_ATM / BANKING_SHARE)
                 raise IncidentError(
                     f"incident {inc.spec}: this run has ATMs {atm_id(1)}..{atm_id(pop.atms)} "
-                    f"(one per {CUSTOMERS_PER_ATM} banking customers): pick one of them, "
-                    "simulate more customers or set the number of ATMs"
+                    f"(one per {CUSTOMERS_PER_ATM:,} banking customers): pick one of them, "
+                    f"simulate {need:,} customers or more, or set the number of ATMs"
                 )
             if inc.kind == "store_queues" and not 1 <= int(t.split("-")[1]) <= pop.stores:
+                need = int(t.split("-")[1]) * CUSTOMERS_PER_STORE
                 raise IncidentError(
                     f"incident {inc.spec}: this run has stores {store_id(1)}.."
-                    f"{store_id(pop.stores)} (one per {CUSTOMERS_PER_STORE} customers): pick "
-                    "one of them, simulate more customers or set the number of stores"
+                    f"{store_id(pop.stores)} (one per {CUSTOMERS_PER_STORE:,} customers): pick "
+                    f"one of them, simulate {need:,} customers or more, or set the number of "
+                    "stores"
                 )
             if inc.kind == "call_center_backlog" and t not in QUEUES:
                 raise IncidentError(

@@ -33,7 +33,7 @@ from streams.simulate.incidents import (
     parse_incident,
 )
 
-DEFAULT_CUSTOMERS = 50_000  # enough for ATM-0001..ATM-0050 and store-001..store-050
+DEFAULT_CUSTOMERS = 100_000  # ATM-0001..ATM-0060 and store-001..store-050
 PROGRESS_EVERY = 1_000  # events between progress-bar updates
 
 
@@ -396,10 +396,10 @@ def add_simulate_command(cli: Any) -> None:
     @click.option(
         "--atms",
         type=click.IntRange(1),
-        help="number of ATMs [default: 1 per 600 banking customers]",
+        help="number of ATMs [default: 1 per 1,000 banking customers]",
     )
     @click.option(
-        "--stores", type=click.IntRange(1), help="number of stores [default: 1 per 1000 customers]"
+        "--stores", type=click.IntRange(1), help="number of stores [default: 1 per 2,000 customers]"
     )
     @click.option(
         "--batch-size",

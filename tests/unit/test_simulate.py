@@ -177,7 +177,7 @@ def test_ids_and_population_mix() -> None:
     assert tiers["C"] / 20_000 == pytest.approx(0.60, abs=0.02)
     segments = Counter(c.segment for c in pop.customers)
     assert segments["retail_banking"] / 20_000 == pytest.approx(0.6, abs=0.02)
-    assert pop.atms == 20 and pop.stores == 20  # one per 600 banking / 1000 customers
+    assert pop.atms == 12 and pop.stores == 10  # one per 1,000 banking / 2,000 customers
 
 
 def test_tier_a_customers_are_more_active(
