@@ -286,10 +286,10 @@ def print_summary(summary: SimSummary, file: TextIO | None = None) -> None:
     outcomes = ("success", "abandoned", "failure")
     p(f"  {'channel':<12}{'events':>10}" + "".join(f"{o:>11}" for o in outcomes))
     for channel, n in summary.by_channel.most_common():
-        cells = "".join(f"{summary.by_channel_outcome[(channel, o)] / n:>10.1%} " for o in outcomes)
+        cells = "".join(f" {summary.by_channel_outcome[(channel, o)] / n:>10.1%}" for o in outcomes)
         p(f"  {channel:<12}{n:>10,}{cells}")
     total = summary.events or 1
-    cells = "".join(f"{summary.by_outcome[o] / total:>10.1%} " for o in outcomes)
+    cells = "".join(f" {summary.by_outcome[o] / total:>10.1%}" for o in outcomes)
     p(f"  {'all':<12}{summary.events:>10,}{cells}")
     if summary.feedback_languages:
         langs = ", ".join(f"{k} {v:,}" for k, v in summary.feedback_languages.most_common())
