@@ -58,6 +58,7 @@ class SimSummary:
     sent: int = 0  # events Kafka acknowledged (or lines written)
     messages: int = 0
     rejected: int = 0  # events the publisher found invalid (a simulator bug if ever > 0)
+    interrupted: bool = False  # stopped by Ctrl-C; what was made until then was delivered
 
     @property
     def events_per_second(self) -> float:
@@ -173,18 +174,27 @@ def simulate(
             "stdout" if output is sys.stdout else getattr(output, "name", "output")
         )
         write = output.write
-        for event in stream:
-            write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
+        written = 0
+        try:
+            for event in stream:
+                write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
+                written += 1
+        except KeyboardInterrupt:
+            summary.interrupted = True
         output.flush()
-        summary.sent = sim.count
+        summary.sent = written
     else:
         from streams.publisher import Publisher
 
         settings = settings or get_settings()
         with Publisher(settings, topic=topic, batch_size=batch_size) as publisher:
             publish = publisher.publish
-            for event in stream:
-                publish(event)
+            try:
+                for event in stream:
+                    publish(event)
+            except KeyboardInterrupt:
+                # A paced run is usually ended with Ctrl-C: send what was made, and report.
+                summary.interrupted = True
             publisher.flush()
         summary.destination = f"topic {publisher.topic} at {settings.kafka_url}"
         summary.sent = publisher.summary.sent
@@ -266,6 +276,7 @@ def print_summary(summary: SimSummary, file: TextIO | None = None) -> None:
     p(
         f"simulated {summary.events:,} events in {summary.journeys:,} journeys of "
         f"{summary.customers:,} customers (seed {summary.seed})"
+        + (", interrupted" if summary.interrupted else "")
     )
     p(
         f"  clock     {summary.start.isoformat(timespec='minutes')} → "

@@ -588,3 +588,22 @@ def test_command_bad_incident_is_one_line(cli: Any) -> None:
     assert result.exit_code == 2
     error = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(error) == 1 and "target must look like ATM-0042" in error[0]
+
+
+def test_ctrl_c_stops_the_run_and_keeps_what_was_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.simulate import runner
+
+    def interrupting(stream: Any, sim: Any, events: Any, duration: Any) -> Any:
+        for i, event in enumerate(stream):
+            if i == 100:
+                raise KeyboardInterrupt
+            yield event
+
+    monkeypatch.setattr(runner, "_with_progress", interrupting)
+    out = io.StringIO()
+    summary = simulate(customers=100, events=1_000, start=START, output=out, progress=True)
+    assert summary.interrupted and summary.sent == 100
+    assert len(out.getvalue().splitlines()) == 100
+    report = io.StringIO()
+    print_summary(summary, file=report)
+    assert ", interrupted" in report.getvalue()
