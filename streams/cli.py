@@ -146,6 +146,15 @@ def demo(data_dir: str, timeout: float) -> None:
     sys.exit(run_demo(data_dir, timeout))
 
 
+def _add_plugins() -> None:
+    from streams.simulate.runner import add_simulate_command
+
+    add_simulate_command(cli)
+
+
+_add_plugins()
+
+
 def main() -> None:
     """Entry point: one-line errors instead of tracebacks for what a user can fix."""
     try:
