@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.alerts import Severity
 from schemas.events import CHANNELS
 
 Factor = Literal["product", "service", "relationship", "convenience", "brand", "price"]
@@ -282,6 +283,153 @@ class StateSection(_Strict):
     trail_max: Annotated[int, Field(ge=1, le=1024)] = 24
 
 
+Hours = Annotated[float, Field(gt=0, le=2160)]
+
+
+class _Rule(_Strict):
+    """What every alert rule has: on/off, a base severity, and the magnitude from which the
+    severity is raised one level (tier A raises it one level too)."""
+
+    enabled: bool = True
+    severity: Severity = "warning"
+
+
+class LowScoreRule(_Rule):
+    """Fires when the score crosses below ``below``; re-arms only above ``rearm_above``, so
+    a customer hovering around the line is not alerted on every moment (hysteresis)."""
+
+    below: Annotated[float, Field(gt=0, lt=100)] = 35.0
+    rearm_above: Annotated[float, Field(gt=0, lt=100)] = 45.0
+    escalate_at: Annotated[float, Field(gt=0, le=100)] = 10.0  # points below ``below``
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> LowScoreRule:
+        if self.rearm_above <= self.below:
+            raise ValueError(
+                f"rearm_above: {self.rearm_above:g} is not above below ({self.below:g}): "
+                "re-arm above the firing line, or every wobble fires again"
+            )
+        return self
+
+
+class SharpDropRule(_Rule):
+    """Fires when the score is ``drop`` points or more below its highest of the window.
+
+    The window is at most 24 h: that is all the state's ``score_trail`` remembers.
+    """
+
+    drop: Annotated[float, Field(gt=0, le=100)] = 15.0
+    window_hours: Annotated[float, Field(gt=0, le=24)] = 24.0
+    escalate_at: Annotated[float, Field(gt=0, le=100)] = 25.0  # points
+
+
+class RepeatedFailureRule(_Rule):
+    """``count`` failures of one touchpoint type within ``window_minutes``."""
+
+    count: Annotated[int, Field(ge=2, le=16)] = 3
+    window_minutes: Annotated[float, Field(gt=0, le=10080)] = 30.0
+    escalate_at: Annotated[int, Field(ge=2, le=100)] = 5  # failures in the window
+
+
+class RepeatContactRule(_Rule):
+    """``count`` call-center contacts within ``window_days``, or ``same_intent_count`` of
+    them about the same intent (the first call did not resolve it)."""
+
+    severity: Severity = "info"
+    count: Annotated[int, Field(ge=2, le=16)] = 3
+    same_intent_count: Annotated[int, Field(ge=2, le=16)] = 2
+    window_days: Annotated[float, Field(gt=0, le=90)] = 7.0
+    escalate_at: Annotated[int, Field(ge=2, le=100)] = 5  # contacts in the window
+
+
+class ChannelHoppingRule(_Rule):
+    """One intent tried on ``channels`` or more channels within ``window_hours`` with no
+    successful outcome for it: the customer is looking for a way that works."""
+
+    channels: Annotated[int, Field(ge=2, le=7)] = 3
+    window_hours: Annotated[float, Field(gt=0, le=2160)] = 72.0
+    escalate_at: Annotated[int, Field(ge=2, le=7)] = 4  # channels
+
+
+class DetractorRule(_Rule):
+    """The customer said so: NPS, CSAT or the sentiment of their words at or below a line.
+
+    Magnitude is how bad on the 0..10 reading scale (10 − the worst of NPS, CSAT mapped
+    to 0..10, and 5 + 5·sentiment), so NPS 0 is 10 and NPS 6 is 4.
+    """
+
+    severity: Severity = "info"
+    nps_at_most: Annotated[int, Field(ge=0, le=10)] = 6
+    csat_at_most: Annotated[int, Field(ge=1, le=5)] = 2
+    sentiment_at_most: Annotated[float, Field(ge=-1, le=1)] = -0.5
+    escalate_at: Annotated[float, Field(gt=0, le=10)] = 8.0
+
+
+class TierActions(_Strict):
+    """How soon and how to reach out, by tier: the first half of every recommended action."""
+
+    A: Annotated[str, StringConstraints(min_length=1, max_length=120)] = (
+        "service recovery call within the hour"
+    )
+    B: Annotated[str, StringConstraints(min_length=1, max_length=120)] = "call back today"
+    C: Annotated[str, StringConstraints(min_length=1, max_length=120)] = (
+        "follow up within two working days"
+    )
+    none: Annotated[str, StringConstraints(min_length=1, max_length=120)] = "call back today"
+
+
+class AlertsSection(_Strict):
+    """The customer alert rules of cx-model.md ("Early-warning alerts") and their dedup."""
+
+    cooldown_hours: Hours = 6.0
+    max_event_ids: Annotated[int, Field(ge=1, le=50)] = 10
+    actions: TierActions = TierActions()
+    low_score: LowScoreRule = LowScoreRule()
+    sharp_drop: SharpDropRule = SharpDropRule()
+    repeated_failure: RepeatedFailureRule = RepeatedFailureRule()
+    repeat_contact: RepeatContactRule = RepeatContactRule()
+    channel_hopping: ChannelHoppingRule = ChannelHoppingRule()
+    detractor: DetractorRule = DetractorRule()
+
+
+class HealthSection(_Strict):
+    """touchpoint_degraded: an instance failing far more than its own baseline, with volume.
+
+    The baseline is the instance's failure rate over ``baseline_hours`` outside the short
+    window, smoothed toward ``prior_failure_rate`` as if ``prior_attempts`` attempts had
+    been seen at that rate, so a new instance has a baseline from its first minute.
+    """
+
+    enabled: bool = True
+    severity: Severity = "warning"
+    bucket_minutes: Annotated[int, Field(ge=1, le=60)] = 5
+    short_window_minutes: Annotated[int, Field(ge=1, le=240)] = 15
+    baseline_hours: Annotated[int, Field(ge=1, le=168)] = 24
+    min_attempts: Annotated[int, Field(ge=1, le=100_000)] = 10
+    min_failure_rate: Annotated[float, Field(gt=0, le=1)] = 0.25
+    ratio: Annotated[float, Field(ge=1, le=1000)] = 3.0
+    prior_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.05
+    prior_attempts: Annotated[float, Field(ge=0, le=100_000)] = 20.0
+    escalate_at: Annotated[float, Field(gt=0, le=1)] = 0.6  # failure rate
+    cooldown_hours: Hours = 6.0
+    allowed_lateness_minutes: Annotated[float, Field(ge=0, le=1440)] = 30.0
+    seen_ids_max: Annotated[int, Field(ge=8, le=4096)] = 256
+
+    @model_validator(mode="after")
+    def _windows(self) -> HealthSection:
+        if self.short_window_minutes % self.bucket_minutes:
+            raise ValueError(
+                f"short_window_minutes: {self.short_window_minutes} is not a multiple of "
+                f"bucket_minutes ({self.bucket_minutes}): make it one"
+            )
+        if self.short_window_minutes >= self.baseline_hours * 60:
+            raise ValueError(
+                f"short_window_minutes: {self.short_window_minutes} is not shorter than "
+                f"baseline_hours ({self.baseline_hours} h): shorten it"
+            )
+        return self
+
+
 class ExperienceModel(_Strict):
     """The whole experience model (cx-model.md), loaded from YAML by ``streams.model_check``."""
 
@@ -294,6 +442,25 @@ class ExperienceModel(_Strict):
     episodes: EpisodesSection = EpisodesSection()
     score: ScoreSection = ScoreSection()
     state: StateSection = StateSection()
+    alerts: AlertsSection = AlertsSection()
+    health: HealthSection = HealthSection()
+
+    @model_validator(mode="after")
+    def _alert_windows_fit_the_trail(self) -> ExperienceModel:
+        """Trail-counting rules can only see ``state.trail_hours`` back: say so at load."""
+        keep = self.state.trail_hours
+        a = self.alerts
+        for key, hours in (
+            ("repeated_failure.window_minutes", a.repeated_failure.window_minutes / 60),
+            ("repeat_contact.window_days", a.repeat_contact.window_days * 24),
+            ("channel_hopping.window_hours", a.channel_hopping.window_hours),
+        ):
+            if hours > keep:
+                raise ValueError(
+                    f"alerts.{key}: {hours:g} h is longer than state.trail_hours ({keep:g} h) "
+                    "remembers: shorten the window or raise state.trail_hours"
+                )
+        return self
 
     # Pre-digested lookups: the core calls these per event, so they are plain dicts.
     @cached_property

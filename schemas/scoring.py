@@ -189,6 +189,9 @@ class TrailEntry(_State):
     touchpoint: Annotated[str, Field(alias="tp")]
     outcome: Annotated[str, Field(alias="o")]
     intent: Annotated[str | None, Field(alias="in")] = None
+    # The event's id (hex), so an alert can name the events that triggered it. None only
+    # in states written before alerts existed.
+    event_id: Annotated[str | None, Field(alias="id")] = None
 
 
 class CustomerState(_State):
@@ -235,10 +238,15 @@ class CustomerState(_State):
 
     def seen_ids(self) -> list[tuple[bytes, int]]:
         """``(hash48, event_time)`` pairs, oldest first."""
-        raw = base64.b64decode(self.seen) if self.seen else b""
-        return [_SEEN.unpack_from(raw, i) for i in range(0, len(raw), _SEEN.size)]
+        return unpack_seen(self.seen)
 
 
 def pack_seen(entries: list[tuple[bytes, int]]) -> str:
     """Inverse of ``CustomerState.seen_ids``."""
     return base64.b64encode(b"".join(_SEEN.pack(h, t) for h, t in entries)).decode()
+
+
+def unpack_seen(packed: str) -> list[tuple[bytes, int]]:
+    """``(hash48, event_time)`` pairs of a packed id set, oldest first."""
+    raw = base64.b64decode(packed) if packed else b""
+    return [_SEEN.unpack_from(raw, i) for i in range(0, len(raw), _SEEN.size)]

@@ -236,6 +236,7 @@ def _apply(
             touchpoint=ev.touchpoint,
             outcome=ev.outcome,
             intent=ev.intent,
+            event_id=ev.event_id.hex,
         )
         horizon = w.watermark - int(model.state.trail_hours * 3600)
         w.trail = trail.add_trail(w.trail, entry, horizon, model.state.trail_max)
