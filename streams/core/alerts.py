@@ -1,0 +1,534 @@
+"""Customer early-warning rules (cx-model.md, "Early-warning alerts"), pure.
+
+``customer_alerts`` runs after ``apply_events`` on the same batch of one customer and turns
+what the batch changed into alerts: low_score, sharp_drop, repeated_failure,
+repeat_contact, channel_hopping and detractor. It imports schemas and the standard library
+only, and takes the wall-clock time of emission as an argument.
+
+How the rules see time. Every window is on event time. Moments are walked in the order
+``apply_events`` applied them (event time, then id), and at each moment a rule sees the
+state as it was known then: the trail entries from earlier batches (even those later in
+event time: an out-of-order arrival completes a pattern) plus this batch's entries up to
+and including the moment. So a pattern fires at the event that completed it as it
+arrived, whether the events came in one batch or one by one, and counting windows are
+"any window of the rule's length that contains the moment", which is what lets an event
+arriving late (within the allowed lateness) complete a pattern that straddles it.
+
+What never alerts. Duplicates (``apply_events`` gives no Moment) and *late* moments
+(older than the allowed lateness: they did not change the state). A late moment is history
+(over 48 h old by default), too old for an early warning, and since late events are not
+remembered in the dedup set a replay would bring them back each time.
+
+Dedup and cooldown. One alert per (customer, rule) per cooldown: a hit within
+``alerts.cooldown_hours`` (event time) of an open alert's opening trigger raises that
+alert's ``count`` and re-emits it with the SAME ``alert_id`` (a uuid5 of customer, rule and
+the opening event), later ``updated_at`` and severity never lowered; a hit outside it opens
+a new alert. Open alerts live in ``CustomerState.alert_memory`` as
+``"<code>@<t0>": "count|severity|last|alert_id"`` and are forgotten once no acceptable event
+can fall within their cooldown, so the memory stays a few hundred bytes. A batch emits each
+changed alert once, in its latest version.
+
+Severity: the rule's base, one level up for a tier A customer, one more when the
+magnitude reaches the rule's ``escalate_at``; critical at most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from schemas.alerts import SEVERITIES, Alert, alert_id
+from schemas.events import TouchpointEvent
+from schemas.model import ExperienceModel
+from schemas.scoring import CustomerState, Moment, TrailEntry
+
+# Short memory codes per rule: alert_memory is written to the changelog on every update.
+CODES: dict[str, str] = {
+    "low_score": "ls",
+    "sharp_drop": "sd",
+    "repeated_failure": "rf",
+    "repeat_contact": "rc",
+    "channel_hopping": "ch",
+    "detractor": "dt",
+    "touchpoint_degraded": "td",
+}
+LOW_SCORE_DISARMED = "ls.off"  # present while low_score waits for the score to recover
+MAX_OPEN_PER_RULE = 8
+Memory = MutableMapping[str, int | float | str]
+
+
+# -- shared with streams.core.health ---------------------------------------------------
+
+
+def raise_severity(base: str, *, tier_a: bool, large: bool) -> str:
+    """The base severity, one level up for tier A and one for a large magnitude."""
+    return SEVERITIES[min(SEVERITIES.index(base) + int(tier_a) + int(large), 2)]
+
+
+@dataclass(slots=True)
+class OpenAlert:
+    """An alert that can still receive repeats, as remembered in a state's memory.
+
+    ``last`` is the event time of the latest hit (customer rules) or the last short-window
+    bucket counted (touchpoint health, which counts a degraded bucket once).
+    """
+
+    t0: int
+    count: int
+    severity: str
+    last: int
+    alert_hex: str
+
+    def encode(self) -> str:
+        return f"{self.count}|{SEVERITIES.index(self.severity)}|{self.last}|{self.alert_hex}"
+
+    @classmethod
+    def decode(cls, key: str, value: object) -> OpenAlert | None:
+        """None for anything unreadable: a damaged memory entry must not stop scoring."""
+        try:
+            count, sev, last, hexid = str(value).split("|")
+            return cls(
+                int(key.rsplit("@", 1)[1]), int(count), SEVERITIES[int(sev)], int(last), hexid
+            )
+        except (ValueError, IndexError):
+            return None
+
+
+def record_hit(
+    memory: Memory,
+    code: str,
+    t: int,
+    cooldown_s: int,
+    severity: str,
+    new_id: str,
+    *,
+    mark: int | None = None,
+) -> tuple[OpenAlert, bool]:
+    """Fold a hit at event time ``t`` into the open alerts of rule ``code``.
+
+    A hit within the cooldown of an open alert (the nearest one) repeats it: count + 1,
+    severity never lowered. Otherwise a new alert opens with id ``new_id``; at most
+    ``MAX_OPEN_PER_RULE`` are kept per rule. ``mark`` (default ``t``) is what ``last``
+    records; a hit whose ``mark`` equals the alert's ``last`` is not counted again (health
+    passes its bucket, so a degraded 5 minutes count once however many failures they
+    hold). Returns the alert and whether it changed.
+    """
+    mark_value = t if mark is None else mark
+    prefix = code + "@"
+    best: tuple[int, int, str, OpenAlert] | None = None
+    for key, value in memory.items():
+        if not key.startswith(prefix):
+            continue
+        found = OpenAlert.decode(key, value)
+        if found is None:
+            continue
+        distance = abs(t - found.t0)
+        if distance < cooldown_s and (best is None or (distance, found.t0) < best[:2]):
+            best = (distance, found.t0, key, found)
+    if best is not None:
+        key, alert = best[2], best[3]
+        higher = SEVERITIES.index(severity) > SEVERITIES.index(alert.severity)
+        if mark is not None and alert.last == mark and not higher:
+            return alert, False
+        alert.count += 1
+        alert.last = max(alert.last, mark_value)
+        if higher:
+            alert.severity = severity
+        memory[key] = alert.encode()
+        return alert, True
+    alert = OpenAlert(t, 1, severity, mark_value, new_id)
+    memory[f"{prefix}{t}"] = alert.encode()
+    mine = sorted(int(k[len(prefix) :]) for k in memory if k.startswith(prefix))
+    for old in mine[: max(0, len(mine) - MAX_OPEN_PER_RULE)]:
+        del memory[f"{prefix}{old}"]
+    return alert, True
+
+
+def forget_closed(memory: Memory, horizon: int, cooldown_s: int) -> None:
+    """Drop open alerts no acceptable event (at or after ``horizon``) can repeat."""
+    for key in [k for k in memory if "@" in k]:
+        found = OpenAlert.decode(key, memory[key])
+        if found is None or found.t0 + cooldown_s <= horizon:
+            del memory[key]
+
+
+def at(t: int) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def duration(seconds: float) -> str:
+    """A span as a person says it: "12 min", "5 h", "3 days"."""
+    if seconds < 60:
+        return "under a minute"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    if seconds < 48 * 3600:
+        return f"{round(seconds / 3600)} h"
+    return f"{round(seconds / 86400)} days"
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+# -- the customer rules ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Hit:
+    """One rule matching at one moment, with everything its alert will say."""
+
+    rule: str
+    t: int
+    trigger: str  # hex id of the event that completed the pattern: the alert id's seed
+    event_ids: list[str]
+    magnitude: float
+    large: bool
+    explanation: str
+    action: str
+
+
+def _epoch(dt: datetime) -> int:
+    return int(dt.timestamp() // 1)
+
+
+_OUTCOME_WORDS = {"failure": "a failed", "abandoned": "an abandoned", "success": "a successful"}
+
+
+def _what(m: Moment) -> str:
+    where = f" at {m.touchpoint_instance}" if m.touchpoint_instance else ""
+    return f"{_OUTCOME_WORDS.get(m.outcome, 'a')} {m.touchpoint}{where}"
+
+
+def densest(entries: Sequence[TrailEntry], t: int, window: int) -> list[TrailEntry]:
+    """The entries of the fullest window of length ``window`` that contains ``t`` (the
+    earliest such window on a tie), in event-time order. Windows are inclusive: "3 within
+    30 min" means the first and the third are at most 30 min apart."""
+    ordered = sorted(entries, key=lambda e: (e.t, e.event_id or ""))
+    best: list[TrailEntry] = []
+    for start in sorted({e.t for e in ordered if t - window <= e.t <= t}):
+        inside = [e for e in ordered if start <= e.t <= start + window]
+        if len(inside) > len(best):
+            best = inside
+    return best
+
+
+def _ids(entries: Sequence[TrailEntry], fallback: str) -> list[str]:
+    ids = [e.event_id for e in entries if e.event_id]
+    return ids or [fallback]
+
+
+def _repeated_failure(
+    m: Moment, t: int, hexid: str, known: list[TrailEntry], model: ExperienceModel
+) -> Hit | None:
+    r = model.alerts.repeated_failure
+    if m.outcome != "failure":
+        return None
+    fails = [e for e in known if e.outcome == "failure" and e.touchpoint == m.touchpoint]
+    best = densest(fails, t, int(r.window_minutes * 60))
+    if len(best) < r.count:
+        return None
+    n = len(best)
+    where = f", the latest at {m.touchpoint_instance}" if m.touchpoint_instance else ""
+    fault = f" at {m.touchpoint_instance}" if m.touchpoint_instance else ""
+    return Hit(
+        rule="repeated_failure",
+        t=t,
+        trigger=best[r.count - 1].event_id or hexid,
+        event_ids=_ids(best, hexid),
+        magnitude=float(n),
+        large=n >= r.escalate_at,
+        explanation=f"{n} failed {m.touchpoint} in {duration(best[-1].t - best[0].t)}{where}",
+        action=f"help the customer finish {m.touchpoint} another way and report the fault{fault}",
+    )
+
+
+def _repeat_contact(
+    m: Moment, t: int, hexid: str, known: list[TrailEntry], model: ExperienceModel
+) -> Hit | None:
+    r = model.alerts.repeat_contact
+    if m.channel != "call_center":
+        return None
+    window = int(r.window_days * 86400)
+    calls = [e for e in known if e.channel == "call_center"]
+    every = densest(calls, t, window)
+    same = densest([c for c in calls if c.intent == m.intent], t, window) if m.intent else []
+    triggers = []
+    if len(every) >= r.count:
+        triggers.append(every[r.count - 1])
+    if len(same) >= r.same_intent_count:
+        triggers.append(same[r.same_intent_count - 1])
+    if not triggers:
+        return None
+    trigger = min(triggers, key=lambda e: (e.t, e.event_id or ""))
+    n = max(len(every), len(same))
+    span_of = every if len(every) >= len(same) else same
+    span = duration(span_of[-1].t - span_of[0].t)
+    if len(same) >= r.same_intent_count and len(every) > len(same):
+        text = f"{len(every)} call-center contacts in {span}, {len(same)} about {m.intent}"
+    elif len(same) >= r.same_intent_count:
+        text = f"{len(same)} call-center contacts about {m.intent} in {span}"
+    else:
+        text = f"{len(every)} call-center contacts in {span}"
+    topic = f" ({m.intent})" if m.intent else ""
+    return Hit(
+        rule="repeat_contact",
+        t=t,
+        trigger=trigger.event_id or hexid,
+        event_ids=_ids(sorted({*every, *same}, key=lambda e: e.t), hexid),
+        magnitude=float(n),
+        large=n >= r.escalate_at,
+        explanation=text,
+        action=f"give the case{topic} one owner who resolves it, so no further call is needed",
+    )
+
+
+def _channel_hopping(
+    m: Moment, t: int, hexid: str, known: list[TrailEntry], model: ExperienceModel
+) -> Hit | None:
+    r = model.alerts.channel_hopping
+    if not m.intent or m.outcome == "success":
+        return None
+    window = int(r.window_hours * 3600)
+    tries = sorted(
+        (e for e in known if e.intent == m.intent), key=lambda e: (e.t, e.event_id or "")
+    )
+    best: list[TrailEntry] = []
+    best_channels = 0
+    for start in sorted({e.t for e in tries if t - window <= e.t <= t}):
+        inside = [e for e in tries if start <= e.t <= start + window]
+        if any(e.outcome == "success" for e in inside):
+            continue
+        channels = len({e.channel for e in inside})
+        if channels > best_channels:
+            best, best_channels = inside, channels
+    if best_channels < r.channels:
+        return None
+    order: list[str] = []
+    trigger = best[-1]
+    for e in best:
+        if e.channel not in order:
+            order.append(e.channel)
+            if len(order) == r.channels:
+                trigger = e
+    return Hit(
+        rule="channel_hopping",
+        t=t,
+        trigger=trigger.event_id or hexid,
+        event_ids=_ids(best, hexid),
+        magnitude=float(best_channels),
+        large=best_channels >= r.escalate_at,
+        explanation=(
+            f"tried {m.intent} on {best_channels} channels ({', '.join(order)}) in "
+            f"{duration(best[-1].t - best[0].t)} without success"
+        ),
+        action=f"resolve {m.intent} in this one contact and tell the customer which way works",
+    )
+
+
+def _detractor(
+    ev: TouchpointEvent, m: Moment, t: int, hexid: str, model: ExperienceModel
+) -> Hit | None:
+    r = model.alerts.detractor
+    fb = ev.feedback
+    parts: list[str] = []
+    readings: list[float] = []
+    if fb is not None and fb.nps is not None and fb.nps <= r.nps_at_most:
+        parts.append(f"NPS {fb.nps}")
+        readings.append(float(fb.nps))
+    if fb is not None and fb.csat is not None and fb.csat <= r.csat_at_most:
+        parts.append(f"CSAT {fb.csat}")
+        readings.append((fb.csat - 1) * 2.5)
+    if m.sentiment is not None and m.sentiment <= r.sentiment_at_most:
+        text = one_line(fb.text, 80) if fb is not None and fb.text else ""
+        parts.append(f'said "{text}"' if text else f"negative words ({m.sentiment:.2f})")
+        readings.append(5 + 5 * m.sentiment)
+    if not parts:
+        return None
+    magnitude = round(10 - min(readings), 2)
+    return Hit(
+        rule="detractor",
+        t=t,
+        trigger=hexid,
+        event_ids=[hexid],
+        magnitude=magnitude,
+        large=magnitude >= r.escalate_at,
+        explanation=f"{', '.join(parts)} after {_what(m)}",
+        action="answer what they said personally and close the loop",
+    )
+
+
+def _hurt_most(state: CustomerState, since: int, pending: set[str]) -> list[str]:
+    """The key moments (those that moved the score most) that hurt, known so far."""
+    return [
+        k.event_id
+        for k in state.key_moments
+        if k.impact < 0 and k.t >= since and k.event_id not in pending
+    ]
+
+
+def customer_alerts(
+    before: CustomerState | None,
+    after: CustomerState,
+    events: Sequence[TouchpointEvent],
+    moments: Sequence[Moment | None],
+    model: ExperienceModel,
+    emitted_at: datetime,
+) -> tuple[CustomerState, list[Alert]]:
+    """The alerts one customer's batch raises, and the state with the rules' memory.
+
+    ``before`` and ``after`` are the states around ``apply_events(before, events, ...)``
+    and ``moments`` what it returned (parallel to ``events``; None for duplicates). The
+    events are needed for their survey answers (a Moment keeps readings, not answers).
+    The returned state is ``after`` with ``alert_memory`` updated (``after`` itself when
+    nothing changed); write THAT one to the table.
+    """
+    if len(events) != len(moments):
+        raise ValueError(f"{len(moments)} moments for {len(events)} events: pass one per event")
+    if emitted_at.tzinfo is None:
+        raise ValueError("emitted_at must be timezone-aware")
+    live = sorted(
+        ((e, m) for e, m in zip(events, moments, strict=True) if m is not None and not m.late),
+        key=lambda p: (p[0].occurred_at, p[0].event_id.hex),
+    )
+    if not live:
+        return after, []
+    cfg = model.alerts
+    cooldown = int(cfg.cooldown_hours * 3600)
+    memory: dict[str, int | float | str] = dict(after.alert_memory)
+    pending = {e.event_id.hex for e, _ in live}
+    watermark = before.watermark if before is not None else 0
+    prev_score = before.score if before is not None else 50.0
+    # (time, score) highs known so far: the hourly highs from before the batch, then each
+    # moment of the batch at the watermark it was scored at.
+    highs: list[tuple[int, float]] = list(before.score_trail) if before is not None else []
+    changed: dict[str, Alert] = {}
+
+    for ev, m in live:
+        hexid = ev.event_id.hex
+        pending.discard(hexid)
+        t = min(_epoch(ev.occurred_at), after.watermark)
+        watermark = max(watermark, t)
+        known = [e for e in after.trail if e.event_id not in pending]
+        hits: list[Hit] = []
+
+        ls = cfg.low_score
+        if ls.enabled:
+            armed = LOW_SCORE_DISARMED not in memory
+            if armed and m.score_after < ls.below:
+                memory[LOW_SCORE_DISARMED] = 1
+                below = ls.below - m.score_after
+                hits.append(
+                    Hit(
+                        rule="low_score",
+                        t=t,
+                        trigger=hexid,
+                        event_ids=[hexid, *_hurt_most(after, 0, pending)],
+                        magnitude=round(below, 2),
+                        large=below >= ls.escalate_at,
+                        explanation=(
+                            f"score fell to {m.score_after:.0f} (below {ls.below:g}) after "
+                            f"{_what(m)}"
+                        ),
+                        action="go through the moments that pulled the score down and put "
+                        "the worst one right",
+                    )
+                )
+            elif not armed and m.score_after > ls.rearm_above:
+                del memory[LOW_SCORE_DISARMED]
+
+        sd = cfg.sharp_drop
+        if sd.enabled:
+            window = int(sd.window_hours * 3600)
+            recent = [(ht, s) for ht, s in highs if watermark - window < ht <= watermark]
+            if recent and m.score_after < prev_score:
+                peak_t, peak = max(recent, key=lambda p: (p[1], -p[0]))
+                drop = peak - m.score_after
+                if drop >= sd.drop:
+                    hits.append(
+                        Hit(
+                            rule="sharp_drop",
+                            t=t,
+                            trigger=hexid,
+                            event_ids=[hexid, *_hurt_most(after, watermark - window, pending)],
+                            magnitude=round(drop, 2),
+                            large=drop >= sd.escalate_at,
+                            explanation=(
+                                f"score fell {drop:.0f} points within "
+                                f"{duration(max(watermark - peak_t, 3600))} (from {peak:.0f} "
+                                f"to {m.score_after:.0f}), latest {_what(m)}"
+                            ),
+                            action="find what went wrong in the listed moments and put it "
+                            "right before it sets",
+                        )
+                    )
+            highs.append((watermark, m.score_after))
+
+        for rule, check in (
+            ("repeated_failure", _repeated_failure),
+            ("repeat_contact", _repeat_contact),
+            ("channel_hopping", _channel_hopping),
+        ):
+            if getattr(cfg, rule).enabled:
+                hit = check(m, t, hexid, known, model)
+                if hit is not None:
+                    hits.append(hit)
+        if cfg.detractor.enabled:
+            hit = _detractor(ev, m, t, hexid, model)
+            if hit is not None:
+                hits.append(hit)
+
+        for hit in hits:
+            alert = _open_or_repeat(memory, hit, m, after, model, cooldown, emitted_at)
+            changed[str(alert.alert_id)] = alert
+        prev_score = m.score_after
+
+    forget_closed(
+        memory, after.watermark - int(model.episodes.allowed_lateness_hours * 3600), cooldown
+    )
+    new_state = (
+        after if memory == after.alert_memory else after.model_copy(update={"alert_memory": memory})
+    )
+    return new_state, sorted(changed.values(), key=lambda a: (a.updated_at, a.rule))
+
+
+def _open_or_repeat(
+    memory: Memory,
+    hit: Hit,
+    m: Moment,
+    state: CustomerState,
+    model: ExperienceModel,
+    cooldown: int,
+    emitted_at: datetime,
+) -> Alert:
+    cfg = model.alerts
+    rule_cfg = getattr(cfg, hit.rule)
+    severity = raise_severity(rule_cfg.severity, tier_a=state.tier == "A", large=hit.large)
+    new_id = alert_id("customer", state.customer_id, hit.rule, hit.trigger).hex
+    opened, _ = record_hit(memory, CODES[hit.rule], hit.t, cooldown, severity, new_id)
+    urgency = getattr(cfg.actions, state.tier if state.tier in ("A", "B", "C") else "none")
+    ids = list(dict.fromkeys(hit.event_ids))[-cfg.max_event_ids :]
+    return Alert(
+        alert_id=opened.alert_hex,
+        rule=hit.rule,
+        severity=opened.severity,
+        subject_kind="customer",
+        customer_id=state.customer_id,
+        instance=m.touchpoint_instance,
+        tier=state.tier,
+        segment=state.segment,
+        score=round(m.score_after, 2),
+        channel=m.channel,
+        touchpoint=m.touchpoint,
+        triggered_at=at(opened.t0),
+        updated_at=at(opened.last),
+        emitted_at=emitted_at,
+        open_until=at(opened.t0 + cooldown),
+        event_ids=ids,
+        count=opened.count,
+        magnitude=hit.magnitude,
+        explanation=one_line(hit.explanation),
+        recommended_action=one_line(f"{urgency}: {hit.action}"),
+    )
