@@ -1,0 +1,207 @@
+"""Touchpoint health: touchpoint_degraded, when an instance fails for many customers at once.
+
+Pure, like the rest of the core: a ``HealthState`` per touchpoint instance (an ATM, a
+store's card terminal, a web page; the touchpoint type when events name no instance), the
+instance's events, the model and ``now`` in; the new state and any alert out.
+
+Why against its own baseline. An instance's normal failure rate is its own: a busy
+cash-recycling ATM declines more cards than a balance kiosk, an old page times out more
+than a new one. Comparing each instance with itself alerts on *change* (3× its usual rate
+by default), and an instance that is always somewhat bad but stable raises nothing (a
+problem for a backlog, not an incident). Two floors keep the rule quiet where a rate means
+little: at least ``min_attempts`` attempts in the short window (one failure at 3 a.m. is
+not an incident) and at least ``min_failure_rate`` failing. A new instance has no history,
+so its baseline is smoothed toward ``prior_failure_rate`` as if ``prior_attempts`` attempts
+had been seen at that rate.
+
+Counts. An attempt is any event at the instance; a failure is outcome ``failure``
+(abandonment is the customer's choice more often than the machine's fault). Counts are
+kept per ``bucket_minutes`` for the short window (plus the allowed lateness) and per hour
+for the baseline, so the state has ~35 small triples whatever the traffic. The baseline is
+the hourly counts of the last ``baseline_hours`` minus the short window's own, so an
+incident does not raise the bar it is measured against.
+
+Time, order, duplicates. Windows are on event time. Events are applied in event-time
+order and the rule is evaluated at each failure with the counts known at that point, so
+batch boundaries do not change the outcome. Events older than the allowed lateness
+(``health.allowed_lateness_minutes``) are ignored, duplicates are recognised by id (a
+bounded set of 48-bit hashes with a floor, exactly as for customers) so a replay changes
+nothing.
+
+Alerts. One per instance per ``health.cooldown_hours``; while the instance stays degraded
+each further short-window bucket in which the rule holds raises the open alert's count
+(a count of 4 with 5-minute buckets: degraded in 4 buckets). Ids are a uuid5 of the
+instance and the failure at which it opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from schemas.alerts import Alert, HealthState, alert_id
+from schemas.events import TouchpointEvent
+from schemas.model import ExperienceModel
+from schemas.scoring import build, pack_seen, unpack_seen
+from streams.core import dedup
+from streams.core.alerts import CODES, at, forget_closed, one_line, raise_severity, record_hit
+
+_HOUR = 3600
+_CODE = CODES["touchpoint_degraded"]
+
+
+def health_key(event: TouchpointEvent) -> str:
+    """The health subject of an event: its instance, else its touchpoint type. The stream
+    keys the health table (and partitions) by this."""
+    return event.touchpoint_instance or event.touchpoint
+
+
+def _epoch(dt: datetime) -> int:
+    return int(dt.timestamp() // 1)
+
+
+class _Counts:
+    """The mutable working form of the bucket lists during one call."""
+
+    def __init__(self, triples: list[tuple[int, int, int]]) -> None:
+        self.b: dict[int, list[int]] = {s: [a, f] for s, a, f in triples}
+
+    def add(self, start: int, failure: bool) -> None:
+        cell = self.b.setdefault(start, [0, 0])
+        cell[0] += 1
+        cell[1] += int(failure)
+
+    def total(self, lo: int, hi: int) -> tuple[int, int]:
+        """Attempts and failures of the buckets starting in ``[lo, hi]``."""
+        a = f = 0
+        for s, (sa, sf) in self.b.items():
+            if lo <= s <= hi:
+                a += sa
+                f += sf
+        return a, f
+
+    def triples(self, keep_from: int) -> list[tuple[int, int, int]]:
+        return [(s, a, f) for s, (a, f) in sorted(self.b.items()) if s >= keep_from]
+
+
+def apply_health(
+    state: HealthState | None,
+    events: Iterable[TouchpointEvent],
+    model: ExperienceModel,
+    now: datetime,
+) -> tuple[HealthState, list[Alert]]:
+    """Apply one instance's batch of events; returns the new state and the alerts that
+    opened or repeated (each once, in its latest version). ``now`` (aware) clamps events
+    stamped in the future, like the scoring core, and is the alerts' ``emitted_at``."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (event times are)")
+    evs = sorted(events, key=lambda e: (e.occurred_at, e.event_id.hex))
+    if state is None:
+        if not evs:
+            raise ValueError("apply_health needs a state or at least one event")
+        state = HealthState(key=health_key(evs[0]))
+    h = model.health
+    bucket = h.bucket_minutes * 60
+    short = h.short_window_minutes * 60
+    baseline = h.baseline_hours * _HOUR
+    lateness = int(h.allowed_lateness_minutes * 60)
+    cooldown = int(h.cooldown_hours * _HOUR)
+    limit = _epoch(now) + int(model.score.max_clock_skew_minutes * 60)
+    max_ids = model.alerts.max_event_ids
+
+    seen = dict(unpack_seen(state.seen))
+    fine, hourly = _Counts(state.fine), _Counts(state.hourly)
+    failures = list(state.failures)
+    memory: dict[str, int | float | str] = dict(state.alert_memory)
+    watermark, floor = state.watermark, state.floor
+    channel, touchpoint = state.channel, state.touchpoint
+    changed: dict[str, Alert] = {}
+    applied = 0
+
+    for ev in evs:
+        key = health_key(ev)
+        if key != state.key:
+            raise ValueError(
+                f"event for touchpoint {key!r} applied to the health of {state.key!r}: "
+                "apply one instance's events at a time"
+            )
+        h48 = dedup.id_hash(ev.event_id)
+        if h48 in seen:
+            continue
+        t = min(_epoch(ev.occurred_at), limit)
+        if watermark and (t < watermark - lateness or t <= floor):
+            continue  # late: counting it now could count it twice after its id is forgotten
+        applied += 1
+        floor = dedup.remember(seen, h48, t, h.seen_ids_max, floor)
+        watermark = max(watermark, t)
+        channel, touchpoint = ev.channel, ev.touchpoint
+        failed = ev.outcome == "failure"
+        fb = t - t % bucket
+        fine.add(fb, failed)
+        hourly.add(t - t % _HOUR, failed)
+        if not failed:
+            continue
+        failures = [*failures, ev.event_id.hex][-max_ids:]
+        if not h.enabled:
+            continue
+        sa, sf = fine.total(fb - short + bucket, fb)
+        if sa < h.min_attempts or sf / sa < h.min_failure_rate:
+            continue
+        rate = sf / sa
+        hb = t - t % _HOUR
+        ha, hf = hourly.total(hb - baseline + _HOUR, hb)
+        ba, bf = max(ha - sa, 0), max(hf - sf, 0)
+        prior = h.prior_attempts
+        base = (bf + h.prior_failure_rate * prior) / (ba + prior) if ba + prior else 0.0
+        if rate < h.ratio * base:
+            continue
+        severity = raise_severity(h.severity, tier_a=False, large=rate >= h.escalate_at)
+        new_id = alert_id("instance", state.key, "touchpoint_degraded", ev.event_id.hex).hex
+        opened, moved = record_hit(memory, _CODE, t, cooldown, severity, new_id, mark=fb)
+        if not moved:
+            continue
+        name = state.key if state.key == ev.touchpoint else f"{state.key} ({ev.touchpoint})"
+        alert = Alert(
+            alert_id=opened.alert_hex,
+            rule="touchpoint_degraded",
+            severity=opened.severity,
+            subject_kind="instance",
+            instance=state.key,
+            channel=ev.channel,
+            touchpoint=ev.touchpoint,
+            triggered_at=at(opened.t0),
+            updated_at=at(opened.last),
+            emitted_at=now,
+            open_until=at(opened.t0 + cooldown),
+            event_ids=failures,
+            count=opened.count,
+            magnitude=round(rate, 3),
+            explanation=one_line(
+                f"{name}: {sf} of {sa} attempts failed in {h.short_window_minutes} min "
+                f"({rate:.0%}), against {base:.0%} over the previous {h.baseline_hours} h"
+            ),
+            recommended_action=one_line(
+                f"open an incident for {state.key} now: check it, and point customers to "
+                "a working alternative until it is fixed"
+            ),
+        )
+        changed[str(alert.alert_id)] = alert
+
+    if not applied:
+        return state, []
+    dedup.prune(seen, watermark - lateness)
+    forget_closed(memory, watermark - lateness, cooldown)
+    new_state = build(
+        HealthState,
+        key=state.key,
+        channel=channel,
+        touchpoint=touchpoint,
+        watermark=watermark,
+        floor=floor,
+        seen=pack_seen(sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))),
+        fine=fine.triples(watermark - short - lateness - bucket),
+        hourly=hourly.triples(watermark - baseline - _HOUR),
+        failures=failures,
+        alert_memory=memory,
+    )
+    return new_state, sorted(changed.values(), key=lambda a: a.updated_at)

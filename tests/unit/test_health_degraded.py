@@ -1,0 +1,207 @@
+"""touchpoint_degraded on scripted traffic, with the shipped default model.
+
+Defaults: 5-minute buckets, a 15-minute short window, a 24 h baseline, at least 10
+attempts and 25% failing in the short window, and 3× the instance's own baseline.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import yaml
+
+from schemas.alerts import Alert, HealthState, alert_id
+from schemas.events import TouchpointEvent
+from schemas.model import ExperienceModel, parse_model
+from streams.core.health import apply_health, health_key
+from streams.model_check import DEFAULT_MODEL_PATH, load_model
+
+M = load_model(None)
+T0 = datetime(2025, 3, 3, 0, 0, tzinfo=UTC)
+NOW = T0 + timedelta(days=3)
+
+
+def ev(seconds: float, outcome: str = "success", **kw: Any) -> TouchpointEvent:
+    raw: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": (T0 + timedelta(seconds=seconds)).isoformat(),
+        "customer_id": f"C-{int(seconds) % 997}",
+        "channel": "atm",
+        "touchpoint": "atm.withdrawal",
+        "touchpoint_instance": "ATM-0042",
+        "journey_stage": "post_purchase",
+        "outcome": outcome,
+    }
+    raw.update(kw)
+    return TouchpointEvent.model_validate(raw)
+
+
+def traffic(
+    start_h: float, hours: float, every_s: float, fail_every: int, **kw: Any
+) -> list[TouchpointEvent]:
+    """An attempt every ``every_s`` seconds; every ``fail_every``-th fails."""
+    n = int(hours * 3600 / every_s)
+    return [
+        ev(start_h * 3600 + i * every_s, "failure" if i % fail_every == 0 else "success", **kw)
+        for i in range(n)
+    ]
+
+
+class Instance:
+    """One instance's health state, fed in batches, with every alert emitted."""
+
+    def __init__(self, model: ExperienceModel = M) -> None:
+        self.model = model
+        self.state: HealthState | None = None
+        self.emitted: list[Alert] = []
+
+    def send(self, events: list[TouchpointEvent], batch: int = 50) -> list[Alert]:
+        out: list[Alert] = []
+        for i in range(0, len(events), batch):
+            self.state, alerts = apply_health(self.state, events[i : i + batch], self.model, NOW)
+            out += alerts
+        self.emitted += out
+        return out
+
+
+def normal_day(fail_every: int = 50) -> Instance:
+    """24 h of an ATM used every 2 minutes, 2% failing (every 50th)."""
+    inst = Instance()
+    inst.send(traffic(0, 24, 120, fail_every))
+    return inst
+
+
+def model_with(**health: Any) -> ExperienceModel:
+    data = yaml.safe_load(DEFAULT_MODEL_PATH.read_text())
+    data["health"].update(health)
+    return parse_model(data)
+
+
+def test_a_failing_instance_fires_against_its_baseline() -> None:
+    inst = normal_day()
+    assert inst.emitted == []
+    # 15 minutes of one attempt a minute, every second one failing.
+    incident = traffic(24, 0.25, 60, 2)
+    [alert] = inst.send(incident)
+    assert alert.rule == "touchpoint_degraded" and alert.subject_kind == "instance"
+    assert alert.instance == "ATM-0042" and alert.customer_id is None and alert.tier is None
+    assert alert.channel == "atm" and alert.touchpoint == "atm.withdrawal"
+    assert alert.severity == "warning" and 0.25 <= alert.magnitude < 0.6
+    assert alert.explanation.startswith("ATM-0042 (atm.withdrawal): ")
+    assert "attempts failed in 15 min" in alert.explanation
+    assert alert.explanation.endswith("against 2% over the previous 24 h")
+    assert alert.recommended_action.startswith("open an incident for ATM-0042 now")
+    assert alert.event_ids[-1] in {e.event_id for e in incident if e.outcome == "failure"}
+    assert alert.triggered_at >= T0 + timedelta(hours=24)
+
+
+def test_most_attempts_failing_is_critical() -> None:
+    inst = normal_day()
+    alerts = inst.send(traffic(24, 0.25, 30, 1))  # everything fails
+    assert alerts[-1].severity == "critical" and alerts[-1].magnitude >= 0.6
+
+
+def test_a_quiet_instance_at_3am_does_not_fire() -> None:
+    inst = normal_day()
+    # 9 attempts in 15 minutes, all failing: below the 10-attempt minimum.
+    assert inst.send(traffic(27, 0.25, 100, 1)) == []
+    # The 10th attempt within the same 15 minutes makes it an incident.
+    assert len(inst.send([ev(27 * 3600 + 899, "failure")])) == 1
+
+
+def test_below_the_absolute_rate_does_not_fire() -> None:
+    inst = Instance(model_with(min_failure_rate=0.6))
+    inst.send(traffic(0, 24, 120, 50))
+    assert inst.send(traffic(24, 0.25, 60, 2)) == []  # 50% failing, 3x baseline, but < 60%
+
+
+def test_an_instance_always_bad_but_stable_does_not_fire() -> None:
+    inst = Instance()
+    inst.send(traffic(0, 24, 60, 3))  # a third of attempts fail, all day
+    # The same again the next morning, even slightly worse: it is its normal.
+    assert inst.send(traffic(24, 0.5, 60, 2)) == []
+
+
+def test_a_new_instance_is_measured_against_the_prior() -> None:
+    inst = Instance()
+    [alert] = inst.send(traffic(0, 0.25, 60, 2))  # half failing from its first minutes
+    assert "against " in alert.explanation
+
+
+def test_repeats_count_degraded_buckets_and_keep_the_id() -> None:
+    inst = normal_day()
+    alerts = inst.send(traffic(24, 0.5, 30, 2))  # 30 degraded minutes
+    assert len({a.alert_id for a in alerts}) == 1
+    counts = [a.count for a in alerts]
+    assert counts == sorted(counts) and counts[-1] >= 5  # one per 5-minute bucket
+    assert counts[-1] <= 7
+    # Quiet for a while (the short window clears), then failing again 4.5 h after it
+    # opened: the same case, its count goes on.
+    later = inst.send(traffic(24.75, 3.75, 120, 50) + traffic(28.5, 0.25, 30, 2))
+    assert {a.alert_id for a in later} == {alerts[0].alert_id}
+    assert later[-1].count > counts[-1]
+    # Failing again 6.75 h after it opened: past the 6 h cooldown, a new case.
+    after = inst.send(traffic(29, 1.75, 120, 50) + traffic(30.75, 0.25, 30, 2))
+    assert [a.alert_id != alerts[0].alert_id for a in after] == [True]
+    assert after[0].triggered_at >= T0 + timedelta(hours=30.75)
+
+
+def test_duplicates_and_replays_change_nothing() -> None:
+    inst = normal_day()
+    incident = traffic(24, 0.25, 60, 2)
+    before = inst.state
+    first = inst.send(incident)
+    state = inst.state
+    assert inst.send(incident) == []  # the same events again: duplicates
+    assert inst.state is state
+    # A restart from the uncommitted state rebuilds the same alert.
+    again, alerts = apply_health(before, incident, M, NOW)
+    assert [(a.alert_id, a.count) for a in alerts] == [(a.alert_id, a.count) for a in first]
+    assert again == state
+    # The id is a uuid5 of the instance and the failure at which it opened.
+    assert first[0].alert_id in {
+        alert_id("instance", "ATM-0042", "touchpoint_degraded", e.event_id.hex)
+        for e in incident
+        if e.outcome == "failure"
+    }
+
+
+def test_out_of_order_within_lateness_still_fires() -> None:
+    inst = normal_day()
+    incident = traffic(24, 0.25, 60, 2)
+    shuffled = incident[:]
+    random.Random(7).shuffle(shuffled)
+    alerts = inst.send(shuffled, batch=4)
+    assert alerts and alerts[0].rule == "touchpoint_degraded"
+
+
+def test_events_beyond_lateness_are_ignored() -> None:
+    inst = normal_day()
+    old = traffic(23, 0.25, 10, 1)  # 45 min before the newest event: 30 min lateness
+    assert inst.send([ev(24.5 * 3600)]) == []
+    assert inst.send(old) == []
+
+
+def test_state_is_small_and_round_trips() -> None:
+    inst = Instance()
+    inst.send(traffic(0, 26, 5, 40), batch=500)  # an event every 5 s for 26 h
+    state = inst.state
+    assert state is not None
+    raw = state.to_bytes()
+    assert len(raw) < 5_000
+    assert len(state.fine) <= 10 and len(state.hourly) <= 26
+    assert HealthState.from_bytes(raw) == state
+
+
+def test_keys_and_mixing() -> None:
+    typed = ev(0, touchpoint_instance=None, channel="web", touchpoint="web.login")
+    assert health_key(typed) == "web.login"
+    assert health_key(ev(0)) == "ATM-0042"
+    with pytest.raises(ValueError, match="one instance's events at a time"):
+        apply_health(None, [ev(0), typed], M, NOW)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        apply_health(None, [ev(0)], M, NOW.replace(tzinfo=None))
