@@ -404,14 +404,19 @@ def customer_alerts(
     # (time, score) highs known so far: the hourly highs from before the batch, then each
     # moment of the batch at the watermark it was scored at.
     highs: list[tuple[int, float]] = list(before.score_trail) if before is not None else []
-    changed: dict[str, Alert] = {}
+    # alert id → (hit, moment, alert state) of its latest hit: built into Alerts once, at
+    # the end, however many hits a batch folds into one alert.
+    changed: dict[str, tuple[Hit, Moment, OpenAlert]] = {}
 
     for ev, m in live:
         hexid = ev.event_id.hex
         pending.discard(hexid)
         t = min(_epoch(ev.occurred_at), after.watermark)
         watermark = max(watermark, t)
-        known = [e for e in after.trail if e.event_id not in pending]
+        # Only a trail-worthy moment (a non-success, a call, an intent) can complete a
+        # counting pattern: skip the trail for the routine rest.
+        countable = m.outcome != "success" or m.channel == "call_center" or m.intent
+        known = [e for e in after.trail if e.event_id not in pending] if countable else []
         hits: list[Hit] = []
 
         ls = cfg.low_score
@@ -481,8 +486,12 @@ def customer_alerts(
                 hits.append(hit)
 
         for hit in hits:
-            alert = _open_or_repeat(memory, hit, m, after, model, cooldown, emitted_at)
-            changed[str(alert.alert_id)] = alert
+            severity = raise_severity(
+                getattr(cfg, hit.rule).severity, tier_a=after.tier == "A", large=hit.large
+            )
+            new_id = alert_id("customer", after.customer_id, hit.rule, hit.trigger).hex
+            opened, _ = record_hit(memory, CODES[hit.rule], hit.t, cooldown, severity, new_id)
+            changed[opened.alert_hex] = (hit, m, opened)
         prev_score = m.score_after
 
     forget_closed(
@@ -491,23 +500,23 @@ def customer_alerts(
     new_state = (
         after if memory == after.alert_memory else after.model_copy(update={"alert_memory": memory})
     )
-    return new_state, sorted(changed.values(), key=lambda a: (a.updated_at, a.rule))
+    alerts = [
+        _alert(hit, m, opened, after, model, cooldown, emitted_at)
+        for hit, m, opened in changed.values()
+    ]
+    return new_state, sorted(alerts, key=lambda a: (a.updated_at, a.rule))
 
 
-def _open_or_repeat(
-    memory: Memory,
+def _alert(
     hit: Hit,
     m: Moment,
+    opened: OpenAlert,
     state: CustomerState,
     model: ExperienceModel,
     cooldown: int,
     emitted_at: datetime,
 ) -> Alert:
     cfg = model.alerts
-    rule_cfg = getattr(cfg, hit.rule)
-    severity = raise_severity(rule_cfg.severity, tier_a=state.tier == "A", large=hit.large)
-    new_id = alert_id("customer", state.customer_id, hit.rule, hit.trigger).hex
-    opened, _ = record_hit(memory, CODES[hit.rule], hit.t, cooldown, severity, new_id)
     urgency = getattr(cfg.actions, state.tier if state.tier in ("A", "B", "C") else "none")
     ids = list(dict.fromkeys(hit.event_ids))[-cfg.max_event_ids :]
     return Alert(
