@@ -434,7 +434,7 @@ def customer_alerts(
                         magnitude=round(below, 2),
                         large=below >= ls.escalate_at,
                         explanation=(
-                            f"score fell to {m.score_after:.0f} (below {ls.below:g}) after "
+                            f"score fell to {m.score_after:.1f} (below {ls.below:g}) after "
                             f"{_what(m)}"
                         ),
                         action="go through the moments that pulled the score down and put "
@@ -449,7 +449,8 @@ def customer_alerts(
             window = int(sd.window_hours * 3600)
             recent = [(ht, s) for ht, s in highs if watermark - window < ht <= watermark]
             if recent and m.score_after < prev_score:
-                peak_t, peak = max(recent, key=lambda p: (p[1], -p[0]))
+                # the latest time at the peak: how fast it fell from there
+                peak_t, peak = max(recent, key=lambda p: (p[1], p[0]))
                 drop = peak - m.score_after
                 if drop >= sd.drop:
                     hits.append(

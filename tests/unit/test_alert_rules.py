@@ -119,7 +119,7 @@ def test_low_score_fires_when_the_score_crosses_below_35() -> None:
     assert alert.score == pytest.approx(j.scores[-1], abs=0.01)
     assert alert.magnitude == pytest.approx(35 - j.scores[-1], abs=0.01)
     assert alert.explanation == (
-        f"score fell to {j.scores[-1]:.0f} (below 35) after a failed app.payment"
+        f"score fell to {j.scores[-1]:.1f} (below 35) after a failed app.payment"
     )
     assert alert.recommended_action.startswith("call back today: ")
     assert alert.triggered_at == T0 + timedelta(hours=11)
