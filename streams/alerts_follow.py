@@ -75,11 +75,7 @@ def render(alert: Alert) -> Text:
     """One terminal line: time, severity, rule, subject, tier, score, explanation, action."""
     style = SEVERITY_STYLES.get(alert.severity, "")
     when = alert.updated_at.strftime("%Y-%m-%d %H:%M:%SZ")
-    subject = (
-        f"customer {alert.customer_id}"
-        if alert.subject_kind == "customer"
-        else f"instance {alert.instance}"
-    )
+    subject = f"{alert.subject_kind} {alert.subject}"
     line = Text(no_wrap=False)
     line.append(f"{when} ", style="dim")
     line.append(f"{alert.severity.upper():<8} ", style=style)

@@ -157,6 +157,11 @@ def at(t: int) -> datetime:
     return datetime.fromtimestamp(t, UTC)
 
 
+def epoch(dt: datetime) -> int:
+    """Event time in whole epoch seconds, as the scoring core stores it."""
+    return int(dt.timestamp() // 1)
+
+
 def duration(seconds: float) -> str:
     """A span as a person says it: "12 min", "5 h", "3 days"."""
     if seconds < 60:
@@ -188,10 +193,6 @@ class Hit:
     large: bool
     explanation: str
     action: str
-
-
-def _epoch(dt: datetime) -> int:
-    return int(dt.timestamp() // 1)
 
 
 _OUTCOME_WORDS = {"failure": "a failed", "abandoned": "an abandoned", "success": "a successful"}
@@ -411,7 +412,7 @@ def customer_alerts(
     for ev, m in live:
         hexid = ev.event_id.hex
         pending.discard(hexid)
-        t = min(_epoch(ev.occurred_at), after.watermark)
+        t = min(epoch(ev.occurred_at), after.watermark)
         watermark = max(watermark, t)
         # Only a trail-worthy moment (a non-success, a call, an intent) can complete a
         # counting pattern: skip the trail for the routine rest.

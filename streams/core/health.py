@@ -44,7 +44,15 @@ from schemas.events import TouchpointEvent
 from schemas.model import ExperienceModel
 from schemas.scoring import build, pack_seen, unpack_seen
 from streams.core import dedup
-from streams.core.alerts import CODES, at, forget_closed, one_line, raise_severity, record_hit
+from streams.core.alerts import (
+    CODES,
+    at,
+    epoch,
+    forget_closed,
+    one_line,
+    raise_severity,
+    record_hit,
+)
 
 _HOUR = 3600
 _CODE = CODES["touchpoint_degraded"]
@@ -54,10 +62,6 @@ def health_key(event: TouchpointEvent) -> str:
     """The health subject of an event: its instance, else its touchpoint type. The stream
     keys the health table (and partitions) by this."""
     return event.touchpoint_instance or event.touchpoint
-
-
-def _epoch(dt: datetime) -> int:
-    return int(dt.timestamp() // 1)
 
 
 class _Counts:
@@ -106,7 +110,7 @@ def apply_health(
     baseline = h.baseline_hours * _HOUR
     lateness = int(h.allowed_lateness_minutes * 60)
     cooldown = int(h.cooldown_hours * _HOUR)
-    limit = _epoch(now) + int(model.score.max_clock_skew_minutes * 60)
+    limit = epoch(now) + int(model.score.max_clock_skew_minutes * 60)
     max_ids = model.alerts.max_event_ids
 
     seen = dict(unpack_seen(state.seen))
@@ -128,7 +132,7 @@ def apply_health(
         h48 = dedup.id_hash(ev.event_id)
         if h48 in seen:
             continue
-        t = min(_epoch(ev.occurred_at), limit)
+        t = min(epoch(ev.occurred_at), limit)
         if watermark and (t < watermark - lateness or t <= floor):
             continue  # late: counting it now could count it twice after its id is forgotten
         applied += 1

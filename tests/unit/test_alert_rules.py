@@ -99,13 +99,6 @@ class Journey:
     def fired(self, rule: str) -> list[Alert]:
         return [a for a in self.emitted if a.rule == rule]
 
-    def latest(self, rule: str) -> dict[uuid.UUID, Alert]:
-        """The latest version of each alert of ``rule`` (what ClickHouse keeps)."""
-        out: dict[uuid.UUID, Alert] = {}
-        for a in self.fired(rule):
-            out[a.alert_id] = a
-        return out
-
 
 # -- low_score --------------------------------------------------------------------------
 
