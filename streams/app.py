@@ -15,14 +15,14 @@ import faust
 
 from schemas.model import ExperienceModel
 from streams import topics, web
-from streams.agents import experience, sinks, validate
+from streams.agents import experience, health, notify, sinks, validate
 from streams.model_check import load_model
 from streams.runtime import Runtime
 from streams.settings import Settings
 from streams.sink_writer import InsertBackend, SinkWriter
 
 #: Faust tables of the app (their changelog topics are created before the worker starts).
-TABLE_NAMES: list[str] = [experience.TABLE]
+TABLE_NAMES: list[str] = [experience.TABLE, health.TABLE]
 
 
 def default_connect(settings: Settings) -> Callable[[], InsertBackend]:
@@ -59,12 +59,9 @@ def create_app(
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
-        **(
-            {"producer_max_batch_size": settings.producer_max_batch_size}
-            if settings.producer_max_batch_size is not None
-            else {}
-        ),
     )
+    if settings.producer_max_batch_size is not None:
+        app.conf.producer_max_batch_size = settings.producer_max_batch_size
 
     def topic(name: str) -> faust.TopicT:
         return app.topic(name, key_serializer="raw", value_serializer="raw")
@@ -79,10 +76,14 @@ def create_app(
         dlq=topic(topics.touchpoints_dlq(settings)),
         moments=topic(topics.moments(settings)),
         scores=topic(topics.scores(settings)),
+        health=topic(topics.health(settings)),
+        alerts=topic(topics.alerts(settings)),
     )
     validate.register(rt)
     experience.register(rt)
+    health.register(rt)
     sinks.register(rt)
+    notify.register(rt)
     web.register(rt)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]

@@ -110,6 +110,75 @@ def query(sql: str, fmt: str) -> None:
     print_result(columns, rows, fmt)
 
 
+_SEVERITIES = ["info", "warning", "critical"]
+_RULES = [
+    "low_score",
+    "sharp_drop",
+    "repeated_failure",
+    "repeat_contact",
+    "channel_hopping",
+    "detractor",
+    "touchpoint_degraded",
+]
+
+
+@cli.command()
+@click.option("--follow", "-f", is_flag=True, help="keep printing new alerts until Ctrl-C")
+@click.option(
+    "--from-beginning", is_flag=True, help="with --follow: start with the alerts already sent"
+)
+@click.option("--severity", "-s", multiple=True, type=click.Choice(_SEVERITIES), help="repeatable")
+@click.option("--rule", "-r", multiple=True, type=click.Choice(_RULES), help="repeatable")
+@click.option(
+    "--channel", "-c", multiple=True, help="web, app, call_center, store, atm; repeatable"
+)
+@click.option("--tier", "-t", multiple=True, type=click.Choice(["A", "B", "C"]), help="repeatable")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line, for piping")
+@click.option("--max", "max_alerts", type=int, default=None, help="stop after this many")
+@click.option(
+    "--idle-timeout", type=float, default=None, help="stop after this many seconds without alerts"
+)
+def alerts(
+    follow: bool,
+    from_beginning: bool,
+    severity: tuple[str, ...],
+    rule: tuple[str, ...],
+    channel: tuple[str, ...],
+    tier: tuple[str, ...],
+    as_json: bool,
+    max_alerts: int | None,
+    idle_timeout: float | None,
+) -> None:
+    """Show early-warning alerts from the alerts topic, coloured by severity.
+
+    Without --follow: the alerts already sent, then exit. With --follow: new alerts as
+    they fire (add --from-beginning for the earlier ones too). Filters combine.
+
+    \b
+    Examples:
+      cxpulse alerts --follow --severity critical --tier A
+      cxpulse alerts --follow --json | jq .explanation
+    """
+    from streams.admin import wait_for_kafka
+    from streams.alerts_follow import follow_alerts
+    from streams.topics import alerts as alerts_topic
+
+    settings = _settings()
+    wait_for_kafka(settings.bootstrap_servers, timeout=10.0)
+    follow_alerts(
+        settings.bootstrap_servers,
+        alerts_topic(settings),
+        severity=set(severity) or None,
+        rules=set(rule) or None,
+        channels=set(channel) or None,
+        tiers=set(tier) or None,
+        as_json=as_json,
+        from_beginning=from_beginning or not follow,
+        max_alerts=max_alerts,
+        idle_timeout=idle_timeout if (follow or idle_timeout is not None) else 3.0,
+    )
+
+
 @cli.group()
 def model() -> None:
     """The experience model: factors, importance, expectations, touchpoints (YAML)."""

@@ -115,6 +115,35 @@ BATCH_SECONDS = Histogram(
 )
 
 
+ALERTS = Counter(
+    "cxpulse_alerts_total",
+    "Alerts emitted (new, or a repeat within the cooldown updating the count), by rule "
+    "and severity.",
+    ["rule", "severity"],
+    registry=REGISTRY,
+)
+ALERT_LATENCY = Histogram(
+    "cxpulse_alert_latency_seconds",
+    "From the triggering event entering the pipeline (its record time on the internal "
+    "topic) to the alert being sent.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+WEBHOOK_SENT = Counter(
+    "cxpulse_webhook_sent_total", "Alerts delivered to the webhook.", registry=REGISTRY
+)
+WEBHOOK_FAILED = Counter(
+    "cxpulse_webhook_failed_total",
+    "Alerts the webhook did not accept after every retry.",
+    registry=REGISTRY,
+)
+WEBHOOK_DROPPED = Counter(
+    "cxpulse_webhook_dropped_total",
+    "Alerts dropped because the webhook queue was full (oldest first).",
+    registry=REGISTRY,
+)
+
+
 def render() -> tuple[bytes, str]:
     """The registry in the Prometheus text format, with its content type (without the
     charset parameter, which aiohttp wants separately; the text is ASCII anyway)."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from schemas.envelope import Rejected, decode_message
 from schemas.events import TouchpointEvent
+from streams.core.health import health_key
 from streams.partitioning import partition_for
 
 
@@ -23,9 +24,13 @@ class Source:
 
 @dataclass(slots=True)
 class Routed:
-    """Validated events grouped by the partition of their customer, and the rejects."""
+    """Validated events grouped by the partition of their customer and by the partition
+    of their touchpoint instance (health state is keyed by instance), and the rejects."""
 
     by_partition: dict[int, list[TouchpointEvent]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    by_health_partition: dict[int, list[TouchpointEvent]] = field(
         default_factory=lambda: defaultdict(list)
     )
     rejected: list[tuple[Source, Rejected]] = field(default_factory=list)
@@ -42,6 +47,7 @@ def route(messages: list[tuple[Source, bytes | None]], partitions: int) -> Route
         events, rejected = decode_message(raw)
         for event in events:
             routed.by_partition[partition_for(event.customer_id, partitions)].append(event)
+            routed.by_health_partition[partition_for(health_key(event), partitions)].append(event)
         routed.rejected.extend((source, r) for r in rejected)
     return routed
 

@@ -32,6 +32,8 @@ class Runtime:
     dlq: faust.TopicT
     moments: faust.TopicT
     scores: faust.TopicT
+    health: faust.TopicT
+    alerts: faust.TopicT
 
     @property
     def sink_messages(self) -> int:

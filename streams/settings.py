@@ -61,6 +61,12 @@ class Settings(BaseSettings):
         description="bytes per producer record batch; unset = Faust's default, or 1 record "
         "per batch on the bundled tansu broker (it miscounts end offsets otherwise)",
     )
+    webhook_url: str | None = Field(
+        None, description="POST every alert as JSON here (optional)", pattern=r"^https?://"
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key for the X-Cxpulse-Signature header"
+    )
     model_path: Path | None = Field(
         None, description="experience model file (YAML); unset = the shipped default"
     )

@@ -35,6 +35,12 @@ def events(s: Settings) -> str:
     return f"{s.topic_prefix}.events"
 
 
+def health(s: Settings) -> str:
+    """Validated events batched per partition of their touchpoint instance (health state
+    lives with the instance, not the customer)."""
+    return f"{s.topic_prefix}.health"
+
+
 def moments(s: Settings) -> str:
     """Scored events (moments), batched per customer partition: internal, for the sink."""
     return f"{s.topic_prefix}.moments"
@@ -58,6 +64,7 @@ def all_topics(s: Settings, table_names: list[str] | None = None) -> list[TopicS
         TopicSpec(touchpoints(s), s.partitions, {"retention.ms": week}, "raw upstream events"),
         TopicSpec(touchpoints_dlq(s), s.partitions, {"retention.ms": month}, "dead letters"),
         TopicSpec(events(s), s.partitions, {"retention.ms": week}, "validated event batches"),
+        TopicSpec(health(s), s.partitions, {"retention.ms": week}, "events by instance"),
         TopicSpec(moments(s), s.partitions, {"retention.ms": week}, "scored moments"),
         TopicSpec(scores(s), s.partitions, {"retention.ms": week}, "score updates"),
         TopicSpec(alerts(s), s.partitions, {"retention.ms": month}, "alerts"),

@@ -18,11 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.alerts import Alert
 from schemas.envelope import decode_message
 from schemas.events import TouchpointEvent
 from schemas.scoring import CustomerState, Moment, ScoreUpdate
 from streams import metrics
+from streams.agents.alerting import record_time, send_alerts
 from streams.core import apply_events, score_update
+from streams.core.alerts import customer_alerts
 from streams.runtime import Runtime, chunks, json_array
 from streams.sentiment import DefaultSentimentAnalyzer, SentimentAnalyzer, sentiments_for
 from streams.state_codec import compact_value_type
@@ -70,13 +73,18 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             now = datetime.now(UTC)
             moments: list[Moment] = []
             updates: list[ScoreUpdate] = []
+            raised: list[Alert] = []
             for customer_id, batch in by_customer.items():
                 key = customer_id.encode()
-                state, produced = apply_events(customers.get(key), batch, rt.model, now, sentiments)
+                before = customers.get(key)
+                after, produced = apply_events(before, batch, rt.model, now, sentiments)
                 fresh = [m for m in produced if m is not None]
                 metrics.DUPLICATE_EVENTS.inc(len(produced) - len(fresh))
                 if not fresh:
                     continue
+                # The rules' memory (cooldowns, hysteresis) lives in the state they return.
+                state, alerts = customer_alerts(before, after, batch, produced, rt.model, now)
+                raised.extend(alerts)
                 customers[key] = state
                 moments.extend(fresh)
                 update = score_update(state)
@@ -93,6 +101,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                 await rt.moments.send(value=json_array(chunk), partition=partition)
             for chunk in chunks(updates):
                 await rt.scores.send(value=json_array(chunk), partition=partition)
+            await send_alerts(rt, raised, record_time(message))
             metrics.SCORE_UPDATES.inc(len(updates))
             metrics.BATCH_SECONDS.labels("experience").observe(time.perf_counter() - started)
 

@@ -8,18 +8,23 @@ schema mismatch between worker versions then surfaces as an error, not a wrong r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter
 
+from schemas.alert_rows import alert_row
+from schemas.alerts import Alert
 from schemas.envelope import decode_message
 from schemas.rows import dead_letter_row, event_row
 from schemas.score_rows import moment_rows, score_row
 from schemas.scoring import Moment, ScoreUpdate
 from streams.durable_batches import durable_batches
 from streams.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 MOMENTS = TypeAdapter(list[Moment])
 SCORE_UPDATES = TypeAdapter(list[ScoreUpdate])
@@ -101,3 +106,15 @@ def register(rt: Runtime) -> None:
             ]
             await rt.writer.write("customer_scores", rows)
             await rt.writer.write("score_history", rows)
+
+    @rt.app.agent(rt.alerts, name="sink_alerts")
+    async def sink_alerts(stream: Any) -> None:
+        """Alerts into ``alerts``; a repeat (same alert_id, higher count) replaces it."""
+        async for batch in durable_batches(stream, 1000, flush):
+            rows = []
+            for e in batch:
+                try:
+                    rows.append(alert_row(Alert.from_json_bytes(e.value)))
+                except ValueError as exc:  # another producer's junk must not stop the sink
+                    log.warning("skipping an unreadable alert message: %s", exc)
+            await rt.writer.write("alerts", rows)

@@ -39,6 +39,9 @@ def register(rt: Runtime) -> None:
                     metrics.EVENT_LAG.observe(max(0.0, now - event.occurred_at.timestamp()))
                 for chunk in chunks(events):
                     await rt.events.send(value=encode_batch(chunk), partition=partition)
+            for partition, events in routed.by_health_partition.items():
+                for chunk in chunks(events):
+                    await rt.health.send(value=encode_batch(chunk), partition=partition)
             for channel, n in channels.items():
                 metrics.EVENTS_IN.labels(channel).inc(n)
             for source, rejected in routed.rejected:
