@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -107,13 +109,30 @@ class WorkerProcess:
         return self.proc.returncode
 
 
+def drained(metrics: dict[Any, float], expected: dict[str, int]) -> bool:
+    """Every expected row count reached, and every score update and alert the worker
+    emitted is in ClickHouse too."""
+    if any(sink_rows(metrics, t) < n for t, n in expected.items()):
+        return False
+    updates = metrics.get(("cxpulse_score_updates_total", ()), 0)
+    alerts = sum(v for (name, _), v in metrics.items() if name == "cxpulse_alerts_total")
+    return (
+        sink_rows(metrics, "customer_scores") >= updates and sink_rows(metrics, "alerts") >= alerts
+    )
+
+
 def wait_for_rows(
-    worker: WorkerProcess, expected: dict[str, int], timeout: float
+    worker: WorkerProcess, expected: dict[str, int], timeout: float, live: bool = False
 ) -> dict[str, int]:
-    """Poll the worker's metrics until each table has its expected rows (or time out)."""
+    """Poll the worker's metrics until everything is durable in ClickHouse (or time out).
+
+    ``live``: alerts are being printed meanwhile, so progress is a line every few
+    seconds instead of a spinner that would fight with them for the terminal.
+    """
     deadline = time.monotonic() + timeout
     got: dict[str, int] = {}
-    with console.status("waiting for rows to land in ClickHouse ...") as status:
+    last_line = 0.0
+    with console.status("waiting for rows to land in ClickHouse ...") if not live else _null():
         while time.monotonic() < deadline:
             if not worker.alive():
                 raise ConfigError(
@@ -122,13 +141,25 @@ def wait_for_rows(
                 )
             metrics = scrape(worker.settings.web_port)
             got = {table: sink_rows(metrics, table) for table in expected}
-            status.update(
-                "waiting for rows: " + ", ".join(f"{t} {got[t]}/{n}" for t, n in expected.items())
-            )
-            if all(got[t] >= n for t, n in expected.items()):
+            if drained(metrics, expected):
                 return got
+            if live and time.monotonic() - last_line > 5:
+                last_line = time.monotonic()
+                console.print(
+                    "[dim]  in ClickHouse so far: "
+                    + ", ".join(f"{t} {got[t]:,}/{n:,}" for t, n in expected.items())
+                    + "[/]"
+                )
             time.sleep(0.25)
     return got
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def show(title: str, columns: list[str], rows: list[Sequence[Any]]) -> None:
@@ -138,76 +169,123 @@ def show(title: str, columns: list[str], rows: list[Sequence[Any]]) -> None:
     console.print(table)
 
 
-def run_demo(data_dir: str, timeout: float) -> int:
-    """Run the demo; returns the process exit status."""
+#: The story's incidents, on the simulated clock of an 8-hour run.
+DEMO_INCIDENTS = (
+    "atm_outage:ATM-0003@+2h/90m",
+    "store_queues:store-002@+1h/2h",
+    "web_login_spike@+4h/45m",
+    "call_center_backlog@+5h/2h",
+)
+
+
+def run_demo(
+    data_dir: str, timeout: float, customers: int = 20_000, seed: int = 7, live: int = 12
+) -> int:
+    """Run the demo story; returns the process exit status."""
     from streams.admin import ensure_topics, wait_for_kafka
     from streams.app import TABLE_NAMES
     from streams.broker import EmbeddedBroker
-    from streams.publisher import Publisher
     from streams.query import query_worker
-    from streams.sample_events import sample_events, sample_invalid
+    from streams.sample_events import sample_invalid
+    from streams.simulate import simulate
     from streams.topics import all_topics, touchpoints
 
     root = Path(data_dir).resolve()
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    chdb_dir = root / "demo-chdb"
+    if chdb_dir.exists():
+        shutil.rmtree(chdb_dir)  # the demo's own directory: each story starts clean
     started = time.monotonic()
     with EmbeddedBroker(log_dir=logs) as broker:
         settings = load_settings(
             kafka_url=broker.url,
-            clickhouse_url=f"chdb://{root / 'chdb'}",
+            clickhouse_url=f"chdb://{chdb_dir}",
             web_port=free_port(),
             data_dir=root,
             sink_flush_seconds=0.5,
         )
-        console.print(f"[bold]broker[/]  {broker.url} (bundled tansu, in memory)")
+        console.rule("[bold]cxpulse demo")
+        console.print(f"[bold]broker[/]    {broker.url} (bundled tansu, in memory)")
         wait_for_kafka(settings.bootstrap_servers, timeout=30.0)
         ensure_topics(settings, all_topics(settings, TABLE_NAMES))
         worker = WorkerProcess(settings, logs / "worker.log")
         worker.start()
         console.print(
-            f"[bold]worker[/]  pid {worker.proc.pid if worker.proc else '?'}, metrics on "
-            f"http://127.0.0.1:{settings.web_port}/metrics, log {worker.log_path}"
+            f"[bold]worker[/]    pid {worker.proc.pid if worker.proc else '?'}, chDB in "
+            f"{chdb_dir}, metrics http://127.0.0.1:{settings.web_port}/metrics, "
+            f"log {worker.log_path}"
         )
+        follower = _follow_alerts(settings, live)
         try:
-            events = sample_events(seed=7, now=datetime.now(UTC))
+            console.print(
+                f"[bold]simulate[/]  {customers:,} customers, 8 simulated hours, incidents: "
+                + ", ".join(DEMO_INCIDENTS)
+            )
+            summary = simulate(
+                settings,
+                customers=customers,
+                duration=timedelta(hours=8),
+                seed=seed,
+                incidents=DEMO_INCIDENTS,
+                atms=4,
+                stores=4,
+                progress=False,
+            )
             invalid = sample_invalid()
-            with Publisher(settings) as publisher:
-                publisher.publish_many(events)
-                publisher.flush()
             _send_raw(settings.bootstrap_servers, touchpoints(settings), invalid)
             console.print(
-                f"[bold]published[/] {len(events)} valid events (batched) and "
-                f"{len(invalid)} invalid messages to {touchpoints(settings)}"
+                f"[bold]published[/] {summary.sent:,} events in {summary.messages:,} batch "
+                f"messages ({summary.events_per_second:,.0f} events/s), plus {len(invalid)} "
+                f"invalid messages, to {touchpoints(settings)}"
             )
-            got = wait_for_rows(
-                worker,
-                {
-                    "touchpoint_events": len(events),
-                    "dead_letters": len(invalid),
-                    "moments": len(events),
-                },
-                timeout,
-            )
+            console.print(f"[bold]live alerts[/] (the first {live} critical ones, as they fire):")
+            expected = {
+                "touchpoint_events": summary.sent,
+                "moments": summary.sent,
+                "dead_letters": len(invalid),
+            }
+            got = wait_for_rows(worker, expected, timeout, live=True)
             elapsed = time.monotonic() - started
-            ok = (
-                got.get("touchpoint_events", 0) >= len(events)
-                and got.get("dead_letters", 0) >= len(invalid)
-                and got.get("moments", 0) >= len(events)
-            )
+            follower.join(timeout=2)
+            if not all(got.get(t, 0) >= n for t, n in expected.items()):
+                console.print(f"[red]timed out after {timeout:.0f}s: {got}[/]")
+                console.print(worker.log_tail())
+                return 1
+            console.rule("[bold]report from ClickHouse")
             _report(settings, query_worker)
-            if ok:
-                console.print(
-                    f"[green]all {len(events)} events and {len(invalid)} dead letters are in "
-                    f"ClickHouse[/] ({elapsed:.1f}s from start). Data stays in {root / 'chdb'}; "
-                    f"query it with: CXPULSE_CLICKHOUSE_URL=chdb://{root / 'chdb'} cxpulse query "
-                    '"SELECT ..."'
-                )
-                return 0
-            console.print(f"[red]timed out after {timeout:.0f}s: {got}[/]\n{worker.log_tail()}")
-            return 1
+            console.print(
+                f"[green]{summary.sent:,} events, their moments, scores and alerts, and "
+                f"{len(invalid)} dead letters are in ClickHouse[/] ({elapsed:.1f}s from "
+                f"start). The data stays in {chdb_dir}; query it with:\n"
+                f"  CXPULSE_CLICKHOUSE_URL=chdb://{chdb_dir} cxpulse query "
+                '"SELECT rule, count() FROM alerts FINAL GROUP BY rule"'
+            )
+            return 0
         finally:
             worker.stop()
+
+
+def _follow_alerts(settings: Settings, live: int) -> threading.Thread:
+    """Print the first ``live`` critical alerts as they arrive, from a thread."""
+    from streams.alerts_follow import follow_alerts
+    from streams.topics import alerts
+
+    def run() -> None:
+        follow_alerts(
+            settings.bootstrap_servers,
+            alerts(settings),
+            severity={"critical"},
+            from_beginning=True,
+            max_alerts=live,
+            idle_timeout=30.0,
+            out=sys.stdout,
+        )
+
+    thread = threading.Thread(target=run, name="demo-alerts", daemon=True)
+    if live > 0:
+        thread.start()
+    return thread
 
 
 def _send_raw(bootstrap: list[str], topic: str, messages: list[bytes]) -> None:
@@ -231,42 +309,62 @@ def _report(settings: Settings, query_worker: Any) -> None:
         return result
 
     show(
-        "touchpoint_events by channel",
+        "events by channel",
         *q(
             "SELECT channel, count() AS events, countIf(outcome = 'failure') AS failures, "
-            "round(avg(nps), 1) AS avg_nps FROM touchpoint_events FINAL "
-            "GROUP BY channel ORDER BY channel"
+            "countIf(outcome = 'abandoned') AS abandoned, round(avg(nps), 1) AS avg_nps "
+            "FROM touchpoint_events FINAL GROUP BY channel ORDER BY events DESC"
         ),
     )
-    columns, rows = q(
-        "SELECT source_partition, source_offset, source_index, reason "
-        "FROM dead_letters FINAL ORDER BY source_partition, source_offset, source_index"
-    )
-    show("dead_letters (the invalid input, with reasons)", columns, rows)
     show(
-        "customer_scores: every customer, worst first (50 = as expected)",
-        *q(
-            "SELECT customer_id, tier, round(score, 1) AS score, round(confidence, 2) AS conf, "
-            "episodes, round(score_atm, 1) AS atm, round(score_call_center, 1) AS call, "
-            "round(score_web, 1) AS web, round(score_app, 1) AS app, "
-            "round(score_store, 1) AS store FROM customer_scores FINAL ORDER BY score"
-        ),
-    )
-    columns, rows = q(
-        "SELECT customer_id, explanation FROM customer_scores FINAL ORDER BY score LIMIT 1"
-    )
-    if rows:
-        customer, explanation = rows[0]
-        console.print(f"[bold]why is {customer} the lowest?[/] the moments that moved it most:")
-        for item in json.loads(str(explanation)):
-            console.print(
-                f"  {item['occurred_at'][:16]}  {item['touchpoint']:<22} {item['factor']:<12} "
-                f"impact {item['impact']:+.1f}"
-            )
-    show(
-        "emotion_map: mean valence by journey stage × touchpoint × channel (worst first)",
+        "emotion map: the worst-feeling touchpoints (mean valence, -10..10)",
         *q(
             "SELECT journey_stage, touchpoint, channel, moments, round(mean_valence, 2) AS "
-            "mean_valence FROM emotion_map ORDER BY mean_valence LIMIT 8"
+            "mean_valence, round(negative_share, 2) AS negative_share FROM emotion_map "
+            "WHERE moments >= 20 ORDER BY mean_valence LIMIT 8"
         ),
     )
+    show(
+        "worst touchpoint instances (failure rate, at least 20 attempts)",
+        *q(
+            "SELECT touchpoint_instance AS instance, any(touchpoint) AS touchpoint, "
+            "count() AS attempts, countIf(outcome = 'failure') AS failures, "
+            "round(failures / attempts, 3) AS failure_rate FROM touchpoint_events FINAL "
+            "WHERE touchpoint_instance != '' GROUP BY instance HAVING attempts >= 20 "
+            "ORDER BY failure_rate DESC LIMIT 6"
+        ),
+    )
+    show(
+        "scores by tier and channel (mean; 50 = as expected)",
+        *q(
+            "SELECT tier, count() AS customers, round(avg(score), 1) AS overall, "
+            "countIf(score < 35) AS below_35, round(avg(score_web), 1) AS web, "
+            "round(avg(score_app), 1) AS app, round(avg(score_call_center), 1) AS call_center, "
+            "round(avg(score_store), 1) AS store, round(avg(score_atm), 1) AS atm "
+            "FROM customer_scores FINAL GROUP BY tier ORDER BY tier"
+        ),
+    )
+    show(
+        "alerts by rule",
+        *q(
+            "SELECT rule, count() AS alerts, countIf(severity = 'critical') AS critical, "
+            "countIf(severity = 'warning') AS warning, countIf(severity = 'info') AS info, "
+            "sum(count) AS hits, argMax(explanation, magnitude) AS strongest "
+            "FROM alerts FINAL GROUP BY rule ORDER BY alerts DESC"
+        ),
+    )
+    _, rows = q(
+        "SELECT customer_id, tier, score, explanation FROM customer_scores FINAL "
+        "WHERE tier = 'A' ORDER BY score LIMIT 1"
+    )
+    if rows:
+        customer, tier, score, explanation = rows[0]
+        console.print(
+            f"[bold]why is {customer} (tier {tier}) at {float(score):.0f}?[/] the moments "
+            "that moved the score most:"
+        )
+        for item in json.loads(str(explanation)):
+            console.print(
+                f"  {item['occurred_at'][:16]}  {item['touchpoint']:<26} {item['factor']:<12} "
+                f"impact {item['impact']:+.1f}"
+            )
