@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -332,3 +333,70 @@ def test_customer_state_survives_a_restart(pipeline: Pipeline) -> None:
     assert scores.keys() == expected.keys()
     for customer, score in scores.items():
         assert score == pytest.approx(expected[customer], abs=0.05), customer
+
+
+def failing_atm_journey(
+    customer: str, instance: str, n: int, start: datetime
+) -> list[dict[str, Any]]:
+    """``n`` failed withdrawals, two minutes apart, for one tier-A customer."""
+    return [
+        {
+            "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{customer}/{i}")),
+            "occurred_at": (start + timedelta(minutes=2 * i)).isoformat(),
+            "customer_id": customer,
+            "channel": "atm",
+            "touchpoint": "atm.withdrawal",
+            "touchpoint_instance": instance,
+            "journey_stage": "post_purchase",
+            "outcome": "failure",
+            "details": {"kind": "atm", "error_code": "E-CASH-JAM"},
+            "tier": "A",
+            "segment": "retail_banking",
+        }
+        for i in range(n)
+    ]
+
+
+def test_alerts_reach_the_topic_clickhouse_and_the_live_tail(pipeline: Pipeline) -> None:
+    start = datetime.now(UTC) - timedelta(hours=1)
+    docs = failing_atm_journey("C-alert-1", "ATM-0999", 4, start)
+    worker = pipeline.start_worker()
+    publish(pipeline.settings, docs)
+    pipeline.wait_rows(worker, "moments", len(docs))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        metrics = scrape(pipeline.settings.web_port)
+        emitted = sum(v for (name, _), v in metrics.items() if name == "cxpulse_alerts_total")
+        if emitted and sink_rows(metrics, "alerts") >= emitted:
+            break
+        time.sleep(0.2)
+
+    env = dict(os.environ, CXPULSE_KAFKA_URL=pipeline.settings.kafka_url)
+    env["CXPULSE_TOPIC_PREFIX"] = pipeline.settings.topic_prefix
+    tail = subprocess.run(
+        [
+            *(sys.executable, "-m", "streams.cli", "alerts", "--follow", "--from-beginning"),
+            *("--json", "--rule", "repeated_failure", "--idle-timeout", "5"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert tail.returncode == 0, tail.stderr
+    printed = [json.loads(line) for line in tail.stdout.splitlines() if line.strip()]
+    assert printed, tail.stderr
+    assert {a["rule"] for a in printed} == {"repeated_failure"}
+    alert = printed[-1]
+    assert alert["customer_id"] == "C-alert-1" and alert["tier"] == "A"
+    assert alert["severity"] == "critical"  # tier A raises the base severity
+    assert "ATM-0999" in alert["explanation"]
+    assert set(alert["event_ids"]) <= {d["event_id"] for d in docs}
+
+    rows = pipeline.query(
+        "SELECT toString(alert_id), rule, customer_id, explanation FROM alerts FINAL"
+    )
+    by_rule = {r[1]: r for r in rows}
+    assert "repeated_failure" in by_rule
+    assert by_rule["repeated_failure"][0] == alert["alert_id"]
+    assert by_rule["repeated_failure"][3] == alert["explanation"]
