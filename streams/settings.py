@@ -70,7 +70,9 @@ class Settings(BaseSettings):
     model_path: Path | None = Field(
         None, description="experience model file (YAML); unset = the shipped default"
     )
-    log_level: str = Field("info", pattern=r"^(?i)(debug|info|warning|error)$")
+    log_level: str = Field(
+        "info", pattern=r"^(?i)(debug|info|warning|error)$", description="worker log level"
+    )
 
     @field_validator("kafka_url")
     @classmethod

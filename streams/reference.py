@@ -1,0 +1,58 @@
+"""Reference tables for the operations guide, generated from the code itself.
+
+``docs/operations.md`` embeds these; a test regenerates them and fails on any drift, so
+a new setting, topic or metric cannot go undocumented.
+"""
+
+from __future__ import annotations
+
+from streams import topics
+from streams.app import TABLE_NAMES
+from streams.settings import Settings
+
+
+def settings_table() -> str:
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = "" if field.default is None else f"`{field.default}`"
+        lines.append(f"| `CXPULSE_{name.upper()}` | {default} | {field.description} |")
+    return "\n".join(lines)
+
+
+def topics_table() -> str:
+    specs = topics.all_topics(Settings(), TABLE_NAMES)
+    lines = ["| topic (default prefix) | partitions | config | holds |", "|---|---|---|---|"]
+    for spec in specs:
+        config = ", ".join(f"{k}={v}" for k, v in sorted(spec.config.items()))
+        lines.append(f"| `{spec.name}` | CXPULSE_PARTITIONS | {config} | {spec.purpose} |")
+    return "\n".join(lines)
+
+
+def metrics_table() -> str:
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from streams import metrics
+
+    defined = [m for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)]
+    lines = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for m in sorted(defined, key=lambda m: m._name):
+        name = m._name + ("_total" if m._type == "counter" else "")
+        labels = ", ".join(m._labelnames)
+        lines.append(f"| `{name}` | {m._type} | {labels} | {m._documentation} |")
+    return "\n".join(lines)
+
+
+def render() -> str:
+    return (
+        "### Settings\n\n"
+        + settings_table()
+        + "\n\n### Topics\n\n"
+        + topics_table()
+        + "\n\n### Metrics\n\n"
+        + metrics_table()
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    print(render(), end="")
