@@ -85,6 +85,16 @@ def test_apply_event(benchmark: Any) -> None:
     benchmark.extra_info["events_per_s"] = round(1 / benchmark.stats.stats.mean)
 
 
+def test_baseline_pydantic_validate_json(benchmark: Any) -> None:
+    """The baseline for the per-event core figures: pydantic validating one event from its
+    JSON (what the validate agent pays per event), same events as ``test_apply_event``."""
+    start = T0 + timedelta(days=1)
+    raw = [e.model_dump_json(exclude_none=True).encode() for e in make_events(2000, start, 3)]
+    pool = itertools.cycle(raw)
+    benchmark(lambda: TouchpointEvent.model_validate_json(next(pool)))
+    benchmark.extra_info["events_per_s"] = round(1 / benchmark.stats.stats.mean)
+
+
 @pytest.mark.parametrize("batch", [10, 100])
 def test_apply_events_batch(benchmark: Any, batch: int) -> None:
     base = warm_state()
