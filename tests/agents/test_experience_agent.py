@@ -13,7 +13,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import faust
 import pytest
 
 from schemas.envelope import encode_batch
@@ -45,20 +44,6 @@ def events_for(customer: str, outcomes: list[str], tier: str = "A") -> list[Touc
         )
         for i, outcome in enumerate(outcomes)
     ]
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    captured: list[dict[str, Any]] = []
-
-    async def capture(self: faust.Topic, **kwargs: Any) -> Any:
-        captured.append({"topic": self.get_topic_name(), **kwargs})
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-    monkeypatch.setattr(faust.Topic, "send", capture)
-    return captured
 
 
 async def run_experience(messages: list[bytes]) -> dict[str, Any]:

@@ -11,9 +11,6 @@ import json
 import uuid
 from typing import Any
 
-import faust
-import pytest
-
 from schemas.envelope import decode_message
 from streams.app import create_app
 from streams.partitioning import partition_for
@@ -36,20 +33,6 @@ def event(customer: str = "cust-1", **overrides: Any) -> dict[str, Any]:
     }
     doc.update(overrides)
     return doc
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    captured: list[dict[str, Any]] = []
-
-    async def capture(self: faust.Topic, **kwargs: Any) -> Any:
-        captured.append({"topic": self.get_topic_name(), **kwargs})
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-    monkeypatch.setattr(faust.Topic, "send", capture)
-    return captured
 
 
 async def run_validate(messages: list[bytes], sent: list[dict[str, Any]], expect: int) -> None:
