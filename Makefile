@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format bench schema clean
+.PHONY: install tools demo test test-fast lint format bench schema clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cxpulse needs Python >= 3.11"'
@@ -21,10 +21,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/cxpulse demo
 
+# Tools beyond Python packages (promtool, for the deploy checks). Outside CI a machine
+# where they cannot be installed still runs the suite: those tests skip with a how-to.
+tools:
+	@bash .ci/install-tools.sh || { [ -z "$$CI" ] && echo "tools: not installed; the tests that need them will skip"; }
+
 # The whole suite: lint, type check, then every test (real broker, real chDB, and the
 # ClickHouse server named by CXPULSE_TEST_CLICKHOUSE_URL). pytest's exit code 5 (no tests
 # collected) is a failure here, never a pass.
-test: $(STAMP) lint
+test: $(STAMP) tools lint
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 

@@ -96,6 +96,19 @@ class WorkerProcess:
         except OSError:
             return ""
 
+    def dump_stacks(self, settle: float = 1.0) -> str:
+        """Every thread's stack, printed by the worker itself on SIGQUIT (see
+        ``streams.worker.run_worker``), read back from its log."""
+        if not self.alive():
+            return ""
+        assert self.proc is not None
+        before = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.proc.send_signal(signal.SIGQUIT)
+        time.sleep(settle)
+        with self.log_path.open("rb") as log:
+            log.seek(before)
+            return log.read().decode(errors="replace")
+
     def stop(self, timeout: float = 30.0) -> int | None:
         if self.proc is None:
             return None

@@ -6,7 +6,9 @@ Faust starts and buries the cause in a retry loop or a traceback.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 import time
 
 import faust
@@ -90,7 +92,14 @@ def redact(url: str) -> str:
 
 
 def run_worker(settings: Settings) -> None:
-    """Run the Faust worker in the foreground until SIGINT/SIGTERM."""
+    """Run the Faust worker in the foreground until SIGINT/SIGTERM.
+
+    ``kill -QUIT <pid>`` prints every thread's stack to the worker's stderr and keeps it
+    running (as a JVM's thread dump does), even when the event loop itself is stuck: the
+    way to see where a worker that stopped making progress is waiting. (``kill -USR1``
+    is Faust's own dump of threads and asyncio tasks, which needs a live event loop.)
+    """
+    faulthandler.register(signal.SIGQUIT, all_threads=True, chain=False)
     started = time.monotonic()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings = preflight(settings)

@@ -203,7 +203,8 @@ def q1_emotion_map(d: Data, sql: list[str]) -> None:
     assert keys == sorted(keys)
     for r in rows:
         cell = raw[(r["journey_stage"], r["channel"])]
-        assert -10 <= r["lowest_valence"] <= r["avg_valence"] <= 10, r
+        # Float32 columns: 0.66 comes back as 0.6600000262 on servers without Float64 round
+        assert -10 <= r["lowest_valence"] <= r["avg_valence"] + 1e-6 <= 10 + 1e-6, r
         assert r["total_moments"] == cell["n"] and close(r["avg_valence"], cell["v"], 0.006), r
         assert 0 <= r["share_negative"] <= 1 and r["worst_touchpoint"] in cell["tps"], r
     assert sum(r["total_moments"] for r in rows) == d.scalar(

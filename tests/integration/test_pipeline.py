@@ -41,6 +41,16 @@ def clickhouse_url(kind: str, tmp_path: Path, name: str) -> str:
     return f"{base}/{name}"
 
 
+def progress(metrics: dict[Any, float]) -> str:
+    """The worker's own counters, to say which stage a stalled test stopped at."""
+    lines = [
+        f"{name}{dict(labels) if labels else ''} = {value:g}"
+        for (name, labels), value in sorted(metrics.items())
+        if name.startswith("cxpulse_") and not name.endswith(("_bucket", "_created"))
+    ]
+    return "worker metrics:\n" + "\n".join(lines)
+
+
 @dataclass
 class Pipeline:
     settings: Settings
@@ -65,7 +75,10 @@ class Pipeline:
             if got >= n:
                 return got
             time.sleep(0.2)
-        raise AssertionError(f"{table}: {got}/{n} rows after {timeout}s\n{worker.log_tail(40)}")
+        raise AssertionError(
+            f"{table}: {got}/{n} rows after {timeout}s\n{worker.log_tail(40)}\n"
+            f"{progress(scrape(self.settings.web_port))}\n{worker.dump_stacks()}"
+        )
 
     def wait_scores(self, worker: WorkerProcess, timeout: float = 60) -> None:
         """Until every score update this worker emitted is in ``customer_scores``."""
