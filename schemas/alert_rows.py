@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime
 
 from schemas.alerts import Alert
-from schemas.rows import _LC, _TS, Column, TableSpec, ViewSpec, _Row, to_millis
+from schemas.rows import _LC, _TS, Column, TableSpec, ViewSpec, _Row, columns_of, to_millis
 
 
 class AlertRow(_Row):
@@ -88,18 +88,22 @@ ALERTS = TableSpec(
     ),
 )
 
+_OPEN_ALERT_COLUMNS = (
+    *("alert_id", "rule", "severity", "subject_kind", "customer_id", "instance", "tier"),
+    *("segment", "score", "channel", "touchpoint", "triggered_at", "updated_at"),
+    *("open_until", "count", "magnitude", "explanation", "recommended_action"),
+)
+
 OPEN_ALERTS = ViewSpec(
     name="open_alerts",
     select=(
-        "SELECT alert_id, rule, severity, subject_kind, customer_id, instance, tier, "
-        "segment, score, channel, touchpoint, triggered_at, updated_at, open_until, count, "
-        "magnitude, explanation, recommended_action "
-        "FROM {db}.alerts FINAL WHERE open_until > now()"
+        f"SELECT {', '.join(_OPEN_ALERT_COLUMNS)} FROM {{db}}.alerts FINAL WHERE open_until > now()"
     ),
     doc=(
         "Alerts still within their cooldown (open_until in the future), latest version "
         "each: the operations queue."
     ),
+    columns=columns_of(ALERTS, *_OPEN_ALERT_COLUMNS),
 )
 
 ALERT_VOLUME = ViewSpec(
@@ -114,6 +118,14 @@ ALERT_VOLUME = ViewSpec(
     doc=(
         "Alerts opened per hour (by trigger time) × rule × severity × channel, with the "
         "hits they folded in and the customers and instances concerned."
+    ),
+    columns=(
+        ("hour", "Start of the hour the alerts were triggered in (event time, UTC)."),
+        *columns_of(ALERTS, "rule", "severity", "channel"),
+        ("alerts", "Alerts opened (distinct alert_id)."),
+        ("hits", "Triggers folded into them (sum of count): repeats within the cooldown."),
+        ("customers", "Distinct customers concerned."),
+        ("instances", "Distinct touchpoint instances concerned (touchpoint_degraded)."),
     ),
 )
 

@@ -95,11 +95,23 @@ class TableSpec:
 
 @dataclass(frozen=True, slots=True)
 class ViewSpec:
-    """A view over tables, for BI. ``select`` may name ``{db}`` for the database."""
+    """A view over tables, for BI. ``select`` may name ``{db}`` for the database.
+
+    ``columns`` documents every column the view returns, in order, as (name, meaning):
+    a view's columns are as much a public contract for BI users as a table's, and a test
+    compares them with what ClickHouse reports for the created view.
+    """
 
     name: str
     select: str
     doc: str
+    columns: tuple[tuple[str, str], ...] = ()
+
+
+def columns_of(table: TableSpec, *names: str) -> tuple[tuple[str, str], ...]:
+    """(name, meaning) of columns a view passes through unchanged from ``table``."""
+    docs = dict((name, col.doc) for name, col in table.columns)
+    return tuple((name, docs[name]) for name in names)
 
 
 # ------------------------------------------------------------------------------------

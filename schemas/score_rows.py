@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime
 
 from schemas.model import FACTORS
-from schemas.rows import _LC, _TS, Column, TableSpec, ViewSpec, _Row, to_millis
+from schemas.rows import _LC, _TS, Column, TableSpec, ViewSpec, _Row, columns_of, to_millis
 from schemas.scoring import Moment, ScoreUpdate
 
 _CHANNELS = ("web", "app", "call_center", "store", "atm")
@@ -50,14 +50,26 @@ class MomentRow(_Row):
         int, Column("UInt8", "1 if the touchpoint type was unknown and scored by its channel.")
     ]
     score_after: Annotated[float, Column(_SCORE, "The customer's score right after it, 0..100.")]
+    scored: Annotated[
+        int,
+        Column(
+            "UInt8",
+            "1 - late: the row version, so a scored row is kept over a late replay of it.",
+        ),
+    ]
 
 
+#: Why ``scored`` is the version: an event replayed after the customer's duplicate window
+#: (48 h, or more ids than the state remembers) comes back as a *late* moment of the same
+#: event_id. Without a version the last insert would win and the event would drop out of
+#: the emotion map (which leaves late moments out); with it, the scored copy always wins,
+#: and a genuinely late event (only ever late) is still kept once.
 MOMENTS = TableSpec(
     name="moments",
     model=MomentRow,
     order_by=("event_id",),
     partition_by="toYYYYMM(occurred_at)",
-    version=None,
+    version="scored",
     doc="Every scored event with its valence: the raw data of the emotion map.",
 )
 
@@ -158,6 +170,13 @@ EMOTION_MAP = ViewSpec(
         "GROUP BY journey_stage, touchpoint, channel"
     ),
     doc="Mean valence by journey stage × touchpoint × channel: the emotion map.",
+    columns=(
+        *columns_of(MOMENTS, "journey_stage", "touchpoint", "channel"),
+        ("moments", "Moments in the cell (late ones left out: they were not scored)."),
+        ("mean_valence", "Mean valence, -10..10: how this touchpoint feels at this stage."),
+        ("worst_valence", "The lowest valence of the cell: its worst moment."),
+        ("negative_share", "Share of moments with a negative valence, 0..1."),
+    ),
 )
 
 KEY_EXPERIENCES = ViewSpec(
@@ -169,6 +188,14 @@ KEY_EXPERIENCES = ViewSpec(
         "FROM {db}.moment_factors FINAL GROUP BY factor, segment, tier"
     ),
     doc="importance × gap by factor, segment and tier: which factors make or break it.",
+    columns=(
+        *columns_of(MOMENT_FACTORS, "factor", "segment", "tier"),
+        ("moments", "Moments that touched the factor."),
+        ("mean_impact", "Mean importance × gap: below 0 the factor lets these customers down."),
+        ("mean_gap", "Mean reading minus the tier's expectation."),
+        ("key_negative", "Moments with impact <= -15: key negative experiences."),
+        ("key_positive", "Moments with impact >= 15: key positive experiences."),
+    ),
 )
 
 _CHANNEL_SCORES = " UNION ALL ".join(
@@ -186,6 +213,13 @@ SCORE_DISTRIBUTION = ViewSpec(
         f"UNION ALL {_CHANNEL_SCORES}) GROUP BY tier, channel, score_band"
     ),
     doc="Customers per 10-point score band by tier and channel ('all' = overall score).",
+    columns=(
+        ("tier", "Value tier A/B/C; '' if unknown."),
+        ("channel", "'all' for the overall score, else the channel of the sub-score."),
+        ("score_band", "Lower bound of the 10-point band: 0, 10, ... 90, and 100 itself."),
+        ("customers", "Customers whose (sub-)score falls in the band."),
+        ("mean_score", "Their mean (sub-)score."),
+    ),
 )
 
 SCORE_SPECS: tuple[TableSpec | ViewSpec, ...] = (
@@ -224,6 +258,7 @@ def moment_rows(moment: Moment) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]
         int(moment.late),
         int(moment.fallback),
         moment.score_after,
+        int(not moment.late),
     )
     factors = [
         (
@@ -278,7 +313,7 @@ def score_row(update: ScoreUpdate) -> tuple[Any, ...]:
 def _check_columns() -> None:
     """Fail at import if the builders above and the models disagree on column count."""
     assert len(ScoreRow.model_fields) == 8 + len(FACTORS) + len(_CHANNELS) + 1
-    assert len(MomentRow.model_fields) == 19
+    assert len(MomentRow.model_fields) == 20
     assert len(MomentFactorRow.model_fields) == 11
 
 

@@ -141,6 +141,10 @@ def render_markdown(specs: Iterable[TableSpec | ViewSpec]) -> str:
     for spec in specs:
         if isinstance(spec, ViewSpec):
             lines += [f"### `{spec.name}` (view)", "", spec.doc, ""]
+            if spec.columns:
+                lines += ["| column | meaning |", "|---|---|"]
+                lines += [f"| `{name}` | {doc} |" for name, doc in spec.columns]
+                lines.append("")
             continue
         key = ", ".join(spec.order_by)
         lines += [
