@@ -78,7 +78,8 @@ def quote_ident(name: str) -> str:
     return f"`{name}`"
 
 
-def _string_literal(text: str) -> str:
+def string_literal(text: str) -> str:
+    """A ClickHouse string literal: backslashes and quotes escaped."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
@@ -95,7 +96,7 @@ def create_table_sql(spec: TableSpec, caps: Capabilities, database: str) -> str:
     the partition), which is where ReplacingMergeTree deduplicates.
     """
     cols = ",\n".join(
-        f"    {quote_ident(name)} {column_type(col, caps)} COMMENT {_string_literal(col.doc)}"
+        f"    {quote_ident(name)} {column_type(col, caps)} COMMENT {string_literal(col.doc)}"
         for name, col in spec.columns
     )
     version = f"({quote_ident(spec.version)})" if spec.version else ""

@@ -103,6 +103,7 @@ def follow_alerts(
     as_json: bool = False,
     from_beginning: bool = False,
     max_alerts: int | None = None,
+    per_rule: int | None = None,
     idle_timeout: float | None = None,
     out: IO[str] = sys.stdout,
     err: IO[str] = sys.stderr,
@@ -112,8 +113,10 @@ def follow_alerts(
 
     Starts at the end of every partition (only new alerts), or at the beginning with
     ``from_beginning``. Stops after ``max_alerts`` printed, or after ``idle_timeout``
-    seconds without any message (None: follow until interrupted). ``color`` forces colour
-    on or off; by default rich decides from ``out`` (a pipe gets none).
+    seconds without any message (None: follow until interrupted). ``per_rule`` prints at
+    most that many alerts of each rule, so one noisy rule cannot crowd the others off a
+    console. ``color`` forces colour on or off; by default rich decides from ``out`` (a
+    pipe gets none).
     """
     console = Console(file=out, force_terminal=color, no_color=color is False, soft_wrap=True)
     consumer = KafkaConsumer(
@@ -126,6 +129,7 @@ def follow_alerts(
         client_id="cxpulse-alerts-follow",
     )
     printed = 0
+    by_rule: dict[str, int] = {}
     last_activity = time.monotonic()
 
     def idle() -> bool:
@@ -157,6 +161,10 @@ def follow_alerts(
                         alert, severity=severity, rules=rules, channels=channels, tiers=tiers
                     ):
                         continue
+                    if per_rule is not None:
+                        if by_rule.get(alert.rule, 0) >= per_rule:
+                            continue
+                        by_rule[alert.rule] = by_rule.get(alert.rule, 0) + 1
                     if as_json:
                         out.write(alert.model_dump_json() + "\n")
                         out.flush()

@@ -136,6 +136,9 @@ _RULES = [
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line, for piping")
 @click.option("--max", "max_alerts", type=int, default=None, help="stop after this many")
 @click.option(
+    "--per-rule", type=click.IntRange(min=1), default=None, help="at most this many of each rule"
+)
+@click.option(
     "--idle-timeout", type=float, default=None, help="stop after this many seconds without alerts"
 )
 def alerts(
@@ -147,6 +150,7 @@ def alerts(
     tier: tuple[str, ...],
     as_json: bool,
     max_alerts: int | None,
+    per_rule: int | None,
     idle_timeout: float | None,
 ) -> None:
     """Show early-warning alerts from the alerts topic, coloured by severity.
@@ -175,6 +179,7 @@ def alerts(
         as_json=as_json,
         from_beginning=from_beginning or not follow,
         max_alerts=max_alerts,
+        per_rule=per_rule,
         idle_timeout=idle_timeout if (follow or idle_timeout is not None) else 3.0,
     )
 
@@ -209,13 +214,16 @@ def model_show_default() -> None:
 @click.option("--dir", "data_dir", default="./var", show_default=True, help="data directory")
 @click.option("--customers", default=20_000, show_default=True, help="simulated customers")
 @click.option("--seed", default=7, show_default=True, help="simulation seed")
-@click.option("--live", default=12, show_default=True, help="critical alerts to show live")
+@click.option(
+    "--live", default=12, show_default=True, help="warning and critical alerts to show live"
+)
 @click.option("--timeout", default=300.0, show_default=True, help="seconds to wait for rows")
 def demo(data_dir: str, customers: int, seed: int, live: int, timeout: float) -> None:
     """The whole story on the embedded default: broker, worker and chDB start; eight
     simulated hours of traffic with an ATM outage, long store queues, a web login spike
-    and a call-center backlog are published; critical alerts show as they fire; then a
-    report from ClickHouse (emotion map, worst touchpoints, scores, alerts by rule)."""
+    and a call-center backlog are published; warning and critical alerts show as they
+    fire; then a report from ClickHouse (emotion map, worst touchpoints, scores, alerts by
+    rule, dead letters with their reasons, one customer's score story)."""
     from streams.demo import run_demo
 
     sys.exit(run_demo(data_dir, timeout, customers=customers, seed=seed, live=live))

@@ -1,8 +1,11 @@
 """``cxpulse demo``: the whole pipeline on the embedded default, in one command.
 
-Starts the bundled broker and a real worker process (chDB under ``./var``), publishes a
-built-in sample from all five channels (a few invalid events included), waits until the
-worker's own metrics say every row is durable, then shows what landed in ClickHouse.
+Starts the bundled broker and a real worker process (chDB under ``./var/demo-chdb``),
+publishes eight simulated hours of traffic from all five channels with four incidents
+(``DEMO_INCIDENTS``) and a few invalid messages, shows warning and critical alerts as they
+fire, waits until the worker's own metrics say every row is durable, then reports from
+ClickHouse: events, the emotion map, the worst instances, scores by tier and channel,
+alerts by rule, the dead letters with their reasons, and one customer's score story.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
+from sinks.ddl import string_literal
 from streams.query import cell
 from streams.settings import ConfigError, Settings, load_settings
 
@@ -252,7 +256,10 @@ def run_demo(
                 f"messages ({summary.events_per_second:,.0f} events/s), plus {len(invalid)} "
                 f"invalid messages, to {touchpoints(settings)}"
             )
-            console.print(f"[bold]live alerts[/] (the first {live} critical ones, as they fire):")
+            console.print(
+                f"[bold]live alerts[/] (the first {live} warnings and critical ones, at most "
+                f"{LIVE_PER_RULE} of a rule, as they fire):"
+            )
             expected = {
                 "touchpoint_events": summary.sent,
                 "moments": summary.sent,
@@ -279,8 +286,13 @@ def run_demo(
             worker.stop()
 
 
+#: Live alerts shown per rule: enough to see each rule's explanation, few enough that the
+#: rules firing most (low_score in a busy hour) leave room for the others.
+LIVE_PER_RULE = 2
+
+
 def _follow_alerts(settings: Settings, live: int) -> threading.Thread:
-    """Print the first ``live`` critical alerts as they arrive, from a thread."""
+    """Print the first ``live`` warning and critical alerts as they arrive, from a thread."""
     from streams.alerts_follow import follow_alerts
     from streams.topics import alerts
 
@@ -288,9 +300,10 @@ def _follow_alerts(settings: Settings, live: int) -> threading.Thread:
         follow_alerts(
             settings.bootstrap_servers,
             alerts(settings),
-            severity={"critical"},
+            severity={"critical", "warning"},
             from_beginning=True,
             max_alerts=live,
+            per_rule=LIVE_PER_RULE,
             idle_timeout=30.0,
             out=sys.stdout,
         )
@@ -366,15 +379,31 @@ def _report(settings: Settings, query_worker: Any) -> None:
             "FROM alerts FINAL GROUP BY rule ORDER BY alerts DESC"
         ),
     )
+    show(
+        "dead letters: invalid input, kept with the reason",
+        *q(
+            "SELECT source_partition AS partition, source_offset AS offset, "
+            "source_index AS item, reason, substring(payload, 1, 40) AS payload "
+            "FROM dead_letters FINAL ORDER BY source_partition, source_offset, source_index"
+        ),
+    )
     _, rows = q(
         "SELECT customer_id, tier, score, explanation FROM customer_scores FINAL "
-        "WHERE tier = 'A' ORDER BY score LIMIT 1"
+        "WHERE tier = 'A' AND episodes >= 2 ORDER BY score LIMIT 1"  # a customer with a story
     )
     if rows:
         customer, tier, score, explanation = rows[0]
+        # The score after each of its moments: score_history has a row per score update,
+        # and a backlog like this one updates a customer once per batch, not per event.
+        _, trend = q(
+            "SELECT toString(occurred_at) AS t, score_after FROM moments FINAL "
+            f"WHERE customer_id = {string_literal(str(customer))} AND late = 0 "
+            "ORDER BY occurred_at, event_id"
+        )
         console.print(
-            f"[bold]why is {customer} (tier {tier}) at {float(score):.0f}?[/] the moments "
-            "that moved the score most:"
+            f"[bold]why is {customer} (tier {tier}) at {float(score):.0f}?[/] its score moved "
+            + " → ".join(f"{float(s):.0f} ({str(t)[11:16]})" for t, s in trend[-8:])
+            + "; the moments that moved it most:"
         )
         for item in json.loads(str(explanation)):
             console.print(

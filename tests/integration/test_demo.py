@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +11,15 @@ import pytest
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 
+#: A live alert line: "2026-11-22 18:00:00Z CRITICAL touchpoint_degraded instance ..."
+LIVE_LINE = re.compile(r"^\S+ \S+Z (?:CRITICAL|WARNING|INFO)\s+([a-z_]+) ", re.MULTILINE)
+
 
 def test_demo_runs_the_story_end_to_end(tmp_path: Path) -> None:
     run = subprocess.run(
         [
             *(sys.executable, "-m", "streams.cli", "demo", "--dir", str(tmp_path)),
-            *("--customers", "6000", "--live", "3", "--timeout", "240"),
+            *("--customers", "6000", "--live", "8", "--timeout", "240"),
         ],
         capture_output=True,
         text=True,
@@ -30,8 +34,17 @@ def test_demo_runs_the_story_end_to_end(tmp_path: Path) -> None:
         "worst touchpoint instances",
         "scores by tier and channel",
         "alerts by rule",
+        "dead letters: invalid input, kept with the reason",
         "dead letters are in ClickHouse",
     ):
         assert section in out, section
-    assert "CRITICAL" in out  # at least one live alert was shown as it fired
     assert "ATM-0003" in out  # the injected outage shows up among the worst instances
+    # live alerts of several rules, each with its explanation, before the report
+    live = out.split("live alerts", 1)[1].split("report from ClickHouse", 1)[0]
+    shown = {m.group(1) for m in LIVE_LINE.finditer(live)}
+    assert len(shown) >= 3, live
+    # the dead letters' reasons, as a person reads them
+    for reason in ("customer_id: Field required", "channel: Input should be", "not JSON"):
+        assert reason in out, reason
+    # scores move: one customer's trend from score_history, then why it is where it is
+    assert re.search(r"its score moved \d+ \(\d\d:\d\d\)( → \d+ \(\d\d:\d\d\))+", out), out

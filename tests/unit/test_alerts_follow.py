@@ -170,6 +170,27 @@ def test_follow_filters_and_stops_at_max(kafka_broker: EmbeddedBroker, topic: st
 
 
 @pytest.mark.kafka
+def test_per_rule_keeps_one_rule_from_crowding_out_the_others(
+    kafka_broker: EmbeddedBroker, topic: str
+) -> None:
+    publish(kafka_broker, topic, [x.to_json_bytes() for x in ALL])
+    out = io.StringIO()
+    n = follow_alerts(
+        [kafka_broker.bootstrap],
+        topic,
+        as_json=True,
+        from_beginning=True,
+        per_rule=1,
+        idle_timeout=2.0,
+        out=out,
+    )
+    printed = [Alert.model_validate_json(line).rule for line in out.getvalue().splitlines()]
+    rules = {x.rule for x in ALL}
+    assert len(ALL) > len(rules) > 1  # more alerts than rules: some were held back
+    assert n == len(printed) == len(rules) and set(printed) == rules
+
+
+@pytest.mark.kafka
 def test_live_tail_prints_only_new_alerts(kafka_broker: EmbeddedBroker, topic: str) -> None:
     old, new = C_ALERTS[0], A_ALERTS[0]
     publish(kafka_broker, topic, [old.to_json_bytes()])
@@ -196,6 +217,7 @@ def test_live_tail_prints_only_new_alerts(kafka_broker: EmbeddedBroker, topic: s
     assert Alert.model_validate_json(out.getvalue().splitlines()[0]) == new
 
 
+@pytest.mark.kafka
 def test_missing_topic_gives_up_after_idle_timeout(kafka_broker: EmbeddedBroker) -> None:
     start = time.monotonic()
     n = follow_alerts([kafka_broker.bootstrap], f"no-such-{uuid.uuid4().hex[:8]}", idle_timeout=1.0)
