@@ -4,6 +4,10 @@
 Faust costs far more per Kafka message than pydantic costs per event, so batches are the
 normal case. Each item of a batch is validated on its own: one bad event never takes its
 batch-mates down with it.
+
+``decode_message`` never raises, whatever the bytes: a message that crashed the validate
+agent would crash it again after every restart (its offset is never committed), so any
+failure to read a message becomes a rejection with a reason, like any other bad input.
 """
 
 from __future__ import annotations
@@ -15,19 +19,38 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas.events import TouchpointEvent
+from schemas.rows import MAX_DEAD_LETTER_PAYLOAD_BYTES
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MAX_BATCH_EVENTS = 10_000
+#: What a rejection keeps of a message over the size bounds: enough to recognise it.
+TOO_LARGE_KEPT_BYTES = 1024
+#: What a rejection keeps of any other rejected input. The dead_letters table keeps no
+#: more, and a dead-letter record far larger than this could exceed the producer's
+#: request size (1 MB by default) and fail the very send meant to set it aside.
+MAX_REJECTED_BYTES = MAX_DEAD_LETTER_PAYLOAD_BYTES
 
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """An item that is not a valid event, kept untouched with a reason a person can read."""
+    """An item that is not a valid event, with a reason a person can read.
+
+    ``raw`` is the rejected input as it came (a whole message), or the item alone
+    re-encoded as compact JSON (an item of a batch), cut short when it is very large;
+    ``size`` is its length before any cut, so the dead letter can say how big it was.
+    """
 
     index: int | None  # position in the batch; None when the message itself is unusable
     raw: bytes
     reason: str
     kind: str = "invalid"  # a bounded label for metrics: not_json, missing, enum, ...
+    size: int = -1  # bytes before any cut; -1 means len(raw)
+
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            object.__setattr__(self, "size", len(self.raw))
+        if len(self.raw) > MAX_REJECTED_BYTES:
+            object.__setattr__(self, "raw", self.raw[:MAX_REJECTED_BYTES])
 
 
 def _kind(exc: ValidationError) -> str:
@@ -49,11 +72,41 @@ def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
 
 
 def _item_bytes(item: Any) -> bytes:
-    return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
+    """The item alone as compact JSON. Text that is not valid Unicode (a lone surrogate
+    such as ``"\\ud800"`` is legal JSON) cannot become UTF-8, so such an item keeps its
+    escapes (ASCII JSON, the same value)."""
+    try:
+        return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:
+        return json.dumps(item, separators=(",", ":")).encode()
 
 
-def _unusable(raw: bytes, reason: str, kind: str) -> tuple[list[TouchpointEvent], list[Rejected]]:
-    return [], [Rejected(None, raw, reason, kind)]
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one line for a person: its type and the first line of its text."""
+    name = type(exc).__qualname__
+    module = type(exc).__module__
+    if module not in ("builtins", "__main__"):
+        name = f"{module}.{name}"
+    text = str(exc).strip().splitlines()
+    return f"{name}: {text[0]}"[:limit] if text else name
+
+
+def _json_failure(exc: Exception) -> str:
+    """Why ``json.loads`` could not read a message, in words a producer can act on."""
+    if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
+        return str(exc)
+    if isinstance(exc, RecursionError):
+        return "nested too deeply (too many levels of arrays or objects inside each other)"
+    if isinstance(exc, ValueError) and "integer string conversion" in str(exc):
+        # Python refuses to parse integers of more than 4,300 digits (a CPU guard).
+        return f"a number has too many digits ({str(exc).split(';')[0]})"
+    return one_line(exc)
+
+
+def _unusable(
+    raw: bytes, reason: str, kind: str, size: int = -1
+) -> tuple[list[TouchpointEvent], list[Rejected]]:
+    return [], [Rejected(None, raw, reason, kind, size)]
 
 
 def decode_message(raw: bytes | None) -> tuple[list[TouchpointEvent], list[Rejected]]:
@@ -61,12 +114,14 @@ def decode_message(raw: bytes | None) -> tuple[list[TouchpointEvent], list[Rejec
 
     A single-event message that fails keeps its original bytes; an item of a batch is
     re-encoded on its own (compact JSON), so the dead letter holds exactly that event.
+    Either is cut at ``MAX_REJECTED_BYTES`` (a message over the size bounds at
+    ``TOO_LARGE_KEPT_BYTES``), with the original size in ``Rejected.size``. Never raises.
     """
     if raw is None or raw == b"":
         return _unusable(raw or b"", "empty message: expected a JSON object or array", "empty")
     if len(raw) > MAX_MESSAGE_BYTES:
         reason = f"message is {len(raw)} bytes, over {MAX_MESSAGE_BYTES}"
-        return _unusable(raw[:1024], reason, "too_large")
+        return _unusable(raw[:TOO_LARGE_KEPT_BYTES], reason, "too_large", len(raw))
     if raw.lstrip()[:1] == b"{":
         try:
             return [TouchpointEvent.model_validate_json(raw)], []
@@ -74,36 +129,42 @@ def decode_message(raw: bytes | None) -> tuple[list[TouchpointEvent], list[Rejec
             if _kind(exc) == "json_invalid":
                 return _unusable(raw, f"not JSON: {exc.errors()[0]['msg']}", "not_json")
             return _unusable(raw, describe_validation_error(exc), _kind(exc))
+        except Exception as exc:  # never expected from pydantic; rejected all the same
+            return _unusable(raw, f"could not check: {one_line(exc)}", "internal_error")
     try:
         doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return _unusable(raw, f"not JSON: {exc}", "not_json")
+    except Exception as exc:  # RecursionError, huge integers, ...: unreadable all the same
+        return _unusable(raw, f"not JSON: {_json_failure(exc)}", "not_json")
     if not isinstance(doc, list):
         reason = f"expected a JSON object or array, got {type(doc).__name__}"
         return _unusable(raw, reason, "not_object")
     if len(doc) > MAX_BATCH_EVENTS:
         reason = f"batch has {len(doc)} events, over {MAX_BATCH_EVENTS}"
-        return _unusable(raw[:1024], reason, "too_large")
+        return _unusable(raw[:TOO_LARGE_KEPT_BYTES], reason, "too_large", len(raw))
     events: list[TouchpointEvent] = []
     rejected: list[Rejected] = []
     for i, item in enumerate(doc):
-        if not isinstance(item, dict):
-            rejected.append(
-                Rejected(
-                    i,
-                    _item_bytes(item),
-                    f"expected a JSON object, got {type(item).__name__}",
-                    "not_object",
-                )
-            )
-            continue
         try:
-            events.append(TouchpointEvent.model_validate(item))
-        except ValidationError as exc:
-            rejected.append(
-                Rejected(i, _item_bytes(item), describe_validation_error(exc), _kind(exc))
-            )
+            if not isinstance(item, dict):
+                reason = f"expected a JSON object, got {type(item).__name__}"
+                rejected.append(Rejected(i, _item_bytes(item), reason, "not_object"))
+                continue
+            try:
+                events.append(TouchpointEvent.model_validate(item))
+            except ValidationError as exc:
+                reason = describe_validation_error(exc)
+                rejected.append(Rejected(i, _item_bytes(item), reason, _kind(exc)))
+        except Exception as exc:  # never expected; still only this item's problem
+            reason = f"could not check this item: {one_line(exc)}"
+            rejected.append(Rejected(i, _safe_item_bytes(item), reason, "internal_error"))
     return events, rejected
+
+
+def _safe_item_bytes(item: Any) -> bytes:
+    try:
+        return _item_bytes(item)
+    except Exception:  # an item that cannot even be re-encoded: show what it was
+        return repr(item)[:MAX_REJECTED_BYTES].encode("utf-8", errors="replace")
 
 
 def encode_batch(events: list[TouchpointEvent]) -> bytes:

@@ -1,13 +1,19 @@
 """The validate step as a plain function: raw messages in, per-partition batches and dead
 letters out. The Faust agent only moves bytes; this is what it decides.
+
+``route`` never raises because of one message: an exception while handling a message (a
+bug, or input nobody foresaw) turns that message into a dead letter with the reason and
+the rest of the batch goes on. Raising instead would leave the batch uncommitted, so the
+same message would crash the agent again after every restart.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from schemas.envelope import Rejected, decode_message
+from schemas.envelope import Rejected, decode_message, one_line
 from schemas.events import TouchpointEvent
 from streams.core.health import health_key
 from streams.partitioning import partition_for
@@ -40,25 +46,58 @@ class Routed:
         return sum(len(v) for v in self.by_partition.values())
 
 
+log = logging.getLogger(__name__)
+
+
 def route(messages: list[tuple[Source, bytes | None]], partitions: int) -> Routed:
-    """Validate every message; one bad event never takes its batch-mates down."""
+    """Validate every message; one bad event never takes its batch-mates down, and one
+    message that cannot be handled at all never takes the other messages down."""
     routed = Routed()
     for source, raw in messages:
-        events, rejected = decode_message(raw)
-        for event in events:
-            routed.by_partition[partition_for(event.customer_id, partitions)].append(event)
-            routed.by_health_partition[partition_for(health_key(event), partitions)].append(event)
+        try:
+            events, rejected = decode_message(raw)
+            # Every placement first, then the appends: a failure cannot route half a message.
+            placed = [
+                (
+                    event,
+                    partition_for(event.customer_id, partitions),
+                    partition_for(health_key(event), partitions),
+                )
+                for event in events
+            ]
+        except Exception as exc:
+            log.exception(
+                "could not handle message %s/%d@%d; sent to the dead-letter topic",
+                source.topic,
+                source.partition,
+                source.offset,
+            )
+            placed, rejected = [], [_failed(raw, exc)]
+        for event, partition, health_partition in placed:
+            routed.by_partition[partition].append(event)
+            routed.by_health_partition[health_partition].append(event)
         routed.rejected.extend((source, r) for r in rejected)
     return routed
 
 
+def _failed(raw: bytes | None, exc: Exception) -> Rejected:
+    """The dead letter of a message whose handling raised: the whole message, the error."""
+    data = raw or b""
+    return Rejected(None, data, f"could not process the message: {one_line(exc)}", "internal_error")
+
+
 def dead_letter_headers(source: Source, rejected: Rejected) -> list[tuple[str, bytes]]:
-    """The DLQ record's headers: the reason and the source, so the value stays untouched."""
+    """The DLQ record's headers: the reason and the source, so the value is only the input."""
     return [
-        ("cxpulse.reason", rejected.reason.encode()),
-        ("cxpulse.reason_kind", rejected.kind.encode()),
+        ("cxpulse.reason", _text(rejected.reason)),
+        ("cxpulse.reason_kind", _text(rejected.kind)),
         ("cxpulse.source.topic", source.topic.encode()),
         ("cxpulse.source.partition", str(source.partition).encode()),
         ("cxpulse.source.offset", str(source.offset).encode()),
         ("cxpulse.source.index", str(-1 if rejected.index is None else rejected.index).encode()),
     ]
+
+
+def _text(value: str) -> bytes:
+    """A header value: one line of UTF-8, whatever text an error message quoted."""
+    return " ".join(value.splitlines()).encode("utf-8", errors="replace")

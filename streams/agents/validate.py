@@ -1,5 +1,7 @@
 """Validate raw input: valid events go on batched per customer partition, invalid ones go
-untouched to the dead-letter topic with the reason and their source in headers."""
+to the dead-letter topic (as they came, a batch item on its own) with the reason and
+their source in headers. Nothing one message holds can stop this agent: ``route`` turns
+any failure into a dead letter."""
 
 from __future__ import annotations
 

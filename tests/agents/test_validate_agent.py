@@ -11,6 +11,8 @@ import json
 import uuid
 from typing import Any
 
+import pytest
+
 from schemas.envelope import decode_message
 from streams.app import create_app
 from streams.partitioning import partition_for
@@ -92,3 +94,61 @@ def test_bad_event_goes_to_dlq_without_its_batch_mates(sent: list[dict[str, Any]
     assert len(to_events) == 1
     events, _ = decode_message(to_events[0]["value"])
     assert [str(e.event_id) for e in events] == [good["event_id"]]
+
+
+def test_messages_that_used_to_crash_the_agent_go_to_the_dlq(sent: list[dict[str, Any]]) -> None:
+    """A deeply nested array and a batch with a 5,000-digit integer once raised out of the
+    agent (the partition stopped committing and crashed again after a restart); now each
+    is a dead letter, and the messages around them go on."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    big_int = b'[{"attributes": {"n": ' + b"1" * 5000 + b"}}]"
+    before, after = event("cust-1"), event("cust-2")
+    messages = [json.dumps(before).encode(), deep, big_int, json.dumps([after]).encode()]
+
+    asyncio.run(run_validate(messages, sent, 4))
+
+    dlq = [s for s in sent if s["topic"] == "cx.touchpoints.dlq"]
+    reasons = sorted(dict(s["headers"])["cxpulse.reason"] for s in dlq)
+    assert [dict(s["headers"])["cxpulse.reason_kind"] for s in dlq] == [b"not_json"] * 2
+    assert reasons[0].startswith(b"not JSON: a number has too many digits")
+    assert reasons[1].startswith(b"not JSON: nested too deeply")
+    forwarded = [
+        str(e.event_id)
+        for s in sent
+        if s["topic"] == "cx.events"
+        for e in decode_message(s["value"])[0]
+    ]
+    assert sorted(forwarded) == sorted([before["event_id"], after["event_id"]])
+
+
+def test_an_unexpected_error_on_one_message_dead_letters_it_and_the_rest_go_on(
+    sent: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streams import metrics, routing
+
+    poison = json.dumps(event("cust-poison")).encode()
+    real = routing.decode_message
+
+    def decode(raw: bytes | None) -> Any:
+        if raw == poison:
+            raise RuntimeError("a bug nobody foresaw")
+        return real(raw)
+
+    monkeypatch.setattr(routing, "decode_message", decode)
+    counted = metrics.EVENTS_INVALID.labels("internal_error")
+    before_count = counted._value.get()
+    good = event("cust-3")
+
+    asyncio.run(run_validate([poison, json.dumps([good]).encode()], sent, 2))
+
+    [dead] = [s for s in sent if s["topic"] == "cx.touchpoints.dlq"]
+    headers = dict(dead["headers"])
+    assert dead["value"] == poison
+    assert (
+        headers["cxpulse.reason"]
+        == b"could not process the message: RuntimeError: a bug nobody foresaw"
+    )
+    assert headers["cxpulse.source.index"] == b"-1"
+    assert counted._value.get() == before_count + 1
+    [forwarded] = [s for s in sent if s["topic"] == "cx.events"]
+    assert [str(e.event_id) for e in decode_message(forwarded["value"])[0]] == [good["event_id"]]

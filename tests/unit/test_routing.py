@@ -1,0 +1,110 @@
+"""The validate step as a function: one message that cannot be handled at all becomes a
+dead letter with the reason, and every other message of the batch still goes on."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from schemas import envelope
+from streams import routing
+from streams.partitioning import partition_for
+from streams.routing import Source, dead_letter_headers, route
+
+PARTITIONS = 4
+
+
+def event(customer: str = "C-1") -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": "2026-11-20T09:30:00+00:00",
+        "customer_id": customer,
+        "channel": "web",
+        "touchpoint": "web.login",
+        "journey_stage": "post_purchase",
+        "outcome": "success",
+    }
+
+
+def src(offset: int) -> Source:
+    return Source("cx.touchpoints", 2, offset)
+
+
+def test_messages_that_used_to_raise_become_not_json_dead_letters() -> None:
+    good = event("C-7")
+    deep = b"[" * 100_000 + b"]" * 100_000
+    big_int = b'[{"n": ' + b"1" * 5000 + b"}]"
+    routed = route(
+        [(src(0), deep), (src(1), json.dumps([good]).encode()), (src(2), big_int)], PARTITIONS
+    )
+    assert {p: [e.customer_id for e in es] for p, es in routed.by_partition.items()} == {
+        partition_for("C-7", PARTITIONS): ["C-7"]
+    }
+    assert [(s.offset, r.kind) for s, r in routed.rejected] == [(0, "not_json"), (2, "not_json")]
+
+
+def test_an_exception_while_handling_one_message_dead_letters_that_message_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever the cause (here a decoder bug, simulated), the message goes to the DLQ
+    whole with the exception in the reason, and its batch-mates are routed as usual."""
+    poison = b'{"poison": true}'
+    real = envelope.decode_message
+
+    def decode(raw: bytes | None) -> Any:
+        if raw == poison:
+            raise KeyError("boom")
+        return real(raw)
+
+    monkeypatch.setattr(routing, "decode_message", decode)
+    first, last = event("C-1"), event("C-2")
+    routed = route(
+        [
+            (src(10), json.dumps(first).encode()),
+            (src(11), poison),
+            (src(12), json.dumps([last]).encode()),
+        ],
+        PARTITIONS,
+    )
+    assert sorted(e.customer_id for es in routed.by_partition.values() for e in es) == [
+        "C-1",
+        "C-2",
+    ]
+    assert routed.valid_count == 2
+    [(source, rejected)] = routed.rejected
+    assert source.offset == 11
+    assert (rejected.index, rejected.kind, rejected.raw) == (None, "internal_error", poison)
+    assert rejected.reason == "could not process the message: KeyError: 'boom'"
+
+
+def test_a_failure_after_decoding_routes_no_part_of_that_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The health key of the second event raises: neither event of that message may be
+    forwarded (the whole message is in the DLQ), or its first event would be both."""
+    calls = {"n": 0}
+    real = routing.health_key
+
+    def health_key(e: Any) -> str:
+        calls["n"] += 1
+        if e.customer_id == "C-bad":
+            raise ValueError("no key")
+        return real(e)
+
+    monkeypatch.setattr(routing, "health_key", health_key)
+    message = json.dumps([event("C-ok"), event("C-bad")]).encode()
+    routed = route([(src(0), message), (src(1), json.dumps(event("C-3")).encode())], PARTITIONS)
+    assert [e.customer_id for es in routed.by_partition.values() for e in es] == ["C-3"]
+    assert [e.customer_id for es in routed.by_health_partition.values() for e in es] == ["C-3"]
+    assert [(s.offset, r.kind, r.raw) for s, r in routed.rejected] == [
+        (0, "internal_error", message)
+    ]
+
+
+def test_headers_are_one_line_utf8_whatever_the_reason_quotes() -> None:
+    rejected = envelope.Rejected(None, b"x", "first line\nsecond \udc80 line", "internal_error")
+    headers = dict(dead_letter_headers(src(5), rejected))
+    assert headers["cxpulse.reason"] == b"first line second ? line"
