@@ -10,6 +10,7 @@ cannot blow up a worker's memory or a ClickHouse row.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -43,7 +44,36 @@ ShortText = Annotated[str, StringConstraints(max_length=128)]
 Seconds = Annotated[float, Field(ge=0, le=86_400)]
 Millis = Annotated[float, Field(ge=0, le=3_600_000)]
 Count = Annotated[int, Field(ge=0, le=1_000)]
-AttributeValue = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
+# Finite numbers only: Python's json and pydantic read NaN and Infinity, which JSON has no
+# words for; re-encoded on an internal topic they would become null and be refused there.
+AttributeValue = (
+    Annotated[str, StringConstraints(max_length=256)]
+    | int
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | bool
+)
+
+#: The range of ``occurred_at`` (UTC, end excluded). Why these bounds:
+#: - the stores cannot hold times outside it: ClickHouse 18.16's ``DateTime`` is a
+#:   UInt32 of epoch seconds (1970..2106) and clickhouse-driver refuses to encode a
+#:   negative one, so an insert holding an event from 1969 would fail on every retry; the
+#:   customer state packs event times as unsigned 32-bit seconds too;
+#: - no real interaction is that old or that far ahead: a date before 2000 is a device
+#:   whose clock was reset (1970-01-01, 1999-12-31) or a default value, and such an event
+#:   would only distort scores and lateness. It goes to the dead-letter topic instead.
+OCCURRED_AT_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+OCCURRED_AT_END = datetime(2100, 1, 1, tzinfo=UTC)
+EventTime = Annotated[
+    AwareDatetime,
+    Field(
+        ge=OCCURRED_AT_MIN,
+        lt=OCCURRED_AT_END,
+        description=(
+            "When the interaction happened, with a UTC offset; from 2000-01-01T00:00:00Z "
+            "(included) to 2100-01-01T00:00:00Z (excluded)."
+        ),
+    ),
+]
 
 
 class _Strict(BaseModel):
@@ -136,7 +166,7 @@ class TouchpointEvent(_Strict):
 
     event_id: UUID
     schema_version: Literal[1] = SCHEMA_VERSION
-    occurred_at: AwareDatetime
+    occurred_at: EventTime
     customer_id: Identifier
     channel: Channel
     touchpoint: TouchpointType

@@ -216,6 +216,18 @@ def test_validate_event_accepts_models_mappings_bytes_and_text() -> None:
         (b'"x"', "expected a JSON object, got string"),
         (3.5, "expected a JSON object, got number"),
         ({"event_id": "x"}, "event_id: Input should be a valid UUID"),
+        (
+            event(occurred_at="1969-12-31T23:59:59+00:00"),
+            "occurred_at: Input should be greater than or equal to 2000-01-01T00:00:00Z",
+        ),
+        (
+            json.dumps(event(occurred_at="2100-01-01T00:00:00Z")),
+            "occurred_at: Input should be less than 2100-01-01T00:00:00Z",
+        ),
+        (
+            b'{"event_id": "x", "n": ' + b"9" * 5000 + b"}",
+            "not JSON",
+        ),
     ],
 )
 def test_validate_event_reasons(item: Any, reason: str) -> None:

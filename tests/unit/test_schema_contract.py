@@ -13,7 +13,13 @@ import jsonschema
 import pytest
 
 from schemas import export
-from schemas.envelope import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES, decode_message, encode_batch
+from schemas.envelope import (
+    MAX_BATCH_EVENTS,
+    MAX_MESSAGE_BYTES,
+    MAX_REJECTED_BYTES,
+    decode_message,
+    encode_batch,
+)
 from schemas.events import TouchpointEvent
 from streams.sample_events import CUSTOMERS, sample_events, sample_invalid
 
@@ -143,6 +149,22 @@ INVALID_ITEMS = {
         "attributes:",
     ),
     "attribute value too long": (event(attributes={"note": "y" * 257}), "attributes.note"),
+    "occurred before 2000 (a reset device clock)": (
+        event(occurred_at="1970-01-01T00:00:00+00:00"),
+        "occurred_at: Input should be greater than or equal to 2000-01-01T00:00:00Z",
+    ),
+    "occurred in 1969 (negative epoch seconds)": (
+        event(occurred_at="1969-12-31T23:59:59+00:00"),
+        "occurred_at: Input should be greater than or equal to 2000-01-01T00:00:00Z",
+    ),
+    "occurred in 2100 or later": (
+        event(occurred_at="2100-01-01T00:00:00+00:00"),
+        "occurred_at: Input should be less than 2100-01-01T00:00:00Z",
+    ),
+    "just before 2000 in UTC, although 2000 in its own offset": (
+        event(occurred_at="2000-01-01T07:59:59+08:00"),
+        "occurred_at: Input should be greater than or equal to",
+    ),
 }
 
 
@@ -216,6 +238,89 @@ def test_message_over_the_byte_bound_is_rejected_without_parsing() -> None:
     assert events == []
     assert rejected[0].kind == "too_large"
     assert len(rejected[0].raw) <= 1024  # a dead letter never carries the whole 8 MB
+
+
+@pytest.mark.parametrize(
+    "moment",
+    ["2000-01-01T00:00:00+00:00", "2000-01-01T08:00:00+08:00", "2099-12-31T23:59:59.999+00:00"],
+)
+def test_occurred_at_bounds_are_inclusive_below_exclusive_above(moment: str) -> None:
+    events, rejected = decode_message(raw(event(occurred_at=moment)))
+    assert rejected == [] and len(events) == 1
+
+
+def test_json_schema_states_the_occurred_at_range() -> None:
+    schema = json.loads(export.SCHEMA_PATH.read_text(encoding="utf-8"))
+    text = schema["properties"]["occurred_at"]["description"]
+    assert "2000-01-01T00:00:00Z" in text and "2100-01-01T00:00:00Z" in text
+
+
+# -- decoding: input that used to raise -------------------------------------------------------
+
+
+def test_deeply_nested_array_is_a_not_json_rejection_not_a_recursion_error() -> None:
+    message = b"[" * 100_000 + b"]" * 100_000
+    events, rejected = decode_message(message)
+    assert events == []
+    assert [(r.index, r.kind) for r in rejected] == [(None, "not_json")]
+    assert rejected[0].reason.startswith("not JSON: nested too deeply")
+    assert rejected[0].size == 200_000  # what it was, although the value kept is cut
+
+
+def test_batch_with_a_5000_digit_integer_is_a_not_json_rejection() -> None:
+    good = raw([event()])
+    message = good[:-2] + b', "attributes": {"n": ' + b"7" * 5000 + b"}}]"
+    events, rejected = decode_message(message)
+    assert events == []
+    assert [(r.index, r.kind) for r in rejected] == [(None, "not_json")]
+    assert rejected[0].reason.startswith("not JSON: a number has too many digits")
+    assert "4300 digits" in rejected[0].reason
+    assert rejected[0].raw == message  # under the cut: the whole message
+
+
+def test_single_object_with_a_5000_digit_integer_is_not_json_too() -> None:
+    events, rejected = decode_message(b'{"n": ' + b"7" * 5000 + b"}")
+    assert events == [] and [r.kind for r in rejected] == ["not_json"]
+
+
+def test_lone_surrogate_in_a_batch_item_rejects_that_item_only() -> None:
+    """A lone surrogate escape is legal JSON but no Unicode text: pydantic refuses it, and
+    the item cannot be re-encoded as UTF-8, so its dead letter keeps the JSON escape."""
+    good = event()
+    bad = event(feedback={"text": "ab\ud800cd"})
+    message = json.dumps([good, bad]).encode()  # ensure_ascii: the escape stays as text
+    events, rejected = decode_message(message)
+    assert [str(e.event_id) for e in events] == [good["event_id"]]
+    assert [(r.index, r.kind) for r in rejected] == [(1, "string_unicode")]
+    assert b"\\ud800" in rejected[0].raw
+    assert json.loads(rejected[0].raw) == bad
+
+
+def test_non_finite_attribute_numbers_are_rejected() -> None:
+    """Python's json and pydantic accept NaN and Infinity, which JSON does not have; such an
+    attribute would be re-encoded as null on the internal topic and then be refused there,
+    silently dropping a validated event. So the contract refuses it at the door."""
+    message = b"[" + raw(event())[:-1] + b', "attributes": {"x": NaN}}]'
+    events, rejected = decode_message(message)
+    assert events == []
+    assert rejected[0].index == 0
+    assert rejected[0].reason.startswith("attributes.x")
+
+
+def test_a_huge_rejected_item_is_cut_and_keeps_its_size() -> None:
+    bad = event(attributes={f"k{i}": "v" * 256 for i in range(400)})  # over the 32-key bound
+    events, rejected = decode_message(raw([bad]))
+    assert events == []
+    full = len(json.dumps(bad, ensure_ascii=False, separators=(",", ":")).encode())
+    assert full > MAX_REJECTED_BYTES
+    assert rejected[0].size == full
+    assert len(rejected[0].raw) == MAX_REJECTED_BYTES
+
+
+def test_message_over_the_byte_bound_keeps_its_original_size() -> None:
+    message = b"[" + b" " * MAX_MESSAGE_BYTES + b"]"
+    _, rejected = decode_message(message)
+    assert rejected[0].size == MAX_MESSAGE_BYTES + 2
 
 
 # -- the built-in sample --------------------------------------------------------------------
