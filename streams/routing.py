@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from schemas.envelope import Rejected, decode_message, one_line
 from schemas.events import TouchpointEvent
@@ -21,11 +22,31 @@ from streams.partitioning import partition_for
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Where a raw message came from, for the dead letter's lineage."""
+    """Where a raw message came from, for the dead letter's lineage.
+
+    ``timestamp_ms`` is the Kafka record's timestamp (epoch milliseconds). A replay of the
+    same record carries the same one, while the dead letter produced for it gets a new
+    record time; so the dead letter takes its ``received_at`` from this, and a replay
+    yields the very same ``dead_letters`` row (same table partition, deduplicated).
+    """
 
     topic: str
     partition: int
     offset: int
+    timestamp_ms: int | None = None
+
+    @classmethod
+    def of(cls, event: Any) -> Source:
+        """The source of a Faust event (its ``message`` has topic, partition, offset and
+        the record timestamp in epoch seconds)."""
+        message = event.message
+        stamp = message.timestamp
+        return cls(
+            message.topic,
+            message.partition,
+            message.offset,
+            round(stamp * 1000) if stamp else None,
+        )
 
 
 @dataclass(slots=True)
@@ -87,15 +108,24 @@ def _failed(raw: bytes | None, exc: Exception) -> Rejected:
 
 
 def dead_letter_headers(source: Source, rejected: Rejected) -> list[tuple[str, bytes]]:
-    """The DLQ record's headers: the reason and the source, so the value is only the input."""
-    return [
+    """The DLQ record's headers: the reason and the source, so the value is only the input.
+
+    ``cxpulse.source.bytes`` is the rejected input's size before any cut (the value may be
+    cut short), ``cxpulse.source.timestamp`` the source record's timestamp (epoch ms),
+    when known.
+    """
+    headers = [
         ("cxpulse.reason", _text(rejected.reason)),
         ("cxpulse.reason_kind", _text(rejected.kind)),
         ("cxpulse.source.topic", source.topic.encode()),
         ("cxpulse.source.partition", str(source.partition).encode()),
         ("cxpulse.source.offset", str(source.offset).encode()),
         ("cxpulse.source.index", str(-1 if rejected.index is None else rejected.index).encode()),
+        ("cxpulse.source.bytes", str(rejected.size).encode()),
     ]
+    if source.timestamp_ms is not None:
+        headers.append(("cxpulse.source.timestamp", str(source.timestamp_ms).encode()))
+    return headers
 
 
 def _text(value: str) -> bytes:

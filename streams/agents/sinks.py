@@ -39,6 +39,54 @@ def _headers(event: Any) -> dict[str, str]:
     }
 
 
+def _int_header(headers: dict[str, str], name: str) -> int | None:
+    try:
+        return int(headers[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def _received_at(headers: dict[str, str], event: Any) -> datetime:
+    """The source record's time (``cxpulse.source.timestamp``), else this record's own.
+
+    Never the wall clock: a replay of the same input then yields the very same row, in
+    the same monthly partition, so ReplacingMergeTree merges the copies. The DLQ record's
+    own time is only a fallback (another producer's record without the header): a replay
+    re-produces the dead letter, with a new record time.
+    """
+    millis = _int_header(headers, "cxpulse.source.timestamp")
+    for seconds in (None if millis is None else millis / 1000, event.message.timestamp):
+        if seconds:
+            try:
+                return datetime.fromtimestamp(seconds, UTC)
+            except (OverflowError, OSError, ValueError):
+                continue
+    return datetime.now(UTC)
+
+
+def dead_letter_of(event: Any) -> tuple[Any, ...]:
+    """The ``dead_letters`` row of one DLQ record. Headers another producer got wrong (or
+    left out) fall back to defaults: a DLQ record must never stop this sink."""
+    h = _headers(event)
+    payload = event.value or b""
+    size = _int_header(h, "cxpulse.source.bytes")
+    index = _int_header(h, "cxpulse.source.index")
+    partition = _int_header(h, "cxpulse.source.partition")
+    offset = _int_header(h, "cxpulse.source.offset")
+    return dead_letter_row(
+        source_topic=h.get("cxpulse.source.topic", event.message.topic),
+        source_partition=-1 if partition is None else partition,
+        source_offset=-1 if offset is None else offset,
+        source_index=index,
+        reason=h.get("cxpulse.reason", "unknown"),
+        payload=payload,
+        received_at=_received_at(h, event),
+        # The value may have been cut upstream (an oversize message keeps 1 KiB): the
+        # header has the size it had.
+        payload_bytes=None if size is None else max(size, len(payload)),
+    )
+
+
 def register(rt: Runtime) -> None:
     flush = rt.settings.sink_flush_seconds
 
@@ -65,23 +113,7 @@ def register(rt: Runtime) -> None:
     async def sink_dead_letters(stream: Any) -> None:
         """Dead letters, with their reasons, into ``dead_letters``."""
         async for batch in durable_batches(stream, 1000, flush):
-            rows: list[tuple[Any, ...]] = []
-            for e in batch:
-                h = _headers(e)
-                rows.append(
-                    dead_letter_row(
-                        source_topic=h.get("cxpulse.source.topic", e.message.topic),
-                        source_partition=int(h.get("cxpulse.source.partition", "-1")),
-                        source_offset=int(h.get("cxpulse.source.offset", "-1")),
-                        source_index=int(h.get("cxpulse.source.index", "-1")),
-                        reason=h.get("cxpulse.reason", "unknown"),
-                        payload=e.value or b"",
-                        # The record's own time, not the wall clock: a replay then yields
-                        # the very same row (same table partition), so dedup applies.
-                        received_at=datetime.fromtimestamp(e.message.timestamp, UTC),
-                    )
-                )
-            await rt.writer.write("dead_letters", rows)
+            await rt.writer.write("dead_letters", [dead_letter_of(e) for e in batch])
 
     @rt.app.agent(rt.moments, name="sink_moments")
     async def sink_moments(stream: Any) -> None:

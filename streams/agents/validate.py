@@ -25,13 +25,7 @@ def register(rt: Runtime) -> None:
     async def validate(stream: Any) -> None:
         async for batch in durable_batches(stream, BATCH_MESSAGES, WITHIN_SECONDS):
             started = time.perf_counter()
-            routed = route(
-                [
-                    (Source(e.message.topic, e.message.partition, e.message.offset), e.value)
-                    for e in batch
-                ],
-                rt.settings.partitions,
-            )
+            routed = route([(Source.of(e), e.value) for e in batch], rt.settings.partitions)
             metrics.MESSAGES_IN.inc(len(batch))
             now = time.time()
             channels: Counter[str] = Counter()

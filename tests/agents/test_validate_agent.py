@@ -37,14 +37,22 @@ def event(customer: str = "cust-1", **overrides: Any) -> dict[str, Any]:
     return doc
 
 
-async def run_validate(messages: list[bytes], sent: list[dict[str, Any]], expect: int) -> None:
+async def run_validate(
+    messages: list[bytes] | list[tuple[bytes, int, float]], sent: list[dict[str, Any]], expect: int
+) -> None:
+    """Put each message (or ``(value, offset, record timestamp)``) through the agent."""
     settings = load_settings(kafka_url="kafka://127.0.0.1:1", partitions=PARTITIONS)
     app = create_app(settings, connect=lambda: None)  # type: ignore[arg-type,return-value]
     app.finalize()
     app.flow_control.resume()
     async with app.agents["validate"].test_context() as agent:
         for message in messages:
-            await agent.put(message)
+            if isinstance(message, tuple):
+                value, offset, timestamp = message
+                agent.sent_offset = offset  # a replay reads the same offset again
+                await agent.put(value, timestamp=timestamp)
+            else:
+                await agent.put(message)
         for _ in range(200):
             if len(sent) >= expect:
                 break
@@ -152,3 +160,53 @@ def test_an_unexpected_error_on_one_message_dead_letters_it_and_the_rest_go_on(
     assert counted._value.get() == before_count + 1
     [forwarded] = [s for s in sent if s["topic"] == "cx.events"]
     assert [str(e.event_id) for e in decode_message(forwarded["value"])[0]] == [good["event_id"]]
+
+
+class _Record:
+    """What the dead-letter sink reads of a DLQ record: value, headers, record time."""
+
+    def __init__(self, sent: dict[str, Any], timestamp: float) -> None:
+        self.value = sent["value"]
+        self.headers = sent["headers"]
+        self.message = type("M", (), {"topic": "cx.touchpoints.dlq", "timestamp": timestamp})
+
+
+def test_a_replayed_invalid_message_yields_the_very_same_dead_letter_row(
+    sent: list[dict[str, Any]],
+) -> None:
+    """After a restart the same source record is validated again and its dead letter is
+    produced again, later (another record time, maybe another month): the row is the same,
+    received_at included, because it comes from the source record's timestamp."""
+    from datetime import UTC, datetime
+
+    from streams.agents.sinks import dead_letter_of
+
+    source_time = datetime(2026, 11, 30, 23, 59, 58, 250000, tzinfo=UTC).timestamp()
+    bad = json.dumps([event("cust-1"), event("cust-2", channel="fax")]).encode()
+
+    asyncio.run(run_validate([(bad, 41, source_time), (bad, 41, source_time)], sent, 2))
+
+    first, replay = [s for s in sent if s["topic"] == "cx.touchpoints.dlq"]
+    assert (
+        dict(first["headers"])["cxpulse.source.timestamp"] == b"1796083198250"
+    )  # by hand: 20787 days + 86398.25 s
+    december = datetime(2026, 12, 1, 0, 5, tzinfo=UTC).timestamp()  # the replay, a month on
+    row = dead_letter_of(_Record(first, source_time + 0.5))
+    assert dead_letter_of(_Record(replay, december)) == row
+    assert row[1] == datetime(2026, 11, 30, 23, 59, 58, 250000, tzinfo=UTC)  # received_at
+    assert (row[4], row[5]) == (41, 1)  # source offset, index
+
+
+def test_an_oversize_message_dead_letter_says_its_real_size(sent: list[dict[str, Any]]) -> None:
+    from schemas.envelope import MAX_MESSAGE_BYTES
+    from streams.agents.sinks import dead_letter_of
+
+    huge = b"[" + b" " * MAX_MESSAGE_BYTES + b"]"
+
+    asyncio.run(run_validate([huge], sent, 1))
+
+    [dead] = [s for s in sent if s["topic"] == "cx.touchpoints.dlq"]
+    assert len(dead["value"]) == 1024
+    assert dict(dead["headers"])["cxpulse.source.bytes"] == str(MAX_MESSAGE_BYTES + 2).encode()
+    row = dead_letter_of(_Record(dead, 1.0))
+    assert row[-1] == MAX_MESSAGE_BYTES + 2  # payload_bytes: the message, not the 1 KiB kept
