@@ -383,6 +383,76 @@ def dead_letter_row(
     )
 
 
+#: ``reason`` of a dead letter that holds a row ClickHouse refused, before the error text.
+REFUSED_ROW_REASON = "rejected by ClickHouse"
+
+
+def _plain(value: Any) -> Any:
+    """JSON for the values rows hold: times as RFC 3339, ids as text, bytes as UTF-8."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, set | frozenset):
+        return list(value)
+    return str(value)
+
+
+def row_json(column_names: tuple[str, ...] | None, row: tuple[Any, ...]) -> str:
+    """A row as JSON a person can read and re-insert: an object by column name when the
+    row fits the table's columns, else the bare list of values (a row of the wrong width
+    is one of the ways a row is refused: nothing of it may be lost)."""
+    doc: Any = (
+        dict(zip(column_names, row, strict=True))
+        if column_names is not None and len(column_names) == len(row)
+        else list(row)
+    )
+    try:
+        text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=_plain)
+    except ValueError:  # a circular value, an integer of 5,000 digits: show it as Python
+        text = json.dumps(repr(row), ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: keep the \\u escapes, valid UTF-8
+        text = json.dumps(json.loads(text), separators=(",", ":"))
+    return text
+
+
+def refused_row_dead_letter(
+    *,
+    table: str,
+    row: tuple[Any, ...],
+    error: str,
+    received_at: datetime,
+    spec: TableSpec | None = None,
+) -> tuple[Any, ...]:
+    """A ``dead_letters`` row holding a row that ClickHouse refused for its values.
+
+    ``source_topic`` is the table's name (the row never was a Kafka message of its own),
+    source partition, offset and index are -1, the reason is ``rejected by ClickHouse
+    (<table>): <error>`` and the payload is the row as JSON (``row_json``). The id is
+    derived from the table and the row's ORDER BY key (the whole row when that cannot be
+    read), so the same refused row is one dead letter however often it is retried.
+    """
+    names = spec.column_names if spec is not None else None
+    payload = row_json(names, row)
+    key: Any = payload
+    if spec is not None and names is not None and len(names) == len(row):
+        key = row_json(spec.order_by, spec.key_of(row))
+    letter_id = uuid.uuid5(DEAD_LETTER_NAMESPACE, f"clickhouse/{table}/{key}")
+    return (
+        letter_id,
+        to_millis(received_at),
+        table,
+        -1,
+        -1,
+        -1,
+        f"{REFUSED_ROW_REASON} ({table}): {error}",
+        payload.encode()[:MAX_DEAD_LETTER_PAYLOAD_BYTES].decode("utf-8", errors="ignore"),
+        len(payload.encode()),
+    )
+
+
 #: Every table and view cxpulse owns, in creation order. Later tables (moments,
 #: customer_scores, score_history, alerts) and views are added here, nowhere else.
 SPECS: tuple[TableSpec | ViewSpec, ...] = (TOUCHPOINT_EVENTS, DEAD_LETTERS)

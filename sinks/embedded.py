@@ -34,9 +34,18 @@ from schemas.tables import SPECS
 from .base import Row, SpecRegistry, normalize_rows, sort_by_key
 from .clickhouse import parse_chdb_url
 from .ddl import Capabilities, column_type, quote_ident, schema_statements
-from .errors import SinkConfigError, SinkError, SinkLocked, SinkUnavailable, SinkWriteError
+from .errors import (
+    DATA_ERROR_CODES,
+    SinkConfigError,
+    SinkDataError,
+    SinkError,
+    SinkLocked,
+    SinkUnavailable,
+    SinkWriteError,
+)
 
-_PERMANENT_CODES = {6, 16, 26, 27, 41, 43, 44, 47, 53, 60, 62, 69, 70, 81, 117, 164}
+# Codes that a retry cannot fix; DATA_ERROR_CODES among them blame the rows themselves.
+_PERMANENT_CODES = {16, 43, 44, 47, 60, 62, 81, 164} | DATA_ERROR_CODES
 _CODE = re.compile(r"Code:\s*(\d+)")
 
 _process_lock = threading.Lock()
@@ -185,7 +194,7 @@ class ChdbBackend:
         try:
             arrow_batch = self.to_arrow(spec, rows)  # noqa: F841 - read by name below
         except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
-            raise SinkWriteError(f"cannot encode rows for {spec.name}: {exc}") from None
+            raise SinkDataError(f"cannot encode rows for {spec.name}: {exc}") from None
         target = f"{quote_ident(self.database)}.{quote_ident(spec.name)}"
         names = ", ".join(quote_ident(n) for n in spec.column_names)
         try:
@@ -277,6 +286,8 @@ class ChdbBackend:
                 f"database {self.database!r} does not exist in {self.directory}: start the "
                 "worker once (it creates it) or fix ?database= in CXPULSE_CLICKHOUSE_URL"
             )
+        if code in DATA_ERROR_CODES:
+            return SinkDataError(f"chDB ({self.directory}) refused the values: {text}", code=code)
         return SinkWriteError(
             f"chDB ({self.directory}) refused the statement: {text}",
             retryable=code is not None and code not in _PERMANENT_CODES,

@@ -7,6 +7,7 @@ driver's per-value timezone handling is skipped.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +22,14 @@ from schemas.tables import SPECS
 from .base import Row, SpecRegistry, normalize_rows, sort_by_key
 from .clickhouse import parse_server_url, redact
 from .ddl import Capabilities, column_type, quote_ident, schema_statements
-from .errors import SinkConfigError, SinkError, SinkUnavailable, SinkWriteError
+from .errors import (
+    DATA_ERROR_CODES,
+    SinkConfigError,
+    SinkDataError,
+    SinkError,
+    SinkUnavailable,
+    SinkWriteError,
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -31,29 +39,25 @@ _S = timedelta(seconds=1)
 _AUTH_CODES = {192, 193, 194, 516}  # UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD, AUTH
 _UNKNOWN_DATABASE = 81
 # Codes that mean the statement or its data is wrong: a retry would fail the same way.
+# Of these, DATA_ERROR_CODES blame the rows (SinkDataError: the writer isolates them).
 _PERMANENT_CODES = {
-    6,
     16,
-    26,
-    27,
-    41,
     43,
     44,
     47,
-    53,
     60,
     62,
-    69,
-    70,
     81,
-    117,
     164,
     192,
     193,
     194,
     497,
     516,
-}
+} | DATA_ERROR_CODES
+# Client-side errors of encoding a value for its column (clickhouse-driver raises most as
+# TypeMismatchError, code 53; these escape when a value is not even of the right kind).
+_ENCODING_ERRORS = (TypeError, ValueError, AttributeError, OverflowError, struct.error)
 
 
 class NativeBackend:
@@ -90,13 +94,18 @@ class NativeBackend:
         spec = self._registry.resolve(table)
         if not rows:
             return 0
-        columns = [list(c) for c in zip(*rows, strict=True)]
-        for i, (_, col) in enumerate(spec.columns):
-            ctype = column_type(col, self.capabilities)
-            if ctype.startswith("DateTime64"):
-                columns[i] = [None if v is None else (v - _EPOCH) // _MS for v in columns[i]]
-            elif ctype.startswith("DateTime"):
-                columns[i] = [None if v is None else (v - _EPOCH) // _S for v in columns[i]]
+        try:
+            columns = [list(c) for c in zip(*rows, strict=True)]
+            if len(columns) != len(spec.columns):
+                raise ValueError(f"rows have {len(columns)} values, the table {len(spec.columns)}")
+            for i, (_, col) in enumerate(spec.columns):
+                ctype = column_type(col, self.capabilities)
+                if ctype.startswith("DateTime64"):
+                    columns[i] = [None if v is None else (v - _EPOCH) // _MS for v in columns[i]]
+                elif ctype.startswith("DateTime"):
+                    columns[i] = [None if v is None else (v - _EPOCH) // _S for v in columns[i]]
+        except _ENCODING_ERRORS as exc:
+            raise SinkDataError(f"cannot encode rows for {spec.name}: {exc}") from None
         names = ", ".join(quote_ident(n) for n in spec.column_names)
         target = f"{quote_ident(self.database)}.{quote_ident(spec.name)}"
         self._run(f"INSERT INTO {target} ({names}) VALUES", columns, columnar=True)
@@ -142,12 +151,17 @@ class NativeBackend:
             ) from None
         except ch_errors.Error as exc:
             self._client.disconnect()
+            if exc.code in DATA_ERROR_CODES:  # the driver could not encode a value
+                raise SinkDataError(
+                    f"ClickHouse at {self._where}: {_first_line(exc)}", code=exc.code
+                ) from None
             raise SinkWriteError(
-                f"ClickHouse at {self._where}: {_first_line(exc)}", retryable=True
+                f"ClickHouse at {self._where}: {_first_line(exc)}", retryable=True, code=exc.code
             ) from None
-        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        except _ENCODING_ERRORS as exc:
             # The driver could not serialise a value: the rows do not fit the table.
-            raise SinkWriteError(f"cannot encode rows for ClickHouse: {exc}") from None
+            self._client.disconnect()
+            raise SinkDataError(f"cannot encode rows for ClickHouse: {_first_line(exc)}") from None
 
     def _server_error(self, exc: ch_errors.ServerException) -> SinkError:
         code = exc.code
@@ -162,6 +176,9 @@ class NativeBackend:
                 f"database {self.database!r} does not exist on {self._where}: start the worker "
                 "once (it creates it) or fix the database in CXPULSE_CLICKHOUSE_URL"
             )
+        if code in DATA_ERROR_CODES:
+            where = self._where
+            return SinkDataError(f"ClickHouse at {where} refused the values: {text}", code=code)
         return SinkWriteError(
             f"ClickHouse at {self._where} refused the statement: {text}",
             retryable=code not in _PERMANENT_CODES,

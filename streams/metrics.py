@@ -48,7 +48,15 @@ SINK_BATCHES = Counter(
 )
 SINK_FAILURES = Counter(
     "cxpulse_sink_failures_total",
-    "Failed ClickHouse insert attempts (each is retried with backoff), by table.",
+    "Failed ClickHouse insert attempts, by table: retried with backoff, or split to "
+    "find the rows ClickHouse refuses for their values.",
+    ["table"],
+    registry=REGISTRY,
+)
+SINK_ROWS_REFUSED = Counter(
+    "cxpulse_sink_rows_refused_total",
+    "Rows ClickHouse refused for their values, by table: isolated from their batch, "
+    "logged, and kept in dead_letters (the rest of the batch was inserted).",
     ["table"],
     registry=REGISTRY,
 )

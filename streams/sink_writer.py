@@ -1,11 +1,29 @@
-"""Run blocking ClickHouse inserts off Faust's event loop, retrying until they succeed.
+"""Run blocking ClickHouse inserts off Faust's event loop, retrying until they succeed, and
+setting aside the rows ClickHouse refuses so that they cannot block the rest.
 
 The insert runs in one dedicated thread (chDB and clickhouse-driver connections are not
 shared across threads), so the event loop keeps heart-beating Kafka while ClickHouse is
-slow. A failing insert is retried with capped exponential backoff for as long as it
-takes: the agent awaiting it stops pulling batches, its buffer fills, and Faust pauses
-consumption. That is the backpressure: nothing is dropped and memory stays bounded by
-the stream buffers, while the offsets of the waiting events stay uncommitted.
+slow. ``write`` returns only once every row is durable, and its failures get one of
+three answers:
+
+- **ClickHouse or the connection** (down, restarting, too many parts, anything not
+  known to be the rows' fault): the same insert is retried with capped exponential
+  backoff for as long as it takes. The agent awaiting it stops pulling batches, its
+  buffer fills, and Faust pauses consumption. That is the backpressure: nothing is
+  dropped and memory stays bounded by the stream buffers, while the offsets of the
+  waiting events stay uncommitted.
+- **The statement or the configuration** (an unknown table, a wrong password, a
+  read-only user: ``retryable`` False, but no fault of the rows): retried the same way,
+  logged as errors, since they do not heal by waiting. Each retry reconnects, which
+  re-creates a dropped table, and a fixed password is picked up without a restart.
+  Setting rows aside here would move every row of the table into ``dead_letters``.
+- **The rows** (``SinkDataError``: a value out of range or of the wrong type, which no
+  retry can fix): the batch is split in halves, each inserted on its own, recursively,
+  until every refused row is alone; all the others go in. A refused row is logged with
+  the reason, counted in ``cxpulse_sink_rows_refused_total{table}`` and inserted into
+  ``dead_letters`` (reason ``rejected by ClickHouse (<table>): ...``, the row as JSON),
+  so a person can find it, fix it and insert it. Finding k refused rows among n costs
+  about 2·k·log2(n/k) inserts, only on this rare path.
 """
 
 from __future__ import annotations
@@ -15,13 +33,26 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_not_exception_type,
+    wait_exponential_jitter,
+)
 
+from schemas.rows import DEAD_LETTERS, TableSpec, refused_row_dead_letter, row_json
+from schemas.tables import SPECS
+from sinks.errors import SinkDataError, SinkError
 from streams import metrics
 
 log = logging.getLogger(__name__)
+
+_TABLES: dict[str, TableSpec] = {s.name: s for s in SPECS if isinstance(s, TableSpec)}
+#: How much of a refused row a log line shows (the whole row is in dead_letters).
+_LOGGED_ROW_CHARS = 2000
 
 
 class InsertBackend(Protocol):
@@ -34,7 +65,11 @@ class SinkWriter:
     """Durable, ordered inserts for the agents of one worker."""
 
     def __init__(
-        self, connect: Callable[[], InsertBackend], retry_max_seconds: float = 30.0
+        self,
+        connect: Callable[[], InsertBackend],
+        retry_max_seconds: float = 30.0,
+        *,
+        retry_initial_seconds: float = 0.2,
     ) -> None:
         """``connect`` opens the backend (and ensures its tables); it is called on the sink
         thread itself, lazily and again after a failure, so a ClickHouse that is down at
@@ -42,6 +77,7 @@ class SinkWriter:
         self._connect = connect
         self._backend: InsertBackend | None = None
         self.retry_max_seconds = retry_max_seconds
+        self.retry_initial_seconds = retry_initial_seconds
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxpulse-sink")
 
     def _insert(self, table: str, rows: Sequence[Any]) -> None:
@@ -49,6 +85,8 @@ class SinkWriter:
             self._backend = self._connect()
         try:
             self._backend.insert(table, rows)
+        except SinkDataError:
+            raise  # the rows' fault: the connection is fine, keep it for the halves
         except Exception:
             self._drop_backend()
             raise
@@ -63,41 +101,113 @@ class SinkWriter:
                 log.debug("closing the failed backend raised %r", exc)
 
     async def write(self, table: str, rows: Sequence[Any]) -> None:
-        """Insert ``rows`` into ``table``; returns only once they are durable."""
+        """Insert ``rows`` into ``table``; returns only once they are durable: in
+        ``table``, or (refused for their values) in ``dead_letters``."""
+        await self._write(table, rows, keep_refused=True)
+
+    async def _write(self, table: str, rows: Sequence[Any], *, keep_refused: bool) -> None:
         if not rows:
             return
-        loop = asyncio.get_running_loop()
         pending = metrics.SINK_PENDING_ROWS.labels(table)
         pending.inc(len(rows))
+        try:
+            refused = await self._insert_isolating(table, list(rows))
+        finally:
+            pending.dec(len(rows))
+        if refused:
+            await self._set_aside(table, refused, keep=keep_refused)
+
+    async def _insert_isolating(
+        self, table: str, rows: list[Any]
+    ) -> list[tuple[Any, SinkDataError]]:
+        """Insert every row ClickHouse accepts; return the refused ones, with the error."""
+        try:
+            await self._insert_retrying(table, rows)
+        except SinkDataError as exc:
+            metrics.SINK_FAILURES.labels(table).inc()
+            if len(rows) == 1:
+                return [(rows[0], exc)]
+            log.warning(
+                "ClickHouse refused values in a batch of %d rows for %s; splitting it to "
+                "insert the others and set the refused rows aside: %s",
+                len(rows),
+                table,
+                exc,
+            )
+            mid = len(rows) // 2
+            first = await self._insert_isolating(table, rows[:mid])
+            return first + await self._insert_isolating(table, rows[mid:])
+        return []
+
+    async def _insert_retrying(self, table: str, rows: list[Any]) -> None:
+        loop = asyncio.get_running_loop()
 
         def before_sleep(state: RetryCallState) -> None:
             metrics.SINK_FAILURES.labels(table).inc()
             exc = state.outcome.exception() if state.outcome else None
-            log.warning(
-                "insert of %d rows into %s failed (attempt %d), retrying in %.1fs: %s",
+            stuck = isinstance(exc, SinkError) and not exc.retryable
+            log.log(
+                logging.ERROR if stuck else logging.WARNING,
+                "insert of %d rows into %s failed (attempt %d), retrying in %.1fs%s: %s",
                 len(rows),
                 table,
                 state.attempt_number,
                 state.next_action.sleep if state.next_action else 0.0,
+                " (this will not heal by waiting: fix what the error says)" if stuck else "",
                 exc,
             )
 
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(Exception),
-                wait=wait_exponential_jitter(initial=0.2, max=self.retry_max_seconds),
-                before_sleep=before_sleep,
-                reraise=True,
-            ):
-                with attempt:
-                    started = time.perf_counter()
-                    await loop.run_in_executor(self._executor, self._insert, table, rows)
-                    elapsed = time.perf_counter() - started
-            metrics.SINK_INSERT_SECONDS.labels(table).observe(elapsed)
-            metrics.SINK_ROWS.labels(table).inc(len(rows))
-            metrics.SINK_BATCHES.labels(table).inc()
-        finally:
-            pending.dec(len(rows))
+        elapsed = 0.0
+        async for attempt in AsyncRetrying(
+            retry=retry_if_not_exception_type(SinkDataError),
+            wait=wait_exponential_jitter(
+                multiplier=self.retry_initial_seconds, max=self.retry_max_seconds
+            ),
+            before_sleep=before_sleep,
+            reraise=True,
+        ):
+            with attempt:
+                started = time.perf_counter()
+                await loop.run_in_executor(self._executor, self._insert, table, rows)
+                elapsed = time.perf_counter() - started
+        metrics.SINK_INSERT_SECONDS.labels(table).observe(elapsed)
+        metrics.SINK_ROWS.labels(table).inc(len(rows))
+        metrics.SINK_BATCHES.labels(table).inc()
+
+    async def _set_aside(
+        self, table: str, refused: list[tuple[Any, SinkDataError]], *, keep: bool
+    ) -> None:
+        """Log and count each refused row, and keep it in ``dead_letters``. A dead letter
+        built here is refused only if something is deeply wrong; then (``keep`` False) the
+        log line, with the whole row, is the one place left that holds it."""
+        spec = _TABLES.get(table)
+        if not keep:
+            for row, exc in refused:
+                metrics.SINK_ROWS_REFUSED.labels(table).inc()
+                log.error(
+                    "ClickHouse refused a row of %s and it cannot be kept in dead_letters "
+                    "either (%s); the row: %s",
+                    table,
+                    exc,
+                    row_json(spec.column_names if spec else None, tuple(row)),
+                )
+            return
+        now = datetime.now(UTC)
+        letters = []
+        for row, exc in refused:
+            metrics.SINK_ROWS_REFUSED.labels(table).inc()
+            letter = refused_row_dead_letter(
+                table=table, row=tuple(row), error=str(exc), received_at=now, spec=spec
+            )
+            log.error(
+                "ClickHouse refused a row of %s, kept in dead_letters as %s: %s; the row: %s",
+                table,
+                letter[0],
+                exc,
+                letter[DEAD_LETTERS.positions["payload"]][:_LOGGED_ROW_CHARS],
+            )
+            letters.append(letter)
+        await self._write(DEAD_LETTERS.name, letters, keep_refused=False)
 
     def _query(self, sql: str) -> Any:
         if self._backend is None:
@@ -112,4 +222,10 @@ class SinkWriter:
     def close(self) -> None:
         """Close the backend after any insert in flight, without blocking the caller."""
         self._executor.submit(self._drop_backend)
+        self._executor.shutdown(wait=False)
+
+    async def aclose(self) -> None:
+        """Close the backend after any insert in flight, and wait until it is closed (a
+        chDB directory can be opened again in this process only after that)."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._drop_backend)
         self._executor.shutdown(wait=False)

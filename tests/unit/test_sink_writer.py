@@ -1,0 +1,313 @@
+"""The sink writer's answers to failure: retry what waiting can fix, and set aside the rows
+ClickHouse refuses for their values (bisecting the batch) so the other rows go in.
+
+The first tests drive the writer's logic with a test double of a ClickHouse backend (a
+fake that stores rows and refuses marked ones, whole inserts at a time as ClickHouse
+does); the last ones run it on real chDB with a row chDB itself refuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.events import TouchpointEvent
+from schemas.rows import DEAD_LETTERS, TOUCHPOINT_EVENTS, event_row
+from sinks.errors import SinkDataError, SinkUnavailable, SinkWriteError
+from streams import metrics
+from streams.sink_writer import SinkWriter
+
+COL = {name: i for i, name in enumerate(DEAD_LETTERS.column_names)}
+
+
+def sample(name: str, labels: dict[str, str]) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+class FakeClickHouse:
+    """Stores rows by table. An insert holding a row ``refuse(table, row)`` marks fails
+    whole with a ``SinkDataError``; ``failures`` are raised first, one per insert."""
+
+    def __init__(
+        self,
+        refuse: Callable[[str, tuple[Any, ...]], bool] = lambda table, row: False,
+        failures: Sequence[BaseException] = (),
+    ) -> None:
+        self.refuse = refuse
+        self.failures = list(failures)
+        self.tables: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        self.inserts: list[tuple[str, int]] = []
+        self.closed = 0
+
+    def insert(self, table: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        self.inserts.append((table, len(rows)))
+        if self.failures:
+            raise self.failures.pop(0)
+        bad = [r for r in rows if self.refuse(table, r)]
+        if bad:
+            raise SinkDataError(f"Code: 53. value {bad[0][0]!r} does not fit its column", code=53)
+        self.tables[table].extend(rows)
+        return len(rows)
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def writer_for(fake: FakeClickHouse) -> tuple[SinkWriter, list[int]]:
+    connects: list[int] = []
+
+    def connect() -> FakeClickHouse:
+        connects.append(1)
+        return fake
+
+    return SinkWriter(connect, retry_max_seconds=0.01, retry_initial_seconds=0.001), connects
+
+
+def run(writer: SinkWriter, *writes: tuple[str, list[tuple[Any, ...]]]) -> None:
+    async def go() -> None:
+        for table, rows in writes:
+            await writer.write(table, rows)
+        await writer.aclose()
+
+    asyncio.run(go())
+
+
+def test_one_refused_row_is_isolated_by_bisection_and_the_others_go_in(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = FakeClickHouse(refuse=lambda table, row: row[0] == "r5")
+    writer, connects = writer_for(fake)
+    rows = [(f"r{i}", i) for i in range(8)]
+    refused_before = sample("cxpulse_sink_rows_refused_total", {"table": "demo"})
+
+    with caplog.at_level(logging.ERROR, logger="streams.sink_writer"):
+        run(writer, ("demo", rows))
+
+    assert fake.tables["demo"] == [r for r in rows if r[0] != "r5"]  # in order
+    # Worked by hand: 8 fail; 0-3 ok; 4-7 fail; 4-5 fail; 4 ok; 5 fails alone; 6-7 ok.
+    assert fake.inserts == [
+        ("demo", 8),
+        ("demo", 4),
+        ("demo", 4),
+        ("demo", 2),
+        ("demo", 1),
+        ("demo", 1),
+        ("demo", 2),
+        ("dead_letters", 1),
+    ]
+    assert connects == [1]  # the rows' fault: the connection is kept
+    [letter] = fake.tables["dead_letters"]
+    assert letter[COL["reason"]] == (
+        "rejected by ClickHouse (demo): Code: 53. value 'r5' does not fit its column"
+    )
+    assert json.loads(letter[COL["payload"]]) == ["r5", 5]  # no spec: the bare values
+    assert letter[COL["source_topic"]] == "demo"
+    assert (letter[COL["source_partition"]], letter[COL["source_offset"]]) == (-1, -1)
+    assert sample("cxpulse_sink_rows_refused_total", {"table": "demo"}) == refused_before + 1
+    [logged] = [r for r in caplog.records if "kept in dead_letters" in r.getMessage()]
+    assert "r5" in logged.getMessage() and "Code: 53" in logged.getMessage()
+
+
+def test_several_refused_rows_all_reach_dead_letters() -> None:
+    bad = {"r0", "r3", "r4", "r9"}
+    fake = FakeClickHouse(refuse=lambda table, row: table == "demo" and row[0] in bad)
+    writer, _ = writer_for(fake)
+    rows = [(f"r{i}", i) for i in range(10)]
+
+    run(writer, ("demo", rows))
+
+    assert [r[0] for r in fake.tables["demo"]] == ["r1", "r2", "r5", "r6", "r7", "r8"]
+    kept = sorted(json.loads(d[COL["payload"]])[0] for d in fake.tables["dead_letters"])
+    assert kept == sorted(bad)
+
+
+def event(customer: str) -> TouchpointEvent:
+    return TouchpointEvent.model_validate(
+        {
+            "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, customer)),
+            "occurred_at": "2026-11-20T09:30:00+00:00",
+            "customer_id": customer,
+            "channel": "web",
+            "touchpoint": "web.login",
+            "journey_stage": "post_purchase",
+            "outcome": "success",
+        }
+    )
+
+
+def test_a_refused_row_of_a_known_table_is_kept_as_json_by_column_and_dedups() -> None:
+    """The payload names each column, so a person can fix and insert it; the id comes from
+    the row's key, so refusing the same row again (a replay) is the same dead letter."""
+    at = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    good = event_row(event("C-good"), source_partition=0, source_offset=1, ingested_at=at)
+    bad = event_row(event("C-bad"), source_partition=0, source_offset=2, ingested_at=at)
+    position = TOUCHPOINT_EVENTS.positions["customer_id"]
+    fake = FakeClickHouse(refuse=lambda table, row: row[position] == "C-bad")
+    writer, _ = writer_for(fake)
+
+    run(writer, ("touchpoint_events", [good, bad]), ("touchpoint_events", [bad]))
+
+    assert fake.tables["touchpoint_events"] == [good]
+    first, again = fake.tables["dead_letters"]
+    assert first[COL["dead_letter_id"]] == again[COL["dead_letter_id"]]
+    doc = json.loads(first[COL["payload"]])
+    assert doc["customer_id"] == "C-bad"
+    assert doc["event_id"] == str(event("C-bad").event_id)
+    assert doc["occurred_at"] == "2026-11-20T09:30:00+00:00"
+    assert first[COL["payload_bytes"]] == len(first[COL["payload"]].encode())
+
+
+def test_retryable_failures_are_retried_with_a_new_connection_until_they_succeed() -> None:
+    down = SinkUnavailable("ClickHouse at 127.0.0.1:9000 is unreachable")
+    fake = FakeClickHouse(failures=[down, ConnectionError("reset"), down])
+    writer, connects = writer_for(fake)
+    failures_before = sample("cxpulse_sink_failures_total", {"table": "demo"})
+
+    run(writer, ("demo", [("a", 1), ("b", 2)]))
+
+    assert fake.tables["demo"] == [("a", 1), ("b", 2)]
+    assert fake.inserts == [("demo", 2)] * 4  # the same batch, whole, every time
+    assert len(connects) == 4 and fake.closed == 4  # reconnected after each failure; closed
+    assert "dead_letters" not in fake.tables
+    assert sample("cxpulse_sink_failures_total", {"table": "demo"}) == failures_before + 3
+
+
+def test_a_statement_error_is_retried_and_logged_as_an_error_never_isolated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An unknown table is nobody's row's fault: bisecting would move every row into
+    dead_letters. Reconnecting (which re-creates tables) is what heals it."""
+    gone = SinkWriteError("refused the statement: Code: 60. Table x.demo doesn't exist", code=60)
+    fake = FakeClickHouse(failures=[gone, gone])
+    writer, connects = writer_for(fake)
+
+    with caplog.at_level(logging.WARNING, logger="streams.sink_writer"):
+        run(writer, ("demo", [("a", 1), ("b", 2), ("c", 3)]))
+
+    assert fake.tables["demo"] == [("a", 1), ("b", 2), ("c", 3)]
+    assert fake.inserts == [("demo", 3)] * 3
+    assert len(connects) == 3  # each retry reconnects (and so re-creates missing tables)
+    assert "dead_letters" not in fake.tables
+    stuck = [r for r in caplog.records if "will not heal by waiting" in r.getMessage()]
+    assert len(stuck) == 2 and all(r.levelno == logging.ERROR for r in stuck)
+
+
+def test_a_refused_dead_letter_is_wrapped_once_into_a_dead_letter_of_its_own() -> None:
+    """A dead_letters row from another producer's headers may not fit (an Int32 column
+    given 2**40): it is kept, as JSON, in a dead letter the writer built itself."""
+    partition = COL["source_partition"]
+    fake = FakeClickHouse(refuse=lambda table, row: row[partition] == 2**40)
+    writer, _ = writer_for(fake)
+    fine = ("id-1", datetime(2026, 11, 20, tzinfo=UTC), "cx.touchpoints", 1, 2, -1, "r", "x", 1)
+    odd = ("id-2", datetime(2026, 11, 20, tzinfo=UTC), "cx.touchpoints", 2**40, 2, -1, "r", "y", 1)
+
+    run(writer, ("dead_letters", [fine, odd]))
+
+    first, wrapped = fake.tables["dead_letters"]
+    assert first == fine
+    assert wrapped[COL["source_topic"]] == "dead_letters"
+    assert json.loads(wrapped[COL["payload"]])["source_partition"] == 2**40
+
+
+def test_when_dead_letters_refuses_too_the_row_is_logged_whole_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = FakeClickHouse(refuse=lambda table, row: True)  # nothing fits anywhere
+    writer, _ = writer_for(fake)
+    before = sample("cxpulse_sink_rows_refused_total", {"table": "dead_letters"})
+
+    with caplog.at_level(logging.ERROR, logger="streams.sink_writer"):
+        run(writer, ("demo", [("only", 1)]))  # returns: nothing can stall the sink
+
+    assert fake.tables == {}
+    last = [r for r in caplog.records if "cannot be kept in dead_letters" in r.getMessage()]
+    assert len(last) == 1 and "only" in last[0].getMessage()
+    assert sample("cxpulse_sink_rows_refused_total", {"table": "dead_letters"}) == before + 1
+
+
+# -- on real chDB ---------------------------------------------------------------------------
+
+
+def chdb_writer(directory: Path) -> SinkWriter:
+    from sinks.embedded import ChdbBackend
+
+    def connect() -> ChdbBackend:
+        backend = ChdbBackend(f"chdb://{directory}?database=cxpulse_writer")
+        backend.ensure_schema()
+        return backend
+
+    return SinkWriter(connect, retry_max_seconds=0.01, retry_initial_seconds=0.001)
+
+
+@pytest.mark.clickhouse
+def test_on_chdb_rows_the_engine_refuses_go_to_dead_letters_and_the_rest_in(
+    tmp_path: Path,
+) -> None:
+    """Two rows chDB truly refuses among good ones: an alert whose event_ids holds a NULL
+    (the engine: Code 349, CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN, once retried forever)
+    and a dead letter with a negative UInt32 (refused while building its Arrow column)."""
+    from schemas.alert_rows import ALERTS, alert_row
+    from schemas.rows import dead_letter_row
+    from tests.unit.test_alert_rows import real_alerts
+
+    alerts = [alert_row(a) for a in real_alerts()[:3]]
+    ids = ALERTS.positions["event_ids"]
+    broken = list(alerts[1])
+    broken[ids] = [None, "e-1"]
+    at = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    letters = [
+        dead_letter_row(
+            source_topic="cx.touchpoints",
+            source_partition=0,
+            source_offset=n,
+            source_index=-1,
+            reason="not JSON",
+            payload=b"x",
+            received_at=at,
+        )
+        for n in range(3)
+    ]
+    negative = list(letters[2])
+    negative[COL["payload_bytes"]] = -5
+    writer = chdb_writer(tmp_path / "chdb")
+
+    async def go() -> tuple[Any, Any]:
+        await writer.write("alerts", [alerts[0], tuple(broken), alerts[2]])
+        await writer.write("dead_letters", [letters[0], letters[1], tuple(negative)])
+        got_alerts = await writer.query("SELECT alert_id FROM alerts FINAL ORDER BY alert_id")
+        got_letters = await writer.query(
+            "SELECT source_topic, source_offset, reason, payload FROM dead_letters FINAL "
+            "ORDER BY source_topic, source_offset"
+        )
+        await writer.aclose()
+        return got_alerts, got_letters
+
+    (_, alert_ids), (_, dead) = asyncio.run(go())
+
+    id_at = ALERTS.positions["alert_id"]
+    assert sorted(str(r[0]) for r in alert_ids) == sorted(
+        str(a[id_at]) for a in (alerts[0], alerts[2])
+    )
+    kept = {(r[0], r[1]): r for r in dead}
+    assert set(kept) == {
+        ("alerts", -1),
+        ("cx.touchpoints", 0),
+        ("cx.touchpoints", 1),
+        ("dead_letters", -1),
+    }
+    refused_alert = kept[("alerts", -1)]
+    assert refused_alert[2].startswith("rejected by ClickHouse (alerts): chDB")
+    assert "Code: 349" in refused_alert[2]
+    assert json.loads(refused_alert[3])["event_ids"] == [None, "e-1"]
+    refused_letter = kept[("dead_letters", -1)]
+    assert refused_letter[2].startswith("rejected by ClickHouse (dead_letters): cannot encode")
+    assert json.loads(refused_letter[3])["payload_bytes"] == -5
