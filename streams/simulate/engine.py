@@ -37,6 +37,7 @@ from streams.simulate.journeys import (
     APP,
     CALL,
     CARD_RETAINED,
+    CASE_EFFECT,
     DAY,
     HOUR,
     INTENTS_BY_NAME,
@@ -81,13 +82,14 @@ HOURLY: tuple[float, ...] = tuple(w * 24 / sum(_RAW_HOURLY) for w in _RAW_HOURLY
 _MAX_HOURLY = max(HOURLY)
 
 MAX_MOMENTS = 10  # per journey: past this, a real customer has given up or been helped
-# After a failure: chance to retry the same touchpoint (at most 3 attempts on a rung),
-# and the delays (seconds) before a retry and before climbing to this channel.
-RETRY = {"web": 0.45, "app": 0.45, "atm": 0.6, "call_center": 0.25, "store": 0.1}
+# After a failure or an abandonment the customer gives up, tries the same touchpoint again,
+# or moves on to another channel. RETRY is the chance of another try at the same touchpoint
+# (at most 3 attempts on a rung), RETRY_DELAY (seconds) how long they take to come back,
+# ESCALATE_DELAY how long before they reach the channel they move to.
+RETRY = {"web": 0.45, "app": 0.45, "call_center": 0.25, "store": 0.1}
 RETRY_DELAY = {
     "web": (20.0, 5 * MINUTE),
     "app": (20.0, 5 * MINUTE),
-    "atm": (3 * MINUTE, 30 * MINUTE),  # walking to another machine
     "call_center": (10 * MINUTE, 3 * HOUR),
     "store": (1 * HOUR, 1 * DAY),
 }
@@ -100,6 +102,29 @@ ESCALATE_DELAY = {
 }
 GIVE_UP = {"failure": 0.2, "abandoned": 0.4}  # abandoning often means "not now"
 GIVE_UP_PRE_PURCHASE = 0.6  # a browser who hits a problem mostly just leaves
+# A customer with an unresolved problem (Intent.case) needs it solved: they persist, and
+# since a refusal says "we cannot do this here", they retry the same touchpoint less often.
+GIVE_UP_CASE = {"failure": 0.1, "abandoned": 0.2}
+RETRY_CASE = {"web": 0.2, "app": 0.2, "call_center": 0.35, "store": 0.1}
+# At an ATM, a customer whose withdrawal fails takes the card and tries the same machine
+# again within a few minutes ("it was a glitch"): ATM_SAME[k] is the chance after the
+# k+1-th attempt there. Unless the screen said why it cannot work there (no cash). Then
+# they walk to another machine nearby (ATM_ELSEWHERE), up to ATM_MAX_ATTEMPTS in all,
+# then the branch.
+ATM_SAME = (0.6, 0.3)
+ATM_SAME_DELAY = (20.0, 3 * MINUTE)
+ATM_ELSEWHERE = 0.6
+ATM_ELSEWHERE_DELAY = (4 * MINUTE, 20 * MINUTE)
+ATM_MAX_ATTEMPTS = 4
+NOT_HERE = frozenset({"E-OUT-OF-CASH"})  # the machine itself says a retry there is useless
+# Moving on from a digital channel, a customer first switches to the other digital one
+# (web <-> app) if they use it, then climbs the ladder (phone, then branch). A channel
+# they rarely use comes to mind with probability weight / HABIT, and on it they often
+# cannot finish (the app not installed or not activated on this phone, the web password
+# long forgotten): up to UNFAMILIAR_ABANDON more abandonment, falling to none at HABIT.
+SWITCH = frozenset({"web", "app"})
+HABIT = 0.15
+UNFAMILIAR_ABANDON = 0.5
 
 
 class Simulation:
@@ -270,29 +295,60 @@ class Simulation:
                     rung = self._entry(j.customer, nxt, at)
                     if rung is None:
                         rung = nxt.entries[0]
-                    j.intent, j.rung, j.attempt = nxt, rung, 1
+                    j.intent, j.rung, j.attempt, j.tried = nxt, rung, 1, 0
                     return self._when_open(nxt.ladder[rung], at)
             return None
         if error == CARD_RETAINED:  # the machine kept the card: straight to the hotline
-            j.intent, j.rung, j.attempt = INTENTS_BY_NAME["card_replacement"], 2, 1
+            j.intent, j.rung, j.attempt, j.tried = INTENTS_BY_NAME["card_replacement"], 2, 1, 0
+            j.case = False
             return t + rng.uniform(1 * MINUTE, 10 * MINUTE)
-        give_up = GIVE_UP[outcome]
-        if j.intent.stage == "pre_purchase":
+        if j.case:
+            give_up = GIVE_UP_CASE[outcome]
+        elif j.intent.stage == "pre_purchase":
             give_up = GIVE_UP_PRE_PURCHASE
+        else:
+            give_up = GIVE_UP[outcome]
         if rng.random() < give_up:
             return None
         ladder = j.intent.ladder
         channel = ladder[j.rung].channel
-        if j.attempt < 3 and rng.random() < RETRY[channel]:
+        if channel == "atm":
+            again = ATM_SAME[j.here - 1] if j.here <= len(ATM_SAME) else 0.0
+            if error not in NOT_HERE and rng.random() < again:
+                j.same_atm = True
+                j.attempt += 1
+                return t + rng.uniform(*ATM_SAME_DELAY)
+            if j.attempt < ATM_MAX_ATTEMPTS and rng.random() < ATM_ELSEWHERE:
+                j.attempt += 1
+                return t + rng.uniform(*ATM_ELSEWHERE_DELAY)
+        elif j.attempt < 3 and rng.random() < (RETRY_CASE if j.case else RETRY)[channel]:
             j.attempt += 1
             lo, hi = RETRY_DELAY[channel]
-        elif j.rung + 1 < len(ladder):
-            j.rung += 1
-            j.attempt = 1
-            lo, hi = ESCALATE_DELAY[ladder[j.rung].channel]
-        else:
+            return self._when_open(ladder[j.rung], t + rng.uniform(lo, hi))
+        rung = self._next_rung(j)
+        if rung is None:
             return None
-        return self._when_open(ladder[j.rung], t + rng.uniform(lo, hi))
+        j.rung, j.attempt = rung, 1
+        lo, hi = ESCALATE_DELAY[ladder[rung].channel]
+        return self._when_open(ladder[rung], t + rng.uniform(lo, hi))
+
+    def _next_rung(self, j: Journey) -> int | None:
+        """Where a customer goes when the current touchpoint did not work: from the web or
+        the app to the other one first (if they use it: ``HABIT``), else up the ladder to
+        the next rung not tried yet (phone, then branch); None when nothing is left."""
+        ladder = j.intent.ladder
+        here = ladder[j.rung].channel
+        if here in SWITCH or here == "atm":
+            for i, step in enumerate(ladder):
+                if step.channel in SWITCH and step.channel != here and not j.tried >> i & 1:
+                    j.tried |= 1 << i  # considered: tried now, or passed over for good
+                    w = j.customer.weight(step.channel)
+                    if w >= HABIT or self.rng.random() * HABIT < w:
+                        return i
+        for i in range(j.rung + 1, len(ladder)):
+            if not j.tried >> i & 1:
+                return i
+        return None
 
     def _instance(self, j: Journey, step: Step) -> str:
         tp = step.touchpoint
@@ -305,8 +361,12 @@ class Simulation:
             return f"{CALL[tp][0]}-{j.customer.language}"
         if ch == "store":
             return store_id(self.population.store(self.rng, j.customer))
+        if j.same_atm and j.last_atm is not None:
+            j.same_atm = False
+            j.here += 1
+            return atm_id(j.last_atm)
         n = self.population.atm(self.rng, j.customer, avoid=j.last_atm)
-        j.last_atm = n
+        j.last_atm, j.here = n, 1
         return atm_id(n)
 
     def _effect(self, step: Step, instance: str, t: float) -> tuple[Effect | None, list[str]]:
@@ -330,9 +390,24 @@ class Simulation:
         rng = self.rng
         c = j.customer
         step = j.intent.ladder[j.rung]
+        j.tried |= 1 << j.rung
         instance = self._instance(j, step)
         effect, touched = self._effect(step, instance, t)
+        incident = effect
+        if j.case:
+            case = CASE_EFFECT[step.channel]
+            effect = case if effect is None else combine([effect, case])
+        if step.channel in SWITCH:
+            w = c.weight(step.channel)
+            if w < HABIT:
+                friction = Effect(abandon=UNFAMILIAR_ABANDON * (1.0 - w / HABIT))
+                effect = friction if effect is None else combine([effect, friction])
         outcome = choose_outcome(rng, step, effect)
+        if outcome == "success":
+            j.case = False  # resolved
+        elif outcome == "failure" and incident is None and not j.case and j.intent.case:
+            # Not a glitch but the customer's own problem: it follows them (Intent.case).
+            j.case = rng.random() < j.intent.case
         load = min(1.8, max(0.5, self.hour_weight(t)))
         details, effort = channel_details(
             rng,

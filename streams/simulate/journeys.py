@@ -10,6 +10,16 @@ after a failure the customer retries the same touchpoint, climbs to the next run
 gives up. A success may lead on to the next stage (research → purchase → order
 tracking), under the same ``journey_id``, so episodes span the journey stages.
 
+Why some failures follow the customer from channel to channel: most failures are
+glitches (a timeout, a jammed dispenser) that a retry or another channel gets past, but
+some are the customer's own *unresolved problem* (a blocked card, a transfer held for
+review, a refund that never arrived, a parcel lost). No app screen or web page fixes
+those, and an agent often cannot on the first call: the customer meets the same refusal
+on every channel until someone resolves it. ``Intent.case`` is the share of an intent's
+failures that are such a case; ``CASE_EFFECT`` is how each channel then fares (self-service
+mostly refuses again, a call resolves about half, a branch most). These are the journeys
+that show channel hopping and repeat contacts in real CX data.
+
 Base failure and abandonment rates are per touchpoint and deliberately modest (1–8 %
 failures; browsing and checkouts are abandoned more): a healthy system's background,
 against which incidents stand out.
@@ -23,7 +33,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from streams.simulate.incidents import Effect
@@ -47,7 +57,8 @@ class Intent:
 
     ``entries`` are the rungs a journey may start on (weighted by the customer's channel
     mix); ``then`` are follow-on intents after a success: (intent, probability, min and
-    max delay in seconds).
+    max delay in seconds); ``case`` the chance that a failure (one no incident caused) is
+    the customer's own unresolved problem rather than a glitch (see the module docstring).
     """
 
     name: str
@@ -57,6 +68,7 @@ class Intent:
     ladder: tuple[Step, ...]
     entries: tuple[int, ...]
     then: tuple[tuple[str, float, float, float], ...] = ()
+    case: float = 0.0
 
 
 def _s(touchpoint: str, fail: float, abandon: float) -> Step:
@@ -80,6 +92,7 @@ INTENTS: tuple[Intent, ...] = (
             _s("call_center.banking_support", 0.05, 0.04),
         ),
         (0, 1),
+        case=0.25,  # locked credentials, a device no longer registered
     ),
     Intent(
         "balance_check",
@@ -101,6 +114,7 @@ INTENTS: tuple[Intent, ...] = (
             _s("store.branch_visit", 0.02, 0.03),
         ),
         (0, 1, 3),
+        case=0.3,  # a payee rejected, a payment held
     ),
     Intent(
         "money_transfer",
@@ -114,6 +128,7 @@ INTENTS: tuple[Intent, ...] = (
             _s("store.branch_visit", 0.02, 0.03),
         ),
         (0, 1, 3),
+        case=0.35,  # a transfer held for a fraud review
     ),
     Intent(
         "cash_withdrawal",
@@ -143,6 +158,7 @@ INTENTS: tuple[Intent, ...] = (
             _s("store.branch_visit", 0.01, 0.02),
         ),
         (0, 1, 2, 3),
+        case=0.5,  # a blocked card, an address to verify
     ),
     Intent(
         "account_question",
@@ -151,6 +167,7 @@ INTENTS: tuple[Intent, ...] = (
         6,
         (_s("call_center.banking_support", 0.06, 0.05), _s("store.branch_visit", 0.02, 0.03)),
         (0, 1),
+        case=0.35,  # a charge the customer disputes
     ),
     Intent(
         "loan_research",
@@ -200,6 +217,7 @@ INTENTS: tuple[Intent, ...] = (
         ),
         (0, 1),
         (("order_status", 0.3, 6 * HOUR, 2 * DAY),),
+        case=0.2,  # a card the payment provider declines, an address it rejects
     ),
     Intent(
         "in_store_purchase",
@@ -216,6 +234,7 @@ INTENTS: tuple[Intent, ...] = (
         10,
         (_s("app.order_tracking", 0.02, 0.02), _s("call_center.order_support", 0.05, 0.05)),
         (0, 1),
+        case=0.4,  # a parcel lost in delivery
     ),
     Intent(
         "product_return",
@@ -224,6 +243,7 @@ INTENTS: tuple[Intent, ...] = (
         5,
         (_s("store.returns_desk", 0.02, 0.03), _s("call_center.returns", 0.05, 0.05)),
         (0, 1),
+        case=0.4,  # a refund that never arrived
     ),
 )
 INTENTS_BY_NAME: dict[str, Intent] = {i.name: i for i in INTENTS}
@@ -286,6 +306,18 @@ ALWAYS_OPEN_CALLS = frozenset({"call_center.card_hotline"})
 
 SURVEY_CHANCE = {"web": 0.06, "app": 0.06, "call_center": 0.30, "store": 0.25, "atm": 0.04}
 
+# An unresolved problem (a case, see the module docstring), channel by channel: the app
+# and the website refuse again (a 4xx refusal, or the option is not there and the customer
+# gives up), an ATM declines the card, a call resolves about half of them at the first
+# contact (industry first-contact resolution is 50-75 %), a branch most of them.
+CASE_EFFECT: dict[str, Effect] = {
+    "web": Effect(fail=0.55, abandon=0.25, errors=("403", "409", "422")),
+    "app": Effect(fail=0.55, abandon=0.25, errors=("403", "409", "422")),
+    "atm": Effect(fail=0.7, errors=("E-DECLINED",)),
+    "call_center": Effect(fail=0.4),
+    "store": Effect(fail=0.15),
+}
+
 
 def _lognormal(rng: random.Random, median: float, sigma: float = 0.45) -> float:
     return median * math.exp(rng.gauss(0.0, sigma))
@@ -312,9 +344,11 @@ class Journey:
     rung: int
     attempt: int = 1  # attempts on the current rung
     moments: int = 0
-    last_atm: int | None = None  # the ATM that just failed, to avoid it next time
-    retained_card: bool = False
-    touched: list[str] = field(default_factory=list)  # incidents that touched it
+    tried: int = 0  # bit i: rung i of the current intent was tried (or passed over)
+    case: bool = False  # an unresolved problem follows the customer (Intent.case)
+    last_atm: int | None = None  # the ATM of the last attempt
+    same_atm: bool = False  # the next attempt is at that same machine (card re-inserted)
+    here: int = 0  # attempts in a row at the current ATM
 
 
 def choose_outcome(rng: random.Random, step: Step, effect: Effect | None) -> str:
@@ -465,6 +499,7 @@ def feedback(
 
 
 __all__ = [
+    "CASE_EFFECT",
     "INTENTS",
     "INTENTS_BY_NAME",
     "QUEUES",

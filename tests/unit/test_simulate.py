@@ -11,7 +11,7 @@ import json
 import statistics
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, time, timedelta, timezone
-from itertools import islice
+from itertools import islice, pairwise
 from typing import Any
 
 import pytest
@@ -32,6 +32,7 @@ from streams.simulate import (
 )
 from streams.simulate.engine import EVENTS_PER_JOURNEY
 from streams.simulate.incidents import Incident, format_duration
+from streams.simulate.journeys import INTENTS
 from streams.simulate.texts import PHRASES
 
 START = datetime(2026, 11, 16, 0, 0, tzinfo=UTC)  # a Monday, midnight
@@ -149,8 +150,20 @@ def test_instances_and_details_are_realistic(
     assert failed_atm and all(d["error_code"].startswith("E-") for d in failed_atm)
     withdrawals = [e for e in by_channel["atm"] if e["touchpoint"] == "atm.withdrawal"]
     assert all(e["details"]["cash_dispensed"] == (e["outcome"] == "success") for e in withdrawals)
-    web_fail = [e["details"]["http_status"] for e in by_channel["web"] if e["outcome"] == "failure"]
-    assert web_fail and all(s >= 500 for s in web_fail)
+    # A failed page is a fault (5xx), or a refusal (4xx) of a customer's unresolved problem,
+    # which only the intents that have such cases (a blocked card, a held transfer) meet.
+    web_fail = [e for e in by_channel["web"] if e["outcome"] == "failure"]
+    assert web_fail and {e["details"]["http_status"] for e in web_fail} <= {
+        500,
+        502,
+        503,
+        504,
+        403,
+        409,
+        422,
+    }
+    refused = [e for e in web_fail if e["details"]["http_status"] < 500]
+    assert refused and {e["intent"] for e in refused} <= {i.name for i in INTENTS if i.case}
     ok_latency = [
         e["details"]["latency_ms"] for e in by_channel["web"] if e["outcome"] == "success"
     ]
@@ -387,6 +400,204 @@ def test_incidents_compose_and_are_counted() -> None:
     assert sim.incident_hits["atm_outage:ATM-0001@+9h/2h"] > 0
 
 
+# -- how customers react ---------------------------------------------------------------------
+
+OUTAGE_ATM = "ATM-0002"
+
+
+@pytest.fixture(scope="module")
+def incident_day() -> list[dict[str, Any]]:
+    """A working day (08:00-18:00) of the demo's 20,000 customers and fleet, with an ATM
+    outage, a day-long web login spike and a call-center backlog: where customers'
+    reactions show (some of them are rare: one login failure in a hundred ends up
+    web → app → phone)."""
+    return run(
+        customers=20_000,
+        seed=5,
+        duration=timedelta(hours=10),
+        start=START + timedelta(hours=8),
+        atms=4,
+        stores=4,
+        incidents=[
+            f"atm_outage:{OUTAGE_ATM}@+1h/3h",
+            "web_login_spike@+1h/8h",
+            "call_center_backlog@+5h/2h",
+        ],
+    )
+
+
+def journeys_of(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        out[e["journey_id"]].append(e)
+    return out
+
+
+def channels_in_order(journey: list[dict[str, Any]]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(e["channel"] for e in journey))
+
+
+def test_atm_outage_customers_retry_at_the_same_machine_then_another(
+    incident_day: list[dict[str, Any]],
+) -> None:
+    """A failed withdrawal is tried again within minutes: the card back in the same
+    machine first ("it was a glitch"), then a walk to another one nearby."""
+    journeys = journeys_of(incident_day)
+    failed = [
+        e
+        for e in incident_day
+        if e["touchpoint_instance"] == OUTAGE_ATM
+        and e["touchpoint"] == "atm.withdrawal"
+        and e["outcome"] == "failure"
+        and "incident" in e["attributes"]
+    ]
+    assert len(failed) > 60
+    same, elsewhere = [], []
+    for e in failed:
+        later = [x for x in journeys[e["journey_id"]] if x["channel"] == "atm" and at(x) > at(e)]
+        if later:
+            gap = at(later[0]) - at(e)
+            (same if later[0]["touchpoint_instance"] == OUTAGE_ATM else elsewhere).append(gap)
+    assert len(same) >= 15 and len(elsewhere) >= 15
+    assert all(gap <= timedelta(minutes=3) for gap in same)  # re-inserting the card
+    assert all(timedelta(minutes=3) < gap <= timedelta(minutes=20) for gap in elsewhere)
+    # ...and many of them then get their cash.
+    got_cash = {
+        x["journey_id"]
+        for e in failed
+        for x in journeys[e["journey_id"]]
+        if x["touchpoint"] == "atm.withdrawal" and x["outcome"] == "success" and at(x) > at(e)
+    }
+    assert len(got_cash) >= 15
+    # Some are stuck: three failed withdrawals within half an hour.
+    stuck = 0
+    for journey in {e["journey_id"] for e in failed}:
+        times = [
+            at(x)
+            for x in journeys[journey]
+            if x["touchpoint"] == "atm.withdrawal" and x["outcome"] == "failure"
+        ]
+        stuck += len(times) >= 3 and times[2] - times[0] <= timedelta(minutes=30)
+    assert stuck >= 2
+
+
+def test_no_retry_at_a_machine_that_says_it_has_no_cash(
+    incident_day: list[dict[str, Any]], two_days: tuple[Simulation, list[dict[str, Any]]]
+) -> None:
+    events = incident_day + two_days[1]
+    journeys = journeys_of(events)
+    empty = [
+        e
+        for e in events
+        if e["channel"] == "atm" and e["details"].get("error_code") == "E-OUT-OF-CASH"
+    ]
+    followed = 0
+    for e in empty:
+        later = [x for x in journeys[e["journey_id"]] if x["channel"] == "atm" and at(x) > at(e)]
+        if later:
+            followed += 1
+            assert later[0]["touchpoint_instance"] != e["touchpoint_instance"]
+    assert followed >= 3
+
+
+def test_login_spike_customers_switch_to_the_app_then_call(
+    incident_day: list[dict[str, Any]],
+) -> None:
+    """Customers whose web login keeps failing retry it, then switch to the app; those
+    the app does not help either call, all about the same need."""
+    journeys = journeys_of(incident_day)
+    hit = {
+        e["journey_id"]
+        for e in incident_day
+        if e["touchpoint"] == "web.login"
+        and e["outcome"] == "failure"
+        and "web_login_spike" in e["attributes"].get("incident", "")
+    }
+    assert len(hit) > 200
+    # They try again at once: two failed logins within five minutes.
+    retried = 0
+    for j in hit:
+        times = [
+            at(e)
+            for e in journeys[j]
+            if e["touchpoint"] == "web.login" and e["outcome"] == "failure"
+        ]
+        retried += any(b - a <= timedelta(minutes=5) for a, b in pairwise(times))
+    assert retried >= 30
+    # Moving on, they reach for the app before the phone.
+    moved = Counter(
+        channels_in_order(journeys[j])[1]
+        for j in hit
+        if channels_in_order(journeys[j])[:1] == ("web",)
+        and len(channels_in_order(journeys[j])) > 1
+    )
+    assert moved["app"] > 2 * moved["call_center"] > 0
+    # And some go web → app → call center for one intent, none of the first two working.
+    hopped = []
+    for j in hit:
+        journey = journeys[j]
+        if channels_in_order(journey)[:3] != ("web", "app", "call_center"):
+            continue
+        before_call = [e for e in journey if e["channel"] != "call_center"]
+        first_call = next(e for e in journey if e["channel"] == "call_center")
+        assert all(e["outcome"] != "success" for e in before_call if at(e) < at(first_call))
+        assert len({e["intent"] for e in journey}) == 1
+        hopped.append(j)
+    assert len(hopped) >= 3
+
+
+def test_an_unresolved_problem_follows_the_customer_across_channels(
+    two_days: tuple[Simulation, list[dict[str, Any]]],
+) -> None:
+    """Without any incident, some customers meet the same refusal on channel after channel
+    (a blocked card, a held transfer): one intent on three channels within 72 h, none of
+    them successful. Only intents that have such cases do, and many end resolved by an
+    agent or at a branch."""
+    _, events = two_days
+    case_intents = {i.name for i in INTENTS if i.case}
+    hopping, resolved = [], 0
+    for journey in journeys_of(events).values():
+        tries: list[dict[str, Any]] = []
+        for e in journey:
+            if e["outcome"] == "success":
+                resolved += len({x["channel"] for x in tries}) >= 2 and e["channel"] in (
+                    "call_center",
+                    "store",
+                )
+                break
+            tries.append(e)
+        if len({e["channel"] for e in tries}) >= 3:
+            assert at(tries[-1]) - at(tries[0]) <= timedelta(hours=72)
+            hopping.append(tries)
+    assert len(hopping) >= 3
+    assert {e["intent"] for tries in hopping for e in tries} <= case_intents
+    assert resolved >= 5
+    refusals = [
+        e
+        for tries in hopping
+        for e in tries
+        if e["channel"] in ("web", "app") and e["outcome"] == "failure"
+    ]
+    assert refusals and any(e["details"]["http_status"] in (403, 409, 422) for e in refusals)
+
+
+def test_customers_switch_to_the_app_only_if_they_use_it(
+    incident_day: list[dict[str, Any]],
+) -> None:
+    """After the web fails, a customer who hardly uses the app goes to the phone more often
+    than one who does."""
+    from streams.simulate.engine import HABIT
+
+    weights = {c.id: c.weight("app") for c in make_population(20_000, 5).customers}
+    to_app: dict[bool, Counter[str]] = {True: Counter(), False: Counter()}
+    for journey in journeys_of(incident_day).values():
+        order = channels_in_order(journey)
+        if order[0] == "web" and len(order) > 1 and journey[0]["outcome"] != "success":
+            to_app[weights[journey[0]["customer_id"]] >= HABIT][order[1]] += 1
+    users, others = to_app[True], to_app[False]
+    assert users["app"] / sum(users.values()) > others["app"] / sum(others.values())
+
+
 def test_incident_on_an_instance_the_run_does_not_have_is_one_line() -> None:
     with pytest.raises(IncidentError) as err:
         Simulation(1_000, 0, events=10, incidents=["atm_outage:ATM-0042"])
@@ -607,3 +818,45 @@ def test_ctrl_c_stops_the_run_and_keeps_what_was_made(monkeypatch: pytest.Monkey
     report = io.StringIO()
     print_summary(summary, file=report)
     assert ", interrupted" in report.getvalue()
+
+
+# -- the in-process alert check (a development tool) -----------------------------------------
+
+
+def test_alert_check_counts_each_alert_once() -> None:
+    """``streams.simulate.check`` runs events through the worker's pure rules: four failed
+    withdrawals in 15 minutes are one repeated_failure case (the fourth repeats it), and a
+    customer who withdraws without trouble raises nothing."""
+    from streams.simulate.check import alert_counts
+
+    def withdrawal(n: int, customer: str, minute: int, outcome: str) -> dict[str, Any]:
+        details: dict[str, Any] = {"kind": "atm", "response_ms": 2_000.0}
+        details["cash_dispensed"] = outcome == "success"
+        if outcome == "failure":
+            details["error_code"] = "E-CASH-JAM"
+        return {
+            "event_id": f"00000000-0000-4000-8000-{n:012d}",
+            "schema_version": 1,
+            "occurred_at": (START + timedelta(hours=10, minutes=minute)).isoformat(),
+            "customer_id": customer,
+            "channel": "atm",
+            "touchpoint": "atm.withdrawal",
+            "touchpoint_instance": "ATM-0001",
+            "journey_stage": "post_purchase",
+            "journey_id": f"J-{customer}",
+            "intent": "cash_withdrawal",
+            "outcome": outcome,
+            "details": details,
+            "tier": "B",
+            "segment": "retail_banking",
+        }
+
+    events = [withdrawal(i, "C-000001", 5 * i, "failure") for i in range(4)]
+    events += [withdrawal(10 + i, "C-000002", 7 * i, "success") for i in range(3)]
+    events.sort(key=lambda e: e["occurred_at"])
+    check = alert_counts(events, batch=2)
+    assert check.events == 7
+    assert check.alerts["repeated_failure"] == 1
+    assert check.hits["repeated_failure"] == 2
+    assert check.subjects["repeated_failure"] == {"C-000001"}
+    assert all("C-000002" not in s for s in check.subjects.values())
