@@ -18,13 +18,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from schemas.alert_rows import ALERTS, alert_row
 from schemas.rows import DEAD_LETTERS, dead_letter_row
+from schemas.tables import SPECS
 from sinks.base import Backend
 from sinks.errors import SinkDataError, SinkUnavailable
 from streams.broker import free_port
 from streams.sink_writer import SinkWriter
-from tests.unit.test_alert_rows import real_alerts
+from tests.unit.test_sink_writer import PROBE
 
 COL = DEAD_LETTERS.positions
 AT = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -47,10 +47,7 @@ def letter(offset: int, **changes: Any) -> tuple[Any, ...]:
     return tuple(row)
 
 
-def alert_with_null_event_id() -> tuple[Any, ...]:
-    row = list(alert_row(real_alerts()[0]))
-    row[ALERTS.positions["event_ids"]] = [None, "e-1"]
-    return tuple(row)
+NULL_IN_ARRAY = ("p1", [None, "e-1"])  # a writer_probe row: Array(String) holds no NULL
 
 
 def test_a_refused_connection_is_retryable() -> None:
@@ -68,7 +65,7 @@ def chdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
 
     directory: Path = tmp_path_factory.mktemp("chdb-errors")
     backend = ChdbBackend(f"chdb://{directory}?database=cxpulse_errors")
-    backend.ensure_schema()
+    backend.ensure_schema((*SPECS, PROBE))
     try:
         yield backend
     finally:
@@ -78,7 +75,7 @@ def chdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
 @pytest.mark.clickhouse
 def test_chdb_refusing_a_null_in_an_array_is_a_data_error(chdb: Backend) -> None:
     with pytest.raises(SinkDataError) as info:
-        chdb.insert("alerts", [alert_with_null_event_id()])
+        chdb.insert(PROBE, [NULL_IN_ARRAY])
     assert not info.value.retryable and info.value.code == 349
 
 
@@ -111,7 +108,7 @@ def server(server_url: str) -> Iterator[Backend]:
     backend = open_backend(server_url)
     assert isinstance(backend, NativeBackend)
     backend._run(f"DROP DATABASE IF EXISTS `{backend.database}`")
-    backend.ensure_schema()
+    backend.ensure_schema((*SPECS, PROBE))
     try:
         yield backend
     finally:
@@ -135,7 +132,7 @@ def test_server_refusals_of_values_are_data_errors(server: Backend) -> None:
             server.insert("dead_letters", [row])
         assert not info.value.retryable, name
     with pytest.raises(SinkDataError):
-        server.insert("alerts", [alert_with_null_event_id()])
+        server.insert(PROBE, [NULL_IN_ARRAY])
     server.insert("dead_letters", [letter(6)])  # the connection recovered by itself
     assert [r[COL["source_offset"]] for r in server.read_table("dead_letters")] == [6]
 

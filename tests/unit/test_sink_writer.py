@@ -16,12 +16,14 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from pydantic import BaseModel
 
 from schemas.events import TouchpointEvent
-from schemas.rows import DEAD_LETTERS, TOUCHPOINT_EVENTS, event_row
+from schemas.rows import DEAD_LETTERS, TOUCHPOINT_EVENTS, Column, TableSpec, event_row
+from schemas.tables import SPECS
 from sinks.errors import SinkDataError, SinkUnavailable, SinkWriteError
 from streams import metrics
 from streams.sink_writer import SinkWriter
@@ -234,7 +236,22 @@ def test_when_dead_letters_refuses_too_the_row_is_logged_whole_and_counted(
     assert sample("cxpulse_sink_rows_refused_total", {"table": "dead_letters"}) == before + 1
 
 
-# -- on real chDB ---------------------------------------------------------------------------
+# -- a table of the tests' own, with the Array(String) column whose NULL chDB refuses --------
+
+
+class _ProbeRow(BaseModel):
+    probe_id: Annotated[str, Column("String", "The key.")]
+    tags: Annotated[list[str], Column("Array(String)", "Tags: an array cannot hold NULL.")]
+
+
+PROBE = TableSpec(
+    name="writer_probe",
+    model=_ProbeRow,
+    order_by=("probe_id",),
+    partition_by="tuple()",
+    version=None,
+    doc="A test table.",
+)
 
 
 def chdb_writer(directory: Path) -> SinkWriter:
@@ -242,7 +259,7 @@ def chdb_writer(directory: Path) -> SinkWriter:
 
     def connect() -> ChdbBackend:
         backend = ChdbBackend(f"chdb://{directory}?database=cxpulse_writer")
-        backend.ensure_schema()
+        backend.ensure_schema((*SPECS, PROBE))
         return backend
 
     return SinkWriter(connect, retry_max_seconds=0.01, retry_initial_seconds=0.001)
@@ -252,17 +269,12 @@ def chdb_writer(directory: Path) -> SinkWriter:
 def test_on_chdb_rows_the_engine_refuses_go_to_dead_letters_and_the_rest_in(
     tmp_path: Path,
 ) -> None:
-    """Two rows chDB truly refuses among good ones: an alert whose event_ids holds a NULL
-    (the engine: Code 349, CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN, once retried forever)
-    and a dead letter with a negative UInt32 (refused while building its Arrow column)."""
-    from schemas.alert_rows import ALERTS, alert_row
+    """Two rows chDB truly refuses among good ones: a NULL inside an Array(String) (the
+    engine's Code 349, CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN, which the backend used to
+    call retryable, so it was retried forever) and a dead letter with a negative UInt32
+    (refused while building its Arrow column)."""
     from schemas.rows import dead_letter_row
-    from tests.unit.test_alert_rows import real_alerts
 
-    alerts = [alert_row(a) for a in real_alerts()[:3]]
-    ids = ALERTS.positions["event_ids"]
-    broken = list(alerts[1])
-    broken[ids] = [None, "e-1"]
     at = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
     letters = [
         dead_letter_row(
@@ -281,33 +293,30 @@ def test_on_chdb_rows_the_engine_refuses_go_to_dead_letters_and_the_rest_in(
     writer = chdb_writer(tmp_path / "chdb")
 
     async def go() -> tuple[Any, Any]:
-        await writer.write("alerts", [alerts[0], tuple(broken), alerts[2]])
+        await writer.write("writer_probe", [("p1", ["a"]), ("p2", [None, "b"]), ("p3", [])])
         await writer.write("dead_letters", [letters[0], letters[1], tuple(negative)])
-        got_alerts = await writer.query("SELECT alert_id FROM alerts FINAL ORDER BY alert_id")
-        got_letters = await writer.query(
+        probes = await writer.query("SELECT probe_id, tags FROM writer_probe ORDER BY probe_id")
+        dead = await writer.query(
             "SELECT source_topic, source_offset, reason, payload FROM dead_letters FINAL "
             "ORDER BY source_topic, source_offset"
         )
         await writer.aclose()
-        return got_alerts, got_letters
+        return probes, dead
 
-    (_, alert_ids), (_, dead) = asyncio.run(go())
+    (_, probes), (_, dead) = asyncio.run(go())
 
-    id_at = ALERTS.positions["alert_id"]
-    assert sorted(str(r[0]) for r in alert_ids) == sorted(
-        str(a[id_at]) for a in (alerts[0], alerts[2])
-    )
+    assert [tuple(r) for r in probes] == [("p1", ["a"]), ("p3", [])]
     kept = {(r[0], r[1]): r for r in dead}
     assert set(kept) == {
-        ("alerts", -1),
+        ("writer_probe", -1),
         ("cx.touchpoints", 0),
         ("cx.touchpoints", 1),
         ("dead_letters", -1),
     }
-    refused_alert = kept[("alerts", -1)]
-    assert refused_alert[2].startswith("rejected by ClickHouse (alerts): chDB")
-    assert "Code: 349" in refused_alert[2]
-    assert json.loads(refused_alert[3])["event_ids"] == [None, "e-1"]
+    refused_probe = kept[("writer_probe", -1)]
+    assert refused_probe[2].startswith("rejected by ClickHouse (writer_probe): chDB")
+    assert "Code: 349" in refused_probe[2]
+    assert json.loads(refused_probe[3]) == ["p2", [None, "b"]]  # no spec known: the values
     refused_letter = kept[("dead_letters", -1)]
     assert refused_letter[2].startswith("rejected by ClickHouse (dead_letters): cannot encode")
     assert json.loads(refused_letter[3])["payload_bytes"] == -5
