@@ -106,6 +106,9 @@ GIVE_UP_PRE_PURCHASE = 0.6  # a browser who hits a problem mostly just leaves
 # since a refusal says "we cannot do this here", they retry the same touchpoint less often.
 GIVE_UP_CASE = {"failure": 0.1, "abandoned": 0.2}
 RETRY_CASE = {"web": 0.2, "app": 0.2, "call_center": 0.35, "store": 0.1}
+# A caller who hung up while holding has not been helped at all: of those who do not give
+# up for now, this share calls back later (call centers see many abandoned callers again).
+CALL_BACK = 0.45
 # At an ATM, a customer whose withdrawal fails takes the card and tries the same machine
 # again within a few minutes ("it was a glitch"): ATM_SAME[k] is the chance after the
 # k+1-th attempt there. Unless the screen said why it cannot work there (no cash). Then
@@ -321,7 +324,7 @@ class Simulation:
             if j.attempt < ATM_MAX_ATTEMPTS and rng.random() < ATM_ELSEWHERE:
                 j.attempt += 1
                 return t + rng.uniform(*ATM_ELSEWHERE_DELAY)
-        elif j.attempt < 3 and rng.random() < (RETRY_CASE if j.case else RETRY)[channel]:
+        elif j.attempt < 3 and rng.random() < self._retry(j, channel, outcome):
             j.attempt += 1
             lo, hi = RETRY_DELAY[channel]
             return self._when_open(ladder[j.rung], t + rng.uniform(lo, hi))
@@ -331,6 +334,13 @@ class Simulation:
         j.rung, j.attempt = rung, 1
         lo, hi = ESCALATE_DELAY[ladder[rung].channel]
         return self._when_open(ladder[rung], t + rng.uniform(lo, hi))
+
+    @staticmethod
+    def _retry(j: Journey, channel: str, outcome: str) -> float:
+        """The chance of another try at the same touchpoint after a non-success."""
+        if channel == "call_center" and outcome == "abandoned":
+            return CALL_BACK
+        return (RETRY_CASE if j.case else RETRY)[channel]
 
     def _next_rung(self, j: Journey) -> int | None:
         """Where a customer goes when the current touchpoint did not work: from the web or

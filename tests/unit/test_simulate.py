@@ -546,6 +546,31 @@ def test_login_spike_customers_switch_to_the_app_then_call(
     assert len(hopped) >= 3
 
 
+def test_callers_who_hang_up_in_a_backlog_call_back(incident_day: list[dict[str, Any]]) -> None:
+    """A caller who gave up holding was not helped at all: many call again later, about
+    the same thing, and a backlog so brings back part of its own traffic."""
+    journeys = journeys_of(incident_day)
+    hung_up = [
+        e
+        for e in incident_day
+        if e["channel"] == "call_center"
+        and e["outcome"] == "abandoned"
+        and "call_center_backlog" in e["attributes"].get("incident", "")
+    ]
+    assert len(hung_up) > 50
+    gaps = []
+    for e in hung_up:
+        later = [
+            x for x in journeys[e["journey_id"]] if x["channel"] == "call_center" and at(x) > at(e)
+        ]
+        if later:
+            assert later[0]["intent"] == e["intent"]
+            gaps.append(at(later[0]) - at(e))
+    assert len(gaps) > len(hung_up) / 5
+    assert all(timedelta(minutes=10) <= gap for gap in gaps)
+    assert statistics.median(gaps) < timedelta(hours=3)
+
+
 def test_an_unresolved_problem_follows_the_customer_across_channels(
     two_days: tuple[Simulation, list[dict[str, Any]]],
 ) -> None:
