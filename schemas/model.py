@@ -276,11 +276,31 @@ class ScoreSection(_Strict):
 
 
 class StateSection(_Strict):
-    """Bounds on the per-customer state: it is a changelog record written on every update."""
+    """Bounds on the per-customer state: it is a changelog record written on every update.
+
+    The counting rules each keep their own bounded memory (``streams.core.trail``), for
+    as long as their window plus the allowed lateness: ``failures_max`` failures
+    (repeated_failure), ``contacts_max`` call-center contacts (repeat_contact) and
+    ``intents_max`` intents with their tries per channel (channel_hopping). A cap may not
+    be smaller than what its rule counts (checked at load).
+    """
 
     seen_ids_max: Annotated[int, Field(ge=8, le=4096)] = 128
-    trail_hours: Annotated[float, Field(ge=1, le=2160)] = 168.0
-    trail_max: Annotated[int, Field(ge=1, le=1024)] = 24
+    failures_max: Annotated[int, Field(ge=2, le=256)] = 8
+    contacts_max: Annotated[int, Field(ge=2, le=256)] = 8
+    intents_max: Annotated[int, Field(ge=1, le=256)] = 8
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_keys(cls, data: Any) -> Any:
+        for key in ("trail_max", "trail_hours"):
+            if isinstance(data, dict) and key in data:
+                raise ValueError(
+                    f"{key}: no longer used (each rule keeps its own memory, for its window "
+                    "plus the allowed lateness): remove it; the caps are failures_max, "
+                    "contacts_max and intents_max"
+                )
+        return data
 
 
 Hours = Annotated[float, Field(gt=0, le=2160)]
@@ -296,11 +316,20 @@ class _Rule(_Strict):
 
 class LowScoreRule(_Rule):
     """Fires when the score crosses below ``below``; re-arms only above ``rearm_above``, so
-    a customer hovering around the line is not alerted on every moment (hysteresis)."""
+    a customer hovering around the line is not alerted on every moment (hysteresis).
+
+    ``min_episodes``: the score must rest on at least this many episodes. cx-model.md is
+    silent on new customers; one bad first moment puts anyone's score far below the line
+    (a first failure scores 5 / 10 / 13.8 for tiers A / B / C), which is one moment, not a
+    low experience score, and would flood operations with a "critical" per new customer.
+    The moment itself still alerts when it is notable on its own (repeated_failure,
+    detractor). Until then the rule stays armed.
+    """
 
     below: Annotated[float, Field(gt=0, lt=100)] = 35.0
     rearm_above: Annotated[float, Field(gt=0, lt=100)] = 45.0
     escalate_at: Annotated[float, Field(gt=0, le=100)] = 10.0  # points below ``below``
+    min_episodes: Annotated[int, Field(ge=1, le=100)] = 2
 
     @model_validator(mode="after")
     def _hysteresis(self) -> LowScoreRule:
@@ -315,7 +344,10 @@ class LowScoreRule(_Rule):
 class SharpDropRule(_Rule):
     """Fires when the score is ``drop`` points or more below its highest of the window.
 
-    The window is at most 24 h: that is all the state's ``score_trail`` remembers.
+    The window is at most 24 h: that is all the state's ``score_trail`` remembers. The
+    highest is taken from scores the customer actually had after at least two moments: a
+    first moment's score is the neutral 50 moved by that one moment, and a fall from it
+    is the second moment, not a drop in an experience.
     """
 
     drop: Annotated[float, Field(gt=0, le=100)] = 15.0
@@ -378,12 +410,22 @@ class TierActions(_Strict):
     none: Annotated[str, StringConstraints(min_length=1, max_length=120)] = "call back today"
 
 
+Label = Annotated[str, StringConstraints(min_length=1, max_length=60)]
+
+
 class AlertsSection(_Strict):
-    """The customer alert rules of cx-model.md ("Early-warning alerts") and their dedup."""
+    """The customer alert rules of cx-model.md ("Early-warning alerts") and their dedup.
+
+    ``labels``: what a person calls each touchpoint type, so an explanation reads "3 failed
+    cash withdrawals at ATM-0042" rather than the code. A singular noun; the plural adds
+    -s (-es after s, x, z, ch, sh; -ies after a consonant + y). A type without a label
+    uses its longest labelled dotted prefix, else its code.
+    """
 
     cooldown_hours: Hours = 6.0
     max_event_ids: Annotated[int, Field(ge=1, le=50)] = 10
     actions: TierActions = TierActions()
+    labels: dict[TouchpointName, Label] = Field(default_factory=dict)
     low_score: LowScoreRule = LowScoreRule()
     sharp_drop: SharpDropRule = SharpDropRule()
     repeated_failure: RepeatedFailureRule = RepeatedFailureRule()
@@ -446,20 +488,42 @@ class ExperienceModel(_Strict):
     health: HealthSection = HealthSection()
 
     @model_validator(mode="after")
-    def _alert_windows_fit_the_trail(self) -> ExperienceModel:
-        """Trail-counting rules can only see ``state.trail_hours`` back: say so at load."""
-        keep = self.state.trail_hours
-        a = self.alerts
-        for key, hours in (
-            ("repeated_failure.window_minutes", a.repeated_failure.window_minutes / 60),
-            ("repeat_contact.window_days", a.repeat_contact.window_days * 24),
-            ("channel_hopping.window_hours", a.channel_hopping.window_hours),
+    def _alert_memory_holds_what_rules_count(self) -> ExperienceModel:
+        """A rule whose memory is capped below what it counts could never fire (or never
+        escalate): say so at load, naming the cap."""
+        s, a = self.state, self.alerts
+        rf, rc = a.repeated_failure, a.repeat_contact
+        for key, cap, needs in (
+            (
+                "failures_max",
+                s.failures_max,
+                (
+                    ("repeated_failure.count", rf.count),
+                    ("repeated_failure.escalate_at", rf.escalate_at),
+                ),
+            ),
+            (
+                "contacts_max",
+                s.contacts_max,
+                (
+                    ("repeat_contact.count", rc.count),
+                    ("repeat_contact.same_intent_count", rc.same_intent_count),
+                    ("repeat_contact.escalate_at", rc.escalate_at),
+                ),
+            ),
         ):
-            if hours > keep:
-                raise ValueError(
-                    f"alerts.{key}: {hours:g} h is longer than state.trail_hours ({keep:g} h) "
-                    "remembers: shorten the window or raise state.trail_hours"
-                )
+            for rule_key, need in needs:
+                if cap < need:
+                    raise ValueError(
+                        f"state.{key}: {cap} is smaller than alerts.{rule_key} ({need}): "
+                        f"raise state.{key} to at least {need}"
+                    )
+        unknown = sorted(k for k in a.labels if k not in self.touchpoints)
+        if unknown:
+            raise ValueError(
+                f"alerts.labels.{unknown[0]}: not a touchpoint of this model: fix its "
+                "spelling or add the touchpoint"
+            )
         return self
 
     # Pre-digested lookups: the core calls these per event, so they are plain dicts.

@@ -13,10 +13,10 @@ from __future__ import annotations
 import base64
 import struct
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NamedTuple, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # (peak, end_t, end_value): the peak-end memory of one episode for one series (overall
 # valence, a factor's gap, a channel's valence). ``peak`` is the value of largest absolute
@@ -178,20 +178,37 @@ class KeyMoment(_State):
     impact: Annotated[float, Field(alias="i")]
 
 
-class TrailEntry(_State):
-    """A moment the alert rules may count: failures, abandonments, call-center contacts,
-    anything with an intent (repeated_failure, repeat_contact, channel_hopping)."""
-
-    model_config = ConfigDict(frozen=True, populate_by_name=True, serialize_by_alias=True)
+class FailureMark(NamedTuple):
+    """A failure repeated_failure may count (a JSON array in the state, for size)."""
 
     t: int
-    channel: Annotated[str, Field(alias="ch")]
-    touchpoint: Annotated[str, Field(alias="tp")]
-    outcome: Annotated[str, Field(alias="o")]
-    intent: Annotated[str | None, Field(alias="in")] = None
-    # The event's id (hex), so an alert can name the events that triggered it. None only
-    # in states written before alerts existed.
-    event_id: Annotated[str | None, Field(alias="id")] = None
+    touchpoint: str
+    instance: str | None  # so an alert can say where the failures happened
+    event_id: str  # UUID hex: the alert names the events that triggered it
+
+
+class ContactMark(NamedTuple):
+    """A call-center contact repeat_contact may count."""
+
+    t: int
+    intent: str | None
+    event_id: str
+
+
+class TryMark(NamedTuple):
+    """The latest unsuccessful try of an intent on one channel."""
+
+    t: int
+    event_id: str
+
+
+class IntentTries(NamedTuple):
+    """What channel_hopping remembers of one intent: when it last succeeded (``ok``, 0 if
+    never seen) and, per channel, the latest unsuccessful try after that success. A
+    success settles every earlier try, so the tries of each channel reduce to one."""
+
+    ok: int
+    tries: dict[str, TryMark]
 
 
 class CustomerState(_State):
@@ -200,8 +217,14 @@ class CustomerState(_State):
     ``watermark`` is the newest event time seen; ``floor`` the newest event time whose id
     was evicted from ``seen`` (events at or before it are treated as late, which keeps
     duplicate detection exact although ``seen`` is bounded). ``score_trail`` holds the
-    highest score per hour over the last 24 h (sharp_drop); ``alert_memory`` is free for
-    the alert rules' own small flags (low_score armed, cooldowns).
+    highest score per hour over the last 24 h, with the time it was reached (sharp_drop);
+    ``alert_memory`` is free for the alert rules' own small flags (low_score armed,
+    cooldowns).
+
+    The counting rules' memory is one bounded collection per rule, so a busy rule cannot
+    crowd out another's window (``streams.core.trail``): ``failures`` (repeated_failure),
+    ``contacts`` (repeat_contact) and ``intents`` (channel_hopping). States written with
+    the older single ``tr`` list are read into these.
     """
 
     customer_id: Annotated[str, Field(alias="id")]
@@ -215,7 +238,9 @@ class CustomerState(_State):
     episodes: Annotated[list[Episode], Field(alias="ep")] = Field(default_factory=list)
     folded: Annotated[Folded, Field(alias="fo")] = Field(default_factory=Folded)
     key_moments: Annotated[list[KeyMoment], Field(alias="km")] = Field(default_factory=list)
-    trail: Annotated[list[TrailEntry], Field(alias="tr")] = Field(default_factory=list)
+    failures: Annotated[list[FailureMark], Field(alias="rf")] = Field(default_factory=list)
+    contacts: Annotated[list[ContactMark], Field(alias="rc")] = Field(default_factory=list)
+    intents: Annotated[dict[str, IntentTries], Field(alias="ih")] = Field(default_factory=dict)
     score_trail: Annotated[list[tuple[int, float]], Field(alias="st")] = Field(default_factory=list)
     score: Annotated[float, Field(alias="sc")] = 50.0
     factor_scores: Annotated[dict[str, float], Field(alias="fs")] = Field(default_factory=dict)
@@ -233,6 +258,35 @@ class CustomerState(_State):
     @classmethod
     def from_bytes(cls, data: bytes) -> CustomerState:
         return cls.model_validate_json(data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_trail(cls, data: Any) -> Any:
+        """Read a state written with the single ``tr`` list into the per-rule memory, so
+        an upgraded worker keeps the week of contacts its changelog holds."""
+        if not isinstance(data, dict) or "tr" not in data:
+            return data
+        data = dict(data)
+        failures: list[list[Any]] = []
+        contacts: list[list[Any]] = []
+        intents: dict[str, list[Any]] = {}
+        for e in sorted(data.pop("tr") or (), key=lambda e: e.get("t", 0)):
+            t, channel, outcome, intent = e.get("t", 0), e.get("ch"), e.get("o"), e.get("in")
+            event_id = e.get("id") or ""
+            if outcome == "failure":
+                failures.append([t, e.get("tp", ""), None, event_id])
+            if channel == "call_center":
+                contacts.append([t, intent, event_id])
+            if intent is not None:
+                tries = intents.setdefault(intent, [0, {}])[1]
+                if outcome == "success":
+                    intents[intent] = [t, {}]
+                else:
+                    tries[channel] = [t, event_id]
+        data.setdefault("rf", failures)
+        data.setdefault("rc", contacts)
+        data.setdefault("ih", {k: v for k, v in intents.items() if v[1]})
+        return data
 
     # -- the packed id set ------------------------------------------------------------
 

@@ -91,6 +91,12 @@ LATE_EVENTS = Counter(
     "Events older than the allowed lateness: recorded as moments, not scored.",
     registry=REGISTRY,
 )
+SCORING_FAILED_EVENTS = Counter(
+    "cxpulse_scoring_failed_events_total",
+    "Events whose customer's scoring raised: sent to the dead-letter topic with the "
+    "reason (scoring_failed); the other customers of the batch were scored.",
+    registry=REGISTRY,
+)
 SCORE_UPDATES = Counter(
     "cxpulse_score_updates_total",
     "Customer score updates emitted on the scores topic.",

@@ -6,12 +6,19 @@ changelog partition) and pays Faust's per-message cost once per batch. Feedback 
 scored in a thread pool first: Chinese sentiment costs ~0.5 ms a text and must not stall
 the event loop. Moments and score updates leave as batch messages; sink agents insert
 them into ClickHouse in large batches.
+
+Each customer of a batch is scored on its own: when the core raises for one customer (a
+bug, a state it cannot handle), that customer's events go to the dead-letter topic with
+the reason ``scoring failed: ...`` and their position in the envelope, and the other
+customers go on. Letting it raise would lose the whole envelope: Faust acknowledges the
+message whatever the agent does with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import random
 import time
 from collections import defaultdict
@@ -20,16 +27,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.alerts import Alert
-from schemas.envelope import decode_message
+from schemas.envelope import Rejected, decode_message, one_line
 from schemas.events import TouchpointEvent
 from schemas.scoring import CustomerState, Moment, ScoreUpdate
 from streams import metrics
 from streams.agents.alerting import record_time, send_alerts
 from streams.core import apply_events, score_update
 from streams.core.alerts import customer_alerts
+from streams.routing import Source, dead_letter_headers
 from streams.runtime import Runtime, chunks, json_array
 from streams.sentiment import DefaultSentimentAnalyzer, SentimentAnalyzer, sentiments_for
 from streams.state_codec import compact_value_type
+
+log = logging.getLogger(__name__)
 
 TABLE = "customer_state"
 #: Share of state writes whose size is observed (serialising every one would double the
@@ -73,14 +83,51 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         metrics.SENTIMENT_SECONDS.observe(time.perf_counter() - started)
         return result
 
+    def score_customer(
+        customer_id: str,
+        batch: list[TouchpointEvent],
+        now: datetime,
+        sentiments: dict[Any, float | None],
+    ) -> tuple[int, tuple[list[Moment], ScoreUpdate, list[Alert], int | None] | None]:
+        """Apply one customer's events: (duplicates, None) when nothing is new, else the
+        fresh moments, the score update, the alerts and a sampled state size. The table
+        is assigned last, so a customer whose scoring raises leaves no trace in it."""
+        key = customer_id.encode()
+        before = customers.get(key)
+        after, produced = apply_events(before, batch, rt.model, now, sentiments)
+        fresh = [m for m in produced if m is not None]
+        duplicates = len(produced) - len(fresh)
+        if not fresh:
+            return duplicates, None
+        # The rules' memory (cooldowns, hysteresis) lives in the state they return.
+        state, alerts = customer_alerts(before, after, batch, produced, rt.model, now)
+        update = score_update(state)
+        size = len(state.to_bytes()) if sample.random() < STATE_SAMPLE else None
+        customers[key] = state
+        return duplicates, (fresh, update, alerts, size)
+
+    async def dead_letter(message: Any, rejected: list[Rejected]) -> None:
+        """Events this agent cannot use go to the DLQ like the validate agent's rejects:
+        the event JSON as value, the reason and the envelope's position in headers (the
+        same position on a replay, so the dead letter is the same row)."""
+        source = Source.of(message)
+        for r in rejected:
+            await rt.dlq.send(value=r.raw, headers=dead_letter_headers(source, r))
+
     @rt.app.agent(rt.events, name="experience")
     async def experience(stream: Any) -> None:
         async for message in stream.events():
-            events, _ = decode_message(message.value)
+            events, rejected = decode_message(message.value)
+            if rejected:  # validated upstream, yet not readable now (another version?)
+                for r in rejected:
+                    metrics.EVENTS_INVALID.labels(r.kind).inc()
+                    log.warning("unreadable event on the events topic: %s", r.reason)
+                await dead_letter(message, rejected)
             if not events:
                 continue
             started = time.perf_counter()
             sentiments = await score_texts(events)
+            positions = _positions(events, rejected)
             by_customer: dict[str, list[TouchpointEvent]] = defaultdict(list)
             for event in events:
                 by_customer[event.customer_id].append(event)
@@ -89,23 +136,41 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             updates: list[ScoreUpdate] = []
             raised: list[Alert] = []
             for customer_id, batch in by_customer.items():
-                key = customer_id.encode()
-                before = customers.get(key)
-                after, produced = apply_events(before, batch, rt.model, now, sentiments)
-                fresh = [m for m in produced if m is not None]
-                metrics.DUPLICATE_EVENTS.inc(len(produced) - len(fresh))
-                if not fresh:
+                try:
+                    duplicates, scored = score_customer(customer_id, batch, now, sentiments)
+                except Exception as exc:
+                    # One customer's failure must not drop the envelope (Faust acks it
+                    # anyway): its events are set aside, the other customers go on.
+                    log.exception(
+                        "scoring customer %s failed; its %d events go to the dead-letter topic",
+                        customer_id,
+                        len(batch),
+                    )
+                    metrics.SCORING_FAILED_EVENTS.inc(len(batch))
+                    reason = f"scoring failed: {one_line(exc)}"
+                    await dead_letter(
+                        message,
+                        [
+                            Rejected(
+                                positions[id(e)],
+                                e.model_dump_json(exclude_none=True).encode(),
+                                reason,
+                                "scoring_failed",
+                            )
+                            for e in batch
+                        ],
+                    )
                     continue
-                # The rules' memory (cooldowns, hysteresis) lives in the state they return.
-                state, alerts = customer_alerts(before, after, batch, produced, rt.model, now)
+                metrics.DUPLICATE_EVENTS.inc(duplicates)
+                if scored is None:
+                    continue
+                fresh, update, alerts, size = scored
                 raised.extend(alerts)
-                customers[key] = state
                 moments.extend(fresh)
-                update = score_update(state)
                 updates.append(update)
                 metrics.SCORE.observe(update.score)
-                if sample.random() < STATE_SAMPLE:
-                    metrics.STATE_BYTES.observe(len(state.to_bytes()))
+                if size is not None:
+                    metrics.STATE_BYTES.observe(size)
             for moment in moments:
                 metrics.MOMENTS.labels(moment.channel).inc()
                 if moment.late:
@@ -120,3 +185,11 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             metrics.BATCH_SECONDS.labels("experience").observe(time.perf_counter() - started)
 
     return customers
+
+
+def _positions(events: list[TouchpointEvent], rejected: list[Rejected]) -> dict[int, int]:
+    """Each valid event's position in its envelope (by object id), the rejected items'
+    positions skipped: the ``cxpulse.source.index`` of its dead letter."""
+    skipped = {r.index for r in rejected}
+    slots = (i for i in range(len(events) + len(rejected)) if i not in skipped)
+    return {id(event): slot for event, slot in zip(events, slots, strict=False)}

@@ -6,13 +6,22 @@ repeat_contact, channel_hopping and detractor. It imports schemas and the standa
 only, and takes the wall-clock time of emission as an argument.
 
 How the rules see time. Every window is on event time. Moments are walked in the order
-``apply_events`` applied them (event time, then id), and at each moment a rule sees the
-state as it was known then: the trail entries from earlier batches (even those later in
-event time: an out-of-order arrival completes a pattern) plus this batch's entries up to
-and including the moment. So a pattern fires at the event that completed it as it
-arrived, whether the events came in one batch or one by one, and counting windows are
-"any window of the rule's length that contains the moment", which is what lets an event
-arriving late (within the allowed lateness) complete a pattern that straddles it.
+``apply_events`` applied them (event time, then id), and at each moment a rule sees what
+was known when that moment was applied: the memory from earlier batches (even entries
+later in event time: an out-of-order arrival completes a pattern) plus this batch's
+moments up to and including it, uncapped (``streams.core.trail``: caps apply only to what
+is stored). So a pattern fires at the event that completed it whether the events came in
+one batch, in several, or one by one, and a catch-up after a restart raises what steady
+flow would have. Counting windows are "any window of the rule's length that contains the
+moment", which is what lets an event arriving late (within the allowed lateness) complete
+a pattern that straddles it.
+
+New customers (cx-model.md is silent; the choice a CX operations team expects). A score
+resting on one episode is one moment, not an experience: a first failure scores 5, 10 or
+13.8 for tiers A, B, C. So low_score waits for ``low_score.min_episodes`` episodes (2 by
+default) and sharp_drop measures only from scores the customer had after at least two
+moments. The rules that are evidence on their own (repeated_failure, repeat_contact,
+channel_hopping, detractor) fire from the first moment.
 
 What never alerts. Duplicates (``apply_events`` gives no Moment) and *late* moments
 (older than the allowed lateness: they did not change the state). A late moment is history
@@ -30,6 +39,10 @@ changed alert once, in its latest version.
 
 Severity: the rule's base, one level up for a tier A customer, one more when the
 magnitude reaches the rule's ``escalate_at``; critical at most.
+
+Explanations name touchpoints as people do (``alerts.labels``: "3 failed cash withdrawals
+at ATM-0042 in 12 min"), falling back to the code for an unlabelled type, and give spans
+as measured ("in 4 min", not a rounded-up hour).
 """
 
 from __future__ import annotations
@@ -37,11 +50,13 @@ from __future__ import annotations
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple, Protocol, TypeVar
 
 from schemas.alerts import SEVERITIES, Alert, alert_id
 from schemas.events import TouchpointEvent
 from schemas.model import ExperienceModel
-from schemas.scoring import CustomerState, Moment, TrailEntry
+from schemas.scoring import CustomerState, Moment
+from streams.core.trail import Trail
 
 # Short memory codes per rule: alert_memory is written to the changelog on every update.
 CODES: dict[str, str] = {
@@ -178,6 +193,45 @@ def one_line(text: str, limit: int = 500) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def plural(noun: str) -> str:
+    """English plural of a label's last word: withdrawal → withdrawals, search → searches,
+    inquiry → inquiries."""
+    if noun.endswith(("s", "x", "z", "ch", "sh")):
+        return noun + "es"
+    if len(noun) > 1 and noun.endswith("y") and noun[-2] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + "s"
+
+
+def label(model: ExperienceModel, touchpoint: str) -> str | None:
+    """What a person calls a touchpoint type (``alerts.labels``): exact, else the longest
+    labelled dotted prefix (atm.withdrawal.cardless → cash withdrawal), else None."""
+    labels = model.alerts.labels
+    name = touchpoint
+    while True:
+        found = labels.get(name)
+        if found is not None or "." not in name:
+            return found
+        name = name.rsplit(".", 1)[0]
+
+
+def humane(code: str) -> str:
+    """An intent or channel code as words: card_replacement → card replacement."""
+    return code.replace("_", " ")
+
+
+def places(names: Sequence[str | None]) -> str:
+    """ " at ATM-0042", " at ATM-0042 and ATM-0007", or "" when no instance is known."""
+    seen = list(dict.fromkeys(n for n in names if n))
+    if not seen:
+        return ""
+    if len(seen) == 1:
+        return f" at {seen[0]}"
+    if len(seen) <= 3:
+        return f" at {', '.join(seen[:-1])} and {seen[-1]}"
+    return f" at {len(seen)} places, the latest {seen[-1]}"
+
+
 # -- the customer rules ------------------------------------------------------------------
 
 
@@ -196,19 +250,36 @@ class Hit:
 
 
 _OUTCOME_WORDS = {"failure": "a failed", "abandoned": "an abandoned", "success": "a successful"}
+_OUTCOME_NOUNS = {"failure": "a failure", "abandoned": "an abandonment", "success": "a success"}
 
 
-def _what(m: Moment) -> str:
-    where = f" at {m.touchpoint_instance}" if m.touchpoint_instance else ""
-    return f"{_OUTCOME_WORDS.get(m.outcome, 'a')} {m.touchpoint}{where}"
+def _what(m: Moment, model: ExperienceModel) -> str:
+    """The moment in words: "a failed cash withdrawal at ATM-0042"; for a type without a
+    label, "a failure at web.new_page (/new)"."""
+    name = label(model, m.touchpoint)
+    if name is not None:
+        where = f" at {m.touchpoint_instance}" if m.touchpoint_instance else ""
+        return f"{_OUTCOME_WORDS.get(m.outcome, 'a')} {name}{where}"
+    where = f" ({m.touchpoint_instance})" if m.touchpoint_instance else ""
+    return f"{_OUTCOME_NOUNS.get(m.outcome, 'a moment')} at {m.touchpoint}{where}"
 
 
-def densest(entries: Sequence[TrailEntry], t: int, window: int) -> list[TrailEntry]:
+class _Timed(Protocol):
+    @property
+    def t(self) -> int: ...
+    @property
+    def event_id(self) -> str: ...
+
+
+_T = TypeVar("_T", bound=_Timed)
+
+
+def densest(entries: Sequence[_T], t: int, window: int) -> list[_T]:
     """The entries of the fullest window of length ``window`` that contains ``t`` (the
     earliest such window on a tie), in event-time order. Windows are inclusive: "3 within
     30 min" means the first and the third are at most 30 min apart."""
-    ordered = sorted(entries, key=lambda e: (e.t, e.event_id or ""))
-    best: list[TrailEntry] = []
+    ordered = sorted(entries, key=lambda e: (e.t, e.event_id))
+    best: list[_T] = []
     for start in sorted({e.t for e in ordered if t - window <= e.t <= t}):
         inside = [e for e in ordered if start <= e.t <= start + window]
         if len(inside) > len(best):
@@ -216,69 +287,85 @@ def densest(entries: Sequence[TrailEntry], t: int, window: int) -> list[TrailEnt
     return best
 
 
-def _ids(entries: Sequence[TrailEntry], fallback: str) -> list[str]:
+def _opener(best: Sequence[_T], count: int, t: int, model: ExperienceModel) -> _T:
+    """The entry that completed the pattern, whose id seeds the alert id: the ``count``-th
+    of the window, the same whatever order the events arrived in. Once that one is older
+    than a cooldown before the moment (a pattern that goes on, seen again after its
+    alert's cooldown), the first later entry: a new case needs a new id, not the old
+    case's id with count 1. The moment itself always qualifies, so one exists."""
+    since = t - int(model.alerts.cooldown_hours * 3600)
+    return next(e for e in best[count - 1 :] if e.t >= since)
+
+
+def _ids(entries: Sequence[_Timed], fallback: str) -> list[str]:
     ids = [e.event_id for e in entries if e.event_id]
     return ids or [fallback]
 
 
 def _repeated_failure(
-    m: Moment, t: int, hexid: str, known: list[TrailEntry], model: ExperienceModel
+    m: Moment, t: int, hexid: str, memo: Trail, model: ExperienceModel
 ) -> Hit | None:
     r = model.alerts.repeated_failure
     if m.outcome != "failure":
         return None
-    fails = [e for e in known if e.outcome == "failure" and e.touchpoint == m.touchpoint]
+    fails = [f for f in memo.failures if f.touchpoint == m.touchpoint]
     best = densest(fails, t, int(r.window_minutes * 60))
     if len(best) < r.count:
         return None
     n = len(best)
-    where = f", the latest at {m.touchpoint_instance}" if m.touchpoint_instance else ""
-    fault = f" at {m.touchpoint_instance}" if m.touchpoint_instance else ""
+    name = label(model, m.touchpoint)
+    what = f"{n} failed {plural(name)}" if name else f"{n} failures of {m.touchpoint}"
+    latest = best[-1].instance or m.touchpoint_instance
+    fault = f" at {latest}" if latest else ""
+    task = f"the {name}" if name else m.touchpoint
     return Hit(
         rule="repeated_failure",
         t=t,
-        trigger=best[r.count - 1].event_id or hexid,
+        trigger=_opener(best, r.count, t, model).event_id or hexid,
         event_ids=_ids(best, hexid),
         magnitude=float(n),
         large=n >= r.escalate_at,
-        explanation=f"{n} failed {m.touchpoint} in {duration(best[-1].t - best[0].t)}{where}",
-        action=f"help the customer finish {m.touchpoint} another way and report the fault{fault}",
+        explanation=(
+            f"{what}{places([f.instance for f in best])} in {duration(best[-1].t - best[0].t)}"
+        ),
+        action=f"help the customer finish {task} another way and report the fault{fault}",
     )
 
 
 def _repeat_contact(
-    m: Moment, t: int, hexid: str, known: list[TrailEntry], model: ExperienceModel
+    m: Moment, t: int, hexid: str, memo: Trail, model: ExperienceModel
 ) -> Hit | None:
     r = model.alerts.repeat_contact
     if m.channel != "call_center":
         return None
     window = int(r.window_days * 86400)
-    calls = [e for e in known if e.channel == "call_center"]
+    calls = memo.contacts
     every = densest(calls, t, window)
     same = densest([c for c in calls if c.intent == m.intent], t, window) if m.intent else []
     triggers = []
     if len(every) >= r.count:
-        triggers.append(every[r.count - 1])
+        triggers.append(_opener(every, r.count, t, model))
     if len(same) >= r.same_intent_count:
-        triggers.append(same[r.same_intent_count - 1])
+        triggers.append(_opener(same, r.same_intent_count, t, model))
     if not triggers:
         return None
-    trigger = min(triggers, key=lambda e: (e.t, e.event_id or ""))
+    trigger = min(triggers, key=lambda e: (e.t, e.event_id))
     n = max(len(every), len(same))
     span_of = every if len(every) >= len(same) else same
     span = duration(span_of[-1].t - span_of[0].t)
+    about = humane(m.intent) if m.intent else ""
     if len(same) >= r.same_intent_count and len(every) > len(same):
-        text = f"{len(every)} call-center contacts in {span}, {len(same)} about {m.intent}"
+        text = f"{len(every)} call-center contacts in {span}, {len(same)} about {about}"
     elif len(same) >= r.same_intent_count:
-        text = f"{len(same)} call-center contacts about {m.intent} in {span}"
+        text = f"{len(same)} call-center contacts about {about} in {span}"
     else:
         text = f"{len(every)} call-center contacts in {span}"
-    topic = f" ({m.intent})" if m.intent else ""
+    topic = f" ({about})" if about else ""
     return Hit(
         rule="repeat_contact",
         t=t,
         trigger=trigger.event_id or hexid,
-        event_ids=_ids(sorted({*every, *same}, key=lambda e: e.t), hexid),
+        event_ids=_ids(sorted({*every, *same}, key=lambda e: (e.t, e.event_id)), hexid),
         magnitude=float(n),
         large=n >= r.escalate_at,
         explanation=text,
@@ -286,46 +373,44 @@ def _repeat_contact(
     )
 
 
+class _Try(NamedTuple):
+    t: int
+    channel: str
+    event_id: str
+
+
 def _channel_hopping(
-    m: Moment, t: int, hexid: str, known: list[TrailEntry], model: ExperienceModel
+    m: Moment, t: int, hexid: str, memo: Trail, model: ExperienceModel
 ) -> Hit | None:
+    """Each channel counts with its latest unsuccessful try since the intent's last
+    success (``streams.core.trail``); the moment itself counts with its own time."""
     r = model.alerts.channel_hopping
     if not m.intent or m.outcome == "success":
         return None
+    known = memo.intents.get(m.intent)
+    if known is None or known.ok >= t:
+        return None  # settled: the customer found a way
     window = int(r.window_hours * 3600)
-    tries = sorted(
-        (e for e in known if e.intent == m.intent), key=lambda e: (e.t, e.event_id or "")
-    )
-    best: list[TrailEntry] = []
-    best_channels = 0
-    for start in sorted({e.t for e in tries if t - window <= e.t <= t}):
-        inside = [e for e in tries if start <= e.t <= start + window]
-        if any(e.outcome == "success" for e in inside):
-            continue
-        channels = len({e.channel for e in inside})
-        if channels > best_channels:
-            best, best_channels = inside, channels
-    if best_channels < r.channels:
+    points = [_Try(tm.t, ch, tm.event_id) for ch, tm in known.tries.items() if ch != m.channel]
+    points.append(_Try(t, m.channel, hexid))
+    best = densest(points, t, window)
+    if len(best) < r.channels:
         return None
-    order: list[str] = []
-    trigger = best[-1]
-    for e in best:
-        if e.channel not in order:
-            order.append(e.channel)
-            if len(order) == r.channels:
-                trigger = e
+    n = len(best)
+    about = humane(m.intent)
+    channels = ", ".join(humane(p.channel) for p in best)
     return Hit(
         rule="channel_hopping",
         t=t,
-        trigger=trigger.event_id or hexid,
+        trigger=_opener(best, r.channels, t, model).event_id or hexid,
         event_ids=_ids(best, hexid),
-        magnitude=float(best_channels),
-        large=best_channels >= r.escalate_at,
+        magnitude=float(n),
+        large=n >= r.escalate_at,
         explanation=(
-            f"tried {m.intent} on {best_channels} channels ({', '.join(order)}) in "
+            f"tried {about} on {n} channels ({channels}) in "
             f"{duration(best[-1].t - best[0].t)} without success"
         ),
-        action=f"resolve {m.intent} in this one contact and tell the customer which way works",
+        action=f"resolve the {about} in this one contact and tell the customer which way works",
     )
 
 
@@ -356,7 +441,7 @@ def _detractor(
         event_ids=[hexid],
         magnitude=magnitude,
         large=magnitude >= r.escalate_at,
-        explanation=f"{', '.join(parts)} after {_what(m)}",
+        explanation=f"{', '.join(parts)} after {_what(m, model)}",
         action="answer what they said personally and close the loop",
     )
 
@@ -385,6 +470,10 @@ def customer_alerts(
     events are needed for their survey answers (a Moment keeps readings, not answers).
     The returned state is ``after`` with ``alert_memory`` updated (``after`` itself when
     nothing changed); write THAT one to the table.
+
+    The counting rules read ``before``'s memory plus the batch's own moments, walked in
+    order and never capped (``after``'s is capped for storage: reading it would let the
+    end of a large batch crowd out what its beginning needed).
     """
     if len(events) != len(moments):
         raise ValueError(f"{len(moments)} moments for {len(events)} events: pass one per event")
@@ -400,11 +489,19 @@ def customer_alerts(
     cooldown = int(cfg.cooldown_hours * 3600)
     memory: dict[str, int | float | str] = dict(after.alert_memory)
     pending = {e.event_id.hex for e, _ in live}
+    memo = Trail.of(before)
     watermark = before.watermark if before is not None else 0
     prev_score = before.score if before is not None else 50.0
+    # Episodes known so far (low_score's evidence): the folded ones, then the open ones
+    # and the batch's by id. An out-of-order merge may count one twice: the rule then
+    # errs toward alerting.
+    folded = before.folded.count if before is not None else 0
+    episode_ids = {ep.episode_id for ep in before.episodes} if before is not None else set()
     # (time, score) highs known so far: the hourly highs from before the batch, then each
-    # moment of the batch at the watermark it was scored at.
+    # moment of the batch at the watermark it was scored at (a customer's first moment is
+    # no reference: SharpDropRule).
     highs: list[tuple[int, float]] = list(before.score_trail) if before is not None else []
+    first = before is None
     # alert id → (hit, moment, alert state) of its latest hit: built into Alerts once, at
     # the end, however many hits a batch folds into one alert.
     changed: dict[str, tuple[Hit, Moment, OpenAlert]] = {}
@@ -414,16 +511,15 @@ def customer_alerts(
         pending.discard(hexid)
         t = min(epoch(ev.occurred_at), after.watermark)
         watermark = max(watermark, t)
-        # Only a trail-worthy moment (a non-success, a call, an intent) can complete a
-        # counting pattern: skip the trail for the routine rest.
-        countable = m.outcome != "success" or m.channel == "call_center" or m.intent
-        known = [e for e in after.trail if e.event_id not in pending] if countable else []
+        memo.add(t, m.channel, m.touchpoint, m.touchpoint_instance, m.outcome, m.intent, hexid)
+        episode_ids.add(m.episode_id)
         hits: list[Hit] = []
 
         ls = cfg.low_score
         if ls.enabled:
             armed = LOW_SCORE_DISARMED not in memory
-            if armed and m.score_after < ls.below:
+            evidence = folded + len(episode_ids) >= ls.min_episodes
+            if armed and evidence and m.score_after < ls.below:
                 memory[LOW_SCORE_DISARMED] = 1
                 below = ls.below - m.score_after
                 hits.append(
@@ -436,7 +532,7 @@ def customer_alerts(
                         large=below >= ls.escalate_at,
                         explanation=(
                             f"score fell to {m.score_after:.1f} (below {ls.below:g}) after "
-                            f"{_what(m)}"
+                            f"{_what(m, model)}"
                         ),
                         action="go through the moments that pulled the score down and put "
                         "the worst one right",
@@ -463,15 +559,17 @@ def customer_alerts(
                             magnitude=round(drop, 2),
                             large=drop >= sd.escalate_at,
                             explanation=(
-                                f"score fell {drop:.0f} points within "
-                                f"{duration(max(watermark - peak_t, 3600))} (from {peak:.0f} "
-                                f"to {m.score_after:.0f}), latest {_what(m)}"
+                                f"score fell {drop:.0f} points in "
+                                f"{duration(watermark - peak_t)} (from {peak:.0f} to "
+                                f"{m.score_after:.0f}) after {_what(m, model)}"
                             ),
                             action="find what went wrong in the listed moments and put it "
                             "right before it sets",
                         )
                     )
-            highs.append((watermark, m.score_after))
+            if not first:
+                highs.append((watermark, m.score_after))
+        first = False
 
         for rule, check in (
             ("repeated_failure", _repeated_failure),
@@ -479,7 +577,7 @@ def customer_alerts(
             ("channel_hopping", _channel_hopping),
         ):
             if getattr(cfg, rule).enabled:
-                hit = check(m, t, hexid, known, model)
+                hit = check(m, t, hexid, memo, model)
                 if hit is not None:
                     hits.append(hit)
         if cfg.detractor.enabled:
@@ -491,8 +589,12 @@ def customer_alerts(
             severity = raise_severity(
                 getattr(cfg, hit.rule).severity, tier_a=after.tier == "A", large=hit.large
             )
+            code = CODES[hit.rule]
             new_id = alert_id("customer", after.customer_id, hit.rule, hit.trigger).hex
-            opened, _ = record_hit(memory, CODES[hit.rule], hit.t, cooldown, severity, new_id)
+            if any(k.startswith(f"{code}@") and str(v).endswith(new_id) for k, v in memory.items()):
+                # the seed already opened a remembered case: seed a new one with the moment
+                new_id = alert_id("customer", after.customer_id, hit.rule, hexid).hex
+            opened, _ = record_hit(memory, code, hit.t, cooldown, severity, new_id)
             changed[opened.alert_hex] = (hit, m, opened)
         prev_score = m.score_after
 

@@ -38,7 +38,6 @@ from schemas.scoring import (
     KeyMoment,
     Moment,
     ScoreUpdate,
-    TrailEntry,
     build,
     pack_seen,
 )
@@ -62,7 +61,7 @@ class _Work:
     episodes: list[Episode] = field(default_factory=list)
     folded: Folded = field(default_factory=Folded)
     key_moments: list[KeyMoment] = field(default_factory=list)
-    trail: list[TrailEntry] = field(default_factory=list)
+    trail: trail.Trail = field(default_factory=trail.Trail)
     score_trail: list[tuple[int, float]] = field(default_factory=list)
     scores: score.Scores | None = None
     old: CustomerState | None = None
@@ -87,7 +86,7 @@ def _open(state: CustomerState | None, customer_id: str) -> _Work:
         episodes=list(state.episodes),
         folded=state.folded,
         key_moments=list(state.key_moments),
-        trail=list(state.trail),
+        trail=trail.Trail.of(state),
         score_trail=list(state.score_trail),
         old=state,
     )
@@ -115,7 +114,7 @@ def _close(w: _Work, model: ExperienceModel) -> CustomerState:
         episodes=w.episodes,
         folded=w.folded,
         key_moments=w.key_moments,
-        trail=w.trail,
+        **w.trail.stored(trail.Limits.of(model), w.watermark),
         score_trail=w.score_trail,
         score=s.score,
         factor_scores=factor_scores,
@@ -228,18 +227,15 @@ def _apply(
         w.key_moments = explain.keep_top(
             w.key_moments, km, model.score.explanation_size, half_life_s
         )
-    if trail.worth_keeping(ev.channel, ev.outcome, ev.intent):
-        entry = build(
-            TrailEntry,
-            t=t,
-            channel=ev.channel,
-            touchpoint=ev.touchpoint,
-            outcome=ev.outcome,
-            intent=ev.intent,
-            event_id=ev.event_id.hex,
-        )
-        horizon = w.watermark - int(model.state.trail_hours * 3600)
-        w.trail = trail.add_trail(w.trail, entry, horizon, model.state.trail_max)
+    w.trail.add(
+        t,
+        ev.channel,
+        ev.touchpoint,
+        ev.touchpoint_instance,
+        ev.outcome,
+        ev.intent,
+        ev.event_id.hex,
+    )
 
     w.scores = score.compute(
         w.folded,
@@ -248,7 +244,8 @@ def _apply(
         half_life_s,
         model.score.confidence.half_at_episodes,
     )
-    w.score_trail = trail.add_score(w.score_trail, w.watermark, w.scores.score)
+    if w.version:  # a first moment's score is no reference for sharp_drop (trail.py)
+        w.score_trail = trail.add_score(w.score_trail, w.watermark, w.scores.score)
     w.version += 1
     return moment(placed.episode_id, w.scores.score)
 

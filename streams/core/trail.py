@@ -1,46 +1,214 @@
-"""Alert memory kept in the state for the early-warning rules (the alerts issue).
+"""What the early-warning rules remember of a customer's moments, one collection per rule.
 
-* ``trail``: the moments rules count: non-successes (repeated_failure), call-center
-  contacts (repeat_contact) and anything with an intent (channel_hopping), over
-  ``state.trail_hours`` (7 days by default, the longest rule window), at most
-  ``state.trail_max`` entries, sorted by event time.
-* ``score_trail``: the highest score of each hour over the last 24 h (sharp_drop: "falls 15
-  points within 24 h" needs the highest recent score, not every one).
+Why one per rule. A single shared list capped at a few entries is crowded out by routine
+moments: the simulator (like real upstream systems) puts an intent on nearly every event,
+so an active customer's sixteen routine app payments pushed out the calls that
+repeat_contact counts over 7 days. Each rule now keeps only what it counts, and each
+collection is bounded by what its rule needs (``state`` section of the model):
+
+* ``failures`` (repeated_failure): outcome ``failure`` only, with touchpoint and instance;
+  at most ``state.failures_max`` (validated >= the rule's ``count`` and ``escalate_at``).
+* ``contacts`` (repeat_contact): every call-center contact with its intent; at most
+  ``state.contacts_max`` (>= ``count``, ``same_intent_count`` and ``escalate_at``).
+* ``intents`` (channel_hopping): per intent, the time of its latest success and, per
+  channel, the latest unsuccessful try after it. A success settles every earlier try (the
+  customer found a way), so a channel's tries reduce to its latest, and an intent never
+  needs more than one entry per channel. An intent with no open tries is only remembered
+  once it has had some (routine successes of a new intent cost nothing); at most
+  ``state.intents_max`` intents, the least recently active dropped first.
+
+How long. An entry is kept while an acceptable event could still fall within its rule's
+window of it: ``episodes.allowed_lateness_hours`` plus the window, behind the watermark.
+So an event arriving late (within the lateness) still completes a pattern, exactly.
+
+Capping. ``Trail.add`` never caps: ``customer_alerts`` walks a batch on an uncapped copy,
+so a moment is judged against everything known when it was applied, however large the
+batch (a catch-up after a restart judges like steady flow). ``Trail.stored`` prunes and
+caps once, when the state is written; the oldest entries go first, which are the ones
+in-order traffic can no longer use. The limits (deterministic, documented): a cap only
+matters when more entries than it fall within one window of the rule (failures of any
+touchpoint, calls of any intent: nine failures within 30 minutes, say), and then the
+oldest of the window may be forgotten (for one kind of failure or one intent, the rule
+has fired and escalated by then); and an unsuccessful try arriving late, after a success
+of the same intent that is no longer remembered, counts as open.
+
+``score_trail`` (sharp_drop) holds the highest score of each hour over the last 24 h with
+the time it was reached, so an alert can say how fast the score fell. The customer's
+first moment is not recorded in it (``apply``): its score is the neutral 50 moved by one
+moment, no reference to fall from.
 """
 
 from __future__ import annotations
 
-import bisect
+from dataclasses import dataclass, field
+from typing import Any
 
-from schemas.scoring import TrailEntry
+from schemas.model import ExperienceModel
+from schemas.scoring import ContactMark, CustomerState, FailureMark, IntentTries, TryMark
 
 SCORE_TRAIL_S = 24 * 3600
 _HOUR = 3600
 
 
-def worth_keeping(channel: str, outcome: str, intent: str | None) -> bool:
-    return outcome != "success" or channel == "call_center" or intent is not None
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How far back (seconds behind the watermark) and how many entries each rule keeps."""
+
+    failures_s: int
+    contacts_s: int
+    intents_s: int
+    failures_max: int
+    contacts_max: int
+    intents_max: int
+
+    @classmethod
+    def of(cls, model: ExperienceModel) -> Limits:
+        """The limits of a model, computed once per model (the core asks per batch)."""
+        cached = _LIMITS.get(id(model))
+        if cached is not None and cached[0] is model:
+            return cached[1]
+        late = int(model.episodes.allowed_lateness_hours * 3600)
+        a, s = model.alerts, model.state
+        limits = cls(
+            failures_s=late + int(a.repeated_failure.window_minutes * 60),
+            contacts_s=late + int(a.repeat_contact.window_days * 86400),
+            intents_s=late + int(a.channel_hopping.window_hours * 3600),
+            failures_max=s.failures_max,
+            contacts_max=s.contacts_max,
+            intents_max=s.intents_max,
+        )
+        if len(_LIMITS) >= 16:
+            _LIMITS.clear()
+        _LIMITS[id(model)] = (model, limits)
+        return limits
 
 
-def add_trail(
-    trail: list[TrailEntry], entry: TrailEntry, horizon: int, cap: int
-) -> list[TrailEntry]:
-    keys = [(e.t, e.touchpoint) for e in trail]
-    trail.insert(bisect.bisect_right(keys, (entry.t, entry.touchpoint)), entry)
+_LIMITS: dict[int, tuple[ExperienceModel, Limits]] = {}
+
+
+def _activity(entry: IntentTries) -> int:
+    return max([entry.ok, *(tm.t for tm in entry.tries.values())])
+
+
+@dataclass(slots=True)
+class Trail:
+    """The working form of the rules' memory during one call (the state's stays intact:
+    lists are copied, an intent's entry is replaced, never changed in place)."""
+
+    failures: list[FailureMark] = field(default_factory=list)
+    contacts: list[ContactMark] = field(default_factory=list)
+    intents: dict[str, IntentTries] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, state: CustomerState | None) -> Trail:
+        if state is None:
+            return cls()
+        return cls(list(state.failures), list(state.contacts), dict(state.intents))
+
+    def add(
+        self,
+        t: int,
+        channel: str,
+        touchpoint: str,
+        instance: str | None,
+        outcome: str,
+        intent: str | None,
+        event_id: str,
+    ) -> None:
+        """Remember one applied moment, uncapped. Routine moments (a success off the call
+        center with no open tries for its intent) cost one comparison and a lookup."""
+        if outcome == "failure":
+            _insert(self.failures, FailureMark(t, touchpoint, instance, event_id))
+        if channel == "call_center":
+            _insert(self.contacts, ContactMark(t, intent, event_id))
+        if intent is None:
+            return
+        known = self.intents.get(intent)
+        if outcome == "success":
+            if known is not None and t > known.ok:
+                tries = {ch: tm for ch, tm in known.tries.items() if tm.t > t}
+                self.intents[intent] = IntentTries(t, tries)
+            return
+        if known is None:
+            self.intents[intent] = IntentTries(0, {channel: TryMark(t, event_id)})
+            return
+        if t <= known.ok:
+            return  # settled: a later success of the intent is already known
+        latest = known.tries.get(channel)
+        if latest is None or (t, event_id) > latest:
+            self.intents[intent] = IntentTries(
+                known.ok, {**known.tries, channel: TryMark(t, event_id)}
+            )
+
+    def stored(self, limits: Limits, watermark: int) -> dict[str, Any]:
+        """The state's fields: entries out of every window dropped, each collection
+        capped (oldest first)."""
+        horizon = watermark - limits.intents_s
+        intents = self.intents
+        if intents and (
+            len(intents) > limits.intents_max
+            or any(_oldest(entry) < horizon for entry in intents.values())
+        ):
+            intents = {}
+            for intent, entry in self.intents.items():
+                tries = {ch: tm for ch, tm in entry.tries.items() if tm.t >= horizon}
+                if tries or entry.ok >= horizon:
+                    kept = len(tries) == len(entry.tries)
+                    intents[intent] = entry if kept else IntentTries(entry.ok, tries)
+            if len(intents) > limits.intents_max:
+                keep = sorted(intents, key=lambda k: (_activity(intents[k]), k))
+                for k in keep[: len(intents) - limits.intents_max]:
+                    del intents[k]
+        return {
+            "failures": _recent(self.failures, watermark - limits.failures_s, limits.failures_max),
+            "contacts": _recent(self.contacts, watermark - limits.contacts_s, limits.contacts_max),
+            "intents": intents,
+        }
+
+
+def _oldest(entry: IntentTries) -> int:
+    """An entry needs pruning when a try, or (with no tries) its success, is older than
+    this time's horizon."""
+    return min(tm.t for tm in entry.tries.values()) if entry.tries else entry.ok
+
+
+def _recent(marks: list[Any], since: int, cap: int) -> list[Any]:
+    """The newest ``cap`` of ``marks`` (sorted by time) at or after ``since``."""
+    if not marks or (len(marks) <= cap and marks[0].t >= since):
+        return marks
     start = 0
-    while start < len(trail) and trail[start].t < horizon:
+    while start < len(marks) and marks[start].t < since:
         start += 1
-    start = max(start, len(trail) - cap)
-    return trail[start:]
+    start = max(start, len(marks) - cap)
+    return marks[start:] if start else marks
+
+
+def _insert(marks: list[Any], mark: Any) -> None:
+    """Keep ``marks`` in (event time, id) order; in-order traffic appends."""
+    key = (mark.t, mark.event_id)
+    if not marks or key >= (marks[-1].t, marks[-1].event_id):
+        marks.append(mark)
+        return
+    i = len(marks)
+    while i and (marks[i - 1].t, marks[i - 1].event_id) > key:
+        i -= 1
+    marks.insert(i, mark)
 
 
 def add_score(trail: list[tuple[int, float]], t: int, score: float) -> list[tuple[int, float]]:
+    """Fold the score at event time ``t`` into the hourly highs of the last 24 h.
+
+    Each entry is ``(time the hour's highest score was reached, that score)``; the later
+    time wins a tie, so "how fast did it fall from there" is never overstated. (States
+    written before kept the hour's start: read the same way, a little earlier.)
+    """
     bucket = t - t % _HOUR
-    out = [(b, s) for b, s in trail if b > bucket - SCORE_TRAIL_S]
+    out = [(b, s) for b, s in trail if b - b % _HOUR > bucket - SCORE_TRAIL_S]
     for i, (b, s) in enumerate(out):
-        if b == bucket:
-            out[i] = (b, max(s, score))
+        if b - b % _HOUR == bucket:
+            if score > s or (score == s and t > b):
+                out[i] = (t, score)
             return out
-    out.append((bucket, score))
+    out.append((t, score))
     out.sort()
     return out

@@ -93,3 +93,70 @@ def test_replayed_batch_changes_nothing_and_sends_nothing(sent: list[dict[str, A
     assert twice["C-alice"].score == pytest.approx(once["C-alice"].score)
     assert twice["C-alice"].version == once["C-alice"].version
     assert len(sent) - sent_once == sent_once  # the replay itself sent nothing more
+
+
+def test_a_customer_whose_scoring_raises_goes_to_the_dlq_and_the_others_are_scored(
+    sent: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pure core is made to raise for one customer (a stand-in for any bug or state it
+    cannot handle): that customer's events go to the DLQ with the reason and their source,
+    counted; every other customer of the same envelope is scored as usual."""
+    from schemas.envelope import decode_message
+    from streams import metrics
+    from streams.agents import experience
+
+    real = experience.apply_events
+
+    def apply(before: Any, events: list[TouchpointEvent], *args: Any) -> Any:
+        if events[0].customer_id == "C-bad":
+            raise ValueError("cannot score this one\nsecond line")
+        return real(before, events, *args)
+
+    monkeypatch.setattr(experience, "apply_events", apply)
+    alice = events_for("C-alice", ["failure", "success"])
+    bad = events_for("C-bad", ["failure", "failure"])
+    bob = events_for("C-bob", ["success"])
+    envelope = [alice[0], bad[0], bob[0], bad[1], alice[1]]
+    failed = metrics.REGISTRY.get_sample_value("cxpulse_scoring_failed_events_total") or 0.0
+
+    states = asyncio.run(run_experience([encode_batch(envelope)]))
+
+    assert sorted(states) == ["C-alice", "C-bob"]
+    updates = [u for s in sent if s["topic"] == "cx.scores" for u in json.loads(s["value"])]
+    assert sorted(u["customer_id"] for u in updates) == ["C-alice", "C-bob"]
+    moments = [m for s in sent if s["topic"] == "cx.moments" for m in json.loads(s["value"])]
+    assert sorted(m["event_id"] for m in moments) == sorted(str(e.event_id) for e in [*alice, *bob])
+    dlq = [s for s in sent if s["topic"] == "cx.touchpoints.dlq"]
+    assert [decode_message(s["value"])[0] for s in dlq] == [[bad[0]], [bad[1]]]
+    headers = [dict(s["headers"]) for s in dlq]
+    assert {h["cxpulse.reason"] for h in headers} == {
+        b"scoring failed: ValueError: cannot score this one"
+    }
+    assert {h["cxpulse.reason_kind"] for h in headers} == {b"scoring_failed"}
+    assert {h["cxpulse.source.topic"] for h in headers} == {b"cx.events"}
+    assert [h["cxpulse.source.index"] for h in headers] == [b"1", b"3"]  # in the envelope
+    assert all(
+        h["cxpulse.source.bytes"] == str(len(s["value"])).encode()
+        for h, s in zip(headers, dlq, strict=True)
+    )
+    assert metrics.REGISTRY.get_sample_value("cxpulse_scoring_failed_events_total") == failed + 2
+
+
+def test_an_event_no_longer_valid_on_the_events_topic_goes_to_the_dlq_not_nowhere(
+    sent: list[dict[str, Any]],
+) -> None:
+    """An event validated by an older worker before the occurred_at bound (1969) cannot be
+    read by this one: it is dead-lettered with the reason, the rest of the envelope scored."""
+    [alice] = events_for("C-alice", ["failure"])
+    old = alice.model_dump(mode="json", exclude_none=True)
+    old.update(event_id=str(uuid.uuid4()), occurred_at="1969-07-20T20:17:00+00:00")
+    envelope = b"[" + json.dumps(old).encode() + b"," + encode_batch([alice])[1:]
+
+    states = asyncio.run(run_experience([envelope]))
+
+    assert list(states) == ["C-alice"]
+    [dead] = [s for s in sent if s["topic"] == "cx.touchpoints.dlq"]
+    headers = dict(dead["headers"])
+    assert headers["cxpulse.reason"].startswith(b"occurred_at: Input should be greater than")
+    assert headers["cxpulse.source.index"] == b"0"
+    assert json.loads(dead["value"])["event_id"] == old["event_id"]

@@ -50,10 +50,13 @@ def ev(minutes: float, outcome: str = "failure", **kw: Any) -> TouchpointEvent:
 
 
 def real_alerts() -> list[Alert]:
-    """Every version emitted by a customer journey and an ATM incident, in order."""
+    """Every version emitted by a customer journey and an ATM incident, in order. The
+    customer's withdrawal an hour earlier went fine: the failures are a second episode, so
+    low_score has the evidence it waits for."""
     out: list[Alert] = []
     state = None
-    for e in [ev(0), ev(4), ev(9), ev(12, feedback={"nps": 1, "text": "它吞了我的卡"})]:
+    journey = [ev(-60, "success"), ev(0), ev(4), ev(9)]
+    for e in [*journey, ev(12, feedback={"nps": 1, "text": "它吞了我的卡"})]:
         after, moments = apply_events(state, [e], M, EMIT)
         state, alerts = customer_alerts(state, after, [e], moments, M, EMIT)
         out += alerts

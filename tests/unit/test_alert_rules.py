@@ -2,18 +2,25 @@
 
 Every journey goes through ``apply_events`` and then ``customer_alerts``, batch by batch,
 exactly as the experience agent calls them, with the shipped default model. Each rule gets
-a journey that fires it and one just short of each of its thresholds that does not.
+a journey that fires it, one just short of each of its thresholds that does not, its
+cooldown (a repeat updates the count, same id), tier escalation and magnitude escalation.
 
-Arithmetic behind the score journeys (default model, tier B, app.payment): a success
-reads 10 against an expectation of 8 (valence +2), a failure reads 0 (valence −8); hourly
-moments are separate episodes, so the score is 50 + 5 × the mean of the episodes'
-valences, the later a little heavier (half-life 14 days). Six successes give 60; then
-each failure: 52.8, 47.4, 43.2, 39.9, 37.1, 34.9, 32.9.
+Arithmetic behind the score journeys (default model, segment default, app.payment touches
+product, convenience and service): a moment's valence is its gap, the same on all three
+factors. Tier B expects 8 on each, so a success (reading 10) is +2, an abandonment
+(reading 3) −5 and a failure (reading 0) −8; tier A expects 9: a success is +1, a failure
+−9. Hourly moments are separate episodes (gap over 30 min), each remembered as its one
+valence, so the score is 50 + 5 × the decayed mean of the valences (half-life 14 days:
+``spec_score`` below). Tier B, six successes give 60; then each failure: 52.8, 47.4,
+43.2, 39.9, 37.1, 34.9, 32.9. An atm.withdrawal (convenience 8 and service 8 importance)
+failing as a customer's first moment: tier A −9 → 5, B −8 → 10, C −(7.5 + 7)/2 → 13.75.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +32,7 @@ from schemas.events import TouchpointEvent
 from schemas.model import ExperienceModel, parse_model
 from schemas.scoring import CustomerState
 from streams.core import apply_events
-from streams.core.alerts import customer_alerts, densest, duration, raise_severity
+from streams.core.alerts import customer_alerts, densest, duration, plural, raise_severity
 from streams.model_check import DEFAULT_MODEL_PATH, load_model
 
 M = load_model(None)
@@ -33,12 +40,15 @@ T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=60)  # only clamps future-stamped events
 EMIT = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 OUTCOMES = {"S": "success", "F": "failure", "A": "abandoned"}
+VALENCE_B = {"S": 2.0, "A": -5.0, "F": -8.0}  # tier B app.payment, worked in the docstring
+PAYMENT = {"channel": "app", "touchpoint": "app.payment", "touchpoint_instance": None}
 
 
-def model_with(**alerts: dict[str, Any]) -> ExperienceModel:
+def model_with(**sections: dict[str, Any]) -> ExperienceModel:
+    """The default model with alert rules (or ``state``) changed: model_with(low_score={..})."""
     data = yaml.safe_load(DEFAULT_MODEL_PATH.read_text())
-    for rule, values in alerts.items():
-        data["alerts"][rule].update(values)
+    for key, values in sections.items():
+        (data["state"] if key == "state" else data["alerts"][key]).update(values)
     return parse_model(data)
 
 
@@ -58,7 +68,9 @@ def ev(minutes: float, outcome: str = "failure", **kw: Any) -> TouchpointEvent:
     return TouchpointEvent.model_validate(raw)
 
 
-def call(minutes: float, intent: str | None = None, outcome: str = "success") -> TouchpointEvent:
+def call(
+    minutes: float, intent: str | None = None, outcome: str = "success", **kw: Any
+) -> TouchpointEvent:
     return ev(
         minutes,
         outcome,
@@ -66,13 +78,30 @@ def call(minutes: float, intent: str | None = None, outcome: str = "success") ->
         touchpoint="call_center.banking_support",
         touchpoint_instance=None,
         intent=intent,
+        **kw,
     )
+
+
+def pay(minutes: float, outcome: str = "success", **kw: Any) -> TouchpointEvent:
+    """A routine app payment; like nearly every simulated event it carries an intent."""
+    kw = {"intent": "bill_payment", "touchpoint_instance": None} | kw
+    return ev(minutes, outcome, channel="app", touchpoint="app.payment", **kw)
 
 
 def hourly(letters: str, start_hour: float = 0, **kw: Any) -> list[TouchpointEvent]:
     """One app payment an hour: S success, F failure, A abandoned."""
     kw = {"channel": "app", "touchpoint": "app.payment", "touchpoint_instance": None} | kw
     return [ev((start_hour + i) * 60, OUTCOMES[c], **kw) for i, c in enumerate(letters)]
+
+
+def spec_score(moments: Sequence[tuple[float, float]]) -> float:
+    """cx-model.md's score by hand, for ``(hour, valence)`` moments that are one episode
+    each: 50 + 5 × the mean of the valences weighted 2^(-age / 14 days), seen from the
+    latest moment."""
+    last = max(h for h, _ in moments)
+    weights = [2 ** ((h - last) / (14 * 24)) for h, _ in moments]
+    mean = sum(w * v for w, (_, v) in zip(weights, moments, strict=True)) / sum(weights)
+    return 50 + 5 * mean
 
 
 class Journey:
@@ -91,13 +120,29 @@ class Journey:
         self.emitted += alerts
         return alerts
 
-    def one_by_one(self, events: list[TouchpointEvent]) -> Journey:
+    def one_by_one(self, events: Sequence[TouchpointEvent]) -> Journey:
         for e in events:
             self.send(e)
         return self
 
+    def in_batches(self, events: Sequence[TouchpointEvent], size: int) -> Journey:
+        for i in range(0, len(events), size):
+            self.send(*events[i : i + size])
+        return self
+
     def fired(self, rule: str) -> list[Alert]:
         return [a for a in self.emitted if a.rule == rule]
+
+    def final(self) -> dict[uuid.UUID, tuple[str, int, str]]:
+        """Each alert id in its latest version: what ``alerts FINAL`` holds."""
+        latest: dict[uuid.UUID, Alert] = {}
+        for a in self.emitted:
+            latest[a.alert_id] = a
+        return {k: (a.rule, a.count, a.severity) for k, a in latest.items()}
+
+
+def versions(j: Journey, rule: str) -> list[tuple[int, str, float]]:
+    return [(a.count, a.severity, a.magnitude) for a in j.fired(rule)]
 
 
 # -- low_score --------------------------------------------------------------------------
@@ -106,13 +151,15 @@ class Journey:
 def test_low_score_fires_when_the_score_crosses_below_35() -> None:
     events = hourly("SSSSSS" + "FFFFFF")
     j = Journey().one_by_one(events)
+    hand = spec_score([(h, VALENCE_B[c]) for h, c in enumerate("SSSSSS" + "FFFFFF")])
+    assert j.scores[-1] == pytest.approx(hand, abs=0.01)  # 34.85
     assert j.scores[-2] > 35 > j.scores[-1]  # 37.1 then 34.9
     [alert] = j.fired("low_score")
     assert alert.severity == "warning" and alert.tier == "B"
     assert alert.score == pytest.approx(j.scores[-1], abs=0.01)
     assert alert.magnitude == pytest.approx(35 - j.scores[-1], abs=0.01)
     assert alert.explanation == (
-        f"score fell to {j.scores[-1]:.1f} (below 35) after a failed app.payment"
+        f"score fell to {j.scores[-1]:.1f} (below 35) after a failed app payment"
     )
     assert alert.recommended_action.startswith("call back today: ")
     assert alert.triggered_at == T0 + timedelta(hours=11)
@@ -144,22 +191,129 @@ def test_low_score_hysteresis_rearms_only_above_45() -> None:
     assert min(j.scores[-40:]) < 35
 
 
+@pytest.mark.parametrize(("tier", "first_score"), [("A", 5.0), ("B", 10.0), ("C", 13.75)])
+def test_low_score_waits_for_a_second_episode(tier: str, first_score: float) -> None:
+    """A brand-new customer's first failure is far below 35 for every tier: one moment,
+    not an experience score. The second episode (an hour later) is evidence."""
+    j = Journey()
+    j.send(ev(0, tier=tier))
+    assert j.scores == [pytest.approx(first_score, abs=0.01)]
+    assert j.fired("low_score") == []
+    j.send(ev(60, tier=tier))  # a second failure, a separate episode: the score stays
+    [alert] = j.fired("low_score")
+    assert alert.score == pytest.approx(first_score, abs=0.01)
+    assert alert.severity == "critical"  # 35 - score >= 10: large (and tier A besides)
+    assert alert.magnitude == pytest.approx(35 - first_score, abs=0.01)
+
+
+def test_one_bad_episode_of_a_new_customer_alerts_only_on_what_it_shows() -> None:
+    """Three failed withdrawals in 12 min are one episode: no low_score, but
+    repeated_failure (and detractor) are evidence on their own and fire at once."""
+    j = Journey().one_by_one([ev(0), ev(5), ev(12, feedback={"nps": 3})])
+    assert j.fired("low_score") == []
+    assert [a.rule for a in j.emitted] == ["detractor", "repeated_failure"]
+
+
+def test_low_score_min_episodes_is_configurable() -> None:
+    j = Journey(model_with(low_score={"min_episodes": 1})).one_by_one([ev(0)])
+    [alert] = j.fired("low_score")
+    assert alert.score == 10.0 and alert.severity == "critical"
+
+
+@pytest.mark.parametrize(
+    ("tier", "letters", "score", "severity"),
+    [
+        # six successes then failures, tier B: 34.85 is 0.15 below the line: the base
+        pytest.param("B", "SSSSSSFFFFFF", 34.85, "warning", id="B-just-below"),
+        # tier A: +1 / -9; 55 then 47.8, 42.4, 38.2, 34.9: raised a level for tier A
+        pytest.param("A", "SSSSSSFFFF", 34.88, "critical", id="A-just-below"),
+        # a new tier B customer failing twice, an hour apart: 10, 25 below: large
+        pytest.param("B", "FF", 10.0, "critical", id="B-25-below"),
+    ],
+)
+def test_low_score_severity_by_tier_and_magnitude(
+    tier: str, letters: str, score: float, severity: str
+) -> None:
+    j = Journey().one_by_one(hourly(letters, tier=tier))
+    valence = VALENCE_B if tier == "B" else {"S": 1.0, "F": -9.0}
+    assert spec_score([(h, valence[c]) for h, c in enumerate(letters)]) == pytest.approx(
+        score, abs=0.01
+    )
+    [alert] = j.fired("low_score")
+    assert alert.score == pytest.approx(score, abs=0.01) and alert.severity == severity
+
+
+@pytest.mark.parametrize(("escalate_at", "severity"), [(25.0, "critical"), (25.01, "warning")])
+def test_low_score_magnitude_escalation_threshold(escalate_at: float, severity: str) -> None:
+    """10 is exactly 25 points below 35: escalates at 25, not at 25.01."""
+    j = Journey(model_with(low_score={"escalate_at": escalate_at}))
+    [alert] = j.one_by_one(hourly("FF")).fired("low_score")
+    assert alert.magnitude == 25.0 and alert.severity == severity
+
+
+def test_low_score_repeat_within_cooldown_updates_the_count() -> None:
+    """Fires at 10 (second failure, 0:35), re-arms at 45.7 after five successes
+    ((-16 + 10) / 7 = -0.86), falls again to 35.0 - 0.02 (three more failures,
+    (-6 - 24) / 10 = -3, the recent ones weighing a little more) at 5:15: within the 6 h
+    cooldown, so the same alert, count 2."""
+    events = [ev(35 * i, OUTCOMES[c], **PAYMENT) for i, c in enumerate("FFSSSSSFFFFF")]
+    j = Journey().one_by_one(events)
+    assert max(j.scores[2:7]) > 45
+    first, second = j.fired("low_score")
+    assert second.alert_id == first.alert_id and (first.count, second.count) == (1, 2)
+    assert second.triggered_at == first.triggered_at == T0 + timedelta(minutes=35)
+    assert second.updated_at == T0 + timedelta(minutes=35 * 9)
+    assert second.severity == "critical"  # never lowered while open
+
+
 # -- sharp_drop -------------------------------------------------------------------------
 
 
 def test_sharp_drop_fires_on_15_points_within_24h() -> None:
-    j = Journey().one_by_one(hourly("SSSSSS" + "FFF"))  # 60 → 43.3
+    j = Journey().one_by_one(hourly("SSSSSS" + "FFF"))  # 60 → 43.2
     [alert] = j.fired("sharp_drop")
     assert alert.magnitude == pytest.approx(60 - j.scores[-1], abs=0.01)
-    assert alert.explanation.startswith("score fell 17 points within ")
-    assert "(from 60 to 43), latest a failed app.payment" in alert.explanation
+    assert alert.explanation == (
+        "score fell 17 points in 3 h (from 60 to 43) after a failed app payment"
+    )
     assert alert.severity == "warning"
 
 
-def test_sharp_drop_below_threshold_or_spread_over_days_does_not_fire() -> None:
-    j = Journey().one_by_one(hourly("SSSSSS" + "FF"))  # 60 → 47.5: 12.5 points
-    assert j.fired("sharp_drop") == []
-    # The same fall as above spread 13 h apart: never 15 points within 24 h.
+@pytest.mark.parametrize(
+    ("letters", "drop", "fires"),
+    [
+        # (6·2 - 4·5) / 10 = -0.8 → 46.0 without decay, 45.91 with it: 14.09 < 15
+        pytest.param("SSSSSS" + "AAAA", 14.09, False, id="14.09-points"),
+        # (6·2 - 2·8 - 5) / 9 = -1 → 45.0, 44.91 with decay: 15.09 >= 15
+        pytest.param("SSSSSS" + "FFA", 15.09, True, id="15.09-points"),
+        pytest.param("SSSSSS" + "FF", 12.58, False, id="12.58-points"),
+    ],
+)
+def test_sharp_drop_at_the_default_15_points(letters: str, drop: float, fires: bool) -> None:
+    j = Journey().one_by_one(hourly(letters))
+    hand = 60 - spec_score([(h, VALENCE_B[c]) for h, c in enumerate(letters)])
+    assert hand == pytest.approx(drop, abs=0.01)
+    assert max(j.scores) - j.scores[-1] == pytest.approx(drop, abs=0.01)
+    assert bool(j.fired("sharp_drop")) is fires
+
+
+@pytest.mark.parametrize(("after_peak", "fires"), [(24 * 60 - 1, True), (24 * 60 + 1, False)])
+def test_sharp_drop_window_is_24_hours(after_peak: float, fires: bool) -> None:
+    """The peak of 60 is at 5:00 (the latest of six); failures at 6:00 and 7:00 (52.8,
+    47.4: 12.6 down); an abandonment 24 h after the peak, give or take a minute, brings it
+    to about 44.9. Within 24 h of the peak that is 15.1 down; a minute later the highest
+    of the window is 52.8, and 7.9 is no sharp drop."""
+    j = Journey().one_by_one(hourly("SSSSSS" + "FF"))
+    j.send(ev(5 * 60 + after_peak, "abandoned", **PAYMENT))
+    days = (5 + after_peak / 60) / 24
+    hand = spec_score([*((h, VALENCE_B[c]) for h, c in enumerate("SSSSSSFF")), (days * 24, -5)])
+    assert j.scores[-1] == pytest.approx(hand, abs=0.01)
+    assert 60 - hand > 15 > j.scores[6] - hand
+    assert bool(j.fired("sharp_drop")) is fires
+
+
+def test_sharp_drop_spread_over_days_does_not_fire() -> None:
+    # The same fall as a firing one, spread 13 h apart: never 15 points within 24 h.
     slow = Journey().one_by_one(hourly("SSSSSS"))
     for k in range(1, 4):
         slow.send(hourly("F", start_hour=5 + 13 * k)[0])
@@ -173,20 +327,97 @@ def test_sharp_drop_threshold_is_configurable() -> None:
     assert j.fired("sharp_drop") == []
 
 
+@pytest.mark.parametrize(
+    ("letters", "fires"),
+    [
+        # 60 then (2 - 8) / 2 → 35: 25 down, but from a one-moment score
+        pytest.param("SF", False, id="second-moment"),
+        # 60, 60, then (4 - 8) / 3 → 43.3: 16.7 down from a score after two moments
+        pytest.param("SSF", True, id="third-moment"),
+    ],
+)
+def test_sharp_drop_measures_only_from_a_score_the_customer_had(letters: str, fires: bool) -> None:
+    j = Journey().one_by_one(hourly(letters))
+    assert 60 - j.scores[-1] > 15
+    assert bool(j.fired("sharp_drop")) is fires
+
+
+def test_sharp_drop_says_how_fast_it_really_fell() -> None:
+    """Separate journeys make separate episodes minutes apart: 60 → 44.9 in 6 min."""
+    j = Journey().one_by_one(hourly("SSSSSS"))
+    j.one_by_one(
+        [
+            ev(5 * 60 + 2 * k, o, journey_id=f"J-{k}", **PAYMENT)
+            for k, o in ((1, "failure"), (2, "failure"), (3, "abandoned"))
+        ]
+    )
+    [alert] = j.fired("sharp_drop")
+    assert alert.explanation == (
+        "score fell 15 points in 6 min (from 60 to 45) after an abandoned app payment"
+    )
+
+
+@pytest.mark.parametrize(("tier", "severity"), [("B", "warning"), ("A", "critical")])
+def test_sharp_drop_tier_a_raises_severity(tier: str, severity: str) -> None:
+    """Tier A: 55, then 47.8, 42.4, 38.2: 16.8 down. Tier B: 60 → 43.2, 16.8 down."""
+    j = Journey().one_by_one(hourly("SSSSSS" + "FFF", tier=tier))
+    [alert] = j.fired("sharp_drop")
+    assert alert.magnitude == pytest.approx(16.8, abs=0.05) and alert.severity == severity
+
+
+def test_sharp_drop_repeats_keep_the_id_and_escalate_at_25_points() -> None:
+    """Tier B, 60 then failures hourly: 16.8, 20.1, 22.9 and 25.1 points down, all within
+    6 h of the first: one alert, count 1..4, critical once 25 points down."""
+    j = Journey().one_by_one(hourly("SSSSSS" + "FFFFFF"))
+    got = versions(j, "sharp_drop")
+    assert [c for c, _, _ in got] == [1, 2, 3, 4]
+    assert [s for _, s, _ in got] == ["warning", "warning", "warning", "critical"]
+    assert [m for _, _, m in got] == pytest.approx([16.77, 20.12, 22.87, 25.15], abs=0.01)
+    assert len({a.alert_id for a in j.fired("sharp_drop")}) == 1
+
+
 # -- repeated_failure -------------------------------------------------------------------
 
 
 def test_three_failures_of_one_touchpoint_in_30_min_fire() -> None:
     j = Journey().one_by_one([ev(0), ev(10), ev(25)])
     [alert] = j.fired("repeated_failure")
-    assert alert.explanation == "3 failed atm.withdrawal in 25 min, the latest at ATM-0042"
+    assert alert.explanation == "3 failed cash withdrawals at ATM-0042 in 25 min"
     assert alert.recommended_action == (
-        "call back today: help the customer finish atm.withdrawal another way and report "
-        "the fault at ATM-0042"
+        "call back today: help the customer finish the cash withdrawal another way and "
+        "report the fault at ATM-0042"
     )
     assert alert.magnitude == 3 and alert.count == 1
     assert alert.instance == "ATM-0042" and alert.channel == "atm"
     assert len(alert.event_ids) == 3
+
+
+@pytest.mark.parametrize(
+    ("events", "explanation"),
+    [
+        pytest.param(
+            [ev(0), ev(4, touchpoint_instance="ATM-0007"), ev(9)],
+            "3 failed cash withdrawals at ATM-0042 and ATM-0007 in 9 min",
+            id="two-machines",
+        ),
+        pytest.param(
+            [ev(m, touchpoint="atm.withdrawal.cardless") for m in (0, 1, 2)],
+            "3 failed cash withdrawals at ATM-0042 in 2 min",
+            id="labelled-prefix",
+        ),
+        pytest.param(
+            [
+                ev(m, channel="web", touchpoint="web.brand_new_page", touchpoint_instance="/new")
+                for m in (0, 5, 20)
+            ],
+            "3 failures of web.brand_new_page at /new in 20 min",
+            id="no-label",
+        ),
+    ],
+)
+def test_repeated_failure_explanations(events: list[TouchpointEvent], explanation: str) -> None:
+    [alert] = Journey().one_by_one(events).fired("repeated_failure")
+    assert alert.explanation == explanation
 
 
 @pytest.mark.parametrize(
@@ -240,34 +471,57 @@ def test_three_calls_in_7_days_fire() -> None:
 def test_two_calls_about_the_same_intent_fire() -> None:
     j = Journey().one_by_one([call(0, "card_blocked"), call(26 * 60, "card_blocked")])
     [alert] = j.fired("repeat_contact")
-    assert alert.explanation == "2 call-center contacts about card_blocked in 26 h"
-    assert "(card_blocked) one owner" in alert.recommended_action
+    assert alert.explanation == "2 call-center contacts about card blocked in 26 h"
+    assert "(card blocked) one owner" in alert.recommended_action
 
 
 @pytest.mark.parametrize(
-    "calls",
+    ("calls", "fires"),
     [
-        pytest.param([call(0), call(3 * 1440), call(7 * 1440 + 60)], id="3-over-7-days"),
-        pytest.param([call(0, "card_blocked"), call(60, "loan")], id="2-different-intents"),
-        pytest.param([call(0, "card_blocked"), call(60)], id="2-one-without-intent"),
+        pytest.param([call(0), call(3 * 1440), call(7 * 1440 + 60)], False, id="3-over-7-days"),
+        pytest.param([call(0), call(3 * 1440), call(7 * 1440)], True, id="3-in-exactly-7-days"),
+        pytest.param(
+            [call(0, "card_blocked"), call(7 * 1440 + 1, "card_blocked")],
+            False,
+            id="same-intent-7-days-1-min",
+        ),
+        pytest.param(
+            [call(0, "card_blocked"), call(7 * 1440, "card_blocked")],
+            True,
+            id="same-intent-exactly-7-days",
+        ),
+        pytest.param([call(0, "card_blocked"), call(60, "loan")], False, id="2-different-intents"),
+        pytest.param([call(0, "card_blocked"), call(60)], False, id="2-one-without-intent"),
     ],
 )
-def test_repeat_contact_below_thresholds_does_not_fire(calls: list[TouchpointEvent]) -> None:
-    assert Journey().one_by_one(calls).fired("repeat_contact") == []
+def test_repeat_contact_thresholds(calls: list[TouchpointEvent], fires: bool) -> None:
+    assert bool(Journey().one_by_one(calls).fired("repeat_contact")) is fires
+
+
+def test_repeat_contact_tier_a_raises_severity() -> None:
+    j = Journey().one_by_one([call(0, tier="A"), call(60, tier="A"), call(120, tier="A")])
+    [alert] = j.fired("repeat_contact")
+    assert alert.severity == "warning"  # info, one level up for tier A
+
+
+def test_repeat_contact_repeats_escalate_at_5_and_a_new_case_after_the_cooldown() -> None:
+    """Calls hourly: the 3rd opens the alert (3 contacts, info), the 4th and 5th repeat it
+    within 6 h (the 5th: 5 contacts, warning). Two days later a 6th call is a new case."""
+    j = Journey().one_by_one([call(60 * k) for k in range(5)])
+    assert versions(j, "repeat_contact") == [(1, "info", 3), (2, "info", 4), (3, "warning", 5)]
+    first = j.fired("repeat_contact")[0]
+    assert {a.alert_id for a in j.fired("repeat_contact")} == {first.alert_id}
+    [later] = j.send(call(2 * 1440))
+    assert later.alert_id != first.alert_id and later.count == 1
+    assert later.magnitude == 6 and later.severity == "warning"
 
 
 # -- channel_hopping --------------------------------------------------------------------
 
 
-def hop(minutes: float, channel: str, outcome: str = "failure") -> TouchpointEvent:
-    return ev(
-        minutes,
-        outcome,
-        channel=channel,
-        touchpoint=f"{channel}.card_control",
-        touchpoint_instance=None,
-        intent="card_blocked",
-    )
+def hop(minutes: float, channel: str, outcome: str = "failure", **kw: Any) -> TouchpointEvent:
+    kw = {"intent": "card_blocked", "touchpoint_instance": None} | kw
+    return ev(minutes, outcome, channel=channel, touchpoint=f"{channel}.card_control", **kw)
 
 
 def test_one_intent_on_three_channels_without_success_fires() -> None:
@@ -276,9 +530,12 @@ def test_one_intent_on_three_channels_without_success_fires() -> None:
     )
     [alert] = j.fired("channel_hopping")
     assert alert.explanation == (
-        "tried card_blocked on 3 channels (app, web, store) in 3 days without success"
+        "tried card blocked on 3 channels (app, web, store) in 3 days without success"
     )
     assert alert.severity == "warning" and alert.magnitude == 3
+    assert alert.recommended_action.endswith(
+        "resolve the card blocked in this one contact and tell the customer which way works"
+    )
 
 
 @pytest.mark.parametrize(
@@ -289,16 +546,49 @@ def test_one_intent_on_three_channels_without_success_fires() -> None:
         ),
         pytest.param([hop(0, "app"), hop(60, "web"), hop(73 * 60, "store")], id="over-72h"),
         pytest.param([hop(0, "app"), hop(60, "web"), hop(120, "web")], id="two-channels"),
+        pytest.param(
+            [hop(0, "app"), hop(60, "web"), hop(90, "app", "success"), hop(120, "store")],
+            id="a-success-settles-the-earlier-tries",
+        ),
+        pytest.param(
+            # the store try happened before the success but arrives after it
+            [hop(0, "app"), hop(60, "web"), hop(120, "app", "success"), hop(100, "store")],
+            id="late-try-after-a-success",
+        ),
     ],
 )
 def test_channel_hopping_below_thresholds_does_not_fire(events: list[TouchpointEvent]) -> None:
     assert Journey().one_by_one(events).fired("channel_hopping") == []
 
 
+def test_channel_hopping_tier_a_raises_severity() -> None:
+    j = Journey().one_by_one([hop(0, c, tier="A") for c in ("app", "web", "store")])
+    [alert] = j.fired("channel_hopping")
+    assert alert.severity == "critical" and alert.magnitude == 3
+
+
+def test_channel_hopping_repeats_and_escalates_at_4_channels() -> None:
+    """app, web, store open the alert (3 channels); another app try repeats it (still 3);
+    a call 5 h after the opening makes 4 channels: the same alert, critical."""
+    j = Journey().one_by_one(
+        [hop(0, "app"), hop(60, "web"), hop(120, "store"), hop(180, "app"), hop(420, "call_center")]
+    )
+    assert versions(j, "channel_hopping") == [
+        (1, "warning", 3),
+        (2, "warning", 3),
+        (3, "critical", 4),
+    ]
+    assert len({a.alert_id for a in j.fired("channel_hopping")}) == 1
+    assert j.fired("channel_hopping")[-1].explanation == (
+        "tried card blocked on 4 channels (web, store, app, call center) in 6 h without success"
+    )
+
+
 # -- detractor --------------------------------------------------------------------------
 
 
 def said(minutes: float, **feedback: Any) -> TouchpointEvent:
+    tier = feedback.pop("tier", "B")
     return ev(
         minutes,
         "success",
@@ -306,15 +596,16 @@ def said(minutes: float, **feedback: Any) -> TouchpointEvent:
         touchpoint="store.branch_visit",
         touchpoint_instance="store-117",
         feedback=feedback,
+        tier=tier,
     )
 
 
 @pytest.mark.parametrize(
     ("feedback", "fires", "explanation"),
     [
-        ({"nps": 6}, True, "NPS 6 after a successful store.branch_visit at store-117"),
+        ({"nps": 6}, True, "NPS 6 after a successful branch visit at store-117"),
         ({"nps": 7}, False, None),
-        ({"csat": 2}, True, "CSAT 2 after a successful store.branch_visit at store-117"),
+        ({"csat": 2}, True, "CSAT 2 after a successful branch visit at store-117"),
         ({"csat": 3}, False, None),
     ],
 )
@@ -338,9 +629,20 @@ def test_detractor_sentiment_line(sentiment: float, fires: bool) -> None:
         assert alerts[0].explanation.startswith('said "the queue was endless" after ')
 
 
-def test_detractor_magnitude_escalates() -> None:
-    [alert] = Journey().one_by_one([said(0, nps=1)]).fired("detractor")
-    assert alert.magnitude == 9 and alert.severity == "warning"  # info, raised by magnitude
+@pytest.mark.parametrize(
+    ("nps", "tier", "magnitude", "severity"),
+    [
+        (3, "B", 7, "info"),  # 10 - 3 = 7, below the 8 that escalates
+        (2, "B", 8, "warning"),  # 8: raised by magnitude
+        (3, "A", 7, "warning"),  # raised for tier A
+        (1, "A", 9, "critical"),  # both
+    ],
+)
+def test_detractor_severity_by_tier_and_magnitude(
+    nps: int, tier: str, magnitude: float, severity: str
+) -> None:
+    [alert] = Journey().one_by_one([said(0, nps=nps, tier=tier)]).fired("detractor")
+    assert alert.magnitude == magnitude and alert.severity == severity
 
 
 # -- cooldown, replay, order ----------------------------------------------------------
@@ -375,7 +677,7 @@ def test_replaying_the_same_events_emits_nothing_new() -> None:
 def test_reprocessing_from_an_uncommitted_state_rebuilds_the_same_alerts() -> None:
     """A restart re-delivers events whose state was not committed: same ids and counts,
     whether they come back one by one or as one batch."""
-    events = [ev(0), ev(10), ev(25), ev(28), said(30, nps=2)]
+    events = [ev(0), ev(10), ev(25), ev(28), said(30, nps=2), ev(90)]
     one = Journey().one_by_one(events)
     batch = Journey()
     batch.send(*events)
@@ -384,7 +686,49 @@ def test_reprocessing_from_an_uncommitted_state_rebuilds_the_same_alerts() -> No
         return {a.alert_id: (a.rule, a.count, a.severity, a.event_ids) for a in j.emitted}
 
     assert final(batch) == final(one)
+    # low_score at 1:30, the second episode
     assert {"low_score", "repeated_failure", "detractor"} == {r for r, *_ in final(one).values()}
+
+
+def busy_week() -> list[TouchpointEvent]:
+    """A tier B customer's week, every rule represented: a stuck ATM, a detractor, routine
+    app payments (each with an intent) between everything, two calls about a blocked card
+    and tries of it on three channels."""
+    events = [ev(0), ev(5), ev(12), said(40, nps=2)]
+    events += [pay(60 + 30 * k) for k in range(20)]
+    events += [call(1440, "card_blocked", "failure"), hop(1500, "app"), hop(1560, "web")]
+    events += [pay(1600 + 20 * k) for k in range(20)]
+    events += [call(2 * 1440, "card_blocked", "failure"), hop(2 * 1440 + 60, "store")]
+    events += [pay(3 * 1440 + 45 * k, "failure" if k % 7 == 3 else "success") for k in range(30)]
+    events += [ev(5 * 1440), ev(5 * 1440 + 3), ev(5 * 1440 + 8), ev(5 * 1440 + 9)]
+    return sorted(events, key=lambda e: e.occurred_at)
+
+
+def test_batches_of_any_size_raise_the_same_alerts() -> None:
+    """A restart or catch-up (large batches) must alert as steady flow does (one by one)."""
+    events = busy_week()
+    steady = Journey().one_by_one(events)
+    assert {r for r, _, _ in steady.final().values()} == {
+        "repeated_failure",
+        "detractor",
+        "repeat_contact",
+        "channel_hopping",
+        "low_score",
+        "sharp_drop",
+    }
+    for size in (len(events), 2, 3, 7, 50):
+        assert Journey().in_batches(events, size).final() == steady.final(), size
+
+
+def test_a_batch_judges_each_moment_by_what_was_known_then() -> None:
+    """The audit's case: 3 failed withdrawals, then 20 successful moments with an intent,
+    all in one batch (a catch-up). The failures are still known at the third."""
+    events = [ev(0), ev(2), ev(4)] + [pay(6 + k) for k in range(20)]
+    batch = Journey()
+    batch.send(*events)
+    steady = Journey().one_by_one(events)
+    assert len(batch.fired("repeated_failure")) == len(steady.fired("repeated_failure")) == 1
+    assert batch.final() == steady.final()
 
 
 def test_out_of_order_events_within_lateness_fire_with_the_same_id() -> None:
@@ -405,15 +749,107 @@ def test_late_moments_never_alert() -> None:
     assert j.fired("detractor") == []
 
 
-def test_memory_stays_small_and_round_trips() -> None:
+# -- the rules' memory --------------------------------------------------------------------
+
+
+def test_routine_moments_do_not_crowd_out_the_calls_of_a_week() -> None:
+    """3 calls within 6 days, 16 routine app payments with an intent between the 2nd and
+    the 3rd: the week's calls are all remembered."""
+    events = [call(0), call(3 * 1440)] + [pay(3 * 1440 + 60 + 240 * k) for k in range(16)]
+    events.append(call(6 * 1440))
+    j = Journey().one_by_one(events)
+    [alert] = j.fired("repeat_contact")
+    assert alert.explanation == "3 call-center contacts in 6 days"
+    assert set(alert.event_ids) == {events[0].event_id, events[1].event_id, events[-1].event_id}
+
+
+def test_a_same_intent_pair_survives_a_week_of_other_traffic() -> None:
+    """A call about a blocked card, then six days of everything else (failed payments,
+    other calls, tries of other intents), then a second call about the card."""
+    events = [call(0, "card_blocked")]
+    for day in range(6):
+        base = day * 1440 + 600
+        events += [pay(base + 10 * k, "failure" if k % 4 == 0 else "success") for k in range(12)]
+        events += [hop(base + 200, "web", intent=f"intent_{day}")]
+    events += [call(2 * 1440, "loan"), call(6 * 1440, "card_blocked")]
+    j = Journey().one_by_one(sorted(events, key=lambda e: e.occurred_at))
+    alerts = j.fired("repeat_contact")
+    assert alerts[-1].explanation == ("3 call-center contacts in 6 days, 2 about card blocked")
+
+
+def test_calls_do_not_crowd_out_failures() -> None:
+    """Twenty calls between the 2nd and the 3rd failed withdrawal, all within 30 min."""
+    events = [ev(0), ev(1)] + [call(2 + k) for k in range(20)] + [ev(25)]
+    [alert] = Journey().one_by_one(events).fired("repeated_failure")
+    assert alert.magnitude == 3
+
+
+def test_memory_is_bounded_by_what_the_rules_count() -> None:
     j = Journey()
     for day in range(20):
-        j.one_by_one([ev(day * 1440 + m) for m in (0, 5, 10)] + [said(day * 1440 + 20, nps=1)])
-    assert len(j.fired("repeated_failure")) == 20
+        j.one_by_one(
+            [ev(day * 1440 + m) for m in (0, 5, 10, 15, 20, 25, 28)]
+            + [call(day * 1440 + 40 + k, f"intent_{k}") for k in range(9)]
+            + [
+                hop(day * 1440 + 60 + k, ("app", "web")[k % 2], "abandoned", intent=f"t{k}")
+                for k in range(12)
+            ]
+            + [said(day * 1440 + 120, nps=1)]
+        )
+    assert len({a.alert_id for a in j.fired("repeated_failure")}) == 20  # one a day
     state = j.state
     assert state is not None
-    assert len(state.alert_memory) <= 8
-    assert CustomerState.from_bytes(state.to_bytes()) == state
+    assert len(state.failures) == M.state.failures_max == 8
+    assert len(state.contacts) == M.state.contacts_max == 8
+    assert len(state.intents) == M.state.intents_max == 8
+    assert all(len(i.tries) <= 2 for i in state.intents.values())
+    # open alerts are remembered while an acceptable hit could repeat them (cooldown 6 h
+    # plus lateness 48 h): one alert a day per rule here, so at most 3 each
+    codes = [k.split("@")[0] for k in state.alert_memory if "@" in k]
+    assert codes and max(codes.count(c) for c in set(codes)) <= 3
+    raw = state.to_bytes()
+    # the rules' memory at its caps: 8 failures (~76 B each), 8 calls (~59 B), 8 intents
+    # (~65 B with one try): about 1.6 KB of this busiest customer's ~5.7 KB
+    memo = {k: v for k, v in json.loads(raw).items() if k in ("rf", "rc", "ih")}
+    assert len(json.dumps(memo, separators=(",", ":"))) < 1_700
+    assert CustomerState.from_bytes(raw) == state
+
+
+def test_memory_covers_each_window_plus_the_lateness() -> None:
+    """Kept while an acceptable event (up to 48 h late) could still pair with it: a failure
+    for 48.5 h, a call for 9 days, a try for 120 h, behind the newest event."""
+    j = Journey().one_by_one([ev(0), call(1), hop(2, "app", "abandoned")])
+    j.send(pay(48 * 60 + 29))
+    assert state_sizes(j) == (1, 1, 1)  # the payment's own intent has no open try: not kept
+    j.send(pay(48 * 60 + 31))
+    assert state_sizes(j) == (0, 1, 1)
+    j.send(pay(120 * 60 + 3))
+    assert state_sizes(j) == (0, 1, 0)
+    j.send(pay(9 * 1440 + 2))
+    assert state_sizes(j) == (0, 0, 0)
+
+
+def state_sizes(j: Journey) -> tuple[int, int, int]:
+    assert j.state is not None
+    return len(j.state.failures), len(j.state.contacts), len(j.state.intents)
+
+
+def test_a_state_with_the_old_single_trail_is_read_into_the_rules_memory() -> None:
+    first = call(0, "card_blocked")
+    j = Journey().one_by_one([first])
+    assert j.state is not None
+    old = json.loads(j.state.to_bytes())
+    del old["rc"]
+    old["tr"] = [
+        {"t": old["wm"], "ch": "call_center", "tp": "call_center.banking_support",
+         "o": "success", "in": "card_blocked", "id": first.event_id.hex},
+        {"t": old["wm"], "ch": "app", "tp": "app.payment", "o": "failure", "in": "pay"},
+    ]  # fmt: skip
+    j.state = CustomerState.from_bytes(json.dumps(old).encode())
+    assert [c.intent for c in j.state.contacts] == ["card_blocked"]
+    assert [f.touchpoint for f in j.state.failures] == ["app.payment"]
+    assert list(j.state.intents) == ["pay"]
+    assert len(j.send(call(60, "card_blocked"))) == 1  # the pair completes
 
 
 def test_disabled_rule_is_silent() -> None:
@@ -424,7 +860,7 @@ def test_disabled_rule_is_silent() -> None:
 # -- helpers ---------------------------------------------------------------------------
 
 
-def test_severity_and_durations() -> None:
+def test_severity_durations_and_plurals() -> None:
     assert raise_severity("info", tier_a=False, large=False) == "info"
     assert raise_severity("info", tier_a=True, large=True) == "critical"
     assert raise_severity("warning", tier_a=True, large=True) == "critical"
@@ -434,7 +870,17 @@ def test_severity_and_durations() -> None:
         "5 h",
         "4 days",
     ]
+    assert [plural(w) for w in ("cash withdrawal", "web search", "balance enquiry", "day")] == [
+        "cash withdrawals",
+        "web searches",
+        "balance enquiries",
+        "days",
+    ]
     assert densest([], 0, 60) == []
+
+
+def test_every_default_touchpoint_has_a_label() -> None:
+    assert set(M.alerts.labels) == set(M.touchpoints)
 
 
 def test_mismatched_inputs_are_refused() -> None:

@@ -47,8 +47,9 @@ def ev(minutes: float, tier: str, **kw: Any) -> TouchpointEvent:
 
 
 def alerts_of(tier: str) -> list[Alert]:
-    """A tier's customer failing three withdrawals: low_score and repeated_failure."""
-    events = [ev(0, tier), ev(5, tier), ev(9, tier)]
+    """A tier's customer failing three withdrawals, NPS 2 on the last: repeated_failure
+    and detractor."""
+    events = [ev(0, tier), ev(5, tier), ev(9, tier, feedback={"nps": 2})]
     after, moments = apply_events(None, events, M, EMIT)
     _, alerts = customer_alerts(None, after, events, moments, M, EMIT)
     return alerts
@@ -105,7 +106,7 @@ def test_render_colours_by_severity() -> None:
     plain = render(crit).plain
     assert plain.startswith("2025-03-03 09:09:00Z CRITICAL repeated_failure")
     assert "customer C-A tier A score " in plain
-    assert "3 failed atm.withdrawal in 9 min, the latest at ATM-0042" in plain
+    assert "3 failed cash withdrawals at ATM-0042 in 9 min" in plain
     assert plain.endswith("→ " + crit.recommended_action)
 
 

@@ -134,6 +134,25 @@ DELETE = object()
             "score.explanation_size: 50 is too large: use a value <= 20",
         ),
         ("score.half_lfe_days", 3, "score.half_lfe_days: unknown key"),
+        (
+            "state.failures_max",
+            4,
+            "model error: state.failures_max: 4 is smaller than "
+            "alerts.repeated_failure.escalate_at (5): raise state.failures_max to at least 5",
+        ),
+        (
+            "alerts.repeated_failure.escalate_at",
+            9,
+            "state.failures_max: 8 is smaller than alerts.repeated_failure.escalate_at (9)",
+        ),
+        (
+            "state.contacts_max",
+            2,
+            "state.contacts_max: 2 is smaller than alerts.repeat_contact.count (3): raise",
+        ),
+        ("state.trail_max", 16, "state.trail_max: no longer used"),
+        ("state.intents_max", 0, "state.intents_max: 0 is too small: use a value >= 1"),
+        ("alerts.low_score.min_episodes", 0, "alerts.low_score.min_episodes: 0 is too small"),
     ],
 )
 def test_bad_model_gives_one_line_naming_the_key(path: str, value: Any, message: str) -> None:
@@ -181,3 +200,21 @@ def test_a_copy_of_the_default_round_trips(tmp_path: Path) -> None:
     p = tmp_path / "m.yaml"
     p.write_text(yaml.safe_dump(_with("factors.importance.retail.service", 7)))
     assert load_model(p).importance_for("retail")["service"] == 7
+
+
+def test_alert_labels_must_name_touchpoints_of_the_model() -> None:
+    data = copy.deepcopy(DEFAULT)
+    data["alerts"]["labels"]["atm.withdrawl"] = "cash withdrawal"
+    with pytest.raises(ModelError) as err:
+        parse_model(data)
+    assert str(err.value) == (
+        "model error: alerts.labels.atm.withdrawl: not a touchpoint of this model: fix its "
+        "spelling or add the touchpoint"
+    )
+
+
+def test_default_alert_memory_caps_cover_what_the_rules_count() -> None:
+    m = load_model(None)
+    assert m.state.failures_max >= m.alerts.repeated_failure.escalate_at
+    assert m.state.contacts_max >= m.alerts.repeat_contact.escalate_at
+    assert m.alerts.low_score.min_episodes == 2

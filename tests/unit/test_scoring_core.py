@@ -435,7 +435,9 @@ def test_state_is_bounded_and_round_trips() -> None:
     s = run(events)
     assert len(s.episodes) <= M.episodes.max_open
     assert len(s.seen_ids()) <= M.state.seen_ids_max
-    assert len(s.trail) <= M.state.trail_max
+    assert len(s.failures) <= M.state.failures_max
+    assert len(s.contacts) <= M.state.contacts_max
+    assert len(s.intents) <= M.state.intents_max
     assert len(s.key_moments) == M.score.explanation_size
     assert len(s.score_trail) <= 25
     raw = s.to_bytes()
