@@ -12,9 +12,9 @@ This module imports pydantic and the standard library only: the stream core buil
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 Rule = Literal[
     "low_score",
@@ -106,8 +106,9 @@ class HealthState(BaseModel):
     the short window plus the allowed lateness; ``hourly`` the same per hour over the
     baseline window: about 35 triples in all, whatever the volume. ``seen`` packs recent
     event-id hashes like ``CustomerState.seen`` (events at or before ``floor`` are late),
-    ``failures`` the hex ids of the latest failures (an alert lists them) and
-    ``alert_memory`` the open touchpoint_degraded alerts.
+    ``failures`` the ``(event time, hex id)`` of the latest failures (an alert lists those
+    of its window), ``first`` the event time of the first event counted (how much history
+    the baseline really has) and ``alert_memory`` the open touchpoint_degraded alerts.
     """
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
@@ -120,7 +121,8 @@ class HealthState(BaseModel):
     seen: Annotated[str, Field(alias="ids")] = ""
     fine: Annotated[list[tuple[int, int, int]], Field(alias="f")] = Field(default_factory=list)
     hourly: Annotated[list[tuple[int, int, int]], Field(alias="h")] = Field(default_factory=list)
-    failures: Annotated[list[str], Field(alias="rf")] = Field(default_factory=list)
+    first: Annotated[int, Field(alias="t0")] = 0
+    failures: Annotated[list[tuple[int, str]], Field(alias="rf")] = Field(default_factory=list)
     alert_memory: Annotated[dict[str, int | float | str], Field(alias="am")] = Field(
         default_factory=dict
     )
@@ -132,3 +134,15 @@ class HealthState(BaseModel):
     @classmethod
     def from_bytes(cls, data: bytes) -> HealthState:
         return cls.model_validate_json(data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _untimed_failures(cls, data: Any) -> Any:
+        """States written before failures had times: their ids are of unknown time (0),
+        so no alert lists them as within its window."""
+        if isinstance(data, dict):
+            for key in ("rf", "failures"):
+                if isinstance(data.get(key), list):
+                    data = dict(data)
+                    data[key] = [[0, f] if isinstance(f, str) else f for f in data[key]]
+        return data

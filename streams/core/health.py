@@ -31,24 +31,30 @@ nothing.
 Alerts. One per instance per ``health.cooldown_hours``; while the instance stays degraded
 each further short-window bucket in which the rule holds raises the open alert's count
 (a count of 4 with 5-minute buckets: degraded in 4 buckets). Ids are a uuid5 of the
-instance and the failure at which it opened.
+instance and the failure at which it opened. An alert lists the failures of its short
+window (the ones it counted, up to ``alerts.max_event_ids``), never older ones, and says
+what it compared with as it was: "over the previous 24 h" only with 24 h of history, the
+real span for a younger instance, the prior for a new one.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from datetime import datetime
 
 from schemas.alerts import Alert, HealthState, alert_id
 from schemas.events import TouchpointEvent
-from schemas.model import ExperienceModel
+from schemas.model import ExperienceModel, HealthSection
 from schemas.scoring import build, pack_seen, unpack_seen
 from streams.core import dedup
 from streams.core.alerts import (
     CODES,
     at,
+    duration,
     epoch,
     forget_closed,
+    label,
     one_line,
     raise_severity,
     record_hit,
@@ -88,6 +94,17 @@ class _Counts:
         return [(s, a, f) for s, (a, f) in sorted(self.b.items()) if s >= keep_from]
 
 
+def _against(base: float, attempts: int, history_s: int, h: HealthSection) -> str:
+    """What the rate was compared with, as it really was: the instance's own rate over the
+    history it has (up to ``baseline_hours``), or the prior when it has none."""
+    span = f"{h.baseline_hours} h" if history_s >= h.baseline_hours * _HOUR else duration(history_s)
+    if attempts:
+        return f"against {base:.0%} over the previous {span}"
+    if history_s <= 0:
+        return f"against the {base:.0%} assumed for a new instance"
+    return f"against the {base:.0%} assumed, with no attempts in the previous {span}"
+
+
 def apply_health(
     state: HealthState | None,
     events: Iterable[TouchpointEvent],
@@ -116,6 +133,8 @@ def apply_health(
     seen = dict(unpack_seen(state.seen))
     fine, hourly = _Counts(state.fine), _Counts(state.hourly)
     failures = list(state.failures)
+    # States written before ``first`` existed: their oldest hourly bucket is the best guess.
+    first = state.first or (state.hourly[0][0] if state.hourly else 0)
     memory: dict[str, int | float | str] = dict(state.alert_memory)
     watermark, floor = state.watermark, state.floor
     channel, touchpoint = state.channel, state.touchpoint
@@ -138,6 +157,7 @@ def apply_health(
         applied += 1
         floor = dedup.remember(seen, h48, t, h.seen_ids_max, floor)
         watermark = max(watermark, t)
+        first = min(first, t) if first else t
         channel, touchpoint = ev.channel, ev.touchpoint
         failed = ev.outcome == "failure"
         fb = t - t % bucket
@@ -145,10 +165,12 @@ def apply_health(
         hourly.add(t - t % _HOUR, failed)
         if not failed:
             continue
-        failures = [*failures, ev.event_id.hex][-max_ids:]
+        bisect.insort(failures, (t, ev.event_id.hex))
+        del failures[:-max_ids]
         if not h.enabled:
             continue
-        sa, sf = fine.total(fb - short + bucket, fb)
+        window_start = fb - short + bucket
+        sa, sf = fine.total(window_start, fb)
         if sa < h.min_attempts or sf / sa < h.min_failure_rate:
             continue
         rate = sf / sa
@@ -164,7 +186,10 @@ def apply_health(
         opened, moved = record_hit(memory, _CODE, t, cooldown, severity, new_id, mark=fb)
         if not moved:
             continue
-        name = state.key if state.key == ev.touchpoint else f"{state.key} ({ev.touchpoint})"
+        kind = label(model, ev.touchpoint) or ev.touchpoint
+        name = state.key if state.key == ev.touchpoint else f"{state.key} ({kind})"
+        # the failures counted: those of the short window, not the instance's last ever
+        counted = [i for ft, i in failures if window_start <= ft < fb + bucket]
         alert = Alert(
             alert_id=opened.alert_hex,
             rule="touchpoint_degraded",
@@ -177,12 +202,12 @@ def apply_health(
             updated_at=at(opened.last),
             emitted_at=now,
             open_until=at(opened.t0 + cooldown),
-            event_ids=failures,
+            event_ids=counted,
             count=opened.count,
             magnitude=round(rate, 3),
             explanation=one_line(
                 f"{name}: {sf} of {sa} attempts failed in {h.short_window_minutes} min "
-                f"({rate:.0%}), against {base:.0%} over the previous {h.baseline_hours} h"
+                f"({rate:.0%}), {_against(base, ba, window_start - first, h)}"
             ),
             recommended_action=one_line(
                 f"open an incident for {state.key} now: check it, and point customers to "
@@ -205,6 +230,7 @@ def apply_health(
         seen=pack_seen(sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))),
         fine=fine.triples(watermark - short - lateness - bucket),
         hourly=hourly.triples(watermark - baseline - _HOUR),
+        first=first,
         failures=failures,
         alert_memory=memory,
     )

@@ -91,12 +91,16 @@ def test_a_failing_instance_fires_against_its_baseline() -> None:
     assert alert.instance == "ATM-0042" and alert.customer_id is None and alert.tier is None
     assert alert.channel == "atm" and alert.touchpoint == "atm.withdrawal"
     assert alert.severity == "warning" and 0.25 <= alert.magnitude < 0.6
-    assert alert.explanation.startswith("ATM-0042 (atm.withdrawal): ")
+    assert alert.explanation.startswith("ATM-0042 (cash withdrawal): ")
     assert "attempts failed in 15 min" in alert.explanation
     assert alert.explanation.endswith("against 2% over the previous 24 h")
     assert alert.recommended_action.startswith("open an incident for ATM-0042 now")
-    assert alert.event_ids[-1] in {e.event_id for e in incident if e.outcome == "failure"}
     assert alert.triggered_at >= T0 + timedelta(hours=24)
+    # It lists the failures it counted (the short window's, from 24:00), not the day's
+    # earlier ones (every 50th attempt failed all day: the last at 23:20).
+    counted = [e.event_id for e in incident if e.outcome == "failure"]
+    assert len(alert.event_ids) >= 5
+    assert alert.event_ids == counted[: len(alert.event_ids)]
 
 
 def test_most_attempts_failing_is_critical() -> None:
@@ -129,7 +133,70 @@ def test_an_instance_always_bad_but_stable_does_not_fire() -> None:
 def test_a_new_instance_is_measured_against_the_prior() -> None:
     inst = Instance()
     [alert] = inst.send(traffic(0, 0.25, 60, 2))  # half failing from its first minutes
-    assert "against " in alert.explanation
+    assert alert.explanation.endswith("against the 5% assumed for a new instance")
+
+
+def test_a_young_instance_says_how_much_history_it_has() -> None:
+    """Two hours of history, not the 24 h of the baseline window: the sentence says 2 h."""
+    inst = Instance()
+    inst.send(traffic(0, 2, 60, 50))
+    [alert] = inst.send(traffic(2, 0.25, 60, 2))
+    assert alert.explanation.endswith("over the previous 2 h")
+
+
+def window(failures: int, attempts: int = 100) -> list[TouchpointEvent]:
+    """``attempts`` in the 15 minutes from 10:00, one every 9 s, the failures last (so the
+    failure rate only rises, and its highest is the whole window's)."""
+    return [
+        ev(10 * 3600 + 9 * i, "failure" if i >= attempts - failures else "success")
+        for i in range(attempts)
+    ]
+
+
+def history() -> list[TouchpointEvent]:
+    """10 attempts an hour from 1:00 to 9:00, 10 of the 80 failing: the baseline is
+    (10 + 5% x 20 prior) / (80 + 20) = 11%, so 3x it is 33%. Never 10 attempts in 15 min:
+    the history itself raises nothing."""
+    out = []
+    for hour in range(1, 9):
+        for k in range(10):
+            fails = k == 0 or (hour in (3, 6) and k == 5)
+            out.append(ev(hour * 3600 + 360 * k, "failure" if fails else "success"))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("with_history", "failures", "explanation"),
+    [
+        # new instance: 3 x 5% = 15% is below the 25% floor, which decides
+        pytest.param(False, 24, None, id="24%-under-the-25%-floor"),
+        pytest.param(
+            False,
+            25,
+            "25 of 100 attempts failed in 15 min (25%), against the 5% assumed for a new instance",
+            id="25%-at-the-floor",
+        ),
+        # 11% baseline: 3x is 33%, both floors are met from 25 failures on
+        pytest.param(True, 32, None, id="32%-under-3x-11%"),
+        pytest.param(
+            True,
+            34,
+            # it opens at the 33rd failure: 33 of 99 = 33.3%
+            "33 of 99 attempts failed in 15 min (33%), against 11% over the previous 9 h",
+            id="33.3%-at-3x-11%",
+        ),
+    ],
+)
+def test_ratio_and_rate_floor_worked_by_hand(
+    with_history: bool, failures: int, explanation: str | None
+) -> None:
+    inst = Instance()
+    if with_history:
+        assert inst.send(history()) == []
+    alerts = inst.send(window(failures))
+    assert (alerts[0].explanation if alerts else None) == (
+        None if explanation is None else f"ATM-0042 (cash withdrawal): {explanation}"
+    )
 
 
 def test_repeats_count_degraded_buckets_and_keep_the_id() -> None:
