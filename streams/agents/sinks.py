@@ -3,7 +3,7 @@
 Each agent takes many messages at once (``durable_batches``) so an insert carries
 thousands of rows, and acknowledges them only when the sink writer says they are
 durable. Decoding here re-validates internal messages: cheap next to the insert, and a
-schema mismatch between worker versions then surfaces as an error, not a wrong row.
+schema mismatch between worker versions then surfaces as a dead letter, not a wrong row.
 """
 
 from __future__ import annotations
@@ -97,6 +97,8 @@ def register(rt: Runtime) -> None:
             ingested_at = datetime.now(UTC)
             rows: list[tuple[Any, ...]] = []
             for e in batch:
+                # An item this worker cannot read is skipped here, not lost: the
+                # experience agent reads the same message and dead-letters it.
                 events, _ = decode_message(e.value)
                 rows.extend(
                     event_row(
