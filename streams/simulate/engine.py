@@ -12,6 +12,13 @@ at night, a morning ramp, peaks at lunch and after work), drawn by thinning so t
 can change within a gap. Each arrival is a journey; its moments are kept in a heap by
 time so that the events of overlapping journeys come out interleaved in time order, as a
 real feed would deliver them.
+
+How customers react to a touchpoint that did not work (``_advance``) is where the
+customer rules find their patterns, so it follows what CX teams observe rather than any
+rule's thresholds: a retry within minutes (at an ATM, the same machine first: "it was a
+glitch"), then the other digital channel if the customer uses it, then the phone and a
+branch; an unresolved problem (``Intent.case``) that refuses them on channel after
+channel until an agent or a branch resolves it; callers who hung up calling back.
 """
 
 from __future__ import annotations
@@ -122,9 +129,10 @@ ATM_MAX_ATTEMPTS = 4
 NOT_HERE = frozenset({"E-OUT-OF-CASH"})  # the machine itself says a retry there is useless
 # Moving on from a digital channel, a customer first switches to the other digital one
 # (web <-> app) if they use it, then climbs the ladder (phone, then branch). A channel
-# they rarely use comes to mind with probability weight / HABIT, and on it they often
-# cannot finish (the app not installed or not activated on this phone, the web password
-# long forgotten): up to UNFAMILIAR_ABANDON more abandonment, falling to none at HABIT.
+# they rarely use comes to mind with probability weight / HABIT, and pushed onto it they
+# often cannot finish (the app not activated on this phone, the web password long
+# forgotten): up to UNFAMILIAR_ABANDON more abandonment, falling to none at HABIT. (Where
+# they start a journey of their own accord, they know their way.)
 SWITCH = frozenset({"web", "app"})
 HABIT = 0.15
 UNFAMILIAR_ABANDON = 0.5
@@ -298,7 +306,7 @@ class Simulation:
                     rung = self._entry(j.customer, nxt, at)
                     if rung is None:
                         rung = nxt.entries[0]
-                    j.intent, j.rung, j.attempt, j.tried = nxt, rung, 1, 0
+                    j.intent, j.rung, j.attempt, j.tried, j.moved = nxt, rung, 1, 0, False
                     return self._when_open(nxt.ladder[rung], at)
             return None
         if error == CARD_RETAINED:  # the machine kept the card: straight to the hotline
@@ -331,7 +339,7 @@ class Simulation:
         rung = self._next_rung(j)
         if rung is None:
             return None
-        j.rung, j.attempt = rung, 1
+        j.rung, j.attempt, j.moved = rung, 1, True
         lo, hi = ESCALATE_DELAY[ladder[rung].channel]
         return self._when_open(ladder[rung], t + rng.uniform(lo, hi))
 
@@ -407,7 +415,7 @@ class Simulation:
         if j.case:
             case = CASE_EFFECT[step.channel]
             effect = case if effect is None else combine([effect, case])
-        if step.channel in SWITCH:
+        if j.moved and step.channel in SWITCH:  # pushed onto it by a failure elsewhere
             w = c.weight(step.channel)
             if w < HABIT:
                 friction = Effect(abandon=UNFAMILIAR_ABANDON * (1.0 - w / HABIT))

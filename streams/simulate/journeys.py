@@ -6,8 +6,9 @@ card replacement in the app sends a customer to the website, then to the phone, 
 a branch: that is channel hopping and repeat contact, and it only appears in the data if
 the simulator follows one customer through one need. So an intent has an *escalation
 ladder* of touchpoints; a journey starts on the rung its customer's persona prefers, and
-after a failure the customer retries the same touchpoint, climbs to the next rung, or
-gives up. A success may lead on to the next stage (research → purchase → order
+after a failure the customer retries the same touchpoint, switches to the other digital
+channel or climbs to the next rung (``streams.simulate.engine`` decides which), or gives
+up. A success may lead on to the next stage (research → purchase → order
 tracking), under the same ``journey_id``, so episodes span the journey stages.
 
 Why some failures follow the customer from channel to channel: most failures are
@@ -17,7 +18,7 @@ review, a refund that never arrived, a parcel lost). No app screen or web page f
 those, and an agent often cannot on the first call: the customer meets the same refusal
 on every channel until someone resolves it. ``Intent.case`` is the share of an intent's
 failures that are such a case; ``CASE_EFFECT`` is how each channel then fares (self-service
-mostly refuses again, a call resolves about half, a branch most). These are the journeys
+mostly refuses again, a call resolves 60 %, a branch most). These are the journeys
 that show channel hopping and repeat contacts in real CX data.
 
 Base failure and abandonment rates are per touchpoint and deliberately modest (1–8 %
@@ -308,12 +309,12 @@ SURVEY_CHANCE = {"web": 0.06, "app": 0.06, "call_center": 0.30, "store": 0.25, "
 
 # An unresolved problem (a case, see the module docstring), channel by channel: the app
 # and the website refuse again (a 4xx refusal, or the option is not there and the customer
-# gives up), an ATM declines the card, a call resolves about half of them at the first
-# contact (industry first-contact resolution is 50-75 %), a branch most of them.
+# gives up), an ATM declines the card, a call resolves 60 % at the first contact (industry
+# first-contact resolution is 50-75 %), a branch most of them.
 CASE_EFFECT: dict[str, Effect] = {
     "web": Effect(fail=0.55, abandon=0.25, errors=("403", "409", "422")),
     "app": Effect(fail=0.55, abandon=0.25, errors=("403", "409", "422")),
-    "atm": Effect(fail=0.7, errors=("E-DECLINED",)),
+    "atm": Effect(fail=0.7, errors=("E-DECLINED",)),  # no intent with cases uses one yet
     "call_center": Effect(fail=0.4),
     "store": Effect(fail=0.15),
 }
@@ -349,6 +350,7 @@ class Journey:
     last_atm: int | None = None  # the ATM of the last attempt
     same_atm: bool = False  # the next attempt is at that same machine (card re-inserted)
     here: int = 0  # attempts in a row at the current ATM
+    moved: bool = False  # on this rung because another did not work (not where it began)
 
 
 def choose_outcome(rng: random.Random, step: Step, effect: Effect | None) -> str:
