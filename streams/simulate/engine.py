@@ -421,11 +421,15 @@ class Simulation:
                 friction = Effect(abandon=UNFAMILIAR_ABANDON * (1.0 - w / HABIT))
                 effect = friction if effect is None else combine([effect, friction])
         outcome = choose_outcome(rng, step, effect)
+        errors = effect.errors if effect is not None and outcome == "failure" else ()
         if outcome == "success":
             j.case = False  # resolved
         elif outcome == "failure" and incident is None and not j.case and j.intent.case:
-            # Not a glitch but the customer's own problem: it follows them (Intent.case).
+            # Not a glitch but the customer's own problem: it follows them (Intent.case),
+            # and this first failure already says so (a refusal, not a server error).
             j.case = rng.random() < j.intent.case
+            if j.case:
+                errors = CASE_EFFECT[step.channel].errors
         load = min(1.8, max(0.5, self.hour_weight(t)))
         details, effort = channel_details(
             rng,
@@ -435,7 +439,7 @@ class Simulation:
             instance,
             effect.slow if effect else 1.0,
             load,
-            effect.errors if effect and outcome == "failure" else (),
+            errors,
         )
         if outcome == "success" and step.channel == "atm":
             j.last_atm = None  # the next withdrawal starts at home again
