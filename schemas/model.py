@@ -258,6 +258,7 @@ class ChannelDefaults(_Strict):
 
 class EpisodesSection(_Strict):
     gap_minutes: Annotated[float, Field(gt=0, le=1440)] = 30.0
+    journey_gap_hours: Annotated[float, Field(gt=0, le=720)] = 24.0
     allowed_lateness_hours: Annotated[float, Field(ge=0, le=720)] = 48.0
     max_open: Annotated[int, Field(ge=1, le=256)] = 16
 

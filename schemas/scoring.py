@@ -146,7 +146,9 @@ class Episode(_State):
 
     @property
     def episode_id(self) -> str:
-        return f"j:{self.journey}" if self.journey is not None else f"s:{self.start}"
+        if self.journey is None:
+            return f"s:{self.start}"
+        return f"j:{self.journey}:{self.start}"  # a journey may have several episodes
 
 
 class Folded(_State):

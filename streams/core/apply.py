@@ -14,9 +14,10 @@ Late events. An event older than ``watermark - allowed_lateness`` (or at/before 
 emotion map in ClickHouse is complete, but it leaves the state untouched, so it cannot
 double count after its id has been forgotten and replays of old data are harmless.
 Within the allowed lateness an event is placed in its episode exactly as if it had come in
-order. Episodes end more than ``allowed_lateness + gap`` before the watermark are closed
-and folded: no accepted event can join them any more, which is what makes processing
-order-insensitive within the lateness window. (Two limits, both rare and deterministic:
+order. Episodes that end more than ``allowed_lateness + gap`` before the watermark (the
+session gap, or the journey gap for a journey's episode) are closed and folded: no
+accepted event can join them any more, which is what makes processing order-insensitive
+for every arrival order in which no event is late. (Two limits, both rare and deterministic:
 more than ``episodes.max_open`` open episodes closes the oldest early, and a moment
 without a tier takes the customer's tier as known when it is processed.)
 """
@@ -125,6 +126,13 @@ def _close(w: _Work, model: ExperienceModel) -> CustomerState:
     )
 
 
+def _gaps(model: ExperienceModel) -> episodes.Gaps:
+    return episodes.Gaps(
+        session_s=int(model.episodes.gap_minutes * 60),
+        journey_s=int(model.episodes.journey_gap_hours * 3600),
+    )
+
+
 def _lateness_s(model: ExperienceModel) -> int:
     return int(model.episodes.allowed_lateness_hours * 3600)
 
@@ -196,17 +204,17 @@ def _apply(
         w.profile_t = max(w.profile_t, t)
 
     half_life_s = model.score.half_life_days * 86400
-    gap_s = int(model.episodes.gap_minutes * 60)
+    gaps = _gaps(model)
     w.watermark = max(w.watermark, t)
 
     # close what no acceptable event can join any more, then place the moment
-    closed_before = w.watermark - _lateness_s(model) - gap_s
-    due = episodes.due_for_folding(w.episodes, closed_before)
+    accepted_from = w.watermark - _lateness_s(model)
+    due = [e for e in w.episodes if episodes.is_closed(e, accepted_from, gaps)]
     if due:
         w.folded = score.fold(w.folded, sorted(due, key=_fold_order), half_life_s)
-        w.episodes = [e for e in w.episodes if e.end >= closed_before]
+        w.episodes = [e for e in w.episodes if not episodes.is_closed(e, accepted_from, gaps)]
     w.episodes, placed = episodes.place(
-        w.episodes, episodes.single(ev.journey_id, t, v, g, ev.channel), gap_s
+        w.episodes, episodes.single(ev.journey_id, t, v, g, ev.channel), gaps
     )
     while len(w.episodes) > model.episodes.max_open:
         oldest = min(w.episodes, key=_fold_order)

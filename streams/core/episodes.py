@@ -5,6 +5,14 @@ without one, no gap longer than ``episodes.gap_minutes`` between consecutive mom
 (journey and non-journey moments are never mixed, so adding a moment never splits an
 episode). Its remembered valence is ``r = (peak + end) / 2``.
 
+A journey has a gap too, ``episodes.journey_gap_hours`` (a day by default): a journey
+taken up again after a longer pause is remembered as a new occasion, a new episode of the
+same journey. cx-model.md is silent on this; the reason is order. Without a bound, an
+event of a journey could join its episode however old, so the episode could never be
+closed, and the state would either grow without end or (closing it anyway) give a
+different score depending on the order events arrived in. With it, both kinds of episode
+are clustered the same way, by a gap, and close once no acceptable event can reach them.
+
 Only a peak-end memory is kept per episode, not its moments: ``peak`` (largest |value|) and
 ``end`` (latest by event time) are both associative and commutative combinations, so an
 out-of-order moment, or a moment that bridges two sessions and merges them, gives exactly
@@ -13,6 +21,8 @@ gaps) and per channel (of the valences) for the sub-scores.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from schemas.scoring import Episode, PeakEnd, build
 
@@ -70,16 +80,28 @@ def merge(a: Episode, b: Episode) -> Episode:
     )
 
 
-def place(episodes: list[Episode], moment: Episode, gap_s: int) -> tuple[list[Episode], Episode]:
+@dataclass(frozen=True, slots=True)
+class Gaps:
+    """The longest pause inside an episode, in seconds: without a journey, and within one."""
+
+    session_s: int
+    journey_s: int
+
+    def of(self, journey: str | None) -> int:
+        return self.session_s if journey is None else self.journey_s
+
+
+def place(episodes: list[Episode], moment: Episode, gaps: Gaps) -> tuple[list[Episode], Episode]:
     """Add a one-moment episode to the open episodes; return the new list (sorted by start)
-    and the episode the moment ended up in (merged with every episode it joins)."""
+    and the episode the moment ended up in (merged with every episode it joins: one it
+    falls within the gap of, or two it bridges)."""
     t = moment.start
-    if moment.journey is not None:
-        joins = [e for e in episodes if e.journey == moment.journey]
-    else:
-        joins = [
-            e for e in episodes if e.journey is None and e.start - gap_s <= t and t <= e.end + gap_s
-        ]
+    gap_s = gaps.of(moment.journey)
+    joins = [
+        e
+        for e in episodes
+        if e.journey == moment.journey and e.start - gap_s <= t and t <= e.end + gap_s
+    ]
     merged = moment
     for e in joins:
         merged = merge(e, merged)
@@ -97,7 +119,7 @@ def _order(e: Episode) -> tuple[int, str]:
     return (e.start, e.journey or "")
 
 
-def due_for_folding(episodes: list[Episode], closed_before: int) -> list[Episode]:
-    """Episodes whose last moment is older than ``closed_before``: no event the state still
-    accepts could join them (see ``streams.core.apply`` for the horizon)."""
-    return [e for e in episodes if e.end < closed_before]
+def is_closed(e: Episode, accepted_from: int, gaps: Gaps) -> bool:
+    """True when no event at or after ``accepted_from`` (the oldest event time the state
+    still accepts, see ``streams.core.apply``) could join ``e`` any more."""
+    return e.end + gaps.of(e.journey) < accepted_from

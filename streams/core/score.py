@@ -90,9 +90,12 @@ def compute(
     series; the sub-scores are computed once per batch by ``sub_scores``).
 
     confidence = n / (n + half_at) where n is the decay-weighted number of episodes
-    (a fortnight-old episode is half an episode of evidence): it grows with every episode
-    and shrinks as the evidence ages (cx-model.md is silent on the curve; this one is 0.5 at
-    ``half_at`` recent episodes and never reaches 1).
+    (a fortnight-old episode is half an episode of evidence), with the score's own
+    weights: it says how much evidence the score as of ``as_of`` rests on. More episodes
+    at a time raise it and ageing evidence lowers it, so an episode after a long silence
+    may lower it too: the score then rests mostly on that one (cx-model.md asks for a
+    confidence that grows with the episodes and is silent on the curve; this one is 0.5
+    at ``half_at`` recent episodes and never reaches 1).
     """
     acc_w = acc_s = 0.0
     if folded.count:

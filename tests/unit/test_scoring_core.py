@@ -293,6 +293,33 @@ def test_gap_rule_and_journeys() -> None:
     assert s.episode_count == 2
 
 
+@pytest.mark.parametrize(
+    ("pause_hours", "episodes"),
+    [(23.5, 1), (24.0, 1), (24.5, 2)],  # journey_gap_hours 24: a longer pause, a new one
+)
+def test_a_journey_resumed_after_its_gap_is_a_new_episode(
+    pause_hours: float, episodes: int
+) -> None:
+    s = run([ev(0, journey_id="J1"), ev(pause_hours * 60, journey_id="J1")])
+    assert s.episode_count == episodes
+
+
+def test_a_journey_episode_does_not_depend_on_arrival_order() -> None:
+    """A: J1 failure at T; C: J1 success at T + 1 h; B: no journey at T + 49 h. With B
+    before C, B's watermark (T + 49 h) used to close J1's episode (last moment at T) and C,
+    still within the 48 h lateness, opened a second J1 episode: another score than in
+    event-time order. Journey episodes now close only after lateness + journey gap."""
+    a = ev(0, journey_id="J1", outcome="failure")
+    c = ev(60, journey_id="J1")
+    b = ev(49 * 60)
+    in_order = run([a, c, b])
+    shuffled = run([a, b, c])
+    assert not any(m is not None and m.late for m in apply_events(None, [a, b, c], M, NOW)[1])
+    assert in_order.episode_count == shuffled.episode_count == 2
+    assert shuffled.score == pytest.approx(in_order.score, abs=0.011)
+    assert shuffled.episodes == in_order.episodes
+
+
 def test_out_of_order_event_bridging_two_sessions_merges_them() -> None:
     # 0 and 50 min are two sessions; the event at 25 min (late) joins both into one.
     # valences: failure -8 at 0, success +2 at 25, success +2 at 50: peak -8, end +2 -> -3

@@ -32,7 +32,11 @@ _DETAILS = {
 
 @st.composite
 def events(
-    draw: Any, max_minutes: int = 60 * 24 * 30, tier: str | None = None, segment: str | None = None
+    draw: Any,
+    max_minutes: int = 60 * 24 * 30,
+    tier: str | None = None,
+    segment: str | None = None,
+    journeys: tuple[str | None, ...] = (None, "J1", "J2"),
 ) -> TouchpointEvent:
     """Random valid events of customer c1; ``tier``/``segment`` fix them when given (a
     moment without them takes the customer's as known when processed, so the shuffle
@@ -66,7 +70,7 @@ def events(
             "channel": channel,
             "touchpoint": touchpoint,
             "journey_stage": "post_purchase",
-            "journey_id": draw(st.none() | st.sampled_from(["J1", "J2"])),
+            "journey_id": draw(st.sampled_from(journeys)),
             "outcome": draw(st.sampled_from(["success", "failure", "abandoned"])),
             "details": details,
             "feedback": feedback,
@@ -145,6 +149,35 @@ def test_shuffling_within_the_lateness_window_gives_the_same_score(
     shuffled = list(evs)
     rnd.shuffle(shuffled)
     _same_score(_one_by_one(evs), _one_by_one(shuffled))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        events(max_minutes=3 * 24 * 60, tier="C", segment="retail", journeys=(None, "J1")),
+        min_size=2,
+        max_size=15,
+    ),
+    st.lists(st.floats(0, 0.999), min_size=15, max_size=15),
+)
+def test_any_order_without_late_events_gives_the_same_score(
+    evs: list[TouchpointEvent], delays: list[float]
+) -> None:
+    """Three days of events (one journey among them), each arriving up to the allowed lateness
+    after it happened: then no event is late (anything that arrived before it happened
+    less than the lateness after it), and the order they arrive in changes nothing."""
+    evs = _unique(evs)
+    lateness = MODEL.episodes.allowed_lateness_hours * 3600
+    arrival = sorted(
+        range(len(evs)), key=lambda i: evs[i].occurred_at.timestamp() + delays[i] * lateness
+    )
+    state: CustomerState | None = None
+    for i in arrival:
+        state, moment = apply_event(state, evs[i], MODEL, NOW)
+        assert moment is not None and not moment.late
+    assert state is not None
+    in_time_order = sorted(evs, key=lambda e: (e.occurred_at, e.event_id.hex))
+    _same_score(state, _one_by_one(in_time_order))
 
 
 def _one_by_one(evs: list[TouchpointEvent]) -> CustomerState:
