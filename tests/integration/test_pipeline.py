@@ -41,6 +41,11 @@ def clickhouse_url(kind: str, tmp_path: Path, name: str) -> str:
     return f"{base}/{name}"
 
 
+def counted(metrics: dict[Any, float], name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples of one metric, by labels, leaving out zeros."""
+    return {labels: v for (n, labels), v in metrics.items() if n == name and v}
+
+
 def progress(metrics: dict[Any, float]) -> str:
     """The worker's own counters, to say which stage a stalled test stopped at."""
     lines = [
@@ -199,6 +204,18 @@ def test_invalid_events_reach_dlq_topic_and_table_with_reasons(pipeline: Pipelin
     pipeline.wait_rows(worker, "dead_letters", 3)
     pipeline.wait_rows(worker, "touchpoint_events", 2)
 
+    # the worker counted what it saw: messages, valid events by channel, invalid by kind, lag
+    metrics = scrape(pipeline.settings.web_port)
+    assert metrics[("cxpulse_messages_in_total", ())] == 3
+    assert counted(metrics, "cxpulse_events_in_total") == {
+        (("channel", good[0]["channel"]),): 1,
+        (("channel", good[1]["channel"]),): 1,
+    }
+    invalid = counted(metrics, "cxpulse_events_invalid_total")
+    assert sum(invalid.values()) == 3
+    assert {(("reason", "not_json"),), (("reason", "missing"),)} <= set(invalid)
+    assert metrics[("cxpulse_event_lag_seconds_count", ())] == 2
+
     records = read_records(
         pipeline.settings.bootstrap_servers, touchpoints_dlq(pipeline.settings), timeout=10
     )
@@ -218,15 +235,56 @@ def test_invalid_events_reach_dlq_topic_and_table_with_reasons(pipeline: Pipelin
     assert sorted(r[0] for r in events) == sorted([good[0]["event_id"], good[1]["event_id"]])
 
 
+#: Per table, what must not change when input is replayed: (rows, distinct keys) after FINAL.
+REPLAY_COUNTS = {
+    "touchpoint_events": "SELECT count(), uniqExact(event_id) FROM touchpoint_events FINAL",
+    "moments": "SELECT count(), uniqExact(event_id) FROM moments FINAL",
+    "moment_factors": "SELECT count(), uniqExact(event_id, factor) FROM moment_factors FINAL",
+    "customer_scores": "SELECT count(), uniqExact(customer_id) FROM customer_scores FINAL",
+    "dead_letters": "SELECT count(), uniqExact(dead_letter_id) FROM dead_letters FINAL",
+}
+
+
 def test_replaying_the_same_input_adds_no_duplicate_rows(pipeline: Pipeline) -> None:
+    """Upstream sends everything twice; later the whole topic is re-read by a worker with
+    a fresh state (a new app id: the consumer group and table changelog start empty). Every
+    table keeps one row per key, and the latest scores are the same."""
     events = make_events(60)
+    invalid = [b"{not json", json.dumps(dict(events[0], channel="fax")).encode()]
     worker = pipeline.start_worker()
     publish(pipeline.settings, events)
-    publish(pipeline.settings, events)  # the same events again, as a replay would
+    publish(pipeline.settings, events)  # the same events again, as a careless producer would
+    send_raw(pipeline.settings, invalid)
     pipeline.wait_rows(worker, "touchpoint_events", 2 * len(events))
+    pipeline.wait_rows(worker, "dead_letters", len(invalid))
+    pipeline.wait_rows(worker, "moments", len(events))
+    pipeline.wait_scores(worker)
+    assert scrape(pipeline.settings.web_port)[("cxpulse_duplicate_events_total", ())] == len(events)
 
-    rows = pipeline.query("SELECT count(), uniqExact(event_id) FROM touchpoint_events FINAL")
-    assert rows == [(len(events), len(events))]
+    def snapshot() -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, float]]:
+        counts = {table: pipeline.query(sql) for table, sql in REPLAY_COUNTS.items()}
+        scores = dict(pipeline.query("SELECT customer_id, score FROM customer_scores FINAL"))
+        return counts, scores
+
+    counts, scores = snapshot()
+    assert counts["touchpoint_events"] == counts["moments"] == [(len(events), len(events))]
+    assert counts["dead_letters"] == [(len(invalid), len(invalid))]
+    assert scores.keys() == {e["customer_id"] for e in events}
+
+    replay = pipeline.start_worker(CXPULSE_APP_ID=f"{pipeline.settings.app_id}-replay")
+    # the fresh state sees each event twice more (the raw topic holds it twice, and the
+    # first worker's copy is on the events topic): scored once, the rest duplicates
+    pipeline.wait_rows(replay, "touchpoint_events", 3 * len(events))
+    pipeline.wait_rows(replay, "moments", len(events))
+    pipeline.wait_rows(replay, "dead_letters", len(invalid))
+    pipeline.wait_scores(replay)
+    assert snapshot() == (counts, scores)
+    # history: one row per (customer, version), and a version always has the same score
+    history = pipeline.query(
+        "SELECT customer_id, version, count(), uniqExact(score) FROM score_history FINAL "
+        "GROUP BY customer_id, version"
+    )
+    assert history and all(n == 1 and distinct == 1 for _, _, n, distinct in history)
 
 
 def test_failed_inserts_are_retried_and_nothing_is_lost(pipeline: Pipeline) -> None:
@@ -377,11 +435,12 @@ def test_alerts_reach_the_topic_clickhouse_and_the_live_tail(pipeline: Pipeline)
     publish(pipeline.settings, docs)
     pipeline.wait_rows(worker, "moments", len(docs))
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while True:
         metrics = scrape(pipeline.settings.web_port)
         emitted = sum(v for (name, _), v in metrics.items() if name == "cxpulse_alerts_total")
         if emitted and sink_rows(metrics, "alerts") >= emitted:
             break
+        assert time.monotonic() < deadline, f"alerts not all inserted\n{progress(metrics)}"
         time.sleep(0.2)
 
     env = dict(os.environ, CXPULSE_KAFKA_URL=pipeline.settings.kafka_url)
