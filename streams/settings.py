@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     sink_batch_size: int = Field(10_000, ge=1, le=1_000_000, description="rows per insert")
     sink_flush_seconds: float = Field(1.0, gt=0, le=60, description="max wait before an insert")
     sink_retry_max_seconds: float = Field(30.0, gt=0, description="cap of the retry backoff")
+    health_sink_failing_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="/healthz answers 503 once inserts into a table have failed this long",
+    )
     broker_session_timeout: float = Field(
         6.0, gt=0, description="Kafka consumer session timeout (s); small = fast first join"
     )

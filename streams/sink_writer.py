@@ -79,6 +79,21 @@ class SinkWriter:
         self.retry_max_seconds = retry_max_seconds
         self.retry_initial_seconds = retry_initial_seconds
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxpulse-sink")
+        #: table -> (monotonic time its current run of failed attempts began, last error)
+        self._failing: dict[str, tuple[float, str]] = {}
+
+    def failing(self, now: float | None = None) -> tuple[str, float, str] | None:
+        """The table whose inserts have been failing longest without a success between,
+        as (table, seconds, last error); None when every insert's latest attempt worked.
+
+        This is what a health check needs: a worker that retries forever is doing the
+        right thing for the data (backpressure, nothing lost) and looks alive, so only
+        the length of the failing run tells operations that ClickHouse needs them.
+        """
+        if not self._failing:
+            return None
+        table, (since, error) = min(self._failing.items(), key=lambda kv: kv[1][0])
+        return table, (time.monotonic() if now is None else now) - since, error
 
     def _insert(self, table: str, rows: Sequence[Any]) -> None:
         if self._backend is None:
@@ -145,6 +160,8 @@ class SinkWriter:
         def before_sleep(state: RetryCallState) -> None:
             metrics.SINK_FAILURES.labels(table).inc()
             exc = state.outcome.exception() if state.outcome else None
+            since = self._failing.get(table, (time.monotonic(), ""))[0]
+            self._failing[table] = (since, str(exc).strip().splitlines()[0][:300] if exc else "")
             stuck = isinstance(exc, SinkError) and not exc.retryable
             log.log(
                 logging.ERROR if stuck else logging.WARNING,
@@ -170,6 +187,7 @@ class SinkWriter:
                 started = time.perf_counter()
                 await loop.run_in_executor(self._executor, self._insert, table, rows)
                 elapsed = time.perf_counter() - started
+        self._failing.pop(table, None)
         metrics.SINK_INSERT_SECONDS.labels(table).observe(elapsed)
         metrics.SINK_ROWS.labels(table).inc(len(rows))
         metrics.SINK_BATCHES.labels(table).inc()

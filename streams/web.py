@@ -14,6 +14,23 @@ from streams.runtime import Runtime
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
+def health(rt: Runtime, now: float | None = None) -> tuple[dict[str, Any], int]:
+    """The /healthz answer: (JSON body, HTTP status)."""
+    body: dict[str, Any] = {"status": "ok", "app": rt.settings.app_id}
+    failing = rt.writer.failing(now)
+    if failing is not None:
+        table, seconds, error = failing
+        body["sink"] = {"table": table, "failing_seconds": round(seconds, 1), "error": error}
+        if seconds >= rt.settings.health_sink_failing_seconds:
+            body["status"] = "failing"
+            body["reason"] = (
+                f"inserts into {table} have failed for {seconds:.0f}s (retrying, nothing "
+                f"lost; consumption paused): {error}"
+            )
+            return body, 503
+    return body, 200
+
+
 def register(rt: Runtime) -> None:
     app, writer = rt.app, rt.writer
 
@@ -24,7 +41,11 @@ def register(rt: Runtime) -> None:
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "app": rt.settings.app_id})
+        """200 while the worker serves and its inserts succeed; 503 once inserts into a
+        table have failed for ``health_sink_failing_seconds`` in a row (the worker keeps
+        retrying and pausing consumption, losing nothing: the 503 is for operations)."""
+        body, status = health(rt)
+        return web.json(body, status=status)
 
     class QueryView(faust.web.View):
         """Read-only SQL for ``cxpulse query`` on this machine: an embedded chDB directory

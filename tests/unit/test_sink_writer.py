@@ -320,3 +320,39 @@ def test_on_chdb_rows_the_engine_refuses_go_to_dead_letters_and_the_rest_in(
     refused_letter = kept[("dead_letters", -1)]
     assert refused_letter[2].startswith("rejected by ClickHouse (dead_letters): cannot encode")
     assert json.loads(refused_letter[3])["payload_bytes"] == -5
+
+
+def test_a_run_of_failed_inserts_is_reported_until_an_insert_succeeds() -> None:
+    """What /healthz reads: the table failing longest, for how long, and why."""
+    from types import SimpleNamespace
+
+    from streams.settings import load_settings
+    from streams.web import health
+
+    fake = FakeClickHouse(failures=[SinkUnavailable("connection refused")] * 3)
+    writer, _ = writer_for(fake)
+    rt: Any = SimpleNamespace(writer=writer, settings=load_settings(health_sink_failing_seconds=60))
+    seen: list[tuple[str, float, str] | None] = []
+    original = writer._insert
+
+    def watching(table: str, rows: Sequence[Any]) -> None:
+        seen.append(writer.failing())
+        original(table, rows)
+
+    writer._insert = watching  # type: ignore[method-assign]
+    assert writer.failing() is None and health(rt) == ({"status": "ok", "app": "cxpulse"}, 200)
+    run(writer, ("demo", [("r1", 1)]))
+
+    assert seen[0] is None  # the first attempt: nothing failed yet
+    assert all(s is not None and s[0] == "demo" and "connection refused" in s[2] for s in seen[1:])
+    assert len(seen) == 4 and fake.tables["demo"] == [("r1", 1)]
+    assert writer.failing() is None  # the fourth attempt worked: the run is over
+
+    # the same run, seen by the health check 61 s after it began
+    writer._failing["demo"] = (100.0, "connection refused")
+    body, status = health(rt, now=161.0)
+    assert status == 503 and body["status"] == "failing"
+    assert body["sink"] == {"table": "demo", "failing_seconds": 61.0, "error": "connection refused"}
+    assert body["reason"].startswith("inserts into demo have failed for 61s")
+    body, status = health(rt, now=130.0)  # 30 s: reported, not yet unhealthy
+    assert status == 200 and body["sink"]["failing_seconds"] == 30.0
