@@ -132,6 +132,48 @@ def schema_statements(
     return out
 
 
+#: "column already exists": another worker upgrading the same table at the same moment.
+COLUMN_EXISTS = 44
+
+
+def upgrade_statements(
+    spec: TableSpec | ViewSpec, existing: list[str], caps: Capabilities, database: str
+) -> list[str]:
+    """What brings a table or view created by an earlier version up to ``spec``, given the
+    column names it has now (``DESCRIBE TABLE``, in order).
+
+    Column names are a public contract and new columns are only ever added at the end, so
+    an older table is the spec's first columns: ``ALTER TABLE ... ADD COLUMN`` adds the
+    rest (existing rows read the new columns' defaults). A view holds no data: one whose
+    columns differ is dropped and created again. Anything else (a column renamed or
+    removed, a table of the same name that is not cxpulse's) is refused with one line,
+    because inserting into it would fail on every batch.
+    """
+    if isinstance(spec, ViewSpec):
+        wanted = [name for name, _ in spec.columns]
+        if not wanted or existing == wanted:
+            return []
+        target = f"{quote_ident(database)}.{quote_ident(spec.name)}"
+        # DROP TABLE: 18.16 has no DROP VIEW, and every version drops views with it
+        return [f"DROP TABLE IF EXISTS {target}", create_view_sql(spec, database)]
+    wanted = list(spec.column_names)
+    if existing == wanted:
+        return []
+    if existing != wanted[: len(existing)]:
+        raise SinkConfigError(
+            f"table {database}.{spec.name} has columns {existing}, but this cxpulse writes "
+            f"{wanted}: it was not created by cxpulse, or by a version whose columns differ; "
+            f"rename it (RENAME TABLE {database}.{spec.name} TO {database}.{spec.name}_old) "
+            "and start the worker again to create it afresh"
+        )
+    target = f"{quote_ident(database)}.{quote_ident(spec.name)}"
+    return [
+        f"ALTER TABLE {target} ADD COLUMN {quote_ident(name)} {column_type(col, caps)} "
+        f"COMMENT {string_literal(col.doc)}"
+        for name, col in spec.columns[len(existing) :]
+    ]
+
+
 MODERN = Capabilities.from_version("24.8")
 LEGACY = Capabilities.from_version("18.16.1")
 

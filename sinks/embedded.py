@@ -18,6 +18,7 @@ through chDB's ``Python()`` table function: no text parsing, no serialisation.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import threading
@@ -33,7 +34,14 @@ from schemas.tables import SPECS
 
 from .base import Row, SpecRegistry, normalize_rows, sort_by_key
 from .clickhouse import parse_chdb_url
-from .ddl import Capabilities, column_type, quote_ident, schema_statements
+from .ddl import (
+    COLUMN_EXISTS,
+    Capabilities,
+    column_type,
+    quote_ident,
+    schema_statements,
+    upgrade_statements,
+)
 from .errors import (
     DATA_ERROR_CODES,
     SinkConfigError,
@@ -43,6 +51,8 @@ from .errors import (
     SinkUnavailable,
     SinkWriteError,
 )
+
+log = logging.getLogger(__name__)
 
 # Codes that a retry cannot fix; DATA_ERROR_CODES among them blame the rows themselves.
 _PERMANENT_CODES = {16, 43, 44, 47, 60, 62, 81, 164} | DATA_ERROR_CODES
@@ -185,6 +195,20 @@ class ChdbBackend:
         self._registry.remember(specs)
         for sql in schema_statements(specs, self.capabilities, self.database):
             self._run(sql)
+        for spec in specs:
+            existing = self._column_names(spec.name)
+            for sql in upgrade_statements(spec, existing, self.capabilities, self.database):
+                log.warning("upgrading the schema: %s", sql.splitlines()[0][:200])
+                try:
+                    self._run(sql)
+                except SinkWriteError as exc:
+                    if exc.code != COLUMN_EXISTS:  # else another worker added it just now
+                        raise
+
+    def _column_names(self, name: str) -> list[str]:
+        target = f"{quote_ident(self.database)}.{quote_ident(name)}"
+        desc = self._run(f"DESCRIBE TABLE {target}")
+        return [str(n) for n in desc.column("name").to_pylist()]
 
     def insert(self, table: str | TableSpec, rows: Sequence[Row]) -> int:
         spec = self._registry.resolve(table)

@@ -7,6 +7,7 @@ driver's per-value timezone handling is skipped.
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,14 @@ from schemas.tables import SPECS
 
 from .base import Row, SpecRegistry, normalize_rows, sort_by_key
 from .clickhouse import parse_server_url, redact
-from .ddl import Capabilities, column_type, quote_ident, schema_statements
+from .ddl import (
+    COLUMN_EXISTS,
+    Capabilities,
+    column_type,
+    quote_ident,
+    schema_statements,
+    upgrade_statements,
+)
 from .errors import (
     DATA_ERROR_CODES,
     SinkConfigError,
@@ -30,6 +38,8 @@ from .errors import (
     SinkUnavailable,
     SinkWriteError,
 )
+
+log = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -89,6 +99,19 @@ class NativeBackend:
         self._registry.remember(specs)
         for sql in schema_statements(specs, self.capabilities, self.database):
             self._run(sql)
+        for spec in specs:
+            existing = self._column_names(spec.name)
+            for sql in upgrade_statements(spec, existing, self.capabilities, self.database):
+                log.warning("upgrading the schema: %s", sql.splitlines()[0][:200])
+                try:
+                    self._run(sql)
+                except SinkWriteError as exc:
+                    if exc.code != COLUMN_EXISTS:  # else another worker added it just now
+                        raise
+
+    def _column_names(self, name: str) -> list[str]:
+        target = f"{quote_ident(self.database)}.{quote_ident(name)}"
+        return [str(row[0]) for row in self._run(f"DESCRIBE TABLE {target}")]
 
     def insert(self, table: str | TableSpec, rows: Sequence[Row]) -> int:
         spec = self._registry.resolve(table)

@@ -7,14 +7,17 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from datetime import UTC, datetime
+from typing import Annotated
 
 import pytest
+from pydantic import create_model
 
 from schemas.events import TouchpointEvent
-from schemas.rows import ViewSpec
+from schemas.rows import TOUCHPOINT_EVENTS, TableSpec, ViewSpec, _Row
 from schemas.score_rows import MOMENTS, moment_rows
 from schemas.tables import SPECS
 from sinks.base import Backend
+from sinks.errors import SinkConfigError
 from streams.core import apply_event
 from streams.model_check import load_model
 
@@ -72,3 +75,68 @@ def test_a_scored_moment_outlives_a_late_replay_of_it(backend: Backend, late_fir
     (row,) = backend.read_table(spec, final=True)
     assert row[spec.positions["late"]] == 0
     assert row[spec.positions["episode_id"]] == scored.episode_id
+
+
+def _older(spec: TableSpec, drop_last: int, name: str) -> TableSpec:
+    """``spec`` as an earlier version created it: without its last columns."""
+    fields = list(spec.model.model_fields.items())[:-drop_last]
+    model = create_model(  # type: ignore[call-overload]
+        f"Older{spec.model.__name__}",
+        __base__=_Row,
+        **{n: (Annotated[(f.annotation, *f.metadata)], ...) for n, f in fields},
+    )
+    return dataclasses.replace(spec, name=name, model=model, version=None)
+
+
+def test_a_table_from_an_older_version_gets_the_new_columns(real_backend: Backend) -> None:
+    """The moments table as it was before ``scored`` (its version column) was added: the
+    worker adds the column at start, and the old rows read its default."""
+    name = f"moments_{uuid.uuid4().hex[:8]}"
+    old = _older(MOMENTS, 1, name)
+    real_backend.ensure_schema([old])
+    event = TouchpointEvent.model_validate(
+        {
+            "event_id": str(uuid.uuid4()),
+            "occurred_at": "2026-11-20T09:30:00+00:00",
+            "customer_id": "C-upgrade",
+            "channel": "web",
+            "touchpoint": "web.login",
+            "journey_stage": "post_purchase",
+            "outcome": "success",
+        }
+    )
+    _, moment = apply_event(None, event, load_model(), datetime(2026, 11, 21, tzinfo=UTC))
+    assert moment is not None
+    row = moment_rows(moment)[0]
+    real_backend.insert(old, [row[:-1]])
+
+    new = dataclasses.replace(MOMENTS, name=name)
+    real_backend.ensure_schema([new])
+    real_backend.ensure_schema([new])  # a second start changes nothing
+    _, described = real_backend.query(f"DESCRIBE TABLE {name}")
+    assert [r[0] for r in described] == list(MOMENTS.column_names)
+    real_backend.insert(new, [row])  # the new worker's rows fit
+    _, rows = real_backend.query(f"SELECT scored FROM {name} ORDER BY scored")
+    assert [r[0] for r in rows] == [0, 1]  # the old row reads the default
+
+
+def test_a_stale_view_is_replaced_and_a_foreign_table_refused(real_backend: Backend) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    view = ViewSpec(
+        name=f"v_{suffix}",
+        select="SELECT 1 AS a",
+        doc="test view",
+        columns=(("a", "one"),),
+    )
+    real_backend.ensure_schema([view])
+    newer = dataclasses.replace(
+        view, select="SELECT 1 AS a, 2 AS b", columns=(("a", "one"), ("b", "two"))
+    )
+    real_backend.ensure_schema([newer])
+    _, rows = real_backend.query(f"SELECT a, b FROM v_{suffix}")
+    assert [tuple(r) for r in rows] == [(1, 2)]
+
+    foreign = _older(MOMENTS, 1, f"m_{suffix}")
+    real_backend.ensure_schema([dataclasses.replace(TOUCHPOINT_EVENTS, name=f"m_{suffix}")])
+    with pytest.raises(SinkConfigError, match=rf"table \S+\.m_{suffix} has columns .* rename it"):
+        real_backend.ensure_schema([foreign])
