@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 import threading
 import time
@@ -31,6 +32,7 @@ from kafka.errors import KafkaError
 from pydantic import ValidationError
 
 from schemas.envelope import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES, describe_validation_error
+from schemas.envelope import _json_failure as json_failure
 from schemas.events import TouchpointEvent
 from streams.settings import ConfigError, Settings, get_settings
 from streams.topics import TopicSpec, all_topics, touchpoints
@@ -92,7 +94,12 @@ def validate_event(item: Any) -> TouchpointEvent | str:
     except ValidationError as exc:
         first = exc.errors()[0] if exc.error_count() else None
         if first is not None and first["type"] == "json_invalid":
-            return f"not JSON: {first['ctx'].get('error', first['msg'])}"
+            error = str(first["ctx"].get("error", first["msg"]))
+            if "\n" not in (item if isinstance(item, str) else item.decode("latin-1")):
+                # One line of JSON Lines: its line number is the rejection's "where", so
+                # pydantic's "line 1" would only contradict it.
+                error = re.sub(r" at line 1 column (\d+)$", r" at column \1", error)
+            return f"not JSON: {error}"
         if first is not None and first["type"] == "model_type":
             return f"expected a JSON object, got {_json_type(item)}"
         return describe_validation_error(exc)
@@ -100,9 +107,13 @@ def validate_event(item: Any) -> TouchpointEvent | str:
 
 
 def _json_type(item: Any) -> str:
-    if isinstance(item, bytes | bytearray | str):
-        with contextlib.suppress(ValueError, UnicodeDecodeError):
-            item = json.loads(item)
+    """The JSON type of a value, or of raw JSON that pydantic has already parsed (so its
+    first character tells, and parsing it again can neither fail nor recurse)."""
+    if isinstance(item, bytes | bytearray):
+        item = bytes(item).strip()[:1].decode("latin-1")
+    if isinstance(item, str):
+        heads = {"[": "array", '"': "string", "t": "boolean", "f": "boolean", "n": "null"}
+        return heads.get(item.strip()[:1], "number")
     names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
     return "null" if item is None else names.get(type(item), type(item).__name__)
 
@@ -323,7 +334,11 @@ class Publisher:
 
 class SourceItem(NamedTuple):
     """One item of an input: its 1-based line, the raw JSON line (JSON Lines) or the
-    parsed value (an array's item), and how many input bytes it took (for progress)."""
+    parsed value (an array's item), and how many input bytes it took (for progress).
+
+    An array item that is a JSON string stays its JSON text (``"x"`` with the quotes):
+    ``validate_event`` reads a Python string as raw JSON, and would otherwise take the
+    string's content for the event (or call it "not JSON")."""
 
     line: int
     value: Any
@@ -348,12 +363,16 @@ def iter_source(source: str | Path, stdin: IO[bytes] | None = None) -> Iterator[
     JSON Lines stream line by line (memory stays flat for any file size; blank lines are
     skipped; a bad line is yielded as is and rejected later with its line number). A
     JSON array, or pretty-printed objects one after another, are read whole; a syntax
-    error there is an ``InputError`` naming the line, since nothing after it can be
-    trusted.
+    error there, or an item Python's JSON decoder cannot read (nested too deeply, a
+    number of too many digits), is an ``InputError`` naming the line, since the item's
+    end, and so everything after it, cannot be found. Every failure to read is an
+    ``InputError`` (one line, for ``cxpulse publish``), never a traceback.
     """
     f, name, _ = _open(source, stdin)
     try:
         yield from _iter_stream(f, name)
+    except OSError as exc:  # a read failing midway: a device error, a closed pipe
+        raise InputError(f"cannot read {name}: {exc.strerror or exc}") from None
     finally:
         if f is not stdin and f is not sys.stdin.buffer:
             f.close()
@@ -413,9 +432,29 @@ def _iter_document(data: bytes, name: str, first_line: int, *, array: bool) -> I
             pos += 1
         return pos
 
-    def fail(pos: int, what: str) -> InputError:
+    def where(pos: int) -> str:
         col = pos - (text.rfind("\n", 0, pos) + 1) + 1
-        return InputError(f"{name}: {what} at line {line_at(pos)} column {col}")
+        return f"line {line_at(pos)} column {col}"
+
+    def fail(pos: int, what: str) -> InputError:
+        return InputError(f"{name}: {what} at {where(pos)}")
+
+    def decode(pos: int) -> tuple[Any, int]:
+        """The value starting at ``pos`` and where it ends. JSON that is well formed but
+        cannot be read (nested thousands of levels deep: Python's decoder recurses; an
+        integer of more than 4,300 digits) fails at the item's start, since the decoder
+        does not say where inside it gave up."""
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise fail(exc.pos, f"invalid JSON ({exc.msg})") from None
+        except (RecursionError, ValueError) as exc:
+            raise InputError(
+                f"{name}: cannot read the item at {where(pos)}: {json_failure(exc)}"
+            ) from None
+        if isinstance(value, str):
+            return text[pos:end], end
+        return value, end
 
     pos = skip_ws(0)
     if array:
@@ -426,10 +465,7 @@ def _iter_document(data: bytes, name: str, first_line: int, *, array: bool) -> I
         else:
             closed = False
         while not closed:
-            try:
-                value, end = decoder.raw_decode(text, pos)
-            except json.JSONDecodeError as exc:
-                raise fail(exc.pos, f"invalid JSON ({exc.msg})") from None
+            value, end = decode(pos)
             yield SourceItem(line_at(pos), value, end - pos)
             pos = skip_ws(end)
             if pos < len(text) and text[pos] == ",":
@@ -443,10 +479,7 @@ def _iter_document(data: bytes, name: str, first_line: int, *, array: bool) -> I
             raise fail(skip_ws(pos), "unexpected data after the JSON array")
         return
     while pos < len(text):
-        try:
-            value, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            raise fail(exc.pos, f"invalid JSON ({exc.msg})") from None
+        value, end = decode(pos)
         yield SourceItem(line_at(pos), value, end - pos)
         pos = skip_ws(end)
 

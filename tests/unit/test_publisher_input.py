@@ -159,6 +159,87 @@ def test_array_that_is_not_utf8_is_an_input_error(tmp_path: Path) -> None:
         items(write(tmp_path, b'[{"a": "\xff"}]', "in.json"))
 
 
+def one_line_input_error(path: Path) -> str:
+    with pytest.raises(InputError) as err:
+        items(path)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{path}: "), message
+    return message.removeprefix(f"{path}: ")
+
+
+def test_an_array_nested_too_deeply_is_one_line_naming_where_not_a_recursion_error(
+    tmp_path: Path,
+) -> None:
+    """The file of the bug report: Python's JSON decoder recurses per level, so 100,000
+    levels raised RecursionError. The outer '[' is the file's array, its first item
+    starts at column 2."""
+    path = write(tmp_path, "[" * 100_000 + "]" * 100_000, "deep.json")
+    assert one_line_input_error(path) == (
+        "cannot read the item at line 1 column 2: nested too deeply "
+        "(too many levels of arrays or objects inside each other)"
+    )
+
+
+def test_a_deep_item_after_good_ones_names_its_own_line_and_column(tmp_path: Path) -> None:
+    good = json.dumps(event())
+    text = f'[\n  {good},\n  {{"attributes": {"[" * 5000}{"]" * 5000}}}\n]\n'
+    path = write(tmp_path, text, "in.json")
+    with pytest.raises(InputError, match=r"at line 3 column 3: nested too deeply"):
+        list(iter_source(path))
+    # The good item before it was read first: what the publisher sent, it sent.
+    assert next(iter_source(path)).line == 2
+
+
+def test_a_number_of_too_many_digits_in_an_array_is_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, '[\n{"event_id": ' + "9" * 5000 + "}\n]", "in.json")
+    message = one_line_input_error(path)
+    assert message.startswith("cannot read the item at line 2 column 1: a number has too many")
+    assert "set_int_max_str_digits" not in message  # Python's advice is not the user's fix
+
+
+def test_pretty_printed_objects_nested_too_deeply_are_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, '{\n  "a": ' + "[" * 100_000 + "]" * 100_000 + "\n}\n")
+    assert one_line_input_error(path).startswith("cannot read the item at line 1 column 1:")
+
+
+def test_a_json_lines_line_nested_too_deeply_is_rejected_with_its_line(tmp_path: Path) -> None:
+    """JSON Lines need no InputError: each line is its own item, so a bad one is a
+    rejection with its line number and the lines after it are read as usual. The reason
+    gives the column only ("line 1" of the pydantic parser would contradict line 2)."""
+    good = json.dumps(event())
+    path = write(tmp_path, f"{good}\n{'[' * 100_000}{']' * 100_000}\n{{broken\n{good}\n")
+    got = items(path)
+    assert [i.line for i in got] == [1, 2, 3, 4]
+    reasons = [validate_event(i.value) for i in got]
+    assert isinstance(reasons[0], TouchpointEvent) and isinstance(reasons[3], TouchpointEvent)
+    assert isinstance(reasons[1], str) and reasons[1].startswith("not JSON: recursion limit")
+    assert "line" not in reasons[1]
+    assert reasons[2] == "not JSON: key must be a string at column 2"  # the 'b' of {broken
+
+
+def test_string_items_of_an_array_are_strings_not_json_text(tmp_path: Path) -> None:
+    """A JSON string holding an event's JSON is a string, not an event (as in JSON Lines)."""
+    inner = json.dumps(event())
+    got = items(write(tmp_path, json.dumps(["x", inner, event()]), "in.json"))
+    reasons = [validate_event(i.value) for i in got]
+    assert reasons[:2] == ["expected a JSON object, got string"] * 2
+    assert isinstance(reasons[2], TouchpointEvent)
+
+
+def test_a_read_failing_midway_is_an_input_error() -> None:
+    import errno
+
+    class Failing(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            raise OSError(errno.EIO, "Input/output error")
+
+    with pytest.raises(InputError, match=r"^cannot read stdin: Input/output error$"):
+        items("-", io.BufferedReader(Failing()))  # type: ignore[arg-type]
+
+
 # -- unusable files ---------------------------------------------------------------------------
 
 
