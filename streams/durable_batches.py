@@ -15,7 +15,7 @@ buffer is full, which is the backpressure that pauses consumption while a sink i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from faust.types import EventT, StreamT
@@ -23,17 +23,25 @@ from mode.utils.futures import notify
 
 
 async def durable_batches(
-    stream: StreamT[Any], max_events: int, within: float
+    stream: StreamT[Any],
+    max_size: int,
+    within: float,
+    size: Callable[[EventT[Any]], int] | None = None,
 ) -> AsyncIterator[list[EventT[Any]]]:
-    """Yield lists of up to ``max_events`` events, waiting at most ``within`` seconds."""
+    """Yield lists of events worth up to about ``max_size``, waiting at most ``within``
+    seconds. Each event is worth ``size(event)`` (at least 1), or 1 without ``size``: the
+    sink agents count rows, so an insert carries ``max_size`` rows whether the messages
+    hold one event each or five hundred."""
     s: Any = stream  # Faust's typing hides the Stream internals this mirrors.
     buffer: list[EventT[Any]] = []
     buffer_full = asyncio.Event()
     buffer_consumed = asyncio.Event()
     consuming: asyncio.Future[None] | None = None
 
+    filled = 0  # what the buffer is worth so far
+
     async def add_to_buffer(value: Any) -> Any:
-        nonlocal consuming
+        nonlocal consuming, filled
         try:
             if consuming is not None:
                 try:
@@ -44,7 +52,8 @@ async def durable_batches(
             if event is None:
                 raise RuntimeError("durable_batches found no current event")
             buffer.append(event)
-            if len(buffer) >= max_events:
+            filled += max(1, size(event)) if size is not None else 1
+            if filled >= max_size:
                 buffer_full.set()
                 buffer_consumed.clear()
                 await s.wait(buffer_consumed)
@@ -67,6 +76,7 @@ async def durable_batches(
             consuming = asyncio.get_running_loop().create_future()
             batch = list(buffer)
             buffer.clear()
+            filled = 0
             try:
                 yield batch
                 # Reached only when the caller asks for more: the batch is done.

@@ -35,7 +35,7 @@ from streams.agents.alerting import record_time, send_alerts
 from streams.core import apply_events, score_update
 from streams.core.alerts import customer_alerts
 from streams.routing import Source, dead_letter_headers
-from streams.runtime import Runtime, chunks, json_array
+from streams.runtime import Runtime, chunks, count_headers, json_array
 from streams.sentiment import DefaultSentimentAnalyzer, SentimentAnalyzer, sentiments_for
 from streams.state_codec import compact_value_type
 
@@ -177,9 +177,13 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                     metrics.LATE_EVENTS.inc()
             partition = message.message.partition
             for chunk in chunks(moments):
-                await rt.moments.send(value=json_array(chunk), partition=partition)
+                await rt.moments.send(
+                    value=json_array(chunk), partition=partition, headers=count_headers(len(chunk))
+                )
             for chunk in chunks(updates):
-                await rt.scores.send(value=json_array(chunk), partition=partition)
+                await rt.scores.send(
+                    value=json_array(chunk), partition=partition, headers=count_headers(len(chunk))
+                )
             await send_alerts(rt, raised, record_time(message))
             metrics.SCORE_UPDATES.inc(len(updates))
             metrics.BATCH_SECONDS.labels("experience").observe(time.perf_counter() - started)

@@ -22,7 +22,7 @@ from schemas.rows import dead_letter_row, event_row
 from schemas.score_rows import moment_rows, score_row
 from schemas.scoring import Moment, ScoreUpdate
 from streams.durable_batches import durable_batches
-from streams.runtime import Runtime
+from streams.runtime import Runtime, items_in
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +89,12 @@ def dead_letter_of(event: Any) -> tuple[Any, ...]:
 
 def register(rt: Runtime) -> None:
     flush = rt.settings.sink_flush_seconds
+    per_insert = rt.settings.sink_batch_size  # rows, counted from each message's header
 
     @rt.app.agent(rt.events, name="sink_events")
     async def sink_events(stream: Any) -> None:
         """Validated events into ``touchpoint_events``."""
-        async for batch in durable_batches(stream, rt.sink_messages, flush):
+        async for batch in durable_batches(stream, per_insert, flush, size=items_in):
             ingested_at = datetime.now(UTC)
             rows: list[tuple[Any, ...]] = []
             for e in batch:
@@ -120,7 +121,7 @@ def register(rt: Runtime) -> None:
     @rt.app.agent(rt.moments, name="sink_moments")
     async def sink_moments(stream: Any) -> None:
         """Moments into ``moments`` and their factors into ``moment_factors``."""
-        async for batch in durable_batches(stream, rt.sink_messages, flush):
+        async for batch in durable_batches(stream, per_insert, flush, size=items_in):
             rows: list[tuple[Any, ...]] = []
             factor_rows: list[tuple[Any, ...]] = []
             for e in batch:
@@ -134,7 +135,7 @@ def register(rt: Runtime) -> None:
     @rt.app.agent(rt.scores, name="sink_scores")
     async def sink_scores(stream: Any) -> None:
         """Score updates into ``customer_scores`` (latest) and ``score_history``."""
-        async for batch in durable_batches(stream, rt.sink_messages, flush):
+        async for batch in durable_batches(stream, per_insert, flush, size=items_in):
             rows = [
                 score_row(update) for e in batch for update in SCORE_UPDATES.validate_json(e.value)
             ]

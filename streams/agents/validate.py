@@ -13,7 +13,7 @@ from schemas.envelope import encode_batch
 from streams import metrics
 from streams.durable_batches import durable_batches
 from streams.routing import Source, dead_letter_headers, route
-from streams.runtime import Runtime, chunks
+from streams.runtime import Runtime, chunks, count_headers
 
 #: Raw messages taken at once, and the longest wait for them.
 BATCH_MESSAGES = 500
@@ -34,10 +34,18 @@ def register(rt: Runtime) -> None:
                     channels[event.channel] += 1
                     metrics.EVENT_LAG.observe(max(0.0, now - event.occurred_at.timestamp()))
                 for chunk in chunks(events):
-                    await rt.events.send(value=encode_batch(chunk), partition=partition)
+                    await rt.events.send(
+                        value=encode_batch(chunk),
+                        partition=partition,
+                        headers=count_headers(len(chunk)),
+                    )
             for partition, events in routed.by_health_partition.items():
                 for chunk in chunks(events):
-                    await rt.health.send(value=encode_batch(chunk), partition=partition)
+                    await rt.health.send(
+                        value=encode_batch(chunk),
+                        partition=partition,
+                        headers=count_headers(len(chunk)),
+                    )
             for channel, n in channels.items():
                 metrics.EVENTS_IN.labels(channel).inc(n)
             for source, rejected in routed.rejected:
