@@ -27,14 +27,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.alerts import Alert
-from schemas.envelope import Rejected, decode_message, one_line
+from schemas.envelope import decode_message
 from schemas.events import TouchpointEvent
 from schemas.scoring import CustomerState, Moment, ScoreUpdate
 from streams import metrics
 from streams.agents.alerting import record_time, send_alerts
+from streams.agents.set_aside import dead_letter, positions, set_aside
 from streams.core import apply_events, score_update
 from streams.core.alerts import customer_alerts
-from streams.routing import Source, dead_letter_headers
 from streams.runtime import Runtime, chunks, count_headers, json_array
 from streams.sentiment import DefaultSentimentAnalyzer, SentimentAnalyzer, sentiments_for
 from streams.state_codec import compact_value_type
@@ -106,14 +106,6 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         customers[key] = state
         return duplicates, (fresh, update, alerts, size)
 
-    async def dead_letter(message: Any, rejected: list[Rejected]) -> None:
-        """Events this agent cannot use go to the DLQ like the validate agent's rejects:
-        the event JSON as value, the reason and the envelope's position in headers (the
-        same position on a replay, so the dead letter is the same row)."""
-        source = Source.of(message)
-        for r in rejected:
-            await rt.dlq.send(value=r.raw, headers=dead_letter_headers(source, r))
-
     @rt.app.agent(rt.events, name="experience")
     async def experience(stream: Any) -> None:
         async for message in stream.events():
@@ -122,12 +114,12 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                 for r in rejected:
                     metrics.EVENTS_INVALID.labels(r.kind).inc()
                     log.warning("unreadable event on the events topic: %s", r.reason)
-                await dead_letter(message, rejected)
+                await dead_letter(rt, message, rejected)
             if not events:
                 continue
             started = time.perf_counter()
             sentiments = await score_texts(events)
-            positions = _positions(events, rejected)
+            where = positions(events, rejected)
             by_customer: dict[str, list[TouchpointEvent]] = defaultdict(list)
             for event in events:
                 by_customer[event.customer_id].append(event)
@@ -141,25 +133,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                 except Exception as exc:
                     # One customer's failure must not drop the envelope (Faust acks it
                     # anyway): its events are set aside, the other customers go on.
-                    log.exception(
-                        "scoring customer %s failed; its %d events go to the dead-letter topic",
-                        customer_id,
-                        len(batch),
-                    )
-                    metrics.SCORING_FAILED_EVENTS.inc(len(batch))
-                    reason = f"scoring failed: {one_line(exc)}"
-                    await dead_letter(
-                        message,
-                        [
-                            Rejected(
-                                positions[id(e)],
-                                e.model_dump_json(exclude_none=True).encode(),
-                                reason,
-                                "scoring_failed",
-                            )
-                            for e in batch
-                        ],
-                    )
+                    subject = f"customer {customer_id}"
+                    await set_aside(rt, message, batch, where, exc, step="scoring", subject=subject)
                     continue
                 metrics.DUPLICATE_EVENTS.inc(duplicates)
                 if scored is None:
@@ -189,11 +164,3 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             metrics.BATCH_SECONDS.labels("experience").observe(time.perf_counter() - started)
 
     return customers
-
-
-def _positions(events: list[TouchpointEvent], rejected: list[Rejected]) -> dict[int, int]:
-    """Each valid event's position in its envelope (by object id), the rejected items'
-    positions skipped: the ``cxpulse.source.index`` of its dead letter."""
-    skipped = {r.index for r in rejected}
-    slots = (i for i in range(len(events) + len(rejected)) if i not in skipped)
-    return {id(event): slot for event, slot in zip(events, slots, strict=False)}

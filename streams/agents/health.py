@@ -3,6 +3,19 @@
 Keyed by touchpoint instance (an ATM, a store terminal, a web page), not by customer, so
 the validate agent routes a second copy of each event batch by instance partition and
 the state lives with its key. One table assignment per touched instance per batch.
+
+Each instance of a batch is applied on its own: when the core raises for one instance (a
+bug, a state it cannot handle), that instance's events go to the dead-letter topic with
+the reason ``health scoring failed: ...``, source ``cx.health`` and their position in the
+envelope, and the other instances go on (streams/agents/set_aside.py). Letting it raise
+would lose the whole envelope: Faust acknowledges the message whatever the agent does
+with it. The customer side of those events is unaffected (the experience agent reads its
+own copy on ``cx.events``), and a replay of the dead letters is harmless there: the
+customer state recognises the event ids.
+
+Items of an envelope this agent cannot read are skipped, not dead-lettered: the same
+items are in the ``cx.events`` copy, which the experience agent dead-letters, and one
+dead letter per bad item is what an operator wants to see.
 """
 
 from __future__ import annotations
@@ -17,6 +30,7 @@ from schemas.envelope import decode_message
 from schemas.events import TouchpointEvent
 from streams import metrics
 from streams.agents.alerting import record_time, send_alerts
+from streams.agents.set_aside import positions, set_aside
 from streams.core.health import apply_health, health_key
 from streams.runtime import Runtime
 from streams.state_codec import compact_value_type
@@ -38,7 +52,7 @@ def register(rt: Runtime) -> Any:
     @rt.app.agent(rt.health, name="touchpoint_health")
     async def touchpoint_health(stream: Any) -> None:
         async for message in stream.events():
-            events, _ = decode_message(message.value)
+            events, rejected = decode_message(message.value)
             if not events:
                 continue
             started = time.perf_counter()
@@ -49,7 +63,22 @@ def register(rt: Runtime) -> Any:
             raised = []
             for instance, batch in by_instance.items():
                 key = instance.encode()
-                state, alerts = apply_health(instances.get(key), batch, rt.model, now)
+                try:
+                    state, alerts = apply_health(instances.get(key), batch, rt.model, now)
+                except Exception as exc:
+                    # The table is assigned only after the core returns: a failed
+                    # instance leaves no trace in it, and its events are set aside.
+                    where = positions(events, rejected)
+                    await set_aside(
+                        rt,
+                        message,
+                        batch,
+                        where,
+                        exc,
+                        step="health scoring",
+                        subject=f"touchpoint instance {instance}",
+                    )
+                    continue
                 instances[key] = state
                 raised.extend(alerts)
             await send_alerts(rt, raised, record_time(message))

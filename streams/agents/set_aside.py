@@ -1,0 +1,81 @@
+"""Events an agent reads from an internal topic but cannot use go to the dead-letter topic.
+
+Faust acknowledges a message whatever the agent does with it, so an agent that raises
+while applying one subject's events (a customer, a touchpoint instance) loses the whole
+envelope, every other subject's events with it. The agents keyed by subject therefore
+guard each subject on its own: when applying one raises (a bug, a state the core cannot
+handle), that subject's events are set aside here and the other subjects go on.
+
+Set aside means what the validate agent does with invalid input: one DLQ record per event
+(its JSON as value; reason, kind and source in headers, the source being the internal
+topic, partition, offset and the event's position in that envelope), so the event is
+neither lost nor silent, and the dead letter of a replay is the very same row. All such
+events share the kind ``scoring_failed`` and one counter,
+``cxpulse_scoring_failed_events_total``: the customer score and the touchpoint health
+score are both scores, and the reason's first words and the source topic say which.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from schemas.envelope import Rejected, one_line
+from schemas.events import TouchpointEvent
+from streams import metrics
+from streams.routing import Source, dead_letter_headers
+from streams.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+KIND = "scoring_failed"
+
+
+async def dead_letter(rt: Runtime, message: Any, rejected: list[Rejected]) -> None:
+    """Send each rejected item of ``message`` (a Faust event) to the DLQ, like the validate
+    agent's rejects: the item as value, the reason and the envelope's position in headers
+    (the same position on a replay, so the dead letter is the same row)."""
+    source = Source.of(message)
+    for r in rejected:
+        await rt.dlq.send(value=r.raw, headers=dead_letter_headers(source, r))
+
+
+def positions(events: list[TouchpointEvent], rejected: list[Rejected]) -> dict[int, int]:
+    """Each valid event's position in its envelope (by object id), the rejected items'
+    positions skipped: the ``cxpulse.source.index`` of its dead letter."""
+    skipped = {r.index for r in rejected}
+    slots = (i for i in range(len(events) + len(rejected)) if i not in skipped)
+    return {id(event): slot for event, slot in zip(events, slots, strict=False)}
+
+
+async def set_aside(
+    rt: Runtime,
+    message: Any,
+    batch: list[TouchpointEvent],
+    where: dict[int, int],
+    exc: BaseException,
+    *,
+    step: str,
+    subject: str,
+) -> None:
+    """Dead-letter ``batch``, the events of one subject whose ``step`` raised ``exc``:
+    logged with the traceback, counted, each event a DLQ record with the reason
+    ``<step> failed: <error>`` and its position in the envelope (``where``, from
+    :func:`positions`)."""
+    log.error(
+        "%s failed for %s; its %d events go to the dead-letter topic",
+        step,
+        subject,
+        len(batch),
+        exc_info=exc,
+    )
+    metrics.SCORING_FAILED_EVENTS.inc(len(batch))
+    reason = f"{step} failed: {one_line(exc)}"
+    await dead_letter(
+        rt,
+        message,
+        [
+            Rejected(where[id(e)], e.model_dump_json(exclude_none=True).encode(), reason, KIND)
+            for e in batch
+        ],
+    )
