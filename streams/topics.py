@@ -26,7 +26,8 @@ def touchpoints(s: Settings) -> str:
 
 
 def touchpoints_dlq(s: Settings) -> str:
-    """Invalid input, untouched, with the reason and source in headers."""
+    """Dead letters: a single event or unusable message as it came, a batch item
+    re-encoded alone, at most 64 KiB of either; reason, source, original size in headers."""
     return f"{s.topic_prefix}.touchpoints.dlq"
 
 
