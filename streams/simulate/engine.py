@@ -107,6 +107,10 @@ ESCALATE_DELAY = {
     "call_center": (5 * MINUTE, 2 * HOUR),
     "store": (2 * HOUR, 2 * DAY),
 }
+# A failed login is the most retried thing online (a typo? a glitch?): again at once.
+LOGINS = frozenset({"web.login", "app.login"})
+LOGIN_RETRY = 0.7
+LOGIN_RETRY_DELAY = (10.0, 2 * MINUTE)
 GIVE_UP = {"failure": 0.2, "abandoned": 0.4}  # abandoning often means "not now"
 GIVE_UP_PRE_PURCHASE = 0.6  # a browser who hits a problem mostly just leaves
 # A customer with an unresolved problem (Intent.case) needs it solved: they persist, and
@@ -334,7 +338,8 @@ class Simulation:
                 return t + rng.uniform(*ATM_ELSEWHERE_DELAY)
         elif j.attempt < 3 and rng.random() < self._retry(j, channel, outcome):
             j.attempt += 1
-            lo, hi = RETRY_DELAY[channel]
+            login = ladder[j.rung].touchpoint in LOGINS and not j.case
+            lo, hi = LOGIN_RETRY_DELAY if login else RETRY_DELAY[channel]
             return self._when_open(ladder[j.rung], t + rng.uniform(lo, hi))
         rung = self._next_rung(j)
         if rung is None:
@@ -348,7 +353,11 @@ class Simulation:
         """The chance of another try at the same touchpoint after a non-success."""
         if channel == "call_center" and outcome == "abandoned":
             return CALL_BACK
-        return (RETRY_CASE if j.case else RETRY)[channel]
+        if j.case:
+            return RETRY_CASE[channel]
+        if j.intent.ladder[j.rung].touchpoint in LOGINS:
+            return LOGIN_RETRY
+        return RETRY[channel]
 
     def _next_rung(self, j: Journey) -> int | None:
         """Where a customer goes when the current touchpoint did not work: from the web or
