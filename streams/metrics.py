@@ -93,8 +93,9 @@ LATE_EVENTS = Counter(
 )
 SCORING_FAILED_EVENTS = Counter(
     "cxpulse_scoring_failed_events_total",
-    "Events whose customer's scoring raised: sent to the dead-letter topic with the "
-    "reason (scoring_failed); the other customers of the batch were scored.",
+    "Events whose customer's scoring, or whose touchpoint instance's health update, "
+    "raised: sent to the dead-letter topic with the reason (scoring_failed); the rest of "
+    "the batch went on.",
     registry=REGISTRY,
 )
 SCORE_UPDATES = Counter(
