@@ -205,6 +205,7 @@ def run_demo(
     from streams.query import query_worker
     from streams.sample_events import sample_invalid
     from streams.simulate import simulate
+    from streams.simulate.runner import working_day_start
     from streams.topics import all_topics, touchpoints
 
     root = Path(data_dir).resolve()
@@ -243,6 +244,9 @@ def run_demo(
                 settings,
                 customers=customers,
                 duration=timedelta(hours=8),
+                # the customers' working day, whenever the demo runs: incidents in busy
+                # hours, branches open
+                start=working_day_start(timedelta(hours=8)),
                 seed=seed,
                 incidents=DEMO_INCIDENTS,
                 atms=4,

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TextIO
 
 from streams.settings import ConfigError, Settings, get_settings
@@ -103,6 +103,20 @@ def default_start(sim: Simulation, events: int | None, duration: timedelta | Non
         per_day = max(sim.expected_events_per_day(), 1.0)
         duration = timedelta(days=(events or 0) / per_day)
     return now - timedelta(minutes=int(duration.total_seconds() // 60) + 1)
+
+
+def working_day_start(duration: timedelta) -> datetime:
+    """A start ``duration`` before now, in the fixed UTC offset where that is about 08:00.
+
+    The simulated daily rhythm follows the start's offset, so such a run covers a working
+    day's traffic (branches open, call center staffed, incidents in busy hours) at any
+    time of day it is run, and still ends at about now: what a demo or a test that must
+    see the daytime patterns needs. Offsets stay within ±12 h.
+    """
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - duration - timedelta(minutes=1)
+    shift = (8 - start.hour) % 24
+    shift = shift - 24 if shift > 12 else shift
+    return start.astimezone(timezone(timedelta(hours=shift)))
 
 
 def simulate(

@@ -15,7 +15,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from streams.app import TABLE_NAMES
 from streams.demo import WorkerProcess, drained, free_port, scrape
 from streams.settings import load_settings
 from streams.simulate import simulate
+from streams.simulate.runner import working_day_start
 from streams.topics import all_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
@@ -96,16 +97,6 @@ class Data:
         return rows[0][0]
 
 
-def daytime_start(hours: int) -> datetime:
-    """``hours`` before now, in a fixed UTC offset where that is about 08:00, so the run
-    covers a working day's traffic whatever the time of day the test runs (the simulated
-    rhythm follows the start's offset) and still ends at about now."""
-    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=hours, minutes=1)
-    shift = (8 - start.hour) % 24
-    shift = shift - 24 if shift > 12 else shift
-    return start.astimezone(timezone(timedelta(hours=shift)))
-
-
 def server_url(name: str) -> str:
     url = os.environ.get(SERVER_URL_ENV, "").strip()
     if not url:
@@ -138,7 +129,7 @@ def data(
     worker = WorkerProcess(settings, tmp / "worker.log")
     worker.start()
     try:
-        start = daytime_start(HOURS)
+        start = working_day_start(timedelta(hours=HOURS))
         summary = simulate(
             settings,
             customers=4000,
