@@ -12,7 +12,7 @@ This module imports pydantic and the standard library only: the stream core buil
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -25,17 +25,9 @@ Rule = Literal[
     "detractor",
     "touchpoint_degraded",
 ]
-RULES: tuple[str, ...] = (
-    "low_score",
-    "sharp_drop",
-    "repeated_failure",
-    "repeat_contact",
-    "channel_hopping",
-    "detractor",
-    "touchpoint_degraded",
-)
+RULES: tuple[str, ...] = get_args(Rule)
 Severity = Literal["info", "warning", "critical"]
-SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
+SEVERITIES: tuple[str, ...] = get_args(Severity)
 SubjectKind = Literal["customer", "instance"]
 
 # Namespace of alert ids (uuid5): fixed forever, or replays stop deduplicating.

@@ -10,13 +10,16 @@ LowCardinality. Old servers get the nearest type that keeps the column's meaning
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from schemas.rows import Column, TableSpec, ViewSpec
 
-from .errors import SinkConfigError
+from .errors import SinkConfigError, SinkWriteError
+
+log = logging.getLogger(__name__)
 
 #: The oldest server cxpulse creates tables on (custom partitioning, UUID, column comments).
 MIN_VERSION = (18, 1)
@@ -172,6 +175,29 @@ def upgrade_statements(
         f"COMMENT {string_literal(col.doc)}"
         for name, col in spec.columns[len(existing) :]
     ]
+
+
+def ensure_schema(
+    specs: Iterable[TableSpec | ViewSpec],
+    caps: Capabilities,
+    database: str,
+    run: Callable[[str], object],
+    column_names: Callable[[str], list[str]],
+) -> None:
+    """Create what is missing, then upgrade what an older version created (both backends
+    do exactly this; ``run`` executes a statement, raising ``SinkWriteError`` with the
+    server's code, and ``column_names`` describes a table or view)."""
+    specs = list(specs)
+    for sql in schema_statements(specs, caps, database):
+        run(sql)
+    for spec in specs:
+        for sql in upgrade_statements(spec, column_names(spec.name), caps, database):
+            log.warning("upgrading the schema: %s", sql.splitlines()[0][:200])
+            try:
+                run(sql)
+            except SinkWriteError as exc:
+                if exc.code != COLUMN_EXISTS:  # else another worker added it just now
+                    raise
 
 
 MODERN = Capabilities.from_version("24.8")

@@ -20,16 +20,10 @@ from pydantic import SecretStr
 from schemas.rows import TableSpec, ViewSpec
 from schemas.tables import SPECS
 
+from . import ddl
 from .base import Row, SpecRegistry, normalize_rows, sort_by_key
 from .clickhouse import parse_server_url, redact
-from .ddl import (
-    COLUMN_EXISTS,
-    Capabilities,
-    column_type,
-    quote_ident,
-    schema_statements,
-    upgrade_statements,
-)
+from .ddl import Capabilities, column_type, quote_ident
 from .errors import (
     DATA_ERROR_CODES,
     SinkConfigError,
@@ -97,17 +91,7 @@ class NativeBackend:
 
     def ensure_schema(self, specs: Sequence[TableSpec | ViewSpec] = SPECS) -> None:
         self._registry.remember(specs)
-        for sql in schema_statements(specs, self.capabilities, self.database):
-            self._run(sql)
-        for spec in specs:
-            existing = self._column_names(spec.name)
-            for sql in upgrade_statements(spec, existing, self.capabilities, self.database):
-                log.warning("upgrading the schema: %s", sql.splitlines()[0][:200])
-                try:
-                    self._run(sql)
-                except SinkWriteError as exc:
-                    if exc.code != COLUMN_EXISTS:  # else another worker added it just now
-                        raise
+        ddl.ensure_schema(specs, self.capabilities, self.database, self._run, self._column_names)
 
     def _column_names(self, name: str) -> list[str]:
         target = f"{quote_ident(self.database)}.{quote_ident(name)}"

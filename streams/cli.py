@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from schemas.alerts import RULES, SEVERITIES
 from streams.settings import ConfigError, Settings, load_settings
 
 
@@ -110,25 +111,13 @@ def query(sql: str, fmt: str) -> None:
     print_result(columns, rows, fmt)
 
 
-_SEVERITIES = ["info", "warning", "critical"]
-_RULES = [
-    "low_score",
-    "sharp_drop",
-    "repeated_failure",
-    "repeat_contact",
-    "channel_hopping",
-    "detractor",
-    "touchpoint_degraded",
-]
-
-
 @cli.command()
 @click.option("--follow", "-f", is_flag=True, help="keep printing new alerts until Ctrl-C")
 @click.option(
     "--from-beginning", is_flag=True, help="with --follow: start with the alerts already sent"
 )
-@click.option("--severity", "-s", multiple=True, type=click.Choice(_SEVERITIES), help="repeatable")
-@click.option("--rule", "-r", multiple=True, type=click.Choice(_RULES), help="repeatable")
+@click.option("--severity", "-s", multiple=True, type=click.Choice(SEVERITIES), help="repeatable")
+@click.option("--rule", "-r", multiple=True, type=click.Choice(RULES), help="repeatable")
 @click.option(
     "--channel", "-c", multiple=True, help="web, app, call_center, store, atm; repeatable"
 )

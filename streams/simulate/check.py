@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from schemas.alerts import RULES
 from streams.simulate.engine import Simulation
 
 BATCH = 500  # events per Publisher message, the worker's unit of work
@@ -119,17 +120,6 @@ def demo_simulation(start: datetime) -> Simulation:
         incidents=DEMO_INCIDENTS,
         **DEMO_FLEET,
     )
-
-
-RULES = (
-    "low_score",
-    "sharp_drop",
-    "repeated_failure",
-    "repeat_contact",
-    "channel_hopping",
-    "detractor",
-    "touchpoint_degraded",
-)
 
 
 def report(start: datetime, check: AlertCheck, seconds: float) -> str:
