@@ -88,10 +88,12 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         batch: list[TouchpointEvent],
         now: datetime,
         sentiments: dict[Any, float | None],
-    ) -> tuple[int, tuple[list[Moment], ScoreUpdate, list[Alert], int | None] | None]:
+    ) -> tuple[
+        int, tuple[CustomerState, list[Moment], ScoreUpdate, list[Alert], int | None] | None
+    ]:
         """Apply one customer's events: (duplicates, None) when nothing is new, else the
-        fresh moments, the score update, the alerts and a sampled state size. The table
-        is assigned last, so a customer whose scoring raises leaves no trace in it."""
+        new state, the fresh moments, the score update, the alerts and a sampled state
+        size. The table is not assigned here: see the agent."""
         key = customer_id.encode()
         before = customers.get(key)
         after, produced = apply_events(before, batch, rt.model, now, sentiments)
@@ -103,8 +105,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         state, alerts = customer_alerts(before, after, batch, produced, rt.model, now)
         update = score_update(state)
         size = len(state.to_bytes()) if sample.random() < STATE_SAMPLE else None
-        customers[key] = state
-        return duplicates, (fresh, update, alerts, size)
+        return duplicates, (state, fresh, update, alerts, size)
 
     @rt.app.agent(rt.events, name="experience")
     async def experience(stream: Any) -> None:
@@ -127,6 +128,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             moments: list[Moment] = []
             updates: list[ScoreUpdate] = []
             raised: list[Alert] = []
+            states: list[tuple[bytes, CustomerState]] = []
             for customer_id, batch in by_customer.items():
                 try:
                     duplicates, scored = score_customer(customer_id, batch, now, sentiments)
@@ -139,7 +141,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                 metrics.DUPLICATE_EVENTS.inc(duplicates)
                 if scored is None:
                     continue
-                fresh, update, alerts, size = scored
+                state, fresh, update, alerts, size = scored
+                states.append((customer_id.encode(), state))
                 raised.extend(alerts)
                 moments.extend(fresh)
                 updates.append(update)
@@ -160,6 +163,14 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                     value=json_array(chunk), partition=partition, headers=count_headers(len(chunk))
                 )
             await send_alerts(rt, raised, record_time(message))
+            # The states last, after their outputs: a state in the changelog says "these
+            # events are done", and after a crash the redelivered events are skipped as
+            # duplicates. Queued after the moments, scores and alerts, the changelog
+            # records reach the producer after them, which narrows the window in which a
+            # crash leaves a state whose outputs were never sent (closing it across broker
+            # nodes would take Kafka transactions: docs/operations.md, guarantees).
+            for key, state in states:
+                customers[key] = state
             metrics.SCORE_UPDATES.inc(len(updates))
             metrics.BATCH_SECONDS.labels("experience").observe(time.perf_counter() - started)
 
