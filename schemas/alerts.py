@@ -98,8 +98,9 @@ class HealthState(BaseModel):
     the short window plus the allowed lateness; ``hourly`` the same per hour over the
     baseline window: about 35 triples in all, whatever the volume. ``seen`` packs recent
     event-id hashes like ``CustomerState.seen`` (events at or before ``floor`` are late),
-    ``failures`` the ``(event time, hex id)`` of the latest failures (an alert lists those
-    of its window), ``first`` the event time of the first event counted (how much history
+    ``failures`` the ``(event time, hex id, customer tag)`` of the latest failures (an
+    alert lists those of its window and counts their customers; states written before the
+    tag existed hold pairs), ``first`` the event time of the first event counted (how much history
     the baseline really has) and ``alert_memory`` the open touchpoint_degraded alerts.
     """
 
@@ -114,7 +115,9 @@ class HealthState(BaseModel):
     fine: Annotated[list[tuple[int, int, int]], Field(alias="f")] = Field(default_factory=list)
     hourly: Annotated[list[tuple[int, int, int]], Field(alias="h")] = Field(default_factory=list)
     first: Annotated[int, Field(alias="t0")] = 0
-    failures: Annotated[list[tuple[int, str]], Field(alias="rf")] = Field(default_factory=list)
+    failures: Annotated[list[tuple[int, str] | tuple[int, str, str]], Field(alias="rf")] = Field(
+        default_factory=list
+    )
     alert_memory: Annotated[dict[str, int | float | str], Field(alias="am")] = Field(
         default_factory=dict
     )

@@ -441,6 +441,9 @@ class HealthSection(_Strict):
     The baseline is the instance's failure rate over ``baseline_hours`` outside the short
     window, smoothed toward ``prior_failure_rate`` as if ``prior_attempts`` attempts had
     been seen at that rate, so a new instance has a baseline from its first minute.
+    ``min_failing_customers``: the failures of the short window must come from at least
+    that many different customers, so one customer retrying a card the machine rightly
+    refuses is not an incident.
     """
 
     enabled: bool = True
@@ -450,6 +453,7 @@ class HealthSection(_Strict):
     baseline_hours: Annotated[int, Field(ge=1, le=168)] = 24
     min_attempts: Annotated[int, Field(ge=1, le=100_000)] = 10
     min_failure_rate: Annotated[float, Field(gt=0, le=1)] = 0.25
+    min_failing_customers: Annotated[int, Field(ge=1, le=100)] = 3
     ratio: Annotated[float, Field(ge=1, le=1000)] = 3.0
     prior_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.05
     prior_attempts: Annotated[float, Field(ge=0, le=100_000)] = 20.0

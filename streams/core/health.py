@@ -40,6 +40,7 @@ real span for a younger instance, the prior for a new one.
 from __future__ import annotations
 
 import bisect
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -92,6 +93,21 @@ class _Counts:
 
     def triples(self, keep_from: int) -> list[tuple[int, int, int]]:
         return [(s, a, f) for s, (a, f) in sorted(self.b.items()) if s >= keep_from]
+
+
+def customer_tag(customer_id: str) -> str:
+    """A short, stable tag of a customer (8 hex digits of BLAKE2b): enough to count the
+    different customers among an instance's few remembered failures, without keeping
+    customer ids in the instance's state."""
+    return hashlib.blake2b(customer_id.encode(), digest_size=4).hexdigest()
+
+
+def _by(customers: int, remembered: int, failed: int) -> str:
+    """Who failed: every failure of the window is remembered up to ``alerts.max_event_ids``
+    (beyond, the customers of the latest ones are counted: "at least")."""
+    if customers == 1:
+        return ""
+    return f" for {'at least ' if remembered < failed else ''}{customers} customers"
 
 
 def _against(base: float, attempts: int, history_s: int, h: HealthSection) -> str:
@@ -165,13 +181,17 @@ def apply_health(
         hourly.add(t - t % _HOUR, failed)
         if not failed:
             continue
-        bisect.insort(failures, (t, ev.event_id.hex))
-        del failures[:-max_ids]
+        bisect.insort(failures, (t, ev.event_id.hex, customer_tag(ev.customer_id)))
+        del failures[: -max(max_ids, h.min_failing_customers)]
         if not h.enabled:
             continue
         window_start = fb - short + bucket
         sa, sf = fine.total(window_start, fb)
         if sa < h.min_attempts or sf / sa < h.min_failure_rate:
+            continue
+        in_window = [f for f in failures if window_start <= f[0] < fb + bucket]
+        customers = len({f[2] if len(f) > 2 else f[1] for f in in_window})
+        if customers < h.min_failing_customers:
             continue
         rate = sf / sa
         hb = t - t % _HOUR
@@ -189,7 +209,7 @@ def apply_health(
         kind = label(model, ev.touchpoint) or ev.touchpoint
         name = state.key if state.key == ev.touchpoint else f"{state.key} ({kind})"
         # the failures counted: those of the short window, not the instance's last ever
-        counted = [i for ft, i in failures if window_start <= ft < fb + bucket]
+        counted = [f[1] for f in in_window][-max_ids:]
         alert = Alert(
             alert_id=opened.alert_hex,
             rule="touchpoint_degraded",
@@ -207,7 +227,8 @@ def apply_health(
             magnitude=round(rate, 3),
             explanation=one_line(
                 f"{name}: {sf} of {sa} attempts failed in {h.short_window_minutes} min "
-                f"({rate:.0%}), {_against(base, ba, window_start - first, h)}"
+                f"({rate:.0%}){_by(customers, len(in_window), sf)}, "
+                f"{_against(base, ba, window_start - first, h)}"
             ),
             recommended_action=one_line(
                 f"open an incident for {state.key} now: check it, and point customers to "

@@ -173,7 +173,8 @@ def history() -> list[TouchpointEvent]:
         pytest.param(
             False,
             25,
-            "25 of 100 attempts failed in 15 min (25%), against the 5% assumed for a new instance",
+            "25 of 100 attempts failed in 15 min (25%) for at least 10 customers, against the "
+            "5% assumed for a new instance",
             id="25%-at-the-floor",
         ),
         # 11% baseline: 3x is 33%, both floors are met from 25 failures on
@@ -182,7 +183,8 @@ def history() -> list[TouchpointEvent]:
             True,
             34,
             # it opens at the 33rd failure: 33 of 99 = 33.3%
-            "33 of 99 attempts failed in 15 min (33%), against 11% over the previous 9 h",
+            "33 of 99 attempts failed in 15 min (33%) for at least 10 customers, against 11% "
+            "over the previous 9 h",
             id="33.3%-at-3x-11%",
         ),
     ],
@@ -272,3 +274,20 @@ def test_keys_and_mixing() -> None:
         apply_health(None, [ev(0), typed], M, NOW)
     with pytest.raises(ValueError, match="timezone-aware"):
         apply_health(None, [ev(0)], M, NOW.replace(tzinfo=None))
+
+
+@pytest.mark.parametrize(("customers", "fires"), [(1, False), (2, False), (3, True)])
+def test_failures_must_come_from_several_customers(customers: int, fires: bool) -> None:
+    """30 of 100 attempts failing is well past both floors, but when the failures are one
+    customer retrying (a card the machine rightly refuses) it is not an incident: the
+    failures must come from min_failing_customers (3) different customers."""
+    events = [
+        ev(10 * 3600 + 9 * i, "failure", customer_id=f"C-retry-{i % customers}")
+        if i >= 70
+        else ev(10 * 3600 + 9 * i)
+        for i in range(100)
+    ]
+    alerts = Instance().send(events)
+    assert bool(alerts) is fires
+    if fires:
+        assert "attempts failed in 15 min (26%) for at least 3 customers" in alerts[0].explanation
