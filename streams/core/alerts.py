@@ -56,6 +56,7 @@ from schemas.alerts import SEVERITIES, Alert, alert_id
 from schemas.events import TouchpointEvent
 from schemas.model import ExperienceModel
 from schemas.scoring import CustomerState, Moment
+from streams.core.times import epoch
 from streams.core.trail import Trail
 
 # Short memory codes per rule: alert_memory is written to the changelog on every update.
@@ -170,11 +171,6 @@ def forget_closed(memory: Memory, horizon: int, cooldown_s: int) -> None:
 
 def at(t: int) -> datetime:
     return datetime.fromtimestamp(t, UTC)
-
-
-def epoch(dt: datetime) -> int:
-    """Event time in whole epoch seconds, as the scoring core stores it."""
-    return int(dt.timestamp() // 1)
 
 
 def duration(seconds: float) -> str:
@@ -479,24 +475,34 @@ def customer_alerts(
         raise ValueError(f"{len(moments)} moments for {len(events)} events: pass one per event")
     if emitted_at.tzinfo is None:
         raise ValueError("emitted_at must be timezone-aware")
-    live = sorted(
-        ((e, m) for e, m in zip(events, moments, strict=True) if m is not None and not m.late),
-        key=lambda p: (p[0].occurred_at, p[0].event_id.hex),
-    )
+    # (event, moment, event id as hex): the hex is needed four times per moment
+    live = [
+        (e, m, e.event_id.hex)
+        for e, m in zip(events, moments, strict=True)
+        if m is not None and not m.late
+    ]
     if not live:
         return after, []
+    if len(live) > 1:
+        live.sort(key=lambda p: (p[0].occurred_at, p[2]))
     cfg = model.alerts
     cooldown = int(cfg.cooldown_hours * 3600)
     memory: dict[str, int | float | str] = dict(after.alert_memory)
-    pending = {e.event_id.hex for e, _ in live}
+    pending = {hexid for _, _, hexid in live}
     memo = Trail.of(before)
     watermark = before.watermark if before is not None else 0
     prev_score = before.score if before is not None else 50.0
     # Episodes known so far (low_score's evidence): the folded ones, then the open ones
     # and the batch's by id. An out-of-order merge may count one twice: the rule then
-    # errs toward alerting.
+    # errs toward alerting. Counted only when a low score asks (most moments are not
+    # low): ``batch_episodes`` holds the batch's so far.
     folded = before.folded.count if before is not None else 0
-    episode_ids = {ep.episode_id for ep in before.episodes} if before is not None else set()
+    batch_episodes: list[str] = []
+
+    def episodes_known() -> int:
+        known = {ep.episode_id for ep in before.episodes} if before is not None else set()
+        return folded + len(known.union(batch_episodes))
+
     # (time, score) highs known so far: the hourly highs from before the batch, then each
     # moment of the batch at the watermark it was scored at (a customer's first moment is
     # no reference: SharpDropRule).
@@ -505,21 +511,24 @@ def customer_alerts(
     # alert id → (hit, moment, alert state) of its latest hit: built into Alerts once, at
     # the end, however many hits a batch folds into one alert.
     changed: dict[str, tuple[Hit, Moment, OpenAlert]] = {}
+    ls, sd = cfg.low_score, cfg.sharp_drop
+    window = int(sd.window_hours * 3600)
+    # The counting rules, each only for the moments it can match (the checks return None
+    # for all others, so skipping the call changes nothing).
+    rf_on, rc_on = cfg.repeated_failure.enabled, cfg.repeat_contact.enabled
+    ch_on, dt_on = cfg.channel_hopping.enabled, cfg.detractor.enabled
 
-    for ev, m in live:
-        hexid = ev.event_id.hex
+    for ev, m, hexid in live:
         pending.discard(hexid)
         t = min(epoch(ev.occurred_at), after.watermark)
         watermark = max(watermark, t)
         memo.add(t, m.channel, m.touchpoint, m.touchpoint_instance, m.outcome, m.intent, hexid)
-        episode_ids.add(m.episode_id)
+        batch_episodes.append(m.episode_id)
         hits: list[Hit] = []
 
-        ls = cfg.low_score
         if ls.enabled:
             armed = LOW_SCORE_DISARMED not in memory
-            evidence = folded + len(episode_ids) >= ls.min_episodes
-            if armed and evidence and m.score_after < ls.below:
+            if armed and m.score_after < ls.below and episodes_known() >= ls.min_episodes:
                 memory[LOW_SCORE_DISARMED] = 1
                 below = ls.below - m.score_after
                 hits.append(
@@ -541,11 +550,14 @@ def customer_alerts(
             elif not armed and m.score_after > ls.rearm_above:
                 del memory[LOW_SCORE_DISARMED]
 
-        sd = cfg.sharp_drop
         if sd.enabled:
-            window = int(sd.window_hours * 3600)
-            recent = [(ht, s) for ht, s in highs if watermark - window < ht <= watermark]
-            if recent and m.score_after < prev_score:
+            # the highs of the window, looked for only when the score fell
+            recent = (
+                [(ht, s) for ht, s in highs if watermark - window < ht <= watermark]
+                if m.score_after < prev_score
+                else []
+            )
+            if recent:
                 # the latest time at the peak: how fast it fell from there
                 peak_t, peak = max(recent, key=lambda p: (p[1], p[0]))
                 drop = peak - m.score_after
@@ -571,16 +583,19 @@ def customer_alerts(
                 highs.append((watermark, m.score_after))
         first = False
 
-        for rule, check in (
-            ("repeated_failure", _repeated_failure),
-            ("repeat_contact", _repeat_contact),
-            ("channel_hopping", _channel_hopping),
-        ):
-            if getattr(cfg, rule).enabled:
-                hit = check(m, t, hexid, memo, model)
-                if hit is not None:
-                    hits.append(hit)
-        if cfg.detractor.enabled:
+        if rf_on and m.outcome == "failure":
+            hit = _repeated_failure(m, t, hexid, memo, model)
+            if hit is not None:
+                hits.append(hit)
+        if rc_on and m.channel == "call_center":
+            hit = _repeat_contact(m, t, hexid, memo, model)
+            if hit is not None:
+                hits.append(hit)
+        if ch_on and m.intent and m.outcome != "success":
+            hit = _channel_hopping(m, t, hexid, memo, model)
+            if hit is not None:
+                hits.append(hit)
+        if dt_on and (ev.feedback is not None or m.sentiment is not None):
             hit = _detractor(ev, m, t, hexid, model)
             if hit is not None:
                 hits.append(hit)

@@ -27,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 from schemas.events import TouchpointEvent
-from schemas.model import ExperienceModel
+from schemas.model import ExperienceModel, TouchpointSpec
 from schemas.scoring import (
     CustomerState,
     Episode,
@@ -42,7 +42,7 @@ from schemas.scoring import (
     build,
     pack_seen,
 )
-from streams.core import dedup, episodes, explain, readings, score, trail, valence
+from streams.core import dedup, episodes, explain, readings, score, times, trail, valence
 
 Sentiments = Sequence[float | None] | Mapping[UUID, float | None]
 
@@ -66,6 +66,69 @@ class _Work:
     score_trail: list[tuple[int, float]] = field(default_factory=list)
     scores: score.Scores | None = None
     old: CustomerState | None = None
+    #: ``explain.bar(key_moments, ...)`` once ``km_bar_known``: worked out when a moment
+    #: first needs it, then kept up to date as the list changes
+    km_bar: tuple[float, str] | None = None
+    km_bar_known: bool = True  # a new customer's empty list has no bar
+
+
+@dataclass(frozen=True, slots=True)
+class _Params:
+    """A model's numbers in the form the core uses them, computed once per model.
+
+    Why: read through the model's pydantic sections on every event (``model.score.
+    half_life_days * 86400``, a new ``Gaps`` per event ...) they were about a tenth of an
+    event's cost. Same values, same expressions, only computed once.
+    """
+
+    skew_s: int
+    lateness_s: int
+    gaps: episodes.Gaps
+    half_life_s: float
+    confidence_half_at: float
+    max_open: int
+    seen_ids_max: int
+    explanation_size: int
+    limits: trail.Limits
+    #: (touchpoint, channel) -> model.touchpoint_spec(...): a type's spec never changes
+    #: within a model; bounded (cleared when full) against a producer inventing types.
+    specs: dict[tuple[str, str], tuple[TouchpointSpec, bool]]
+
+    @classmethod
+    def of(cls, model: ExperienceModel) -> _Params:
+        cached = _PARAMS.get(id(model))
+        if cached is not None and cached[0] is model:
+            return cached[1]
+        params = cls(
+            skew_s=int(model.score.max_clock_skew_minutes * 60),
+            lateness_s=_lateness_s(model),
+            gaps=_gaps(model),
+            half_life_s=model.score.half_life_days * 86400,
+            confidence_half_at=model.score.confidence.half_at_episodes,
+            max_open=model.episodes.max_open,
+            seen_ids_max=model.state.seen_ids_max,
+            explanation_size=model.score.explanation_size,
+            limits=trail.Limits.of(model),
+            specs={},
+        )
+        if len(_PARAMS) >= 16:
+            _PARAMS.clear()
+        _PARAMS[id(model)] = (model, params)
+        return params
+
+    def spec(
+        self, model: ExperienceModel, touchpoint: str, channel: str
+    ) -> tuple[TouchpointSpec, bool]:
+        key = (touchpoint, channel)
+        found = self.specs.get(key)
+        if found is None:
+            if len(self.specs) >= 4096:
+                self.specs.clear()
+            found = self.specs[key] = model.touchpoint_spec(touchpoint, channel)
+        return found
+
+
+_PARAMS: dict[int, tuple[ExperienceModel, _Params]] = {}
 
 
 def _open(state: CustomerState | None, customer_id: str) -> _Work:
@@ -90,18 +153,19 @@ def _open(state: CustomerState | None, customer_id: str) -> _Work:
         trail=trail.Trail.of(state),
         score_trail=list(state.score_trail),
         old=state,
+        km_bar_known=False,
     )
 
 
-def _close(w: _Work, model: ExperienceModel) -> CustomerState:
+def _close(w: _Work, p: _Params) -> CustomerState:
     old = w.old
     if old is not None and w.version == old.version:
         return old  # nothing was applied: the very same state, as idempotency promises
-    dedup.prune(w.seen, w.watermark - _lateness_s(model))
     s = w.scores
     assert s is not None  # set by every applied event
-    half_life_s = model.score.half_life_days * 86400
-    factor_scores, channel_scores = score.sub_scores(w.folded, w.episodes, w.watermark, half_life_s)
+    factor_scores, channel_scores = score.sub_scores(
+        w.folded, w.episodes, w.watermark, p.half_life_s
+    )
     return build(
         CustomerState,
         customer_id=w.customer_id,
@@ -111,11 +175,11 @@ def _close(w: _Work, model: ExperienceModel) -> CustomerState:
         profile_t=w.profile_t,
         watermark=w.watermark,
         floor=w.floor,
-        seen=pack_seen(sorted(w.seen.items(), key=lambda kv: (kv[1], kv[0]))),
+        seen=pack_seen(dedup.kept(w.seen, w.watermark - p.lateness_s)),
         episodes=w.episodes,
         folded=w.folded,
         key_moments=w.key_moments,
-        **w.trail.stored(trail.Limits.of(model), w.watermark),
+        **w.trail.stored(p.limits, w.watermark),
         score_trail=w.score_trail,
         score=s.score,
         factor_scores=factor_scores,
@@ -137,33 +201,29 @@ def _lateness_s(model: ExperienceModel) -> int:
     return int(model.episodes.allowed_lateness_hours * 3600)
 
 
-def _epoch(dt: datetime) -> int:
-    return int(dt.timestamp() // 1)
+_epoch = times.epoch
 
 
 def _apply(
     w: _Work,
     ev: TouchpointEvent,
     model: ExperienceModel,
+    p: _Params,
     now_s: int,
     sentiment: float | None,
 ) -> Moment | None:
     h = dedup.id_hash(ev.event_id)
     if h in w.seen:
         return None
-    skew = int(model.score.max_clock_skew_minutes * 60)
-    t = min(_epoch(ev.occurred_at), now_s + skew)
-    late = w.version > 0 and (t < w.watermark - _lateness_s(model) or t <= w.floor)
+    t = min(_epoch(ev.occurred_at), now_s + p.skew_s)
+    late = w.version > 0 and (t < w.watermark - p.lateness_s or t <= w.floor)
 
     tier = ev.tier or w.tier
     segment = ev.segment or w.segment
-    spec, fallback = model.touchpoint_spec(ev.touchpoint, ev.channel)
+    spec, fallback = p.spec(model, ev.touchpoint, ev.channel)
     importance = model.importance_for(segment)
     x = readings.factor_readings(ev, spec, model, sentiment)
-    g = valence.gaps(x, model.expectations_for(tier))
-    imp = valence.impacts(g, importance)
-    v = valence.valence(g, importance)
-    key = valence.key_factor(imp)
+    g, imp, v, key = valence.assess(x, model.expectations_for(tier), importance)
 
     def moment(episode_id: str, score_after: float) -> Moment:
         return build(
@@ -203,38 +263,47 @@ def _apply(
     if ev.tier is not None or ev.segment is not None:
         w.profile_t = max(w.profile_t, t)
 
-    half_life_s = model.score.half_life_days * 86400
-    gaps = _gaps(model)
+    half_life_s = p.half_life_s
+    gaps = p.gaps
     w.watermark = max(w.watermark, t)
 
     # close what no acceptable event can join any more, then place the moment
-    accepted_from = w.watermark - _lateness_s(model)
-    due = [e for e in w.episodes if episodes.is_closed(e, accepted_from, gaps)]
+    due, still_open = episodes.split_closed(w.episodes, w.watermark - p.lateness_s, gaps)
     if due:
         w.folded = score.fold(w.folded, sorted(due, key=_fold_order), half_life_s)
-        w.episodes = [e for e in w.episodes if not episodes.is_closed(e, accepted_from, gaps)]
+        w.episodes = still_open
     w.episodes, placed = episodes.place(
         w.episodes, episodes.single(ev.journey_id, t, v, g, ev.channel), gaps
     )
-    while len(w.episodes) > model.episodes.max_open:
+    while len(w.episodes) > p.max_open:
         oldest = min(w.episodes, key=_fold_order)
         w.folded = score.fold(w.folded, [oldest], half_life_s)
         w.episodes.remove(oldest)
 
-    w.floor = dedup.remember(w.seen, h, t, model.state.seen_ids_max, w.floor)
-    if key:
-        km = build(
-            KeyMoment,
-            event_id=ev.event_id.hex,
-            t=t,
-            touchpoint=ev.touchpoint,
-            channel=ev.channel,
-            factor=key,
-            impact=imp[key],
-        )
-        w.key_moments = explain.keep_top(
-            w.key_moments, km, model.score.explanation_size, half_life_s
-        )
+    w.floor = dedup.remember(w.seen, h, t, p.seen_ids_max, w.floor)
+    event_hex = ev.event_id.hex
+    if key and imp[key] != 0:  # keep_top ignores a moment without impact
+        if not w.km_bar_known:
+            w.km_bar = explain.bar(w.key_moments, p.explanation_size, half_life_s)
+            w.km_bar_known = True
+        bar = w.km_bar
+        if bar is None or explain.order_key(imp[key], t, event_hex, half_life_s) < bar:
+            km = build(
+                KeyMoment,
+                event_id=event_hex,
+                t=t,
+                touchpoint=ev.touchpoint,
+                channel=ev.channel,
+                factor=key,
+                impact=imp[key],
+            )
+            w.key_moments = explain.keep_top(w.key_moments, km, p.explanation_size, half_life_s)
+            last = w.key_moments[-1]  # keep_top's list is in order: its bar is its last
+            w.km_bar = (
+                explain.order_key(last.impact, last.t, last.event_id, half_life_s)
+                if len(w.key_moments) == p.explanation_size
+                else None
+            )
     w.trail.add(
         t,
         ev.channel,
@@ -242,7 +311,7 @@ def _apply(
         ev.touchpoint_instance,
         ev.outcome,
         ev.intent,
-        ev.event_id.hex,
+        event_hex,
     )
 
     w.scores = score.compute(
@@ -250,7 +319,7 @@ def _apply(
         w.episodes,
         w.watermark,
         half_life_s,
-        model.score.confidence.half_at_episodes,
+        p.confidence_half_at,
     )
     if w.version:  # a first moment's score is no reference for sharp_drop (trail.py)
         w.score_trail = trail.add_score(w.score_trail, w.watermark, w.scores.score)
@@ -277,8 +346,9 @@ def apply_event(
 ) -> tuple[CustomerState, Moment | None]:
     """Apply one event; the Moment is None when the event is a duplicate (state unchanged)."""
     w = _open(state, event.customer_id)
-    m = _apply(w, event, model, _now_s(now), sentiment)
-    return _close(w, model), m
+    p = _Params.of(model)
+    m = _apply(w, event, model, p, _now_s(now), sentiment)
+    return _close(w, p), m
 
 
 def apply_events(
@@ -303,14 +373,19 @@ def apply_events(
     if sentiments is None:
         sent = [None] * len(evs)
     elif isinstance(sentiments, Mapping):
-        sent = [sentiments.get(e.event_id) for e in evs]
+        sent = [sentiments.get(e.event_id) for e in evs] if sentiments else [None] * len(evs)
     else:
         sent = list(sentiments)
         if len(sent) != len(evs):
             raise ValueError(f"{len(sent)} sentiments for {len(evs)} events: pass one per event")
     w = _open(state, evs[0].customer_id)
+    p = _Params.of(model)
     now_s = _now_s(now)
-    order = sorted(range(len(evs)), key=lambda i: (evs[i].occurred_at, evs[i].event_id.hex))
+    if len(evs) == 1:
+        order = [0]  # most customers of a batch have one event: nothing to sort
+    else:
+        keys = [(e.occurred_at, e.event_id.hex) for e in evs]
+        order = sorted(range(len(evs)), key=keys.__getitem__)
     out: list[Moment | None] = [None] * len(evs)
     for i in order:
         ev = evs[i]
@@ -319,8 +394,30 @@ def apply_events(
                 f"batch mixes customers {w.customer_id!r} and {ev.customer_id!r}: "
                 "apply one customer's events at a time"
             )
-        out[i] = _apply(w, ev, model, now_s, sent[i])
-    return _close(w, model), out
+        out[i] = _apply(w, ev, model, p, now_s, sent[i])
+    return _close(w, p), out
+
+
+def _uuid(hex_id: str) -> UUID:
+    """``UUID(hex=hex_id)``, in half the time for the 32 plain hex digits the core stores.
+
+    ``score_update`` makes one per key moment of every update. For such a string
+    (alphanumeric, so ``UUID``'s clean-up of braces, dashes and ``urn:`` prefixes does
+    nothing, and 32 digits are always in range) ``UUID.__init__`` comes down to
+    ``int(hex_id, 16)`` and setting its two slots, which is what this does; the result is
+    the same object, and a malformed id fails in ``int`` exactly as there. Anything else
+    goes to ``UUID`` itself.
+    """
+    if len(hex_id) == 32 and hex_id.isalnum():
+        u = _new_uuid(UUID)
+        _set_slot(u, "int", int(hex_id, 16))
+        _set_slot(u, "is_safe", SafeUUID.unknown)
+        return u
+    return UUID(hex=hex_id)
+
+
+_new_uuid = object.__new__
+_set_slot = object.__setattr__
 
 
 def score_update(state: CustomerState) -> ScoreUpdate:
@@ -340,7 +437,7 @@ def score_update(state: CustomerState) -> ScoreUpdate:
         explanation=[
             build(
                 Explanation,
-                event_id=UUID(hex=k.event_id),
+                event_id=_uuid(k.event_id),
                 occurred_at=datetime.fromtimestamp(k.t, UTC),
                 touchpoint=k.touchpoint,
                 channel=k.channel,

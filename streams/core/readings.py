@@ -73,14 +73,24 @@ def factor_readings(
     model: ExperienceModel,
     sentiment: float | None,
 ) -> dict[str, float]:
-    """``x_f`` for every factor of the touchpoint (see the module docstring for the rule)."""
+    """``x_f`` for every factor of the touchpoint (see the module docstring for the rule).
+
+    Called for every event: what does not depend on the factor (the need level's share,
+    the level weights) is read once, and delight is only looked for when the customer
+    said something; the arithmetic is the rule's, term by term.
+    """
     cfg = model.readings
     need = outcome_reading(event.outcome, model)
-    delight = delight_reading(event.feedback, sentiment, model)
+    feedback = event.feedback
+    delight = (
+        None
+        if feedback is None and sentiment is None
+        else delight_reading(feedback, sentiment, model)
+    )
     ease_sum: dict[str, float] = {}
     ease_n: dict[str, int] = {}
     details = event.details
-    if details is not None:
+    if details is not None and spec.effort:
         for eff in spec.effort:
             value = getattr(details, eff.metric, None)
             if value is None:
@@ -90,15 +100,17 @@ def factor_readings(
                 ease_sum[f] = ease_sum.get(f, 0.0) + x
                 ease_n[f] = ease_n.get(f, 0) + 1
     w = cfg.level_weights
+    w_need, w_ease, w_delight = w.need, w.ease, w.delight
+    need_total = w_need * need
     out: dict[str, float] = {}
     for f in spec.factors:
-        total, weight = w.need * need, w.need
+        total, weight = need_total, w_need
         if f in ease_n:
-            total += w.ease * ease_sum[f] / ease_n[f]
-            weight += w.ease
+            total += w_ease * ease_sum[f] / ease_n[f]
+            weight += w_ease
         if delight is not None:
-            total += w.delight * delight
-            weight += w.delight
+            total += w_delight * delight
+            weight += w_delight
         x = total / weight
         out[f] = round(need if x > need else x, 3)
     return out

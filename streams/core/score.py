@@ -116,7 +116,13 @@ def compute(
 def sub_scores(
     folded: Folded, episodes: list[Episode], as_of: int, half_life_s: float
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Per-factor and per-channel scores, the same decayed peak-end mean as the score."""
+    """Per-factor and per-channel scores, the same decayed peak-end mean as the score.
+
+    Runs once per customer batch over every open episode's factors and channels, so
+    ``weight``, ``_add``, ``remembered`` and ``to_score`` are written out inline here
+    (the calls were most of its cost); each number is the same expression, in the same
+    order, as theirs.
+    """
     fac: dict[str, list[float]] = {}
     chan: dict[str, list[float]] = {}
     if folded.count:
@@ -126,12 +132,31 @@ def sub_scores(
         for c, d in folded.channels.items():
             chan[c] = [d[0] * k, d[1] * k]
     for ep in episodes:
-        w = weight(ep.end, as_of, half_life_s)
-        for f, pe in ep.factors.items():
-            _add(fac, f, w, remembered(pe))
-        for c, pe in ep.channels.items():
-            _add(chan, c, w, remembered(pe))
-    return (
-        {f: to_score(s / w) for f, (w, s) in fac.items() if w > 0},
-        {c: to_score(s / w) for c, (w, s) in chan.items() if w > 0},
-    )
+        w = 2.0 ** ((ep.overall[1] - as_of) / half_life_s)  # weight(ep.end, as_of, ...)
+        for key, pe in ep.factors.items():
+            value = (pe[0] + pe[2]) / 2.0  # remembered(pe)
+            cur = fac.get(key)
+            if cur is None:
+                fac[key] = [w, w * value]
+            else:
+                cur[0] += w
+                cur[1] += w * value
+        for key, pe in ep.channels.items():
+            value = (pe[0] + pe[2]) / 2.0
+            cur = chan.get(key)
+            if cur is None:
+                chan[key] = [w, w * value]
+            else:
+                cur[0] += w
+                cur[1] += w * value
+    return _to_scores(fac), _to_scores(chan)
+
+
+def _to_scores(acc: dict[str, list[float]]) -> dict[str, float]:
+    """``to_score(s / w)`` of every series with weight, inline."""
+    out: dict[str, float] = {}
+    for key, (w, s) in acc.items():
+        if w > 0:
+            x = 50.0 + 5.0 * (s / w)
+            out[key] = round(0.0 if x < 0 else 100.0 if x > 100 else x, 2)
+    return out

@@ -36,3 +36,32 @@ def key_factor(impacts_: dict[str, float]) -> str:
         if k > best_key:
             best, best_key = f, k
     return best
+
+
+def assess(
+    readings: dict[str, float], expectations: dict[str, float], importance: dict[str, float]
+) -> tuple[dict[str, float], dict[str, float], float, str]:
+    """``gaps``, ``impacts``, ``valence`` and ``key_factor`` of one moment in one pass.
+
+    The core calls this once per event (why it exists: four passes over the factors cost
+    about twice one). Every number is computed by the same expression, in the same order,
+    as the four functions above, so the results are identical to calling them in turn.
+    """
+    gaps_: dict[str, float] = {}
+    impacts_: dict[str, float] = {}
+    weights: list[float] = []
+    terms: list[float] = []
+    for f, x in readings.items():
+        g = round(x - expectations[f], 3)
+        w = importance[f]
+        gaps_[f] = g
+        impacts_[f] = round(w * g, 3)
+        weights.append(w)
+        terms.append(w * g)
+    den = sum(weights)
+    if den <= 0:
+        v = 0.0
+    else:
+        v = sum(terms) / den
+        v = round(-10.0 if v < -10 else 10.0 if v > 10 else v, 3)
+    return gaps_, impacts_, v, key_factor(impacts_)
