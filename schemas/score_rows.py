@@ -9,6 +9,8 @@ by factor, segment and tier" becomes a plain GROUP BY.
 from __future__ import annotations
 
 import json
+import math
+import re
 import uuid
 from typing import Annotated, Any
 
@@ -16,7 +18,7 @@ from pydantic import AwareDatetime
 
 from schemas.model import FACTORS
 from schemas.rows import _LC, _TS, Column, TableSpec, ViewSpec, _Row, columns_of, to_millis
-from schemas.scoring import Moment, ScoreUpdate
+from schemas.scoring import Explanation, Moment, ScoreUpdate
 
 _CHANNELS = ("web", "app", "call_center", "store", "atm")
 _SCORE = "Float32"
@@ -281,20 +283,7 @@ def moment_rows(moment: Moment) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]
 
 def score_row(update: ScoreUpdate) -> tuple[Any, ...]:
     """The ``customer_scores`` / ``score_history`` row of a score update."""
-    explanation = json.dumps(
-        [
-            {
-                "event_id": str(e.event_id),
-                "occurred_at": e.occurred_at.isoformat(),
-                "touchpoint": e.touchpoint,
-                "channel": e.channel,
-                "factor": e.factor,
-                "impact": round(e.impact, 2),
-            }
-            for e in update.explanation
-        ],
-        separators=(",", ":"),
-    )
+    factor_scores, channel_scores = update.factor_scores, update.channel_scores
     return (
         update.customer_id,
         update.version,
@@ -304,9 +293,55 @@ def score_row(update: ScoreUpdate) -> tuple[Any, ...]:
         update.episodes,
         update.tier or "",
         update.segment or "",
-        *(update.factor_scores.get(f) for f in FACTORS),
-        *(update.channel_scores.get(c) for c in _CHANNELS),
-        explanation,
+        *[factor_scores.get(f) for f in FACTORS],
+        *[channel_scores.get(c) for c in _CHANNELS],
+        _explanation_json(update.explanation),
+    )
+
+
+#: Printable ASCII but ``"`` and ``\``: the characters ``json.dumps`` writes as they are.
+_PLAIN = re.compile(r"[ !#-\[\]-~]*")
+
+
+def _explanation_json(explanation: list[Explanation]) -> str:
+    """The ``explanation`` column: a JSON array of the moments that moved the score most.
+
+    Written by formatting rather than ``json.dumps`` of dicts (a score row is built for
+    every score update, and this was most of its cost), and only where that gives the
+    very text ``json.dumps`` would: names that need no escaping and finite float impacts.
+    Anything else goes to ``json.dumps``.
+    """
+    items = []
+    for e in explanation:
+        impact = round(e.impact, 2)
+        if (
+            type(impact) is not float
+            or not math.isfinite(impact)
+            or not _PLAIN.fullmatch(e.touchpoint + e.channel + e.factor)
+        ):
+            return _explanation_dumps(explanation)
+        items.append(
+            f'{{"event_id":"{e.event_id}","occurred_at":"{e.occurred_at.isoformat()}",'
+            f'"touchpoint":"{e.touchpoint}","channel":"{e.channel}","factor":"{e.factor}",'
+            f'"impact":{impact!r}}}'
+        )
+    return "[" + ",".join(items) + "]"
+
+
+def _explanation_dumps(explanation: list[Explanation]) -> str:
+    return json.dumps(
+        [
+            {
+                "event_id": str(e.event_id),
+                "occurred_at": e.occurred_at.isoformat(),
+                "touchpoint": e.touchpoint,
+                "channel": e.channel,
+                "factor": e.factor,
+                "impact": round(e.impact, 2),
+            }
+            for e in explanation
+        ],
+        separators=(",", ":"),
     )
 
 
