@@ -372,7 +372,7 @@ def apply_events(
     sent: list[float | None]
     if sentiments is None:
         sent = [None] * len(evs)
-    elif isinstance(sentiments, Mapping):
+    elif isinstance(sentiments, (dict, Mapping)):  # dict first: no ABC check for it
         sent = [sentiments.get(e.event_id) for e in evs] if sentiments else [None] * len(evs)
     else:
         sent = list(sentiments)
@@ -411,13 +411,14 @@ def _uuid(hex_id: str) -> UUID:
     if len(hex_id) == 32 and hex_id.isalnum():
         u = _new_uuid(UUID)
         _set_slot(u, "int", int(hex_id, 16))
-        _set_slot(u, "is_safe", SafeUUID.unknown)
+        _set_slot(u, "is_safe", _UNKNOWN_SAFETY)
         return u
     return UUID(hex=hex_id)
 
 
 _new_uuid = object.__new__
 _set_slot = object.__setattr__
+_UNKNOWN_SAFETY = SafeUUID.unknown  # read once: an Enum member lookup is a slow property
 
 
 def score_update(state: CustomerState) -> ScoreUpdate:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from schemas.events import Feedback, TouchpointEvent
 from schemas.model import ExperienceModel, Scale, TouchpointSpec
+from streams.core.rounding import r3
 
 
 def outcome_reading(outcome: str, model: ExperienceModel) -> float:
@@ -112,5 +113,5 @@ def factor_readings(
             total += w_delight * delight
             weight += w_delight
         x = total / weight
-        out[f] = round(need if x > need else x, 3)
+        out[f] = r3(need if x > need else x)  # round(..., 3), memoised
     return out

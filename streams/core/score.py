@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from schemas.scoring import Episode, Folded, build
 from streams.core.episodes import remembered
+from streams.core.rounding import r2
 
 
 def weight(t: int, ref: int, half_life_s: float) -> float:
@@ -153,10 +154,11 @@ def sub_scores(
 
 
 def _to_scores(acc: dict[str, list[float]]) -> dict[str, float]:
-    """``to_score(s / w)`` of every series with weight, inline."""
+    """``to_score(s / w)`` of every series with weight, inline (``r2`` is ``round(x, 2)``,
+    memoised: a series of one episode has the same score batch after batch)."""
     out: dict[str, float] = {}
     for key, (w, s) in acc.items():
         if w > 0:
             x = 50.0 + 5.0 * (s / w)
-            out[key] = round(0.0 if x < 0 else 100.0 if x > 100 else x, 2)
+            out[key] = r2(0.0 if x < 0 else 100.0 if x > 100 else x)
     return out

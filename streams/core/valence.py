@@ -7,6 +7,8 @@ touches, clamped to [-10, 10]: the point on the emotion map.
 
 from __future__ import annotations
 
+from streams.core.rounding import r3
+
 
 def gaps(readings: dict[str, float], expectations: dict[str, float]) -> dict[str, float]:
     return {f: round(x - expectations[f], 3) for f, x in readings.items()}
@@ -45,17 +47,18 @@ def assess(
 
     The core calls this once per event (why it exists: four passes over the factors cost
     about twice one). Every number is computed by the same expression, in the same order,
-    as the four functions above, so the results are identical to calling them in turn.
+    as the four functions above, so the results are identical to calling them in turn
+    (``r3`` is ``round(x, 3)``, memoised).
     """
     gaps_: dict[str, float] = {}
     impacts_: dict[str, float] = {}
     weights: list[float] = []
     terms: list[float] = []
     for f, x in readings.items():
-        g = round(x - expectations[f], 3)
+        g = r3(x - expectations[f])
         w = importance[f]
         gaps_[f] = g
-        impacts_[f] = round(w * g, 3)
+        impacts_[f] = r3(w * g)
         weights.append(w)
         terms.append(w * g)
     den = sum(weights)
@@ -63,5 +66,5 @@ def assess(
         v = 0.0
     else:
         v = sum(terms) / den
-        v = round(-10.0 if v < -10 else 10.0 if v > 10 else v, 3)
+        v = r3(-10.0 if v < -10 else 10.0 if v > 10 else v)
     return gaps_, impacts_, v, key_factor(impacts_)
