@@ -12,6 +12,7 @@ import json
 import math
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime
@@ -235,9 +236,18 @@ SCORE_SPECS: tuple[TableSpec | ViewSpec, ...] = (
 )
 
 
+def _millis(moment: datetime) -> datetime:
+    """``to_millis(moment)``, without its ``replace`` when the time has no finer part than
+    milliseconds (event times in JSON mostly have none; a score's ``as_of`` is whole
+    seconds): the same value and time zone, and a keyword ``replace`` costs as much as
+    the conversion to UTC. Finer times go through ``to_millis`` itself."""
+    utc = moment.astimezone(UTC)
+    return utc if utc.microsecond % 1000 == 0 else to_millis(utc)
+
+
 def moment_rows(moment: Moment) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
     """The ``moments`` row and the ``moment_factors`` rows of one moment."""
-    occurred_at = to_millis(moment.occurred_at)
+    occurred_at = _millis(moment.occurred_at)
     tier = moment.tier or ""
     segment = moment.segment or ""
     row = (
@@ -287,7 +297,7 @@ def score_row(update: ScoreUpdate) -> tuple[Any, ...]:
     return (
         update.customer_id,
         update.version,
-        to_millis(update.as_of),
+        _millis(update.as_of),
         update.score,
         update.confidence,
         update.episodes,

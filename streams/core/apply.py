@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from uuid import UUID, SafeUUID
 
 from schemas.events import TouchpointEvent
-from schemas.model import ExperienceModel, TouchpointSpec
+from schemas.model import ExperienceModel
 from schemas.scoring import (
     CustomerState,
     Episode,
@@ -76,9 +76,10 @@ class _Work:
 class _Params:
     """A model's numbers in the form the core uses them, computed once per model.
 
-    Why: read through the model's pydantic sections on every event (``model.score.
-    half_life_days * 86400``, a new ``Gaps`` per event ...) they were about a tenth of an
-    event's cost. Same values, same expressions, only computed once.
+    Why: the core used to work them out again for every event (``model.score.
+    half_life_days * 86400`` twice, ``allowed_lateness_hours * 3600`` three times, a new
+    ``Gaps``, the rules' ``Limits`` per batch), a few microseconds each time. Same
+    values, same expressions, computed once; cached like ``trail.Limits.of``.
     """
 
     skew_s: int
@@ -90,9 +91,6 @@ class _Params:
     seen_ids_max: int
     explanation_size: int
     limits: trail.Limits
-    #: (touchpoint, channel) -> model.touchpoint_spec(...): a type's spec never changes
-    #: within a model; bounded (cleared when full) against a producer inventing types.
-    specs: dict[tuple[str, str], tuple[TouchpointSpec, bool]]
 
     @classmethod
     def of(cls, model: ExperienceModel) -> _Params:
@@ -109,23 +107,11 @@ class _Params:
             seen_ids_max=model.state.seen_ids_max,
             explanation_size=model.score.explanation_size,
             limits=trail.Limits.of(model),
-            specs={},
         )
         if len(_PARAMS) >= 16:
             _PARAMS.clear()
         _PARAMS[id(model)] = (model, params)
         return params
-
-    def spec(
-        self, model: ExperienceModel, touchpoint: str, channel: str
-    ) -> tuple[TouchpointSpec, bool]:
-        key = (touchpoint, channel)
-        found = self.specs.get(key)
-        if found is None:
-            if len(self.specs) >= 4096:
-                self.specs.clear()
-            found = self.specs[key] = model.touchpoint_spec(touchpoint, channel)
-        return found
 
 
 _PARAMS: dict[int, tuple[ExperienceModel, _Params]] = {}
@@ -220,7 +206,7 @@ def _apply(
 
     tier = ev.tier or w.tier
     segment = ev.segment or w.segment
-    spec, fallback = p.spec(model, ev.touchpoint, ev.channel)
+    spec, fallback = model.touchpoint_spec(ev.touchpoint, ev.channel)
     importance = model.importance_for(segment)
     x = readings.factor_readings(ev, spec, model, sentiment)
     g, imp, v, key = valence.assess(x, model.expectations_for(tier), importance)
