@@ -34,10 +34,15 @@ def combine(a: PeakEnd, b: PeakEnd) -> PeakEnd:
     end time keeps the lower end value.
     """
     pa, pb = a[0], b[0]
-    peak = pa if (abs(pa), -pa) >= (abs(pb), -pb) else pb
-    if (a[1], -a[2]) >= (b[1], -b[2]):
-        return (peak, a[1], a[2])
-    return (peak, b[1], b[2])
+    # The comparisons ``(|pa|, -pa) >= (|pb|, -pb)`` and ``(ta, -ea) >= (tb, -eb)``,
+    # written out (NaN included, they decide alike): a merge runs them for every series
+    # of the episode, and building the tuples was most of their cost.
+    abs_a, abs_b = abs(pa), abs(pb)
+    peak = pa if abs_a > abs_b or (abs_a == abs_b and -pa >= -pb) else pb
+    ta, tb = a[1], b[1]
+    if ta > tb or (ta == tb and -a[2] >= -b[2]):
+        return (peak, ta, a[2])
+    return (peak, tb, b[2])
 
 
 def remembered(pe: PeakEnd) -> float:

@@ -17,7 +17,8 @@ import pytest
 
 from schemas.events import TouchpointEvent
 from schemas.scoring import CustomerState
-from streams.core import apply_event, apply_events
+from streams.core import apply_event, apply_events, score_update
+from streams.core.alerts import customer_alerts
 from streams.model_check import load_model
 
 MODEL = load_model()
@@ -115,6 +116,56 @@ def test_state_bytes_after_50_events(benchmark: Any, label: str, spacing_min: fl
     benchmark.extra_info["state_bytes"] = len(raw)
     benchmark.extra_info["open_episodes"] = len(state.episodes)
     assert CustomerState.from_bytes(raw) == state
+
+
+def simulated_messages(events: int = 3000, customers: int = 400) -> list[list[list[Any]]]:
+    """Simulated traffic as the experience agent sees it: messages of 500 events, each
+    grouped by customer (deterministic: fixed seed and start)."""
+    from streams.simulate import generate
+
+    start = datetime(2025, 3, 3, tzinfo=UTC)
+    evs = [
+        TouchpointEvent.model_validate(e)
+        for e in generate(customers, 7, events=events, start=start)
+    ]
+    messages = []
+    for i in range(0, len(evs), 500):
+        groups: dict[str, list[TouchpointEvent]] = {}
+        for e in evs[i : i + 500]:
+            groups.setdefault(e.customer_id, []).append(e)
+        messages.append(list(groups.values()))
+    return messages
+
+
+def test_experience_per_customer_work(benchmark: Any) -> None:
+    """The experience agent's per-customer work on simulated traffic, without Faust:
+    ``apply_events``, the alert rules, the changelog's ``to_bytes``, ``score_update`` and
+    the moment and score messages (``json_array``), from empty states every round."""
+    from streams.runtime import json_array
+
+    messages = simulated_messages()
+    n = sum(len(batch) for message in messages for batch in message)
+    now = datetime(2025, 3, 11, tzinfo=UTC)
+
+    def replay() -> None:
+        states: dict[str, CustomerState] = {}
+        for message in messages:
+            moments: list[Any] = []
+            updates: list[Any] = []
+            for batch in message:
+                cid = batch[0].customer_id
+                before = states.get(cid)
+                after, produced = apply_events(before, batch, MODEL, now)
+                state, _ = customer_alerts(before, after, batch, produced, MODEL, now)
+                state.to_bytes()
+                states[cid] = state
+                moments.extend(m for m in produced if m is not None)
+                updates.append(score_update(state))
+            json_array(moments)
+            json_array(updates)
+
+    benchmark.pedantic(replay, rounds=5, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["events_per_s"] = round(n / benchmark.stats.stats.median)
 
 
 def test_sentiment_english_uncached(benchmark: Any) -> None:
