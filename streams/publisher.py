@@ -513,11 +513,22 @@ def publish_source(
     )
     with Publisher(settings, topic=topic, batch_size=batch_size, **publisher_options) as publisher:
         items = iter_source(source, stdin)
-        if show:
-            _publish_with_progress(publisher, items, name, size)
-        else:
-            for item in items:
-                publisher.publish(item.value, where=f"line {item.line}")
+        try:
+            if show:
+                _publish_with_progress(publisher, items, name, size)
+            else:
+                for item in items:
+                    publisher.publish(item.value, where=f"line {item.line}")
+        except InputError as exc:
+            # A file that breaks midway (a truncated array) still had good events before
+            # the break: send them, and say so, rather than leave the user guessing what
+            # went out. Sending the fixed file again is safe: event_id deduplicates.
+            summary = publisher.flush()
+            raise InputError(
+                f"{exc.message}; the {summary.sent:,} valid events before it were sent to "
+                f"{summary.topic} ({summary.rejected:,} invalid, not sent). Fix the file and "
+                "publish it again: events already sent are deduplicated by event_id"
+            ) from exc
         publisher.flush()
     return publisher.summary
 

@@ -27,7 +27,13 @@ from streams.admin import (
     wait_for_kafka,
 )
 from streams.broker import BrokerError, EmbeddedBroker, free_port
-from streams.publisher import Publisher, PublishSummary, print_summary, publish_source
+from streams.publisher import (
+    InputError,
+    Publisher,
+    PublishSummary,
+    print_summary,
+    publish_source,
+)
 from streams.sample_events import sample_events
 from streams.settings import Settings, load_settings
 from streams.topics import TopicSpec, all_topics
@@ -301,6 +307,24 @@ def test_publish_source_json_array_with_invalid_items(
     assert reasons[1] == "expected a JSON object, got number"
     records = read_records(kafka_broker.bootstrap, summary.topic, expected=1)
     assert sorted(ids(records)) == sorted(e["event_id"] for e in events)
+
+
+def test_an_array_that_breaks_midway_sends_what_came_before_and_says_so(
+    kafka_broker: EmbeddedBroker, settings: Settings, tmp_path: Path
+) -> None:
+    events = make_events(6)
+    text = json.dumps([*events[:5], {"channel": "web"}], indent=1)
+    path = tmp_path / "truncated.json"
+    path.write_text(text[: text.rindex("{")] + '{"event_id": "trunc')  # cut in the last item
+    with pytest.raises(InputError) as err:
+        publish_source(path, settings, progress=False)
+    message = err.value.message
+    assert "\n" not in message
+    assert "the 5 valid events before it were sent to" in message, message
+    assert "(0 invalid, not sent)" in message and "deduplicated by event_id" in message
+    topic = f"{settings.topic_prefix}.touchpoints"
+    records = read_records(kafka_broker.bootstrap, topic, expected=1)
+    assert sorted(ids(records)) == sorted(e["event_id"] for e in events[:5])
 
 
 def test_publish_source_from_stdin(kafka_broker: EmbeddedBroker, settings: Settings) -> None:
