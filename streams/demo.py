@@ -271,6 +271,7 @@ def run_demo(
             }
             got = wait_for_rows(worker, expected, timeout, live=True)
             elapsed = time.monotonic() - started
+            ready = scrape(settings.web_port).get(("cxpulse_worker_ready_seconds", ()), 0.0)
             follower.join(timeout=2)
             if not all(got.get(t, 0) >= n for t, n in expected.items()):
                 console.print(f"[red]timed out after {timeout:.0f}s: {got}[/]")
@@ -281,7 +282,8 @@ def run_demo(
             console.print(
                 f"[green]{summary.sent:,} events, their moments, scores and alerts, and "
                 f"{len(invalid)} dead letters are in ClickHouse[/] ({elapsed:.1f}s from "
-                f"start). The data stays in {chdb_dir}; query it with:\n"
+                f"start; the worker was Ready {ready:.1f}s after its process started). "
+                f"The data stays in {chdb_dir}; query it with:\n"
                 f"  CXPULSE_CLICKHOUSE_URL=chdb://{chdb_dir} cxpulse query "
                 '"SELECT rule, count() FROM alerts FINAL GROUP BY rule"'
             )

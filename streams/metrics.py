@@ -11,6 +11,12 @@ from prometheus_client import generate_latest as _generate_latest
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
+WORKER_READY_SECONDS = Gauge(
+    "cxpulse_worker_ready_seconds",
+    "Seconds from the worker process's start to Faust's Ready (preflight, ClickHouse schema, "
+    "consumer-group join, table recovery); 0 until then.",
+    registry=REGISTRY,
+)
 MESSAGES_IN = Counter(
     "cxpulse_messages_in_total",
     "Kafka messages read from the touchpoint topic (each holds one event or a batch).",

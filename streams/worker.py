@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import faulthandler
 import logging
+import os
 import signal
 import time
 
 import faust
 
-from streams import topics
+from streams import metrics, topics
 from streams.app import TABLE_NAMES, create_app, default_connect
 from streams.settings import ConfigError, Settings
 
@@ -101,9 +102,44 @@ def run_worker(settings: Settings) -> None:
     """
     faulthandler.register(signal.SIGQUIT, all_threads=True, chain=False)
     started = time.monotonic()
+    process_started = started - process_age()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings = preflight(settings)
     app = create_app(settings)
     log.info("preflight done in %.1fs", time.monotonic() - started)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    worker = ReadyTimedWorker(
+        app, loglevel=settings.log_level.lower(), quiet=True, process_started=process_started
+    )
     worker.execute_from_commandline()
+
+
+class ReadyTimedWorker(faust.Worker):
+    """A Faust worker that records how long it took to become Ready.
+
+    Start-up time is what an operator waits through on every deploy and restart (and what
+    a rebalance costs the partitions that move), so it is a metric
+    (``cxpulse_worker_ready_seconds``) and a log line, not a guess.
+    """
+
+    def __init__(self, *args: object, process_started: float, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._process_started = process_started
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        seconds = time.monotonic() - self._process_started
+        metrics.WORKER_READY_SECONDS.set(seconds)
+        log.info("ready %.1fs after the worker process started", seconds)
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux ``/proc``; 0 where that is unavailable),
+    so the ready time includes interpreter start-up and imports, as an operator sees it."""
+    try:
+        with open("/proc/self/stat") as stat:
+            start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as uptime:
+            up = float(uptime.read().split()[0])
+        return max(0.0, up - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0

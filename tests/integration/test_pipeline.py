@@ -192,6 +192,7 @@ def test_single_and_batched_events_reach_clickhouse(pipeline: Pipeline) -> None:
 def test_invalid_events_reach_dlq_topic_and_table_with_reasons(pipeline: Pipeline) -> None:
     good = make_events(3)
     bad_item = dict(good[0], event_id=str(uuid.uuid4()), channel="fax")
+    spawned = time.monotonic()
     worker = pipeline.start_worker()
     send_raw(
         pipeline.settings,
@@ -215,6 +216,8 @@ def test_invalid_events_reach_dlq_topic_and_table_with_reasons(pipeline: Pipelin
     assert sum(invalid.values()) == 3
     assert {(("reason", "not_json"),), (("reason", "missing"),)} <= set(invalid)
     assert metrics[("cxpulse_event_lag_seconds_count", ())] == 2
+    # start-up time, counted from the process's own start: after it, before this scrape
+    assert 0 < metrics[("cxpulse_worker_ready_seconds", ())] < time.monotonic() - spawned
 
     records = read_records(
         pipeline.settings.bootstrap_servers, touchpoints_dlq(pipeline.settings), timeout=10
