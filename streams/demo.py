@@ -351,8 +351,9 @@ def _report(settings: Settings, query_worker: Any) -> None:
     show(
         "emotion map: the worst-feeling touchpoints (mean valence, -10..10)",
         *q(
-            "SELECT journey_stage, touchpoint, channel, moments, round(mean_valence, 2) AS "
-            "mean_valence, round(negative_share, 2) AS negative_share FROM emotion_map "
+            # + 0 turns the -0 that rounding a small negative mean gives into 0
+            "SELECT journey_stage, touchpoint, channel, moments, round(mean_valence, 2) + 0 "
+            "AS mean_valence, round(negative_share, 2) AS negative_share FROM emotion_map "
             "WHERE moments >= 20 ORDER BY mean_valence LIMIT 8"
         ),
     )
@@ -393,9 +394,14 @@ def _report(settings: Settings, query_worker: Any) -> None:
             "FROM dead_letters FINAL ORDER BY source_partition, source_offset, source_index"
         ),
     )
+    # A customer with a story: tier A, a few moments, and the furthest fall from the best
+    # score they had to where they are now.
     _, rows = q(
         "SELECT customer_id, tier, score, explanation FROM customer_scores FINAL "
-        "WHERE tier = 'A' AND episodes >= 2 ORDER BY score LIMIT 1"  # a customer with a story
+        "WHERE customer_id IN (SELECT customer_id FROM moments FINAL "
+        "WHERE tier = 'A' AND late = 0 GROUP BY customer_id HAVING count() >= 3 "
+        "ORDER BY max(score_after) - argMax(score_after, (occurred_at, event_id)) DESC, "
+        "customer_id LIMIT 1)"
     )
     if rows:
         customer, tier, score, explanation = rows[0]

@@ -98,7 +98,28 @@ def route(messages: list[tuple[Source, bytes | None]], partitions: int) -> Route
             routed.by_partition[partition].append(event)
             routed.by_health_partition[health_partition].append(event)
         routed.rejected.extend((source, r) for r in rejected)
+    _in_event_time(routed.by_partition)
+    _in_event_time(routed.by_health_partition)
     return routed
+
+
+def _in_event_time(by_partition: dict[int, list[TouchpointEvent]]) -> None:
+    """Sort each partition's events by ``occurred_at`` (stable: ties keep delivery order).
+
+    One call routes many messages, taken from several source partitions in the order the
+    consumer delivered them (round-robin over partitions). During a catch-up each source
+    partition sits at its own point in event time, so their concatenation jumps back and
+    forth by hours, and the chunks sent on would reach the health state (which ignores
+    events beyond its allowed lateness, 30 min by default) far out of order: an outage in
+    the backlog could go unseen. Sorted, the chunks are as ordered as the input allows.
+    The lists are runs already in order, so the sort costs little more than a merge.
+    """
+    for events in by_partition.values():
+        events.sort(key=_occurred_at)
+
+
+def _occurred_at(event: TouchpointEvent) -> Any:
+    return event.occurred_at
 
 
 def _failed(raw: bytes | None, exc: Exception) -> Rejected:

@@ -108,3 +108,26 @@ def test_headers_are_one_line_utf8_whatever_the_reason_quotes() -> None:
     rejected = envelope.Rejected(None, b"x", "first line\nsecond \udc80 line", "internal_error")
     headers = dict(dead_letter_headers(src(5), rejected))
     assert headers["cxpulse.reason"] == b"first line second ? line"
+
+
+def test_each_partition_goes_on_in_event_time_whatever_the_delivery_order() -> None:
+    """Messages taken together come round-robin from source partitions that sit at
+    different points in event time (a catch-up); what goes on is in event time, so the
+    health state's allowed lateness does not drop the backlog of a lagging partition."""
+
+    def at(hour: int, minute: int = 0, customer: str = "C-1") -> dict[str, Any]:
+        return dict(event(customer), occurred_at=f"2026-11-20T{hour:02}:{minute:02}:00+00:00")
+
+    ahead = [at(h) for h in (14, 15, 16)]  # a source partition that got further
+    behind = [at(h, 30) for h in (10, 11, 12)]  # one that lags hours behind
+    tie = [at(15, customer="C-1"), at(15, customer="C-1")]
+    messages = [
+        (Source("cx.touchpoints", 0, 0), json.dumps(ahead).encode()),
+        (Source("cx.touchpoints", 1, 0), json.dumps(behind).encode()),
+        (Source("cx.touchpoints", 1, 1), json.dumps(tie).encode()),
+    ]
+    routed = route(messages, PARTITIONS)
+    expected = sorted(ahead + behind + tie, key=lambda e: e["occurred_at"])  # stable
+    for lists in (routed.by_partition, routed.by_health_partition):
+        (events,) = lists.values()
+        assert [str(e.event_id) for e in events] == [e["event_id"] for e in expected]
