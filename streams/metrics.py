@@ -97,6 +97,12 @@ LATE_EVENTS = Counter(
     "Events older than the allowed lateness: recorded as moments, not scored.",
     registry=REGISTRY,
 )
+HEALTH_LATE_EVENTS = Counter(
+    "cxpulse_health_late_events_total",
+    "Events the touchpoint health state ignored as later than health.allowed_lateness_minutes "
+    "(stored and scored as usual; touchpoint_degraded did not count them).",
+    registry=REGISTRY,
+)
 SCORING_FAILED_EVENTS = Counter(
     "cxpulse_scoring_failed_events_total",
     "Events whose customer's scoring, or whose touchpoint instance's health update, "

@@ -64,7 +64,7 @@ def register(rt: Runtime) -> Any:
             for instance, batch in by_instance.items():
                 key = instance.encode()
                 try:
-                    state, alerts = apply_health(instances.get(key), batch, rt.model, now)
+                    state, alerts, late = apply_health(instances.get(key), batch, rt.model, now)
                 except Exception as exc:
                     # The table is assigned only after the core returns: a failed
                     # instance leaves no trace in it, and its events are set aside.
@@ -81,6 +81,8 @@ def register(rt: Runtime) -> Any:
                     continue
                 instances[key] = state
                 raised.extend(alerts)
+                if late:
+                    metrics.HEALTH_LATE_EVENTS.inc(late)
             await send_alerts(rt, raised, record_time(message))
             metrics.BATCH_SECONDS.labels("touchpoint_health").observe(time.perf_counter() - started)
 

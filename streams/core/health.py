@@ -43,6 +43,7 @@ import bisect
 import hashlib
 from collections.abc import Iterable
 from datetime import datetime
+from typing import NamedTuple
 
 from schemas.alerts import Alert, HealthState, alert_id
 from schemas.events import TouchpointEvent
@@ -121,15 +122,25 @@ def _against(base: float, attempts: int, history_s: int, h: HealthSection) -> st
     return f"against the {base:.0%} assumed, with no attempts in the previous {span}"
 
 
+class HealthUpdate(NamedTuple):
+    """What one batch did to an instance's health: the new state, the alerts that opened
+    or repeated (each once, in its latest version), and how many events were ignored as
+    later than the allowed lateness (counted, so operations can see when the rule was
+    blind to part of the traffic)."""
+
+    state: HealthState
+    alerts: list[Alert]
+    late: int
+
+
 def apply_health(
     state: HealthState | None,
     events: Iterable[TouchpointEvent],
     model: ExperienceModel,
     now: datetime,
-) -> tuple[HealthState, list[Alert]]:
-    """Apply one instance's batch of events; returns the new state and the alerts that
-    opened or repeated (each once, in its latest version). ``now`` (aware) clamps events
-    stamped in the future, like the scoring core, and is the alerts' ``emitted_at``."""
+) -> HealthUpdate:
+    """Apply one instance's batch of events. ``now`` (aware) clamps events stamped in the
+    future, like the scoring core, and is the alerts' ``emitted_at``."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (event times are)")
     evs = sorted(events, key=lambda e: (e.occurred_at, e.event_id.hex))
@@ -155,7 +166,7 @@ def apply_health(
     watermark, floor = state.watermark, state.floor
     channel, touchpoint = state.channel, state.touchpoint
     changed: dict[str, Alert] = {}
-    applied = 0
+    applied = late = 0
 
     for ev in evs:
         key = health_key(ev)
@@ -169,7 +180,8 @@ def apply_health(
             continue
         t = min(epoch(ev.occurred_at), limit)
         if watermark and (t < watermark - lateness or t <= floor):
-            continue  # late: counting it now could count it twice after its id is forgotten
+            late += 1  # counting it now could count it twice after its id is forgotten
+            continue
         applied += 1
         floor = dedup.remember(seen, h48, t, h.seen_ids_max, floor)
         watermark = max(watermark, t)
@@ -238,7 +250,7 @@ def apply_health(
         changed[str(alert.alert_id)] = alert
 
     if not applied:
-        return state, []
+        return HealthUpdate(state, [], late)
     dedup.prune(seen, watermark - lateness)
     forget_closed(memory, watermark - lateness, cooldown)
     new_state = build(
@@ -255,4 +267,4 @@ def apply_health(
         failures=failures,
         alert_memory=memory,
     )
-    return new_state, sorted(changed.values(), key=lambda a: a.updated_at)
+    return HealthUpdate(new_state, sorted(changed.values(), key=lambda a: a.updated_at), late)

@@ -85,7 +85,7 @@ def alert_counts(events: Iterable[dict[str, Any]], batch: int = BATCH) -> AlertC
             for a in alerts:
                 latest[a.alert_id.hex] = a
         for key, group in by_instance.items():
-            health, alerts = apply_health(instances.get(key), group, model, now)
+            health, alerts, _ = apply_health(instances.get(key), group, model, now)
             instances[key] = health
             for a in alerts:
                 latest[a.alert_id.hex] = a

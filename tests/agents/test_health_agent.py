@@ -125,3 +125,19 @@ def test_an_instance_whose_health_scoring_raises_goes_to_the_dlq_and_the_others_
     assert {h["cxpulse.source.topic"] for h in headers} == {b"cx.health"}
     assert [h["cxpulse.source.index"] for h in headers] == [b"0", b"14"]  # in the envelope
     assert metrics.REGISTRY.get_sample_value("cxpulse_scoring_failed_events_total") == failed + 2
+
+
+def test_events_beyond_the_lateness_are_counted_not_applied(sent: list[dict[str, Any]]) -> None:
+    """An envelope 40 min behind what the instance has seen (allowed lateness 30 min) does
+    not touch the counts, and the metric says how many events the rule could not see."""
+    from streams import metrics
+
+    before = metrics.REGISTRY.get_sample_value("cxpulse_health_late_events_total") or 0.0
+    recent = events_at("ATM-0042", ["success"], first_minute=50)
+    old = events_at("ATM-0042", ["failure", "failure", "success"], first_minute=10)
+
+    states = asyncio.run(run_health([encode_batch(recent), encode_batch(old)]))
+
+    assert totals(states["ATM-0042"]) == (1, 0)
+    after = metrics.REGISTRY.get_sample_value("cxpulse_health_late_events_total")
+    assert after == before + 3

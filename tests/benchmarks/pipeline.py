@@ -410,7 +410,7 @@ def replay_worker_work(
 
                 by_instance[health_key(event)].append(event)
             for instance, batch in by_instance.items():
-                hstate, _ = apply_health(instances.get(instance), batch, model, now)
+                hstate, _, _ = apply_health(instances.get(instance), batch, model, now)
                 instances[instance] = hstate
                 hstate.to_bytes()
             st["touchpoint health: decode + apply + changelog"] += clock() - t

@@ -63,7 +63,7 @@ def real_alerts() -> list[Alert]:
     incident = [
         ev(i * 0.5, "failure" if i % 2 else "success", customer_id=f"X{i}") for i in range(40)
     ]
-    _, alerts = apply_health(None, incident, M, EMIT)
+    _, alerts, _ = apply_health(None, incident, M, EMIT)
     return out + alerts
 
 

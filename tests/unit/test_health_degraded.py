@@ -62,7 +62,7 @@ class Instance:
     def send(self, events: list[TouchpointEvent], batch: int = 50) -> list[Alert]:
         out: list[Alert] = []
         for i in range(0, len(events), batch):
-            self.state, alerts = apply_health(self.state, events[i : i + batch], self.model, NOW)
+            self.state, alerts, _ = apply_health(self.state, events[i : i + batch], self.model, NOW)
             out += alerts
         self.emitted += out
         return out
@@ -228,7 +228,7 @@ def test_duplicates_and_replays_change_nothing() -> None:
     assert inst.send(incident) == []  # the same events again: duplicates
     assert inst.state is state
     # A restart from the uncommitted state rebuilds the same alert.
-    again, alerts = apply_health(before, incident, M, NOW)
+    again, alerts, _ = apply_health(before, incident, M, NOW)
     assert [(a.alert_id, a.count) for a in alerts] == [(a.alert_id, a.count) for a in first]
     assert again == state
     # The id is a uuid5 of the instance and the failure at which it opened.
@@ -252,7 +252,12 @@ def test_events_beyond_lateness_are_ignored() -> None:
     inst = normal_day()
     old = traffic(23, 0.25, 10, 1)  # 45 min before the newest event: 30 min lateness
     assert inst.send([ev(24.5 * 3600)]) == []
-    assert inst.send(old) == []
+    state = inst.state
+    assert state is not None
+    update = apply_health(state, old, M, NOW)
+    # ignored, and counted as late (cxpulse_health_late_events_total) rather than silently
+    assert (update.state, update.alerts, update.late) == (state, [], len(old))
+    assert apply_health(state, [*old, ev(24.5 * 3600 + 60)], M, NOW).late == len(old)
 
 
 def test_state_is_small_and_round_trips() -> None:
