@@ -218,6 +218,12 @@ def test_invalid_events_reach_dlq_topic_and_table_with_reasons(pipeline: Pipelin
     assert metrics[("cxpulse_event_lag_seconds_count", ())] == 2
     # start-up time, counted from the process's own start: after it, before this scrape
     assert 0 < metrics[("cxpulse_worker_ready_seconds", ())] < time.monotonic() - spawned
+    # the sentiment models were loaded during the group join (its first rebalance), once
+    deadline = time.monotonic() + 60
+    while "sentiment models loaded" not in worker.log_path.read_text():
+        assert time.monotonic() < deadline, worker.log_tail()
+        time.sleep(0.2)
+    assert worker.log_path.read_text().count("sentiment models loaded") == 1
 
     records = read_records(
         pipeline.settings.bootstrap_servers, touchpoints_dlq(pipeline.settings), timeout=10
