@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
+from schemas.envelope import decode_message
 from streams.admin import ensure_topics, read_records
 from streams.app import TABLE_NAMES
 from streams.demo import WorkerProcess, free_port, scrape, sink_rows
@@ -82,8 +83,40 @@ class Pipeline:
             time.sleep(0.2)
         raise AssertionError(
             f"{table}: {got}/{n} rows after {timeout}s\n{worker.log_tail(40)}\n"
-            f"{progress(scrape(self.settings.web_port))}\n{worker.dump_stacks()}"
+            f"{progress(scrape(self.settings.web_port))}\n{self.kafka_positions()}\n"
+            f"{worker.dump_stacks()}"
         )
+
+    def kafka_positions(self) -> str:
+        """Where the input is and where the group stands: the source topic's records by
+        partition and offset, and the group's committed offsets (for a stall that the
+        worker's own counters cannot explain)."""
+        from kafka import KafkaAdminClient
+
+        lines = ["source records (partition@offset: events):"]
+        try:
+            for r in read_records(self.settings.bootstrap_servers, touchpoints(self.settings)):
+                lines.append(f"  {r.partition}@{r.offset}: {len(decode_message(r.value)[0])}")
+            admin = KafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
+            try:
+                app_id = self.settings.app_id
+                committed = admin.list_group_offsets({app_id: None}).get(app_id, {})
+            finally:
+                admin.close()
+            lines.append("committed offsets of the group:")
+            for tp, meta in sorted(committed.items()):
+                lines.append(f"  {tp.topic}[{tp.partition}] = {meta.offset}")
+        except Exception as exc:  # diagnostics must not hide the real failure
+            lines.append(f"  (could not read: {exc!r})")
+        return "\n".join(lines)
+
+    def wait_ready(self, worker: WorkerProcess, timeout: float = 60) -> None:
+        """Until the worker has joined its group and recovered its tables (Faust Ready)."""
+        deadline = time.monotonic() + timeout
+        while scrape(self.settings.web_port).get(("cxpulse_worker_ready_seconds", ()), 0) <= 0:
+            assert worker.alive(), f"worker died:\n{worker.log_tail(40)}"
+            assert time.monotonic() < deadline, f"not ready after {timeout}s\n{worker.log_tail(40)}"
+            time.sleep(0.2)
 
     def wait_scores(self, worker: WorkerProcess, timeout: float = 60) -> None:
         """Until every score update this worker emitted is in ``customer_scores``."""
@@ -404,6 +437,10 @@ def test_customer_state_survives_a_restart(pipeline: Pipeline) -> None:
     assert first.stop() == 0  # graceful: offsets committed, changelog written
 
     second = pipeline.start_worker()
+    # Published once the worker is Ready: what this test checks is the table's recovery.
+    # Input published while the worker starts, on a partition the group has never
+    # committed, is a separate and known problem (docs/operations.md, "Known issues").
+    pipeline.wait_ready(second)
     publish(pipeline.settings, events[40:])
     pipeline.wait_rows(second, "moments", 30)  # this worker's counter starts at 0
     pipeline.wait_scores(second)
