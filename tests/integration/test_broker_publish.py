@@ -338,3 +338,40 @@ def test_single_topic_spec_with_settings(kafka_broker: EmbeddedBroker, settings:
     spec = TopicSpec(f"{settings.topic_prefix}.extra", 2, {"retention.ms": "60000"}, "test")
     assert ensure_topics(settings, [spec]) == {spec.name: "created"}
     assert partitions(kafka_broker, spec.name) == 2
+
+
+def test_start_offsets_are_committed_for_partitions_the_group_never_committed(
+    kafka_broker: EmbeddedBroker, settings: Settings
+) -> None:
+    """Before Faust starts, every consumed partition without a committed offset gets its
+    earliest one (what auto_offset_reset=earliest means), and a committed one is kept."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    from streams.start_offsets import commit_missing_start_offsets
+    from streams.topics import consumed
+
+    settings = settings.model_copy(update={"app_id": f"cxpulse-{settings.topic_prefix}"})
+    ensure_topics(settings, all_topics(settings))
+    n = len(consumed(settings)) * settings.partitions
+    group = KafkaConsumer(
+        bootstrap_servers=kafka_broker.bootstrap,
+        group_id=settings.app_id,
+        enable_auto_commit=False,
+    )
+    kept = TopicPartition(f"{settings.topic_prefix}.touchpoints", 0)
+    group.commit({kept: OffsetAndMetadata(7, "", -1)})
+    topics = consumed(settings)
+
+    assert commit_missing_start_offsets(settings, topics) == n - 1
+    assert commit_missing_start_offsets(settings, topics) == 0  # nothing left to give
+
+    client = KafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
+    try:
+        offsets = client.list_group_offsets({settings.app_id: None})[settings.app_id]
+    finally:
+        client.close()
+        group.close()
+    assert offsets[kept].offset == 7
+    others = {tp: meta.offset for tp, meta in offsets.items() if tp != kept}
+    assert len(others) == n - 1 and set(others.values()) == {0}
