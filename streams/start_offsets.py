@@ -1,4 +1,5 @@
-"""Give every partition the worker's group reads a committed offset before Faust starts.
+"""Give every partition the worker's group reads a committed offset before Faust starts
+(on the bundled broker).
 
 Why. On the bundled tansu broker a restarted worker was seen to begin a partition that
 its group had never committed at that partition's end, skipping what was already there
