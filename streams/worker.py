@@ -32,7 +32,7 @@ def cluster_id(bootstrap: list[str]) -> str:
         admin.close()
 
 
-def adapt_to_broker(settings: Settings, on_tansu: bool) -> Settings:
+def adapt_to_broker(settings: Settings) -> Settings:
     """Work around what a broker gets wrong, when the settings leave it open.
 
     tansu (the bundled broker) reports a partition's end offset as if the last record
@@ -43,7 +43,7 @@ def adapt_to_broker(settings: Settings, on_tansu: bool) -> Settings:
     """
     if settings.producer_max_batch_size is not None:
         return settings
-    if on_tansu:
+    if cluster_id(settings.bootstrap_servers).startswith("tansu"):
         log.info("tansu broker: one record per producer batch (exact end offsets)")
         return settings.model_copy(update={"producer_max_batch_size": 1})
     return settings
@@ -63,10 +63,9 @@ def preflight(settings: Settings) -> Settings:
         raise ConfigError(f"{exc} (CXPULSE_MODEL_PATH={settings.model_path})") from None
 
     wait_for_kafka(settings.bootstrap_servers, timeout=30.0)
-    on_tansu = cluster_id(settings.bootstrap_servers).startswith("tansu")
-    settings = adapt_to_broker(settings, on_tansu)
+    settings = adapt_to_broker(settings)
     ensure_topics(settings, topics.all_topics(settings, TABLE_NAMES))
-    if on_tansu:
+    if cluster_id(settings.bootstrap_servers).startswith("tansu"):
         # the bundled broker only: the defect this works around was seen there, and on
         # Apache Kafka a commit from outside a rebalancing group could hold the start up
         commit_missing_start_offsets(settings, topics.consumed(settings))
