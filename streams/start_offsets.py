@@ -1,5 +1,4 @@
-"""Give every partition the worker's group reads a committed offset before Faust starts
-(on the bundled broker).
+"""Give every partition the worker's group reads a committed offset before Faust starts.
 
 Why. On the bundled tansu broker a restarted worker was seen to begin a partition that
 its group had never committed at that partition's end, skipping what was already there

@@ -65,10 +65,7 @@ def preflight(settings: Settings) -> Settings:
     wait_for_kafka(settings.bootstrap_servers, timeout=30.0)
     settings = adapt_to_broker(settings)
     ensure_topics(settings, topics.all_topics(settings, TABLE_NAMES))
-    if cluster_id(settings.bootstrap_servers).startswith("tansu"):
-        # the bundled broker only: the defect this works around was seen there, and on
-        # Apache Kafka a commit from outside a rebalancing group could hold the start up
-        commit_missing_start_offsets(settings, topics.consumed(settings))
+    commit_missing_start_offsets(settings, topics.consumed(settings))
     try:
         backend = default_connect(settings)()
     except Exception as exc:
