@@ -57,12 +57,6 @@ def alerts(s: Settings) -> str:
     return f"{s.topic_prefix}.alerts"
 
 
-def consumed(s: Settings) -> list[str]:
-    """The topics the worker's agents read through its consumer group (not the DLQ, not
-    the changelogs, which Faust reads without group offsets)."""
-    return [touchpoints(s), events(s), health(s), moments(s), scores(s), alerts(s)]
-
-
 def all_topics(s: Settings, table_names: list[str] | None = None) -> list[TopicSpec]:
     """Every topic cxpulse uses, including Faust table changelogs, with explicit configs."""
     week = str(7 * 24 * 3600 * 1000)

@@ -55,7 +55,6 @@ def preflight(settings: Settings) -> Settings:
     from schemas.model import ModelError
     from streams.admin import ensure_topics, wait_for_kafka
     from streams.model_check import load_model
-    from streams.start_offsets import commit_missing_start_offsets
 
     try:
         load_model(settings.model_path)
@@ -65,7 +64,6 @@ def preflight(settings: Settings) -> Settings:
     wait_for_kafka(settings.bootstrap_servers, timeout=30.0)
     settings = adapt_to_broker(settings)
     ensure_topics(settings, topics.all_topics(settings, TABLE_NAMES))
-    commit_missing_start_offsets(settings, topics.consumed(settings))
     try:
         backend = default_connect(settings)()
     except Exception as exc:
