@@ -16,6 +16,7 @@ import faust
 from schemas.model import ExperienceModel
 from streams import topics, web
 from streams.agents import experience, health, notify, sinks, validate
+from streams.kafka_consumer import App
 from streams.model_check import load_model
 from streams.runtime import Runtime
 from streams.settings import Settings
@@ -44,7 +45,7 @@ def create_app(
     model: ExperienceModel | None = None,
 ) -> faust.App:
     """Build the worker's Faust app. ``connect`` overrides how ClickHouse is opened."""
-    app = faust.App(
+    app = App(
         settings.app_id,
         broker=settings.kafka_url,
         store="memory://",
