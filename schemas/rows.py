@@ -24,8 +24,6 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from schemas.events import TouchpointEvent
-
 # ------------------------------------------------------------------------------------
 # The spec vocabulary: a column, a table, a view.
 # ------------------------------------------------------------------------------------
@@ -236,8 +234,27 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
+def _detail_fields(details: Any) -> dict[str, Any]:
+    """The details' kind and set fields, in the contract's order: from the trusted record
+    (a msgspec Struct, ``streams.pipeline.records``) or the validated model."""
+    config = getattr(details, "__struct_config__", None)
+    if config is not None:
+        fields = {"kind": config.tag}
+        for name in details.__struct_fields__:
+            value = getattr(details, name)
+            if value is not None:
+                fields[name] = value
+        return fields
+    return {k: v for k, v in details.__dict__.items() if v is not None}
+
+
+def _json_in_order(fields: dict[str, Any]) -> str:
+    """Compact JSON keeping the keys' order (what pydantic's model_dump_json writes)."""
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+
+
 def event_row(
-    event: TouchpointEvent, *, source_partition: int, source_offset: int, ingested_at: datetime
+    event: Any, *, source_partition: int, source_offset: int, ingested_at: datetime
 ) -> tuple[Any, ...]:
     """Flatten an event into a ``touchpoint_events`` row tuple (column order of ``EventRow``).
 
@@ -252,14 +269,12 @@ def event_row(
         cash: int | None = None
         details_json = "{}"
     else:
-        # __dict__ rather than getattr: a pydantic model answers a missing attribute by
-        # raising inside __getattr__, which made this function 4x slower.
-        fields = details.__dict__
+        fields = _detail_fields(details)
         metrics = tuple(fields.get(name) for name in _DETAIL_COLUMNS)
         error_code = fields.get("error_code") or ""
         dispensed = fields.get("cash_dispensed")
         cash = None if dispensed is None else int(dispensed)
-        details_json = details.model_dump_json(exclude_none=True)
+        details_json = _json_in_order(fields)
     fb = event.feedback
     return (
         event.event_id,

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.envelope import Rejected, decode_message, one_line
-from schemas.events import TouchpointEvent
 from streams.core.health import health_key
 from streams.partitioning import partition_for
+from streams.pipeline.records import Event, record_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +54,8 @@ class Routed:
     """Validated events grouped by the partition of their customer and by the partition
     of their touchpoint instance (health state is keyed by instance), and the rejects."""
 
-    by_partition: dict[int, list[TouchpointEvent]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
-    by_health_partition: dict[int, list[TouchpointEvent]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
+    by_partition: dict[int, list[Event]] = field(default_factory=lambda: defaultdict(list))
+    by_health_partition: dict[int, list[Event]] = field(default_factory=lambda: defaultdict(list))
     rejected: list[tuple[Source, Rejected]] = field(default_factory=list)
 
     @property
@@ -78,13 +74,14 @@ def route(messages: list[tuple[Source, bytes | None]], partitions: int) -> Route
         try:
             events, rejected = decode_message(raw)
             # Every placement first, then the appends: a failure cannot route half a message.
+            records = [record_of(event) for event in events]  # validated: trusted from here
             placed = [
                 (
-                    event,
-                    partition_for(event.customer_id, partitions),
-                    partition_for(health_key(event), partitions),
+                    record,
+                    partition_for(record.customer_id, partitions),
+                    partition_for(health_key(record), partitions),
                 )
-                for event in events
+                for record in records
             ]
         except Exception as exc:
             log.exception(
@@ -103,7 +100,7 @@ def route(messages: list[tuple[Source, bytes | None]], partitions: int) -> Route
     return routed
 
 
-def _in_event_time(by_partition: dict[int, list[TouchpointEvent]]) -> None:
+def _in_event_time(by_partition: dict[int, list[Event]]) -> None:
     """Sort each partition's events by ``occurred_at`` (stable: ties keep delivery order).
 
     One call routes many messages, taken from several source partitions in the order the
@@ -118,7 +115,7 @@ def _in_event_time(by_partition: dict[int, list[TouchpointEvent]]) -> None:
         events.sort(key=_occurred_at)
 
 
-def _occurred_at(event: TouchpointEvent) -> Any:
+def _occurred_at(event: Event) -> Any:
     return event.occurred_at
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
-from schemas.events import TouchpointEvent
+from streams.pipeline.records import Event
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
@@ -97,7 +97,7 @@ class DefaultSentimentAnalyzer:
 
 
 def sentiments_for(
-    events: Iterable[TouchpointEvent], analyzer: SentimentAnalyzer
+    events: Iterable[Event], analyzer: SentimentAnalyzer
 ) -> dict[UUID, float | None]:
     """Sentiment of each event's feedback text, keyed by event id: the ``sentiments``
     argument of ``streams.core.apply_events``. Events without text are left out."""

@@ -27,15 +27,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.alerts import Alert
-from schemas.envelope import decode_message
-from schemas.events import TouchpointEvent
 from schemas.scoring import CustomerState, Moment, ScoreUpdate
 from streams import metrics
 from streams.agents.alerting import record_time, send_alerts
 from streams.agents.set_aside import dead_letter, positions, set_aside
 from streams.core import apply_events, score_update
 from streams.core.alerts import customer_alerts
-from streams.runtime import Runtime, chunks, count_headers, json_array
+from streams.pipeline.records import Event, decode_events
+from streams.pipeline.rows import moments_message, scores_message
+from streams.runtime import Runtime, chunks, count_headers
 from streams.sentiment import DefaultSentimentAnalyzer, SentimentAnalyzer, sentiments_for
 from streams.state_codec import compact_value_type
 
@@ -85,7 +85,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
 
     sample = random.Random(0)
 
-    async def score_texts(events: list[TouchpointEvent]) -> dict[Any, float | None]:
+    async def score_texts(events: list[Event]) -> dict[Any, float | None]:
         if not any(e.feedback is not None and e.feedback.text for e in events):
             return {}
         started = time.perf_counter()
@@ -96,7 +96,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
 
     def score_customer(
         customer_id: str,
-        batch: list[TouchpointEvent],
+        batch: list[Event],
         now: datetime,
         sentiments: dict[Any, float | None],
     ) -> tuple[
@@ -121,7 +121,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
     @rt.app.agent(rt.events, name="experience")
     async def experience(stream: Any) -> None:
         async for message in stream.events():
-            events, rejected = decode_message(message.value)
+            events, rejected = decode_events(message.value)
             if rejected:  # validated upstream, yet not readable now (another version?)
                 for r in rejected:
                     metrics.EVENTS_INVALID.labels(r.kind).inc()
@@ -132,7 +132,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             started = time.perf_counter()
             sentiments = await score_texts(events)
             where = positions(events, rejected)
-            by_customer: dict[str, list[TouchpointEvent]] = defaultdict(list)
+            by_customer: dict[str, list[Event]] = defaultdict(list)
             for event in events:
                 by_customer[event.customer_id].append(event)
             now = datetime.now(UTC)
@@ -167,11 +167,15 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             partition = message.message.partition
             for chunk in chunks(moments):
                 await rt.moments.send(
-                    value=json_array(chunk), partition=partition, headers=count_headers(len(chunk))
+                    value=moments_message(chunk),
+                    partition=partition,
+                    headers=count_headers(len(chunk)),
                 )
             for chunk in chunks(updates):
                 await rt.scores.send(
-                    value=json_array(chunk), partition=partition, headers=count_headers(len(chunk))
+                    value=scores_message(chunk),
+                    partition=partition,
+                    headers=count_headers(len(chunk)),
                 )
             await send_alerts(rt, raised, record_time(message))
             # The states last, after their outputs: a state in the changelog says "these

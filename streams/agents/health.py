@@ -26,12 +26,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.alerts import HealthState
-from schemas.envelope import decode_message
-from schemas.events import TouchpointEvent
 from streams import metrics
 from streams.agents.alerting import record_time, send_alerts
 from streams.agents.set_aside import positions, set_aside
 from streams.core.health import apply_health, health_key
+from streams.pipeline.records import Event, decode_events
 from streams.runtime import Runtime
 from streams.state_codec import compact_value_type
 
@@ -52,11 +51,11 @@ def register(rt: Runtime) -> Any:
     @rt.app.agent(rt.health, name="touchpoint_health")
     async def touchpoint_health(stream: Any) -> None:
         async for message in stream.events():
-            events, rejected = decode_message(message.value)
+            events, rejected = decode_events(message.value)
             if not events:
                 continue
             started = time.perf_counter()
-            by_instance: dict[str, list[TouchpointEvent]] = defaultdict(list)
+            by_instance: dict[str, list[Event]] = defaultdict(list)
             for event in events:
                 by_instance[health_key(event)].append(event)
             now = datetime.now(UTC)

@@ -21,8 +21,8 @@ import logging
 from typing import Any
 
 from schemas.envelope import Rejected, one_line
-from schemas.events import TouchpointEvent
 from streams import metrics
+from streams.pipeline.records import Event
 from streams.routing import Source, dead_letter_headers
 from streams.runtime import Runtime
 
@@ -40,7 +40,7 @@ async def dead_letter(rt: Runtime, message: Any, rejected: list[Rejected]) -> No
         await rt.dlq.send(value=r.raw, headers=dead_letter_headers(source, r))
 
 
-def positions(events: list[TouchpointEvent], rejected: list[Rejected]) -> dict[int, int]:
+def positions(events: list[Event], rejected: list[Rejected]) -> dict[int, int]:
     """Each valid event's position in its envelope (by object id), the rejected items'
     positions skipped: the ``cxpulse.source.index`` of its dead letter."""
     skipped = {r.index for r in rejected}
@@ -51,7 +51,7 @@ def positions(events: list[TouchpointEvent], rejected: list[Rejected]) -> dict[i
 async def set_aside(
     rt: Runtime,
     message: Any,
-    batch: list[TouchpointEvent],
+    batch: list[Event],
     where: dict[int, int],
     exc: BaseException,
     *,
@@ -74,8 +74,5 @@ async def set_aside(
     await dead_letter(
         rt,
         message,
-        [
-            Rejected(where[id(e)], e.model_dump_json(exclude_none=True).encode(), reason, KIND)
-            for e in batch
-        ],
+        [Rejected(where[id(e)], e.to_json(), reason, KIND) for e in batch],
     )

@@ -2,8 +2,9 @@
 
 Each agent takes many messages at once (``durable_batches``) so an insert carries
 thousands of rows, and acknowledges them only when the sink writer says they are
-durable. Decoding here re-validates internal messages: cheap next to the insert, and a
-schema mismatch between worker versions then surfaces as a dead letter, not a wrong row.
+durable. Internal messages are trusted: the events are records validated once by the
+validate step (``streams.pipeline.records``), moments and scores arrive as the rows
+the experience step computed (``streams.pipeline.rows``); nothing is validated again.
 """
 
 from __future__ import annotations
@@ -13,21 +14,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import TypeAdapter
-
 from schemas.alert_rows import alert_row
 from schemas.alerts import Alert
-from schemas.envelope import decode_message
 from schemas.rows import dead_letter_row, event_row
-from schemas.score_rows import moment_rows, score_row
-from schemas.scoring import Moment, ScoreUpdate
 from streams.durable_batches import durable_batches
+from streams.pipeline.records import decode_events
+from streams.pipeline.rows import moments_of, scores_of
 from streams.runtime import Runtime, items_in
 
 log = logging.getLogger(__name__)
-
-MOMENTS = TypeAdapter(list[Moment])
-SCORE_UPDATES = TypeAdapter(list[ScoreUpdate])
 
 
 def _headers(event: Any) -> dict[str, str]:
@@ -100,7 +95,7 @@ def register(rt: Runtime) -> None:
             for e in batch:
                 # An item this worker cannot read is skipped here, not lost: the
                 # experience agent reads the same message and dead-letters it.
-                events, _ = decode_message(e.value)
+                events, _ = decode_events(e.value)
                 rows.extend(
                     event_row(
                         ev,
@@ -125,10 +120,9 @@ def register(rt: Runtime) -> None:
             rows: list[tuple[Any, ...]] = []
             factor_rows: list[tuple[Any, ...]] = []
             for e in batch:
-                for moment in MOMENTS.validate_json(e.value):
-                    row, factors = moment_rows(moment)
-                    rows.append(row)
-                    factor_rows.extend(factors)
+                moments, factors = moments_of(e.value)
+                rows.extend(moments)
+                factor_rows.extend(factors)
             await rt.writer.write("moments", rows)
             await rt.writer.write("moment_factors", factor_rows)
 
@@ -136,9 +130,7 @@ def register(rt: Runtime) -> None:
     async def sink_scores(stream: Any) -> None:
         """Score updates into ``customer_scores`` (latest) and ``score_history``."""
         async for batch in durable_batches(stream, per_insert, flush, size=items_in):
-            rows = [
-                score_row(update) for e in batch for update in SCORE_UPDATES.validate_json(e.value)
-            ]
+            rows = [row for e in batch for row in scores_of(e.value)]
             await rt.writer.write("customer_scores", rows)
             await rt.writer.write("score_history", rows)
 

@@ -9,9 +9,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from schemas.envelope import encode_batch
 from streams import metrics
 from streams.durable_batches import durable_batches
+from streams.pipeline.records import encode_events
 from streams.routing import Source, dead_letter_headers, route
 from streams.runtime import Runtime, chunks, count_headers
 
@@ -35,14 +35,14 @@ def register(rt: Runtime) -> None:
                     metrics.EVENT_LAG.observe(max(0.0, now - event.occurred_at.timestamp()))
                 for chunk in chunks(events):
                     await rt.events.send(
-                        value=encode_batch(chunk),
+                        value=encode_events(chunk),
                         partition=partition,
                         headers=count_headers(len(chunk)),
                     )
             for partition, events in routed.by_health_partition.items():
                 for chunk in chunks(events):
                     await rt.health.send(
-                        value=encode_batch(chunk),
+                        value=encode_events(chunk),
                         partition=partition,
                         headers=count_headers(len(chunk)),
                     )

@@ -53,11 +53,11 @@ from datetime import UTC, datetime
 from typing import NamedTuple, Protocol, TypeVar
 
 from schemas.alerts import SEVERITIES, Alert, alert_id
-from schemas.events import TouchpointEvent
 from schemas.model import ExperienceModel
 from schemas.scoring import CustomerState, Moment
 from streams.core.times import epoch
 from streams.core.trail import Trail
+from streams.pipeline.records import Event
 
 # Short memory codes per rule: alert_memory is written to the changelog on every update.
 CODES: dict[str, str] = {
@@ -410,9 +410,7 @@ def _channel_hopping(
     )
 
 
-def _detractor(
-    ev: TouchpointEvent, m: Moment, t: int, hexid: str, model: ExperienceModel
-) -> Hit | None:
+def _detractor(ev: Event, m: Moment, t: int, hexid: str, model: ExperienceModel) -> Hit | None:
     r = model.alerts.detractor
     fb = ev.feedback
     parts: list[str] = []
@@ -454,7 +452,7 @@ def _hurt_most(state: CustomerState, since: int, pending: set[str]) -> list[str]
 def customer_alerts(
     before: CustomerState | None,
     after: CustomerState,
-    events: Sequence[TouchpointEvent],
+    events: Sequence[Event],
     moments: Sequence[Moment | None],
     model: ExperienceModel,
     emitted_at: datetime,

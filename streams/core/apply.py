@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID, SafeUUID
 
-from schemas.events import TouchpointEvent
 from schemas.model import ExperienceModel
 from schemas.scoring import (
     CustomerState,
@@ -43,6 +42,7 @@ from schemas.scoring import (
     pack_seen,
 )
 from streams.core import dedup, episodes, explain, readings, score, times, trail, valence
+from streams.pipeline.records import Event
 
 Sentiments = Sequence[float | None] | Mapping[UUID, float | None]
 
@@ -192,7 +192,7 @@ _epoch = times.epoch
 
 def _apply(
     w: _Work,
-    ev: TouchpointEvent,
+    ev: Event,
     model: ExperienceModel,
     p: _Params,
     now_s: int,
@@ -325,7 +325,7 @@ def _now_s(now: datetime) -> int:
 
 def apply_event(
     state: CustomerState | None,
-    event: TouchpointEvent,
+    event: Event,
     model: ExperienceModel,
     now: datetime,
     sentiment: float | None = None,
@@ -339,7 +339,7 @@ def apply_event(
 
 def apply_events(
     state: CustomerState | None,
-    events: Iterable[TouchpointEvent],
+    events: Iterable[Event],
     model: ExperienceModel,
     now: datetime,
     sentiments: Sentiments | None = None,

@@ -46,7 +46,6 @@ from datetime import datetime
 from typing import NamedTuple
 
 from schemas.alerts import Alert, HealthState, alert_id
-from schemas.events import TouchpointEvent
 from schemas.model import ExperienceModel, HealthSection
 from schemas.scoring import build, pack_seen, unpack_seen
 from streams.core import dedup
@@ -61,12 +60,13 @@ from streams.core.alerts import (
     raise_severity,
     record_hit,
 )
+from streams.pipeline.records import Event
 
 _HOUR = 3600
 _CODE = CODES["touchpoint_degraded"]
 
 
-def health_key(event: TouchpointEvent) -> str:
+def health_key(event: Event) -> str:
     """The health subject of an event: its instance, else its touchpoint type. The stream
     keys the health table (and partitions) by this."""
     return event.touchpoint_instance or event.touchpoint
@@ -135,7 +135,7 @@ class HealthUpdate(NamedTuple):
 
 def apply_health(
     state: HealthState | None,
-    events: Iterable[TouchpointEvent],
+    events: Iterable[Event],
     model: ExperienceModel,
     now: datetime,
 ) -> HealthUpdate:

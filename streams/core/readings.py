@@ -16,9 +16,9 @@ How several readings of one factor combine (cx-model.md is silent; this is our c
 
 from __future__ import annotations
 
-from schemas.events import Feedback, TouchpointEvent
 from schemas.model import ExperienceModel, Scale, TouchpointSpec
 from streams.core.rounding import r3
+from streams.pipeline.records import Event, Feedback
 
 
 def outcome_reading(outcome: str, model: ExperienceModel) -> float:
@@ -69,7 +69,7 @@ def delight_reading(
 
 
 def factor_readings(
-    event: TouchpointEvent,
+    event: Event,
     spec: TouchpointSpec,
     model: ExperienceModel,
     sentiment: float | None,

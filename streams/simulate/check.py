@@ -57,6 +57,7 @@ def alert_counts(events: Iterable[dict[str, Any]], batch: int = BATCH) -> AlertC
     from streams.core.alerts import customer_alerts
     from streams.core.health import apply_health, health_key
     from streams.model_check import load_model
+    from streams.pipeline.records import Event, record_of
     from streams.sentiment import DefaultSentimentAnalyzer, sentiments_for
 
     model = load_model()
@@ -65,13 +66,13 @@ def alert_counts(events: Iterable[dict[str, Any]], batch: int = BATCH) -> AlertC
     instances: dict[str, Any] = {}
     latest: dict[str, Any] = {}  # alert id → its latest version
     result = AlertCheck()
-    chunk: list[TouchpointEvent] = []
+    chunk: list[Event] = []
 
-    def run(evs: list[TouchpointEvent]) -> None:
+    def run(evs: list[Event]) -> None:
         now = max(e.occurred_at for e in evs) + timedelta(seconds=1)
         sentiments = sentiments_for(evs, analyzer)
-        by_customer: dict[str, list[TouchpointEvent]] = defaultdict(list)
-        by_instance: dict[str, list[TouchpointEvent]] = defaultdict(list)
+        by_customer: dict[str, list[Event]] = defaultdict(list)
+        by_instance: dict[str, list[Event]] = defaultdict(list)
         for e in evs:
             by_customer[e.customer_id].append(e)
             by_instance[health_key(e)].append(e)
@@ -91,7 +92,7 @@ def alert_counts(events: Iterable[dict[str, Any]], batch: int = BATCH) -> AlertC
                 latest[a.alert_id.hex] = a
 
     for raw in events:
-        chunk.append(TouchpointEvent.model_validate(raw))
+        chunk.append(record_of(TouchpointEvent.model_validate(raw)))
         result.events += 1
         if len(chunk) >= batch:
             run(chunk)

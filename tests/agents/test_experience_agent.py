@@ -17,12 +17,36 @@ import pytest
 
 from schemas.envelope import encode_batch
 from schemas.events import TouchpointEvent
+from schemas.score_rows import MOMENTS, SCORE_HISTORY
 from streams.app import create_app
 from streams.core import apply_events
 from streams.model_check import load_model
+from streams.pipeline.rows import moments_of, scores_of
 from streams.settings import load_settings
 
 START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+def moment_docs(sent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``moments`` rows the agent sent, by column name."""
+    names = MOMENTS.column_names
+    return [
+        dict(zip(names, row, strict=True))
+        for s in sent
+        if s["topic"] == "cx.moments"
+        for row in moments_of(s["value"])[0]
+    ]
+
+
+def score_docs(sent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``customer_scores`` rows the agent sent, by column name."""
+    names = SCORE_HISTORY.column_names
+    return [
+        dict(zip(names, row, strict=True))
+        for s in sent
+        if s["topic"] == "cx.scores"
+        for row in scores_of(s["value"])
+    ]
 
 
 def events_for(customer: str, outcomes: list[str], tier: str = "A") -> list[TouchpointEvent]:
@@ -74,9 +98,11 @@ def test_batch_updates_each_customer_once_with_the_core_result(
         assert states[customer].episode_count == expected.episode_count
     assert states["C-alice"].score < 50 < states["C-bob"].score
 
-    moments = [m for s in sent if s["topic"] == "cx.moments" for m in json.loads(s["value"])]
-    assert sorted(m["event_id"] for m in moments) == sorted(str(e.event_id) for e in [*alice, *bob])
-    updates = [u for s in sent if s["topic"] == "cx.scores" for u in json.loads(s["value"])]
+    moments = moment_docs(sent)
+    assert sorted(str(m["event_id"]) for m in moments) == sorted(
+        str(e.event_id) for e in [*alice, *bob]
+    )
+    updates = score_docs(sent)
     assert sorted(u["customer_id"] for u in updates) == ["C-alice", "C-bob"]  # once each
     by_customer = {u["customer_id"]: u for u in updates}
     assert by_customer["C-alice"]["score"] == pytest.approx(states["C-alice"].score)
@@ -122,10 +148,12 @@ def test_a_customer_whose_scoring_raises_goes_to_the_dlq_and_the_others_are_scor
     states = asyncio.run(run_experience([encode_batch(envelope)]))
 
     assert sorted(states) == ["C-alice", "C-bob"]
-    updates = [u for s in sent if s["topic"] == "cx.scores" for u in json.loads(s["value"])]
+    updates = score_docs(sent)
     assert sorted(u["customer_id"] for u in updates) == ["C-alice", "C-bob"]
-    moments = [m for s in sent if s["topic"] == "cx.moments" for m in json.loads(s["value"])]
-    assert sorted(m["event_id"] for m in moments) == sorted(str(e.event_id) for e in [*alice, *bob])
+    moments = moment_docs(sent)
+    assert sorted(str(m["event_id"]) for m in moments) == sorted(
+        str(e.event_id) for e in [*alice, *bob]
+    )
     dlq = [s for s in sent if s["topic"] == "cx.touchpoints.dlq"]
     assert [decode_message(s["value"])[0] for s in dlq] == [[bad[0]], [bad[1]]]
     headers = [dict(s["headers"]) for s in dlq]

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from schemas.envelope import decode_message
 from streams.app import create_app
 from streams.partitioning import partition_for
+from streams.pipeline.records import decode_events
 from streams.settings import load_settings
 
 PARTITIONS = 4
@@ -71,7 +71,7 @@ def test_valid_events_are_batched_by_customer_partition(sent: list[dict[str, Any
     assert {s["partition"] for s in to_events} == expected_partitions
     seen = []
     for s in to_events:
-        events, rejected = decode_message(s["value"])
+        events, rejected = decode_events(s["value"])
         assert rejected == []
         assert {partition_for(e.customer_id, PARTITIONS) for e in events} == {s["partition"]}
         seen.extend(e.customer_id for e in events)
@@ -100,7 +100,7 @@ def test_bad_event_goes_to_dlq_without_its_batch_mates(sent: list[dict[str, Any]
 
     to_events = [s for s in sent if s["topic"] == "cx.events"]
     assert len(to_events) == 1
-    events, _ = decode_message(to_events[0]["value"])
+    events, _ = decode_events(to_events[0]["value"])
     assert [str(e.event_id) for e in events] == [good["event_id"]]
 
 
@@ -124,7 +124,7 @@ def test_messages_that_used_to_crash_the_agent_go_to_the_dlq(sent: list[dict[str
         str(e.event_id)
         for s in sent
         if s["topic"] == "cx.events"
-        for e in decode_message(s["value"])[0]
+        for e in decode_events(s["value"])[0]
     ]
     assert sorted(forwarded) == sorted([before["event_id"], after["event_id"]])
 
@@ -159,7 +159,7 @@ def test_an_unexpected_error_on_one_message_dead_letters_it_and_the_rest_go_on(
     assert headers["cxpulse.source.index"] == b"-1"
     assert counted._value.get() == before_count + 1
     [forwarded] = [s for s in sent if s["topic"] == "cx.events"]
-    assert [str(e.event_id) for e in decode_message(forwarded["value"])[0]] == [good["event_id"]]
+    assert [str(e.event_id) for e in decode_events(forwarded["value"])[0]] == [good["event_id"]]
 
 
 class _Record:

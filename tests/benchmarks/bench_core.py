@@ -140,8 +140,9 @@ def simulated_messages(events: int = 3000, customers: int = 400) -> list[list[li
 def test_experience_per_customer_work(benchmark: Any) -> None:
     """The experience agent's per-customer work on simulated traffic, without Faust:
     ``apply_events``, the alert rules, the changelog's ``to_bytes``, ``score_update`` and
-    the moment and score messages (``json_array``), from empty states every round."""
-    from streams.runtime import json_array
+    the moment and score row messages (``streams.pipeline.rows``), from empty states every
+    round."""
+    from streams.pipeline.rows import moments_message, scores_message
 
     messages = simulated_messages()
     n = sum(len(batch) for message in messages for batch in message)
@@ -161,8 +162,8 @@ def test_experience_per_customer_work(benchmark: Any) -> None:
                 states[cid] = state
                 moments.extend(m for m in produced if m is not None)
                 updates.append(score_update(state))
-            json_array(moments)
-            json_array(updates)
+            moments_message(moments)
+            scores_message(updates)
 
     benchmark.pedantic(replay, rounds=5, iterations=1, warmup_rounds=1)
     benchmark.extra_info["events_per_s"] = round(n / benchmark.stats.stats.median)

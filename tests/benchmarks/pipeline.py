@@ -329,22 +329,18 @@ def replay_worker_work(
     customer, ``apply_events``, alert rules, score update, the changelog's ``to_bytes``,
     moment and score messages), touchpoint health, and the sink agents' row building.
     Sentiment is precomputed (it is measured on its own)."""
-    from pydantic import TypeAdapter
-
-    from schemas.envelope import decode_message, encode_batch
     from schemas.rows import event_row
-    from schemas.score_rows import moment_rows, score_row
     from schemas.scoring import Moment, ScoreUpdate
     from streams.core import apply_events, score_update
     from streams.core.alerts import customer_alerts
     from streams.core.health import apply_health
     from streams.model_check import load_model
+    from streams.pipeline.records import decode_events, encode_events
+    from streams.pipeline.rows import moments_message, moments_of, scores_message, scores_of
     from streams.routing import Source, route
-    from streams.runtime import chunks, json_array
+    from streams.runtime import chunks
 
     model = load_model()
-    moments_adapter = TypeAdapter(list[Moment])
-    updates_adapter = TypeAdapter(list[ScoreUpdate])
     out = WorkTimes()
     st = out.stages
     customers: dict[str, Any] = {}
@@ -356,14 +352,14 @@ def replay_worker_work(
         routed = route([(Source("raw", 0, offset), raw)], partitions)
         st["validate: decode + route"] += clock() - t
         t = clock()
-        event_msgs = [encode_batch(c) for evs in routed.by_partition.values() for c in chunks(evs)]
+        event_msgs = [encode_events(c) for evs in routed.by_partition.values() for c in chunks(evs)]
         health_msgs = [
-            encode_batch(c) for evs in routed.by_health_partition.values() for c in chunks(evs)
+            encode_events(c) for evs in routed.by_health_partition.values() for c in chunks(evs)
         ]
         st["validate: encode batches"] += clock() - t
         for msg in event_msgs:
             t = clock()
-            events, _ = decode_message(msg)
+            events, _ = decode_events(msg)
             st["experience: decode"] += clock() - t
             t = clock()
             by_customer: dict[str, list[Any]] = defaultdict(list)
@@ -384,26 +380,27 @@ def replay_worker_work(
                 out.state_bytes.append(len(state.to_bytes()))  # the changelog write
                 moments.extend(fresh)
                 updates.append(score_update(state))
-            moment_msgs = [json_array(c) for c in chunks(moments)]
-            update_msgs = [json_array(c) for c in chunks(updates)]
+            moment_msgs = [moments_message(c) for c in chunks(moments)]
+            update_msgs = [scores_message(c) for c in chunks(updates)]
             st["experience: core + alerts + changelog + messages"] += clock() - t
             t = clock()
             ingested = datetime.now(UTC)
             rows = [
                 event_row(e, source_partition=0, source_offset=offset, ingested_at=ingested)
-                for e in decode_message(msg)[0]
+                for e in decode_events(msg)[0]
             ]
             st["sink events: decode + rows"] += clock() - t
             t = clock()
             for m in moment_msgs:
-                for moment in moments_adapter.validate_json(m):
-                    rows.append(moment_rows(moment)[0])
+                moment_rows, factor_rows = moments_of(m)
+                rows.extend(moment_rows)
+                rows.extend(factor_rows)
             for u in update_msgs:
-                rows.extend(score_row(x) for x in updates_adapter.validate_json(u))
+                rows.extend(scores_of(u))
             st["sink moments + scores: decode + rows"] += clock() - t
         for msg in health_msgs:
             t = clock()
-            events, _ = decode_message(msg)
+            events, _ = decode_events(msg)
             by_instance: dict[str, list[Any]] = defaultdict(list)
             for event in events:
                 from streams.core.health import health_key
@@ -424,13 +421,14 @@ def core_only(raw_messages: list[bytes], partitions: int, sentiments: dict[Any, 
     from streams.core import apply_events
     from streams.model_check import load_model
     from streams.partitioning import partition_for
+    from streams.pipeline.records import record_of
 
     model = load_model()
     now = datetime.now(UTC)
     batches: list[list[Any]] = []
     for raw in raw_messages:
         by_partition: dict[int, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
-        for e in decode_message(raw)[0]:
+        for e in map(record_of, decode_message(raw)[0]):  # what the worker's core reads
             by_partition[partition_for(e.customer_id, partitions)][e.customer_id].append(e)
         for groups in by_partition.values():
             batches.extend(groups.values())

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from schemas.envelope import decode_message
 from streams.admin import ensure_topics, read_records
 from streams.app import TABLE_NAMES
 from streams.demo import WorkerProcess, free_port, scrape, sink_rows
+from streams.pipeline.records import decode_events
 from streams.publisher import Publisher
 from streams.settings import Settings, load_settings
 from streams.topics import all_topics, touchpoints, touchpoints_dlq
@@ -99,7 +99,7 @@ class Pipeline:
             for topic in (touchpoints(self.settings), events_topic(self.settings)):
                 lines.append(f"{topic}:")
                 for r in read_records(self.settings.bootstrap_servers, topic):
-                    batch = decode_message(r.value)[0]
+                    batch = decode_events(r.value)[0]
                     who = sorted({e.customer_id for e in batch})
                     lines.append(f"  {r.partition}@{r.offset}: {len(batch)} {who}")
             admin = KafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)

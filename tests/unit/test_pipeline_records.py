@@ -1,0 +1,154 @@
+"""Trusted records and rows between a worker's steps (streams.pipeline): what the validate
+step encodes, the next steps decode to the same values without validating again; the
+earlier JSON format still reads; rows arrive in the sink as the step computed them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.envelope import encode_batch
+from schemas.events import TouchpointEvent
+from schemas.score_rows import moment_rows, score_row
+from streams.core import apply_events, score_update
+from streams.model_check import load_model
+from streams.pipeline.records import FORMAT, Event, decode_events, encode_events, record_of
+from streams.pipeline.rows import moments_message, moments_of, scores_message, scores_of
+
+START = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+
+DETAILS: dict[str, Any] = {
+    "web": {"kind": "web", "latency_ms": 850.0, "http_status": 200, "page": "/login"},
+    "app": {"kind": "app", "latency_ms": 400.5, "os": "ios", "steps": 3, "app_version": "9.1"},
+    "call_center": {"kind": "call_center", "wait_seconds": 300.0, "transfers": 2, "queue": "q"},
+    "store": {"kind": "store", "queue_seconds": 600.0, "terminal_id": "T-1"},
+    "atm": {"kind": "atm", "error_code": "E-CASH-JAM", "cash_dispensed": False},
+}
+
+texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@st.composite
+def events(draw: st.DrawFn) -> TouchpointEvent:
+    channel = draw(st.sampled_from(sorted(DETAILS)))
+    doc: dict[str, Any] = {
+        "event_id": str(UUID(int=draw(st.integers(0, 2**128 - 1)))),
+        "occurred_at": (START + timedelta(microseconds=draw(st.integers(0, 10**12))))
+        .astimezone(draw(st.sampled_from([UTC, datetime.now().astimezone().tzinfo])))
+        .isoformat(),
+        "customer_id": draw(st.from_regex(r"C-[0-9]{1,6}", fullmatch=True)),
+        "channel": channel,
+        "touchpoint": f"{channel}.thing",
+        "journey_stage": draw(st.sampled_from(["pre_purchase", "purchase", "post_purchase"])),
+        "outcome": draw(st.sampled_from(["success", "failure", "abandoned"])),
+    }
+    if draw(st.booleans()):
+        doc["details"] = DETAILS[channel]
+    if draw(st.booleans()):
+        doc["feedback"] = {"csat": draw(st.integers(1, 5)), "text": draw(texts) or "ok"}
+    for name in ("touchpoint_instance", "journey_id", "segment"):
+        if draw(st.booleans()):
+            doc[name] = draw(st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True))
+    if draw(st.booleans()):
+        doc["tier"] = draw(st.sampled_from("ABC"))
+    if draw(st.booleans()):
+        doc["attributes"] = {
+            "n": draw(st.integers(-(2**40), 2**40)),
+            "f": draw(st.floats(allow_nan=False, allow_infinity=False)),
+            "s": draw(texts),
+            "b": draw(st.booleans()),
+        }
+    return TouchpointEvent.model_validate(doc)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(events(), min_size=1, max_size=8))
+def test_records_round_trip_to_the_same_event(batch: list[TouchpointEvent]) -> None:
+    records = [record_of(e) for e in batch]
+    message = encode_events(records)
+    assert message[:2] == FORMAT
+    decoded, rejected = decode_events(message)
+    assert rejected == []
+    assert decoded == records
+    for event, record in zip(batch, decoded, strict=True):
+        # The dead-letter form validates back to the very event.
+        assert TouchpointEvent.model_validate_json(record.to_json()) == event
+        assert record.occurred_at == event.occurred_at
+        assert record.event_id == event.event_id
+
+
+def test_a_message_of_the_earlier_json_format_is_still_read() -> None:
+    event = TouchpointEvent.model_validate(
+        {
+            "event_id": str(UUID(int=7)),
+            "occurred_at": START.isoformat(),
+            "customer_id": "C-1",
+            "channel": "atm",
+            "touchpoint": "atm.withdrawal",
+            "journey_stage": "post_purchase",
+            "outcome": "failure",
+            "details": DETAILS["atm"],
+        }
+    )
+    bad = json.dumps({"event_id": "nope"}).encode()
+    legacy = b"[" + encode_batch([event])[1:-1] + b"," + bad + b"]"
+    decoded, rejected = decode_events(legacy)
+    assert decoded == [record_of(event)]
+    assert [r.index for r in rejected] == [1]
+
+
+def test_the_core_gives_the_same_result_on_records_and_on_models() -> None:
+    model = load_model()
+    batch = [
+        TouchpointEvent.model_validate(
+            {
+                "event_id": str(UUID(int=i + 1)),
+                "occurred_at": (START + timedelta(minutes=3 * i)).isoformat(),
+                "customer_id": "C-1",
+                "channel": channel,
+                "touchpoint": f"{channel}.thing",
+                "journey_stage": "post_purchase",
+                "outcome": "failure" if i % 3 == 0 else "success",
+                "details": DETAILS[channel],
+                "feedback": {"csat": 1 + i % 5},
+                "tier": "A",
+            }
+        )
+        for i, channel in enumerate(sorted(DETAILS) * 3)
+    ]
+    now = START + timedelta(days=1)
+    from_models, moments_a = apply_events(None, batch, model, now)
+    from_records, moments_b = apply_events(None, [record_of(e) for e in batch], model, now)
+    assert from_records == from_models
+    assert moments_b == moments_a
+    assert score_update(from_records) == score_update(from_models)
+
+
+def test_rows_arrive_in_the_sink_as_the_step_computed_them() -> None:
+    model = load_model()
+    records = [
+        Event(
+            event_id=UUID(int=i + 1),
+            occurred_at=START + timedelta(minutes=i, microseconds=1234),
+            customer_id=f"C-{i % 2}",
+            channel="web",
+            touchpoint="web.login",
+            journey_stage="purchase",
+            outcome="failure" if i % 2 else "success",
+            tier="B",
+        )
+        for i in range(6)
+    ]
+    state, produced = apply_events(None, records[::2], model, START + timedelta(days=1))
+    moments = [m for m in produced if m is not None]
+    rows, factors = moments_of(moments_message(moments))
+    expected = [moment_rows(m) for m in moments]
+    assert rows == [row for row, _ in expected]
+    assert factors == [f for _, fs in expected for f in fs]
+    update = score_update(state)
+    assert scores_of(scores_message([update])) == [score_row(update)]
