@@ -37,7 +37,8 @@ from streams.pipeline.records import Event, decode_events
 from streams.pipeline.rows import moments_message, scores_message
 from streams.runtime import Runtime, chunks, count_headers
 from streams.sentiment import DefaultSentimentAnalyzer, SentimentAnalyzer, sentiments_for
-from streams.state_codec import compact_value_type
+from streams.state import customer as customer_codec
+from streams.state.table_codec import compact_value_type
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,9 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         default=None,
         partitions=rt.settings.partitions,
         key_type=bytes,
-        value_type=compact_value_type("cxpulse-customer-state", CustomerState.from_bytes),
+        value_type=compact_value_type(
+            "cxpulse-customer-state", customer_codec.decode, customer_codec.encode
+        ),
         help="customer_id -> CustomerState (experience score, episodes, alert memory)",
     )
     sentiment = analyzer or DefaultSentimentAnalyzer()
@@ -115,7 +118,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         # The rules' memory (cooldowns, hysteresis) lives in the state they return.
         state, alerts = customer_alerts(before, after, batch, produced, rt.model, now)
         update = score_update(state)
-        size = len(state.to_bytes()) if sample.random() < STATE_SAMPLE else None
+        size = len(customer_codec.encode(state)) if sample.random() < STATE_SAMPLE else None
         return duplicates, (state, fresh, update, alerts, size)
 
     @rt.app.agent(rt.events, name="experience")

@@ -32,7 +32,7 @@ from streams.agents.set_aside import positions, set_aside
 from streams.core.health import apply_health, health_key
 from streams.pipeline.records import Event, decode_events
 from streams.runtime import Runtime
-from streams.state_codec import compact_value_type
+from streams.state.table_codec import compact_value_type
 
 TABLE = "touchpoint_health"
 

@@ -326,8 +326,8 @@ def replay_worker_work(
 ) -> WorkTimes:
     """What the worker's agents compute for these messages, without Kafka or ClickHouse:
     validate (decode, route, re-encode per partition), experience (decode, group by
-    customer, ``apply_events``, alert rules, score update, the changelog's ``to_bytes``,
-    moment and score messages), touchpoint health, and the sink agents' row building.
+    customer, ``apply_events``, alert rules, score update, the changelog record
+    (``streams.state.customer``), moment and score messages), touchpoint health, and the sink agents' row building.
     Sentiment is precomputed (it is measured on its own)."""
     from schemas.rows import event_row
     from schemas.scoring import Moment, ScoreUpdate
@@ -339,6 +339,7 @@ def replay_worker_work(
     from streams.pipeline.rows import moments_message, moments_of, scores_message, scores_of
     from streams.routing import Source, route
     from streams.runtime import chunks
+    from streams.state.customer import encode as encode_state
 
     model = load_model()
     out = WorkTimes()
@@ -377,7 +378,7 @@ def replay_worker_work(
                     continue
                 state, _alerts = customer_alerts(before, after, batch, produced, model, now)
                 customers[customer_id] = state
-                out.state_bytes.append(len(state.to_bytes()))  # the changelog write
+                out.state_bytes.append(len(encode_state(state)))  # the changelog write
                 moments.extend(fresh)
                 updates.append(score_update(state))
             moment_msgs = [moments_message(c) for c in chunks(moments)]

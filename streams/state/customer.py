@@ -1,0 +1,314 @@
+"""The customer state's changelog form: compact, versioned msgpack.
+
+Every assignment to the customer table writes one changelog record, and a restart or a
+rebalance reads them all back, so their size and decode time are the worker's
+recovery time. The JSON form (``CustomerState.to_bytes``) spends most of its bytes on
+what a positional, typed layout does not need: key names, factor and channel names,
+epoch seconds repeated inside every episode, hex ids, decimal floats. Here:
+
+- a record is ``FORMAT`` then one msgpack array, the fields in a fixed order;
+- factor and channel names are their index in the vocabulary (``FACTORS``,
+  ``CHANNELS``; a name outside it is kept as text);
+- a value the core rounded to 3 decimals is an integer of thousandths (exact: it is
+  used only where ``k / 1000`` gives the very float back, else the float is kept);
+- an episode's end times are offsets from its start; event ids are 16 raw bytes; the
+  packed id set is raw bytes, not base64.
+
+Decoding builds the same ``CustomerState`` (equal field by field: the property test
+replays simulated traffic through both). A record without the prefix is the JSON of
+earlier workers, read as before, so a worker upgraded over an existing changelog keeps
+every customer's state.
+
+Changing the layout: a new version byte, and ``decode`` keeps reading the old one.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any
+
+import msgspec
+
+from schemas.events import CHANNELS
+from schemas.model import FACTORS
+from schemas.scoring import (
+    ContactMark,
+    CustomerState,
+    Episode,
+    FailureMark,
+    Folded,
+    IntentTries,
+    KeyMoment,
+    PeakEnd,
+    TryMark,
+    build,
+)
+
+FORMAT = b"\xc1\x01"
+
+_FACTOR = {name: i for i, name in enumerate(FACTORS)}
+_CHANNEL = {name: i for i, name in enumerate(CHANNELS)}
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder()
+
+
+def _num(v: float) -> float | int:
+    """An exact integer of thousandths where there is one, else the value itself (NaN,
+    infinities, -0.0, more decimals and non-floats keep their own form)."""
+    if type(v) is not float or not math.isfinite(v) or (v == 0.0 and math.copysign(1.0, v) < 0):
+        return v
+    k = round(v * 1000)
+    return k if k / 1000 == v and -(2**53) < k < 2**53 else v
+
+
+def _val(x: float | int) -> float:
+    return x / 1000 if type(x) is int else x  # an int here is always thousandths
+
+
+def _name(v: str, vocabulary: dict[str, int]) -> int | str:
+    i = vocabulary.get(v)
+    return v if i is None else i
+
+
+def _hex(h: str) -> bytes | str:
+    if len(h) == 32:
+        try:
+            raw = bytes.fromhex(h)
+        except ValueError:
+            return h
+        if raw.hex() == h:
+            return raw
+    return h
+
+
+def _unhex(v: bytes | str) -> str:
+    return v.hex() if isinstance(v, bytes) else v
+
+
+def _peak_ends(series: dict[str, PeakEnd], vocabulary: dict[str, int], start: int) -> list[Any]:
+    out: list[Any] = []
+    for name, (peak, end_t, end) in series.items():
+        out += (_name(name, vocabulary), _num(peak), end_t - start, _num(end))
+    return out
+
+
+def _read_peak_ends(flat: list[Any], names: tuple[str, ...], start: int) -> dict[str, PeakEnd]:
+    return {
+        _named(flat[i], names): (
+            _val(flat[i + 1]),
+            flat[i + 2] + start,
+            _val(flat[i + 3]),
+        )
+        for i in range(0, len(flat), 4)
+    }
+
+
+def _decayed(series: dict[str, tuple[float, float]], vocabulary: dict[str, int]) -> list[Any]:
+    out: list[Any] = []
+    for name, (w, v) in series.items():
+        out += (_name(name, vocabulary), _num(w), _num(v))
+    return out
+
+
+def _read_decayed(flat: list[Any], names: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    return {
+        _named(flat[i], names): (
+            _val(flat[i + 1]),
+            _val(flat[i + 2]),
+        )
+        for i in range(0, len(flat), 3)
+    }
+
+
+def _scores(series: dict[str, float], vocabulary: dict[str, int]) -> list[Any]:
+    out: list[Any] = []
+    for name, v in series.items():
+        out += (_name(name, vocabulary), _num(v))
+    return out
+
+
+def _read_scores(flat: list[Any], names: tuple[str, ...]) -> dict[str, float]:
+    return {_named(flat[i], names): _val(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def encode(state: CustomerState) -> bytes:
+    """The changelog record of ``state``."""
+    episodes = []
+    for e in state.episodes:
+        peak, end_t, end = e.overall
+        episodes.append(
+            (
+                e.journey,
+                e.start,
+                e.count,
+                _num(peak),
+                end_t - e.start,
+                _num(end),
+                _peak_ends(e.factors, _FACTOR, e.start),
+                _peak_ends(e.channels, _CHANNEL, e.start),
+            )
+        )
+    fo = state.folded
+    folded = (
+        fo.ref,
+        fo.count,
+        _num(fo.overall[0]),
+        _num(fo.overall[1]),
+        _decayed(fo.factors, _FACTOR),
+        _decayed(fo.channels, _CHANNEL),
+    )
+    key_moments: list[Any] = []
+    for k in state.key_moments:
+        key_moments += (
+            _hex(k.event_id),
+            k.t,
+            k.touchpoint,
+            _name(k.channel, _CHANNEL),
+            _name(k.factor, _FACTOR),
+            _num(k.impact),
+        )
+    failures: list[Any] = []
+    for f in state.failures:
+        failures += (f.t, f.touchpoint, f.instance, _hex(f.event_id))
+    contacts: list[Any] = []
+    for c in state.contacts:
+        contacts += (c.t, c.intent, _hex(c.event_id))
+    intents: list[Any] = []
+    for intent, (ok, tries) in state.intents.items():
+        flat: list[Any] = []
+        for channel, (t, event_id) in tries.items():
+            flat += (_name(channel, _CHANNEL), t, _hex(event_id))
+        intents += (intent, ok, flat)
+    trail: list[Any] = []
+    for t, score in state.score_trail:
+        trail += (t, _num(score))
+    return FORMAT + _encoder.encode(
+        (
+            state.customer_id,
+            state.version,
+            state.tier,
+            state.segment,
+            state.profile_t,
+            state.watermark,
+            state.floor,
+            base64.b64decode(state.seen) if state.seen else b"",
+            episodes,
+            folded,
+            key_moments,
+            failures,
+            contacts,
+            intents,
+            trail,
+            _num(state.score),
+            _scores(state.factor_scores, _FACTOR),
+            _scores(state.channel_scores, _CHANNEL),
+            _num(state.confidence),
+            state.episode_count,
+            state.alert_memory,
+        )
+    )
+
+
+def decode(data: bytes) -> CustomerState:
+    """The state of a changelog record, of this format or the earlier JSON."""
+    if data[: len(FORMAT)] != FORMAT:
+        return CustomerState.from_bytes(data)
+    (
+        customer_id,
+        version,
+        tier,
+        segment,
+        profile_t,
+        watermark,
+        floor,
+        seen,
+        episodes,
+        folded,
+        key_moments,
+        failures,
+        contacts,
+        intents,
+        trail,
+        score,
+        factor_scores,
+        channel_scores,
+        confidence,
+        episode_count,
+        alert_memory,
+    ) = _decoder.decode(memoryview(data)[len(FORMAT) :])
+    ref, count, weight, value, fo_factors, fo_channels = folded
+    return build(
+        CustomerState,
+        customer_id=customer_id,
+        version=version,
+        tier=tier,
+        segment=segment,
+        profile_t=profile_t,
+        watermark=watermark,
+        floor=floor,
+        seen=base64.b64encode(seen).decode() if seen else "",
+        episodes=[
+            build(
+                Episode,
+                journey=journey,
+                start=start,
+                count=n,
+                overall=(_val(peak), start + dt, _val(end)),
+                factors=_read_peak_ends(factors, FACTORS, start),
+                channels=_read_peak_ends(channels, CHANNELS, start),
+            )
+            for journey, start, n, peak, dt, end, factors, channels in episodes
+        ],
+        folded=build(
+            Folded,
+            ref=ref,
+            count=count,
+            overall=(_val(weight), _val(value)),
+            factors=_read_decayed(fo_factors, FACTORS),
+            channels=_read_decayed(fo_channels, CHANNELS),
+        ),
+        key_moments=[
+            build(
+                KeyMoment,
+                event_id=_unhex(key_moments[i]),
+                t=key_moments[i + 1],
+                touchpoint=key_moments[i + 2],
+                channel=_named(key_moments[i + 3], CHANNELS),
+                factor=_named(key_moments[i + 4], FACTORS),
+                impact=_val(key_moments[i + 5]),
+            )
+            for i in range(0, len(key_moments), 6)
+        ],
+        failures=[
+            FailureMark(failures[i], failures[i + 1], failures[i + 2], _unhex(failures[i + 3]))
+            for i in range(0, len(failures), 4)
+        ],
+        contacts=[
+            ContactMark(contacts[i], contacts[i + 1], _unhex(contacts[i + 2]))
+            for i in range(0, len(contacts), 3)
+        ],
+        intents={
+            intents[i]: IntentTries(
+                intents[i + 1],
+                {
+                    _named(tries[j], CHANNELS): TryMark(tries[j + 1], _unhex(tries[j + 2]))
+                    for tries in (intents[i + 2],)
+                    for j in range(0, len(tries), 3)
+                },
+            )
+            for i in range(0, len(intents), 3)
+        },
+        score_trail=[(trail[i], _val(trail[i + 1])) for i in range(0, len(trail), 2)],
+        score=_val(score),
+        factor_scores=_read_scores(factor_scores, FACTORS),
+        channel_scores=_read_scores(channel_scores, CHANNELS),
+        confidence=_val(confidence),
+        episode_count=episode_count,
+        alert_memory=alert_memory,
+    )
+
+
+def _named(v: int | str, names: tuple[str, ...]) -> str:
+    return names[v] if isinstance(v, int) else v

@@ -1,0 +1,106 @@
+"""The customer state's changelog codec (streams.state.customer): every state the core
+makes on simulated traffic comes back equal and writes the same JSON; states of the
+earlier JSON changelog still read; the record is far smaller than the JSON."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from schemas.events import TouchpointEvent
+from schemas.scoring import CustomerState, Episode, KeyMoment, build
+from streams.core import apply_events
+from streams.core.alerts import customer_alerts
+from streams.model_check import load_model
+from streams.pipeline.records import record_of
+from streams.simulate.engine import Simulation
+from streams.state.customer import FORMAT, decode, encode
+
+
+@pytest.fixture(scope="module")
+def states() -> list[CustomerState]:
+    """The states of a few hundred simulated customers after a day of their traffic."""
+    sim = Simulation(300, seed=11, events=4000)
+    events = [record_of(TouchpointEvent.model_validate(e)) for e in sim]
+    model = load_model()
+    now = max(e.occurred_at for e in events) + timedelta(seconds=1)
+    out: dict[str, CustomerState] = {}
+    for i in range(0, len(events), 200):
+        by_customer: dict[str, list[Any]] = defaultdict(list)
+        for e in events[i : i + 200]:
+            by_customer[e.customer_id].append(e)
+        for cid, batch in by_customer.items():
+            before = out.get(cid)
+            after, produced = apply_events(before, batch, model, now)
+            out[cid], _ = customer_alerts(before, after, batch, produced, model, now)
+    return list(out.values())
+
+
+def test_every_simulated_state_comes_back_the_same(states: list[CustomerState]) -> None:
+    assert len(states) > 100
+    assert any(s.key_moments and s.episodes and s.contacts for s in states)
+    for state in states:
+        record = encode(state)
+        assert record[:2] == FORMAT
+        back = decode(record)
+        assert back == state
+        assert back.to_bytes() == state.to_bytes()  # same types too (2.0 is not 2)
+
+
+def test_a_state_of_the_earlier_json_changelog_reads(states: list[CustomerState]) -> None:
+    for state in states[:50]:
+        assert decode(state.to_bytes()) == state
+
+
+def test_the_record_is_much_smaller_than_json(states: list[CustomerState]) -> None:
+    json_mean = statistics.mean(len(s.to_bytes()) for s in states)
+    record_mean = statistics.mean(len(encode(s)) for s in states)
+    assert record_mean < 0.5 * json_mean
+
+
+def test_values_outside_the_compact_forms_keep_their_own() -> None:
+    """-0.0, NaN, more than 3 decimals, names outside the vocabulary, ids not hex."""
+    t0 = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp())
+    state = build(
+        CustomerState,
+        **{
+            **CustomerState(customer_id="C-1").__dict__,
+            "score": 41.123456,
+            "confidence": -0.0,
+            "factor_scores": {"product": float("nan"), "ambience": 3.5},
+            "episodes": [
+                build(
+                    Episode,
+                    journey=None,
+                    start=t0,
+                    count=2,
+                    overall=(-1.25, t0 - 5, 1e-9),
+                    factors={"ambience": (2.0, t0, 2.0)},
+                    channels={"kiosk": (0.001, t0 + 60, -7.0)},
+                )
+            ],
+            "key_moments": [
+                build(
+                    KeyMoment,
+                    event_id="not-a-hex-id",
+                    t=t0,
+                    touchpoint="kiosk.checkin",
+                    channel="kiosk",
+                    factor="ambience",
+                    impact=-12.345,
+                )
+            ],
+            "alert_memory": {"low_score": 1, "x": 0.5, "y": "z"},
+        },
+    )
+    back = decode(encode(state))
+    assert math.isnan(back.factor_scores["product"])
+    assert math.copysign(1.0, back.confidence) < 0
+    back.factor_scores["product"] = state.factor_scores["product"] = 0.0
+    assert back == state
+    assert back.to_bytes() == state.to_bytes()
