@@ -327,8 +327,8 @@ def replay_worker_work(
     """What the worker's agents compute for these messages, without Kafka or ClickHouse:
     validate (decode, route, re-encode per partition), experience (decode, group by
     customer, ``apply_events``, alert rules, score update, the changelog record
-    (``streams.state.customer``), moment and score messages), touchpoint health, and the sink agents' row building.
-    Sentiment is precomputed (it is measured on its own)."""
+    (``streams.state.customer``), moment and score messages), touchpoint health, and the
+    sink agents' row building. Sentiment is precomputed (it is measured on its own)."""
     from schemas.rows import event_row
     from schemas.scoring import Moment, ScoreUpdate
     from streams.core import apply_events, score_update
