@@ -32,7 +32,8 @@ def touchpoints_dlq(s: Settings) -> str:
 
 
 def events(s: Settings) -> str:
-    """Validated events, batched per partition of customer_id (JSON arrays)."""
+    """Validated events as trusted msgpack records (streams/pipeline/records.py), batched
+    per partition of customer_id."""
     return f"{s.topic_prefix}.events"
 
 
@@ -43,12 +44,14 @@ def health(s: Settings) -> str:
 
 
 def moments(s: Settings) -> str:
-    """Scored events (moments), batched per customer partition: internal, for the sink."""
+    """The moments and moment_factors rows of scored events (msgpack, streams/pipeline/
+    rows.py), batched per customer partition: internal, for the sink."""
     return f"{s.topic_prefix}.moments"
 
 
 def scores(s: Settings) -> str:
-    """Score updates (JSON arrays), partitioned by customer_id like the state."""
+    """The customer_scores rows of score updates (msgpack, streams/pipeline/rows.py),
+    partitioned by customer_id like the state."""
     return f"{s.topic_prefix}.scores"
 
 
@@ -64,10 +67,10 @@ def all_topics(s: Settings, table_names: list[str] | None = None) -> list[TopicS
     specs = [
         TopicSpec(touchpoints(s), s.partitions, {"retention.ms": week}, "raw upstream events"),
         TopicSpec(touchpoints_dlq(s), s.partitions, {"retention.ms": month}, "dead letters"),
-        TopicSpec(events(s), s.partitions, {"retention.ms": week}, "validated event batches"),
+        TopicSpec(events(s), s.partitions, {"retention.ms": week}, "validated event records"),
         TopicSpec(health(s), s.partitions, {"retention.ms": week}, "events by instance"),
-        TopicSpec(moments(s), s.partitions, {"retention.ms": week}, "scored moments"),
-        TopicSpec(scores(s), s.partitions, {"retention.ms": week}, "score updates"),
+        TopicSpec(moments(s), s.partitions, {"retention.ms": week}, "moment rows"),
+        TopicSpec(scores(s), s.partitions, {"retention.ms": week}, "score rows"),
         TopicSpec(alerts(s), s.partitions, {"retention.ms": month}, "alerts"),
     ]
     for table in table_names or []:
