@@ -61,6 +61,7 @@ def create_app(
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
     )
+    app.end_offsets_exact = settings.broker_end_offsets_exact is not False
     if settings.producer_max_batch_size is not None:
         app.conf.producer_max_batch_size = settings.producer_max_batch_size
 

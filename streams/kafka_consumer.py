@@ -23,6 +23,14 @@ rebalance (a restart while upstream publishes lost input in 5 of 60 runs). Two p
    again (downstream is idempotent: event ids, deterministic keys), a record that was
    not is never lost.
 
+3. **End offsets on the bundled broker.** tansu reports a partition's end offset as if
+   its last record batch held one record (the batch's base offset + 1). Faust recovers a
+   table by reading its changelog up to that end offset, so a changelog written in
+   multi-record batches would be recovered only in part. Where the broker's end offsets
+   are not exact (``App.end_offsets_exact`` False: the worker sets it on tansu), the end
+   offsets recovery asks for are read off the records themselves (``true_end_offsets``),
+   and producers batch as usual.
+
 Installed by ``App`` below (``streams.app`` builds the worker with it); only Faust's
 ``kafka://`` transport is replaced. docs/operations.md has the write-up for Faust's and
 aiokafka's maintainers, with a reproduction.
@@ -74,6 +82,39 @@ async def seek_to_committed_or_reset(
     return committed
 
 
+async def true_end_offsets(
+    bootstrap: str, reported: Mapping[TopicPartition, int], *, rounds: int = 20
+) -> dict[TopicPartition, int]:
+    """The end offset of each partition, read off its last records: one past the highest
+    offset found from ``reported - 1`` on (a fetch there returns the whole last batch).
+    A partition with nothing at or after that point keeps the reported offset."""
+    ends = dict(reported)
+    pending = {tp for tp, end in ends.items() if end and end > 0}
+    if not pending:
+        return ends
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+        client_id="cxpulse-end-offsets",
+    )
+    await consumer.start()
+    try:
+        consumer.assign(sorted(pending, key=lambda tp: (tp.topic, tp.partition)))
+        for tp in pending:
+            consumer.seek(tp, ends[tp] - 1)
+        for _ in range(rounds):
+            batches = await consumer.getmany(*pending, timeout_ms=200)
+            if not any(batches.values()):
+                break
+            for tp, records in batches.items():
+                if records:
+                    ends[tp] = max(ends[tp], records[-1].offset + 1)
+    finally:
+        await consumer.stop()
+    return ends
+
+
 def let_through(offset: int, read_offset: int | None, committed: int | None) -> bool:
     """Whether a record the drain loop would drop as already read must be delivered: it
     is below the read offset but not below the committed one (not known to be done)."""
@@ -98,6 +139,13 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             reset=str(self.app.conf.consumer_auto_offset_reset),
         )
         return {tp: offset for tp, offset in result.items() if offset is not None}
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        ends = await super()._highwaters(partitions)
+        if getattr(self.app, "end_offsets_exact", True) or self.consumer.in_transaction:
+            return ends
+        url = self.app.conf.broker_consumer[0]
+        return await true_end_offsets(f"{url.host}:{url.port or 9092}", ends)
 
 
 class Consumer(faust_aiokafka.Consumer):
@@ -128,6 +176,10 @@ class Transport(faust_aiokafka.Transport):
 
 class App(faust.App):
     """A Faust app whose ``kafka://`` consumer is the fixed one above."""
+
+    #: False where the broker's end offsets count a batch as one record (tansu): table
+    #: recovery then reads the true end offsets off the records.
+    end_offsets_exact: bool = True
 
     def _new_transport(self) -> Any:
         url = self.conf.broker_consumer[0]

@@ -61,10 +61,12 @@ class Settings(BaseSettings):
     )
     producer_linger_ms: int = Field(20, ge=0, le=1000, description="Faust producer linger")
     producer_max_batch_size: int | None = Field(
+        None, ge=1, description="bytes per producer record batch; unset = Faust's default"
+    )
+    broker_end_offsets_exact: bool | None = Field(
         None,
-        ge=1,
-        description="bytes per producer record batch; unset = Faust's default, or 1 record "
-        "per batch on the bundled tansu broker (it miscounts end offsets otherwise)",
+        description="whether the broker's end offsets count every record; unset = detect "
+        "(false on the bundled tansu broker: table recovery then reads them off the records)",
     )
     webhook_url: str | None = Field(
         None, description="POST every alert as JSON here (optional)", pattern=r"^https?://"

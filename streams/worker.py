@@ -37,15 +37,14 @@ def adapt_to_broker(settings: Settings) -> Settings:
 
     tansu (the bundled broker) reports a partition's end offset as if the last record
     batch held one record. Faust recovers a table by reading its changelog up to that
-    end offset, so with multi-record batches a restarted worker would recover only part
-    of its state. One record per producer batch keeps tansu's end offsets exact; it
-    costs throughput of changelog writes, which is why it is applied on tansu only.
+    end offset, so on tansu the worker reads the true end offsets off the records
+    (``streams.kafka_consumer.true_end_offsets``) and producers batch as usual.
     """
-    if settings.producer_max_batch_size is not None:
+    if settings.broker_end_offsets_exact is not None:
         return settings
     if cluster_id(settings.bootstrap_servers).startswith("tansu"):
-        log.info("tansu broker: one record per producer batch (exact end offsets)")
-        return settings.model_copy(update={"producer_max_batch_size": 1})
+        log.info("tansu broker: table recovery reads end offsets off the records")
+        return settings.model_copy(update={"broker_end_offsets_exact": False})
     return settings
 
 
