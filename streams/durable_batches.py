@@ -27,11 +27,19 @@ async def durable_batches(
     max_size: int,
     within: float,
     size: Callable[[EventT[Any]], int] | None = None,
+    *,
+    ack: bool = True,
+    idle: bool = False,
 ) -> AsyncIterator[list[EventT[Any]]]:
     """Yield lists of events worth up to about ``max_size``, waiting at most ``within``
     seconds. Each event is worth ``size(event)`` (at least 1), or 1 without ``size``: the
     sink agents count rows, so an insert carries ``max_size`` rows whether the messages
-    hold one event each or five hundred."""
+    hold one event each or five hundred.
+
+    ``ack=False`` leaves acknowledging to the caller (``stream.ack(event)``), for a step
+    whose events are done only at a later checkpoint; ``idle=True`` also yields an empty
+    list after ``within`` seconds without events, so such a step can checkpoint while
+    its input is quiet."""
     s: Any = stream  # Faust's typing hides the Stream internals this mirrors.
     buffer: list[EventT[Any]] = []
     buffer_full = asyncio.Event()
@@ -72,6 +80,8 @@ async def durable_batches(
         while not s.should_stop:
             await s.wait_for_stopped(buffer_full, timeout=within)
             if not buffer:
+                if idle and not s.should_stop:
+                    yield []
                 continue
             consuming = asyncio.get_running_loop().create_future()
             batch = list(buffer)
@@ -80,8 +90,9 @@ async def durable_batches(
             try:
                 yield batch
                 # Reached only when the caller asks for more: the batch is done.
-                for event in batch:
-                    await s.ack(event)
+                if ack:
+                    for event in batch:
+                        await s.ack(event)
             finally:
                 notify(consuming)
                 buffer_full.clear()

@@ -1,17 +1,18 @@
-"""Score customers: the customer-state table, one assignment per touched key per batch.
+"""Score customers: the customer-state table and the rows of what each event did.
 
-Each message on the events topic is a batch of one partition's events, so this agent
-iterates messages normally (table writes need Faust's current event to pick the
-changelog partition) and pays Faust's per-message cost once per batch. Feedback text is
-scored in a thread pool first: Chinese sentiment costs ~0.5 ms a text and must not stall
-the event loop. Moments and score updates leave as batch messages; sink agents insert
-them into ClickHouse in large batches.
+Each message on the events topic is a batch of one partition's trusted records; the
+agent takes several at once and scores each customer of a message on its own. Feedback
+text is scored in a thread pool first: Chinese sentiment costs ~0.5 ms a text and must
+not stall the event loop. The rows of moments, moment_factors and customer_scores go
+straight to the sink, and the new states to the changelog, at checkpoints
+(streams/pipeline/checkpoint.py): rows durable first, then the states that mark their
+events done, then the offsets. Alerts leave at once on cx.alerts (their ids are
+deterministic: a replay repeats an alert, it never makes a second one).
 
 Each customer of a batch is scored on its own: when the core raises for one customer (a
 bug, a state it cannot handle), that customer's events go to the dead-letter topic with
 the reason ``scoring failed: ...`` and their position in the envelope, and the other
-customers go on. Letting it raise would lose the whole envelope: Faust acknowledges the
-message whatever the agent does with it.
+customers go on.
 """
 
 from __future__ import annotations
@@ -27,15 +28,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.alerts import Alert
+from schemas.score_rows import score_row
 from schemas.scoring import CustomerState, Moment, ScoreUpdate
 from streams import metrics
 from streams.agents.alerting import record_time, send_alerts
 from streams.agents.set_aside import dead_letter, positions, set_aside
 from streams.core import apply_events, score_update
 from streams.core.alerts import customer_alerts
+from streams.durable_batches import durable_batches
+from streams.pipeline.checkpoint import Checkpointer
 from streams.pipeline.records import Event, decode_events
-from streams.pipeline.rows import moments_message, scores_message
-from streams.runtime import Runtime, chunks, count_headers
+from streams.pipeline.rows import moment_rows_of
+from streams.runtime import Runtime
 from streams.sentiment import DefaultSentimentAnalyzer, SentimentAnalyzer, sentiments_for
 from streams.state import customer as customer_codec
 from streams.state.table_codec import compact_value_type
@@ -43,6 +47,10 @@ from streams.state.table_codec import compact_value_type
 log = logging.getLogger(__name__)
 
 TABLE = "customer_state"
+#: Batch messages taken at once, and the longest wait for them (a checkpoint is cut
+#: every ``sink_batch_size`` rows or ``sink_flush_seconds``, whichever comes first).
+BATCH_MESSAGES = 64
+WITHIN_SECONDS = 0.05
 #: Share of state writes whose size is observed (serialising every one would double the
 #: changelog cost just to measure it).
 STATE_SAMPLE = 0.02
@@ -107,9 +115,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
     ]:
         """Apply one customer's events: (duplicates, None) when nothing is new, else the
         new state, the fresh moments, the score update, the alerts and a sampled state
-        size. The table is not assigned here: see the agent."""
-        key = customer_id.encode()
-        before = customers.get(key)
+        size. The state is not recorded here: see the agent."""
+        before = checkpoints.get(customer_id.encode())
         after, produced = apply_events(before, batch, rt.model, now, sentiments)
         fresh = [m for m in produced if m is not None]
         duplicates = len(produced) - len(fresh)
@@ -121,75 +128,84 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         size = len(customer_codec.encode(state)) if sample.random() < STATE_SAMPLE else None
         return duplicates, (state, fresh, update, alerts, size)
 
-    @rt.app.agent(rt.events, name="experience")
-    async def experience(stream: Any) -> None:
-        async for message in stream.events():
-            events, rejected = decode_events(message.value)
-            if rejected:  # validated upstream, yet not readable now (another version?)
-                for r in rejected:
-                    metrics.EVENTS_INVALID.labels(r.kind).inc()
-                    log.warning("unreadable event on the events topic: %s", r.reason)
-                await dead_letter(rt, message, rejected)
-            if not events:
+    async def handle(message: Any) -> None:
+        """One batch message of cx.events: each customer scored on its own, its rows and
+        new state recorded in the current checkpoint, its alerts sent."""
+        events, rejected = decode_events(message.value)
+        if rejected:  # validated upstream, yet not readable now (another version?)
+            for r in rejected:
+                metrics.EVENTS_INVALID.labels(r.kind).inc()
+                log.warning("unreadable event on the events topic: %s", r.reason)
+            await dead_letter(rt, message, rejected)
+        if not events:
+            return
+        started = time.perf_counter()
+        sentiments = await score_texts(events)
+        where = positions(events, rejected)
+        by_customer: dict[str, list[Event]] = defaultdict(list)
+        for event in events:
+            by_customer[event.customer_id].append(event)
+        now = datetime.now(UTC)
+        partition = message.message.partition
+        raised: list[Alert] = []
+        updates = 0
+        for customer_id, batch in by_customer.items():
+            try:
+                duplicates, scored = score_customer(customer_id, batch, now, sentiments)
+            except Exception as exc:
+                # One customer's failure must not drop the envelope: its events are set
+                # aside, the other customers go on.
+                subject = f"customer {customer_id}"
+                await set_aside(rt, message, batch, where, exc, step="scoring", subject=subject)
                 continue
-            started = time.perf_counter()
-            sentiments = await score_texts(events)
-            where = positions(events, rejected)
-            by_customer: dict[str, list[Event]] = defaultdict(list)
-            for event in events:
-                by_customer[event.customer_id].append(event)
-            now = datetime.now(UTC)
-            moments: list[Moment] = []
-            updates: list[ScoreUpdate] = []
-            raised: list[Alert] = []
-            states: list[tuple[bytes, CustomerState]] = []
-            for customer_id, batch in by_customer.items():
-                try:
-                    duplicates, scored = score_customer(customer_id, batch, now, sentiments)
-                except Exception as exc:
-                    # One customer's failure must not drop the envelope (Faust acks it
-                    # anyway): its events are set aside, the other customers go on.
-                    subject = f"customer {customer_id}"
-                    await set_aside(rt, message, batch, where, exc, step="scoring", subject=subject)
-                    continue
-                metrics.DUPLICATE_EVENTS.inc(duplicates)
-                if scored is None:
-                    continue
-                state, fresh, update, alerts, size = scored
-                states.append((customer_id.encode(), state))
-                raised.extend(alerts)
-                moments.extend(fresh)
-                updates.append(update)
-                metrics.SCORE.observe(update.score)
-                if size is not None:
-                    metrics.STATE_BYTES.observe(size)
-            for moment in moments:
+            metrics.DUPLICATE_EVENTS.inc(duplicates)
+            if scored is None:
+                continue
+            state, fresh, update, alerts, size = scored
+            moments, factors = moment_rows_of(fresh)
+            checkpoints.add_rows("moments", moments)
+            checkpoints.add_rows("moment_factors", factors)
+            score = [score_row(update)]
+            checkpoints.add_rows("customer_scores", score)
+            checkpoints.add_rows("score_history", score)
+            checkpoints.set(customer_id.encode(), partition, state)
+            raised.extend(alerts)
+            updates += 1
+            metrics.SCORE.observe(update.score)
+            if size is not None:
+                metrics.STATE_BYTES.observe(size)
+            for moment in fresh:
                 metrics.MOMENTS.labels(moment.channel).inc()
                 if moment.late:
                     metrics.LATE_EVENTS.inc()
-            partition = message.message.partition
-            for chunk in chunks(moments):
-                await rt.moments.send(
-                    value=moments_message(chunk),
-                    partition=partition,
-                    headers=count_headers(len(chunk)),
-                )
-            for chunk in chunks(updates):
-                await rt.scores.send(
-                    value=scores_message(chunk),
-                    partition=partition,
-                    headers=count_headers(len(chunk)),
-                )
-            await send_alerts(rt, raised, record_time(message))
-            # The states last, after their outputs: a state in the changelog says "these
-            # events are done", and after a crash the redelivered events are skipped as
-            # duplicates. Queued after the moments, scores and alerts, the changelog
-            # records reach the producer after them, which narrows the window in which a
-            # crash leaves a state whose outputs were never sent (closing it across broker
-            # nodes would take Kafka transactions: docs/operations.md, guarantees).
-            for key, state in states:
-                customers[key] = state
-            metrics.SCORE_UPDATES.inc(len(updates))
-            metrics.BATCH_SECONDS.labels("experience").observe(time.perf_counter() - started)
+        await send_alerts(rt, raised, record_time(message))
+        metrics.SCORE_UPDATES.inc(updates)
+        metrics.BATCH_SECONDS.labels("experience").observe(time.perf_counter() - started)
+
+    checkpoints = Checkpointer(
+        customers,
+        rt.writer.write,
+        lambda event: event.ack(),  # replaced by the stream's own ack when the agent starts
+        every_rows=rt.settings.sink_batch_size,
+        every_seconds=rt.settings.sink_flush_seconds,
+    )
+
+    @rt.app.agent(rt.events, name="experience")
+    async def experience(stream: Any) -> None:
+        """Score batches of cx.events; rows, states and offsets become durable at each
+        checkpoint, in that order (streams/pipeline/checkpoint.py)."""
+        checkpoints.rollback()  # a restarted agent starts from what was committed
+        checkpoints.ack = stream.ack
+        try:
+            async for batch in durable_batches(
+                stream, BATCH_MESSAGES, WITHIN_SECONDS, ack=False, idle=True
+            ):
+                for message in batch:
+                    await handle(message)
+                    checkpoints.done(message)
+                await checkpoints.maybe_cut()
+        except BaseException:
+            checkpoints.rollback()
+            raise
 
     return customers

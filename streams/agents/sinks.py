@@ -3,8 +3,9 @@
 Each agent takes many messages at once (``durable_batches``) so an insert carries
 thousands of rows, and acknowledges them only when the sink writer says they are
 durable. Internal messages are trusted: the events are records validated once by the
-validate step (``streams.pipeline.records``), moments and scores arrive as the rows
-the experience step computed (``streams.pipeline.rows``); nothing is validated again.
+validate step (``streams.pipeline.records``); nothing is validated again. Moments and
+scores no longer pass through here: the experience step inserts its own rows at its
+checkpoints (``streams.pipeline.checkpoint``).
 """
 
 from __future__ import annotations
@@ -115,7 +116,9 @@ def register(rt: Runtime) -> None:
 
     @rt.app.agent(rt.moments, name="sink_moments")
     async def sink_moments(stream: Any) -> None:
-        """Moments into ``moments`` and their factors into ``moment_factors``."""
+        """Drains cx.moments: what workers before the checkpointed experience step left
+        there (the experience agent now inserts its rows itself). Remove once no
+        deployment can hold such a backlog."""
         async for batch in durable_batches(stream, per_insert, flush, size=items_in):
             rows: list[tuple[Any, ...]] = []
             factor_rows: list[tuple[Any, ...]] = []
@@ -128,7 +131,7 @@ def register(rt: Runtime) -> None:
 
     @rt.app.agent(rt.scores, name="sink_scores")
     async def sink_scores(stream: Any) -> None:
-        """Score updates into ``customer_scores`` (latest) and ``score_history``."""
+        """Drains cx.scores, as ``sink_moments`` drains cx.moments."""
         async for batch in durable_batches(stream, per_insert, flush, size=items_in):
             rows = [row for e in batch for row in scores_of(e.value)]
             await rt.writer.write("customer_scores", rows)

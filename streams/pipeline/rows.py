@@ -77,15 +77,20 @@ _LEGACY_MOMENTS = TypeAdapter(list[Moment])
 _LEGACY_SCORES = TypeAdapter(list[ScoreUpdate])
 
 
-def moments_message(moments: Sequence[Moment]) -> bytes:
-    """The ``moments`` and ``moment_factors`` rows of these moments, as one message."""
+def moment_rows_of(moments: Sequence[Moment]) -> tuple[list[Row], list[Row]]:
+    """The ``moments`` rows and the ``moment_factors`` rows of these moments."""
     rows: list[Row] = []
     factors: list[Row] = []
     for moment in moments:
         row, factor_rows = moment_rows(moment)
         rows.append(row)
         factors.extend(factor_rows)
-    return encode_rows(rows, factors)
+    return rows, factors
+
+
+def moments_message(moments: Sequence[Moment]) -> bytes:
+    """The ``moments`` and ``moment_factors`` rows of these moments, as one message."""
+    return encode_rows(*moment_rows_of(moments))
 
 
 def scores_message(updates: Sequence[ScoreUpdate]) -> bytes:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,32 +23,49 @@ from schemas.score_rows import MOMENTS, SCORE_HISTORY
 from streams.app import create_app
 from streams.core import apply_events
 from streams.model_check import load_model
-from streams.pipeline.rows import moments_of, scores_of
 from streams.settings import load_settings
 
 START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
-def moment_docs(sent: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The ``moments`` rows the agent sent, by column name."""
-    names = MOMENTS.column_names
-    return [
-        dict(zip(names, row, strict=True))
-        for s in sent
-        if s["topic"] == "cx.moments"
-        for row in moments_of(s["value"])[0]
-    ]
+class Recorder:
+    """Stands in for ClickHouse behind the sink writer: keeps every inserted row."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[tuple[Any, ...]]] = {}
+        self.lock = threading.Lock()
+
+    def insert(self, table: str, rows: Sequence[Any]) -> int:
+        with self.lock:
+            self.rows.setdefault(table, []).extend(rows)
+        return len(rows)
+
+    def docs(self, table: str, spec: Any) -> list[dict[str, Any]]:
+        with self.lock:
+            rows = list(self.rows.get(table, []))
+        return [dict(zip(spec.column_names, row, strict=True)) for row in rows]
+
+    def count(self) -> int:
+        with self.lock:
+            return sum(len(r) for r in self.rows.values())
 
 
-def score_docs(sent: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The ``customer_scores`` rows the agent sent, by column name."""
-    names = SCORE_HISTORY.column_names
-    return [
-        dict(zip(names, row, strict=True))
-        for s in sent
-        if s["topic"] == "cx.scores"
-        for row in scores_of(s["value"])
-    ]
+RECORDER = Recorder()
+
+
+def moment_docs(_: Any = None) -> list[dict[str, Any]]:
+    """The ``moments`` rows the agent inserted, by column name."""
+    return RECORDER.docs("moments", MOMENTS)
+
+
+def score_docs(_: Any = None) -> list[dict[str, Any]]:
+    """The ``customer_scores`` rows the agent inserted, by column name."""
+    return RECORDER.docs("customer_scores", SCORE_HISTORY)
+
+
+@pytest.fixture(autouse=True)
+def fresh_recorder() -> None:
+    RECORDER.rows.clear()
 
 
 def events_for(customer: str, outcomes: list[str], tier: str = "A") -> list[TouchpointEvent]:
@@ -71,14 +90,22 @@ def events_for(customer: str, outcomes: list[str], tier: str = "A") -> list[Touc
 
 
 async def run_experience(messages: list[bytes]) -> dict[str, Any]:
-    settings = load_settings(kafka_url="kafka://127.0.0.1:1", partitions=4)
-    app = create_app(settings, connect=lambda: None)  # type: ignore[arg-type,return-value]
+    """Put the messages, then wait until every checkpoint is committed (rows inserted,
+    states in the changelog, events acknowledged) and nothing more happens."""
+    settings = load_settings(kafka_url="kafka://127.0.0.1:1", partitions=4, sink_flush_seconds=0.05)
+    app = create_app(settings, connect=lambda: RECORDER)
     app.finalize()
     app.flow_control.resume()
     table = app.tables["customer_state"]
     async with app.agents["experience"].test_context() as agent:
         for message in messages:
             await agent.put(message)
+        seen, quiet = -1, 0
+        while quiet < 5:  # 5 polls in a row without a new row: settled
+            await asyncio.sleep(0.1)
+            now = RECORDER.count()
+            quiet = quiet + 1 if now == seen else 0
+            seen = now
     return {k.decode(): v for k, v in table.items()}
 
 
@@ -113,12 +140,14 @@ def test_replayed_batch_changes_nothing_and_sends_nothing(sent: list[dict[str, A
     message = encode_batch(alice)
 
     once = asyncio.run(run_experience([message]))
-    sent_once = len(sent)
+    sent_once, rows_once = len(sent), RECORDER.count()
+    assert rows_once > 0
     twice = asyncio.run(run_experience([message, message]))
 
     assert twice["C-alice"].score == pytest.approx(once["C-alice"].score)
     assert twice["C-alice"].version == once["C-alice"].version
     assert len(sent) - sent_once == sent_once  # the replay itself sent nothing more
+    assert RECORDER.count() - rows_once == rows_once  # and inserted nothing more
 
 
 def test_a_customer_whose_scoring_raises_goes_to_the_dlq_and_the_others_are_scored(

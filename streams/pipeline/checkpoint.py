@@ -1,0 +1,162 @@
+"""The checkpoint of a stateful step: rows durable, then state, then offsets.
+
+A step such as experience changes a key's state and computes rows from the same events.
+If the state reached the changelog before the rows were in ClickHouse, a crash between
+the two would lose the rows for good: after a restart the state says the events are
+done, and they are skipped as duplicates. So, as Quix Streams' checkpoint does (sinks
+flushed, then changelogs produced, then offsets committed), what a run of batches
+produced becomes durable in one order:
+
+1. the rows are inserted (``write`` returns once they are durable, retrying as long as
+   it takes: that is the backpressure);
+2. the states as they were at the cut are sent to the table's changelog;
+3. the events are acknowledged, so Faust commits their offsets (it flushes the producer,
+   changelog included, before it commits).
+
+Between checkpoints the new states live in the table's store only (``table.data``), so
+the step reads its own latest state; one changelog record per changed key per
+checkpoint, not one per update. A crash anywhere redelivers the unacknowledged events:
+the recovered state does not know them, so they are recomputed, and the tables'
+deterministic keys make the re-inserted rows replace themselves. When the step fails or
+is cancelled, ``rollback`` puts back the states of every checkpoint not yet committed,
+so the redelivered events are not mistaken for duplicates by this worker either.
+
+A checkpoint is cut every ``every_rows`` rows or ``every_seconds``; its commit runs in the
+background while the step goes on with the next one (at most one commit at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Row = tuple[Any, ...]
+
+_MISSING = object()
+
+
+@dataclass
+class Checkpoint:
+    """What a run of batches produced and must make durable."""
+
+    started: float = field(default_factory=time.monotonic)
+    rows: dict[str, list[Row]] = field(default_factory=dict)
+    states: dict[bytes, tuple[int, Any]] = field(default_factory=dict)
+    before: dict[bytes, Any] = field(default_factory=dict)
+    events: list[Any] = field(default_factory=list)
+    row_count: int = 0
+    committed: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not (self.events or self.states or self.row_count)
+
+
+class Checkpointer:
+    """Cuts and commits the checkpoints of one step's table."""
+
+    def __init__(
+        self,
+        table: Any,
+        write: Callable[[str, list[Row]], Awaitable[None]],
+        ack: Callable[[Any], Awaitable[Any]],
+        *,
+        every_rows: int,
+        every_seconds: float,
+    ) -> None:
+        self.table = table
+        self._write = write
+        #: How an event is acknowledged (the agent sets its stream's ``ack``).
+        self.ack = ack
+        self.every_rows = every_rows
+        self.every_seconds = every_seconds
+        self.current = Checkpoint()
+        self._committing: tuple[Checkpoint, asyncio.Task[None]] | None = None
+
+    # -- what the step records ----------------------------------------------------------
+
+    def get(self, key: bytes) -> Any:
+        """The key's latest state (this step's own, committed or not)."""
+        return self.table.data.get(key)
+
+    def set(self, key: bytes, partition: int, state: Any) -> None:
+        """The key's new state: in the store now, in the changelog at the commit."""
+        cp = self.current
+        if key not in cp.before:
+            cp.before[key] = self.table.data.get(key, _MISSING)
+        self.table.data[key] = state
+        cp.states[key] = (partition, state)
+
+    def add_rows(self, table: str, rows: list[Row]) -> None:
+        if rows:
+            self.current.rows.setdefault(table, []).extend(rows)
+            self.current.row_count += len(rows)
+
+    def done(self, event: Any) -> None:
+        """``event`` is handled: acknowledge it when this checkpoint is committed."""
+        self.current.events.append(event)
+
+    # -- cutting and committing ---------------------------------------------------------
+
+    def due(self, now: float | None = None) -> bool:
+        cp = self.current
+        if cp.empty:
+            return False
+        if cp.row_count >= self.every_rows:
+            return True
+        return (time.monotonic() if now is None else now) - cp.started >= self.every_seconds
+
+    async def maybe_cut(self) -> None:
+        if self.due():
+            await self.cut()
+
+    async def cut(self) -> None:
+        """Wait for the previous commit, then start committing the current checkpoint."""
+        await self.wait()
+        cp, self.current = self.current, Checkpoint()
+        if not cp.empty:
+            self._committing = (cp, asyncio.ensure_future(self._commit(cp)))
+
+    async def wait(self) -> None:
+        """Until the commit under way (if any) is done; raises what it raised."""
+        if self._committing is not None:
+            _, task = self._committing
+            await asyncio.shield(task)
+            self._committing = None
+
+    async def flush(self) -> None:
+        """Commit everything recorded so far, and wait for it."""
+        await self.cut()
+        await self.wait()
+
+    async def _commit(self, cp: Checkpoint) -> None:
+        for table, rows in cp.rows.items():
+            await self._write(table, rows)
+        for key, (partition, state) in cp.states.items():
+            self.table.send_changelog(partition, key, state)
+        for event in cp.events:
+            await self.ack(event)
+        cp.committed = True
+
+    def rollback(self) -> None:
+        """Put back the states of every checkpoint not committed, newest first, and stop
+        the commit under way: their events are not acknowledged and come again."""
+        pending = [self.current]
+        if self._committing is not None:
+            cp, task = self._committing
+            if not task.done():
+                task.cancel()
+            pending.append(cp)
+            self._committing = None
+        for cp in pending:
+            if cp.committed:
+                continue
+            for key, before in cp.before.items():
+                if before is _MISSING:
+                    self.table.data.pop(key, None)
+                else:
+                    self.table.data[key] = before
+        self.current = Checkpoint()
