@@ -12,22 +12,14 @@ This module imports pydantic and the standard library only: the stream core buil
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-Rule = Literal[
-    "low_score",
-    "sharp_drop",
-    "repeated_failure",
-    "repeat_contact",
-    "channel_hopping",
-    "detractor",
-    "touchpoint_degraded",
-]
-RULES: tuple[str, ...] = get_args(Rule)
-Severity = Literal["info", "warning", "critical"]
-SEVERITIES: tuple[str, ...] = get_args(Severity)
+from schemas.vocabulary import RULES, SEVERITIES, Rule, Severity
+
+__all__ = ["RULES", "SEVERITIES", "Alert", "HealthState", "Rule", "Severity", "alert_id"]
+
 SubjectKind = Literal["customer", "instance"]
 
 # Namespace of alert ids (uuid5): fixed forever, or replays stop deduplicating.

@@ -16,13 +16,12 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from schemas.vocabulary import CHANNELS, Channel, JourneyStage, Outcome, Tier
+
+__all__ = ["CHANNELS", "Channel", "Feedback", "JourneyStage", "Outcome", "Tier", "TouchpointEvent"]
+
 SCHEMA_VERSION: Literal[1] = 1
 
-Channel = Literal["web", "app", "call_center", "store", "atm"]
-CHANNELS: tuple[str, ...] = ("web", "app", "call_center", "store", "atm")
-JourneyStage = Literal["pre_purchase", "purchase", "post_purchase"]
-Outcome = Literal["success", "failure", "abandoned"]
-Tier = Literal["A", "B", "C"]
 
 # Identifiers are short, printable and free of whitespace so they are safe as Kafka keys,
 # ClickHouse values and log fields.

@@ -25,12 +25,16 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.alerts import Severity
-from schemas.events import CHANNELS
+from schemas.vocabulary import (
+    CHANNELS,
+    FACTORS,
+    TIERS,
+    Channel,
+    EffortMetric,
+    Factor,
+    Severity,
+)
 
-Factor = Literal["product", "service", "relationship", "convenience", "brand", "price"]
-FACTORS: tuple[str, ...] = ("product", "service", "relationship", "convenience", "brand", "price")
-TIERS: tuple[str, ...] = ("A", "B", "C")
 NO_TIER = "none"
 DEFAULT_SEGMENT = "default"
 
@@ -191,17 +195,7 @@ class EffortSpec(_Strict):
     """One effort metric of a touchpoint: the reading is 10 while value <= expected, then
     falls linearly to 0 at k x expected."""
 
-    metric: Literal[
-        "latency_ms",
-        "steps",
-        "wait_seconds",
-        "handle_seconds",
-        "transfers",
-        "ivr_steps",
-        "queue_seconds",
-        "service_seconds",
-        "response_ms",
-    ]
+    metric: EffortMetric
     expected: PositiveFloat
     k: Annotated[float, Field(gt=1)] | None = None
     factors: list[Factor] | None = None
@@ -210,7 +204,7 @@ class EffortSpec(_Strict):
 class TouchpointSpec(_Strict):
     """The factors a touchpoint type touches and the effort it is measured by."""
 
-    channel: Literal["web", "app", "call_center", "store", "atm"]
+    channel: Channel
     factors: Annotated[list[Factor], Field(min_length=1)]
     effort: list[EffortSpec] = Field(default_factory=list)
 

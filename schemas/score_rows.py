@@ -17,11 +17,11 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime
 
-from schemas.model import FACTORS
 from schemas.rows import _LC, _TS, Column, TableSpec, ViewSpec, _Row, columns_of, to_millis
 from schemas.scoring import Explanation, Moment, ScoreUpdate
+from schemas.vocabulary import CHANNELS as _CHANNELS
+from schemas.vocabulary import FACTORS
 
-_CHANNELS = ("web", "app", "call_center", "store", "atm")
 _SCORE = "Float32"
 
 

@@ -30,8 +30,6 @@ from typing import Any
 
 import msgspec
 
-from schemas.events import CHANNELS
-from schemas.model import FACTORS
 from schemas.scoring import (
     ContactMark,
     CustomerState,
@@ -44,6 +42,7 @@ from schemas.scoring import (
     TryMark,
     build,
 )
+from schemas.vocabulary import CHANNELS, FACTORS
 
 FORMAT = b"\xc1\x01"
 
