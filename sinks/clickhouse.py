@@ -37,10 +37,32 @@ from .batching import Batcher
 from .errors import SinkConfigError, SinkError
 
 if TYPE_CHECKING:
-    from .embedded import ChdbBackend
-    from .native import NativeBackend
+    from .embedded import ChdbBackend, ChdbReader
+    from .native import NativeBackend, NativeReader
 
 DEFAULT_DATABASE = "cxpulse"
+
+#: The limits of every read-only query session (``open_read_only``, ``read_only()`` of a
+#: backend): a query that runs longer, returns more or needs more memory is stopped by
+#: ClickHouse with an error saying which limit it hit.
+READ_ONLY_LIMITS: dict[str, Any] = {
+    "max_execution_time": 10,
+    "max_result_rows": 1_000_000,
+    "max_result_bytes": 200_000_000,
+    "result_overflow_mode": "throw",
+    "max_memory_usage": 2_000_000_000,
+}
+
+
+def read_only_settings(**overrides: Any) -> dict[str, Any]:
+    """The settings a read-only session is opened with: ``READ_ONLY_LIMITS`` (changed by
+    ``overrides``) and ``readonly=1``, last. With readonly=1 in force for the session,
+    ClickHouse refuses every write, DDL, ``SET``, ``SETTINGS`` clause (``readonly`` itself
+    included) and table function that reaches outside (file, url, remote, s3, ...)."""
+    settings = {**READ_ONLY_LIMITS, **overrides}
+    settings.pop("readonly", None)
+    settings["readonly"] = 1
+    return settings
 
 
 class ClickHouseSink(Sink):
@@ -118,6 +140,31 @@ def open_backend(
         return MemoryBackend(url, database=_query_param(url, "database") or DEFAULT_DATABASE)
     raise SinkConfigError(
         f"unsupported ClickHouse URL {redact(url)!r}: use clickhouse://user:pass@host:9000/db "
+        "for a server or chdb:///path/to/dir for embedded chDB"
+    )
+
+
+def open_read_only(
+    url: str, password: SecretStr | None = None, **limits: Any
+) -> NativeReader | ChdbReader:
+    """A read-only query session on the ClickHouse a URL names, and nothing else: no
+    connection that could write is opened (see ``read_only_settings``; ``limits``
+    override ``READ_ONLY_LIMITS``). For ``chdb://`` the directory must exist and not be in
+    use by another process; it is not created."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "clickhouse":
+        from .native import NativeReader
+
+        cfg = parse_server_url(url, password)
+        database = cfg.pop("database")
+        return NativeReader(cfg, database, read_only_settings(**limits))
+    if scheme == "chdb":
+        from .embedded import ChdbReader
+
+        path, database = parse_chdb_url(url)
+        return ChdbReader(path, database, read_only_settings(**limits), must_exist=True)
+    raise SinkConfigError(
+        f"no read-only query session for {redact(url)!r}: use clickhouse://user@host:9000/db "
         "for a server or chdb:///path/to/dir for embedded chDB"
     )
 

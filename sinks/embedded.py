@@ -13,6 +13,14 @@ Two limits of chDB 4.x shape this module (both measured here):
 
 Inserts turn a batch into typed Arrow columns and let the engine read them in place
 through chDB's ``Python()`` table function: no text parsing, no serialisation.
+
+Read queries for people (``cxpulse query``, the worker's ``/query``) run in a
+``ChdbReader``: a second connection to the same directory, opened with ``readonly=1`` and
+limits. Measured with chDB 4.4.0: each connection keeps its own settings, readonly=1 in
+force refuses every write, DDL, ``SET``/``SETTINGS`` and the table functions that reach
+outside (file, url, remote, s3, Python, ...), and the two connections run queries in
+parallel (five ``SELECT sleep(3)`` on the reader left a concurrent insert loop's longest
+gap at 0.1 s).
 """
 
 from __future__ import annotations
@@ -22,10 +30,12 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pyarrow as pa
 
@@ -34,7 +44,7 @@ from schemas.tables import SPECS
 
 from . import ddl
 from .base import Row, SpecRegistry, normalize_rows, sort_by_key
-from .clickhouse import parse_chdb_url
+from .clickhouse import parse_chdb_url, read_only_settings
 from .ddl import Capabilities, column_type, quote_ident
 from .errors import (
     DATA_ERROR_CODES,
@@ -168,17 +178,23 @@ class ChdbBackend:
             _open_dir = self.directory
             _open_count += 1
         self._closed = False
+        self._reader: ChdbReader | None = None
+        self._reader_lock = threading.Lock()
         self._version = str(chdb.engine_version)
         self.capabilities = Capabilities.from_version(self._version)
 
     def _locked(self) -> SinkLocked:
-        pid = holder_pid(self.directory)
-        who = f"process {pid}" if pid else "another process"
-        return SinkLocked(
-            f"the chDB directory {self.directory} is in use by {who} (chDB allows one "
-            "process per directory): stop it, query through it, or use a ClickHouse server",
-            holder_pid=pid,
-        )
+        return _locked_error(self.directory)
+
+    def read_only(self) -> ChdbReader:
+        """The read-only query session beside this connection (``ChdbReader`` with
+        ``read_only_settings()``): opened on first use, closed with the backend. Use it
+        from one thread at a time; chDB runs it in parallel with this connection."""
+        with self._reader_lock:
+            self._check_open()
+            if self._reader is None or self._reader.closed:
+                self._reader = ChdbReader(self.directory, self.database, read_only_settings())
+            return self._reader
 
     # -- the Backend interface ------------------------------------------------------
 
@@ -262,6 +278,10 @@ class ChdbBackend:
         if self._closed:
             return
         self._closed = True
+        with self._reader_lock:
+            reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()  # after the query in flight, if any (max_execution_time at most)
         with _process_lock:
             try:
                 self._conn.close()
@@ -301,6 +321,189 @@ class ChdbBackend:
             retryable=code is not None and code not in _PERMANENT_CODES,
             code=code,
         )
+
+
+class ChdbReader:
+    """A read-only query session on a chDB directory, or on an engine in memory.
+
+    A connection of its own: beside the sink's when this process has the directory open
+    (chDB keeps settings per connection and runs connections in parallel), alone
+    otherwise (``cxpulse query`` with no worker). ``settings`` (``read_only_settings()``)
+    are set when the connection opens, ``readonly=1`` among them, and checked to be in
+    force, so no statement can lift them: ClickHouse refuses changing any setting under
+    readonly=1. Queries run one at a time; ``close`` waits for the one in flight.
+    """
+
+    def __init__(
+        self,
+        directory: str | None,
+        database: str | None,
+        settings: Mapping[str, Any],
+        *,
+        must_exist: bool = False,
+    ) -> None:
+        global _open_dir, _open_count
+        self.directory = str(Path(directory).resolve()) if directory is not None else None
+        self.database = database or ""
+        where = self.directory or ":memory:"
+        self._where = where
+        if "?" in where:
+            raise SinkConfigError(
+                f"cannot open a query session on {where}: chDB takes '?' in a path for its "
+                "options; move the directory to a path without '?'"
+            )
+        if must_exist and self.directory and not Path(self.directory, "metadata").is_dir():
+            # chDB would make any directory a data directory, writing into it
+            raise SinkConfigError(
+                f"there is no chDB directory {self.directory}: a worker creates it when it "
+                "starts; or fix CXPULSE_CLICKHOUSE_URL"
+            )
+        self._lock = threading.Lock()
+        self.closed = True
+        params = urlencode({k: str(v) for k, v in settings.items()})
+        with _process_lock:
+            if _open_dir is not None and _open_dir != where:
+                raise SinkConfigError(
+                    f"chDB already has {_open_dir} open in this process and cannot open "
+                    f"{where} too (one chDB directory per process)"
+                )
+            if _open_dir is None and self.directory and _locked_by_other_process(where):
+                raise _locked_error(where)
+            import chdb
+
+            try:
+                self._conn: Any = chdb.connect(f"{where}?{params}")
+            except Exception as exc:
+                if self.directory and _locked_by_other_process(where):
+                    raise _locked_error(where) from None
+                raise SinkUnavailable(f"chDB could not open {where}: {_first_line(exc)}") from None
+            _open_dir = where
+            _open_count += 1
+        self.closed = False
+        try:
+            self._start(settings)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, settings: Mapping[str, Any]) -> None:
+        """Refuse to serve unless readonly is in force; then make the database current."""
+        wanted = str(settings.get("readonly", ""))
+        if wanted:
+            got = self.text("SELECT getSetting('readonly')").strip()
+            if got != wanted:
+                raise SinkConfigError(
+                    f"chDB opened the query session on {self._where} with readonly={got}, "
+                    f"not {wanted}: refusing to run queries in it (check the chdb version)"
+                )
+        if self.database:
+            try:
+                self._conn.query(f"USE {quote_ident(self.database)}")
+            except Exception as exc:
+                if _code(exc) == 81:
+                    raise SinkConfigError(
+                        f"database {self.database!r} does not exist in {self._where}: start "
+                        "the worker once (it creates it) or fix ?database= in "
+                        "CXPULSE_CLICKHOUSE_URL"
+                    ) from None
+                raise self._error(exc) from None
+
+    def parser(self) -> AbstractContextManager[Callable[[str], str]]:
+        """ClickHouse's parser for checking a query before it runs: this session's own."""
+        return nullcontext(self.text)
+
+    def text(self, sql: str) -> str:
+        """Run ``sql``; its result as TabSeparatedRaw text."""
+        with self._lock:
+            self._check_open()
+            try:
+                return str(self._conn.query(sql, "TabSeparatedRaw"))
+            except Exception as exc:
+                raise self._failed(exc) from None
+
+    def query(self, sql: str) -> tuple[list[str], list[Row]]:
+        """Column names and rows of one query (DateTime columns as aware datetimes)."""
+        with self._lock:
+            self._check_open()
+            try:
+                table = self._conn.query(sql, "ArrowTable")
+                names = list(table.column_names)
+                columns = [c.to_pylist() for c in table.columns]
+                # DateTime arrives through Arrow as UInt32: ask which columns those are.
+                if any(pa.types.is_uint32(f.type) for f in table.schema):
+                    desc = self._conn.query(f"DESCRIBE ({sql})", "ArrowTable")
+                    for i, ctype in enumerate(desc.column("type").to_pylist()):
+                        if i < len(columns) and re.match(r"^(Nullable\()?DateTime(\(|\)|$)", ctype):
+                            columns[i] = [None if v is None else _from_epoch(v) for v in columns[i]]
+            except Exception as exc:
+                raise self._failed(exc) from None
+        return names, list(zip(*columns, strict=True)) if columns else []
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        global _open_dir, _open_count
+        if self.closed:
+            return
+        self.closed = True
+        with _process_lock:
+            try:
+                self._conn.close()
+            finally:
+                _open_count -= 1
+                if _open_count <= 0:
+                    _open_dir, _open_count = None, 0
+
+    def _failed(self, exc: BaseException) -> SinkError:
+        """A query failed: close the session (``read_only()`` opens a new one). Measured
+        with chDB 4.4.0: after a query that fails part way (a result over
+        max_result_rows), the connection's next query returns the rest of the failed
+        one's output instead of its own."""
+        error = self._error(exc)
+        self._close()
+        return error
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise SinkUnavailable(f"the chDB query session on {self._where} is closed")
+
+    def _error(self, exc: BaseException) -> SinkError:
+        return SinkWriteError(
+            f"chDB ({self._where}) refused the query: {_first_line(exc)}",
+            retryable=False,
+            code=_code(exc),
+        )
+
+
+@contextmanager
+def sql_parser() -> Iterator[Callable[[str], str]]:
+    """ClickHouse's own parser for SQL meant for a ClickHouse server: a short read-only
+    session on the chDB engine this process has open, or else on one in memory."""
+    with _process_lock:
+        open_dir = _open_dir
+    directory = None if open_dir in (None, ":memory:") else open_dir
+    reader = ChdbReader(directory, None, {"readonly": 1})
+    try:
+        yield reader.text
+    finally:
+        reader.close()
+
+
+def _locked_error(directory: str) -> SinkLocked:
+    pid = holder_pid(directory)
+    who = f"process {pid}" if pid else "another process"
+    return SinkLocked(
+        f"the chDB directory {directory} is in use by {who} (chDB allows one "
+        "process per directory): stop it, query through it, or use a ClickHouse server",
+        holder_pid=pid,
+    )
+
+
+def _code(exc: BaseException) -> int | None:
+    m = _CODE.search(str(exc))
+    return int(m.group(1)) if m else None
 
 
 def _from_epoch(value: int) -> datetime:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +24,7 @@ from schemas.tables import SPECS
 
 from . import ddl
 from .base import Row, SpecRegistry, normalize_rows, sort_by_key
-from .clickhouse import parse_server_url, redact
+from .clickhouse import parse_server_url, read_only_settings, redact
 from .ddl import Capabilities, column_type, quote_ident
 from .errors import (
     DATA_ERROR_CODES,
@@ -42,6 +44,7 @@ _S = timedelta(seconds=1)
 # Server error codes that mean the configuration is wrong (retrying cannot help).
 _AUTH_CODES = {192, 193, 194, 516}  # UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD, AUTH
 _UNKNOWN_DATABASE = 81
+_READONLY = 164
 # Codes that mean the statement or its data is wrong: a retry would fail the same way.
 # Of these, DATA_ERROR_CODES blame the rows (SinkDataError: the writer isolates them).
 _PERMANENT_CODES = {
@@ -74,6 +77,9 @@ class NativeBackend:
         self._where = f"{cfg['host']}:{cfg['port']}"
         self._user = cfg["user"]
         self._registry = SpecRegistry()
+        self._cfg = dict(cfg)  # for the read-only session's own connection
+        self._reader: NativeReader | None = None
+        self._reader_lock = threading.Lock()
         # Connect without a database: ensure_schema may be about to create it, and a
         # missing database should be reported as such, not as a failed connection.
         self._client = Client(
@@ -131,7 +137,19 @@ class NativeBackend:
         )
         return sort_by_key(spec, normalize_rows(spec, rows))
 
+    def read_only(self) -> NativeReader:
+        """The read-only query session beside this connection (``NativeReader`` with
+        ``read_only_settings()``): opened on first use, closed with the backend."""
+        with self._reader_lock:
+            if self._reader is None or self._reader.closed:
+                self._reader = NativeReader(self._cfg, self.database, read_only_settings())
+            return self._reader
+
     def close(self) -> None:
+        with self._reader_lock:
+            reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
         self._client.disconnect()
 
     # -- errors -------------------------------------------------------------------
@@ -191,6 +209,112 @@ class NativeBackend:
             retryable=code not in _PERMANENT_CODES,
             code=code,
         )
+
+
+class NativeReader:
+    """A read-only query session on a ClickHouse server: a connection of its own, in
+    ``database``, whose every query carries ``settings`` (``read_only_settings()``).
+
+    The server applies those before the statement's own ``SETTINGS`` clause, so with
+    readonly=1 among them it refuses every write, DDL, ``SET``, settings change and table
+    function (on 18.16 even ``numbers()``). It does not limit which databases the user
+    may read: that is the server's user configuration (a read-only user with
+    ``allow_databases``, see docs/operations.md). Queries run one at a time.
+    """
+
+    def __init__(self, cfg: Mapping[str, Any], database: str, settings: Mapping[str, Any]):
+        self.database = database
+        self._where = f"{cfg['host']}:{cfg['port']}"
+        self._user = cfg["user"]
+        self._cfg = dict(cfg)
+        self._readonly = str(settings.get("readonly", ""))
+        self._client = self._connect(settings)
+        self._lock = threading.Lock()
+        self._checked = False
+        self.closed = False
+
+    def _connect(self, settings: Mapping[str, Any]) -> Client:
+        return Client(
+            database=self.database,
+            client_name="cxpulse-query",
+            settings=dict(settings),
+            **self._cfg,
+        )
+
+    def parser(self) -> AbstractContextManager[Callable[[str], str]]:
+        """ClickHouse's parser for checking a query before it runs: the chDB engine that
+        comes with cxpulse (the server's own, 18.16, has no way to show a query's tree)."""
+        from .embedded import sql_parser
+
+        return sql_parser()
+
+    def query(self, sql: str) -> tuple[list[str], list[Row]]:
+        with self._lock:
+            if self.closed:
+                raise SinkUnavailable(f"the query session on ClickHouse at {self._where} is closed")
+            if not self._checked:
+                self._check()
+                self._checked = True
+            rows, meta = self._execute(sql, with_column_types=True)
+        return [name for name, _ in meta], [tuple(r) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            self._client.disconnect()
+
+    def _check(self) -> None:
+        """Refuse to serve unless readonly is in force for the session."""
+        check = "SELECT value FROM system.settings WHERE name = 'readonly'"
+        try:
+            got = self._execute(check)
+        except SinkWriteError as exc:
+            if exc.code == _UNKNOWN_DATABASE:
+                raise SinkConfigError(
+                    f"database {self.database!r} does not exist on {self._where}: start the "
+                    "worker once (it creates it) or fix the database in CXPULSE_CLICKHOUSE_URL"
+                ) from None
+            if exc.code != _READONLY:
+                raise
+            # The user's own profile is read-only already, and the server refuses any
+            # setting sent with a query (servers newer than 18.16 do): go without, under
+            # the profile's readonly and limits, checked below like ours.
+            self._client.disconnect()
+            self._client = self._connect({})
+            got = self._execute(check)
+        if not got or str(got[0][0]) != self._readonly:
+            raise SinkConfigError(
+                f"ClickHouse at {self._where} did not put the query session in "
+                f"readonly={self._readonly} mode (it has {got[0][0] if got else '?'}): "
+                "refusing to run queries in it; give the user readonly = 1 in its profile"
+            )
+
+    def _execute(self, sql: str, **kw: Any) -> Any:
+        try:
+            return self._client.execute(sql, **kw)
+        except ch_errors.ServerException as exc:
+            text = _first_line(exc).removesuffix("Stack trace:").strip()
+            if exc.code in _AUTH_CODES:
+                raise SinkConfigError(
+                    f"ClickHouse at {self._where} refused user {self._user!r} ({text}): fix "
+                    "the user/password in CXPULSE_CLICKHOUSE_URL or CXPULSE_CLICKHOUSE_PASSWORD"
+                ) from None
+            raise SinkWriteError(
+                f"ClickHouse at {self._where} refused the query: Code: {exc.code}. {text}",
+                retryable=False,
+                code=exc.code,
+            ) from None
+        except (OSError, ch_errors.NetworkError, ch_errors.SocketTimeoutError, EOFError) as exc:
+            self._client.disconnect()
+            raise SinkUnavailable(
+                f"ClickHouse at {self._where} is unreachable ({_first_line(exc)}): "
+                "start the server or fix host/port in CXPULSE_CLICKHOUSE_URL"
+            ) from None
+        except ch_errors.Error as exc:
+            self._client.disconnect()
+            raise SinkWriteError(
+                f"ClickHouse at {self._where}: {_first_line(exc)}", retryable=False, code=exc.code
+            ) from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -227,15 +227,46 @@ class SinkWriter:
             letters.append(letter)
         await self._write(DEAD_LETTERS.name, letters, keep_refused=False)
 
-    def _query(self, sql: str) -> Any:
+    def _query(self) -> InsertBackend:
+        """The sink's backend, opened here on the sink thread if it is not open yet."""
         if self._backend is None:
             self._backend = self._connect()
-        return self._backend.query(sql)  # type: ignore[attr-defined]
+        return self._backend
 
-    async def query(self, sql: str) -> Any:
-        """Run a read query on the sink thread: an embedded chDB directory can be open in
-        one process only, so while a worker runs, reads must go through it."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._query, sql)
+    async def query(self, sql: str) -> tuple[list[str], list[Sequence[Any]]]:
+        """Run one read query for someone (the worker's ``/query``): in the backend's
+        read-only session (``streams.readonly_sql.run_read_only``: ClickHouse refuses
+        anything but reading), on a query thread of its own, so that a slow query holds
+        no insert up. An embedded chDB directory can be open in one process only, so while
+        a worker runs, reads must go through it. Raises ``QueryError``."""
+        from streams.readonly_sql import QueryError, QueryUnavailable, refusal, run_read_only
+
+        loop = asyncio.get_running_loop()
+        executor: ThreadPoolExecutor | None = getattr(self, "_query_executor", None)
+        if executor is None:
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxpulse-query")
+            self._query_executor = executor
+        backend = self._backend
+        if backend is None:
+            try:
+                backend = await loop.run_in_executor(self._executor, self._query)
+            except SinkError as exc:
+                raise QueryUnavailable(refusal(exc)) from None
+        read_only = getattr(backend, "read_only", None)
+        if read_only is None:
+            raise QueryError(
+                f"the {type(backend).__name__} backend has no read-only query session: "
+                "query a chDB directory or a ClickHouse server"
+            )
+
+        def run() -> tuple[list[str], list[Sequence[Any]]]:
+            try:
+                session = read_only()
+            except SinkError as exc:
+                raise QueryUnavailable(refusal(exc)) from None
+            return run_read_only(session, sql)
+
+        return await loop.run_in_executor(executor, run)
 
     def close(self) -> None:
         """Close the backend after any insert in flight, without blocking the caller."""

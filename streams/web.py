@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust.web
 
 from streams import metrics
-from streams.readonly_sql import NotReadOnly, check_read_only
+from streams.readonly_sql import QueryError, QueryUnavailable
 from streams.runtime import Runtime
+from streams.sink_writer import SinkWriter
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+#: The largest /query request body (the SQL and the directory it is meant for).
+MAX_QUERY_BODY = 256 * 1024
 
 
 def health(rt: Runtime, now: float | None = None) -> tuple[dict[str, Any], int]:
@@ -31,6 +35,90 @@ def health(rt: Runtime, now: float | None = None) -> tuple[dict[str, Any], int]:
     return body, 200
 
 
+async def query_answer(
+    writer: SinkWriter,
+    own: str,
+    port: int,
+    remote: str | None,
+    headers: Mapping[str, str],
+    read_body: Callable[[], Awaitable[bytes]],
+) -> tuple[dict[str, Any], int]:
+    """The /query answer: (JSON body, HTTP status). ``own`` is this worker's ClickHouse
+    (``streams.query.clickhouse_identity``), ``port`` its web port.
+
+    Only ``cxpulse query`` on this machine gets an answer: a loopback peer, no ``Origin``
+    but this worker's own (a web page's request always has one; a JSON body from another
+    origin also needs a CORS preflight the worker never grants), a loopback ``Host``
+    (against DNS rebinding), a JSON body naming the ClickHouse the query is meant for.
+    """
+    if remote not in LOOPBACK:
+        return {"error": "the query endpoint answers loopback only"}, 403
+    header: dict[str, list[str]] = {}
+    for key, value in headers.items():  # every value of a repeated header counts
+        header.setdefault(key.lower(), []).append(value)
+    names = ("127.0.0.1", "localhost", "[::1]")
+    for origin in header.get("origin", []):
+        if origin.lower() not in {f"http://{n}:{port}" for n in names}:
+            return {
+                "error": f"cross-origin request refused (Origin {origin[:100]!r}): the query "
+                "endpoint answers cxpulse query on this machine only"
+            }, 403
+    for host in header.get("host", []):
+        if host.lower() not in {f"{n}:{port}" for n in names}:
+            return {
+                "error": f"request for host {host[:100]!r} refused: the query endpoint "
+                f"answers 127.0.0.1:{port} only"
+            }, 403
+    content_types = header.get("content-type", [""])
+    content_type = content_types[-1].split(";", 1)[0].strip().lower()
+    if len(content_types) > 1:
+        content_type = ""
+    if content_type != "application/json":
+        return {
+            "error": "send Content-Type: application/json and a body "
+            '{"sql": "SELECT ...", "clickhouse": "<the ClickHouse it is meant for>"} '
+            "(cxpulse query does)"
+        }, 415
+    body = await read_body()
+    if len(body) > MAX_QUERY_BODY:
+        return {"error": f"request body over {MAX_QUERY_BODY} bytes: send a shorter query"}, 413
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("sql"), str)
+        or not isinstance(doc.get("clickhouse"), str)
+    ):
+        return {
+            "error": 'the body must be a JSON object {"sql": "SELECT ...", "clickhouse": '
+            '"<the ClickHouse it is meant for>"} (cxpulse query sends that)'
+        }, 400
+    if not own.startswith("chdb://"):
+        return {
+            "error": f"this worker writes to {own}, not an embedded chDB directory: "
+            "cxpulse query reads a ClickHouse server directly, not through a worker",
+            "worker_clickhouse": own,
+        }, 409
+    if doc["clickhouse"] != own:
+        return {
+            "error": f"this worker has {own} open, not {doc['clickhouse'][:300]}: fix "
+            "CXPULSE_CLICKHOUSE_URL or CXPULSE_WEB_PORT",
+            "worker_clickhouse": own,
+        }, 409
+    try:
+        columns, rows = await writer.query(doc["sql"])
+    except QueryUnavailable as exc:
+        return {"error": str(exc)}, 503
+    except QueryError as exc:
+        return {"error": str(exc)}, 400
+    except Exception as exc:  # an unexpected failure: one line, never a traceback
+        text = str(exc).strip()
+        return {"error": (text.splitlines()[0] if text else type(exc).__name__)[:500]}, 500
+    return {"columns": list(columns), "rows": [list(r) for r in rows]}, 200
+
+
 def register(rt: Runtime) -> None:
     app, writer = rt.app, rt.writer
 
@@ -47,23 +135,34 @@ def register(rt: Runtime) -> None:
         body, status = health(rt)
         return web.json(body, status=status)
 
+    from streams.query import clickhouse_identity
+
+    own = clickhouse_identity(rt.settings.clickhouse_url)
+    port = rt.settings.web_port
+
     class QueryView(faust.web.View):
-        """Read-only SQL for ``cxpulse query`` on this machine: an embedded chDB directory
-        can be open in one process only, so while a worker runs, reads go through it."""
+        """Read-only SQL for ``cxpulse query`` on this machine (``query_answer``): an
+        embedded chDB directory can be open in one process only, so while a worker runs,
+        reads go through it."""
 
         async def post(self, request: Any) -> Any:
-            if request.remote not in LOOPBACK:
-                return self.json({"error": "the query endpoint answers loopback only"}, status=403)
-            try:
-                sql = check_read_only((await request.read()).decode())
-                columns, rows = await writer.query(sql)
-            except NotReadOnly as exc:
-                return self.json({"error": str(exc)}, status=400)
-            except Exception as exc:  # the query's own error, for the person who typed it
-                return self.json({"error": str(exc).strip().splitlines()[0][:500]}, status=400)
-            body = json.dumps(
-                {"columns": list(columns), "rows": [list(r) for r in rows]}, default=str
+            body, status = await query_answer(
+                writer,
+                own,
+                port or _local_port(request),
+                request.remote,
+                request.headers,
+                request.read,
             )
-            return self.bytes(body.encode(), content_type="application/json")
+            text = json.dumps(body, default=str)
+            return self.bytes(text.encode(), content_type="application/json", status=status)
 
     app.page("/query")(QueryView)
+
+
+def _local_port(request: Any) -> int:
+    """The port a request came in on (for ``web_port`` 0: a port the system picked)."""
+    try:
+        return int(request.transport.get_extra_info("sockname")[1])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return -1
