@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, le=1024, description="partitions of every cxpulse topic")
     replication_factor: int = Field(1, ge=1, le=16, description="replication of every topic")
     topic_prefix: str = Field("cx", pattern=r"^[A-Za-z0-9._-]+$", description="topic name prefix")
-    web_port: int = Field(6066, ge=0, le=65535, description="worker HTTP port (/metrics)")
+    web_port: int = Field(
+        6066, ge=0, le=65535, description="worker HTTP port (/metrics, /livez, /readyz)"
+    )
     web_host: str = Field("0.0.0.0", description="worker HTTP bind address")
     data_dir: Path = Field(Path("./var"), description="local state: tables, chDB, logs")
     sink_batch_size: int = Field(10_000, ge=1, le=1_000_000, description="rows per insert")
@@ -57,6 +59,12 @@ class Settings(BaseSettings):
         120.0,
         gt=0,
         description="/healthz answers 503 once inserts into a table have failed this long",
+    )
+    ready_unreachable_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="/readyz answers 503 once Kafka has not answered, or inserts into "
+        "ClickHouse have failed, for longer than this",
     )
     broker_session_timeout: float = Field(
         6.0, gt=0, description="Kafka consumer session timeout (s); small = fast first join"
