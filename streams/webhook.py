@@ -188,6 +188,8 @@ class WebhookNotifier:
         self._where = f"{parts.scheme}://{parts.hostname}" + (
             f":{parts.port}" if parts.port else ""
         )
+        if secret is not None:
+            secret_key(secret)  # a malformed whsec_ secret fails here, not at each post
         self._secret = secret
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_retries = max_retries
