@@ -17,6 +17,18 @@ WORKER_READY_SECONDS = Gauge(
     "consumer-group join, table recovery); 0 until then.",
     registry=REGISTRY,
 )
+READY = Gauge(
+    "cxpulse_ready",
+    "1 while /readyz answers 200, 0 while it answers 503 (Kafka not answering, or inserts "
+    "into ClickHouse failing, for longer than CXPULSE_READY_UNREACHABLE_SECONDS).",
+    registry=REGISTRY,
+)
+KAFKA_UNREACHABLE_SECONDS = Gauge(
+    "cxpulse_kafka_unreachable_seconds",
+    "Seconds since Kafka last answered the worker's readiness probe (a metadata request "
+    "every few seconds); 0 while the latest probe was answered.",
+    registry=REGISTRY,
+)
 MESSAGES_IN = Counter(
     "cxpulse_messages_in_total",
     "Kafka messages read from the touchpoint topic (each holds one event or a batch).",

@@ -6,10 +6,12 @@ somewhere deep inside a worker later.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,7 +47,9 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, le=1024, description="partitions of every cxpulse topic")
     replication_factor: int = Field(1, ge=1, le=16, description="replication of every topic")
     topic_prefix: str = Field("cx", pattern=r"^[A-Za-z0-9._-]+$", description="topic name prefix")
-    web_port: int = Field(6066, ge=0, le=65535, description="worker HTTP port (/metrics)")
+    web_port: int = Field(
+        6066, ge=0, le=65535, description="worker HTTP port (/metrics, /livez, /readyz)"
+    )
     web_host: str = Field("0.0.0.0", description="worker HTTP bind address")
     data_dir: Path = Field(Path("./var"), description="local state: tables, chDB, logs")
     sink_batch_size: int = Field(10_000, ge=1, le=1_000_000, description="rows per insert")
@@ -55,6 +59,12 @@ class Settings(BaseSettings):
         120.0,
         gt=0,
         description="/healthz answers 503 once inserts into a table have failed this long",
+    )
+    ready_unreachable_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="/readyz answers 503 once Kafka has not answered, or inserts into "
+        "ClickHouse have failed, for longer than this",
     )
     broker_session_timeout: float = Field(
         6.0, gt=0, description="Kafka consumer session timeout (s); small = fast first join"
@@ -68,11 +78,24 @@ class Settings(BaseSettings):
         description="whether the broker's end offsets count every record; unset = detect "
         "(false on the bundled tansu broker: table recovery then reads them off the records)",
     )
+    # Before webhook_url: its check reads this one.
+    webhook_allow_http_loopback: bool = Field(
+        False,
+        description="allow an http:// webhook URL on a loopback host (127.0.0.0/8, ::1, "
+        "localhost), for a local receiver or a sidecar; any other URL must be https://",
+    )
     webhook_url: str | None = Field(
-        None, description="POST every alert as JSON here (optional)", pattern=r"^https?://"
+        None, description="POST every alert as JSON here (optional; https:// only)"
     )
     webhook_secret: SecretStr | None = Field(
-        None, description="HMAC-SHA256 key for the X-Cxpulse-Signature header"
+        None,
+        description="key of the Standard Webhooks signature (webhook-signature header): "
+        "whsec_<base64> or any long random string; unset = unsigned, with a warning",
+    )
+    alerts_include_feedback_text: bool = Field(
+        False,
+        description="put the customer's verbatim feedback text into alert explanations "
+        "(cx.alerts, the alerts table, webhooks); off = its topic and sentiment only",
     )
     model_path: Path | None = Field(
         None, description="experience model file (YAML); unset = the shipped default"
@@ -95,11 +118,61 @@ class Settings(BaseSettings):
             raise ValueError("must be clickhouse://user:pass@host:9000/db or chdb:///path/to/dir")
         return v
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_https(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if not v:
+            return None
+        parts = urlsplit(v)
+        if parts.scheme == "https" and parts.hostname:
+            return v
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError("give an https:// URL with a host, e.g. https://hooks.example.com/cx")
+        if not is_loopback(parts.hostname):
+            raise ValueError(
+                "http:// would send alerts and their signatures in clear text: use https://"
+            )
+        if not info.data.get("webhook_allow_http_loopback"):
+            raise ValueError(
+                "http:// is refused; for a receiver on this host set "
+                "CXPULSE_WEBHOOK_ALLOW_HTTP_LOOPBACK=true, otherwise use https://"
+            )
+        return v
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret_form(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value():
+            return None
+        value = v.get_secret_value()
+        if value.startswith("whsec_"):
+            import base64
+            import binascii
+
+            try:
+                base64.b64decode(value.removeprefix("whsec_"), validate=True)
+            except binascii.Error:
+                raise ValueError(
+                    "starts with whsec_ but the rest is not base64: give whsec_<base64> "
+                    "or a secret without the prefix"
+                ) from None
+        return v
+
     @property
     def bootstrap_servers(self) -> list[str]:
         """The kafka:// URL as the host:port list kafka-python and aiokafka take."""
         hosts = self.kafka_url.removeprefix("kafka://").replace(";", ",")
         return [h for h in hosts.split(",") if h]
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: a host that never leaves this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -108,10 +181,23 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         err = exc.errors()[0]
-        name = "CXPULSE_" + str(err["loc"][0]).upper() if err["loc"] else "CXPULSE_*"
+        field = str(err["loc"][0]) if err["loc"] else ""
+        name = "CXPULSE_" + field.upper() if field else "CXPULSE_*"
         raise ConfigError(
-            f"configuration error: {name}={err.get('input')!r}: {err['msg']}"
+            f"configuration error: {name}={_shown(field, err.get('input'))}: {err['msg']}"
         ) from None
+
+
+def _shown(field: str, value: object) -> str:
+    """A refused value as an error line may show it: never a secret, nor a URL's path and
+    query (a webhook URL often carries a token there)."""
+    if field in {"webhook_secret", "clickhouse_password"}:
+        return "'***'"
+    if field == "webhook_url" and isinstance(value, str) and "://" in value:
+        parts = urlsplit(value)
+        rest = "/…" if parts.path.strip("/") or parts.query else ""
+        return repr(f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{rest}")
+    return repr(value)
 
 
 @lru_cache(maxsize=1)

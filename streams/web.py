@@ -1,4 +1,5 @@
-"""The worker's HTTP pages: Prometheus /metrics, /healthz, and loopback-only /query."""
+"""The worker's HTTP pages: Prometheus /metrics, /livez, /readyz, /healthz, and
+loopback-only /query."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import faust.web
 
 from streams import metrics
+from streams.readiness import KafkaProbe, probe_interval, readiness
 from streams.readonly_sql import QueryError, QueryUnavailable
 from streams.runtime import Runtime
 from streams.sink_writer import SinkWriter
@@ -119,6 +121,17 @@ async def query_answer(
     return {"columns": list(columns), "rows": [list(r) for r in rows]}, 200
 
 
+def ready(rt: Runtime, probe: KafkaProbe, now: float | None = None) -> tuple[dict[str, Any], int]:
+    """The /readyz answer: (JSON body, HTTP status); see ``streams.readiness``."""
+    return readiness(
+        app_id=rt.settings.app_id,
+        threshold=rt.settings.ready_unreachable_seconds,
+        kafka=probe.unreachable(now),
+        clickhouse=rt.writer.failing(now),
+        kafka_where=rt.settings.kafka_url,
+    )
+
+
 def register(rt: Runtime) -> None:
     app, writer = rt.app, rt.writer
 
@@ -131,8 +144,31 @@ def register(rt: Runtime) -> None:
     async def healthz(web: Any, request: Any) -> Any:
         """200 while the worker serves and its inserts succeed; 503 once inserts into a
         table have failed for ``health_sink_failing_seconds`` in a row (the worker keeps
-        retrying and pausing consumption, losing nothing: the 503 is for operations)."""
+        retrying and pausing consumption, losing nothing: the 503 is for operations).
+        Kept as it was for existing monitors; probes use /livez and /readyz."""
         body, status = health(rt)
+        return web.json(body, status=status)
+
+    probe = KafkaProbe(
+        rt.settings.bootstrap_servers, probe_interval(rt.settings.ready_unreachable_seconds)
+    )
+    metrics.KAFKA_UNREACHABLE_SECONDS.set_function(probe.unreachable_seconds)
+    metrics.READY.set_function(lambda: float(ready(rt, probe)[1] == 200))
+
+    @app.task
+    async def kafka_readiness_probe() -> None:
+        await probe.run()
+
+    @app.page("/livez")
+    async def livez(web: Any, request: Any) -> Any:
+        """200 while the process serves HTTP: restart it only when this fails."""
+        return web.json({"status": "alive", "app": rt.settings.app_id})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        """200 unless Kafka or ClickHouse has been unreachable for longer than
+        ``ready_unreachable_seconds``; then 503 with a one-line ``reason``."""
+        body, status = ready(rt, probe)
         return web.json(body, status=status)
 
     from streams.query import clickhouse_identity

@@ -6,12 +6,19 @@ a background task posts from the queue. When the queue is full the OLDEST alert 
 dropped (and counted): during an outage the newest alerts, and the newest version of a
 repeating one, are what a person still needs.
 
-Each POST carries the alert as JSON (exactly ``Alert.to_json_bytes()``), ``X-Cxpulse-Alert-Id``
-(so a receiver deduplicates repeats and retries), and, when a secret is configured,
-``X-Cxpulse-Signature: sha256=<hex HMAC-SHA256 of the body>`` so the receiver can check the
-alert came from cxpulse and was not altered. Transient failures (connection errors,
-timeouts, 5xx, 408, 429) are retried with exponential backoff (tenacity); other 4xx are
-the receiver refusing the alert and are not retried.
+Each POST carries the alert as JSON (exactly ``Alert.to_json_bytes()``),
+``X-Cxpulse-Alert-Id`` (so a receiver keeps the latest version of an alert), and the
+Standard Webhooks (Svix) headers: ``webhook-id`` (the delivery id: the alert id and its
+version, the same on every retry of one version, so a receiver deduplicates retries),
+``webhook-timestamp`` (Unix seconds of this attempt) and, when a secret is configured,
+``webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``. A signature
+thus covers when and which delivery it was, and ``verify`` (what a receiver runs) refuses
+one older or newer than its tolerance: a captured request cannot be replayed later. A
+secret written ``whsec_<base64>`` (the Standard Webhooks form) is used as the decoded
+bytes, any other as its UTF-8 bytes, so the receivers' standardwebhooks/svix libraries
+verify cxpulse's deliveries too. Each attempt is signed afresh. Transient failures
+(connection errors, timeouts, 5xx, 408, 429) are retried with exponential backoff
+(tenacity); other 4xx are the receiver refusing the alert and are not retried.
 
 Counting is left to the caller: ``sent``, ``failed``, ``dropped`` and ``retries`` are plain
 attributes, and ``on_sent``/``on_failed``/``on_dropped`` callables are called as they change,
@@ -21,11 +28,14 @@ so the worker maps them to Prometheus without this module importing the metrics.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -42,20 +52,111 @@ from schemas.alerts import Alert
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Cxpulse-Signature"
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
 ALERT_ID_HEADER = "X-Cxpulse-Alert-Id"
+#: How far a signature's timestamp may be from the receiver's clock (either way).
+DEFAULT_TOLERANCE_SECONDS = 300
 _RETRY_STATUSES = frozenset({408, 429})
+_SECRET_PREFIX = "whsec_"
 
 
-def sign(body: bytes, secret: SecretStr) -> str:
-    """The signature header value of a body: ``sha256=<hex HMAC-SHA256>``."""
-    digest = hmac.new(secret.get_secret_value().encode(), body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
+class WebhookVerificationError(ValueError):
+    """A delivery the receiver must refuse; the message says why, on one line."""
 
 
-def verify(body: bytes, header: str | None, secret: SecretStr) -> bool:
-    """What a receiver does (in any language): recompute and compare in constant time."""
-    return header is not None and hmac.compare_digest(sign(body, secret), header)
+def secret_key(secret: SecretStr | str | bytes) -> bytes:
+    """The HMAC key of a secret: ``whsec_<base64>`` decoded, any other string as UTF-8."""
+    if isinstance(secret, bytes):
+        return secret
+    value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+    if value.startswith(_SECRET_PREFIX):
+        try:
+            return base64.b64decode(value.removeprefix(_SECRET_PREFIX), validate=True)
+        except binascii.Error:
+            raise ValueError(
+                "the webhook secret starts with whsec_ but the rest is not base64: give "
+                "whsec_<base64> or a secret without the prefix"
+            ) from None
+    return value.encode()
+
+
+def delivery_id(alert: Alert) -> str:
+    """The ``webhook-id`` of an alert's version: the same on every retry of it, another
+    for the next repeat of the alert (its ``count`` + 1)."""
+    return f"{alert.alert_id.hex}-{alert.count}"
+
+
+def sign(msg_id: str, timestamp: int, body: bytes, secret: SecretStr | str | bytes) -> str:
+    """The ``webhook-signature`` value: ``v1,<base64 HMAC-SHA256 of "{id}.{ts}.{body}">``."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def signed_headers(
+    msg_id: str, body: bytes, secret: SecretStr | str | bytes | None, now: float | None = None
+) -> dict[str, str]:
+    """The Standard Webhooks headers of one attempt (no signature without a secret)."""
+    timestamp = int(time.time() if now is None else now)
+    headers = {ID_HEADER: msg_id, TIMESTAMP_HEADER: str(timestamp)}
+    if secret is not None:
+        headers[SIGNATURE_HEADER] = sign(msg_id, timestamp, body, secret)
+    return headers
+
+
+def verify(
+    body: bytes,
+    headers: Mapping[str, str],
+    secret: SecretStr | str | bytes,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+    now: float | None = None,
+) -> None:
+    """What a receiver runs on a delivery (the raw body, as received, and its headers):
+    returns when it came from cxpulse, unaltered, and signed within ``tolerance`` seconds
+    of ``now``; raises ``WebhookVerificationError`` saying why not. Any of several
+    space-separated ``v1,`` signatures may match (a secret being rotated)."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    msg_id, stamp, signatures = (
+        lower.get(ID_HEADER),
+        lower.get(TIMESTAMP_HEADER),
+        lower.get(SIGNATURE_HEADER),
+    )
+    if not msg_id or not stamp or not signatures:
+        missing = [
+            h
+            for h, v in zip(
+                (ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER),
+                (msg_id, stamp, signatures),
+                strict=True,
+            )
+            if not v
+        ]
+        raise WebhookVerificationError(
+            f"missing header {', '.join(missing)}: is the sender configured with a secret?"
+        )
+    try:
+        timestamp = int(stamp)
+    except ValueError:
+        raise WebhookVerificationError(
+            f"{TIMESTAMP_HEADER} {stamp!r} is not Unix seconds"
+        ) from None
+    skew = (time.time() if now is None else now) - timestamp
+    if abs(skew) > tolerance:
+        which = "old" if skew > 0 else "in the future"
+        raise WebhookVerificationError(
+            f"{TIMESTAMP_HEADER} is {abs(skew):.0f}s {which}, beyond the {tolerance:.0f}s "
+            "tolerance: a replayed delivery, or a clock to set right (NTP)"
+        )
+    expected = sign(msg_id, timestamp, body, secret).encode()
+    for candidate in signatures.split():
+        if hmac.compare_digest(expected, candidate.encode()):
+            return
+    raise WebhookVerificationError(
+        "no valid v1 signature: the body was altered, or the secret differs from the sender's"
+    )
 
 
 class _Transient(Exception):
@@ -87,6 +188,8 @@ class WebhookNotifier:
         self._where = f"{parts.scheme}://{parts.hostname}" + (
             f":{parts.port}" if parts.port else ""
         )
+        if secret is not None:
+            secret_key(secret)  # a malformed whsec_ secret fails here, not at each post
         self._secret = secret
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_retries = max_retries
@@ -157,9 +260,8 @@ class WebhookNotifier:
 
     async def _deliver(self, alert: Alert) -> None:
         body = alert.to_json_bytes()
-        headers = {"Content-Type": "application/json", ALERT_ID_HEADER: str(alert.alert_id)}
-        if self._secret is not None:
-            headers[SIGNATURE_HEADER] = sign(body, self._secret)
+        msg_id = delivery_id(alert)
+        base = {"Content-Type": "application/json", ALERT_ID_HEADER: str(alert.alert_id)}
         initial, cap = self._backoff
 
         def count_retry(_: RetryCallState) -> None:
@@ -174,6 +276,8 @@ class WebhookNotifier:
                 reraise=True,
             ):
                 with attempt:
+                    # signed per attempt: a retry after a long backoff is still fresh
+                    headers = base | signed_headers(msg_id, body, self._secret)
                     status = await self._post(body, headers)
                     if 200 <= status < 300:
                         break

@@ -123,7 +123,15 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         if not fresh:
             return duplicates, None
         # The rules' memory (cooldowns, hysteresis) lives in the state they return.
-        state, alerts = customer_alerts(before, after, batch, produced, rt.model, now)
+        state, alerts = customer_alerts(
+            before,
+            after,
+            batch,
+            produced,
+            rt.model,
+            now,
+            include_feedback_text=rt.settings.alerts_include_feedback_text,
+        )
         update = score_update(state)
         size = len(customer_codec.encode(state)) if sample.random() < STATE_SAMPLE else None
         return duplicates, (state, fresh, update, alerts, size)

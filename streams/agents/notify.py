@@ -2,7 +2,8 @@
 
 A separate agent on the alerts topic hands each alert to the notifier's bounded queue and
 moves on: a slow or failing receiver never holds back scoring or the ClickHouse sink;
-deliveries, failures and drops are counted.
+deliveries, failures and drops are counted. A URL without a secret still delivers, but
+unsigned: the worker says so at start with a warning.
 """
 
 from __future__ import annotations
@@ -13,15 +14,29 @@ from typing import Any
 from schemas.alerts import Alert
 from streams import metrics
 from streams.runtime import Runtime
+from streams.settings import Settings
 from streams.webhook import WebhookNotifier
 
 log = logging.getLogger(__name__)
+
+
+def warn_if_unsigned(settings: Settings) -> bool:
+    """Log a WARNING when alerts would go out unsigned; True when it did."""
+    if settings.webhook_url and settings.webhook_secret is None:
+        log.warning(
+            "CXPULSE_WEBHOOK_URL is set without CXPULSE_WEBHOOK_SECRET: alerts are posted "
+            "unsigned and a receiver cannot tell them from forged or replayed ones; set "
+            "CXPULSE_WEBHOOK_SECRET (whsec_<base64> or a long random string)"
+        )
+        return True
+    return False
 
 
 def register(rt: Runtime) -> WebhookNotifier | None:
     url = rt.settings.webhook_url
     if not url:
         return None
+    warn_if_unsigned(rt.settings)
     notifier = WebhookNotifier(
         url,
         rt.settings.webhook_secret,

@@ -410,7 +410,9 @@ def _channel_hopping(
     )
 
 
-def _detractor(ev: Event, m: Moment, t: int, hexid: str, model: ExperienceModel) -> Hit | None:
+def _detractor(
+    ev: Event, m: Moment, t: int, hexid: str, model: ExperienceModel, include_text: bool
+) -> Hit | None:
     r = model.alerts.detractor
     fb = ev.feedback
     parts: list[str] = []
@@ -422,8 +424,12 @@ def _detractor(ev: Event, m: Moment, t: int, hexid: str, model: ExperienceModel)
         parts.append(f"CSAT {fb.csat}")
         readings.append((fb.csat - 1) * 2.5)
     if m.sentiment is not None and m.sentiment <= r.sentiment_at_most:
-        text = one_line(fb.text, 80) if fb is not None and fb.text else ""
-        parts.append(f'said "{text}"' if text else f"negative words ({m.sentiment:.2f})")
+        text = one_line(fb.text, 80) if include_text and fb is not None and fb.text else ""
+        if text:
+            parts.append(f'said "{text}"')
+        else:  # the topic and how negative, never the words (they stay in moments)
+            about = f" about {humane(m.intent)}" if m.intent else ""
+            parts.append(f"negative feedback{about} (sentiment {m.sentiment:.2f})")
         readings.append(5 + 5 * m.sentiment)
     if not parts:
         return None
@@ -456,6 +462,8 @@ def customer_alerts(
     moments: Sequence[Moment | None],
     model: ExperienceModel,
     emitted_at: datetime,
+    *,
+    include_feedback_text: bool = False,
 ) -> tuple[CustomerState, list[Alert]]:
     """The alerts one customer's batch raises, and the state with the rules' memory.
 
@@ -468,6 +476,11 @@ def customer_alerts(
     The counting rules read ``before``'s memory plus the batch's own moments, walked in
     order and never capped (``after``'s is capped for storage: reading it would let the
     end of a large batch crowd out what its beginning needed).
+
+    A detractor alert names the feedback's topic (the event's intent) and its sentiment,
+    not the customer's words, unless ``include_feedback_text``
+    (``CXPULSE_ALERTS_INCLUDE_FEEDBACK_TEXT``): alerts travel further (webhooks, chat
+    channels, tickets) than the tables that keep the text.
     """
     if len(events) != len(moments):
         raise ValueError(f"{len(moments)} moments for {len(events)} events: pass one per event")
@@ -594,7 +607,7 @@ def customer_alerts(
             if hit is not None:
                 hits.append(hit)
         if dt_on and (ev.feedback is not None or m.sentiment is not None):
-            hit = _detractor(ev, m, t, hexid, model)
+            hit = _detractor(ev, m, t, hexid, model, include_feedback_text)
             if hit is not None:
                 hits.append(hit)
 

@@ -89,10 +89,11 @@ def events_for(customer: str, outcomes: list[str], tier: str = "A") -> list[Touc
     ]
 
 
-async def run_experience(messages: list[bytes]) -> dict[str, Any]:
+async def run_experience(messages: list[bytes], **overrides: Any) -> dict[str, Any]:
     """Put the messages, then wait until every checkpoint is committed (rows inserted,
     states in the changelog, events acknowledged) and nothing more happens."""
-    settings = load_settings(kafka_url="kafka://127.0.0.1:1", partitions=4, sink_flush_seconds=0.05)
+    overrides.setdefault("sink_flush_seconds", 0.05)
+    settings = load_settings(kafka_url="kafka://127.0.0.1:1", partitions=4, **overrides)
     app = create_app(settings, connect=lambda: RECORDER)
     app.finalize()
     app.flow_control.resume()
@@ -133,6 +134,34 @@ def test_batch_updates_each_customer_once_with_the_core_result(
     assert sorted(u["customer_id"] for u in updates) == ["C-alice", "C-bob"]  # once each
     by_customer = {u["customer_id"]: u for u in updates}
     assert by_customer["C-alice"]["score"] == pytest.approx(states["C-alice"].score)
+
+
+@pytest.mark.parametrize("include_text", [False, True])
+def test_alerts_quote_feedback_text_only_when_the_setting_allows(
+    sent: list[dict[str, Any]], include_text: bool
+) -> None:
+    """CXPULSE_ALERTS_INCLUDE_FEEDBACK_TEXT reaches the rules: off by default, the alert
+    on cx.alerts (what the alerts table and webhooks get) carries no customer words."""
+    from schemas.alerts import Alert
+
+    [event] = events_for("C-carol", ["failure"])
+    words = "Very disappointed, awful service, nobody helped"
+    event = TouchpointEvent.model_validate(
+        event.model_dump() | {"feedback": {"nps": 2, "text": words}}
+    )
+    asyncio.run(run_experience([encode_batch([event])], alerts_include_feedback_text=include_text))
+
+    alerts = [Alert.from_json_bytes(s["value"]) for s in sent if s["topic"] == "cx.alerts"]
+    [detractor] = [a for a in alerts if a.rule == "detractor"]
+    if include_text:
+        assert f'said "{words}"' in detractor.explanation, detractor.explanation
+    else:
+        assert detractor.explanation.startswith("NPS 2, negative feedback (sentiment -")
+        for s in sent:
+            if s["topic"] == "cx.alerts":
+                assert b"disappointed" not in s["value"]
+    moments = moment_docs(sent)
+    assert [m["sentiment"] < -0.5 for m in moments] == [True]
 
 
 def test_replayed_batch_changes_nothing_and_sends_nothing(sent: list[dict[str, Any]]) -> None:

@@ -232,10 +232,11 @@ def test_worker_scales_restarts_and_reports_health(compose: dict[str, Any]) -> N
     assert worker["deploy"]["replicas"] >= 2
     assert "ports" not in worker and "container_name" not in worker, "replicas cannot share"
     assert worker["restart"] == "unless-stopped"
-    assert "/healthz" in " ".join(worker["healthcheck"]["test"])
+    assert "/readyz" in " ".join(worker["healthcheck"]["test"])
     assert worker["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert worker["depends_on"]["clickhouse"]["condition"] == "service_healthy"
-    assert '"/healthz"' in (ROOT / "streams" / "web.py").read_text(), "the worker serves it"
+    for page in ('"/readyz"', '"/livez"', '"/healthz"'):
+        assert page in (ROOT / "streams" / "web.py").read_text(), f"the worker serves {page}"
 
 
 def test_simulator_is_an_optional_profile_and_its_command_runs(
@@ -273,7 +274,7 @@ def test_dockerfile_copies_what_exists_and_serves_health() -> None:
     for line in re.findall(r"^COPY (.+)$", text, re.M):
         for source in line.split()[:-1]:
             assert (ROOT / source).exists(), f"COPY {source}: missing"
-    assert "/healthz" in text
+    assert "/livez" in text
     assert "CXPULSE_WEB_HOST=0.0.0.0" in text
     for name in re.findall(r"\bCXPULSE_(\w+)=", text):
         assert name.lower() in Settings.model_fields, f"CXPULSE_{name} is not a setting"

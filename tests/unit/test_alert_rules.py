@@ -107,15 +107,24 @@ def spec_score(moments: Sequence[tuple[float, float]]) -> float:
 class Journey:
     """A customer's state and every alert emitted, fed batch by batch like the stream."""
 
-    def __init__(self, model: ExperienceModel = M) -> None:
+    def __init__(self, model: ExperienceModel = M, *, include_feedback_text: bool = False) -> None:
         self.model = model
+        self.include_feedback_text = include_feedback_text
         self.state: CustomerState | None = None
         self.emitted: list[Alert] = []
         self.scores: list[float] = []
 
     def send(self, *events: TouchpointEvent, sentiments: Any = None) -> list[Alert]:
         after, moments = apply_events(self.state, events, self.model, NOW, sentiments)
-        self.state, alerts = customer_alerts(self.state, after, events, moments, self.model, EMIT)
+        self.state, alerts = customer_alerts(
+            self.state,
+            after,
+            events,
+            moments,
+            self.model,
+            EMIT,
+            include_feedback_text=self.include_feedback_text,
+        )
         self.scores += [m.score_after for m in moments if m is not None]
         self.emitted += alerts
         return alerts
@@ -621,12 +630,34 @@ def test_detractor_survey_lines(
 
 @pytest.mark.parametrize(("sentiment", "fires"), [(-0.5, True), (-0.49, False)])
 def test_detractor_sentiment_line(sentiment: float, fires: bool) -> None:
+    """By default the alert names the feedback's topic and sentiment, not its words."""
     j = Journey()
     j.send(said(0, text="the queue was\nendless"), sentiments=[sentiment])
     alerts = j.fired("detractor")
     assert bool(alerts) is fires
     if fires:
-        assert alerts[0].explanation.startswith('said "the queue was endless" after ')
+        [alert] = alerts
+        assert alert.explanation.startswith(
+            "negative feedback (sentiment -0.50) after a successful branch visit"
+        ), alert.explanation
+        assert "queue" not in alert.to_json_bytes().decode()
+
+
+def test_detractor_names_the_topic_of_the_feedback() -> None:
+    e = said(0, text="nobody could tell me where my card is")
+    e = e.model_copy(update={"intent": "card_replacement"})
+    [alert] = Journey().send(e, sentiments=[-0.8])
+    assert alert.explanation.startswith(
+        "negative feedback about card replacement (sentiment -0.80) after "
+    ), alert.explanation
+    assert "nobody" not in alert.to_json_bytes().decode()
+
+
+def test_detractor_quotes_the_text_only_when_allowed() -> None:
+    j = Journey(include_feedback_text=True)
+    j.send(said(0, text="the queue was\nendless"), sentiments=[-0.5])
+    [alert] = j.fired("detractor")
+    assert alert.explanation.startswith('said "the queue was endless" after ')
 
 
 @pytest.mark.parametrize(

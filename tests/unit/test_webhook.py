@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +18,22 @@ from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
 from schemas.alerts import Alert, alert_id
-from streams.webhook import ALERT_ID_HEADER, SIGNATURE_HEADER, WebhookNotifier, sign, verify
+from streams.agents.notify import warn_if_unsigned
+from streams.settings import ConfigError, load_settings
+from streams.webhook import (
+    ALERT_ID_HEADER,
+    ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WebhookNotifier,
+    WebhookVerificationError,
+    delivery_id,
+    sign,
+    signed_headers,
+    verify,
+)
 
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = SecretStr("s3cret-for-tests")
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 
@@ -85,19 +102,75 @@ def test_signed_post_verifies() -> None:
         await n.stop()
         assert (n.sent, n.failed, n.dropped, n.retries) == (1, 0, 0, 0)
 
+    before = int(time.time())
     [(headers, body)] = asyncio.run(serve([200], scenario))
     assert body == a.to_json_bytes()
     assert Alert.from_json_bytes(body) == a
     assert headers[ALERT_ID_HEADER] == str(a.alert_id)
     assert headers["Content-Type"] == "application/json"
-    assert headers[SIGNATURE_HEADER] == sign(body, SECRET)
-    assert verify(body, headers[SIGNATURE_HEADER], SECRET)
-    assert not verify(body + b" ", headers[SIGNATURE_HEADER], SECRET)
-    assert not verify(body, headers[SIGNATURE_HEADER], SecretStr("another"))
+    assert headers[ID_HEADER] == delivery_id(a) == f"{a.alert_id.hex}-1"
+    stamp = int(headers[TIMESTAMP_HEADER])
+    assert before <= stamp <= int(time.time())
+    assert headers[SIGNATURE_HEADER] == sign(delivery_id(a), stamp, body, SECRET)
+    assert headers[SIGNATURE_HEADER].startswith("v1,")
+    verify(body, headers, SECRET)  # the receiver's check passes
     assert sent == [a]
 
 
-def test_no_secret_no_signature() -> None:
+def delivery(now: float, secret: SecretStr | str = SECRET) -> tuple[bytes, dict[str, str]]:
+    body = alert(1).to_json_bytes()
+    return body, signed_headers("a1b2-1", body, secret, now=now)
+
+
+def test_verify_rejects_a_tampered_body_an_old_or_future_timestamp_and_another_secret() -> None:
+    now = 1_750_000_000.0
+    body, headers = delivery(now)
+    verify(body, headers, SECRET, now=now + 299)
+    verify(body, {k.title(): v for k, v in headers.items()}, SECRET, now=now)  # any case
+    with pytest.raises(WebhookVerificationError, match="body was altered"):
+        verify(body.replace(b"C-1", b"C-2"), headers, SECRET, now=now)
+    with pytest.raises(WebhookVerificationError, match="301s old, beyond the 300s tolerance"):
+        verify(body, headers, SECRET, now=now + 301)
+    with pytest.raises(WebhookVerificationError, match="in the future"):
+        verify(body, headers, SECRET, now=now - 301)
+    with pytest.raises(WebhookVerificationError, match="secret differs"):
+        verify(body, headers, SecretStr("another"), now=now)
+    # the id and timestamp are signed too: a replay under a fresh timestamp fails
+    with pytest.raises(WebhookVerificationError, match="no valid v1 signature"):
+        verify(body, headers | {TIMESTAMP_HEADER: str(int(now) + 60)}, SECRET, now=now + 60)
+    with pytest.raises(WebhookVerificationError, match="no valid v1 signature"):
+        verify(body, headers | {ID_HEADER: "other-1"}, SECRET, now=now)
+    with pytest.raises(WebhookVerificationError, match="missing header webhook-signature"):
+        verify(body, {k: v for k, v in headers.items() if k != SIGNATURE_HEADER}, SECRET)
+    with pytest.raises(WebhookVerificationError, match="tolerance"):
+        verify(body, headers, SECRET, now=now + 11, tolerance=10)
+
+
+def test_verify_accepts_one_of_several_signatures_and_whsec_secrets() -> None:
+    now = 1_750_000_000.0
+    key = base64.b64encode(b"k" * 24).decode()
+    body, headers = delivery(now, f"whsec_{key}")
+    verify(body, headers, f"whsec_{key}", now=now)
+    verify(body, headers, SecretStr(f"whsec_{key}"), now=now)
+    verify(body, headers, b"k" * 24, now=now)  # the decoded key is the HMAC key
+    rotating = headers | {SIGNATURE_HEADER: f"v1,bm90IGl0 {headers[SIGNATURE_HEADER]}"}
+    verify(body, rotating, b"k" * 24, now=now)
+
+
+def test_the_documented_receiver_example_verifies() -> None:
+    """The 10-line example in docs/alerts.md, run as written."""
+    doc = (ROOT / "docs" / "alerts.md").read_text()
+    code = doc.split("<!-- receiver example -->", 1)[1].split("```python", 1)[1].split("```")[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/alerts.md", "exec"), namespace)
+    body, headers = delivery(time.time(), "a-long-random-secret")
+    assert namespace["verify"](body, headers, "a-long-random-secret")
+    assert not namespace["verify"](body + b" ", headers, "a-long-random-secret")
+    old = delivery(time.time() - 600, "a-long-random-secret")
+    assert not namespace["verify"](*old, "a-long-random-secret")
+
+
+def test_no_secret_no_signature_and_a_warning_at_start(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario(url: str, received: Received) -> None:
         n = WebhookNotifier(url, None)
         await n.start()
@@ -106,6 +179,53 @@ def test_no_secret_no_signature() -> None:
 
     [(headers, _)] = asyncio.run(serve([204], scenario))
     assert SIGNATURE_HEADER not in headers
+    assert ID_HEADER in headers and TIMESTAMP_HEADER in headers
+    unsigned = load_settings(webhook_url="https://hooks.example.com/cx")
+    with caplog.at_level(logging.WARNING, logger="streams.agents.notify"):
+        assert warn_if_unsigned(unsigned)
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert "without CXPULSE_WEBHOOK_SECRET" in record.getMessage()
+    caplog.clear()
+    signed = load_settings(webhook_url="https://hooks.example.com/cx", webhook_secret="x" * 32)
+    assert not warn_if_unsigned(signed) and not caplog.records
+    assert not warn_if_unsigned(load_settings())  # no webhook, nothing to warn about
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://hooks.example.com/cx?token=abc",
+        "http://10.0.0.7/cx",
+        "http://127.0.0.1.example.com/cx",
+        "ftp://hooks.example.com/cx",
+        "https:///no-host",
+    ],
+)
+def test_plain_http_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(webhook_url=url, webhook_allow_http_loopback=True)
+    message = str(info.value)
+    assert message.startswith("configuration error: CXPULSE_WEBHOOK_URL=")
+    assert "\n" not in message and "https://" in message
+    assert "abc" not in message  # a token in the URL is not printed
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080/cx", "http://[::1]:8080/cx", "http://localhost/cx"]
+)
+def test_loopback_http_only_with_the_setting(url: str) -> None:
+    with pytest.raises(ConfigError, match="CXPULSE_WEBHOOK_ALLOW_HTTP_LOOPBACK=true"):
+        load_settings(webhook_url=url)
+    assert load_settings(webhook_url=url, webhook_allow_http_loopback=True).webhook_url == url
+    assert load_settings(webhook_url="https://hooks.example.com/cx").webhook_url
+
+
+def test_the_secret_stays_secret_in_errors() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(webhook_secret="whsec_not base64!")
+    assert "whsec_not" not in str(info.value) and "='***'" in str(info.value)
+    assert isinstance(load_settings(webhook_secret="s" * 32).webhook_secret, SecretStr)
 
 
 def test_retries_after_a_500_then_succeeds() -> None:
