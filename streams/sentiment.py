@@ -9,13 +9,20 @@ free text repeats a lot: "ok", "good", "太慢了").
 Both libraries install from PyPI with their models inside the wheel: nothing is downloaded
 at run time. SnowNLP is imported lazily (its import takes ~3 s) so English-only
 deployments never pay for it.
+
+A worker scores feedback in a child process of its own (``SentimentProcess``): SnowNLP's
+model takes ~400 MiB and its scoring holds the GIL for ~1 ms a text, both of which then
+stay out of the worker process and off its event loop's thread.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -104,3 +111,59 @@ def sentiments_for(
     evs = [e for e in events if e.feedback is not None and e.feedback.text]
     items = [(e.feedback.text or "", e.feedback.language) for e in evs if e.feedback]
     return dict(zip((e.event_id for e in evs), analyzer.score_many(items), strict=True))
+
+
+def feedback_items(events: Iterable[Event]) -> tuple[list[UUID], list[tuple[str, str | None]]]:
+    """The ids and (text, language) of the events that carry feedback text."""
+    ids: list[UUID] = []
+    items: list[tuple[str, str | None]] = []
+    for e in events:
+        fb = e.feedback
+        if fb is not None and fb.text:
+            ids.append(e.event_id)
+            items.append((fb.text, fb.language))
+    return ids, items
+
+
+_IN_CHILD: DefaultSentimentAnalyzer | None = None
+
+
+def _score_in_child(items: Sequence[tuple[str, str | None]]) -> list[float | None]:
+    global _IN_CHILD
+    if _IN_CHILD is None:
+        _IN_CHILD = DefaultSentimentAnalyzer()
+    return _IN_CHILD.score_many(items)
+
+
+def _warm_up_in_child() -> float:
+    started = time.perf_counter()
+    _score_in_child([("服务很好", "zh"), ("great service", "en")])
+    return time.perf_counter() - started
+
+
+class SentimentProcess:
+    """``DefaultSentimentAnalyzer`` in one child process (spawned: a clean interpreter,
+    not a fork of a process with threads). ``executor`` is what ``run_in_executor``
+    takes; the child loads its models on the first call (``warm_up``)."""
+
+    def __init__(self) -> None:
+        self.executor = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+        )
+
+    def warm_up(self) -> Any:
+        """Start the child and load both models; a future of the seconds it took."""
+        return self.executor.submit(_warm_up_in_child)
+
+    @staticmethod
+    def score_many(items: Sequence[tuple[str, str | None]]) -> list[float | None]:
+        """Runs in the child (submit it to ``executor``)."""
+        return _score_in_child(items)
+
+    def pids(self) -> list[int]:
+        """The child's process id, once started (for RSS figures)."""
+        processes = getattr(self.executor, "_processes", None) or {}
+        return list(processes)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)

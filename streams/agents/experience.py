@@ -40,7 +40,7 @@ from streams.pipeline.checkpoint import Checkpointer
 from streams.pipeline.records import Event, decode_events
 from streams.pipeline.rows import moment_rows_of
 from streams.runtime import Runtime
-from streams.sentiment import DefaultSentimentAnalyzer, SentimentAnalyzer, sentiments_for
+from streams.sentiment import SentimentAnalyzer, SentimentProcess, feedback_items
 from streams.state import customer as customer_codec
 from streams.state.table_codec import compact_value_type
 
@@ -56,14 +56,24 @@ WITHIN_SECONDS = 0.05
 STATE_SAMPLE = 0.02
 
 
-def _warm_up(analyzer: SentimentAnalyzer) -> None:
-    started = time.perf_counter()
-    analyzer.score("服务很好", "zh")
-    analyzer.score("great service", "en")
+def _freeze_the_heap() -> None:
+    """Move the long-lived objects made at start (code, the model, Faust) out of the
+    garbage collector's way, and collect the young generation less often: many short
+    lived rows otherwise trigger collections that scan them again and again (measured
+    with the models in-process: +45 % events/s)."""
     gc.collect()
-    gc.freeze()  # everything alive now (models, code) is permanent: never scan it again
-    gc.set_threshold(20_000, 50, 100)  # fewer young collections for many short-lived rows
-    log.info("sentiment models loaded in %.1fs", time.perf_counter() - started)
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
+
+
+def _log_warm_up(loaded: Any) -> None:
+    if loaded.cancelled():
+        return
+    exc = loaded.exception()
+    if exc is not None:
+        log.error("the sentiment process could not load its models: %s", exc)
+    else:
+        log.info("sentiment models loaded in %.1fs (in their own process)", loaded.result())
 
 
 def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
@@ -78,32 +88,47 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         ),
         help="customer_id -> CustomerState (experience score, episodes, alert memory)",
     )
-    sentiment = analyzer or DefaultSentimentAnalyzer()
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxpulse-sentiment")
-    not_warmed_up = [sentiment]
+    # Feedback sentiment: in a child process by default (streams.sentiment), on a thread
+    # when an analyzer is given (tests).
+    child = SentimentProcess() if analyzer is None else None
+    executor: Any = (
+        child.executor
+        if child is not None
+        else ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxpulse-sentiment")
+    )
+    score_many = child.score_many if child is not None else analyzer.score_many  # type: ignore[union-attr]
+    not_started = [True]
 
     @rt.app.on_partitions_revoked.connect
     async def warm_up_during_the_join(*_: Any, **__: Any) -> None:
-        """Load the Chinese model on the sentiment thread while the consumer waits for its
-        group join (the broker holds a first join for seconds): loaded lazily it stalls
-        the first batch with Chinese text for ~2 s, mostly holding the GIL, and loaded
-        at start-up it starved the event loop before the join (Ready came ~2 s later).
-        Then move the millions of long-lived objects it created out of the garbage
-        collector's way (measured: +45 % events/s with both). Revocation opens every
-        rebalance, the first included; the warm-up runs once."""
-        if not_warmed_up:
-            pool.submit(_warm_up, not_warmed_up.pop())
+        """Start the sentiment process and load its models while the consumer waits for
+        its group join (the broker holds a first join for seconds): loaded lazily they
+        stall the first batch with Chinese text for ~2 s. Revocation opens every
+        rebalance, the first included; this runs once."""
+        if not_started:
+            not_started.clear()
+            _freeze_the_heap()
+            if child is not None:
+                loaded = asyncio.wrap_future(child.warm_up())
+                loaded.add_done_callback(_log_warm_up)
+
+    if child is not None:
+
+        @rt.app.on_before_shutdown.connect
+        async def stop_sentiment(*_: Any, **__: Any) -> None:
+            child.close()
 
     sample = random.Random(0)
 
     async def score_texts(events: list[Event]) -> dict[Any, float | None]:
-        if not any(e.feedback is not None and e.feedback.text for e in events):
+        ids, items = feedback_items(events)
+        if not items:
             return {}
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(pool, sentiments_for, events, sentiment)
+        scores = await loop.run_in_executor(executor, score_many, items)
         metrics.SENTIMENT_SECONDS.observe(time.perf_counter() - started)
-        return result
+        return dict(zip(ids, scores, strict=True))
 
     def score_customer(
         customer_id: str,
