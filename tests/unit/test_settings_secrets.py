@@ -133,3 +133,16 @@ def test_cxpulse_with_a_mistyped_scheme_prints_one_line_and_exits_2() -> None:
     assert PASSWORD not in done.stdout + done.stderr
     assert done.stderr.startswith("cxpulse: configuration error: CXPULSE_CLICKHOUSE_URL=")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_the_faust_app_and_its_runtime_hold_no_password(tmp_path: Path) -> None:
+    """What Faust's USR1 dump and its conf could show: the app's settings, the runtime."""
+    from streams.app import create_app
+
+    settings = load_settings(
+        clickhouse_url=f"clickhouse://app:{PASSWORD}@127.0.0.1:9000/cx", data_dir=tmp_path
+    )
+    app = create_app(settings, connect=lambda: None)  # type: ignore[arg-type,return-value]
+    conf = {k: repr(v) for k, v in vars(app.conf).items()}
+    assert PASSWORD not in repr(conf)
+    assert PASSWORD not in repr(vars(app.cxpulse_runtime))  # type: ignore[attr-defined]
