@@ -36,14 +36,13 @@ def redact_url(url: str) -> str:
 
 
 def with_password_mark(url: str, has_password: bool) -> str:
-    """``scheme://user@rest`` → ``scheme://user:***@rest`` when ``has_password``."""
-    if not has_password:
-        return url
+    """``scheme://user@rest`` → ``scheme://user:***@rest`` when ``has_password`` (a URL
+    naming no user stays as it is)."""
     head, sep, rest = url.partition("://")
     if not sep:
         head, rest = "", url
     prefix = f"{head}://" if sep else ""
     at = rest.rfind("@")
-    if at < 0:
-        return f"{prefix}default:***@{rest}"
+    if not has_password or at < 0:
+        return url
     return f"{prefix}{rest[:at]}:***@{rest[at + 1 :]}"

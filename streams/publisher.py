@@ -410,7 +410,8 @@ def iter_source(source: str | Path, stdin: IO[bytes] | None = None) -> Iterator[
 
 class _Chunks:
     """The input as a window: ``buf`` holds the unread bytes, ``more()`` appends a chunk,
-    ``drop(n)`` forgets the first ``n`` while keeping the line and column of ``buf[0]``."""
+    ``drop(n)`` forgets the first ``n`` while keeping the line, column and offset of
+    ``buf[0]``."""
 
     def __init__(self, f: IO[bytes]) -> None:
         self._read = getattr(f, "read1", f.read)  # read1: a pipe's bytes as they come
@@ -444,13 +445,6 @@ class _Chunks:
             self.col += n
         self.offset += n
         del self.buf[:n]
-
-    def where(self, pos: int) -> tuple[int, int]:
-        """Line and column (1-based) of ``buf[pos]``."""
-        newlines = self.buf.count(b"\n", 0, pos)
-        if newlines:
-            return self.line + newlines, pos - self.buf.rfind(b"\n", 0, pos)
-        return self.line, self.col + pos
 
     def skip_whitespace(self) -> int | None:
         """Drop leading whitespace; the first other byte, or None at the end."""
