@@ -616,8 +616,12 @@ class _Text:
             value, end = decoder.raw_decode(self.text, self.pos)
             if end < len(self.text) or self.eof:  # else a number may go on
                 return value, end
-        except json.JSONDecodeError:
-            pass  # cut by the window, or not JSON: read all of it first, then decode
+        except json.JSONDecodeError as exc:
+            # Not JSON well before the window's end: no more input can change that (an
+            # item cut by the end fails at the end, or at its last string's start).
+            if exc.msg != "Unterminated string starting at" and exc.pos + 16 < len(self.text):
+                raise
+            # Else read all of it first, then decode.
         size = self._read_whole_item()
         if size is not None:
             return Oversize(size)

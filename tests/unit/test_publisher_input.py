@@ -385,6 +385,7 @@ CHUNKED_INPUTS = [
     '[\n{"a": 1},\n{"b": \n',
     "[1, 2",
     "[1,]",
+    '[{"a": [1, 2}, {"b": "' + "z" * 40 + '"}]',  # a bracket closed by the wrong one
     '[{"a": 1}]\n[{"b": 2}]',
     "\ufeff[\n  12e3 ,\n true\n]",
 ]
