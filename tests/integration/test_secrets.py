@@ -3,7 +3,9 @@ failure paths that can be triggered here; its whole log must never hold the pass
 
 Locally: a mistyped scheme, a refused port on 127.0.0.1, and Faust's ``kill -USR1``
 dump (every thread's stack with its local variables, every task with its locals). With
-a ClickHouse server (CXPULSE_TEST_CLICKHOUSE_URL; CI always sets it): a wrong password.
+a ClickHouse server (CXPULSE_TEST_CLICKHOUSE_URL; CI always sets it): a wrong password,
+and a row the server cannot take, as user ``cxpulse_secret`` whose password
+``deploy/ci/start-clickhouse-server.sh`` sets (the default user has none to leak).
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ from typing import Any
 import pytest
 
 from streams.demo import WorkerProcess, free_port, scrape
-from streams.settings import load_settings
+from streams.publisher import Publisher
+from streams.settings import Settings, load_settings
 from tests.integration.conftest import clickhouse_server_url
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 PASSWORD = "Pw-" + uuid.uuid4().hex[:12]  # distinctive: any leak is found by a search
+#: The test server's user with a password (deploy/ci/start-clickhouse-server.sh adds it).
+SECRET_USER, SECRET_PASSWORD = "cxpulse_secret", "cxpulse-secret-7d41"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -129,3 +134,71 @@ def test_the_usr1_dump_of_a_running_worker_holds_no_password(
     text = log_path.read_text(errors="replace")
     assert "LOCAL VARIABLES" in text and "clickhouse_password" in text  # settings were shown
     assert PASSWORD not in text
+
+
+def wait_metric(worker: WorkerProcess, settings: Settings, name: str, labels: Any = ()) -> None:
+    deadline = time.monotonic() + 120
+    while scrape(settings.web_port).get((name, labels), 0) <= 0:
+        assert worker.alive(), worker.log_tail(40)
+        assert time.monotonic() < deadline, f"no {name}\n{worker.log_tail(40)}"
+        time.sleep(0.2)
+
+
+def test_a_refused_row_and_the_usr1_dump_on_a_server_hold_no_password(
+    kafka_broker: Any, tmp_path: Path
+) -> None:
+    """A worker on the server, logged in with a password: ClickHouse refuses one row's
+    values (the sink logs it and keeps it in dead_letters), then Faust's dump shows every
+    frame's locals while the backend is connected. The password shows nowhere."""
+    from sinks.clickhouse import open_backend
+    from sinks.errors import SinkConfigError
+
+    server = load_settings(clickhouse_url=clickhouse_server_url())
+    where = server.clickhouse_url.split("@", 1)[1].split("/", 1)[0]
+    name = f"s{uuid.uuid4().hex[:8]}"
+    url = f"clickhouse://{SECRET_USER}:{SECRET_PASSWORD}@{where}/cxpulse_{name}"
+    try:
+        open_backend(url).close()
+    except SinkConfigError as exc:
+        pytest.fail(f"{exc}: run deploy/ci/start-clickhouse-server.sh (it adds the user)")
+    settings = load_settings(
+        kafka_url=kafka_broker.url,
+        clickhouse_url=url,
+        app_id=f"cxpulse-{name}",
+        topic_prefix=name,
+        web_port=free_port(),
+        data_dir=tmp_path / "var",
+        sink_flush_seconds=0.3,
+    )
+    log_path = tmp_path / "worker.log"
+    worker = WorkerProcess(settings, log_path, extra_env={"PYTHONPATH": str(ROOT)})
+    worker.start([sys.executable, "-m", "tests.integration.refusing_worker"])
+    try:
+        with Publisher(settings) as publisher:
+            for i in range(3):
+                publisher.publish(
+                    {
+                        "event_id": str(uuid.uuid4()),
+                        "occurred_at": f"2026-11-20T09:3{i}:00+00:00",
+                        "customer_id": f"C-{i}",
+                        "channel": "web",
+                        "touchpoint": "web.login",
+                        "journey_stage": "post_purchase",
+                        "outcome": "success",
+                    }
+                )
+        wait_metric(
+            worker, settings, "cxpulse_sink_rows_refused_total", (("table", "touchpoint_events"),)
+        )
+        assert worker.proc is not None
+        worker.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 120
+        while "TASKS" not in log_path.read_text(errors="replace"):
+            assert worker.alive(), worker.log_tail(40)
+            assert time.monotonic() < deadline, f"no dump\n{worker.log_tail(40)}"
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+    text = log_path.read_text(errors="replace")
+    assert "ClickHouse refused values in a batch" in text and "LOCAL VARIABLES" in text
+    assert SECRET_PASSWORD not in text
