@@ -22,6 +22,9 @@ from schemas.events import TouchpointEvent
 from schemas.rows import MAX_DEAD_LETTER_PAYLOAD_BYTES
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+UTF8_BOM = b"\xef\xbb\xbf"
+#: The reason of a message holding an empty JSON array (a dead letter of kind empty_batch).
+EMPTY_BATCH_REASON = "empty batch: the array holds no events"
 MAX_BATCH_EVENTS = 10_000
 #: What a rejection keeps of a message over the size bounds: enough to recognise it.
 TOO_LARGE_KEPT_BYTES = 1024
@@ -103,6 +106,14 @@ def _json_failure(exc: Exception) -> str:
     return one_line(exc)
 
 
+def _json_name(value: Any) -> str:
+    """The JSON name of a decoded value's type (a message may hold any JSON)."""
+    if value is None:
+        return "null"
+    names = {dict: "object", list: "array", str: "string", bool: "boolean"}
+    return names.get(type(value), "number")
+
+
 def _unusable(
     raw: bytes, reason: str, kind: str, size: int = -1
 ) -> tuple[list[TouchpointEvent], list[Rejected]]:
@@ -119,28 +130,37 @@ def decode_message(raw: bytes | None) -> tuple[list[TouchpointEvent], list[Rejec
     """
     if raw is None or raw == b"":
         return _unusable(raw or b"", "empty message: expected a JSON object or array", "empty")
-    if len(raw) > MAX_MESSAGE_BYTES:
-        reason = f"message is {len(raw)} bytes, over {MAX_MESSAGE_BYTES}"
-        return _unusable(raw[:TOO_LARGE_KEPT_BYTES], reason, "too_large", len(raw))
+    original = raw
+    if raw.startswith(UTF8_BOM):
+        # Some Windows tools write one before UTF-8 text. JSON forbids it, but it says
+        # nothing about the content: read what follows (a dead letter keeps it as sent).
+        raw = raw[len(UTF8_BOM) :]
+    if len(original) > MAX_MESSAGE_BYTES:
+        reason = f"message is {len(original)} bytes, over {MAX_MESSAGE_BYTES}"
+        return _unusable(original[:TOO_LARGE_KEPT_BYTES], reason, "too_large", len(original))
     if raw.lstrip()[:1] == b"{":
         try:
             return [TouchpointEvent.model_validate_json(raw)], []
         except ValidationError as exc:
             if _kind(exc) == "json_invalid":
-                return _unusable(raw, f"not JSON: {exc.errors()[0]['msg']}", "not_json")
-            return _unusable(raw, describe_validation_error(exc), _kind(exc))
+                return _unusable(original, f"not JSON: {exc.errors()[0]['msg']}", "not_json")
+            return _unusable(original, describe_validation_error(exc), _kind(exc))
         except Exception as exc:  # never expected from pydantic; rejected all the same
-            return _unusable(raw, f"could not check: {one_line(exc)}", "internal_error")
+            return _unusable(original, f"could not check: {one_line(exc)}", "internal_error")
     try:
         doc = json.loads(raw)
     except Exception as exc:  # RecursionError, huge integers, ...: unreadable all the same
-        return _unusable(raw, f"not JSON: {_json_failure(exc)}", "not_json")
+        return _unusable(original, f"not JSON: {_json_failure(exc)}", "not_json")
     if not isinstance(doc, list):
-        reason = f"expected a JSON object or array, got {type(doc).__name__}"
-        return _unusable(raw, reason, "not_object")
+        reason = f"expected a JSON object or array, got {_json_name(doc)}"
+        return _unusable(original, reason, "not_object")
+    if not doc:
+        # Nothing to validate, yet not nothing: a producer sending empty batches is
+        # likely broken (a filter that drops everything), so it leaves a trace.
+        return _unusable(original, EMPTY_BATCH_REASON, "empty_batch")
     if len(doc) > MAX_BATCH_EVENTS:
         reason = f"batch has {len(doc)} events, over {MAX_BATCH_EVENTS}"
-        return _unusable(raw[:TOO_LARGE_KEPT_BYTES], reason, "too_large", len(raw))
+        return _unusable(original[:TOO_LARGE_KEPT_BYTES], reason, "too_large", len(original))
     events: list[TouchpointEvent] = []
     rejected: list[Rejected] = []
     for i, item in enumerate(doc):

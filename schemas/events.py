@@ -10,11 +10,21 @@ cannot blow up a worker's memory or a ClickHouse row.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from schemas.vocabulary import CHANNELS, Channel, JourneyStage, Outcome, Tier
 
@@ -62,16 +72,49 @@ AttributeValue = (
 #:   would only distort scores and lateness. It goes to the dead-letter topic instead.
 OCCURRED_AT_MIN = datetime(2000, 1, 1, tzinfo=UTC)
 OCCURRED_AT_END = datetime(2100, 1, 1, tzinfo=UTC)
+#: ``occurred_at`` on the wire: an RFC 3339 date-time with its offset (``Z`` or ``±hh:mm``).
+#: The JSON Schema states it as a pattern: most validators do not enforce
+#: ``format: date-time``, and one that let an offset-less time pass would disagree with
+#: the worker.
+_DATE_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+_OFFSET = r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+RFC3339_WITH_OFFSET = _DATE_TIME + _OFFSET + "$"
+#: The same shape with the offset left open: a time without one gets pydantic's own
+#: reason ("Input should have timezone info").
+_RFC3339_SHAPE = re.compile(_DATE_TIME + _OFFSET + "?$")
+_RFC3339_HINT = "an RFC 3339 string with an offset, such as 2026-12-04T09:30:00+08:00"
+
+
+def _rfc3339_only(value: Any) -> Any:
+    """Refuse what pydantic would otherwise read as a time: an epoch number (``1764840600``
+    or ``"1764840600"``), a date alone, or any other shape than RFC 3339."""
+    if isinstance(value, datetime):
+        return value  # built in Python, not read from the wire
+    if isinstance(value, str):
+        if _RFC3339_SHAPE.match(value):
+            return value
+        raise PydanticCustomError("rfc3339", "Input should be {hint}", {"hint": _RFC3339_HINT})
+    names = {bool: "a boolean", int: "a number", float: "a number", list: "an array"}
+    kind = "null" if value is None else names.get(type(value), "an object")
+    raise PydanticCustomError(
+        "rfc3339", "Input should be {hint}, not {kind}", {"hint": _RFC3339_HINT, "kind": kind}
+    )
+
+
 EventTime = Annotated[
     AwareDatetime,
     Field(
         ge=OCCURRED_AT_MIN,
         lt=OCCURRED_AT_END,
         description=(
-            "When the interaction happened, with a UTC offset; from 2000-01-01T00:00:00Z "
-            "(included) to 2100-01-01T00:00:00Z (excluded)."
+            "When the interaction happened: an RFC 3339 date-time with its UTC offset "
+            "(2026-12-04T09:30:00+08:00 or ...Z; not an epoch number, not without offset); "
+            "from 2000-01-01T00:00:00Z (included) to 2100-01-01T00:00:00Z (excluded)."
         ),
+        json_schema_extra={"pattern": RFC3339_WITH_OFFSET},
     ),
+    # After the bounds: they stay native datetime checks (and their reasons readable).
+    BeforeValidator(_rfc3339_only),
 ]
 
 

@@ -35,6 +35,7 @@ from schemas.rows import TableSpec
 from .base import Backend, Row, Sink
 from .batching import Batcher
 from .errors import SinkConfigError, SinkError
+from .urls import redact_url, split_password, with_password_mark
 
 if TYPE_CHECKING:
     from .embedded import ChdbBackend, ChdbReader
@@ -175,45 +176,42 @@ def _query_param(url: str, name: str) -> str | None:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    """The URL without its password (``user:***@``), for messages and logs."""
+    return redact_url(url)
 
 
 def parse_server_url(url: str, password: SecretStr | None = None) -> dict[str, Any]:
-    """``clickhouse://`` URL → clickhouse-driver ``Client`` arguments plus ``database``."""
+    """``clickhouse://`` URL → clickhouse-driver ``Client`` arguments plus ``database``.
+
+    A password in the URL is split out first (``password`` overrides it), so whatever
+    is wrong with the rest of the URL, the message quoting it holds no password.
+    """
+    url, url_password = split_password(url)
+    if password is None and url_password is not None:
+        password = SecretStr(url_password)
+    shown = with_password_mark(url, url_password is not None)
     try:
         parts = urlsplit(url)
         port = parts.port or 9000
     except ValueError as exc:
         raise SinkConfigError(
-            f"bad ClickHouse URL {redact(url)!r} ({exc}): expected "
-            "clickhouse://user:pass@host:9000/db"
+            f"bad ClickHouse URL {shown!r} ({exc}): expected clickhouse://user:pass@host:9000/db"
         ) from None
     if not parts.hostname:
         raise SinkConfigError(
-            f"ClickHouse URL {redact(url)!r} names no host: expected "
-            "clickhouse://user:pass@host:9000/db"
+            f"ClickHouse URL {shown!r} names no host: expected clickhouse://user:pass@host:9000/db"
         )
     database = unquote(parts.path.lstrip("/")) or DEFAULT_DATABASE
     if "/" in database:
-        raise SinkConfigError(
-            f"ClickHouse URL {redact(url)!r}: the path must be just the database name"
-        )
+        raise SinkConfigError(f"ClickHouse URL {shown!r}: the path must be just the database name")
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     return {
         "host": parts.hostname,
         "port": port,
         "user": unquote(parts.username) if parts.username else "default",
-        "password": (
-            password.get_secret_value() if password is not None else unquote(parts.password or "")
-        ),
+        # Still a SecretStr: a frame's locals printed by a thread dump (Faust's kill -USR1)
+        # must not show it. The backend unwraps it in the call that connects.
+        "password": password if password is not None else SecretStr(""),
         "database": database,
         "secure": query.get("secure", "0").lower() in ("1", "true", "yes"),
         "connect_timeout": float(query.get("connect_timeout", 3)),
@@ -231,14 +229,16 @@ def parse_chdb_url(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     if parts.netloc:
         raise SinkConfigError(
-            f"chDB URL {url!r} has a host part: write chdb:///absolute/dir or "
+            f"chDB URL {redact(url)!r} has a host part: write chdb:///absolute/dir or "
             f"chdb:///./relative/dir (three slashes)"
         )
     path = unquote(parts.path)
     if path.startswith(("/./", "/../")) or path in ("/.", "/.."):
         path = path[1:]
     if not path or path == "/":
-        raise SinkConfigError(f"chDB URL {url!r} names no directory: e.g. chdb:///./var/chdb")
+        raise SinkConfigError(
+            f"chDB URL {redact(url)!r} names no directory: e.g. chdb:///./var/chdb"
+        )
     database = _query_param(url, "database") or DEFAULT_DATABASE
     return path, database
 

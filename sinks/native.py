@@ -36,6 +36,9 @@ from .errors import (
 )
 
 log = logging.getLogger(__name__)
+# clickhouse-driver logs every failed connection attempt as a WARNING with a traceback;
+# the SinkUnavailable raised here says the same on one line, with the fix.
+logging.getLogger("clickhouse_driver.connection").setLevel(logging.ERROR)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -73,6 +76,7 @@ class NativeBackend:
     def __init__(self, url: str, password: SecretStr | None = None) -> None:
         self.url = redact(url)
         cfg = parse_server_url(url, password)
+        secret: SecretStr = cfg.pop("password")
         self.database: str = cfg.pop("database")
         self._where = f"{cfg['host']}:{cfg['port']}"
         self._user = cfg["user"]
@@ -85,6 +89,7 @@ class NativeBackend:
         self._client = Client(
             database="default",
             client_name="cxpulse",
+            password=secret.get_secret_value(),
             **cfg,
         )
         self._version = str(self._run("SELECT version()")[0][0])

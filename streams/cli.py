@@ -78,14 +78,17 @@ def publish(source: str, batch_size: int, topic: str | None) -> None:
     """Publish touchpoint events from SOURCE (a file or - for stdin).
 
     SOURCE holds JSON Lines (one event per line) or one JSON array of events. Each event
-    is validated against the contract first; invalid ones are reported, not sent.
+    is validated against the contract first; invalid ones (and any line or array item
+    over the 8 MiB message limit) are reported, not sent, and the exit status is then 1.
     """
-    from streams.publisher import print_summary, publish_source
+    from streams.publisher import print_summary, publish_source, rejected_line
 
     settings = _settings()
     summary = publish_source(source, settings, batch_size=batch_size, topic=topic)
     print_summary(summary)
-    if summary.sent == 0 and summary.rejected:
+    closing = rejected_line(summary)
+    if closing is not None:  # some input did not go out: a script must notice
+        click.echo(closing, err=True)
         sys.exit(1)
 
 

@@ -81,6 +81,9 @@ class WorkerProcess:
                 "CXPULSE_SINK_FLUSH_SECONDS": str(settings.sink_flush_seconds),
             }
         )
+        if settings.clickhouse_password is not None:
+            # The URL held none (settings split it out): the child needs it on its own.
+            env["CXPULSE_CLICKHOUSE_PASSWORD"] = settings.clickhouse_password.get_secret_value()
         env.update(extra_env or {})
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None

@@ -15,6 +15,7 @@ customer anyway.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import re
@@ -86,6 +87,8 @@ def validate_event(item: Any) -> TouchpointEvent | str:
     """
     if isinstance(item, TouchpointEvent):
         return item
+    if isinstance(item, Oversize):
+        return item.reason()
     try:
         if isinstance(item, Mapping):
             return TouchpointEvent.model_validate(item)
@@ -357,20 +360,47 @@ def _open(source: str | Path, stdin: IO[bytes] | None) -> tuple[IO[bytes], str, 
     return f, str(source), size
 
 
+#: Bytes read from the input at a time. With the longest item kept (MAX_MESSAGE_BYTES),
+#: this bounds what reading holds in memory, whatever the input: a line of gigabytes, or
+#: /dev/zero, which has no newline at all.
+READ_CHUNK = 1 << 20
+_NOT_WHITESPACE = re.compile(rb"[^ \t\r\n\x0b\x0c]")
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class Oversize(NamedTuple):
+    """An item over the message limit, skipped without being held: only its size is kept."""
+
+    size: int
+
+    def reason(self) -> str:
+        return (
+            f"{self.size:,} bytes, over the {MAX_MESSAGE_BYTES // (1 << 20)} MiB message "
+            "limit (not read): an event is at most a few KiB, see docs/wire-format.md"
+        )
+
+
 def iter_source(source: str | Path, stdin: IO[bytes] | None = None) -> Iterator[SourceItem]:
     """Items of a JSON Lines file, a JSON array file, or stdin (``-``), auto-detected.
 
-    JSON Lines stream line by line (memory stays flat for any file size; blank lines are
-    skipped; a bad line is yielded as is and rejected later with its line number). A
-    JSON array, or pretty-printed objects one after another, are read whole; a syntax
-    error there, or an item Python's JSON decoder cannot read (nested too deeply, a
-    number of too many digits), is an ``InputError`` naming the line, since the item's
-    end, and so everything after it, cannot be found. Every failure to read is an
-    ``InputError`` (one line, for ``cxpulse publish``), never a traceback.
+    Reading is bounded: the input is read ``READ_CHUNK`` bytes at a time, and an item
+    (a line, or an item of an array) longer than ``MAX_MESSAGE_BYTES`` is skipped as it
+    is read, its bytes counted but never held, and yielded as ``Oversize`` (a rejection
+    naming its line and size). So memory stays flat for any input, a single line of
+    gigabytes or an endless stream without newlines included.
+
+    JSON Lines: blank lines are skipped (still counted, so line numbers match an
+    editor's); a bad line is yielded as is and rejected later with its line number. A
+    JSON array, or pretty-printed objects one after another, are split into items by
+    their brackets and strings, and each item is decoded alone; a syntax error, or an
+    item Python's JSON decoder cannot read (nested too deeply, a number of too many
+    digits), is an ``InputError`` naming the line, since where the item ends, and so
+    everything after it, cannot be trusted. Every failure to read is an ``InputError``
+    (one line, for ``cxpulse publish``), never a traceback.
     """
     f, name, _ = _open(source, stdin)
     try:
-        yield from _iter_stream(f, name)
+        yield from _iter_stream(_Chunks(f), name)
     except OSError as exc:  # a read failing midway: a device error, a closed pipe
         raise InputError(f"cannot read {name}: {exc.strerror or exc}") from None
     finally:
@@ -378,110 +408,338 @@ def iter_source(source: str | Path, stdin: IO[bytes] | None = None) -> Iterator[
             f.close()
 
 
-def _iter_stream(f: IO[bytes], name: str) -> Iterator[SourceItem]:
-    lineno = 0
-    first: bytes | None = None
-    for raw in f:
-        lineno += 1
-        if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        if raw.strip():
-            first = raw
-            break
-    if first is None:
-        raise InputError(f"{name} is empty: expected JSON Lines or a JSON array of events")
-    head = first.lstrip()[:1]
-    if head == b"[":
-        yield from _iter_document(first + f.read(), name, lineno, array=True)
-        return
-    if head != b"{":
+class _Chunks:
+    """The input as a window: ``buf`` holds the unread bytes, ``more()`` appends a chunk,
+    ``drop(n)`` forgets the first ``n`` while keeping the line, column and offset of
+    ``buf[0]``."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._read = getattr(f, "read1", f.read)  # read1: a pipe's bytes as they come
+        self.buf = bytearray()
+        self.eof = False
+        self.line = 1  # the line of buf[0]
+        self.col = 1  # its column (bytes)
+        self.offset = 0  # its offset in the input
+
+    def read_chunk(self) -> bytes:
+        """The next bytes of the input (b"" at its end), not kept in ``buf``."""
+        if self.eof:
+            return b""
+        data = bytes(self._read(READ_CHUNK))
+        if not data:
+            self.eof = True
+        return data
+
+    def more(self) -> bool:
+        data = self.read_chunk()
+        self.buf += data
+        return bool(data)
+
+    def drop(self, n: int) -> None:
+        n = min(n, len(self.buf))
+        newlines = self.buf.count(b"\n", 0, n)
+        if newlines:
+            self.line += newlines
+            self.col = n - self.buf.rfind(b"\n", 0, n)
+        else:
+            self.col += n
+        self.offset += n
+        del self.buf[:n]
+
+    def skip_whitespace(self) -> int | None:
+        """Drop leading whitespace; the first other byte, or None at the end."""
+        while True:
+            m = _NOT_WHITESPACE.search(self.buf)
+            self.drop(m.start() if m is not None else len(self.buf))
+            if self.buf:
+                return self.buf[0]
+            if not self.more():
+                return None
+
+
+def _iter_stream(r: _Chunks, name: str) -> Iterator[SourceItem]:
+    while len(r.buf) < len(_UTF8_BOM) and r.more():
+        pass
+    if r.buf.startswith(_UTF8_BOM):
+        del r.buf[: len(_UTF8_BOM)]  # not a column: an editor does not show it
+    head = r.skip_whitespace()
+    if head is None:
         raise InputError(
-            f"{name} is neither JSON Lines nor a JSON array of events (line {lineno} "
-            f"starts with {first.strip()[:20]!r})"
+            f"{name} is empty: it holds no events (expected JSON Lines or a JSON array of "
+            "events); nothing was sent"
         )
-    if first.strip() == b"{":  # pretty-printed objects, not one event per line
-        yield from _iter_document(first + f.read(), name, lineno, array=False)
+    if head == ord("["):
+        yield from _iter_document(r, name, array=True)
         return
-    yield SourceItem(lineno, first.strip(), len(first))
-    for raw in f:
-        lineno += 1
-        stripped = raw.strip()
-        if stripped:
-            yield SourceItem(lineno, stripped, len(raw))
-        # blank lines are skipped, but still counted so line numbers match an editor's
+    if head != ord("{"):
+        raise InputError(
+            f"{name} is neither JSON Lines nor a JSON array of events (line {r.line} "
+            f"starts with {bytes(r.buf[:20]).strip()!r})"
+        )
+    # One event per line, or pretty-printed objects: is the '{' alone on its line?
+    end = 1
+    while True:
+        while end < len(r.buf) and r.buf[end] in b" \t\r\x0b\x0c":
+            end += 1
+        if end < len(r.buf) or not r.more():
+            break
+    if end >= len(r.buf) or r.buf[end] == ord("\n"):
+        yield from _iter_document(r, name, array=False)
+        return
+    yield from _iter_lines(r)
 
 
-def _iter_document(data: bytes, name: str, first_line: int, *, array: bool) -> Iterator[SourceItem]:
-    """Decode a whole JSON document item by item, tracking line numbers."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{name} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    decoder = json.JSONDecoder()
-    line = first_line
-    counted = 0  # text[:counted] has been scanned for newlines into ``line``
+def _iter_lines(r: _Chunks) -> Iterator[SourceItem]:
+    """JSON Lines from ``r`` (at the start of a line), a chunk at a time."""
+    lineno = r.line
+    pending = bytearray()  # the line so far
+    over = -1  # the length so far of a line over the limit, not held; -1: none
+    data = bytes(r.buf)
+    r.buf.clear()
+    while True:
+        parts = data.split(b"\n")
+        for piece in parts[:-1]:
+            if over >= 0:
+                yield SourceItem(lineno, Oversize(over + len(piece)), over + len(piece) + 1)
+                over = -1
+            else:
+                line = bytes(pending) + piece if pending else piece
+                pending.clear()
+                if len(line) > MAX_MESSAGE_BYTES:
+                    yield SourceItem(lineno, Oversize(len(line)), len(line) + 1)
+                else:
+                    stripped = line.strip()
+                    if stripped:
+                        yield SourceItem(lineno, stripped, len(line) + 1)
+                    # blank lines are skipped, but still counted so line numbers match
+            lineno += 1
+        tail = parts[-1]
+        if over >= 0:
+            over += len(tail)
+        else:
+            pending += tail
+            if len(pending) > MAX_MESSAGE_BYTES:
+                over = len(pending)
+                pending = bytearray()
+        if not r.more():
+            break
+        data = bytes(r.buf)
+        r.buf.clear()
+    if over >= 0:
+        yield SourceItem(lineno, Oversize(over), over)
+    elif pending.strip():
+        yield SourceItem(lineno, bytes(pending).strip(), len(pending))
 
-    def line_at(pos: int) -> int:
-        nonlocal line, counted
-        line += text.count("\n", counted, pos)
-        counted = pos
-        return line
 
-    def skip_ws(pos: int) -> int:
-        while pos < len(text) and text[pos] in " \t\r\n":
-            pos += 1
-        return pos
+_NOT_JSON_WS = re.compile(r"[^ \t\r\n]")
+_STRUCTURE = re.compile(r'[\[\]{}"]')
+_IN_STRING = re.compile(r'["\\]')
+_SCALAR_END = re.compile(r'[ \t\r\n,\[\]{}"]')
 
-    def where(pos: int) -> str:
-        col = pos - (text.rfind("\n", 0, pos) + 1) + 1
-        return f"line {line_at(pos)} column {col}"
 
-    def fail(pos: int, what: str) -> InputError:
-        return InputError(f"{name}: {what} at {where(pos)}")
+class _Text:
+    """A JSON document read as text, a window at a time: ``text[pos:]`` is unread.
 
-    def decode(pos: int) -> tuple[Any, int]:
-        """The value starting at ``pos`` and where it ends. JSON that is well formed but
-        cannot be read (nested thousands of levels deep: Python's decoder recurses; an
-        integer of more than 4,300 digits) fails at the item's start, since the decoder
-        does not say where inside it gave up."""
+    Items are decoded in place by Python's JSON decoder (C speed, as if the document were
+    read whole); only an item cut by the window's end, or one that does not decode, is
+    scanned by its brackets and strings to read the rest of it first (and an item over
+    MAX_MESSAGE_BYTES is skipped as it is scanned)."""
+
+    def __init__(self, r: _Chunks, name: str) -> None:
+        self._r = r
+        self._name = name
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        self._fed = r.offset  # input bytes given to the decoder
+        self.eof = False
+        self.text = ""
+        self.pos = 0
+        # Line and column of text[0]; newlines counted up to text[_counted].
+        self._line, self._col = r.line, r.col
+        self._counted = 0
+        self._counted_line = r.line
+        self._last_newline: int | None = None  # in text[:_counted]
+        data = bytes(r.buf)
+        r.buf.clear()
+        self.text = self._decode(data)
+
+    def _decode(self, data: bytes, final: bool = False) -> str:
         try:
-            value, end = decoder.raw_decode(text, pos)
+            text = self._utf8.decode(data, final)
+        except UnicodeDecodeError as exc:
+            at = max(0, self._fed + exc.start - len(self._utf8.getstate()[0]))
+            raise InputError(f"{self._name} is not UTF-8 ({exc.reason} at byte {at})") from None
+        self._fed += len(data)
+        return text
+
+    def where(self, p: int) -> tuple[int, int]:
+        """Line and column of ``text[p]`` (``p`` never before an earlier call's)."""
+        if p > self._counted:
+            newlines = self.text.count("\n", self._counted, p)
+            if newlines:
+                self._counted_line += newlines
+                self._last_newline = self.text.rfind("\n", self._counted, p)
+            self._counted = p
+        if self._last_newline is None:
+            return self._counted_line, self._col + p
+        return self._counted_line, p - self._last_newline
+
+    def more(self) -> bool:
+        """Forget ``text[:pos]``, then add a chunk of input; False at its end."""
+        if self.eof:
+            return False
+        self._line, self._col = self.where(self.pos)
+        self.text = self.text[self.pos :]
+        self._counted, self._counted_line, self._last_newline = 0, self._line, None
+        self.pos = 0
+        data = self._r.read_chunk()
+        if not data:
+            self.eof = True
+            self.text += self._decode(b"", final=True)
+            return False
+        self.text += self._decode(data)
+        return True
+
+    def skip_whitespace(self) -> str | None:
+        """Move past whitespace; the next character, or None at the end."""
+        while True:
+            m = _NOT_JSON_WS.search(self.text, self.pos)
+            if m is not None:
+                self.pos = m.start()
+                return self.text[self.pos]
+            self.pos = len(self.text)
+            if not self.more():
+                return None
+
+    def item(self, decoder: json.JSONDecoder) -> tuple[Any, int] | Oversize:
+        """The value at ``pos`` and where it ends, or ``Oversize`` (then skipped)."""
+        try:
+            value, end = decoder.raw_decode(self.text, self.pos)
+            if end < len(self.text) or self.eof:  # else a number may go on
+                return value, end
+        except json.JSONDecodeError as exc:
+            # Not JSON well before the window's end: no more input can change that (an
+            # item cut by the end fails at the end, or at its last string's start).
+            if exc.msg != "Unterminated string starting at" and exc.pos + 16 < len(self.text):
+                raise
+            # Else read all of it first, then decode.
+        size = self._read_whole_item()
+        if size is not None:
+            return Oversize(size)
+        return decoder.raw_decode(self.text, self.pos)
+
+    def _read_whole_item(self) -> int | None:
+        """Read until the item at ``pos`` is whole in the window (by its brackets and
+        strings), or the input ends. An item over the limit is skipped instead, from
+        the window too (``pos`` after it): then its size in bytes."""
+        head = self.text[self.pos]
+        nested = head in "[{"
+        in_string = head == '"'
+        j = self.pos + (1 if in_string else 0)  # where scanning goes on
+        depth = 0
+        dropped = 0  # bytes of the item skipped so far
+        while True:
+            if j < len(self.text):
+                pattern = _IN_STRING if in_string else _STRUCTURE if nested else _SCALAR_END
+                m = pattern.search(self.text, j)
+                if m is not None:
+                    c = m.group()
+                    j = m.end()
+                    if in_string:
+                        if c == "\\":
+                            j += 1  # the escaped character, whatever it is
+                            continue
+                        in_string = False
+                        if not nested:
+                            return self._whole(j, dropped)
+                    elif not nested:
+                        return self._whole(m.start(), dropped)
+                    elif c == '"':
+                        in_string = True
+                    elif c in "[{":
+                        depth += 1
+                    else:
+                        depth -= 1
+                        if depth == 0:
+                            return self._whole(j, dropped)
+                    continue
+                j = len(self.text)
+            if dropped or len(self.text) - self.pos > MAX_MESSAGE_BYTES:
+                dropped += len(self.text[self.pos :].encode("utf-8", "surrogatepass"))
+                behind = j - len(self.text)  # 1 when an escaped character is not read yet
+                self.pos = len(self.text)
+                more = self.more()
+                j = self.pos + behind
+            else:
+                offset = j - self.pos
+                more = self.more()
+                j = self.pos + offset
+            if not more:
+                return self._whole(len(self.text), dropped)
+
+    def _whole(self, end: int, dropped: int) -> int | None:
+        if not dropped and end - self.pos <= MAX_MESSAGE_BYTES:
+            return None
+        size = dropped + len(self.text[self.pos : end].encode("utf-8", "surrogatepass"))
+        self.pos = end
+        return size
+
+
+def _iter_document(r: _Chunks, name: str, *, array: bool) -> Iterator[SourceItem]:
+    """The items of a JSON array (``r`` at its ``[``) or of objects one after another,
+    each decoded where it stands in the window."""
+    t = _Text(r, name)
+    decoder = json.JSONDecoder()
+
+    def fail(p: int, what: str) -> InputError:
+        line, col = t.where(p)
+        return InputError(f"{name}: {what} at line {line} column {col}")
+
+    def expect_end() -> None:
+        if t.skip_whitespace() is not None:
+            raise fail(t.pos, "unexpected data after the JSON array")
+
+    if array:
+        t.pos += 1  # past '['
+        if t.skip_whitespace() == "]":
+            t.pos += 1
+            expect_end()
+            return
+    while True:
+        if t.skip_whitespace() is None:
+            if array:  # an array never closed, after a ','
+                raise fail(t.pos, "invalid JSON (Expecting value)")
+            return
+        start = t.pos
+        line, _ = t.where(start)
+        try:
+            got = t.item(decoder)
         except json.JSONDecodeError as exc:
             raise fail(exc.pos, f"invalid JSON ({exc.msg})") from None
         except (RecursionError, ValueError) as exc:
+            line, col = t.where(t.pos)
             raise InputError(
-                f"{name}: cannot read the item at {where(pos)}: {json_failure(exc)}"
+                f"{name}: cannot read the item at line {line} column {col}: {json_failure(exc)}"
             ) from None
-        if isinstance(value, str):
-            return text[pos:end], end
-        return value, end
-
-    pos = skip_ws(0)
-    if array:
-        pos = skip_ws(pos + 1)  # past '['
-        if pos < len(text) and text[pos] == "]":
-            pos += 1
-            closed = True
+        if isinstance(got, Oversize):
+            yield SourceItem(line, got, got.size)
         else:
-            closed = False
-        while not closed:
-            value, end = decode(pos)
-            yield SourceItem(line_at(pos), value, end - pos)
-            pos = skip_ws(end)
-            if pos < len(text) and text[pos] == ",":
-                pos = skip_ws(pos + 1)
-            elif pos < len(text) and text[pos] == "]":
-                pos += 1
-                closed = True
-            else:
-                raise fail(pos, "expected ',' or ']' in the JSON array")
-        if skip_ws(pos) < len(text):
-            raise fail(skip_ws(pos), "unexpected data after the JSON array")
-        return
-    while pos < len(text):
-        value, end = decode(pos)
-        yield SourceItem(line_at(pos), value, end - pos)
-        pos = skip_ws(end)
+            value, end = got
+            start = t.pos
+            t.pos = end
+            if isinstance(value, str):
+                value = t.text[start:end]
+            yield SourceItem(line, value, end - start)
+        if not array:
+            continue
+        sep = t.skip_whitespace()
+        if sep == ",":
+            t.pos += 1
+        elif sep == "]":
+            t.pos += 1
+            expect_end()
+            return
+        else:
+            raise fail(t.pos, "expected ',' or ']' in the JSON array")
 
 
 # -- cxpulse publish ----------------------------------------------------------------------
@@ -512,7 +770,8 @@ def publish_source(
         else (sys.stdout.isatty() and (size is None or size >= PROGRESS_MIN_BYTES))
     )
     with Publisher(settings, topic=topic, batch_size=batch_size, **publisher_options) as publisher:
-        items = iter_source(source, stdin)
+        read = [0]
+        items = _counted(iter_source(source, stdin), read)
         try:
             if show:
                 _publish_with_progress(publisher, items, name, size)
@@ -520,6 +779,8 @@ def publish_source(
                 for item in items:
                     publisher.publish(item.value, where=f"line {item.line}")
         except InputError as exc:
+            if not read[0]:
+                raise  # nothing was read: the message says what is wrong with the input
             # A file that breaks midway (a truncated array) still had good events before
             # the break: send them, and say so, rather than leave the user guessing what
             # went out. Sending the fixed file again is safe: event_id deduplicates.
@@ -531,6 +792,25 @@ def publish_source(
             ) from exc
         publisher.flush()
     return publisher.summary
+
+
+def _counted(items: Iterator[SourceItem], read: list[int]) -> Iterator[SourceItem]:
+    for item in items:
+        read[0] += 1
+        yield item
+
+
+def rejected_line(summary: PublishSummary) -> str | None:
+    """The closing line of ``cxpulse publish`` when some input was rejected (it then
+    exits 1): how many events went out and how many did not."""
+    if not summary.rejected:
+        return None
+    return (
+        f"cxpulse: {summary.rejected:,} of {summary.sent + summary.rejected:,} events were "
+        f"rejected (listed above, not sent); {summary.sent:,} were sent to {summary.topic}. "
+        "Fix the rejected lines and publish them again (events already sent are "
+        "deduplicated by event_id)"
+    )
 
 
 def _publish_with_progress(
@@ -581,6 +861,7 @@ def print_summary(summary: PublishSummary, file: TextIO | None = None, limit: in
 
 __all__ = [
     "InputError",
+    "Oversize",
     "PublishError",
     "PublishSummary",
     "Publisher",
@@ -589,5 +870,6 @@ __all__ = [
     "iter_source",
     "print_summary",
     "publish_source",
+    "rejected_line",
     "validate_event",
 ]

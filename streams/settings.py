@@ -9,10 +9,20 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sinks.urls import redact_url, split_password, with_password_mark
 
 
 class ConfigError(SystemExit):
@@ -38,10 +48,11 @@ class Settings(BaseSettings):
     )
     clickhouse_url: str = Field(
         "chdb:///./var/chdb",
-        description="clickhouse://user:pass@host:9000/db (server) or chdb:///path (embedded)",
+        description="clickhouse://user:pass@host:9000/db (server) or chdb:///path (embedded); "
+        "a password in it is moved to CXPULSE_CLICKHOUSE_PASSWORD when read",
     )
     clickhouse_password: SecretStr | None = Field(
-        None, description="overrides the password in CXPULSE_CLICKHOUSE_URL"
+        None, description="overrides the password in CXPULSE_CLICKHOUSE_URL (never printed)"
     )
     app_id: str = Field("cxpulse", description="Faust app id = Kafka consumer group")
     partitions: int = Field(4, ge=1, le=1024, description="partitions of every cxpulse topic")
@@ -104,6 +115,28 @@ class Settings(BaseSettings):
         "info", pattern=r"^(?i)(debug|info|warning|error)$", description="worker log level"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _split_clickhouse_password(cls, data: Any) -> Any:
+        """Take the password out of the URL the moment it is read: from here on the URL
+        holds none (it is safe in any message, repr or dump), and the password is a
+        ``SecretStr``. ``CXPULSE_CLICKHOUSE_PASSWORD`` wins over the URL's."""
+        if not isinstance(data, dict):
+            return data
+        key = next((k for k in data if str(k).lower() == "clickhouse_url"), None)
+        url = data.get(key) if key is not None else None
+        if not isinstance(url, str):
+            return data
+        bare, password = split_password(url)
+        if password is None:
+            return data
+        data = dict(data)
+        data[key] = bare
+        pkey = next((k for k in data if str(k).lower() == "clickhouse_password"), None)
+        if pkey is None or data[pkey] is None:
+            data["clickhouse_password"] = SecretStr(password)
+        return data
+
     @field_validator("kafka_url")
     @classmethod
     def _kafka_scheme(cls, v: str) -> str:
@@ -159,6 +192,11 @@ class Settings(BaseSettings):
         return v
 
     @property
+    def clickhouse_display_url(self) -> str:
+        """The ClickHouse URL for messages: ``user:***@`` when a password is set."""
+        return with_password_mark(self.clickhouse_url, self.clickhouse_password is not None)
+
+    @property
     def bootstrap_servers(self) -> list[str]:
         """The kafka:// URL as the host:port list kafka-python and aiokafka take."""
         hosts = self.kafka_url.removeprefix("kafka://").replace(";", ",")
@@ -175,6 +213,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+#: Settings whose value is never quoted in an error message.
+_SECRET_FIELDS = {"clickhouse_password", "webhook_secret"}
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, turning validation errors into one line."""
     try:
@@ -189,14 +231,16 @@ def load_settings(**overrides: object) -> Settings:
 
 
 def _shown(field: str, value: object) -> str:
-    """A refused value as an error line may show it: never a secret, nor a URL's path and
-    query (a webhook URL often carries a token there)."""
-    if field in {"webhook_secret", "clickhouse_password"}:
+    """A refused value as an error line may show it: never a secret, nor a URL's password
+    (masked), nor a webhook URL's path and query (it often carries a token there)."""
+    if field in _SECRET_FIELDS:
         return "'***'"
     if field == "webhook_url" and isinstance(value, str) and "://" in value:
         parts = urlsplit(value)
         rest = "/…" if parts.path.strip("/") or parts.query else ""
         return repr(f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{rest}")
+    if isinstance(value, str):
+        return repr(redact_url(value))
     return repr(value)
 
 

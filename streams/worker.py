@@ -67,7 +67,7 @@ def preflight(settings: Settings) -> Settings:
         backend = default_connect(settings)()
     except Exception as exc:
         raise ConfigError(
-            f"ClickHouse at {redact(settings.clickhouse_url)} is not usable: {first_line(exc)} "
+            f"ClickHouse at {settings.clickhouse_display_url} is not usable: {first_line(exc)} "
             "(check CXPULSE_CLICKHOUSE_URL; for the embedded default use chdb:///./var/chdb)"
         ) from None
     close = getattr(backend, "close", None)
@@ -79,16 +79,6 @@ def preflight(settings: Settings) -> Settings:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
 
 
 def run_worker(settings: Settings) -> None:

@@ -6,7 +6,8 @@
 # is the only ClickHouse *server* available there; the clickhouse-driver sink path must be
 # tested against a real server, not only against embedded chDB.
 #
-# Idempotent: a server that already answers means exit 0 without touching anything.
+# Idempotent: a server that already answers is left running (only the test user with a
+# password, below, is added when missing).
 # Afterwards run the tests with
 #   CXPULSE_TEST_CLICKHOUSE_URL=clickhouse://default:@127.0.0.1:9000/cxpulse_test
 #
@@ -33,8 +34,44 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# A user with a password, for the tests that check a password is never printed
+# (tests/integration/test_secrets.py; the default user has none). Loopback only. The
+# server reloads users.d by itself, so this also serves a server already running.
+SECRET_USER=cxpulse_secret
+SECRET_PASSWORD=cxpulse-secret-7d41
+USERS_D="$(dirname "$CONFIG")/users.d"
+add_secret_user() {
+    local file="$USERS_D/cxpulse-secret-user.xml"
+    if [ ! -f "$file" ]; then
+        as_root mkdir -p "$USERS_D"
+        as_root tee "$file" >/dev/null <<XML
+<?xml version="1.0"?>
+<yandex>
+    <users>
+        <$SECRET_USER>
+            <password>$SECRET_PASSWORD</password>
+            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </$SECRET_USER>
+    </users>
+</yandex>
+XML
+    fi
+    local deadline=$((SECONDS + WAIT_SECONDS))
+    until clickhouse-client --host 127.0.0.1 --port 9000 --user "$SECRET_USER" \
+        --password "$SECRET_PASSWORD" --query "SELECT 1" >/dev/null 2>&1; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            say "the server did not load $file within ${WAIT_SECONDS}s"
+            exit 1
+        fi
+        sleep 0.5
+    done
+}
+
 if command -v clickhouse-client >/dev/null 2>&1 && answers; then
     say "already running: $(clickhouse-client --host 127.0.0.1 --query 'SELECT version()')"
+    add_secret_user
     exit 0
 fi
 
@@ -88,5 +125,6 @@ until answers; do
     sleep 0.5
 done
 
+add_secret_user
 say "ready: ClickHouse $(clickhouse-client --host 127.0.0.1 --query 'SELECT version()') on 127.0.0.1:9000"
 say "export CXPULSE_TEST_CLICKHOUSE_URL=clickhouse://default:@127.0.0.1:9000/cxpulse_test"

@@ -140,7 +140,7 @@ class Pipeline:
 
         for worker in self.workers:
             worker.stop()
-        backend = open_backend(self.settings.clickhouse_url)
+        backend = open_backend(self.settings.clickhouse_url, self.settings.clickhouse_password)
         try:
             _, rows = backend.query(sql)
         finally:

@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 
+from schemas.envelope import MAX_MESSAGE_BYTES
 from schemas.events import TouchpointEvent
+from streams import publisher
 from streams.admin import KafkaUnavailable
 from streams.broker import free_port
 from streams.publisher import (
     InputError,
+    Oversize,
     PublishSummary,
     Rejection,
     SourceItem,
@@ -331,3 +334,84 @@ def test_print_summary_lists_the_first_rejections_with_lines() -> None:
     assert "rejected 7 invalid events" in text
     assert "  line 1: reason 1\n" in text and "line 4" not in text
     assert "... and 4 more" in text
+
+
+# -- bounded reading ---------------------------------------------------------------------------
+
+OVER = MAX_MESSAGE_BYTES + 1_000_000  # an item past the 8 MiB message limit
+
+
+def test_a_line_over_the_message_limit_is_rejected_with_its_line_and_size(tmp_path: Path) -> None:
+    good = json.dumps(event())
+    big = '{"attributes": {"a": "' + "x" * OVER + '"}}'
+    got = items(write(tmp_path, f"{good}\n{big}\n\n{good}"))
+    assert [i.line for i in got] == [1, 2, 4]
+    assert isinstance(got[1].value, Oversize) and got[1].value.size == len(big)
+    reason = validate_event(got[1].value)
+    assert reason == (
+        f"{len(big):,} bytes, over the 8 MiB message limit (not read): an event is at most "
+        "a few KiB, see docs/wire-format.md"
+    )
+    assert isinstance(validate_event(got[2].value), TouchpointEvent)
+
+
+def test_a_last_line_over_the_limit_without_newline_is_rejected(tmp_path: Path) -> None:
+    got = items(write(tmp_path, "{" + "x" * OVER))
+    assert [(i.line, i.value) for i in got] == [(1, Oversize(OVER + 1))]
+
+
+@pytest.mark.parametrize("indent", [None, 1])
+def test_an_array_item_over_the_limit_is_skipped_and_the_rest_read(
+    tmp_path: Path, indent: int | None
+) -> None:
+    a, b = event(), event()
+    big = {"attributes": {"a": "x" * OVER, "b": '\\"[{'}}
+    text = json.dumps([a, big, "y" * OVER, b], indent=indent)
+    got = items(write(tmp_path, text, "in.json"))
+    assert [type(i.value) for i in got] == [dict, Oversize, Oversize, dict]
+    inside = json.dumps(big, indent=indent).replace("\n", "\n" + " " * (indent or 0))
+    assert inside in text and got[1].value.size == len(inside)
+    assert got[2].value.size == OVER + 2  # a string item, with its quotes
+    assert got[3].value == b
+    if indent:
+        assert [i.line for i in got] == [2, 11, 17, 18]
+
+
+CHUNKED_INPUTS = [
+    "\n".join(json.dumps(event(intent=f"i{n}")) for n in range(5)) + "\n\n",
+    json.dumps([event(attributes={"q": 'a "quoted" \\ [x]'}), 7, 's\\"t', None, event()], indent=2),
+    json.dumps(event(), indent=2) + "\n" + json.dumps(event(), indent=2),
+    '[{"a": 1} {"b": 2}]',
+    '[\n{"a": 1},\n{"b": \n',
+    "[1, 2",
+    "[1,]",
+    '[{"a": [1, 2}, {"b": "' + "z" * 40 + '"}]',  # a bracket closed by the wrong one
+    '[{"a": 1}]\n[{"b": 2}]',
+    "\ufeff[\n  12e3 ,\n true\n]",
+]
+
+
+@pytest.mark.parametrize("text", CHUNKED_INPUTS)
+def test_reading_in_tiny_chunks_gives_the_same_items_and_errors(
+    tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Items, lines and error messages do not depend on where the reads split the input
+    (an escape, a string's quote or a bracket cut between two reads)."""
+    path = write(tmp_path, text, "in.json")
+
+    def outcome() -> Any:
+        try:
+            return [(i.line, i.value, i.size) for i in items(path)]
+        except InputError as exc:
+            return exc.message
+
+    whole = outcome()
+    for chunk in (1, 2, 3, 7):
+        monkeypatch.setattr(publisher, "READ_CHUNK", chunk)
+        assert outcome() == whole, chunk
+
+
+def test_empty_input_says_the_file_had_no_events(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as err:
+        items(write(tmp_path, "\n \n"))
+    assert "holds no events" in err.value.message and "valid events" not in err.value.message

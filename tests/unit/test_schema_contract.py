@@ -200,8 +200,8 @@ def test_one_bad_item_does_not_take_its_batch_mates_down(name: str) -> None:
         (b"{not json", "not_json", "not JSON"),
         (b"[1, 2", "not_json", "not JSON"),
         (b"\xff\xfe[]", "not_json", "not JSON"),
-        (b'"just a string"', "not_object", "got str"),
-        (b"42", "not_object", "got int"),
+        (b'"just a string"', "not_object", "got string"),
+        (b"42", "not_object", "got number"),
     ],
 )
 def test_unusable_messages_are_rejected_whole(message: bytes, kind: str, reason: str) -> None:
@@ -220,8 +220,31 @@ def test_non_object_items_of_a_batch_are_rejected_one_by_one() -> None:
     assert rejected[0].raw == b"7"
 
 
-def test_empty_batch_is_no_events_and_no_rejections() -> None:
-    assert decode_message(b"[]") == ([], [])
+@pytest.mark.parametrize("message", [b"[]", b" [ ]\n", b"\xef\xbb\xbf[]"])
+def test_an_empty_batch_leaves_a_dead_letter(message: bytes) -> None:
+    """An empty array holds no event, but a producer sending them is likely broken: it
+    goes to the DLQ (and so into cxpulse_events_invalid_total{reason="empty_batch"})."""
+    events, rejected = decode_message(message)
+    assert events == []
+    assert [(r.index, r.kind, r.reason) for r in rejected] == [
+        (None, "empty_batch", "empty batch: the array holds no events")
+    ]
+    assert rejected[0].raw == message
+
+
+def test_a_utf8_bom_before_an_object_or_an_array_is_skipped() -> None:
+    one, two = event(), event()
+    events, rejected = decode_message(b"\xef\xbb\xbf" + raw(one))
+    assert rejected == [] and [str(e.event_id) for e in events] == [one["event_id"]]
+    events, rejected = decode_message(b"\xef\xbb\xbf" + raw([one, two]))
+    assert rejected == [] and len(events) == 2
+
+
+def test_a_bom_before_an_invalid_event_keeps_the_message_as_sent() -> None:
+    message = b"\xef\xbb\xbf" + raw(event(channel="fax"))
+    events, rejected = decode_message(message)
+    assert events == [] and rejected[0].raw == message
+    assert rejected[0].reason.startswith("channel:")
 
 
 def test_batch_over_the_event_bound_is_rejected_whole() -> None:
@@ -247,6 +270,48 @@ def test_message_over_the_byte_bound_is_rejected_without_parsing() -> None:
 def test_occurred_at_bounds_are_inclusive_below_exclusive_above(moment: str) -> None:
     events, rejected = decode_message(raw(event(occurred_at=moment)))
     assert rejected == [] and len(events) == 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1764840600, 1764840600.5, "1764840600", "2026-12-04", "2026-12-04 09:30:00+08:00", True],
+)
+def test_occurred_at_is_only_an_rfc3339_string(value: Any) -> None:
+    """pydantic alone reads an epoch number (or its digits as a string) as a UTC time."""
+    events, rejected = decode_message(raw(event(occurred_at=value)))
+    assert events == [] and rejected[0].kind == "rfc3339"
+    assert rejected[0].reason.startswith(
+        "occurred_at: Input should be an RFC 3339 string with an offset, "
+        "such as 2026-12-04T09:30:00+08:00"
+    ), rejected[0].reason
+
+
+def test_occurred_at_without_offset_keeps_its_reason() -> None:
+    events, rejected = decode_message(raw(event(occurred_at="2026-12-04T09:30:00")))
+    assert events == []
+    assert rejected[0].reason == "occurred_at: Input should have timezone info"
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("2026-12-04T09:30:00+08:00", True),
+        ("2026-12-04T09:30:00.123456Z", True),
+        ("2026-12-04t09:30:00z", True),
+        ("2026-12-04T09:30:00", False),  # the issue's case: the schema let it pass
+        ("2026-12-04T09:30:00+0800", False),
+        ("2026-12-04", False),
+        ("1764840600", False),
+        (1764840600, False),
+    ],
+)
+def test_json_schema_and_worker_agree_on_occurred_at(value: Any, valid: bool) -> None:
+    schema = json.loads(export.SCHEMA_PATH.read_text(encoding="utf-8"))
+    assert "pattern" in schema["properties"]["occurred_at"]
+    doc = event(occurred_at=value)
+    assert jsonschema.Draft202012Validator(schema).is_valid(doc) is valid
+    events, _ = decode_message(raw(doc))
+    assert bool(events) is valid
 
 
 def test_json_schema_states_the_occurred_at_range() -> None:
