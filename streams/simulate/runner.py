@@ -334,7 +334,7 @@ def print_summary(summary: SimSummary, file: TextIO | None = None) -> None:
 
 
 def add_simulate_command(cli: Any) -> None:
-    """Register ``cxpulse simulate`` on a click group (``streams/cli.py`` calls this)."""
+    """Register ``cxpulse simulate`` on a click group (``streams/cli/__init__.py`` calls this)."""
     import click
 
     def _incidents(_ctx: Any, _param: Any, value: tuple[str, ...]) -> list[Incident]:

@@ -611,10 +611,10 @@ REPO = Path(__file__).resolve().parents[2]
 def _ours(frame: str) -> bool:
     """A frame of cxpulse's own code (py-spy names files relative to their sys.path entry)."""
     path = frame.partition(" (")[2].rsplit(":", 1)[0]
-    skip = ("streams/cli.py", "streams/worker.py")
+    skip = ("streams/cli/", "streams/worker.py")
     return (
         path.startswith(("streams/", "schemas/", "sinks/"))
-        and path not in skip
+        and not path.startswith(skip)
         and ((REPO / path).is_file())
     )
 

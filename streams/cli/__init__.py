@@ -1,0 +1,73 @@
+"""The ``cxpulse`` command line, one module per command.
+
+Settings come from ``CXPULSE_*`` environment variables (see ``cxpulse worker --help``);
+options given here override them for one run. Errors print one line and exit 2. A new
+command is a module here with a ``click`` command, added to ``COMMANDS`` below.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from streams.cli import alerts, broker, demo, model, publish, query, worker
+from streams.settings import ConfigError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="cxpulse")
+def cli() -> None:
+    """cxpulse: touchpoint events from Kafka, scored per customer, into ClickHouse.
+
+    \b
+    Quick start (embedded: bundled Kafka-protocol broker + chDB, no Docker):
+      cxpulse demo                       # everything at once, under ./var
+    \b
+    Or piece by piece:
+      cxpulse broker                     # terminal 1
+      cxpulse worker                     # terminal 2
+      cxpulse publish events.jsonl       # terminal 3
+      cxpulse query "SELECT channel, count() FROM touchpoint_events FINAL GROUP BY channel"
+    """
+
+
+COMMANDS: list[click.Command] = [
+    broker.broker,
+    worker.worker,
+    publish.publish,
+    query.query,
+    alerts.alerts,
+    model.model,
+    demo.demo,
+]
+for command in COMMANDS:
+    cli.add_command(command)
+
+
+def _add_plugins() -> None:
+    from streams.simulate.runner import add_simulate_command
+
+    add_simulate_command(cli)
+
+
+_add_plugins()
+
+
+def main() -> None:
+    """Entry point: one-line errors instead of tracebacks for what a user can fix."""
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ConfigError as exc:
+        click.echo(f"cxpulse: {exc.message}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        os._exit(0)

@@ -1,0 +1,22 @@
+"""What the commands share: settings from the environment with a run's overrides, and the
+settings' help text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.settings import Settings, load_settings
+
+
+def settings_from(**overrides: Any) -> Settings:
+    """The environment's settings, with the options given on this command line."""
+    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def env_help() -> str:
+    """Every ``CXPULSE_*`` setting on a line of its own (click keeps the lines as they are
+    after a ``\b`` paragraph marker)."""
+    lines = ["\b"]
+    for name, field in Settings.model_fields.items():
+        lines.append(f"  CXPULSE_{name.upper():<28} {field.description} [default: {field.default}]")
+    return "\n".join(lines)

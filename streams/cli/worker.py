@@ -1,0 +1,21 @@
+"""``cxpulse worker``: a worker in the foreground, its settings listed in ``--help``."""
+
+from __future__ import annotations
+
+import click
+
+from streams.cli.common import env_help, settings_from
+
+
+@click.command(epilog="Environment:\n\n" + env_help())
+@click.option("--web-port", type=int, help="override CXPULSE_WEB_PORT (/metrics, /query)")
+def worker(web_port: int | None) -> None:
+    """Run a stream worker: validate, score, alert and sink into ClickHouse.
+
+    Reads CXPULSE_KAFKA_URL and CXPULSE_CLICKHOUSE_URL; serves Prometheus metrics on
+    http://HOST:CXPULSE_WEB_PORT/metrics. Start more workers with the same
+    CXPULSE_APP_ID (and other web ports) to share the partitions.
+    """
+    from streams.worker import run_worker
+
+    run_worker(settings_from(web_port=web_port))
