@@ -62,6 +62,7 @@ def create_app(
         consumer_auto_offset_reset="earliest",
     )
     app.end_offsets_exact = settings.broker_end_offsets_exact is not False
+    app.fetch_max_wait_ms = settings.consumer_fetch_max_wait_ms
     if settings.producer_max_batch_size is not None:
         app.conf.producer_max_batch_size = settings.producer_max_batch_size
 

@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     producer_max_batch_size: int | None = Field(
         None, ge=1, description="bytes per producer record batch; unset = Faust's default"
     )
+    consumer_fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        le=10_000,
+        description="how long a fetch waits for new records (ms): the floor of each hop's "
+        "latency when input is sparse (Faust's own default is 1500)",
+    )
     broker_end_offsets_exact: bool | None = Field(
         None,
         description="whether the broker's end offsets count every record; unset = detect "

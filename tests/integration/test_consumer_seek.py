@@ -144,3 +144,17 @@ def test_true_end_offsets_are_read_off_the_records(kafka_broker: Any) -> None:
     records, reported, true = asyncio.run(_ends(kafka_broker.bootstrap))
     assert true == records
     assert reported <= records  # tansu: 11 (the last batch's base + 1); exact brokers: 15
+
+
+def test_the_worker_consumer_waits_as_long_as_the_setting_says() -> None:
+    """Faust hard-codes a 1.5 s fetch wait; the worker's consumer takes the setting."""
+    from streams.app import create_app
+    from streams.settings import load_settings
+
+    app = create_app(load_settings(kafka_url="kafka://127.0.0.1:1", consumer_fetch_max_wait_ms=80))
+
+    async def made() -> int:
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        return int(consumer._fetch_max_wait_ms)
+
+    assert asyncio.run(made()) == 80
