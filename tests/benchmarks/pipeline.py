@@ -809,7 +809,9 @@ def run_latency(
             time.sleep(1.0)
             out.ready_s = scrape(settings.web_port).get(("cxpulse_worker_ready_seconds", ()))
 
-        consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
+        consumer = KafkaConsumer(  # a short fetch wait: the reader should add little
+            bootstrap_servers=settings.bootstrap_servers, group_id=None, fetch_max_wait_ms=20
+        )
         tps = [TopicPartition(alerts(settings), p) for p in range(settings.partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
