@@ -9,7 +9,11 @@ measures on that very data, loopback only:
   whole per-event Python work replayed in-process without Kafka or ClickHouse;
 - the real pipeline: a ``cxpulse worker`` process (chDB in a temporary directory, fresh
   app id and topic prefix) reading the backlog, timed from its own /metrics until every
-  event is in ``touchpoint_events`` and ``moments``; its peak RSS and mean state size.
+  event is in ``touchpoint_events`` and ``moments``; its peak RSS and mean state size;
+- a Quix Streams peer (``tests/benchmarks/quix_peer.py``, a subprocess in a Python that
+  has quixstreams) on the same events, alternating with the worker runs: cxpulse ÷ Quix;
+- event → alert latency: a steady publisher (5,000 events/s for 60 s by default) into a
+  Ready worker, p50/p95/p99 of publish → alert record on the alerts topic.
 
 Figures are printed as ratios against the baselines, and written to
 ``var/bench/pipeline.json``. Baselines run ``--repeats`` times (medians); the pipeline
@@ -70,6 +74,42 @@ def vm_hwm_kib(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+def descendants(pid: int) -> list[int]:
+    """The pids of a process's children, grandchildren and so on (Linux /proc)."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children[int(fields[1])].append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def tree_hwm_kib(pid: int) -> int | None:
+    """Peak RSS (VmHWM) of a process plus that of each of its descendants, in KiB: an upper
+    bound of the tree's peak, as the peaks need not coincide."""
+    own = vm_hwm_kib(pid)
+    if own is None:
+        return None
+    return own + sum(vm_hwm_kib(c) or 0 for c in descendants(pid))
+
+
+def percentile(xs: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``xs``, linear between the closest ranks."""
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    k = (len(s) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def cpu_seconds(pid: int | None) -> float | None:
@@ -451,7 +491,8 @@ class PipelineRun:
     seconds_to_first_row: float | None = None  # → first touchpoint_events row
     seconds_to_events: float | None = None  # → all N in touchpoint_events
     seconds_to_moments: float | None = None  # → all N in moments
-    peak_rss_kib: int | None = None
+    peak_rss_kib: int | None = None  # VmHWM of the worker and its children
+    ready_s: float | None = None  # the worker's own cxpulse_worker_ready_seconds
     worker_cpu_s: float | None = None  # CPU used from first event validated to done
     broker_cpu_s: float | None = None  # the broker's CPU over the same interval
     state_bytes_mean: float | None = None
@@ -524,7 +565,8 @@ def run_pipeline(
                 f"({sink_rows(metrics, 'touchpoint_events')} events, "
                 f"{sink_rows(metrics, 'moments')} moments)\n{worker.log_tail(20)}"
             )
-        run.peak_rss_kib = vm_hwm_kib(worker.proc.pid)
+        run.peak_rss_kib = tree_hwm_kib(worker.proc.pid)
+        run.ready_s = metrics.get(("cxpulse_worker_ready_seconds", ())) or None
         w0, b0 = cpu_at_first_in
         w1, b1 = cpu_seconds(worker.proc.pid), cpu_seconds(broker_pid)
         run.worker_cpu_s = None if w0 is None or w1 is None else w1 - w0
@@ -572,6 +614,400 @@ def new_settings(broker_url: str, work: Path, flush: float, partitions: int) -> 
         data_dir=work / name,
         sink_flush_seconds=flush,
     )
+
+
+# -- the Quix Streams peer -------------------------------------------------------------------
+
+PEER_RETENTION = {"retention.ms": str(7 * 24 * 3600 * 1000), "retention.bytes": "-1"}
+
+
+def peer_python(args: argparse.Namespace) -> str | None:
+    """A Python that can run the Quix Streams peer: ``--peer-python``, this one if it has
+    ``quixstreams`` (``pip install -e '.[bench]'``), or ``./.venv-peer``; else None."""
+    import importlib.util
+
+    if args.peer_python:
+        return str(args.peer_python)
+    if importlib.util.find_spec("quixstreams") is not None:
+        return sys.executable
+    local = REPO / ".venv-peer" / "bin" / "python"
+    return str(local) if local.exists() else None
+
+
+@dataclass
+class PeerRun:
+    seconds_to_first: float | None = None  # process start → first message consumed
+    seconds: float | None = None  # first message consumed → N records in the output topic
+    records: int = 0
+    peak_rss_kib: int | None = None
+    cpu_s: float | None = None  # the peer's CPU over the whole run
+
+
+async def _count_records(
+    bootstrap: list[str], topic: str, expect: int, deadline: float, alive: Callable[[], bool]
+) -> tuple[int, float]:
+    """Consume ``topic`` from the beginning until it has given ``expect`` records; returns
+    (records, unix time when the last one was read). Records are counted by reading them:
+    the bundled broker under-reports end offsets."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    await consumer.start()
+    got = 0
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            raise SystemExit(f"the peer's output topic {topic} has no partitions")
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while got < expect and time.time() < deadline and alive():
+            batches = await consumer.getmany(timeout_ms=100, max_records=10_000)
+            got += sum(len(records) for records in batches.values())
+    finally:
+        await consumer.stop()
+    return got, time.time()
+
+
+def run_quix_peer(
+    python: str, settings: Any, input_topic: str, n: int, work: Path, timeout: float
+) -> PeerRun:
+    """The Quix Streams peer (``tests/benchmarks/quix_peer.py``) on a published backlog, its
+    own consumer group and output topic; timed from its first consumed message to N records
+    in its output topic."""
+    from streams.admin import ensure_topics
+    from streams.topics import TopicSpec
+
+    name = f"quixbench{uuid.uuid4().hex[:8]}"
+    output = f"{settings.topic_prefix}.{name}.out"
+    ensure_topics(settings, [TopicSpec(output, settings.partitions, PEER_RETENTION, "peer out")])
+    first_file = work / f"{name}.json"
+    argv = [python, "-m", "tests.benchmarks.quix_peer", "--broker", settings.bootstrap_servers[0]]
+    argv += ["--input", input_topic, "--output", output, "--group", name]
+    argv += ["--partitions", str(settings.partitions), "--state-dir", str(work / name / "state")]
+    argv += ["--out", str(first_file)]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(REPO))
+    log = (work / f"{name}.log").open("wb")
+    started = time.time()
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    run = PeerRun()
+    try:
+        got, done = asyncio.run(
+            _count_records(
+                settings.bootstrap_servers,
+                output,
+                n,
+                started + timeout,
+                lambda: proc.poll() is None,
+            )
+        )
+        run.records = got
+        run.peak_rss_kib = tree_hwm_kib(proc.pid)
+        run.cpu_s = cpu_seconds(proc.pid)
+        if got < n:
+            tail = (work / f"{name}.log").read_text(errors="replace").splitlines()[-15:]
+            console.print(f"[yellow]quix peer: {got:,} of {n:,} records[/]\n" + "\n".join(tail))
+            return run
+        first = json.loads(first_file.read_text())["first"]
+        run.seconds_to_first = first - started
+        run.seconds = done - first
+    finally:
+        stop(proc)
+        log.close()
+    return run
+
+
+# -- event → alert latency -------------------------------------------------------------------
+
+
+@dataclass
+class LatencyRun:
+    rate: float  # the rate asked for, events/s
+    seconds: float  # how long publishing was asked to last
+    events: int = 0  # published
+    publish_seconds: float = 0.0  # first send → last send, plus one interval
+    max_behind_s: float = 0.0  # how far the publisher fell behind its schedule at worst
+    ready_s: float | None = None
+    processed_when_published: float = 0.0  # events the worker had validated by then
+    processed: float = 0.0  # at the end of the drain
+    drain_s: float = 0.0
+    alert_records: int = 0
+    unmatched: int = 0  # alert records none of whose event ids were published here
+    latencies: list[float] = field(default_factory=list)
+    ts_latencies: list[float] = field(default_factory=list)  # by record timestamps
+    alerts_by_rule: dict[str, int] = field(default_factory=dict)
+    peak_rss_kib: int | None = None
+
+
+def latency_events(n: int, seed: int) -> tuple[list[bytes], dict[str, int]]:
+    """N simulated events of 20,000 customers over a working day of 8 hours with the demo's
+    four incidents (an ATM outage, store queues, a web login spike, a call-centre backlog),
+    the journeys' intensity scaled so that N events span the 8 hours; they end about now.
+    Returns the 500-event messages and each event id's message index."""
+    from schemas.events import TouchpointEvent
+    from streams.demo import DEMO_INCIDENTS
+    from streams.simulate.engine import Simulation
+    from streams.simulate.runner import working_day_start
+
+    hours = timedelta(hours=8)
+    start = working_day_start(hours)
+    kwargs: dict[str, Any] = {"start": start, "incidents": DEMO_INCIDENTS, "atms": 4, "stores": 4}
+    per_intensity = sum(1 for _ in Simulation(20_000, seed, duration=hours, **kwargs))
+    intensity = max(1.0, 1.05 * n / max(per_intensity, 1))
+    sim = Simulation(20_000, seed, events=n, duration=hours, intensity=intensity, **kwargs)
+    messages: list[bytes] = []
+    index: dict[str, int] = {}
+    chunk: list[bytes] = []
+    for d in sim:
+        event = TouchpointEvent.model_validate(d)
+        index[event.event_id.hex] = len(messages)
+        chunk.append(event.model_dump_json(exclude_none=True).encode())
+        if len(chunk) == BATCH:
+            messages.append(b"[" + b",".join(chunk) + b"]")
+            chunk = []
+    if chunk:
+        messages.append(b"[" + b",".join(chunk) + b"]")
+    return messages, index
+
+
+def run_latency(
+    settings: Any,
+    messages: list[bytes],
+    index: dict[str, int],
+    rate: float,
+    seconds: float,
+    drain: float,
+    work: Path,
+    extra_env: dict[str, str],
+) -> LatencyRun:
+    """Publish ``messages`` at a steady ``rate`` into a running, Ready worker; consume the
+    alerts topic meanwhile; each alert record's latency is its arrival here minus the
+    publish time of the latest-published of its triggering events (``event_ids``)."""
+    import threading
+
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    from streams.demo import WorkerProcess, scrape, sink_rows
+    from streams.topics import alerts, touchpoints
+
+    out = LatencyRun(rate=rate, seconds=seconds)
+    worker = WorkerProcess(settings, work / f"worker-{settings.app_id}.log", extra_env)
+    worker.start()
+    assert worker.proc is not None
+    received: list[tuple[float, int, bytes]] = []
+    stop_consuming = threading.Event()
+    try:
+        deadline = time.monotonic() + 120
+        while not out.ready_s:  # once a second: the Ready gauge
+            if not worker.alive() or time.monotonic() > deadline:
+                raise SystemExit(f"latency: the worker did not get Ready\n{worker.log_tail(20)}")
+            time.sleep(1.0)
+            out.ready_s = scrape(settings.web_port).get(("cxpulse_worker_ready_seconds", ()))
+
+        consumer = KafkaConsumer(  # a short fetch wait: the reader should add little
+            bootstrap_servers=settings.bootstrap_servers, group_id=None, fetch_max_wait_ms=20
+        )
+        tps = [TopicPartition(alerts(settings), p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+
+        def consume() -> None:
+            while not stop_consuming.is_set():
+                for records in consumer.poll(timeout_ms=100).values():
+                    now = time.time()
+                    received.extend((now, r.timestamp, r.value) for r in records)
+
+        reader = threading.Thread(target=consume, name="alerts-reader", daemon=True)
+        reader.start()
+        producer = KafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers,
+            acks="all",
+            linger_ms=5,
+            batch_size=256 * 1024,
+            max_request_size=4 * 1024 * 1024,
+        )
+        per_message = BATCH / rate
+        count = min(len(messages), max(1, round(seconds * rate / BATCH)))
+        sent_at = [0.0] * count
+        topic = touchpoints(settings)
+
+        def publish_steadily() -> None:
+            t0 = time.perf_counter()
+            w0 = time.time()
+            for k in range(count):
+                due = t0 + k * per_message
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                else:
+                    out.max_behind_s = max(out.max_behind_s, -wait)
+                sent_at[k] = w0 + (time.perf_counter() - t0)
+                producer.send(topic, messages[k])
+            producer.flush()
+
+        publisher = threading.Thread(target=publish_steadily, name="steady-publisher")
+        publisher.start()
+        publisher.join()
+        out.events = sum(1 for i in index.values() if i < count)
+        out.publish_seconds = sent_at[-1] - sent_at[0] + per_message
+        metrics = scrape(settings.web_port)
+        out.processed_when_published = metric_sum(metrics, "cxpulse_events_in_total")
+        # drain: until every event is in moments (the experience step is done with it),
+        # then a few seconds for the last alerts
+        drained = time.monotonic()
+        settled = None
+        while time.monotonic() - drained < drain:
+            time.sleep(1.0)
+            metrics = scrape(settings.web_port)
+            out.processed = metric_sum(metrics, "cxpulse_events_in_total")
+            if sink_rows(metrics, "moments") >= out.events and settled is None:
+                settled = time.monotonic()
+            if settled is not None and time.monotonic() - settled >= 3:
+                break
+        out.drain_s = time.monotonic() - drained
+        out.peak_rss_kib = tree_hwm_kib(worker.proc.pid)
+        stop_consuming.set()
+        reader.join(5)
+        consumer.close()
+        producer.close()
+    finally:
+        stop_consuming.set()
+        worker.stop()
+
+    rules: Counter[str] = Counter()
+    for arrived, ts_ms, value in received:
+        alert = json.loads(value)
+        rules[alert.get("rule", "?")] += 1
+        times = [
+            sent_at[i]
+            for i in (index.get(uuid.UUID(e).hex) for e in alert.get("event_ids") or ())
+            if i is not None and i < count
+        ]
+        if not times:
+            out.unmatched += 1
+            continue
+        out.latencies.append(arrived - max(times))
+        out.ts_latencies.append(ts_ms / 1000 - max(times))
+    out.alert_records = len(received)
+    out.alerts_by_rule = dict(rules)
+    return out
+
+
+def latency_run(args: argparse.Namespace, broker_url: str, work: Path) -> LatencyRun:
+    from streams.admin import ensure_topics
+    from streams.app import TABLE_NAMES
+    from streams.topics import all_topics
+
+    n = int(args.latency_rate * args.latency_seconds)
+    t = time.perf_counter()
+    messages, index = latency_events(n, args.seed)
+    console.print(
+        f"[bold]latency[/]   {len(index):,} simulated events with incidents in "
+        f"{len(messages)} messages ({time.perf_counter() - t:.1f}s to simulate); publishing "
+        f"{args.latency_rate:,.0f} events/s for {args.latency_seconds:.0f}s into a Ready worker"
+    )
+    settings = new_settings(broker_url, work, args.flush, args.partitions)
+    ensure_topics(settings, all_topics(settings, TABLE_NAMES))
+    gc.collect()
+    run = run_latency(
+        settings,
+        messages,
+        index,
+        args.latency_rate,
+        args.latency_seconds,
+        args.latency_drain,
+        work,
+        worker_env(args),
+    )
+    console.print(
+        f"[bold]latency[/]   {run.events:,} events published in {run.publish_seconds:.1f}s; the "
+        f"worker had validated {run.processed_when_published:,.0f} by then and "
+        f"{run.processed:,.0f} {run.drain_s:.0f}s later; {run.alert_records:,} alert records "
+        f"({run.unmatched} without a published event id): {run.alerts_by_rule}"
+    )
+    return run
+
+
+def latency_figures(lat: LatencyRun) -> None:
+    """The event → alert figures; the percentiles over every alert record of the run."""
+    rate = figure(
+        "latency_publish_rate",
+        "event → alert run: achieved publish rate",
+        [lat.events / lat.publish_seconds] if lat.publish_seconds else [],
+        "events/s",
+    )
+    if finite(rate.value):
+        rate.ratio, rate.ratio_of = rate.value / lat.rate, f"asked {lat.rate:,.0f} events/s"
+    figure(
+        "latency_publisher_behind_s",
+        "  ... publisher behind its schedule, at worst",
+        [lat.max_behind_s],
+        "s",
+    )
+    figure(
+        "latency_worker_eps_while_publishing",
+        "  worker: events validated while publishing",
+        [lat.processed_when_published / lat.publish_seconds] if lat.publish_seconds else [],
+        "events/s",
+        rate,
+        "achieved publish rate",
+    )
+    figure("latency_alert_records", "  alert records on cx.alerts", [lat.alert_records], "")
+    for q in (0.50, 0.95, 0.99):
+        figure(
+            f"latency_p{round(q * 100)}_s",
+            f"publish → alert on cx.alerts, p{round(q * 100)}",
+            [percentile(lat.latencies, q)] if lat.latencies else [],
+            "s",
+        )
+    figure(
+        "latency_ts_p99_s",
+        "  ... p99 by the alert record's timestamp",
+        [percentile(lat.ts_latencies, 0.99)] if lat.ts_latencies else [],
+        "s",
+    )
+    figure("latency_ready_s", "  worker Ready (its own gauge)", [lat.ready_s or 0.0], "s")
+    figure(
+        "latency_peak_rss_mb",
+        "  worker peak RSS (VmHWM, with children)",
+        [lat.peak_rss_kib / 1024] if lat.peak_rss_kib else [],
+        "MiB",
+    )
+
+
+def print_targets(
+    pipe: Figure | None, quix: Figure | None, lat: LatencyRun | None, uptime: str
+) -> dict[str, Any]:
+    """The issue's two targets, as measured in this run (printed, never asserted)."""
+    out: dict[str, Any] = {"load": uptime}
+    if pipe is not None and quix is not None and finite(pipe.value) and finite(quix.value):
+        ratio = pipe.value / quix.value
+        out["cxpulse_vs_quix"] = round(ratio, 3)
+        met = "met" if ratio >= 1.5 else "NOT met"
+        console.print(
+            f"[bold]target[/] cxpulse ≥ 1.5× Quix Streams: cxpulse ÷ Quix = {ratio:.2f} "
+            f"({pipe.value:,.0f} ÷ {quix.value:,.0f} events/s, medians): {met}"
+        )
+    if lat is not None and lat.latencies:
+        p99 = percentile(lat.latencies, 0.99)
+        out["latency_p99_s"] = round(p99, 3)
+        met = "met" if p99 <= 1.0 else "NOT met"
+        console.print(
+            f"[bold]target[/] p99 publish → alert ≤ 1 s at {lat.rate:,.0f} events/s: "
+            f"p99 = {p99:.2f}s over {len(lat.latencies):,} alert records: {met}"
+        )
+    console.print(f"[dim]load during the run (uptime): {uptime}[/]")
+    return out
+
+
+def uptime_text() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} cores"
 
 
 # -- profiling -------------------------------------------------------------------------------
@@ -654,6 +1090,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="extra environment of the worker, for what-if runs "
         "(e.g. CXPULSE_PRODUCER_MAX_BATCH_SIZE=16384); repeatable",
     )
+    p.add_argument(
+        "--peer-python",
+        type=Path,
+        help="a Python with quixstreams for the Quix Streams peer (default: this one if it "
+        "has it, else ./.venv-peer)",
+    )
+    p.add_argument("--no-peer", action="store_true", help="skip the Quix Streams peer")
+    p.add_argument("--latency-rate", type=float, default=5_000, help="events/s (5000)")
+    p.add_argument("--latency-seconds", type=float, default=60, help="publishing time (60)")
+    p.add_argument(
+        "--latency-drain", type=float, default=180, help="at most this long after (180 s)"
+    )
+    p.add_argument("--no-latency", action="store_true", help="skip the event → alert run")
+    p.add_argument("--latency-only", action="store_true", help="only the event → alert run")
     p.add_argument("--json", type=Path, default=Path("var/bench/pipeline.json"))
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     # the do-nothing Faust child (internal)
@@ -721,6 +1171,14 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     with EmbeddedBroker(log_dir=work / "logs") as broker:
         broker_pid = broker.proc.pid if broker.proc else None
+        if args.latency_only:
+            only = latency_run(args, broker.url, work)
+            latency_figures(only)
+            print_table()
+            results["targets"] = print_targets(None, None, only, uptime_text())
+            results["latency"] = latency_json(only)
+            results["figures"] = figures_json()
+            return results
         # Publish: one fresh prefix per pipeline run (each run needs its own topics), at
         # least ``reps`` times for the median; plus one event per message for Faust's
         # per-message figure.
@@ -788,8 +1246,15 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         if ip_reps:
             console.print("[bold]baselines[/] pydantic, core and in-process worker work done")
 
-        # the real pipeline
+        # the real pipeline, alternating with the Quix Streams peer on the same events
+        peer_py = None if args.no_peer else peer_python(args)
+        if not args.no_peer and peer_py is None:
+            console.print(
+                "[yellow]no Quix Streams peer: quixstreams is not installed here "
+                "(pip install -e '.[bench]', or --peer-python PATH)[/]"
+            )
         runs: list[PipelineRun] = []
+        peers: list[PeerRun] = []
         for i in range(args.pipeline_runs):
             runs.append(
                 run_pipeline(prefixes[i], n, work, args.timeout, broker_pid, worker_env(args))
@@ -799,6 +1264,18 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 f"[bold]pipeline[/]  run {i + 1}: first row {r.seconds_to_first_row:.1f}s after "
                 f"start, all {n:,} events and moments at {r.seconds_to_done:.1f}s"
             )
+            if peer_py is not None:
+                peers.append(run_quix_peer(peer_py, base, topic, n, work, args.timeout))
+                q = peers[-1]
+                if q.seconds:
+                    console.print(
+                        f"[bold]quix peer[/] run {i + 1}: first message "
+                        f"{q.seconds_to_first or 0:.1f}s after start, {n:,} output records "
+                        f"{q.seconds:.1f}s later"
+                    )
+        latency = None
+        if not args.no_latency:
+            latency = latency_run(args, broker.url, work)
         profile = None
         if args.profile:
             profile = profile_pipeline(
@@ -960,7 +1437,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         )
     figure(
         "pipeline_peak_rss_mb",
-        "worker peak RSS (VmHWM)",
+        "worker peak RSS (VmHWM, with children)",
         [r.peak_rss_kib / 1024 for r in runs if r.peak_rss_kib],
         "MiB",
     )
@@ -975,7 +1452,50 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         state.ratio = state.value / median(replay_state)
         state.ratio_of = f"in-process replay, median {median(replay_state):,.0f} B"
 
+    figure(
+        "pipeline_ready_s",
+        "worker Ready (cxpulse_worker_ready_seconds)",
+        [r.ready_s for r in runs if r.ready_s],
+        "s",
+        fn_join,
+        "do-nothing Faust start → first message",
+    )
+    quix = None
+    if peers:
+        quix = figure(
+            "quix_peer_eps",
+            "Quix Streams peer: first message → N output records",
+            [n / q.seconds for q in peers if q.seconds],
+            "events/s",
+            ak_eps,
+            "aiokafka read",
+        )
+        figure("pipeline_vs_quix", "  PIPELINE ÷ Quix Streams peer", pipe_rate, "events/s", quix)
+        FIGURES[-1].value = float("nan")  # ratio-only line
+        FIGURES[-1].samples = [
+            round((n / (r.seconds_to_done - r.seconds_to_first_in)) / (n / q.seconds), 4)
+            for r, q in zip(runs, peers, strict=False)
+            if q.seconds and r.seconds_to_done and r.seconds_to_first_in
+        ]  # the ratio of each pair of runs
+        figure(
+            "quix_first_s",
+            "Quix Streams peer: process start → first message",
+            [q.seconds_to_first for q in peers if q.seconds_to_first],
+            "s",
+            fn_join,
+            "do-nothing Faust start → first message",
+        )
+        figure(
+            "quix_peak_rss_mb",
+            "Quix Streams peer peak RSS (VmHWM)",
+            [q.peak_rss_kib / 1024 for q in peers if q.peak_rss_kib],
+            "MiB",
+        )
+    if latency is not None:
+        latency_figures(latency)
+
     print_table()
+    results["targets"] = print_targets(pipe, quix, latency, uptime_text())
     breakdown = print_breakdown(runs, replays, n)
     reading = reading_text(
         pipe, ak_eps, fn_eps, fn_mps, worker_work, core, pyd_eps, runs, replays, n
@@ -984,7 +1504,20 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     if profile:
         print_profile(profile)
 
-    results["figures"] = {
+    results["figures"] = figures_json()
+    results["peer_runs"] = [q.__dict__ for q in peers]
+    if latency is not None:
+        results["latency"] = latency_json(latency)
+    results["pipeline_runs"] = [{**r.__dict__, "seconds_to_done": r.seconds_to_done} for r in runs]
+    results["worker_work_breakdown_us_per_event"] = breakdown
+    results["reading"] = reading
+    if profile:
+        results["profile"] = profile
+    return results
+
+
+def figures_json() -> dict[str, Any]:
+    return {
         f.key: {
             "label": f.label.strip(" ."),
             "value": None if f.value != f.value else round(f.value, 3),
@@ -995,12 +1528,13 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         }
         for f in FIGURES
     }
-    results["pipeline_runs"] = [{**r.__dict__, "seconds_to_done": r.seconds_to_done} for r in runs]
-    results["worker_work_breakdown_us_per_event"] = breakdown
-    results["reading"] = reading
-    if profile:
-        results["profile"] = profile
-    return results
+
+
+def latency_json(lat: LatencyRun) -> dict[str, Any]:
+    summary = {k: v for k, v in lat.__dict__.items() if k not in ("latencies", "ts_latencies")}
+    for q in (0.5, 0.95, 0.99, 1.0):
+        summary[f"p{round(q * 100)}_s"] = round(percentile(lat.latencies, q), 4)
+    return summary
 
 
 def fmt(v: float) -> str:
