@@ -357,6 +357,7 @@ class WorkTimes:
     """Seconds per stage of one in-process replay of the worker's per-event work."""
 
     apply_events: float = 0.0
+    rows: int = 0
     stages: Counter[str] = field(default_factory=Counter)
     state_bytes: list[int] = field(default_factory=list)
 
@@ -365,18 +366,20 @@ def replay_worker_work(
     raw_messages: list[bytes], partitions: int, sentiments: dict[Any, float | None]
 ) -> WorkTimes:
     """What the worker's agents compute for these messages, without Kafka or ClickHouse:
-    validate (decode, route, re-encode per partition), experience (decode, group by
-    customer, ``apply_events``, alert rules, score update, the changelog record
-    (``streams.state.customer``), moment and score messages), touchpoint health, and the
-    sink agents' row building. Sentiment is precomputed (it is measured on its own)."""
+    validate (decode, route, encode records per partition), experience (decode, group by
+    customer, ``apply_events``, alert rules, score update, the moment and score rows; at
+    each checkpoint of ``CHECKPOINT_ROWS`` rows, the changelog record of every customer
+    changed since the last one, as ``streams.pipeline.checkpoint`` writes them), touchpoint
+    health, and the events sink's row building. Sentiment is precomputed (it is measured
+    on its own)."""
     from schemas.rows import event_row
-    from schemas.scoring import Moment, ScoreUpdate
+    from schemas.score_rows import score_row
     from streams.core import apply_events, score_update
     from streams.core.alerts import customer_alerts
-    from streams.core.health import apply_health
+    from streams.core.health import apply_health, health_key
     from streams.model_check import load_model
     from streams.pipeline.records import decode_events, encode_events
-    from streams.pipeline.rows import moments_message, moments_of, scores_message, scores_of
+    from streams.pipeline.rows import moment_rows_of
     from streams.routing import Source, route
     from streams.runtime import chunks
     from streams.state.customer import encode as encode_state
@@ -386,8 +389,18 @@ def replay_worker_work(
     st = out.stages
     customers: dict[str, Any] = {}
     instances: dict[str, Any] = {}
+    dirty: set[str] = set()
+    pending_rows = 0
     now = datetime.now(UTC)
     clock = time.perf_counter
+
+    def checkpoint() -> None:
+        t = clock()
+        for customer_id in dirty:
+            out.state_bytes.append(len(encode_state(customers[customer_id])))
+        dirty.clear()
+        st["experience: changelog at checkpoints"] += clock() - t
+
     for offset, raw in enumerate(raw_messages):
         t = clock()
         routed = route([(Source("raw", 0, offset), raw)], partitions)
@@ -406,8 +419,7 @@ def replay_worker_work(
             by_customer: dict[str, list[Any]] = defaultdict(list)
             for event in events:
                 by_customer[event.customer_id].append(event)
-            moments: list[Moment] = []
-            updates: list[ScoreUpdate] = []
+            rows: list[Any] = []
             for customer_id, batch in by_customer.items():
                 before = customers.get(customer_id)
                 a = clock()
@@ -418,41 +430,42 @@ def replay_worker_work(
                     continue
                 state, _alerts = customer_alerts(before, after, batch, produced, model, now)
                 customers[customer_id] = state
-                out.state_bytes.append(len(encode_state(state)))  # the changelog write
-                moments.extend(fresh)
-                updates.append(score_update(state))
-            moment_msgs = [moments_message(c) for c in chunks(moments)]
-            update_msgs = [scores_message(c) for c in chunks(updates)]
-            st["experience: core + alerts + changelog + messages"] += clock() - t
+                dirty.add(customer_id)
+                moment_rows, factor_rows = moment_rows_of(fresh)
+                rows += moment_rows
+                rows += factor_rows
+                rows.append(score_row(score_update(state)))
+            st["experience: core + alerts + rows"] += clock() - t
+            out.rows += len(rows)
+            pending_rows += len(rows)
+            if pending_rows >= CHECKPOINT_ROWS:
+                checkpoint()
+                pending_rows = 0
             t = clock()
             ingested = datetime.now(UTC)
-            rows = [
+            event_rows = [
                 event_row(e, source_partition=0, source_offset=offset, ingested_at=ingested)
                 for e in decode_events(msg)[0]
             ]
+            out.rows += len(event_rows)
             st["sink events: decode + rows"] += clock() - t
-            t = clock()
-            for m in moment_msgs:
-                moment_rows, factor_rows = moments_of(m)
-                rows.extend(moment_rows)
-                rows.extend(factor_rows)
-            for u in update_msgs:
-                rows.extend(scores_of(u))
-            st["sink moments + scores: decode + rows"] += clock() - t
         for msg in health_msgs:
             t = clock()
             events, _ = decode_events(msg)
             by_instance: dict[str, list[Any]] = defaultdict(list)
             for event in events:
-                from streams.core.health import health_key
-
                 by_instance[health_key(event)].append(event)
             for instance, batch in by_instance.items():
                 hstate, _, _ = apply_health(instances.get(instance), batch, model, now)
                 instances[instance] = hstate
                 hstate.to_bytes()
             st["touchpoint health: decode + apply + changelog"] += clock() - t
+    checkpoint()
     return out
+
+
+#: Rows per checkpoint in the replay: the worker's default ``sink_batch_size``.
+CHECKPOINT_ROWS = 10_000
 
 
 def core_only(raw_messages: list[bytes], partitions: int, sentiments: dict[Any, Any]) -> float:
