@@ -1,12 +1,10 @@
-"""ClickHouse out: the sink interface, batching, and the backends (server, chDB, memory).
-
-Everything here blocks; the Faust agents run it in an executor thread (see
-``streams.sink_writer``).
+"""ClickHouse out: the writer that runs (``sinks.writer``: inserts off the event loop,
+retried with backpressure, refused rows set aside), the backends (server, chDB, memory),
+table DDL and errors. The backends block; the writer runs them on its own thread.
 """
 
-from sinks.base import Backend, Row, Sink
-from sinks.batching import Batcher
-from sinks.clickhouse import ClickHouseSink, open_backend, retrying
+from sinks.base import Backend, Row
+from sinks.clickhouse import open_backend
 from sinks.errors import (
     SinkConfigError,
     SinkError,
@@ -17,15 +15,11 @@ from sinks.errors import (
 
 __all__ = [
     "Backend",
-    "Batcher",
-    "ClickHouseSink",
     "Row",
-    "Sink",
     "SinkConfigError",
     "SinkError",
     "SinkLocked",
     "SinkUnavailable",
     "SinkWriteError",
     "open_backend",
-    "retrying",
 ]

@@ -12,7 +12,6 @@ str, int, float, None); each backend converts them to its fastest wire format.
 
 from __future__ import annotations
 
-import abc
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
@@ -24,28 +23,6 @@ from schemas.tables import SPECS
 from .errors import SinkWriteError
 
 Row = tuple[Any, ...]
-
-
-class Sink(abc.ABC):
-    """Where rows go. ``add`` may write (when a batch is due); ``flush`` always does."""
-
-    @abc.abstractmethod
-    def add(self, rows: Iterable[Row]) -> int:
-        """Queue rows, writing every batch that is due; returns the rows written now."""
-
-    @abc.abstractmethod
-    def flush(self) -> int:
-        """Write everything queued; returns the rows written (0, and no I/O, when empty)."""
-
-    def close(self) -> None:
-        """Write what is queued; the sink is not used afterwards."""
-        self.flush()
-
-    def __enter__(self) -> Sink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 @runtime_checkable

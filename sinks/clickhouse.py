@@ -17,24 +17,13 @@ URLs (``CXPULSE_CLICKHOUSE_URL``):
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import SecretStr
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
 
-from schemas.rows import TableSpec
-
-from .base import Backend, Row, Sink
-from .batching import Batcher
-from .errors import SinkConfigError, SinkError
+from .base import Backend
+from .errors import SinkConfigError
 from .urls import redact_url, split_password, with_password_mark
 
 if TYPE_CHECKING:
@@ -64,58 +53,6 @@ def read_only_settings(**overrides: Any) -> dict[str, Any]:
     settings.pop("readonly", None)
     settings["readonly"] = 1
     return settings
-
-
-class ClickHouseSink(Sink):
-    """Batches rows for one table and inserts each due batch through a backend.
-
-    A batch leaves the buffer only once its insert returned, so when ``add`` or ``flush``
-    raises, nothing is lost: the same rows are retried by the next call. The caller
-    should stop adding rows while inserts fail (that is the backpressure); the buffer
-    then holds at most what was added before the failure.
-    """
-
-    def __init__(
-        self,
-        backend: Backend,
-        table: TableSpec,
-        *,
-        max_rows: int = 10_000,
-        max_seconds: float = 1.0,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        self.backend = backend
-        self.spec = table
-        self.batcher: Batcher[Row] = (
-            Batcher(max_rows, max_seconds, clock) if clock else Batcher(max_rows, max_seconds)
-        )
-
-    @property
-    def pending(self) -> int:
-        return len(self.batcher)
-
-    def add(self, rows: Iterable[Row]) -> int:
-        self.batcher.add(rows)
-        return self._write(force=False)
-
-    def poll(self) -> int:
-        """Insert if a batch is due by age; call it from a timer (see ``seconds_until_due``)."""
-        return self._write(force=False)
-
-    def seconds_until_due(self) -> float | None:
-        return self.batcher.seconds_until_due()
-
-    def flush(self) -> int:
-        return self._write(force=True)
-
-    def _write(self, *, force: bool) -> int:
-        written = 0
-        while len(self.batcher) and (force or self.batcher.due()):
-            batch = self.batcher.peek()
-            self.backend.insert(self.spec, batch)
-            self.batcher.commit(len(batch))
-            written += len(batch)
-        return written
 
 
 def open_backend(
@@ -241,51 +178,3 @@ def parse_chdb_url(url: str) -> tuple[str, str]:
         )
     database = _query_param(url, "database") or DEFAULT_DATABASE
     return path, database
-
-
-T = TypeVar("T")
-
-
-def retrying(
-    fn: Callable[[], T],
-    *,
-    max_wait: float = 30.0,
-    give_up_after: float | None = None,
-    on_retry: Callable[[BaseException, int], None] | None = None,
-) -> T:
-    """Call ``fn`` until it succeeds, backing off while the error is retryable.
-
-    For blocking callers (CLI, scripts, the executor thread). Errors that waiting cannot
-    fix (``retryable`` False: bad credentials, unknown table) are raised at once.
-    ``give_up_after`` (seconds) bounds the total time; None retries for ever, which is
-    what a sink wants: it holds its offsets and waits for ClickHouse.
-    """
-
-    def should_retry(exc: BaseException) -> bool:
-        return isinstance(exc, SinkError) and exc.retryable
-
-    def before_sleep(state: Any) -> None:
-        if on_retry and state.outcome is not None:
-            exc = state.outcome.exception()
-            if exc is not None:
-                on_retry(exc, state.attempt_number)
-
-    kwargs: dict[str, Any] = {}
-    if give_up_after is not None:
-        kwargs["stop"] = stop_after_delay(give_up_after)
-    retryer = Retrying(
-        retry=retry_if_exception(should_retry),
-        wait=wait_exponential_jitter(multiplier=0.1, max=max_wait, jitter=min(1.0, max_wait)),
-        before_sleep=before_sleep,
-        reraise=True,
-        sleep=time.sleep,
-        **kwargs,
-    )
-    return retryer(fn)
-
-
-def insert_all(backend: Backend, table: TableSpec, rows: Sequence[Row], batch: int) -> int:
-    """Insert rows in batches of ``batch`` (bulk loads, benchmarks)."""
-    for start in range(0, len(rows), batch):
-        backend.insert(table, rows[start : start + batch])
-    return len(rows)

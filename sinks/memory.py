@@ -9,13 +9,12 @@ assertions against it and against both real backends, which is what makes it tru
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from schemas.rows import TableSpec, ViewSpec
 from schemas.tables import SPECS
 
 from .base import Row, SpecRegistry, final_rows
-from .clickhouse import ClickHouseSink
 from .errors import SinkConfigError, SinkUnavailable, SinkWriteError
 
 
@@ -85,23 +84,3 @@ class MemoryBackend:
     def _check_open(self) -> None:
         if self._closed:
             raise SinkUnavailable("the memory backend is closed")
-
-
-class MemorySink(ClickHouseSink):
-    """A ``ClickHouseSink`` over its own ``MemoryBackend``; ``rows()`` reads what landed."""
-
-    def __init__(
-        self,
-        table: TableSpec,
-        *,
-        max_rows: int = 10_000,
-        max_seconds: float = 1.0,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        backend = MemoryBackend()
-        backend.ensure_schema([table])
-        super().__init__(backend, table, max_rows=max_rows, max_seconds=max_seconds, clock=clock)
-        self.memory = backend
-
-    def rows(self, *, final: bool = True) -> list[Row]:
-        return self.memory.read_table(self.spec, final=final)

@@ -14,13 +14,13 @@ from typing import Any
 import faust
 
 from schemas.model import ExperienceModel
+from sinks.writer import InsertBackend, SinkWriter
 from streams import topics, web
 from streams.agents import experience, health, notify, sinks, validate
 from streams.kafka_consumer import App
 from streams.model_check import load_model
 from streams.runtime import Runtime
 from streams.settings import Settings
-from streams.sink_writer import InsertBackend, SinkWriter
 
 #: Faust tables of the app (their changelog topics are created before the worker starts).
 TABLE_NAMES: list[str] = [experience.TABLE, health.TABLE]

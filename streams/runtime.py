@@ -13,8 +13,8 @@ from typing import Any
 import faust
 
 from schemas.model import ExperienceModel
+from sinks.writer import SinkWriter
 from streams.settings import Settings
-from streams.sink_writer import SinkWriter
 
 #: Events per message on internal topics: big enough to amortise Faust's per-message
 #: cost, small enough to stay far below Kafka's default 1 MB message limit.

@@ -9,11 +9,11 @@ from typing import Any
 
 import faust.web
 
+from sinks.writer import SinkWriter
 from streams import metrics
 from streams.readiness import KafkaProbe, probe_interval, readiness
 from streams.readonly_sql import QueryError, QueryUnavailable
 from streams.runtime import Runtime
-from streams.sink_writer import SinkWriter
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 #: The largest /query request body (the SQL and the directory it is meant for).

@@ -32,10 +32,10 @@ import pytest
 
 from schemas.rows import dead_letter_row
 from sinks.errors import SinkError
+from sinks.writer import SinkWriter
 from streams.query import WorkerMismatch, clickhouse_identity, query_worker
 from streams.readonly_sql import QueryError, run_read_only
 from streams.settings import ConfigError, Settings, load_settings
-from streams.sink_writer import SinkWriter
 from streams.web import query_answer
 from tests.integration.conftest import clickhouse_server_url
 

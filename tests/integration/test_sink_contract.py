@@ -27,7 +27,7 @@ from schemas.rows import (
     event_row,
 )
 from sinks.base import Backend, Row, final_rows
-from sinks.clickhouse import ClickHouseSink, open_backend, parse_chdb_url, retrying
+from sinks.clickhouse import open_backend, parse_chdb_url
 from sinks.errors import SinkConfigError, SinkError, SinkLocked, SinkUnavailable, SinkWriteError
 
 pytestmark = pytest.mark.clickhouse
@@ -171,55 +171,17 @@ def test_duplicates_collapse_to_one_row_per_key(backend: Backend) -> None:
     assert newest == {e.event_id for e in events[5:15]}  # the newest copy wins
 
 
-def test_batches_by_size(backend: Backend) -> None:
-    spec = fresh(TOUCHPOINT_EVENTS)
-    backend.ensure_schema([spec])
-    now = [0.0]
-    sink = ClickHouseSink(backend, spec, max_rows=5, max_seconds=60, clock=lambda: now[0])
-    rows = rows_for(make_events(12))
-    assert sink.add(rows[:4]) == 0
-    assert sink.add(rows[4:12]) == 10  # two full batches of 5
-    assert sink.pending == 2
-    assert len(backend.read_table(spec)) == 10
-    assert sink.flush() == 2
-    assert backend.read_table(spec) == as_stored(backend, spec, rows)
-
-
-def test_batches_by_time(backend: Backend) -> None:
-    spec = fresh(TOUCHPOINT_EVENTS)
-    backend.ensure_schema([spec])
-    now = [100.0]
-    sink = ClickHouseSink(backend, spec, max_rows=1000, max_seconds=1.0, clock=lambda: now[0])
-    rows = rows_for(make_events(3))
-    assert sink.add(rows) == 0
-    now[0] += 0.6
-    assert sink.seconds_until_due() == pytest.approx(0.4)
-    assert sink.poll() == 0
-    now[0] += 0.4
-    assert sink.poll() == 3
-    assert sink.seconds_until_due() is None
-    assert backend.read_table(spec) == as_stored(backend, spec, rows)
-
-
-def test_flush_of_an_empty_batch_does_nothing(backend: Backend) -> None:
-    missing = fresh(TOUCHPOINT_EVENTS)  # never created: any insert would fail
-    sink = ClickHouseSink(backend, missing, max_rows=10, max_seconds=1.0)
-    assert sink.flush() == 0
-    assert sink.poll() == 0
-    sink.close()
-
-
-def test_failing_insert_raises_and_keeps_the_rows(backend: Backend) -> None:
+def test_failing_insert_raises_one_line_and_the_same_rows_go_in_once_fixed(
+    backend: Backend,
+) -> None:
     missing = fresh(TOUCHPOINT_EVENTS)
-    sink = ClickHouseSink(backend, missing, max_rows=2, max_seconds=1.0)
     rows = rows_for(make_events(3))
     with pytest.raises(SinkError) as info:
-        sink.add(rows)
+        backend.insert(missing, rows)
     assert not info.value.retryable  # an unknown table does not heal by waiting
     assert "\n" not in str(info.value)
-    assert sink.pending == 3  # nothing lost
     backend.ensure_schema([missing])  # fix the cause, and the same rows go through
-    assert sink.flush() == 3
+    assert backend.insert(missing, rows) == 3
     assert backend.read_table(missing) == as_stored(backend, missing, rows)
 
 
@@ -265,26 +227,6 @@ def test_unreachable_server_is_unavailable() -> None:
         open_backend("clickhouse://default:@127.0.0.1:1/cxpulse_test?connect_timeout=1")
     assert info.value.retryable
     assert "127.0.0.1:1" in str(info.value) and "\n" not in str(info.value)
-
-
-def test_retrying_gives_up_at_once_on_permanent_errors() -> None:
-    calls = []
-
-    def broken() -> None:
-        calls.append(1)
-        raise SinkConfigError("wrong password")
-
-    with pytest.raises(SinkConfigError):
-        retrying(broken, give_up_after=5)
-    assert len(calls) == 1
-
-    def flaky() -> str:
-        calls.append(1)
-        if len(calls) < 4:
-            raise SinkUnavailable("down")
-        return "ok"
-
-    assert retrying(flaky, max_wait=0.01, give_up_after=5) == "ok"
 
 
 def test_server_wrong_password_and_database() -> None:
@@ -334,21 +276,22 @@ def test_sink_error_classes_are_one_family() -> None:
 
 
 def test_server_gone_mid_run_is_unavailable_and_keeps_rows(server_backend: Backend) -> None:
-    """The server stops answering after the sink started: a retryable ``SinkUnavailable``."""
+    """The server stops answering after the backend connected: a retryable
+    ``SinkUnavailable``, and the same rows go in once it is back."""
     from sinks.native import NativeBackend
 
     assert isinstance(server_backend, NativeBackend)
     spec = fresh(TOUCHPOINT_EVENTS)
     server_backend.ensure_schema([spec])
-    sink = ClickHouseSink(server_backend, spec, max_rows=2, max_seconds=1.0)
+    rows = rows_for(make_events(2))
     connection = server_backend._client.connection
     real_hosts = connection.hosts
     connection.disconnect()
     connection.hosts = type(real_hosts)([("127.0.0.1", 1)])  # as if the server went away
     try:
         with pytest.raises(SinkUnavailable) as info:
-            sink.add(rows_for(make_events(2)))
-        assert info.value.retryable and sink.pending == 2
+            server_backend.insert(spec, rows)
+        assert info.value.retryable
     finally:
         connection.hosts = real_hosts
-    assert sink.flush() == 2  # back: the same rows go through
+    assert server_backend.insert(spec, rows) == 2  # back: the same rows go through

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from sinks.errors import SinkUnavailable
+from sinks.writer import SinkWriter
 from streams.readiness import KafkaProbe, probe_interval
 from streams.settings import load_settings
-from streams.sink_writer import SinkWriter
 from streams.web import ready
 
 

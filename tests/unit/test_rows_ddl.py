@@ -23,7 +23,6 @@ from schemas.rows import (
     event_row,
 )
 from schemas.tables import SPECS
-from sinks.batching import Batcher
 from sinks.ddl import (
     LEGACY,
     MODERN,
@@ -266,23 +265,3 @@ def test_docs_list_every_table_and_column() -> None:
     (python -c 'from sinks.ddl import render_markdown; from schemas.tables import SPECS;
     print(render_markdown(SPECS))')."""
     assert render_markdown(SPECS) in DOCS.read_text()
-
-
-# -- the batcher (pure) -----------------------------------------------------------------
-
-
-def test_batcher_size_and_age() -> None:
-    now = [0.0]
-    b: Batcher[int] = Batcher(3, 2.0, clock=lambda: now[0])
-    assert not b.due() and b.seconds_until_due() is None
-    b.add([1, 2])
-    now[0] = 1.5
-    assert not b.due() and b.seconds_until_due() == pytest.approx(0.5)
-    b.add([3, 4])
-    assert b.due() and b.peek() == [1, 2, 3]
-    b.commit(3)
-    assert b.peek() == [4] and not b.due()
-    now[0] = 3.6
-    assert b.due()
-    b.commit(1)
-    assert len(b) == 0 and not b.due()

@@ -22,8 +22,8 @@ from schemas.rows import DEAD_LETTERS, dead_letter_row
 from schemas.tables import SPECS
 from sinks.base import Backend
 from sinks.errors import SinkDataError, SinkUnavailable
+from sinks.writer import SinkWriter
 from streams.broker import free_port
-from streams.sink_writer import SinkWriter
 from tests.unit.test_sink_writer import PROBE
 
 COL = DEAD_LETTERS.positions

@@ -25,8 +25,8 @@ from schemas.events import TouchpointEvent
 from schemas.rows import DEAD_LETTERS, TOUCHPOINT_EVENTS, Column, TableSpec, event_row
 from schemas.tables import SPECS
 from sinks.errors import SinkDataError, SinkUnavailable, SinkWriteError
+from sinks.writer import SinkWriter
 from streams import metrics
-from streams.sink_writer import SinkWriter
 
 COL = {name: i for i, name in enumerate(DEAD_LETTERS.column_names)}
 
@@ -91,7 +91,7 @@ def test_one_refused_row_is_isolated_by_bisection_and_the_others_go_in(
     rows = [(f"r{i}", i) for i in range(8)]
     refused_before = sample("cxpulse_sink_rows_refused_total", {"table": "demo"})
 
-    with caplog.at_level(logging.ERROR, logger="streams.sink_writer"):
+    with caplog.at_level(logging.ERROR, logger="sinks.writer"):
         run(writer, ("demo", rows))
 
     assert fake.tables["demo"] == [r for r in rows if r[0] != "r5"]  # in order
@@ -192,7 +192,7 @@ def test_a_statement_error_is_retried_and_logged_as_an_error_never_isolated(
     fake = FakeClickHouse(failures=[gone, gone])
     writer, connects = writer_for(fake)
 
-    with caplog.at_level(logging.WARNING, logger="streams.sink_writer"):
+    with caplog.at_level(logging.WARNING, logger="sinks.writer"):
         run(writer, ("demo", [("a", 1), ("b", 2), ("c", 3)]))
 
     assert fake.tables["demo"] == [("a", 1), ("b", 2), ("c", 3)]
@@ -227,7 +227,7 @@ def test_when_dead_letters_refuses_too_the_row_is_logged_whole_and_counted(
     writer, _ = writer_for(fake)
     before = sample("cxpulse_sink_rows_refused_total", {"table": "dead_letters"})
 
-    with caplog.at_level(logging.ERROR, logger="streams.sink_writer"):
+    with caplog.at_level(logging.ERROR, logger="sinks.writer"):
         run(writer, ("demo", [("only", 1)]))  # returns: nothing can stall the sink
 
     assert fake.tables == {}
