@@ -22,6 +22,19 @@ rebalance (a restart while upstream publishes lost input in 5 of 60 runs). Two p
    is at or after the committed offset: a record that was already delivered comes
    again (downstream is idempotent: event ids, deterministic keys), a record that was
    not is never lost.
+3. **Records of a fetch made before the seek.** The drain loop goes on delivering the
+   rest of a batch fetched before ``perform_seek`` ran (the seek happens while it waits
+   on a record's delivery). Such a record is ahead of the sought-back read offset, and
+   the drain loop takes the distance for a gap in the log (``Consumer._add_gap``, meant
+   for compacted or transactional topics): every offset from the committed one up to
+   that record is then counted as acknowledged by ``Consumer._new_offset``, and
+   committed as soon as the first records after the committed offset are. Records the
+   agents had not yet processed (sought back, queued) are committed past; when the
+   queues are then cleared (a stop, a rebalance), they are never processed. This lost
+   one ``events`` message for the ``experience`` agent while ``sink_events``, faster,
+   had already written it. Here a record of a partition that was sought after its batch
+   was fetched is not delivered: the seek put the position at or before it, so it is
+   fetched again, in order.
 
 Installed by ``App`` below (``streams.app`` builds the worker with it); only Faust's
 ``kafka://`` transport is replaced. docs/operations.md has the write-up for Faust's and
@@ -46,6 +59,7 @@ async def seek_to_committed_or_reset(
     *,
     is_changelog: Callable[[TopicPartition], bool],
     reset: str = "earliest",
+    on_seek: Callable[[TopicPartition], None] | None = None,
 ) -> dict[TopicPartition, int | None]:
     """Seek each partition to its committed offset; a stream partition the group never
     committed goes back to where ``reset`` starts it. Returns the committed offsets
@@ -53,7 +67,12 @@ async def seek_to_committed_or_reset(
 
     Changelog partitions keep aiokafka's behaviour: Faust positions them itself (table
     recovery) and never commits them.
+
+    ``on_seek(tp)`` is called for each stream partition in the same step as its position
+    changes (no await in between), so that a fetch that ends on the consumer's event loop
+    is either wholly before the seek or wholly after it.
     """
+    sought = on_seek or (lambda tp: None)
     committed: dict[TopicPartition, int | None] = {}
     never: list[TopicPartition] = []
     for tp in partitions:
@@ -63,10 +82,14 @@ async def seek_to_committed_or_reset(
             if offset is not None and offset > 0:
                 consumer.seek(tp, offset)
         elif offset is not None and offset >= 0:
+            sought(tp)
             consumer.seek(tp, offset)
         else:
             never.append(tp)
     if never:
+        for tp in never:
+            sought(tp)
+        # aiokafka invalidates the positions before its first await: still the same step.
         if reset == "latest":
             await consumer.seek_to_end(*never)
         else:
@@ -91,17 +114,55 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def _seek_every_partition(self) -> Mapping[TP, int]:
         consumer = self._ensure_consumer()
         faust_consumer: Any = self.consumer
+        seeks: Seeks = faust_consumer.seeks
         result = await seek_to_committed_or_reset(
             consumer,
             consumer.assignment(),
             is_changelog=faust_consumer._is_changelog_tp,
             reset=str(self.app.conf.consumer_auto_offset_reset),
+            on_seek=lambda tp: seeks.sought([tp]),
         )
         return {tp: offset for tp, offset in result.items() if offset is not None}
+
+    async def _fetch_records(self, *args: Any, **kwargs: Any) -> Any:
+        records = await super()._fetch_records(*args, **kwargs)
+        # On the thread that also seeks: no seek can come between the fetch and this.
+        faust_consumer: Any = self.consumer
+        faust_consumer.seeks.fetched()
+        return records
+
+
+class Seeks:
+    """How many times each partition was sought back, to tell a record fetched before
+    the latest seek of its partition (stale: fetched again from the sought position)
+    from one fetched after it. Keys are (topic, partition): Faust's ``TP`` and aiokafka's
+    ``TopicPartition`` are both such tuples."""
+
+    def __init__(self) -> None:
+        self.count: dict[tuple[str, int], int] = {}
+        self.at_fetch: dict[tuple[str, int], int] = {}  # the counts when the last fetch ended
+
+    def sought(self, tps: Iterable[tuple[str, int]]) -> None:
+        for tp in tps:
+            key = (tp[0], tp[1])
+            self.count[key] = self.count.get(key, 0) + 1
+
+    def fetched(self) -> None:
+        self.at_fetch = dict(self.count)
+
+    def stale(self, tp: tuple[str, int], at_fetch: Mapping[tuple[str, int], int]) -> bool:
+        """Whether ``tp`` was sought since ``at_fetch`` (a ``snapshot()`` taken when the
+        record's batch had been fetched)."""
+        key = (tp[0], tp[1])
+        return self.count.get(key, 0) != at_fetch.get(key, 0)
 
 
 class Consumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer that never drops a record it has not committed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.seeks = Seeks()
+        super().__init__(*args, **kwargs)
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -109,7 +170,23 @@ class Consumer(faust_aiokafka.Consumer):
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
         read_offset = self._read_offset
         committed = self._committed_offset
+        seeks = self.seeks
+        at_fetch: dict[tuple[str, int], int] | None = None
+        reported: set[TP] = set()
         async for tp, message in super().getmany(timeout):
+            if at_fetch is None:  # this batch's fetch is the last one that ended
+                at_fetch = seeks.at_fetch
+            if seeks.stale(tp, at_fetch):
+                if tp not in reported:
+                    reported.add(tp)
+                    self.log.info(
+                        "Not delivering %s[%s] from @%s: fetched before a seek back, "
+                        "it is fetched again",
+                        tp.topic,
+                        tp.partition,
+                        message.offset,
+                    )
+                continue
             if let_through(message.offset, read_offset[tp], committed.get(tp)):
                 self.log.info(
                     "Redelivering %s[%s]@%s, behind the read offset %s after a seek back",
