@@ -36,6 +36,19 @@ rebalance (a restart while upstream publishes lost input in 5 of 60 runs). Two p
    was fetched is not delivered: the seek put the position at or before it, so it is
    fetched again, in order.
 
+And one place where a stop or a rebalance could hang:
+
+4. **Cleared queues keep their messages waited for.** On a stop and on every
+   rebalance Faust suspends the flow, clears the agents' queues
+   (``FlowControlEvent.clear``) and then waits until every message a stream took is
+   acknowledged (``Consumer.wait_empty``, with no time limit). A message on a topic that
+   two agents read (``events``: ``experience`` and ``sink_events``) that one agent took
+   while its copy still sat in the other's cleared queue can never be acknowledged: the
+   reference count of the cleared copy is never released. The worker then waits forever
+   (a SIGTERM ends in the orchestrator's SIGKILL). Here clearing a queue forgets its
+   messages: marked done without being acknowledged, so no commit covers them (they
+   are delivered again after the seek) and nothing waits for them.
+
 Installed by ``App`` below (``streams.app`` builds the worker with it); only Faust's
 ``kafka://`` transport is replaced. docs/operations.md has the write-up for Faust's and
 aiokafka's maintainers, with a reproduction.
@@ -51,6 +64,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from faust.types.tuples import ack_lock
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 
 async def seek_to_committed_or_reset(
@@ -203,8 +219,37 @@ class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
 
 
+def forget(message: Any) -> bool:
+    """Take ``message`` out of the consumer's bookkeeping without acknowledging it: a
+    final acknowledgement no longer records its offset as done (nothing commits past it)
+    and ``Consumer.wait_empty`` stops waiting for it (it drops messages marked acked).
+    Returns whether it was still pending."""
+    with ack_lock:
+        if message.acked:
+            return False
+        message.acked = True
+        return True
+
+
+class FlowControl(FlowControlEvent):
+    """Faust's flow control, whose ``clear`` forgets the messages of the events it
+    drops from the agents' queues instead of leaving them waited for."""
+
+    def clear(self) -> None:
+        for queue in list(self._queues):
+            for item in list(getattr(queue, "_queue", ())):
+                message = getattr(item, "message", None)
+                if message is not None:
+                    forget(message)
+        super().clear()
+
+
 class App(faust.App):
     """A Faust app whose ``kafka://`` consumer is the fixed one above."""
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        return FlowControl(loop=self.loop)
 
     def _new_transport(self) -> Any:
         url = self.conf.broker_consumer[0]

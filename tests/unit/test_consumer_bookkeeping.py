@@ -16,8 +16,9 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import Message
 from intervaltree import IntervalTree
+from mode.utils.queues import FlowControlQueue
 
-from streams.kafka_consumer import Consumer, Seeks
+from streams.kafka_consumer import Consumer, FlowControl, Seeks, forget
 
 TPX = TP("events", 0)
 
@@ -88,3 +89,31 @@ def test_records_fetched_before_a_seek_of_their_partition_are_not_delivered(
         return [(tp, m.offset) async for tp, m in Consumer.getmany(c, 1.0)]
 
     assert asyncio.run(drain()) == [(TPX, 20), (other, 5)]
+
+
+def test_a_forgotten_message_is_never_recorded_as_done() -> None:
+    """A message whose copy was cleared from an agent's queue: another agent's final
+    acknowledgement must not make its offset committable."""
+    c = bookkeeping(committed=10)
+    m = message(10)
+    c._unacked_messages.add(m)
+    m.refcount = 1  # the cleared copy's reference, never released
+    assert forget(m)
+    assert not FaustConsumer.ack(c, m)
+    assert FaustConsumer._new_offset(c, TPX) is None
+    c._unacked_messages -= {x for x in c._unacked_messages if x.acked}  # wait_empty's clean
+    assert not c._unacked_messages
+
+
+def test_clearing_the_queues_forgets_their_messages() -> None:
+    async def scenario() -> tuple[bool, bool, int]:
+        flow = FlowControl()
+        queue: FlowControlQueue = FlowControlQueue(
+            maxsize=10, flow_control=flow, clear_on_resume=True
+        )
+        queued, taken = message(3), message(2)
+        queue.put_nowait(SimpleNamespace(message=queued))
+        flow.clear()
+        return queued.acked, taken.acked, queue.qsize()
+
+    assert asyncio.run(scenario()) == (True, False, 0)
