@@ -1,7 +1,8 @@
-"""Faust's Kafka consumer, with the two places fixed where it could skip input.
+"""Faust's Kafka consumer, with the three places fixed where it could skip input, and
+the one where a stop or a rebalance could hang.
 
 faust-streaming 0.15.3 on aiokafka 0.1x loses records a worker fetched around a
-rebalance (a restart while upstream publishes lost input in 5 of 60 runs). Two places:
+rebalance (a restart while upstream publishes lost input in 5 of 60 runs). Three places:
 
 1. **The seek that never seeks.** Whenever Faust throws fetched records away (the flow
    was stopped for a rebalance, the generation changed, a partition was not active),
@@ -30,11 +31,11 @@ rebalance (a restart while upstream publishes lost input in 5 of 60 runs). Two p
    that record is then counted as acknowledged by ``Consumer._new_offset``, and
    committed as soon as the first records after the committed offset are. Records the
    agents had not yet processed (sought back, queued) are committed past; when the
-   queues are then cleared (a stop, a rebalance), they are never processed. This lost
-   one ``events`` message for the ``experience`` agent while ``sink_events``, faster,
-   had already written it. Here a record of a partition that was sought after its batch
-   was fetched is not delivered: the seek put the position at or before it, so it is
-   fetched again, in order.
+   queues are then cleared (a stop, a rebalance), they are never processed. As far as
+   the evidence goes, this lost one ``events`` message for the ``experience`` agent
+   while ``sink_events``, faster, had already written it. Here a record of a partition
+   that was sought after its batch was fetched is not delivered: the seek put the
+   position at or before it, so it is fetched again, in order.
 
 And one place where a stop or a rebalance could hang:
 
