@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install tools demo test test-fast lint format bench schema clean
+.PHONY: install tools demo test test-fast lint format bench schema chaos clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cxpulse needs Python >= 3.11"'
@@ -62,6 +62,13 @@ $(PEER_STAMP): pyproject.toml $(STAMP)
 bench: $(STAMP) $(PEER_STAMP)
 	$(PY) -m pytest -p no:cacheprovider -o python_files='bench_*.py' tests/benchmarks --benchmark-only --benchmark-columns=median,ops,rounds -q
 	$(PY) -m tests.benchmarks.pipeline --peer-python $(PEER_VENV)/bin/python
+
+# Chaos suite: workers restarted 30 times and killed with SIGKILL while input arrives, on
+# the bundled broker (loopback) and chDB; prints a table, fails on any loss or duplicate.
+# Takes many minutes (bounded at 75); CHAOS_ARGS=--short for the CI form (docs/operations.md).
+CHAOS_ARGS ?=
+chaos: $(STAMP)
+	timeout 4500 $(PY) -m tests.chaos $(CHAOS_ARGS)
 
 schema: $(STAMP)
 	$(PY) -m schemas.export

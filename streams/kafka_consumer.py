@@ -1,7 +1,8 @@
-"""Faust's Kafka consumer, with the two places fixed where it could skip input.
+"""Faust's Kafka consumer, with the three places fixed where it could skip input, the
+one where a stop or a rebalance could hang, and two things the bundled broker needs.
 
 faust-streaming 0.15.3 on aiokafka 0.1x loses records a worker fetched around a
-rebalance (a restart while upstream publishes lost input in 5 of 60 runs). Two places:
+rebalance (a restart while upstream publishes lost input in 5 of 60 runs). Three places:
 
 1. **The seek that never seeks.** Whenever Faust throws fetched records away (the flow
    was stopped for a rebalance, the generation changed, a partition was not active),
@@ -22,14 +23,45 @@ rebalance (a restart while upstream publishes lost input in 5 of 60 runs). Two p
    is at or after the committed offset: a record that was already delivered comes
    again (downstream is idempotent: event ids, deterministic keys), a record that was
    not is never lost.
+3. **Records of a fetch made before the seek.** The drain loop goes on delivering the
+   rest of a batch fetched before ``perform_seek`` ran (the seek happens while it waits
+   on a record's delivery). Such a record is ahead of the sought-back read offset, and
+   the drain loop takes the distance for a gap in the log (``Consumer._add_gap``, meant
+   for compacted or transactional topics): every offset from the committed one up to
+   that record is then counted as acknowledged by ``Consumer._new_offset``, and
+   committed as soon as the first records after the committed offset are. Records the
+   agents had not yet processed (sought back, queued) are committed past; when the
+   queues are then cleared (a stop, a rebalance), they are never processed. As far as
+   the evidence goes, this lost one ``events`` message for the ``experience`` agent
+   while ``sink_events``, faster, had already written it. Here a record of a partition
+   that was sought after its batch was fetched is not delivered: the seek put the
+   position at or before it, so it is fetched again, in order.
 
-3. **End offsets on the bundled broker.** tansu reports a partition's end offset as if
+And one place where a stop or a rebalance could hang:
+
+4. **Cleared queues keep their messages waited for.** On a stop and on every
+   rebalance Faust suspends the flow, clears the agents' queues
+   (``FlowControlEvent.clear``) and then waits until every message a stream took is
+   acknowledged (``Consumer.wait_empty``, with no time limit). A message on a topic that
+   two agents read (``events``: ``experience`` and ``sink_events``) that one agent took
+   while its copy still sat in the other's cleared queue can never be acknowledged: the
+   reference count of the cleared copy is never released. The worker then waits forever
+   (a SIGTERM ends in the orchestrator's SIGKILL). Here clearing a queue forgets its
+   messages: marked done without being acknowledged, so no commit covers them (they
+   are delivered again after the seek) and nothing waits for them.
+
+And two for the bundled broker:
+
+5. **End offsets.** tansu reports a partition's end offset as if
    its last record batch held one record (the batch's base offset + 1). Faust recovers a
    table by reading its changelog up to that end offset, so a changelog written in
    multi-record batches would be recovered only in part. Where the broker's end offsets
    are not exact (``App.end_offsets_exact`` False: the worker sets it on tansu), the end
    offsets recovery asks for are read off the records themselves (``true_end_offsets``),
    and producers batch as usual.
+6. **Fetch wait.** Faust hard-codes a 1.5 s fetch wait; tansu holds a fetch on a quiet
+   partition that long, and an event crosses two of a worker's consumers before its
+   alert leaves. The worker's consumers take ``App.fetch_max_wait_ms`` instead.
 
 Installed by ``App`` below (``streams.app`` builds the worker with it); only Faust's
 ``kafka://`` transport is replaced. docs/operations.md has the write-up for Faust's and
@@ -46,6 +78,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from faust.types.tuples import ack_lock
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 
 async def seek_to_committed_or_reset(
@@ -54,6 +89,7 @@ async def seek_to_committed_or_reset(
     *,
     is_changelog: Callable[[TopicPartition], bool],
     reset: str = "earliest",
+    on_seek: Callable[[TopicPartition], None] | None = None,
 ) -> dict[TopicPartition, int | None]:
     """Seek each partition to its committed offset; a stream partition the group never
     committed goes back to where ``reset`` starts it. Returns the committed offsets
@@ -61,7 +97,12 @@ async def seek_to_committed_or_reset(
 
     Changelog partitions keep aiokafka's behaviour: Faust positions them itself (table
     recovery) and never commits them.
+
+    ``on_seek(tp)`` is called for each stream partition in the same step as its position
+    changes (no await in between), so that a fetch that ends on the consumer's event loop
+    is either wholly before the seek or wholly after it.
     """
+    sought = on_seek or (lambda tp: None)
     committed: dict[TopicPartition, int | None] = {}
     never: list[TopicPartition] = []
     for tp in partitions:
@@ -71,10 +112,14 @@ async def seek_to_committed_or_reset(
             if offset is not None and offset > 0:
                 consumer.seek(tp, offset)
         elif offset is not None and offset >= 0:
+            sought(tp)
             consumer.seek(tp, offset)
         else:
             never.append(tp)
     if never:
+        for tp in never:
+            sought(tp)
+        # aiokafka invalidates the positions before its first await: still the same step.
         if reset == "latest":
             await consumer.seek_to_end(*never)
         else:
@@ -142,11 +187,13 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def _seek_every_partition(self) -> Mapping[TP, int]:
         consumer = self._ensure_consumer()
         faust_consumer: Any = self.consumer
+        seeks: Seeks = faust_consumer.seeks
         result = await seek_to_committed_or_reset(
             consumer,
             consumer.assignment(),
             is_changelog=faust_consumer._is_changelog_tp,
             reset=str(self.app.conf.consumer_auto_offset_reset),
+            on_seek=lambda tp: seeks.sought([tp]),
         )
         return {tp: offset for tp, offset in result.items() if offset is not None}
 
@@ -157,9 +204,45 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         url = self.app.conf.broker_consumer[0]
         return await true_end_offsets(f"{url.host}:{url.port or 9092}", ends)
 
+    async def _fetch_records(self, *args: Any, **kwargs: Any) -> Any:
+        records = await super()._fetch_records(*args, **kwargs)
+        # On the thread that also seeks: no seek can come between the fetch and this.
+        faust_consumer: Any = self.consumer
+        faust_consumer.seeks.fetched()
+        return records
+
+
+class Seeks:
+    """How many times each partition was sought back, to tell a record fetched before
+    the latest seek of its partition (stale: fetched again from the sought position)
+    from one fetched after it. Keys are (topic, partition): Faust's ``TP`` and aiokafka's
+    ``TopicPartition`` are both such tuples."""
+
+    def __init__(self) -> None:
+        self.count: dict[tuple[str, int], int] = {}
+        self.at_fetch: dict[tuple[str, int], int] = {}  # the counts when the last fetch ended
+
+    def sought(self, tps: Iterable[tuple[str, int]]) -> None:
+        for tp in tps:
+            key = (tp[0], tp[1])
+            self.count[key] = self.count.get(key, 0) + 1
+
+    def fetched(self) -> None:
+        self.at_fetch = dict(self.count)
+
+    def stale(self, tp: tuple[str, int], at_fetch: Mapping[tuple[str, int], int]) -> bool:
+        """Whether ``tp`` was sought since ``at_fetch`` (a ``snapshot()`` taken when the
+        record's batch had been fetched)."""
+        key = (tp[0], tp[1])
+        return self.count.get(key, 0) != at_fetch.get(key, 0)
+
 
 class Consumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer that never drops a record it has not committed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.seeks = Seeks()
+        super().__init__(*args, **kwargs)
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -167,7 +250,23 @@ class Consumer(faust_aiokafka.Consumer):
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
         read_offset = self._read_offset
         committed = self._committed_offset
+        seeks = self.seeks
+        at_fetch: dict[tuple[str, int], int] | None = None
+        reported: set[TP] = set()
         async for tp, message in super().getmany(timeout):
+            if at_fetch is None:  # this batch's fetch is the last one that ended
+                at_fetch = seeks.at_fetch
+            if seeks.stale(tp, at_fetch):
+                if tp not in reported:
+                    reported.add(tp)
+                    self.log.info(
+                        "Not delivering %s[%s] from @%s: fetched before a seek back, "
+                        "it is fetched again",
+                        tp.topic,
+                        tp.partition,
+                        message.offset,
+                    )
+                continue
             if let_through(message.offset, read_offset[tp], committed.get(tp)):
                 self.log.info(
                     "Redelivering %s[%s]@%s, behind the read offset %s after a seek back",
@@ -184,6 +283,31 @@ class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
 
 
+def forget(message: Any) -> bool:
+    """Take ``message`` out of the consumer's bookkeeping without acknowledging it: a
+    final acknowledgement no longer records its offset as done (nothing commits past it)
+    and ``Consumer.wait_empty`` stops waiting for it (it drops messages marked acked).
+    Returns whether it was still pending."""
+    with ack_lock:
+        if message.acked:
+            return False
+        message.acked = True
+        return True
+
+
+class FlowControl(FlowControlEvent):
+    """Faust's flow control, whose ``clear`` forgets the messages of the events it
+    drops from the agents' queues instead of leaving them waited for."""
+
+    def clear(self) -> None:
+        for queue in list(self._queues):
+            for item in list(getattr(queue, "_queue", ())):
+                message = getattr(item, "message", None)
+                if message is not None:
+                    forget(message)
+        super().clear()
+
+
 class App(faust.App):
     """A Faust app whose ``kafka://`` consumer is the fixed one above."""
 
@@ -192,6 +316,10 @@ class App(faust.App):
     end_offsets_exact: bool = True
     #: The worker consumer's fetch wait (ms); None keeps Faust's 1,500.
     fetch_max_wait_ms: int | None = None
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        return FlowControl(loop=self.loop)
 
     def _new_transport(self) -> Any:
         url = self.conf.broker_consumer[0]

@@ -1,0 +1,119 @@
+"""Faust's consumer bookkeeping around a seek back and a cleared queue, and the fixes in
+streams.kafka_consumer: deterministic, no broker (tests/integration/test_consumer_seek.py
+has the seek itself on the real broker; ``make chaos`` the whole worker)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from faust.transport.consumer import Consumer as FaustConsumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from faust.types.tuples import Message
+from intervaltree import IntervalTree
+from mode.utils.queues import FlowControlQueue
+
+from streams.kafka_consumer import Consumer, FlowControl, Seeks, forget
+
+TPX = TP("events", 0)
+
+
+def bookkeeping(committed: int | None) -> Any:
+    """The attributes Faust's ``_add_gap``/``_new_offset``/``ack`` use, on a bare object."""
+    c: Any = object.__new__(Consumer)
+    c._gap = defaultdict(IntervalTree)
+    c._acked = defaultdict(list)
+    c._acked_index = defaultdict(set)
+    c._committed_offset = defaultdict(lambda: None, {TPX: committed})
+    c._read_offset = defaultdict(lambda: None)
+    c._unacked_messages = set()
+    c._n_acked = 0
+    c._waiting_for_ack = None
+    c.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: True))
+    c.seeks = Seeks()
+    c.log = SimpleNamespace(info=lambda *a, **k: None)
+    return c
+
+
+def message(offset: int) -> Message:
+    return Message("events", 0, offset, 0.0, 0, [], b"", b"", None, tp=TPX)
+
+
+def test_faust_counts_a_stale_record_s_gap_as_acknowledged() -> None:
+    """Why a record fetched before a seek must not be delivered after it: sought back to
+    the committed offset 10, the drain loop meets a stale record at 20 and calls the
+    distance a gap (``_add_gap(tp, r_offset + 1, offset)``); once 10..12 are processed,
+    Faust's commits (one per commit interval) reach 21, past 13..19 that were sought back
+    for processing and not yet done."""
+
+    async def scenario() -> int | None:
+        c = bookkeeping(committed=10)
+        await FaustConsumer._add_gap(c, TPX, 11, 20)
+        for offset in (10, 11, 12):
+            FaustConsumer.ack(c, message(offset))
+        for _ in range(5):  # what Consumer.commit does, interval after interval
+            new = FaustConsumer._new_offset(c, TPX)
+            if new is None:
+                break
+            c._committed_offset[TPX] = new
+        return c._committed_offset[TPX]
+
+    assert asyncio.run(scenario()) == 21
+
+
+def test_records_fetched_before_a_seek_of_their_partition_are_not_delivered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The drain loop handles record 20 of a batch; meanwhile the partition is sought
+    back: the rest of that batch (21, 22) is not delivered (the position is before it,
+    it is fetched again). Another partition's records of the same batch are."""
+    other = TP("events", 1)
+    c = bookkeeping(committed=None)
+
+    async def fetched(self: Any, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        self.seeks.fetched()
+        yield TPX, message(20)
+        self.seeks.sought([TPX])  # perform_seek ran while record 20 was delivered
+        yield TPX, message(21)
+        yield other, SimpleNamespace(offset=5)
+        yield TPX, message(22)
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "getmany", fetched)
+
+    async def drain() -> list[tuple[TP, int]]:
+        return [(tp, m.offset) async for tp, m in Consumer.getmany(c, 1.0)]
+
+    assert asyncio.run(drain()) == [(TPX, 20), (other, 5)]
+
+
+def test_a_forgotten_message_is_never_recorded_as_done() -> None:
+    """A message whose copy was cleared from an agent's queue: another agent's final
+    acknowledgement must not make its offset committable."""
+    c = bookkeeping(committed=10)
+    m = message(10)
+    c._unacked_messages.add(m)
+    m.refcount = 1  # the cleared copy's reference, never released
+    assert forget(m)
+    assert not FaustConsumer.ack(c, m)
+    assert FaustConsumer._new_offset(c, TPX) is None
+    c._unacked_messages -= {x for x in c._unacked_messages if x.acked}  # wait_empty's clean
+    assert not c._unacked_messages
+
+
+def test_clearing_the_queues_forgets_their_messages() -> None:
+    async def scenario() -> tuple[bool, bool, int]:
+        flow = FlowControl()
+        queue: FlowControlQueue = FlowControlQueue(
+            maxsize=10, flow_control=flow, clear_on_resume=True
+        )
+        queued, taken = message(3), message(2)
+        queue.put_nowait(SimpleNamespace(message=queued))
+        flow.clear()
+        return queued.acked, taken.acked, queue.qsize()
+
+    assert asyncio.run(scenario()) == (True, False, 0)
