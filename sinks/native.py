@@ -239,11 +239,16 @@ class NativeReader:
         self.closed = False
 
     def _connect(self, settings: Mapping[str, Any]) -> Client:
+        cfg = dict(self._cfg)
+        secret = cfg.pop("password", None)
+        # The password stays a SecretStr until this call (stack dumps print locals).
+        password = secret.get_secret_value() if isinstance(secret, SecretStr) else secret or ""
         return Client(
             database=self.database,
             client_name="cxpulse-query",
             settings=dict(settings),
-            **self._cfg,
+            password=password,
+            **cfg,
         )
 
     def parser(self) -> AbstractContextManager[Callable[[str], str]]:
