@@ -8,9 +8,18 @@ and any Kafka client may publish the same wire format (docs/wire-format.md).
 Why batches: a Faust agent costs far more per Kafka message (~150-250 µs here) than
 pydantic costs per event (~4 µs), and kafka-python costs ~70 µs per ``send``. So a
 message is a JSON array of up to ``batch_size`` events (500 by default, at most ~900 KB,
-under Kafka's default 1 MB message limit). A batch that holds one customer is keyed by
-its ``customer_id``; mixed batches are unkeyed, since the worker re-partitions by
-customer anyway.
+under Kafka's default 1 MB message limit).
+
+Why a batch per partition: Kafka keeps order within a partition only, and the alert
+rules need each customer's events in event-time order (docs/alerts.md, "What is
+guaranteed"). So every event goes to its customer's partition of the topic (Kafka's
+default partitioner: murmur2 of the ``customer_id``), and a message holds the events of
+one partition: a customer's events stay in one partition, in the order published. A
+message of one customer is keyed by its ``customer_id``; one of several is sent to the
+partition explicitly, unkeyed. (Unkeyed mixed messages went to any partition, so one
+customer's events arrived in an order that changed from run to run, and so did the alerts
+that judge the score moment by moment.) The producer is idempotent (kafka-python's
+default), so a retry does not reorder a partition either.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from pydantic import ValidationError
 from schemas.envelope import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES, describe_validation_error
 from schemas.envelope import _json_failure as json_failure
 from schemas.events import TouchpointEvent
+from streams.partitioning import partition_for
 from streams.settings import ConfigError, Settings, get_settings
 from streams.topics import TopicSpec, all_topics, touchpoints
 
@@ -77,6 +87,16 @@ class PublishSummary:
     @property
     def events_per_second(self) -> float:
         return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(slots=True)
+class _Batch:
+    """The events (JSON) waiting to be sent to one partition."""
+
+    customer: str  # the first event's customer: the key while the batch holds only it
+    mixed: bool = False
+    size: int = 1  # bytes of the JSON array: brackets and commas included
+    items: list[bytes] = field(default_factory=list)
 
 
 def validate_event(item: Any) -> TouchpointEvent | str:
@@ -155,10 +175,8 @@ class Publisher:
         self.max_batch_bytes = max_batch_bytes
         self.summary = PublishSummary(self.topic, self.settings.kafka_url)
         self._lock = threading.Lock()
-        self._buf: list[bytes] = []
-        self._buf_bytes = 0
-        self._buf_customer: str | None = None
-        self._buf_mixed = False
+        self._bufs: dict[int | None, _Batch] = {}  # by partition (None: not known)
+        self._partitions: int | None = None  # of the topic, asked once
         self._items = 0
         self._started: float | None = None
         self._closed = False
@@ -219,18 +237,31 @@ class Publisher:
         if self.batch_size == 1:
             self._send(encoded, result.customer_id.encode(), 1)
             return True
-        if self._buf and self._buf_bytes + len(encoded) + 1 > self.max_batch_bytes:
-            self._send_batch()
-        if not self._buf:
-            self._buf_customer = result.customer_id
-            self._buf_mixed = False
-        elif result.customer_id != self._buf_customer:
-            self._buf_mixed = True
-        self._buf.append(encoded)
-        self._buf_bytes += len(encoded) + 1
-        if len(self._buf) >= self.batch_size:
-            self._send_batch()
+        partition = self._partition_of(result.customer_id)
+        buf = self._bufs.get(partition)
+        if buf is not None and buf.size + len(encoded) + 1 > self.max_batch_bytes:
+            self._send_batch(partition)
+            buf = None
+        if buf is None:
+            buf = self._bufs[partition] = _Batch(result.customer_id)
+        elif result.customer_id != buf.customer:
+            buf.mixed = True
+        buf.items.append(encoded)
+        buf.size += len(encoded) + 1
+        if len(buf.items) >= self.batch_size:
+            self._send_batch(partition)
         return True
+
+    def _partition_of(self, customer_id: str) -> int | None:
+        """The partition Kafka's default partitioner gives ``customer_id`` (None when the
+        topic's partitions cannot be known: then a mixed batch goes unkeyed, as before)."""
+        if self._partitions is None:
+            try:
+                known = self._producer.partitions_for(self.topic)
+            except KafkaError:
+                known = None
+            self._partitions = len(known) if known else 0
+        return partition_for(customer_id, self._partitions) if self._partitions else None
 
     def publish_many(
         self, events: Iterable[TouchpointEvent | Mapping[str, Any] | bytes | str]
@@ -247,19 +278,19 @@ class Publisher:
 
     # -- sending ------------------------------------------------------------------------
 
-    def _send_batch(self) -> None:
-        if not self._buf:
-            return
-        value = b"[" + b",".join(self._buf) + b"]"
-        key = None if self._buf_mixed or self._buf_customer is None else self._buf_customer
-        n = len(self._buf)
-        self._buf = []
-        self._buf_bytes = 0
-        self._send(value, key.encode() if key else None, n)
+    def _send_batch(self, partition: int | None = None, *, every: bool = False) -> None:
+        """Send the batch of ``partition`` (of every partition with ``every``)."""
+        for p in list(self._bufs) if every else [partition]:
+            buf = self._bufs.pop(p, None)
+            if buf is None or not buf.items:
+                continue
+            value = b"[" + b",".join(buf.items) + b"]"
+            key = None if buf.mixed else buf.customer.encode()
+            self._send(value, key, len(buf.items), None if key else p)
 
-    def _send(self, value: bytes, key: bytes | None, n: int) -> None:
+    def _send(self, value: bytes, key: bytes | None, n: int, partition: int | None = None) -> None:
         try:
-            future = self._producer.send(self.topic, value=value, key=key)
+            future = self._producer.send(self.topic, value=value, key=key, partition=partition)
         except KafkaError as exc:
             with self._lock:
                 self.summary.failed += n
@@ -284,7 +315,7 @@ class Publisher:
     def flush(self, timeout: float | None = None) -> PublishSummary:
         """Send the partial batch, wait for every acknowledgement, and raise a one-line
         ``PublishError`` if Kafka refused or lost any message."""
-        self._send_batch()
+        self._send_batch(every=True)
         try:
             self._producer.flush(timeout=timeout)
         except KafkaError as exc:

@@ -126,9 +126,10 @@ def record_hit(
     A hit within the cooldown of an open alert (the nearest one) repeats it: count + 1,
     severity never lowered. Otherwise a new alert opens with id ``new_id``; at most
     ``MAX_OPEN_PER_RULE`` are kept per rule. ``mark`` (default ``t``) is what ``last``
-    records; a hit whose ``mark`` equals the alert's ``last`` is not counted again (health
-    passes its bucket, so a degraded 5 minutes count once however many failures they
-    hold). Returns the alert and whether it changed.
+    records; a hit whose ``mark`` equals the alert's ``last`` is not counted again, though
+    it may raise the severity (health passes its bucket, so a degraded 5 minutes count
+    once however many failures they hold, and in whatever order they came). Returns the
+    alert and whether it changed.
     """
     mark_value = t if mark is None else mark
     prefix = code + "@"
@@ -145,9 +146,11 @@ def record_hit(
     if best is not None:
         key, alert = best[2], best[3]
         higher = SEVERITIES.index(severity) > SEVERITIES.index(alert.severity)
-        if mark is not None and alert.last == mark and not higher:
+        again = mark is not None and alert.last == mark
+        if again and not higher:
             return alert, False
-        alert.count += 1
+        if not again:  # a mark is counted once, even when it raises the severity
+            alert.count += 1
         alert.last = max(alert.last, mark_value)
         if higher:
             alert.severity = severity

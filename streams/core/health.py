@@ -30,8 +30,14 @@ nothing.
 
 Alerts. One per instance per ``health.cooldown_hours``; while the instance stays degraded
 each further short-window bucket in which the rule holds raises the open alert's count
-(a count of 4 with 5-minute buckets: degraded in 4 buckets). Ids are a uuid5 of the
-instance and the failure at which it opened. An alert lists the failures of its short
+(a count of 4 with 5-minute buckets: degraded in 4 buckets, however many failures they
+held and in whatever order they came). Ids are a uuid5 of the instance and the start of
+the bucket in which it opened, and ``triggered_at`` is that start: an instance's events
+come from many customers, so from many source partitions, and which of the bucket's
+failures first showed the rule holding depends on how those were interleaved; the
+bucket does not. (What stays order-dependent, documented in docs/alerts.md: a short
+window seen half-filled, say its failures before its successes, can hold, or reach the
+escalation, earlier than it would in event-time order.) An alert lists the failures of its short
 window (the ones it counted, up to ``alerts.max_event_ids``), never older ones, and says
 what it compared with as it was: "over the previous 24 h" only with 24 h of history, the
 real span for a younger instance, the prior for a new one.
@@ -64,6 +70,12 @@ from streams.pipeline.records import Event
 
 _HOUR = 3600
 _CODE = CODES["touchpoint_degraded"]
+
+
+def _bucket_seed(start: int) -> str:
+    """The alert id's seed for an instance degraded from the bucket starting at ``start``
+    (epoch seconds): the same whatever order the bucket's events arrived in."""
+    return f"bucket:{start}"
 
 
 def health_key(event: Event) -> str:
@@ -214,8 +226,11 @@ def apply_health(
         if rate < h.ratio * base:
             continue
         severity = raise_severity(h.severity, tier_a=False, large=rate >= h.escalate_at)
-        new_id = alert_id("instance", state.key, "touchpoint_degraded", ev.event_id.hex).hex
-        opened, moved = record_hit(memory, _CODE, t, cooldown, severity, new_id, mark=fb)
+        # Seeded and timed by the degraded bucket, not by the failure at which the rule was
+        # first seen to hold: which failure that is depends on how the instance's events
+        # (from many customers, so many source partitions) were interleaved.
+        new_id = alert_id("instance", state.key, "touchpoint_degraded", _bucket_seed(fb)).hex
+        opened, moved = record_hit(memory, _CODE, fb, cooldown, severity, new_id, mark=fb)
         if not moved:
             continue
         kind = label(model, ev.touchpoint) or ev.touchpoint
