@@ -43,6 +43,18 @@ def _answers(port: int) -> bool:
         return False
 
 
+def _clickhouse_user() -> pwd.struct_passwd | None:
+    """As root, the server runs as the package's ``clickhouse`` user (as
+    deploy/ci/start-clickhouse-server.sh runs the shared one); otherwise as whoever runs
+    the suite."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam("clickhouse")
+    except KeyError:
+        raise ServerUnavailable("no 'clickhouse' user (the package's postinst makes it)") from None
+
+
 class ClickHouseInstance:
     """A clickhouse-server of the suite's own: the packaged config with its ports, data,
     tmp and log paths moved under ``root``, run in the foreground as the ``clickhouse``
@@ -63,12 +75,6 @@ class ClickHouseInstance:
                 f"{CLICKHOUSE_BIN} or {CLICKHOUSE_CONFIG} missing: apt-get install "
                 "clickhouse-server (deploy/ci/start-clickhouse-server.sh)"
             )
-        try:
-            ch = pwd.getpwnam("clickhouse")
-        except KeyError:
-            raise ServerUnavailable(
-                "no 'clickhouse' user (the package's postinst makes it)"
-            ) from None
         conf = self.root / "etc"
         data = self.root / "data"
         logs = self.root / "log"
@@ -100,6 +106,9 @@ class ClickHouseInstance:
                 raise ServerUnavailable(f"{CLICKHOUSE_CONFIG} has no {pattern}: cannot relocate")
         (conf / "config.xml").write_text(text)
         shutil.copy(CLICKHOUSE_USERS, conf / "users.xml")
+        ch = _clickhouse_user()
+        if ch is None:
+            return conf / "config.xml"  # not root: the server runs as this user
         for p in [self.root, *self.root.rglob("*")]:
             os.chown(p, ch.pw_uid, ch.pw_gid)
         # The parents must be traversable by the clickhouse user (tmp dirs are 0700).
@@ -115,7 +124,7 @@ class ClickHouseInstance:
         config = self.root / "etc" / "config.xml"
         if not config.exists():
             config = self._configure()
-        ch = pwd.getpwnam("clickhouse")
+        ch = _clickhouse_user()
         log = open(self.root / "log" / "stdout.log", "ab")  # noqa: SIM115 - the child's
         self.proc = subprocess.Popen(
             [CLICKHOUSE_BIN, f"--config-file={config}"],
@@ -123,9 +132,9 @@ class ClickHouseInstance:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            user=ch.pw_uid,
-            group=ch.pw_gid,
-            extra_groups=[],
+            user=ch.pw_uid if ch else None,
+            group=ch.pw_gid if ch else None,
+            extra_groups=[] if ch else None,
             start_new_session=True,
         )
         log.close()
