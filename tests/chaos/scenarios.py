@@ -216,8 +216,25 @@ def steady_rss(h: Harness, short: bool) -> Result:
     """10 minutes (1 short) of steady publishing at a moderate rate (40 events/s); the
     worker's resident memory and its children's (the sentiment process) at the start,
     every minute and at the end."""
+    return _steady(h, short, Result(f"steady {1 if short else 10} min, 40 events/s"))
+
+
+def steady_rss_server(h: Harness, short: bool) -> Result:
+    """``steady_rss`` with the worker writing to a ClickHouse server instead of chDB,
+    which runs inside the worker process and counts in its RSS."""
+    result = Result(f"steady {1 if short else 10} min, 40 events/s, ClickHouse server")
+    server = _clickhouse(h, result)
+    if server is None:
+        return result
+    try:
+        return _steady(h, short, result)
+    finally:
+        h.close()
+        server.stop()
+
+
+def _steady(h: Harness, short: bool, result: Result) -> Result:
     minutes = 1 if short else 10
-    result = Result(f"steady {minutes} min, 40 events/s")
     worker = h.start_worker()
     h.wait_ready(worker)
     assert worker.proc is not None
@@ -295,4 +312,5 @@ SCENARIOS: dict[str, Callable[[Harness, bool], Result]] = {
     "fuzz": fuzzed_input,
     "broker-restart": broker_restarted,
     "steady-rss": steady_rss,
+    "steady-rss-server": steady_rss_server,
 }
