@@ -126,8 +126,8 @@ class Fuzzer:
         if kind == "bad_utf8":
             raw = _event_json(base)
             at = raw.index(b'"customer_id": "') + 16
-            bad = rng.choice([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\x80"])
-            return raw[:at] + bad + raw[at:]
+            cut = rng.choice([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\x80"])
+            return raw[:at] + cut + raw[at:]
         if kind == "wrong_types":
             return _event_json(_wrong_types(rng, base))
         if kind == "mixed_batch":
