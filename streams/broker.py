@@ -93,6 +93,8 @@ class EmbeddedBroker:
         log_dir: str | Path | None = None,
         startup_timeout: float = 20.0,
         binary: str | None = None,
+        storage_engine: str = "memory://tansu/",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.host = host
         self.advertised_host = advertised_host or ("127.0.0.1" if host in _WILDCARDS else host)
@@ -102,6 +104,10 @@ class EmbeddedBroker:
         self.log_path = self.log_dir / "broker.log"
         self.startup_timeout = startup_timeout
         self.binary = binary
+        # tansu's --storage-engine; another than memory (the chaos suite's broker restart
+        # runs s3:// on a local S3 server) may need settings in ``env`` (AWS_ENDPOINT, ...).
+        self.storage_engine = storage_engine
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -149,8 +155,8 @@ class EmbeddedBroker:
         listen = f"tcp://{self.host}:{self.port}"
         advertised = f"tcp://{self.advertised_host}:{self.port}"
         argv = [binary, "broker", "--listener-url", listen]
-        argv += ["--advertised-listener-url", advertised, "--storage-engine", "memory://tansu/"]
-        env = dict(os.environ, NO_COLOR="1")
+        argv += ["--advertised-listener-url", advertised, "--storage-engine", self.storage_engine]
+        env = dict(os.environ, NO_COLOR="1", **self.env)
         with open(self.log_path, "ab") as log:
             log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
             log.flush()

@@ -30,7 +30,9 @@ COLUMNS = (
 
 def table(results: list[Result]) -> str:
     rows = [
-        (
+        (r.scenario, f"not run: {r.not_run}", *[""] * (len(COLUMNS) - 2))
+        if r.not_run
+        else (
             r.scenario,
             f"{r.events_in:,}",
             f"{r.lost_events}/{r.lost_moments}",
@@ -90,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         for note in r.notes:
             print(f"note: {note}")
+        for problem in r.problems:
+            print(f"FAILED: {r.scenario}: {problem}")
     ok = all(r.ok for r in results)
     print("chaos: OK" if ok else "chaos: FAILED")
     return 0 if ok else 1
