@@ -67,11 +67,22 @@ bench: $(STAMP) $(PEER_STAMP)
 # the bundled broker (loopback) and chDB; prints a table, fails on any loss or duplicate.
 # Takes many minutes (bounded at 75); CHAOS_ARGS=--short for the CI form (docs/operations.md).
 CHAOS_ARGS ?=
-chaos: $(STAMP)
-	timeout 4500 $(PY) -m tests.chaos $(CHAOS_ARGS)
+# The chaos suite's broker-restart scenario keeps the bundled broker's data in a local S3
+# server (moto), installed into a venv of its own so the project's venv stays as tested.
+CHAOS_VENV ?= .venv-chaos
+CHAOS_STAMP := $(CHAOS_VENV)/.installed-stamp
+
+$(CHAOS_STAMP):
+	$(PYTHON) -m venv $(CHAOS_VENV)
+	$(CHAOS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHAOS_VENV)/bin/python -m pip install --quiet 'moto[server]>=5'
+	@touch $(CHAOS_STAMP)
+
+chaos: $(STAMP) $(CHAOS_STAMP)
+	CXPULSE_CHAOS_MOTO_SERVER=$(CHAOS_VENV)/bin/moto_server timeout 4500 $(PY) -m tests.chaos $(CHAOS_ARGS)
 
 schema: $(STAMP)
 	$(PY) -m schemas.export
 
 clean:
-	rm -rf $(VENV) $(PEER_VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(PEER_VENV) $(CHAOS_VENV) var .mypy_cache .ruff_cache .pytest_cache
