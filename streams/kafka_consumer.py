@@ -68,7 +68,8 @@ And one more place that skipped input, at the end of every table recovery:
    Here resuming a flow that was not suspended clears only the
    events of records fetched before the latest seek of their partition (they are
    fetched again) and of changelogs, as Faust did; events of records fetched after
-   it stay queued. Resuming a suspended flow still clears every queue: nothing was
+   it stay queued (logged: "Keeping <n> queued events fetched after their partition's
+   seek"). Resuming a suspended flow still clears every queue: nothing was
    let into the queues since the suspension, whatever is there came before it.
 
 And two for the bundled broker:
@@ -91,6 +92,7 @@ aiokafka's maintainers, with a reproduction.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import suppress
 from typing import Any
@@ -104,6 +106,8 @@ from faust.types import TP
 from faust.types.tuples import ack_lock
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
+
+logger = logging.getLogger(__name__)
 
 
 async def seek_to_committed_or_reset(
@@ -360,6 +364,7 @@ class FlowControl(FlowControlEvent):
             super().resume()  # clears every queue
             return
         self._resume.set()
+        kept_records: list[str] = []
         for queue in list(self._queues):
             items = getattr(queue, "_queue", None)
             if items is None:
@@ -370,10 +375,17 @@ class FlowControl(FlowControlEvent):
                 message = getattr(item, "message", None)
                 if message is not None and keep(message):
                     kept.append(item)
+                    kept_records.append(f"{message.topic}[{message.partition}]@{message.offset}")
                 elif message is not None:
                     forget(message)
             items.clear()
             items.extend(kept)
+        if kept_records:
+            logger.info(
+                "Keeping %d queued events fetched after their partition's seek: %s",
+                len(kept_records),
+                ", ".join(kept_records[:10]),
+            )
 
     def clear(self) -> None:
         for queue in list(self._queues):
