@@ -1,4 +1,4 @@
-"""Faust's Kafka consumer, with the three places fixed where it could skip input, the
+"""Faust's Kafka consumer, with the four places fixed where it could skip input, the
 one where a stop or a rebalance could hang, and two things the bundled broker needs.
 
 faust-streaming 0.15.3 on aiokafka 0.1x loses records a worker fetched around a
@@ -50,16 +50,38 @@ And one place where a stop or a rebalance could hang:
    messages: marked done without being acknowledged, so no commit covers them (they
    are delivered again after the seek) and nothing waits for them.
 
+And one more place that skipped input, at the end of every table recovery:
+
+5. **Records of the sought position cleared from the agents' queues.** When a table
+   recovery ends (``Recovery.on_recovery_completed``, also ``_resume_streams``), Faust
+   resumes the stream partitions, seeks them to their committed offsets, and only then
+   calls ``app.flow_control.resume()``, which empties every agent's queue
+   (``FlowControlEvent.resume`` clears the queues it manages, meant for events of
+   before a rebalance). But the flow has been running since the recovery began: the
+   fetcher delivers records of the stream partitions as soon as they are resumed,
+   before the seek (those are fetched again after it) and after it. A record fetched
+   after the seek and queued before ``resume`` is cleared and, the position being
+   past it, never fetched again: a worker started while input was published skipped
+   that message (1 restart in 6 to 8 of ``test_customer_state_survives_a_restart``),
+   and once a later record of its partition is done the commit passes it for good
+   (``Consumer._new_offset`` lets one offset after the committed one be missing).
+   Here resuming a flow that was not suspended clears only the
+   events of records fetched before the latest seek of their partition (they are
+   fetched again) and of changelogs, as Faust did; events of records fetched after
+   it stay queued (logged: "Keeping <n> queued events fetched after their partition's
+   seek"). Resuming a suspended flow still clears every queue: nothing was
+   let into the queues since the suspension, whatever is there came before it.
+
 And two for the bundled broker:
 
-5. **End offsets.** tansu reports a partition's end offset as if
+6. **End offsets.** tansu reports a partition's end offset as if
    its last record batch held one record (the batch's base offset + 1). Faust recovers a
    table by reading its changelog up to that end offset, so a changelog written in
    multi-record batches would be recovered only in part. Where the broker's end offsets
    are not exact (``App.end_offsets_exact`` False: the worker sets it on tansu), the end
    offsets recovery asks for are read off the records themselves (``true_end_offsets``),
    and producers batch as usual.
-6. **Fetch wait.** Faust hard-codes a 1.5 s fetch wait; tansu holds a fetch on a quiet
+7. **Fetch wait.** Faust hard-codes a 1.5 s fetch wait; tansu holds a fetch on a quiet
    partition that long, and an event crosses two of a worker's consumers before its
    alert leaves. The worker's consumers take ``App.fetch_max_wait_ms`` instead.
 
@@ -70,8 +92,11 @@ aiokafka's maintainers, with a reproduction.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import suppress
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import faust
 from aiokafka import AIOKafkaConsumer
@@ -81,6 +106,8 @@ from faust.types import TP
 from faust.types.tuples import ack_lock
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
+
+logger = logging.getLogger(__name__)
 
 
 async def seek_to_committed_or_reset(
@@ -221,6 +248,8 @@ class Seeks:
     def __init__(self) -> None:
         self.count: dict[tuple[str, int], int] = {}
         self.at_fetch: dict[tuple[str, int], int] = {}  # the counts when the last fetch ended
+        # The count of its partition when each delivered message's batch was fetched.
+        self.delivered: WeakKeyDictionary[Any, int] = WeakKeyDictionary()
 
     def sought(self, tps: Iterable[tuple[str, int]]) -> None:
         for tp in tps:
@@ -235,6 +264,20 @@ class Seeks:
         record's batch had been fetched)."""
         key = (tp[0], tp[1])
         return self.count.get(key, 0) != at_fetch.get(key, 0)
+
+    def deliver(
+        self, tp: tuple[str, int], message: Any, at_fetch: Mapping[tuple[str, int], int]
+    ) -> None:
+        """Note that ``message`` of ``tp``, of a batch fetched at ``at_fetch``, is delivered."""
+        # A record that is not a Faust message (no weak reference) is never kept queued.
+        with suppress(TypeError):
+            self.delivered[message] = at_fetch.get((tp[0], tp[1]), 0)
+
+    def current(self, tp: tuple[str, int], message: Any) -> bool:
+        """Whether ``message`` was delivered from a fetch made after the latest seek of
+        ``tp``: the partition's position is past it, it is not fetched again."""
+        at_fetch = self.delivered.get(message)
+        return at_fetch is not None and at_fetch == self.count.get((tp[0], tp[1]), 0)
 
 
 class Consumer(faust_aiokafka.Consumer):
@@ -276,7 +319,15 @@ class Consumer(faust_aiokafka.Consumer):
                     read_offset[tp],
                 )
                 read_offset[tp] = None
+            seeks.deliver(tp, message, at_fetch)
             yield tp, message
+
+    def fetched_after_seek(self, message: Any) -> bool:
+        """Whether an event of ``message`` must stay queued when a running flow is
+        resumed: a stream partition's record fetched after the latest seek of its
+        partition (clearing it would skip it, see fix 5)."""
+        tp = message.tp
+        return not self._is_changelog_tp(tp) and self.seeks.current(tp, message)
 
 
 class Transport(faust_aiokafka.Transport):
@@ -297,7 +348,44 @@ def forget(message: Any) -> bool:
 
 class FlowControl(FlowControlEvent):
     """Faust's flow control, whose ``clear`` forgets the messages of the events it
-    drops from the agents' queues instead of leaving them waited for."""
+    drops from the agents' queues instead of leaving them waited for, and whose
+    ``resume`` of a running flow keeps the events ``keep(message)`` says must stay
+    (fix 5: records fetched after the latest seek of their partition)."""
+
+    def __init__(
+        self, *args: Any, keep: Callable[[Any], bool] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.keep = keep
+
+    def resume(self) -> None:
+        keep = self.keep
+        if self._suspend.is_set() or keep is None:
+            super().resume()  # clears every queue
+            return
+        self._resume.set()
+        kept_records: list[str] = []
+        for queue in list(self._queues):
+            items = getattr(queue, "_queue", None)
+            if items is None:
+                queue.clear()
+                continue
+            kept = []
+            for item in list(items):
+                message = getattr(item, "message", None)
+                if message is not None and keep(message):
+                    kept.append(item)
+                    kept_records.append(f"{message.topic}[{message.partition}]@{message.offset}")
+                elif message is not None:
+                    forget(message)
+            items.clear()
+            items.extend(kept)
+        if kept_records:
+            logger.info(
+                "Keeping %d queued events fetched after their partition's seek: %s",
+                len(kept_records),
+                ", ".join(kept_records[:10]),
+            )
 
     def clear(self) -> None:
         for queue in list(self._queues):
@@ -319,7 +407,11 @@ class App(faust.App):
 
     @cached_property
     def flow_control(self) -> FlowControlEvent:
-        return FlowControl(loop=self.loop)
+        return FlowControl(loop=self.loop, keep=self._keep_queued)
+
+    def _keep_queued(self, message: Any) -> bool:
+        fetched_after_seek = getattr(self.consumer, "fetched_after_seek", None)
+        return fetched_after_seek is not None and bool(fetched_after_seek(message))
 
     def _new_transport(self) -> Any:
         url = self.conf.broker_consumer[0]
