@@ -145,9 +145,10 @@ def simulated_messages(events: int = 3000, customers: int = 400) -> list[list[li
 def test_experience_per_customer_work(benchmark: Any) -> None:
     """The experience agent's per-customer work on simulated traffic, without Faust:
     ``apply_events``, the alert rules, the changelog record (``streams.state.customer``),
-    ``score_update`` and the moment and score row messages (``streams.pipeline.rows``),
+    ``score_update`` and the moment and score rows (``streams.pipeline.rows``),
     from empty states every round."""
-    from streams.pipeline.rows import moments_message, scores_message
+    from schemas.score_rows import score_row
+    from streams.pipeline.rows import moment_rows_of
     from streams.state.customer import encode as encode_state
 
     messages = simulated_messages()
@@ -168,8 +169,8 @@ def test_experience_per_customer_work(benchmark: Any) -> None:
                 states[cid] = state
                 moments.extend(m for m in produced if m is not None)
                 updates.append(score_update(state))
-            moments_message(moments)
-            scores_message(updates)
+            moment_rows_of(moments)
+            [score_row(u) for u in updates]
 
     benchmark.pedantic(replay, rounds=5, iterations=1, warmup_rounds=1)
     benchmark.extra_info["events_per_s"] = round(n / benchmark.stats.stats.median)
