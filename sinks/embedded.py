@@ -118,6 +118,19 @@ def holder_pid(directory: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _release(conn: Any) -> None:
+    """Close one of this process's chDB connections; the last one closed frees the
+    process to open another directory."""
+    global _open_dir, _open_count
+    with _process_lock:
+        try:
+            conn.close()
+        finally:
+            _open_count -= 1
+            if _open_count <= 0:
+                _open_dir, _open_count = None, 0
+
+
 def _locked_by_other_process(directory: str) -> bool:
     """Probe the engine's exclusive lock on ``<dir>/status`` without taking it for long."""
     status = Path(directory, "status")
@@ -274,7 +287,6 @@ class ChdbBackend:
         return sort_by_key(spec, normalize_rows(spec, zip(*columns, strict=True)))
 
     def close(self) -> None:
-        global _open_dir, _open_count
         if self._closed:
             return
         self._closed = True
@@ -282,13 +294,7 @@ class ChdbBackend:
             reader, self._reader = self._reader, None
         if reader is not None:
             reader.close()  # after the query in flight, if any (max_execution_time at most)
-        with _process_lock:
-            try:
-                self._conn.close()
-            finally:
-                _open_count -= 1
-                if _open_count <= 0:
-                    _open_dir, _open_count = None, 0
+        _release(self._conn)
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -444,17 +450,10 @@ class ChdbReader:
             self._close()
 
     def _close(self) -> None:
-        global _open_dir, _open_count
         if self.closed:
             return
         self.closed = True
-        with _process_lock:
-            try:
-                self._conn.close()
-            finally:
-                _open_count -= 1
-                if _open_count <= 0:
-                    _open_dir, _open_count = None, 0
+        _release(self._conn)
 
     def _failed(self, exc: BaseException) -> SinkError:
         """A query failed: close the session (``read_only()`` opens a new one). Measured

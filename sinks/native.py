@@ -175,10 +175,7 @@ class NativeBackend:
             raise self._server_error(exc) from None
         except (OSError, ch_errors.NetworkError, ch_errors.SocketTimeoutError, EOFError) as exc:
             self._client.disconnect()
-            raise SinkUnavailable(
-                f"ClickHouse at {self._where} is unreachable ({_first_line(exc)}): "
-                "start the server or fix host/port in CXPULSE_CLICKHOUSE_URL"
-            ) from None
+            raise _unreachable(self._where, exc) from None
         except ch_errors.Error as exc:
             self._client.disconnect()
             if exc.code in DATA_ERROR_CODES:  # the driver could not encode a value
@@ -316,15 +313,19 @@ class NativeReader:
             ) from None
         except (OSError, ch_errors.NetworkError, ch_errors.SocketTimeoutError, EOFError) as exc:
             self._client.disconnect()
-            raise SinkUnavailable(
-                f"ClickHouse at {self._where} is unreachable ({_first_line(exc)}): "
-                "start the server or fix host/port in CXPULSE_CLICKHOUSE_URL"
-            ) from None
+            raise _unreachable(self._where, exc) from None
         except ch_errors.Error as exc:
             self._client.disconnect()
             raise SinkWriteError(
                 f"ClickHouse at {self._where}: {_first_line(exc)}", retryable=False, code=exc.code
             ) from None
+
+
+def _unreachable(where: str, exc: BaseException) -> SinkUnavailable:
+    return SinkUnavailable(
+        f"ClickHouse at {where} is unreachable ({_first_line(exc)}): "
+        "start the server or fix host/port in CXPULSE_CLICKHOUSE_URL"
+    )
 
 
 def _first_line(exc: BaseException) -> str:
