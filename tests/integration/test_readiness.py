@@ -97,7 +97,7 @@ def test_readyz_turns_red_while_kafka_is_gone_and_green_when_it_is_back(
         wait_for("/readyz red", lambda: get(port, "/readyz")[0] == 503, worker)
         status, body = get(port, "/readyz")
         assert status == 503 and body["status"] == "unready", body
-        assert body["kafka"]["unreachable_seconds"] > THRESHOLD
+        assert body["kafka"]["unreachable_seconds"] >= THRESHOLD  # rounded to 0.1 s in the body
         reason = body["reason"]
         assert reason.startswith(f"Kafka at {settings.kafka_url} has not answered for "), reason
         assert "\n" not in reason and "CXPULSE_KAFKA_URL" in reason
