@@ -1,11 +1,15 @@
 """What experience scoring produces and remembers: Moment, ScoreUpdate, CustomerState.
 
-``Moment`` is one row of ClickHouse's ``moments`` table (the emotion map); ``ScoreUpdate``
-one row of ``scores`` and one message on ``cx.scores``. ``CustomerState`` is the Faust table
-value: it is written to the changelog topic on EVERY update, so it is built to stay small:
-times are epoch seconds, peak-end memories are 3-tuples, event ids are 48-bit hashes packed
-into one base64 string, every list is bounded by the model's ``state`` and ``episodes``
-sections, and JSON keys are short aliases (``to_bytes``/``from_bytes``).
+These are the core's own values, not a contract with the outside (that is
+``schemas.events``, validated once at the boundary): compact msgspec Structs, built from
+values the core computed itself and never validated again. ``Moment`` is one row of
+ClickHouse's ``moments`` table (the emotion map); ``ScoreUpdate`` one row of ``scores``.
+``CustomerState`` is the Faust table value, written to the changelog at every checkpoint
+(``streams.state.customer`` gives its compact binary record), so it is built to stay
+small: times are epoch seconds, peak-end memories are 3-tuples, event ids are 48-bit
+hashes packed into raw bytes, and every list is bounded by the model's ``state`` and
+``episodes`` sections. ``to_bytes``/``from_bytes`` are the JSON form of earlier workers'
+changelogs (short keys), still read on upgrade.
 """
 
 from __future__ import annotations
@@ -14,10 +18,10 @@ import base64
 import struct
 from datetime import datetime
 from itertools import starmap
-from typing import Annotated, Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import msgspec
 
 # (peak, end_t, end_value): the peak-end memory of one episode for one series (overall
 # valence, a factor's gap, a channel's valence). ``peak`` is the value of largest absolute
@@ -30,42 +34,8 @@ Decayed = tuple[float, float]
 
 _SEEN = struct.Struct(">6sI")  # 48-bit event-id hash, event time in epoch seconds
 
-_M = TypeVar("_M", bound=BaseModel)
 
-
-def build(cls: type[_M], **fields: Any) -> _M:
-    """Construct a model from ALREADY VALID values, giving every field.
-
-    The scoring core builds several of these per event from values it computed itself;
-    pydantic's ``model_construct`` costs ~5 us each (it resolves defaults and aliases),
-    this ~1 us. Not for untrusted input: validate that with ``model_validate``.
-
-    It fills the four slots every pydantic model has through their descriptors, taken
-    once from ``BaseModel`` (a quarter faster than ``object.__setattr__`` by name, which
-    looks each one up again). pydantic models define no ``__new__`` of their own.
-    """
-    obj = _new(cls)
-    _set_dict(obj, fields)
-    _set_fields_set(obj, set(fields))
-    _set_extra(obj, None)
-    _set_private(obj, None)
-    return obj
-
-
-_new = object.__new__
-_set_dict = BaseModel.__dict__["__dict__"].__set__
-_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
-
-
-class _Row(BaseModel):
-    """Output rows: frozen, so a row handed to a sink cannot change under it."""
-
-    model_config = ConfigDict(frozen=True)
-
-
-class Explanation(_Row):
+class Explanation(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One moment that moved the score: its strongest factor and that factor's impact."""
 
     event_id: UUID
@@ -76,7 +46,7 @@ class Explanation(_Row):
     impact: float
 
 
-class Moment(_Row):
+class Moment(msgspec.Struct, frozen=True, kw_only=True):
     """One touchpoint event turned into an experience reading (a ``moments`` row).
 
     ``episode_id`` is the episode as known when the moment was processed: a later
@@ -110,7 +80,7 @@ class Moment(_Row):
     score_after: float
 
 
-class ScoreUpdate(_Row):
+class ScoreUpdate(msgspec.Struct, frozen=True, kw_only=True):
     """The customer's experience score as of event time ``as_of`` (a ``scores`` row).
 
     ``version`` grows by one with every event that changed the state, so
@@ -130,27 +100,32 @@ class ScoreUpdate(_Row):
     explanation: list[Explanation]
 
 
-class _State(BaseModel):
-    """State parts: short JSON keys (aliases), readable Python names."""
-
-    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
-
-
-class Episode(_State):
+class Episode(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    omit_defaults=True,
+    rename={
+        "journey": "j",
+        "start": "s",
+        "count": "n",
+        "overall": "v",
+        "factors": "f",
+        "channels": "c",
+    },
+):
     """An open episode's peak-end memory; its moments themselves are not kept.
 
     ``journey`` is set for journey episodes (grouped by journey_id); session episodes
     (no journey_id) are grouped by the gap rule over ``[start, end]``.
     """
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, serialize_by_alias=True)
-
-    journey: Annotated[str | None, Field(alias="j")] = None
-    start: Annotated[int, Field(alias="s")]
-    count: Annotated[int, Field(alias="n")]
-    overall: Annotated[PeakEnd, Field(alias="v")]
-    factors: Annotated[dict[str, PeakEnd], Field(alias="f")]
-    channels: Annotated[dict[str, PeakEnd], Field(alias="c")]
+    journey: str | None = None
+    start: int
+    count: int
+    overall: PeakEnd
+    factors: dict[str, PeakEnd]
+    channels: dict[str, PeakEnd]
 
     @property
     def end(self) -> int:
@@ -163,49 +138,44 @@ class Episode(_State):
         return f"j:{self.journey}:{self.start}"  # a journey may have several episodes
 
 
-class Folded(_State):
+class Folded(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    omit_defaults=True,
+    rename={"ref": "r", "count": "n", "overall": "v", "factors": "f", "channels": "c"},
+):
     """Closed episodes, folded into decayed sums normalised to ``ref`` (epoch seconds).
 
     Weight of an episode is ``2 ** ((end - ref) / half_life)``; moving ``ref`` forward
     rescales the sums, so they never overflow and the mean does not depend on ``ref``.
     """
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, serialize_by_alias=True)
-
-    ref: Annotated[int, Field(alias="r")] = 0
-    count: Annotated[int, Field(alias="n")] = 0
-    overall: Annotated[Decayed, Field(alias="v")] = (0.0, 0.0)
-    factors: Annotated[dict[str, Decayed], Field(alias="f")] = Field(default_factory=dict)
-    channels: Annotated[dict[str, Decayed], Field(alias="c")] = Field(default_factory=dict)
+    ref: int = 0
+    count: int = 0
+    overall: Decayed = (0.0, 0.0)
+    factors: dict[str, Decayed] = msgspec.field(default_factory=dict)
+    channels: dict[str, Decayed] = msgspec.field(default_factory=dict)
 
 
-def _no_folded() -> Folded:
-    """A state's default ``folded``: nothing folded yet.
-
-    Built, not validated: ``to_bytes`` leaves defaults out, and to know the default
-    pydantic calls the factory for every state it writes; ``Folded()`` ran the validator
-    each time, a fifth of the cost of writing a state. The same value either way.
-    """
-    folded = build(Folded, ref=0, count=0, overall=(0.0, 0.0), factors={}, channels={})
-    _set_fields_set(folded, set())  # as Folded(): no field given
-    return folded
-
-
-class KeyMoment(_State):
+class KeyMoment(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    rename={"event_id": "id", "touchpoint": "tp", "channel": "ch", "factor": "f", "impact": "i"},
+):
     """An explanation candidate: a moment's strongest factor impact."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, serialize_by_alias=True)
-
-    event_id: Annotated[str, Field(alias="id")]  # UUID hex, 32 chars
+    event_id: str  # UUID hex, 32 chars
     t: int
-    touchpoint: Annotated[str, Field(alias="tp")]
-    channel: Annotated[str, Field(alias="ch")]
-    factor: Annotated[str, Field(alias="f")]
-    impact: Annotated[float, Field(alias="i")]
+    touchpoint: str
+    channel: str
+    factor: str
+    impact: float
 
 
 class FailureMark(NamedTuple):
-    """A failure repeated_failure may count (a JSON array in the state, for size)."""
+    """A failure repeated_failure may count (an array in the state, for size)."""
 
     t: int
     touchpoint: str
@@ -237,106 +207,143 @@ class IntentTries(NamedTuple):
     tries: dict[str, TryMark]
 
 
-class CustomerState(_State):
+class CustomerState(
+    msgspec.Struct,
+    kw_only=True,
+    omit_defaults=True,
+    rename={
+        "customer_id": "id",
+        "version": "ver",
+        "segment": "seg",
+        "profile_t": "pt",
+        "watermark": "wm",
+        "floor": "fl",
+        "seen": "ids",
+        "episodes": "ep",
+        "folded": "fo",
+        "key_moments": "km",
+        "failures": "rf",
+        "contacts": "rc",
+        "intents": "ih",
+        "score_trail": "st",
+        "score": "sc",
+        "factor_scores": "fs",
+        "channel_scores": "cs",
+        "confidence": "cf",
+        "episode_count": "ne",
+        "alert_memory": "am",
+    },
+):
     """Everything remembered about one customer (the Faust table value).
 
     ``watermark`` is the newest event time seen; ``floor`` the newest event time whose id
     was evicted from ``seen`` (events at or before it are treated as late, which keeps
-    duplicate detection exact although ``seen`` is bounded). ``score_trail`` holds the
-    highest score per hour over the last 24 h, with the time it was reached (sharp_drop);
-    ``alert_memory`` is free for the alert rules' own small flags (low_score armed,
-    cooldowns).
+    duplicate detection exact although ``seen`` is bounded). ``seen`` is the packed id set
+    (``pack_ids``). ``score_trail`` holds the highest score per hour over the last 24 h,
+    with the time it was reached (sharp_drop); ``alert_memory`` is free for the alert
+    rules' own small flags (low_score armed, cooldowns).
 
     The counting rules' memory is one bounded collection per rule, so a busy rule cannot
     crowd out another's window (``streams.core.trail``): ``failures`` (repeated_failure),
     ``contacts`` (repeat_contact) and ``intents`` (channel_hopping). States written with
     the older single ``tr`` list are read into these.
+
+    The core never changes a state it was given: it builds the next one.
     """
 
-    customer_id: Annotated[str, Field(alias="id")]
-    version: Annotated[int, Field(alias="ver")] = 0
+    customer_id: str
+    version: int = 0
     tier: str | None = None
-    segment: Annotated[str | None, Field(alias="seg")] = None
-    profile_t: Annotated[int, Field(alias="pt")] = 0
-    watermark: Annotated[int, Field(alias="wm")] = 0
-    floor: Annotated[int, Field(alias="fl")] = 0
-    seen: Annotated[str, Field(alias="ids")] = ""
-    episodes: Annotated[list[Episode], Field(alias="ep")] = Field(default_factory=list)
-    folded: Annotated[Folded, Field(alias="fo")] = Field(default_factory=_no_folded)
-    key_moments: Annotated[list[KeyMoment], Field(alias="km")] = Field(default_factory=list)
-    failures: Annotated[list[FailureMark], Field(alias="rf")] = Field(default_factory=list)
-    contacts: Annotated[list[ContactMark], Field(alias="rc")] = Field(default_factory=list)
-    intents: Annotated[dict[str, IntentTries], Field(alias="ih")] = Field(default_factory=dict)
-    score_trail: Annotated[list[tuple[int, float]], Field(alias="st")] = Field(default_factory=list)
-    score: Annotated[float, Field(alias="sc")] = 50.0
-    factor_scores: Annotated[dict[str, float], Field(alias="fs")] = Field(default_factory=dict)
-    channel_scores: Annotated[dict[str, float], Field(alias="cs")] = Field(default_factory=dict)
-    confidence: Annotated[float, Field(alias="cf")] = 0.0
-    episode_count: Annotated[int, Field(alias="ne")] = 0
-    alert_memory: Annotated[dict[str, int | float | str], Field(alias="am")] = Field(
-        default_factory=dict
-    )
+    segment: str | None = None
+    profile_t: int = 0
+    watermark: int = 0
+    floor: int = 0
+    seen: bytes = b""
+    episodes: list[Episode] = msgspec.field(default_factory=list)
+    folded: Folded = msgspec.field(default_factory=Folded)
+    key_moments: list[KeyMoment] = msgspec.field(default_factory=list)
+    failures: list[FailureMark] = msgspec.field(default_factory=list)
+    contacts: list[ContactMark] = msgspec.field(default_factory=list)
+    intents: dict[str, IntentTries] = msgspec.field(default_factory=dict)
+    score_trail: list[tuple[int, float]] = msgspec.field(default_factory=list)
+    score: float = 50.0
+    factor_scores: dict[str, float] = msgspec.field(default_factory=dict)
+    channel_scores: dict[str, float] = msgspec.field(default_factory=dict)
+    confidence: float = 0.0
+    episode_count: int = 0
+    alert_memory: dict[str, int | float | str] = msgspec.field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
-        """Compact JSON (aliases, defaults left out): the changelog record.
-
-        The serializer's bytes as they are: ``model_dump_json`` is the same call made
-        into a ``str``, which was then encoded back (written for every state update)."""
-        return self.__pydantic_serializer__.to_json(self, by_alias=True, exclude_defaults=True)
+        """The JSON form of earlier workers' changelogs (short keys, defaults left out).
+        Workers write ``streams.state.customer.encode``; this stays for reading and
+        comparing what an upgrade finds."""
+        return _json_encoder.encode(self)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CustomerState:
-        return cls.model_validate_json(data)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _legacy_trail(cls, data: Any) -> Any:
-        """Read a state written with the single ``tr`` list into the per-rule memory, so
-        an upgraded worker keeps the week of contacts its changelog holds."""
-        if not isinstance(data, dict) or "tr" not in data:
-            return data
-        data = dict(data)
-        failures: list[list[Any]] = []
-        contacts: list[list[Any]] = []
-        intents: dict[str, list[Any]] = {}
-        for e in sorted(data.pop("tr") or (), key=lambda e: e.get("t", 0)):
-            t, channel, outcome, intent = e.get("t", 0), e.get("ch"), e.get("o"), e.get("in")
-            event_id = e.get("id") or ""
-            if outcome == "failure":
-                failures.append([t, e.get("tp", ""), None, event_id])
-            if channel == "call_center":
-                contacts.append([t, intent, event_id])
-            if intent is not None:
-                tries = intents.setdefault(intent, [0, {}])[1]
-                if outcome == "success":
-                    intents[intent] = [t, {}]
-                else:
-                    tries[channel] = [t, event_id]
-        data.setdefault("rf", failures)
-        data.setdefault("rc", contacts)
-        data.setdefault("ih", {k: v for k, v in intents.items() if v[1]})
-        return data
+        """A state of the JSON form, with the older single ``tr`` list read into the
+        per-rule memory, so an upgraded worker keeps the week of contacts its changelog
+        holds."""
+        if b'"tr"' in data:
+            raw = msgspec.json.decode(data)
+            if isinstance(raw, dict) and "tr" in raw:
+                data = _json_encoder.encode(_legacy_trail(raw))
+        return _json_state.decode(data)
 
     # -- the packed id set ------------------------------------------------------------
 
     def seen_ids(self) -> list[tuple[bytes, int]]:
         """``(hash48, event_time)`` pairs, oldest first."""
-        return unpack_seen(self.seen)
+        return unpack_ids(self.seen)
 
 
-def pack_seen(entries: list[tuple[bytes, int]]) -> str:
-    """Inverse of ``CustomerState.seen_ids``."""
-    return base64.b64encode(b"".join(starmap(_SEEN.pack, entries))).decode()
+_json_encoder = msgspec.json.Encoder()
+_json_state = msgspec.json.Decoder(CustomerState)
 
 
-def unpack_seen(packed: str) -> list[tuple[bytes, int]]:
+def _legacy_trail(data: dict[str, Any]) -> dict[str, Any]:
+    data = dict(data)
+    failures: list[list[Any]] = []
+    contacts: list[list[Any]] = []
+    intents: dict[str, list[Any]] = {}
+    for e in sorted(data.pop("tr") or (), key=lambda e: e.get("t", 0)):
+        t, channel, outcome, intent = e.get("t", 0), e.get("ch"), e.get("o"), e.get("in")
+        event_id = e.get("id") or ""
+        if outcome == "failure":
+            failures.append([t, e.get("tp", ""), None, event_id])
+        if channel == "call_center":
+            contacts.append([t, intent, event_id])
+        if intent is not None:
+            tries = intents.setdefault(intent, [0, {}])[1]
+            if outcome == "success":
+                intents[intent] = [t, {}]
+            else:
+                tries[channel] = [t, event_id]
+    data.setdefault("rf", failures)
+    data.setdefault("rc", contacts)
+    data.setdefault("ih", {k: v for k, v in intents.items() if v[1]})
+    return data
+
+
+def pack_ids(entries: list[tuple[bytes, int]]) -> bytes:
+    """Inverse of ``unpack_ids``: the packed id set of ``(hash48, event_time)`` pairs."""
+    return b"".join(starmap(_SEEN.pack, entries))
+
+
+def unpack_ids(raw: bytes) -> list[tuple[bytes, int]]:
     """``(hash48, event_time)`` pairs of a packed id set, oldest first.
 
-    ``iter_unpack`` does in C what a loop of ``unpack_from`` did in Python (run for every
-    customer batch); a length that is not a whole number of entries takes that loop, so
-    a damaged set fails with the same error as before.
-    """
-    raw = base64.b64decode(packed) if packed else b""
+    A length that is not a whole number of entries fails with ``struct.error``."""
     if len(raw) % _SEEN.size == 0:
         return list(_SEEN.iter_unpack(raw))
     return [_SEEN.unpack_from(raw, i) for i in range(0, len(raw), _SEEN.size)]
+
+
+def pack_seen(entries: list[tuple[bytes, int]]) -> str:
+    """The packed id set as base64 text (the touchpoint health state's JSON form)."""
+    return base64.b64encode(pack_ids(entries)).decode()
+
+
+def unpack_seen(packed: str) -> list[tuple[bytes, int]]:
+    """Inverse of ``pack_seen``."""
+    return unpack_ids(base64.b64decode(packed) if packed else b"")

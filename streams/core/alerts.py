@@ -52,6 +52,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple, Protocol, TypeVar
 
+import msgspec
+
 from schemas.alerts import SEVERITIES, Alert, alert_id
 from schemas.model import ExperienceModel
 from schemas.scoring import CustomerState, Moment
@@ -630,14 +632,13 @@ def customer_alerts(
     forget_closed(
         memory, after.watermark - int(model.episodes.allowed_lateness_hours * 3600), cooldown
     )
-    new_state = (
-        after if memory == after.alert_memory else after.model_copy(update={"alert_memory": memory})
-    )
+    if memory != after.alert_memory:
+        after = msgspec.structs.replace(after, alert_memory=memory)
     alerts = [
         _alert(hit, m, opened, after, model, cooldown, emitted_at)
         for hit, m, opened in changed.values()
     ]
-    return new_state, sorted(alerts, key=lambda a: (a.updated_at, a.rule))
+    return after, sorted(alerts, key=lambda a: (a.updated_at, a.rule))
 
 
 def _alert(

@@ -38,8 +38,7 @@ from schemas.scoring import (
     KeyMoment,
     Moment,
     ScoreUpdate,
-    build,
-    pack_seen,
+    pack_ids,
 )
 from streams.core import dedup, episodes, explain, readings, score, times, trail, valence
 from streams.pipeline.records import Event
@@ -152,8 +151,7 @@ def _close(w: _Work, p: _Params) -> CustomerState:
     factor_scores, channel_scores = score.sub_scores(
         w.folded, w.episodes, w.watermark, p.half_life_s
     )
-    return build(
-        CustomerState,
+    return CustomerState(
         customer_id=w.customer_id,
         version=w.version,
         tier=w.tier,
@@ -161,7 +159,7 @@ def _close(w: _Work, p: _Params) -> CustomerState:
         profile_t=w.profile_t,
         watermark=w.watermark,
         floor=w.floor,
-        seen=pack_seen(dedup.kept(w.seen, w.watermark - p.lateness_s)),
+        seen=pack_ids(dedup.kept(w.seen, w.watermark - p.lateness_s)),
         episodes=w.episodes,
         folded=w.folded,
         key_moments=w.key_moments,
@@ -212,8 +210,7 @@ def _apply(
     g, imp, v, key = valence.assess(x, model.expectations_for(tier), importance)
 
     def moment(episode_id: str, score_after: float) -> Moment:
-        return build(
-            Moment,
+        return Moment(
             event_id=ev.event_id,
             customer_id=ev.customer_id,
             occurred_at=ev.occurred_at,
@@ -274,8 +271,7 @@ def _apply(
             w.km_bar_known = True
         bar = w.km_bar
         if bar is None or explain.order_key(imp[key], t, event_hex, half_life_s) < bar:
-            km = build(
-                KeyMoment,
+            km = KeyMoment(
                 event_id=event_hex,
                 t=t,
                 touchpoint=ev.touchpoint,
@@ -409,8 +405,7 @@ _UNKNOWN_SAFETY = SafeUUID.unknown  # read once: an Enum member lookup is a slow
 
 def score_update(state: CustomerState) -> ScoreUpdate:
     """The ScoreUpdate row/message for a state (pure read: the numbers live in the state)."""
-    return build(
-        ScoreUpdate,
+    return ScoreUpdate(
         customer_id=state.customer_id,
         version=state.version,
         as_of=datetime.fromtimestamp(state.watermark, UTC),
@@ -422,8 +417,7 @@ def score_update(state: CustomerState) -> ScoreUpdate:
         tier=state.tier,
         segment=state.segment,
         explanation=[
-            build(
-                Explanation,
+            Explanation(
                 event_id=_uuid(k.event_id),
                 occurred_at=datetime.fromtimestamp(k.t, UTC),
                 touchpoint=k.touchpoint,

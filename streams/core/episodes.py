@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.scoring import Episode, PeakEnd, build
+from schemas.scoring import Episode, PeakEnd
 
 
 def combine(a: PeakEnd, b: PeakEnd) -> PeakEnd:
@@ -62,8 +62,7 @@ def single(
     journey: str | None, t: int, valence: float, gaps: dict[str, float], channel: str
 ) -> Episode:
     """The episode of one moment."""
-    return build(
-        Episode,
+    return Episode(
         journey=journey,
         start=t,
         count=1,
@@ -74,8 +73,7 @@ def single(
 
 
 def merge(a: Episode, b: Episode) -> Episode:
-    return build(
-        Episode,
+    return Episode(
         journey=a.journey,
         start=min(a.start, b.start),
         count=a.count + b.count,

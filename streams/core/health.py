@@ -53,7 +53,7 @@ from typing import NamedTuple
 
 from schemas.alerts import Alert, HealthState, alert_id
 from schemas.model import ExperienceModel, HealthSection
-from schemas.scoring import build, pack_seen, unpack_seen
+from schemas.scoring import pack_seen, unpack_seen
 from streams.core import dedup
 from streams.core.alerts import (
     CODES,
@@ -268,8 +268,7 @@ def apply_health(
         return HealthUpdate(state, [], late)
     dedup.prune(seen, watermark - lateness)
     forget_closed(memory, watermark - lateness, cooldown)
-    new_state = build(
-        HealthState,
+    new_state = HealthState.model_construct(
         key=state.key,
         channel=channel,
         touchpoint=touchpoint,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from schemas.scoring import Episode, Folded, build
+from schemas.scoring import Episode, Folded
 from streams.core.episodes import remembered
 from streams.core.rounding import r2
 
@@ -58,8 +58,7 @@ def fold(folded: Folded, closed: list[Episode], half_life_s: float) -> Folded:
             _add(fac, f, w, remembered(pe))
         for c, pe in ep.channels.items():
             _add(chan, c, w, remembered(pe))
-    return build(
-        Folded,
+    return Folded(
         ref=ref,
         count=folded.count + len(closed),
         overall=(round(w_sum, 9), round(s_sum, 9)),

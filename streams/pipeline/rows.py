@@ -6,8 +6,8 @@ them to its checkpoint (``streams.pipeline.checkpoint``), which inserts them.
 
 Workers before the checkpoint sent moments and score updates to ``cx.moments`` and
 ``cx.scores`` as JSON arrays of ``Moment`` and ``ScoreUpdate`` models; the sink agents
-still drain such a backlog with ``moments_of`` and ``scores_of`` (validated and turned
-into rows as then), so an upgrade loses nothing.
+still drain such a backlog with ``moments_of`` and ``scores_of`` (decoded into the same
+structs and turned into rows as then), so an upgrade loses nothing.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import TypeAdapter
+import msgspec
 
 from schemas.score_rows import moment_rows, score_row
 from schemas.scoring import Moment, ScoreUpdate
 
 Row = tuple[Any, ...]
 
-_LEGACY_MOMENTS = TypeAdapter(list[Moment])
-_LEGACY_SCORES = TypeAdapter(list[ScoreUpdate])
+_LEGACY_MOMENTS = msgspec.json.Decoder(list[Moment])
+_LEGACY_SCORES = msgspec.json.Decoder(list[ScoreUpdate])
 
 
 def moment_rows_of(moments: Sequence[Moment]) -> tuple[list[Row], list[Row]]:
@@ -40,9 +40,9 @@ def moment_rows_of(moments: Sequence[Moment]) -> tuple[list[Row], list[Row]]:
 def moments_of(raw: bytes) -> tuple[list[Row], list[Row]]:
     """(moments rows, moment_factors rows) of a message an earlier worker left on
     cx.moments."""
-    return moment_rows_of(_LEGACY_MOMENTS.validate_json(raw))
+    return moment_rows_of(_LEGACY_MOMENTS.decode(raw))
 
 
 def scores_of(raw: bytes) -> list[Row]:
     """The score rows of a message an earlier worker left on cx.scores."""
-    return [score_row(u) for u in _LEGACY_SCORES.validate_json(raw)]
+    return [score_row(u) for u in _LEGACY_SCORES.decode(raw)]

@@ -24,7 +24,6 @@ Changing the layout: a new version byte, and ``decode`` keeps reading the old on
 
 from __future__ import annotations
 
-import base64
 import math
 from typing import Any
 
@@ -40,7 +39,6 @@ from schemas.scoring import (
     KeyMoment,
     PeakEnd,
     TryMark,
-    build,
 )
 from schemas.vocabulary import CHANNELS, FACTORS
 
@@ -192,7 +190,7 @@ def encode(state: CustomerState) -> bytes:
             state.profile_t,
             state.watermark,
             state.floor,
-            base64.b64decode(state.seen) if state.seen else b"",
+            state.seen,
             episodes,
             folded,
             key_moments,
@@ -238,8 +236,7 @@ def decode(data: bytes) -> CustomerState:
         alert_memory,
     ) = _decoder.decode(memoryview(data)[len(FORMAT) :])
     ref, count, weight, value, fo_factors, fo_channels = folded
-    return build(
-        CustomerState,
+    return CustomerState(
         customer_id=customer_id,
         version=version,
         tier=tier,
@@ -247,10 +244,9 @@ def decode(data: bytes) -> CustomerState:
         profile_t=profile_t,
         watermark=watermark,
         floor=floor,
-        seen=base64.b64encode(seen).decode() if seen else "",
+        seen=seen,
         episodes=[
-            build(
-                Episode,
+            Episode(
                 journey=journey,
                 start=start,
                 count=n,
@@ -260,8 +256,7 @@ def decode(data: bytes) -> CustomerState:
             )
             for journey, start, n, peak, dt, end, factors, channels in episodes
         ],
-        folded=build(
-            Folded,
+        folded=Folded(
             ref=ref,
             count=count,
             overall=(_val(weight), _val(value)),
@@ -269,8 +264,7 @@ def decode(data: bytes) -> CustomerState:
             channels=_read_decayed(fo_channels, CHANNELS),
         ),
         key_moments=[
-            build(
-                KeyMoment,
+            KeyMoment(
                 event_id=_unhex(key_moments[i]),
                 t=key_moments[i + 1],
                 touchpoint=key_moments[i + 2],

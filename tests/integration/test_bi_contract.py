@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
+import msgspec
 import pytest
 from pydantic import create_model
 
@@ -66,7 +67,7 @@ def test_a_scored_moment_outlives_a_late_replay_of_it(backend: Backend, late_fir
     )
     _, scored = apply_event(None, event, load_model(), datetime(2026, 11, 21, tzinfo=UTC))
     assert scored is not None and not scored.late
-    late = scored.model_copy(update={"late": True, "episode_id": "late", "score_after": 61.5})
+    late = msgspec.structs.replace(scored, late=True, episode_id="late", score_after=61.5)
     spec = dataclasses.replace(MOMENTS, name=f"moments_{uuid.uuid4().hex[:8]}")
     backend.ensure_schema([spec])
     first, second = (late, scored) if late_first else (scored, late)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -151,7 +152,7 @@ def test_rows_arrive_in_the_sink_as_the_step_computed_them() -> None:
     assert rows == [row for row, _ in expected]
     assert factors == [f for _, fs in expected for f in fs]
     # A backlog of an earlier worker's JSON messages drains to the very same rows.
-    legacy = b"[" + b",".join(m.model_dump_json().encode() for m in moments) + b"]"
+    legacy = msgspec.json.encode(moments)
     assert moments_of(legacy) == (rows, factors)
     update = score_update(state)
-    assert scores_of(b"[" + update.model_dump_json().encode() + b"]") == [score_row(update)]
+    assert scores_of(msgspec.json.encode([update])) == [score_row(update)]

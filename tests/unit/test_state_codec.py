@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from schemas.events import TouchpointEvent
-from schemas.scoring import CustomerState, Episode, KeyMoment, build
+from schemas.scoring import CustomerState, Episode, KeyMoment
 from streams.core import apply_events
 from streams.core.alerts import customer_alerts
 from streams.model_check import load_model
@@ -49,7 +49,7 @@ def test_every_simulated_state_comes_back_the_same(states: list[CustomerState]) 
         assert record[:2] == FORMAT
         back = decode(record)
         assert back == state
-        assert back.to_bytes() == state.to_bytes()  # same types too (2.0 is not 2)
+        assert repr(back) == repr(state)  # same types too (2.0 is not 2)
 
 
 def test_a_state_of_the_earlier_json_changelog_reads(states: list[CustomerState]) -> None:
@@ -66,41 +66,36 @@ def test_the_record_is_much_smaller_than_json(states: list[CustomerState]) -> No
 def test_values_outside_the_compact_forms_keep_their_own() -> None:
     """-0.0, NaN, more than 3 decimals, names outside the vocabulary, ids not hex."""
     t0 = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp())
-    state = build(
-        CustomerState,
-        **{
-            **CustomerState(customer_id="C-1").__dict__,
-            "score": 41.123456,
-            "confidence": -0.0,
-            "factor_scores": {"product": float("nan"), "ambience": 3.5},
-            "episodes": [
-                build(
-                    Episode,
-                    journey=None,
-                    start=t0,
-                    count=2,
-                    overall=(-1.25, t0 - 5, 1e-9),
-                    factors={"ambience": (2.0, t0, 2.0)},
-                    channels={"kiosk": (0.001, t0 + 60, -7.0)},
-                )
-            ],
-            "key_moments": [
-                build(
-                    KeyMoment,
-                    event_id="not-a-hex-id",
-                    t=t0,
-                    touchpoint="kiosk.checkin",
-                    channel="kiosk",
-                    factor="ambience",
-                    impact=-12.345,
-                )
-            ],
-            "alert_memory": {"low_score": 1, "x": 0.5, "y": "z"},
-        },
+    state = CustomerState(
+        customer_id="C-1",
+        score=41.123456,
+        confidence=-0.0,
+        factor_scores={"product": float("nan"), "ambience": 3.5},
+        episodes=[
+            Episode(
+                journey=None,
+                start=t0,
+                count=2,
+                overall=(-1.25, t0 - 5, 1e-9),
+                factors={"ambience": (2.0, t0, 2.0)},
+                channels={"kiosk": (0.001, t0 + 60, -7.0)},
+            )
+        ],
+        key_moments=[
+            KeyMoment(
+                event_id="not-a-hex-id",
+                t=t0,
+                touchpoint="kiosk.checkin",
+                channel="kiosk",
+                factor="ambience",
+                impact=-12.345,
+            )
+        ],
+        alert_memory={"low_score": 1, "x": 0.5, "y": "z"},
     )
     back = decode(encode(state))
     assert math.isnan(back.factor_scores["product"])
     assert math.copysign(1.0, back.confidence) < 0
     back.factor_scores["product"] = state.factor_scores["product"] = 0.0
     assert back == state
-    assert back.to_bytes() == state.to_bytes()
+    assert repr(back) == repr(state)
