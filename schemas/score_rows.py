@@ -8,13 +8,11 @@ by factor, segment and tier" becomes a plain GROUP BY.
 
 from __future__ import annotations
 
-import json
-import math
-import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import msgspec
 from pydantic import AwareDatetime
 
 from schemas.rows import _LC, _TS, Column, TableSpec, ViewSpec, _Row, columns_of, to_millis
@@ -309,50 +307,13 @@ def score_row(update: ScoreUpdate) -> tuple[Any, ...]:
     )
 
 
-#: Printable ASCII but ``"`` and ``\``: the characters ``json.dumps`` writes as they are.
-_PLAIN = re.compile(r"[ !#-\[\]-~]*")
+_explanation_encoder = msgspec.json.Encoder()
 
 
 def _explanation_json(explanation: list[Explanation]) -> str:
-    """The ``explanation`` column: a JSON array of the moments that moved the score most.
-
-    Written by formatting rather than ``json.dumps`` of dicts (a score row is built for
-    every score update, and this was most of its cost), and only where that gives the
-    very text ``json.dumps`` would: names that need no escaping and finite float impacts.
-    Anything else goes to ``json.dumps``.
-    """
-    items = []
-    for e in explanation:
-        impact = round(e.impact, 2)
-        if (
-            type(impact) is not float
-            or not math.isfinite(impact)
-            or not _PLAIN.fullmatch(e.touchpoint + e.channel + e.factor)
-        ):
-            return _explanation_dumps(explanation)
-        items.append(
-            f'{{"event_id":"{e.event_id}","occurred_at":"{e.occurred_at.isoformat()}",'
-            f'"touchpoint":"{e.touchpoint}","channel":"{e.channel}","factor":"{e.factor}",'
-            f'"impact":{impact!r}}}'
-        )
-    return "[" + ",".join(items) + "]"
-
-
-def _explanation_dumps(explanation: list[Explanation]) -> str:
-    return json.dumps(
-        [
-            {
-                "event_id": str(e.event_id),
-                "occurred_at": e.occurred_at.isoformat(),
-                "touchpoint": e.touchpoint,
-                "channel": e.channel,
-                "factor": e.factor,
-                "impact": round(e.impact, 2),
-            }
-            for e in explanation
-        ],
-        separators=(",", ":"),
-    )
+    """The ``explanation`` column: a JSON array of the moments that moved the score most
+    (event_id, occurred_at in RFC 3339, touchpoint, channel, factor, impact)."""
+    return _explanation_encoder.encode(explanation).decode()
 
 
 def _check_columns() -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from uuid import UUID, SafeUUID
+from uuid import UUID
 
 from schemas.model import ExperienceModel
 from schemas.scoring import (
@@ -380,29 +380,6 @@ def apply_events(
     return _close(w, p), out
 
 
-def _uuid(hex_id: str) -> UUID:
-    """``UUID(hex=hex_id)``, in half the time for the 32 plain hex digits the core stores.
-
-    ``score_update`` makes one per key moment of every update. For such a string
-    (alphanumeric, so ``UUID``'s clean-up of braces, dashes and ``urn:`` prefixes does
-    nothing, and 32 digits are always in range) ``UUID.__init__`` comes down to
-    ``int(hex_id, 16)`` and setting its two slots, which is what this does; the result is
-    the same object, and a malformed id fails in ``int`` exactly as there. Anything else
-    goes to ``UUID`` itself.
-    """
-    if len(hex_id) == 32 and hex_id.isalnum():
-        u = _new_uuid(UUID)
-        _set_slot(u, "int", int(hex_id, 16))
-        _set_slot(u, "is_safe", _UNKNOWN_SAFETY)
-        return u
-    return UUID(hex=hex_id)
-
-
-_new_uuid = object.__new__
-_set_slot = object.__setattr__
-_UNKNOWN_SAFETY = SafeUUID.unknown  # read once: an Enum member lookup is a slow property
-
-
 def score_update(state: CustomerState) -> ScoreUpdate:
     """The ScoreUpdate row/message for a state (pure read: the numbers live in the state)."""
     return ScoreUpdate(
@@ -418,12 +395,12 @@ def score_update(state: CustomerState) -> ScoreUpdate:
         segment=state.segment,
         explanation=[
             Explanation(
-                event_id=_uuid(k.event_id),
+                event_id=UUID(hex=k.event_id),
                 occurred_at=datetime.fromtimestamp(k.t, UTC),
                 touchpoint=k.touchpoint,
                 channel=k.channel,
                 factor=k.factor,
-                impact=k.impact,
+                impact=round(k.impact, 2),
             )
             for k in state.key_moments
         ],

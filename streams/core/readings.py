@@ -17,7 +17,6 @@ How several readings of one factor combine (cx-model.md is silent; this is our c
 from __future__ import annotations
 
 from schemas.model import ExperienceModel, Scale, TouchpointSpec
-from streams.core.rounding import r3
 from streams.pipeline.records import Event, Feedback
 
 
@@ -113,5 +112,5 @@ def factor_readings(
             total += w_delight * delight
             weight += w_delight
         x = total / weight
-        out[f] = r3(need if x > need else x)  # round(..., 3), memoised
+        out[f] = round(need if x > need else x, 3)
     return out

@@ -16,7 +16,6 @@ from typing import NamedTuple
 
 from schemas.scoring import Episode, Folded
 from streams.core.episodes import remembered
-from streams.core.rounding import r2
 
 
 def weight(t: int, ref: int, half_life_s: float) -> float:
@@ -155,11 +154,5 @@ def sub_scores(
 
 
 def _to_scores(acc: dict[str, list[float]]) -> dict[str, float]:
-    """``to_score(s / w)`` of every series with weight, inline (``r2`` is ``round(x, 2)``,
-    memoised: a series of one episode has the same score batch after batch)."""
-    out: dict[str, float] = {}
-    for key, (w, s) in acc.items():
-        if w > 0:
-            x = 50.0 + 5.0 * (s / w)
-            out[key] = r2(0.0 if x < 0 else 100.0 if x > 100 else x)
-    return out
+    """``to_score(s / w)`` of every series with weight."""
+    return {key: to_score(s / w) for key, (w, s) in acc.items() if w > 0}

@@ -7,26 +7,6 @@ touches, clamped to [-10, 10]: the point on the emotion map.
 
 from __future__ import annotations
 
-from streams.core.rounding import r3
-
-
-def gaps(readings: dict[str, float], expectations: dict[str, float]) -> dict[str, float]:
-    return {f: round(x - expectations[f], 3) for f, x in readings.items()}
-
-
-def impacts(gaps_: dict[str, float], importance: dict[str, float]) -> dict[str, float]:
-    """``importance x gap``: 9 x -2 = -18 is a key experience, 2 x -5 = -10 is not."""
-    return {f: round(importance[f] * g, 3) for f, g in gaps_.items()}
-
-
-def valence(gaps_: dict[str, float], importance: dict[str, float]) -> float:
-    """Importance-weighted mean gap, in [-10, 10]; 0 when no factor was read."""
-    den = sum(importance[f] for f in gaps_)
-    if den <= 0:
-        return 0.0
-    v = sum(importance[f] * g for f, g in gaps_.items()) / den
-    return round(-10.0 if v < -10 else 10.0 if v > 10 else v, 3)
-
 
 def key_factor(impacts_: dict[str, float]) -> str:
     """The factor of largest |impact|; on a tie the more negative one (bad outweighs good),
@@ -45,20 +25,20 @@ def assess(
 ) -> tuple[dict[str, float], dict[str, float], float, str]:
     """``gaps``, ``impacts``, ``valence`` and ``key_factor`` of one moment in one pass.
 
-    The core calls this once per event (why it exists: four passes over the factors cost
-    about twice one). Every number is computed by the same expression, in the same order,
-    as the four functions above, so the results are identical to calling them in turn
-    (``r3`` is ``round(x, 3)``, memoised).
+    ``valence`` is the importance-weighted mean gap, clamped to [-10, 10], 0 when no
+    factor was read; ``impact = importance x gap``: 9 x -2 = -18 is a key experience,
+    2 x -5 = -10 is not. Values are rounded to 3 decimals: that is how the state keeps
+    them (``streams.state.customer`` stores thousandths).
     """
     gaps_: dict[str, float] = {}
     impacts_: dict[str, float] = {}
     weights: list[float] = []
     terms: list[float] = []
     for f, x in readings.items():
-        g = r3(x - expectations[f])
+        g = round(x - expectations[f], 3)
         w = importance[f]
         gaps_[f] = g
-        impacts_[f] = r3(w * g)
+        impacts_[f] = round(w * g, 3)
         weights.append(w)
         terms.append(w * g)
     den = sum(weights)
@@ -66,5 +46,5 @@ def assess(
         v = 0.0
     else:
         v = sum(terms) / den
-        v = r3(-10.0 if v < -10 else 10.0 if v > 10 else v)
+        v = round(-10.0 if v < -10 else 10.0 if v > 10 else v, 3)
     return gaps_, impacts_, v, key_factor(impacts_)

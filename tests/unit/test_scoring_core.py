@@ -19,7 +19,7 @@ from streams.core import apply_event, apply_events, score_update
 from streams.core.episodes import combine, remembered
 from streams.core.readings import effort_reading, scale_reading
 from streams.core.score import weight
-from streams.core.valence import gaps, impacts, key_factor, valence
+from streams.core.valence import assess
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=365)
@@ -219,14 +219,17 @@ def test_key_experience_importance_9_times_gap_minus_2() -> None:
 
 def test_valence_is_importance_weighted_mean_gap() -> None:
     # gaps service -2 (imp 9), convenience +4 (imp 6): (-18 + 24) / 15 = 0.4
-    g = gaps({"service": 6, "convenience": 12}, {"service": 8, "convenience": 8})
     imp = {"service": 9.0, "convenience": 6.0}
-    assert impacts(g, imp) == {"service": -18.0, "convenience": 24.0}
-    assert valence(g, imp) == pytest.approx(0.4)
+    g, impacts, v, key = assess(
+        {"service": 6, "convenience": 12}, {"service": 8, "convenience": 8}, imp
+    )
+    assert g == {"service": -2, "convenience": 4}
+    assert impacts == {"service": -18.0, "convenience": 24.0}
+    assert v == pytest.approx(0.4)
     # the small gap on the factor that matters is still second to a larger positive one here
-    assert key_factor(impacts(g, imp)) == "convenience"
+    assert key == "convenience"
     # clamped to [-10, 10]
-    assert valence({"service": -12.0}, imp) == -10.0
+    assert assess({"service": -2.0}, {"service": 10.0}, imp)[2] == -10.0
 
 
 def test_tier_a_expects_more_than_tier_c() -> None:
