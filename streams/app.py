@@ -50,7 +50,9 @@ def create_app(
         broker=settings.kafka_url,
         store="memory://",
         autodiscover=False,
-        datadir=str(settings.data_dir / "faust"),
+        # Local table state belongs to one app id (its consumer group and changelogs):
+        # a worker of another app id on the same data_dir must not read it.
+        datadir=str(settings.data_dir / "faust" / settings.app_id),
         web_enabled=True,
         web_port=settings.web_port,
         web_bind=settings.web_host,

@@ -413,6 +413,12 @@ class App(faust.App):
         fetched_after_seek = getattr(self.consumer, "fetched_after_seek", None)
         return fetched_after_seek is not None and bool(fetched_after_seek(message))
 
+    def _create_directories(self) -> None:
+        """Faust makes its data directory with one ``mkdir``; the worker's is nested
+        (``<data_dir>/faust/<app id>``: local table state belongs to one app id)."""
+        self.conf.datadir.mkdir(parents=True, exist_ok=True)
+        super()._create_directories()
+
     def _new_transport(self) -> Any:
         url = self.conf.broker_consumer[0]
         if url.scheme in ("kafka", "aiokafka"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -63,6 +63,18 @@ class Settings(BaseSettings):
     )
     web_host: str = Field("0.0.0.0", description="worker HTTP bind address")
     data_dir: Path = Field(Path("./var"), description="local state: tables, chDB, logs")
+    state_store: Literal["rocksdb", "memory"] = Field(
+        "rocksdb",
+        description="where the customer table lives: rocksdb = on local disk under data_dir "
+        "(larger than memory; a restart recovers from disk plus the changelog's tail), "
+        "memory = in memory (recovered from the whole changelog at start)",
+    )
+    state_cache_keys: int = Field(
+        50_000,
+        ge=0,
+        description="decoded customer states the rocksdb store keeps in memory besides the "
+        "ones changed since the last checkpoint",
+    )
     sink_batch_size: int = Field(10_000, ge=1, le=1_000_000, description="rows per insert")
     sink_flush_seconds: float = Field(1.0, gt=0, le=60, description="max wait before an insert")
     sink_retry_max_seconds: float = Field(30.0, gt=0, description="cap of the retry backoff")

@@ -42,6 +42,7 @@ from streams.pipeline.rows import moment_rows_of
 from streams.runtime import Runtime
 from streams.sentiment import SentimentAnalyzer, SentimentProcess, feedback_items
 from streams.state import customer as customer_codec
+from streams.state.store import table_store
 from streams.state.table_codec import compact_value_type
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             "cxpulse-customer-state", customer_codec.decode, customer_codec.encode
         ),
         help="customer_id -> CustomerState (experience score, episodes, alert memory)",
+        **table_store(rt.settings),
     )
     # Feedback sentiment: in a child process by default (streams.sentiment), on a thread
     # when an analyzer is given (tests).

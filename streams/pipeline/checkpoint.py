@@ -85,9 +85,14 @@ class Checkpointer:
     def set(self, key: bytes, partition: int, state: Any) -> None:
         """The key's new state: in the store now, in the changelog at the commit."""
         cp = self.current
+        store = self.table.data
         if key not in cp.before:
-            cp.before[key] = self.table.data.get(key, _MISSING)
-        self.table.data[key] = state
+            cp.before[key] = store.get(key, _MISSING)
+        put = getattr(store, "put", None)
+        if put is not None:  # a store on disk: it writes at the commit
+            put(key, partition, state)
+        else:
+            store[key] = state
         cp.states[key] = (partition, state)
 
     def add_rows(self, table: str, rows: list[Row]) -> None:
@@ -135,6 +140,10 @@ class Checkpointer:
     async def _commit(self, cp: Checkpoint) -> None:
         for table, rows in cp.rows.items():
             await self._write(table, rows)
+        store = self.table.data
+        if cp.states and hasattr(store, "write"):
+            # local disk, then the changelog: see streams.state.store
+            store.written(await asyncio.to_thread(store.write, cp.states))
         for key, (partition, state) in cp.states.items():
             self.table.send_changelog(partition, key, state)
         for event in cp.events:
@@ -154,9 +163,13 @@ class Checkpointer:
         for cp in pending:
             if cp.committed:
                 continue
+            store = self.table.data
+            put = getattr(store, "put", None)
             for key, before in cp.before.items():
                 if before is _MISSING:
-                    self.table.data.pop(key, None)
+                    store.pop(key, None)
+                elif put is not None:
+                    put(key, cp.states[key][0], before)
                 else:
-                    self.table.data[key] = before
+                    store[key] = before
         self.current = Checkpoint()

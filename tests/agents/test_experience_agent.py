@@ -93,6 +93,7 @@ async def run_experience(messages: list[bytes], **overrides: Any) -> dict[str, A
     """Put the messages, then wait until every checkpoint is committed (rows inserted,
     states in the changelog, events acknowledged) and nothing more happens."""
     overrides.setdefault("sink_flush_seconds", 0.05)
+    overrides.setdefault("state_store", "memory")  # no partitions here: nothing on disk
     settings = load_settings(kafka_url="kafka://127.0.0.1:1", partitions=4, **overrides)
     app = create_app(settings, connect=lambda: RECORDER)
     app.finalize()

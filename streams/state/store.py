@@ -1,0 +1,189 @@
+"""Table state larger than memory: Faust's RocksDB store (rocksdict) under a cache of
+decoded values.
+
+Faust's ``rocksdb://`` store keeps one RocksDB per partition in the worker's data
+directory and records, per partition, the changelog offset its disk already holds, so a
+restart recovers from local disk plus the changelog's tail instead of the whole topic.
+As it is, it would cost the experience step dearly: every read decodes the key's bytes
+and every assignment encodes and writes them, while the step reads and assigns every
+customer of every batch. So this store keeps
+
+- the states assigned since they were last persisted (``dirty``: key → partition and
+  state), which are the step's own latest states and are never evicted, and
+- a bounded LRU of decoded states read or persisted (``cache_keys`` entries), so a
+  customer who comes back soon is not decoded again;
+
+and writes to RocksDB only when the checkpoint asks (``write``, on a thread), with the states of the
+checkpoint's cut, right before they go to the changelog: rows durable, then the states on
+local disk and in the changelog, then the offsets (``streams.pipeline.checkpoint``).
+RocksDB never holds a state whose rows are not durable; when it holds one the changelog
+does not have yet (a crash between the two), the events behind it are redelivered and
+found done, and their rows are already in ClickHouse.
+
+Recovery (``apply_changelog_batch``) and rebalancing write RocksDB directly and drop the
+cached decodes of what they touch. Reads outside an event's context find the key's
+partition through Faust's key index or by probing the open partitions' bloom filters.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from faust.stores import STORES
+from faust.stores import rocksdb as faust_rocksdb
+from faust.streams import current_event
+
+#: Decoded states kept besides the unpersisted ones (a few KiB each as Python objects).
+DEFAULT_CACHE_KEYS = 50_000
+
+SCHEME = "cxrocks"
+
+_MISSING = object()
+
+
+class CachedRocksStore(faust_rocksdb.Store):
+    """``rocksdb://`` with rocksdict, decoded-value cache, and writes at checkpoints."""
+
+    def __init__(self, *args: Any, options: Mapping[str, Any] | None = None, **kw: Any) -> None:
+        opts = dict(options or {})
+        self.cache_keys = int(opts.pop("cache_keys", DEFAULT_CACHE_KEYS))
+        super().__init__(*args, options=opts, driver="rocksdict", **kw)
+        self.dirty: dict[Any, tuple[int, Any]] = {}
+        self.cache: OrderedDict[Any, Any] = OrderedDict()
+
+    @property
+    def basename(self) -> Path:
+        """Files are named after the table (``<tabledir>/<table>-<partition>.db``), not
+        after the store URL's path, which is empty."""
+        return Path(self.table_name)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def __getitem__(self, key: Any) -> Any:
+        entry = self.dirty.get(key)
+        if entry is not None:
+            return entry[1]
+        value = self.cache.get(key, _MISSING)
+        if value is not _MISSING:
+            self.cache.move_to_end(key)
+            return value
+        raw = self._lookup(self._encode_key(key))
+        if raw is None:
+            raise KeyError(key)
+        value = self._decode_value(raw)
+        self._remember(key, value)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        if key in self.dirty or key in self.cache:
+            return True
+        return self._lookup(self._encode_key(key)) is not None
+
+    def _lookup(self, raw_key: bytes) -> bytes | None:
+        """The key's bytes in whichever open partition holds it (not only the current
+        event's: the checkpoint reads a whole batch's keys)."""
+        found = self._get_bucket_for_key(raw_key)
+        return None if found is None else found[1]
+
+    def _remember(self, key: Any, value: Any) -> None:
+        self.cache[key] = value
+        self.cache.move_to_end(key)
+        while len(self.cache) > self.cache_keys:
+            self.cache.popitem(last=False)
+
+    def __iter__(self) -> Iterator[Any]:
+        seen = set(self.dirty)
+        yield from self.dirty
+        for key in super().__iter__():
+            if key not in seen:
+                yield key
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    # -- writes --------------------------------------------------------------------------
+
+    def put(self, key: Any, partition: int, value: Any) -> None:
+        """The key's new state, kept in memory until ``write`` puts it on disk."""
+        self.cache.pop(key, None)
+        self.dirty[key] = (partition, value)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        event = current_event()
+        if event is None:
+            raise RuntimeError(
+                f"{self.table_name}: a state set outside an event needs its partition: "
+                "use put(key, partition, value)"
+            )
+        self.put(key, event.message.partition, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self.dirty.pop(key, None)
+        self.cache.pop(key, None)
+        self._del(self._encode_key(key))
+
+    def write(self, states: Mapping[Any, tuple[int, Any]]) -> dict[Any, tuple[int, Any]]:
+        """Encode these states (key → partition and state, a checkpoint's cut) and write
+        them to RocksDB, one write batch per partition; returns what was written. A
+        partition this worker no longer holds is left alone (its new owner recovers from
+        the changelog). Touches nothing but RocksDB, so the checkpoint runs it on a
+        thread while the step goes on."""
+        batches: dict[int, Any] = {}
+        done: dict[Any, tuple[int, Any]] = {}
+        open_dbs = dict(self._dbs)
+        for key, (partition, value) in states.items():
+            if partition not in open_dbs:
+                continue
+            done[key] = (partition, value)
+            batch = batches.get(partition)
+            if batch is None:
+                batch = batches[partition] = faust_rocksdb.rocksdict.WriteBatch(raw_mode=True)
+            batch.put(self._encode_key(key), self._encode_value(value))
+        for partition, batch in batches.items():
+            open_dbs[partition].write(batch)
+        return done
+
+    def written(self, states: Mapping[Any, tuple[int, Any]]) -> None:
+        """After ``write``: these states are on disk. A key assigned again since the cut
+        stays dirty with its newer state; the others move to the cache."""
+        for key, (partition, value) in states.items():
+            self._key_index[self._encode_key(key)] = partition
+            entry = self.dirty.get(key)
+            if entry is not None and entry[1] is value:
+                del self.dirty[key]
+                self._remember(key, value)
+
+    # -- recovery and rebalancing ----------------------------------------------------------
+
+    def apply_changelog_batch(
+        self,
+        batch: Iterable[Any],
+        to_key: Callable[[Any], Any],
+        to_value: Callable[[Any], Any],
+    ) -> None:
+        events = list(batch)
+        super().apply_changelog_batch(events, to_key, to_value)
+        for event in events:
+            key = to_key(event.key)
+            self.dirty.pop(key, None)
+            self.cache.pop(key, None)
+
+    def revoke_partitions(self, table: Any, tps: Any) -> None:
+        super().revoke_partitions(table, tps)
+        gone = {tp.partition for tp in tps if tp.topic in table.changelog_topic.topics}
+        if gone:
+            for key in [k for k, (p, _) in self.dirty.items() if p in gone]:
+                del self.dirty[key]
+            self.cache.clear()
+
+
+def table_store(settings: Any) -> dict[str, Any]:
+    """The ``store`` and ``options`` of a table the settings put on disk (none: the app's
+    ``memory://``)."""
+    if settings.state_store != "rocksdb":
+        return {}
+    STORES.aliases[SCHEME] = f"{CachedRocksStore.__module__}:{CachedRocksStore.__qualname__}"
+    return {"store": f"{SCHEME}://local", "options": {"cache_keys": settings.state_cache_keys}}
