@@ -44,9 +44,16 @@ PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 OPERATIONS = ROOT / "docs" / "operations.md"
+GRAFANA_USERS_XML = ROOT / "deploy" / "clickhouse" / "users.d" / "grafana.xml"
+#: The read-only ClickHouse user Grafana logs in as (deploy/clickhouse/users.d/grafana.xml).
+GRAFANA_CLICKHOUSE_USER = "cxpulse_grafana"
 
 #: The secrets compose refuses to start without, with stand-ins for the checks.
-SECRETS = {"CLICKHOUSE_PASSWORD": "test-secret", "GRAFANA_ADMIN_PASSWORD": "test-admin"}
+SECRETS = {
+    "CLICKHOUSE_PASSWORD": "test-secret",
+    "CLICKHOUSE_GRAFANA_PASSWORD": "test-grafana-reader",
+    "GRAFANA_ADMIN_PASSWORD": "test-admin",
+}
 #: Services built from deploy/Dockerfile (the cxpulse image).
 CXPULSE_SERVICES = ("worker", "simulator")
 #: Views and tables dashboards may name beyond SPECS (none today: the alert views are in).
@@ -353,12 +360,15 @@ def test_grafana_is_provisioned_with_both_data_sources(compose: dict[str, Any]) 
     ch = next(ds for ds in sources.values() if ds["type"] != "prometheus")
     assert ch["jsonData"]["host"] == "clickhouse"
     assert ch["jsonData"]["defaultDatabase"] == "cxpulse"
-    assert ch["secureJsonData"]["password"] == "$CLICKHOUSE_PASSWORD"
+    assert ch["jsonData"]["username"] == GRAFANA_CLICKHOUSE_USER
+    assert ch["secureJsonData"]["password"] == "$CLICKHOUSE_GRAFANA_PASSWORD"
 
     grafana = compose["services"]["grafana"]
     env = service_env(grafana)
     assert re.fullmatch(r"grafana-clickhouse-datasource \d+\.\d+\.\d+", env["GF_INSTALL_PLUGINS"])
-    assert env["CLICKHOUSE_PASSWORD"] == SECRETS["CLICKHOUSE_PASSWORD"]
+    assert env["CLICKHOUSE_GRAFANA_PASSWORD"] == SECRETS["CLICKHOUSE_GRAFANA_PASSWORD"]
+    # The workers' password (their user may write) is not Grafana's business.
+    assert SECRETS["CLICKHOUSE_PASSWORD"] not in env.values()
     provider = yaml.safe_load(
         (GRAFANA / "provisioning" / "dashboards" / "cxpulse.yml").read_text()
     )["providers"][0]
@@ -368,6 +378,44 @@ def test_grafana_is_provisioned_with_both_data_sources(compose: dict[str, Any]) 
     home = env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert home.startswith(provider["options"]["path"] + "/")
     assert (GRAFANA / "dashboards" / Path(home).name).is_file()
+
+
+def test_grafana_reads_clickhouse_as_a_read_only_user(compose: dict[str, Any]) -> None:
+    """The user of Grafana's ClickHouse data source may only read cxpulse's database:
+    Grafana runs whatever SQL a panel holds, so ClickHouse is what refuses a write."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(GRAFANA_USERS_XML).getroot()
+    assert root.tag == "clickhouse"
+    user = root.find(f"users/{GRAFANA_CLICKHOUSE_USER}")
+    assert user is not None, f"{GRAFANA_USERS_XML.name}: no user {GRAFANA_CLICKHOUSE_USER}"
+    # No password, hash or default in the repository: the server reads it from its env.
+    [password] = [e for e in user if e.tag.startswith("password")]
+    assert password.tag == "password" and not (password.text or "").strip()
+    env_name = password.get("from_env")
+    assert env_name in SECRETS, f"the password comes from {env_name}, not a compose secret"
+    grants = [q.text or "" for q in user.findall("grants/query")]
+    assert grants == ["GRANT SELECT ON cxpulse.*"], grants
+    profile = root.find(f"profiles/{user.findtext('profile')}")
+    assert profile is not None, "the user's profile is not defined in the same file"
+    assert profile.findtext("readonly") == "1", "readonly = 1 (2 would allow lifting limits)"
+    # The plugin's client sends max_execution_time with every query: the one setting
+    # the user may change under readonly = 1, and bounded.
+    constraint = profile.find("constraints/max_execution_time")
+    assert constraint is not None and constraint.find("changeable_in_readonly") is not None
+    assert 0 < float(constraint.findtext("max") or 0) <= 300
+    assert [c.tag for c in profile.findall("constraints/*")] == ["max_execution_time"]
+
+    clickhouse = compose["services"]["clickhouse"]
+    assert service_env(clickhouse)[env_name] == SECRETS[env_name]
+    mounts = dict(v.split(":")[:2] for v in clickhouse["volumes"])
+    target = mounts.get("./" + GRAFANA_USERS_XML.relative_to(ROOT).as_posix())
+    assert target == "/etc/clickhouse-server/users.d/grafana.xml", clickhouse["volumes"]
+
+    ch = next(ds for ds in provisioned_datasources().values() if ds["type"] == CH_TYPE)
+    assert ch["jsonData"]["username"] == GRAFANA_CLICKHOUSE_USER
+    assert ch["secureJsonData"]["password"] == f"${env_name}"
+    assert service_env(compose["services"]["grafana"])[env_name] == SECRETS[env_name]
 
 
 def test_dashboards_load_and_use_only_provisioned_data_sources() -> None:
@@ -597,7 +645,9 @@ def schema_backend(chdb_backend: Backend) -> Backend:
 def test_dashboard_sql_runs_on_the_real_schema(
     schema_backend: Backend, where: str, sql: str
 ) -> None:
-    columns, _ = schema_backend.query(expand_grafana_sql(sql))
+    """On a read-only session (readonly = 1, as Grafana's ClickHouse user has): a query
+    that needed a write or a SETTINGS clause would fail here too."""
+    columns, _ = schema_backend.read_only().query(expand_grafana_sql(sql))  # type: ignore[attr-defined]
     assert columns, where
 
 
