@@ -9,6 +9,10 @@ Nothing here starts a container (CI has no Docker engine). Instead:
   simulator's command must parse and run (dry), and every mount must exist.
 - ``promtool`` (Debian's ``prometheus`` package) checks the Prometheus config, and every
   PromQL expression of the dashboards as a recording rule.
+- The alerting rules (``deploy/prometheus/rules/cxpulse.yml``) pass ``promtool check
+  rules`` and their unit tests (``promtool test rules``), name only metrics the workers
+  export, and each has a severity, a ``for:`` and a section in docs/operations.md.
+- Grafana reads ClickHouse as the read-only user of ``deploy/clickhouse/users.d``.
 - Every PromQL expression names only metrics of ``streams.metrics.REGISTRY`` with their
   labels, and every metric has a panel.
 - Every ClickHouse query of the dashboards runs on chDB with the real schema, Grafana's
@@ -41,9 +45,23 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+#: Prometheus configurations that ship: the compose stack's.
+PROMETHEUS_CONFIGS = [PROMETHEUS]
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 OPERATIONS = ROOT / "docs" / "operations.md"
+RULES = ROOT / "deploy" / "prometheus" / "rules" / "cxpulse.yml"
+RULE_TESTS = RULES.with_name("cxpulse.test.yml")
+#: What the alerting rules must watch (the production-deploy issue), by alert name.
+REQUIRED_ALERTS = {
+    "CxpulseWorkerNotReady": "not ready",
+    "CxpulseEventLagGrowing": "lag growing",
+    "CxpulseDeadLettersHigh": "dead-letter rate",
+    "CxpulseSinkFailing": "sink failing",
+    "CxpulseCasesOverdue": "overdue cases",
+}
+#: The scrape job of the workers, which the rules' `up{job=...}` names.
+WORKER_JOB = "cxpulse-worker"
 GRAFANA_USERS_XML = ROOT / "deploy" / "clickhouse" / "users.d" / "grafana.xml"
 #: The read-only ClickHouse user Grafana logs in as (deploy/clickhouse/users.d/grafana.xml).
 GRAFANA_CLICKHOUSE_USER = "cxpulse_grafana"
@@ -500,28 +518,54 @@ def promql_selectors(expr: str) -> list[tuple[str, dict[str, str]]]:
     return found
 
 
+def grouping_labels(expr: str) -> set[str]:
+    """Every label of a ``by (...)`` or ``without (...)`` clause in ``expr``."""
+    return {
+        label.strip()
+        for clause in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr)
+        for label in clause.split(",")
+        if label.strip()
+    }
+
+
+def assert_exported(
+    where: str,
+    expr: str,
+    samples: dict[str, tuple[str, set[str], set[str]]],
+    recorded: dict[str, set[str]] | None = None,
+) -> None:
+    """``expr`` names only series the workers export (``samples``), Prometheus' own, or
+    ``recorded`` ones (recording rule name → its labels), with labels they have."""
+    recorded = recorded or {}
+    selectors = promql_selectors(expr)
+    assert selectors, f"{where}: no metric in {expr}"
+    allowed_by = set(TARGET_LABELS)
+    for name, labels in selectors:
+        if name in PROMETHEUS_BUILTINS:
+            allowed_by |= set(labels)
+            continue
+        if name in recorded:
+            unknown = set(labels) - recorded[name] - TARGET_LABELS
+            assert not unknown, f"{where}: recorded {name} has no label {sorted(unknown)}"
+            allowed_by |= recorded[name]
+            continue
+        assert name in samples, f"{where}: {name} is not in streams.metrics.REGISTRY"
+        _, known, bounds = samples[name]
+        unknown = set(labels) - known - TARGET_LABELS
+        assert not unknown, f"{where}: {name} has no label {sorted(unknown)}"
+        if "le" in labels:
+            assert labels["le"] in bounds, f"{where}: {name} has no bucket le={labels['le']}"
+        allowed_by |= known
+    grouped = grouping_labels(expr)
+    assert grouped <= allowed_by, f"{where}: grouping by unknown {grouped - allowed_by}"
+
+
 def test_promql_names_only_metrics_and_labels_the_workers_export() -> None:
     samples = registry_metrics()
     exprs = promql_exprs()
     assert exprs
     for where, expr in exprs:
-        selectors = promql_selectors(expr)
-        assert selectors, f"{where}: no metric in {expr}"
-        allowed_by = set(TARGET_LABELS)
-        for name, labels in selectors:
-            if name in PROMETHEUS_BUILTINS:
-                allowed_by |= set(labels)
-                continue
-            assert name in samples, f"{where}: {name} is not in streams.metrics.REGISTRY"
-            _, known, bounds = samples[name]
-            unknown = set(labels) - known - TARGET_LABELS
-            assert not unknown, f"{where}: {name} has no label {sorted(unknown)}"
-            if "le" in labels:
-                assert labels["le"] in bounds, f"{where}: {name} has no bucket le={labels['le']}"
-            allowed_by |= known
-        for clause in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr):
-            grouped = {label.strip() for label in clause.split(",") if label.strip()}
-            assert grouped <= allowed_by, f"{where}: grouping by unknown {grouped - allowed_by}"
+        assert_exported(where, expr, samples)
 
 
 def test_every_metric_has_a_dashboard_panel() -> None:
@@ -550,6 +594,103 @@ def test_promql_parses_with_promtool(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
     done = subprocess.run([tool, "check", "rules", str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- alerting rules ------------------------------------------------------------------
+
+
+def load_rules() -> list[dict[str, Any]]:
+    return [
+        rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]
+    ]
+
+
+def alerting_rules() -> list[dict[str, Any]]:
+    return [rule for rule in load_rules() if "alert" in rule]
+
+
+def markdown_anchors(text: str) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown text."""
+    anchors = set()
+    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        anchors.add(slug)
+    return anchors
+
+
+def test_alerting_rules_pass_promtool_check() -> None:
+    done = subprocess.run(
+        [promtool(), "check", "rules", str(RULES)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_alerting_rules_pass_their_promtool_unit_tests() -> None:
+    done = subprocess.run(
+        [promtool(), "test", "rules", str(RULE_TESTS)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_alerting_rules_name_only_metrics_the_workers_export() -> None:
+    """Every metric a rule names is a series of ``streams.metrics.REGISTRY`` (with its
+    labels), Prometheus' ``up``, or a recording rule of the same file: a renamed metric
+    fails here, not as an alert that can never fire."""
+    samples = registry_metrics()
+    assert "cxpulse_ready" in samples and "cxpulse_sink_failures_total" in samples
+    recorded = {r["record"]: grouping_labels(r["expr"]) for r in load_rules() if "record" in r}
+    for name in recorded:
+        assert re.fullmatch(r"cxpulse:\w+:\w+", name), f"{name}: level:metric:operations"
+    for rule in load_rules():
+        where = f"{RULES.name}: {rule.get('alert') or rule.get('record')}"
+        assert_exported(where, rule["expr"], samples, recorded)
+        for name, labels in promql_selectors(rule["expr"]):
+            if name == "up":
+                assert labels.get("job") == WORKER_JOB, f"{where}: up{{job={WORKER_JOB!r}}}"
+
+
+def test_alerting_rules_cover_the_pipeline_with_severity_and_a_runbook() -> None:
+    rules = alerting_rules()
+    names = [rule["alert"] for rule in rules]
+    assert len(set(names)) == len(names), "duplicate alert names"
+    missing = set(REQUIRED_ALERTS) - set(names)
+    assert not missing, f"no alert for {[REQUIRED_ALERTS[m] for m in sorted(missing)]}"
+    anchors = markdown_anchors(OPERATIONS.read_text())
+    for rule in rules:
+        name = rule["alert"]
+        assert re.fullmatch(r"Cxpulse[A-Z]\w+", name), name
+        assert re.fullmatch(r"\d+[smh]", str(rule.get("for", ""))), f"{name}: no `for:`"
+        assert rule["labels"]["severity"] in {"critical", "warning"}, name
+        notes = rule["annotations"]
+        assert notes.get("summary") and notes.get("description"), name
+        page, _, anchor = notes["runbook"].partition("#")
+        assert page == "docs/operations.md" and anchor == name.lower(), f"{name}: runbook"
+        assert anchor in anchors, f"{name}: docs/operations.md has no section {name}"
+
+
+def test_every_alert_has_unit_tests_that_fire_it_and_that_do_not() -> None:
+    tests = yaml.safe_load(RULE_TESTS.read_text())
+    assert tests["rule_files"] == [RULES.name]
+    fired: set[str] = set()
+    quiet: set[str] = set()
+    for case in tests["tests"]:
+        for check in case.get("alert_rule_test", []):
+            (fired if check.get("exp_alerts") else quiet).add(check["alertname"])
+    names = {rule["alert"] for rule in alerting_rules()}
+    assert names <= fired, f"never fired in {RULE_TESTS.name}: {sorted(names - fired)}"
+    assert names <= quiet, f"never checked quiet in {RULE_TESTS.name}: {sorted(names - quiet)}"
+
+
+def test_prometheus_loads_the_rules(compose: dict[str, Any]) -> None:
+    for config_file in PROMETHEUS_CONFIGS:
+        config = yaml.safe_load(config_file.read_text())
+        assert config["rule_files"] == ["rules/cxpulse.yml"], config_file.name
+        assert (config_file.parent / "rules" / "cxpulse.yml").is_file()
+        jobs = [job["job_name"] for job in config["scrape_configs"]]
+        assert WORKER_JOB in jobs, f"{config_file.name}: the rules need job {WORKER_JOB}"
+    mounts = dict(v.split(":")[:2] for v in compose["services"]["prometheus"]["volumes"])
+    config_dir = Path(mounts["./deploy/prometheus/prometheus.yml"]).parent
+    assert mounts["./deploy/prometheus/rules"] == str(config_dir / "rules")
 
 
 # --- ClickHouse SQL ------------------------------------------------------------------
