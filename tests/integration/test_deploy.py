@@ -13,6 +13,9 @@ Nothing here starts a container (CI has no Docker engine). Instead:
   rules`` and their unit tests (``promtool test rules``), name only metrics the workers
   export, and each has a severity, a ``for:`` and a section in docs/operations.md.
 - Grafana reads ClickHouse as the read-only user of ``deploy/clickhouse/users.d``.
+- The Kubernetes manifests (``deploy/k8s``) are valid, strictly, against the Kubernetes
+  1.29 and newest schemas that the PyPI package ``kubernetes-validate`` bundles (offline),
+  and agree with the settings, the Dockerfile and compose (no cluster involved).
 - Every PromQL expression names only metrics of ``streams.metrics.REGISTRY`` with their
   labels, and every metric has a panel.
 - Every ClickHouse query of the dashboards runs on chDB with the real schema, Grafana's
@@ -45,8 +48,13 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
-#: Prometheus configurations that ship: the compose stack's.
-PROMETHEUS_CONFIGS = [PROMETHEUS]
+PROMETHEUS_K8S = PROMETHEUS.with_name("prometheus-kubernetes.yml")
+#: Prometheus configurations that ship: the compose stack's and the Kubernetes one.
+PROMETHEUS_CONFIGS = [PROMETHEUS, PROMETHEUS_K8S]
+K8S = ROOT / "deploy" / "k8s"
+#: Kubernetes versions the manifests must be valid for: the oldest supported (1.29) and
+#: the newest whose schemas kubernetes-validate bundles ("latest").
+K8S_VERSIONS = ("1.29.0", "latest")
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 OPERATIONS = ROOT / "docs" / "operations.md"
@@ -89,6 +97,18 @@ def require(found: object, how: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(how, pytrace=False)
     pytest.skip(how)
+
+
+def kubernetes_validate() -> Any:
+    """The schema validator of the PyPI package kubernetes-validate: the Kubernetes
+    OpenAPI schemas as JSON schemas, bundled for every version, so it works offline."""
+    try:
+        from kubernetes_validate import utils
+    except ImportError:
+        require(
+            None, "kubernetes-validate not installed: pip install 'kubernetes-validate==1.37.0'"
+        )
+    return utils
 
 
 def promtool() -> str:
@@ -308,9 +328,10 @@ def test_dockerfile_copies_what_exists_and_serves_health() -> None:
 # --- Prometheus ----------------------------------------------------------------------
 
 
-def test_prometheus_config_passes_promtool() -> None:
+@pytest.mark.parametrize("config", PROMETHEUS_CONFIGS, ids=lambda p: p.name)
+def test_prometheus_config_passes_promtool(config: Path) -> None:
     done = subprocess.run(
-        [promtool(), "check", "config", str(PROMETHEUS)], capture_output=True, text=True
+        [promtool(), "check", "config", str(config)], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -325,6 +346,160 @@ def test_prometheus_discovers_every_worker_replica(compose: dict[str, Any]) -> N
     assert worker_job.get("metrics_path", "/metrics") == "/metrics"
     mounts = compose["services"]["prometheus"]["volumes"]
     assert any(m.startswith("./deploy/prometheus/prometheus.yml:") for m in mounts)
+
+
+# --- Kubernetes ----------------------------------------------------------------------
+
+
+def k8s_manifests() -> list[dict[str, Any]]:
+    """Every resource of the manifests kustomization.yaml lists."""
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    return [
+        doc
+        for name in kustomization["resources"]
+        for doc in yaml.safe_load_all((K8S / name).read_text())
+    ]
+
+
+def k8s_resources() -> dict[str, dict[str, Any]]:
+    """kind → resource, for the kinds the manifests hold one of."""
+    kinds = [doc["kind"] for doc in k8s_manifests()]
+    return {doc["kind"]: doc for doc in k8s_manifests() if kinds.count(doc["kind"]) == 1}
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert kustomization["kind"] == "Kustomization"
+    files = {p.name for p in K8S.glob("*.y*ml")} - {"kustomization.yaml"}
+    assert sorted(files) == sorted(kustomization["resources"])
+    assert kustomization["namespace"] == k8s_resources()["Namespace"]["metadata"]["name"]
+    guide = OPERATIONS.read_text()
+    assert "kubernetes" in markdown_anchors(guide), "docs/operations.md: no Kubernetes section"
+    for name in files:
+        assert f"`{name}`" in guide, f"docs/operations.md does not describe {name}"
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_kubernetes_manifests_match_the_kubernetes_schemas(version: str) -> None:
+    """Strict: an unknown or misspelt field fails too (the -strict schemas forbid
+    additional properties), not only a wrong type or a missing required field."""
+    utils = kubernetes_validate()
+    if version == "latest":
+        version = utils.latest_version()
+    checked = []
+    for resource in k8s_manifests():
+        kind = resource["kind"]
+        try:
+            utils.validate(resource, version, strict=True)
+        except utils.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            pytest.fail(f"{kind} {resource['metadata']['name']}: {path}: {exc.message}")
+        except utils.SchemaNotFoundError as exc:
+            pytest.fail(exc.message)
+        checked.append(kind)
+    expected = {"Namespace", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget"}
+    assert expected <= set(checked)
+
+
+def k8s_worker() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the worker StatefulSet, its worker container)."""
+    statefulset = k8s_resources()["StatefulSet"]
+    [container] = statefulset["spec"]["template"]["spec"]["containers"]
+    return statefulset, container
+
+
+def k8s_settings() -> dict[str, str]:
+    return dict(k8s_resources()["ConfigMap"]["data"])
+
+
+def test_kubernetes_settings_are_valid_and_hold_no_secret() -> None:
+    data = k8s_settings()
+    fields = set(Settings.model_fields)
+    names = {k.removeprefix("CXPULSE_").lower() for k in data}
+    assert all(k.startswith("CXPULSE_") for k in data) and names <= fields, names - fields
+    settings = Settings(**{k.removeprefix("CXPULSE_").lower(): v for k, v in data.items()})  # type: ignore[arg-type]
+    assert settings.web_host == "0.0.0.0"
+    assert settings.clickhouse_url.startswith("clickhouse://")
+    assert settings.clickhouse_password is None, "the password belongs in the Secret"
+    assert "CXPULSE_WEBHOOK_SECRET" not in data
+    # The Secret is referenced, never committed.
+    kinds = [doc["kind"] for p in K8S.glob("*.y*ml") for doc in yaml.safe_load_all(p.read_text())]
+    assert "Secret" not in kinds
+
+
+def test_workers_are_a_statefulset_with_a_volume_probes_and_time_to_stop(
+    compose: dict[str, Any],
+) -> None:
+    statefulset, container = k8s_worker()
+    spec, pod = statefulset["spec"], statefulset["spec"]["template"]["spec"]
+    data = k8s_settings()
+    assert spec["replicas"] == 2
+    assert spec["template"]["metadata"]["labels"] == spec["selector"]["matchLabels"]
+    assert container["image"] == compose["services"]["worker"]["image"]
+    assert container["args"] == compose["services"]["worker"]["command"]
+    refs = container["envFrom"]
+    assert {"configMapRef": {"name": k8s_resources()["ConfigMap"]["metadata"]["name"]}} in refs
+    assert {"secretRef": {"name": "cxpulse-secrets"}} in refs
+    # The volume: a claim per worker, mounted at CXPULSE_DATA_DIR.
+    [claim] = spec["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == data["CXPULSE_DATA_DIR"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    # Probes on the web port: alive on /livez, ready on /readyz.
+    [port] = container["ports"]
+    assert port["containerPort"] == int(data["CXPULSE_WEB_PORT"])
+    probes = {k: container[k]["httpGet"] for k in ("livenessProbe", "readinessProbe")}
+    assert probes["livenessProbe"]["path"] == "/livez"
+    assert probes["readinessProbe"]["path"] == "/readyz"
+    assert container["startupProbe"]["httpGet"]["path"] == "/livez"
+    for probe in [*probes.values(), container["startupProbe"]["httpGet"]]:
+        assert probe["port"] in (port["name"], port["containerPort"])
+    # Liveness must not restart a worker that merely waits for Kafka or ClickHouse.
+    assert container["livenessProbe"]["httpGet"]["path"] != "/readyz"
+    # At least the time compose gives a worker to leave the group and flush its sinks.
+    grace = compose["services"]["worker"]["stop_grace_period"]
+    assert grace.endswith("s") and pod["terminationGracePeriodSeconds"] >= int(grace[:-1])
+    resources = container["resources"]
+    assert resources["requests"]["cpu"] and resources["requests"]["memory"]
+    assert resources["limits"]["memory"]
+    # The image's user (deploy/Dockerfile), not root; the volume writable by its group.
+    uid = re.search(r"useradd .*--uid (\d+)", DOCKERFILE.read_text())
+    assert uid and pod["securityContext"]["runAsUser"] == int(uid[1])
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["fsGroup"]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_services_and_disruption_budget_select_the_workers() -> None:
+    statefulset, container = k8s_worker()
+    labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    services = {}
+    for service in (r for r in k8s_manifests() if r["kind"] == "Service"):
+        services[service["metadata"]["name"]] = service
+        assert service["spec"]["selector"] == labels, service["metadata"]["name"]
+        assert service["spec"]["publishNotReadyAddresses"] is True
+        [port] = service["spec"]["ports"]
+        assert port["targetPort"] == container["ports"][0]["name"]
+    headless = services[statefulset["spec"]["serviceName"]]
+    assert headless["spec"]["clusterIP"] == "None"
+    assert len(services) == 2, "the headless Service and the metrics Service"
+    [metrics] = [s for name, s in services.items() if name != statefulset["spec"]["serviceName"]]
+    notes = metrics["metadata"]["annotations"]
+    assert notes["prometheus.io/scrape"] == "true"
+    assert notes["prometheus.io/path"] == "/metrics"
+    assert int(notes["prometheus.io/port"]) == int(k8s_settings()["CXPULSE_WEB_PORT"])
+    pdb = k8s_resources()["PodDisruptionBudget"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == labels
+
+
+def test_kubernetes_prometheus_finds_every_worker_by_dns() -> None:
+    statefulset, _ = k8s_worker()
+    config = yaml.safe_load(PROMETHEUS_K8S.read_text())
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == WORKER_JOB]
+    [sd] = job["dns_sd_configs"]
+    namespace = k8s_resources()["Namespace"]["metadata"]["name"]
+    assert sd["names"] == [f"{statefulset['spec']['serviceName']}.{namespace}.svc.cluster.local"]
+    assert sd["type"] == "A" and sd["port"] == int(k8s_settings()["CXPULSE_WEB_PORT"])
 
 
 # --- Grafana -------------------------------------------------------------------------
