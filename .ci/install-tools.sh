@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Tools the test suite needs beyond the Python packages of pyproject.toml:
 #   promtool (Debian's `prometheus` package): tests/integration/test_deploy.py checks the
-#   Prometheus config and every dashboard expression with it.
+#   Prometheus configs, every dashboard expression and the alerting rules
+#   (`promtool check rules`, `promtool test rules`) with it.
+# (The Kubernetes manifests are validated by the PyPI package kubernetes-validate, which
+# bundles the schemas and needs no network: it is in pyproject.toml's dev extra, which
+# `make test` installs.)
 # Idempotent and never interactive: as root it installs with apt-get, otherwise only
 # through password-less sudo. `make test` runs it; outside CI a machine where it cannot
 # install still runs the suite, and the tests that need the tool skip with a how-to (in

@@ -9,6 +9,13 @@ Nothing here starts a container (CI has no Docker engine). Instead:
   simulator's command must parse and run (dry), and every mount must exist.
 - ``promtool`` (Debian's ``prometheus`` package) checks the Prometheus config, and every
   PromQL expression of the dashboards as a recording rule.
+- The alerting rules (``deploy/prometheus/rules/cxpulse.yml``) pass ``promtool check
+  rules`` and their unit tests (``promtool test rules``), name only metrics the workers
+  export, and each has a severity, a ``for:`` and a section in docs/operations.md.
+- Grafana reads ClickHouse as the read-only user of ``deploy/clickhouse/users.d``.
+- The Kubernetes manifests (``deploy/k8s``) are valid, strictly, against the Kubernetes
+  1.29 and newest schemas that the PyPI package ``kubernetes-validate`` bundles (offline),
+  and agree with the settings, the Dockerfile and compose (no cluster involved).
 - Every PromQL expression names only metrics of ``streams.metrics.REGISTRY`` with their
   labels, and every metric has a panel.
 - Every ClickHouse query of the dashboards runs on chDB with the real schema, Grafana's
@@ -41,12 +48,38 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+PROMETHEUS_K8S = PROMETHEUS.with_name("prometheus-kubernetes.yml")
+#: Prometheus configurations that ship: the compose stack's and the Kubernetes one.
+PROMETHEUS_CONFIGS = [PROMETHEUS, PROMETHEUS_K8S]
+K8S = ROOT / "deploy" / "k8s"
+#: Kubernetes versions the manifests must be valid for: the oldest supported (1.29) and
+#: the newest whose schemas kubernetes-validate bundles ("latest").
+K8S_VERSIONS = ("1.29.0", "latest")
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 OPERATIONS = ROOT / "docs" / "operations.md"
+RULES = ROOT / "deploy" / "prometheus" / "rules" / "cxpulse.yml"
+RULE_TESTS = RULES.with_name("cxpulse.test.yml")
+#: What the alerting rules must watch (the production-deploy issue), by alert name.
+REQUIRED_ALERTS = {
+    "CxpulseWorkerNotReady": "not ready",
+    "CxpulseEventLagGrowing": "lag growing",
+    "CxpulseDeadLettersHigh": "dead-letter rate",
+    "CxpulseSinkFailing": "sink failing",
+    "CxpulseCasesOverdue": "overdue cases",
+}
+#: The scrape job of the workers, which the rules' `up{job=...}` names.
+WORKER_JOB = "cxpulse-worker"
+GRAFANA_USERS_XML = ROOT / "deploy" / "clickhouse" / "users.d" / "grafana.xml"
+#: The read-only ClickHouse user Grafana logs in as (deploy/clickhouse/users.d/grafana.xml).
+GRAFANA_CLICKHOUSE_USER = "cxpulse_grafana"
 
 #: The secrets compose refuses to start without, with stand-ins for the checks.
-SECRETS = {"CLICKHOUSE_PASSWORD": "test-secret", "GRAFANA_ADMIN_PASSWORD": "test-admin"}
+SECRETS = {
+    "CLICKHOUSE_PASSWORD": "test-secret",
+    "CLICKHOUSE_GRAFANA_PASSWORD": "test-grafana-reader",
+    "GRAFANA_ADMIN_PASSWORD": "test-admin",
+}
 #: Services built from deploy/Dockerfile (the cxpulse image).
 CXPULSE_SERVICES = ("worker", "simulator")
 #: Views and tables dashboards may name beyond SPECS (none today: the alert views are in).
@@ -64,6 +97,18 @@ def require(found: object, how: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(how, pytrace=False)
     pytest.skip(how)
+
+
+def kubernetes_validate() -> Any:
+    """The schema validator of the PyPI package kubernetes-validate: the Kubernetes
+    OpenAPI schemas as JSON schemas, bundled for every version, so it works offline."""
+    try:
+        from kubernetes_validate import utils
+    except ImportError:
+        require(
+            None, "kubernetes-validate not installed: pip install 'kubernetes-validate==1.37.0'"
+        )
+    return utils
 
 
 def promtool() -> str:
@@ -283,9 +328,10 @@ def test_dockerfile_copies_what_exists_and_serves_health() -> None:
 # --- Prometheus ----------------------------------------------------------------------
 
 
-def test_prometheus_config_passes_promtool() -> None:
+@pytest.mark.parametrize("config", PROMETHEUS_CONFIGS, ids=lambda p: p.name)
+def test_prometheus_config_passes_promtool(config: Path) -> None:
     done = subprocess.run(
-        [promtool(), "check", "config", str(PROMETHEUS)], capture_output=True, text=True
+        [promtool(), "check", "config", str(config)], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -300,6 +346,160 @@ def test_prometheus_discovers_every_worker_replica(compose: dict[str, Any]) -> N
     assert worker_job.get("metrics_path", "/metrics") == "/metrics"
     mounts = compose["services"]["prometheus"]["volumes"]
     assert any(m.startswith("./deploy/prometheus/prometheus.yml:") for m in mounts)
+
+
+# --- Kubernetes ----------------------------------------------------------------------
+
+
+def k8s_manifests() -> list[dict[str, Any]]:
+    """Every resource of the manifests kustomization.yaml lists."""
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    return [
+        doc
+        for name in kustomization["resources"]
+        for doc in yaml.safe_load_all((K8S / name).read_text())
+    ]
+
+
+def k8s_resources() -> dict[str, dict[str, Any]]:
+    """kind → resource, for the kinds the manifests hold one of."""
+    kinds = [doc["kind"] for doc in k8s_manifests()]
+    return {doc["kind"]: doc for doc in k8s_manifests() if kinds.count(doc["kind"]) == 1}
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert kustomization["kind"] == "Kustomization"
+    files = {p.name for p in K8S.glob("*.y*ml")} - {"kustomization.yaml"}
+    assert sorted(files) == sorted(kustomization["resources"])
+    assert kustomization["namespace"] == k8s_resources()["Namespace"]["metadata"]["name"]
+    guide = OPERATIONS.read_text()
+    assert "kubernetes" in markdown_anchors(guide), "docs/operations.md: no Kubernetes section"
+    for name in files:
+        assert f"`{name}`" in guide, f"docs/operations.md does not describe {name}"
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_kubernetes_manifests_match_the_kubernetes_schemas(version: str) -> None:
+    """Strict: an unknown or misspelt field fails too (the -strict schemas forbid
+    additional properties), not only a wrong type or a missing required field."""
+    utils = kubernetes_validate()
+    if version == "latest":
+        version = utils.latest_version()
+    checked = []
+    for resource in k8s_manifests():
+        kind = resource["kind"]
+        try:
+            utils.validate(resource, version, strict=True)
+        except utils.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            pytest.fail(f"{kind} {resource['metadata']['name']}: {path}: {exc.message}")
+        except utils.SchemaNotFoundError as exc:
+            pytest.fail(exc.message)
+        checked.append(kind)
+    expected = {"Namespace", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget"}
+    assert expected <= set(checked)
+
+
+def k8s_worker() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the worker StatefulSet, its worker container)."""
+    statefulset = k8s_resources()["StatefulSet"]
+    [container] = statefulset["spec"]["template"]["spec"]["containers"]
+    return statefulset, container
+
+
+def k8s_settings() -> dict[str, str]:
+    return dict(k8s_resources()["ConfigMap"]["data"])
+
+
+def test_kubernetes_settings_are_valid_and_hold_no_secret() -> None:
+    data = k8s_settings()
+    fields = set(Settings.model_fields)
+    names = {k.removeprefix("CXPULSE_").lower() for k in data}
+    assert all(k.startswith("CXPULSE_") for k in data) and names <= fields, names - fields
+    settings = Settings(**{k.removeprefix("CXPULSE_").lower(): v for k, v in data.items()})  # type: ignore[arg-type]
+    assert settings.web_host == "0.0.0.0"
+    assert settings.clickhouse_url.startswith("clickhouse://")
+    assert settings.clickhouse_password is None, "the password belongs in the Secret"
+    assert "CXPULSE_WEBHOOK_SECRET" not in data
+    # The Secret is referenced, never committed.
+    kinds = [doc["kind"] for p in K8S.glob("*.y*ml") for doc in yaml.safe_load_all(p.read_text())]
+    assert "Secret" not in kinds
+
+
+def test_workers_are_a_statefulset_with_a_volume_probes_and_time_to_stop(
+    compose: dict[str, Any],
+) -> None:
+    statefulset, container = k8s_worker()
+    spec, pod = statefulset["spec"], statefulset["spec"]["template"]["spec"]
+    data = k8s_settings()
+    assert spec["replicas"] == 2
+    assert spec["template"]["metadata"]["labels"] == spec["selector"]["matchLabels"]
+    assert container["image"] == compose["services"]["worker"]["image"]
+    assert container["args"] == compose["services"]["worker"]["command"]
+    refs = container["envFrom"]
+    assert {"configMapRef": {"name": k8s_resources()["ConfigMap"]["metadata"]["name"]}} in refs
+    assert {"secretRef": {"name": "cxpulse-secrets"}} in refs
+    # The volume: a claim per worker, mounted at CXPULSE_DATA_DIR.
+    [claim] = spec["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == data["CXPULSE_DATA_DIR"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    # Probes on the web port: alive on /livez, ready on /readyz.
+    [port] = container["ports"]
+    assert port["containerPort"] == int(data["CXPULSE_WEB_PORT"])
+    probes = {k: container[k]["httpGet"] for k in ("livenessProbe", "readinessProbe")}
+    assert probes["livenessProbe"]["path"] == "/livez"
+    assert probes["readinessProbe"]["path"] == "/readyz"
+    assert container["startupProbe"]["httpGet"]["path"] == "/livez"
+    for probe in [*probes.values(), container["startupProbe"]["httpGet"]]:
+        assert probe["port"] in (port["name"], port["containerPort"])
+    # Liveness must not restart a worker that merely waits for Kafka or ClickHouse.
+    assert container["livenessProbe"]["httpGet"]["path"] != "/readyz"
+    # At least the time compose gives a worker to leave the group and flush its sinks.
+    grace = compose["services"]["worker"]["stop_grace_period"]
+    assert grace.endswith("s") and pod["terminationGracePeriodSeconds"] >= int(grace[:-1])
+    resources = container["resources"]
+    assert resources["requests"]["cpu"] and resources["requests"]["memory"]
+    assert resources["limits"]["memory"]
+    # The image's user (deploy/Dockerfile), not root; the volume writable by its group.
+    uid = re.search(r"useradd .*--uid (\d+)", DOCKERFILE.read_text())
+    assert uid and pod["securityContext"]["runAsUser"] == int(uid[1])
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["fsGroup"]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_services_and_disruption_budget_select_the_workers() -> None:
+    statefulset, container = k8s_worker()
+    labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    services = {}
+    for service in (r for r in k8s_manifests() if r["kind"] == "Service"):
+        services[service["metadata"]["name"]] = service
+        assert service["spec"]["selector"] == labels, service["metadata"]["name"]
+        assert service["spec"]["publishNotReadyAddresses"] is True
+        [port] = service["spec"]["ports"]
+        assert port["targetPort"] == container["ports"][0]["name"]
+    headless = services[statefulset["spec"]["serviceName"]]
+    assert headless["spec"]["clusterIP"] == "None"
+    assert len(services) == 2, "the headless Service and the metrics Service"
+    [metrics] = [s for name, s in services.items() if name != statefulset["spec"]["serviceName"]]
+    notes = metrics["metadata"]["annotations"]
+    assert notes["prometheus.io/scrape"] == "true"
+    assert notes["prometheus.io/path"] == "/metrics"
+    assert int(notes["prometheus.io/port"]) == int(k8s_settings()["CXPULSE_WEB_PORT"])
+    pdb = k8s_resources()["PodDisruptionBudget"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == labels
+
+
+def test_kubernetes_prometheus_finds_every_worker_by_dns() -> None:
+    statefulset, _ = k8s_worker()
+    config = yaml.safe_load(PROMETHEUS_K8S.read_text())
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == WORKER_JOB]
+    [sd] = job["dns_sd_configs"]
+    namespace = k8s_resources()["Namespace"]["metadata"]["name"]
+    assert sd["names"] == [f"{statefulset['spec']['serviceName']}.{namespace}.svc.cluster.local"]
+    assert sd["type"] == "A" and sd["port"] == int(k8s_settings()["CXPULSE_WEB_PORT"])
 
 
 # --- Grafana -------------------------------------------------------------------------
@@ -353,12 +553,15 @@ def test_grafana_is_provisioned_with_both_data_sources(compose: dict[str, Any]) 
     ch = next(ds for ds in sources.values() if ds["type"] != "prometheus")
     assert ch["jsonData"]["host"] == "clickhouse"
     assert ch["jsonData"]["defaultDatabase"] == "cxpulse"
-    assert ch["secureJsonData"]["password"] == "$CLICKHOUSE_PASSWORD"
+    assert ch["jsonData"]["username"] == GRAFANA_CLICKHOUSE_USER
+    assert ch["secureJsonData"]["password"] == "$CLICKHOUSE_GRAFANA_PASSWORD"
 
     grafana = compose["services"]["grafana"]
     env = service_env(grafana)
     assert re.fullmatch(r"grafana-clickhouse-datasource \d+\.\d+\.\d+", env["GF_INSTALL_PLUGINS"])
-    assert env["CLICKHOUSE_PASSWORD"] == SECRETS["CLICKHOUSE_PASSWORD"]
+    assert env["CLICKHOUSE_GRAFANA_PASSWORD"] == SECRETS["CLICKHOUSE_GRAFANA_PASSWORD"]
+    # The workers' password (their user may write) is not Grafana's business.
+    assert SECRETS["CLICKHOUSE_PASSWORD"] not in env.values()
     provider = yaml.safe_load(
         (GRAFANA / "provisioning" / "dashboards" / "cxpulse.yml").read_text()
     )["providers"][0]
@@ -368,6 +571,44 @@ def test_grafana_is_provisioned_with_both_data_sources(compose: dict[str, Any]) 
     home = env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert home.startswith(provider["options"]["path"] + "/")
     assert (GRAFANA / "dashboards" / Path(home).name).is_file()
+
+
+def test_grafana_reads_clickhouse_as_a_read_only_user(compose: dict[str, Any]) -> None:
+    """The user of Grafana's ClickHouse data source may only read cxpulse's database:
+    Grafana runs whatever SQL a panel holds, so ClickHouse is what refuses a write."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(GRAFANA_USERS_XML).getroot()
+    assert root.tag == "clickhouse"
+    user = root.find(f"users/{GRAFANA_CLICKHOUSE_USER}")
+    assert user is not None, f"{GRAFANA_USERS_XML.name}: no user {GRAFANA_CLICKHOUSE_USER}"
+    # No password, hash or default in the repository: the server reads it from its env.
+    [password] = [e for e in user if e.tag.startswith("password")]
+    assert password.tag == "password" and not (password.text or "").strip()
+    env_name = password.get("from_env")
+    assert env_name in SECRETS, f"the password comes from {env_name}, not a compose secret"
+    grants = [q.text or "" for q in user.findall("grants/query")]
+    assert grants == ["GRANT SELECT ON cxpulse.*"], grants
+    profile = root.find(f"profiles/{user.findtext('profile')}")
+    assert profile is not None, "the user's profile is not defined in the same file"
+    assert profile.findtext("readonly") == "1", "readonly = 1 (2 would allow lifting limits)"
+    # The plugin's client sends max_execution_time with every query: the one setting
+    # the user may change under readonly = 1, and bounded.
+    constraint = profile.find("constraints/max_execution_time")
+    assert constraint is not None and constraint.find("changeable_in_readonly") is not None
+    assert 0 < float(constraint.findtext("max") or 0) <= 300
+    assert [c.tag for c in profile.findall("constraints/*")] == ["max_execution_time"]
+
+    clickhouse = compose["services"]["clickhouse"]
+    assert service_env(clickhouse)[env_name] == SECRETS[env_name]
+    mounts = dict(v.split(":")[:2] for v in clickhouse["volumes"])
+    target = mounts.get("./" + GRAFANA_USERS_XML.relative_to(ROOT).as_posix())
+    assert target == "/etc/clickhouse-server/users.d/grafana.xml", clickhouse["volumes"]
+
+    ch = next(ds for ds in provisioned_datasources().values() if ds["type"] == CH_TYPE)
+    assert ch["jsonData"]["username"] == GRAFANA_CLICKHOUSE_USER
+    assert ch["secureJsonData"]["password"] == f"${env_name}"
+    assert service_env(compose["services"]["grafana"])[env_name] == SECRETS[env_name]
 
 
 def test_dashboards_load_and_use_only_provisioned_data_sources() -> None:
@@ -452,28 +693,54 @@ def promql_selectors(expr: str) -> list[tuple[str, dict[str, str]]]:
     return found
 
 
+def grouping_labels(expr: str) -> set[str]:
+    """Every label of a ``by (...)`` or ``without (...)`` clause in ``expr``."""
+    return {
+        label.strip()
+        for clause in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr)
+        for label in clause.split(",")
+        if label.strip()
+    }
+
+
+def assert_exported(
+    where: str,
+    expr: str,
+    samples: dict[str, tuple[str, set[str], set[str]]],
+    recorded: dict[str, set[str]] | None = None,
+) -> None:
+    """``expr`` names only series the workers export (``samples``), Prometheus' own, or
+    ``recorded`` ones (recording rule name → its labels), with labels they have."""
+    recorded = recorded or {}
+    selectors = promql_selectors(expr)
+    assert selectors, f"{where}: no metric in {expr}"
+    allowed_by = set(TARGET_LABELS)
+    for name, labels in selectors:
+        if name in PROMETHEUS_BUILTINS:
+            allowed_by |= set(labels)
+            continue
+        if name in recorded:
+            unknown = set(labels) - recorded[name] - TARGET_LABELS
+            assert not unknown, f"{where}: recorded {name} has no label {sorted(unknown)}"
+            allowed_by |= recorded[name]
+            continue
+        assert name in samples, f"{where}: {name} is not in streams.metrics.REGISTRY"
+        _, known, bounds = samples[name]
+        unknown = set(labels) - known - TARGET_LABELS
+        assert not unknown, f"{where}: {name} has no label {sorted(unknown)}"
+        if "le" in labels:
+            assert labels["le"] in bounds, f"{where}: {name} has no bucket le={labels['le']}"
+        allowed_by |= known
+    grouped = grouping_labels(expr)
+    assert grouped <= allowed_by, f"{where}: grouping by unknown {grouped - allowed_by}"
+
+
 def test_promql_names_only_metrics_and_labels_the_workers_export() -> None:
     samples = registry_metrics()
     exprs = promql_exprs()
     assert exprs
     for where, expr in exprs:
-        selectors = promql_selectors(expr)
-        assert selectors, f"{where}: no metric in {expr}"
-        allowed_by = set(TARGET_LABELS)
-        for name, labels in selectors:
-            if name in PROMETHEUS_BUILTINS:
-                allowed_by |= set(labels)
-                continue
-            assert name in samples, f"{where}: {name} is not in streams.metrics.REGISTRY"
-            _, known, bounds = samples[name]
-            unknown = set(labels) - known - TARGET_LABELS
-            assert not unknown, f"{where}: {name} has no label {sorted(unknown)}"
-            if "le" in labels:
-                assert labels["le"] in bounds, f"{where}: {name} has no bucket le={labels['le']}"
-            allowed_by |= known
-        for clause in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr):
-            grouped = {label.strip() for label in clause.split(",") if label.strip()}
-            assert grouped <= allowed_by, f"{where}: grouping by unknown {grouped - allowed_by}"
+        assert_exported(where, expr, samples)
 
 
 def test_every_metric_has_a_dashboard_panel() -> None:
@@ -502,6 +769,103 @@ def test_promql_parses_with_promtool(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
     done = subprocess.run([tool, "check", "rules", str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- alerting rules ------------------------------------------------------------------
+
+
+def load_rules() -> list[dict[str, Any]]:
+    return [
+        rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]
+    ]
+
+
+def alerting_rules() -> list[dict[str, Any]]:
+    return [rule for rule in load_rules() if "alert" in rule]
+
+
+def markdown_anchors(text: str) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown text."""
+    anchors = set()
+    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        anchors.add(slug)
+    return anchors
+
+
+def test_alerting_rules_pass_promtool_check() -> None:
+    done = subprocess.run(
+        [promtool(), "check", "rules", str(RULES)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_alerting_rules_pass_their_promtool_unit_tests() -> None:
+    done = subprocess.run(
+        [promtool(), "test", "rules", str(RULE_TESTS)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_alerting_rules_name_only_metrics_the_workers_export() -> None:
+    """Every metric a rule names is a series of ``streams.metrics.REGISTRY`` (with its
+    labels), Prometheus' ``up``, or a recording rule of the same file: a renamed metric
+    fails here, not as an alert that can never fire."""
+    samples = registry_metrics()
+    assert "cxpulse_ready" in samples and "cxpulse_sink_failures_total" in samples
+    recorded = {r["record"]: grouping_labels(r["expr"]) for r in load_rules() if "record" in r}
+    for name in recorded:
+        assert re.fullmatch(r"cxpulse:\w+:\w+", name), f"{name}: level:metric:operations"
+    for rule in load_rules():
+        where = f"{RULES.name}: {rule.get('alert') or rule.get('record')}"
+        assert_exported(where, rule["expr"], samples, recorded)
+        for name, labels in promql_selectors(rule["expr"]):
+            if name == "up":
+                assert labels.get("job") == WORKER_JOB, f"{where}: up{{job={WORKER_JOB!r}}}"
+
+
+def test_alerting_rules_cover_the_pipeline_with_severity_and_a_runbook() -> None:
+    rules = alerting_rules()
+    names = [rule["alert"] for rule in rules]
+    assert len(set(names)) == len(names), "duplicate alert names"
+    missing = set(REQUIRED_ALERTS) - set(names)
+    assert not missing, f"no alert for {[REQUIRED_ALERTS[m] for m in sorted(missing)]}"
+    anchors = markdown_anchors(OPERATIONS.read_text())
+    for rule in rules:
+        name = rule["alert"]
+        assert re.fullmatch(r"Cxpulse[A-Z]\w+", name), name
+        assert re.fullmatch(r"\d+[smh]", str(rule.get("for", ""))), f"{name}: no `for:`"
+        assert rule["labels"]["severity"] in {"critical", "warning"}, name
+        notes = rule["annotations"]
+        assert notes.get("summary") and notes.get("description"), name
+        page, _, anchor = notes["runbook"].partition("#")
+        assert page == "docs/operations.md" and anchor == name.lower(), f"{name}: runbook"
+        assert anchor in anchors, f"{name}: docs/operations.md has no section {name}"
+
+
+def test_every_alert_has_unit_tests_that_fire_it_and_that_do_not() -> None:
+    tests = yaml.safe_load(RULE_TESTS.read_text())
+    assert tests["rule_files"] == [RULES.name]
+    fired: set[str] = set()
+    quiet: set[str] = set()
+    for case in tests["tests"]:
+        for check in case.get("alert_rule_test", []):
+            (fired if check.get("exp_alerts") else quiet).add(check["alertname"])
+    names = {rule["alert"] for rule in alerting_rules()}
+    assert names <= fired, f"never fired in {RULE_TESTS.name}: {sorted(names - fired)}"
+    assert names <= quiet, f"never checked quiet in {RULE_TESTS.name}: {sorted(names - quiet)}"
+
+
+def test_prometheus_loads_the_rules(compose: dict[str, Any]) -> None:
+    for config_file in PROMETHEUS_CONFIGS:
+        config = yaml.safe_load(config_file.read_text())
+        assert config["rule_files"] == ["rules/cxpulse.yml"], config_file.name
+        assert (config_file.parent / "rules" / "cxpulse.yml").is_file()
+        jobs = [job["job_name"] for job in config["scrape_configs"]]
+        assert WORKER_JOB in jobs, f"{config_file.name}: the rules need job {WORKER_JOB}"
+    mounts = dict(v.split(":")[:2] for v in compose["services"]["prometheus"]["volumes"])
+    config_dir = Path(mounts["./deploy/prometheus/prometheus.yml"]).parent
+    assert mounts["./deploy/prometheus/rules"] == str(config_dir / "rules")
 
 
 # --- ClickHouse SQL ------------------------------------------------------------------
@@ -597,7 +961,9 @@ def schema_backend(chdb_backend: Backend) -> Backend:
 def test_dashboard_sql_runs_on_the_real_schema(
     schema_backend: Backend, where: str, sql: str
 ) -> None:
-    columns, _ = schema_backend.query(expand_grafana_sql(sql))
+    """On a read-only session (readonly = 1, as Grafana's ClickHouse user has): a query
+    that needed a write or a SETTINGS clause would fail here too."""
+    columns, _ = schema_backend.read_only().query(expand_grafana_sql(sql))  # type: ignore[attr-defined]
     assert columns, where
 
 
