@@ -53,6 +53,23 @@ class CachedRocksStore(faust_rocksdb.Store):
         super().__init__(*args, options=opts, driver="rocksdict", **kw)
         self.dirty: dict[Any, tuple[int, Any]] = {}
         self.cache: OrderedDict[Any, Any] = OrderedDict()
+        #: Every partition's RocksDB this process opened, kept open until the store
+        #: stops: Faust forgets a revoked partition's handle without closing it, and
+        #: reopening the directory while the old handle lives (a write still under way
+        #: on the checkpoint's thread) fails on RocksDB's lock.
+        self._handles: dict[int, Any] = {}
+
+    def _open_for_partition(self, partition: int) -> Any:
+        db = self._handles.get(partition)
+        if db is None:
+            db = self._handles[partition] = super()._open_for_partition(partition)
+        return db
+
+    async def stop(self) -> None:
+        await super().stop()
+        handles, self._handles = self._handles, {}
+        for db in handles.values():
+            db.close()
 
     @property
     def basename(self) -> Path:
