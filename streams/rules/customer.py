@@ -116,7 +116,7 @@ def customer_alerts(
     prev_score = before.score if before is not None else 50.0
     first = before is None  # a customer's first moment is no reference for sharp_drop
     # The rules switched on (``alerts.<rule>.enabled``), in the registry's order.
-    active: list[CustomerRule] = [r for r in rules.customer if getattr(cfg, r.name).enabled]
+    active: list[CustomerRule] = [r for r in rules.customer if cfg.rule(r.name).enabled]
     # alert id → (hit, moment, alert state) of its latest hit: built into Alerts once, at
     # the end, however many hits a batch folds into one alert.
     changed: dict[str, tuple[Hit, Moment, OpenAlert]] = {}
@@ -141,7 +141,7 @@ def customer_alerts(
 
         for rule, hit in hits:
             severity = raise_severity(
-                getattr(cfg, rule.name).severity, tier_a=after.tier == "A", large=hit.large
+                cfg.rule(rule.name).severity, tier_a=after.tier == "A", large=hit.large
             )
             code = rule.code
             new_id = alert_id("customer", after.customer_id, hit.rule, hit.trigger).hex
