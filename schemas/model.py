@@ -28,6 +28,7 @@ from pydantic import (
 from schemas.vocabulary import (
     CHANNELS,
     FACTORS,
+    RULES,
     TIERS,
     Channel,
     EffortMetric,
@@ -427,6 +428,25 @@ class AlertsSection(_Strict):
     repeat_contact: RepeatContactRule = RepeatContactRule()
     channel_hopping: ChannelHoppingRule = ChannelHoppingRule()
     detractor: DetractorRule = DetractorRule()
+
+    def rule(self, name: str) -> _Rule:
+        """The section of the customer rule called ``name`` (``alerts.<name>``)."""
+        section: _Rule = getattr(self, name)
+        return section
+
+
+# The rules' names are written once, in schemas.vocabulary (RULES); each customer rule has
+# its section above, in the vocabulary's order, and touchpoint_degraded is ``health``.
+_SECTIONS = tuple(
+    name
+    for name, f in AlertsSection.model_fields.items()
+    if isinstance(f.annotation, type) and issubclass(f.annotation, _Rule)
+)
+if (*_SECTIONS, "touchpoint_degraded") != RULES:
+    raise RuntimeError(
+        f"alerts sections {_SECTIONS} + touchpoint_degraded are not the vocabulary's rules "
+        f"{RULES}: give each rule of schemas/vocabulary.py its section in AlertsSection"
+    )
 
 
 class HealthSection(_Strict):

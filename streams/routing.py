@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.envelope import Rejected, decode_message, one_line
-from streams.core.health import health_key
 from streams.partitioning import partition_for
 from streams.pipeline.records import Event, record_of
+from streams.rules.touchpoint_degraded import health_key
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,11 +34,11 @@ from streams import metrics
 from streams.agents.alerting import record_time, send_alerts
 from streams.agents.set_aside import dead_letter, positions, set_aside
 from streams.core import apply_events, score_update
-from streams.core.alerts import customer_alerts
 from streams.durable_batches import durable_batches
 from streams.pipeline.checkpoint import Checkpointer
 from streams.pipeline.records import Event, decode_events
 from streams.pipeline.rows import moment_rows_of
+from streams.rules.customer import customer_alerts
 from streams.runtime import Runtime
 from streams.sentiment import SentimentAnalyzer, SentimentProcess, feedback_items
 from streams.state import customer as customer_codec

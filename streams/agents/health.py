@@ -29,8 +29,8 @@ from schemas.alerts import HealthState
 from streams import metrics
 from streams.agents.alerting import record_time, send_alerts
 from streams.agents.set_aside import positions, set_aside
-from streams.core.health import apply_health, health_key
 from streams.pipeline.records import Event, decode_events
+from streams.rules.touchpoint_degraded import apply_health, health_key
 from streams.runtime import Runtime
 from streams.state.table_codec import compact_value_type
 

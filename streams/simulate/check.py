@@ -4,10 +4,11 @@ Why: whether the simulator's customers behave realistically enough for every rul
 have something to find is a question about the generated data and the rules together,
 and asking it through the real pipeline takes a broker, a worker and a minute. This runs
 the same pure functions the worker runs (``streams.core.apply_events`` then
-``streams.core.alerts.customer_alerts`` per customer, ``streams.core.health.apply_health``
-per touchpoint instance) on the same kind of batches: the events in event-time order, cut
-into the Publisher's 500-event messages, each grouped by customer (or by instance), as
-the experience and touchpoint-health agents group a message. Feedback text is scored by
+``streams.rules.customer.customer_alerts`` per customer,
+``streams.rules.touchpoint_degraded.apply_health`` per touchpoint instance) on the same
+kind of batches: the events in event-time order, cut into the Publisher's 500-event
+messages, each grouped by customer (or by instance), as the experience and
+touchpoint-health agents group a message. Feedback text is scored by
 the project's own sentiment analyser. An alert is counted once per ``alert_id`` (what
 ``alerts FINAL`` holds), however many times it was re-emitted with a higher count.
 
@@ -54,10 +55,10 @@ def alert_counts(events: Iterable[dict[str, Any]], batch: int = BATCH) -> AlertC
     touchpoint health as the worker would, and count the alerts by rule."""
     from schemas.events import TouchpointEvent
     from streams.core import apply_events
-    from streams.core.alerts import customer_alerts
-    from streams.core.health import apply_health, health_key
     from streams.model_check import load_model
     from streams.pipeline.records import Event, record_of
+    from streams.rules.customer import customer_alerts
+    from streams.rules.touchpoint_degraded import apply_health, health_key
     from streams.sentiment import DefaultSentimentAnalyzer, sentiments_for
 
     model = load_model()

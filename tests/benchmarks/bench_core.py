@@ -18,8 +18,8 @@ import pytest
 from schemas.events import TouchpointEvent
 from schemas.scoring import CustomerState
 from streams.core import apply_event, apply_events, score_update
-from streams.core.alerts import customer_alerts
 from streams.model_check import load_model
+from streams.rules.customer import customer_alerts
 
 MODEL = load_model()
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)

@@ -375,12 +375,12 @@ def replay_worker_work(
     from schemas.rows import event_row
     from schemas.score_rows import score_row
     from streams.core import apply_events, score_update
-    from streams.core.alerts import customer_alerts
-    from streams.core.health import apply_health, health_key
     from streams.model_check import load_model
     from streams.pipeline.records import decode_events, encode_events
     from streams.pipeline.rows import moment_rows_of
     from streams.routing import Source, route
+    from streams.rules.customer import customer_alerts
+    from streams.rules.touchpoint_degraded import apply_health, health_key
     from streams.runtime import chunks
     from streams.state.customer import encode as encode_state
 

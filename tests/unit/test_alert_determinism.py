@@ -30,10 +30,10 @@ from schemas.alerts import Alert
 from schemas.events import TouchpointEvent
 from schemas.model import ExperienceModel
 from streams.core import apply_events
-from streams.core.alerts import customer_alerts
-from streams.core.health import apply_health, health_key
 from streams.model_check import load_model
 from streams.pipeline.records import Event, record_of
+from streams.rules.customer import customer_alerts
+from streams.rules.touchpoint_degraded import apply_health, health_key
 from streams.simulate.engine import Simulation
 
 Outcome = frozenset[tuple[str, str, int, str | None, datetime]]

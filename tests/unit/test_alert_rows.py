@@ -23,9 +23,9 @@ from schemas.events import TouchpointEvent
 from sinks.base import Backend, final_rows
 from sinks.ddl import LEGACY, MODERN, create_table_sql, schema_statements
 from streams.core import apply_events
-from streams.core.alerts import customer_alerts
-from streams.core.health import apply_health
 from streams.model_check import load_model
+from streams.rules.customer import customer_alerts
+from streams.rules.touchpoint_degraded import apply_health
 
 M = load_model(None)
 # Recent event times, so the alerts are still open (open_until > now()) for the view.

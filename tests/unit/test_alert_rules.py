@@ -32,8 +32,11 @@ from schemas.events import TouchpointEvent
 from schemas.model import ExperienceModel, parse_model
 from schemas.scoring import CustomerState
 from streams.core import apply_events
-from streams.core.alerts import customer_alerts, densest, duration, plural, raise_severity
 from streams.model_check import DEFAULT_MODEL_PATH, load_model
+from streams.rules.customer import customer_alerts
+from streams.rules.memory import raise_severity
+from streams.rules.windows import densest
+from streams.rules.words import duration, plural
 
 M = load_model(None)
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)

@@ -20,8 +20,8 @@ from streams.admin import ensure_topics
 from streams.alerts_follow import decode_alerts, follow_alerts, matches, render
 from streams.broker import EmbeddedBroker
 from streams.core import apply_events
-from streams.core.alerts import customer_alerts
 from streams.model_check import load_model
+from streams.rules.customer import customer_alerts
 from streams.settings import load_settings
 from streams.topics import TopicSpec
 

@@ -17,8 +17,8 @@ import yaml
 from schemas.alerts import Alert, HealthState, alert_id
 from schemas.events import TouchpointEvent
 from schemas.model import ExperienceModel, parse_model
-from streams.core.health import apply_health, health_key
 from streams.model_check import DEFAULT_MODEL_PATH, load_model
+from streams.rules.touchpoint_degraded import apply_health, health_key
 
 M = load_model(None)
 T0 = datetime(2025, 3, 3, 0, 0, tzinfo=UTC)

@@ -15,9 +15,9 @@ import pytest
 from schemas.events import TouchpointEvent
 from schemas.scoring import CustomerState, Episode, KeyMoment
 from streams.core import apply_events
-from streams.core.alerts import customer_alerts
 from streams.model_check import load_model
 from streams.pipeline.records import record_of
+from streams.rules.customer import customer_alerts
 from streams.simulate.engine import Simulation
 from streams.state.customer import FORMAT, decode, encode
 

@@ -1,8 +1,10 @@
-"""Touchpoint health: touchpoint_degraded, when an instance fails for many customers at once.
+"""touchpoint_degraded: a touchpoint instance failing for many customers at once.
 
-Pure, like the rest of the core: a ``HealthState`` per touchpoint instance (an ATM, a
-store's card terminal, a web page; the touchpoint type when events name no instance), the
-instance's events, the model and ``now`` in; the new state and any alert out.
+The rule (``TouchpointDegraded``: is the instance degraded, and how to say so) and the
+instance's health it is judged on (``apply_health``). Pure, like the customer rules: a
+``HealthState`` per touchpoint instance (an ATM, a store's card terminal, a web page; the
+touchpoint type when events name no instance), the instance's events, the model and
+``now`` in; the new state and any alert out.
 
 Why against its own baseline. An instance's normal failure rate is its own: a busy
 cash-recycling ATM declines more cards than a balance kiosk, an old page times out more
@@ -55,21 +57,13 @@ from schemas.alerts import Alert, HealthState, alert_id
 from schemas.model import ExperienceModel, HealthSection
 from schemas.scoring import pack_seen, unpack_seen
 from streams.core import dedup
-from streams.core.alerts import (
-    CODES,
-    at,
-    duration,
-    epoch,
-    forget_closed,
-    label,
-    one_line,
-    raise_severity,
-    record_hit,
-)
+from streams.core.times import epoch
 from streams.pipeline.records import Event
+from streams.rules.base import Hit, alert_of
+from streams.rules.memory import forget_closed, raise_severity, record_hit
+from streams.rules.words import duration, label
 
 _HOUR = 3600
-_CODE = CODES["touchpoint_degraded"]
 
 
 def _bucket_seed(start: int) -> str:
@@ -132,6 +126,78 @@ def _against(base: float, attempts: int, history_s: int, h: HealthSection) -> st
     if history_s <= 0:
         return f"against the {base:.0%} assumed for a new instance"
     return f"against the {base:.0%} assumed, with no attempts in the previous {span}"
+
+
+class Window(NamedTuple):
+    """What an instance knows at one of its failures, as the rule judges it: the instance
+    (``key``), the failing event at event time ``t`` in the short-window bucket starting
+    at ``bucket``, the bucket counts, the failures remembered and when its history began."""
+
+    key: str
+    event: Event
+    t: int
+    bucket: int
+    fine: _Counts
+    hourly: _Counts
+    failures: list[tuple[int, str] | tuple[int, str, str]]
+    first: int
+
+
+class TouchpointDegraded:
+    """The rule: a failure that shows the instance's short window failing far above its
+    own baseline, with volume, gives a hit. Configured by the model's ``health`` section."""
+
+    name = "touchpoint_degraded"
+    code = "td"
+
+    def check(self, at: Window, model: ExperienceModel) -> Hit | None:
+        h = model.health
+        bucket = h.bucket_minutes * 60
+        fb, t = at.bucket, at.t
+        window_start = fb - h.short_window_minutes * 60 + bucket
+        sa, sf = at.fine.total(window_start, fb)
+        if sa < h.min_attempts or sf / sa < h.min_failure_rate:
+            return None
+        in_window = [f for f in at.failures if window_start <= f[0] < fb + bucket]
+        customers = len({f[2] if len(f) > 2 else f[1] for f in in_window})
+        if customers < h.min_failing_customers:
+            return None
+        rate = sf / sa
+        hb = t - t % _HOUR
+        ha, hf = at.hourly.total(hb - h.baseline_hours * _HOUR + _HOUR, hb)
+        ba, bf = max(ha - sa, 0), max(hf - sf, 0)
+        prior = h.prior_attempts
+        base = (bf + h.prior_failure_rate * prior) / (ba + prior) if ba + prior else 0.0
+        if rate < h.ratio * base:
+            return None
+        ev, key = at.event, at.key
+        kind = label(model, ev.touchpoint) or ev.touchpoint
+        name = key if key == ev.touchpoint else f"{key} ({kind})"
+        # the failures counted: those of the short window, not the instance's last ever
+        counted = [f[1] for f in in_window][-model.alerts.max_event_ids :]
+        # Seeded and timed by the degraded bucket, not by the failure at which the rule was
+        # first seen to hold: which failure that is depends on how the instance's events
+        # (from many customers, so many source partitions) were interleaved.
+        return Hit(
+            rule=self.name,
+            t=fb,
+            trigger=_bucket_seed(fb),
+            event_ids=counted,
+            magnitude=round(rate, 3),
+            large=rate >= h.escalate_at,
+            explanation=(
+                f"{name}: {sf} of {sa} attempts failed in {h.short_window_minutes} min "
+                f"({rate:.0%}){_by(customers, len(in_window), sf)}, "
+                f"{_against(base, ba, window_start - at.first, h)}"
+            ),
+            action=(
+                f"open an incident for {key} now: check it, and point customers to "
+                "a working alternative until it is fixed"
+            ),
+        )
+
+
+RULE = TouchpointDegraded()
 
 
 class HealthUpdate(NamedTuple):
@@ -209,58 +275,25 @@ def apply_health(
         del failures[: -max(max_ids, h.min_failing_customers)]
         if not h.enabled:
             continue
-        window_start = fb - short + bucket
-        sa, sf = fine.total(window_start, fb)
-        if sa < h.min_attempts or sf / sa < h.min_failure_rate:
+        hit = RULE.check(Window(state.key, ev, t, fb, fine, hourly, failures, first), model)
+        if hit is None:
             continue
-        in_window = [f for f in failures if window_start <= f[0] < fb + bucket]
-        customers = len({f[2] if len(f) > 2 else f[1] for f in in_window})
-        if customers < h.min_failing_customers:
-            continue
-        rate = sf / sa
-        hb = t - t % _HOUR
-        ha, hf = hourly.total(hb - baseline + _HOUR, hb)
-        ba, bf = max(ha - sa, 0), max(hf - sf, 0)
-        prior = h.prior_attempts
-        base = (bf + h.prior_failure_rate * prior) / (ba + prior) if ba + prior else 0.0
-        if rate < h.ratio * base:
-            continue
-        severity = raise_severity(h.severity, tier_a=False, large=rate >= h.escalate_at)
-        # Seeded and timed by the degraded bucket, not by the failure at which the rule was
-        # first seen to hold: which failure that is depends on how the instance's events
-        # (from many customers, so many source partitions) were interleaved.
-        new_id = alert_id("instance", state.key, "touchpoint_degraded", _bucket_seed(fb)).hex
-        opened, moved = record_hit(memory, _CODE, fb, cooldown, severity, new_id, mark=fb)
+        severity = raise_severity(h.severity, tier_a=False, large=hit.large)
+        new_id = alert_id("instance", state.key, hit.rule, hit.trigger).hex
+        opened, moved = record_hit(memory, RULE.code, hit.t, cooldown, severity, new_id, mark=hit.t)
         if not moved:
             continue
-        kind = label(model, ev.touchpoint) or ev.touchpoint
-        name = state.key if state.key == ev.touchpoint else f"{state.key} ({kind})"
-        # the failures counted: those of the short window, not the instance's last ever
-        counted = [f[1] for f in in_window][-max_ids:]
-        alert = Alert(
-            alert_id=opened.alert_hex,
-            rule="touchpoint_degraded",
-            severity=opened.severity,
+        alert = alert_of(
+            hit,
+            opened,
+            cooldown,
+            now,
+            event_ids=hit.event_ids,
+            action=hit.action,
             subject_kind="instance",
             instance=state.key,
             channel=ev.channel,
             touchpoint=ev.touchpoint,
-            triggered_at=at(opened.t0),
-            updated_at=at(opened.last),
-            emitted_at=now,
-            open_until=at(opened.t0 + cooldown),
-            event_ids=counted,
-            count=opened.count,
-            magnitude=round(rate, 3),
-            explanation=one_line(
-                f"{name}: {sf} of {sa} attempts failed in {h.short_window_minutes} min "
-                f"({rate:.0%}){_by(customers, len(in_window), sf)}, "
-                f"{_against(base, ba, window_start - first, h)}"
-            ),
-            recommended_action=one_line(
-                f"open an incident for {state.key} now: check it, and point customers to "
-                "a working alternative until it is fixed"
-            ),
         )
         changed[str(alert.alert_id)] = alert
 

@@ -1,0 +1,158 @@
+"""What every alert rule is: a name, a memory code, and a pure check that gives a hit or not.
+
+A customer rule (``CustomerRule``) is one object with ``name`` (its name in
+``schemas.vocabulary.RULES`` and its section ``alerts.<name>`` of the model file),
+``code`` (its short key in ``alert_memory``) and ``check(at, model)``: what the customer's
+moment ``at`` shows, under the model's configuration, as a ``Hit`` or None. The check is
+pure: no clock (event time is in ``at``), no I/O; all it may change is its own flag in
+``at.batch.memory`` (low_score's disarm). Everything else an alert needs (the cooldown, the
+open alert's count, the severity for the tier, the alert id, the recommended action's
+urgency) is the orchestration's, ``streams.rules.customer.customer_alerts``, the same for
+every rule.
+
+What a rule sees (``At``): the event (its survey answers), its moment (readings, score
+after it), its event time, the batch's memory of what the counting rules count
+(``streams.core.trail``: earlier batches plus this batch up to and including the moment,
+uncapped) and the story of the score so far (``Batch``: the hourly highs, the episodes
+known, the key moments). The rules that count events read the trail; the rules that judge
+the score (low_score, sharp_drop) read the score's story. Both are kept by the
+orchestration as it walks the batch, so a rule holds no state of its own between moments.
+
+The touchpoint rule (``streams.rules.touchpoint_degraded``) judges an instance, not a
+customer: it is a ``Rule`` with a check of its own shape, and gives the same ``Hit``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from schemas.alerts import Alert
+from schemas.model import ExperienceModel
+from schemas.scoring import CustomerState, Moment
+from streams.core.trail import Trail
+from streams.pipeline.records import Event
+from streams.rules.memory import Memory, OpenAlert
+from streams.rules.words import at, one_line
+
+
+@dataclass(slots=True)
+class Hit:
+    """One rule matching at one moment, with everything its alert will say."""
+
+    rule: str
+    t: int
+    trigger: str  # hex id of the event that completed the pattern: the alert id's seed
+    event_ids: list[str]
+    magnitude: float
+    large: bool
+    explanation: str
+    action: str
+
+
+def alert_of(
+    hit: Hit,
+    opened: OpenAlert,
+    cooldown: int,
+    emitted_at: datetime,
+    *,
+    event_ids: list[str],
+    action: str,
+    **subject: Any,
+) -> Alert:
+    """The alert an open alert is after its latest ``hit``: id, severity, times and count
+    from the memory (``opened``), what it says from the hit, and the subject's own fields
+    (``subject_kind``, then ``customer_id``, ``instance``, ``tier``, ... as ``Alert``
+    names them)."""
+    return Alert(
+        alert_id=opened.alert_hex,
+        rule=hit.rule,
+        severity=opened.severity,
+        triggered_at=at(opened.t0),
+        updated_at=at(opened.last),
+        emitted_at=emitted_at,
+        open_until=at(opened.t0 + cooldown),
+        event_ids=event_ids,
+        count=opened.count,
+        magnitude=hit.magnitude,
+        explanation=one_line(hit.explanation),
+        recommended_action=one_line(action),
+        **subject,
+    )
+
+
+@dataclass(slots=True)
+class Batch:
+    """What the rules share while one customer's batch is walked, kept by the orchestration.
+
+    ``memory`` is the alert memory being written (a rule may keep a flag of its own
+    there); ``trail`` what the counting rules count; ``highs`` the (time, score) highs
+    known so far: the hourly highs from before the batch, then each moment of the batch
+    at the watermark it was scored at (a customer's first moment is no reference:
+    ``SharpDropRule``); ``pending`` the ids of the batch's moments not yet walked (not
+    known at the moment being judged).
+    """
+
+    before: CustomerState | None
+    after: CustomerState
+    memory: Memory
+    trail: Trail
+    pending: set[str]
+    highs: list[tuple[int, float]]
+    quote_feedback: bool
+    episodes: list[str] = field(default_factory=list)  # the batch's, walked so far
+
+    def episodes_known(self) -> int:
+        """Episodes known so far (low_score's evidence): the folded ones, then the open
+        ones and the batch's by id. An out-of-order merge may count one twice: the rule
+        then errs toward alerting. Counted only when a low score asks (most moments are
+        not low)."""
+        before = self.before
+        if before is None:
+            return len(set(self.episodes))
+        known = {ep.episode_id for ep in before.episodes}
+        return before.folded.count + len(known.union(self.episodes))
+
+    def hurt_most(self, since: int) -> list[str]:
+        """The key moments (those that moved the score most) that hurt, known so far."""
+        return [
+            k.event_id
+            for k in self.after.key_moments
+            if k.impact < 0 and k.t >= since and k.event_id not in self.pending
+        ]
+
+
+@dataclass(slots=True)
+class At:
+    """One moment of a customer's batch as the rules see it when it is applied."""
+
+    event: Event
+    moment: Moment
+    t: int  # event time, epoch seconds
+    hexid: str  # the event id as hex
+    watermark: int  # the customer's event-time watermark once this moment is applied
+    prev_score: float  # the score before this moment
+    batch: Batch
+
+
+class Rule(Protocol):
+    """What the registry knows of every rule."""
+
+    @property
+    def name(self) -> str:
+        """Its name in ``schemas.vocabulary.RULES``: the alert's ``rule``."""
+        ...
+
+    @property
+    def code(self) -> str:
+        """Its short key in ``alert_memory`` (written to the changelog on every update)."""
+        ...
+
+
+class CustomerRule(Rule, Protocol):
+    """A rule about one customer, judged at each moment; configured by ``alerts.<name>``."""
+
+    def check(self, at: At, model: ExperienceModel) -> Hit | None:
+        """The hit this moment completes, or None."""
+        ...

@@ -1,0 +1,195 @@
+"""Customer early-warning alerts (cx-model.md, "Early-warning alerts"), pure.
+
+``customer_alerts`` runs after ``apply_events`` on the same batch of one customer and turns
+what the batch changed into alerts, by judging each moment with every customer rule of the
+registry (``streams.rules.registry``: low_score, sharp_drop, repeated_failure,
+repeat_contact, channel_hopping and detractor, in that order). It imports schemas and the
+standard library only, and takes the wall-clock time of emission as an argument. The
+rules say whether a moment is a hit and what the alert says; this module owns what is the
+same for every rule: the walk, the memory of open alerts, cooldowns, severity and ids.
+
+How the rules see time. Every window is on event time. Moments are walked in the order
+``apply_events`` applied them (event time, then id), and at each moment a rule sees what
+was known when that moment was applied: the memory from earlier batches (even entries
+later in event time: an out-of-order arrival completes a pattern) plus this batch's
+moments up to and including it, uncapped (``streams.core.trail``: caps apply only to what
+is stored). So a pattern fires at the event that completed it whether the events came in
+one batch, in several, or one by one, and a catch-up after a restart raises what steady
+flow would have.
+
+New customers (cx-model.md is silent; the choice a CX operations team expects). A score
+resting on one episode is one moment, not an experience, so the score rules wait for
+evidence (``streams.rules.low_score``, ``streams.rules.sharp_drop``). The rules that are
+evidence on their own (repeated_failure, repeat_contact, channel_hopping, detractor) fire
+from the first moment.
+
+What never alerts. Duplicates (``apply_events`` gives no Moment) and *late* moments
+(older than the allowed lateness: they did not change the state). A late moment is history
+(over 48 h old by default), too old for an early warning, and since late events are not
+remembered in the dedup set a replay would bring them back each time.
+
+Dedup and cooldown. One alert per (customer, rule) per cooldown: a hit within
+``alerts.cooldown_hours`` (event time) of an open alert's opening trigger raises that
+alert's ``count`` and re-emits it with the SAME ``alert_id`` (a uuid5 of customer, rule and
+the opening event), later ``updated_at`` and severity never lowered; a hit outside it opens
+a new alert. Open alerts live in ``CustomerState.alert_memory`` (``streams.rules.memory``).
+A batch emits each changed alert once, in its latest version.
+
+Severity: the rule's base (``alerts.<rule>.severity``), one level up for a tier A
+customer, one more when the magnitude reaches the rule's ``escalate_at``; critical at most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import msgspec
+
+from schemas.alerts import Alert, alert_id
+from schemas.model import ExperienceModel
+from schemas.scoring import CustomerState, Moment
+from streams.core.times import epoch
+from streams.core.trail import Trail
+from streams.pipeline.records import Event
+from streams.rules.base import At, Batch, CustomerRule, Hit, alert_of
+from streams.rules.memory import OpenAlert, forget_closed, raise_severity, record_hit
+from streams.rules.registry import REGISTRY, Registry
+
+
+def customer_alerts(
+    before: CustomerState | None,
+    after: CustomerState,
+    events: Sequence[Event],
+    moments: Sequence[Moment | None],
+    model: ExperienceModel,
+    emitted_at: datetime,
+    *,
+    include_feedback_text: bool = False,
+    rules: Registry = REGISTRY,
+) -> tuple[CustomerState, list[Alert]]:
+    """The alerts one customer's batch raises, and the state with the rules' memory.
+
+    ``before`` and ``after`` are the states around ``apply_events(before, events, ...)``
+    and ``moments`` what it returned (parallel to ``events``; None for duplicates). The
+    events are needed for their survey answers (a Moment keeps readings, not answers).
+    The returned state is ``after`` with ``alert_memory`` updated (``after`` itself when
+    nothing changed); write THAT one to the table.
+
+    The counting rules read ``before``'s memory plus the batch's own moments, walked in
+    order and never capped (``after``'s is capped for storage: reading it would let the
+    end of a large batch crowd out what its beginning needed).
+
+    A detractor alert names the feedback's topic (the event's intent) and its sentiment,
+    not the customer's words, unless ``include_feedback_text``
+    (``CXPULSE_ALERTS_INCLUDE_FEEDBACK_TEXT``): alerts travel further (webhooks, chat
+    channels, tickets) than the tables that keep the text.
+
+    ``rules``: the rules to judge with (the registry's by default; a test or an extension
+    passes its own, ``REGISTRY.with_rule(...)``).
+    """
+    if len(events) != len(moments):
+        raise ValueError(f"{len(moments)} moments for {len(events)} events: pass one per event")
+    if emitted_at.tzinfo is None:
+        raise ValueError("emitted_at must be timezone-aware")
+    # (event, moment, event id as hex): the hex is needed four times per moment
+    live = [
+        (e, m, e.event_id.hex)
+        for e, m in zip(events, moments, strict=True)
+        if m is not None and not m.late
+    ]
+    if not live:
+        return after, []
+    if len(live) > 1:
+        live.sort(key=lambda p: (p[0].occurred_at, p[2]))
+    cfg = model.alerts
+    cooldown = int(cfg.cooldown_hours * 3600)
+    memory: dict[str, int | float | str] = dict(after.alert_memory)
+    batch = Batch(
+        before=before,
+        after=after,
+        memory=memory,
+        trail=Trail.of(before),
+        pending={hexid for _, _, hexid in live},
+        highs=list(before.score_trail) if before is not None else [],
+        quote_feedback=include_feedback_text,
+    )
+    watermark = before.watermark if before is not None else 0
+    prev_score = before.score if before is not None else 50.0
+    first = before is None  # a customer's first moment is no reference for sharp_drop
+    # The rules switched on (``alerts.<rule>.enabled``), in the registry's order.
+    active: list[CustomerRule] = [r for r in rules.customer if cfg.rule(r.name).enabled]
+    # alert id → (hit, moment, alert state) of its latest hit: built into Alerts once, at
+    # the end, however many hits a batch folds into one alert.
+    changed: dict[str, tuple[Hit, Moment, OpenAlert]] = {}
+
+    for ev, m, hexid in live:
+        batch.pending.discard(hexid)
+        t = min(epoch(ev.occurred_at), after.watermark)
+        watermark = max(watermark, t)
+        batch.trail.add(
+            t, m.channel, m.touchpoint, m.touchpoint_instance, m.outcome, m.intent, hexid
+        )
+        batch.episodes.append(m.episode_id)
+        now = At(ev, m, t, hexid, watermark, prev_score, batch)
+        hits: list[tuple[CustomerRule, Hit]] = []
+        for rule in active:
+            hit = rule.check(now, model)
+            if hit is not None:
+                hits.append((rule, hit))
+        if not first:
+            batch.highs.append((watermark, m.score_after))
+        first = False
+
+        for rule, hit in hits:
+            severity = raise_severity(
+                cfg.rule(rule.name).severity, tier_a=after.tier == "A", large=hit.large
+            )
+            code = rule.code
+            new_id = alert_id("customer", after.customer_id, hit.rule, hit.trigger).hex
+            if any(k.startswith(f"{code}@") and str(v).endswith(new_id) for k, v in memory.items()):
+                # the seed already opened a remembered case: seed a new one with the moment
+                new_id = alert_id("customer", after.customer_id, hit.rule, hexid).hex
+            opened, _ = record_hit(memory, code, hit.t, cooldown, severity, new_id)
+            changed[opened.alert_hex] = (hit, m, opened)
+        prev_score = m.score_after
+
+    forget_closed(
+        memory, after.watermark - int(model.episodes.allowed_lateness_hours * 3600), cooldown
+    )
+    if memory != after.alert_memory:
+        after = msgspec.structs.replace(after, alert_memory=memory)
+    alerts = [
+        _alert(hit, m, opened, after, model, cooldown, emitted_at)
+        for hit, m, opened in changed.values()
+    ]
+    return after, sorted(alerts, key=lambda a: (a.updated_at, a.rule))
+
+
+def _alert(
+    hit: Hit,
+    m: Moment,
+    opened: OpenAlert,
+    state: CustomerState,
+    model: ExperienceModel,
+    cooldown: int,
+    emitted_at: datetime,
+) -> Alert:
+    cfg = model.alerts
+    urgency = getattr(cfg.actions, state.tier if state.tier in ("A", "B", "C") else "none")
+    return alert_of(
+        hit,
+        opened,
+        cooldown,
+        emitted_at,
+        event_ids=list(dict.fromkeys(hit.event_ids))[-cfg.max_event_ids :],
+        action=f"{urgency}: {hit.action}",
+        subject_kind="customer",
+        customer_id=state.customer_id,
+        instance=m.touchpoint_instance,
+        tier=state.tier,
+        segment=state.segment,
+        score=round(m.score_after, 2),
+        channel=m.channel,
+        touchpoint=m.touchpoint,
+    )
