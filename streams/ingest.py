@@ -49,9 +49,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from kafka.errors import KafkaError
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr, TypeAdapter, ValidationError
 
-from schemas.envelope import EMPTY_BATCH_REASON, MAX_BATCH_EVENTS, Rejected
+from schemas.envelope import EMPTY_BATCH_REASON, MAX_BATCH_EVENTS, UTF8_BOM, Rejected
 from schemas.envelope import _safe_item_bytes as item_bytes
 from schemas.events import TouchpointEvent
 from streams import metrics
@@ -97,6 +97,7 @@ DLQ_SOURCE_TOPIC = "http"
 MAX_CLAIM_BYTES = 64 * 1024
 #: Statuses answered before the body is read: the connection is not kept for another.
 _CLOSING = frozenset({401, 408, 413, 415})
+_EVENTS = TypeAdapter(list[TouchpointEvent])
 
 
 class BodyError(Exception):
@@ -132,7 +133,21 @@ def read_items(body: bytes, max_items: int = MAX_BATCH_EVENTS) -> list[Item]:
     ``validate_event``, so a reason here is word for word the one ``cxpulse publish``
     gives. Raises ``BodyError`` for a body that is not that at all (400), holds no event
     (400: an empty array, as on Kafka), or holds more than ``max_items`` (413).
+
+    A JSON array whose every item is valid (the normal case) is validated in one call of
+    pydantic on the raw JSON first, twice as fast as item by item: the same model, so the
+    same events; when anything in it is wrong, it is read again item by item as above,
+    for the reasons and lines.
     """
+    head = body[len(UTF8_BOM) :] if body.startswith(UTF8_BOM) else body
+    if head.lstrip()[:1] == b"[":
+        try:
+            events = _EVENTS.validate_json(head)
+        except ValueError:  # ValidationError included: the exact path says what and where
+            pass
+        else:
+            if 0 < len(events) <= max_items:
+                return [Item(i, 1, e, None, str(e.event_id)) for i, e in enumerate(events)]
     items: list[Item] = []
     try:
         source = iter_source("-", io.BytesIO(body), name="the request body")
