@@ -90,6 +90,7 @@ ACK_SECONDS = 45.0
 #: How long a stopping server lets requests in flight finish.
 SHUTDOWN_SECONDS = 50.0
 RETRY_AFTER_SECONDS = 5
+LINGER_SECONDS = 2.0
 #: ``cxpulse.source.topic`` of a dead letter from HTTP (partition -1; the offset is a
 #: digest of the request body, so the same request sent again yields the same ids).
 DLQ_SOURCE_TOPIC = "http"
@@ -409,6 +410,17 @@ def _bridge(loop: asyncio.AbstractEventLoop, future: Any) -> asyncio.Future[None
     return waiter
 
 
+async def _cancelled(task: asyncio.Task[Any], tries: int = 50) -> None:
+    """Cancel ``task`` and wait (a few seconds at most) until it is done. Once is not
+    always enough: on Python 3.11, ``asyncio.wait_for`` swallows a cancellation that
+    arrives as the awaited call completes, and the probe's loop would then go on."""
+    for _ in range(tries):
+        if task.done():
+            return
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+
+
 async def acknowledged(futures: list[Any], timeout: float = ACK_SECONDS) -> str | None:
     """None once Kafka has acknowledged every message, else the first error (one line)."""
     if not futures:
@@ -485,7 +497,14 @@ class IngestServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_SECONDS,
+            # After a refusal (401, 413, ...) with the body unsent or unread, what the
+            # client still sends is read and dropped this long, so that it gets the
+            # answer rather than a reset connection; never held, and not for longer.
+            lingering_time=LINGER_SECONDS,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -508,9 +527,7 @@ class IngestServer:
         if self._runner is not None:
             await self._runner.cleanup()
         if self._probe_task is not None:
-            self._probe_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe_task
+            await _cancelled(self._probe_task)
         if self._executor is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._close_sender)
             self._executor.shutdown(wait=True)
