@@ -62,6 +62,7 @@ $(PEER_STAMP): pyproject.toml $(STAMP)
 bench: $(STAMP) $(PEER_STAMP)
 	$(PY) -m pytest -p no:cacheprovider -o python_files='bench_*.py' tests/benchmarks --benchmark-only --benchmark-columns=median,ops,rounds -q
 	$(PY) -m tests.benchmarks.pipeline --peer-python $(PEER_VENV)/bin/python
+	$(PY) -m tests.benchmarks.ingest
 
 # Chaos suite: workers restarted 30 times and killed with SIGKILL while input arrives, on
 # the bundled broker (loopback) and chDB; prints a table, fails on any loss or duplicate.

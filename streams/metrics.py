@@ -1,4 +1,5 @@
-"""Every Prometheus metric of a cxpulse worker, defined once, with its help text.
+"""Every Prometheus metric of a cxpulse worker (and of ``cxpulse ingest``, in a registry
+of its own), defined once, with its help text.
 
 Label values are bounded sets (channels, tables, rule names, reason kinds): an unbounded
 label such as a customer id would turn the registry into a memory leak.
@@ -182,8 +183,47 @@ WEBHOOK_DROPPED = Counter(
     registry=REGISTRY,
 )
 
+# -- cxpulse ingest (a process of its own: its /metrics shows these only) ----------------
 
-def render() -> tuple[bytes, str]:
+INGEST_REGISTRY = CollectorRegistry(auto_describe=True)
+
+INGEST_REQUESTS = Counter(
+    "cxpulse_ingest_requests_total",
+    "POST /events requests answered by cxpulse ingest, by HTTP status.",
+    ["status"],
+    registry=INGEST_REGISTRY,
+)
+INGEST_ACCEPTED = Counter(
+    "cxpulse_ingest_events_accepted_total",
+    "Events cxpulse ingest published to the touchpoint topic, acknowledged by Kafka.",
+    registry=INGEST_REGISTRY,
+)
+INGEST_REJECTED = Counter(
+    "cxpulse_ingest_events_rejected_total",
+    "Items of POST /events that were not valid events (sent to the dead-letter topic), "
+    "by reason kind; a body that cannot be read at all counts once, as not_readable.",
+    ["reason"],
+    registry=INGEST_REGISTRY,
+)
+INGEST_FAILED = Counter(
+    "cxpulse_ingest_events_failed_total",
+    "Valid events Kafka did not acknowledge (answered 503: the client resends them).",
+    registry=INGEST_REGISTRY,
+)
+INGEST_SECONDS = Histogram(
+    "cxpulse_ingest_request_seconds",
+    "Time to answer POST /events, from its headers to Kafka's acknowledgements.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=INGEST_REGISTRY,
+)
+INGEST_IN_PROGRESS = Gauge(
+    "cxpulse_ingest_requests_in_progress",
+    "POST /events requests being read, checked or waiting for Kafka's acknowledgements.",
+    registry=INGEST_REGISTRY,
+)
+
+
+def render(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
     """The registry in the Prometheus text format, with its content type (without the
     charset parameter, which aiohttp wants separately; the text is ASCII anyway)."""
-    return _generate_latest(REGISTRY), CONTENT_TYPE_LATEST.split("; charset")[0]
+    return _generate_latest(registry), CONTENT_TYPE_LATEST.split("; charset")[0]

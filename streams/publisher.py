@@ -288,7 +288,8 @@ class Publisher:
             key = None if buf.mixed else buf.customer.encode()
             self._send(value, key, len(buf.items), None if key else p)
 
-    def _send(self, value: bytes, key: bytes | None, n: int, partition: int | None = None) -> None:
+    def _send(self, value: bytes, key: bytes | None, n: int, partition: int | None = None) -> Any:
+        """Hand one message to the producer; its future (acknowledged or failed later)."""
         try:
             future = self._producer.send(self.topic, value=value, key=key, partition=partition)
         except KafkaError as exc:
@@ -300,6 +301,7 @@ class Publisher:
             ) from None
         future.add_callback(self._acked, n)
         future.add_errback(self._failed, n)
+        return future
 
     def _acked(self, n: int, _metadata: Any) -> None:
         with self._lock:
@@ -411,7 +413,9 @@ class Oversize(NamedTuple):
         )
 
 
-def iter_source(source: str | Path, stdin: IO[bytes] | None = None) -> Iterator[SourceItem]:
+def iter_source(
+    source: str | Path, stdin: IO[bytes] | None = None, *, name: str | None = None
+) -> Iterator[SourceItem]:
     """Items of a JSON Lines file, a JSON array file, or stdin (``-``), auto-detected.
 
     Reading is bounded: the input is read ``READ_CHUNK`` bytes at a time, and an item
@@ -427,9 +431,11 @@ def iter_source(source: str | Path, stdin: IO[bytes] | None = None) -> Iterator[
     item Python's JSON decoder cannot read (nested too deeply, a number of too many
     digits), is an ``InputError`` naming the line, since where the item ends, and so
     everything after it, cannot be trusted. Every failure to read is an ``InputError``
-    (one line, for ``cxpulse publish``), never a traceback.
+    (one line, for ``cxpulse publish``), never a traceback. ``name`` is what its messages
+    call the input (the file's name, or "stdin", by default).
     """
-    f, name, _ = _open(source, stdin)
+    f, opened, _ = _open(source, stdin)
+    name = name or opened
     try:
         yield from _iter_stream(_Chunks(f), name)
     except OSError as exc:  # a read failing midway: a device error, a closed pipe

@@ -62,6 +62,25 @@ class Settings(BaseSettings):
         6066, ge=0, le=65535, description="worker HTTP port (/metrics, /livez, /readyz)"
     )
     web_host: str = Field("0.0.0.0", description="worker HTTP bind address")
+    ingest_host: str = Field(
+        "127.0.0.1",
+        description="cxpulse ingest bind address; any but a loopback one needs "
+        "CXPULSE_INGEST_TOKEN",
+    )
+    ingest_port: int = Field(
+        8080, ge=0, le=65535, description="cxpulse ingest HTTP port (POST /events, /metrics)"
+    )
+    ingest_token: SecretStr | None = Field(
+        None,
+        description="bearer token POST /events requires (16+ characters, never printed); "
+        "unset = none, allowed on a loopback address only",
+    )
+    ingest_max_body_bytes: int = Field(
+        5 * 1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="largest POST /events body, after gzip is undone (larger: 413)",
+    )
     data_dir: Path = Field(Path("./var"), description="local state: tables, chDB, logs")
     state_store: Literal["rocksdb", "memory"] = Field(
         "rocksdb",
@@ -210,6 +229,19 @@ class Settings(BaseSettings):
                 ) from None
         return v
 
+    @field_validator("ingest_token")
+    @classmethod
+    def _ingest_token_form(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value():
+            return None
+        value = v.get_secret_value()
+        if len(value) < 16 or any(c.isspace() for c in value):
+            raise ValueError(
+                "give at least 16 characters without spaces, e.g. the output of "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return v
+
     @property
     def clickhouse_display_url(self) -> str:
         """The ClickHouse URL for messages: ``user:***@`` when a password is set."""
@@ -233,7 +265,7 @@ def is_loopback(host: str) -> bool:
 
 
 #: Settings whose value is never quoted in an error message.
-_SECRET_FIELDS = {"clickhouse_password", "webhook_secret"}
+_SECRET_FIELDS = {"clickhouse_password", "webhook_secret", "ingest_token"}
 
 
 def load_settings(**overrides: object) -> Settings:

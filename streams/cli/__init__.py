@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from streams.cli import alerts, broker, demo, model, publish, query, worker
+from streams.cli import alerts, broker, demo, ingest, model, publish, query, worker
 from streams.settings import ConfigError
 
 
@@ -30,6 +30,9 @@ def cli() -> None:
       cxpulse worker                     # terminal 2
       cxpulse publish events.jsonl       # terminal 3
       cxpulse query "SELECT channel, count() FROM touchpoint_events FINAL GROUP BY channel"
+    \b
+    Systems that cannot speak Kafka POST events over HTTP instead:
+      cxpulse ingest                     # POST http://127.0.0.1:8080/events
     """
 
 
@@ -37,6 +40,7 @@ COMMANDS: list[click.Command] = [
     broker.broker,
     worker.worker,
     publish.publish,
+    ingest.ingest,
     query.query,
     alerts.alerts,
     model.model,
