@@ -92,6 +92,7 @@ aiokafka's maintainers, with a reproduction.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import suppress
@@ -200,6 +201,33 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     fetch wait the app sets (Faust hard-codes 1.5 s, and the bundled broker holds a
     fetch that long when a partition has nothing new: an event crosses two of a
     worker's consumers before its alert leaves, so that wait was most of the latency)."""
+
+    #: Seconds the aiokafka consumer may take to stop (a guard: with the brokers gone its
+    #: group coordinator gives up at once, but a stop that outlasts an orchestrator's
+    #: grace period ends in a SIGKILL). Past it the consumer is left as it is; what it did
+    #: not commit is read again (at-least-once).
+    stop_timeout: float = 4.0
+
+    async def on_thread_stop(self) -> None:
+        """Stop the aiokafka consumer, whatever its fetcher raises.
+
+        With the brokers unreachable, aiokafka's ``Fetcher.close`` cancels its fetch task
+        and awaits it, re-raising that task's CancelledError. Out of here it would end
+        the thread before it tells the worker it is done, and the worker would wait for
+        it for mode's 60 s shutdown timeout: a SIGTERM took 61 s."""
+        try:
+            await asyncio.wait_for(super().on_thread_stop(), self.stop_timeout)
+        except TimeoutError:
+            logger.warning(
+                "the Kafka consumer did not stop within %.0fs (Kafka unreachable?); what "
+                "it did not commit is read again",
+                self.stop_timeout,
+            )
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this stop itself is cancelled
+            logger.info("the Kafka consumer stopped (its fetcher's last request was cancelled)")
 
     def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
