@@ -313,6 +313,9 @@ class Consumer(faust_aiokafka.Consumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.seeks = Seeks()
+        #: One past the highest offset fetched of each partition: its end offset as far
+        #: as the records tell (``streams.lag``: where the broker's end offsets are not exact).
+        self.fetched_end: dict[tuple[str, int], int] = {}
         super().__init__(*args, **kwargs)
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
@@ -324,9 +327,12 @@ class Consumer(faust_aiokafka.Consumer):
         seeks = self.seeks
         at_fetch: dict[tuple[str, int], int] | None = None
         reported: set[TP] = set()
+        fetched_end = self.fetched_end
         async for tp, message in super().getmany(timeout):
             if at_fetch is None:  # this batch's fetch is the last one that ended
                 at_fetch = seeks.at_fetch
+            if message.offset >= fetched_end.get(tp, 0):
+                fetched_end[tp] = message.offset + 1
             if seeks.stale(tp, at_fetch):
                 if tp not in reported:
                     reported.add(tp)
