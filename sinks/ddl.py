@@ -139,8 +139,25 @@ def schema_statements(
 COLUMN_EXISTS = 44
 
 
+def same_view(definition: str, spec: ViewSpec, database: str) -> bool:
+    """Whether a view's stored ``CREATE VIEW`` query selects what ``spec`` selects.
+
+    ClickHouse stores the query reformatted (spacing, backquotes, parentheses), so both
+    are compared as their letters and digits only: a change of an expression or a
+    function (``avg(x)`` to ``round(avg(x), 2)``) shows, the formatting does not."""
+    return _bare(spec.select.format(db=quote_ident(database))) in _bare(definition)
+
+
+def _bare(sql: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", sql.lower())
+
+
 def upgrade_statements(
-    spec: TableSpec | ViewSpec, existing: list[str], caps: Capabilities, database: str
+    spec: TableSpec | ViewSpec,
+    existing: list[str],
+    caps: Capabilities,
+    database: str,
+    definition: str | None = None,
 ) -> list[str]:
     """What brings a table or view created by an earlier version up to ``spec``, given the
     column names it has now (``DESCRIBE TABLE``, in order).
@@ -148,13 +165,15 @@ def upgrade_statements(
     Column names are a public contract and new columns are only ever added at the end, so
     an older table is the spec's first columns: ``ALTER TABLE ... ADD COLUMN`` adds the
     rest (existing rows read the new columns' defaults). A view holds no data: one whose
-    columns differ is dropped and created again. Anything else (a column renamed or
+    columns differ, or whose stored query (``definition``, when known) selects something
+    else, is dropped and created again. Anything else (a column renamed or
     removed, a table of the same name that is not cxpulse's) is refused with one line,
     because inserting into it would fail on every batch.
     """
     if isinstance(spec, ViewSpec):
         wanted = [name for name, _ in spec.columns]
-        if not wanted or existing == wanted:
+        unchanged = definition is None or same_view(definition, spec, database)
+        if not wanted or (existing == wanted and unchanged):
             return []
         target = f"{quote_ident(database)}.{quote_ident(spec.name)}"
         # DROP TABLE: 18.16 has no DROP VIEW, and every version drops views with it
@@ -183,15 +202,21 @@ def ensure_schema(
     database: str,
     run: Callable[[str], object],
     column_names: Callable[[str], list[str]],
+    view_definition: Callable[[str], str | None] | None = None,
 ) -> None:
     """Create what is missing, then upgrade what an older version created (both backends
     do exactly this; ``run`` executes a statement, raising ``SinkWriteError`` with the
-    server's code, and ``column_names`` describes a table or view)."""
+    server's code, ``column_names`` describes a table or view, ``view_definition`` gives
+    a view's stored ``CREATE`` query)."""
     specs = list(specs)
     for sql in schema_statements(specs, caps, database):
         run(sql)
     for spec in specs:
-        for sql in upgrade_statements(spec, column_names(spec.name), caps, database):
+        definition = None
+        if isinstance(spec, ViewSpec) and view_definition is not None:
+            definition = view_definition(spec.name)
+        existing = column_names(spec.name)
+        for sql in upgrade_statements(spec, existing, caps, database, definition):
             log.warning("upgrading the schema: %s", sql.splitlines()[0][:200])
             try:
                 run(sql)

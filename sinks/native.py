@@ -111,11 +111,26 @@ class NativeBackend:
 
     def ensure_schema(self, specs: Sequence[TableSpec | ViewSpec] = SPECS) -> None:
         self._registry.remember(specs)
-        ddl.ensure_schema(specs, self.capabilities, self.database, self._run, self._column_names)
+        ddl.ensure_schema(
+            specs,
+            self.capabilities,
+            self.database,
+            self._run,
+            self._column_names,
+            self._view_definition,
+        )
 
     def _column_names(self, name: str) -> list[str]:
         target = f"{quote_ident(self.database)}.{quote_ident(name)}"
         return [str(row[0]) for row in self._run(f"DESCRIBE TABLE {target}")]
+
+    def _view_definition(self, name: str) -> str | None:
+        rows = self._run(
+            "SELECT create_table_query FROM system.tables "
+            "WHERE database = %(database)s AND name = %(name)s",
+            {"database": self.database, "name": name},
+        )
+        return str(rows[0][0]) if rows else None
 
     def insert(self, table: str | TableSpec, rows: Sequence[Row]) -> int:
         spec = self._registry.resolve(table)
