@@ -214,15 +214,54 @@ def ensure_schema(
     for spec in specs:
         definition = None
         if isinstance(spec, ViewSpec) and view_definition is not None:
-            definition = view_definition(spec.name)
+            definition = view_definition(spec.name) or None
         existing = column_names(spec.name)
-        for sql in upgrade_statements(spec, existing, caps, database, definition):
+        if isinstance(spec, ViewSpec):
+            _replace_view(spec, existing, caps, database, definition, run)
+            continue
+        for sql in upgrade_statements(spec, existing, caps, database):
             log.warning("upgrading the schema: %s", sql.splitlines()[0][:200])
             try:
                 run(sql)
             except SinkWriteError as exc:
                 if exc.code != COLUMN_EXISTS:  # else another worker added it just now
                     raise
+
+
+def _replace_view(
+    spec: ViewSpec,
+    existing: list[str],
+    caps: Capabilities,
+    database: str,
+    definition: str | None,
+    run: Callable[[str], object],
+) -> None:
+    """Replace a view that differs from its spec. A view holds no data: when another
+    worker starting at the same moment replaces it too and one of the statements fails,
+    the view is left as the other made it (created if missing) and checked again at the
+    next start, rather than stopping this worker."""
+    statements = upgrade_statements(spec, existing, caps, database, definition)
+    if not statements:
+        return
+    why = "its columns differ" if existing != [n for n, _ in spec.columns] else "its query differs"
+    log.warning(
+        "upgrading the schema: replacing view %s.%s (%s; it has %s)",
+        database,
+        spec.name,
+        why,
+        " ".join((definition or "").split())[:300] or existing,
+    )
+    try:
+        for sql in statements:
+            run(sql)
+    except SinkWriteError as exc:
+        log.warning(
+            "view %s.%s not replaced now (%s): checked again at the next start",
+            database,
+            spec.name,
+            exc,
+        )
+        run(create_view_sql(spec, database))  # IF NOT EXISTS: never left missing
 
 
 MODERN = Capabilities.from_version("24.8")

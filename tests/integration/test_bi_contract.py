@@ -182,7 +182,7 @@ def test_a_second_start_leaves_the_views_alone_and_a_changed_one_is_replaced(
     view whose query changed but not its columns is replaced."""
     with caplog.at_level("WARNING", logger="sinks.ddl"):
         real_backend.ensure_schema(SPECS)
-    assert not [r for r in caplog.records if "upgrading the schema" in r.getMessage()]
+    assert not [r.getMessage() for r in caplog.records if "upgrading the schema" in r.getMessage()]
 
     name = f"v_{uuid.uuid4().hex[:8]}"
     view = ViewSpec(name=name, select="SELECT 1 AS a", doc="test view", columns=(("a", "one"),))
