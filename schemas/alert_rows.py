@@ -94,10 +94,18 @@ _OPEN_ALERT_COLUMNS = (
     *("open_until", "count", "magnitude", "explanation", "recommended_action"),
 )
 
+#: Float32 columns as BI reads them: to 4 decimals, all a Float32 below 1000 holds (60.91,
+#: not 60.90999984741211).
+_ROUNDED = {"score", "magnitude"}
+
 OPEN_ALERTS = ViewSpec(
     name="open_alerts",
     select=(
-        f"SELECT {', '.join(_OPEN_ALERT_COLUMNS)} FROM {{db}}.alerts FINAL WHERE open_until > now()"
+        "SELECT "
+        + ", ".join(
+            f"round(toFloat64({c}), 4) AS {c}" if c in _ROUNDED else c for c in _OPEN_ALERT_COLUMNS
+        )
+        + " FROM {db}.alerts FINAL WHERE open_until > now()"
     ),
     doc=(
         "Alerts still within their cooldown (open_until in the future), latest version "

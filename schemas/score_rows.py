@@ -165,7 +165,8 @@ EMOTION_MAP = ViewSpec(
     name="emotion_map",
     select=(
         "SELECT journey_stage, touchpoint, channel, count() AS moments, "
-        "avg(valence) AS mean_valence, min(valence) AS worst_valence, "
+        "round(avg(valence), 4) AS mean_valence, "
+        "round(toFloat64(min(valence)), 4) AS worst_valence, "
         "countIf(valence < 0) / count() AS negative_share "
         "FROM {db}.moments FINAL WHERE late = 0 "
         "GROUP BY journey_stage, touchpoint, channel"
@@ -174,8 +175,8 @@ EMOTION_MAP = ViewSpec(
     columns=(
         *columns_of(MOMENTS, "journey_stage", "touchpoint", "channel"),
         ("moments", "Moments in the cell (late ones left out: they were not scored)."),
-        ("mean_valence", "Mean valence, -10..10: how this touchpoint feels at this stage."),
-        ("worst_valence", "The lowest valence of the cell: its worst moment."),
+        ("mean_valence", "Mean valence, -10..10, to 4 decimals: how this touchpoint feels."),
+        ("worst_valence", "The lowest valence of the cell (its worst moment), to 4 decimals."),
         ("negative_share", "Share of moments with a negative valence, 0..1."),
     ),
 )
@@ -183,8 +184,9 @@ EMOTION_MAP = ViewSpec(
 KEY_EXPERIENCES = ViewSpec(
     name="key_experiences",
     select=(
-        "SELECT factor, segment, tier, count() AS moments, avg(impact) AS mean_impact, "
-        "avg(gap) AS mean_gap, countIf(impact <= -15) AS key_negative, "
+        "SELECT factor, segment, tier, count() AS moments, "
+        "round(avg(impact), 4) AS mean_impact, round(avg(gap), 4) AS mean_gap, "
+        "countIf(impact <= -15) AS key_negative, "
         "countIf(impact >= 15) AS key_positive "
         "FROM {db}.moment_factors FINAL GROUP BY factor, segment, tier"
     ),
@@ -192,8 +194,11 @@ KEY_EXPERIENCES = ViewSpec(
     columns=(
         *columns_of(MOMENT_FACTORS, "factor", "segment", "tier"),
         ("moments", "Moments that touched the factor."),
-        ("mean_impact", "Mean importance × gap: below 0 the factor lets these customers down."),
-        ("mean_gap", "Mean reading minus the tier's expectation."),
+        (
+            "mean_impact",
+            "Mean importance × gap, to 4 decimals: below 0 the factor lets these customers down.",
+        ),
+        ("mean_gap", "Mean reading minus the tier's expectation, to 4 decimals."),
         ("key_negative", "Moments with impact <= -15: key negative experiences."),
         ("key_positive", "Moments with impact >= 15: key positive experiences."),
     ),
@@ -201,7 +206,7 @@ KEY_EXPERIENCES = ViewSpec(
 
 _CHANNEL_SCORES = " UNION ALL ".join(
     f"SELECT tier, '{c}' AS channel, assumeNotNull(score_{c}) AS s "
-    f"FROM {{db}}.customer_scores FINAL WHERE score_{c} IS NOT NULL"
+    f"FROM {{db}}.customer_scores FINAL WHERE isNotNull(score_{c})"
     for c in _CHANNELS
 )
 
@@ -209,7 +214,7 @@ SCORE_DISTRIBUTION = ViewSpec(
     name="score_distribution",
     select=(
         "SELECT tier, channel, intDiv(toUInt32(s), 10) * 10 AS score_band, "
-        "count() AS customers, avg(s) AS mean_score FROM ("
+        "count() AS customers, round(avg(s), 4) AS mean_score FROM ("
         "SELECT tier, 'all' AS channel, score AS s FROM {db}.customer_scores FINAL "
         f"UNION ALL {_CHANNEL_SCORES}) GROUP BY tier, channel, score_band"
     ),
@@ -219,7 +224,7 @@ SCORE_DISTRIBUTION = ViewSpec(
         ("channel", "'all' for the overall score, else the channel of the sub-score."),
         ("score_band", "Lower bound of the 10-point band: 0, 10, ... 90, and 100 itself."),
         ("customers", "Customers whose (sub-)score falls in the band."),
-        ("mean_score", "Their mean (sub-)score."),
+        ("mean_score", "Their mean (sub-)score, to 4 decimals."),
     ),
 )
 

@@ -139,8 +139,25 @@ def schema_statements(
 COLUMN_EXISTS = 44
 
 
+def same_view(definition: str, spec: ViewSpec, database: str) -> bool:
+    """Whether a view's stored ``CREATE VIEW`` query selects what ``spec`` selects.
+
+    ClickHouse stores the query reformatted (spacing, backquotes, parentheses), so both
+    are compared as their letters and digits only: a change of an expression or a
+    function (``avg(x)`` to ``round(avg(x), 2)``) shows, the formatting does not."""
+    return _bare(spec.select.format(db=quote_ident(database))) in _bare(definition)
+
+
+def _bare(sql: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", sql.lower())
+
+
 def upgrade_statements(
-    spec: TableSpec | ViewSpec, existing: list[str], caps: Capabilities, database: str
+    spec: TableSpec | ViewSpec,
+    existing: list[str],
+    caps: Capabilities,
+    database: str,
+    definition: str | None = None,
 ) -> list[str]:
     """What brings a table or view created by an earlier version up to ``spec``, given the
     column names it has now (``DESCRIBE TABLE``, in order).
@@ -148,13 +165,15 @@ def upgrade_statements(
     Column names are a public contract and new columns are only ever added at the end, so
     an older table is the spec's first columns: ``ALTER TABLE ... ADD COLUMN`` adds the
     rest (existing rows read the new columns' defaults). A view holds no data: one whose
-    columns differ is dropped and created again. Anything else (a column renamed or
+    columns differ, or whose stored query (``definition``, when known) selects something
+    else, is dropped and created again. Anything else (a column renamed or
     removed, a table of the same name that is not cxpulse's) is refused with one line,
     because inserting into it would fail on every batch.
     """
     if isinstance(spec, ViewSpec):
         wanted = [name for name, _ in spec.columns]
-        if not wanted or existing == wanted:
+        unchanged = definition is None or same_view(definition, spec, database)
+        if not wanted or (existing == wanted and unchanged):
             return []
         target = f"{quote_ident(database)}.{quote_ident(spec.name)}"
         # DROP TABLE: 18.16 has no DROP VIEW, and every version drops views with it
@@ -183,21 +202,66 @@ def ensure_schema(
     database: str,
     run: Callable[[str], object],
     column_names: Callable[[str], list[str]],
+    view_definition: Callable[[str], str | None] | None = None,
 ) -> None:
     """Create what is missing, then upgrade what an older version created (both backends
     do exactly this; ``run`` executes a statement, raising ``SinkWriteError`` with the
-    server's code, and ``column_names`` describes a table or view)."""
+    server's code, ``column_names`` describes a table or view, ``view_definition`` gives
+    a view's stored ``CREATE`` query)."""
     specs = list(specs)
     for sql in schema_statements(specs, caps, database):
         run(sql)
     for spec in specs:
-        for sql in upgrade_statements(spec, column_names(spec.name), caps, database):
+        definition = None
+        if isinstance(spec, ViewSpec) and view_definition is not None:
+            definition = view_definition(spec.name) or None
+        existing = column_names(spec.name)
+        if isinstance(spec, ViewSpec):
+            _replace_view(spec, existing, caps, database, definition, run)
+            continue
+        for sql in upgrade_statements(spec, existing, caps, database):
             log.warning("upgrading the schema: %s", sql.splitlines()[0][:200])
             try:
                 run(sql)
             except SinkWriteError as exc:
                 if exc.code != COLUMN_EXISTS:  # else another worker added it just now
                     raise
+
+
+def _replace_view(
+    spec: ViewSpec,
+    existing: list[str],
+    caps: Capabilities,
+    database: str,
+    definition: str | None,
+    run: Callable[[str], object],
+) -> None:
+    """Replace a view that differs from its spec. A view holds no data: when another
+    worker starting at the same moment replaces it too and one of the statements fails,
+    the view is left as the other made it (created if missing) and checked again at the
+    next start, rather than stopping this worker."""
+    statements = upgrade_statements(spec, existing, caps, database, definition)
+    if not statements:
+        return
+    why = "its columns differ" if existing != [n for n, _ in spec.columns] else "its query differs"
+    log.warning(
+        "upgrading the schema: replacing view %s.%s (%s; it has %s)",
+        database,
+        spec.name,
+        why,
+        " ".join((definition or "").split())[:300] or existing,
+    )
+    try:
+        for sql in statements:
+            run(sql)
+    except SinkWriteError as exc:
+        log.warning(
+            "view %s.%s not replaced now (%s): checked again at the next start",
+            database,
+            spec.name,
+            exc,
+        )
+        run(create_view_sql(spec, database))  # IF NOT EXISTS: never left missing
 
 
 MODERN = Capabilities.from_version("24.8")

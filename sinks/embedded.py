@@ -216,12 +216,27 @@ class ChdbBackend:
 
     def ensure_schema(self, specs: Sequence[TableSpec | ViewSpec] = SPECS) -> None:
         self._registry.remember(specs)
-        ddl.ensure_schema(specs, self.capabilities, self.database, self._run, self._column_names)
+        ddl.ensure_schema(
+            specs,
+            self.capabilities,
+            self.database,
+            self._run,
+            self._column_names,
+            self._view_definition,
+        )
 
     def _column_names(self, name: str) -> list[str]:
         target = f"{quote_ident(self.database)}.{quote_ident(name)}"
         desc = self._run(f"DESCRIBE TABLE {target}")
         return [str(n) for n in desc.column("name").to_pylist()]
+
+    def _view_definition(self, name: str) -> str | None:
+        found = self._run(
+            "SELECT create_table_query FROM system.tables WHERE database = "
+            f"{ddl.string_literal(self.database)} AND name = {ddl.string_literal(name)}"
+        )
+        values = found.column("create_table_query").to_pylist()
+        return str(values[0]) if values else None
 
     def insert(self, table: str | TableSpec, rows: Sequence[Row]) -> int:
         spec = self._registry.resolve(table)

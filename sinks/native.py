@@ -8,6 +8,7 @@ driver's per-value timezone handling is skipped.
 from __future__ import annotations
 
 import logging
+import socket
 import struct
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -84,6 +85,8 @@ class NativeBackend:
         self._cfg = dict(cfg)  # for the read-only session's own connection
         self._reader: NativeReader | None = None
         self._reader_lock = threading.Lock()
+        if cfg["port"] in HTTP_PORTS:
+            refuse_http_port(cfg["host"], cfg["port"], float(cfg["connect_timeout"]))
         # Connect without a database: ensure_schema may be about to create it, and a
         # missing database should be reported as such, not as a failed connection.
         self._client = Client(
@@ -92,7 +95,13 @@ class NativeBackend:
             password=secret.get_secret_value(),
             **cfg,
         )
-        self._version = str(self._run("SELECT version()")[0][0])
+        try:
+            self._version = str(self._run("SELECT version()")[0][0])
+        except SinkUnavailable:
+            # A port that accepts the connection and never answers the handshake may be
+            # an HTTP port on another number: say so rather than "unreachable".
+            refuse_http_port(cfg["host"], cfg["port"], float(cfg["connect_timeout"]))
+            raise
         self.capabilities = Capabilities.from_version(self._version)
 
     # -- the Backend interface ------------------------------------------------------
@@ -102,11 +111,26 @@ class NativeBackend:
 
     def ensure_schema(self, specs: Sequence[TableSpec | ViewSpec] = SPECS) -> None:
         self._registry.remember(specs)
-        ddl.ensure_schema(specs, self.capabilities, self.database, self._run, self._column_names)
+        ddl.ensure_schema(
+            specs,
+            self.capabilities,
+            self.database,
+            self._run,
+            self._column_names,
+            self._view_definition,
+        )
 
     def _column_names(self, name: str) -> list[str]:
         target = f"{quote_ident(self.database)}.{quote_ident(name)}"
         return [str(row[0]) for row in self._run(f"DESCRIBE TABLE {target}")]
+
+    def _view_definition(self, name: str) -> str | None:
+        rows = self._run(
+            "SELECT create_table_query FROM system.tables "
+            "WHERE database = %(database)s AND name = %(name)s",
+            {"database": self.database, "name": name},
+        )
+        return str(rows[0][0]) if rows else None
 
     def insert(self, table: str | TableSpec, rows: Sequence[Row]) -> int:
         spec = self._registry.resolve(table)
@@ -230,6 +254,8 @@ class NativeReader:
         self._user = cfg["user"]
         self._cfg = dict(cfg)
         self._readonly = str(settings.get("readonly", ""))
+        if cfg["port"] in HTTP_PORTS:
+            refuse_http_port(cfg["host"], cfg["port"], float(cfg["connect_timeout"]))
         self._client = self._connect(settings)
         self._lock = threading.Lock()
         self._checked = False
@@ -321,9 +347,39 @@ class NativeReader:
             ) from None
 
 
+#: ClickHouse's HTTP port: a clickhouse:// URL naming it is checked
+#: before connecting, because the native handshake sent to an HTTP port is never answered
+#: (the driver waits its send_receive_timeout, a minute, then says "unreachable").
+HTTP_PORTS = {8123}
+
+
+def answers_http(host: str, port: int, timeout: float) -> bool:
+    """Whether ``host:port`` answers an HTTP request (ClickHouse's ``/ping``)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            conn.sendall(f"GET /ping HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+            return conn.recv(16).startswith(b"HTTP/")
+    except OSError:
+        return False
+
+
+def refuse_http_port(host: str, port: int, timeout: float) -> None:
+    """Raise a one-line SinkConfigError when ``host:port`` is an HTTP port."""
+    if answers_http(host, port, timeout):
+        raise SinkConfigError(
+            f"{host}:{port} is ClickHouse's HTTP port (it answers HTTP), but clickhouse:// "
+            "speaks the native protocol: use the native port, usually 9000 (9440 with "
+            "?secure=1), in CXPULSE_CLICKHOUSE_URL"
+        )
+
+
 def _unreachable(where: str, exc: BaseException) -> SinkUnavailable:
+    cause = _first_line(exc)
+    if not (cause.startswith("(") and cause.endswith(")")):
+        cause = f"({cause})"
     return SinkUnavailable(
-        f"ClickHouse at {where} is unreachable ({_first_line(exc)}): "
+        f"ClickHouse at {where} is unreachable {cause}: "
         "start the server or fix host/port in CXPULSE_CLICKHOUSE_URL"
     )
 

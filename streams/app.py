@@ -15,7 +15,7 @@ import faust
 
 from schemas.model import ExperienceModel
 from sinks.writer import InsertBackend, SinkWriter
-from streams import topics, web
+from streams import lag, topics, web
 from streams.agents import experience, health, notify, sinks, validate
 from streams.kafka_consumer import App
 from streams.model_check import load_model
@@ -90,6 +90,7 @@ def create_app(
     sinks.register(rt)
     notify.register(rt)
     web.register(rt)
+    lag.register(app)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_writer(app: faust.App, **kwargs: Any) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -20,10 +21,10 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
@@ -142,12 +143,17 @@ def drained(metrics: dict[Any, float], expected: dict[str, int]) -> bool:
 
 
 def wait_for_rows(
-    worker: WorkerProcess, expected: dict[str, int], timeout: float, live: bool = False
+    worker: WorkerProcess,
+    expected: dict[str, int],
+    timeout: float,
+    live: bool = False,
+    waiting: Callable[[], bool] = lambda: False,
 ) -> dict[str, int]:
     """Poll the worker's metrics until everything is durable in ClickHouse (or time out).
 
     ``live``: alerts are being printed meanwhile, so progress is a line every few
-    seconds instead of a spinner that would fight with them for the terminal.
+    seconds instead of a spinner that would fight with them for the terminal; while
+    ``waiting()``, the line says the first alert is still awaited.
     """
     deadline = time.monotonic() + timeout
     got: dict[str, int] = {}
@@ -166,7 +172,9 @@ def wait_for_rows(
             if live and time.monotonic() - last_line > 5:
                 last_line = time.monotonic()
                 console.print(
-                    "[dim]  in ClickHouse so far: "
+                    "[dim]  "
+                    + (f"{WAITING}; " if waiting() else "")
+                    + "in ClickHouse so far: "
                     + ", ".join(f"{t} {got[t]:,}/{n:,}" for t, n in expected.items())
                     + "[/]"
                 )
@@ -237,7 +245,9 @@ def run_demo(
             f"{chdb_dir}, metrics http://127.0.0.1:{settings.web_port}/metrics, "
             f"log {worker.log_path}"
         )
-        follower = _follow_alerts(settings, live)
+        first_alert = threading.Event()
+        done = threading.Event()
+        follower = _follow_alerts(settings, live, worker, first_alert, done)
         try:
             console.print(
                 f"[bold]simulate[/]  {customers:,} customers, 8 simulated hours, incidents: "
@@ -267,15 +277,20 @@ def run_demo(
                 f"[bold]live alerts[/] (the first {live} warnings and critical ones, at most "
                 f"{LIVE_PER_RULE} of a rule, as they fire):"
             )
+            if live > 0:
+                console.print(f"[dim]  {WAITING} ...[/]")
             expected = {
                 "touchpoint_events": summary.sent,
                 "moments": summary.sent,
                 "dead_letters": len(invalid),
             }
-            got = wait_for_rows(worker, expected, timeout, live=True)
+            got = wait_for_rows(
+                worker, expected, timeout, live=True, waiting=_waiting(live, first_alert)
+            )
             elapsed = time.monotonic() - started
             ready = scrape(settings.web_port).get(("cxpulse_worker_ready_seconds", ()), 0.0)
             follower.join(timeout=2)
+            done.set()
             if not all(got.get(t, 0) >= n for t, n in expected.items()):
                 console.print(f"[red]timed out after {timeout:.0f}s: {got}[/]")
                 console.print(worker.log_tail())
@@ -286,12 +301,15 @@ def run_demo(
                 f"[green]{summary.sent:,} events, their moments, scores and alerts, and "
                 f"{len(invalid)} dead letters are in ClickHouse[/] ({elapsed:.1f}s from "
                 f"start; the worker was Ready {ready:.1f}s after its process started). "
-                f"The data stays in {chdb_dir}; query it with:\n"
-                f"  CXPULSE_CLICKHOUSE_URL=chdb://{chdb_dir} cxpulse query "
-                '"SELECT rule, count() FROM alerts FINAL GROUP BY rule"'
+                f"The data stays in {chdb_dir}; query it with:"
+            )
+            # unwrapped, so that it can be copied as it is
+            console.print(
+                "  " + query_hint(chdb_dir), soft_wrap=True, markup=False, highlight=False
             )
             return 0
         finally:
+            done.set()
             worker.stop()
 
 
@@ -300,12 +318,57 @@ def run_demo(
 LIVE_PER_RULE = 2
 
 
-def _follow_alerts(settings: Settings, live: int) -> threading.Thread:
-    """Print the first ``live`` warning and critical alerts as they arrive, from a thread."""
+#: What the live-alert section says until its first alert is printed.
+WAITING = "waiting for the first alert"
+
+
+def _waiting(live: int, first_alert: threading.Event) -> Callable[[], bool]:
+    return lambda: live > 0 and not first_alert.is_set()
+
+
+class _Noting:
+    """``out`` that sets ``event`` at its first write (the first alert printed)."""
+
+    def __init__(self, out: IO[str], event: threading.Event) -> None:
+        self.out, self.event = out, event
+
+    def write(self, text: str) -> int:
+        if text.strip():
+            self.event.set()
+        return self.out.write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def isatty(self) -> bool:
+        return self.out.isatty()
+
+    def fileno(self) -> int:
+        return self.out.fileno()
+
+
+def _follow_alerts(
+    settings: Settings,
+    live: int,
+    worker: WorkerProcess,
+    first_alert: threading.Event,
+    done: threading.Event,
+) -> threading.Thread:
+    """Print the first ``live`` warning and critical alerts as they arrive, from a thread.
+
+    The idle time after which it gives up counts from the worker's Ready: a worker that
+    starts slowly (a cold machine, a busy CI runner) does not cost the story its alerts.
+    """
     from streams.alerts_follow import follow_alerts
     from streams.topics import alerts
 
+    def ready() -> bool:
+        return scrape(settings.web_port).get(("cxpulse_worker_ready_seconds", ()), 0) > 0
+
     def run() -> None:
+        while not ready():
+            if done.wait(0.25) or not worker.alive():
+                return
         follow_alerts(
             settings.bootstrap_servers,
             alerts(settings),
@@ -314,13 +377,34 @@ def _follow_alerts(settings: Settings, live: int) -> threading.Thread:
             max_alerts=live,
             per_rule=LIVE_PER_RULE,
             idle_timeout=30.0,
-            out=sys.stdout,
+            out=cast(IO[str], _Noting(sys.stdout, first_alert)),
         )
 
     thread = threading.Thread(target=run, name="demo-alerts", daemon=True)
     if live > 0:
         thread.start()
     return thread
+
+
+def query_hint(chdb_dir: Path) -> str:
+    """The ``cxpulse query`` command that reads the demo's data, as this shell can run it:
+    ``cxpulse`` when that is on the PATH, else the way this demo was started."""
+    url = shlex.quote(f"chdb://{chdb_dir}")
+    sql = shlex.quote("SELECT rule, count() FROM alerts FINAL GROUP BY rule")
+    return f"CXPULSE_CLICKHOUSE_URL={url} {cxpulse_command()} query {sql}"
+
+
+def cxpulse_command() -> str:
+    """How to run ``cxpulse`` from here: the command on the PATH when it is this one, the
+    script this process runs (``.venv/bin/cxpulse`` of ``make demo``), or this Python
+    with ``-m streams.cli``."""
+    script = sys.argv[0] if sys.argv else ""
+    if Path(script).name == "cxpulse":
+        on_path = shutil.which("cxpulse")
+        if on_path and Path(on_path).resolve() == Path(script).resolve():
+            return "cxpulse"
+        return shlex.quote(script)
+    return f"{shlex.quote(sys.executable)} -m streams.cli"
 
 
 def _send_raw(bootstrap: list[str], topic: str, messages: list[bytes]) -> None:

@@ -92,6 +92,7 @@ aiokafka's maintainers, with a reproduction.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import suppress
@@ -201,6 +202,33 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     fetch that long when a partition has nothing new: an event crosses two of a
     worker's consumers before its alert leaves, so that wait was most of the latency)."""
 
+    #: Seconds the aiokafka consumer may take to stop (a guard: with the brokers gone its
+    #: group coordinator gives up at once, but a stop that outlasts an orchestrator's
+    #: grace period ends in a SIGKILL). Past it the consumer is left as it is; what it did
+    #: not commit is read again (at-least-once).
+    stop_timeout: float = 4.0
+
+    async def on_thread_stop(self) -> None:
+        """Stop the aiokafka consumer, whatever its fetcher raises.
+
+        With the brokers unreachable, aiokafka's ``Fetcher.close`` cancels its fetch task
+        and awaits it, re-raising that task's CancelledError. Out of here it would end
+        the thread before it tells the worker it is done, and the worker would wait for
+        it for mode's 60 s shutdown timeout: a SIGTERM took 61 s."""
+        try:
+            await asyncio.wait_for(super().on_thread_stop(), self.stop_timeout)
+        except TimeoutError:
+            logger.warning(
+                "the Kafka consumer did not stop within %.0fs (Kafka unreachable?); what "
+                "it did not commit is read again",
+                self.stop_timeout,
+            )
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this stop itself is cancelled
+            logger.info("the Kafka consumer stopped (its fetcher's last request was cancelled)")
+
     def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         wait = getattr(self.app, "fetch_max_wait_ms", None)
@@ -285,6 +313,9 @@ class Consumer(faust_aiokafka.Consumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.seeks = Seeks()
+        #: One past the highest offset fetched of each partition: its end offset as far
+        #: as the records tell (``streams.lag``: where the broker's end offsets are not exact).
+        self.fetched_end: dict[tuple[str, int], int] = {}
         super().__init__(*args, **kwargs)
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
@@ -296,9 +327,12 @@ class Consumer(faust_aiokafka.Consumer):
         seeks = self.seeks
         at_fetch: dict[tuple[str, int], int] | None = None
         reported: set[TP] = set()
+        fetched_end = self.fetched_end
         async for tp, message in super().getmany(timeout):
             if at_fetch is None:  # this batch's fetch is the last one that ended
                 at_fetch = seeks.at_fetch
+            if message.offset >= fetched_end.get(tp, 0):
+                fetched_end[tp] = message.offset + 1
             if seeks.stale(tp, at_fetch):
                 if tp not in reported:
                     reported.add(tp)

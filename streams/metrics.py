@@ -30,6 +30,14 @@ KAFKA_UNREACHABLE_SECONDS = Gauge(
     "every few seconds); 0 while the latest probe was answered.",
     registry=REGISTRY,
 )
+CONSUMER_LAG = Gauge(
+    "cxpulse_consumer_lag",
+    "Records of a partition this worker consumes that the group has not committed yet: "
+    "the end offset (read off the fetched records where the broker's is short) minus the "
+    "committed offset, updated every 2 s; 0 once everything is processed and durable.",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
 MESSAGES_IN = Counter(
     "cxpulse_messages_in_total",
     "Kafka messages read from the touchpoint topic (each holds one event or a batch).",

@@ -6,16 +6,20 @@ Faust starts and buries the cause in a retry loop or a traceback.
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import faulthandler
 import logging
 import os
 import signal
+import socket
 import time
 
 import faust
 
 from streams import metrics, topics
 from streams.app import TABLE_NAMES, create_app, default_connect
+from streams.logs import WorkerLogFilters
 from streams.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,7 @@ def preflight(settings: Settings) -> Settings:
         load_model(settings.model_path)
     except ModelError as exc:
         raise ConfigError(f"{exc} (CXPULSE_MODEL_PATH={settings.model_path})") from None
+    check_web_port(settings.web_host, settings.web_port)
 
     wait_for_kafka(settings.bootstrap_servers, timeout=30.0)
     settings = adapt_to_broker(settings)
@@ -74,6 +79,50 @@ def preflight(settings: Settings) -> Settings:
     if close is not None:
         close()
     return settings
+
+
+def check_web_port(host: str, port: int) -> None:
+    """Fail with one line when the worker's HTTP port is taken (another worker on this
+    host?), before Faust finds out with a traceback. Port 0 lets the system pick one."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} on {host} is already in use (another worker?): stop it or "
+                    "set CXPULSE_WEB_PORT to a free port"
+                ) from None
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}): fix "
+                "CXPULSE_WEB_HOST or CXPULSE_WEB_PORT"
+            ) from None
+
+
+def startup_summary(settings: Settings) -> str:
+    """The worker's start-up line: what it reads and writes, where, and its HTTP port."""
+    internal = [
+        topics.events(settings),
+        topics.health(settings),
+        topics.moments(settings),
+        topics.scores(settings),
+        topics.alerts(settings),
+        topics.touchpoints_dlq(settings),
+    ]
+    changelogs = [f"{settings.app_id}-{name}-changelog" for name in TABLE_NAMES]
+    host = settings.web_host
+    return (
+        f"worker {settings.app_id}: consumes {topics.touchpoints(settings)} from Kafka "
+        f"{settings.kafka_url} (group {settings.app_id}; internal topics "
+        f"{', '.join(internal)}; {settings.partitions} partitions each), writes ClickHouse "
+        f"{settings.clickhouse_display_url}, store memory:// with changelogs "
+        f"{', '.join(changelogs)}, web port {settings.web_port} on {host} "
+        "(/metrics, /livez, /readyz)"
+    )
 
 
 def first_line(exc: BaseException) -> str:
@@ -97,28 +146,77 @@ def run_worker(settings: Settings) -> None:
     app = create_app(settings)
     log.info("preflight done in %.1fs", time.monotonic() - started)
     worker = ReadyTimedWorker(
-        app, loglevel=settings.log_level.lower(), quiet=True, process_started=process_started
+        app,
+        loglevel=settings.log_level.lower(),
+        quiet=True,
+        process_started=process_started,
+        summary=startup_summary(settings),
     )
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        worker.log_stopped()
 
 
 class ReadyTimedWorker(faust.Worker):
-    """A Faust worker that records how long it took to become Ready.
+    """A Faust worker that says what it does, records how long it took to become Ready,
+    and keeps its log readable (``streams.logs``).
 
     Start-up time is what an operator waits through on every deploy and restart (and what
     a rebalance costs the partitions that move), so it is a metric
     (``cxpulse_worker_ready_seconds``) and a log line, not a guess.
     """
 
-    def __init__(self, *args: object, process_started: float, **kwargs: object) -> None:
+    def __init__(
+        self, *args: object, process_started: float, summary: str = "", **kwargs: object
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._process_started = process_started
+        self._summary = summary
+        self.log_filters = WorkerLogFilters()
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        self.log_filters.install(logger)
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()  # sets up logging
+        if self._summary:
+            log.info("%s", self._summary)
+        self.add_future(self._flush_repeated_lines())
+
+    async def _flush_repeated_lines(self) -> None:
+        repeats = self.log_filters.repeats
+        while not self.should_stop:
+            await asyncio.sleep(min(1.0, repeats.interval))
+            repeats.flush()
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
+        self.log_filters.keepalive.ready = True
         seconds = time.monotonic() - self._process_started
         metrics.WORKER_READY_SECONDS.set(seconds)
         log.info("ready %.1fs after the worker process started", seconds)
+
+    def _on_sigterm(self) -> None:
+        self._signalled_at = time.monotonic()
+        super()._on_sigterm()
+
+    def _on_sigint(self) -> None:
+        self._signalled_at = time.monotonic()
+        super()._on_sigint()
+
+    def on_worker_shutdown(self) -> None:
+        super().on_worker_shutdown()
+        self.log_filters.repeats.flush(final=True)
+
+    def log_stopped(self) -> None:
+        """The last line of a worker's log."""
+        signalled = getattr(self, "_signalled_at", None)
+        if signalled is None:
+            log.info("worker stopped")
+        else:
+            log.info("worker stopped %.1fs after the signal", time.monotonic() - signalled)
 
 
 def process_age() -> float:

@@ -141,3 +141,52 @@ def test_a_stale_view_is_replaced_and_a_foreign_table_refused(real_backend: Back
     real_backend.ensure_schema([dataclasses.replace(TOUCHPOINT_EVENTS, name=f"m_{suffix}")])
     with pytest.raises(SinkConfigError, match=rf"table \S+\.m_{suffix} has columns .* rename it"):
         real_backend.ensure_schema([foreign])
+
+
+def test_views_round_float32_columns(real_backend: Backend) -> None:
+    """Float32 columns read as Float64 carry noise (-3.17 as -3.1700000762939453): the
+    views BI reads show them to 4 decimals (all a Float32 below 1000 holds)."""
+    event = TouchpointEvent.model_validate(
+        {
+            "event_id": str(uuid.uuid4()),
+            "occurred_at": "2026-11-20T09:30:00+00:00",
+            "customer_id": "C-float32",
+            "channel": "web",
+            "touchpoint": "web.login",
+            "journey_stage": "post_purchase",
+            "outcome": "success",
+        }
+    )
+    _, moment = apply_event(None, event, load_model(), datetime(2026, 11, 21, tzinfo=UTC))
+    assert moment is not None
+    row = list(moment_rows(moment)[0])
+    touchpoint = f"t.float32_{uuid.uuid4().hex[:8]}"
+    row[MOMENTS.positions["touchpoint"]] = touchpoint
+    row[MOMENTS.positions["valence"]] = -3.17
+    real_backend.insert(MOMENTS, [tuple(row)])
+    _, raw = real_backend.query(
+        f"SELECT toFloat64(valence) FROM moments FINAL WHERE touchpoint = '{touchpoint}'"
+    )
+    assert raw[0][0] != -3.17  # the noise the views take away
+    _, rows = real_backend.query(
+        f"SELECT mean_valence, worst_valence FROM emotion_map WHERE touchpoint = '{touchpoint}'"
+    )
+    assert [tuple(r) for r in rows] == [(-3.17, -3.17)]  # to 4 decimals
+
+
+def test_a_second_start_leaves_the_views_alone_and_a_changed_one_is_replaced(
+    real_backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ClickHouse stores a view's query reformatted; a start with the same specs must not
+    take that for a change (it would drop and create every view on every start), and a
+    view whose query changed but not its columns is replaced."""
+    with caplog.at_level("WARNING", logger="sinks.ddl"):
+        real_backend.ensure_schema(SPECS)
+    assert not [r.getMessage() for r in caplog.records if "upgrading the schema" in r.getMessage()]
+
+    name = f"v_{uuid.uuid4().hex[:8]}"
+    view = ViewSpec(name=name, select="SELECT 1 AS a", doc="test view", columns=(("a", "one"),))
+    real_backend.ensure_schema([view])
+    real_backend.ensure_schema([dataclasses.replace(view, select="SELECT 2 AS a")])
+    _, rows = real_backend.query(f"SELECT a FROM {name}")
+    assert [tuple(r) for r in rows] == [(2,)]

@@ -43,8 +43,20 @@ def test_demo_runs_the_story_end_to_end(tmp_path: Path) -> None:
     live = out.split("live alerts", 1)[1].split("report from ClickHouse", 1)[0]
     shown = {m.group(1) for m in LIVE_LINE.finditer(live)}
     assert len(shown) >= 3, live
+    # until its first alert the section says it is waiting (the follower's idle time
+    # counts from the worker's Ready, so a slow start does not end it)
+    first = LIVE_LINE.search(live)
+    assert first is not None and "waiting for the first alert" in live[: first.start()], live
     # the dead letters' reasons, as a person reads them
     for reason in ("customer_id: Field required", "channel: Input should be", "not JSON"):
         assert reason in out, reason
     # scores move: one customer's trend from score_history, then why it is where it is
     assert re.search(r"its score moved \d+ \(\d\d:\d\d\)( → \d+ \(\d\d:\d\d\))+", out), out
+
+    # the closing hint runs as printed (one line, not wrapped), here with the worker gone
+    hints = [line.strip() for line in out.splitlines() if "CXPULSE_CLICKHOUSE_URL=" in line]
+    assert len(hints) == 1 and hints[0].endswith("GROUP BY rule'"), out[-2000:]
+    query = subprocess.run(hints[0], shell=True, capture_output=True, text=True, timeout=120)
+    assert query.returncode == 0, query.stderr
+    assert query.stdout.splitlines()[0].split() == ["rule", "count()"], query.stdout
+    assert "touchpoint_degraded" in query.stdout, query.stdout

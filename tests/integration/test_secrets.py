@@ -18,6 +18,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -76,6 +77,28 @@ def test_an_unreachable_server_stops_the_worker_without_printing_the_password(
     )
     assert code == 2, out
     assert f"127.0.0.1:{port}" in out and "unreachable" in out, out
+    assert PASSWORD not in out and "Traceback" not in out
+
+
+def test_the_servers_http_port_stops_the_worker_at_once_with_the_native_port(
+    kafka_broker: Any, tmp_path: Path
+) -> None:
+    """clickhouse:// speaks the native protocol; pointed at the server's HTTP port (8123)
+    it names the port for what it is, in one line, without waiting for the driver's
+    handshake timeout (a minute)."""
+    server = urlsplit(clickhouse_server_url())
+    host = server.hostname or "127.0.0.1"
+    code, out = run_worker_to_exit(
+        {
+            "CXPULSE_KAFKA_URL": kafka_broker.url,
+            "CXPULSE_TOPIC_PREFIX": f"s{uuid.uuid4().hex[:8]}",
+            "CXPULSE_CLICKHOUSE_URL": f"clickhouse://default:{PASSWORD}@{host}:8123/x",
+        },
+        tmp_path,
+    )
+    assert code == 2, out
+    assert f"{host}:8123 is ClickHouse's HTTP port" in out and "usually 9000" in out, out
+    assert len(out.strip().splitlines()) == 1, out
     assert PASSWORD not in out and "Traceback" not in out
 
 

@@ -36,6 +36,7 @@ def bookkeeping(committed: int | None) -> Any:
     c._waiting_for_ack = None
     c.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: True))
     c.seeks = Seeks()
+    c.fetched_end = {}
     c.log = SimpleNamespace(info=lambda *a, **k: None)
     return c
 

@@ -59,6 +59,48 @@ def test_a_refused_connection_is_retryable() -> None:
     assert "unreachable" in str(info.value)
 
 
+@pytest.fixture
+def http_port() -> Iterator[int]:
+    """An HTTP server on a free loopback port, answering /ping as ClickHouse's does."""
+    import http.server
+    import threading
+
+    class Ping(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"Ok.\n")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ping)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_http_port_is_named_as_such_with_the_native_port(http_port: int) -> None:
+    """The native driver on an HTTP port: a configuration error naming the native port,
+    not a minute's wait for a handshake that never comes."""
+    from sinks.errors import SinkConfigError
+    from sinks.native import answers_http, refuse_http_port
+
+    assert answers_http("127.0.0.1", http_port, 2.0)
+    with pytest.raises(SinkConfigError) as info:
+        refuse_http_port("127.0.0.1", http_port, 2.0)
+    message = str(info.value)
+    assert f"127.0.0.1:{http_port} is ClickHouse's HTTP port" in message
+    assert "usually 9000" in message and "CXPULSE_CLICKHOUSE_URL" in message
+    assert "\n" not in message and not info.value.retryable
+    # a refused port is not an HTTP port: it stays "unreachable" (and retryable)
+    assert not answers_http("127.0.0.1", free_port(), 2.0)
+
+
 @pytest.fixture(scope="module")
 def chdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     from sinks.embedded import ChdbBackend

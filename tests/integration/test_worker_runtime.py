@@ -1,0 +1,205 @@
+"""What an operator sees of a real worker: its start-up log, its consumer lag, its log and
+its stop while Kafka is gone, and a second worker on a busy web port.
+
+The worker runs against a bundled broker of the test's own (stopping it must not affect
+other tests). Nothing is timed: waits have generous limits that only catch a hang (the
+SIGTERM target of 10 s, compose's default grace period, is documented in
+docs/operations.md; ``proc.wait(timeout=20)`` fails the test if a stop hangs).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.admin import ensure_topics
+from streams.app import TABLE_NAMES
+from streams.broker import EmbeddedBroker
+from streams.demo import WorkerProcess, free_port, scrape, sink_rows
+from streams.publisher import Publisher
+from streams.sample_events import sample_events
+from streams.settings import Settings, load_settings
+from streams.topics import all_topics, touchpoints
+
+pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
+
+PATIENCE = 120.0  # a limit for a stuck test, not a measurement
+STOP_GUARD = 20.0  # a SIGTERM must end the worker before this (target: 10 s)
+LINE = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+\] \[\d+\] \[([A-Z]+)\] (.*)$")
+
+
+def wait_for(what: str, check: Callable[[], bool], worker: WorkerProcess) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while not check():
+        assert worker.alive(), f"worker died:\n{worker.log_tail(40)}"
+        assert time.monotonic() < deadline, f"{what}: not within {PATIENCE}s\n{worker.log_tail(40)}"
+        time.sleep(0.25)
+
+
+def log_lines(path: Path) -> list[tuple[str, str]]:
+    """(level, message) of each log line the worker wrote (continuation lines of a
+    multi-line record come as level '')."""
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        m = LINE.match(line)
+        out.append((m.group(1), m.group(2)) if m else ("", line))
+    return out
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    broker = EmbeddedBroker(port=free_port(), log_dir=tmp_path / "broker")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def worker_settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
+    name = f"t{uuid.uuid4().hex[:10]}"
+    return load_settings(
+        kafka_url=broker.url,
+        clickhouse_url=f"chdb://{tmp_path / 'chdb'}",
+        app_id=f"cxpulse-{name}",
+        topic_prefix=name,
+        partitions=2,
+        web_port=free_port(),
+        data_dir=tmp_path / "var",
+        sink_flush_seconds=0.3,
+    )
+
+
+def test_a_worker_says_what_it_does_shows_its_lag_and_stops_quietly_without_kafka(
+    own_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    settings = worker_settings(own_broker, tmp_path)
+    ensure_topics(settings, all_topics(settings, TABLE_NAMES))
+    docs = sample_events(seed=5)
+    with Publisher(settings, batch_size=50) as publisher:  # a backlog before the start
+        publisher.publish_many(docs)
+    worker = WorkerProcess(
+        settings, tmp_path / "worker.log", extra_env={"CXPULSE_READY_UNREACHABLE_SECONDS": "3"}
+    )
+    worker.start([sys.executable, "-m", "streams.cli", "worker"])
+    port = settings.web_port
+    try:
+        wait_for(
+            "every event in ClickHouse",
+            lambda: sink_rows(scrape(port), "touchpoint_events") >= len(docs),
+            worker,
+        )
+
+        # -- the start-up log: one line says it all; no ERROR, no tables at INFO
+        lines = log_lines(worker.log_path)
+        summary = [m for _, m in lines if m.startswith(f"worker {settings.app_id}: consumes ")]
+        assert len(summary) == 1, lines[:40]
+        for part in (
+            touchpoints(settings),
+            settings.kafka_url,
+            f"chdb://{tmp_path / 'chdb'}",
+            "store memory://",
+            f"web port {port}",
+        ):
+            assert part in summary[0], (part, summary[0])
+        assert not [m for level, m in lines if level in ("ERROR", "CRITICAL")], lines
+        tables = [m for _, m in lines if m.startswith(("+---", "| topic", "+Topic", "+Final"))]
+        assert not tables, tables[:5]
+
+        # -- consumer lag: a gauge per partition, 0 once the backlog is done
+        def lags() -> dict[tuple[str, str], float]:
+            return {
+                (dict(labels)["topic"], dict(labels)["partition"]): value
+                for (name, labels), value in scrape(port).items()
+                if name == "cxpulse_consumer_lag"
+            }
+
+        wanted = {(touchpoints(settings), str(p)) for p in range(settings.partitions)}
+        wait_for(
+            "consumer lag 0 on every touchpoints partition",
+            lambda: wanted <= lags().keys() and all(lags()[k] == 0 for k in wanted),
+            worker,
+        )
+        assert all(value >= 0 for value in lags().values())
+
+        # -- Kafka gone: /readyz red, the client errors counted rather than repeated
+        before = len(log_lines(worker.log_path))
+        own_broker.stop()
+        wait_for("/readyz red", lambda: _status(port, "/readyz") == 503, worker)
+        wait_for(
+            "a count of repeated connection errors",
+            lambda: any("[repeated " in m for _, m in log_lines(worker.log_path)[before:]),
+            worker,
+        )
+        during = log_lines(worker.log_path)[before:]
+        noisy = [m for level, m in during if level in ("ERROR", "WARNING")]
+        # ~30-80 a second before; now one of each kind, then one count per kind per 10 s
+        assert len(noisy) <= 30, "\n".join(noisy)
+        assert not [m for level, m in during if level == "" and "Traceback" in m]
+
+        # -- SIGTERM: the worker stops (with Kafka gone, it used to take 61 s)
+        assert worker.proc is not None
+        started = time.monotonic()
+        worker.proc.terminate()
+        code = worker.proc.wait(timeout=STOP_GUARD)  # a hang fails here
+        print(f"SIGTERM to exit with Kafka gone: {time.monotonic() - started:.1f}s")
+        assert code == 0, worker.log_tail(40)
+        stopped = [m for _, m in log_lines(worker.log_path) if m.startswith("worker stopped")]
+        assert stopped, worker.log_tail(40)
+        assert not [m for _, m in log_lines(worker.log_path) if "Exception in thread" in m]
+    finally:
+        worker.stop()
+
+
+def test_a_second_worker_on_a_busy_web_port_exits_2_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env={
+                **_env(),
+                "CXPULSE_WEB_HOST": "127.0.0.1",
+                "CXPULSE_WEB_PORT": str(port),
+                "CXPULSE_KAFKA_URL": f"kafka://127.0.0.1:{free_port()}",  # never reached
+                "CXPULSE_DATA_DIR": str(tmp_path / "var"),
+            },
+            capture_output=True,
+            text=True,
+            timeout=PATIENCE,
+        )
+    out = (done.stdout + done.stderr).strip()
+    assert done.returncode == 2, out
+    assert out.splitlines() == [
+        f"cxpulse: port {port} on 127.0.0.1 is already in use (another worker?): stop it or "
+        "set CXPULSE_WEB_PORT to a free port"
+    ]
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    root = str(Path(__file__).resolve().parents[2])
+    return {**os.environ, "PYTHONPATH": root}
+
+
+def _status(port: int, path: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return -1
