@@ -1058,8 +1058,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _ours(frame: str) -> bool:
-    """A frame of cxpulse's own code (py-spy names files relative to their sys.path entry)."""
-    path = frame.partition(" (")[2].rsplit(":", 1)[0]
+    """A frame of cxpulse's own code (py-spy names files relative to their sys.path entry:
+    cxpulse/streams/app.py, the folder reached through the package's symlink)."""
+    path = frame.partition(" (")[2].rsplit(":", 1)[0].removeprefix("cxpulse/")
     skip = ("streams/cli/", "streams/worker.py")
     return (
         path.startswith(("streams/", "schemas/", "sinks/"))
