@@ -83,7 +83,7 @@ chaos: $(STAMP) $(CHAOS_STAMP)
 	CXPULSE_CHAOS_MOTO_SERVER=$(CHAOS_VENV)/bin/moto_server timeout 4500 $(PY) -m tests.chaos $(CHAOS_ARGS)
 
 schema: $(STAMP)
-	$(PY) -m schemas.export
+	$(PY) -m cxpulse.schemas.export
 
 clean:
 	rm -rf $(VENV) $(PEER_VENV) $(CHAOS_VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -19,8 +19,8 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime
 
-from schemas.alerts import Alert
-from schemas.rows import _LC, _TS, Column, TableSpec, ViewSpec, _Row, columns_of, to_millis
+from cxpulse.schemas.alerts import Alert
+from cxpulse.schemas.rows import _LC, _TS, Column, TableSpec, ViewSpec, _Row, columns_of, to_millis
 
 
 class AlertRow(_Row):

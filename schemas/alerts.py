@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from schemas.vocabulary import RULES, SEVERITIES, Rule, Severity
+from cxpulse.schemas.vocabulary import RULES, SEVERITIES, Rule, Severity
 
 __all__ = ["RULES", "SEVERITIES", "Alert", "HealthState", "Rule", "Severity", "alert_id"]
 

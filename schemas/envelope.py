@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.events import TouchpointEvent
-from schemas.rows import MAX_DEAD_LETTER_PAYLOAD_BYTES
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.schemas.rows import MAX_DEAD_LETTER_PAYLOAD_BYTES
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 UTF8_BOM = b"\xef\xbb\xbf"

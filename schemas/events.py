@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from schemas.vocabulary import CHANNELS, Channel, JourneyStage, Outcome, Tier
+from cxpulse.schemas.vocabulary import CHANNELS, Channel, JourneyStage, Outcome, Tier
 
 __all__ = ["CHANNELS", "Channel", "Feedback", "JourneyStage", "Outcome", "Tier", "TouchpointEvent"]
 

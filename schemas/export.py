@@ -1,4 +1,4 @@
-"""Write the JSON Schema of the touchpoint event contract: ``python -m schemas.export``.
+"""Write the JSON Schema of the touchpoint event contract: ``python -m cxpulse.schemas.export``.
 
 Why a generated file is committed: producers in other languages validate against it
 without installing cxpulse, and reviewers see a contract change as a diff of this file.
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from schemas.events import SCHEMA_VERSION, TouchpointEvent
+from cxpulse.schemas.events import SCHEMA_VERSION, TouchpointEvent
 
 SCHEMA_PATH = Path(__file__).with_name(f"touchpoint_event.v{SCHEMA_VERSION}.json")
 SCHEMA_ID = f"urn:cxpulse:schema:touchpoint_event:v{SCHEMA_VERSION}"
@@ -48,7 +48,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m schemas.export", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m cxpulse.schemas.export", description=__doc__)
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
     parser.add_argument("--output", type=Path, default=SCHEMA_PATH, help="where to write")
     args = parser.parse_args(argv)
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     current = args.output.read_text(encoding="utf-8") if args.output.exists() else None
     if args.check:
         if current != text:
-            print(f"{args.output} is stale: run python -m schemas.export", file=sys.stderr)
+            print(f"{args.output} is stale: run python -m cxpulse.schemas.export", file=sys.stderr)
             return 1
         return 0
     if current == text:

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.vocabulary import (
+from cxpulse.schemas.vocabulary import (
     CHANNELS,
     FACTORS,
     RULES,
@@ -274,7 +274,7 @@ class ScoreSection(_Strict):
 class StateSection(_Strict):
     """Bounds on the per-customer state: it is a changelog record written on every update.
 
-    The counting rules each keep their own bounded memory (``streams.core.trail``), for
+    The counting rules each keep their own bounded memory (``cxpulse.streams.core.trail``), for
     as long as their window plus the allowed lateness: ``failures_max`` failures
     (repeated_failure), ``contacts_max`` call-center contacts (repeat_contact) and
     ``intents_max`` intents with their tries per channel (channel_hopping). A cap may not
@@ -435,7 +435,7 @@ class AlertsSection(_Strict):
         return section
 
 
-# The rules' names are written once, in schemas.vocabulary (RULES); each customer rule has
+# The rules' names are written once, in cxpulse.schemas.vocabulary (RULES); each customer rule has
 # its section above, in the vocabulary's order, and touchpoint_degraded is ``health``.
 _SECTIONS = tuple(
     name
@@ -492,7 +492,8 @@ class HealthSection(_Strict):
 
 
 class ExperienceModel(_Strict):
-    """The whole experience model (cx-model.md), loaded from YAML by ``streams.model_check``."""
+    """The whole experience model (cx-model.md), loaded from YAML by
+    ``cxpulse.streams.model_check``."""
 
     version: Literal[1] = 1
     factors: FactorsSection

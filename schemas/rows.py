@@ -1,7 +1,7 @@
 """ClickHouse row models: what cxpulse writes, column by column.
 
 Column names and ClickHouse types are declared once, as ``Column`` metadata on the fields
-of a pydantic model. The DDL (``sinks.ddl``), the documentation
+of a pydantic model. The DDL (``cxpulse.sinks.ddl``), the documentation
 (``docs/clickhouse-tables.md``) and the row tuples built here all derive from that one
 declaration, so they cannot drift apart. Column names are a public contract for BI users:
 rename nothing, add columns at the end.
@@ -34,7 +34,7 @@ class Column:
     """One column's ClickHouse type and its meaning for the people who query it.
 
     ``type`` is written for a current ClickHouse. Older servers get a type derived by
-    ``sinks.ddl`` (``LowCardinality(X)`` → ``X``, ``DateTime64(p, tz)`` → ``DateTime(tz)``);
+    ``cxpulse.sinks.ddl`` (``LowCardinality(X)`` → ``X``, ``DateTime64(p, tz)`` → ``DateTime(tz)``);
     ``fallback`` overrides that derivation for the rare column where it is not right.
     """
 
@@ -236,7 +236,7 @@ def _json(value: Any) -> str:
 
 def _detail_fields(details: Any) -> dict[str, Any]:
     """The details' kind and set fields, in the contract's order: from the trusted record
-    (a msgspec Struct, ``streams.pipeline.records``) or the validated model."""
+    (a msgspec Struct, ``cxpulse.streams.pipeline.records``) or the validated model."""
     config = getattr(details, "__struct_config__", None)
     if config is not None:
         fields = {"kind": config.tag}

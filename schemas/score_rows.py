@@ -15,10 +15,10 @@ from typing import Annotated, Any
 import msgspec
 from pydantic import AwareDatetime
 
-from schemas.rows import _LC, _TS, Column, TableSpec, ViewSpec, _Row, columns_of, to_millis
-from schemas.scoring import Explanation, Moment, ScoreUpdate
-from schemas.vocabulary import CHANNELS as _CHANNELS
-from schemas.vocabulary import FACTORS
+from cxpulse.schemas.rows import _LC, _TS, Column, TableSpec, ViewSpec, _Row, columns_of, to_millis
+from cxpulse.schemas.scoring import Explanation, Moment, ScoreUpdate
+from cxpulse.schemas.vocabulary import CHANNELS as _CHANNELS
+from cxpulse.schemas.vocabulary import FACTORS
 
 _SCORE = "Float32"
 

@@ -1,11 +1,11 @@
 """What experience scoring produces and remembers: Moment, ScoreUpdate, CustomerState.
 
 These are the core's own values, not a contract with the outside (that is
-``schemas.events``, validated once at the boundary): compact msgspec Structs, built from
+``cxpulse.schemas.events``, validated once at the boundary): compact msgspec Structs, built from
 values the core computed itself and never validated again. ``Moment`` is one row of
 ClickHouse's ``moments`` table (the emotion map); ``ScoreUpdate`` one row of ``scores``.
 ``CustomerState`` is the Faust table value, written to the changelog at every checkpoint
-(``streams.state.customer`` gives its compact binary record), so it is built to stay
+(``cxpulse.streams.state.customer`` gives its compact binary record), so it is built to stay
 small: times are epoch seconds, peak-end memories are 3-tuples, event ids are 48-bit
 hashes packed into raw bytes, and every list is bounded by the model's ``state`` and
 ``episodes`` sections. ``to_bytes``/``from_bytes`` are the JSON form of earlier workers'
@@ -244,7 +244,7 @@ class CustomerState(
     rules' own small flags (low_score armed, cooldowns).
 
     The counting rules' memory is one bounded collection per rule, so a busy rule cannot
-    crowd out another's window (``streams.core.trail``): ``failures`` (repeated_failure),
+    crowd out another's window (``cxpulse.streams.core.trail``): ``failures`` (repeated_failure),
     ``contacts`` (repeat_contact) and ``intents`` (channel_hopping). States written with
     the older single ``tr`` list are read into these.
 
@@ -275,7 +275,7 @@ class CustomerState(
 
     def to_bytes(self) -> bytes:
         """The JSON form of earlier workers' changelogs (short keys, defaults left out).
-        Workers write ``streams.state.customer.encode``; this stays for reading and
+        Workers write ``cxpulse.streams.state.customer.encode``; this stays for reading and
         comparing what an upgrade finds."""
         return _json_encoder.encode(self)
 

@@ -6,9 +6,9 @@ exactly what the stream writes. Add a table or view to its row module and to thi
 
 from __future__ import annotations
 
-from schemas.alert_rows import ALERT_SPECS
-from schemas.rows import SPECS as EVENT_SPECS
-from schemas.rows import TableSpec, ViewSpec
-from schemas.score_rows import SCORE_SPECS
+from cxpulse.schemas.alert_rows import ALERT_SPECS
+from cxpulse.schemas.rows import SPECS as EVENT_SPECS
+from cxpulse.schemas.rows import TableSpec, ViewSpec
+from cxpulse.schemas.score_rows import SCORE_SPECS
 
 SPECS: tuple[TableSpec | ViewSpec, ...] = (*EVENT_SPECS, *SCORE_SPECS, *ALERT_SPECS)

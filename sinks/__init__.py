@@ -1,4 +1,4 @@
-"""ClickHouse out: the writer that runs (``sinks.writer``: inserts off the event loop,
+"""ClickHouse out: the writer that runs (``cxpulse.sinks.writer``: inserts off the event loop,
 retried with backpressure, refused rows set aside), the backends (server, chDB, memory),
 table DDL and errors. The backends block; the writer runs them on its own thread.
 

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Protocol, runtime_checkable
 
-from schemas.rows import TableSpec, ViewSpec
-from schemas.tables import SPECS
+from cxpulse.schemas.rows import TableSpec, ViewSpec
+from cxpulse.schemas.tables import SPECS
 
 from .errors import SinkWriteError
 
@@ -27,7 +27,7 @@ Row = tuple[Any, ...]
 
 @runtime_checkable
 class Backend(Protocol):
-    """One ClickHouse. Every method blocks and raises a ``sinks.errors.SinkError``."""
+    """One ClickHouse. Every method blocks and raises a ``cxpulse.sinks.errors.SinkError``."""
 
     url: str
     database: str
@@ -74,7 +74,7 @@ class SpecRegistry:
             return self._specs[table]
         except KeyError:
             raise SinkWriteError(
-                f"no row spec for table {table!r}: add it to schemas.rows.SPECS "
+                f"no row spec for table {table!r}: add it to cxpulse.schemas.rows.SPECS "
                 "or pass its TableSpec"
             ) from None
 

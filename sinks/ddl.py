@@ -1,6 +1,6 @@
-"""ClickHouse DDL derived from the row specs in ``schemas.rows``, per server capability.
+"""ClickHouse DDL derived from the row specs in ``cxpulse.schemas.rows``, per server capability.
 
-Nothing here names a table or a column: adding a table or a view to ``schemas.rows.SPECS``
+Nothing here names a table or a column: adding a table or a view to ``cxpulse.schemas.rows.SPECS``
 is all it takes to create it. The server's version decides the dialect, because cxpulse
 runs on a current ClickHouse in production, on chDB (current) embedded, and on Debian's
 18.16 in CI, which lacks DateTime64, TTL and (without an experimental flag)
@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from schemas.rows import Column, TableSpec, ViewSpec
+from cxpulse.schemas.rows import Column, TableSpec, ViewSpec
 
 from .errors import SinkConfigError, SinkWriteError
 

@@ -39,8 +39,8 @@ from urllib.parse import urlencode
 
 import pyarrow as pa
 
-from schemas.rows import TableSpec, ViewSpec
-from schemas.tables import SPECS
+from cxpulse.schemas.rows import TableSpec, ViewSpec
+from cxpulse.schemas.tables import SPECS
 
 from . import ddl
 from .base import Row, SpecRegistry, normalize_rows, sort_by_key
@@ -104,7 +104,7 @@ def arrow_type(ch_type: str) -> tuple[pa.DataType, bool]:
         inner, _ = arrow_type(t[len("Array(") : -1])
         return pa.list_(inner), False
     raise SinkConfigError(
-        f"no Arrow mapping for ClickHouse type {ch_type!r}: add one in sinks.embedded"
+        f"no Arrow mapping for ClickHouse type {ch_type!r}: add one in cxpulse.sinks.embedded"
     )
 
 

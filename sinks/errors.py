@@ -7,7 +7,7 @@ retrying those forever would only hide the problem behind a stalled consumer.
 ``SinkDataError`` says more: the rows themselves are at fault (a value out of range or of
 the wrong type), not the server or the statement. The same rows fail the same way on any
 retry, but other rows would go in, so the sink writer isolates the refused rows from
-their batch and keeps them aside (``sinks.writer``).
+their batch and keeps them aside (``cxpulse.sinks.writer``).
 """
 
 from __future__ import annotations

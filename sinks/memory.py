@@ -11,8 +11,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from schemas.rows import TableSpec, ViewSpec
-from schemas.tables import SPECS
+from cxpulse.schemas.rows import TableSpec, ViewSpec
+from cxpulse.schemas.tables import SPECS
 
 from .base import Row, SpecRegistry, final_rows
 from .errors import SinkConfigError, SinkUnavailable, SinkWriteError

@@ -20,8 +20,8 @@ from clickhouse_driver import Client
 from clickhouse_driver import errors as ch_errors
 from pydantic import SecretStr
 
-from schemas.rows import TableSpec, ViewSpec
-from schemas.tables import SPECS
+from cxpulse.schemas.rows import TableSpec, ViewSpec
+from cxpulse.schemas.tables import SPECS
 
 from . import ddl
 from .base import Row, SpecRegistry, normalize_rows, sort_by_key

@@ -43,10 +43,10 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from schemas.rows import DEAD_LETTERS, TableSpec, refused_row_dead_letter, row_json
-from schemas.tables import SPECS
-from sinks.errors import SinkDataError, SinkError
-from streams import metrics
+from cxpulse.schemas.rows import DEAD_LETTERS, TableSpec, refused_row_dead_letter, row_json
+from cxpulse.schemas.tables import SPECS
+from cxpulse.sinks.errors import SinkDataError, SinkError
+from cxpulse.streams import metrics
 
 log = logging.getLogger(__name__)
 
@@ -235,11 +235,16 @@ class SinkWriter:
 
     async def query(self, sql: str) -> tuple[list[str], list[Sequence[Any]]]:
         """Run one read query for someone (the worker's ``/query``): in the backend's
-        read-only session (``streams.readonly_sql.run_read_only``: ClickHouse refuses
+        read-only session (``cxpulse.streams.readonly_sql.run_read_only``: ClickHouse refuses
         anything but reading), on a query thread of its own, so that a slow query holds
         no insert up. An embedded chDB directory can be open in one process only, so while
         a worker runs, reads must go through it. Raises ``QueryError``."""
-        from streams.readonly_sql import QueryError, QueryUnavailable, refusal, run_read_only
+        from cxpulse.streams.readonly_sql import (
+            QueryError,
+            QueryUnavailable,
+            refusal,
+            run_read_only,
+        )
 
         loop = asyncio.get_running_loop()
         executor: ThreadPoolExecutor | None = getattr(self, "_query_executor", None)

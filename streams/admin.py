@@ -24,8 +24,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from streams.settings import ConfigError, Settings
-from streams.topics import TopicSpec
+from cxpulse.streams.settings import ConfigError, Settings
+from cxpulse.streams.topics import TopicSpec
 
 Bootstrap = str | Sequence[str]
 

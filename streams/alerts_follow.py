@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
 
-from schemas.alerts import Alert
+from cxpulse.schemas.alerts import Alert
 
 SEVERITY_STYLES = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 _WAIT_FOR_TOPIC_S = 0.5

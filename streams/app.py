@@ -1,7 +1,7 @@
 """The Faust application of one cxpulse worker: topics, tables, agents, HTTP pages.
 
 Agents are thin: they move bytes between Kafka and the pure functions in ``schemas``,
-``streams.routing`` and ``streams.core``, count metrics, and hand rows to the sink
+``cxpulse.streams.routing`` and ``cxpulse.streams.core``, count metrics, and hand rows to the sink
 writer. Every topic carries batches (JSON arrays), so Faust's per-message cost is paid
 per batch, not per event.
 """
@@ -13,14 +13,14 @@ from typing import Any
 
 import faust
 
-from schemas.model import ExperienceModel
-from sinks.writer import InsertBackend, SinkWriter
-from streams import lag, topics, web
-from streams.agents import experience, health, notify, sinks, validate
-from streams.kafka_consumer import App
-from streams.model_check import load_model
-from streams.runtime import Runtime
-from streams.settings import Settings
+from cxpulse.schemas.model import ExperienceModel
+from cxpulse.sinks.writer import InsertBackend, SinkWriter
+from cxpulse.streams import lag, topics, web
+from cxpulse.streams.agents import experience, health, notify, sinks, validate
+from cxpulse.streams.kafka_consumer import App
+from cxpulse.streams.model_check import load_model
+from cxpulse.streams.runtime import Runtime
+from cxpulse.streams.settings import Settings
 
 #: Faust tables of the app (their changelog topics are created before the worker starts).
 TABLE_NAMES: list[str] = [experience.TABLE, health.TABLE]
@@ -30,7 +30,7 @@ def default_connect(settings: Settings) -> Callable[[], InsertBackend]:
     """Open the configured ClickHouse and make sure every table and view exists."""
 
     def connect() -> InsertBackend:
-        from sinks.clickhouse import open_backend
+        from cxpulse.sinks.clickhouse import open_backend
 
         backend = open_backend(settings.clickhouse_url, settings.clickhouse_password)
         backend.ensure_schema()

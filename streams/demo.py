@@ -30,9 +30,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
-from sinks.ddl import string_literal
-from streams.query import cell
-from streams.settings import ConfigError, Settings, load_settings
+from cxpulse.sinks.ddl import string_literal
+from cxpulse.streams.query import cell
+from cxpulse.streams.settings import ConfigError, Settings, load_settings
 
 # A pipe or CI log gets a wide console: tables of ClickHouse rows need the room.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -92,7 +92,7 @@ class WorkerProcess:
     def start(self, argv: Sequence[str] | None = None) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        cmd = list(argv or [sys.executable, "-m", "streams.cli", "worker"])
+        cmd = list(argv or [sys.executable, "-m", "cxpulse.streams.cli", "worker"])
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def alive(self) -> bool:
@@ -106,7 +106,7 @@ class WorkerProcess:
 
     def dump_stacks(self, settle: float = 1.0) -> str:
         """Every thread's stack, printed by the worker itself on SIGQUIT (see
-        ``streams.worker.run_worker``), read back from its log."""
+        ``cxpulse.streams.worker.run_worker``), read back from its log."""
         if not self.alive():
             return ""
         assert self.proc is not None
@@ -210,14 +210,14 @@ def run_demo(
     data_dir: str, timeout: float, customers: int = 20_000, seed: int = 7, live: int = 12
 ) -> int:
     """Run the demo story; returns the process exit status."""
-    from streams.admin import ensure_topics, wait_for_kafka
-    from streams.app import TABLE_NAMES
-    from streams.broker import EmbeddedBroker
-    from streams.query import query_worker
-    from streams.sample_events import sample_invalid
-    from streams.simulate import simulate
-    from streams.simulate.runner import working_day_start
-    from streams.topics import all_topics, touchpoints
+    from cxpulse.streams.admin import ensure_topics, wait_for_kafka
+    from cxpulse.streams.app import TABLE_NAMES
+    from cxpulse.streams.broker import EmbeddedBroker
+    from cxpulse.streams.query import query_worker
+    from cxpulse.streams.sample_events import sample_invalid
+    from cxpulse.streams.simulate import simulate
+    from cxpulse.streams.simulate.runner import working_day_start
+    from cxpulse.streams.topics import all_topics, touchpoints
 
     root = Path(data_dir).resolve()
     logs = root / "logs"
@@ -359,8 +359,8 @@ def _follow_alerts(
     The idle time after which it gives up counts from the worker's Ready: a worker that
     starts slowly (a cold machine, a busy CI runner) does not cost the story its alerts.
     """
-    from streams.alerts_follow import follow_alerts
-    from streams.topics import alerts
+    from cxpulse.streams.alerts_follow import follow_alerts
+    from cxpulse.streams.topics import alerts
 
     def ready() -> bool:
         return scrape(settings.web_port).get(("cxpulse_worker_ready_seconds", ()), 0) > 0
@@ -397,14 +397,14 @@ def query_hint(chdb_dir: Path) -> str:
 def cxpulse_command() -> str:
     """How to run ``cxpulse`` from here: the command on the PATH when it is this one, the
     script this process runs (``.venv/bin/cxpulse`` of ``make demo``), or this Python
-    with ``-m streams.cli``."""
+    with ``-m cxpulse.streams.cli``."""
     script = sys.argv[0] if sys.argv else ""
     if Path(script).name == "cxpulse":
         on_path = shutil.which("cxpulse")
         if on_path and Path(on_path).resolve() == Path(script).resolve():
             return "cxpulse"
         return shlex.quote(script)
-    return f"{shlex.quote(sys.executable)} -m streams.cli"
+    return f"{shlex.quote(sys.executable)} -m cxpulse.streams.cli"
 
 
 def _send_raw(bootstrap: list[str], topic: str, messages: list[bytes]) -> None:

@@ -3,7 +3,7 @@ ATM switch, a store's POS, a vendor's webhook). Its own process, stateless, so i
 scales apart from processing: run several behind a load balancer (docs/ingest.md).
 
 ``POST /events`` takes one event (a JSON object), a JSON array of events, or JSON Lines,
-read and checked by the publisher SDK's own code (``streams.publisher``: the same parser
+read and checked by the publisher SDK's own code (``cxpulse.streams.publisher``: the same parser
 as ``cxpulse publish``, the same contract, the same reasons, the same batch messages keyed
 and partitioned by ``customer_id``). The answer comes after Kafka has acknowledged
 (``acks=all``) every message of the request, so a 2xx means every event in it is durable
@@ -51,11 +51,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 from kafka.errors import KafkaError
 from pydantic import SecretStr, TypeAdapter, ValidationError
 
-from schemas.envelope import EMPTY_BATCH_REASON, MAX_BATCH_EVENTS, UTF8_BOM, Rejected
-from schemas.envelope import _safe_item_bytes as item_bytes
-from schemas.events import TouchpointEvent
-from streams import metrics
-from streams.publisher import (
+from cxpulse.schemas.envelope import EMPTY_BATCH_REASON, MAX_BATCH_EVENTS, UTF8_BOM, Rejected
+from cxpulse.schemas.envelope import _safe_item_bytes as item_bytes
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.streams import metrics
+from cxpulse.streams.publisher import (
     InputError,
     Oversize,
     Publisher,
@@ -64,10 +64,10 @@ from streams.publisher import (
     iter_source,
     validate_event,
 )
-from streams.readiness import KafkaProbe, one_line, probe_interval, readiness
-from streams.routing import Source, dead_letter_headers
-from streams.settings import ConfigError, Settings, is_loopback
-from streams.topics import all_topics, touchpoints_dlq
+from cxpulse.streams.readiness import KafkaProbe, one_line, probe_interval, readiness
+from cxpulse.streams.routing import Source, dead_letter_headers
+from cxpulse.streams.settings import ConfigError, Settings, is_loopback
+from cxpulse.streams.topics import all_topics, touchpoints_dlq
 
 log = logging.getLogger(__name__)
 
@@ -480,7 +480,7 @@ class IngestServer:
     def connect(self) -> None:
         """Wait for Kafka, create the topics (the touchpoint topic by the publisher, as
         ``cxpulse publish`` does) and the producer: one-line errors if that fails."""
-        from streams.admin import ensure_topics
+        from cxpulse.streams.admin import ensure_topics
 
         dlq = [t for t in all_topics(self.settings) if t.name == touchpoints_dlq(self.settings)]
         ensure_topics(self.settings, dlq, check_partitions=False)

@@ -85,7 +85,7 @@ And two for the bundled broker:
    partition that long, and an event crosses two of a worker's consumers before its
    alert leaves. The worker's consumers take ``App.fetch_max_wait_ms`` instead.
 
-Installed by ``App`` below (``streams.app`` builds the worker with it); only Faust's
+Installed by ``App`` below (``cxpulse.streams.app`` builds the worker with it); only Faust's
 ``kafka://`` transport is replaced. docs/operations.md has the write-up for Faust's and
 aiokafka's maintainers, with a reproduction.
 """
@@ -314,7 +314,8 @@ class Consumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.seeks = Seeks()
         #: One past the highest offset fetched of each partition: its end offset as far
-        #: as the records tell (``streams.lag``: where the broker's end offsets are not exact).
+        #: as the records tell (``cxpulse.streams.lag``: where the broker's end offsets are not
+        # exact).
         self.fetched_end: dict[tuple[str, int], int] = {}
         super().__init__(*args, **kwargs)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from streams import metrics
+from cxpulse.streams import metrics
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from schemas.model import ExperienceModel, ModelError, parse_model
+from cxpulse.schemas.model import ExperienceModel, ModelError, parse_model
 
 DEFAULT_MODEL_PATH = Path(__file__).with_name("default_model.yaml")
 

@@ -41,12 +41,12 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from pydantic import ValidationError
 
-from schemas.envelope import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES, describe_validation_error
-from schemas.envelope import _json_failure as json_failure
-from schemas.events import TouchpointEvent
-from streams.partitioning import partition_for
-from streams.settings import ConfigError, Settings, get_settings
-from streams.topics import TopicSpec, all_topics, touchpoints
+from cxpulse.schemas.envelope import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES, describe_validation_error
+from cxpulse.schemas.envelope import _json_failure as json_failure
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.streams.partitioning import partition_for
+from cxpulse.streams.settings import ConfigError, Settings, get_settings
+from cxpulse.streams.topics import TopicSpec, all_topics, touchpoints
 
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_MAX_BATCH_BYTES = 900_000
@@ -163,7 +163,7 @@ class Publisher:
         connect_timeout: float = 10.0,
         producer_config: Mapping[str, Any] | None = None,
     ) -> None:
-        from streams.admin import KafkaUnavailable, ensure_topics, wait_for_kafka
+        from cxpulse.streams.admin import KafkaUnavailable, ensure_topics, wait_for_kafka
 
         if not 1 <= batch_size <= MAX_BATCH_EVENTS:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH_EVENTS}, got {batch_size}")

@@ -4,7 +4,7 @@ An embedded chDB directory can be open in one process only, so while a worker ru
 query is sent to that worker's loopback ``/query`` endpoint, as JSON naming the
 directory the query is meant for; otherwise the directory (or the ClickHouse server) is
 opened directly, in a read-only session only. Either way the query runs as
-``streams.readonly_sql`` says: ClickHouse refuses anything but reading.
+``cxpulse.streams.readonly_sql`` says: ClickHouse refuses anything but reading.
 
 When the worker on ``CXPULSE_WEB_PORT`` has another directory open, the configured one is
 opened directly. That is safe: chDB's lock refuses a directory another process (another
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from streams.settings import ConfigError, Settings
+from cxpulse.streams.settings import ConfigError, Settings
 
 Result = tuple[list[str], list[Sequence[Any]]]
 
@@ -41,8 +41,8 @@ def clickhouse_identity(url: str) -> str:
     """Which ClickHouse a URL means, comparable between processes and without a password:
     ``chdb:///abs/dir?database=db`` (the directory resolved in this process's current
     directory, as the backend resolves it) or ``clickhouse://user@host:port/db``."""
-    from sinks.clickhouse import parse_chdb_url, parse_server_url, redact
-    from sinks.errors import SinkError
+    from cxpulse.sinks.clickhouse import parse_chdb_url, parse_server_url, redact
+    from cxpulse.sinks.errors import SinkError
 
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     try:
@@ -108,9 +108,9 @@ def query_worker(settings: Settings, sql: str, timeout: float = 30.0) -> Result 
 
 def run_query(settings: Settings, sql: str) -> Result:
     """Columns and rows of one read query (see the module's docstring)."""
-    from sinks.clickhouse import open_read_only
-    from sinks.errors import SinkError
-    from streams.readonly_sql import QueryError, QueryUnavailable, run_read_only
+    from cxpulse.sinks.clickhouse import open_read_only
+    from cxpulse.sinks.errors import SinkError
+    from cxpulse.streams.readonly_sql import QueryError, QueryUnavailable, run_read_only
 
     # clickhouse-driver logs a failed connection with its traceback; the error that
     # follows says it in one line (a worker's own logging still gets the record)

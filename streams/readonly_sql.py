@@ -1,9 +1,9 @@
 """How ``cxpulse query`` and the worker's ``/query`` run SQL for someone: read-only, and
 ClickHouse is what enforces it.
 
-Every query runs in a read-only session of its own (``sinks.clickhouse.open_read_only``,
+Every query runs in a read-only session of its own (``cxpulse.sinks.clickhouse.open_read_only``,
 or ``read_only()`` of the worker's backend), opened with ``readonly=1`` and limits in
-force for the whole session (``sinks.clickhouse.read_only_settings``). ClickHouse itself
+force for the whole session (``cxpulse.sinks.clickhouse.read_only_settings``). ClickHouse itself
 then refuses every INSERT, ALTER, DROP, CREATE, SET, any ``SETTINGS`` change (readonly
 included), and the table functions that reach outside: file, url, remote, s3, ...
 
@@ -32,8 +32,8 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from sinks.ddl import string_literal
-from sinks.errors import SinkError, SinkWriteError
+from cxpulse.sinks.ddl import string_literal
+from cxpulse.sinks.errors import SinkError, SinkWriteError
 
 #: Tables of the ``system`` database a query may read: schema browsing and constants.
 #: On a shared server, system.tables and system.columns list what the ClickHouse user
@@ -98,7 +98,8 @@ class QueryUnavailable(QueryError):
 
 
 class ReadOnlySession(Protocol):
-    """A read-only query session (``sinks.embedded.ChdbReader``, ``sinks.native.NativeReader``)."""
+    """A read-only query session (``cxpulse.sinks.embedded.ChdbReader``,
+    ``cxpulse.sinks.native.NativeReader``)."""
 
     database: str
 

@@ -6,9 +6,9 @@ a new setting, topic or metric cannot go undocumented.
 
 from __future__ import annotations
 
-from streams import topics
-from streams.app import TABLE_NAMES
-from streams.settings import Settings
+from cxpulse.streams import topics
+from cxpulse.streams.app import TABLE_NAMES
+from cxpulse.streams.settings import Settings
 
 
 def settings_table() -> str:
@@ -31,7 +31,7 @@ def topics_table() -> str:
 def metrics_table() -> str:
     from prometheus_client.metrics import MetricWrapperBase
 
-    from streams import metrics
+    from cxpulse.streams import metrics
 
     defined = [m for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)]
     lines = ["| metric | type | labels | meaning |", "|---|---|---|---|"]

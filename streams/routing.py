@@ -14,10 +14,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.envelope import Rejected, decode_message, one_line
-from streams.partitioning import partition_for
-from streams.pipeline.records import Event, record_of
-from streams.rules.touchpoint_degraded import health_key
+from cxpulse.schemas.envelope import Rejected, decode_message, one_line
+from cxpulse.streams.partitioning import partition_for
+from cxpulse.streams.pipeline.records import Event, record_of
+from cxpulse.streams.rules.touchpoint_degraded import health_key
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """What the agents of one worker share: the app, its topics, the sink writer, the model.
 
-Built once by ``streams.app.create_app``; each agent module registers itself against it,
+Built once by ``cxpulse.streams.app.create_app``; each agent module registers itself against it,
 so every topic object and the single sink thread are created in exactly one place.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 
 import faust
 
-from schemas.model import ExperienceModel
-from sinks.writer import SinkWriter
-from streams.settings import Settings
+from cxpulse.schemas.model import ExperienceModel
+from cxpulse.sinks.writer import SinkWriter
+from cxpulse.streams.settings import Settings
 
 #: Events per message on internal topics: big enough to amortise Faust's per-message
 #: cost, small enough to stay far below Kafka's default 1 MB message limit.

@@ -26,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol
 from uuid import UUID
 
-from streams.pipeline.records import Event
+from cxpulse.streams.pipeline.records import Event
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
@@ -107,7 +107,7 @@ def sentiments_for(
     events: Iterable[Event], analyzer: SentimentAnalyzer
 ) -> dict[UUID, float | None]:
     """Sentiment of each event's feedback text, keyed by event id: the ``sentiments``
-    argument of ``streams.core.apply_events``. Events without text are left out."""
+    argument of ``cxpulse.streams.core.apply_events``. Events without text are left out."""
     evs = [e for e in events if e.feedback is not None and e.feedback.text]
     items = [(e.feedback.text or "", e.feedback.language) for e in evs if e.feedback]
     return dict(zip((e.event_id for e in evs), analyzer.score_many(items), strict=True))

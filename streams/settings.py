@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sinks.urls import redact_url, split_password, with_password_mark
+from cxpulse.sinks.urls import redact_url, split_password, with_password_mark
 
 
 class ConfigError(SystemExit):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streams.settings import Settings
+from cxpulse.streams.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from typing import Any
 
 import faust.web
 
-from sinks.writer import SinkWriter
-from streams import metrics
-from streams.readiness import KafkaProbe, probe_interval, readiness
-from streams.readonly_sql import QueryError, QueryUnavailable
-from streams.runtime import Runtime
+from cxpulse.sinks.writer import SinkWriter
+from cxpulse.streams import metrics
+from cxpulse.streams.readiness import KafkaProbe, probe_interval, readiness
+from cxpulse.streams.readonly_sql import QueryError, QueryUnavailable
+from cxpulse.streams.runtime import Runtime
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 #: The largest /query request body (the SQL and the directory it is meant for).
@@ -46,7 +46,7 @@ async def query_answer(
     read_body: Callable[[], Awaitable[bytes]],
 ) -> tuple[dict[str, Any], int]:
     """The /query answer: (JSON body, HTTP status). ``own`` is this worker's ClickHouse
-    (``streams.query.clickhouse_identity``), ``port`` its web port.
+    (``cxpulse.streams.query.clickhouse_identity``), ``port`` its web port.
 
     Only ``cxpulse query`` on this machine gets an answer: a loopback peer, no ``Origin``
     but this worker's own (a web page's request always has one; a JSON body from another
@@ -122,7 +122,7 @@ async def query_answer(
 
 
 def ready(rt: Runtime, probe: KafkaProbe, now: float | None = None) -> tuple[dict[str, Any], int]:
-    """The /readyz answer: (JSON body, HTTP status); see ``streams.readiness``."""
+    """The /readyz answer: (JSON body, HTTP status); see ``cxpulse.streams.readiness``."""
     return readiness(
         app_id=rt.settings.app_id,
         threshold=rt.settings.ready_unreachable_seconds,
@@ -171,7 +171,7 @@ def register(rt: Runtime) -> None:
         body, status = ready(rt, probe)
         return web.json(body, status=status)
 
-    from streams.query import clickhouse_identity
+    from cxpulse.streams.query import clickhouse_identity
 
     own = clickhouse_identity(rt.settings.clickhouse_url)
     port = rt.settings.web_port

@@ -48,7 +48,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from schemas.alerts import Alert
+from cxpulse.schemas.alerts import Alert
 
 log = logging.getLogger(__name__)
 

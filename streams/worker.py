@@ -17,10 +17,10 @@ import time
 
 import faust
 
-from streams import metrics, topics
-from streams.app import TABLE_NAMES, create_app, default_connect
-from streams.logs import WorkerLogFilters
-from streams.settings import ConfigError, Settings
+from cxpulse.streams import metrics, topics
+from cxpulse.streams.app import TABLE_NAMES, create_app, default_connect
+from cxpulse.streams.logs import WorkerLogFilters
+from cxpulse.streams.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def adapt_to_broker(settings: Settings) -> Settings:
     tansu (the bundled broker) reports a partition's end offset as if the last record
     batch held one record. Faust recovers a table by reading its changelog up to that
     end offset, so on tansu the worker reads the true end offsets off the records
-    (``streams.kafka_consumer.true_end_offsets``) and producers batch as usual.
+    (``cxpulse.streams.kafka_consumer.true_end_offsets``) and producers batch as usual.
     """
     if settings.broker_end_offsets_exact is not None:
         return settings
@@ -55,9 +55,9 @@ def adapt_to_broker(settings: Settings) -> Settings:
 def preflight(settings: Settings) -> Settings:
     """Model valid, Kafka reachable, topics created with their partition counts,
     ClickHouse usable. Returns the settings adapted to the broker."""
-    from schemas.model import ModelError
-    from streams.admin import ensure_topics, wait_for_kafka
-    from streams.model_check import load_model
+    from cxpulse.schemas.model import ModelError
+    from cxpulse.streams.admin import ensure_topics, wait_for_kafka
+    from cxpulse.streams.model_check import load_model
 
     try:
         load_model(settings.model_path)
@@ -160,7 +160,7 @@ def run_worker(settings: Settings) -> None:
 
 class ReadyTimedWorker(faust.Worker):
     """A Faust worker that says what it does, records how long it took to become Ready,
-    and keeps its log readable (``streams.logs``).
+    and keeps its log readable (``cxpulse.streams.logs``).
 
     Start-up time is what an operator waits through on every deploy and restart (and what
     a rebalance costs the partitions that move), so it is a metric

@@ -1,1 +1,1 @@
-"""The Faust agents of a worker, one module each; ``streams.app`` registers them."""
+"""The Faust agents of a worker, one module each; ``cxpulse.streams.app`` registers them."""

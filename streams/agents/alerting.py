@@ -10,9 +10,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from schemas.alerts import Alert
-from streams import metrics
-from streams.runtime import Runtime
+from cxpulse.schemas.alerts import Alert
+from cxpulse.streams import metrics
+from cxpulse.streams.runtime import Runtime
 
 
 async def send_alerts(rt: Runtime, alerts: Iterable[Alert], entered_at: float) -> None:

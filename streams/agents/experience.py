@@ -27,23 +27,23 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.alerts import Alert
-from schemas.score_rows import score_row
-from schemas.scoring import CustomerState, Moment, ScoreUpdate
-from streams import metrics
-from streams.agents.alerting import record_time, send_alerts
-from streams.agents.set_aside import dead_letter, positions, set_aside
-from streams.core import apply_events, score_update
-from streams.durable_batches import durable_batches
-from streams.pipeline.checkpoint import Checkpointer
-from streams.pipeline.records import Event, decode_events
-from streams.pipeline.rows import moment_rows_of
-from streams.rules.customer import customer_alerts
-from streams.runtime import Runtime
-from streams.sentiment import SentimentAnalyzer, SentimentProcess, feedback_items
-from streams.state import customer as customer_codec
-from streams.state.store import table_store
-from streams.state.table_codec import compact_value_type
+from cxpulse.schemas.alerts import Alert
+from cxpulse.schemas.score_rows import score_row
+from cxpulse.schemas.scoring import CustomerState, Moment, ScoreUpdate
+from cxpulse.streams import metrics
+from cxpulse.streams.agents.alerting import record_time, send_alerts
+from cxpulse.streams.agents.set_aside import dead_letter, positions, set_aside
+from cxpulse.streams.core import apply_events, score_update
+from cxpulse.streams.durable_batches import durable_batches
+from cxpulse.streams.pipeline.checkpoint import Checkpointer
+from cxpulse.streams.pipeline.records import Event, decode_events
+from cxpulse.streams.pipeline.rows import moment_rows_of
+from cxpulse.streams.rules.customer import customer_alerts
+from cxpulse.streams.runtime import Runtime
+from cxpulse.streams.sentiment import SentimentAnalyzer, SentimentProcess, feedback_items
+from cxpulse.streams.state import customer as customer_codec
+from cxpulse.streams.state.store import table_store
+from cxpulse.streams.state.table_codec import compact_value_type
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         help="customer_id -> CustomerState (experience score, episodes, alert memory)",
         **table_store(rt.settings),
     )
-    # Feedback sentiment: in a child process by default (streams.sentiment), on a thread
+    # Feedback sentiment: in a child process by default (cxpulse.streams.sentiment), on a thread
     # when an analyzer is given (tests).
     child = SentimentProcess() if analyzer is None else None
     executor: Any = (

@@ -25,14 +25,14 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.alerts import HealthState
-from streams import metrics
-from streams.agents.alerting import record_time, send_alerts
-from streams.agents.set_aside import positions, set_aside
-from streams.pipeline.records import Event, decode_events
-from streams.rules.touchpoint_degraded import apply_health, health_key
-from streams.runtime import Runtime
-from streams.state.table_codec import compact_value_type
+from cxpulse.schemas.alerts import HealthState
+from cxpulse.streams import metrics
+from cxpulse.streams.agents.alerting import record_time, send_alerts
+from cxpulse.streams.agents.set_aside import positions, set_aside
+from cxpulse.streams.pipeline.records import Event, decode_events
+from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
+from cxpulse.streams.runtime import Runtime
+from cxpulse.streams.state.table_codec import compact_value_type
 
 TABLE = "touchpoint_health"
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from schemas.alerts import Alert
-from streams import metrics
-from streams.runtime import Runtime
-from streams.settings import Settings
-from streams.webhook import WebhookNotifier
+from cxpulse.schemas.alerts import Alert
+from cxpulse.streams import metrics
+from cxpulse.streams.runtime import Runtime
+from cxpulse.streams.settings import Settings
+from cxpulse.streams.webhook import WebhookNotifier
 
 log = logging.getLogger(__name__)
 

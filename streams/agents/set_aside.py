@@ -20,11 +20,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from schemas.envelope import Rejected, one_line
-from streams import metrics
-from streams.pipeline.records import Event
-from streams.routing import Source, dead_letter_headers
-from streams.runtime import Runtime
+from cxpulse.schemas.envelope import Rejected, one_line
+from cxpulse.streams import metrics
+from cxpulse.streams.pipeline.records import Event
+from cxpulse.streams.routing import Source, dead_letter_headers
+from cxpulse.streams.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@
 Each agent takes many messages at once (``durable_batches``) so an insert carries
 thousands of rows, and acknowledges them only when the sink writer says they are
 durable. Internal messages are trusted: the events are records validated once by the
-validate step (``streams.pipeline.records``); nothing is validated again. Moments and
+validate step (``cxpulse.streams.pipeline.records``); nothing is validated again. Moments and
 scores no longer pass through here: the experience step inserts its own rows at its
-checkpoints (``streams.pipeline.checkpoint``).
+checkpoints (``cxpulse.streams.pipeline.checkpoint``).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.alert_rows import alert_row
-from schemas.alerts import Alert
-from schemas.rows import dead_letter_row, event_row
-from streams.durable_batches import durable_batches
-from streams.pipeline.records import decode_events
-from streams.pipeline.rows import moments_of, scores_of
-from streams.runtime import Runtime, items_in
+from cxpulse.schemas.alert_rows import alert_row
+from cxpulse.schemas.alerts import Alert
+from cxpulse.schemas.rows import dead_letter_row, event_row
+from cxpulse.streams.durable_batches import durable_batches
+from cxpulse.streams.pipeline.records import decode_events
+from cxpulse.streams.pipeline.rows import moments_of, scores_of
+from cxpulse.streams.runtime import Runtime, items_in
 
 log = logging.getLogger(__name__)
 

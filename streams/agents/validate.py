@@ -9,11 +9,11 @@ import time
 from collections import Counter
 from typing import Any
 
-from streams import metrics
-from streams.durable_batches import durable_batches
-from streams.pipeline.records import encode_events
-from streams.routing import Source, dead_letter_headers, route
-from streams.runtime import Runtime, chunks, count_headers
+from cxpulse.streams import metrics
+from cxpulse.streams.durable_batches import durable_batches
+from cxpulse.streams.pipeline.records import encode_events
+from cxpulse.streams.routing import Source, dead_letter_headers, route
+from cxpulse.streams.runtime import Runtime, chunks, count_headers
 
 #: Raw messages taken at once, and the longest wait for them.
 BATCH_MESSAGES = 500

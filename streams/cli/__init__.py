@@ -17,8 +17,8 @@ import sys
 
 import click
 
-from streams.cli import alerts, broker, demo, ingest, model, publish, query, worker
-from streams.settings import ConfigError
+from cxpulse.streams.cli import alerts, broker, demo, ingest, model, publish, query, worker
+from cxpulse.streams.settings import ConfigError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -56,7 +56,7 @@ for command in COMMANDS:
 
 
 def _add_plugins() -> None:
-    from streams.simulate.runner import add_simulate_command
+    from cxpulse.streams.simulate.runner import add_simulate_command
 
     add_simulate_command(cli)
 

@@ -1,5 +1,5 @@
-"""``python -m streams.cli``: the same as the ``cxpulse`` command."""
+"""``python -m cxpulse.streams.cli``: the same as the ``cxpulse`` command."""
 
-from streams.cli import main
+from cxpulse.streams.cli import main
 
 main()

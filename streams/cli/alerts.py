@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from schemas.alerts import RULES, SEVERITIES
-from streams.cli.common import settings_from
+from cxpulse.schemas.alerts import RULES, SEVERITIES
+from cxpulse.streams.cli.common import settings_from
 
 
 @click.command()
@@ -49,9 +49,9 @@ def alerts(
       cxpulse alerts --follow --severity critical --tier A
       cxpulse alerts --follow --json | jq .explanation
     """
-    from streams.admin import wait_for_kafka
-    from streams.alerts_follow import follow_alerts
-    from streams.topics import alerts as alerts_topic
+    from cxpulse.streams.admin import wait_for_kafka
+    from cxpulse.streams.alerts_follow import follow_alerts
+    from cxpulse.streams.topics import alerts as alerts_topic
 
     settings = settings_from()
     wait_for_kafka(settings.bootstrap_servers, timeout=10.0)

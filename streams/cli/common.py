@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.settings import Settings, load_settings
+from cxpulse.streams.settings import Settings, load_settings
 
 
 def settings_from(**overrides: Any) -> Settings:

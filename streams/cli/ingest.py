@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from streams.cli.common import env_help, settings_from
+from cxpulse.streams.cli.common import env_help, settings_from
 
 EPILOG = """\b
 Examples:
@@ -47,6 +47,6 @@ def ingest(host: str | None, port: int | None) -> None:
 
     Without CXPULSE_INGEST_TOKEN it listens on a loopback address only.
     """
-    from streams.ingest import run_ingest
+    from cxpulse.streams.ingest import run_ingest
 
     run_ingest(settings_from(ingest_host=host, ingest_port=port))

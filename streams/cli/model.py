@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from streams.settings import ConfigError
+from cxpulse.streams.settings import ConfigError
 
 
 @click.group()
@@ -16,8 +16,8 @@ def model() -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 def model_check(file: str) -> None:
     """Validate a model FILE; print a summary, or one line saying what to fix."""
-    from schemas.model import ModelError
-    from streams.model_check import check_model_file
+    from cxpulse.schemas.model import ModelError
+    from cxpulse.streams.model_check import check_model_file
 
     try:
         click.echo(check_model_file(file))
@@ -28,6 +28,6 @@ def model_check(file: str) -> None:
 @model.command("show-default")
 def model_show_default() -> None:
     """Print the shipped default model (a starting point for your own)."""
-    from streams.model_check import DEFAULT_MODEL_PATH
+    from cxpulse.streams.model_check import DEFAULT_MODEL_PATH
 
     click.echo(DEFAULT_MODEL_PATH.read_text(), nl=False)

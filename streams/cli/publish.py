@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from streams.cli.common import settings_from
+from cxpulse.streams.cli.common import settings_from
 
 
 @click.command()
@@ -20,7 +20,7 @@ def publish(source: str, batch_size: int, topic: str | None) -> None:
     is validated against the contract first; invalid ones (and any line or array item
     over the 8 MiB message limit) are reported, not sent, and the exit status is then 1.
     """
-    from streams.publisher import print_summary, publish_source, rejected_line
+    from cxpulse.streams.publisher import print_summary, publish_source, rejected_line
 
     settings = settings_from()
     summary = publish_source(source, settings, batch_size=batch_size, topic=topic)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from streams.cli.common import settings_from
+from cxpulse.streams.cli.common import settings_from
 
 
 @click.command()
@@ -23,7 +23,7 @@ def query(sql: str, fmt: str) -> None:
     With the embedded chDB, a running worker answers the query (its directory can be
     open in one process only); without a worker the directory is read directly.
     """
-    from streams.query import print_result, run_query
+    from cxpulse.streams.query import print_result, run_query
 
     columns, rows = run_query(settings_from(), sql)
     print_result(columns, rows, fmt)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from streams.cli.common import env_help, settings_from
+from cxpulse.streams.cli.common import env_help, settings_from
 
 
 @click.command(epilog="Environment:\n\n" + env_help())
@@ -16,6 +16,6 @@ def worker(web_port: int | None) -> None:
     http://HOST:CXPULSE_WEB_PORT/metrics. Start more workers with the same
     CXPULSE_APP_ID (and other web ports) to share the partitions.
     """
-    from streams.worker import run_worker
+    from cxpulse.streams.worker import run_worker
 
     run_worker(settings_from(web_port=web_port))

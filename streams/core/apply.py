@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
 
-from schemas.model import ExperienceModel
-from schemas.scoring import (
+from cxpulse.schemas.model import ExperienceModel
+from cxpulse.schemas.scoring import (
     CustomerState,
     Episode,
     Explanation,
@@ -40,8 +40,8 @@ from schemas.scoring import (
     ScoreUpdate,
     pack_ids,
 )
-from streams.core import dedup, episodes, explain, readings, score, times, trail, valence
-from streams.pipeline.records import Event
+from cxpulse.streams.core import dedup, episodes, explain, readings, score, times, trail, valence
+from cxpulse.streams.pipeline.records import Event
 
 Sentiments = Sequence[float | None] | Mapping[UUID, float | None]
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.scoring import Episode, PeakEnd
+from cxpulse.schemas.scoring import Episode, PeakEnd
 
 
 def combine(a: PeakEnd, b: PeakEnd) -> PeakEnd:
@@ -124,7 +124,7 @@ def _order(e: Episode) -> tuple[int, str]:
 
 def is_closed(e: Episode, accepted_from: int, gaps: Gaps) -> bool:
     """True when no event at or after ``accepted_from`` (the oldest event time the state
-    still accepts, see ``streams.core.apply``) could join ``e`` any more."""
+    still accepts, see ``cxpulse.streams.core.apply``) could join ``e`` any more."""
     return e.end + gaps.of(e.journey) < accepted_from
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from schemas.scoring import KeyMoment
+from cxpulse.schemas.scoring import KeyMoment
 
 
 def rank(km: KeyMoment, half_life_s: float) -> float:

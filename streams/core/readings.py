@@ -16,8 +16,8 @@ How several readings of one factor combine (cx-model.md is silent; this is our c
 
 from __future__ import annotations
 
-from schemas.model import ExperienceModel, Scale, TouchpointSpec
-from streams.pipeline.records import Event, Feedback
+from cxpulse.schemas.model import ExperienceModel, Scale, TouchpointSpec
+from cxpulse.streams.pipeline.records import Event, Feedback
 
 
 def outcome_reading(outcome: str, model: ExperienceModel) -> float:

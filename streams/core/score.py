@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from schemas.scoring import Episode, Folded
-from streams.core.episodes import remembered
+from cxpulse.schemas.scoring import Episode, Folded
+from cxpulse.streams.core.episodes import remembered
 
 
 def weight(t: int, ref: int, half_life_s: float) -> float:

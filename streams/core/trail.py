@@ -43,8 +43,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.model import ExperienceModel
-from schemas.scoring import ContactMark, CustomerState, FailureMark, IntentTries, TryMark
+from cxpulse.schemas.model import ExperienceModel
+from cxpulse.schemas.scoring import ContactMark, CustomerState, FailureMark, IntentTries, TryMark
 
 SCORE_TRAIL_S = 24 * 3600
 _HOUR = 3600

@@ -28,7 +28,7 @@ def assess(
     ``valence`` is the importance-weighted mean gap, clamped to [-10, 10], 0 when no
     factor was read; ``impact = importance x gap``: 9 x -2 = -18 is a key experience,
     2 x -5 = -10 is not. Values are rounded to 3 decimals: that is how the state keeps
-    them (``streams.state.customer`` stores thousandths).
+    them (``cxpulse.streams.state.customer`` stores thousandths).
     """
     gaps_: dict[str, float] = {}
     impacts_: dict[str, float] = {}

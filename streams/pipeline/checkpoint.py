@@ -142,7 +142,7 @@ class Checkpointer:
             await self._write(table, rows)
         store = self.table.data
         if cp.states and hasattr(store, "write"):
-            # local disk, then the changelog: see streams.state.store
+            # local disk, then the changelog: see cxpulse.streams.state.store
             store.written(await asyncio.to_thread(store.write, cp.states))
         for key, (partition, state) in cp.states.items():
             self.table.send_changelog(partition, key, state)

@@ -1,6 +1,6 @@
 """Trusted event records: what moves between a worker's steps after validation.
 
-The public contract is ``schemas.events.TouchpointEvent`` (pydantic, the source of the
+The public contract is ``cxpulse.schemas.events.TouchpointEvent`` (pydantic, the source of the
 JSON Schema). An event is validated against it once, in the validate step; from there on
 it travels as an ``Event`` record: a msgspec Struct with the same attribute names, so the
 scoring core reads either, encoded as msgpack on the internal topics (cx.events,
@@ -11,7 +11,7 @@ Wire form of a batch message: the two bytes ``FORMAT`` then a msgpack array of r
 each an array of its fields in the order below (``array_like``). 0xC1 is the one byte
 msgpack never uses and JSON never starts with, so a message is recognised for what it is;
 the second byte is the format's version. A message without the prefix is the JSON array
-of earlier workers, read (and validated, as then) by ``schemas.envelope.decode_message``,
+of earlier workers, read (and validated, as then) by ``cxpulse.schemas.envelope.decode_message``,
 so a worker upgraded over a backlog of the old format goes on.
 
 Adding a field: append it at the end with a default (older records decode with the
@@ -28,8 +28,8 @@ from uuid import UUID
 
 import msgspec
 
-from schemas.envelope import Rejected, decode_message
-from schemas.events import TouchpointEvent
+from cxpulse.schemas.envelope import Rejected, decode_message
+from cxpulse.schemas.events import TouchpointEvent
 
 FORMAT = b"\xc1\x01"
 

@@ -1,8 +1,8 @@
 """Rows computed where their data is.
 
 The experience step turns its moments and score updates into the very row tuples of
-``moments``, ``moment_factors`` and ``customer_scores`` (``schemas.score_rows``) and hands
-them to its checkpoint (``streams.pipeline.checkpoint``), which inserts them.
+``moments``, ``moment_factors`` and ``customer_scores`` (``cxpulse.schemas.score_rows``) and hands
+them to its checkpoint (``cxpulse.streams.pipeline.checkpoint``), which inserts them.
 
 Workers before the checkpoint sent moments and score updates to ``cx.moments`` and
 ``cx.scores`` as JSON arrays of ``Moment`` and ``ScoreUpdate`` models; the sink agents
@@ -17,8 +17,8 @@ from typing import Any
 
 import msgspec
 
-from schemas.score_rows import moment_rows, score_row
-from schemas.scoring import Moment, ScoreUpdate
+from cxpulse.schemas.score_rows import moment_rows, score_row
+from cxpulse.schemas.scoring import Moment, ScoreUpdate
 
 Row = tuple[Any, ...]
 

@@ -1,8 +1,9 @@
 """The early-warning alert rules (cx-model.md, "Early-warning alerts"): one module per rule
-behind one protocol (``streams.rules.base``), listed in order in ``streams.rules.registry``.
+behind one protocol (``cxpulse.streams.rules.base``), listed in order in
+``cxpulse.streams.rules.registry``.
 
-``streams.rules.customer.customer_alerts`` judges a customer's batch with the customer
-rules; ``streams.rules.touchpoint_degraded.apply_health`` an instance's with
-touchpoint_degraded. Pure like ``streams.core``: schemas and the standard library, time
+``cxpulse.streams.rules.customer.customer_alerts`` judges a customer's batch with the customer
+rules; ``cxpulse.streams.rules.touchpoint_degraded.apply_health`` an instance's with
+touchpoint_degraded. Pure like ``cxpulse.streams.core``: schemas and the standard library, time
 passed in. docs/architecture.md says how to add a rule.
 """

@@ -1,24 +1,24 @@
 """What every alert rule is: a name, a memory code, and a pure check that gives a hit or not.
 
 A customer rule (``CustomerRule``) is one object with ``name`` (its name in
-``schemas.vocabulary.RULES`` and its section ``alerts.<name>`` of the model file),
+``cxpulse.schemas.vocabulary.RULES`` and its section ``alerts.<name>`` of the model file),
 ``code`` (its short key in ``alert_memory``) and ``check(at, model)``: what the customer's
 moment ``at`` shows, under the model's configuration, as a ``Hit`` or None. The check is
 pure: no clock (event time is in ``at``), no I/O; all it may change is its own flag in
 ``at.batch.memory`` (low_score's disarm). Everything else an alert needs (the cooldown, the
 open alert's count, the severity for the tier, the alert id, the recommended action's
-urgency) is the orchestration's, ``streams.rules.customer.customer_alerts``, the same for
+urgency) is the orchestration's, ``cxpulse.streams.rules.customer.customer_alerts``, the same for
 every rule.
 
 What a rule sees (``At``): the event (its survey answers), its moment (readings, score
 after it), its event time, the batch's memory of what the counting rules count
-(``streams.core.trail``: earlier batches plus this batch up to and including the moment,
+(``cxpulse.streams.core.trail``: earlier batches plus this batch up to and including the moment,
 uncapped) and the story of the score so far (``Batch``: the hourly highs, the episodes
 known, the key moments). The rules that count events read the trail; the rules that judge
 the score (low_score, sharp_drop) read the score's story. Both are kept by the
 orchestration as it walks the batch, so a rule holds no state of its own between moments.
 
-The touchpoint rule (``streams.rules.touchpoint_degraded``) judges an instance, not a
+The touchpoint rule (``cxpulse.streams.rules.touchpoint_degraded``) judges an instance, not a
 customer: it is a ``Rule`` with a check of its own shape, and gives the same ``Hit``.
 """
 
@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from schemas.alerts import Alert
-from schemas.model import ExperienceModel
-from schemas.scoring import CustomerState, Moment
-from streams.core.trail import Trail
-from streams.pipeline.records import Event
-from streams.rules.memory import Memory, OpenAlert
-from streams.rules.words import at, one_line
+from cxpulse.schemas.alerts import Alert
+from cxpulse.schemas.model import ExperienceModel
+from cxpulse.schemas.scoring import CustomerState, Moment
+from cxpulse.streams.core.trail import Trail
+from cxpulse.streams.pipeline.records import Event
+from cxpulse.streams.rules.memory import Memory, OpenAlert
+from cxpulse.streams.rules.words import at, one_line
 
 
 @dataclass(slots=True)
@@ -141,7 +141,7 @@ class Rule(Protocol):
 
     @property
     def name(self) -> str:
-        """Its name in ``schemas.vocabulary.RULES``: the alert's ``rule``."""
+        """Its name in ``cxpulse.schemas.vocabulary.RULES``: the alert's ``rule``."""
         ...
 
     @property

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from schemas.model import ExperienceModel
-from streams.rules.base import At, Hit
-from streams.rules.windows import densest, ids, opener
-from streams.rules.words import duration, humane
+from cxpulse.schemas.model import ExperienceModel
+from cxpulse.streams.rules.base import At, Hit
+from cxpulse.streams.rules.windows import densest, ids, opener
+from cxpulse.streams.rules.words import duration, humane
 
 
 class _Try(NamedTuple):
@@ -24,7 +24,7 @@ class ChannelHopping:
 
     def check(self, at: At, model: ExperienceModel) -> Hit | None:
         """Each channel counts with its latest unsuccessful try since the intent's last
-        success (``streams.core.trail``); the moment itself counts with its own time."""
+        success (``cxpulse.streams.core.trail``); the moment itself counts with its own time."""
         r = model.alerts.channel_hopping
         m, t, hexid = at.moment, at.t, at.hexid
         if not m.intent or m.outcome == "success":

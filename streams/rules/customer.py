@@ -2,7 +2,7 @@
 
 ``customer_alerts`` runs after ``apply_events`` on the same batch of one customer and turns
 what the batch changed into alerts, by judging each moment with every customer rule of the
-registry (``streams.rules.registry``: low_score, sharp_drop, repeated_failure,
+registry (``cxpulse.streams.rules.registry``: low_score, sharp_drop, repeated_failure,
 repeat_contact, channel_hopping and detractor, in that order). It imports schemas and the
 standard library only, and takes the wall-clock time of emission as an argument. The
 rules say whether a moment is a hit and what the alert says; this module owns what is the
@@ -12,14 +12,15 @@ How the rules see time. Every window is on event time. Moments are walked in the
 ``apply_events`` applied them (event time, then id), and at each moment a rule sees what
 was known when that moment was applied: the memory from earlier batches (even entries
 later in event time: an out-of-order arrival completes a pattern) plus this batch's
-moments up to and including it, uncapped (``streams.core.trail``: caps apply only to what
+moments up to and including it, uncapped (``cxpulse.streams.core.trail``: caps apply only to what
 is stored). So a pattern fires at the event that completed it whether the events came in
 one batch, in several, or one by one, and a catch-up after a restart raises what steady
 flow would have.
 
 New customers (cx-model.md is silent; the choice a CX operations team expects). A score
 resting on one episode is one moment, not an experience, so the score rules wait for
-evidence (``streams.rules.low_score``, ``streams.rules.sharp_drop``). The rules that are
+evidence (``cxpulse.streams.rules.low_score``, ``cxpulse.streams.rules.sharp_drop``). The rules that
+are
 evidence on their own (repeated_failure, repeat_contact, channel_hopping, detractor) fire
 from the first moment.
 
@@ -32,7 +33,7 @@ Dedup and cooldown. One alert per (customer, rule) per cooldown: a hit within
 ``alerts.cooldown_hours`` (event time) of an open alert's opening trigger raises that
 alert's ``count`` and re-emits it with the SAME ``alert_id`` (a uuid5 of customer, rule and
 the opening event), later ``updated_at`` and severity never lowered; a hit outside it opens
-a new alert. Open alerts live in ``CustomerState.alert_memory`` (``streams.rules.memory``).
+a new alert. Open alerts live in ``CustomerState.alert_memory`` (``cxpulse.streams.rules.memory``).
 A batch emits each changed alert once, in its latest version.
 
 Severity: the rule's base (``alerts.<rule>.severity``), one level up for a tier A
@@ -46,15 +47,15 @@ from datetime import datetime
 
 import msgspec
 
-from schemas.alerts import Alert, alert_id
-from schemas.model import ExperienceModel
-from schemas.scoring import CustomerState, Moment
-from streams.core.times import epoch
-from streams.core.trail import Trail
-from streams.pipeline.records import Event
-from streams.rules.base import At, Batch, CustomerRule, Hit, alert_of
-from streams.rules.memory import OpenAlert, forget_closed, raise_severity, record_hit
-from streams.rules.registry import REGISTRY, Registry
+from cxpulse.schemas.alerts import Alert, alert_id
+from cxpulse.schemas.model import ExperienceModel
+from cxpulse.schemas.scoring import CustomerState, Moment
+from cxpulse.streams.core.times import epoch
+from cxpulse.streams.core.trail import Trail
+from cxpulse.streams.pipeline.records import Event
+from cxpulse.streams.rules.base import At, Batch, CustomerRule, Hit, alert_of
+from cxpulse.streams.rules.memory import OpenAlert, forget_closed, raise_severity, record_hit
+from cxpulse.streams.rules.registry import REGISTRY, Registry
 
 
 def customer_alerts(

@@ -9,9 +9,9 @@ customer's words, unless the batch quotes feedback (``include_feedback_text`` of
 
 from __future__ import annotations
 
-from schemas.model import ExperienceModel
-from streams.rules.base import At, Hit
-from streams.rules.words import humane, one_line, what
+from cxpulse.schemas.model import ExperienceModel
+from cxpulse.streams.rules.base import At, Hit
+from cxpulse.streams.rules.words import humane, one_line, what
 
 
 class Detractor:

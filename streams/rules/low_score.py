@@ -12,9 +12,9 @@ memory (``DISARMED``), so the hysteresis holds across batches.
 
 from __future__ import annotations
 
-from schemas.model import ExperienceModel
-from streams.rules.base import At, Hit
-from streams.rules.words import what
+from cxpulse.schemas.model import ExperienceModel
+from cxpulse.streams.rules.base import At, Hit
+from cxpulse.streams.rules.words import what
 
 DISARMED = "ls.off"  # present in alert_memory while the rule waits for the score to recover
 

@@ -5,8 +5,8 @@ One alert per (subject, rule) per cooldown. Open alerts live in the subject's st
 alert_id"``, where ``code`` is the rule's short memory code (``Rule.code``: the memory is
 written to the changelog on every update), and are forgotten once no acceptable event can
 fall within their cooldown, so the memory stays a few hundred bytes. Shared by the
-customer rules (``streams.rules.customer``) and touchpoint health
-(``streams.rules.touchpoint_degraded``).
+customer rules (``cxpulse.streams.rules.customer``) and touchpoint health
+(``cxpulse.streams.rules.touchpoint_degraded``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 
-from schemas.alerts import SEVERITIES
+from cxpulse.schemas.alerts import SEVERITIES
 
 MAX_OPEN_PER_RULE = 8
 Memory = MutableMapping[str, int | float | str]

@@ -2,7 +2,7 @@
 
 The order is the order in which the customer rules are judged at each moment, and so the
 order of their entries in ``alert_memory`` and of a moment's alerts: keep it. The names
-are the vocabulary's (``schemas.vocabulary.RULES``, which the model file and the alert
+are the vocabulary's (``cxpulse.schemas.vocabulary.RULES``, which the model file and the alert
 contract validate against; schemas does not import streams, so the list is written there
 once and checked here at import).
 """
@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from schemas.vocabulary import RULES
-from streams.rules.base import CustomerRule, Rule
-from streams.rules.channel_hopping import ChannelHopping
-from streams.rules.detractor import Detractor
-from streams.rules.low_score import LowScore
-from streams.rules.repeat_contact import RepeatContact
-from streams.rules.repeated_failure import RepeatedFailure
-from streams.rules.sharp_drop import SharpDrop
-from streams.rules.touchpoint_degraded import RULE as TOUCHPOINT_DEGRADED
+from cxpulse.schemas.vocabulary import RULES
+from cxpulse.streams.rules.base import CustomerRule, Rule
+from cxpulse.streams.rules.channel_hopping import ChannelHopping
+from cxpulse.streams.rules.detractor import Detractor
+from cxpulse.streams.rules.low_score import LowScore
+from cxpulse.streams.rules.repeat_contact import RepeatContact
+from cxpulse.streams.rules.repeated_failure import RepeatedFailure
+from cxpulse.streams.rules.sharp_drop import SharpDrop
+from cxpulse.streams.rules.touchpoint_degraded import RULE as TOUCHPOINT_DEGRADED
 
 
 class Registry:

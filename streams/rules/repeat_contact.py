@@ -4,10 +4,10 @@ did not resolve it). Every call-center event counts, whatever its outcome."""
 
 from __future__ import annotations
 
-from schemas.model import ExperienceModel
-from streams.rules.base import At, Hit
-from streams.rules.windows import densest, ids, opener
-from streams.rules.words import duration, humane
+from cxpulse.schemas.model import ExperienceModel
+from cxpulse.streams.rules.base import At, Hit
+from cxpulse.streams.rules.windows import densest, ids, opener
+from cxpulse.streams.rules.words import duration, humane
 
 
 class RepeatContact:

@@ -4,10 +4,10 @@ an abandonment is the customer's choice. Fires from a customer's first moment.""
 
 from __future__ import annotations
 
-from schemas.model import ExperienceModel
-from streams.rules.base import At, Hit
-from streams.rules.windows import densest, ids, opener
-from streams.rules.words import duration, label, places, plural
+from cxpulse.schemas.model import ExperienceModel
+from cxpulse.streams.rules.base import At, Hit
+from cxpulse.streams.rules.windows import densest, ids, opener
+from cxpulse.streams.rules.words import duration, label, places, plural
 
 
 class RepeatedFailure:

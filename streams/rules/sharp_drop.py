@@ -9,9 +9,9 @@ moved by that one moment, no reference to fall from).
 
 from __future__ import annotations
 
-from schemas.model import ExperienceModel
-from streams.rules.base import At, Hit
-from streams.rules.words import duration, what
+from cxpulse.schemas.model import ExperienceModel
+from cxpulse.streams.rules.base import At, Hit
+from cxpulse.streams.rules.words import duration, what
 
 
 class SharpDrop:

@@ -53,15 +53,15 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
-from schemas.alerts import Alert, HealthState, alert_id
-from schemas.model import ExperienceModel, HealthSection
-from schemas.scoring import pack_seen, unpack_seen
-from streams.core import dedup
-from streams.core.times import epoch
-from streams.pipeline.records import Event
-from streams.rules.base import Hit, alert_of
-from streams.rules.memory import forget_closed, raise_severity, record_hit
-from streams.rules.words import duration, label
+from cxpulse.schemas.alerts import Alert, HealthState, alert_id
+from cxpulse.schemas.model import ExperienceModel, HealthSection
+from cxpulse.schemas.scoring import pack_seen, unpack_seen
+from cxpulse.streams.core import dedup
+from cxpulse.streams.core.times import epoch
+from cxpulse.streams.pipeline.records import Event
+from cxpulse.streams.rules.base import Hit, alert_of
+from cxpulse.streams.rules.memory import forget_closed, raise_severity, record_hit
+from cxpulse.streams.rules.words import duration, label
 
 _HOUR = 3600
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from schemas.model import ExperienceModel
+from cxpulse.schemas.model import ExperienceModel
 
 
 class Timed(Protocol):

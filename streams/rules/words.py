@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from schemas.model import ExperienceModel
-from schemas.scoring import Moment
+from cxpulse.schemas.model import ExperienceModel
+from cxpulse.schemas.scoring import Moment
 
 
 def at(t: int) -> datetime:

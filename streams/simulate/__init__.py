@@ -6,10 +6,15 @@ A population of customers (``population``) pursues needs across channels
 result through the Publisher SDK or writes JSON Lines.
 """
 
-from streams.simulate.engine import DEFAULT_START, Simulation, generate
-from streams.simulate.incidents import Incident, IncidentError, parse_duration, parse_incident
-from streams.simulate.population import Customer, Population, make_population
-from streams.simulate.runner import (
+from cxpulse.streams.simulate.engine import DEFAULT_START, Simulation, generate
+from cxpulse.streams.simulate.incidents import (
+    Incident,
+    IncidentError,
+    parse_duration,
+    parse_incident,
+)
+from cxpulse.streams.simulate.population import Customer, Population, make_population
+from cxpulse.streams.simulate.runner import (
     SimSummary,
     add_simulate_command,
     parse_start,

@@ -3,9 +3,9 @@
 Why: whether the simulator's customers behave realistically enough for every rule to
 have something to find is a question about the generated data and the rules together,
 and asking it through the real pipeline takes a broker, a worker and a minute. This runs
-the same pure functions the worker runs (``streams.core.apply_events`` then
-``streams.rules.customer.customer_alerts`` per customer,
-``streams.rules.touchpoint_degraded.apply_health`` per touchpoint instance) on the same
+the same pure functions the worker runs (``cxpulse.streams.core.apply_events`` then
+``cxpulse.streams.rules.customer.customer_alerts`` per customer,
+``cxpulse.streams.rules.touchpoint_degraded.apply_health`` per touchpoint instance) on the same
 kind of batches: the events in event-time order, cut into the Publisher's 500-event
 messages, each grouped by customer (or by instance), as the experience and
 touchpoint-health agents group a message. Feedback text is scored by
@@ -14,8 +14,8 @@ the project's own sentiment analyser. An alert is counted once per ``alert_id`` 
 
 Run it with the demo's parameters (``streams/demo.py``)::
 
-    python -m streams.simulate.check                      # start = 8 h before now, as the demo
-    python -m streams.simulate.check --start 2026-11-16T09:00 --start 2026-11-16T18:00
+    python -m cxpulse.streams.simulate.check  # start = 8 h before now, as the demo
+    python -m cxpulse.streams.simulate.check --start 2026-11-16T09:00 --start 2026-11-16T18:00
 
 It is a development tool: it reports counts, it asserts nothing.
 """
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas.alerts import RULES
-from streams.simulate.engine import Simulation
+from cxpulse.schemas.alerts import RULES
+from cxpulse.streams.simulate.engine import Simulation
 
 BATCH = 500  # events per Publisher message, the worker's unit of work
 DEMO_CUSTOMERS, DEMO_SEED, DEMO_HOURS = 20_000, 7, 8
@@ -53,13 +53,13 @@ class AlertCheck:
 def alert_counts(events: Iterable[dict[str, Any]], batch: int = BATCH) -> AlertCheck:
     """Run ``events`` (simulator dicts, in event-time order) through the customer rules and
     touchpoint health as the worker would, and count the alerts by rule."""
-    from schemas.events import TouchpointEvent
-    from streams.core import apply_events
-    from streams.model_check import load_model
-    from streams.pipeline.records import Event, record_of
-    from streams.rules.customer import customer_alerts
-    from streams.rules.touchpoint_degraded import apply_health, health_key
-    from streams.sentiment import DefaultSentimentAnalyzer, sentiments_for
+    from cxpulse.schemas.events import TouchpointEvent
+    from cxpulse.streams.core import apply_events
+    from cxpulse.streams.model_check import load_model
+    from cxpulse.streams.pipeline.records import Event, record_of
+    from cxpulse.streams.rules.customer import customer_alerts
+    from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
+    from cxpulse.streams.sentiment import DefaultSentimentAnalyzer, sentiments_for
 
     model = load_model()
     analyzer = DefaultSentimentAnalyzer()
@@ -110,9 +110,9 @@ def alert_counts(events: Iterable[dict[str, Any]], batch: int = BATCH) -> AlertC
 
 
 def demo_simulation(start: datetime) -> Simulation:
-    """The demo's run (``streams.demo.run_demo``): 20,000 customers, seed 7, 8 hours, its
+    """The demo's run (``cxpulse.streams.demo.run_demo``): 20,000 customers, seed 7, 8 hours, its
     four incidents, 4 ATMs and 4 stores, from ``start``."""
-    from streams.demo import DEMO_INCIDENTS
+    from cxpulse.streams.demo import DEMO_INCIDENTS
 
     return Simulation(
         DEMO_CUSTOMERS,
@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="simulated start (ISO, UTC if no zone; repeatable) [default: 8 h before now]",
     )
     args = parser.parse_args(argv)
-    from streams.simulate.runner import parse_start
+    from cxpulse.streams.simulate.runner import parse_start
 
     if args.start:
         starts = [parse_start(s) for s in args.start]

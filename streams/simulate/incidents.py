@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
-from streams.settings import ConfigError
+from cxpulse.streams.settings import ConfigError
 
 
 class IncidentError(ConfigError):

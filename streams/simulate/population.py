@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import NamedTuple
 
-from schemas.events import CHANNELS
+from cxpulse.schemas.events import CHANNELS
 
 # Value tiers, as a bank or retailer would split its book: few very valuable customers.
 TIER_MIX: dict[str, float] = {"A": 0.10, "B": 0.30, "C": 0.60}

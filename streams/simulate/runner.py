@@ -1,6 +1,6 @@
 """Run a simulation into Kafka (or to JSON Lines), with pacing, progress and a summary.
 
-Why publish through ``streams.publisher.Publisher``: simulated traffic should take the
+Why publish through ``cxpulse.streams.publisher.Publisher``: simulated traffic should take the
 path real producers take (validation, batching, keys), so that a simulation also tests
 that path, and its throughput is the throughput a real producer gets.
 
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TextIO
 
-from streams.settings import ConfigError, Settings, get_settings
-from streams.simulate.engine import DEFAULT_INTENSITY, Simulation
-from streams.simulate.incidents import (
+from cxpulse.streams.settings import ConfigError, Settings, get_settings
+from cxpulse.streams.simulate.engine import DEFAULT_INTENSITY, Simulation
+from cxpulse.streams.simulate.incidents import (
     Incident,
     IncidentError,
     describe_kinds,
@@ -198,7 +198,7 @@ def simulate(
         output.flush()
         summary.sent = written
     else:
-        from streams.publisher import Publisher
+        from cxpulse.streams.publisher import Publisher
 
         settings = settings or get_settings()
         with Publisher(settings, topic=topic, batch_size=batch_size) as publisher:

@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from schemas.scoring import (
+from cxpulse.schemas.scoring import (
     ContactMark,
     CustomerState,
     Episode,
@@ -40,7 +40,7 @@ from schemas.scoring import (
     PeakEnd,
     TryMark,
 )
-from schemas.vocabulary import CHANNELS, FACTORS
+from cxpulse.schemas.vocabulary import CHANNELS, FACTORS
 
 FORMAT = b"\xc1\x01"
 

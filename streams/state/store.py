@@ -15,7 +15,7 @@ customer of every batch. So this store keeps
 
 and writes to RocksDB only when the checkpoint asks (``write``, on a thread), with the states of the
 checkpoint's cut, right before they go to the changelog: rows durable, then the states on
-local disk and in the changelog, then the offsets (``streams.pipeline.checkpoint``).
+local disk and in the changelog, then the offsets (``cxpulse.streams.pipeline.checkpoint``).
 RocksDB never holds a state whose rows are not durable; when it holds one the changelog
 does not have yet (a crash between the two), the events behind it are redelivered and
 found done, and their rows are already in ClickHouse.

@@ -2,7 +2,7 @@
 
 The memory store keeps the decoded object, so an agent reads a key's state without
 parsing it; only the changelog (every assignment) and recovery (on start or rebalance)
-pay for ``dumps`` / ``loads`` (``streams.state.customer`` for the customer table).
+pay for ``dumps`` / ``loads`` (``cxpulse.streams.state.customer`` for the customer table).
 """
 
 from __future__ import annotations

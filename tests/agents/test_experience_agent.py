@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from schemas.envelope import encode_batch
-from schemas.events import TouchpointEvent
-from schemas.score_rows import MOMENTS, SCORE_HISTORY
-from streams.app import create_app
-from streams.core import apply_events
-from streams.model_check import load_model
-from streams.settings import load_settings
+from cxpulse.schemas.envelope import encode_batch
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.schemas.score_rows import MOMENTS, SCORE_HISTORY
+from cxpulse.streams.app import create_app
+from cxpulse.streams.core import apply_events
+from cxpulse.streams.model_check import load_model
+from cxpulse.streams.settings import load_settings
 
 START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -143,7 +143,7 @@ def test_alerts_quote_feedback_text_only_when_the_setting_allows(
 ) -> None:
     """CXPULSE_ALERTS_INCLUDE_FEEDBACK_TEXT reaches the rules: off by default, the alert
     on cx.alerts (what the alerts table and webhooks get) carries no customer words."""
-    from schemas.alerts import Alert
+    from cxpulse.schemas.alerts import Alert
 
     [event] = events_for("C-carol", ["failure"])
     words = "Very disappointed, awful service, nobody helped"
@@ -186,9 +186,9 @@ def test_a_customer_whose_scoring_raises_goes_to_the_dlq_and_the_others_are_scor
     """The pure core is made to raise for one customer (a stand-in for any bug or state it
     cannot handle): that customer's events go to the DLQ with the reason and their source,
     counted; every other customer of the same envelope is scored as usual."""
-    from schemas.envelope import decode_message
-    from streams import metrics
-    from streams.agents import experience
+    from cxpulse.schemas.envelope import decode_message
+    from cxpulse.streams import metrics
+    from cxpulse.streams.agents import experience
 
     real = experience.apply_events
 

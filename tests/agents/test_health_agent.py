@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from schemas.envelope import decode_message, encode_batch
-from schemas.events import TouchpointEvent
-from streams.app import create_app
-from streams.settings import load_settings
+from cxpulse.schemas.envelope import decode_message, encode_batch
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.streams.app import create_app
+from cxpulse.streams.settings import load_settings
 
 #: An hour ago, on a minute: recent enough that no event is in the future (the core
 #: clamps those to ``now``) and every event falls in the 15-minute window of the last.
@@ -91,8 +91,8 @@ def test_an_instance_whose_health_scoring_raises_goes_to_the_dlq_and_the_others_
     cannot handle): that instance's events go to the DLQ with the reason and their source,
     counted; the other instances of the same envelope are counted and alert as usual, and
     the agent goes on with the next envelope."""
-    from streams import metrics
-    from streams.agents import health
+    from cxpulse.streams import metrics
+    from cxpulse.streams.agents import health
 
     real = health.apply_health
 
@@ -130,7 +130,7 @@ def test_an_instance_whose_health_scoring_raises_goes_to_the_dlq_and_the_others_
 def test_events_beyond_the_lateness_are_counted_not_applied(sent: list[dict[str, Any]]) -> None:
     """An envelope 40 min behind what the instance has seen (allowed lateness 30 min) does
     not touch the counts, and the metric says how many events the rule could not see."""
-    from streams import metrics
+    from cxpulse.streams import metrics
 
     before = metrics.REGISTRY.get_sample_value("cxpulse_health_late_events_total") or 0.0
     recent = events_at("ATM-0042", ["success"], first_minute=50)

@@ -11,9 +11,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from streams.app import create_app
-from streams.runtime import COUNT_HEADER, count_headers, items_in
-from streams.settings import load_settings
+from cxpulse.streams.app import create_app
+from cxpulse.streams.runtime import COUNT_HEADER, count_headers, items_in
+from cxpulse.streams.settings import load_settings
 
 
 class Recorder:

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from streams.app import create_app
-from streams.partitioning import partition_for
-from streams.pipeline.records import decode_events
-from streams.settings import load_settings
+from cxpulse.streams.app import create_app
+from cxpulse.streams.partitioning import partition_for
+from cxpulse.streams.pipeline.records import decode_events
+from cxpulse.streams.settings import load_settings
 
 PARTITIONS = 4
 
@@ -132,7 +132,7 @@ def test_messages_that_used_to_crash_the_agent_go_to_the_dlq(sent: list[dict[str
 def test_an_unexpected_error_on_one_message_dead_letters_it_and_the_rest_go_on(
     sent: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streams import metrics, routing
+    from cxpulse.streams import metrics, routing
 
     poison = json.dumps(event("cust-poison")).encode()
     real = routing.decode_message
@@ -179,7 +179,7 @@ def test_a_replayed_invalid_message_yields_the_very_same_dead_letter_row(
     received_at included, because it comes from the source record's timestamp."""
     from datetime import UTC, datetime
 
-    from streams.agents.sinks import dead_letter_of
+    from cxpulse.streams.agents.sinks import dead_letter_of
 
     source_time = datetime(2026, 11, 30, 23, 59, 58, 250000, tzinfo=UTC).timestamp()
     bad = json.dumps([event("cust-1"), event("cust-2", channel="fax")]).encode()
@@ -198,8 +198,8 @@ def test_a_replayed_invalid_message_yields_the_very_same_dead_letter_row(
 
 
 def test_an_oversize_message_dead_letter_says_its_real_size(sent: list[dict[str, Any]]) -> None:
-    from schemas.envelope import MAX_MESSAGE_BYTES
-    from streams.agents.sinks import dead_letter_of
+    from cxpulse.schemas.envelope import MAX_MESSAGE_BYTES
+    from cxpulse.streams.agents.sinks import dead_letter_of
 
     huge = b"[" + b" " * MAX_MESSAGE_BYTES + b"]"
 

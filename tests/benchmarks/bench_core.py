@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from schemas.events import TouchpointEvent
-from schemas.scoring import CustomerState
-from streams.core import apply_event, apply_events, score_update
-from streams.model_check import load_model
-from streams.rules.customer import customer_alerts
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.schemas.scoring import CustomerState
+from cxpulse.streams.core import apply_event, apply_events, score_update
+from cxpulse.streams.model_check import load_model
+from cxpulse.streams.rules.customer import customer_alerts
 
 MODEL = load_model()
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
@@ -82,7 +82,7 @@ def test_apply_event(benchmark: Any) -> None:
         apply_event(base, next(pool), MODEL, NOW)
 
     benchmark(one)
-    from streams.state.customer import encode
+    from cxpulse.streams.state.customer import encode
 
     benchmark.extra_info["state_bytes"] = len(encode(base))
     benchmark.extra_info["events_per_s"] = round(1 / benchmark.stats.stats.mean)
@@ -113,7 +113,7 @@ def test_apply_events_batch(benchmark: Any, batch: int) -> None:
 
 @pytest.mark.parametrize(("label", "spacing_min"), [("50 over ~3 days", 97), ("50 in 4 h", 5)])
 def test_state_bytes_after_50_events(benchmark: Any, label: str, spacing_min: float) -> None:
-    from streams.state.customer import decode, encode
+    from cxpulse.streams.state.customer import decode, encode
 
     state = warm_state(50, spacing_min)
     raw = benchmark(encode, state)  # the changelog record
@@ -126,7 +126,7 @@ def test_state_bytes_after_50_events(benchmark: Any, label: str, spacing_min: fl
 def simulated_messages(events: int = 3000, customers: int = 400) -> list[list[list[Any]]]:
     """Simulated traffic as the experience agent sees it: messages of 500 events, each
     grouped by customer (deterministic: fixed seed and start)."""
-    from streams.simulate import generate
+    from cxpulse.streams.simulate import generate
 
     start = datetime(2025, 3, 3, tzinfo=UTC)
     evs = [
@@ -144,12 +144,12 @@ def simulated_messages(events: int = 3000, customers: int = 400) -> list[list[li
 
 def test_experience_per_customer_work(benchmark: Any) -> None:
     """The experience agent's per-customer work on simulated traffic, without Faust:
-    ``apply_events``, the alert rules, the changelog record (``streams.state.customer``),
-    ``score_update`` and the moment and score rows (``streams.pipeline.rows``),
+    ``apply_events``, the alert rules, the changelog record (``cxpulse.streams.state.customer``),
+    ``score_update`` and the moment and score rows (``cxpulse.streams.pipeline.rows``),
     from empty states every round."""
-    from schemas.score_rows import score_row
-    from streams.pipeline.rows import moment_rows_of
-    from streams.state.customer import encode as encode_state
+    from cxpulse.schemas.score_rows import score_row
+    from cxpulse.streams.pipeline.rows import moment_rows_of
+    from cxpulse.streams.state.customer import encode as encode_state
 
     messages = simulated_messages()
     n = sum(len(batch) for message in messages for batch in message)
@@ -177,7 +177,7 @@ def test_experience_per_customer_work(benchmark: Any) -> None:
 
 
 def test_sentiment_english_uncached(benchmark: Any) -> None:
-    from streams.sentiment import DefaultSentimentAnalyzer
+    from cxpulse.streams.sentiment import DefaultSentimentAnalyzer
 
     a = DefaultSentimentAnalyzer(cache_size=1)
     texts = itertools.cycle([f"waited {i} minutes, terrible service" for i in range(100)])
@@ -186,7 +186,7 @@ def test_sentiment_english_uncached(benchmark: Any) -> None:
 
 
 def test_sentiment_chinese_uncached(benchmark: Any) -> None:
-    from streams.sentiment import DefaultSentimentAnalyzer
+    from cxpulse.streams.sentiment import DefaultSentimentAnalyzer
 
     a = DefaultSentimentAnalyzer(cache_size=1)
     a.score("预热", "zh")  # the lazy import is not what we measure
@@ -196,7 +196,7 @@ def test_sentiment_chinese_uncached(benchmark: Any) -> None:
 
 
 def test_sentiment_cached(benchmark: Any) -> None:
-    from streams.sentiment import DefaultSentimentAnalyzer
+    from cxpulse.streams.sentiment import DefaultSentimentAnalyzer
 
     a = DefaultSentimentAnalyzer()
     a.score("服务很好", "zh")

@@ -6,7 +6,7 @@ makes N simulated events (deterministic seed), and measures, loopback only:
 - the SDK: ``Publisher`` (validation, JSON, batch messages of 500 per partition,
   kafka-python, ``acks=all``), the events given as dicts, timed to the last
   acknowledgement: the baseline;
-- HTTP ingest: a ``cxpulse ingest`` process (``python -m streams.cli ingest``, its own
+- HTTP ingest: a ``cxpulse ingest`` process (``python -m cxpulse.streams.cli ingest``, its own
   process as in production) and a client in this process sending the same events as JSON
   arrays of 500 over ``--connections`` keep-alive connections, timed from the first
   request to the last answer (every answer a 200 saying 500 accepted: acknowledged by
@@ -59,7 +59,7 @@ def start_ingest(broker_url: str, prefix: str, port: int, log: Path) -> subproce
         PYTHONPATH=str(Path(__file__).resolve().parents[2]),
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "ingest"],
+        [sys.executable, "-m", "cxpulse.streams.cli", "ingest"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=log.open("w"),
@@ -100,8 +100,8 @@ async def post_all(port: int, bodies: list[bytes], connections: int) -> float:
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from streams.broker import EmbeddedBroker, free_port
-    from streams.settings import load_settings
+    from cxpulse.streams.broker import EmbeddedBroker, free_port
+    from cxpulse.streams.settings import load_settings
 
     events = make_events(args.events, args.customers, args.seed)
     n = len(events) - len(events) % BATCH

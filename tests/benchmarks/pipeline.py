@@ -177,7 +177,7 @@ def make_events(n: int, customers: int, seed: int) -> list[dict[str, Any]]:
     """N simulated events: all five channels, English and Chinese feedback, ``customers``
     customers. Deterministic for a seed; the clock starts a week before today (UTC
     midnight), so events lie in the past, as the worker expects."""
-    from streams.simulate import generate
+    from cxpulse.streams.simulate import generate
 
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return list(generate(customers, seed, events=n, start=today - timedelta(days=7)))
@@ -188,7 +188,7 @@ def make_events(n: int, customers: int, seed: int) -> list[dict[str, Any]]:
 
 def publish(settings: Any, events: list[dict[str, Any]], topic: str, batch_size: int) -> float:
     """Publish with the SDK (validation, JSON, kafka-python); returns seconds."""
-    from streams.publisher import Publisher
+    from cxpulse.streams.publisher import Publisher
 
     with Publisher(settings, topic=topic, batch_size=batch_size) as publisher:
         started = time.perf_counter()
@@ -333,14 +333,14 @@ def worker_env(args: argparse.Namespace) -> dict[str, str]:
 
 def validate_each(raw_events: list[bytes]) -> None:
     """pydantic per event, results dropped (what the validate step pays per event)."""
-    from schemas.events import TouchpointEvent
+    from cxpulse.schemas.events import TouchpointEvent
 
     for raw in raw_events:
         TouchpointEvent.model_validate_json(raw)
 
 
 def decode_each(raw_messages: list[bytes]) -> None:
-    from schemas.envelope import decode_message
+    from cxpulse.schemas.envelope import decode_message
 
     for raw in raw_messages:
         decode_message(raw)
@@ -369,20 +369,20 @@ def replay_worker_work(
     validate (decode, route, encode records per partition), experience (decode, group by
     customer, ``apply_events``, alert rules, score update, the moment and score rows; at
     each checkpoint of ``CHECKPOINT_ROWS`` rows, the changelog record of every customer
-    changed since the last one, as ``streams.pipeline.checkpoint`` writes them), touchpoint
+    changed since the last one, as ``cxpulse.streams.pipeline.checkpoint`` writes them), touchpoint
     health, and the events sink's row building. Sentiment is precomputed (it is measured
     on its own)."""
-    from schemas.rows import event_row
-    from schemas.score_rows import score_row
-    from streams.core import apply_events, score_update
-    from streams.model_check import load_model
-    from streams.pipeline.records import decode_events, encode_events
-    from streams.pipeline.rows import moment_rows_of
-    from streams.routing import Source, route
-    from streams.rules.customer import customer_alerts
-    from streams.rules.touchpoint_degraded import apply_health, health_key
-    from streams.runtime import chunks
-    from streams.state.customer import encode as encode_state
+    from cxpulse.schemas.rows import event_row
+    from cxpulse.schemas.score_rows import score_row
+    from cxpulse.streams.core import apply_events, score_update
+    from cxpulse.streams.model_check import load_model
+    from cxpulse.streams.pipeline.records import decode_events, encode_events
+    from cxpulse.streams.pipeline.rows import moment_rows_of
+    from cxpulse.streams.routing import Source, route
+    from cxpulse.streams.rules.customer import customer_alerts
+    from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
+    from cxpulse.streams.runtime import chunks
+    from cxpulse.streams.state.customer import encode as encode_state
 
     model = load_model()
     out = WorkTimes()
@@ -471,11 +471,11 @@ CHECKPOINT_ROWS = 10_000
 def core_only(raw_messages: list[bytes], partitions: int, sentiments: dict[Any, Any]) -> float:
     """Seconds in ``apply_events`` alone, called per customer batch as the worker does
     (one raw message → its partition's events → grouped by customer)."""
-    from schemas.envelope import decode_message
-    from streams.core import apply_events
-    from streams.model_check import load_model
-    from streams.partitioning import partition_for
-    from streams.pipeline.records import record_of
+    from cxpulse.schemas.envelope import decode_message
+    from cxpulse.streams.core import apply_events
+    from cxpulse.streams.model_check import load_model
+    from cxpulse.streams.partitioning import partition_for
+    from cxpulse.streams.pipeline.records import record_of
 
     model = load_model()
     now = datetime.now(UTC)
@@ -534,7 +534,7 @@ def run_pipeline(
 ) -> PipelineRun:
     """Start a worker on a published backlog; poll its /metrics until all N events are in
     ``touchpoint_events`` and ``moments``."""
-    from streams.demo import WorkerProcess, scrape, sink_rows
+    from cxpulse.streams.demo import WorkerProcess, scrape, sink_rows
 
     worker = WorkerProcess(settings, work / f"worker-{settings.app_id}.log", extra_env)
     run = PipelineRun()
@@ -612,8 +612,8 @@ def run_pipeline(
 
 
 def new_settings(broker_url: str, work: Path, flush: float, partitions: int) -> Any:
-    from streams.demo import free_port
-    from streams.settings import load_settings
+    from cxpulse.streams.demo import free_port
+    from cxpulse.streams.settings import load_settings
 
     name = f"bench{uuid.uuid4().hex[:8]}"
     return load_settings(
@@ -693,8 +693,8 @@ def run_quix_peer(
     """The Quix Streams peer (``tests/benchmarks/quix_peer.py``) on a published backlog, its
     own consumer group and output topic; timed from its first consumed message to N records
     in its output topic."""
-    from streams.admin import ensure_topics
-    from streams.topics import TopicSpec
+    from cxpulse.streams.admin import ensure_topics
+    from cxpulse.streams.topics import TopicSpec
 
     name = f"quixbench{uuid.uuid4().hex[:8]}"
     output = f"{settings.topic_prefix}.{name}.out"
@@ -762,10 +762,10 @@ def latency_events(n: int, seed: int) -> tuple[list[bytes], dict[str, int]]:
     four incidents (an ATM outage, store queues, a web login spike, a call-centre backlog),
     the journeys' intensity scaled so that N events span the 8 hours; they end about now.
     Returns the 500-event messages and each event id's message index."""
-    from schemas.events import TouchpointEvent
-    from streams.demo import DEMO_INCIDENTS
-    from streams.simulate.engine import Simulation
-    from streams.simulate.runner import working_day_start
+    from cxpulse.schemas.events import TouchpointEvent
+    from cxpulse.streams.demo import DEMO_INCIDENTS
+    from cxpulse.streams.simulate.engine import Simulation
+    from cxpulse.streams.simulate.runner import working_day_start
 
     hours = timedelta(hours=8)
     start = working_day_start(hours)
@@ -805,8 +805,8 @@ def run_latency(
 
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    from streams.demo import WorkerProcess, scrape, sink_rows
-    from streams.topics import alerts, touchpoints
+    from cxpulse.streams.demo import WorkerProcess, scrape, sink_rows
+    from cxpulse.streams.topics import alerts, touchpoints
 
     out = LatencyRun(rate=rate, seconds=seconds)
     worker = WorkerProcess(settings, work / f"worker-{settings.app_id}.log", extra_env)
@@ -912,9 +912,9 @@ def run_latency(
 
 
 def latency_run(args: argparse.Namespace, broker_url: str, work: Path) -> LatencyRun:
-    from streams.admin import ensure_topics
-    from streams.app import TABLE_NAMES
-    from streams.topics import all_topics
+    from cxpulse.streams.admin import ensure_topics
+    from cxpulse.streams.app import TABLE_NAMES
+    from cxpulse.streams.topics import all_topics
 
     n = int(args.latency_rate * args.latency_seconds)
     t = time.perf_counter()
@@ -1148,12 +1148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from schemas.events import TouchpointEvent
-    from streams.admin import ensure_topics
-    from streams.app import TABLE_NAMES
-    from streams.broker import EmbeddedBroker
-    from streams.sentiment import DefaultSentimentAnalyzer, sentiments_for
-    from streams.topics import TopicSpec, all_topics, touchpoints
+    from cxpulse.schemas.events import TouchpointEvent
+    from cxpulse.streams.admin import ensure_topics
+    from cxpulse.streams.app import TABLE_NAMES
+    from cxpulse.streams.broker import EmbeddedBroker
+    from cxpulse.streams.sentiment import DefaultSentimentAnalyzer, sentiments_for
+    from cxpulse.streams.topics import TopicSpec, all_topics, touchpoints
 
     n, reps = args.events, max(1, args.repeats)
     console.rule(f"[bold]cxpulse pipeline benchmark: {n:,} events, {os.cpu_count()} cores")

@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from schemas.envelope import decode_message
+from cxpulse.schemas.envelope import decode_message
 
 HUGE_BYTES = 900 * 1024  # under the producer's and consumer's 1 MiB request defaults
 

@@ -38,12 +38,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from streams.admin import ensure_topics, read_records
-from streams.app import TABLE_NAMES
-from streams.demo import WorkerProcess, free_port, scrape
-from streams.publisher import Publisher
-from streams.settings import Settings, load_settings
-from streams.topics import all_topics
+from cxpulse.streams.admin import ensure_topics, read_records
+from cxpulse.streams.app import TABLE_NAMES
+from cxpulse.streams.demo import WorkerProcess, free_port, scrape
+from cxpulse.streams.publisher import Publisher
+from cxpulse.streams.settings import Settings, load_settings
+from cxpulse.streams.topics import all_topics
 
 STOP_TIMEOUT = 30.0
 
@@ -75,9 +75,9 @@ def make_event(i: int, customers: int, start: datetime, run: int) -> dict[str, A
 
 def expected_scores(docs: list[dict[str, Any]]) -> dict[str, float]:
     """A clean run's scores: the pure core over all of each customer's events at once."""
-    from schemas.events import TouchpointEvent
-    from streams.core import apply_events
-    from streams.model_check import load_model
+    from cxpulse.schemas.events import TouchpointEvent
+    from cxpulse.streams.core import apply_events
+    from cxpulse.streams.model_check import load_model
 
     events = [TouchpointEvent.model_validate(d) for d in docs]
     by_customer: dict[str, list[TouchpointEvent]] = {}
@@ -279,7 +279,7 @@ class Harness:
         worker = WorkerProcess(
             settings, self.workdir / f"worker-{len(self.workers):02d}.log", extra_env=env
         )
-        worker.start([sys.executable, "-m", "streams.cli", "worker"])
+        worker.start([sys.executable, "-m", "cxpulse.streams.cli", "worker"])
         self.workers.append(worker)
         return worker
 
@@ -329,7 +329,7 @@ class Harness:
         """The source topic's true end offsets, by partition, from its records: tansu
         reports a multi-record batch as one offset, and the publisher sends such batches
         (docs/operations.md, the embedded broker's caveats)."""
-        from streams.topics import touchpoints
+        from cxpulse.streams.topics import touchpoints
 
         ends: dict[int, int] = {}
         for r in read_records(self.settings.bootstrap_servers, touchpoints(self.settings)):
@@ -341,7 +341,7 @@ class Harness:
         from kafka import KafkaAdminClient, KafkaConsumer
         from kafka.structs import TopicPartition
 
-        from streams.topics import touchpoints
+        from cxpulse.streams.topics import touchpoints
 
         names = [t.name for t in all_topics(self.settings)]
         admin = KafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
@@ -397,7 +397,7 @@ class Harness:
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Rows of ``sql`` on the scenario's ClickHouse (no worker may hold a chDB
         directory while this runs)."""
-        from sinks.clickhouse import open_backend
+        from cxpulse.sinks.clickhouse import open_backend
 
         backend = open_backend(self.settings.clickhouse_url)
         try:
@@ -406,7 +406,7 @@ class Harness:
             backend.close()
 
     def check(self, result: Result) -> None:
-        from sinks.clickhouse import open_backend
+        from cxpulse.sinks.clickhouse import open_backend
 
         backend = open_backend(self.settings.clickhouse_url)
         try:
@@ -446,9 +446,9 @@ class Harness:
     def diagnose(self, lost_events: list[str], lost_moments: list[str], off: list[str]) -> str:
         """Where the lost input is: a file with the lost ids, the source and events topics
         (partition@offset of each lost id) and the group's committed offsets."""
-        from schemas.envelope import decode_message
-        from streams.topics import events as events_topic
-        from streams.topics import touchpoints
+        from cxpulse.schemas.envelope import decode_message
+        from cxpulse.streams.topics import events as events_topic
+        from cxpulse.streams.topics import touchpoints
 
         lost = set(lost_events) | set(lost_moments)
         where: dict[str, list[str]] = {}

@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import Callable
 
-from streams.demo import WorkerProcess
+from cxpulse.streams.demo import WorkerProcess
 from tests.chaos.harness import Harness, Result, tree_rss_mib
 from tests.chaos.servers import ClickHouseInstance, ServerUnavailable
 
@@ -168,8 +168,8 @@ def fuzzed_input(h: Harness, short: bool) -> Result:
 
     from kafka import KafkaProducer
 
-    from streams.admin import read_records
-    from streams.topics import touchpoints, touchpoints_dlq
+    from cxpulse.streams.admin import read_records
+    from cxpulse.streams.topics import touchpoints, touchpoints_dlq
     from tests.chaos.fuzz import Fuzzer
     from tests.chaos.harness import make_event
 
@@ -265,7 +265,7 @@ def broker_restarted(h: Harness, short: bool) -> Result:
     """The bundled broker on persistent storage (tansu's ``s3://`` engine on a local S3
     server) is stopped and started again on the same port while a worker runs and a
     publisher publishes (it retries until the broker is back). The worker reconnects."""
-    from streams.broker import EmbeddedBroker, free_port
+    from cxpulse.streams.broker import EmbeddedBroker, free_port
     from tests.chaos.servers import S3Server
 
     restarts = 1 if short else 3

@@ -1,6 +1,6 @@
 """ClickHouse fixtures: the three backends the sink contract runs against.
 
-- memory: ``sinks.memory.MemoryBackend``.
+- memory: ``cxpulse.sinks.memory.MemoryBackend``.
 - chdb: embedded chDB in a temporary directory. chDB allows one directory per process,
   so the backend is opened per test module and closed at its end, leaving the process
   free for other modules' chDB directories.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from sinks.base import Backend
+from cxpulse.sinks.base import Backend
 
 SERVER_URL_ENV = "CXPULSE_TEST_CLICKHOUSE_URL"
 
@@ -40,7 +40,7 @@ def clickhouse_server_url() -> str:
 @pytest.fixture(scope="module")
 def chdb_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     """chDB in a fresh temporary directory, for this test module."""
-    from sinks.embedded import ChdbBackend
+    from cxpulse.sinks.embedded import ChdbBackend
 
     directory: Path = tmp_path_factory.mktemp("chdb")
     backend = ChdbBackend(f"chdb://{directory}")
@@ -53,7 +53,7 @@ def chdb_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
 @pytest.fixture(scope="module")
 def server_backend() -> Iterator[Backend]:
     """The test server, its database dropped first so every run starts empty."""
-    from sinks.clickhouse import open_backend
+    from cxpulse.sinks.clickhouse import open_backend
 
     backend = open_backend(clickhouse_server_url())
     _drop_database(backend)
@@ -64,7 +64,7 @@ def server_backend() -> Iterator[Backend]:
 
 
 def _drop_database(backend: Backend) -> None:
-    from sinks.native import NativeBackend
+    from cxpulse.sinks.native import NativeBackend
 
     assert isinstance(backend, NativeBackend)
     backend._run(f"DROP DATABASE IF EXISTS `{backend.database}`")
@@ -74,7 +74,7 @@ def _drop_database(backend: Backend) -> None:
 def backend(request: pytest.FixtureRequest) -> Backend:
     """Each ClickHouse backend in turn; the contract tests run on all three."""
     if request.param == "memory":
-        from sinks.memory import MemoryBackend
+        from cxpulse.sinks.memory import MemoryBackend
 
         return MemoryBackend()
     return request.getfixturevalue(f"{request.param}_backend")

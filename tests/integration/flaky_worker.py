@@ -13,9 +13,9 @@ from typing import Any
 
 import faust
 
-from streams.app import create_app, default_connect
-from streams.settings import get_settings
-from streams.worker import preflight
+from cxpulse.streams.app import create_app, default_connect
+from cxpulse.streams.settings import get_settings
+from cxpulse.streams.worker import preflight
 
 
 class FlakyBackend:

@@ -15,11 +15,11 @@ from typing import Any
 
 import faust
 
-from schemas.rows import TableSpec
-from schemas.tables import SPECS
-from streams.app import create_app, default_connect
-from streams.settings import get_settings
-from streams.worker import preflight
+from cxpulse.schemas.rows import TableSpec
+from cxpulse.schemas.tables import SPECS
+from cxpulse.streams.app import create_app, default_connect
+from cxpulse.streams.settings import get_settings
+from cxpulse.streams.worker import preflight
 
 
 class RefusingBackend:

@@ -13,14 +13,14 @@ import msgspec
 import pytest
 from pydantic import create_model
 
-from schemas.events import TouchpointEvent
-from schemas.rows import TOUCHPOINT_EVENTS, TableSpec, ViewSpec, _Row
-from schemas.score_rows import MOMENTS, moment_rows
-from schemas.tables import SPECS
-from sinks.base import Backend
-from sinks.errors import SinkConfigError
-from streams.core import apply_event
-from streams.model_check import load_model
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.schemas.rows import TOUCHPOINT_EVENTS, TableSpec, ViewSpec, _Row
+from cxpulse.schemas.score_rows import MOMENTS, moment_rows
+from cxpulse.schemas.tables import SPECS
+from cxpulse.sinks.base import Backend
+from cxpulse.sinks.errors import SinkConfigError
+from cxpulse.streams.core import apply_event
+from cxpulse.streams.model_check import load_model
 
 pytestmark = pytest.mark.clickhouse
 
@@ -180,7 +180,7 @@ def test_a_second_start_leaves_the_views_alone_and_a_changed_one_is_replaced(
     """ClickHouse stores a view's query reformatted; a start with the same specs must not
     take that for a change (it would drop and create every view on every start), and a
     view whose query changed but not its columns is replaced."""
-    with caplog.at_level("WARNING", logger="sinks.ddl"):
+    with caplog.at_level("WARNING", logger="cxpulse.sinks.ddl"):
         real_backend.ensure_schema(SPECS)
     assert not [r.getMessage() for r in caplog.records if "upgrading the schema" in r.getMessage()]
 

@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 
-from streams.admin import ensure_topics
-from streams.app import TABLE_NAMES
-from streams.demo import WorkerProcess, drained, free_port, scrape
-from streams.settings import load_settings
-from streams.simulate import simulate
-from streams.simulate.runner import working_day_start
-from streams.topics import all_topics
+from cxpulse.streams.admin import ensure_topics
+from cxpulse.streams.app import TABLE_NAMES
+from cxpulse.streams.demo import WorkerProcess, drained, free_port, scrape
+from cxpulse.streams.settings import load_settings
+from cxpulse.streams.simulate import simulate
+from cxpulse.streams.simulate.runner import working_day_start
+from cxpulse.streams.topics import all_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 
@@ -110,7 +110,7 @@ def server_url(name: str) -> str:
 def data(
     request: pytest.FixtureRequest, kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Data]:
-    from sinks.clickhouse import open_backend
+    from cxpulse.sinks.clickhouse import open_backend
 
     name = f"bi{uuid.uuid4().hex[:10]}"
     tmp = tmp_path_factory.mktemp(f"bi-{request.param}")
@@ -158,7 +158,7 @@ def data(
         yield Data(request.param, url, summary.sent, start, backend)
     finally:
         if request.param == "server":
-            from sinks.native import NativeBackend
+            from cxpulse.sinks.native import NativeBackend
 
             assert isinstance(backend, NativeBackend)
             backend._run(f"DROP DATABASE IF EXISTS `{backend.database}`")

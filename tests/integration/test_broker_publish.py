@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from kafka.admin import KafkaAdminClient
 
-from schemas.envelope import decode_message
-from streams.admin import (
+from cxpulse.schemas.envelope import decode_message
+from cxpulse.streams.admin import (
     KafkaUnavailable,
     TopicMismatch,
     count_records,
@@ -26,17 +26,17 @@ from streams.admin import (
     read_records,
     wait_for_kafka,
 )
-from streams.broker import BrokerError, EmbeddedBroker, free_port
-from streams.publisher import (
+from cxpulse.streams.broker import BrokerError, EmbeddedBroker, free_port
+from cxpulse.streams.publisher import (
     InputError,
     Publisher,
     PublishSummary,
     print_summary,
     publish_source,
 )
-from streams.sample_events import sample_events
-from streams.settings import Settings, load_settings
-from streams.topics import TopicSpec, all_topics
+from cxpulse.streams.sample_events import sample_events
+from cxpulse.streams.settings import Settings, load_settings
+from cxpulse.streams.topics import TopicSpec, all_topics
 
 pytestmark = pytest.mark.kafka
 

@@ -1,4 +1,4 @@
-"""The consumer fix for input skipped around a restart (streams.kafka_consumer), on the
+"""The consumer fix for input skipped around a restart (cxpulse.streams.kafka_consumer), on the
 real broker with a real aiokafka consumer group: deterministic, no worker, no timing.
 
 What a rebalance does to a worker, reproduced step by step: the consumer fetches records
@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from streams.kafka_consumer import let_through, seek_to_committed_or_reset, true_end_offsets
+from cxpulse.streams.kafka_consumer import let_through, seek_to_committed_or_reset, true_end_offsets
 from tests.conftest import make_unique_name
 
 pytestmark = [pytest.mark.kafka]
@@ -86,7 +86,7 @@ async def _scenario(bootstrap: str, fixed: bool) -> dict[int, int]:
 
 def test_aiokafka_alone_leaves_uncommitted_partitions_past_their_records(kafka_broker: Any) -> None:
     """The defect, as it is in the pinned libraries: if this starts failing, aiokafka
-    fixed it, and streams.kafka_consumer's seek can go."""
+    fixed it, and cxpulse.streams.kafka_consumer's seek can go."""
     positions = asyncio.run(_scenario(kafka_broker.bootstrap, fixed=False))
     assert positions == {0: PER_PARTITION, 1: PER_PARTITION, 2: 4}
 
@@ -150,8 +150,8 @@ def test_true_end_offsets_are_read_off_the_records(kafka_broker: Any) -> None:
 
 def test_the_worker_consumer_waits_as_long_as_the_setting_says() -> None:
     """Faust hard-codes a 1.5 s fetch wait; the worker's consumer takes the setting."""
-    from streams.app import create_app
-    from streams.settings import load_settings
+    from cxpulse.streams.app import create_app
+    from cxpulse.streams.settings import load_settings
 
     app = create_app(load_settings(kafka_url="kafka://127.0.0.1:1", consumer_fetch_max_wait_ms=80))
 

@@ -18,7 +18,7 @@ LIVE_LINE = re.compile(r"^\S+ \S+Z (?:CRITICAL|WARNING|INFO)\s+([a-z_]+) ", re.M
 def test_demo_runs_the_story_end_to_end(tmp_path: Path) -> None:
     run = subprocess.run(
         [
-            *(sys.executable, "-m", "streams.cli", "demo", "--dir", str(tmp_path)),
+            *(sys.executable, "-m", "cxpulse.streams.cli", "demo", "--dir", str(tmp_path)),
             *("--customers", "6000", "--live", "8", "--timeout", "240"),
         ],
         capture_output=True,

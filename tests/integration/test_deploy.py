@@ -16,7 +16,7 @@ Nothing here starts a container (CI has no Docker engine). Instead:
 - The Kubernetes manifests (``deploy/k8s``) are valid, strictly, against the Kubernetes
   1.29 and newest schemas that the PyPI package ``kubernetes-validate`` bundles (offline),
   and agree with the settings, the Dockerfile and compose (no cluster involved).
-- Every PromQL expression names only metrics of ``streams.metrics.REGISTRY`` with their
+- Every PromQL expression names only metrics of ``cxpulse.streams.metrics.REGISTRY`` with their
   labels, and every metric has a panel.
 - Every ClickHouse query of the dashboards runs on chDB with the real schema, Grafana's
   macros replaced by plain SQL, so a wrong column or table fails here.
@@ -38,9 +38,9 @@ from typing import Any
 import pytest
 import yaml
 
-from schemas.tables import SPECS
-from sinks.base import Backend
-from streams.settings import Settings
+from cxpulse.schemas.tables import SPECS
+from cxpulse.sinks.base import Backend
+from cxpulse.streams.settings import Settings
 
 pytestmark = [pytest.mark.clickhouse]
 
@@ -289,7 +289,7 @@ def test_simulator_is_an_optional_profile_and_its_command_runs(
 ) -> None:
     from click.testing import CliRunner
 
-    from streams.cli import cli
+    from cxpulse.streams.cli import cli
 
     simulator = compose["services"]["simulator"]
     assert simulator["profiles"] == ["simulator"]
@@ -646,7 +646,7 @@ def registry_metrics() -> dict[str, tuple[str, set[str], set[str]]]:
     from prometheus_client.metrics import MetricWrapperBase
     from prometheus_client.utils import floatToGoString
 
-    from streams import metrics
+    from cxpulse.streams import metrics
 
     defined = {
         m._name: m
@@ -724,7 +724,7 @@ def assert_exported(
             assert not unknown, f"{where}: recorded {name} has no label {sorted(unknown)}"
             allowed_by |= recorded[name]
             continue
-        assert name in samples, f"{where}: {name} is not in streams.metrics.REGISTRY"
+        assert name in samples, f"{where}: {name} is not in cxpulse.streams.metrics.REGISTRY"
         _, known, bounds = samples[name]
         unknown = set(labels) - known - TARGET_LABELS
         assert not unknown, f"{where}: {name} has no label {sorted(unknown)}"
@@ -808,7 +808,7 @@ def test_alerting_rules_pass_their_promtool_unit_tests() -> None:
 
 
 def test_alerting_rules_name_only_metrics_the_workers_export() -> None:
-    """Every metric a rule names is a series of ``streams.metrics.REGISTRY`` (with its
+    """Every metric a rule names is a series of ``cxpulse.streams.metrics.REGISTRY`` (with its
     labels), Prometheus' ``up``, or a recording rule of the same file: a renamed metric
     fails here, not as an alert that can never fire."""
     samples = registry_metrics()

@@ -2,7 +2,7 @@
 Kafka then holds (records read back from the topics, never counted from offsets).
 
 The server runs in this process (``IngestServer`` on a thread of its own, port 0) for
-most tests, and as ``python -m streams.cli ingest`` for the command's own behaviour
+most tests, and as ``python -m cxpulse.streams.cli ingest`` for the command's own behaviour
 (start-up line, refusal without a token, SIGTERM after a request in flight).
 """
 
@@ -26,13 +26,13 @@ from typing import Any
 
 import pytest
 
-from schemas.envelope import decode_message
-from streams.admin import read_records
-from streams.broker import EmbeddedBroker, free_port
-from streams.ingest import IngestServer, serve
-from streams.partitioning import partition_for
-from streams.publisher import validate_event
-from streams.settings import Settings, load_settings
+from cxpulse.schemas.envelope import decode_message
+from cxpulse.streams.admin import read_records
+from cxpulse.streams.broker import EmbeddedBroker, free_port
+from cxpulse.streams.ingest import IngestServer, serve
+from cxpulse.streams.partitioning import partition_for
+from cxpulse.streams.publisher import validate_event
+from cxpulse.streams.settings import Settings, load_settings
 
 pytestmark = pytest.mark.kafka
 
@@ -420,7 +420,7 @@ def command_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 def test_the_command_refuses_a_public_address_without_a_token(settings: Settings) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "ingest", "--host", "0.0.0.0"],
+        [sys.executable, "-m", "cxpulse.streams.cli", "ingest", "--host", "0.0.0.0"],
         env=command_env(settings),
         capture_output=True,
         text=True,
@@ -437,7 +437,16 @@ def test_the_command_starts_with_one_line_and_finishes_a_request_in_flight_on_si
 ) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "ingest", "--port", str(port), "--host", "0.0.0.0"],
+        [
+            sys.executable,
+            "-m",
+            "cxpulse.streams.cli",
+            "ingest",
+            "--port",
+            str(port),
+            "--host",
+            "0.0.0.0",
+        ],
         env=command_env(settings, CXPULSE_INGEST_TOKEN=TOKEN, CXPULSE_LOG_LEVEL="warning"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

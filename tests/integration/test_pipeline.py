@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from streams.admin import ensure_topics, read_records
-from streams.app import TABLE_NAMES
-from streams.demo import WorkerProcess, free_port, scrape, sink_rows
-from streams.pipeline.records import decode_events
-from streams.publisher import Publisher
-from streams.settings import Settings, load_settings
-from streams.topics import all_topics, touchpoints, touchpoints_dlq
-from streams.topics import events as events_topic
+from cxpulse.streams.admin import ensure_topics, read_records
+from cxpulse.streams.app import TABLE_NAMES
+from cxpulse.streams.demo import WorkerProcess, free_port, scrape, sink_rows
+from cxpulse.streams.pipeline.records import decode_events
+from cxpulse.streams.publisher import Publisher
+from cxpulse.streams.settings import Settings, load_settings
+from cxpulse.streams.topics import all_topics, touchpoints, touchpoints_dlq
+from cxpulse.streams.topics import events as events_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 
@@ -64,8 +64,10 @@ class Pipeline:
     tmp_path: Path
     workers: list[WorkerProcess]
 
-    def start_worker(self, module: str = "streams.cli", **env: str) -> WorkerProcess:
-        argv = [sys.executable, "-m", module] + (["worker"] if module == "streams.cli" else [])
+    def start_worker(self, module: str = "cxpulse.streams.cli", **env: str) -> WorkerProcess:
+        argv = [sys.executable, "-m", module] + (
+            ["worker"] if module == "cxpulse.streams.cli" else []
+        )
         worker = WorkerProcess(
             self.settings, self.tmp_path / f"worker-{len(self.workers)}.log", extra_env=env
         )
@@ -136,7 +138,7 @@ class Pipeline:
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Read ClickHouse directly (workers stopped: chDB is single-process)."""
-        from sinks.clickhouse import open_backend
+        from cxpulse.sinks.clickhouse import open_backend
 
         for worker in self.workers:
             worker.stop()
@@ -376,11 +378,11 @@ def test_failed_inserts_are_retried_and_nothing_is_lost(pipeline: Pipeline) -> N
 
 
 def test_scores_moments_and_views_land_in_clickhouse(pipeline: Pipeline) -> None:
-    from schemas.events import TouchpointEvent
-    from streams.core import apply_events
-    from streams.model_check import load_model
-    from streams.sample_events import sample_events
-    from streams.sentiment import DefaultSentimentAnalyzer, sentiments_for
+    from cxpulse.schemas.events import TouchpointEvent
+    from cxpulse.streams.core import apply_events
+    from cxpulse.streams.model_check import load_model
+    from cxpulse.streams.sample_events import sample_events
+    from cxpulse.streams.sentiment import DefaultSentimentAnalyzer, sentiments_for
 
     now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
     docs = sample_events(seed=3, now=now)
@@ -419,9 +421,9 @@ def test_scores_moments_and_views_land_in_clickhouse(pipeline: Pipeline) -> None
 
 def expected_scores(docs: list[dict[str, Any]]) -> dict[str, float]:
     """Scores the pure core gives for all of ``docs`` at once (no feedback text in them)."""
-    from schemas.events import TouchpointEvent
-    from streams.core import apply_events
-    from streams.model_check import load_model
+    from cxpulse.schemas.events import TouchpointEvent
+    from cxpulse.streams.core import apply_events
+    from cxpulse.streams.model_check import load_model
 
     events = [TouchpointEvent.model_validate(d) for d in docs]
     model = load_model()
@@ -459,12 +461,12 @@ def test_customer_state_survives_a_restart(pipeline: Pipeline) -> None:
 
 
 def test_customer_state_lives_on_local_disk(pipeline: Pipeline) -> None:
-    """The customer table is on disk (RocksDB per partition, streams.state.store): after a
+    """The customer table is on disk (RocksDB per partition, cxpulse.streams.state.store): after a
     graceful stop every customer's state is there, and each partition records the
     changelog offset it holds, so a restart reads only the changelog's tail."""
     from rocksdict import AccessType, Options, Rdict
 
-    from streams.state.customer import decode
+    from cxpulse.streams.state.customer import decode
 
     events = make_events(35, customers=7)
     worker = pipeline.start_worker()
@@ -538,7 +540,14 @@ def test_alerts_reach_the_topic_clickhouse_and_the_live_tail(pipeline: Pipeline)
     env["CXPULSE_TOPIC_PREFIX"] = pipeline.settings.topic_prefix
     tail = subprocess.run(
         [
-            *(sys.executable, "-m", "streams.cli", "alerts", "--follow", "--from-beginning"),
+            *(
+                sys.executable,
+                "-m",
+                "cxpulse.streams.cli",
+                "alerts",
+                "--follow",
+                "--from-beginning",
+            ),
             *("--json", "--rule", "repeated_failure", "--idle-timeout", "5"),
         ],
         env=env,

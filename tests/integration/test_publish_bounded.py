@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from streams.broker import EmbeddedBroker
-from streams.publisher import InputError, publish_source
-from streams.settings import Settings, load_settings
+from cxpulse.streams.broker import EmbeddedBroker
+from cxpulse.streams.publisher import InputError, publish_source
+from cxpulse.streams.settings import Settings, load_settings
 
 pytestmark = pytest.mark.kafka
 
@@ -29,7 +29,7 @@ RSS_BOUND_KB = 300 * 1024
 # /proc: the high-water mark, read once at the end, so no sampling and no timing.
 RUN_AND_REPORT_HWM = """
 import sys
-from streams.cli import main
+from cxpulse.streams.cli import main
 sys.argv = ["cxpulse", *sys.argv[1:]]
 code = 0
 try:

@@ -30,13 +30,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from schemas.rows import dead_letter_row
-from sinks.errors import SinkError
-from sinks.writer import SinkWriter
-from streams.query import WorkerMismatch, clickhouse_identity, query_worker
-from streams.readonly_sql import QueryError, run_read_only
-from streams.settings import ConfigError, Settings, load_settings
-from streams.web import query_answer
+from cxpulse.schemas.rows import dead_letter_row
+from cxpulse.sinks.errors import SinkError
+from cxpulse.sinks.writer import SinkWriter
+from cxpulse.streams.query import WorkerMismatch, clickhouse_identity, query_worker
+from cxpulse.streams.readonly_sql import QueryError, run_read_only
+from cxpulse.streams.settings import ConfigError, Settings, load_settings
+from cxpulse.streams.web import query_answer
 from tests.integration.conftest import clickhouse_server_url
 
 pytestmark = [pytest.mark.clickhouse]
@@ -72,7 +72,7 @@ class Store:
         return {str(r[0]) for r in rows}
 
     def connect(self) -> Any:
-        from sinks.clickhouse import open_backend
+        from cxpulse.sinks.clickhouse import open_backend
 
         return open_backend(self.url)
 
@@ -96,7 +96,7 @@ def _seed(backend: Any, other_db: str, run: Callable[[str], Any]) -> None:
 
 @pytest.fixture(scope="module")
 def chdb_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    from sinks.embedded import ChdbBackend
+    from cxpulse.sinks.embedded import ChdbBackend
 
     directory = tmp_path_factory.mktemp("qsec-chdb")
     url = f"chdb://{directory}"
@@ -110,7 +110,7 @@ def chdb_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 
 @pytest.fixture(scope="module")
 def server_store() -> Iterator[Store]:
-    from sinks.clickhouse import open_backend
+    from cxpulse.sinks.clickhouse import open_backend
 
     parts = urlsplit(clickhouse_server_url())
     name = f"cxpulse_qsec_{uuid.uuid4().hex[:8]}"
@@ -314,8 +314,8 @@ def test_a_result_over_the_limit_is_refused_and_the_next_query_is_right(store: S
 
 
 def test_a_query_over_the_time_limit_is_stopped(store: Store) -> None:
-    from sinks.clickhouse import open_read_only, read_only_settings
-    from sinks.embedded import ChdbReader
+    from cxpulse.sinks.clickhouse import open_read_only, read_only_settings
+    from cxpulse.sinks.embedded import ChdbReader
 
     if store.directory is not None:  # this process has the directory open already
         session: Any = ChdbReader(
@@ -459,10 +459,10 @@ def worker(kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """A ``cxpulse worker`` on chDB with one dead letter (from an invalid message)."""
     from kafka import KafkaProducer
 
-    from streams.admin import ensure_topics
-    from streams.app import TABLE_NAMES
-    from streams.demo import WorkerProcess, free_port
-    from streams.topics import all_topics, touchpoints
+    from cxpulse.streams.admin import ensure_topics
+    from cxpulse.streams.app import TABLE_NAMES
+    from cxpulse.streams.demo import WorkerProcess, free_port
+    from cxpulse.streams.topics import all_topics, touchpoints
 
     root = tmp_path_factory.mktemp("qsec-worker")
     name = f"q{uuid.uuid4().hex[:10]}"
@@ -568,7 +568,7 @@ def test_a_worker_with_another_directory_open_is_named_and_never_used(
         [
             sys.executable,
             "-c",
-            "import sys; from sinks.embedded import ChdbBackend; "
+            "import sys; from cxpulse.sinks.embedded import ChdbBackend; "
             "b = ChdbBackend(sys.argv[1]); b.ensure_schema(); b.close()",
             f"chdb://{fresh}",
         ],
@@ -581,7 +581,7 @@ def test_a_worker_with_another_directory_open_is_named_and_never_used(
     assert str(worker.directory) in result.stderr and "reading it directly" in result.stderr
 
     # with no worker at all, the same checks and the same one-line refusals
-    from streams.demo import free_port
+    from cxpulse.streams.demo import free_port
 
     for sql, said in [
         (ATTACKS["file-table-function"], "table function file()"),
@@ -612,7 +612,7 @@ def _cli(
     web_port = worker.settings.web_port if port is None else port
     env.update(CXPULSE_CLICKHOUSE_URL=url, CXPULSE_WEB_PORT=str(web_port))
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", "query", "--format", "tsv", sql],
+        [sys.executable, "-m", "cxpulse.streams.cli", "query", "--format", "tsv", sql],
         env=env,
         capture_output=True,
         text=True,

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from streams.admin import ensure_topics
-from streams.app import TABLE_NAMES
-from streams.broker import EmbeddedBroker
-from streams.demo import WorkerProcess, free_port, scrape
-from streams.settings import load_settings
-from streams.topics import all_topics
+from cxpulse.streams.admin import ensure_topics
+from cxpulse.streams.app import TABLE_NAMES
+from cxpulse.streams.broker import EmbeddedBroker
+from cxpulse.streams.demo import WorkerProcess, free_port, scrape
+from cxpulse.streams.settings import load_settings
+from cxpulse.streams.topics import all_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 
@@ -80,7 +80,7 @@ def test_readyz_turns_red_while_kafka_is_gone_and_green_when_it_is_back(
         tmp_path / "worker.log",
         extra_env={"CXPULSE_READY_UNREACHABLE_SECONDS": str(THRESHOLD)},
     )
-    worker.start([sys.executable, "-m", "streams.cli", "worker"])
+    worker.start([sys.executable, "-m", "cxpulse.streams.cli", "worker"])
     port = settings.web_port
     try:
         wait_for(

@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from streams.demo import WorkerProcess, free_port, scrape
-from streams.publisher import Publisher
-from streams.settings import Settings, load_settings
+from cxpulse.streams.demo import WorkerProcess, free_port, scrape
+from cxpulse.streams.publisher import Publisher
+from cxpulse.streams.settings import Settings, load_settings
 from tests.integration.conftest import clickhouse_server_url
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -40,7 +40,7 @@ def run_worker_to_exit(env: dict[str, str], tmp_path: Path) -> tuple[int, str]:
     full = dict(os.environ, PYTHONPATH=str(ROOT), CXPULSE_DATA_DIR=str(tmp_path / "var"))
     full.update(env)
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "worker"],
+        [sys.executable, "-m", "cxpulse.streams.cli", "worker"],
         env=full,
         capture_output=True,
         text=True,
@@ -173,8 +173,8 @@ def test_a_refused_row_and_the_usr1_dump_on_a_server_hold_no_password(
     """A worker on the server, logged in with a password: ClickHouse refuses one row's
     values (the sink logs it and keeps it in dead_letters), then Faust's dump shows every
     frame's locals while the backend is connected. The password shows nowhere."""
-    from sinks.clickhouse import open_backend
-    from sinks.errors import SinkConfigError
+    from cxpulse.sinks.clickhouse import open_backend
+    from cxpulse.sinks.errors import SinkConfigError
 
     server = load_settings(clickhouse_url=clickhouse_server_url())
     where = server.clickhouse_url.split("@", 1)[1].split("/", 1)[0]

@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.envelope import decode_message
-from streams.admin import count_records, ensure_topics, read_records
-from streams.broker import EmbeddedBroker
-from streams.settings import Settings, load_settings
-from streams.simulate import generate, print_summary, simulate
-from streams.topics import all_topics, touchpoints
+from cxpulse.schemas.envelope import decode_message
+from cxpulse.streams.admin import count_records, ensure_topics, read_records
+from cxpulse.streams.broker import EmbeddedBroker
+from cxpulse.streams.settings import Settings, load_settings
+from cxpulse.streams.simulate import generate, print_summary, simulate
+from cxpulse.streams.topics import all_topics, touchpoints
 
 pytestmark = pytest.mark.kafka
 

@@ -18,17 +18,23 @@ from typing import Any
 
 import pytest
 
-from schemas.events import TouchpointEvent
-from schemas.rows import (
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.schemas.rows import (
     DEAD_LETTERS,
     TOUCHPOINT_EVENTS,
     TableSpec,
     dead_letter_row,
     event_row,
 )
-from sinks.base import Backend, Row, final_rows
-from sinks.clickhouse import open_backend, parse_chdb_url
-from sinks.errors import SinkConfigError, SinkError, SinkLocked, SinkUnavailable, SinkWriteError
+from cxpulse.sinks.base import Backend, Row, final_rows
+from cxpulse.sinks.clickhouse import open_backend, parse_chdb_url
+from cxpulse.sinks.errors import (
+    SinkConfigError,
+    SinkError,
+    SinkLocked,
+    SinkUnavailable,
+    SinkWriteError,
+)
 
 pytestmark = pytest.mark.clickhouse
 
@@ -251,8 +257,8 @@ def test_chdb_directory_in_use_by_another_process(chdb_backend: Backend) -> None
     directory = chdb_backend.directory  # type: ignore[attr-defined]
     code = textwrap.dedent(
         f"""
-        from sinks.clickhouse import open_backend
-        from sinks.errors import SinkLocked
+        from cxpulse.sinks.clickhouse import open_backend
+        from cxpulse.sinks.errors import SinkLocked
         try:
             open_backend("chdb://{directory}")
         except SinkLocked as exc:
@@ -278,7 +284,7 @@ def test_sink_error_classes_are_one_family() -> None:
 def test_server_gone_mid_run_is_unavailable_and_keeps_rows(server_backend: Backend) -> None:
     """The server stops answering after the backend connected: a retryable
     ``SinkUnavailable``, and the same rows go in once it is back."""
-    from sinks.native import NativeBackend
+    from cxpulse.sinks.native import NativeBackend
 
     assert isinstance(server_backend, NativeBackend)
     spec = fresh(TOUCHPOINT_EVENTS)

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from streams.admin import ensure_topics
-from streams.app import TABLE_NAMES
-from streams.broker import EmbeddedBroker
-from streams.demo import WorkerProcess, free_port, scrape, sink_rows
-from streams.publisher import Publisher
-from streams.sample_events import sample_events
-from streams.settings import Settings, load_settings
-from streams.topics import all_topics, touchpoints
+from cxpulse.streams.admin import ensure_topics
+from cxpulse.streams.app import TABLE_NAMES
+from cxpulse.streams.broker import EmbeddedBroker
+from cxpulse.streams.demo import WorkerProcess, free_port, scrape, sink_rows
+from cxpulse.streams.publisher import Publisher
+from cxpulse.streams.sample_events import sample_events
+from cxpulse.streams.settings import Settings, load_settings
+from cxpulse.streams.topics import all_topics, touchpoints
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 
@@ -89,7 +89,7 @@ def test_a_worker_says_what_it_does_shows_its_lag_and_stops_quietly_without_kafk
     worker = WorkerProcess(
         settings, tmp_path / "worker.log", extra_env={"CXPULSE_READY_UNREACHABLE_SECONDS": "3"}
     )
-    worker.start([sys.executable, "-m", "streams.cli", "worker"])
+    worker.start([sys.executable, "-m", "cxpulse.streams.cli", "worker"])
     port = settings.web_port
     try:
         wait_for(
@@ -165,7 +165,7 @@ def test_a_second_worker_on_a_busy_web_port_exits_2_with_one_line(tmp_path: Path
         taken.listen()
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "streams.cli", "worker"],
+            [sys.executable, "-m", "cxpulse.streams.cli", "worker"],
             env={
                 **_env(),
                 "CXPULSE_WEB_HOST": "127.0.0.1",

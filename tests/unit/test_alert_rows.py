@@ -17,15 +17,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from schemas.alert_rows import ALERT_SPECS, ALERTS, AlertRow, alert_row
-from schemas.alerts import Alert
-from schemas.events import TouchpointEvent
-from sinks.base import Backend, final_rows
-from sinks.ddl import LEGACY, MODERN, create_table_sql, schema_statements
-from streams.core import apply_events
-from streams.model_check import load_model
-from streams.rules.customer import customer_alerts
-from streams.rules.touchpoint_degraded import apply_health
+from cxpulse.schemas.alert_rows import ALERT_SPECS, ALERTS, AlertRow, alert_row
+from cxpulse.schemas.alerts import Alert
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.sinks.base import Backend, final_rows
+from cxpulse.sinks.ddl import LEGACY, MODERN, create_table_sql, schema_statements
+from cxpulse.streams.core import apply_events
+from cxpulse.streams.model_check import load_model
+from cxpulse.streams.rules.customer import customer_alerts
+from cxpulse.streams.rules.touchpoint_degraded import apply_health
 
 M = load_model(None)
 # Recent event times, so the alerts are still open (open_until > now()) for the view.
@@ -119,7 +119,7 @@ def test_ddl_for_current_and_18_16() -> None:
 
 @pytest.fixture(scope="module")
 def chdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    from sinks.embedded import ChdbBackend
+    from cxpulse.sinks.embedded import ChdbBackend
 
     directory: Path = tmp_path_factory.mktemp("chdb-alerts")
     backend = ChdbBackend(f"chdb://{directory}?database=cxpulse_alerts")
@@ -131,8 +131,8 @@ def chdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Backend]:
-    from sinks.clickhouse import open_backend
-    from sinks.native import NativeBackend
+    from cxpulse.sinks.clickhouse import open_backend
+    from cxpulse.sinks.native import NativeBackend
     from tests.integration.conftest import clickhouse_server_url
 
     parts = urlsplit(clickhouse_server_url())

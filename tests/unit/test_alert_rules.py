@@ -27,16 +27,16 @@ from typing import Any
 import pytest
 import yaml
 
-from schemas.alerts import Alert, alert_id
-from schemas.events import TouchpointEvent
-from schemas.model import ExperienceModel, parse_model
-from schemas.scoring import CustomerState
-from streams.core import apply_events
-from streams.model_check import DEFAULT_MODEL_PATH, load_model
-from streams.rules.customer import customer_alerts
-from streams.rules.memory import raise_severity
-from streams.rules.windows import densest
-from streams.rules.words import duration, plural
+from cxpulse.schemas.alerts import Alert, alert_id
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.schemas.model import ExperienceModel, parse_model
+from cxpulse.schemas.scoring import CustomerState
+from cxpulse.streams.core import apply_events
+from cxpulse.streams.model_check import DEFAULT_MODEL_PATH, load_model
+from cxpulse.streams.rules.customer import customer_alerts
+from cxpulse.streams.rules.memory import raise_severity
+from cxpulse.streams.rules.windows import densest
+from cxpulse.streams.rules.words import duration, plural
 
 M = load_model(None)
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)

@@ -14,16 +14,16 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from schemas.alerts import Alert
-from schemas.events import TouchpointEvent
-from streams.admin import ensure_topics
-from streams.alerts_follow import decode_alerts, follow_alerts, matches, render
-from streams.broker import EmbeddedBroker
-from streams.core import apply_events
-from streams.model_check import load_model
-from streams.rules.customer import customer_alerts
-from streams.settings import load_settings
-from streams.topics import TopicSpec
+from cxpulse.schemas.alerts import Alert
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.streams.admin import ensure_topics
+from cxpulse.streams.alerts_follow import decode_alerts, follow_alerts, matches, render
+from cxpulse.streams.broker import EmbeddedBroker
+from cxpulse.streams.core import apply_events
+from cxpulse.streams.model_check import load_model
+from cxpulse.streams.rules.customer import customer_alerts
+from cxpulse.streams.settings import load_settings
+from cxpulse.streams.topics import TopicSpec
 
 M = load_model(None)
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)

@@ -1,5 +1,5 @@
 """Faust's consumer bookkeeping around a seek back and a cleared queue, and the fixes in
-streams.kafka_consumer: deterministic, no broker (tests/integration/test_consumer_seek.py
+cxpulse.streams.kafka_consumer: deterministic, no broker (tests/integration/test_consumer_seek.py
 has the seek itself on the real broker; ``make chaos`` the whole worker)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from faust.types.tuples import Message
 from intervaltree import IntervalTree
 from mode.utils.queues import FlowControlQueue
 
-from streams.kafka_consumer import Consumer, FlowControl, Seeks, forget
+from cxpulse.streams.kafka_consumer import Consumer, FlowControl, Seeks, forget
 
 TPX = TP("events", 0)
 

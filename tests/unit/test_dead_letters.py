@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.envelope import Rejected
-from schemas.rows import DEAD_LETTERS, dead_letter_id
-from streams.agents.sinks import dead_letter_of
-from streams.routing import Source, dead_letter_headers
+from cxpulse.schemas.envelope import Rejected
+from cxpulse.schemas.rows import DEAD_LETTERS, dead_letter_id
+from cxpulse.streams.agents.sinks import dead_letter_of
+from cxpulse.streams.routing import Source, dead_letter_headers
 
 COLUMNS = DEAD_LETTERS.column_names
 

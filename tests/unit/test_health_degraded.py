@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from schemas.alerts import Alert, HealthState, alert_id
-from schemas.events import TouchpointEvent
-from schemas.model import ExperienceModel, parse_model
-from streams.model_check import DEFAULT_MODEL_PATH, load_model
-from streams.rules.touchpoint_degraded import apply_health, health_key
+from cxpulse.schemas.alerts import Alert, HealthState, alert_id
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.schemas.model import ExperienceModel, parse_model
+from cxpulse.streams.model_check import DEFAULT_MODEL_PATH, load_model
+from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
 
 M = load_model(None)
 T0 = datetime(2025, 3, 3, 0, 0, tzinfo=UTC)

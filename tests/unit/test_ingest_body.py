@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from schemas.envelope import EMPTY_BATCH_REASON, Rejected
-from streams.ingest import (
+from cxpulse.schemas.envelope import EMPTY_BATCH_REASON, Rejected
+from cxpulse.streams.ingest import (
     BodyError,
     Item,
     answer,
@@ -24,8 +24,8 @@ from streams.ingest import (
     read_items,
     refuse_without_token,
 )
-from streams.publisher import validate_event
-from streams.settings import ConfigError, load_settings
+from cxpulse.streams.publisher import validate_event
+from cxpulse.streams.settings import ConfigError, load_settings
 
 
 def event(**changes: Any) -> dict[str, Any]:

@@ -10,9 +10,15 @@ from typing import Any
 import pytest
 import yaml
 
-from schemas.events import AppDetails, AtmDetails, CallCenterDetails, StoreDetails, WebDetails
-from schemas.model import EFFORT_METRICS, ModelError, parse_model
-from streams.model_check import DEFAULT_MODEL_PATH, check_model_file, load_model
+from cxpulse.schemas.events import (
+    AppDetails,
+    AtmDetails,
+    CallCenterDetails,
+    StoreDetails,
+    WebDetails,
+)
+from cxpulse.schemas.model import EFFORT_METRICS, ModelError, parse_model
+from cxpulse.streams.model_check import DEFAULT_MODEL_PATH, check_model_file, load_model
 
 DEFAULT: dict[str, Any] = yaml.safe_load(DEFAULT_MODEL_PATH.read_text())
 

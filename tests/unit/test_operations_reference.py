@@ -1,19 +1,19 @@
 """docs/operations.md embeds the settings, topics and metrics references generated from
-the code; regenerate with `python -m streams.reference` when this fails."""
+the code; regenerate with `python -m cxpulse.streams.reference` when this fails."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from streams.reference import render
-from streams.settings import Settings
+from cxpulse.streams.reference import render
+from cxpulse.streams.settings import Settings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
 def test_operations_guide_embeds_the_current_reference() -> None:
     text = DOC.read_text()
-    assert render() in text, "docs/operations.md is stale: run python -m streams.reference"
+    assert render() in text, "docs/operations.md is stale: run python -m cxpulse.streams.reference"
 
 
 def test_every_setting_has_a_description() -> None:

@@ -1,4 +1,4 @@
-"""Trusted records and rows between a worker's steps (streams.pipeline): what the validate
+"""Trusted records and rows between a worker's steps (cxpulse.streams.pipeline): what the validate
 step encodes, the next steps decode to the same values without validating again; the
 earlier JSON format still reads; rows arrive in the sink as the step computed them."""
 
@@ -13,13 +13,13 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.envelope import encode_batch
-from schemas.events import TouchpointEvent
-from schemas.score_rows import moment_rows, score_row
-from streams.core import apply_events, score_update
-from streams.model_check import load_model
-from streams.pipeline.records import FORMAT, Event, decode_events, encode_events, record_of
-from streams.pipeline.rows import moment_rows_of, moments_of, scores_of
+from cxpulse.schemas.envelope import encode_batch
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.schemas.score_rows import moment_rows, score_row
+from cxpulse.streams.core import apply_events, score_update
+from cxpulse.streams.model_check import load_model
+from cxpulse.streams.pipeline.records import FORMAT, Event, decode_events, encode_events, record_of
+from cxpulse.streams.pipeline.rows import moment_rows_of, moments_of, scores_of
 
 START = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 

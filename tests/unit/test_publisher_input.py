@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from schemas.envelope import MAX_MESSAGE_BYTES
-from schemas.events import TouchpointEvent
-from streams import publisher
-from streams.admin import KafkaUnavailable
-from streams.broker import free_port
-from streams.publisher import (
+from cxpulse.schemas.envelope import MAX_MESSAGE_BYTES
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.streams import publisher
+from cxpulse.streams.admin import KafkaUnavailable
+from cxpulse.streams.broker import free_port
+from cxpulse.streams.publisher import (
     InputError,
     Oversize,
     PublishSummary,
@@ -27,7 +27,7 @@ from streams.publisher import (
     publish_source,
     validate_event,
 )
-from streams.settings import load_settings
+from cxpulse.streams.settings import load_settings
 
 
 def event(**overrides: Any) -> dict[str, Any]:

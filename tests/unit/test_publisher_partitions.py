@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from streams.partitioning import partition_for
-from streams.publisher import Publisher
-from streams.settings import load_settings
+from cxpulse.streams.partitioning import partition_for
+from cxpulse.streams.publisher import Publisher
+from cxpulse.streams.settings import load_settings
 
 PARTITIONS = 4
 
@@ -53,8 +53,8 @@ class FakeProducer:
 
 @pytest.fixture
 def publisher(monkeypatch: pytest.MonkeyPatch) -> Publisher:
-    monkeypatch.setattr("streams.admin.wait_for_kafka", lambda *a, **k: None)
-    monkeypatch.setattr("streams.publisher.KafkaProducer", FakeProducer)
+    monkeypatch.setattr("cxpulse.streams.admin.wait_for_kafka", lambda *a, **k: None)
+    monkeypatch.setattr("cxpulse.streams.publisher.KafkaProducer", FakeProducer)
     return Publisher(load_settings(), batch_size=7, create_topic=False)
 
 

@@ -1,4 +1,4 @@
-"""The check every read query passes before it runs (``streams.readonly_sql``), on
+"""The check every read query passes before it runs (``cxpulse.streams.readonly_sql``), on
 ClickHouse's own parser (chDB in memory, as for a ClickHouse server), and the identity a
 ``cxpulse query`` client sends its worker. The attacks against real data, on chDB and the
 server, are in tests/integration/test_query_security.py."""
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from sinks.errors import SinkWriteError
-from streams.query import clickhouse_identity, query_worker
-from streams.readonly_sql import NotReadOnly, read_only_statement, refusal
-from streams.settings import load_settings
+from cxpulse.sinks.errors import SinkWriteError
+from cxpulse.streams.query import clickhouse_identity, query_worker
+from cxpulse.streams.readonly_sql import NotReadOnly, read_only_statement, refusal
+from cxpulse.streams.settings import load_settings
 
 DB = "cxpulse"
 
@@ -28,7 +28,7 @@ DB = "cxpulse"
 def parse() -> Iterator[Callable[[str], str]]:
     """ClickHouse's parser as a server query gets it: a fresh ``sql_parser()`` session for
     each call (a session closes after a failed query), on an engine kept up meanwhile."""
-    from sinks.embedded import ChdbReader, sql_parser
+    from cxpulse.sinks.embedded import ChdbReader, sql_parser
 
     def text(sql: str) -> str:
         with sql_parser() as run:
@@ -200,7 +200,7 @@ def test_an_unreachable_server_is_one_line_without_a_traceback() -> None:
     env = dict(os.environ)
     env["CXPULSE_CLICKHOUSE_URL"] = f"clickhouse://default@127.0.0.1:{_free_port()}/cxpulse"
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "query", "SELECT 1"],
+        [sys.executable, "-m", "cxpulse.streams.cli", "query", "SELECT 1"],
         env=env,
         capture_output=True,
         text=True,

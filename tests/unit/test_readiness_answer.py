@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
-from sinks.errors import SinkUnavailable
-from sinks.writer import SinkWriter
-from streams.readiness import KafkaProbe, probe_interval
-from streams.settings import load_settings
-from streams.web import ready
+from cxpulse.sinks.errors import SinkUnavailable
+from cxpulse.sinks.writer import SinkWriter
+from cxpulse.streams.readiness import KafkaProbe, probe_interval
+from cxpulse.streams.settings import load_settings
+from cxpulse.streams.web import ready
 
 
 class FlakyClickHouse:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from schemas import envelope
-from streams import routing
-from streams.partitioning import partition_for
-from streams.routing import Source, dead_letter_headers, route
+from cxpulse.schemas import envelope
+from cxpulse.streams import routing
+from cxpulse.streams.partitioning import partition_for
+from cxpulse.streams.routing import Source, dead_letter_headers, route
 
 PARTITIONS = 4
 

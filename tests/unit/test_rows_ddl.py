@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from schemas.events import TouchpointEvent
-from schemas.rows import (
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.schemas.rows import (
     DEAD_LETTERS,
     MAX_DEAD_LETTER_PAYLOAD_BYTES,
     TOUCHPOINT_EVENTS,
@@ -22,8 +22,8 @@ from schemas.rows import (
     dead_letter_row,
     event_row,
 )
-from schemas.tables import SPECS
-from sinks.ddl import (
+from cxpulse.schemas.tables import SPECS
+from cxpulse.sinks.ddl import (
     LEGACY,
     MODERN,
     Capabilities,
@@ -32,7 +32,7 @@ from sinks.ddl import (
     render_markdown,
     schema_statements,
 )
-from sinks.errors import SinkConfigError
+from cxpulse.sinks.errors import SinkConfigError
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "clickhouse-tables.md"
 NOW = datetime(2025, 6, 1, 12, 0, 0, 987654, tzinfo=UTC)
@@ -262,6 +262,7 @@ def test_a_spec_needs_a_column_per_field_and_real_keys() -> None:
 
 def test_docs_list_every_table_and_column() -> None:
     """docs/clickhouse-tables.md embeds render_markdown(SPECS): regenerate it when it fails
-    (python -c 'from sinks.ddl import render_markdown; from schemas.tables import SPECS;
+    (python -c 'from cxpulse.sinks.ddl import render_markdown; from cxpulse.schemas.tables import
+    SPECS;
     print(render_markdown(SPECS))')."""
     assert render_markdown(SPECS) in DOCS.read_text()

@@ -1,6 +1,6 @@
 """The rules registry: one list of names, and a new rule is one module plus its configuration.
 
-The names are written once (``schemas.vocabulary.RULES``); the registry, the model file's
+The names are written once (``cxpulse.schemas.vocabulary.RULES``); the registry, the model file's
 sections and the shipped model must all say the same, in the same order (the order the
 customer rules are judged in, and so the order of their alerts and memory entries). A rule
 written here, outside ``streams/rules``, and put in a registry fires through the real
@@ -17,18 +17,18 @@ from typing import Any
 import pytest
 import yaml
 
-from schemas.alerts import Alert, alert_id
-from schemas.events import TouchpointEvent
-from schemas.model import AlertsSection, ExperienceModel, parse_model
-from schemas.scoring import CustomerState
-from schemas.vocabulary import RULES
-from streams.core import apply_events
-from streams.model_check import DEFAULT_MODEL_PATH, load_model
-from streams.rules.base import At, CustomerRule, Hit
-from streams.rules.customer import customer_alerts
-from streams.rules.registry import REGISTRY, Registry
-from streams.rules.touchpoint_degraded import RULE as TOUCHPOINT_DEGRADED
-from streams.rules.words import humane
+from cxpulse.schemas.alerts import Alert, alert_id
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.schemas.model import AlertsSection, ExperienceModel, parse_model
+from cxpulse.schemas.scoring import CustomerState
+from cxpulse.schemas.vocabulary import RULES
+from cxpulse.streams.core import apply_events
+from cxpulse.streams.model_check import DEFAULT_MODEL_PATH, load_model
+from cxpulse.streams.rules.base import At, CustomerRule, Hit
+from cxpulse.streams.rules.customer import customer_alerts
+from cxpulse.streams.rules.registry import REGISTRY, Registry
+from cxpulse.streams.rules.touchpoint_degraded import RULE as TOUCHPOINT_DEGRADED
+from cxpulse.streams.rules.words import humane
 
 M = load_model(None)
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)

@@ -13,16 +13,16 @@ from typing import Any
 import jsonschema
 import pytest
 
-from schemas import export
-from schemas.envelope import (
+from cxpulse.schemas import export
+from cxpulse.schemas.envelope import (
     MAX_BATCH_EVENTS,
     MAX_MESSAGE_BYTES,
     MAX_REJECTED_BYTES,
     decode_message,
     encode_batch,
 )
-from schemas.events import TouchpointEvent
-from streams.sample_events import CUSTOMERS, sample_events, sample_invalid
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.streams.sample_events import CUSTOMERS, sample_events, sample_invalid
 
 # The checkout (the package's files may be reached through cxpulse/schemas, a symlink).
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,7 @@ def raw(doc: Any) -> bytes:
 def test_committed_json_schema_matches_the_models() -> None:
     committed = export.SCHEMA_PATH.read_text(encoding="utf-8")
     assert committed == export.render(), (
-        f"{export.SCHEMA_PATH.name} is stale: run python -m schemas.export"
+        f"{export.SCHEMA_PATH.name} is stale: run python -m cxpulse.schemas.export"
     )
 
 

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from schemas.events import CHANNELS, TouchpointEvent
-from schemas.model import ExperienceModel, Scale, parse_model
-from schemas.scoring import CustomerState
-from streams.core import apply_event, apply_events, score_update
-from streams.core.episodes import combine, remembered
-from streams.core.readings import effort_reading, scale_reading
-from streams.core.score import weight
-from streams.core.valence import assess
+from cxpulse.schemas.events import CHANNELS, TouchpointEvent
+from cxpulse.schemas.model import ExperienceModel, Scale, parse_model
+from cxpulse.schemas.scoring import CustomerState
+from cxpulse.streams.core import apply_event, apply_events, score_update
+from cxpulse.streams.core.episodes import combine, remembered
+from cxpulse.streams.core.readings import effort_reading, scale_reading
+from cxpulse.streams.core.score import weight
+from cxpulse.streams.core.valence import assess
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=365)

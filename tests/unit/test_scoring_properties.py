@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.events import TouchpointEvent
-from schemas.scoring import CustomerState
-from streams.core import apply_event, apply_events
-from streams.model_check import load_model
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.schemas.scoring import CustomerState
+from cxpulse.streams.core import apply_event, apply_events
+from cxpulse.streams.model_check import load_model
 
 MODEL = load_model()
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)

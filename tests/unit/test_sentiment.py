@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from schemas.events import TouchpointEvent
-from streams.sentiment import DefaultSentimentAnalyzer, detect_language, sentiments_for
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.streams.sentiment import DefaultSentimentAnalyzer, detect_language, sentiments_for
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sinks.clickhouse import open_backend, parse_chdb_url, parse_server_url, redact
-from sinks.errors import SinkConfigError, SinkUnavailable
-from streams.broker import free_port
-from streams.settings import ConfigError, load_settings
+from cxpulse.sinks.clickhouse import open_backend, parse_chdb_url, parse_server_url, redact
+from cxpulse.sinks.errors import SinkConfigError, SinkUnavailable
+from cxpulse.streams.broker import free_port
+from cxpulse.streams.settings import ConfigError, load_settings
 
 PASSWORD = "Pw-7f3a9c1e"  # distinctive, so a leak anywhere is found by a plain search
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +122,7 @@ def test_cxpulse_with_a_mistyped_scheme_prints_one_line_and_exits_2() -> None:
     env = dict(os.environ, CXPULSE_CLICKHOUSE_URL=f"clickhouses://u:{PASSWORD}@h:9000/db")
     env["PYTHONPATH"] = str(ROOT)
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "query", "SELECT 1"],
+        [sys.executable, "-m", "cxpulse.streams.cli", "query", "SELECT 1"],
         env=env,
         capture_output=True,
         text=True,
@@ -137,7 +137,7 @@ def test_cxpulse_with_a_mistyped_scheme_prints_one_line_and_exits_2() -> None:
 
 def test_the_faust_app_and_its_runtime_hold_no_password(tmp_path: Path) -> None:
     """What Faust's USR1 dump and its conf could show: the app's settings, the runtime."""
-    from streams.app import create_app
+    from cxpulse.streams.app import create_app
 
     settings = load_settings(
         clickhouse_url=f"clickhouse://app:{PASSWORD}@127.0.0.1:9000/cx", data_dir=tmp_path

@@ -18,12 +18,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from schemas.rows import DEAD_LETTERS, dead_letter_row
-from schemas.tables import SPECS
-from sinks.base import Backend
-from sinks.errors import SinkDataError, SinkUnavailable
-from sinks.writer import SinkWriter
-from streams.broker import free_port
+from cxpulse.schemas.rows import DEAD_LETTERS, dead_letter_row
+from cxpulse.schemas.tables import SPECS
+from cxpulse.sinks.base import Backend
+from cxpulse.sinks.errors import SinkDataError, SinkUnavailable
+from cxpulse.sinks.writer import SinkWriter
+from cxpulse.streams.broker import free_port
 from tests.unit.test_sink_writer import PROBE
 
 COL = DEAD_LETTERS.positions
@@ -51,7 +51,7 @@ NULL_IN_ARRAY = ("p1", [None, "e-1"])  # a writer_probe row: Array(String) holds
 
 
 def test_a_refused_connection_is_retryable() -> None:
-    from sinks.native import NativeBackend
+    from cxpulse.sinks.native import NativeBackend
 
     with pytest.raises(SinkUnavailable) as info:
         NativeBackend(f"clickhouse://default:@127.0.0.1:{free_port()}/cxpulse")
@@ -87,8 +87,8 @@ def http_port() -> Iterator[int]:
 def test_an_http_port_is_named_as_such_with_the_native_port(http_port: int) -> None:
     """The native driver on an HTTP port: a configuration error naming the native port,
     not a minute's wait for a handshake that never comes."""
-    from sinks.errors import SinkConfigError
-    from sinks.native import answers_http, refuse_http_port
+    from cxpulse.sinks.errors import SinkConfigError
+    from cxpulse.sinks.native import answers_http, refuse_http_port
 
     assert answers_http("127.0.0.1", http_port, 2.0)
     with pytest.raises(SinkConfigError) as info:
@@ -103,7 +103,7 @@ def test_an_http_port_is_named_as_such_with_the_native_port(http_port: int) -> N
 
 @pytest.fixture(scope="module")
 def chdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    from sinks.embedded import ChdbBackend
+    from cxpulse.sinks.embedded import ChdbBackend
 
     directory: Path = tmp_path_factory.mktemp("chdb-errors")
     backend = ChdbBackend(f"chdb://{directory}?database=cxpulse_errors")
@@ -144,8 +144,8 @@ def server_url() -> str:
 
 @pytest.fixture(scope="module")
 def server(server_url: str) -> Iterator[Backend]:
-    from sinks.clickhouse import open_backend
-    from sinks.native import NativeBackend
+    from cxpulse.sinks.clickhouse import open_backend
+    from cxpulse.sinks.native import NativeBackend
 
     backend = open_backend(server_url)
     assert isinstance(backend, NativeBackend)
@@ -184,7 +184,7 @@ def test_writer_on_the_server_sets_a_1969_row_aside_and_inserts_the_rest(
     server: Backend, server_url: str
 ) -> None:
     def connect() -> Backend:
-        from sinks.clickhouse import open_backend
+        from cxpulse.sinks.clickhouse import open_backend
 
         backend = open_backend(server_url)
         backend.ensure_schema()

@@ -21,12 +21,12 @@ from typing import Annotated, Any
 import pytest
 from pydantic import BaseModel
 
-from schemas.events import TouchpointEvent
-from schemas.rows import DEAD_LETTERS, TOUCHPOINT_EVENTS, Column, TableSpec, event_row
-from schemas.tables import SPECS
-from sinks.errors import SinkDataError, SinkUnavailable, SinkWriteError
-from sinks.writer import SinkWriter
-from streams import metrics
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.schemas.rows import DEAD_LETTERS, TOUCHPOINT_EVENTS, Column, TableSpec, event_row
+from cxpulse.schemas.tables import SPECS
+from cxpulse.sinks.errors import SinkDataError, SinkUnavailable, SinkWriteError
+from cxpulse.sinks.writer import SinkWriter
+from cxpulse.streams import metrics
 
 COL = {name: i for i, name in enumerate(DEAD_LETTERS.column_names)}
 
@@ -91,7 +91,7 @@ def test_one_refused_row_is_isolated_by_bisection_and_the_others_go_in(
     rows = [(f"r{i}", i) for i in range(8)]
     refused_before = sample("cxpulse_sink_rows_refused_total", {"table": "demo"})
 
-    with caplog.at_level(logging.ERROR, logger="sinks.writer"):
+    with caplog.at_level(logging.ERROR, logger="cxpulse.sinks.writer"):
         run(writer, ("demo", rows))
 
     assert fake.tables["demo"] == [r for r in rows if r[0] != "r5"]  # in order
@@ -192,7 +192,7 @@ def test_a_statement_error_is_retried_and_logged_as_an_error_never_isolated(
     fake = FakeClickHouse(failures=[gone, gone])
     writer, connects = writer_for(fake)
 
-    with caplog.at_level(logging.WARNING, logger="sinks.writer"):
+    with caplog.at_level(logging.WARNING, logger="cxpulse.sinks.writer"):
         run(writer, ("demo", [("a", 1), ("b", 2), ("c", 3)]))
 
     assert fake.tables["demo"] == [("a", 1), ("b", 2), ("c", 3)]
@@ -227,7 +227,7 @@ def test_when_dead_letters_refuses_too_the_row_is_logged_whole_and_counted(
     writer, _ = writer_for(fake)
     before = sample("cxpulse_sink_rows_refused_total", {"table": "dead_letters"})
 
-    with caplog.at_level(logging.ERROR, logger="sinks.writer"):
+    with caplog.at_level(logging.ERROR, logger="cxpulse.sinks.writer"):
         run(writer, ("demo", [("only", 1)]))  # returns: nothing can stall the sink
 
     assert fake.tables == {}
@@ -255,7 +255,7 @@ PROBE = TableSpec(
 
 
 def chdb_writer(directory: Path) -> SinkWriter:
-    from sinks.embedded import ChdbBackend
+    from cxpulse.sinks.embedded import ChdbBackend
 
     def connect() -> ChdbBackend:
         backend = ChdbBackend(f"chdb://{directory}?database=cxpulse_writer")
@@ -273,7 +273,7 @@ def test_on_chdb_rows_the_engine_refuses_go_to_dead_letters_and_the_rest_in(
     engine's Code 349, CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN, which the backend used to
     call retryable, so it was retried forever) and a dead letter with a negative UInt32
     (refused while building its Arrow column)."""
-    from schemas.rows import dead_letter_row
+    from cxpulse.schemas.rows import dead_letter_row
 
     at = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
     letters = [
@@ -326,8 +326,8 @@ def test_a_run_of_failed_inserts_is_reported_until_an_insert_succeeds() -> None:
     """What /healthz reads: the table failing longest, for how long, and why."""
     from types import SimpleNamespace
 
-    from streams.settings import load_settings
-    from streams.web import health
+    from cxpulse.streams.settings import load_settings
+    from cxpulse.streams.web import health
 
     fake = FakeClickHouse(failures=[SinkUnavailable("connection refused")] * 3)
     writer, _ = writer_for(fake)

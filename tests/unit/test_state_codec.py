@@ -1,4 +1,4 @@
-"""The customer state's changelog codec (streams.state.customer): every state the core
+"""The customer state's changelog codec (cxpulse.streams.state.customer): every state the core
 makes on simulated traffic comes back equal and writes the same JSON; states of the
 earlier JSON changelog still read; the record is far smaller than the JSON."""
 
@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from schemas.events import TouchpointEvent
-from schemas.scoring import CustomerState, Episode, KeyMoment
-from streams.core import apply_events
-from streams.model_check import load_model
-from streams.pipeline.records import record_of
-from streams.rules.customer import customer_alerts
-from streams.simulate.engine import Simulation
-from streams.state.customer import FORMAT, decode, encode
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.schemas.scoring import CustomerState, Episode, KeyMoment
+from cxpulse.streams.core import apply_events
+from cxpulse.streams.model_check import load_model
+from cxpulse.streams.pipeline.records import record_of
+from cxpulse.streams.rules.customer import customer_alerts
+from cxpulse.streams.simulate.engine import Simulation
+from cxpulse.streams.state.customer import FORMAT, decode, encode
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
-from schemas.alerts import Alert, alert_id
-from streams.agents.notify import warn_if_unsigned
-from streams.settings import ConfigError, load_settings
-from streams.webhook import (
+from cxpulse.schemas.alerts import Alert, alert_id
+from cxpulse.streams.agents.notify import warn_if_unsigned
+from cxpulse.streams.settings import ConfigError, load_settings
+from cxpulse.streams.webhook import (
     ALERT_ID_HEADER,
     ID_HEADER,
     SIGNATURE_HEADER,
@@ -181,7 +181,7 @@ def test_no_secret_no_signature_and_a_warning_at_start(caplog: pytest.LogCapture
     assert SIGNATURE_HEADER not in headers
     assert ID_HEADER in headers and TIMESTAMP_HEADER in headers
     unsigned = load_settings(webhook_url="https://hooks.example.com/cx")
-    with caplog.at_level(logging.WARNING, logger="streams.agents.notify"):
+    with caplog.at_level(logging.WARNING, logger="cxpulse.streams.agents.notify"):
         assert warn_if_unsigned(unsigned)
     [record] = caplog.records
     assert record.levelno == logging.WARNING

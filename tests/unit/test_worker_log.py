@@ -1,4 +1,4 @@
-"""The worker's log filters (streams.logs) and its start-up line, on real loggers."""
+"""The worker's log filters (cxpulse.streams.logs) and its start-up line, on real loggers."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.logs import WorkerLogFilters
-from streams.settings import load_settings
-from streams.worker import startup_summary
+from cxpulse.streams.logs import WorkerLogFilters
+from cxpulse.streams.settings import load_settings
+from cxpulse.streams.worker import startup_summary
 
 
 class Collect(logging.Handler):
@@ -43,8 +43,8 @@ def test_repeated_client_errors_are_logged_once_then_counted(
     client = logging.getLogger("aiokafka.client")
     for node in range(74):
         client.error("Unable connect to node with id %s: %s", node % 2, "refused")
-    logging.getLogger("streams.worker").error("an error of our own")
-    logging.getLogger("streams.worker").error("an error of our own")
+    logging.getLogger("cxpulse.streams.worker").error("an error of our own")
+    logging.getLogger("cxpulse.streams.worker").error("an error of our own")
     assert handler.lines == [
         ("ERROR", "Unable connect to node with id 0: refused"),
         ("ERROR", "an error of our own"),
