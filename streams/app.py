@@ -17,6 +17,7 @@ from schemas.model import ExperienceModel
 from sinks.writer import InsertBackend, SinkWriter
 from streams import topics, web
 from streams.agents import experience, health, notify, sinks, validate
+from streams.kafka_config import faust_broker, faust_credentials
 from streams.kafka_consumer import App
 from streams.model_check import load_model
 from streams.runtime import Runtime
@@ -47,7 +48,8 @@ def create_app(
     """Build the worker's Faust app. ``connect`` overrides how ClickHouse is opened."""
     app = App(
         settings.app_id,
-        broker=settings.kafka_url,
+        broker=faust_broker(settings),
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         autodiscover=False,
         datadir=str(settings.data_dir / "faust"),
