@@ -180,6 +180,11 @@ def _hint(errors: dict[str, BaseException], tls: bool) -> str:
             "if its listener uses TLS set CXPULSE_KAFKA_SECURITY_PROTOCOL=SSL (or SASL_SSL); "
             + HOW_TO_FIX
         )
+    if closed:  # TLS 1.3: a server refuses a missing client certificate after the handshake
+        return (
+            "if it wants a client certificate (mTLS) set CXPULSE_KAFKA_SSL_CERTFILE and "
+            "CXPULSE_KAFKA_SSL_KEYFILE; " + HOW_TO_FIX
+        )
     return HOW_TO_FIX
 
 
