@@ -40,6 +40,10 @@ Bootstrap = Settings | str | Sequence[str]
 #: one line: long enough for a broker that is restarting, short enough to fail fast.
 CONNECT_SECONDS = 2.0
 
+#: How long a broker that accepted the connection may take to answer: a busy broker is
+#: reachable, and slow is not down (this is not the fail-fast path).
+REPLY_SECONDS = 15.0
+
 HOW_TO_FIX = "start it with `cxpulse broker` or set CXPULSE_KAFKA_URL"
 
 
@@ -72,7 +76,12 @@ def client_config(bootstrap: Bootstrap) -> dict[str, Any]:
 
 
 def probe_kafka(
-    host: str, port: int, timeout: float = 2.0, *, tls: ssl.SSLContext | None = None
+    host: str,
+    port: int,
+    timeout: float = 2.0,
+    *,
+    tls: ssl.SSLContext | None = None,
+    reply_timeout: float | None = None,
 ) -> None:
     """Send one Kafka ApiVersions (v0) request and check the reply's correlation id.
 
@@ -81,22 +90,31 @@ def probe_kafka(
     ``tls`` the request goes over TLS, so the broker's certificate (and, for mTLS, ours)
     is checked too; a SASL listener answers ApiVersions before the login. Raises OSError
     (``ssl.SSLError`` for TLS) when it is not answered. Standard library only, so it is
-    cheap enough to poll.
+    cheap enough to poll. ``timeout`` bounds the connect, ``reply_timeout`` (default: the
+    same) the TLS handshake and the reply once connected.
     """
     client_id = b"cxpulse-probe"
     correlation_id = 0x0C0FFEE
     header = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
-    with socket.create_connection((host, port), timeout=timeout) as raw:
-        sock = tls.wrap_socket(raw, server_hostname=host) if tls is not None else raw
-        with sock:
-            sock.settimeout(timeout)
-            sock.sendall(struct.pack(">i", len(header)) + header)
-            head = b""
-            while len(head) < 8:
-                chunk = sock.recv(8 - len(head))
-                if not chunk:
-                    raise ConnectionError("connection closed before a Kafka reply")
-                head += chunk
+    try:
+        raw = socket.create_connection((host, port), timeout=timeout)
+    except TimeoutError:
+        raise TimeoutError(f"no answer to the connect within {timeout:g}s") from None
+    reply = reply_timeout or timeout
+    with raw:
+        raw.settimeout(reply)
+        try:
+            sock = tls.wrap_socket(raw, server_hostname=host) if tls is not None else raw
+            with sock:
+                sock.sendall(struct.pack(">i", len(header)) + header)
+                head = b""
+                while len(head) < 8:
+                    chunk = sock.recv(8 - len(head))
+                    if not chunk:
+                        raise ConnectionError("connection closed before a Kafka reply")
+                    head += chunk
+        except TimeoutError:
+            raise TimeoutError(f"connected, but no Kafka answer within {reply:g}s") from None
     size, got_id = struct.unpack(">ii", head)
     if size < 4 or got_id != correlation_id:
         raise ConnectionError("the reply is not a Kafka ApiVersions response")
@@ -108,8 +126,8 @@ def _reason(exc: BaseException, timeout: float) -> str:
         return "unknown host"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return f"no answer within {timeout:g}s"
+    if isinstance(exc, TimeoutError):
+        return str(exc) or f"no answer within {timeout:g}s"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS: {exc.verify_message or exc.reason}"
     if isinstance(exc, ssl.SSLError):
@@ -128,7 +146,7 @@ def _probe_all(
 
     def probe(address: tuple[str, int]) -> None:
         try:
-            probe_kafka(*address, timeout=timeout, tls=tls)
+            probe_kafka(*address, timeout=timeout, tls=tls, reply_timeout=REPLY_SECONDS)
             results.put((format_address(address), None))
         except (OSError, ValueError) as exc:
             results.put((format_address(address), exc))
@@ -136,7 +154,7 @@ def _probe_all(
     for address in addresses:
         threading.Thread(target=probe, args=(address,), daemon=True).start()
     errors: dict[str, BaseException] = {}
-    end = time.monotonic() + timeout + 0.2
+    end = time.monotonic() + timeout + REPLY_SECONDS + 0.2
     while len(errors) < len(addresses):
         try:
             where, error = results.get(timeout=max(0.01, end - time.monotonic()))

@@ -323,3 +323,32 @@ def test_the_bootstrap_list_is_fine_when_any_address_answers(
     lines = "".join(json.dumps(e) + "\n" for e in make_events(3))
     done = cxpulse("publish", "-", env=env, cwd=tmp_path, stdin=lines)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_slow_broker_is_reachable_not_down() -> None:
+    """A listener that accepts at once but answers after the connect window (a busy
+    broker) is waited for: slow is not unreachable."""
+    import socket
+    import struct
+    import threading
+
+    from streams.admin import CONNECT_SECONDS, wait_for_kafka
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer_late() -> None:
+        conn, _ = server.accept()
+        with conn:
+            request = conn.recv(64)
+            correlation_id = request[8:12]
+            time.sleep(CONNECT_SECONDS + 1)
+            conn.sendall(struct.pack(">i", 4) + correlation_id)
+
+    thread = threading.Thread(target=answer_late, daemon=True)
+    thread.start()
+    try:
+        wait_for_kafka(f"127.0.0.1:{port}")
+    finally:
+        server.close()
+        thread.join(10)
