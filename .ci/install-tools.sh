@@ -6,29 +6,36 @@
 # (The Kubernetes manifests are validated by the PyPI package kubernetes-validate, which
 # bundles the schemas and needs no network: it is in pyproject.toml's dev extra, which
 # `make test` installs.)
+#   openssl (Debian's `openssl` package): tests/integration/test_kafka_security.py makes
+#   the CA and certificates of its TLS tests with it.
 # Idempotent and never interactive: as root it installs with apt-get, otherwise only
 # through password-less sudo. `make test` runs it; outside CI a machine where it cannot
 # install still runs the suite, and the tests that need the tool skip with a how-to (in
 # CI, with CI set, they fail instead).
 set -euo pipefail
 
-if command -v promtool >/dev/null 2>&1; then
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -eq 0 ]; then
   promtool --version 2>&1 | head -n 1
+  openssl version
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-tools: promtool missing and no apt-get here: install Prometheus' promtool yourself" >&2
+  echo "install-tools: ${missing[*]} missing and no apt-get here: install them yourself" >&2
   exit 1
 fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   if ! sudo -n true 2>/dev/null; then
-    echo "install-tools: promtool missing: run 'sudo apt-get install prometheus' once" >&2
+    echo "install-tools: ${missing[*]} missing: run 'sudo apt-get install ${missing[*]}' once" >&2
     exit 1
   fi
   SUDO="sudo -n"
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 promtool --version 2>&1 | head -n 1
+openssl version

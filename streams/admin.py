@@ -14,8 +14,11 @@ holds. ``count_records`` and ``read_records`` read every record instead.
 
 from __future__ import annotations
 
+import queue
 import socket
+import ssl
 import struct
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,10 +27,24 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from cxpulse.streams.kafka_config import describe, kafka_python_config, ssl_context
+from cxpulse.streams.kafka_url import format_address, parse_bootstrap
 from cxpulse.streams.settings import ConfigError, Settings
 from cxpulse.streams.topics import TopicSpec
 
-Bootstrap = str | Sequence[str]
+#: Where Kafka is: the settings (bootstrap servers and security), or bootstrap servers
+#: alone (PLAINTEXT), as ``host:port[,host:port]`` or a list of ``host:port``.
+Bootstrap = Settings | str | Sequence[str]
+
+#: How long a command or a starting worker tries to reach Kafka before it gives up with
+#: one line: long enough for a broker that is restarting, short enough to fail fast.
+CONNECT_SECONDS = 2.0
+
+#: How long a broker that accepted the connection may take to answer: a busy broker is
+#: reachable, and slow is not down (this is not the fail-fast path).
+REPLY_SECONDS = 15.0
+
+HOW_TO_FIX = "start it with `cxpulse broker` or set CXPULSE_KAFKA_URL"
 
 
 class KafkaUnavailable(ConfigError):
@@ -38,75 +55,223 @@ class TopicMismatch(ConfigError):
     """An existing topic's partition count differs from what cxpulse is configured for."""
 
 
-def _hosts(bootstrap: Bootstrap) -> list[str]:
+def _addresses(bootstrap: Bootstrap) -> list[tuple[str, int]]:
+    if isinstance(bootstrap, Settings):
+        bootstrap = bootstrap.bootstrap_servers
     if isinstance(bootstrap, str):
-        bootstrap = bootstrap.removeprefix("kafka://").replace(";", ",").split(",")
-    return [h.strip() for h in bootstrap if h.strip()]
+        return parse_bootstrap(bootstrap)
+    return [a for item in bootstrap for a in parse_bootstrap(item)]
 
 
-def _split(hostport: str) -> tuple[str, int]:
-    host, _, port = hostport.rpartition(":")
-    return host.strip("[]") or "127.0.0.1", int(port)
+def _hosts(bootstrap: Bootstrap) -> list[str]:
+    return [format_address(a) for a in _addresses(bootstrap)]
 
 
-def probe_kafka(host: str, port: int, timeout: float = 2.0) -> None:
+def client_config(bootstrap: Bootstrap) -> dict[str, Any]:
+    """kafka-python keyword arguments to reach ``bootstrap``: with the settings' security
+    when given settings, plain bootstrap servers otherwise."""
+    if isinstance(bootstrap, Settings):
+        return kafka_python_config(bootstrap)
+    return {"bootstrap_servers": _hosts(bootstrap)}
+
+
+def probe_kafka(
+    host: str,
+    port: int,
+    timeout: float = 2.0,
+    *,
+    tls: ssl.SSLContext | None = None,
+    reply_timeout: float | None = None,
+) -> None:
     """Send one Kafka ApiVersions (v0) request and check the reply's correlation id.
 
     A TCP connect alone succeeds against anything listening on the port (or a broker
-    still starting up); a protocol round trip proves a Kafka broker is serving. Raises
-    OSError when it is not. Standard library only, so it is cheap enough to poll.
+    still starting up); a protocol round trip proves a Kafka broker is serving. With
+    ``tls`` the request goes over TLS, so the broker's certificate (and, for mTLS, ours)
+    is checked too; a SASL listener answers ApiVersions before the login. Raises OSError
+    (``ssl.SSLError`` for TLS) when it is not answered. Standard library only, so it is
+    cheap enough to poll. ``timeout`` bounds the connect, ``reply_timeout`` (default: the
+    same) the TLS handshake and the reply once connected.
     """
     client_id = b"cxpulse-probe"
     correlation_id = 0x0C0FFEE
     header = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.settimeout(timeout)
-        sock.sendall(struct.pack(">i", len(header)) + header)
-        head = b""
-        while len(head) < 8:
-            chunk = sock.recv(8 - len(head))
-            if not chunk:
-                raise ConnectionError("connection closed before a Kafka reply")
-            head += chunk
+    try:
+        raw = socket.create_connection((host, port), timeout=timeout)
+    except TimeoutError:
+        raise TimeoutError(f"no answer to the connect within {timeout:g}s") from None
+    reply = reply_timeout or timeout
+    with raw:
+        raw.settimeout(reply)
+        try:
+            sock = tls.wrap_socket(raw, server_hostname=host) if tls is not None else raw
+            with sock:
+                sock.sendall(struct.pack(">i", len(header)) + header)
+                head = b""
+                while len(head) < 8:
+                    chunk = sock.recv(8 - len(head))
+                    if not chunk:
+                        raise ConnectionError("connection closed before a Kafka reply")
+                    head += chunk
+        except TimeoutError:
+            raise TimeoutError(f"connected, but no Kafka answer within {reply:g}s") from None
     size, got_id = struct.unpack(">ii", head)
     if size < 4 or got_id != correlation_id:
         raise ConnectionError("the reply is not a Kafka ApiVersions response")
 
 
-def wait_for_kafka(bootstrap: Bootstrap, timeout: float = 30.0) -> None:
+def _reason(exc: BaseException, timeout: float) -> str:
+    """Why one address did not answer, in a few words."""
+    if isinstance(exc, socket.gaierror):
+        return "unknown host"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return str(exc) or f"no answer within {timeout:g}s"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: {exc.verify_message or exc.reason}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
+    text = getattr(exc, "strerror", None) or str(exc)
+    return str(text).strip().lower() or type(exc).__name__
+
+
+def _probe_all(
+    addresses: list[tuple[str, int]], timeout: float, tls: ssl.SSLContext | None
+) -> dict[str, BaseException] | None:
+    """Probe every address at once (each on a daemon thread, so a host name that takes
+    long to resolve cannot hold the caller past ``timeout``); None as soon as one answers,
+    else the error of each."""
+    results: queue.Queue[tuple[str, BaseException | None]] = queue.Queue()
+
+    def probe(address: tuple[str, int]) -> None:
+        try:
+            probe_kafka(*address, timeout=timeout, tls=tls, reply_timeout=REPLY_SECONDS)
+            results.put((format_address(address), None))
+        except (OSError, ValueError) as exc:
+            results.put((format_address(address), exc))
+
+    for address in addresses:
+        threading.Thread(target=probe, args=(address,), daemon=True).start()
+    errors: dict[str, BaseException] = {}
+    end = time.monotonic() + timeout + REPLY_SECONDS + 0.2
+    while len(errors) < len(addresses):
+        try:
+            where, error = results.get(timeout=max(0.01, end - time.monotonic()))
+        except queue.Empty:
+            break
+        if error is None:
+            return None
+        errors[where] = error
+    for address in addresses:
+        errors.setdefault(format_address(address), TimeoutError())
+    return errors
+
+
+def _fatal(errors: dict[str, BaseException]) -> str | None:
+    """A one-line error when retrying cannot help (the TLS handshake refused), else None.
+    (An EOF in the handshake is retried: a proxy whose broker is not up yet does that.)"""
+    for where, exc in errors.items():
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return (
+                f"Kafka at {where} presented a certificate this client does not trust "
+                f"({exc.verify_message or exc.reason}): set CXPULSE_KAFKA_SSL_CAFILE to the "
+                "CA that signed it (and connect by a name or address the certificate holds)"
+            )
+    for where, exc in errors.items():
+        if isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLEOFError):
+            return (
+                f"the TLS handshake with Kafka at {where} failed ({exc.reason or exc}): "
+                "is that port a TLS listener (else CXPULSE_KAFKA_SECURITY_PROTOCOL="
+                "PLAINTEXT or SASL_PLAINTEXT), and does it want a client certificate "
+                "(CXPULSE_KAFKA_SSL_CERTFILE, CXPULSE_KAFKA_SSL_KEYFILE)?"
+            )
+    return None
+
+
+def _hint(errors: dict[str, BaseException], tls: bool) -> str:
+    """The fix to suggest: a listener that closes a plain connection unanswered may
+    want TLS; otherwise the broker is not there."""
+    closed = all("closed before a Kafka reply" in str(e) for e in errors.values())
+    if closed and not tls:
+        return (
+            "if its listener uses TLS set CXPULSE_KAFKA_SECURITY_PROTOCOL=SSL (or SASL_SSL); "
+            + HOW_TO_FIX
+        )
+    if closed:  # TLS 1.3: a server refuses a missing client certificate after the handshake
+        return (
+            "if it wants a client certificate (mTLS) set CXPULSE_KAFKA_SSL_CERTFILE and "
+            "CXPULSE_KAFKA_SSL_KEYFILE; " + HOW_TO_FIX
+        )
+    return HOW_TO_FIX
+
+
+def wait_for_kafka(
+    bootstrap: Bootstrap,
+    timeout: float = CONNECT_SECONDS,
+    *,
+    tls: ssl.SSLContext | None = None,
+) -> None:
     """Return once any bootstrap server answers the Kafka protocol, else one line of error.
 
-    Workers and the publisher call this first so an unreachable broker is reported at
-    once and plainly, instead of as a client library retry loop or traceback.
+    Workers, the publisher and every command call this first so that an unreachable
+    broker (unknown host, refused connection, no answer) or a refused TLS handshake is
+    reported within ``timeout`` and plainly, instead of as a client library's retry loop
+    or traceback. Given settings, it connects as they say (TLS when the protocol uses
+    it); ``tls`` gives the TLS context with bare bootstrap servers.
     """
-    hosts = _hosts(bootstrap)
+    if isinstance(bootstrap, Settings):
+        tls = ssl_context(bootstrap)
+        security = f" over {describe(bootstrap)}" if tls is not None else ""
+    else:
+        security = ""
+    addresses = _addresses(bootstrap)
     deadline = time.monotonic() + timeout
-    last = "no bootstrap servers given"
     while True:
-        for hostport in hosts:
-            try:
-                probe_kafka(*_split(hostport), timeout=min(2.0, max(timeout, 0.1)))
-                return
-            except (OSError, ValueError) as exc:
-                last = str(exc) or type(exc).__name__
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(0.2)
+        attempt = min(2.0, max(deadline - time.monotonic(), 0.1))
+        errors = _probe_all(addresses, attempt, tls)
+        if errors is None:
+            return
+        fatal = _fatal(errors)
+        if fatal is not None:
+            raise KafkaUnavailable(fatal)
+        unknown = all(isinstance(e, socket.gaierror) for e in errors.values())
+        if unknown or time.monotonic() >= deadline:
+            break  # (a host name that does not resolve now will not in a moment either)
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+    reasons = ", ".join(f"{where} ({_reason(exc, attempt)})" for where, exc in errors.items())
     raise KafkaUnavailable(
-        f"cannot reach Kafka at {','.join(hosts)} ({last}): start it with `cxpulse broker` "
-        "or set CXPULSE_KAFKA_URL"
+        f"cannot reach Kafka{security} at {reasons}: {_hint(errors, tls is not None)}"
     )
 
 
+def check_kafka(settings: Settings, timeout: float = CONNECT_SECONDS) -> None:
+    """``wait_for_kafka`` with the settings' servers and security: what every command
+    that talks to Kafka does first."""
+    wait_for_kafka(settings, timeout)
+
+
 def _admin(bootstrap: Bootstrap) -> KafkaAdminClient:
+    config = client_config(bootstrap)
     try:
         return KafkaAdminClient(
-            bootstrap_servers=_hosts(bootstrap), client_id="cxpulse-admin", request_timeout_ms=15000
+            **config,
+            client_id="cxpulse-admin",
+            request_timeout_ms=15000,
+            bootstrap_timeout_ms=10_000,
         )
     except KafkaError as exc:
+        login = ""
+        if isinstance(bootstrap, Settings) and bootstrap.kafka_security_protocol.startswith(
+            "SASL_"
+        ):
+            login = (
+                f"; it answers, so check the login ({describe(bootstrap)}): "
+                "CXPULSE_KAFKA_SASL_MECHANISM, _USERNAME and _PASSWORD"
+            )
         raise KafkaUnavailable(
-            f"cannot reach Kafka at {','.join(_hosts(bootstrap))} ({exc}): start it with "
-            "`cxpulse broker` or set CXPULSE_KAFKA_URL"
+            f"cannot connect to Kafka at {','.join(config['bootstrap_servers'])} "
+            f"({exc}){login}: {HOW_TO_FIX}"
         ) from None
 
 
@@ -132,8 +297,8 @@ def ensure_topics(
     naming the topic; producers, which do not care how a topic is partitioned, pass
     False. Returns ``{topic: "created" | "exists"}``.
     """
-    wait_for_kafka(settings.bootstrap_servers, timeout=timeout)
-    admin = _admin(settings.bootstrap_servers)
+    wait_for_kafka(settings, timeout=min(timeout, CONNECT_SECONDS))
+    admin = _admin(settings)
     try:
         wanted = {spec.name: spec for spec in specs}
         existing = _partition_counts(admin, list(wanted))
@@ -204,7 +369,7 @@ def _consume(
     ``expected`` is deliberate: a test asserting an exact count also sees duplicates.
     """
     consumer = KafkaConsumer(
-        bootstrap_servers=_hosts(bootstrap),
+        **client_config(bootstrap),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.text import Text
 
 from cxpulse.schemas.alerts import Alert
+from cxpulse.streams.admin import Bootstrap, client_config
 
 SEVERITY_STYLES = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 _WAIT_FOR_TOPIC_S = 0.5
@@ -93,7 +94,7 @@ def render(alert: Alert) -> Text:
 
 
 def follow_alerts(
-    bootstrap: list[str],
+    bootstrap: Bootstrap,
     topic: str,
     *,
     severity: set[str] | None = None,
@@ -120,7 +121,7 @@ def follow_alerts(
     """
     console = Console(file=out, force_terminal=color, no_color=color is False, soft_wrap=True)
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **client_config(bootstrap),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",

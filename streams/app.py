@@ -17,6 +17,7 @@ from cxpulse.schemas.model import ExperienceModel
 from cxpulse.sinks.writer import InsertBackend, SinkWriter
 from cxpulse.streams import lag, topics, web
 from cxpulse.streams.agents import experience, health, notify, sinks, validate
+from cxpulse.streams.kafka_config import faust_broker, faust_credentials
 from cxpulse.streams.kafka_consumer import App
 from cxpulse.streams.model_check import load_model
 from cxpulse.streams.runtime import Runtime
@@ -47,7 +48,8 @@ def create_app(
     """Build the worker's Faust app. ``connect`` overrides how ClickHouse is opened."""
     app = App(
         settings.app_id,
-        broker=settings.kafka_url,
+        broker=faust_broker(settings),
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         autodiscover=False,
         # Local table state belongs to one app id (its consumer group and changelogs):

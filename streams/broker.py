@@ -95,6 +95,7 @@ class EmbeddedBroker:
         binary: str | None = None,
         storage_engine: str = "memory://tansu/",
         env: dict[str, str] | None = None,
+        authentication: bool = False,
     ) -> None:
         self.host = host
         self.advertised_host = advertised_host or ("127.0.0.1" if host in _WILDCARDS else host)
@@ -108,6 +109,10 @@ class EmbeddedBroker:
         # runs s3:// on a local S3 server) may need settings in ``env`` (AWS_ENDPOINT, ...).
         self.storage_engine = storage_engine
         self.env = env or {}
+        # tansu's --authentication: every client must log in with SASL. (tansu 0.6.0 offers
+        # SCRAM only, and its in-memory and S3 storage keep no SCRAM credentials, so no
+        # login succeeds: useful to see a refused login, not to run with.)
+        self.authentication = authentication
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -119,6 +124,10 @@ class EmbeddedBroker:
     def url(self) -> str:
         """``kafka://host:port``, the form of ``CXPULSE_KAFKA_URL``."""
         return f"kafka://{self.bootstrap}"
+
+    @property
+    def _listen_host(self) -> str:
+        return "127.0.0.1" if self.host in _WILDCARDS else self.host
 
     @property
     def running(self) -> bool:
@@ -156,6 +165,8 @@ class EmbeddedBroker:
         advertised = f"tcp://{self.advertised_host}:{self.port}"
         argv = [binary, "broker", "--listener-url", listen]
         argv += ["--advertised-listener-url", advertised, "--storage-engine", self.storage_engine]
+        if self.authentication:
+            argv.append("--authentication")
         env = dict(os.environ, NO_COLOR="1", **self.env)
         with open(self.log_path, "ab") as log:
             log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
@@ -181,7 +192,8 @@ class EmbeddedBroker:
             if self.proc.poll() is not None:
                 return f"the broker exited with status {self.proc.returncode} while starting"
             try:
-                probe_kafka(self.advertised_host, self.port, timeout=1.0)
+                # Where it listens: the advertised address may be a proxy in front of it.
+                probe_kafka(self._listen_host, self.port, timeout=1.0)
                 return None
             except OSError as exc:
                 last = str(exc) or type(exc).__name__

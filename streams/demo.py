@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cxpulse.sinks.ddl import string_literal
+from cxpulse.streams.kafka_config import PLAINTEXT, kafka_env
 from cxpulse.streams.query import cell
 from cxpulse.streams.settings import ConfigError, Settings, load_settings
 
@@ -69,9 +70,13 @@ class WorkerProcess:
         self.settings = settings
         self.log_path = log_path
         env = dict(os.environ)
+        for name, value in kafka_env(settings).items():  # the URL, TLS and SASL settings
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         env.update(
             {
-                "CXPULSE_KAFKA_URL": settings.kafka_url,
                 "CXPULSE_CLICKHOUSE_URL": settings.clickhouse_url,
                 "CXPULSE_WEB_PORT": str(settings.web_port),
                 "CXPULSE_WEB_HOST": "127.0.0.1",
@@ -229,6 +234,7 @@ def run_demo(
     with EmbeddedBroker(log_dir=logs) as broker:
         settings = load_settings(
             kafka_url=broker.url,
+            **PLAINTEXT,  # the bundled broker, whatever the environment says
             clickhouse_url=f"chdb://{chdb_dir}",
             web_port=free_port(),
             data_dir=root,
@@ -236,7 +242,7 @@ def run_demo(
         )
         console.rule("[bold]cxpulse demo")
         console.print(f"[bold]broker[/]    {broker.url} (bundled tansu, in memory)")
-        wait_for_kafka(settings.bootstrap_servers, timeout=30.0)
+        wait_for_kafka(settings, timeout=30.0)
         ensure_topics(settings, all_topics(settings, TABLE_NAMES))
         worker = WorkerProcess(settings, logs / "worker.log")
         worker.start()
@@ -267,7 +273,7 @@ def run_demo(
                 progress=False,
             )
             invalid = sample_invalid()
-            _send_raw(settings.bootstrap_servers, touchpoints(settings), invalid)
+            _send_raw(settings, touchpoints(settings), invalid)
             console.print(
                 f"[bold]published[/] {summary.sent:,} events in {summary.messages:,} batch "
                 f"messages ({summary.events_per_second:,.0f} events/s), plus {len(invalid)} "
@@ -370,7 +376,7 @@ def _follow_alerts(
             if done.wait(0.25) or not worker.alive():
                 return
         follow_alerts(
-            settings.bootstrap_servers,
+            settings,
             alerts(settings),
             severity={"critical", "warning"},
             from_beginning=True,
@@ -407,11 +413,13 @@ def cxpulse_command() -> str:
     return f"{shlex.quote(sys.executable)} -m cxpulse.streams.cli"
 
 
-def _send_raw(bootstrap: list[str], topic: str, messages: list[bytes]) -> None:
+def _send_raw(settings: Settings, topic: str, messages: list[bytes]) -> None:
     """Invalid input goes around the SDK (which refuses it), as a careless producer would."""
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    from cxpulse.streams.kafka_config import kafka_python_config
+
+    producer = KafkaProducer(**kafka_python_config(settings), linger_ms=5)
     try:
         for message in messages:
             producer.send(topic, message)

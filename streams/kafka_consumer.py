@@ -108,6 +108,8 @@ from faust.types.tuples import ack_lock
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
+from cxpulse.streams.kafka_url import format_address
+
 logger = logging.getLogger(__name__)
 
 
@@ -156,17 +158,24 @@ async def seek_to_committed_or_reset(
 
 
 async def true_end_offsets(
-    bootstrap: str, reported: Mapping[TopicPartition, int], *, rounds: int = 20
+    bootstrap: str | list[str],
+    reported: Mapping[TopicPartition, int],
+    *,
+    rounds: int = 20,
+    client_config: Mapping[str, Any] | None = None,
 ) -> dict[TopicPartition, int]:
     """The end offset of each partition, read off its last records: one past the highest
     offset found from ``reported - 1`` on (a fetch there returns the whole last batch).
-    A partition with nothing at or after that point keeps the reported offset."""
+    A partition with nothing at or after that point keeps the reported offset.
+    ``client_config`` holds the security settings (aiokafka keywords), as the app's own
+    consumer has them."""
     ends = dict(reported)
     pending = {tp for tp, end in ends.items() if end and end > 0}
     if not pending:
         return ends
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
+        **dict(client_config or {}),
         enable_auto_commit=False,
         fetch_max_wait_ms=50,
         client_id="cxpulse-end-offsets",
@@ -256,8 +265,14 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         ends = await super()._highwaters(partitions)
         if getattr(self.app, "end_offsets_exact", True) or self.consumer.in_transaction:
             return ends
-        url = self.app.conf.broker_consumer[0]
-        return await true_end_offsets(f"{url.host}:{url.port or 9092}", ends)
+        conf = self.app.conf
+        bootstrap = [
+            format_address((u.host or "localhost", u.port or 9092)) for u in conf.broker_consumer
+        ]
+        security = faust_aiokafka.credentials_to_aiokafka_auth(
+            conf.broker_credentials, conf.ssl_context
+        )
+        return await true_end_offsets(bootstrap, ends, client_config=security)
 
     async def _fetch_records(self, *args: Any, **kwargs: Any) -> Any:
         records = await super()._fetch_records(*args, **kwargs)

@@ -160,10 +160,16 @@ class Publisher:
         linger_ms: int = 15,
         compression_type: str | None = None,
         create_topic: bool = True,
-        connect_timeout: float = 10.0,
+        connect_timeout: float | None = None,
         producer_config: Mapping[str, Any] | None = None,
     ) -> None:
-        from cxpulse.streams.admin import KafkaUnavailable, ensure_topics, wait_for_kafka
+        from cxpulse.streams.admin import (
+            CONNECT_SECONDS,
+            KafkaUnavailable,
+            ensure_topics,
+            wait_for_kafka,
+        )
+        from cxpulse.streams.kafka_config import kafka_python_config
 
         if not 1 <= batch_size <= MAX_BATCH_EVENTS:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH_EVENTS}, got {batch_size}")
@@ -181,7 +187,9 @@ class Publisher:
         self._started: float | None = None
         self._closed = False
 
-        wait_for_kafka(self.settings.bootstrap_servers, timeout=connect_timeout)
+        if connect_timeout is None:
+            connect_timeout = CONNECT_SECONDS
+        wait_for_kafka(self.settings, timeout=connect_timeout)
         if create_topic:
             # Create before the first send: the producer's metadata request would
             # otherwise let an auto-creating broker pick the partition count.
@@ -191,7 +199,7 @@ class Publisher:
             )
             ensure_topics(self.settings, [spec], check_partitions=False)
         config: dict[str, Any] = {
-            "bootstrap_servers": self.settings.bootstrap_servers,
+            **kafka_python_config(self.settings),
             "client_id": "cxpulse-publisher",
             "acks": "all",
             "retries": 10,
@@ -199,7 +207,7 @@ class Publisher:
             "compression_type": compression_type,
             "batch_size": 256 * 1024,
             "max_request_size": max(1_048_576, max_batch_bytes + 64 * 1024),
-            "max_block_ms": int(connect_timeout * 1000),
+            "max_block_ms": int(max(10.0, connect_timeout) * 1000),
             "allow_auto_create_topics": False,
         }
         if "delivery_timeout_ms" in KafkaProducer.DEFAULT_CONFIG:

@@ -53,8 +53,17 @@ def probe_interval(threshold: float) -> float:
 class KafkaProbe:
     """Asks the brokers for metadata every ``interval`` s and remembers the last answer."""
 
-    def __init__(self, bootstrap_servers: list[str], interval: float) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: list[str],
+        interval: float,
+        client_config: dict[str, Any] | None = None,
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        #: aiokafka keywords beyond the servers: the worker's TLS and SASL settings
+        self.client_config = {
+            k: v for k, v in (client_config or {}).items() if k != "bootstrap_servers"
+        }
         self.interval = interval
         #: monotonic time of the last answer (of the probe's start, before the first)
         self.last_ok = time.monotonic()
@@ -104,6 +113,7 @@ class KafkaProbe:
                 if admin is None:
                     admin = AIOKafkaAdminClient(
                         bootstrap_servers=self.bootstrap_servers,
+                        **self.client_config,
                         client_id="cxpulse-readiness",
                         request_timeout_ms=max(500, int(self.interval * 1000)),
                     )

@@ -23,6 +23,12 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cxpulse.sinks.urls import redact_url, split_password, with_password_mark
+from cxpulse.streams.kafka_url import (
+    SASL_MECHANISMS,
+    SECURITY_PROTOCOLS,
+    format_address,
+    parse_bootstrap,
+)
 
 
 class ConfigError(SystemExit):
@@ -44,7 +50,32 @@ class Settings(BaseSettings):
 
     kafka_url: str = Field(
         "kafka://127.0.0.1:9092",
-        description="Kafka bootstrap servers, kafka://host:port[;host:port]",
+        description="Kafka bootstrap servers: host:port[,host:port...], with or without "
+        "kafka:// (TLS and SASL are chosen by CXPULSE_KAFKA_SECURITY_PROTOCOL)",
+    )
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT",
+        description="PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (SASL login over TLS)",
+    )
+    kafka_sasl_mechanism: str = Field(
+        "PLAIN", description="with SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+    )
+    kafka_sasl_username: str | None = Field(None, description="with SASL_*: the user name")
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="with SASL_*: the password (never printed)"
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None,
+        description="with SSL/SASL_SSL: PEM file of the CA(s) that signed the brokers' "
+        "certificates; unset = the system's trusted CAs",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="with SSL/SASL_SSL, for mTLS: PEM file of this client's certificate"
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        None,
+        description="with SSL/SASL_SSL, for mTLS: PEM file of the certificate's private key "
+        "(unencrypted); unset = in CXPULSE_KAFKA_SSL_CERTFILE",
     )
     clickhouse_url: str = Field(
         "chdb:///./var/chdb",
@@ -177,10 +208,92 @@ class Settings(BaseSettings):
 
     @field_validator("kafka_url")
     @classmethod
-    def _kafka_scheme(cls, v: str) -> str:
-        if not v.startswith("kafka://"):
-            raise ValueError("must start with kafka://, e.g. kafka://127.0.0.1:9092")
+    def _kafka_bootstrap(cls, v: str) -> str:
+        """Any accepted form becomes ``kafka://host:port[,host:port]``."""
+        return "kafka://" + ",".join(format_address(a) for a in parse_bootstrap(v))
+
+    @field_validator("kafka_security_protocol")
+    @classmethod
+    def _kafka_protocol(cls, v: str) -> str:
+        value = v.strip().upper().replace("-", "_")
+        if value not in SECURITY_PROTOCOLS:
+            raise ValueError(f"give one of {', '.join(SECURITY_PROTOCOLS)}")
+        return value
+
+    @field_validator("kafka_sasl_mechanism")
+    @classmethod
+    def _kafka_mechanism(cls, v: str) -> str:
+        value = v.strip().upper().replace("_", "-")
+        if value not in SASL_MECHANISMS:
+            raise ValueError(f"give one of {', '.join(SASL_MECHANISMS)}")
+        return value
+
+    @field_validator(
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        mode="before",
+    )
+    @classmethod
+    def _kafka_empty_is_unset(cls, v: Any) -> Any:
+        """``CXPULSE_KAFKA_SASL_USERNAME=`` (empty) is unset, as in a shell or compose."""
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+    @classmethod
+    def _kafka_file(cls, v: Path | None) -> Path | None:
+        if v is None:
+            return None
+        if not v.is_file():
+            raise ValueError("no such file: give the path of a readable PEM file")
         return v
+
+    @model_validator(mode="after")
+    def _kafka_security_consistent(self) -> Settings:
+        """Settings that the chosen protocol would silently ignore are refused, so a typo
+        in the protocol does not turn TLS or the login off unnoticed."""
+        protocol = self.kafka_security_protocol
+        sasl = protocol.startswith("SASL_")
+        tls = protocol in ("SSL", "SASL_SSL")
+        given_sasl = [
+            name
+            for name, value in (
+                ("CXPULSE_KAFKA_SASL_USERNAME", self.kafka_sasl_username),
+                ("CXPULSE_KAFKA_SASL_PASSWORD", self.kafka_sasl_password),
+            )
+            if value is not None
+        ]
+        if sasl and len(given_sasl) < 2:
+            raise KafkaSecurityError(
+                f"CXPULSE_KAFKA_SECURITY_PROTOCOL={protocol} logs in with SASL: set "
+                "CXPULSE_KAFKA_SASL_USERNAME and CXPULSE_KAFKA_SASL_PASSWORD"
+            )
+        if given_sasl and not sasl:
+            raise KafkaSecurityError(
+                f"{' and '.join(given_sasl)} set but CXPULSE_KAFKA_SECURITY_PROTOCOL="
+                f"{protocol} does not log in: set it to SASL_SSL (or SASL_PLAINTEXT), or "
+                "unset them"
+                if len(given_sasl) > 1
+                else "unset it"
+            )
+        given_files = [
+            "CXPULSE_" + name.upper()
+            for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+            if getattr(self, name) is not None
+        ]
+        if given_files and not tls:
+            raise KafkaSecurityError(
+                f"{' and '.join(given_files)} set but CXPULSE_KAFKA_SECURITY_PROTOCOL="
+                f"{protocol} does not use TLS: set it to SSL (or SASL_SSL), or unset them"
+            )
+        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+            raise KafkaSecurityError(
+                "CXPULSE_KAFKA_SSL_KEYFILE is set without CXPULSE_KAFKA_SSL_CERTFILE: "
+                "give the client certificate too (mTLS needs both)"
+            )
+        return self
 
     @field_validator("clickhouse_url")
     @classmethod
@@ -249,9 +362,8 @@ class Settings(BaseSettings):
 
     @property
     def bootstrap_servers(self) -> list[str]:
-        """The kafka:// URL as the host:port list kafka-python and aiokafka take."""
-        hosts = self.kafka_url.removeprefix("kafka://").replace(";", ",")
-        return [h for h in hosts.split(",") if h]
+        """The bootstrap servers as the host:port list kafka-python and aiokafka take."""
+        return [format_address(a) for a in parse_bootstrap(self.kafka_url)]
 
 
 def is_loopback(host: str) -> bool:
@@ -264,8 +376,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class KafkaSecurityError(ValueError):
+    """Kafka security settings that contradict each other (the message names them)."""
+
+
 #: Settings whose value is never quoted in an error message.
-_SECRET_FIELDS = {"clickhouse_password", "webhook_secret", "ingest_token"}
+_SECRET_FIELDS = {"clickhouse_password", "webhook_secret", "ingest_token", "kafka_sasl_password"}
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -275,9 +391,12 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else ""
-        name = "CXPULSE_" + field.upper() if field else "CXPULSE_*"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if not field:  # a check across settings: its message names them
+            raise ConfigError(f"configuration error: {msg}") from None
+        name = "CXPULSE_" + field.upper()
         raise ConfigError(
-            f"configuration error: {name}={_shown(field, err.get('input'))}: {err['msg']}"
+            f"configuration error: {name}={_shown(field, err.get('input'))}: {msg}"
         ) from None
 
 

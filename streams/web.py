@@ -11,6 +11,7 @@ import faust.web
 
 from cxpulse.sinks.writer import SinkWriter
 from cxpulse.streams import metrics
+from cxpulse.streams.kafka_config import aiokafka_config
 from cxpulse.streams.readiness import KafkaProbe, probe_interval, readiness
 from cxpulse.streams.readonly_sql import QueryError, QueryUnavailable
 from cxpulse.streams.runtime import Runtime
@@ -150,7 +151,9 @@ def register(rt: Runtime) -> None:
         return web.json(body, status=status)
 
     probe = KafkaProbe(
-        rt.settings.bootstrap_servers, probe_interval(rt.settings.ready_unreachable_seconds)
+        rt.settings.bootstrap_servers,
+        probe_interval(rt.settings.ready_unreachable_seconds),
+        aiokafka_config(rt.settings),
     )
     metrics.KAFKA_UNREACHABLE_SECONDS.set_function(probe.unreachable_seconds)
     metrics.READY.set_function(lambda: float(ready(rt, probe)[1] == 200))

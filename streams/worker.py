@@ -25,11 +25,11 @@ from cxpulse.streams.settings import ConfigError, Settings
 log = logging.getLogger(__name__)
 
 
-def cluster_id(bootstrap: list[str]) -> str:
+def cluster_id(settings: Settings) -> str:
     """The Kafka cluster id ('' when the broker does not say)."""
-    from kafka import KafkaAdminClient
+    from cxpulse.streams.admin import _admin
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cxpulse-preflight")
+    admin = _admin(settings)
     try:
         return str(admin.describe_cluster().get("cluster_id") or "")
     finally:
@@ -46,7 +46,7 @@ def adapt_to_broker(settings: Settings) -> Settings:
     """
     if settings.broker_end_offsets_exact is not None:
         return settings
-    if cluster_id(settings.bootstrap_servers).startswith("tansu"):
+    if cluster_id(settings).startswith("tansu"):
         log.info("tansu broker: table recovery reads end offsets off the records")
         return settings.model_copy(update={"broker_end_offsets_exact": False})
     return settings
@@ -56,7 +56,7 @@ def preflight(settings: Settings) -> Settings:
     """Model valid, Kafka reachable, topics created with their partition counts,
     ClickHouse usable. Returns the settings adapted to the broker."""
     from cxpulse.schemas.model import ModelError
-    from cxpulse.streams.admin import ensure_topics, wait_for_kafka
+    from cxpulse.streams.admin import check_kafka, ensure_topics
     from cxpulse.streams.model_check import load_model
 
     try:
@@ -65,7 +65,7 @@ def preflight(settings: Settings) -> Settings:
         raise ConfigError(f"{exc} (CXPULSE_MODEL_PATH={settings.model_path})") from None
     check_web_port(settings.web_host, settings.web_port)
 
-    wait_for_kafka(settings.bootstrap_servers, timeout=30.0)
+    check_kafka(settings)
     settings = adapt_to_broker(settings)
     ensure_topics(settings, topics.all_topics(settings, TABLE_NAMES))
     try:

@@ -49,14 +49,14 @@ def alerts(
       cxpulse alerts --follow --severity critical --tier A
       cxpulse alerts --follow --json | jq .explanation
     """
-    from cxpulse.streams.admin import wait_for_kafka
+    from cxpulse.streams.admin import check_kafka
     from cxpulse.streams.alerts_follow import follow_alerts
     from cxpulse.streams.topics import alerts as alerts_topic
 
     settings = settings_from()
-    wait_for_kafka(settings.bootstrap_servers, timeout=10.0)
+    check_kafka(settings)
     follow_alerts(
-        settings.bootstrap_servers,
+        settings,
         alerts_topic(settings),
         severity=set(severity) or None,
         rules=set(rule) or None,

@@ -19,6 +19,9 @@ def publish(source: str, batch_size: int, topic: str | None) -> None:
     SOURCE holds JSON Lines (one event per line) or one JSON array of events. Each event
     is validated against the contract first; invalid ones (and any line or array item
     over the 8 MiB message limit) are reported, not sent, and the exit status is then 1.
+
+    Kafka is CXPULSE_KAFKA_URL, with CXPULSE_KAFKA_SECURITY_PROTOCOL and the
+    CXPULSE_KAFKA_SASL_* / CXPULSE_KAFKA_SSL_* settings (listed by cxpulse worker --help).
     """
     from cxpulse.streams.publisher import print_summary, publish_source, rejected_line
 

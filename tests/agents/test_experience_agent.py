@@ -103,7 +103,7 @@ async def run_experience(messages: list[bytes], **overrides: Any) -> dict[str, A
         for message in messages:
             await agent.put(message)
         seen, quiet = -1, 0
-        while quiet < 5:  # 5 polls in a row without a new row: settled
+        while quiet < 15:  # 15 polls in a row (1.5 s) without a new row: settled
             await asyncio.sleep(0.1)
             now = RECORDER.count()
             quiet = quiet + 1 if now == seen else 0
