@@ -85,15 +85,18 @@ class Checkpointer:
     def set(self, key: bytes, partition: int, state: Any) -> None:
         """The key's new state: in the store now, in the changelog at the commit."""
         cp = self.current
-        store = self.table.data
         if key not in cp.before:
-            cp.before[key] = store.get(key, _MISSING)
+            cp.before[key] = self.table.data.get(key, _MISSING)
+        self._assign(key, partition, state)
+        cp.states[key] = (partition, state)
+
+    def _assign(self, key: bytes, partition: int, state: Any) -> None:
+        store = self.table.data
         put = getattr(store, "put", None)
         if put is not None:  # a store on disk: it writes at the commit
             put(key, partition, state)
         else:
             store[key] = state
-        cp.states[key] = (partition, state)
 
     def add_rows(self, table: str, rows: list[Row]) -> None:
         if rows:
@@ -163,13 +166,9 @@ class Checkpointer:
         for cp in pending:
             if cp.committed:
                 continue
-            store = self.table.data
-            put = getattr(store, "put", None)
             for key, before in cp.before.items():
                 if before is _MISSING:
-                    store.pop(key, None)
-                elif put is not None:
-                    put(key, cp.states[key][0], before)
+                    self.table.data.pop(key, None)
                 else:
-                    store[key] = before
+                    self._assign(key, cp.states[key][0], before)
         self.current = Checkpoint()
