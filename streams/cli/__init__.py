@@ -17,7 +17,17 @@ import sys
 
 import click
 
-from cxpulse.streams.cli import alerts, broker, demo, ingest, model, publish, query, worker
+from cxpulse.streams.cli import (
+    alerts,
+    broker,
+    demo,
+    drivers,
+    ingest,
+    model,
+    publish,
+    query,
+    worker,
+)
 from cxpulse.streams.settings import ConfigError
 
 
@@ -47,6 +57,7 @@ COMMANDS: list[click.Command] = [
     publish.publish,
     ingest.ingest,
     query.query,
+    drivers.drivers,
     alerts.alerts,
     model.model,
     demo.demo,
