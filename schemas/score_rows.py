@@ -204,6 +204,50 @@ KEY_EXPERIENCES = ViewSpec(
     ),
 )
 
+#: What ``cxpulse drivers`` reads (``cxpulse.streams.analysis.drivers``): per customer and
+#: factor, the scored moments that carried no answer and no text (a surveyed moment's
+#: readings contain the answer), beside the customer's mean CSAT.
+FACTOR_DRIVERS = ViewSpec(
+    name="factor_drivers",
+    select=(
+        "SELECT segment, factor, count() AS customers, sum(n) AS moments, "
+        "round(sum(reading_sum) / sum(n), 4) AS mean_reading, "
+        "round(sum(gap_sum) / sum(n), 4) AS mean_gap, "
+        "countIf(answers > 0) AS answering, "
+        "round(corrIf(gap_sum / n, mean_csat, answers > 0), 4) AS csat_correlation "
+        "FROM (SELECT segment, customer_id, factor, count() AS n, "
+        "sum(toFloat64(reading)) AS reading_sum, sum(toFloat64(gap)) AS gap_sum "
+        "FROM {db}.moment_factors FINAL "
+        "WHERE event_id IN (SELECT event_id FROM {db}.moments FINAL "
+        "WHERE late = 0 AND isNull(sentiment)) "
+        "AND event_id NOT IN (SELECT event_id FROM {db}.touchpoint_events FINAL "
+        "WHERE isNotNull(csat) OR isNotNull(nps) OR isNotNull(ces) OR feedback_text != '') "
+        "GROUP BY segment, customer_id, factor) AS touched "
+        "ALL LEFT JOIN (SELECT customer_id, count() AS answers, "
+        "avg(csat) AS mean_csat FROM {db}.touchpoint_events FINAL "
+        "WHERE isNotNull(csat) GROUP BY customer_id) AS said USING customer_id "
+        "GROUP BY segment, factor"
+    ),
+    doc=(
+        "Per segment and factor: its performance over the moments without a survey answer, "
+        "and how the customers' gaps on it go with their CSAT (cxpulse drivers, "
+        "docs/drivers.md, learns importances from the same rows)."
+    ),
+    columns=(
+        *columns_of(MOMENT_FACTORS, "segment", "factor"),
+        ("customers", "Customers with scored moments on the factor that carried no answer."),
+        ("moments", "Those moments: scored, not late, without a survey answer or text."),
+        ("mean_reading", "Their mean reading, 0..10, to 4 decimals."),
+        ("mean_gap", "Their mean gap (reading minus expectation), to 4 decimals."),
+        ("answering", "Of the customers, those who gave at least one CSAT answer."),
+        (
+            "csat_correlation",
+            "Correlation across answering customers of their mean gap on the factor with "
+            "their mean CSAT, to 4 decimals (nan with fewer than two).",
+        ),
+    ),
+)
+
 _CHANNEL_SCORES = " UNION ALL ".join(
     f"SELECT tier, '{c}' AS channel, assumeNotNull(score_{c}) AS s "
     f"FROM {{db}}.customer_scores FINAL WHERE isNotNull(score_{c})"
@@ -236,6 +280,7 @@ SCORE_SPECS: tuple[TableSpec | ViewSpec, ...] = (
     EMOTION_MAP,
     KEY_EXPERIENCES,
     SCORE_DISTRIBUTION,
+    FACTOR_DRIVERS,
 )
 
 

@@ -1,19 +1,23 @@
-"""``cxpulse drivers`` through a real worker and chDB learns what the in-process run learns.
+"""``cxpulse drivers`` through a real worker and ClickHouse learns what the in-process run
+learns.
 
 A small population (2,500 customers over three days) with CSAT answers generated from
 known importances (``cxpulse.streams.dev.simulate.answers``) goes through the bundled
-broker and a real worker process into chDB; ``cxpulse drivers --json``, asked while the
-worker runs (so through its read-only /query endpoint), must give the same customers per
-segment as the same events give in process, and importances within 0.1 of theirs (the
-stored readings and gaps are Float32); then ``--write-model`` writes a model that
-``cxpulse model check`` passes. How close the in-process estimate comes to the truth is
-tests/unit/test_drivers.py's question, on a larger population; here the truth's order
-of service over product (9 vs 3) and of convenience over relationship (9 vs 2) is checked.
+broker and a real worker process into chDB, and into a ClickHouse server when
+CXPULSE_TEST_CLICKHOUSE_URL names one. ``cxpulse drivers --json`` (with chDB asked while
+the worker runs, so through its read-only /query endpoint) must give the same customers
+per segment as the same events give in process, and importances within 0.1 of theirs
+(the stored readings and gaps are Float32); the factor_drivers view counts the same
+customers; then ``--write-model`` writes a model that ``cxpulse model check`` passes.
+How close the in-process estimate comes to the truth is tests/unit/test_drivers.py's
+question, on a larger population; here the truth's order of service over product (9 vs
+3) and of convenience over relationship (9 vs 2) is checked.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -37,6 +41,8 @@ from cxpulse.streams.settings import Settings, load_settings
 from cxpulse.streams.topics import all_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
+
+SERVER_URL_ENV = "CXPULSE_TEST_CLICKHOUSE_URL"
 
 TRUE = {
     "retail_banking": {
@@ -65,15 +71,28 @@ def events() -> list[dict[str, Any]]:
     return answers_from_importance(raw, TRUE, seed=5)
 
 
-@pytest.fixture(scope="module")
+def server_url(database: str) -> str:
+    url = os.environ.get(SERVER_URL_ENV, "").strip()
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail(f"{SERVER_URL_ENV} is not set in CI: .ci/run must set it", pytrace=False)
+        pytest.skip(f"set {SERVER_URL_ENV} to run cxpulse drivers against a ClickHouse server")
+    return f"{url.rsplit('/', 1)[0]}/{database}"
+
+
+@pytest.fixture(scope="module", params=["chdb", "server"])
 def running(
-    kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory, events: list[dict[str, Any]]
+    request: pytest.FixtureRequest,
+    kafka_broker: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+    events: list[dict[str, Any]],
 ) -> Iterator[Settings]:
     name = f"drv{uuid.uuid4().hex[:10]}"
-    tmp = tmp_path_factory.mktemp("drivers")
+    tmp = tmp_path_factory.mktemp(f"drivers-{request.param}")
+    url = f"chdb://{tmp / 'chdb'}" if request.param == "chdb" else server_url(f"cxpulse_{name}")
     settings = load_settings(
         kafka_url=kafka_broker.url,
-        clickhouse_url=f"chdb://{tmp / 'chdb'}",
+        clickhouse_url=url,
         app_id=f"cxpulse-{name}",
         topic_prefix=name,
         partitions=4,
@@ -100,6 +119,14 @@ def running(
         yield settings
     finally:
         worker.stop()
+        if request.param == "server":
+            from cxpulse.sinks.clickhouse import open_backend
+            from cxpulse.sinks.native import NativeBackend
+
+            backend = open_backend(url)
+            assert isinstance(backend, NativeBackend)
+            backend._run(f"DROP DATABASE IF EXISTS `{backend.database}`")
+            backend.close()
 
 
 def cxpulse(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -143,6 +170,19 @@ def test_drivers_json_matches_the_in_process_estimate(
     bank = {f["factor"]: f["learnt"] for f in got["retail_banking"]["factors"]}
     retail = {f["factor"]: f["learnt"] for f in got["retail"]["factors"]}
     assert bank["service"] > bank["product"] and retail["convenience"] > retail["relationship"]
+
+    # the factor_drivers view counts the same answering customers per segment and factor,
+    # and their gaps go with their CSAT where the truth weighs the factor most
+    view = cxpulse(running, "query", "SELECT * FROM factor_drivers", "--format", "json")
+    assert view.returncode == 0, view.stderr
+    cells = {(r["segment"], r["factor"]): r for r in map(json.loads, view.stdout.splitlines())}
+    for name, seg in want.items():
+        for f in seg.factors:
+            cell = cells[name, f.factor]
+            assert cell["answering"] == f.customers and cell["moments"] >= f.moments, cell
+            assert cell["customers"] >= cell["answering"] and -10 <= cell["mean_gap"] <= 10
+    assert cells["retail_banking", "service"]["csat_correlation"] > 0.2
+    assert cells["retail", "convenience"]["csat_correlation"] > 0.2
 
     check = cxpulse(running, "model", "check", str(suggested))
     assert check.returncode == 0 and check.stdout.startswith("model ok:"), check.stderr
