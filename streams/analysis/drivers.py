@@ -26,7 +26,11 @@ The method (docs/drivers.md says why each step, and its limits):
    95 % percentile interval of each ``learnt_f`` on the same scale ``S``.
 5. **Below ``min_customers``** answering customers in a segment it says "not enough data"
    and estimates nothing; a factor touched by fewer than ``min_factor_customers`` of them
-   is left out of the regression and keeps its configured importance.
+   is left out of the regression and keeps its configured importance; a learnt
+   importance whose interval is wider than ``max_interval`` points is reported but not
+   suggested (the model file keeps the configured one), and so is every importance of a
+   segment whose gaps explain no more of the answers than chance (``n·R²`` below χ² at
+   1 % for as many degrees of freedom as regressors).
 
 Pure functions of rows shaped like the SQL below returns; ``cxpulse drivers``
 (``cxpulse.streams.cli.drivers``) runs the SQL and prints or writes the results.
@@ -49,6 +53,11 @@ MIN_CUSTOMERS = 200
 #: Answering customers who touched a factor before it enters the regression.
 MIN_FACTOR_CUSTOMERS = 30
 RESAMPLES = 200
+#: χ² at 1 % for 1..6 degrees of freedom: the joint test of a segment's regression.
+CHI2_99 = (6.635, 9.210, 11.345, 13.277, 15.086, 16.812)
+#: A learnt importance is suggested only when its 95 % interval is at most this wide (on
+#: 1..10); a wider one is reported but the configured importance is kept.
+MAX_INTERVAL = 4.0
 ANSWERS = ("csat", "nps")
 
 #: Per customer and factor: moments, mean reading, mean gap, over the scored moments
@@ -100,13 +109,14 @@ class FactorDriver:
     learnt: float | None = None  # on the model's 1..10 scale (unrounded, not clamped)
     low: float | None = None  # 95 % bootstrap interval of ``learnt``
     high: float | None = None
-    note: str = ""  # why nothing was learnt
+    note: str = ""  # why nothing was learnt, or why it is not suggested
+    uncertain: bool = False  # learnt, but its interval is too wide to suggest it
 
     @property
     def suggested(self) -> int:
-        """What the model file gets: the learnt importance rounded into 1..10, else the
-        configured one."""
-        if self.learnt is None:
+        """What the model file gets: the learnt importance rounded into 1..10, else (none
+        learnt, or too uncertain) the configured one."""
+        if self.learnt is None or self.uncertain:
             return round(self.configured)
         return max(1, min(10, round(self.learnt)))
 
@@ -146,6 +156,7 @@ class SegmentDrivers:
                     "mean_reading": _round(f.mean_reading),
                     "mean_gap": _round(f.mean_gap),
                     "quadrant": quadrant(self, f),
+                    "uncertain": f.uncertain,
                     "note": f.note,
                 }
                 for f in self.factors
@@ -303,6 +314,7 @@ def estimate(
     min_customers: int = MIN_CUSTOMERS,
     min_factor_customers: int = MIN_FACTOR_CUSTOMERS,
     resamples: int = RESAMPLES,
+    max_interval: float = MAX_INTERVAL,
     seed: int = 0,
 ) -> SegmentDrivers:
     """The key drivers of one segment from its answering customers (module docstring)."""
@@ -359,8 +371,18 @@ def estimate(
         return SegmentDrivers(
             name, model_segment, len(obs), r2, [plain(f, left.get(f, note)) for f in FACTORS]
         )
-    scale = sum(configured[f] for f in used) / sum(positive.values())
-    scale = min(scale, 10.0 / max(positive.values()))
+    total_weight = sum(configured[f] for f in used)
+
+    def rescale(pos: Mapping[str, float]) -> float:
+        """``S``: the configured total kept, none above 10 (module docstring, step 3)."""
+        return min(total_weight / sum(pos.values()), 10.0 / max(pos.values()))
+
+    scale = rescale(positive)
+    # The joint test (Lagrange multiplier: n·R² against χ² with one degree of freedom per
+    # regressor, 1 %): below it the gaps explain no more of the answers than chance would.
+    chance = len(obs) * r2
+    critical = CHI2_99[min(len(groups), len(CHI2_99)) - 1]
+    explained = chance > critical
     rng = random.Random(seed)
     draws: dict[str, list[float]] = {f: [] for f in used}
     n = len(prods)
@@ -373,8 +395,13 @@ def estimate(
         again = _fit(sums, k)
         if again is None:
             continue
-        for f, b in _members(groups, again[0][1:], configured).items():
-            draws[f].append(max(0.0, b) * scale)
+        pos = {f: max(0.0, b) for f, b in _members(groups, again[0][1:], configured).items()}
+        if sum(pos.values()) <= 0:
+            continue
+        # rescaled within the resample: the scale is estimated from the data too
+        s_b = rescale(pos)
+        for f, b in pos.items():
+            draws[f].append(b * s_b)
     factors = []
     for f in FACTORS:
         if f not in coef:
@@ -391,6 +418,18 @@ def estimate(
                 f"moves with {others} in these customers' moments: their joint weight is "
                 "split as configured"
             )
+        uncertain = lo is None or hi is None or hi - lo > max_interval or not explained
+        if not explained:
+            note = (
+                f"the gaps explain no more of the answers than chance (n·R² {chance:.1f}, "
+                f"below {critical:g}): kept as configured"
+            )
+        elif uncertain:
+            interval = f"{lo:.1f}–{hi:.1f}" if lo is not None and hi is not None else "unknown"
+            note = (
+                f"too uncertain: its 95% interval ({interval}) is wider than {max_interval:g} "
+                "points: kept as configured"
+            )
         base = plain(f, note)
         factors.append(
             FactorDriver(
@@ -400,6 +439,7 @@ def estimate(
                     "learnt": positive[f] * scale,
                     "low": lo,
                     "high": hi,
+                    "uncertain": uncertain,
                 }
             )
         )
@@ -415,6 +455,7 @@ def learn(
     min_customers: int = MIN_CUSTOMERS,
     min_factor_customers: int = MIN_FACTOR_CUSTOMERS,
     resamples: int = RESAMPLES,
+    max_interval: float = MAX_INTERVAL,
     seed: int = 0,
 ) -> list[SegmentDrivers]:
     """Every segment's key drivers, the largest segment first."""
@@ -427,6 +468,7 @@ def learn(
             min_customers=min_customers,
             min_factor_customers=min_factor_customers,
             resamples=resamples,
+            max_interval=max_interval,
             seed=seed,
         )
         for segment, obs in by_segment.items()
@@ -469,7 +511,10 @@ def _free(grid: list[list[str]], r: int, c: int, n: int) -> tuple[int, int]:
             if (
                 0 <= rr < height
                 and 0 <= cc <= width - n
-                and all(grid[rr][cc + i] in " |-+" for i in range(-1 if cc else 0, n))
+                and all(
+                    grid[rr][cc + i] in " |-+"
+                    for i in range(-1 if cc else 0, n + 1 if cc + n < width else n)
+                )
             ):
                 return rr, cc
     return r, c
@@ -551,7 +596,7 @@ def factors_block(
             r2 = f", R² {seg.r2:.2f}" if seg.r2 is not None else ""
             lines.append(f"    # {name}: learnt from {seg.customers} answering customers{r2}")
             for f in seg.factors:
-                if f.learnt is not None:
+                if f.learnt is not None and not f.uncertain:
                     lines.append(
                         f"    #   {f.factor}: {f.learnt:.1f} [95% CI {_fmt(f.low)}..{_fmt(f.high)}]"
                         f", {f.customers} customers (configured {f.configured:g})"

@@ -59,6 +59,13 @@ if TYPE_CHECKING:
     show_default=True,
     help="bootstrap resamples for the 95%% intervals",
 )
+@click.option(
+    "--max-interval",
+    type=click.FloatRange(min=0.5, max=20),
+    default=4.0,
+    show_default=True,
+    help="suggest a learnt importance only if its 95%% interval is at most this wide",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="the bootstrap's seed")
 @click.option("--matrix/--no-matrix", default=True, help="draw the importance × performance matrix")
 def drivers(
@@ -69,6 +76,7 @@ def drivers(
     min_customers: int,
     min_factor_customers: int,
     resamples: int,
+    max_interval: float,
     seed: int,
     matrix: bool,
 ) -> None:
@@ -109,6 +117,7 @@ def drivers(
         min_customers=min_customers,
         min_factor_customers=min_factor_customers,
         resamples=resamples,
+        max_interval=max_interval,
         seed=seed,
     )
     if as_json:
@@ -135,8 +144,11 @@ def read_rows(settings: Settings, answer: str) -> tuple[list[Any], list[Any]]:
     return list(factor_rows), list(answer_rows)
 
 
-def print_drivers(results: list[SegmentDrivers], answer: str, *, matrix: bool = True) -> None:
-    """A table per segment, and its importance × performance matrix."""
+def print_drivers(
+    results: list[SegmentDrivers], answer: str, *, matrix: bool = True, notes: bool = True
+) -> None:
+    """A table per segment, the notes on its factors, and its importance × performance
+    matrix."""
     from rich.console import Console
     from rich.table import Table
 
@@ -189,9 +201,9 @@ def print_drivers(results: list[SegmentDrivers], answer: str, *, matrix: bool = 
                 quadrant(seg, f) or "",
             )
         console.print(table)
-        for f in seg.factors:
+        for f in seg.factors if notes else ():
             if f.note:
-                console.print(f"  {f.factor}: {f.note}")
+                console.print(f"  {f.factor}: {f.note}", markup=False, highlight=False)
         if matrix:
             console.print(f"importance × performance, {seg.segment}:", markup=False)
             for line in priority_grid(seg):
@@ -231,3 +243,36 @@ def write_suggested(
         raise ConfigError(
             f"cannot write {target}: {exc.strerror or exc}: choose a writable path"
         ) from None
+
+
+#: The demo's population answers few surveys in its 8 hours: its step lowers the minimum.
+DEMO_MIN_CUSTOMERS = 100
+
+
+def demo_drivers(settings: Settings) -> None:
+    """The demo's last step: the drivers table for the demo's data (``make demo``)."""
+    from rich.console import Console
+
+    from cxpulse.streams.analysis.drivers import learn
+    from cxpulse.streams.model_check import load_model
+
+    Console().rule("key drivers: importance learnt from the CSAT answers (cxpulse drivers)")
+    model = load_model(settings.model_path)
+    results = learn(*read_rows(settings, "csat"), model, min_customers=DEMO_MIN_CUSTOMERS)
+    print_drivers(results, "csat", matrix=False, notes=False)
+    changes = sum(
+        1
+        for seg in results
+        for f in seg.factors
+        if f.learnt is not None and not f.uncertain and f.suggested != f.configured
+    )
+    said = (
+        f"{changes} learnt importance{'s' if changes != 1 else ''} pinned down well enough to "
+        "suggest (cxpulse drivers --write-model FILE)"
+        if changes
+        else "no learnt importance is pinned down to within 4 points yet, so none is suggested"
+    )
+    click.echo(
+        f"(the demo lowers the minimum to {DEMO_MIN_CUSTOMERS} answering customers, 200 by "
+        f"default; {said}; how to read it: docs/drivers.md)"
+    )

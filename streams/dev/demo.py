@@ -517,3 +517,7 @@ def _report(settings: Settings, query_worker: Any) -> None:
                 f"  {item['occurred_at'][:16]}  {item['touchpoint']:<26} {item['factor']:<12} "
                 f"impact {item['impact']:+.1f}"
             )
+
+    from cxpulse.streams.cli.drivers import demo_drivers
+
+    demo_drivers(settings)

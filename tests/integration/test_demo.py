@@ -36,6 +36,7 @@ def test_demo_runs_the_story_end_to_end(tmp_path: Path) -> None:
         "alerts by rule",
         "dead letters: invalid input, kept with the reason",
         "dead letters are in ClickHouse",
+        "key drivers: importance learnt from the CSAT answers",
     ):
         assert section in out, section
     assert "ATM-0003" in out  # the injected outage shows up among the worst instances
