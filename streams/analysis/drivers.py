@@ -568,6 +568,81 @@ def priority_grid(seg: SegmentDrivers, width: int = 60, height: int = 12) -> lis
     return lines
 
 
+def matrix_svg(results: Sequence[SegmentDrivers], panel: int = 360) -> str:
+    """The importance × performance matrices as one SVG picture, a panel per segment:
+    importance up (1..10), mean gap across (the dashed line is the expectation, the
+    dotted one the segment's mean importance), each factor a dot with its name, filled
+    where its importance was learnt, hollow where it is the configured one."""
+    from html import escape
+
+    pad, top = 110, 40
+    shown = [s for s in results if any(f.mean_gap is not None for f in s.factors)]
+    width = max(1, len(shown)) * (panel + pad) + pad
+    height = panel + top + pad + 24
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+    ]
+    for i, seg in enumerate(shown):
+        x0, y0 = pad + i * (panel + pad), top
+        factors = [f for f in seg.factors if f.mean_gap is not None]
+        gaps = [f.mean_gap for f in factors if f.mean_gap is not None]
+        lo, hi = min(min(gaps), -0.5), max(max(gaps), 0.5)
+        lo, hi = lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo)
+
+        def px(gap: float, lo: float = lo, hi: float = hi, x0: int = x0) -> float:
+            return x0 + (gap - lo) / (hi - lo) * panel
+
+        def py(imp: float, y0: int = y0) -> float:
+            return y0 + (10.0 - min(10.0, max(1.0, imp))) / 9.0 * panel
+
+        mean = sum(_importance(f) for f in factors) / len(factors)
+        r2 = f", R² {seg.r2:.2f}" if seg.r2 is not None else ""
+        out += [
+            f'<text x="{x0}" y="{y0 - 14}" font-weight="bold">'
+            f"{escape(seg.segment)}: {seg.customers} answering customers{r2}</text>",
+            f'<rect x="{x0}" y="{y0}" width="{panel}" height="{panel}" fill="none" stroke="#888"/>',
+            f'<line x1="{px(0):.1f}" y1="{y0}" x2="{px(0):.1f}" y2="{y0 + panel}" '
+            'stroke="#555" stroke-dasharray="6 4"/>',
+            f'<line x1="{x0}" y1="{py(mean):.1f}" x2="{x0 + panel}" y2="{py(mean):.1f}" '
+            'stroke="#555" stroke-dasharray="2 3"/>',
+            f'<text x="{x0 + 4}" y="{y0 + 14}" fill="#b00">fix first</text>',
+            f'<text x="{x0 + panel - 4}" y="{y0 + 14}" text-anchor="end" fill="#070">'
+            "keep up</text>",
+            f'<text x="{x0 + 4}" y="{y0 + panel - 6}" fill="#a60">improve later</text>',
+            f'<text x="{x0 + panel - 4}" y="{y0 + panel - 6}" text-anchor="end" '
+            'fill="#666">maintain</text>',
+            f'<text x="{x0 + panel / 2}" y="{y0 + panel + 30}" text-anchor="middle">'
+            f"mean gap ({lo:+.1f} … {hi:+.1f}; dashed: as expected)</text>",
+            f'<text x="{x0 - 30}" y="{y0 + panel / 2}" text-anchor="middle" '
+            f'transform="rotate(-90 {x0 - 30} {y0 + panel / 2})">importance 1–10</text>',
+            f'<text x="{x0 - 4}" y="{y0 + 4}" text-anchor="end">10</text>',
+            f'<text x="{x0 - 4}" y="{y0 + panel}" text-anchor="end">1</text>',
+        ]
+        placed: list[tuple[float, float]] = []
+        for f in factors:
+            assert f.mean_gap is not None
+            cx, cy = px(f.mean_gap), py(_importance(f))
+            fill = "#1f5fa8" if f.learnt is not None else "white"
+            out.append(
+                f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{fill}" stroke="#1f5fa8"/>'
+            )
+            # the nearest free line for the name: on the dot, else just above or below
+            ty = next(
+                (
+                    cy + 4 + d
+                    for d in (0, -13, 13, -26, 26, -39, 39)
+                    if not any(abs(cy + 4 + d - y) < 13 and abs(cx - x) < 80 for x, y in placed)
+                ),
+                cy + 4,
+            )
+            placed.append((cx, ty))
+            out.append(f'<text x="{cx + 8:.1f}" y="{ty:.1f}">{escape(f.factor)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
 # -- the suggested model file ---------------------------------------------------------
 
 _TOP_KEY = re.compile(r"^[A-Za-z_][\w-]*\s*:")

@@ -57,17 +57,22 @@ if TYPE_CHECKING:
     type=click.IntRange(min=20, max=5000),
     default=200,
     show_default=True,
-    help="bootstrap resamples for the 95%% intervals",
+    help="bootstrap resamples for the 95% intervals",
 )
 @click.option(
     "--max-interval",
     type=click.FloatRange(min=0.5, max=20),
     default=4.0,
     show_default=True,
-    help="suggest a learnt importance only if its 95%% interval is at most this wide",
+    help="suggest a learnt importance only if its 95% interval is at most this wide",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="the bootstrap's seed")
 @click.option("--matrix/--no-matrix", default=True, help="draw the importance × performance matrix")
+@click.option(
+    "--svg",
+    type=click.Path(dir_okay=False, writable=True),
+    help="also draw the matrices as an SVG picture here",
+)
 def drivers(
     answer: str,
     as_json: bool,
@@ -79,6 +84,7 @@ def drivers(
     max_interval: float,
     seed: int,
     matrix: bool,
+    svg: str | None,
 ) -> None:
     """Learn each factor's importance per segment from the customers' answers.
 
@@ -90,13 +96,14 @@ def drivers(
     enough data". The matrix places each factor by importance (up) and mean gap
     (across): important factors below expectation are the ones to fix first.
 
-    \b
     Reads ClickHouse read-only, as `cxpulse query` does (a running worker answers for its
     chDB directory). Method, assumptions and limits: docs/drivers.md.
+
     \b
       cxpulse drivers
       cxpulse drivers --answer nps --json
       cxpulse drivers --write-model suggested.yaml && cxpulse model check suggested.yaml
+      cxpulse drivers --svg matrix.svg
     """
     from cxpulse.schemas.model import ModelError
     from cxpulse.streams.analysis.drivers import learn
@@ -125,6 +132,10 @@ def drivers(
         click.echo(json.dumps(doc, ensure_ascii=False))
     else:
         print_drivers(results, answer, matrix=matrix)
+    if svg:
+        from cxpulse.streams.analysis.drivers import matrix_svg
+
+        write_file(Path(svg), matrix_svg(results))
     if write_model:
         write_suggested(Path(write_model), path, results, model, answer)
         if not as_json:
@@ -237,6 +248,11 @@ def write_suggested(
         parse_model(yaml.safe_load(text))
     except (ModelError, yaml.YAMLError) as exc:  # a bug here, never the user's input
         raise ConfigError(f"the suggested model does not check: {exc}") from None
+    write_file(target, text)
+
+
+def write_file(target: Path, text: str) -> None:
+    """Write ``text``, or one line saying why not."""
     try:
         target.write_text(text, encoding="utf-8")
     except OSError as exc:

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -190,9 +191,12 @@ def test_drivers_json_matches_the_in_process_estimate(
     assert "# retail_banking: learnt from" in text and "95% CI" in text
 
 
-def test_drivers_prints_tables_and_the_matrix(running: Settings) -> None:
-    run = cxpulse(running, "drivers", "--resamples", "50")
+def test_drivers_prints_tables_and_the_matrix(running: Settings, tmp_path: Path) -> None:
+    svg = tmp_path / "matrix.svg"
+    run = cxpulse(running, "drivers", "--resamples", "50", "--svg", str(svg))
     assert run.returncode == 0, run.stderr
+    picture = ElementTree.parse(svg).getroot()
+    assert len(list(picture.iter("{http://www.w3.org/2000/svg}circle"))) == 12
     out = run.stdout
     assert "retail_banking:" in out and "customers answered CSAT" in out
     assert "importance × performance, retail:" in out
@@ -204,3 +208,13 @@ def test_too_few_answers_say_not_enough_data(running: Settings) -> None:
     run = cxpulse(running, "drivers", "--min-customers", "100000", "--no-matrix")
     assert run.returncode == 0, run.stderr
     assert "not enough data:" in run.stdout and "fewer than 100000" in run.stdout
+
+
+def test_an_unwritable_path_is_one_line(running: Settings, tmp_path: Path) -> None:
+    run = cxpulse(
+        running, "drivers", "--resamples", "20", "--write-model", str(tmp_path / "no" / "m.yaml")
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert (
+        run.stderr.startswith("cxpulse: cannot write ") and "choose a writable path" in run.stderr
+    )

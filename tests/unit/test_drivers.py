@@ -21,12 +21,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
 from cxpulse.streams.analysis.drivers import (
     SegmentDrivers,
     learn,
+    matrix_svg,
     priority_grid,
     quadrant,
     suggested_model,
@@ -211,3 +213,19 @@ def test_answers_unrelated_to_the_gaps_suggest_nothing(
         for f in seg.factors:
             assert f.uncertain and f.suggested == f.configured, f
             assert "no more of the answers than chance" in f.note, f
+
+
+def test_the_matrix_as_svg_has_a_dot_and_a_name_per_factor(
+    results: list[SegmentDrivers],
+) -> None:
+    root = ElementTree.fromstring(matrix_svg(results))
+    ns = "{http://www.w3.org/2000/svg}"
+    texts = [t.text or "" for t in root.iter(f"{ns}text")]
+    dots = list(root.iter(f"{ns}circle"))
+    assert len(dots) == sum(len(s.factors) for s in results) == 12
+    assert all(d.get("fill") == "#1f5fa8" for d in dots)  # all learnt: filled
+    for seg in results:
+        assert any(t.startswith(f"{seg.segment}: {seg.customers} answering") for t in texts)
+        for f in seg.factors:
+            assert f.factor in texts
+    assert {"fix first", "keep up", "improve later", "maintain"} <= set(texts)
