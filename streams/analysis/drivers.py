@@ -22,8 +22,10 @@ The method (docs/drivers.md says why each step, and its limits):
    estimated factors keep the total importance the configured model gives them (the data
    redistributes the weight, it does not invent a new scale), lowered if needed so that
    none exceeds 10; the model file gets it rounded and clamped to 1..10.
-4. **A bootstrap** over customers (``resamples`` draws with replacement, seeded) gives a
-   95 % percentile interval of each ``learnt_f`` on the same scale ``S``.
+   Factors whose gaps move together (correlation above ``INSEPARABLE``) enter as one
+   regressor and split their weight as configured.
+4. **A bootstrap** over customers (``resamples`` draws with replacement, seeded) refits
+   and rescales each resample: the 95 % percentile interval of each ``learnt_f``.
 5. **Below ``min_customers``** answering customers in a segment it says "not enough data"
    and estimates nothing; a factor touched by fewer than ``min_factor_customers`` of them
    is left out of the regression and keeps its configured importance; a learnt
@@ -38,6 +40,7 @@ Pure functions of rows shaped like the SQL below returns; ``cxpulse drivers``
 
 from __future__ import annotations
 
+import operator
 import random
 import re
 from collections import defaultdict
@@ -60,24 +63,35 @@ CHI2_99 = (6.635, 9.210, 11.345, 13.277, 15.086, 16.812)
 MAX_INTERVAL = 4.0
 ANSWERS = ("csat", "nps")
 
-#: Per customer and factor: moments, mean reading, mean gap, over the scored moments
-#: that carried no survey answer and no text (their readings would contain the answer).
-FACTOR_SQL = (
-    "SELECT segment, customer_id, factor, count() AS moments, "
-    "avg(reading) AS mean_reading, avg(gap) AS mean_gap "
-    "FROM moment_factors FINAL "
-    "WHERE event_id IN (SELECT event_id FROM moments FINAL WHERE late = 0 "
-    "AND sentiment IS NULL) "
-    "AND event_id NOT IN (SELECT event_id FROM touchpoint_events FINAL "
-    "WHERE csat IS NOT NULL OR nps IS NOT NULL OR ces IS NOT NULL OR feedback_text != '') "
-    "GROUP BY segment, customer_id, factor"
-)
+
+def factor_sql(answer: str) -> str:
+    """Per answering customer and factor: moments, mean reading, mean gap, over the scored
+    moments that carried no survey answer and no text (their readings would contain the
+    answer). Only customers who gave an ``answer`` answer: the rows stay within what a
+    read-only query may return however large the customer base."""
+    _check(answer)
+    return (
+        "SELECT segment, customer_id, factor, count() AS moments, "
+        "avg(reading) AS mean_reading, avg(gap) AS mean_gap "
+        "FROM moment_factors FINAL "
+        "WHERE event_id IN (SELECT event_id FROM moments FINAL WHERE late = 0 "
+        "AND sentiment IS NULL) "
+        "AND event_id NOT IN (SELECT event_id FROM touchpoint_events FINAL "
+        "WHERE csat IS NOT NULL OR nps IS NOT NULL OR ces IS NOT NULL OR feedback_text != '') "
+        "AND customer_id IN (SELECT customer_id FROM touchpoint_events FINAL "
+        f"WHERE {answer} IS NOT NULL) "
+        "GROUP BY segment, customer_id, factor"
+    )
+
+
+def _check(answer: str) -> None:
+    if answer not in ANSWERS:
+        raise ValueError(f"answer {answer!r}: use one of {', '.join(ANSWERS)}")
 
 
 def answer_sql(answer: str) -> str:
     """Per customer: how many ``answer`` answers, and their mean (raw scale)."""
-    if answer not in ANSWERS:
-        raise ValueError(f"answer {answer!r}: use one of {', '.join(ANSWERS)}")
+    _check(answer)
     return (
         f"SELECT customer_id, count() AS answers, avg({answer}) AS mean_answer "
         f"FROM touchpoint_events FINAL WHERE {answer} IS NOT NULL GROUP BY customer_id"
@@ -174,7 +188,7 @@ def observations(
     model: ExperienceModel,
     answer: str = "csat",
 ) -> dict[str, list[Observation]]:
-    """Answering customers by segment, from the rows of ``FACTOR_SQL`` and ``answer_sql``.
+    """Answering customers by segment, from the rows of ``factor_sql`` and ``answer_sql``.
 
     A customer without unsurveyed moments tells nothing about factors and is left out; a
     customer seen in two segments counts in each (their moments' segment decides)."""
@@ -386,12 +400,12 @@ def estimate(
     rng = random.Random(seed)
     draws: dict[str, list[float]] = {f: [] for f in used}
     n = len(prods)
-    width = len(total)
+    columns = list(zip(*prods, strict=True))
     for _ in range(resamples):
-        sums = [0.0] * width
+        counts = [0] * n  # how often each customer is drawn
         for i in rng.choices(range(n), k=n):
-            p = prods[i]
-            sums = [s + v for s, v in zip(sums, p, strict=True)]
+            counts[i] += 1
+        sums = [sum(map(operator.mul, counts, col)) for col in columns]
         again = _fit(sums, k)
         if again is None:
             continue

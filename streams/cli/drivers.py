@@ -147,11 +147,11 @@ def drivers(
 
 def read_rows(settings: Settings, answer: str) -> tuple[list[Any], list[Any]]:
     """The rows the analysis needs, read-only, as ``cxpulse query`` reads them."""
-    from cxpulse.streams.analysis.drivers import FACTOR_SQL, answer_sql
+    from cxpulse.streams.analysis.drivers import answer_sql, factor_sql
     from cxpulse.streams.query import run_query
 
     _, answer_rows = run_query(settings, answer_sql(answer))
-    _, factor_rows = run_query(settings, FACTOR_SQL)
+    _, factor_rows = run_query(settings, factor_sql(answer))
     return list(factor_rows), list(answer_rows)
 
 

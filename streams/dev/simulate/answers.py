@@ -85,7 +85,7 @@ def drivers_rows(
     model: ExperienceModel | None = None,
     answer: str = "csat",
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The rows ``cxpulse drivers`` reads from ClickHouse (``FACTOR_SQL`` and
+    """The rows ``cxpulse drivers`` reads from ClickHouse (``factor_sql(answer)`` and
     ``answer_sql(answer)`` of ``cxpulse.streams.analysis.drivers``), made in process from
     ``events`` by the worker's core: for tests and notebooks without a worker."""
     from cxpulse.schemas.events import TouchpointEvent
@@ -122,5 +122,5 @@ def drivers_rows(
     return factor_rows, answer_rows
 
 
-#: A moment that carried any of these is left out of the factor rows, as FACTOR_SQL does.
+#: A moment that carried any of these is left out of the factor rows, as factor_sql does.
 ANSWERED = ("csat", "nps", "ces", "text")
