@@ -145,6 +145,7 @@ class SegmentDrivers:
     r2: float | None
     factors: list[FactorDriver] = field(default_factory=list)
     note: str = ""  # "not enough data: ..." when nothing was estimated
+    compared_with: str = DEFAULT_SEGMENT  # the model's segment the configured values are of
 
     @property
     def estimated(self) -> bool:
@@ -154,6 +155,7 @@ class SegmentDrivers:
         return {
             "segment": self.segment,
             "model_segment": self.model_segment,
+            "compared_with": self.compared_with,
             "customers": self.customers,
             "r2": _round(self.r2),
             "note": self.note,
@@ -333,8 +335,11 @@ def estimate(
 ) -> SegmentDrivers:
     """The key drivers of one segment from its answering customers (module docstring)."""
     importance = model.factors.importance
-    model_segment = segment if segment in importance else DEFAULT_SEGMENT
-    configured = importance[model_segment].as_dict()
+    # events without a segment are scored with the default importances; a segment the
+    # model does not list is scored with them too, and learns its own (a new segment)
+    model_segment = segment or DEFAULT_SEGMENT
+    compared = model_segment if model_segment in importance else DEFAULT_SEGMENT
+    configured = importance[compared].as_dict()
     touched = {f: sum(1 for o in obs if f in o.gaps) for f in FACTORS}
     moments = {f: sum(o.moments.get(f, 0) for o in obs) for f in FACTORS}
 
@@ -357,7 +362,13 @@ def estimate(
     if len(obs) < min_customers:
         note = f"not enough data: {len(obs)} answering customers, fewer than {min_customers}"
         return SegmentDrivers(
-            name, model_segment, len(obs), None, [plain(f, note) for f in FACTORS], note
+            name,
+            model_segment,
+            len(obs),
+            None,
+            [plain(f, note) for f in FACTORS],
+            note,
+            compared_with=compared,
         )
     used = [f for f in FACTORS if touched[f] >= min_factor_customers]
     left = {
@@ -375,7 +386,12 @@ def estimate(
     if fitted is None:
         note = "no estimate: no factor varies independently enough among these customers"
         return SegmentDrivers(
-            name, model_segment, len(obs), None, [plain(f, left.get(f, note)) for f in FACTORS]
+            name,
+            model_segment,
+            len(obs),
+            None,
+            [plain(f, left.get(f, note)) for f in FACTORS],
+            compared_with=compared,
         )
     beta, r2 = fitted
     coef = _members(groups, beta[1:], configured)
@@ -383,7 +399,12 @@ def estimate(
     if sum(positive.values()) <= 0:
         note = "no factor's gap raises the answer here: nothing to learn"
         return SegmentDrivers(
-            name, model_segment, len(obs), r2, [plain(f, left.get(f, note)) for f in FACTORS]
+            name,
+            model_segment,
+            len(obs),
+            r2,
+            [plain(f, left.get(f, note)) for f in FACTORS],
+            compared_with=compared,
         )
     total_weight = sum(configured[f] for f in used)
 
@@ -457,7 +478,7 @@ def estimate(
                 }
             )
         )
-    return SegmentDrivers(name, model_segment, len(obs), r2, factors)
+    return SegmentDrivers(name, model_segment, len(obs), r2, factors, compared_with=compared)
 
 
 def learn(

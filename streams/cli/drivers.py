@@ -177,8 +177,8 @@ def print_drivers(
     for seg in results:
         r2 = f", R² {seg.r2:.2f}" if seg.r2 is not None else ""
         title = f"{seg.segment}: {seg.customers} customers answered {answer.upper()}{r2}" + (
-            f" (compared with the model's {seg.model_segment})"
-            if seg.segment != seg.model_segment
+            f" (compared with the model's {seg.compared_with})"
+            if seg.segment != seg.compared_with
             else ""
         )
         if not seg.estimated:

@@ -229,3 +229,26 @@ def test_the_matrix_as_svg_has_a_dot_and_a_name_per_factor(
         for f in seg.factors:
             assert f.factor in texts
     assert {"fix first", "keep up", "improve later", "maintain"} <= set(texts)
+
+
+def test_a_segment_the_model_does_not_list_is_learnt_as_a_new_one(
+    rows: tuple[list[Any], list[Any]], tmp_path: Path
+) -> None:
+    """It is scored with the default importances, so it is compared with them, and the
+    suggested model gets a segment of its own; default stays as configured."""
+    factor_rows, answer_rows = rows
+    renamed = [("private_banking", *r[1:]) if r[0] == "retail" else r for r in factor_rows]
+    model = load_model()
+    results = learn(renamed, answer_rows, model, resamples=50)
+    new = next(s for s in results if s.segment == "private_banking")
+    assert new.model_segment == "private_banking" and new.compared_with == "default"
+    assert [f.configured for f in new.factors] == list(
+        model.factors.importance["default"].as_dict().values()
+    )
+    path = tmp_path / "suggested.yaml"
+    path.write_text(suggested_model(DEFAULT_MODEL_PATH.read_text(), results, model, ["t"]))
+    learnt = load_model(path).factors.importance
+    assert learnt["default"] == model.factors.importance["default"]
+    assert [getattr(learnt["private_banking"], f.factor) for f in new.factors] == [
+        f.suggested for f in new.factors
+    ]
