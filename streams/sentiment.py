@@ -6,9 +6,10 @@ a whole batch at once through ``analyze_many`` (or ``score_many``/``sentiments_f
 the compound alone), with an LRU cache in front (survey free text repeats a lot: "ok",
 "good", "太慢了").
 
-English is read by VADER, Chinese by a jieba + lexicon scorer on VADER's scale
-(``cxpulse.streams.zh_sentiment``); the topics and their aspect sentiment by the model
-file's ``feedback.topics`` (``cxpulse.streams.feedback_text``). SnowNLP, the earlier Chinese
+English is read by VADER with the CX words it lacks (``cxpulse.streams.en_sentiment``),
+Chinese by a jieba + lexicon scorer on VADER's scale (``cxpulse.streams.zh_sentiment``);
+the topics and their aspect sentiment by the model file's ``feedback.topics``
+(``cxpulse.streams.feedback_text``). SnowNLP, the earlier Chinese
 analyser, stays available (``chinese="snownlp"``, with ``pip install snownlp``) for the
 evaluation that replaced it: docs/scoring.md, "Feedback text", has the figures.
 
@@ -68,8 +69,8 @@ def _base(language: str) -> str:
 
 
 class DefaultSentimentAnalyzer:
-    """VADER for English, the lexicon scorer (or SnowNLP) for Chinese, the model's topics,
-    with an LRU cache of ``cache_size`` texts.
+    """VADER (with CX words) for English, the lexicon scorer (or SnowNLP) for Chinese, the
+    model's topics, with an LRU cache of ``cache_size`` texts.
 
     ``topics``: the model file's ``feedback.topics`` (or their dicts); none tags nothing.
     """
@@ -84,7 +85,10 @@ class DefaultSentimentAnalyzer:
     ) -> None:
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+        from cxpulse.streams.en_sentiment import CX_WORDS
+
         self._vader = SentimentIntensityAnalyzer()
+        self._vader.lexicon.update(CX_WORDS)  # CX words VADER lacks ("crashed", "buggy")
         self._chinese = chinese
         self._zh: Any = None
         self.tagger = TopicTagger(topics or {})

@@ -53,6 +53,13 @@ _SETUP: dict[str, tuple[str, str]] = {
         "_v = SentimentIntensityAnalyzer()\n"
         "f = lambda t: _v.polarity_scores(t)['compound']\n",
     ),
+    "vader+cx": (
+        "en",
+        "from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer\n"
+        "from cxpulse.streams.en_sentiment import CX_WORDS\n"
+        "_v = SentimentIntensityAnalyzer()\n_v.lexicon.update(CX_WORDS)\n"
+        "f = lambda t: _v.polarity_scores(t)['compound']\n",
+    ),
     "snownlp": (
         "zh",
         "from snownlp import SnowNLP\nf = lambda t: 2 * SnowNLP(t).sentiments - 1\n",
@@ -73,7 +80,7 @@ _SETUP: dict[str, tuple[str, str]] = {
 }
 #: What the worker ran before this evaluation, and what it runs now.
 BEFORE = {"en": "vader", "zh": "snownlp"}
-NOW = {"en": "vader", "zh": "lexicon"}
+NOW = {"en": "vader+cx", "zh": "lexicon"}
 
 
 def analyser(name: str) -> Callable[[str], float]:

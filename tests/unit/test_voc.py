@@ -171,7 +171,8 @@ def test_topics_travel_to_the_moment_row() -> None:
 # --- the labelled set (tests/data): the evaluation's figures as thresholds --------------
 # Measured when the Chinese model was chosen (docs/scoring.md, "Feedback text"): topics
 # en 0.963 / 0.979, zh 0.968 / 0.952 (precision / recall); polarity zh lexicon 0.906,
-# SnowNLP 0.714, VADER (en) 0.581. The thresholds leave room for phrases added later.
+# SnowNLP 0.714; en VADER + CX words 0.650, VADER 0.581. The thresholds leave room for
+# phrases added later.
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
@@ -188,7 +189,8 @@ def test_the_chinese_scorer_is_at_least_as_accurate_as_snownlp_on_the_set() -> N
     assert lexicon.macro_f1 >= max(0.8, snownlp.macro_f1), (lexicon, snownlp)
 
 
-def test_english_polarity_on_the_set_does_not_regress() -> None:
-    vader = voc.evaluate_polarity("vader")
+def test_english_polarity_on_the_set_keeps_its_gain_over_plain_vader() -> None:
+    cx, vader = voc.evaluate_polarity("vader+cx"), voc.evaluate_polarity("vader")
     assert len(voc.load("en")) >= 200
-    assert vader.accuracy >= 0.55 and vader.macro_f1 >= 0.55, vader
+    assert cx.accuracy >= max(0.62, vader.accuracy), (cx, vader)
+    assert cx.macro_f1 >= max(0.58, vader.macro_f1), (cx, vader)
