@@ -278,6 +278,11 @@ def _millis(moment: datetime) -> datetime:
     return utc if utc.microsecond % 1000 == 0 else to_millis(utc)
 
 
+#: The ``topics`` of a moment without them, shared (most events have no text): never
+#: mutated, so one list serves every row.
+_NO_TOPICS: list[str] = []
+
+
 def moment_rows(moment: Moment) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
     """The ``moments`` row and the ``moment_factors`` rows of one moment."""
     occurred_at = _millis(moment.occurred_at)
@@ -304,7 +309,7 @@ def moment_rows(moment: Moment) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]
         int(moment.fallback),
         moment.score_after,
         int(not moment.late),
-        list(moment.topics),
+        list(moment.topics) if moment.topics else _NO_TOPICS,
     )
     factors = [
         (
