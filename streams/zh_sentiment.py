@@ -17,11 +17,10 @@ docs/scoring.md ("Feedback text") has the accuracy of both on the labelled set
 
 from __future__ import annotations
 
+import io
 import logging
 import math
-import os
 import re
-import tempfile
 from typing import Any
 
 #: Words and phrases read as positive (valence 2) and negative (valence -2); a ``!`` in
@@ -132,19 +131,13 @@ class ChineseLexiconSentiment:
             {*LEXICON, *IRONY_WORDS, *NEGATOR_WORDS, *DEGREE, *BUT, *NEUTRAL.split()},
             key=lambda w: (-len(w), w),
         )
-        # A dictionary of our words only: each frequent enough to be kept whole.
-        with tempfile.NamedTemporaryFile(
-            "w", suffix=".txt", prefix="cxpulse-zh-", delete=False, encoding="utf-8"
-        ) as f:
-            for word in words:
-                f.write(f"{word} {1000 * len(word)}\n")
-            path = f.name
-        try:
-            self._tokenizer: Any = jieba.Tokenizer(dictionary=path)
-            self._tokenizer.tmp_dir = tempfile.gettempdir()
-            self._tokenizer.initialize()
-        finally:
-            os.unlink(path)
+        # A dictionary of our words only, each frequent enough to be kept whole, built in
+        # memory: jieba would otherwise read it from a file and cache it in the temp dir.
+        entries = "".join(f"{word} {1000 * len(word)}\n" for word in words)
+        self._tokenizer: Any = jieba.Tokenizer()
+        freq, total = self._tokenizer.gen_pfdict(io.BytesIO(entries.encode("utf-8")))
+        self._tokenizer.FREQ, self._tokenizer.total = freq, total
+        self._tokenizer.initialized = True
 
     def tokens(self, text: str) -> list[str]:
         return [t for t in self._tokenizer.lcut(text) if t.strip()]
