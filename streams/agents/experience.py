@@ -2,13 +2,14 @@
 
 Each message on the events topic is a batch of one partition's trusted records; the
 agent takes several at once and scores each customer of a message on its own. Feedback
-text is scored in a thread pool first: Chinese sentiment costs ~0.5 ms a text and must
-not stall the event loop. The same pass tags the text with the model's feedback topics
-(``moments.topics``); events without text never reach it. The rows of moments,
-moment_factors and customer_scores go straight to the sink, and the new states to the
-changelog, at checkpoints (streams/pipeline/checkpoint.py): rows durable first, then the
-states that mark their events done, then the offsets. Alerts leave at once on cx.alerts
-(their ids are deterministic: a replay repeats an alert, it never makes a second one).
+text is analysed first, a batch at a time, in the sentiment process (a child of the
+worker: its models and CPU stay off the event loop): its sentiment and the model's
+feedback topics it names (``moments.topics``); events without text never reach it. The
+rows of moments, moment_factors and customer_scores go straight to the sink, and the new
+states to the changelog, at checkpoints (streams/pipeline/checkpoint.py): rows durable
+first, then the states that mark their events done, then the offsets. Alerts leave at
+once on cx.alerts (their ids are deterministic: a replay repeats an alert, it never
+makes a second one).
 
 Each customer of a batch is scored on its own: when the core raises for one customer (a
 bug, a state it cannot handle), that customer's events go to the dead-letter topic with
