@@ -3,15 +3,16 @@
 Each message on the events topic is a batch of one partition's trusted records; the
 agent takes several at once (up to ``BATCH_MESSAGES``) and scores each customer of the
 take once, all its events of the take together: the work done per customer (its state
-opened and closed, the sub-scores, the rule checks' bookkeeping, the score update and its
-row, the changelog record) is then paid once per take, not once per message, which under
-load is most of what an event costs. Feedback
-text is scored in a thread pool first: Chinese sentiment costs ~0.5 ms a text and must
-not stall the event loop. The rows of moments, moment_factors and customer_scores go
-straight to the sink, and the new states to the changelog, at checkpoints
-(streams/pipeline/checkpoint.py): rows durable first, then the states that mark their
-events done, then the offsets. Alerts leave at once on cx.alerts (their ids are
-deterministic: a replay repeats an alert, it never makes a second one).
+opened and closed, the sub-scores, the rule checks' bookkeeping, the score update and
+its row, the changelog record) is then paid once per take, not once per message, which
+under load is most of what an event costs. Feedback text is analysed first, a take at a
+time, in the sentiment process (a child of the worker: its models and CPU stay off the
+event loop): its sentiment and the model's feedback topics it names
+(``moments.topics``); events without text never reach it. The rows of moments,
+moment_factors and customer_scores go straight to the sink, and the new states to the
+changelog, at checkpoints (streams/pipeline/checkpoint.py): rows durable first, then the
+states that mark their events done, then the offsets. Alerts leave at once on cx.alerts
+(their ids are deterministic: a replay repeats an alert, it never makes a second one).
 
 Each customer of a take is scored on its own: when the core raises for one customer (a
 bug, a state it cannot handle), that customer's events go to the dead-letter topic with
@@ -94,15 +95,25 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         help="customer_id -> CustomerState (experience score, episodes, alert memory)",
         **table_store(rt.settings),
     )
-    # Feedback sentiment: in a child process by default (cxpulse.streams.sentiment), on a thread
-    # when an analyzer is given (tests).
-    child = SentimentProcess() if analyzer is None else None
+    # Feedback sentiment and topics: in a child process by default (cxpulse.streams.sentiment),
+    # on a thread when an analyzer is given (tests).
+    topics = {name: t.model_dump() for name, t in rt.model.feedback.topics.items()}
+    child = SentimentProcess(topics) if analyzer is None else None
     executor: Any = (
         child.executor
         if child is not None
         else ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxpulse-sentiment")
     )
-    score_many = child.score_many if child is not None else analyzer.score_many  # type: ignore[union-attr]
+    analyze_many: Any
+    if child is not None:
+        analyze_many = child.analyze_many
+    elif hasattr(analyzer, "analyze_many"):
+        analyze_many = analyzer.analyze_many  # type: ignore[union-attr]
+    else:  # an analyzer of sentiment only: no topics
+
+        def analyze_many(items: Any) -> list[tuple[float | None, tuple[str, ...]]]:
+            return [(s, ()) for s in analyzer.score_many(items)]  # type: ignore[union-attr]
+
     not_started = [True]
 
     @rt.app.on_partitions_revoked.connect
@@ -126,21 +137,26 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
 
     sample = random.Random(0)
 
-    async def score_texts(events: list[Event]) -> dict[Any, float | None]:
+    async def score_texts(
+        events: list[Event],
+    ) -> tuple[dict[Any, float | None], dict[Any, tuple[str, ...]]]:
+        """Sentiment and topics of the events' feedback texts, keyed by event id."""
         ids, items = feedback_items(events)
         if not items:
-            return {}
+            return {}, {}
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        scores = await loop.run_in_executor(executor, score_many, items)
+        read = await loop.run_in_executor(executor, analyze_many, items)
         metrics.SENTIMENT_SECONDS.observe(time.perf_counter() - started)
-        return dict(zip(ids, scores, strict=True))
+        sentiments = {i: r[0] for i, r in zip(ids, read, strict=True)}
+        return sentiments, {i: r[1] for i, r in zip(ids, read, strict=True) if r[1]}
 
     def score_customer(
         customer_id: str,
         batch: list[Event],
         now: datetime,
         sentiments: dict[Any, float | None],
+        topics: dict[Any, tuple[str, ...]],
     ) -> tuple[
         int, tuple[CustomerState, list[Moment], ScoreUpdate, list[Alert], int | None] | None
     ]:
@@ -148,7 +164,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         new state, the fresh moments, the score update, the alerts and a sampled state
         size. The state is not recorded here: see the agent."""
         before = checkpoints.get(customer_id.encode())
-        after, produced = apply_events(before, batch, rt.model, now, sentiments)
+        after, produced = apply_events(before, batch, rt.model, now, sentiments, topics)
         fresh = [m for m in produced if m is not None]
         duplicates = len(produced) - len(fresh)
         if not fresh:
@@ -189,7 +205,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             events += decoded
         if not events:
             return
-        sentiments = await score_texts(events)
+        sentiments, topics = await score_texts(events)
         by_customer: dict[str, list[Event]] = defaultdict(list)
         for event in events:
             by_customer[event.customer_id].append(event)
@@ -199,7 +215,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         late = duplicates = 0
         for customer_id, batch in by_customer.items():
             try:
-                seen_twice, scored = score_customer(customer_id, batch, now, sentiments)
+                seen_twice, scored = score_customer(customer_id, batch, now, sentiments, topics)
             except Exception as exc:
                 # One customer's failure must not drop the take: its events are set
                 # aside (each with its own message's position), the other customers go on.
