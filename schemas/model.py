@@ -491,6 +491,41 @@ class HealthSection(_Strict):
         return self
 
 
+TopicName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
+Phrase = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+
+
+class FeedbackTopic(_Strict):
+    """One topic of feedback text: the factor it speaks of and the phrases that name it.
+
+    ``en``: lower-case words or word beginnings, matched at the start of a word ("fee"
+    finds "fees"; "on hold" finds "on hold"). ``zh``: Chinese phrases, matched anywhere in
+    the text (Chinese has no spaces). A text names every topic one of whose phrases it
+    holds; negation does not remove a topic ("never had an error with the app" is about
+    app errors), it turns the topic's aspect sentiment.
+    """
+
+    factor: Factor
+    en: list[Phrase] = Field(default_factory=list)
+    zh: list[Phrase] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _phrases(self) -> FeedbackTopic:
+        if not self.en and not self.zh:
+            raise ValueError("en: no phrase in en or zh: give at least one")
+        upper = [p for p in self.en if p != p.lower()]
+        if upper:
+            raise ValueError(f"en: {upper[0]!r} has capitals: write it in lower case")
+        return self
+
+
+class FeedbackSection(_Strict):
+    """Voice of the customer: the topics feedback text is tagged with (``moments.topics``)
+    and the aspect sentiment of each. An empty ``topics`` tags nothing."""
+
+    topics: dict[TopicName, FeedbackTopic] = Field(default_factory=dict)
+
+
 class ExperienceModel(_Strict):
     """The whole experience model (cx-model.md), loaded from YAML by
     ``cxpulse.streams.model_check``."""
@@ -506,6 +541,7 @@ class ExperienceModel(_Strict):
     state: StateSection = StateSection()
     alerts: AlertsSection = AlertsSection()
     health: HealthSection = HealthSection()
+    feedback: FeedbackSection = FeedbackSection()
 
     @model_validator(mode="after")
     def _alert_memory_holds_what_rules_count(self) -> ExperienceModel:

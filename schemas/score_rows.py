@@ -58,6 +58,14 @@ class MomentRow(_Row):
             "1 - late: the row version, so a scored row is kept over a late replay of it.",
         ),
     ]
+    topics: Annotated[
+        list[str],
+        Column(
+            "Array(LowCardinality(String))",
+            "Topics its feedback text names (fees, queue, card_blocked, ...: the model "
+            "file's feedback.topics); [] if no text or none named.",
+        ),
+    ]
 
 
 #: Why ``scored`` is the version: an event replayed after the customer's duplicate window
@@ -272,6 +280,27 @@ SCORE_DISTRIBUTION = ViewSpec(
     ),
 )
 
+TOPIC_SENTIMENT = ViewSpec(
+    name="topic_sentiment",
+    select=(
+        "SELECT topic, touchpoint, channel, count() AS moments, "
+        "round(avg(sentiment), 4) AS mean_sentiment, "
+        "countIf(sentiment <= -0.05) / count() AS negative_share, "
+        "round(avg(valence), 4) AS mean_valence "
+        "FROM {db}.moments FINAL ARRAY JOIN topics AS topic WHERE late = 0 "
+        "GROUP BY topic, touchpoint, channel"
+    ),
+    doc="What feedback is about, where: topic × touchpoint × channel with its sentiment.",
+    columns=(
+        ("topic", "A topic the feedback text names (the model file's feedback.topics)."),
+        *columns_of(MOMENTS, "touchpoint", "channel"),
+        ("moments", "Moments whose feedback names the topic (late ones left out)."),
+        ("mean_sentiment", "Mean sentiment compound of their text, -1..1, to 4 decimals."),
+        ("negative_share", "Share of them whose text reads negative (compound <= -0.05)."),
+        ("mean_valence", "Mean valence of those moments, -10..10, to 4 decimals."),
+    ),
+)
+
 SCORE_SPECS: tuple[TableSpec | ViewSpec, ...] = (
     MOMENTS,
     MOMENT_FACTORS,
@@ -280,6 +309,7 @@ SCORE_SPECS: tuple[TableSpec | ViewSpec, ...] = (
     EMOTION_MAP,
     KEY_EXPERIENCES,
     SCORE_DISTRIBUTION,
+    TOPIC_SENTIMENT,
     FACTOR_DRIVERS,
 )
 
@@ -291,6 +321,11 @@ def _millis(moment: datetime) -> datetime:
     the conversion to UTC. Finer times go through ``to_millis`` itself."""
     utc = moment.astimezone(UTC)
     return utc if utc.microsecond % 1000 == 0 else to_millis(utc)
+
+
+#: The ``topics`` of a moment without them, shared (most events have no text): never
+#: mutated, so one list serves every row.
+_NO_TOPICS: list[str] = []
 
 
 def moment_rows(moment: Moment) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
@@ -319,6 +354,7 @@ def moment_rows(moment: Moment) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]
         int(moment.fallback),
         moment.score_after,
         int(not moment.late),
+        list(moment.topics) if moment.topics else _NO_TOPICS,
     )
     factors = [
         (
@@ -369,7 +405,7 @@ def _explanation_json(explanation: list[Explanation]) -> str:
 def _check_columns() -> None:
     """Fail at import if the builders above and the models disagree on column count."""
     assert len(ScoreRow.model_fields) == 8 + len(FACTORS) + len(_CHANNELS) + 1
-    assert len(MomentRow.model_fields) == 20
+    assert len(MomentRow.model_fields) == 21
     assert len(MomentFactorRow.model_fields) == 11
 
 

@@ -84,12 +84,12 @@ WORKER_EXTRA_MODULES = frozenset(
         "chdb",
         "clickhouse_driver",
         "faust",
+        "jieba",
         "mode",
         "msgspec",
         "prometheus_client",
         "pyarrow",
         "rocksdict",
-        "snownlp",
         "tenacity",
         "vaderSentiment",
     }

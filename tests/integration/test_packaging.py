@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 ROOT = Path(__file__).resolve().parents[2]
 TOPS = ("streams", "schemas", "sinks")
 #: Installed only with the worker extra (pip install 'cxpulse[worker]').
-WORKER_ONLY = ("faust", "aiokafka", "chdb", "clickhouse_driver", "snownlp", "vaderSentiment")
+WORKER_ONLY = ("faust", "aiokafka", "chdb", "clickhouse_driver", "jieba", "vaderSentiment")
 
 
 def _index_reachable() -> bool:
@@ -150,7 +150,7 @@ print(json.dumps({
     "project": [schemas.OWNER, envelope.OWNER, streams.OWNER],
     "publisher": Publisher.__module__,
     "cxpulse": sorted({m.split(".")[1] for m in sys.modules if m.startswith("cxpulse.")}),
-    "heavy": sorted({m.split(".")[0] for m in sys.modules} & {"faust", "chdb", "snownlp"}),
+    "heavy": sorted({m.split(".")[0] for m in sys.modules} & {"faust", "chdb", "jieba"}),
 }))
 """
     out = json.loads(_ok(_run([str(client / "python"), "-c", code], project)))

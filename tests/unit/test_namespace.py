@@ -20,7 +20,7 @@ from cxpulse.streams.cli import WORKER_EXTRA_MODULES, missing_extra
 ROOT = Path(__file__).resolve().parents[2]
 
 #: What a client install (`pip install cxpulse`) does not have.
-WORKER_ONLY = ("faust", "aiokafka", "chdb", "clickhouse_driver", "snownlp", "vaderSentiment")
+WORKER_ONLY = ("faust", "aiokafka", "chdb", "clickhouse_driver", "jieba", "vaderSentiment")
 
 
 def run_python(code: str, cwd: Path) -> str:
