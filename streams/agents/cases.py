@@ -161,12 +161,8 @@ def register(rt: Runtime) -> CaseFeed:
     def consumer() -> Any:
         from aiokafka import AIOKafkaConsumer
 
-        return AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
-            enable_auto_commit=False,
-            group_id=None,
-            **aiokafka_config(s),
-        )
+        config = {**aiokafka_config(s), "enable_auto_commit": False, "group_id": None}
+        return AIOKafkaConsumer(**config)
 
     @rt.app.task
     async def case_feed() -> None:

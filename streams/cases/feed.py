@@ -113,8 +113,9 @@ async def follow(
 
     positions: dict[int, int] = {}
     while True:
-        consumer = make_consumer()
+        consumer = None
         try:
+            consumer = make_consumer()
             await consumer.start()
             partitions = consumer.partitions_for_topic(topic)
             while not partitions:
@@ -155,5 +156,6 @@ async def follow(
             log.warning("reading %s failed, again in %.0fs: %s", topic, retry_seconds, exc)
             await asyncio.sleep(retry_seconds)
         finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+            if consumer is not None:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
