@@ -268,3 +268,119 @@ def test_cases_open_escalate_once_are_acted_on_and_survive_a_restart(
     }
     rows = run_query(settings, "SELECT count(), sum(escalated) FROM cases FINAL")[1]
     assert list(rows[0]) == [3, 1]
+
+
+def failures(customer: str, start: datetime) -> list[dict[str, Any]]:
+    """Three failed web logins in three minutes: a repeated_failure alert for tier A."""
+    return [
+        {
+            "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{customer}/fail/{i}")),
+            "occurred_at": (start + timedelta(minutes=i)).isoformat(),
+            "customer_id": customer,
+            "channel": "web",
+            "touchpoint": "web.login",
+            "touchpoint_instance": "/login",
+            "journey_stage": "pre_purchase",
+            "outcome": "failure",
+            "tier": "A",
+        }
+        for i in range(3)
+    ]
+
+
+def test_a_recovered_case_enters_the_journey_and_lifts_the_score_and_streams_changes(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    from cxpulse.streams.publisher import Publisher
+
+    name = f"t{uuid.uuid4().hex[:10]}"
+    settings = load_settings(
+        kafka_url=kafka_broker.url,
+        clickhouse_url=f"chdb://{tmp_path / 'chdb'}",
+        app_id=f"cxpulse-{name}",
+        topic_prefix=name,
+        partitions=2,
+        web_port=free_port(),
+        data_dir=tmp_path / "var",
+        sink_flush_seconds=0.3,
+    )
+    ensure_topics(settings, all_topics(settings, TABLE_NAMES))
+    port = settings.web_port
+    start = datetime.now(UTC) - timedelta(minutes=20)
+    with Publisher(settings) as publisher:
+        publisher.publish_many(failures("C-helped", start) + failures("C-left", start))
+    worker = WorkerProcess(
+        settings, tmp_path / "worker.log", extra_env={"CXPULSE_API_TOKEN": TOKEN}
+    )
+    worker.start()
+    try:
+        cases = wait_for(
+            "both customers' cases",
+            lambda: (c := cases_by_customer(port)) and {"C-helped", "C-left"} <= c.keys() and c,
+            worker,
+        )
+        helped = cases["C-helped"]
+
+        def score(customer: str) -> float | None:
+            try:
+                rows = run_query(
+                    settings,
+                    f"SELECT score FROM customer_scores FINAL WHERE customer_id = '{customer}'",
+                )[1]
+            except (Exception, SystemExit):  # the worker's chDB not answering yet
+                return None
+            return float(rows[0][0]) if rows else None
+
+        def both() -> tuple[float, float] | None:
+            helped_score, left_score = score("C-helped"), score("C-left")
+            if helped_score is None or left_score is None:
+                return None
+            return helped_score, left_score
+
+        before = wait_for("the scores", both, worker)
+        assert before[0] == before[1]
+
+        # -- the change stream: opened with the token in the query, then the resolve
+        stream = urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/cases/events?token={TOKEN}", timeout=60
+        )
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        assert stream.readline().startswith(b":")
+        status, body = call(
+            port,
+            "POST",
+            f"/api/cases/{helped['case_id']}/resolve",
+            {"by": "dana", "outcome": "recovered", "note": "called, reset the password"},
+        )
+        assert status == 200 and body["case"]["outcome"] == "recovered", body
+        lines: list[bytes] = []
+        while len(lines) < 2:  # the first event's two lines; blank and comment lines skipped
+            line = stream.readline().rstrip(b"\n")
+            if line and not line.startswith(b":"):
+                lines.append(line)
+        stream.close()
+        assert lines[0] == b"event: case"
+        streamed = json.loads(lines[1].removeprefix(b"data: "))
+        assert streamed["case_id"] == helped["case_id"] and streamed["status"] == "resolved"
+
+        # -- the recovery moment is scored like any event: the helped customer ends higher
+        wait_for(
+            "the recovery moment scored",
+            lambda: (
+                run_query(
+                    settings,
+                    "SELECT count() FROM moments FINAL "
+                    "WHERE touchpoint = 'call_center.service_recovery'",
+                )[1][0][0]
+                == 1
+            ),
+            worker,
+        )
+        after = wait_for(
+            "the helped customer's new score",
+            lambda: (s := score("C-helped")) is not None and s != before[0] and s,
+            worker,
+        )
+        assert after > before[0] and score("C-left") == before[1], (after, before)
+    finally:
+        worker.stop()
