@@ -384,6 +384,7 @@ def test_a_recovered_case_enters_the_journey_and_lifts_the_score_and_streams_cha
         assert after > before[0] and score("C-left") == before[1], (after, before)
     finally:
         worker.stop()
+    assert TOKEN not in worker.log_path.read_text()  # not even from ?token=
 
 
 def test_a_worker_killed_mid_way_leaves_each_case_once_in_its_latest_version(
