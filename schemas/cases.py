@@ -175,7 +175,8 @@ class CaseChange(BaseModel):
 
 
 class CaseCommand(BaseModel):
-    """What someone (or the deadline timer) asks of a case: a message on the
+    """What someone (or the deadline timer: escalate, expire, forget) asks of a case: a
+    message on the
     ``cx.case-commands`` topic, keyed like the alerts (the customer id or the instance) so
     the worker owning the case's partition applies it.
 
@@ -185,7 +186,7 @@ class CaseCommand(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    command: Literal["ack", "resolve", "escalate", "expire"]
+    command: Literal["ack", "resolve", "escalate", "expire", "forget"]
     command_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     case_id: uuid.UUID
     kind: CaseKind

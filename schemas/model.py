@@ -530,7 +530,9 @@ class CaseRoute(_Strict):
 class CasesSection(_Strict):
     """Cases (docs/cases.md): who owns a case, by when it must be acknowledged, and when
     an untouched case expires. ``routing`` is read in order, the first rule whose
-    conditions all match names the owner; none matching: ``default_team``."""
+    conditions all match names the owner; none matching: ``default_team``.
+    ``forget_after_days``: a closed case leaves the workers (their table, the compacted
+    cx.cases topic, the API) that long after it closed; ClickHouse keeps it."""
 
     enabled: bool = True
     default_team: Team = "customer-care"
@@ -545,6 +547,7 @@ class CasesSection(_Strict):
     )
     service_levels: ServiceLevels = ServiceLevels()
     expire_after_days: Annotated[float, Field(gt=0, le=365)] = 14.0
+    forget_after_days: Annotated[float, Field(gt=0, le=3650)] = 30.0
     max_event_ids: Annotated[int, Field(ge=1, le=50)] = 50
 
 

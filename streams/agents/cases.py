@@ -34,6 +34,8 @@ from cxpulse.streams.cases.lifecycle import (
     apply_alert,
     apply_command,
     expirable,
+    forget,
+    forgettable,
     kind_of,
     overdue,
     overdue_alert,
@@ -95,6 +97,13 @@ def register(rt: Runtime) -> CaseFeed:
                 if event.message.topic == commands_name:
                     command = CaseCommand.from_json_bytes(event.value)
                     key = subject_key(command.kind, command.subject).encode()
+                    if command.command == "forget":
+                        if forget(table.get(key), command, section):
+                            # the tombstone first, as publish sends the change first
+                            await cases_topic.send(key=str(command.case_id).encode(), value=None)
+                            del table[key]
+                            feed.forget(str(command.case_id))
+                        continue
                     try:
                         change = apply_command(table.get(key), command, section)
                     except CommandRefused as exc:
@@ -114,14 +123,29 @@ def register(rt: Runtime) -> CaseFeed:
         p = partition_for(case.subject, s.partitions)
         return any(tp.topic == alerts_name and tp.partition == p for tp in actives)
 
+    async def send_command(case: Case, what: str, now: datetime) -> None:
+        command = CaseCommand(
+            command=what,
+            case_id=case.case_id,
+            kind=case.kind,
+            subject=case.subject,
+            at=now,
+        )
+        await commands.send(key=case.subject.encode(), value=command.to_json_bytes())
+
     @rt.app.timer(s.cases_check_seconds, name="case_deadlines")
     async def case_deadlines() -> None:
-        """Escalate the overdue and expire the forgotten cases this worker owns."""
+        """Escalate the overdue, expire the untouched and forget the long closed cases
+        this worker owns."""
         now = datetime.now(UTC)
         actives = set(rt.app.assignor.assigned_actives())
         counts = {"open": 0, "acknowledged": 0}
         for case in list(table.values()):
-            if case is None or case.closed or not owned(case, actives):
+            if case is None or not owned(case, actives):
+                continue
+            if case.closed:
+                if forgettable(case, now, section):
+                    await send_command(case, "forget", now)
                 continue
             counts[case.status] = counts.get(case.status, 0) + 1
             due = "expire" if expirable(case, now, section) else None
@@ -129,14 +153,7 @@ def register(rt: Runtime) -> CaseFeed:
                 due = "escalate"
             if due is None:
                 continue
-            command = CaseCommand(
-                command=due,
-                case_id=case.case_id,
-                kind=case.kind,
-                subject=case.subject,
-                at=now,
-            )
-            await commands.send(key=case.subject.encode(), value=command.to_json_bytes())
+            await send_command(case, due, now)
         for status, n in counts.items():
             metrics.CASES_OPEN.labels(status).set(n)
 

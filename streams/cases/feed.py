@@ -62,6 +62,11 @@ class CaseFeed:
         self._notify()
         return True
 
+    def forget(self, case_id: str) -> None:
+        """A tombstone on cx.cases: the case closed long ago and left the workers."""
+        self.cases.pop(case_id.lower(), None)
+        self.history.pop(case_id.lower(), None)
+
     def _notify(self) -> None:
         async def wake() -> None:
             async with self._changed:
@@ -151,6 +156,8 @@ async def follow(
                     for record in records:
                         positions[tp.partition] = record.offset + 1
                         if record.value is None:
+                            if record.key:
+                                feed.forget(record.key.decode(errors="replace"))
                             continue
                         try:
                             feed.apply(CaseChange.from_json_bytes(record.value))

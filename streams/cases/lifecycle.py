@@ -158,6 +158,8 @@ def apply_command(
             update={**bump, "severity": policy.raised(current.severity), "escalated": True}
         )
         return CaseChange(change="escalated", at=at, case=case)
+    if command.command == "forget":
+        raise CommandRefused("forget is applied by forget(), not as a change", 400)
     # expire
     if not expirable(current, at, section):
         return None
@@ -173,6 +175,22 @@ def overdue(case: Case, now: datetime) -> bool:
 def expirable(case: Case, now: datetime, section: CasesSection) -> bool:
     """Not closed and untouched for ``expire_after_days``."""
     return not case.closed and now >= case.updated_at + timedelta(days=section.expire_after_days)
+
+
+def forgettable(case: Case, now: datetime, section: CasesSection) -> bool:
+    """Closed for ``forget_after_days``: time to drop it from the workers."""
+    closed_at = case.resolved_at or case.updated_at
+    return case.closed and now >= closed_at + timedelta(days=section.forget_after_days)
+
+
+def forget(current: Case | None, command: CaseCommand, section: CasesSection) -> bool:
+    """Whether a ``forget`` command removes the subject's case (the one it names, closed
+    long enough); a replayed or stale one removes nothing."""
+    return (
+        current is not None
+        and current.case_id == command.case_id
+        and forgettable(current, command.at, section)
+    )
 
 
 def overdue_alert(change: CaseChange, emitted_at: datetime) -> Alert:

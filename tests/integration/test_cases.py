@@ -459,3 +459,64 @@ def test_a_worker_killed_mid_way_leaves_each_case_once_in_its_latest_version(
         "SELECT change, count() FROM case_history FINAL GROUP BY change ORDER BY change",
     )[1]
     assert [tuple(r) for r in rows] == [("opened", len(customers)), ("updated", len(customers))]
+
+
+def test_a_long_closed_case_leaves_the_workers_but_not_clickhouse(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    import yaml
+
+    from cxpulse.streams.model_check import DEFAULT_MODEL_PATH
+
+    model = yaml.safe_load(Path(DEFAULT_MODEL_PATH).read_text())
+    model["cases"]["forget_after_days"] = 1 / 86400  # a second after it closed
+    model_path = tmp_path / "model.yaml"
+    model_path.write_text(yaml.safe_dump(model))
+    name = f"t{uuid.uuid4().hex[:10]}"
+    settings = load_settings(
+        kafka_url=kafka_broker.url,
+        clickhouse_url=f"chdb://{tmp_path / 'chdb'}",
+        app_id=f"cxpulse-{name}",
+        topic_prefix=name,
+        partitions=2,
+        web_port=free_port(),
+        data_dir=tmp_path / "var",
+        sink_flush_seconds=0.3,
+    )
+    ensure_topics(settings, all_topics(settings, TABLE_NAMES))
+    env = {
+        "CXPULSE_API_TOKEN": TOKEN,
+        "CXPULSE_CASES_CHECK_SECONDS": "0.5",
+        "CXPULSE_MODEL_PATH": str(model_path),
+    }
+    port = settings.web_port
+    send(settings, make_alert("C-done", "C", "info", datetime.now(UTC)))
+    send(settings, make_alert("C-open", "C", "info", datetime.now(UTC)))
+    worker = WorkerProcess(settings, tmp_path / "worker.log", extra_env=env)
+    worker.start()
+    try:
+        cases = wait_for("the cases", lambda: len(c := cases_by_customer(port)) == 2 and c, worker)
+        done = cases["C-done"]["case_id"]
+        status, body = call(
+            port, "POST", f"/api/cases/{done}/resolve", {"by": "erin", "outcome": "unreachable"}
+        )
+        assert status == 200, body
+        wait_for(
+            "the resolved case forgotten", lambda: "C-done" not in cases_by_customer(port), worker
+        )
+        assert call(port, "GET", f"/api/cases/{done}")[0] == 404
+        assert "C-open" in cases_by_customer(port)  # open cases stay, however old
+    finally:
+        worker.stop()
+    # a restart reads the compacted cx.cases: the tombstone keeps it forgotten
+    worker = WorkerProcess(settings, tmp_path / "worker2.log", extra_env=env)
+    worker.start()
+    try:
+        wait_for("the open case", lambda: "C-open" in cases_by_customer(port), worker)
+        assert "C-done" not in cases_by_customer(port)
+    finally:
+        worker.stop()
+    rows = run_query(settings, "SELECT customer_id, status FROM cases FINAL ORDER BY customer_id")[
+        1
+    ]
+    assert [tuple(r) for r in rows] == [("C-done", "resolved"), ("C-open", "open")]

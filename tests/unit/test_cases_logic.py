@@ -363,3 +363,23 @@ def test_commands_are_checked_before_they_are_sent_and_answered_with_the_change(
         )
     )
     assert answer[1] == 504 and "did not change" in str(answer[0]["error"])
+
+
+def test_a_long_closed_case_is_forgotten_and_only_the_one_named() -> None:
+    from cxpulse.streams.cases.lifecycle import forget, forgettable
+
+    case = opened()
+    done = apply_command(case, command(case, "resolve", T0, outcome="no_action"), SECTION)
+    assert done is not None
+    assert not forgettable(case, T0 + timedelta(days=60), SECTION)  # open: never
+    assert not forgettable(done.case, T0 + timedelta(days=29), SECTION)
+    assert forgettable(done.case, T0 + timedelta(days=31), SECTION)
+    assert forget(done.case, command(case, "forget", T0 + timedelta(days=31)), SECTION)
+    assert not forget(done.case, command(case, "forget", T0 + timedelta(days=1)), SECTION)
+    newer = apply_alert(done.case, alert(trigger="e7"), SECTION)
+    assert newer is not None  # a new case for the subject: a stale forget leaves it
+    assert not forget(newer.case, command(case, "forget", T0 + timedelta(days=31)), SECTION)
+    feed = CaseFeed()
+    feed.apply(CaseChange(change="resolved", at=T0, case=done.case))
+    feed.forget(str(case.case_id))
+    assert feed.get(str(case.case_id)) is None and not feed.history
