@@ -319,7 +319,11 @@ def run_demo(
                 return 1
             console.rule("[bold]report from ClickHouse")
             _report(settings, query_worker)
-            _cases_story(settings, token, query_worker)
+            try:
+                _cases_story(settings, token, query_worker)
+            except (OSError, ValueError, KeyError) as exc:  # HTTPError is an OSError
+                console.print(f"[red]the cases story stopped: {exc}[/]")
+                return 1
             console.print(
                 f"[green]{summary.sent:,} events, their moments, scores and alerts, and "
                 f"{len(invalid)} dead letters are in ClickHouse[/] ({elapsed:.1f}s from "
