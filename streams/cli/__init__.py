@@ -20,6 +20,7 @@ import click
 from cxpulse.streams.cli import (
     alerts,
     broker,
+    cases,
     demo,
     drivers,
     ingest,
@@ -59,6 +60,7 @@ COMMANDS: list[click.Command] = [
     query.query,
     drivers.drivers,
     alerts.alerts,
+    cases.cases,
     model.model,
     demo.demo,
 ]
