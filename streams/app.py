@@ -15,7 +15,7 @@ import faust
 
 from cxpulse.schemas.model import ExperienceModel
 from cxpulse.sinks.writer import InsertBackend, SinkWriter
-from cxpulse.streams import lag, topics, web
+from cxpulse.streams import console, lag, topics, web
 from cxpulse.streams.agents import experience, health, notify, sinks, validate
 from cxpulse.streams.kafka_config import faust_broker, faust_credentials
 from cxpulse.streams.kafka_consumer import App
@@ -92,6 +92,7 @@ def create_app(
     sinks.register(rt)
     notify.register(rt)
     web.register(rt)
+    console.register(rt)
     lag.register(app)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]

@@ -106,6 +106,12 @@ class Settings(BaseSettings):
         description="bearer token POST /events requires (16+ characters, never printed); "
         "unset = none, allowed on a loopback address only",
     )
+    api_token: SecretStr | None = Field(
+        None,
+        description="bearer token of the cases API (/api/cases) and the console (/console; "
+        "there and on /api/cases/events also as ?token=): 16+ characters, never printed; "
+        "unset = both refused with 401",
+    )
     ingest_max_body_bytes: int = Field(
         5 * 1024 * 1024,
         ge=1024,
@@ -342,7 +348,7 @@ class Settings(BaseSettings):
                 ) from None
         return v
 
-    @field_validator("ingest_token")
+    @field_validator("ingest_token", "api_token")
     @classmethod
     def _ingest_token_form(cls, v: SecretStr | None) -> SecretStr | None:
         if v is None or not v.get_secret_value():
@@ -381,7 +387,13 @@ class KafkaSecurityError(ValueError):
 
 
 #: Settings whose value is never quoted in an error message.
-_SECRET_FIELDS = {"clickhouse_password", "webhook_secret", "ingest_token", "kafka_sasl_password"}
+_SECRET_FIELDS = {
+    "clickhouse_password",
+    "webhook_secret",
+    "ingest_token",
+    "api_token",
+    "kafka_sasl_password",
+}
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -60,6 +60,11 @@ def alerts(s: Settings) -> str:
     return f"{s.topic_prefix}.alerts"
 
 
+def cases(s: Settings) -> str:
+    """Case changes (the Case JSON after every change), keyed by case_id."""
+    return f"{s.topic_prefix}.cases"
+
+
 def all_topics(s: Settings, table_names: list[str] | None = None) -> list[TopicSpec]:
     """Every topic cxpulse uses, including Faust table changelogs, with explicit configs."""
     week = str(7 * 24 * 3600 * 1000)
@@ -72,6 +77,7 @@ def all_topics(s: Settings, table_names: list[str] | None = None) -> list[TopicS
         TopicSpec(moments(s), s.partitions, {"retention.ms": week}, "moment rows"),
         TopicSpec(scores(s), s.partitions, {"retention.ms": week}, "score rows"),
         TopicSpec(alerts(s), s.partitions, {"retention.ms": month}, "alerts"),
+        TopicSpec(cases(s), s.partitions, {"retention.ms": month}, "case changes"),
     ]
     for table in table_names or []:
         specs.append(
