@@ -202,3 +202,23 @@ def test_a_case_change_reaches_the_open_page_live(console: Console, browser: Any
     assert console.worker.stop(timeout=PATIENCE) == 0, console.worker.log_tail(40)
     print(f"worker stopped in {time.monotonic() - started:.1f}s with the console open")
     console.wait("the page noticing", lambda: status() != "live", browser, running=False)
+
+
+def test_the_token_typed_into_the_sign_in_form_survives_a_reload(
+    console: Console, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{console.base}/console")
+    field = browser.find_element(By.CSS_SELECTOR, "input#token[type=password]")
+    label = browser.find_element(By.CSS_SELECTOR, "label[for=token]")
+    assert "API token" in label.text
+    field.send_keys(TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    status = lambda: browser.find_element(By.ID, "connection").text  # noqa: E731
+    console.wait("the console open", lambda: status() == "live", browser)
+    assert "token" not in browser.current_url
+
+    browser.refresh()  # the address has no token now: the tab's sessionStorage has it
+    console.wait("the console open again", lambda: status() == "live", browser)
+    assert browser.execute_script("return document.title") == "cxpulse console"
