@@ -56,7 +56,7 @@ for command in COMMANDS:
 
 
 def _add_plugins() -> None:
-    from cxpulse.streams.simulate.runner import add_simulate_command
+    from cxpulse.streams.dev.simulate.runner import add_simulate_command
 
     add_simulate_command(cli)
 

@@ -177,7 +177,7 @@ def make_events(n: int, customers: int, seed: int) -> list[dict[str, Any]]:
     """N simulated events: all five channels, English and Chinese feedback, ``customers``
     customers. Deterministic for a seed; the clock starts a week before today (UTC
     midnight), so events lie in the past, as the worker expects."""
-    from cxpulse.streams.simulate import generate
+    from cxpulse.streams.dev.simulate import generate
 
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return list(generate(customers, seed, events=n, start=today - timedelta(days=7)))
@@ -534,7 +534,7 @@ def run_pipeline(
 ) -> PipelineRun:
     """Start a worker on a published backlog; poll its /metrics until all N events are in
     ``touchpoint_events`` and ``moments``."""
-    from cxpulse.streams.demo import WorkerProcess, scrape, sink_rows
+    from cxpulse.streams.dev.demo import WorkerProcess, scrape, sink_rows
 
     worker = WorkerProcess(settings, work / f"worker-{settings.app_id}.log", extra_env)
     run = PipelineRun()
@@ -612,7 +612,7 @@ def run_pipeline(
 
 
 def new_settings(broker_url: str, work: Path, flush: float, partitions: int) -> Any:
-    from cxpulse.streams.demo import free_port
+    from cxpulse.streams.dev.demo import free_port
     from cxpulse.streams.settings import load_settings
 
     name = f"bench{uuid.uuid4().hex[:8]}"
@@ -763,9 +763,9 @@ def latency_events(n: int, seed: int) -> tuple[list[bytes], dict[str, int]]:
     the journeys' intensity scaled so that N events span the 8 hours; they end about now.
     Returns the 500-event messages and each event id's message index."""
     from cxpulse.schemas.events import TouchpointEvent
-    from cxpulse.streams.demo import DEMO_INCIDENTS
-    from cxpulse.streams.simulate.engine import Simulation
-    from cxpulse.streams.simulate.runner import working_day_start
+    from cxpulse.streams.dev.demo import DEMO_INCIDENTS
+    from cxpulse.streams.dev.simulate.engine import Simulation
+    from cxpulse.streams.dev.simulate.runner import working_day_start
 
     hours = timedelta(hours=8)
     start = working_day_start(hours)
@@ -805,7 +805,7 @@ def run_latency(
 
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    from cxpulse.streams.demo import WorkerProcess, scrape, sink_rows
+    from cxpulse.streams.dev.demo import WorkerProcess, scrape, sink_rows
     from cxpulse.streams.topics import alerts, touchpoints
 
     out = LatencyRun(rate=rate, seconds=seconds)
@@ -1151,7 +1151,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from cxpulse.schemas.events import TouchpointEvent
     from cxpulse.streams.admin import ensure_topics
     from cxpulse.streams.app import TABLE_NAMES
-    from cxpulse.streams.broker import EmbeddedBroker
+    from cxpulse.streams.dev.broker import EmbeddedBroker
     from cxpulse.streams.sentiment import DefaultSentimentAnalyzer, sentiments_for
     from cxpulse.streams.topics import TopicSpec, all_topics, touchpoints
 

@@ -23,10 +23,10 @@ import pytest
 
 from cxpulse.streams.admin import ensure_topics
 from cxpulse.streams.app import TABLE_NAMES
-from cxpulse.streams.demo import WorkerProcess, drained, free_port, scrape
+from cxpulse.streams.dev.demo import WorkerProcess, drained, free_port, scrape
+from cxpulse.streams.dev.simulate import simulate
+from cxpulse.streams.dev.simulate.runner import working_day_start
 from cxpulse.streams.settings import load_settings
-from cxpulse.streams.simulate import simulate
-from cxpulse.streams.simulate.runner import working_day_start
 from cxpulse.streams.topics import all_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]

@@ -24,8 +24,8 @@ import pytest
 from cxpulse.streams import topics
 from cxpulse.streams.admin import ensure_topics
 from cxpulse.streams.app import TABLE_NAMES
-from cxpulse.streams.broker import EmbeddedBroker
-from cxpulse.streams.demo import WorkerProcess, free_port, scrape
+from cxpulse.streams.dev.broker import EmbeddedBroker
+from cxpulse.streams.dev.demo import WorkerProcess, free_port, scrape
 from cxpulse.streams.settings import Settings, load_settings
 from tests.integration.conftest import page_dump
 

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from cxpulse.streams.broker import EmbeddedBroker
+from cxpulse.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 
@@ -141,7 +141,7 @@ import schemas, streams
 own = "schemas"  # the project's schemas package, and its envelope module beside ours
 envelope = importlib.import_module(f"{own}.envelope")
 from cxpulse import Publisher, TouchpointEvent, decode_message, encode_batch, validate_event
-from cxpulse.streams.sample_events import sample_events
+from cxpulse.streams.dev.sample_events import sample_events
 
 event = TouchpointEvent.model_validate(sample_events(seed=1)[0])
 events, rejected = decode_message(encode_batch([event]))
@@ -181,7 +181,7 @@ def test_client_commands_run_on_the_base_install(
                 str(client / "python"),
                 "-c",
                 "import json\n"
-                "from cxpulse.streams.sample_events import sample_events\n"
+                "from cxpulse.streams.dev.sample_events import sample_events\n"
                 "for e in sample_events(seed=2)[:25]: print(json.dumps(e))\n",
             ],
             project,

@@ -55,6 +55,17 @@ def test_importing_cxpulse_imports_no_part_of_the_tree(tmp_path: Path) -> None:
     assert run_python(code, tmp_path).strip() == "['cxpulse']"
 
 
+def test_the_worker_imports_nothing_of_the_dev_tools(tmp_path: Path) -> None:
+    """The simulator, the demo, the sample events and the broker launcher live in
+    ``cxpulse.streams.dev``: the worker's app, its agents and its sinks load none of them."""
+    code = (
+        "import sys\n"
+        "import cxpulse.streams.worker, cxpulse.streams.app, cxpulse.sinks.writer\n"
+        "print(sorted(m for m in sys.modules if m.startswith('cxpulse.streams.dev')))\n"
+    )
+    assert run_python(code, tmp_path).strip() == "[]"
+
+
 def test_every_module_has_one_name(tmp_path: Path) -> None:
     """Importing every module of the tree (the worker too) never imports ``streams``,
     ``schemas`` or ``sinks`` as top-level names: a module imported twice would define its

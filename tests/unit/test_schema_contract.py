@@ -22,7 +22,7 @@ from cxpulse.schemas.envelope import (
     encode_batch,
 )
 from cxpulse.schemas.events import TouchpointEvent
-from cxpulse.streams.sample_events import CUSTOMERS, sample_events, sample_invalid
+from cxpulse.streams.dev.sample_events import CUSTOMERS, sample_events, sample_invalid
 
 # The checkout (the package's files may be reached through cxpulse/schemas, a symlink).
 ROOT = Path(__file__).resolve().parents[2]

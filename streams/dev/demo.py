@@ -217,11 +217,11 @@ def run_demo(
     """Run the demo story; returns the process exit status."""
     from cxpulse.streams.admin import ensure_topics, wait_for_kafka
     from cxpulse.streams.app import TABLE_NAMES
-    from cxpulse.streams.broker import EmbeddedBroker
+    from cxpulse.streams.dev.broker import EmbeddedBroker
+    from cxpulse.streams.dev.sample_events import sample_invalid
+    from cxpulse.streams.dev.simulate import simulate
+    from cxpulse.streams.dev.simulate.runner import working_day_start
     from cxpulse.streams.query import query_worker
-    from cxpulse.streams.sample_events import sample_invalid
-    from cxpulse.streams.simulate import simulate
-    from cxpulse.streams.simulate.runner import working_day_start
     from cxpulse.streams.topics import all_topics, touchpoints
 
     root = Path(data_dir).resolve()
