@@ -91,14 +91,18 @@ class CaseBroadcaster:
 
 
 def case_change(value: bytes | None) -> dict[str, Any] | None:
-    """The case in one message of the case-change topic (a JSON object with ``case_id``
-    and ``version``), or None for anything else (skipped, never fatal)."""
+    """The case in one message of the case-change topic, or None for anything else
+    (skipped, never fatal). A message is a change (``{"change": ..., "case": {...}}``,
+    ``schemas/cases.py``'s ``CaseChange``) or the case itself; a case is a JSON object
+    with a string ``case_id`` and an integer ``version``."""
     if not value:
         return None
     try:
         doc = json.loads(value)
     except ValueError:
         return None
+    if isinstance(doc, dict) and isinstance(doc.get("case"), dict):
+        doc = doc["case"]
     if not isinstance(doc, dict) or not isinstance(doc.get("case_id"), str):
         return None
     if not isinstance(doc.get("version"), int):

@@ -158,6 +158,7 @@ def a_case(case_id: str, version: int, status: str, due_in: timedelta) -> dict[s
 
 
 def publish_case_change(settings: Settings, case: dict[str, Any]) -> None:
+    """A case change on the case topic, as the worker owning the case publishes it."""
     from kafka import KafkaProducer
 
     from cxpulse.streams.kafka_config import kafka_python_config
@@ -165,7 +166,16 @@ def publish_case_change(settings: Settings, case: dict[str, Any]) -> None:
     producer = KafkaProducer(**kafka_python_config(settings))
     try:
         producer.send(
-            topics.cases(settings), key=case["case_id"].encode(), value=json.dumps(case).encode()
+            topics.cases(settings),
+            key=case["case_id"].encode(),
+            value=json.dumps(
+                {
+                    "change": "opened" if case["status"] == "open" else case["status"],
+                    "at": case["updated_at"],
+                    "by": "cxpulse",
+                    "case": case,
+                }
+            ).encode(),
         ).get(timeout=30)
     finally:
         producer.close()

@@ -61,6 +61,8 @@ def test_broadcaster_fans_out_and_cuts_off_a_slow_subscriber() -> None:
 
 def test_case_change_skips_what_is_not_a_case() -> None:
     assert case_change(b'{"case_id": "c", "version": 3}') == {"case_id": "c", "version": 3}
+    change = b'{"change": "acknowledged", "by": "ana", "case": {"case_id": "c", "version": 4}}'
+    assert case_change(change) == {"case_id": "c", "version": 4}
     for value in (
         None,
         b"",
