@@ -108,9 +108,21 @@ class Settings(BaseSettings):
     )
     api_token: SecretStr | None = Field(
         None,
-        description="bearer token of the cases API (/api/cases) and the console (/console; "
-        "there and on /api/cases/events also as ?token=): 16+ characters, never printed; "
-        "unset = both refused with 401",
+        description="bearer token of the worker's /api/cases and /console (16+ characters, "
+        "never printed); unset = those pages refuse every request",
+    )
+    cases_check_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="how often a worker looks for overdue and expired cases of its partitions",
+    )
+    cases_answer_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="how long POST /api/cases/.../ack or /resolve waits for the case to "
+        "change before answering 504",
     )
     ingest_max_body_bytes: int = Field(
         5 * 1024 * 1024,

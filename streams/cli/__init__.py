@@ -17,7 +17,17 @@ import sys
 
 import click
 
-from cxpulse.streams.cli import alerts, broker, demo, ingest, model, publish, query, worker
+from cxpulse.streams.cli import (
+    alerts,
+    broker,
+    cases,
+    demo,
+    ingest,
+    model,
+    publish,
+    query,
+    worker,
+)
 from cxpulse.streams.settings import ConfigError
 
 
@@ -48,6 +58,7 @@ COMMANDS: list[click.Command] = [
     ingest.ingest,
     query.query,
     alerts.alerts,
+    cases.cases,
     model.model,
     demo.demo,
 ]

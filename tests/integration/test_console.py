@@ -8,6 +8,8 @@ table says so), with a generous limit for a stuck test.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import time
 import urllib.error
@@ -21,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from cxpulse.schemas.cases import Case, CaseChange
 from cxpulse.streams import topics
 from cxpulse.streams.admin import ensure_topics
 from cxpulse.streams.app import TABLE_NAMES
@@ -108,7 +111,7 @@ def test_console_is_behind_the_token(console: Console) -> None:
     assert "CXPULSE_API_TOKEN" in body
 
     status, _, body = http(f"{console.base}/console?token=not-the-token-at-all")
-    assert status == 401 and "refused" in body and "not-the-token-at-all" not in body
+    assert status == 401 and "wrong API token" in body and "not-the-token-at-all" not in body
 
     for url, headers in (
         (f"{console.base}/console?token={TOKEN}", {}),
@@ -124,58 +127,43 @@ def test_console_is_behind_the_token(console: Console) -> None:
     assert status == 401 and "CXPULSE_API_TOKEN" in json.loads(body)["error"]
 
 
-def a_case(case_id: str, version: int, status: str, due_in: timedelta) -> dict[str, Any]:
-    """A case change as the contract shapes it (schemas/cases.py)."""
+def a_case(case_id: str, version: int, status: str, due_in: timedelta) -> Case:
     now = datetime.now(UTC)
-    return {
-        "case_id": case_id,
-        "kind": "customer",
-        "customer_id": "C-console-1",
-        "instance": None,
-        "tier": "A",
-        "score": 31.5,
-        "severity": "critical",
-        "status": status,
-        "owner": "branch-ops",
-        "rule": "repeated_failure",
-        "alert_ids": [str(uuid.uuid4())],
-        "event_ids": [],
-        "explanation": "3 failed atm.withdrawal at ATM-0999 within 30 min",
-        "recommended_action": "Call the customer today; send a technician to ATM-0999",
-        "topics": [],
-        "opened_at": now.isoformat(),
-        "updated_at": now.isoformat(),
-        "due_at": (now + due_in).isoformat(),
-        "escalated": False,
-        "acknowledged_by": None,
-        "acknowledged_at": None,
-        "resolved_by": None,
-        "resolved_at": None,
-        "outcome": None,
-        "note": None,
-        "version": version,
-    }
+    return Case(
+        case_id=uuid.UUID(case_id),
+        kind="customer",
+        customer_id="C-console-1",
+        tier="A",
+        score=31.5,
+        severity="critical",
+        status=status,  # type: ignore[arg-type]
+        owner="branch-ops",
+        rule="repeated_failure",
+        alert_ids=[uuid.uuid4()],
+        explanation="3 failed atm.withdrawal at ATM-0999 within 30 min",
+        recommended_action="Call the customer today; send a technician to ATM-0999",
+        opened_at=now,
+        updated_at=now,
+        due_at=now + due_in,
+        version=version,
+    )
 
 
-def publish_case_change(settings: Settings, case: dict[str, Any]) -> None:
-    """A case change on the case topic, as the worker owning the case publishes it."""
+def publish_case_change(settings: Settings, case: Case) -> None:
+    """A change on cx.cases, in the shape the worker owning a case publishes it."""
     from kafka import KafkaProducer
 
     from cxpulse.streams.kafka_config import kafka_python_config
 
+    change = CaseChange(
+        change="opened" if case.status == "open" else case.status,  # type: ignore[arg-type]
+        at=case.updated_at,
+        case=case,
+    )
     producer = KafkaProducer(**kafka_python_config(settings))
     try:
         producer.send(
-            topics.cases(settings),
-            key=case["case_id"].encode(),
-            value=json.dumps(
-                {
-                    "change": "opened" if case["status"] == "open" else case["status"],
-                    "at": case["updated_at"],
-                    "by": "cxpulse",
-                    "case": case,
-                }
-            ).encode(),
+            topics.cases(settings), key=str(case.case_id).encode(), value=change.to_json_bytes()
         ).get(timeout=30)
     finally:
         producer.close()
@@ -192,7 +180,7 @@ def test_a_case_change_reaches_the_open_page_live(console: Console, browser: Any
     kept = browser.execute_script("return sessionStorage.getItem('cxpulse.console.token')")
     assert kept == TOKEN
 
-    case_id = "case-" + uuid.uuid4().hex[:12]
+    case_id = str(uuid.uuid4())
     publish_case_change(console.settings, a_case(case_id, 1, "open", timedelta(minutes=-5)))
     selector = f'li[data-case-id="{case_id}"]'
     cards = lambda: browser.find_elements(By.CSS_SELECTOR, selector)  # noqa: E731
@@ -232,3 +220,115 @@ def test_the_token_typed_into_the_sign_in_form_survives_a_reload(
     browser.refresh()  # the address has no token now: the tab's sessionStorage has it
     console.wait("the console open again", lambda: status() == "live", browser)
     assert browser.execute_script("return document.title") == "cxpulse console"
+
+
+def failing_atm_journey(customer: str, instance: str, n: int) -> list[dict[str, Any]]:
+    """``n`` failed withdrawals two minutes apart, for a tier-A customer: the
+    repeated_failure rule fires at the third (tests/integration/test_pipeline.py)."""
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    return [
+        {
+            "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{customer}/{i}")),
+            "occurred_at": (start + timedelta(minutes=2 * i)).isoformat(),
+            "customer_id": customer,
+            "channel": "atm",
+            "touchpoint": "atm.withdrawal",
+            "touchpoint_instance": instance,
+            "journey_stage": "post_purchase",
+            "outcome": "failure",
+            "details": {"kind": "atm", "error_code": "E-CASH-JAM"},
+            "tier": "A",
+            "segment": "retail_banking",
+        }
+        for i in range(n)
+    ]
+
+
+def clickhouse(console: Console, sql: str) -> list[dict[str, Any]]:
+    """Rows of a query, asked the way a user asks: cxpulse query (the running worker
+    answers it for its chDB directory)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CXPULSE_")}
+    env |= {
+        "CXPULSE_KAFKA_URL": console.settings.kafka_url,
+        "CXPULSE_CLICKHOUSE_URL": console.settings.clickhouse_url,
+        "CXPULSE_WEB_PORT": str(console.settings.web_port),
+        "CXPULSE_TOPIC_PREFIX": console.settings.topic_prefix,
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "cxpulse.streams.cli", "query", "--format", "json", sql],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    return [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
+
+
+def test_an_alert_opens_a_case_the_console_acknowledges_and_resolves(
+    console: Console, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from cxpulse.streams.publisher import Publisher
+
+    browser.get(f"{console.base}/console?token={TOKEN}")
+    status = lambda: browser.find_element(By.ID, "connection").text  # noqa: E731
+    console.wait("the page's stream open", lambda: status() == "live", browser)
+    console.wait(
+        "the empty list loaded",
+        lambda: "open cases" in browser.find_element(By.ID, "status").text,
+        browser,
+    )
+    browser.find_element(By.ID, "by").send_keys("Ana Ops")
+
+    customer = "C-console-" + uuid.uuid4().hex[:6]
+    with Publisher(console.settings) as publisher:
+        publisher.publish_many(failing_atm_journey(customer, "ATM-0777", 4))
+        publisher.flush()
+
+    # the alert's case appears without a reload
+    cards = lambda: browser.find_elements(  # noqa: E731
+        By.XPATH, f'//li[@data-case-id][.//h2[contains(., "{customer}")]]'
+    )
+    console.wait("the case on the page", cards, browser)
+    card = cards()[0]
+    case_id = card.get_attribute("data-case-id")
+    assert card.get_attribute("data-status") == "open"
+    assert "ATM-0777" in card.text  # the explanation
+    assert "Recommended:" in card.text
+
+    def card_status() -> str | None:
+        found = browser.find_elements(By.CSS_SELECTOR, f'li[data-case-id="{case_id}"]')
+        return found[0].get_attribute("data-status") if found else None
+
+    card.find_element(By.CSS_SELECTOR, "button.ack").click()
+    console.wait("acknowledged on the page", lambda: card_status() == "acknowledged", browser)
+
+    card = browser.find_element(By.CSS_SELECTOR, f'li[data-case-id="{case_id}"]')
+    assert not card.find_elements(By.CSS_SELECTOR, "button.ack")
+    Select(card.find_element(By.CSS_SELECTOR, "select.outcome")).select_by_value("compensated")
+    card.find_element(By.CSS_SELECTOR, "input.note").send_keys("refunded the fee")
+    card.find_element(By.CSS_SELECTOR, "button.resolve").click()
+    console.wait("the resolved case gone from the page", lambda: card_status() is None, browser)
+
+    def row() -> dict[str, Any] | None:
+        rows = clickhouse(
+            console,
+            "SELECT toString(case_id) AS case_id, status, outcome, note, acknowledged_by, "
+            f"resolved_by FROM cases FINAL WHERE toString(case_id) = '{case_id}'",
+        )
+        return rows[0] if rows else None
+
+    console.wait(
+        "the cases table saying resolved", lambda: (row() or {}).get("status") == "resolved"
+    )
+    assert row() == {
+        "case_id": case_id,
+        "status": "resolved",
+        "outcome": "compensated",
+        "note": "refunded the fee",
+        "acknowledged_by": "Ana Ops",
+        "resolved_by": "Ana Ops",
+    }

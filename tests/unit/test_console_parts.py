@@ -1,85 +1,17 @@
-"""The console's pure pieces: who the token lets in, the broadcaster's fan-out and its
-slow-subscriber cut-off, the stream's wire form, and the page's CSP matching its code."""
+"""The console's pages: their Content-Security-Policy allows exactly their inline code."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
-import json
 import re
-
-from pydantic import SecretStr
+import uuid
 
 from cxpulse.streams.console import (
-    _END,
-    CaseBroadcaster,
-    case_change,
     console_html,
     page_headers,
-    refusal,
     sign_in_html,
-    sse_case,
 )
-
-TOKEN = SecretStr("a-token-of-sixteen-or-more")
-
-
-def test_refusal_names_the_setting_and_takes_bearer_or_query() -> None:
-    assert "CXPULSE_API_TOKEN" in (refusal(None, {"Authorization": "Bearer x"}, {}) or "")
-    assert "CXPULSE_API_TOKEN" in (refusal(TOKEN, {}, {}) or "")
-    assert refusal(TOKEN, {"Authorization": "Bearer a-token-of-sixteen-or-more"}, {}) is None
-    assert refusal(TOKEN, {"authorization": "bearer a-token-of-sixteen-or-more"}, {}) is None
-    assert refusal(TOKEN, {}, {"token": "a-token-of-sixteen-or-more"}) is None
-    wrong = refusal(TOKEN, {}, {"token": "nope"})
-    assert wrong is not None and "refused" in wrong and "nope" not in wrong
-    assert refusal(TOKEN, {"Authorization": "Basic a-token-of-sixteen-or-more"}, {}) is not None
-
-
-def test_broadcaster_fans_out_and_cuts_off_a_slow_subscriber() -> None:
-    async def run() -> None:
-        b = CaseBroadcaster(queue_size=2)
-        with b.subscribe() as fast, b.subscribe() as slow:
-            b.publish({"case_id": "a", "version": 1})
-            assert fast.get_nowait() == {"case_id": "a", "version": 1}
-            b.publish({"case_id": "a", "version": 2})
-            b.publish({"case_id": "a", "version": 3})  # slow now holds 3: over its 2
-            assert [slow.get_nowait() for _ in range(3)] == [
-                {"case_id": "a", "version": 1},
-                {"case_id": "a", "version": 2},
-                _END,
-            ]
-            assert b.subscribers == 1  # fast is still in
-            b.close()
-            assert [fast.get_nowait() for _ in range(3)][-1] is _END
-        assert b.subscribers == 0
-        with b.subscribe() as late:  # after close: ends at once
-            assert late.get_nowait() is _END
-
-    asyncio.run(run())
-
-
-def test_case_change_skips_what_is_not_a_case() -> None:
-    assert case_change(b'{"case_id": "c", "version": 3}') == {"case_id": "c", "version": 3}
-    change = b'{"change": "acknowledged", "by": "ana", "case": {"case_id": "c", "version": 4}}'
-    assert case_change(change) == {"case_id": "c", "version": 4}
-    for value in (
-        None,
-        b"",
-        b"not json",
-        b"[]",
-        b'{"case_id": 1, "version": 1}',
-        b'{"case_id": "c"}',
-    ):
-        assert case_change(value) is None
-
-
-def test_sse_case_is_one_event_with_one_data_line() -> None:
-    wire = sse_case({"case_id": "c", "explanation": "two\nlines"}).decode()
-    lines = wire.split("\n")
-    assert lines[0] == "event: case" and lines[1].startswith("data: ") and wire.endswith("\n\n")
-    assert json.loads(lines[1][6:])["explanation"] == "two\nlines"
-    assert len(lines) == 4
 
 
 def test_the_csp_allows_exactly_the_pages_inline_code() -> None:
@@ -93,3 +25,44 @@ def test_the_csp_allows_exactly_the_pages_inline_code() -> None:
                 assert f"'sha256-{digest}'" in csp
         assert "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
     assert "why &lt;b&gt;" in sign_in_html("why <b>")
+
+
+def test_closing_the_case_feed_ends_every_stream() -> None:
+    """A stopping worker ends its open Server-Sent Events streams (an open console must
+    not hold the web server's stop up): each subscriber gets ``None`` after what it had."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from cxpulse.schemas.cases import Case, CaseChange
+    from cxpulse.streams.cases.feed import SUBSCRIBER_QUEUE, CaseFeed
+
+    now = datetime.now(UTC)
+    case = Case(
+        case_id=uuid.uuid4(),
+        kind="customer",
+        customer_id="C-1",
+        severity="warning",
+        owner="care",
+        rule="detractor",
+        opened_at=now,
+        updated_at=now,
+        due_at=now,
+    )
+
+    async def run() -> None:
+        feed = CaseFeed()
+        async with feed.subscribe() as reader, feed.subscribe() as full:
+            assert feed.apply(CaseChange(change="opened", at=now, case=case))
+            for _ in range(SUBSCRIBER_QUEUE - 1):
+                full.put_nowait(case)
+            feed.close()
+            assert reader.get_nowait() == case and reader.get_nowait() is None
+            drained = [full.get_nowait() for _ in range(full.qsize())]
+            assert drained[-1] is None  # a full queue loses its oldest, never the end
+            later = case.model_copy(update={"version": 2})
+            feed.apply(CaseChange(change="updated", at=now, case=later))
+            assert reader.empty()  # nothing after the end
+        async with feed.subscribe() as late:  # a stream opened while stopping ends at once
+            assert late.get_nowait() is None
+
+    asyncio.run(run())
