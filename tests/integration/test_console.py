@@ -71,6 +71,17 @@ def http(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str
         return exc.code, dict(exc.headers), exc.read().decode()
 
 
+def text_of(driver: Any, element_id: str) -> str:
+    """The text of the element with that id, or "" while the page has none (a page
+    being replaced by the next one)."""
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        return str(driver.find_element("id", element_id).text)
+    except WebDriverException:
+        return ""
+
+
 @pytest.fixture
 def console(kafka_broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Console]:
     """A worker with an API token, its web server on a free port, ready."""
@@ -173,7 +184,7 @@ def test_a_case_change_reaches_the_open_page_live(console: Console, browser: Any
     from selenium.webdriver.common.by import By
 
     browser.get(f"{console.base}/console?token={TOKEN}")
-    status = lambda: browser.find_element(By.ID, "connection").text  # noqa: E731
+    status = lambda: text_of(browser, "connection")  # noqa: E731
     console.wait("the page's stream open", lambda: status() == "live", browser)
     # the token left the address bar for this tab's sessionStorage
     assert "token" not in browser.current_url
@@ -185,11 +196,18 @@ def test_a_case_change_reaches_the_open_page_live(console: Console, browser: Any
     selector = f'li[data-case-id="{case_id}"]'
     cards = lambda: browser.find_elements(By.CSS_SELECTOR, selector)  # noqa: E731
     console.wait("the case on the page", cards, browser)
-    card = cards()[0]
-    assert "overdue" in card.get_attribute("class").split()  # its deadline has passed
-    assert "ATM-0999 within 30 min" in card.text
-    assert "Call the customer today" in card.text
-    assert card.find_element(By.CSS_SELECTOR, "button.ack").text == "Acknowledge"
+    # one look at the card (a read in one script: the page may redraw it meanwhile)
+    classes, text, ack = browser.execute_script(
+        "const li = document.querySelector(arguments[0]);"
+        "const ack = li.querySelector('button.ack');"
+        "return [li.className, li.innerText, ack && ack.textContent];",
+        selector,
+    )
+    assert "overdue" in classes.split()  # its deadline has passed
+    assert text_of(browser, "summary").startswith("1 open case (1 overdue)")
+    assert "ATM-0999 within 30 min" in text
+    assert "Call the customer today" in text
+    assert ack == "Acknowledge"  # a button, named by what it does
 
     publish_case_change(console.settings, a_case(case_id, 2, "resolved", timedelta(hours=1)))
     console.wait("the resolved case gone from the page", lambda: not cards(), browser)
@@ -213,7 +231,7 @@ def test_the_token_typed_into_the_sign_in_form_survives_a_reload(
     assert "API token" in label.text
     field.send_keys(TOKEN)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    status = lambda: browser.find_element(By.ID, "connection").text  # noqa: E731
+    status = lambda: text_of(browser, "connection")  # noqa: E731
     console.wait("the console open", lambda: status() == "live", browser)
     assert "token" not in browser.current_url
 
@@ -268,17 +286,18 @@ def clickhouse(console: Console, sql: str) -> list[dict[str, Any]]:
 def test_an_alert_opens_a_case_the_console_acknowledges_and_resolves(
     console: Console, browser: Any
 ) -> None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     from cxpulse.streams.publisher import Publisher
 
     browser.get(f"{console.base}/console?token={TOKEN}")
-    status = lambda: browser.find_element(By.ID, "connection").text  # noqa: E731
+    status = lambda: text_of(browser, "connection")  # noqa: E731
     console.wait("the page's stream open", lambda: status() == "live", browser)
     console.wait(
         "the empty list loaded",
-        lambda: "open cases" in browser.find_element(By.ID, "status").text,
+        lambda: text_of(browser, "summary").startswith("0 open cases"),
         browser,
     )
     browser.find_element(By.ID, "by").send_keys("Ana Ops")
@@ -293,24 +312,44 @@ def test_an_alert_opens_a_case_the_console_acknowledges_and_resolves(
         By.XPATH, f'//li[@data-case-id][.//h2[contains(., "{customer}")]]'
     )
     console.wait("the case on the page", cards, browser)
-    card = cards()[0]
-    case_id = card.get_attribute("data-case-id")
-    assert card.get_attribute("data-status") == "open"
-    assert "ATM-0777" in card.text  # the explanation
-    assert "Recommended:" in card.text
+    case_id = cards()[0].get_attribute("data-case-id")
+    selector = f'li[data-case-id="{case_id}"]'
+
+    def on_card(action: Callable[[Any], Any]) -> Any:
+        """``action`` on the case's card as the page shows it now: a change of the case
+        (a later alert, the ack's own change) replaces its card, so a card found a
+        moment ago may be gone; look again then."""
+        for _ in range(20):
+            try:
+                return action(browser.find_element(By.CSS_SELECTOR, selector))
+            except (StaleElementReferenceException, NoSuchElementException):
+                continue
+        return action(browser.find_element(By.CSS_SELECTOR, selector))
 
     def card_status() -> str | None:
-        found = browser.find_elements(By.CSS_SELECTOR, f'li[data-case-id="{case_id}"]')
-        return found[0].get_attribute("data-status") if found else None
+        try:
+            found = browser.find_elements(By.CSS_SELECTOR, selector)
+            return found[0].get_attribute("data-status") if found else None
+        except StaleElementReferenceException:
+            return "(being replaced)"
 
-    card.find_element(By.CSS_SELECTOR, "button.ack").click()
+    assert card_status() == "open"
+    text = on_card(lambda card: card.text)
+    assert "ATM-0777" in text  # the explanation
+    assert "Recommended:" in text
+
+    on_card(lambda card: card.find_element(By.CSS_SELECTOR, "button.ack").click())
     console.wait("acknowledged on the page", lambda: card_status() == "acknowledged", browser)
+    assert not on_card(lambda card: card.find_elements(By.CSS_SELECTOR, "button.ack"))
 
-    card = browser.find_element(By.CSS_SELECTOR, f'li[data-case-id="{case_id}"]')
-    assert not card.find_elements(By.CSS_SELECTOR, "button.ack")
-    Select(card.find_element(By.CSS_SELECTOR, "select.outcome")).select_by_value("compensated")
-    card.find_element(By.CSS_SELECTOR, "input.note").send_keys("refunded the fee")
-    card.find_element(By.CSS_SELECTOR, "button.resolve").click()
+    def resolve(card: Any) -> None:
+        Select(card.find_element(By.CSS_SELECTOR, "select.outcome")).select_by_value("compensated")
+        note = card.find_element(By.CSS_SELECTOR, "input.note")
+        note.clear()
+        note.send_keys("refunded the fee")
+        card.find_element(By.CSS_SELECTOR, "button.resolve").click()
+
+    on_card(resolve)
     console.wait("the resolved case gone from the page", lambda: card_status() is None, browser)
 
     def row() -> dict[str, Any] | None:
