@@ -102,13 +102,13 @@ CASE_TIMES = ViewSpec(
     name="case_times",
     select=(
         "SELECT tier, owner, rule, count() AS cases, "
-        "countIf(acknowledged_at IS NOT NULL) AS acknowledged, "
+        "countIf(acknowledged_by != '') AS acknowledged, "
         "countIf(status = 'resolved') AS resolved, "
         "round(avg(escalated), 4) AS overdue_share, "
         "round(avgIf(" + _MINUTES.format(col="assumeNotNull(acknowledged_at)") + ", "
-        "acknowledged_at IS NOT NULL), 1) AS minutes_to_acknowledge, "
+        "acknowledged_by != ''), 1) AS minutes_to_acknowledge, "
         "round(avgIf(" + _MINUTES.format(col="assumeNotNull(resolved_at)") + ", "
-        "resolved_at IS NOT NULL), 1) AS minutes_to_resolve "
+        "resolved_by != ''), 1) AS minutes_to_resolve "
         "FROM {db}.cases FINAL GROUP BY tier, owner, rule"
     ),
     doc=(
@@ -144,14 +144,13 @@ CASE_RECOVERY_SCORES = ViewSpec(
     select=(
         "SELECT outcome, count() AS cases, round(avg(score_at_resolution), 2) AS "
         "score_at_resolution, round(avg(score_after_7_days), 2) AS score_after_7_days "
-        "FROM (SELECT c.case_id AS case_id, c.outcome AS outcome, "
-        "any(c.score) AS score_at_resolution, "
-        "argMax(h.score, h.version) AS score_after_7_days "
-        "FROM (SELECT case_id, customer_id, outcome, score, resolved_at "
+        "FROM (SELECT case_id, outcome, any(case_score) AS score_at_resolution, "
+        "argMax(later_score, score_version) AS score_after_7_days "
+        "FROM (SELECT case_id, customer_id, outcome, score AS case_score, resolved_at "
         "FROM {db}.cases FINAL WHERE status = 'resolved' AND kind = 'customer') AS c "
-        "INNER JOIN (SELECT customer_id, version, as_of, score FROM {db}.score_history) "
-        "AS h ON c.customer_id = h.customer_id "
-        "WHERE h.as_of <= assumeNotNull(c.resolved_at) + INTERVAL 7 DAY "
+        "ALL INNER JOIN (SELECT customer_id, version AS score_version, as_of, "
+        "score AS later_score FROM {db}.score_history) AS h USING customer_id "
+        "WHERE as_of <= assumeNotNull(resolved_at) + toIntervalDay(7) "
         "GROUP BY case_id, outcome) GROUP BY outcome"
     ),
     doc=(

@@ -207,5 +207,5 @@ def case_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of one case, as pydantic derives it."""
     schema = Case.model_json_schema(mode="serialization")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = "https://cxpulse.dev/schemas/case.v1.json"
+    schema["$id"] = "urn:cxpulse:schema:case:v1"
     return schema

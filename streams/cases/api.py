@@ -162,7 +162,8 @@ async def command_answer(
     held = feed.get(str(cmd.case_id))
     assert held is not None
     await send(cmd)
-    case = await feed.wait_for(str(cmd.case_id), held.version, timeout)
+    status = "acknowledged" if command == "ack" else "resolved"
+    case = await feed.wait_for(str(cmd.case_id), held.version, timeout, status)
     if case is None:
         return {
             "error": f"the {command} was sent but case {cmd.case_id} did not change within "

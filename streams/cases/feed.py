@@ -92,12 +92,24 @@ class CaseFeed:
         ]
         return sorted(cases, key=order_key)[:limit]
 
-    async def wait_for(self, case_id: str, above: int, timeout: float) -> Case | None:
-        """The case once its version is above ``above``; None after ``timeout`` s."""
+    async def wait_for(
+        self,
+        case_id: str,
+        above: int,
+        timeout: float,
+        status: str | None = None,
+    ) -> Case | None:
+        """The case once its version is above ``above`` (and, given ``status``, it has
+        that status: an alert's update arriving first is not the answer); None after
+        ``timeout`` s."""
 
         def newer() -> bool:
             held = self.get(case_id)
-            return held is not None and held.version > above
+            return (
+                held is not None
+                and held.version > above
+                and (status is None or held.status == status)
+            )
 
         try:
             async with asyncio.timeout(timeout), self._changed:

@@ -384,3 +384,78 @@ def test_a_recovered_case_enters_the_journey_and_lifts_the_score_and_streams_cha
         assert after > before[0] and score("C-left") == before[1], (after, before)
     finally:
         worker.stop()
+    assert TOKEN not in worker.log_path.read_text()  # not even from ?token=
+
+
+def test_a_worker_killed_mid_way_leaves_each_case_once_in_its_latest_version(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    name = f"t{uuid.uuid4().hex[:10]}"
+    settings = load_settings(
+        kafka_url=kafka_broker.url,
+        clickhouse_url=f"chdb://{tmp_path / 'chdb'}",
+        app_id=f"cxpulse-{name}",
+        topic_prefix=name,
+        partitions=2,
+        web_port=free_port(),
+        data_dir=tmp_path / "var",
+        sink_flush_seconds=0.3,
+    )
+    ensure_topics(settings, all_topics(settings, TABLE_NAMES))
+    env = {"CXPULSE_API_TOKEN": TOKEN}
+    port = settings.web_port
+    now = datetime.now(UTC)
+    customers = [f"C-{i:04d}" for i in range(150)]
+    # each customer: an alert, then its repeat with two more events (an update); the
+    # first ten before the worker starts, the rest while it runs, killed right after
+    send(settings, *(make_alert(c, "B", "warning", now) for c in customers[:10]))
+
+    worker = WorkerProcess(settings, tmp_path / "worker.log", extra_env=env)
+    worker.start()
+    try:
+        wait_for("the first cases", lambda: len(cases_by_customer(port)) >= 10, worker)
+        send(settings, *(make_alert(c, "B", "warning", now) for c in customers[10:]))
+        send(settings, *(make_alert(c, "B", "warning", now, n=3) for c in customers))
+        changes = scrape(port)
+        assert worker.proc is not None
+        worker.proc.kill()  # no goodbye: no flush, no commit
+        worker.proc.wait(timeout=30)
+        done = sum(v for (n, _), v in changes.items() if n == "cxpulse_case_changes_total")
+        print(f"killed after {done:.0f} of {2 * len(customers)} case changes")
+    finally:
+        worker.stop()
+
+    worker = WorkerProcess(settings, tmp_path / "worker2.log", extra_env=env)
+    worker.start()
+    try:
+        cases = wait_for(
+            "every case updated",
+            lambda: (
+                (c := cases_by_customer(port))
+                and len(c) == len(customers)
+                and all(len(x["event_ids"]) == 3 for x in c.values())
+                and c
+            ),
+            worker,
+        )
+        assert {x["version"] for x in cases.values()} == {2}
+        assert {x["status"] for x in cases.values()} == {"open"}
+        wait_for(
+            "every change in ClickHouse",
+            lambda: (
+                run_query(settings, "SELECT count() FROM case_history FINAL")[1][0][0]
+                == 2 * len(customers)
+            ),
+            worker,
+        )
+    finally:
+        worker.stop()
+    rows = run_query(
+        settings, "SELECT count(), uniqExact(case_id), min(version), max(version) FROM cases FINAL"
+    )[1]
+    assert list(rows[0]) == [len(customers), len(customers), 2, 2]
+    rows = run_query(
+        settings,
+        "SELECT change, count() FROM case_history FINAL GROUP BY change ORDER BY change",
+    )[1]
+    assert [tuple(r) for r in rows] == [("opened", len(customers)), ("updated", len(customers))]

@@ -65,6 +65,20 @@ def test_committed_json_schema_matches_the_models() -> None:
     )
 
 
+def test_committed_case_schema_matches_the_model() -> None:
+    committed = export.CASE_SCHEMA_PATH.read_text(encoding="utf-8")
+    assert committed == export.render_case(), (
+        f"{export.CASE_SCHEMA_PATH.name} is stale: run python -m cxpulse.schemas.export"
+    )
+    schema = json.loads(committed)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    from tests.unit.test_cases_logic import opened
+
+    case = opened().to_json()
+    assert not [e.message for e in cls(schema).iter_errors(case)]
+
+
 def test_export_check_mode_reports_a_stale_file(tmp_path: Any) -> None:
     stale = tmp_path / "schema.json"
     stale.write_text("{}\n")
