@@ -208,6 +208,17 @@ def test_a_case_change_reaches_the_open_page_live(console: Console, browser: Any
     assert "ATM-0999 within 30 min" in text
     assert "Call the customer today" in text
     assert ack == "Acknowledge"  # a button, named by what it does
+    # every field has a label, every control is a button with a name
+    unlabelled = browser.execute_script(
+        "return [...document.querySelectorAll('input, select')]"
+        ".filter(e => !e.labels || !e.labels.length || !e.labels[0].textContent.trim())"
+        ".map(e => e.id || e.outerHTML);"
+    )
+    assert unlabelled == []
+    buttons = browser.execute_script(
+        "return [...document.querySelectorAll('button')].map(b => b.textContent.trim());"
+    )
+    assert "" not in buttons and {"Acknowledge", "Resolve", "Use token"} <= set(buttons)
 
     publish_case_change(console.settings, a_case(case_id, 2, "resolved", timedelta(hours=1)))
     console.wait("the resolved case gone from the page", lambda: not cards(), browser)
