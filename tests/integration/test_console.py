@@ -1,6 +1,15 @@
 """The live operations console (/console) in a real headless browser, against a real
 worker (the session's tansu broker, chDB in a temporary directory).
 
+- /console and /api/cases/events are behind CXPULSE_API_TOKEN (a sign-in form otherwise),
+  and the token never reaches the worker's log (checked after every test).
+- Events that fire a customer alert open a case; it appears on the open page without a
+  reload, is acknowledged and resolved (outcome and note) from the page, leaves it, and
+  the ClickHouse ``cases`` row says so.
+- A case change on cx.cases reaches the page live; an overdue case stands out; the worker
+  stops at once with the page open (the stream ends), and the page notices.
+- A token typed into the sign-in form survives a reload of the tab (sessionStorage).
+
 Nothing here is timed: every wait is for a condition (the page shows the case, the
 table says so), with a generous limit for a stuck test.
 """
