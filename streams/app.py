@@ -15,7 +15,7 @@ import faust
 
 from cxpulse.schemas.model import ExperienceModel
 from cxpulse.sinks.writer import InsertBackend, SinkWriter
-from cxpulse.streams import lag, topics, web
+from cxpulse.streams import console, lag, topics, web
 from cxpulse.streams.agents import cases, experience, health, notify, sinks, validate
 from cxpulse.streams.kafka_config import faust_broker, faust_credentials
 from cxpulse.streams.kafka_consumer import App
@@ -94,6 +94,7 @@ def create_app(
     cases.register(rt)
     web.register(rt)
     web.register_cases(rt)
+    console.register(rt)
     lag.register(app)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]

@@ -255,6 +255,8 @@ def register_cases(rt: Runtime) -> None:
                     except TimeoutError:
                         chunk = b": keep-alive\n\n"
                     else:
+                        if case is None:  # the worker is stopping
+                            break
                         chunk = b"event: case\ndata: " + case.model_dump_json().encode() + b"\n\n"
                     try:
                         await response.write(chunk)
@@ -289,6 +291,10 @@ def register_cases(rt: Runtime) -> None:
 
         CommandView.__name__ = f"Case{command.title()}View"
         return CommandView
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def end_case_streams(app: Any, **kwargs: Any) -> None:
+        feed.close()  # open streams end, so the web server stops at once
 
     # /events before /{case_id}: routes match in the order they are added.
     app.page("/api/cases/events")(CaseEventsView)

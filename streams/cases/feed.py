@@ -38,7 +38,9 @@ class CaseFeed:
     def __init__(self) -> None:
         self.cases: dict[str, Case] = {}
         self.history: dict[str, deque[CaseChange]] = {}
-        self._subscribers: set[asyncio.Queue[Case]] = set()
+        # None in a queue ends that subscriber's stream (the worker is stopping).
+        self._subscribers: set[asyncio.Queue[Case | None]] = set()
+        self.closed = False
         self._changed = asyncio.Condition()
         self.loaded = asyncio.Event()
 
@@ -54,7 +56,7 @@ class CaseFeed:
             return False
         self.cases[key] = case
         self.history.setdefault(key, deque(maxlen=HISTORY_MAX)).append(change)
-        for queue in self._subscribers:
+        for queue in self._subscribers if not self.closed else ():
             if queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()
@@ -66,6 +68,16 @@ class CaseFeed:
         """A tombstone on cx.cases: the case closed long ago and left the workers."""
         self.cases.pop(case_id.lower(), None)
         self.history.pop(case_id.lower(), None)
+
+    def close(self) -> None:
+        """End every subscriber's stream: the worker is stopping, and an open Server-Sent
+        Events response would hold its web server's stop up (aiohttp waits up to 60 s)."""
+        self.closed = True
+        for queue in self._subscribers:
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(None)
 
     def _notify(self) -> None:
         async def wake() -> None:
@@ -112,8 +124,11 @@ class CaseFeed:
         return self.get(case_id)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[Case]]:
-        queue: asyncio.Queue[Case] = asyncio.Queue(SUBSCRIBER_QUEUE)
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[Case | None]]:
+        """A queue of the cases changed from now on; ``None`` ends it (``close``)."""
+        queue: asyncio.Queue[Case | None] = asyncio.Queue(SUBSCRIBER_QUEUE)
+        if self.closed:
+            queue.put_nowait(None)
         self._subscribers.add(queue)
         try:
             yield queue

@@ -120,6 +120,7 @@ def test_the_wheel_holds_one_namespace_and_its_data(wheel: Path) -> None:
     assert "cxpulse/__init__.py" in names
     assert "cxpulse/schemas/touchpoint_event.v1.json" in names
     assert "cxpulse/streams/default_model.yaml" in names
+    assert "cxpulse/streams/data/console.html" in names  # GET /console serves it
     (entry_points,) = (n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "cxpulse = cxpulse.streams.cli:main" in text
