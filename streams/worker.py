@@ -18,7 +18,7 @@ import time
 import faust
 
 from cxpulse.streams import metrics, topics
-from cxpulse.streams.app import TABLE_NAMES, create_app, default_connect
+from cxpulse.streams.app import TABLE_NAMES, create_app, default_connect, tables_dir
 from cxpulse.streams.logs import WorkerLogFilters
 from cxpulse.streams.settings import ConfigError, Settings
 
@@ -114,13 +114,18 @@ def startup_summary(settings: Settings) -> str:
         topics.touchpoints_dlq(settings),
     ]
     changelogs = [f"{settings.app_id}-{name}-changelog" for name in TABLE_NAMES]
+    customers = (
+        f"on local disk (RocksDB) in {tables_dir(settings)}"
+        if settings.state_store == "rocksdb"
+        else "in memory"
+    )
     host = settings.web_host
     return (
         f"worker {settings.app_id}: consumes {topics.touchpoints(settings)} from Kafka "
         f"{settings.kafka_url} (group {settings.app_id}; internal topics "
         f"{', '.join(internal)}; {settings.partitions} partitions each), writes ClickHouse "
-        f"{settings.clickhouse_display_url}, store memory:// with changelogs "
-        f"{', '.join(changelogs)}, web port {settings.web_port} on {host} "
+        f"{settings.clickhouse_display_url}, keeps the customer table {customers} "
+        f"with changelogs {', '.join(changelogs)}, web port {settings.web_port} on {host} "
         "(/metrics, /livez, /readyz)"
     )
 

@@ -107,7 +107,7 @@ def test_a_worker_says_what_it_does_shows_its_lag_and_stops_quietly_without_kafk
             touchpoints(settings),
             settings.kafka_url,
             f"chdb://{tmp_path / 'chdb'}",
-            "store memory://",
+            f"customer table on local disk (RocksDB) in {tmp_path / 'var' / 'faust'}",
             f"web port {port}",
         ):
             assert part in summary[0], (part, summary[0])
