@@ -160,6 +160,39 @@ def test_a_worker_says_what_it_does_shows_its_lag_and_stops_quietly_without_kafk
         worker.stop()
 
 
+def test_a_stop_that_does_not_finish_ends_at_its_deadline(
+    own_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """With Kafka gone, Faust may wait without end for messages it cannot commit (seen
+    under load: the stop above hung past its guard). A stop that has not finished after
+    STOP_DEADLINE_SECONDS ends the process, which loses nothing."""
+    from cxpulse.streams.worker import STOP_DEADLINE_SECONDS
+
+    assert STOP_DEADLINE_SECONDS < 10 < STOP_GUARD
+    settings = worker_settings(own_broker, tmp_path)
+    ensure_topics(settings, all_topics(settings, TABLE_NAMES))
+    worker = WorkerProcess(
+        settings, tmp_path / "worker.log", extra_env={"PYTHONPATH": _env()["PYTHONPATH"]}
+    )
+    worker.start([sys.executable, "-m", "tests.integration.stuck_stop_worker"])
+    try:
+        wait_for(
+            "the worker Ready",
+            lambda: any(m.startswith("ready ") for _, m in log_lines(worker.log_path)),
+            worker,
+        )
+        assert worker.proc is not None
+        worker.proc.terminate()
+        code = worker.proc.wait(timeout=STOP_GUARD)  # a hang fails here
+        assert code == 0, worker.log_tail(40)
+        lines = log_lines(worker.log_path)
+        overdue = [m for level, m in lines if level == "WARNING" and "has not finished" in m]
+        assert overdue and "nothing is lost" in overdue[0], worker.log_tail(40)
+        assert lines[-1][1].startswith("worker stopped "), worker.log_tail(40)
+    finally:
+        worker.stop()
+
+
 def test_a_second_worker_on_a_busy_web_port_exits_2_with_one_line(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
