@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install tools demo test test-fast lint format bench schema chaos clean
+.PHONY: install tools demo test test-fast lint format bench voc schema chaos clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cxpulse needs Python >= 3.11"'
@@ -63,6 +63,13 @@ bench: $(STAMP) $(PEER_STAMP)
 	$(PY) -m pytest -p no:cacheprovider -o python_files='bench_*.py' tests/benchmarks --benchmark-only --benchmark-columns=median,ops,rounds -q
 	$(PY) -m tests.benchmarks.pipeline --peer-python $(PEER_VENV)/bin/python
 	$(PY) -m tests.benchmarks.ingest
+	$(PY) -m tests.benchmarks.voc
+
+# Feedback text on the labelled set (tests/data): polarity accuracy and macro-F1 of each
+# sentiment analyser, topic precision and recall, the memory each analyser adds
+# (docs/scoring.md, "Feedback text").
+voc: $(STAMP)
+	$(PY) -m tests.benchmarks.voc
 
 # Chaos suite: workers restarted 30 times and killed with SIGKILL while input arrives, on
 # the bundled broker (loopback) and chDB; prints a table, fails on any loss or duplicate.

@@ -8,6 +8,11 @@
 # `make test` installs.)
 #   openssl (Debian's `openssl` package): tests/integration/test_kafka_security.py makes
 #   the CA and certificates of its TLS tests with it.
+#   chromium and chromedriver (Debian's `chromium` and `chromium-driver` packages): the
+#   headless browser of the web-page tests (the `browser` fixture of
+#   tests/integration/conftest.py drives it with selenium, from the dev extra). Debian's
+#   pair always match each other and install in seconds; Playwright's own browser needs a
+#   download from its CDN at install time, which a locked-down CI machine may not reach.
 # Idempotent and never interactive: as root it installs with apt-get, otherwise only
 # through password-less sudo. `make test` runs it; outside CI a machine where it cannot
 # install still runs the suite, and the tests that need the tool skip with a how-to (in
@@ -17,9 +22,15 @@ set -euo pipefail
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-if [ ${#missing[@]} -eq 0 ]; then
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+versions() {
   promtool --version 2>&1 | head -n 1
   openssl version
+  chromedriver --version
+}
+if [ ${#missing[@]} -eq 0 ]; then
+  versions
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -37,5 +48,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-promtool --version 2>&1 | head -n 1
-openssl version
+versions

@@ -34,7 +34,7 @@ class AlertRow(_Row):
         Column(
             _LC,
             "low_score, sharp_drop, repeated_failure, repeat_contact, channel_hopping, "
-            "detractor or touchpoint_degraded.",
+            "detractor or touchpoint_degraded; case_overdue for a case past its due time.",
         ),
     ]
     severity: Annotated[str, Column(_LC, "info, warning or critical (the highest it reached).")]

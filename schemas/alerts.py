@@ -16,9 +16,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from cxpulse.schemas.vocabulary import RULES, SEVERITIES, Rule, Severity
+from cxpulse.schemas.vocabulary import ALERT_RULES, RULES, SEVERITIES, CaseRule, Rule, Severity
 
-__all__ = ["RULES", "SEVERITIES", "Alert", "HealthState", "Rule", "Severity", "alert_id"]
+__all__ = [
+    "ALERT_RULES",
+    "RULES",
+    "SEVERITIES",
+    "Alert",
+    "HealthState",
+    "Rule",
+    "Severity",
+    "alert_id",
+]
 
 SubjectKind = Literal["customer", "instance"]
 
@@ -47,7 +56,7 @@ class Alert(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     alert_id: uuid.UUID
-    rule: Rule
+    rule: Rule | CaseRule
     severity: Severity
     subject_kind: SubjectKind
     customer_id: str | None = None

@@ -30,10 +30,12 @@ from cxpulse.schemas.vocabulary import (
     FACTORS,
     RULES,
     TIERS,
+    CaseKind,
     Channel,
     EffortMetric,
     Factor,
     Severity,
+    Tier,
 )
 
 NO_TIER = "none"
@@ -491,6 +493,99 @@ class HealthSection(_Strict):
         return self
 
 
+TopicName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
+Phrase = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+
+
+class FeedbackTopic(_Strict):
+    """One topic of feedback text: the factor it speaks of and the phrases that name it.
+
+    ``en``: lower-case words or word beginnings, matched at the start of a word ("fee"
+    finds "fees"; "on hold" finds "on hold"). ``zh``: Chinese phrases, matched anywhere in
+    the text (Chinese has no spaces). A text names every topic one of whose phrases it
+    holds; negation does not remove a topic ("never had an error with the app" is about
+    app errors), it turns the topic's aspect sentiment.
+    """
+
+    factor: Factor
+    en: list[Phrase] = Field(default_factory=list)
+    zh: list[Phrase] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _phrases(self) -> FeedbackTopic:
+        if not self.en and not self.zh:
+            raise ValueError("en: no phrase in en or zh: give at least one")
+        upper = [p for p in self.en if p != p.lower()]
+        if upper:
+            raise ValueError(f"en: {upper[0]!r} has capitals: write it in lower case")
+        return self
+
+
+class FeedbackSection(_Strict):
+    """Voice of the customer: the topics feedback text is tagged with (``moments.topics``)
+    and the aspect sentiment of each. An empty ``topics`` tags nothing."""
+
+    topics: dict[TopicName, FeedbackTopic] = Field(default_factory=dict)
+
+
+#: A service level: a number and a unit, m (minutes), h (hours), d (calendar days) or
+#: wd (working days, Monday to Friday): "1h", "30m", "5wd".
+SERVICE_LEVEL_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*(m|h|d|wd)\s*$"
+ServiceLevel = Annotated[str, StringConstraints(pattern=SERVICE_LEVEL_PATTERN)]
+Team = Annotated[str, StringConstraints(min_length=1, max_length=120)]
+
+
+class SeverityLevels(_Strict):
+    """How long a case of one tier may stay unacknowledged, by severity."""
+
+    critical: ServiceLevel
+    warning: ServiceLevel
+    info: ServiceLevel
+
+
+class ServiceLevels(_Strict):
+    """The service level by tier (``none``: incidents and customers without a tier)."""
+
+    A: SeverityLevels = SeverityLevels(critical="1h", warning="4h", info="1wd")
+    B: SeverityLevels = SeverityLevels(critical="4h", warning="1wd", info="2wd")
+    C: SeverityLevels = SeverityLevels(critical="1wd", warning="2wd", info="5wd")
+    none: SeverityLevels = SeverityLevels(critical="1h", warning="4h", info="1wd")
+
+
+class CaseRoute(_Strict):
+    """A routing rule: a case matching every condition given goes to ``team``."""
+
+    team: Team
+    kind: CaseKind | None = None
+    rule: str | None = None
+    tier: Tier | None = None
+    channel: Channel | None = None
+
+
+class CasesSection(_Strict):
+    """Cases (docs/cases.md): who owns a case, by when it must be acknowledged, and when
+    an untouched case expires. ``routing`` is read in order, the first rule whose
+    conditions all match names the owner; none matching: ``default_team``.
+    ``forget_after_days``: a closed case leaves the workers (their table, the compacted
+    cx.cases topic, the API) that long after it closed; ClickHouse keeps it."""
+
+    enabled: bool = True
+    default_team: Team = "customer-care"
+    routing: list[CaseRoute] = Field(
+        default_factory=lambda: [
+            CaseRoute(team="incident-response", kind="incident"),
+            CaseRoute(team="private-banking", tier="A"),
+            CaseRoute(team="contact-center", channel="call_center"),
+            CaseRoute(team="digital-care", channel="web"),
+            CaseRoute(team="digital-care", channel="app"),
+        ]
+    )
+    service_levels: ServiceLevels = ServiceLevels()
+    expire_after_days: Annotated[float, Field(gt=0, le=365)] = 14.0
+    forget_after_days: Annotated[float, Field(gt=0, le=3650)] = 30.0
+    max_event_ids: Annotated[int, Field(ge=1, le=50)] = 50
+
+
 class ExperienceModel(_Strict):
     """The whole experience model (cx-model.md), loaded from YAML by
     ``cxpulse.streams.model_check``."""
@@ -506,6 +601,8 @@ class ExperienceModel(_Strict):
     state: StateSection = StateSection()
     alerts: AlertsSection = AlertsSection()
     health: HealthSection = HealthSection()
+    feedback: FeedbackSection = FeedbackSection()
+    cases: CasesSection = CasesSection()
 
     @model_validator(mode="after")
     def _alert_memory_holds_what_rules_count(self) -> ExperienceModel:

@@ -58,6 +58,14 @@ class MomentRow(_Row):
             "1 - late: the row version, so a scored row is kept over a late replay of it.",
         ),
     ]
+    topics: Annotated[
+        list[str],
+        Column(
+            "Array(LowCardinality(String))",
+            "Topics its feedback text names (fees, queue, card_blocked, ...: the model "
+            "file's feedback.topics); [] if no text or none named.",
+        ),
+    ]
 
 
 #: Why ``scored`` is the version: an event replayed after the customer's duplicate window
@@ -204,6 +212,50 @@ KEY_EXPERIENCES = ViewSpec(
     ),
 )
 
+#: What ``cxpulse drivers`` reads (``cxpulse.streams.analysis.drivers``): per customer and
+#: factor, the scored moments that carried no answer and no text (a surveyed moment's
+#: readings contain the answer), beside the customer's mean CSAT.
+FACTOR_DRIVERS = ViewSpec(
+    name="factor_drivers",
+    select=(
+        "SELECT segment, factor, count() AS customers, sum(n) AS moments, "
+        "round(sum(reading_sum) / sum(n), 4) AS mean_reading, "
+        "round(sum(gap_sum) / sum(n), 4) AS mean_gap, "
+        "countIf(answers > 0) AS answering, "
+        "round(corrIf(gap_sum / n, mean_csat, answers > 0), 4) AS csat_correlation "
+        "FROM (SELECT segment, customer_id, factor, count() AS n, "
+        "sum(toFloat64(reading)) AS reading_sum, sum(toFloat64(gap)) AS gap_sum "
+        "FROM {db}.moment_factors FINAL "
+        "WHERE event_id IN (SELECT event_id FROM {db}.moments FINAL "
+        "WHERE late = 0 AND isNull(sentiment)) "
+        "AND event_id NOT IN (SELECT event_id FROM {db}.touchpoint_events FINAL "
+        "WHERE isNotNull(csat) OR isNotNull(nps) OR isNotNull(ces) OR feedback_text != '') "
+        "GROUP BY segment, customer_id, factor) AS touched "
+        "ALL LEFT JOIN (SELECT customer_id, count() AS answers, "
+        "avg(csat) AS mean_csat FROM {db}.touchpoint_events FINAL "
+        "WHERE isNotNull(csat) GROUP BY customer_id) AS said USING customer_id "
+        "GROUP BY segment, factor"
+    ),
+    doc=(
+        "Per segment and factor: its performance over the moments without a survey answer, "
+        "and how the customers' gaps on it go with their CSAT (cxpulse drivers, "
+        "docs/drivers.md, learns importances from the same rows)."
+    ),
+    columns=(
+        *columns_of(MOMENT_FACTORS, "segment", "factor"),
+        ("customers", "Customers with scored moments on the factor that carried no answer."),
+        ("moments", "Those moments: scored, not late, without a survey answer or text."),
+        ("mean_reading", "Their mean reading, 0..10, to 4 decimals."),
+        ("mean_gap", "Their mean gap (reading minus expectation), to 4 decimals."),
+        ("answering", "Of the customers, those who gave at least one CSAT answer."),
+        (
+            "csat_correlation",
+            "Correlation across answering customers of their mean gap on the factor with "
+            "their mean CSAT, to 4 decimals (nan with fewer than two).",
+        ),
+    ),
+)
+
 _CHANNEL_SCORES = " UNION ALL ".join(
     f"SELECT tier, '{c}' AS channel, assumeNotNull(score_{c}) AS s "
     f"FROM {{db}}.customer_scores FINAL WHERE isNotNull(score_{c})"
@@ -228,6 +280,27 @@ SCORE_DISTRIBUTION = ViewSpec(
     ),
 )
 
+TOPIC_SENTIMENT = ViewSpec(
+    name="topic_sentiment",
+    select=(
+        "SELECT topic, touchpoint, channel, count() AS moments, "
+        "round(avg(sentiment), 4) AS mean_sentiment, "
+        "countIf(sentiment <= -0.05) / count() AS negative_share, "
+        "round(avg(valence), 4) AS mean_valence "
+        "FROM {db}.moments FINAL ARRAY JOIN topics AS topic WHERE late = 0 "
+        "GROUP BY topic, touchpoint, channel"
+    ),
+    doc="What feedback is about, where: topic × touchpoint × channel with its sentiment.",
+    columns=(
+        ("topic", "A topic the feedback text names (the model file's feedback.topics)."),
+        *columns_of(MOMENTS, "touchpoint", "channel"),
+        ("moments", "Moments whose feedback names the topic (late ones left out)."),
+        ("mean_sentiment", "Mean sentiment compound of their text, -1..1, to 4 decimals."),
+        ("negative_share", "Share of them whose text reads negative (compound <= -0.05)."),
+        ("mean_valence", "Mean valence of those moments, -10..10, to 4 decimals."),
+    ),
+)
+
 SCORE_SPECS: tuple[TableSpec | ViewSpec, ...] = (
     MOMENTS,
     MOMENT_FACTORS,
@@ -236,6 +309,8 @@ SCORE_SPECS: tuple[TableSpec | ViewSpec, ...] = (
     EMOTION_MAP,
     KEY_EXPERIENCES,
     SCORE_DISTRIBUTION,
+    TOPIC_SENTIMENT,
+    FACTOR_DRIVERS,
 )
 
 
@@ -246,6 +321,11 @@ def _millis(moment: datetime) -> datetime:
     the conversion to UTC. Finer times go through ``to_millis`` itself."""
     utc = moment.astimezone(UTC)
     return utc if utc.microsecond % 1000 == 0 else to_millis(utc)
+
+
+#: The ``topics`` of a moment without them, shared (most events have no text): never
+#: mutated, so one list serves every row.
+_NO_TOPICS: list[str] = []
 
 
 def moment_rows(moment: Moment) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
@@ -274,6 +354,7 @@ def moment_rows(moment: Moment) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]
         int(moment.fallback),
         moment.score_after,
         int(not moment.late),
+        list(moment.topics) if moment.topics else _NO_TOPICS,
     )
     factors = [
         (
@@ -324,7 +405,7 @@ def _explanation_json(explanation: list[Explanation]) -> str:
 def _check_columns() -> None:
     """Fail at import if the builders above and the models disagree on column count."""
     assert len(ScoreRow.model_fields) == 8 + len(FACTORS) + len(_CHANNELS) + 1
-    assert len(MomentRow.model_fields) == 20
+    assert len(MomentRow.model_fields) == 21
     assert len(MomentFactorRow.model_fields) == 11
 
 

@@ -53,7 +53,8 @@ class Moment(msgspec.Struct, frozen=True, kw_only=True):
     out-of-order event can extend or merge episodes, which relabels later moments only.
     ``late`` moments arrived beyond the allowed lateness: they are recorded for the emotion
     map but did not change the score. ``fallback`` moments were scored with their channel's
-    defaults because the touchpoint type is not in the model.
+    defaults because the touchpoint type is not in the model. ``topics``: what its feedback
+    text is about (``fees``, ``card_blocked``, ...), in the model's order.
     """
 
     event_id: UUID
@@ -78,6 +79,9 @@ class Moment(msgspec.Struct, frozen=True, kw_only=True):
     late: bool = False
     fallback: bool = False
     score_after: float
+    #: Topics its feedback text names (model file ``feedback.topics``); last, with a
+    #: default, so moments written before it still decode.
+    topics: tuple[str, ...] = ()
 
 
 class ScoreUpdate(msgspec.Struct, frozen=True, kw_only=True):

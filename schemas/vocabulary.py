@@ -1,5 +1,6 @@
 """The names cxpulse speaks in, each list written once: channels, journey stages,
-outcomes, tiers, experience factors, effort metrics, alert rules and severities.
+outcomes, tiers, experience factors, effort metrics, alert rules and severities, and
+the cases' statuses, kinds, outcomes and changes.
 
 Every other module takes them from here (the pydantic ``Literal`` types for validation,
 the tuples for iteration), so a new channel or factor is one line here, then whatever
@@ -44,5 +45,26 @@ Rule = Literal[
     "touchpoint_degraded",
 ]
 RULES: tuple[str, ...] = get_args(Rule)
+#: Alerts the cases feature raises about a case (not about a moment): not customer
+#: rules, so not in ``Rule`` (the rule registry and the model file's sections are those).
+CaseRule = Literal["case_overdue"]
+CASE_RULES: tuple[str, ...] = get_args(CaseRule)
+#: Every ``rule`` an alert on cx.alerts may carry.
+ALERT_RULES: tuple[str, ...] = RULES + CASE_RULES
+
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[str, ...] = get_args(Severity)
+
+#: A case's lifecycle (docs/cases.md): open → acknowledged → resolved, or expired.
+CaseStatus = Literal["open", "acknowledged", "resolved", "expired"]
+CASE_STATUSES: tuple[str, ...] = get_args(CaseStatus)
+CaseKind = Literal["customer", "incident"]
+#: How a resolved case ended; recovered and compensated enter the journey as a moment.
+CaseOutcome = Literal["recovered", "compensated", "unreachable", "no_action"]
+CASE_OUTCOMES: tuple[str, ...] = get_args(CaseOutcome)
+#: What changed a case (a row of ``case_history`` each).
+CaseChangeKind = Literal["opened", "updated", "escalated", "acknowledged", "resolved", "expired"]
+CASE_CHANGES: tuple[str, ...] = get_args(CaseChangeKind)
+#: The touchpoint a case resolved as recovered or compensated enters the journey as.
+RECOVERY_TOUCHPOINT = "call_center.service_recovery"
+RECOVERY_OUTCOMES: tuple[str, ...] = ("recovered", "compensated")

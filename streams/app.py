@@ -16,8 +16,8 @@ import faust
 
 from cxpulse.schemas.model import ExperienceModel
 from cxpulse.sinks.writer import InsertBackend, SinkWriter
-from cxpulse.streams import lag, topics, web
-from cxpulse.streams.agents import experience, health, notify, sinks, validate
+from cxpulse.streams import console, lag, topics, web
+from cxpulse.streams.agents import cases, experience, health, notify, sinks, validate
 from cxpulse.streams.kafka_config import faust_broker, faust_credentials
 from cxpulse.streams.kafka_consumer import App
 from cxpulse.streams.model_check import load_model
@@ -25,7 +25,7 @@ from cxpulse.streams.runtime import Runtime
 from cxpulse.streams.settings import Settings
 
 #: Faust tables of the app (their changelog topics are created before the worker starts).
-TABLE_NAMES: list[str] = [experience.TABLE, health.TABLE]
+TABLE_NAMES: list[str] = [experience.TABLE, health.TABLE, cases.TABLE]
 
 
 def tables_dir(settings: Settings) -> Path:
@@ -98,7 +98,10 @@ def create_app(
     health.register(rt)
     sinks.register(rt)
     notify.register(rt)
+    cases.register(rt)
     web.register(rt)
+    web.register_cases(rt)
+    console.register(rt)
     lag.register(app)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]

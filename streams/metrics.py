@@ -178,6 +178,21 @@ ALERT_LATENCY = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=REGISTRY,
 )
+CASE_CHANGES = Counter(
+    "cxpulse_case_changes_total",
+    "Case changes applied by this worker (opened, updated, escalated, acknowledged, "
+    "resolved, expired); an escalation also counts as a case_overdue alert in "
+    "cxpulse_alerts_total.",
+    ["change"],
+    registry=REGISTRY,
+)
+CASES_OPEN = Gauge(
+    "cxpulse_cases_open",
+    "Cases not yet resolved or expired in the partitions this worker owns, by status "
+    "(open, acknowledged), at its latest deadline check.",
+    ["status"],
+    registry=REGISTRY,
+)
 WEBHOOK_SENT = Counter(
     "cxpulse_webhook_sent_total", "Alerts delivered to the webhook.", registry=REGISTRY
 )

@@ -55,5 +55,6 @@ def check_model_file(path: str | Path) -> str:
         f"model ok: {len(segments)} segments ({', '.join(segments)}), "
         f"{len(m.touchpoints)} touchpoint types, episode gap {m.episodes.gap_minutes:g} min, "
         f"half-life {m.score.half_life_days:g} days, "
-        f"allowed lateness {m.episodes.allowed_lateness_hours:g} h"
+        f"allowed lateness {m.episodes.allowed_lateness_hours:g} h, "
+        f"{len(m.feedback.topics)} feedback topics"
     )

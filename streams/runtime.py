@@ -34,6 +34,10 @@ class Runtime:
     scores: faust.TopicT
     health: faust.TopicT
     alerts: faust.TopicT
+    cases: faust.TopicT | None = None
+    case_commands: faust.TopicT | None = None
+    #: Every case, as this worker sees it (``cxpulse.streams.cases.feed``), for the API.
+    case_feed: Any = None
 
 
 #: Header of every batch message on an internal topic: how many items it holds, so the

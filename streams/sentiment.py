@@ -1,18 +1,21 @@
-"""Text sentiment of customer feedback, OUTSIDE the pure core.
+"""Text sentiment and topics of customer feedback, OUTSIDE the pure core.
 
-The core takes sentiment as an input (a compound score in -1..1) because computing it is
-costly and library-bound: VADER takes ~26 us per English text but SnowNLP ~1.1 ms per
-Chinese one, more than everything else an event costs. The stream therefore scores a whole
-batch at once through ``score_many``/``sentiments_for``, with an LRU cache in front (survey
-free text repeats a lot: "ok", "good", "太慢了").
+The core takes sentiment as an input (a compound score in -1..1) and the topics the text
+names (``moments.topics``), because computing them is library-bound: the stream analyses
+a whole batch at once through ``analyze_many`` (or ``score_many``/``sentiments_for`` for
+the compound alone), with an LRU cache in front (survey free text repeats a lot: "ok",
+"good", "太慢了").
 
-Both libraries install from PyPI with their models inside the wheel: nothing is downloaded
-at run time. SnowNLP is imported lazily (its import takes ~3 s) so English-only
-deployments never pay for it.
+English is read by VADER with the CX words it lacks (``cxpulse.streams.en_sentiment``),
+Chinese by a jieba + lexicon scorer on VADER's scale (``cxpulse.streams.zh_sentiment``);
+the topics and their aspect sentiment by the model file's ``feedback.topics``
+(``cxpulse.streams.feedback_text``). SnowNLP, the earlier Chinese
+analyser, stays available (``chinese="snownlp"``, with ``pip install snownlp``) for the
+evaluation that replaced it: docs/scoring.md, "Feedback text", has the figures.
 
-A worker scores feedback in a child process of its own (``SentimentProcess``): SnowNLP's
-model takes ~400 MiB and its scoring holds the GIL for ~1 ms a text, both of which then
-stay out of the worker process and off its event loop's thread.
+A worker analyses feedback in a child process of its own (``SentimentProcess``), so the
+models' memory and the scoring's CPU stay out of the worker process and off its event
+loop's thread; events without text never reach it.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 from uuid import UUID
 
+from cxpulse.streams.feedback_text import TopicTagger
 from cxpulse.streams.pipeline.records import Event
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -43,6 +47,19 @@ class SentimentAnalyzer(Protocol):
     def score_many(self, items: Sequence[tuple[str, str | None]]) -> list[float | None]: ...
 
 
+class TextReading(NamedTuple):
+    """What a feedback text says: its compound sentiment (None when unreadable), the
+    topics it names (the model's order) and the aspect sentiment of each."""
+
+    compound: float | None
+    topics: tuple[str, ...] = ()
+    aspects: dict[str, float] | None = None
+
+
+NO_READING = TextReading(None)
+Chinese = Literal["lexicon", "snownlp"]
+
+
 def detect_language(text: str) -> str:
     """``zh`` if the text contains CJK ideographs, else ``en``: the two languages of our
     customers' feedback (cx-model.md); a mixed text ("ATM吞卡了") is Chinese."""
@@ -54,37 +71,69 @@ def _base(language: str) -> str:
 
 
 class DefaultSentimentAnalyzer:
-    """VADER for English, SnowNLP for Chinese, with an LRU cache of ``cache_size`` texts."""
+    """VADER (with CX words) for English, the lexicon scorer (or SnowNLP) for Chinese, the
+    model's topics, with an LRU cache of ``cache_size`` texts.
+
+    ``topics``: the model file's ``feedback.topics`` (or their dicts); none tags nothing.
+    """
 
     SUPPORTED = ("en", "zh")
 
-    def __init__(self, cache_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        cache_size: int = 10_000,
+        topics: Mapping[str, Any] | None = None,
+        chinese: Chinese = "lexicon",
+    ) -> None:
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+        from cxpulse.streams.en_sentiment import CX_WORDS
+
         self._vader = SentimentIntensityAnalyzer()
-        self._snownlp: Any = None
-        self._cache: OrderedDict[tuple[str, str], float | None] = OrderedDict()
+        self._vader.lexicon.update(CX_WORDS)  # CX words VADER lacks ("crashed", "buggy")
+        self._chinese = chinese
+        self._zh: Any = None
+        self.tagger = TopicTagger(topics or {})
+        self._cache: OrderedDict[tuple[str, str], TextReading] = OrderedDict()
         self._cache_size = cache_size
         self.hits = 0
         self.misses = 0
 
-    def _compute(self, text: str, lang: str) -> float | None:
-        if lang == "en":
-            return float(self._vader.polarity_scores(text)["compound"])
-        if lang == "zh":
-            if self._snownlp is None:
+    def _zh_score(self, text: str) -> float:
+        if self._zh is None:
+            if self._chinese == "snownlp":
                 from snownlp import SnowNLP
 
-                self._snownlp = SnowNLP
-            # SnowNLP gives P(positive) in 0..1; 2p - 1 puts it on VADER's -1..1 scale.
-            p = float(self._snownlp(text).sentiments)
-            return max(-1.0, min(1.0, 2.0 * p - 1.0))
-        return None
+                # P(positive) in 0..1 put on -1..1 as 2p - 1 (uncalibrated: the reason
+                # it was replaced, docs/scoring.md "Feedback text")
+                self._zh = lambda t: max(-1.0, min(1.0, 2.0 * float(SnowNLP(t).sentiments) - 1))
+            else:
+                from cxpulse.streams.zh_sentiment import ChineseLexiconSentiment
 
-    def score(self, text: str, language: str | None = None) -> float | None:
+                self._zh = ChineseLexiconSentiment().score
+        return float(self._zh(text))
+
+    def _en_score(self, text: str) -> float:
+        return float(self._vader.polarity_scores(text)["compound"])
+
+    def _compute(self, text: str, lang: str) -> TextReading:
+        if lang == "en":
+            score = self._en_score
+        elif lang == "zh":
+            score = self._zh_score
+        else:
+            return NO_READING
+        compound = score(text)
+        if not self.tagger:
+            return TextReading(compound)
+        topics = self.tagger.read(text, lang, compound, score)
+        return TextReading(compound, topics.topics, topics.aspects)
+
+    def analyze(self, text: str, language: str | None = None) -> TextReading:
+        """Compound sentiment, topics and aspect sentiment of one text (cached)."""
         text = text.strip()
         if not text:
-            return None
+            return NO_READING
         lang = _base(language) if language else detect_language(text)
         if lang == "en" and _CJK.search(text):
             lang = "zh"  # a mislabelled Chinese text would read as neutral English
@@ -101,8 +150,21 @@ class DefaultSentimentAnalyzer:
             cache.popitem(last=False)
         return value
 
+    def score(self, text: str, language: str | None = None) -> float | None:
+        return self.analyze(text, language).compound
+
     def score_many(self, items: Sequence[tuple[str, str | None]]) -> list[float | None]:
-        return [self.score(text, lang) for text, lang in items]
+        return [self.analyze(text, lang).compound for text, lang in items]
+
+    def analyze_many(
+        self, items: Sequence[tuple[str, str | None]]
+    ) -> list[tuple[float | None, tuple[str, ...]]]:
+        """(compound, topics) of each text: what the worker stores per moment."""
+        out = []
+        for text, lang in items:
+            r = self.analyze(text, lang)
+            out.append((r.compound, r.topics))
+        return out
 
 
 def sentiments_for(
@@ -128,13 +190,23 @@ def feedback_items(events: Iterable[Event]) -> tuple[list[UUID], list[tuple[str,
 
 
 _IN_CHILD: DefaultSentimentAnalyzer | None = None
+_CHILD_TOPICS: dict[str, Any] = {}
 
 
-def _score_in_child(items: Sequence[tuple[str, str | None]]) -> list[float | None]:
+def _init_child(topics: dict[str, Any], parent: int) -> None:
+    """The child's initializer: the topics it tags with, and its end with the worker."""
+    global _CHILD_TOPICS
+    _CHILD_TOPICS = topics
+    _exit_with_parent(parent)
+
+
+def _score_in_child(
+    items: Sequence[tuple[str, str | None]],
+) -> list[tuple[float | None, tuple[str, ...]]]:
     global _IN_CHILD
     if _IN_CHILD is None:
-        _IN_CHILD = DefaultSentimentAnalyzer()
-    return _IN_CHILD.score_many(items)
+        _IN_CHILD = DefaultSentimentAnalyzer(topics=_CHILD_TOPICS)
+    return _IN_CHILD.analyze_many(items)
 
 
 #: How often the child checks that the worker that started it is still there.
@@ -142,11 +214,11 @@ PARENT_CHECK_SECONDS = 0.5
 
 
 def _exit_with_parent(parent: int) -> None:
-    """The child's initializer: end the child once its worker is gone.
+    """End the child once its worker is gone.
 
     A worker that ends without closing the pool (SIGKILL, an OOM kill, a crash) would
-    otherwise leave the child waiting on its call queue for ever, with SnowNLP's
-    ~400 MiB: the child holds both ends of that queue, so it never sees the worker's end
+    otherwise leave the child waiting on its call queue for ever, with its models in
+    memory: the child holds both ends of that queue, so it never sees the worker's end
     close. Orphaned, it is adopted by another process, which ``os.getppid`` shows.
     """
 
@@ -168,14 +240,15 @@ class SentimentProcess:
     """``DefaultSentimentAnalyzer`` in one child process (spawned: a clean interpreter,
     not a fork of a process with threads). ``executor`` is what ``run_in_executor``
     takes; the child loads its models on the first call (``warm_up``), and ends by itself
-    when the worker does, however the worker ended (``_exit_with_parent``)."""
+    when the worker does, however the worker ended (``_init_child``). ``topics``: the
+    model's ``feedback.topics`` as plain dicts (what the child tags with)."""
 
-    def __init__(self) -> None:
+    def __init__(self, topics: Mapping[str, Any] | None = None) -> None:
         self.executor = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_exit_with_parent,
-            initargs=(os.getpid(),),
+            initializer=_init_child,
+            initargs=(dict(topics or {}), os.getpid()),
         )
 
     def warm_up(self) -> Any:
@@ -183,8 +256,10 @@ class SentimentProcess:
         return self.executor.submit(_warm_up_in_child)
 
     @staticmethod
-    def score_many(items: Sequence[tuple[str, str | None]]) -> list[float | None]:
-        """Runs in the child (submit it to ``executor``)."""
+    def analyze_many(
+        items: Sequence[tuple[str, str | None]],
+    ) -> list[tuple[float | None, tuple[str, ...]]]:
+        """Runs in the child (submit it to ``executor``): (compound, topics) per text."""
         return _score_in_child(items)
 
     def pids(self) -> list[int]:

@@ -106,6 +106,24 @@ class Settings(BaseSettings):
         description="bearer token POST /events requires (16+ characters, never printed); "
         "unset = none, allowed on a loopback address only",
     )
+    api_token: SecretStr | None = Field(
+        None,
+        description="bearer token of the worker's /api/cases and /console (16+ characters, "
+        "never printed); unset = those pages refuse every request",
+    )
+    cases_check_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="how often a worker looks for overdue and expired cases of its partitions",
+    )
+    cases_answer_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="how long POST /api/cases/.../ack or /resolve waits for the case to "
+        "change before answering 504",
+    )
     ingest_max_body_bytes: int = Field(
         5 * 1024 * 1024,
         ge=1024,
@@ -342,7 +360,7 @@ class Settings(BaseSettings):
                 ) from None
         return v
 
-    @field_validator("ingest_token")
+    @field_validator("ingest_token", "api_token")
     @classmethod
     def _ingest_token_form(cls, v: SecretStr | None) -> SecretStr | None:
         if v is None or not v.get_secret_value():
@@ -381,7 +399,13 @@ class KafkaSecurityError(ValueError):
 
 
 #: Settings whose value is never quoted in an error message.
-_SECRET_FIELDS = {"clickhouse_password", "webhook_secret", "ingest_token", "kafka_sasl_password"}
+_SECRET_FIELDS = {
+    "clickhouse_password",
+    "webhook_secret",
+    "ingest_token",
+    "api_token",
+    "kafka_sasl_password",
+}
 
 
 def load_settings(**overrides: object) -> Settings:

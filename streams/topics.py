@@ -60,6 +60,19 @@ def alerts(s: Settings) -> str:
     return f"{s.topic_prefix}.alerts"
 
 
+def cases(s: Settings) -> str:
+    """Case changes (schemas/cases.py ``CaseChange``, JSON), keyed by case_id; compacted,
+    so it keeps every case's latest change: what each worker's case view reads."""
+    return f"{s.topic_prefix}.cases"
+
+
+def case_commands(s: Settings) -> str:
+    """Commands on cases (ack, resolve, escalate, expire; ``CaseCommand``, JSON), keyed
+    like the alerts (customer id or instance), so the worker owning the case applies
+    them."""
+    return f"{s.topic_prefix}.case-commands"
+
+
 def all_topics(s: Settings, table_names: list[str] | None = None) -> list[TopicSpec]:
     """Every topic cxpulse uses, including Faust table changelogs, with explicit configs."""
     week = str(7 * 24 * 3600 * 1000)
@@ -72,6 +85,8 @@ def all_topics(s: Settings, table_names: list[str] | None = None) -> list[TopicS
         TopicSpec(moments(s), s.partitions, {"retention.ms": week}, "moment rows"),
         TopicSpec(scores(s), s.partitions, {"retention.ms": week}, "score rows"),
         TopicSpec(alerts(s), s.partitions, {"retention.ms": month}, "alerts"),
+        TopicSpec(cases(s), s.partitions, {"cleanup.policy": "compact"}, "case changes"),
+        TopicSpec(case_commands(s), s.partitions, {"retention.ms": month}, "case commands"),
     ]
     for table in table_names or []:
         specs.append(

@@ -1,8 +1,9 @@
-"""The worker's HTTP pages: Prometheus /metrics, /livez, /readyz, /healthz, and
-loopback-only /query."""
+"""The worker's HTTP pages: Prometheus /metrics, /livez, /readyz, /healthz,
+loopback-only /query, and the cases API under /api/cases (``register_cases``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -208,6 +209,110 @@ def register(rt: Runtime) -> None:
             return self.bytes(text.encode(), content_type="application/json", status=status)
 
     app.page("/query")(QueryView)
+
+
+#: Seconds between the comment lines that keep an idle Server-Sent Events stream open.
+SSE_KEEPALIVE_SECONDS = 15.0
+
+
+def _json(view: Any, body: dict[str, Any], status: int) -> Any:
+    text = json.dumps(body, default=str)
+    return view.bytes(text.encode(), content_type="application/json", status=status)
+
+
+def register_cases(rt: Runtime) -> None:
+    """The cases API (``cxpulse.streams.cases.api``, docs/cases.md): list, show, ack,
+    resolve, and the Server-Sent Events stream of case changes."""
+    from aiohttp import web as aioweb
+
+    from cxpulse.schemas.cases import CaseCommand
+    from cxpulse.streams.cases import api
+
+    app, feed, section = rt.app, rt.case_feed, rt.model.cases
+    token = rt.settings.api_token
+
+    async def send(command: CaseCommand) -> None:
+        assert rt.case_commands is not None
+        await rt.case_commands.send(key=command.subject.encode(), value=command.to_json_bytes())
+
+    class CasesView(faust.web.View):
+        async def get(self, request: Any) -> Any:
+            refused = api.authorize(token, request.headers, request.query)
+            if refused is not None:
+                return _json(self, *refused)
+            return _json(self, *api.list_answer(feed, request.query))
+
+    class CaseEventsView(faust.web.View):
+        """``event: case`` with the case's JSON on every change; a comment line every
+        15 s keeps the connection open through proxies."""
+
+        async def get(self, request: Any) -> Any:
+            refused = api.authorize(token, request.headers, request.query, allow_query=True)
+            if refused is not None:
+                return _json(self, *refused)
+            response = aioweb.StreamResponse(
+                headers={
+                    "Content-Type": "text/event-stream",
+                    "Cache-Control": "no-cache",
+                    "X-Accel-Buffering": "no",
+                }
+            )
+            await response.prepare(request)
+            await response.write(b": cxpulse case changes\n\n")
+            async with feed.subscribe() as queue:
+                while True:
+                    try:
+                        case = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_SECONDS)
+                    except TimeoutError:
+                        chunk = b": keep-alive\n\n"
+                    else:
+                        if case is None:  # the worker is stopping
+                            break
+                        chunk = b"event: case\ndata: " + case.model_dump_json().encode() + b"\n\n"
+                    try:
+                        await response.write(chunk)
+                    except (ConnectionError, RuntimeError):
+                        break
+            return response
+
+    class CaseView(faust.web.View):
+        async def get(self, request: Any, case_id: str) -> Any:
+            refused = api.authorize(token, request.headers, request.query)
+            if refused is not None:
+                return _json(self, *refused)
+            return _json(self, *api.show_answer(feed, case_id))
+
+    def command_view(command: str) -> type[faust.web.View]:
+        class CommandView(faust.web.View):
+            async def post(self, request: Any, case_id: str) -> Any:
+                refused = api.authorize(token, request.headers, request.query)
+                if refused is not None:
+                    return _json(self, *refused)
+                body = await request.content.read(api.MAX_BODY + 1)
+                answer = await api.command_answer(
+                    feed,
+                    section,
+                    send,
+                    case_id,
+                    command,
+                    body,
+                    rt.settings.cases_answer_seconds,
+                )
+                return _json(self, *answer)
+
+        CommandView.__name__ = f"Case{command.title()}View"
+        return CommandView
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def end_case_streams(app: Any, **kwargs: Any) -> None:
+        feed.close()  # open streams end, so the web server stops at once
+
+    # /events before /{case_id}: routes match in the order they are added.
+    app.page("/api/cases/events")(CaseEventsView)
+    app.page("/api/cases")(CasesView)
+    app.page("/api/cases/{case_id}")(CaseView)
+    app.page("/api/cases/{case_id}/ack")(command_view("ack"))
+    app.page("/api/cases/{case_id}/resolve")(command_view("resolve"))
 
 
 def _local_port(request: Any) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cxpulse.streams.broker import EmbeddedBroker
+from cxpulse.streams.dev.broker import EmbeddedBroker
 
 
 @pytest.fixture(scope="session")

@@ -1,17 +1,22 @@
 """Score customers: the customer-state table and the rows of what each event did.
 
 Each message on the events topic is a batch of one partition's trusted records; the
-agent takes several at once and scores each customer of a message on its own. Feedback
-text is scored in a thread pool first: Chinese sentiment costs ~0.5 ms a text and must
-not stall the event loop. The rows of moments, moment_factors and customer_scores go
-straight to the sink, and the new states to the changelog, at checkpoints
-(streams/pipeline/checkpoint.py): rows durable first, then the states that mark their
-events done, then the offsets. Alerts leave at once on cx.alerts (their ids are
-deterministic: a replay repeats an alert, it never makes a second one).
+agent takes several at once (up to ``BATCH_MESSAGES``) and scores each customer of the
+take once, all its events of the take together: the work done per customer (its state
+opened and closed, the sub-scores, the rule checks' bookkeeping, the score update and
+its row, the changelog record) is then paid once per take, not once per message, which
+under load is most of what an event costs. Feedback text is analysed first, a take at a
+time, in the sentiment process (a child of the worker: its models and CPU stay off the
+event loop): its sentiment and the model's feedback topics it names
+(``moments.topics``); events without text never reach it. The rows of moments,
+moment_factors and customer_scores go straight to the sink, and the new states to the
+changelog, at checkpoints (streams/pipeline/checkpoint.py): rows durable first, then the
+states that mark their events done, then the offsets. Alerts leave at once on cx.alerts
+(their ids are deterministic: a replay repeats an alert, it never makes a second one).
 
-Each customer of a batch is scored on its own: when the core raises for one customer (a
+Each customer of a take is scored on its own: when the core raises for one customer (a
 bug, a state it cannot handle), that customer's events go to the dead-letter topic with
-the reason ``scoring failed: ...`` and their position in the envelope, and the other
+the reason ``scoring failed: ...`` and their position in their envelope, and the other
 customers go on.
 """
 
@@ -22,7 +27,7 @@ import gc
 import logging
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -90,15 +95,25 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         help="customer_id -> CustomerState (experience score, episodes, alert memory)",
         **table_store(rt.settings),
     )
-    # Feedback sentiment: in a child process by default (cxpulse.streams.sentiment), on a thread
-    # when an analyzer is given (tests).
-    child = SentimentProcess() if analyzer is None else None
+    # Feedback sentiment and topics: in a child process by default (cxpulse.streams.sentiment),
+    # on a thread when an analyzer is given (tests).
+    topics = {name: t.model_dump() for name, t in rt.model.feedback.topics.items()}
+    child = SentimentProcess(topics) if analyzer is None else None
     executor: Any = (
         child.executor
         if child is not None
         else ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxpulse-sentiment")
     )
-    score_many = child.score_many if child is not None else analyzer.score_many  # type: ignore[union-attr]
+    analyze_many: Any
+    if child is not None:
+        analyze_many = child.analyze_many
+    elif hasattr(analyzer, "analyze_many"):
+        analyze_many = analyzer.analyze_many  # type: ignore[union-attr]
+    else:  # an analyzer of sentiment only: no topics
+
+        def analyze_many(items: Any) -> list[tuple[float | None, tuple[str, ...]]]:
+            return [(s, ()) for s in analyzer.score_many(items)]  # type: ignore[union-attr]
+
     not_started = [True]
 
     @rt.app.on_partitions_revoked.connect
@@ -122,21 +137,26 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
 
     sample = random.Random(0)
 
-    async def score_texts(events: list[Event]) -> dict[Any, float | None]:
+    async def score_texts(
+        events: list[Event],
+    ) -> tuple[dict[Any, float | None], dict[Any, tuple[str, ...]]]:
+        """Sentiment and topics of the events' feedback texts, keyed by event id."""
         ids, items = feedback_items(events)
         if not items:
-            return {}
+            return {}, {}
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        scores = await loop.run_in_executor(executor, score_many, items)
+        read = await loop.run_in_executor(executor, analyze_many, items)
         metrics.SENTIMENT_SECONDS.observe(time.perf_counter() - started)
-        return dict(zip(ids, scores, strict=True))
+        sentiments = {i: r[0] for i, r in zip(ids, read, strict=True)}
+        return sentiments, {i: r[1] for i, r in zip(ids, read, strict=True) if r[1]}
 
     def score_customer(
         customer_id: str,
         batch: list[Event],
         now: datetime,
         sentiments: dict[Any, float | None],
+        topics: dict[Any, tuple[str, ...]],
     ) -> tuple[
         int, tuple[CustomerState, list[Moment], ScoreUpdate, list[Alert], int | None] | None
     ]:
@@ -144,7 +164,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         new state, the fresh moments, the score update, the alerts and a sampled state
         size. The state is not recorded here: see the agent."""
         before = checkpoints.get(customer_id.encode())
-        after, produced = apply_events(before, batch, rt.model, now, sentiments)
+        after, produced = apply_events(before, batch, rt.model, now, sentiments, topics)
         fresh = [m for m in produced if m is not None]
         duplicates = len(produced) - len(fresh)
         if not fresh:
@@ -163,37 +183,49 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         size = len(customer_codec.encode(state)) if sample.random() < STATE_SAMPLE else None
         return duplicates, (state, fresh, update, alerts, size)
 
-    async def handle(message: Any) -> None:
-        """One batch message of cx.events: each customer scored on its own, its rows and
-        new state recorded in the current checkpoint, its alerts sent."""
-        events, rejected = decode_events(message.value)
-        if rejected:  # validated upstream, yet not readable now (another version?)
-            for r in rejected:
-                metrics.EVENTS_INVALID.labels(r.kind).inc()
-                log.warning("unreadable event on the events topic: %s", r.reason)
-            await dead_letter(rt, message, rejected)
+    async def handle(take: list[Any]) -> None:
+        """A take of cx.events batch messages: each customer's events across the whole
+        take scored at once (one state, one score update and one set of rule checks per
+        customer, however many messages its events came in), its rows and new state
+        recorded in the current checkpoint, its alerts sent."""
+        started = time.perf_counter()
+        events: list[Event] = []
+        origin: dict[int, Any] = {}  # id(event) -> the message it came in
+        where: dict[int, int] = {}  # id(event) -> its position in that message
+        for message in take:
+            decoded, rejected = decode_events(message.value)
+            if rejected:  # validated upstream, yet not readable now (another version?)
+                for r in rejected:
+                    metrics.EVENTS_INVALID.labels(r.kind).inc()
+                    log.warning("unreadable event on the events topic: %s", r.reason)
+                await dead_letter(rt, message, rejected)
+            where.update(positions(decoded, rejected))
+            for event in decoded:
+                origin[id(event)] = message
+            events += decoded
         if not events:
             return
-        started = time.perf_counter()
-        sentiments = await score_texts(events)
-        where = positions(events, rejected)
+        sentiments, topics = await score_texts(events)
         by_customer: dict[str, list[Event]] = defaultdict(list)
         for event in events:
             by_customer[event.customer_id].append(event)
         now = datetime.now(UTC)
-        partition = message.message.partition
-        raised: list[Alert] = []
         updates = 0
+        moments_by_channel: Counter[str] = Counter()
+        late = duplicates = 0
         for customer_id, batch in by_customer.items():
             try:
-                duplicates, scored = score_customer(customer_id, batch, now, sentiments)
+                seen_twice, scored = score_customer(customer_id, batch, now, sentiments, topics)
             except Exception as exc:
-                # One customer's failure must not drop the envelope: its events are set
-                # aside, the other customers go on.
+                # One customer's failure must not drop the take: its events are set
+                # aside (each with its own message's position), the other customers go on.
                 subject = f"customer {customer_id}"
-                await set_aside(rt, message, batch, where, exc, step="scoring", subject=subject)
+                for message, theirs in _by_message(batch, origin):
+                    await set_aside(
+                        rt, message, theirs, where, exc, step="scoring", subject=subject
+                    )
                 continue
-            metrics.DUPLICATE_EVENTS.inc(duplicates)
+            duplicates += seen_twice
             if scored is None:
                 continue
             state, fresh, update, alerts, size = scored
@@ -203,17 +235,23 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             score = [score_row(update)]
             checkpoints.add_rows("customer_scores", score)
             checkpoints.add_rows("score_history", score)
-            checkpoints.set(customer_id.encode(), partition, state)
-            raised.extend(alerts)
+            # A customer's events all come from one partition (the events topic is keyed
+            # by customer_id): its state belongs to that partition's changelog.
+            last = origin[id(batch[-1])]
+            checkpoints.set(customer_id.encode(), last.message.partition, state)
+            if alerts:
+                await send_alerts(rt, alerts, record_time(last))
             updates += 1
             metrics.SCORE.observe(update.score)
             if size is not None:
                 metrics.STATE_BYTES.observe(size)
             for moment in fresh:
-                metrics.MOMENTS.labels(moment.channel).inc()
-                if moment.late:
-                    metrics.LATE_EVENTS.inc()
-        await send_alerts(rt, raised, record_time(message))
+                moments_by_channel[moment.channel] += 1
+                late += moment.late
+        for channel, n in moments_by_channel.items():
+            metrics.MOMENTS.labels(channel).inc(n)
+        metrics.LATE_EVENTS.inc(late)
+        metrics.DUPLICATE_EVENTS.inc(duplicates)
         metrics.SCORE_UPDATES.inc(updates)
         metrics.BATCH_SECONDS.labels("experience").observe(time.perf_counter() - started)
 
@@ -235,8 +273,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             async for batch in durable_batches(
                 stream, BATCH_MESSAGES, WITHIN_SECONDS, ack=False, idle=True
             ):
+                await handle(batch)
                 for message in batch:
-                    await handle(message)
                     checkpoints.done(message)
                 await checkpoints.maybe_cut()
         except BaseException:
@@ -244,3 +282,12 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             raise
 
     return customers
+
+
+def _by_message(batch: list[Event], origin: dict[int, Any]) -> list[tuple[Any, list[Event]]]:
+    """``batch`` split by the message each event came in, in the order of arrival."""
+    groups: dict[int, tuple[Any, list[Event]]] = {}
+    for event in batch:
+        message = origin[id(event)]
+        groups.setdefault(id(message), (message, []))[1].append(event)
+    return list(groups.values())

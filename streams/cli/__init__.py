@@ -17,7 +17,18 @@ import sys
 
 import click
 
-from cxpulse.streams.cli import alerts, broker, demo, ingest, model, publish, query, worker
+from cxpulse.streams.cli import (
+    alerts,
+    broker,
+    cases,
+    demo,
+    drivers,
+    ingest,
+    model,
+    publish,
+    query,
+    worker,
+)
 from cxpulse.streams.settings import ConfigError
 
 
@@ -47,7 +58,9 @@ COMMANDS: list[click.Command] = [
     publish.publish,
     ingest.ingest,
     query.query,
+    drivers.drivers,
     alerts.alerts,
+    cases.cases,
     model.model,
     demo.demo,
 ]
@@ -56,7 +69,7 @@ for command in COMMANDS:
 
 
 def _add_plugins() -> None:
-    from cxpulse.streams.simulate.runner import add_simulate_command
+    from cxpulse.streams.dev.simulate.runner import add_simulate_command
 
     add_simulate_command(cli)
 
@@ -73,12 +86,12 @@ WORKER_EXTRA_MODULES = frozenset(
         "chdb",
         "clickhouse_driver",
         "faust",
+        "jieba",
         "mode",
         "msgspec",
         "prometheus_client",
         "pyarrow",
         "rocksdict",
-        "snownlp",
         "tenacity",
         "vaderSentiment",
     }

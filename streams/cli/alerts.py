@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cxpulse.schemas.alerts import RULES, SEVERITIES
+from cxpulse.schemas.alerts import ALERT_RULES, SEVERITIES
 from cxpulse.streams.cli.common import settings_from
 
 
@@ -14,7 +14,7 @@ from cxpulse.streams.cli.common import settings_from
     "--from-beginning", is_flag=True, help="with --follow: start with the alerts already sent"
 )
 @click.option("--severity", "-s", multiple=True, type=click.Choice(SEVERITIES), help="repeatable")
-@click.option("--rule", "-r", multiple=True, type=click.Choice(RULES), help="repeatable")
+@click.option("--rule", "-r", multiple=True, type=click.Choice(ALERT_RULES), help="repeatable")
 @click.option(
     "--channel", "-c", multiple=True, help="web, app, call_center, store, atm; repeatable"
 )

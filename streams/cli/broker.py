@@ -11,6 +11,6 @@ import click
 @click.option("--log-dir", default="./var/logs", show_default=True, help="where the log goes")
 def broker(host: str, port: int, log_dir: str) -> None:
     """Run the bundled Kafka-protocol broker (tansu, in-memory storage) until Ctrl-C."""
-    from cxpulse.streams.broker import run_broker_forever
+    from cxpulse.streams.dev.broker import run_broker_forever
 
     run_broker_forever(host, port, log_dir)

@@ -21,6 +21,6 @@ def demo(data_dir: str, customers: int, seed: int, live: int, timeout: float) ->
     and a call-center backlog are published; warning and critical alerts show as they
     fire; then a report from ClickHouse (emotion map, worst touchpoints, scores, alerts by
     rule, dead letters with their reasons, one customer's score story)."""
-    from cxpulse.streams.demo import run_demo
+    from cxpulse.streams.dev.demo import run_demo
 
     sys.exit(run_demo(data_dir, timeout, customers=customers, seed=seed, live=live))

@@ -195,6 +195,7 @@ def _apply(
     p: _Params,
     now_s: int,
     sentiment: float | None,
+    topics: tuple[str, ...] = (),
 ) -> Moment | None:
     h = dedup.id_hash(ev.event_id)
     if h in w.seen:
@@ -233,6 +234,7 @@ def _apply(
             late=late,
             fallback=fallback,
             score_after=score_after,
+            topics=topics,
         )
 
     if late:
@@ -339,9 +341,12 @@ def apply_events(
     model: ExperienceModel,
     now: datetime,
     sentiments: Sentiments | None = None,
+    topics: Mapping[UUID, tuple[str, ...]] | None = None,
 ) -> tuple[CustomerState, list[Moment | None]]:
     """Apply one customer's batch: one state out, so the stream writes the table once per
-    touched key per batch. ``sentiments`` is parallel to ``events`` or keyed by event id.
+    touched key per batch. ``sentiments`` is parallel to ``events`` or keyed by event id;
+    ``topics`` (keyed by event id) are the topics of the events' feedback text, kept on
+    their moments (a batch without text passes none and pays nothing for them).
 
     Events are applied in event-time order (ties by id), which keeps as few as possible of
     them late; the moments are returned in the order of ``events`` (None for duplicates).
@@ -376,7 +381,10 @@ def apply_events(
                 f"batch mixes customers {w.customer_id!r} and {ev.customer_id!r}: "
                 "apply one customer's events at a time"
             )
-        out[i] = _apply(w, ev, model, p, now_s, sent[i])
+        if topics:
+            out[i] = _apply(w, ev, model, p, now_s, sent[i], topics.get(ev.event_id, ()))
+        else:
+            out[i] = _apply(w, ev, model, p, now_s, sent[i])
     return _close(w, p), out
 
 

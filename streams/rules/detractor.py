@@ -1,10 +1,13 @@
 """detractor: the customer said so: NPS at most ``alerts.detractor.nps_at_most``, CSAT at
 most ``csat_at_most``, or the sentiment of their words at most ``sentiment_at_most``.
 
-The alert names the feedback's topic (the event's intent) and its sentiment, not the
-customer's words, unless the batch quotes feedback (``include_feedback_text`` of
-``customer_alerts``, ``CXPULSE_ALERTS_INCLUDE_FEEDBACK_TEXT``): alerts travel further
-(webhooks, chat channels, tickets) than the tables that keep the text.
+The alert names what the feedback is about and its sentiment, not the customer's words:
+the topics its text names (``moments.topics``: "negative feedback about card blocked and
+wait on phone"), else the event's intent; unless the batch quotes feedback
+(``include_feedback_text`` of ``customer_alerts``, ``CXPULSE_ALERTS_INCLUDE_FEEDBACK_TEXT``):
+alerts travel further (webhooks, chat channels, tickets) than the tables that keep the
+text. A survey answer that fires it names the text's topics too ("NPS 3, feedback about
+fees").
 """
 
 from __future__ import annotations
@@ -29,17 +32,22 @@ class Detractor:
         if fb is not None and fb.csat is not None and fb.csat <= r.csat_at_most:
             parts.append(f"CSAT {fb.csat}")
             readings.append((fb.csat - 1) * 2.5)
+        topics = " and ".join(humane(t) for t in m.topics)
         if m.sentiment is not None and m.sentiment <= r.sentiment_at_most:
             quote = at.batch.quote_feedback
             text = one_line(fb.text, 80) if quote and fb is not None and fb.text else ""
             if text:
                 parts.append(f'said "{text}"')
             else:  # the topic and how negative, never the words (they stay in moments)
-                about = f" about {humane(m.intent)}" if m.intent else ""
+                subject = topics or (humane(m.intent) if m.intent else "")
+                about = f" about {subject}" if subject else ""
                 parts.append(f"negative feedback{about} (sentiment {m.sentiment:.2f})")
+                topics = ""  # named
             readings.append(5 + 5 * m.sentiment)
         if not parts:
             return None
+        if topics:  # a survey answer (or a quoted text) of a moment whose text names topics
+            parts.append(f"feedback about {topics}")
         magnitude = round(10 - min(readings), 2)
         return Hit(
             rule=self.name,

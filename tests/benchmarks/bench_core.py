@@ -126,7 +126,7 @@ def test_state_bytes_after_50_events(benchmark: Any, label: str, spacing_min: fl
 def simulated_messages(events: int = 3000, customers: int = 400) -> list[list[list[Any]]]:
     """Simulated traffic as the experience agent sees it: messages of 500 events, each
     grouped by customer (deterministic: fixed seed and start)."""
-    from cxpulse.streams.simulate import generate
+    from cxpulse.streams.dev.simulate import generate
 
     start = datetime(2025, 3, 3, tzinfo=UTC)
     evs = [

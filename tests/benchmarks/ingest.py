@@ -100,7 +100,7 @@ async def post_all(port: int, bodies: list[bytes], connections: int) -> float:
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from cxpulse.streams.broker import EmbeddedBroker, free_port
+    from cxpulse.streams.dev.broker import EmbeddedBroker, free_port
     from cxpulse.streams.settings import load_settings
 
     events = make_events(args.events, args.customers, args.seed)

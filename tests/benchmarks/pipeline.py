@@ -177,7 +177,7 @@ def make_events(n: int, customers: int, seed: int) -> list[dict[str, Any]]:
     """N simulated events: all five channels, English and Chinese feedback, ``customers``
     customers. Deterministic for a seed; the clock starts a week before today (UTC
     midnight), so events lie in the past, as the worker expects."""
-    from cxpulse.streams.simulate import generate
+    from cxpulse.streams.dev.simulate import generate
 
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return list(generate(customers, seed, events=n, start=today - timedelta(days=7)))
@@ -366,14 +366,16 @@ def replay_worker_work(
     raw_messages: list[bytes], partitions: int, sentiments: dict[Any, float | None]
 ) -> WorkTimes:
     """What the worker's agents compute for these messages, without Kafka or ClickHouse:
-    validate (decode, route, encode records per partition), experience (decode, group by
-    customer, ``apply_events``, alert rules, score update, the moment and score rows; at
+    validate (decode, route, encode records per partition), experience (decode takes of
+    ``BATCH_MESSAGES`` messages, as the agent takes them from a backlog, group by customer,
+    ``apply_events``, alert rules, score update, the moment and score rows; at
     each checkpoint of ``CHECKPOINT_ROWS`` rows, the changelog record of every customer
     changed since the last one, as ``cxpulse.streams.pipeline.checkpoint`` writes them), touchpoint
     health, and the events sink's row building. Sentiment is precomputed (it is measured
     on its own)."""
     from cxpulse.schemas.rows import event_row
     from cxpulse.schemas.score_rows import score_row
+    from cxpulse.streams.agents.experience import BATCH_MESSAGES
     from cxpulse.streams.core import apply_events, score_update
     from cxpulse.streams.model_check import load_model
     from cxpulse.streams.pipeline.records import decode_events, encode_events
@@ -401,46 +403,54 @@ def replay_worker_work(
         dirty.clear()
         st["experience: changelog at checkpoints"] += clock() - t
 
+    event_msgs: list[tuple[int, bytes]] = []
+    health_msgs: list[bytes] = []
     for offset, raw in enumerate(raw_messages):
         t = clock()
         routed = route([(Source("raw", 0, offset), raw)], partitions)
         st["validate: decode + route"] += clock() - t
         t = clock()
-        event_msgs = [encode_events(c) for evs in routed.by_partition.values() for c in chunks(evs)]
-        health_msgs = [
+        event_msgs += [
+            (offset, encode_events(c)) for evs in routed.by_partition.values() for c in chunks(evs)
+        ]
+        health_msgs += [
             encode_events(c) for evs in routed.by_health_partition.values() for c in chunks(evs)
         ]
         st["validate: encode batches"] += clock() - t
-        for msg in event_msgs:
-            t = clock()
-            events, _ = decode_events(msg)
-            st["experience: decode"] += clock() - t
-            t = clock()
-            by_customer: dict[str, list[Any]] = defaultdict(list)
-            for event in events:
-                by_customer[event.customer_id].append(event)
-            rows: list[Any] = []
-            for customer_id, batch in by_customer.items():
-                before = customers.get(customer_id)
-                a = clock()
-                after, produced = apply_events(before, batch, model, now, sentiments)
-                out.apply_events += clock() - a
-                fresh = [m for m in produced if m is not None]
-                if not fresh:
-                    continue
-                state, _alerts = customer_alerts(before, after, batch, produced, model, now)
-                customers[customer_id] = state
-                dirty.add(customer_id)
-                moment_rows, factor_rows = moment_rows_of(fresh)
-                rows += moment_rows
-                rows += factor_rows
-                rows.append(score_row(score_update(state)))
-            st["experience: core + alerts + rows"] += clock() - t
-            out.rows += len(rows)
-            pending_rows += len(rows)
-            if pending_rows >= CHECKPOINT_ROWS:
-                checkpoint()
-                pending_rows = 0
+    # The experience agent takes up to BATCH_MESSAGES messages at once when a backlog is
+    # waiting, as here, and scores each customer of the take once.
+    for first in range(0, len(event_msgs), BATCH_MESSAGES):
+        take = event_msgs[first : first + BATCH_MESSAGES]
+        t = clock()
+        events = [e for _, msg in take for e in decode_events(msg)[0]]
+        st["experience: decode"] += clock() - t
+        t = clock()
+        by_customer: dict[str, list[Any]] = defaultdict(list)
+        for event in events:
+            by_customer[event.customer_id].append(event)
+        rows: list[Any] = []
+        for customer_id, batch in by_customer.items():
+            before = customers.get(customer_id)
+            a = clock()
+            after, produced = apply_events(before, batch, model, now, sentiments)
+            out.apply_events += clock() - a
+            fresh = [m for m in produced if m is not None]
+            if not fresh:
+                continue
+            state, _alerts = customer_alerts(before, after, batch, produced, model, now)
+            customers[customer_id] = state
+            dirty.add(customer_id)
+            moment_rows, factor_rows = moment_rows_of(fresh)
+            rows += moment_rows
+            rows += factor_rows
+            rows.append(score_row(score_update(state)))
+        st["experience: core + alerts + rows"] += clock() - t
+        out.rows += len(rows)
+        pending_rows += len(rows)
+        if pending_rows >= CHECKPOINT_ROWS:
+            checkpoint()
+            pending_rows = 0
+        for offset, msg in take:
             t = clock()
             ingested = datetime.now(UTC)
             event_rows = [
@@ -449,17 +459,17 @@ def replay_worker_work(
             ]
             out.rows += len(event_rows)
             st["sink events: decode + rows"] += clock() - t
-        for msg in health_msgs:
-            t = clock()
-            events, _ = decode_events(msg)
-            by_instance: dict[str, list[Any]] = defaultdict(list)
-            for event in events:
-                by_instance[health_key(event)].append(event)
-            for instance, batch in by_instance.items():
-                hstate, _, _ = apply_health(instances.get(instance), batch, model, now)
-                instances[instance] = hstate
-                hstate.to_bytes()
-            st["touchpoint health: decode + apply + changelog"] += clock() - t
+    for msg in health_msgs:
+        t = clock()
+        events, _ = decode_events(msg)
+        by_instance: dict[str, list[Any]] = defaultdict(list)
+        for event in events:
+            by_instance[health_key(event)].append(event)
+        for instance, batch in by_instance.items():
+            hstate, _, _ = apply_health(instances.get(instance), batch, model, now)
+            instances[instance] = hstate
+            hstate.to_bytes()
+        st["touchpoint health: decode + apply + changelog"] += clock() - t
     checkpoint()
     return out
 
@@ -534,7 +544,7 @@ def run_pipeline(
 ) -> PipelineRun:
     """Start a worker on a published backlog; poll its /metrics until all N events are in
     ``touchpoint_events`` and ``moments``."""
-    from cxpulse.streams.demo import WorkerProcess, scrape, sink_rows
+    from cxpulse.streams.dev.demo import WorkerProcess, scrape, sink_rows
 
     worker = WorkerProcess(settings, work / f"worker-{settings.app_id}.log", extra_env)
     run = PipelineRun()
@@ -612,7 +622,7 @@ def run_pipeline(
 
 
 def new_settings(broker_url: str, work: Path, flush: float, partitions: int) -> Any:
-    from cxpulse.streams.demo import free_port
+    from cxpulse.streams.dev.demo import free_port
     from cxpulse.streams.settings import load_settings
 
     name = f"bench{uuid.uuid4().hex[:8]}"
@@ -763,9 +773,9 @@ def latency_events(n: int, seed: int) -> tuple[list[bytes], dict[str, int]]:
     the journeys' intensity scaled so that N events span the 8 hours; they end about now.
     Returns the 500-event messages and each event id's message index."""
     from cxpulse.schemas.events import TouchpointEvent
-    from cxpulse.streams.demo import DEMO_INCIDENTS
-    from cxpulse.streams.simulate.engine import Simulation
-    from cxpulse.streams.simulate.runner import working_day_start
+    from cxpulse.streams.dev.demo import DEMO_INCIDENTS
+    from cxpulse.streams.dev.simulate.engine import Simulation
+    from cxpulse.streams.dev.simulate.runner import working_day_start
 
     hours = timedelta(hours=8)
     start = working_day_start(hours)
@@ -805,7 +815,7 @@ def run_latency(
 
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    from cxpulse.streams.demo import WorkerProcess, scrape, sink_rows
+    from cxpulse.streams.dev.demo import WorkerProcess, scrape, sink_rows
     from cxpulse.streams.topics import alerts, touchpoints
 
     out = LatencyRun(rate=rate, seconds=seconds)
@@ -1151,7 +1161,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from cxpulse.schemas.events import TouchpointEvent
     from cxpulse.streams.admin import ensure_topics
     from cxpulse.streams.app import TABLE_NAMES
-    from cxpulse.streams.broker import EmbeddedBroker
+    from cxpulse.streams.dev.broker import EmbeddedBroker
     from cxpulse.streams.sentiment import DefaultSentimentAnalyzer, sentiments_for
     from cxpulse.streams.topics import TopicSpec, all_topics, touchpoints
 

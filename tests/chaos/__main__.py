@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cxpulse.streams.broker import EmbeddedBroker
+from cxpulse.streams.dev.broker import EmbeddedBroker
 from tests.chaos.harness import Harness, Result
 from tests.chaos.scenarios import SCENARIOS
 

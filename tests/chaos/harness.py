@@ -40,7 +40,7 @@ from typing import Any
 
 from cxpulse.streams.admin import ensure_topics, read_records
 from cxpulse.streams.app import TABLE_NAMES
-from cxpulse.streams.demo import WorkerProcess, free_port, scrape
+from cxpulse.streams.dev.demo import WorkerProcess, free_port, scrape
 from cxpulse.streams.publisher import Publisher
 from cxpulse.streams.settings import Settings, load_settings
 from cxpulse.streams.topics import all_topics

@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import Callable
 
-from cxpulse.streams.demo import WorkerProcess
+from cxpulse.streams.dev.demo import WorkerProcess
 from tests.chaos.harness import Harness, Result, tree_rss_mib
 from tests.chaos.servers import ClickHouseInstance, ServerUnavailable
 
@@ -265,7 +265,7 @@ def broker_restarted(h: Harness, short: bool) -> Result:
     """The bundled broker on persistent storage (tansu's ``s3://`` engine on a local S3
     server) is stopped and started again on the same port while a worker runs and a
     publisher publishes (it retries until the broker is back). The worker reconnects."""
-    from cxpulse.streams.broker import EmbeddedBroker, free_port
+    from cxpulse.streams.dev.broker import EmbeddedBroker, free_port
     from tests.chaos.servers import S3Server
 
     restarts = 1 if short else 3

@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from cxpulse.streams.broker import free_port
+from cxpulse.streams.dev.broker import free_port
 
 CLICKHOUSE_BIN = "/usr/sbin/clickhouse-server"
 CLICKHOUSE_CONFIG = Path("/etc/clickhouse-server/config.xml")

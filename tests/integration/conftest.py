@@ -8,13 +8,18 @@
   Debian's 18.16 with ``deploy/ci/start-clickhouse-server.sh`` and sets
   ``clickhouse://default:@127.0.0.1:9000/cxpulse_test``). Unset: skipped locally, but a
   failure when ``CI`` is set, because CI must never silently skip the server path.
+
+And ``browser``: a headless Chromium (Debian's chromium + chromium-driver, driven by
+selenium) for the web-page tests; skipped locally when absent, a failure in CI.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,3 +83,68 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
         return MemoryBackend()
     return request.getfixturevalue(f"{request.param}_backend")
+
+
+# --- a headless browser ----------------------------------------------------------------
+
+BROWSER_HOWTO = (
+    "apt-get install chromium chromium-driver (or bash .ci/install-tools.sh), "
+    "and pip install selenium (the dev extra)"
+)
+
+
+def require_tool(found: object, how: str) -> None:
+    """Skip locally, fail in CI, with one line saying how to get the missing tool."""
+    if found:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(how, pytrace=False)
+    pytest.skip(how)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """A headless Chromium driven by selenium (a ``selenium.webdriver.Chrome``), fresh for
+    the test: its own profile, so sessionStorage and cookies start empty.
+
+    Debian's ``chromium`` and ``chromium-driver`` (installed by ``.ci/install-tools.sh``),
+    named by path so selenium never tries to download a driver. Missing: the test skips
+    with the how-to locally and fails in CI. On a failure, the page's console messages and
+    its HTML are in the assertion's output only if the test prints them (``page_dump``).
+    """
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        require_tool(None, f"selenium not installed: {BROWSER_HOWTO}")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    require_tool(chromium and driver, f"chromium or chromedriver not found: {BROWSER_HOWTO}")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(chromium)
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",  # CI runs as root, where Chromium's sandbox refuses to start
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,1000",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = Service(executable_path=str(driver), log_output=str(tmp_path / "chromedriver.log"))
+    chrome = webdriver.Chrome(options=options, service=service)
+    try:
+        yield chrome
+    finally:
+        chrome.quit()
+
+
+def page_dump(driver: Any) -> str:
+    """The page's console messages and HTML, for an assertion's message."""
+    try:
+        messages = [f"{m['level']} {m['message']}" for m in driver.get_log("browser")]
+    except Exception as exc:  # a dead browser still deserves a readable failure
+        messages = [f"(no console log: {exc})"]
+    html = driver.page_source if driver.session_id else ""
+    return "console:\n" + "\n".join(messages[-40:]) + "\n\nhtml:\n" + html[-4000:]

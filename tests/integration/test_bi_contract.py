@@ -90,10 +90,11 @@ def _older(spec: TableSpec, drop_last: int, name: str) -> TableSpec:
 
 
 def test_a_table_from_an_older_version_gets_the_new_columns(real_backend: Backend) -> None:
-    """The moments table as it was before ``scored`` (its version column) was added: the
-    worker adds the column at start, and the old rows read its default."""
+    """The moments table as it was before ``scored`` (its version column) and ``topics``
+    were added: the worker adds the columns at start, and the old rows read their
+    defaults."""
     name = f"moments_{uuid.uuid4().hex[:8]}"
-    old = _older(MOMENTS, 1, name)
+    old = _older(MOMENTS, 2, name)
     real_backend.ensure_schema([old])
     event = TouchpointEvent.model_validate(
         {
@@ -109,7 +110,7 @@ def test_a_table_from_an_older_version_gets_the_new_columns(real_backend: Backen
     _, moment = apply_event(None, event, load_model(), datetime(2026, 11, 21, tzinfo=UTC))
     assert moment is not None
     row = moment_rows(moment)[0]
-    real_backend.insert(old, [row[:-1]])
+    real_backend.insert(old, [row[:-2]])
 
     new = dataclasses.replace(MOMENTS, name=name)
     real_backend.ensure_schema([new])
@@ -117,8 +118,8 @@ def test_a_table_from_an_older_version_gets_the_new_columns(real_backend: Backen
     _, described = real_backend.query(f"DESCRIBE TABLE {name}")
     assert [r[0] for r in described] == list(MOMENTS.column_names)
     real_backend.insert(new, [row])  # the new worker's rows fit
-    _, rows = real_backend.query(f"SELECT scored FROM {name} ORDER BY scored")
-    assert [r[0] for r in rows] == [0, 1]  # the old row reads the default
+    _, rows = real_backend.query(f"SELECT scored, topics FROM {name} ORDER BY scored")
+    assert [tuple(r) for r in rows] == [(0, []), (1, [])]  # the old row reads the defaults
 
 
 def test_a_stale_view_is_replaced_and_a_foreign_table_refused(real_backend: Backend) -> None:

@@ -26,7 +26,8 @@ from cxpulse.streams.admin import (
     read_records,
     wait_for_kafka,
 )
-from cxpulse.streams.broker import BrokerError, EmbeddedBroker, free_port
+from cxpulse.streams.dev.broker import BrokerError, EmbeddedBroker, free_port
+from cxpulse.streams.dev.sample_events import sample_events
 from cxpulse.streams.publisher import (
     InputError,
     Publisher,
@@ -34,7 +35,6 @@ from cxpulse.streams.publisher import (
     print_summary,
     publish_source,
 )
-from cxpulse.streams.sample_events import sample_events
 from cxpulse.streams.settings import Settings, load_settings
 from cxpulse.streams.topics import TopicSpec, all_topics
 

@@ -40,6 +40,7 @@ def test_demo_runs_the_story_end_to_end(tmp_path: Path) -> None:
         "alerts by rule",
         "dead letters: invalid input, kept with the reason",
         "dead letters are in ClickHouse",
+        "key drivers: importance learnt from the CSAT answers",
     ):
         assert section in out, section
     assert "ATM-0003" in out  # the injected outage shows up among the worst instances
@@ -56,6 +57,20 @@ def test_demo_runs_the_story_end_to_end(tmp_path: Path) -> None:
         assert reason in out, reason
     # scores move: one customer's trend from score_history, then why it is where it is
     assert re.search(r"its score moved \d+ \(\d\d:\d\d\)( → \d+ \(\d\d:\d\d\))+", out), out
+    # a case: opened by an alert, escalated past its due time, acknowledged and resolved
+    # as recovered, and the recovery moment moves the customer's score
+    cases = out.split("cases: owned, escalated, resolved", 1)[1]
+    assert "private-banking" in cases and "a case_overdue alert on cx.alerts" in cases, cases
+    changes = re.findall(r"v\d+ (\w+) +by ([\w-]+)", cases)
+    assert [c for c, _ in changes if c != "updated"] == [
+        "opened",
+        "escalated",
+        "acknowledged",
+        "resolved",
+    ], cases
+    assert ("resolved", "demo-operator") in changes
+    moved = re.search(r"service-recovery moment; score ([\d.]+) → ([\d.]+)", cases)
+    assert moved and float(moved.group(2)) > float(moved.group(1)), cases
 
     # the closing hint runs as printed (one line, not wrapped), here with the worker gone
     hints = [line.strip() for line in out.splitlines() if "CXPULSE_CLICKHOUSE_URL=" in line]

@@ -28,7 +28,7 @@ import pytest
 
 from cxpulse.schemas.envelope import decode_message
 from cxpulse.streams.admin import read_records
-from cxpulse.streams.broker import EmbeddedBroker, free_port
+from cxpulse.streams.dev.broker import EmbeddedBroker, free_port
 from cxpulse.streams.ingest import IngestServer, serve
 from cxpulse.streams.partitioning import partition_for
 from cxpulse.streams.publisher import validate_event

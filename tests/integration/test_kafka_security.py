@@ -33,8 +33,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from cxpulse.schemas.envelope import decode_message
-from cxpulse.streams.broker import EmbeddedBroker, free_port
-from cxpulse.streams.demo import WorkerProcess, scrape, sink_rows
+from cxpulse.streams.dev.broker import EmbeddedBroker, free_port
+from cxpulse.streams.dev.demo import WorkerProcess, scrape, sink_rows
 from cxpulse.streams.kafka_config import aiokafka_config, kafka_env
 from cxpulse.streams.publisher import Publisher
 from cxpulse.streams.settings import Settings, load_settings

@@ -27,14 +27,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from cxpulse.streams.broker import EmbeddedBroker
+from cxpulse.streams.dev.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPS = ("streams", "schemas", "sinks")
 #: Installed only with the worker extra (pip install 'cxpulse[worker]').
-WORKER_ONLY = ("faust", "aiokafka", "chdb", "clickhouse_driver", "snownlp", "vaderSentiment")
+WORKER_ONLY = ("faust", "aiokafka", "chdb", "clickhouse_driver", "jieba", "vaderSentiment")
 
 
 def _index_reachable() -> bool:
@@ -120,6 +120,7 @@ def test_the_wheel_holds_one_namespace_and_its_data(wheel: Path) -> None:
     assert "cxpulse/__init__.py" in names
     assert "cxpulse/schemas/touchpoint_event.v1.json" in names
     assert "cxpulse/streams/default_model.yaml" in names
+    assert "cxpulse/streams/data/console.html" in names  # GET /console serves it
     (entry_points,) = (n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "cxpulse = cxpulse.streams.cli:main" in text
@@ -140,7 +141,7 @@ import schemas, streams
 own = "schemas"  # the project's schemas package, and its envelope module beside ours
 envelope = importlib.import_module(f"{own}.envelope")
 from cxpulse import Publisher, TouchpointEvent, decode_message, encode_batch, validate_event
-from cxpulse.streams.sample_events import sample_events
+from cxpulse.streams.dev.sample_events import sample_events
 
 event = TouchpointEvent.model_validate(sample_events(seed=1)[0])
 events, rejected = decode_message(encode_batch([event]))
@@ -150,7 +151,7 @@ print(json.dumps({
     "project": [schemas.OWNER, envelope.OWNER, streams.OWNER],
     "publisher": Publisher.__module__,
     "cxpulse": sorted({m.split(".")[1] for m in sys.modules if m.startswith("cxpulse.")}),
-    "heavy": sorted({m.split(".")[0] for m in sys.modules} & {"faust", "chdb", "snownlp"}),
+    "heavy": sorted({m.split(".")[0] for m in sys.modules} & {"faust", "chdb", "jieba"}),
 }))
 """
     out = json.loads(_ok(_run([str(client / "python"), "-c", code], project)))
@@ -180,7 +181,7 @@ def test_client_commands_run_on_the_base_install(
                 str(client / "python"),
                 "-c",
                 "import json\n"
-                "from cxpulse.streams.sample_events import sample_events\n"
+                "from cxpulse.streams.dev.sample_events import sample_events\n"
                 "for e in sample_events(seed=2)[:25]: print(json.dumps(e))\n",
             ],
             project,

@@ -20,7 +20,7 @@ from kafka import KafkaProducer
 
 from cxpulse.streams.admin import ensure_topics, read_records
 from cxpulse.streams.app import TABLE_NAMES
-from cxpulse.streams.demo import WorkerProcess, free_port, scrape, sink_rows
+from cxpulse.streams.dev.demo import WorkerProcess, free_port, scrape, sink_rows
 from cxpulse.streams.pipeline.records import decode_events
 from cxpulse.streams.publisher import Publisher
 from cxpulse.streams.settings import Settings, load_settings
@@ -380,8 +380,8 @@ def test_failed_inserts_are_retried_and_nothing_is_lost(pipeline: Pipeline) -> N
 def test_scores_moments_and_views_land_in_clickhouse(pipeline: Pipeline) -> None:
     from cxpulse.schemas.events import TouchpointEvent
     from cxpulse.streams.core import apply_events
+    from cxpulse.streams.dev.sample_events import sample_events
     from cxpulse.streams.model_check import load_model
-    from cxpulse.streams.sample_events import sample_events
     from cxpulse.streams.sentiment import DefaultSentimentAnalyzer, sentiments_for
 
     now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cxpulse.streams.broker import EmbeddedBroker
+from cxpulse.streams.dev.broker import EmbeddedBroker
 from cxpulse.streams.publisher import InputError, publish_source
 from cxpulse.streams.settings import Settings, load_settings
 

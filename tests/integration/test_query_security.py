@@ -461,7 +461,7 @@ def worker(kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     from cxpulse.streams.admin import ensure_topics
     from cxpulse.streams.app import TABLE_NAMES
-    from cxpulse.streams.demo import WorkerProcess, free_port
+    from cxpulse.streams.dev.demo import WorkerProcess, free_port
     from cxpulse.streams.topics import all_topics, touchpoints
 
     root = tmp_path_factory.mktemp("qsec-worker")
@@ -581,7 +581,7 @@ def test_a_worker_with_another_directory_open_is_named_and_never_used(
     assert str(worker.directory) in result.stderr and "reading it directly" in result.stderr
 
     # with no worker at all, the same checks and the same one-line refusals
-    from cxpulse.streams.demo import free_port
+    from cxpulse.streams.dev.demo import free_port
 
     for sql, said in [
         (ATTACKS["file-table-function"], "table function file()"),

@@ -21,8 +21,8 @@ import pytest
 
 from cxpulse.streams.admin import ensure_topics
 from cxpulse.streams.app import TABLE_NAMES
-from cxpulse.streams.broker import EmbeddedBroker
-from cxpulse.streams.demo import WorkerProcess, free_port, scrape
+from cxpulse.streams.dev.broker import EmbeddedBroker
+from cxpulse.streams.dev.demo import WorkerProcess, free_port, scrape
 from cxpulse.streams.settings import load_settings
 from cxpulse.streams.topics import all_topics
 

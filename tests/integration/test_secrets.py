@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from cxpulse.streams.demo import WorkerProcess, free_port, scrape
+from cxpulse.streams.dev.demo import WorkerProcess, free_port, scrape
 from cxpulse.streams.publisher import Publisher
 from cxpulse.streams.settings import Settings, load_settings
 from tests.integration.conftest import clickhouse_server_url

@@ -14,9 +14,9 @@ import pytest
 
 from cxpulse.schemas.envelope import decode_message
 from cxpulse.streams.admin import count_records, ensure_topics, read_records
-from cxpulse.streams.broker import EmbeddedBroker
+from cxpulse.streams.dev.broker import EmbeddedBroker
+from cxpulse.streams.dev.simulate import generate, print_summary, simulate
 from cxpulse.streams.settings import Settings, load_settings
-from cxpulse.streams.simulate import generate, print_summary, simulate
 from cxpulse.streams.topics import all_topics, touchpoints
 
 pytestmark = pytest.mark.kafka

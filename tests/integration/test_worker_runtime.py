@@ -23,10 +23,10 @@ import pytest
 
 from cxpulse.streams.admin import ensure_topics
 from cxpulse.streams.app import TABLE_NAMES
-from cxpulse.streams.broker import EmbeddedBroker
-from cxpulse.streams.demo import WorkerProcess, free_port, scrape, sink_rows
+from cxpulse.streams.dev.broker import EmbeddedBroker
+from cxpulse.streams.dev.demo import WorkerProcess, free_port, scrape, sink_rows
+from cxpulse.streams.dev.sample_events import sample_events
 from cxpulse.streams.publisher import Publisher
-from cxpulse.streams.sample_events import sample_events
 from cxpulse.streams.settings import Settings, load_settings
 from cxpulse.streams.topics import all_topics, touchpoints
 

@@ -30,11 +30,11 @@ from cxpulse.schemas.alerts import Alert
 from cxpulse.schemas.events import TouchpointEvent
 from cxpulse.schemas.model import ExperienceModel
 from cxpulse.streams.core import apply_events
+from cxpulse.streams.dev.simulate.engine import Simulation
 from cxpulse.streams.model_check import load_model
 from cxpulse.streams.pipeline.records import Event, record_of
 from cxpulse.streams.rules.customer import customer_alerts
 from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
-from cxpulse.streams.simulate.engine import Simulation
 
 Outcome = frozenset[tuple[str, str, int, str | None, datetime]]
 

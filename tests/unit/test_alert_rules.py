@@ -117,8 +117,10 @@ class Journey:
         self.emitted: list[Alert] = []
         self.scores: list[float] = []
 
-    def send(self, *events: TouchpointEvent, sentiments: Any = None) -> list[Alert]:
-        after, moments = apply_events(self.state, events, self.model, NOW, sentiments)
+    def send(
+        self, *events: TouchpointEvent, sentiments: Any = None, topics: Any = None
+    ) -> list[Alert]:
+        after, moments = apply_events(self.state, events, self.model, NOW, sentiments, topics)
         self.state, alerts = customer_alerts(
             self.state,
             after,
@@ -654,6 +656,24 @@ def test_detractor_names_the_topic_of_the_feedback() -> None:
         "negative feedback about card replacement (sentiment -0.80) after "
     ), alert.explanation
     assert "nobody" not in alert.to_json_bytes().decode()
+
+
+def test_detractor_quotes_the_topics_of_the_text() -> None:
+    """The topics its text names (moments.topics) say what it is about, before the intent."""
+    e = said(0, text="卡被冻结了 客服电话打不通")
+    e = e.model_copy(update={"intent": "card_replacement"})
+    j = Journey()
+    j.send(e, sentiments=[-0.7], topics={e.event_id: ("card_blocked", "wait_on_phone")})
+    [alert] = j.fired("detractor")
+    assert alert.explanation.startswith(
+        "negative feedback about card blocked and wait on phone (sentiment -0.70) after "
+    ), alert.explanation
+    assert "冻结" not in alert.to_json_bytes().decode()
+    nps = said(0, nps=3, text="the fee is a joke")
+    j = Journey()
+    j.send(nps, sentiments=[-0.1], topics={nps.event_id: ("fees",)})
+    [alert] = j.fired("detractor")
+    assert alert.explanation.startswith("NPS 3, feedback about fees after "), alert.explanation
 
 
 def test_detractor_quotes_the_text_only_when_allowed() -> None:

@@ -18,8 +18,8 @@ from cxpulse.schemas.alerts import Alert
 from cxpulse.schemas.events import TouchpointEvent
 from cxpulse.streams.admin import ensure_topics
 from cxpulse.streams.alerts_follow import decode_alerts, follow_alerts, matches, render
-from cxpulse.streams.broker import EmbeddedBroker
 from cxpulse.streams.core import apply_events
+from cxpulse.streams.dev.broker import EmbeddedBroker
 from cxpulse.streams.model_check import load_model
 from cxpulse.streams.rules.customer import customer_alerts
 from cxpulse.streams.settings import load_settings

@@ -42,6 +42,7 @@ def test_default_model_loads_and_covers_bank_and_retailer() -> None:
 def test_check_model_file_summary(tmp_path: Path) -> None:
     summary = check_model_file(DEFAULT_MODEL_PATH)
     assert summary.startswith("model ok: 3 segments") and "\n" not in summary
+    assert summary.endswith(", 11 feedback topics")
 
 
 def test_effort_metrics_table_matches_the_event_contract() -> None:

@@ -20,7 +20,7 @@ from cxpulse.streams.cli import WORKER_EXTRA_MODULES, missing_extra
 ROOT = Path(__file__).resolve().parents[2]
 
 #: What a client install (`pip install cxpulse`) does not have.
-WORKER_ONLY = ("faust", "aiokafka", "chdb", "clickhouse_driver", "snownlp", "vaderSentiment")
+WORKER_ONLY = ("faust", "aiokafka", "chdb", "clickhouse_driver", "jieba", "vaderSentiment")
 
 
 def run_python(code: str, cwd: Path) -> str:
@@ -53,6 +53,17 @@ def test_importing_cxpulse_imports_no_part_of_the_tree(tmp_path: Path) -> None:
     """``import cxpulse`` is cheap: the exports load on first use."""
     code = "import sys, cxpulse; print(sorted(m for m in sys.modules if m.startswith('cxpulse')))"
     assert run_python(code, tmp_path).strip() == "['cxpulse']"
+
+
+def test_the_worker_imports_nothing_of_the_dev_tools(tmp_path: Path) -> None:
+    """The simulator, the demo, the sample events and the broker launcher live in
+    ``cxpulse.streams.dev``: the worker's app, its agents and its sinks load none of them."""
+    code = (
+        "import sys\n"
+        "import cxpulse.streams.worker, cxpulse.streams.app, cxpulse.sinks.writer\n"
+        "print(sorted(m for m in sys.modules if m.startswith('cxpulse.streams.dev')))\n"
+    )
+    assert run_python(code, tmp_path).strip() == "[]"
 
 
 def test_every_module_has_one_name(tmp_path: Path) -> None:

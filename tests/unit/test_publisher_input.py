@@ -15,7 +15,7 @@ from cxpulse.schemas.envelope import MAX_MESSAGE_BYTES
 from cxpulse.schemas.events import TouchpointEvent
 from cxpulse.streams import publisher
 from cxpulse.streams.admin import KafkaUnavailable
-from cxpulse.streams.broker import free_port
+from cxpulse.streams.dev.broker import free_port
 from cxpulse.streams.publisher import (
     InputError,
     Oversize,

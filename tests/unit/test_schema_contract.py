@@ -25,7 +25,7 @@ from cxpulse.schemas.envelope import (
     encode_batch,
 )
 from cxpulse.schemas.events import TouchpointEvent
-from cxpulse.streams.sample_events import CUSTOMERS, sample_events, sample_invalid
+from cxpulse.streams.dev.sample_events import CUSTOMERS, sample_events, sample_invalid
 
 # The checkout (the package's files may be reached through cxpulse/schemas, a symlink).
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,6 +66,20 @@ def test_committed_json_schema_matches_the_models() -> None:
     assert committed == export.render(), (
         f"{export.SCHEMA_PATH.name} is stale: run python -m cxpulse.schemas.export"
     )
+
+
+def test_committed_case_schema_matches_the_model() -> None:
+    committed = export.CASE_SCHEMA_PATH.read_text(encoding="utf-8")
+    assert committed == export.render_case(), (
+        f"{export.CASE_SCHEMA_PATH.name} is stale: run python -m cxpulse.schemas.export"
+    )
+    schema = json.loads(committed)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    from tests.unit.test_cases_logic import opened
+
+    case = opened().to_json()
+    assert not [e.message for e in cls(schema).iter_errors(case)]
 
 
 def test_export_check_mode_reports_a_stale_file(tmp_path: Any) -> None:

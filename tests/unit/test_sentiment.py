@@ -1,5 +1,5 @@
 # ruff: noqa: RUF001  (Chinese feedback is written with full-width commas, on purpose)
-"""Sentiment of feedback text: English (VADER) and Chinese (SnowNLP) complaints read
+"""Sentiment of feedback text: English (VADER) and Chinese (jieba + lexicon) complaints read
 negative and praise positive; language is taken from the event or detected; cached."""
 
 from __future__ import annotations

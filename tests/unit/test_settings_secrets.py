@@ -12,7 +12,7 @@ import pytest
 
 from cxpulse.sinks.clickhouse import open_backend, parse_chdb_url, parse_server_url, redact
 from cxpulse.sinks.errors import SinkConfigError, SinkUnavailable
-from cxpulse.streams.broker import free_port
+from cxpulse.streams.dev.broker import free_port
 from cxpulse.streams.settings import ConfigError, load_settings
 
 PASSWORD = "Pw-7f3a9c1e"  # distinctive, so a leak anywhere is found by a plain search

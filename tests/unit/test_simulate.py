@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from cxpulse.schemas.events import CHANNELS, TouchpointEvent
-from cxpulse.streams.simulate import (
+from cxpulse.streams.dev.simulate import (
     IncidentError,
     Simulation,
     add_simulate_command,
@@ -33,10 +33,10 @@ from cxpulse.streams.simulate import (
     print_summary,
     simulate,
 )
-from cxpulse.streams.simulate.engine import EVENTS_PER_JOURNEY
-from cxpulse.streams.simulate.incidents import Incident, format_duration
-from cxpulse.streams.simulate.journeys import INTENTS
-from cxpulse.streams.simulate.texts import PHRASES
+from cxpulse.streams.dev.simulate.engine import EVENTS_PER_JOURNEY
+from cxpulse.streams.dev.simulate.incidents import Incident, format_duration
+from cxpulse.streams.dev.simulate.journeys import INTENTS
+from cxpulse.streams.dev.simulate.texts import PHRASES
 
 START = datetime(2026, 11, 16, 0, 0, tzinfo=UTC)  # a Monday, midnight
 
@@ -70,7 +70,7 @@ def test_same_seed_same_events_ids_included() -> None:
 def test_a_whole_hour_working_day_start_makes_the_same_events_at_any_time() -> None:
     """What the BI tests rely on: run at any minute of any hour, the same events (ids,
     customers, outcomes, texts), only shifted by whole hours."""
-    from cxpulse.streams.simulate.runner import working_day_start
+    from cxpulse.streams.dev.simulate.runner import working_day_start
 
     six = timedelta(hours=6)
     baseline: list[dict[str, Any]] | None = None
@@ -640,7 +640,7 @@ def test_customers_switch_to_the_app_only_if_they_use_it(
 ) -> None:
     """After the web fails, a customer who hardly uses the app goes to the phone more often
     than one who does."""
-    from cxpulse.streams.simulate.engine import HABIT
+    from cxpulse.streams.dev.simulate.engine import HABIT
 
     weights = {c.id: c.weight("app") for c in make_population(40_000, 5).customers}
     to_app: dict[bool, Counter[str]] = {True: Counter(), False: Counter()}
@@ -856,7 +856,7 @@ def test_command_bad_incident_is_one_line(cli: Any) -> None:
 
 
 def test_ctrl_c_stops_the_run_and_keeps_what_was_made(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cxpulse.streams.simulate import runner
+    from cxpulse.streams.dev.simulate import runner
 
     def interrupting(stream: Any, sim: Any, events: Any, duration: Any) -> Any:
         for i, event in enumerate(stream):
@@ -878,10 +878,10 @@ def test_ctrl_c_stops_the_run_and_keeps_what_was_made(monkeypatch: pytest.Monkey
 
 
 def test_alert_check_counts_each_alert_once() -> None:
-    """``cxpulse.streams.simulate.check`` runs events through the worker's pure rules: four failed
-    withdrawals in 15 minutes are one repeated_failure case (the fourth repeats it), and a
-    customer who withdraws without trouble raises nothing."""
-    from cxpulse.streams.simulate.check import alert_counts
+    """``cxpulse.streams.dev.simulate.check`` runs events through the worker's pure rules: four
+    failed withdrawals in 15 minutes are one repeated_failure case (the fourth repeats it),
+    and a customer who withdraws without trouble raises nothing."""
+    from cxpulse.streams.dev.simulate.check import alert_counts
 
     def withdrawal(n: int, customer: str, minute: int, outcome: str) -> dict[str, Any]:
         details: dict[str, Any] = {"kind": "atm", "response_ms": 2_000.0}

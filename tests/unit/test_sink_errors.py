@@ -23,7 +23,7 @@ from cxpulse.schemas.tables import SPECS
 from cxpulse.sinks.base import Backend
 from cxpulse.sinks.errors import SinkDataError, SinkUnavailable
 from cxpulse.sinks.writer import SinkWriter
-from cxpulse.streams.broker import free_port
+from cxpulse.streams.dev.broker import free_port
 from tests.unit.test_sink_writer import PROBE
 
 COL = DEAD_LETTERS.positions

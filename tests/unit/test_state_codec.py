@@ -15,10 +15,10 @@ import pytest
 from cxpulse.schemas.events import TouchpointEvent
 from cxpulse.schemas.scoring import CustomerState, Episode, KeyMoment
 from cxpulse.streams.core import apply_events
+from cxpulse.streams.dev.simulate.engine import Simulation
 from cxpulse.streams.model_check import load_model
 from cxpulse.streams.pipeline.records import record_of
 from cxpulse.streams.rules.customer import customer_alerts
-from cxpulse.streams.simulate.engine import Simulation
 from cxpulse.streams.state.customer import FORMAT, decode, encode
 
 

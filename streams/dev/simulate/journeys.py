@@ -7,7 +7,7 @@ a branch: that is channel hopping and repeat contact, and it only appears in the
 the simulator follows one customer through one need. So an intent has an *escalation
 ladder* of touchpoints; a journey starts on the rung its customer's persona prefers, and
 after a failure the customer retries the same touchpoint, switches to the other digital
-channel or climbs to the next rung (``cxpulse.streams.simulate.engine`` decides which), or gives
+channel or climbs to the next rung (``cxpulse.streams.dev.simulate.engine`` decides which), or gives
 up. A success may lead on to the next stage (research → purchase → order
 tracking), under the same ``journey_id``, so episodes span the journey stages.
 
@@ -37,9 +37,9 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from cxpulse.streams.simulate.incidents import Effect
-from cxpulse.streams.simulate.population import Customer
-from cxpulse.streams.simulate.texts import Mood, feedback_text, topic_for
+from cxpulse.streams.dev.simulate.incidents import Effect
+from cxpulse.streams.dev.simulate.population import Customer
+from cxpulse.streams.dev.simulate.texts import Mood, feedback_text, topic_for
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,10 @@ touchpoint-health agents group a message. Feedback text is scored by
 the project's own sentiment analyser. An alert is counted once per ``alert_id`` (what
 ``alerts FINAL`` holds), however many times it was re-emitted with a higher count.
 
-Run it with the demo's parameters (``streams/demo.py``)::
+Run it with the demo's parameters (``streams/dev/demo.py``)::
 
-    python -m cxpulse.streams.simulate.check  # start = 8 h before now, as the demo
-    python -m cxpulse.streams.simulate.check --start 2026-11-16T09:00 --start 2026-11-16T18:00
+    python -m cxpulse.streams.dev.simulate.check  # start = 8 h before now, as the demo
+    python -m cxpulse.streams.dev.simulate.check --start 2026-11-16T09:00 --start 2026-11-16T18:00
 
 It is a development tool: it reports counts, it asserts nothing.
 """
@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cxpulse.schemas.alerts import RULES
-from cxpulse.streams.simulate.engine import Simulation
+from cxpulse.streams.dev.simulate.engine import Simulation
 
 BATCH = 500  # events per Publisher message, the worker's unit of work
 DEMO_CUSTOMERS, DEMO_SEED, DEMO_HOURS = 20_000, 7, 8
@@ -110,9 +110,9 @@ def alert_counts(events: Iterable[dict[str, Any]], batch: int = BATCH) -> AlertC
 
 
 def demo_simulation(start: datetime) -> Simulation:
-    """The demo's run (``cxpulse.streams.demo.run_demo``): 20,000 customers, seed 7, 8 hours, its
-    four incidents, 4 ATMs and 4 stores, from ``start``."""
-    from cxpulse.streams.demo import DEMO_INCIDENTS
+    """The demo's run (``cxpulse.streams.dev.demo.run_demo``): 20,000 customers, seed 7, 8
+    hours, its four incidents, 4 ATMs and 4 stores, from ``start``."""
+    from cxpulse.streams.dev.demo import DEMO_INCIDENTS
 
     return Simulation(
         DEMO_CUSTOMERS,
@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="simulated start (ISO, UTC if no zone; repeatable) [default: 8 h before now]",
     )
     args = parser.parse_args(argv)
-    from cxpulse.streams.simulate.runner import parse_start
+    from cxpulse.streams.dev.simulate.runner import parse_start
 
     if args.start:
         starts = [parse_start(s) for s in args.start]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -211,17 +212,22 @@ DEMO_INCIDENTS = (
 )
 
 
+def settings_app_id() -> str:
+    """The app id the demo's worker runs as (its state directory's name)."""
+    return load_settings().app_id
+
+
 def run_demo(
     data_dir: str, timeout: float, customers: int = 20_000, seed: int = 7, live: int = 12
 ) -> int:
     """Run the demo story; returns the process exit status."""
     from cxpulse.streams.admin import ensure_topics, wait_for_kafka
     from cxpulse.streams.app import TABLE_NAMES, tables_dir
-    from cxpulse.streams.broker import EmbeddedBroker
+    from cxpulse.streams.dev.broker import EmbeddedBroker
+    from cxpulse.streams.dev.sample_events import sample_invalid
+    from cxpulse.streams.dev.simulate import simulate
+    from cxpulse.streams.dev.simulate.runner import working_day_start
     from cxpulse.streams.query import query_worker
-    from cxpulse.streams.sample_events import sample_invalid
-    from cxpulse.streams.simulate import simulate
-    from cxpulse.streams.simulate.runner import working_day_start
     from cxpulse.streams.topics import all_topics, touchpoints
 
     root = Path(data_dir).resolve()
@@ -230,6 +236,11 @@ def run_demo(
     chdb_dir = root / "demo-chdb"
     if chdb_dir.exists():
         shutil.rmtree(chdb_dir)  # the demo's own directory: each story starts clean
+    # The worker's table state on disk belongs to the last run's broker, which kept its
+    # topics in memory: against the new, empty changelogs Faust refuses it.
+    for state in (root / "faust" / settings_app_id(),):
+        if state.exists():
+            shutil.rmtree(state)
     started = time.monotonic()
     with EmbeddedBroker(log_dir=logs) as broker:
         settings = load_settings(
@@ -248,7 +259,12 @@ def run_demo(
         console.print(f"[bold]broker[/]    {broker.url} (bundled tansu, in memory)")
         wait_for_kafka(settings, timeout=30.0)
         ensure_topics(settings, all_topics(settings, TABLE_NAMES))
-        worker = WorkerProcess(settings, logs / "worker.log")
+        token = secrets.token_urlsafe(24)  # the demo's own API token, for the cases story
+        worker = WorkerProcess(
+            settings,
+            logs / "worker.log",
+            extra_env={"CXPULSE_API_TOKEN": token, "CXPULSE_CASES_CHECK_SECONDS": "1"},
+        )
         worker.start()
         console.print(
             f"[bold]worker[/]    pid {worker.proc.pid if worker.proc else '?'}, chDB in "
@@ -307,6 +323,11 @@ def run_demo(
                 return 1
             console.rule("[bold]report from ClickHouse")
             _report(settings, query_worker)
+            try:
+                _cases_story(settings, token, query_worker)
+            except (OSError, ValueError, KeyError) as exc:  # HTTPError is an OSError
+                console.print(f"[red]the cases story stopped: {exc}[/]")
+                return 1
             console.print(
                 f"[green]{summary.sent:,} events, their moments, scores and alerts, and "
                 f"{len(invalid)} dead letters are in ClickHouse[/] ({elapsed:.1f}s from "
@@ -432,6 +453,123 @@ def _send_raw(settings: Settings, topic: str, messages: list[bytes]) -> None:
         producer.close()
 
 
+#: The most the cases story waits for an escalation or the recovery's score (seconds): a
+#: limit for a stuck worker, not a pause (each wait ends as soon as the change is there).
+CASES_PATIENCE = 30.0
+DEMO_OPERATOR = "demo-operator"
+
+
+def _api(settings: Settings, token: str, method: str, path: str, body: Any = None) -> Any:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{settings.web_port}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _story_case(cases: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """An escalated customer case: tier A first, the unhappiest (by tens of points)
+    first, then one whose severity went up (opened as a warning)."""
+    escalated = [c for c in cases if c["escalated"] and c["kind"] == "customer"]
+    escalated.sort(
+        key=lambda c: (
+            c["tier"] != "A",
+            round(c["score"] if c["score"] is not None else 100.0, -1),  # the unhappiest
+            # a warning's service level is longer than a critical's: it was raised
+            c["due_at"] <= _plus_hours(c["opened_at"], 1),
+            c["opened_at"],
+        )
+    )
+    return escalated[0] if escalated else None
+
+
+def _plus_hours(iso: str, hours: float) -> str:
+    from datetime import datetime
+
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00")) + timedelta(hours=hours)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _cases_story(settings: Settings, token: str, query_worker: Any) -> None:
+    """One case opened by an alert, escalated past its due time, acknowledged and
+    resolved as recovered, and the customer's score after the recovery moment."""
+    console.rule("[bold]cases: owned, escalated, resolved")
+    deadline = time.monotonic() + CASES_PATIENCE
+    while True:
+        cases = _api(settings, token, "GET", "/api/cases?limit=1000")["cases"]
+        case = _story_case(cases)
+        if case is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    owners: dict[str, list[int]] = {}
+    for c in cases:
+        row = owners.setdefault(c["owner"], [0, 0, 0])
+        row[0] += 1
+        row[1] += c["severity"] == "critical"
+        row[2] += c["escalated"]
+    show(
+        "cases by owner",
+        ["owner", "cases", "critical", "escalated"],
+        [[o, *n] for o, n in sorted(owners.items(), key=lambda kv: -kv[1][0])],
+    )
+    if case is None:
+        console.print("[yellow]no case went overdue within the demo's time[/]")
+        return
+    cid, customer = case["case_id"], case["customer_id"]
+    opened = _api(settings, token, "GET", f"/api/cases/{cid}")["history"][0]
+    console.print(
+        f"[bold]case {cid}[/] opened {case['opened_at'][:16]} for customer {customer} "
+        f"(tier {case['tier']}, score {case['score']:.0f}) by {case['rule']}: "
+        f"{case['explanation']}\n  owner {case['owner']}, due {case['due_at'][:16]} "
+        f"({opened['severity']}); nobody acknowledged it in time: escalated "
+        + (
+            f"{opened['severity']} → {case['severity']}"
+            if opened["severity"] != case["severity"]
+            else f"(already {case['severity']})"
+        )
+        + ", a case_overdue alert on cx.alerts"
+    )
+
+    def score() -> float | None:
+        result = query_worker(
+            settings,
+            "SELECT score FROM customer_scores FINAL "
+            f"WHERE customer_id = {string_literal(customer)}",
+        )
+        return float(result[1][0][0]) if result and result[1] else None
+
+    before = score()
+    _api(settings, token, "POST", f"/api/cases/{cid}/ack", {"by": DEMO_OPERATOR})
+    note = "called the customer and put it right"
+    done = _api(
+        settings,
+        token,
+        "POST",
+        f"/api/cases/{cid}/resolve",
+        {"by": DEMO_OPERATOR, "outcome": "recovered", "note": note},
+    )["case"]
+    for change in _api(settings, token, "GET", f"/api/cases/{cid}")["history"]:
+        console.print(
+            f"  v{change['version']} {change['change']:<12} by {change['by']:<14} "
+            f"→ {change['status']}, {change['severity']}"
+        )
+    deadline = time.monotonic() + CASES_PATIENCE
+    after = score()
+    while after == before and time.monotonic() < deadline:
+        time.sleep(0.25)
+        after = score()
+    if before is not None and after is not None and after != before:
+        console.print(
+            f"resolved as {done['outcome']}: the recovery entered {customer}'s journey as a "
+            f"service-recovery moment; score {before:.1f} → {after:.1f}"
+        )
+    else:
+        console.print(f"resolved as {done['outcome']}; the recovery moment is not scored yet")
+
+
 def _report(settings: Settings, query_worker: Any) -> None:
     def q(sql: str) -> tuple[list[str], list[Sequence[Any]]]:
         result = query_worker(settings, sql)
@@ -521,3 +659,7 @@ def _report(settings: Settings, query_worker: Any) -> None:
                 f"  {item['occurred_at'][:16]}  {item['touchpoint']:<26} {item['factor']:<12} "
                 f"impact {item['impact']:+.1f}"
             )
+
+    from cxpulse.streams.cli.drivers import demo_drivers
+
+    demo_drivers(settings)

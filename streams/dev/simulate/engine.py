@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from cxpulse.streams.simulate.incidents import (
+from cxpulse.streams.dev.simulate.incidents import (
     Effect,
     Incident,
     IncidentError,
@@ -40,7 +40,7 @@ from cxpulse.streams.simulate.incidents import (
     combine,
     parse_incident,
 )
-from cxpulse.streams.simulate.journeys import (
+from cxpulse.streams.dev.simulate.journeys import (
     APP,
     CALL,
     CARD_RETAINED,
@@ -61,7 +61,7 @@ from cxpulse.streams.simulate.journeys import (
     feedback,
     opening_hours,
 )
-from cxpulse.streams.simulate.population import (
+from cxpulse.streams.dev.simulate.population import (
     CUSTOMERS_PER_ATM,
     CUSTOMERS_PER_STORE,
     SEGMENT_MIX,

@@ -6,15 +6,15 @@ A population of customers (``population``) pursues needs across channels
 result through the Publisher SDK or writes JSON Lines.
 """
 
-from cxpulse.streams.simulate.engine import DEFAULT_START, Simulation, generate
-from cxpulse.streams.simulate.incidents import (
+from cxpulse.streams.dev.simulate.engine import DEFAULT_START, Simulation, generate
+from cxpulse.streams.dev.simulate.incidents import (
     Incident,
     IncidentError,
     parse_duration,
     parse_incident,
 )
-from cxpulse.streams.simulate.population import Customer, Population, make_population
-from cxpulse.streams.simulate.runner import (
+from cxpulse.streams.dev.simulate.population import Customer, Population, make_population
+from cxpulse.streams.dev.simulate.runner import (
     SimSummary,
     add_simulate_command,
     parse_start,

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TextIO
 
-from cxpulse.streams.settings import ConfigError, Settings, get_settings
-from cxpulse.streams.simulate.engine import DEFAULT_INTENSITY, Simulation
-from cxpulse.streams.simulate.incidents import (
+from cxpulse.streams.dev.simulate.engine import DEFAULT_INTENSITY, Simulation
+from cxpulse.streams.dev.simulate.incidents import (
     Incident,
     IncidentError,
     describe_kinds,
@@ -32,6 +31,7 @@ from cxpulse.streams.simulate.incidents import (
     parse_duration,
     parse_incident,
 )
+from cxpulse.streams.settings import ConfigError, Settings, get_settings
 
 DEFAULT_CUSTOMERS = 100_000  # ATM-0001..ATM-0060 and store-001..store-050
 PROGRESS_EVERY = 1_000  # events between progress-bar updates

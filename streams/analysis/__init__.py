@@ -1,0 +1,1 @@
+"""Analyses of what the worker stored: read-only questions asked of ClickHouse's rows."""
