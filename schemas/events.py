@@ -76,12 +76,23 @@ OCCURRED_AT_END = datetime(2100, 1, 1, tzinfo=UTC)
 #: The JSON Schema states it as a pattern: most validators do not enforce
 #: ``format: date-time``, and one that let an offset-less time pass would disagree with
 #: the worker.
-_DATE_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
-_OFFSET = r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+#: Each number within its range, as the worker reads them (a 25th hour, a 13th month, a
+#: 60th second or a +24:00 offset fail in both); what a pattern cannot say (February 30,
+#: the 2000..2100 bounds) the description does.
+_DATE_TIME = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+)
+_OFFSET = r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
 RFC3339_WITH_OFFSET = _DATE_TIME + _OFFSET + "$"
 #: The same shape with the offset left open: a time without one gets pydantic's own
 #: reason ("Input should have timezone info").
-_RFC3339_SHAPE = re.compile(_DATE_TIME + _OFFSET + "?$")
+#: Numbers out of their range pass here and get pydantic's reason ("month value is outside
+#: expected range of 1-12").
+_RFC3339_SHAPE = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})?$"
+)
 _RFC3339_HINT = "an RFC 3339 string with an offset, such as 2026-12-04T09:30:00+08:00"
 
 

@@ -9,6 +9,7 @@ per batch, not per event.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -25,6 +26,12 @@ from cxpulse.streams.settings import Settings
 
 #: Faust tables of the app (their changelog topics are created before the worker starts).
 TABLE_NAMES: list[str] = [experience.TABLE, health.TABLE, cases.TABLE]
+
+
+def tables_dir(settings: Settings) -> Path:
+    """Where the worker keeps its tables on local disk (RocksDB, and the offsets they hold):
+    one directory per app id, as the tables belong to its consumer group and changelogs."""
+    return settings.data_dir / "faust" / settings.app_id
 
 
 def default_connect(settings: Settings) -> Callable[[], InsertBackend]:
@@ -54,7 +61,7 @@ def create_app(
         autodiscover=False,
         # Local table state belongs to one app id (its consumer group and changelogs):
         # a worker of another app id on the same data_dir must not read it.
-        datadir=str(settings.data_dir / "faust" / settings.app_id),
+        datadir=str(tables_dir(settings)),
         web_enabled=True,
         web_port=settings.web_port,
         web_bind=settings.web_host,

@@ -20,8 +20,9 @@ WORKER_READY_SECONDS = Gauge(
 )
 READY = Gauge(
     "cxpulse_ready",
-    "1 while /readyz answers 200, 0 while it answers 503 (Kafka not answering, or inserts "
-    "into ClickHouse failing, for longer than CXPULSE_READY_UNREACHABLE_SECONDS).",
+    "1 while /readyz answers 200, 0 while it answers 503 (the worker not Ready yet, or Kafka "
+    "not answering, or inserts into ClickHouse failing, for longer than "
+    "CXPULSE_READY_UNREACHABLE_SECONDS).",
     registry=REGISTRY,
 )
 KAFKA_UNREACHABLE_SECONDS = Gauge(

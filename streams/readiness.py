@@ -149,11 +149,19 @@ def readiness(
     kafka: tuple[float, str] | None,
     clickhouse: tuple[str, float, str] | None,
     kafka_where: str = "",
+    started: bool = True,
 ) -> tuple[dict[str, Any], int]:
     """The /readyz answer: (JSON body, HTTP status). ``kafka`` is the probe's
-    ``unreachable()``, ``clickhouse`` the sink writer's ``failing()``."""
+    ``unreachable()``, ``clickhouse`` the sink writer's ``failing()``, ``started`` whether
+    the worker has reached Faust's Ready (its web server answers seconds before: while it
+    joins its group and recovers its tables, it is not ready)."""
     body: dict[str, Any] = {"status": "ready", "app": app_id, "threshold_seconds": threshold}
     reasons = []
+    if not started:
+        reasons.append(
+            "the worker is starting (joining its consumer group, recovering its tables): "
+            "ready once its log says 'ready N s after the worker process started'"
+        )
     if kafka is not None:
         seconds, error = kafka
         body["kafka"] = {"unreachable_seconds": round(seconds, 1), "error": error}
@@ -171,7 +179,7 @@ def readiness(
                 "ClickHouse; the worker retries and loses nothing"
             )
     if reasons:
-        body["status"] = "unready"
+        body["status"] = "unready" if started else "starting"
         body["reason"] = "; ".join(reasons)
         return body, 503
     return body, 200

@@ -123,14 +123,24 @@ async def query_answer(
     return {"columns": list(columns), "rows": [list(r) for r in rows]}, 200
 
 
-def ready(rt: Runtime, probe: KafkaProbe, now: float | None = None) -> tuple[dict[str, Any], int]:
-    """The /readyz answer: (JSON body, HTTP status); see ``cxpulse.streams.readiness``."""
+def worker_started() -> bool:
+    """Whether the worker has reached Faust's Ready: it sets
+    ``cxpulse_worker_ready_seconds`` then (``cxpulse.streams.worker``), 0 until then."""
+    return (metrics.REGISTRY.get_sample_value("cxpulse_worker_ready_seconds") or 0.0) > 0
+
+
+def ready(
+    rt: Runtime, probe: KafkaProbe, now: float | None = None, started: bool | None = None
+) -> tuple[dict[str, Any], int]:
+    """The /readyz answer: (JSON body, HTTP status); see ``cxpulse.streams.readiness``.
+    ``started`` None: whether this worker has reached Ready."""
     return readiness(
         app_id=rt.settings.app_id,
         threshold=rt.settings.ready_unreachable_seconds,
         kafka=probe.unreachable(now),
         clickhouse=rt.writer.failing(now),
         kafka_where=rt.settings.kafka_url,
+        started=worker_started() if started is None else started,
     )
 
 
@@ -170,8 +180,9 @@ def register(rt: Runtime) -> None:
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        """200 unless Kafka or ClickHouse has been unreachable for longer than
-        ``ready_unreachable_seconds``; then 503 with a one-line ``reason``."""
+        """503 until the worker is Ready, and while Kafka or ClickHouse has been
+        unreachable for longer than ``ready_unreachable_seconds``, with a one-line
+        ``reason``; 200 otherwise."""
         body, status = ready(rt, probe)
         return web.json(body, status=status)
 

@@ -13,16 +13,24 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 
 import faust
 
 from cxpulse.streams import metrics, topics
-from cxpulse.streams.app import TABLE_NAMES, create_app, default_connect
+from cxpulse.streams.app import TABLE_NAMES, create_app, default_connect, tables_dir
 from cxpulse.streams.logs import WorkerLogFilters
 from cxpulse.streams.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
+
+#: A stop (SIGTERM, SIGINT) that has not finished after this long ends the process: with
+#: Kafka gone, Faust can wait without end for in-flight messages it cannot commit. Ending
+#: then loses nothing (offsets are committed only after their rows are in; what was not
+#: committed is read again at the next start, and the tables' keys drop the repeats) and
+#: keeps within the 10 s that docker compose gives before SIGKILL.
+STOP_DEADLINE_SECONDS = 8.0
 
 
 def cluster_id(settings: Settings) -> str:
@@ -114,13 +122,18 @@ def startup_summary(settings: Settings) -> str:
         topics.touchpoints_dlq(settings),
     ]
     changelogs = [f"{settings.app_id}-{name}-changelog" for name in TABLE_NAMES]
+    customers = (
+        f"on local disk (RocksDB) in {tables_dir(settings)}"
+        if settings.state_store == "rocksdb"
+        else "in memory"
+    )
     host = settings.web_host
     return (
         f"worker {settings.app_id}: consumes {topics.touchpoints(settings)} from Kafka "
         f"{settings.kafka_url} (group {settings.app_id}; internal topics "
         f"{', '.join(internal)}; {settings.partitions} partitions each), writes ClickHouse "
-        f"{settings.clickhouse_display_url}, store memory:// with changelogs "
-        f"{', '.join(changelogs)}, web port {settings.web_port} on {host} "
+        f"{settings.clickhouse_display_url}, keeps the customer table {customers} "
+        f"with changelogs {', '.join(changelogs)}, web port {settings.web_port} on {host} "
         "(/metrics, /livez, /readyz)"
     )
 
@@ -171,6 +184,7 @@ class ReadyTimedWorker(faust.Worker):
         self, *args: object, process_started: float, summary: str = "", **kwargs: object
     ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.stop_deadline = STOP_DEADLINE_SECONDS
         self._process_started = process_started
         self._summary = summary
         self.log_filters = WorkerLogFilters()
@@ -199,12 +213,34 @@ class ReadyTimedWorker(faust.Worker):
         log.info("ready %.1fs after the worker process started", seconds)
 
     def _on_sigterm(self) -> None:
-        self._signalled_at = time.monotonic()
+        self._arm_stop_deadline()
         super()._on_sigterm()
 
     def _on_sigint(self) -> None:
-        self._signalled_at = time.monotonic()
+        self._arm_stop_deadline()
         super()._on_sigint()
+
+    def _arm_stop_deadline(self) -> None:
+        if getattr(self, "_signalled_at", None) is not None:
+            return  # a second signal: the first one's deadline stands
+        self._signalled_at = time.monotonic()
+        timer = threading.Timer(self.stop_deadline, self._stop_overdue)
+        timer.name = "cxpulse-stop-deadline"
+        timer.daemon = True
+        timer.start()
+
+    def _stop_overdue(self) -> None:
+        """Runs on the deadline's thread: the event loop may be the one that is stuck."""
+        log.warning(
+            "the stop has not finished %.0fs after the signal (Kafka unreachable, or "
+            "messages in flight that cannot be committed): ending the process now; what "
+            "was not committed is read again at the next start, nothing is lost",
+            self.stop_deadline,
+        )
+        self.log_filters.repeats.flush(final=True)
+        self.log_stopped()
+        logging.shutdown()
+        os._exit(0)
 
     def on_worker_shutdown(self) -> None:
         super().on_worker_shutdown()

@@ -222,7 +222,7 @@ def run_demo(
 ) -> int:
     """Run the demo story; returns the process exit status."""
     from cxpulse.streams.admin import ensure_topics, wait_for_kafka
-    from cxpulse.streams.app import TABLE_NAMES
+    from cxpulse.streams.app import TABLE_NAMES, tables_dir
     from cxpulse.streams.dev.broker import EmbeddedBroker
     from cxpulse.streams.dev.sample_events import sample_invalid
     from cxpulse.streams.dev.simulate import simulate
@@ -251,6 +251,10 @@ def run_demo(
             data_dir=root,
             sink_flush_seconds=0.5,
         )
+        # The broker starts empty: tables a previous demo left on disk would say their
+        # changelogs hold records this broker never had, and the worker would refuse them.
+        if tables_dir(settings).exists():
+            shutil.rmtree(tables_dir(settings))
         console.rule("[bold]cxpulse demo")
         console.print(f"[bold]broker[/]    {broker.url} (bundled tansu, in memory)")
         wait_for_kafka(settings, timeout=30.0)

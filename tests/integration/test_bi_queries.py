@@ -1,15 +1,18 @@
 """Every SQL block of docs/bi-guide.md runs against real data, on chDB and on the server.
 
 The data is real: the bundled broker, a real worker process, and a simulated run with
-incidents, once per backend for the whole module. The guide is the one source of truth
+incidents, once per backend for the whole module, the same at any time of day (a fixed
+local clock: ``working_day_start(whole_hour=True)``). The guide is the one source of truth
 for the SQL: its numbered questions are extracted here, and each has a check of what its
 answer must mean (never hard-coded numbers; the expectations come from the raw tables).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import struct
 import time
 import uuid
 from collections import defaultdict
@@ -129,7 +132,10 @@ def data(
     worker = WorkerProcess(settings, tmp / "worker.log")
     worker.start()
     try:
-        start = working_day_start(timedelta(hours=HOURS))
+        # 08:00 on a whole UTC hour: the same events, shifted by whole hours, at any time
+        # of day. A start at the minute the test ran made other data at each run, so
+        # whether q3 found tier A customers below 35 and falling depended on the clock.
+        start = working_day_start(timedelta(hours=HOURS), whole_hour=True)
         summary = simulate(
             settings,
             customers=4000,
@@ -485,6 +491,74 @@ def test_the_guide_has_ten_questions_each_with_sql_and_a_check() -> None:
     assert set(CHECKS) == {q.number for q in questions}
     # No SQL in the guide escapes the checks: every block belongs to a question.
     assert sum(len(q.sql) for q in questions) == len(all_sql_blocks())
+
+
+def _float32(value: float) -> float:
+    return float(struct.unpack("f", struct.pack("f", value))[0])
+
+
+def float32_noise(value: float) -> bool:
+    """A Float32 read as a Float64 (31.81999969482422 for 31.82): a float32 whose shortest
+    decimal form reads back as another float. A Float64 ratio (0.13978494623655913) is no
+    float32; a float32 with a short exact form (0.015625) reads back as itself."""
+    if not math.isfinite(value) or _float32(value) != value:
+        return False
+    shortest = next(
+        float(f"{value:.{d}g}") for d in range(1, 10) if _float32(float(f"{value:.{d}g}")) == value
+    )
+    return shortest != value
+
+
+def test_the_noise_check_tells_float32_noise_from_float64_values() -> None:
+    assert float32_noise(_float32(60.91)) and float32_noise(_float32(-3.17))
+    assert not float32_noise(60.91) and not float32_noise(0.015625) and not float32_noise(5.0)
+    assert not float32_noise(0.13978494623655913)
+
+
+def _floats(value: Any) -> Iterator[float]:
+    if isinstance(value, float):
+        yield value
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _floats(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _floats(v)
+
+
+def test_no_view_shows_float32_noise(data: Data) -> None:
+    """What BI reads from the views is rounded (60.91, not 60.90999984741211), on every
+    view and column, on real data."""
+    from cxpulse.schemas.rows import ViewSpec
+    from cxpulse.schemas.tables import SPECS
+
+    views = [spec for spec in SPECS if isinstance(spec, ViewSpec)]
+    assert len(views) >= 5
+    noisy: dict[str, set[str]] = defaultdict(set)
+    read = []
+    for view in views:
+        rows = data.rows(f"SELECT * FROM {view.name}")
+        if rows:  # a view of what this run does not make (case outcomes) stays empty
+            read.append(view.name)
+        for row in rows:
+            for column, value in row.items():
+                if any(float32_noise(v) for v in _floats(value)):
+                    noisy[view.name].add(f"{column}={value}")
+    assert {"emotion_map", "key_experiences", "score_distribution", "open_alerts"} <= set(read)
+    assert not noisy, {view: sorted(found)[:3] for view, found in noisy.items()}
+
+
+def test_no_answer_of_the_guide_shows_float32_noise(data: Data) -> None:
+    """The guide's SQL rounds Float32 columns as Float64 (``round(toFloat64(x), 1)``):
+    ClickHouse rounds a Float32 to a Float32, which reads back as 31.799999237060547."""
+    noisy: dict[int, set[str]] = defaultdict(set)
+    for question in guide_questions():
+        for sql in question.sql:
+            for row in data.rows(sql):
+                for column, value in row.items():
+                    if any(float32_noise(v) for v in _floats(value)):
+                        noisy[question.number].add(f"{column}={value}")
+    assert not noisy, {number: sorted(found)[:3] for number, found in noisy.items()}
 
 
 @pytest.mark.parametrize("number", sorted(CHECKS))

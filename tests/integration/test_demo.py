@@ -15,16 +15,20 @@ pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 LIVE_LINE = re.compile(r"^\S+ \S+Z (?:CRITICAL|WARNING|INFO)\s+([a-z_]+) ", re.MULTILINE)
 
 
-def test_demo_runs_the_story_end_to_end(tmp_path: Path) -> None:
-    run = subprocess.run(
+def demo(directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
-            *(sys.executable, "-m", "cxpulse.streams.cli", "demo", "--dir", str(tmp_path)),
+            *(sys.executable, "-m", "cxpulse.streams.cli", "demo", "--dir", str(directory)),
             *("--customers", "6000", "--live", "8", "--timeout", "240"),
         ],
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_demo_runs_the_story_end_to_end(tmp_path: Path) -> None:
+    run = demo(tmp_path)
     out = run.stdout
     assert run.returncode == 0, out[-3000:] + run.stderr[-3000:]
     for section in (
@@ -77,3 +81,9 @@ def test_demo_runs_the_story_end_to_end(tmp_path: Path) -> None:
     assert query.returncode == 0, query.stderr
     assert query.stdout.splitlines()[0].split() == ["rule", "count()"], query.stdout
     assert "touchpoint_degraded" in query.stdout, query.stdout
+
+    # make demo a second time in the same directory: the worker's tables on disk from the
+    # first run must not meet the new, empty broker (the worker refused to start)
+    again = demo(tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "dead letters are in ClickHouse" in again.stdout

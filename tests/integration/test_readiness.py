@@ -83,11 +83,23 @@ def test_readyz_turns_red_while_kafka_is_gone_and_green_when_it_is_back(
     worker.start([sys.executable, "-m", "cxpulse.streams.cli", "worker"])
     port = settings.web_port
     try:
-        wait_for(
-            "worker ready",
-            lambda: scrape(port).get(("cxpulse_worker_ready_seconds", ()), 0) > 0,
-            worker,
-        )
+        # Until Ready (its web server answers seconds before), /readyz says it is starting:
+        # a 200 is only ever followed by a Ready worker's metrics.
+        answers: list[tuple[int, str]] = []
+
+        def ready_answer() -> bool:
+            try:
+                status, body = get(port, "/readyz")
+            except OSError:
+                return False  # not listening yet
+            answers.append((status, body["status"]))
+            if status == 200:
+                assert scrape(port)[("cxpulse_worker_ready_seconds", ())] > 0, answers
+            else:
+                assert body["status"] == "starting" and "\n" not in body["reason"], body
+            return status == 200
+
+        wait_for("/readyz green once Ready", ready_answer, worker)
         assert get(port, "/livez") == (200, {"status": "alive", "app": settings.app_id})
         status, body = get(port, "/readyz")
         assert (status, body["status"]) == (200, "ready"), body

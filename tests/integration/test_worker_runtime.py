@@ -1,5 +1,6 @@
 """What an operator sees of a real worker: its start-up log, its consumer lag, its log and
-its stop while Kafka is gone, and a second worker on a busy web port.
+its stop while Kafka is gone, a second worker on a busy web port, and a killed worker
+leaving no sentiment process behind.
 
 The worker runs against a bundled broker of the test's own (stopping it must not affect
 other tests). Nothing is timed: waits have generous limits that only catch a hang (the
@@ -106,7 +107,7 @@ def test_a_worker_says_what_it_does_shows_its_lag_and_stops_quietly_without_kafk
             touchpoints(settings),
             settings.kafka_url,
             f"chdb://{tmp_path / 'chdb'}",
-            "store memory://",
+            f"customer table on local disk (RocksDB) in {tmp_path / 'var' / 'faust'}",
             f"web port {port}",
         ):
             assert part in summary[0], (part, summary[0])
@@ -159,6 +160,39 @@ def test_a_worker_says_what_it_does_shows_its_lag_and_stops_quietly_without_kafk
         worker.stop()
 
 
+def test_a_stop_that_does_not_finish_ends_at_its_deadline(
+    own_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """With Kafka gone, Faust may wait without end for messages it cannot commit (seen
+    under load: the stop above hung past its guard). A stop that has not finished after
+    STOP_DEADLINE_SECONDS ends the process, which loses nothing."""
+    from cxpulse.streams.worker import STOP_DEADLINE_SECONDS
+
+    assert STOP_DEADLINE_SECONDS < 10 < STOP_GUARD
+    settings = worker_settings(own_broker, tmp_path)
+    ensure_topics(settings, all_topics(settings, TABLE_NAMES))
+    worker = WorkerProcess(
+        settings, tmp_path / "worker.log", extra_env={"PYTHONPATH": _env()["PYTHONPATH"]}
+    )
+    worker.start([sys.executable, "-m", "tests.integration.stuck_stop_worker"])
+    try:
+        wait_for(
+            "the worker Ready",
+            lambda: any(m.startswith("ready ") for _, m in log_lines(worker.log_path)),
+            worker,
+        )
+        assert worker.proc is not None
+        worker.proc.terminate()
+        code = worker.proc.wait(timeout=STOP_GUARD)  # a hang fails here
+        assert code == 0, worker.log_tail(40)
+        lines = log_lines(worker.log_path)
+        overdue = [m for level, m in lines if level == "WARNING" and "has not finished" in m]
+        assert overdue and "nothing is lost" in overdue[0], worker.log_tail(40)
+        assert lines[-1][1].startswith("worker stopped "), worker.log_tail(40)
+    finally:
+        worker.stop()
+
+
 def test_a_second_worker_on_a_busy_web_port_exits_2_with_one_line(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -183,6 +217,66 @@ def test_a_second_worker_on_a_busy_web_port_exits_2_with_one_line(tmp_path: Path
         f"cxpulse: port {port} on 127.0.0.1 is already in use (another worker?): stop it or "
         "set CXPULSE_WEB_PORT to a free port"
     ]
+
+
+def test_a_killed_worker_leaves_no_sentiment_process_behind(
+    own_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """SIGKILL (or an OOM kill) gives the worker no chance to close its sentiment child:
+    the child (SnowNLP's ~400 MiB) and multiprocessing's resource tracker must end by
+    themselves instead of waiting for ever on a queue nobody writes to."""
+    settings = worker_settings(own_broker, tmp_path)
+    ensure_topics(settings, all_topics(settings, TABLE_NAMES))
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    worker.start([sys.executable, "-m", "cxpulse.streams.cli", "worker"])
+    try:
+        wait_for(
+            "the sentiment models loaded in their child",
+            lambda: "sentiment models loaded" in worker.log_path.read_text(errors="replace"),
+            worker,
+        )
+        assert worker.proc is not None
+        children = _children(worker.proc.pid)
+        assert children, "the worker has no child process"
+        assert any(b"spawn_main" in _cmdline(pid) for pid in children), children
+
+        worker.proc.kill()
+        worker.proc.wait(timeout=STOP_GUARD)
+        deadline = time.monotonic() + PATIENCE  # a limit for a leak, not a measurement
+        while left := [pid for pid in children if _running(pid)]:
+            assert time.monotonic() < deadline, [_cmdline(pid) for pid in left]
+            time.sleep(0.25)
+    finally:
+        worker.stop()
+
+
+def _children(parent: int) -> list[int]:
+    """The ids of the running processes whose parent is ``parent`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited orphan may wait a while for init to reap it)."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _env() -> dict[str, str]:

@@ -33,3 +33,10 @@ def test_the_cx_model_specification_is_in_the_repository() -> None:
     spec = ROOT / "docs" / "cx-model.md"
     assert "The six experience factors" in spec.read_text(encoding="utf-8")
     assert "[cx-model.md](cx-model.md)" in (ROOT / "docs" / "scoring.md").read_text()
+
+
+def test_the_default_model_cites_the_specification_where_it_is() -> None:
+    model = (ROOT / "streams" / "default_model.yaml").read_text(encoding="utf-8")
+    assert "docs/cx-model.md" in model.splitlines()[0]
+    for path in [*_documents(), ROOT / "streams" / "default_model.yaml"]:
+        assert "shared/cx-model" not in path.read_text(encoding="utf-8"), path

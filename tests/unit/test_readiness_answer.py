@@ -14,7 +14,7 @@ from cxpulse.sinks.errors import SinkUnavailable
 from cxpulse.sinks.writer import SinkWriter
 from cxpulse.streams.readiness import KafkaProbe, probe_interval
 from cxpulse.streams.settings import load_settings
-from cxpulse.streams.web import ready
+from cxpulse.streams.web import ready, worker_started
 
 
 class FlakyClickHouse:
@@ -52,7 +52,7 @@ def test_clickhouse_failing_longer_than_the_threshold_is_unready_until_an_insert
     probe = KafkaProbe(["127.0.0.1:9092"], interval=1)
 
     async def scenario() -> list[tuple[dict[str, Any], int]]:
-        answers = [ready(rt, probe)]
+        answers = [ready(rt, probe, started=True)]
         write = asyncio.create_task(writer.write("touchpoint_events", [("e1", 1)]))
         failing = writer.failing()
         while failing is None:  # until the first attempt has failed: the run begins
@@ -60,11 +60,11 @@ def test_clickhouse_failing_longer_than_the_threshold_is_unready_until_an_insert
             failing = writer.failing()
         table, seconds, _ = failing
         since = time.monotonic() - seconds
-        answers.append(ready(rt, probe, now=since + 10))  # failing, not for long yet
-        answers.append(ready(rt, probe, now=since + 31))  # longer than the threshold
+        answers.append(ready(rt, probe, now=since + 10, started=True))  # failing, not for long yet
+        answers.append(ready(rt, probe, now=since + 31, started=True))  # longer than the threshold
         ch.up = True
         await write
-        answers.append(ready(rt, probe))
+        answers.append(ready(rt, probe, started=True))
         await writer.aclose()
         assert table == "touchpoint_events"
         return answers
@@ -96,16 +96,34 @@ def test_kafka_silent_longer_than_the_threshold_is_unready() -> None:
     asyncio.run(scenario())
     _, error = probe.unreachable() or (0.0, "")
     assert error == "ConnectionRefusedError: Connect call failed ('127.0.0.1', 9092)"
-    body, status = ready(rt, probe, now=probe.last_ok + 20)
+    body, status = ready(rt, probe, now=probe.last_ok + 20, started=True)
     assert status == 200 and body["kafka"]["unreachable_seconds"] == 20.0
-    body, status = ready(rt, probe, now=probe.last_ok + 45)
+    body, status = ready(rt, probe, now=probe.last_ok + 45, started=True)
     assert status == 503 and body["status"] == "unready"
     assert body["reason"] == (
         "Kafka at kafka://127.0.0.1:9092 has not answered for 45s (ConnectionRefusedError: "
         "Connect call failed ('127.0.0.1', 9092)): check the brokers and CXPULSE_KAFKA_URL"
     )
     asyncio.run(probe.probe_once(Admin(answers=True)))
-    assert ready(rt, probe)[1] == 200 and probe.unreachable() is None
+    assert ready(rt, probe, started=True)[1] == 200 and probe.unreachable() is None
+    writer.close()
+
+
+def test_a_worker_not_yet_ready_is_not_ready() -> None:
+    """Its web server answers while it still joins its group and recovers its tables:
+    /readyz says it is starting, whatever Kafka and ClickHouse say, until Ready."""
+    writer = SinkWriter(FlakyClickHouse)
+    rt = runtime(writer)
+    probe = KafkaProbe(["127.0.0.1:9092"], interval=1)
+    assert not worker_started()  # nothing in this process reached Ready
+    for started in (None, False):
+        body, status = ready(rt, probe, started=started)
+        assert status == 503 and body["status"] == "starting", body
+        assert body["reason"].startswith("the worker is starting") and "\n" not in body["reason"]
+    assert ready(rt, probe, started=True) == (
+        {"status": "ready", "app": "cxpulse", "threshold_seconds": 30.0},
+        200,
+    )
     writer.close()
 
 

@@ -3,6 +3,7 @@ format accepts what it should and rejects, item by item, what it should not."""
 
 from __future__ import annotations
 
+import calendar
 import json
 import re
 import uuid
@@ -12,6 +13,8 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cxpulse.schemas import export
 from cxpulse.schemas.envelope import (
@@ -330,6 +333,48 @@ def test_json_schema_and_worker_agree_on_occurred_at(value: Any, valid: bool) ->
     assert jsonschema.Draft202012Validator(schema).is_valid(doc) is valid
     events, _ = decode_message(raw(doc))
     assert bool(events) is valid
+
+
+def _two(n: int) -> str:
+    return f"{n:02d}"
+
+
+@st.composite
+def date_times(draw: st.DrawFn) -> str:
+    """Strings shaped like date-times, well and badly: each number in or just out of its
+    range, every separator and offset form producers get wrong, with and without
+    fractions. Years stay clear of the 2000..2100 bounds, and a day is one of its month's
+    or the 32nd (a February 30 is the worker's to refuse: a pattern cannot count days)."""
+    year = draw(st.integers(2001, 2098))
+    month = draw(st.integers(0, 13))
+    last = calendar.monthrange(year, month)[1] if 1 <= month <= 12 else 28
+    day = draw(st.integers(0, last) | st.just(32))
+    hour, minute, second = (
+        draw(st.integers(0, 24)),
+        draw(st.integers(0, 60)),
+        draw(st.integers(0, 60)),
+    )
+    sep = draw(st.sampled_from(["T", "t", " ", "_"]))
+    fraction = draw(st.sampled_from(["", ".", ".5", ".123456", ".1234567891", ",5"]))
+    seconds = draw(st.sampled_from([f":{_two(second)}", ""]))
+    sign = draw(st.sampled_from("+-"))
+    oh, om = _two(draw(st.integers(0, 24))), _two(draw(st.integers(0, 60)))
+    offset = draw(
+        st.sampled_from(["Z", "z", "", f"{sign}{oh}:{om}", f"{sign}{oh}{om}", f"{sign}{oh}"])
+    )
+    date = f"{year}-{_two(month)}-{_two(day)}"
+    return f"{date}{sep}{_two(hour)}:{_two(minute)}{seconds}{fraction}{offset}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=date_times())
+def test_json_schema_and_worker_agree_on_generated_date_times(value: str) -> None:
+    """The schema's pattern against the pydantic model the worker decodes with."""
+    schema = json.loads(export.SCHEMA_PATH.read_text(encoding="utf-8"))
+    doc = event(occurred_at=value)
+    events, rejected = decode_message(raw(doc))
+    by_schema = jsonschema.Draft202012Validator(schema).is_valid(doc)
+    assert by_schema is bool(events), (value, [r.reason for r in rejected])
 
 
 def test_json_schema_states_the_occurred_at_range() -> None:

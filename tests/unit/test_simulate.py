@@ -67,6 +67,27 @@ def test_same_seed_same_events_ids_included() -> None:
     assert len({e["event_id"] for e in a}) == len(a)
 
 
+def test_a_whole_hour_working_day_start_makes_the_same_events_at_any_time() -> None:
+    """What the BI tests rely on: run at any minute of any hour, the same events (ids,
+    customers, outcomes, texts), only shifted by whole hours."""
+    from cxpulse.streams.dev.simulate.runner import working_day_start
+
+    six = timedelta(hours=6)
+    baseline: list[dict[str, Any]] | None = None
+    for minutes in range(0, 24 * 60, 97):  # every hour of the day, at many minutes
+        now = datetime(2026, 12, 4, tzinfo=UTC) + timedelta(minutes=minutes, seconds=31)
+        start = working_day_start(six, whole_hour=True, now=now)
+        assert (start.hour, start.minute, start.second) == (8, 0, 0), start
+        assert start.astimezone(UTC).minute == 0 and start <= now - six
+        assert now - start <= six + timedelta(hours=1, minutes=1)
+        events = run(customers=300, seed=11, duration=six, start=start)
+        assert events
+        shifted = [{**e, "occurred_at": (at(e) - start).total_seconds()} for e in events]
+        if baseline is None:
+            baseline = shifted
+        assert shifted == baseline
+
+
 def test_different_seed_different_events() -> None:
     a = run(customers=500, seed=1, events=500)
     b = run(customers=500, seed=2, events=500)

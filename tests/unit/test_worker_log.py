@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from cxpulse.streams.app import tables_dir
 from cxpulse.streams.logs import WorkerLogFilters
 from cxpulse.streams.settings import load_settings
 from cxpulse.streams.worker import startup_summary
@@ -95,8 +96,10 @@ def test_the_start_up_line_names_everything_and_masks_the_password() -> None:
         "consumes acme.touchpoints from Kafka kafka://k1:9092",
         "group cx-acme",
         "writes ClickHouse clickhouse://app:***@ch:9000/cx",
-        "store memory://",
+        f"keeps the customer table on local disk (RocksDB) in {tables_dir(settings)} ",
         "cx-acme-customer_state-changelog",
         "web port 6070",
     ):
         assert part in line, (part, line)
+    memory = startup_summary(settings.model_copy(update={"state_store": "memory"}))
+    assert "keeps the customer table in memory with changelogs " in memory, memory

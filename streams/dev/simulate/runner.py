@@ -105,15 +105,26 @@ def default_start(sim: Simulation, events: int | None, duration: timedelta | Non
     return now - timedelta(minutes=int(duration.total_seconds() // 60) + 1)
 
 
-def working_day_start(duration: timedelta) -> datetime:
+def working_day_start(
+    duration: timedelta, *, whole_hour: bool = False, now: datetime | None = None
+) -> datetime:
     """A start ``duration`` before now, in the fixed UTC offset where that is about 08:00.
 
     The simulated daily rhythm follows the start's offset, so such a run covers a working
     day's traffic (branches open, call center staffed, incidents in busy hours) at any
     time of day it is run, and still ends at about now: what a demo or a test that must
     see the daytime patterns needs. Offsets stay within ±12 h.
+
+    ``whole_hour``: the start is on a whole UTC hour (up to an hour earlier), so 08:00
+    exactly in its offset. Then every run with the same seed and population makes the
+    same events, ids included, only shifted by whole hours, which the scoring cannot
+    tell apart (its hourly highs are UTC hours): what a test whose expectations come from
+    the data needs to get the same data at any time of day.
     """
-    start = datetime.now(UTC).replace(second=0, microsecond=0) - duration - timedelta(minutes=1)
+    now = datetime.now(UTC) if now is None else now.astimezone(UTC)
+    start = now.replace(second=0, microsecond=0) - duration - timedelta(minutes=1)
+    if whole_hour:
+        start = start.replace(minute=0)
     shift = (8 - start.hour) % 24
     shift = shift - 24 if shift > 12 else shift
     return start.astimezone(timezone(timedelta(hours=shift)))
