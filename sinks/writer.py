@@ -191,6 +191,7 @@ class SinkWriter:
         metrics.SINK_INSERT_SECONDS.labels(table).observe(elapsed)
         metrics.SINK_ROWS.labels(table).inc(len(rows))
         metrics.SINK_BATCHES.labels(table).inc()
+        metrics.SINK_LAST_INSERT.labels(table).set_to_current_time()
 
     async def _set_aside(
         self, table: str, refused: list[tuple[Any, SinkDataError]], *, keep: bool

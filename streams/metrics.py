@@ -74,6 +74,13 @@ SINK_BATCHES = Counter(
     ["table"],
     registry=REGISTRY,
 )
+SINK_LAST_INSERT = Gauge(
+    "cxpulse_sink_last_insert_timestamp_seconds",
+    "When the last successful ClickHouse insert into the table finished (Unix time), by "
+    "table: one not written for long is a stalled sink or a pipeline without input.",
+    ["table"],
+    registry=REGISTRY,
+)
 SINK_FAILURES = Counter(
     "cxpulse_sink_failures_total",
     "Failed ClickHouse insert attempts, by table: retried with backoff, or split to "
