@@ -144,11 +144,18 @@ class Checkpointer:
         for table, rows in cp.rows.items():
             await self._write(table, rows)
         store = self.table.data
+        encoded: dict[bytes, tuple[int, Any, bytes]] = {}
         if cp.states and hasattr(store, "write"):
-            # local disk, then the changelog: see cxpulse.streams.state.store
-            store.written(await asyncio.to_thread(store.write, cp.states))
+            # local disk, then the changelog: see cxpulse.streams.state.store; the bytes
+            # written to disk are the changelog record, encoded once
+            encoded = await asyncio.to_thread(store.write, cp.states)
+            store.written(encoded)
         for key, (partition, state) in cp.states.items():
-            self.table.send_changelog(partition, key, state)
+            written = encoded.get(key)
+            if written is None:
+                self.table.send_changelog(partition, key, state)
+            else:
+                self.table.send_changelog(partition, key, written[2], value_serializer="raw")
         for event in cp.events:
             await self.ack(event)
         cp.committed = True

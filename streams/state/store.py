@@ -142,31 +142,35 @@ class CachedRocksStore(faust_rocksdb.Store):
         self.cache.pop(key, None)
         self._del(self._encode_key(key))
 
-    def write(self, states: Mapping[Any, tuple[int, Any]]) -> dict[Any, tuple[int, Any]]:
+    def write(self, states: Mapping[Any, tuple[int, Any]]) -> dict[Any, tuple[int, Any, bytes]]:
         """Encode these states (key → partition and state, a checkpoint's cut) and write
-        them to RocksDB, one write batch per partition; returns what was written. A
-        partition this worker no longer holds is left alone (its new owner recovers from
-        the changelog). Touches nothing but RocksDB, so the checkpoint runs it on a
-        thread while the step goes on."""
+        them to RocksDB, one write batch per partition; returns what was written, each
+        with its encoded value: the changelog record is the same bytes, so the checkpoint
+        sends those instead of encoding every state a second time. A partition this worker
+        no longer holds is left alone (its new owner recovers from the changelog). Touches
+        nothing but RocksDB, so the checkpoint runs it on a thread while the step goes on."""
         batches: dict[int, Any] = {}
-        done: dict[Any, tuple[int, Any]] = {}
+        done: dict[Any, tuple[int, Any, bytes]] = {}
         open_dbs = dict(self._dbs)
         for key, (partition, value) in states.items():
             if partition not in open_dbs:
                 continue
-            done[key] = (partition, value)
+            raw = self._encode_value(value)
+            if raw is None:  # only a deletion encodes to nothing; a cut holds states
+                raise ValueError(f"no state to write for key {key!r}")
+            done[key] = (partition, value, raw)
             batch = batches.get(partition)
             if batch is None:
                 batch = batches[partition] = faust_rocksdb.rocksdict.WriteBatch(raw_mode=True)
-            batch.put(self._encode_key(key), self._encode_value(value))
+            batch.put(self._encode_key(key), raw)
         for partition, batch in batches.items():
             open_dbs[partition].write(batch)
         return done
 
-    def written(self, states: Mapping[Any, tuple[int, Any]]) -> None:
+    def written(self, states: Mapping[Any, tuple[int, Any, bytes]]) -> None:
         """After ``write``: these states are on disk. A key assigned again since the cut
         stays dirty with its newer state; the others move to the cache."""
-        for key, (partition, value) in states.items():
+        for key, (partition, value, _) in states.items():
             self._key_index[self._encode_key(key)] = partition
             entry = self.dirty.get(key)
             if entry is not None and entry[1] is value:

@@ -460,6 +460,33 @@ def test_customer_state_survives_a_restart(pipeline: Pipeline) -> None:
         assert score == pytest.approx(expected[customer], abs=0.05), customer
 
 
+def test_customer_state_recovers_from_the_changelog_alone(pipeline: Pipeline) -> None:
+    """A worker whose local disk is lost (a new node) rebuilds every customer's state
+    from the changelog: the records a checkpoint sends are the bytes it wrote to disk."""
+    import shutil
+
+    from cxpulse.streams.app import tables_dir
+
+    events = make_events(60, customers=5)
+    first = pipeline.start_worker()
+    publish(pipeline.settings, events[:40])
+    pipeline.wait_rows(first, "moments", 40)
+    assert first.stop() == 0
+    shutil.rmtree(tables_dir(pipeline.settings))  # nothing on disk: the changelog only
+
+    second = pipeline.start_worker()
+    pipeline.wait_ready(second)
+    publish(pipeline.settings, events[40:])
+    pipeline.wait_rows(second, "moments", 20)
+    pipeline.wait_scores(second)
+
+    scores = dict(pipeline.query("SELECT customer_id, score FROM customer_scores FINAL"))
+    expected = expected_scores(events)
+    assert scores.keys() == expected.keys()
+    for customer, score in scores.items():
+        assert score == pytest.approx(expected[customer], abs=0.05), customer
+
+
 def test_customer_state_lives_on_local_disk(pipeline: Pipeline) -> None:
     """The customer table is on disk (RocksDB per partition, cxpulse.streams.state.store): after a
     graceful stop every customer's state is there, and each partition records the
