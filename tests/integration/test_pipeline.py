@@ -336,6 +336,15 @@ def test_replaying_the_same_input_adds_no_duplicate_rows(pipeline: Pipeline) -> 
     assert history and all(n == 1 and distinct == 1 for _, _, n, distinct in history)
 
 
+def assert_scores_are_the_cores(pipeline: Pipeline, events: list[dict[str, Any]]) -> None:
+    """ClickHouse holds, for every customer, the score the pure core gives their events."""
+    scores = dict(pipeline.query("SELECT customer_id, score FROM customer_scores FINAL"))
+    expected = expected_scores(events)
+    assert scores.keys() == expected.keys()
+    for customer, score in scores.items():
+        assert score == pytest.approx(expected[customer], abs=0.05), customer
+
+
 def test_failed_inserts_are_retried_and_nothing_is_lost(pipeline: Pipeline) -> None:
     """Inserts fail, the worker is killed while they fail, a new worker finishes the job."""
     events = make_events(80)
@@ -370,11 +379,7 @@ def test_failed_inserts_are_retried_and_nothing_is_lost(pipeline: Pipeline) -> N
     rows = pipeline.query("SELECT toString(event_id) FROM touchpoint_events FINAL")
     assert sorted(r[0] for r in rows) == sorted(e["event_id"] for e in events)
     # The crash lost no state and double-counted no event: scores are the core's.
-    scores = dict(pipeline.query("SELECT customer_id, score FROM customer_scores FINAL"))
-    expected = expected_scores(events)
-    assert scores.keys() == expected.keys()
-    for customer, score in scores.items():
-        assert score == pytest.approx(expected[customer], abs=0.05), customer
+    assert_scores_are_the_cores(pipeline, events)
 
 
 def test_scores_moments_and_views_land_in_clickhouse(pipeline: Pipeline) -> None:
@@ -453,11 +458,7 @@ def test_customer_state_survives_a_restart(pipeline: Pipeline) -> None:
     pipeline.wait_rows(second, "moments", 30)  # this worker's counter starts at 0
     pipeline.wait_scores(second)
 
-    scores = dict(pipeline.query("SELECT customer_id, score FROM customer_scores FINAL"))
-    expected = expected_scores(events)
-    assert scores.keys() == expected.keys()
-    for customer, score in scores.items():
-        assert score == pytest.approx(expected[customer], abs=0.05), customer
+    assert_scores_are_the_cores(pipeline, events)
 
 
 def test_customer_state_recovers_from_the_changelog_alone(pipeline: Pipeline) -> None:
@@ -480,11 +481,7 @@ def test_customer_state_recovers_from_the_changelog_alone(pipeline: Pipeline) ->
     pipeline.wait_rows(second, "moments", 20)
     pipeline.wait_scores(second)
 
-    scores = dict(pipeline.query("SELECT customer_id, score FROM customer_scores FINAL"))
-    expected = expected_scores(events)
-    assert scores.keys() == expected.keys()
-    for customer, score in scores.items():
-        assert score == pytest.approx(expected[customer], abs=0.05), customer
+    assert_scores_are_the_cores(pipeline, events)
 
 
 def test_customer_state_lives_on_local_disk(pipeline: Pipeline) -> None:
