@@ -44,7 +44,6 @@ from cxpulse.schemas.tables import SPECS
 
 from . import ddl
 from .base import Row, SpecRegistry, normalize_rows, sort_by_key
-from .clickhouse import parse_chdb_url, read_only_settings
 from .ddl import Capabilities, column_type, quote_ident
 from .errors import (
     DATA_ERROR_CODES,
@@ -55,6 +54,7 @@ from .errors import (
     SinkUnavailable,
     SinkWriteError,
 )
+from .targets import parse_chdb_url, read_only_settings
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ from cxpulse.schemas.tables import SPECS
 
 from . import ddl
 from .base import Row, SpecRegistry, normalize_rows, sort_by_key
-from .clickhouse import parse_server_url, read_only_settings, redact
 from .ddl import Capabilities, column_type, quote_ident
 from .errors import (
     DATA_ERROR_CODES,
@@ -35,6 +34,7 @@ from .errors import (
     SinkUnavailable,
     SinkWriteError,
 )
+from .targets import parse_server_url, read_only_settings, redact
 
 log = logging.getLogger(__name__)
 # clickhouse-driver logs every failed connection attempt as a WARNING with a traceback;

@@ -41,8 +41,8 @@ def clickhouse_identity(url: str) -> str:
     """Which ClickHouse a URL means, comparable between processes and without a password:
     ``chdb:///abs/dir?database=db`` (the directory resolved in this process's current
     directory, as the backend resolves it) or ``clickhouse://user@host:port/db``."""
-    from cxpulse.sinks.clickhouse import parse_chdb_url, parse_server_url, redact
     from cxpulse.sinks.errors import SinkError
+    from cxpulse.sinks.targets import parse_chdb_url, parse_server_url, redact
 
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     try:

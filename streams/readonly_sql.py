@@ -3,7 +3,7 @@ ClickHouse is what enforces it.
 
 Every query runs in a read-only session of its own (``cxpulse.sinks.clickhouse.open_read_only``,
 or ``read_only()`` of the worker's backend), opened with ``readonly=1`` and limits in
-force for the whole session (``cxpulse.sinks.clickhouse.read_only_settings``). ClickHouse itself
+force for the whole session (``cxpulse.sinks.targets.read_only_settings``). ClickHouse itself
 then refuses every INSERT, ALTER, DROP, CREATE, SET, any ``SETTINGS`` change (readonly
 included), and the table functions that reach outside: file, url, remote, s3, ...
 

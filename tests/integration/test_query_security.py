@@ -314,8 +314,9 @@ def test_a_result_over_the_limit_is_refused_and_the_next_query_is_right(store: S
 
 
 def test_a_query_over_the_time_limit_is_stopped(store: Store) -> None:
-    from cxpulse.sinks.clickhouse import open_read_only, read_only_settings
+    from cxpulse.sinks.clickhouse import open_read_only
     from cxpulse.sinks.embedded import ChdbReader
+    from cxpulse.sinks.targets import read_only_settings
 
     if store.directory is not None:  # this process has the directory open already
         session: Any = ChdbReader(

@@ -27,7 +27,7 @@ from cxpulse.schemas.rows import (
     event_row,
 )
 from cxpulse.sinks.base import Backend, Row, final_rows
-from cxpulse.sinks.clickhouse import open_backend, parse_chdb_url
+from cxpulse.sinks.clickhouse import open_backend
 from cxpulse.sinks.errors import (
     SinkConfigError,
     SinkError,
@@ -35,6 +35,7 @@ from cxpulse.sinks.errors import (
     SinkUnavailable,
     SinkWriteError,
 )
+from cxpulse.sinks.targets import parse_chdb_url
 
 pytestmark = pytest.mark.clickhouse
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cxpulse.sinks.clickhouse import open_backend, parse_chdb_url, parse_server_url, redact
+from cxpulse.sinks.clickhouse import open_backend
 from cxpulse.sinks.errors import SinkConfigError, SinkUnavailable
+from cxpulse.sinks.targets import parse_chdb_url, parse_server_url, redact
 from cxpulse.streams.dev.broker import free_port
 from cxpulse.streams.settings import ConfigError, load_settings
 
