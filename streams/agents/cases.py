@@ -78,9 +78,13 @@ def register(rt: Runtime) -> CaseFeed:
 
     async def publish(key: bytes, change: CaseChange) -> None:
         case = change.case
-        # cx.cases first: a crash before the table is set re-derives the same change
-        # (same version) on redelivery, and the copies collapse downstream.
-        await cases_topic.send(key=str(case.case_id).encode(), value=change.to_json_bytes())
+        # cx.cases first, acknowledged by the broker before the table is set: a crash
+        # before then re-derives the same change (same version) on redelivery, and the
+        # copies collapse downstream. Not waiting for the acknowledgement let the table's
+        # changelog record (sent after it) reach the broker while the change itself was
+        # lost with the process: the replay then saw the change as done and never sent it.
+        sent = await cases_topic.send(key=str(case.case_id).encode(), value=change.to_json_bytes())
+        await sent
         table[key] = case
         feed.apply(change)
         metrics.CASE_CHANGES.labels(change.change).inc()
@@ -100,7 +104,10 @@ def register(rt: Runtime) -> CaseFeed:
                     if command.command == "forget":
                         if forget(table.get(key), command, section):
                             # the tombstone first, as publish sends the change first
-                            await cases_topic.send(key=str(command.case_id).encode(), value=None)
+                            sent = await cases_topic.send(
+                                key=str(command.case_id).encode(), value=None
+                            )
+                            await sent
                             del table[key]
                             feed.forget(str(command.case_id))
                         continue
