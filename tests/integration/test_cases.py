@@ -150,7 +150,10 @@ def test_cases_open_escalate_once_are_acted_on_and_survive_a_restart(
         cases = wait_for(
             "two cases, the late one escalated",
             lambda: (
-                (c := cases_by_customer(port)) and len(c) == 2 and c["C-late"]["escalated"] and c
+                (c := cases_by_customer(port))
+                and sorted(c) == ["C-fresh", "C-late"]
+                and c["C-late"]["escalated"]
+                and c
             ),
             worker,
         )
