@@ -64,9 +64,11 @@ def kill9_while_publishing(h: Harness, short: bool) -> Result:
 def _clickhouse(h: Harness, result: Result) -> ClickHouseInstance | None:
     """A ClickHouse server of the scenario's own, which the workers write to; None (and
     ``result.not_run`` says why) when this machine cannot run one."""
+    server = ClickHouseInstance.private()
     try:
-        server = ClickHouseInstance(h.workdir / "clickhouse").start()
+        server.start()
     except (ServerUnavailable, OSError) as exc:
+        server.close()
         result.not_run = f"no ClickHouse server instance: {exc}"
         return None
     h.use_clickhouse(server.url)
@@ -110,7 +112,7 @@ def clickhouse_down(h: Harness, short: bool) -> Result:
         return h.finish(worker, result)
     finally:
         h.close()
-        server.stop()
+        server.close()
 
 
 def _assignments(h: Harness, worker: WorkerProcess) -> str:
@@ -156,7 +158,7 @@ def two_workers_kill9(h: Harness, short: bool) -> Result:
         return result
     finally:
         h.close()
-        server.stop()
+        server.close()
 
 
 def fuzzed_input(h: Harness, short: bool) -> Result:
@@ -230,7 +232,7 @@ def steady_rss_server(h: Harness, short: bool) -> Result:
         return _steady(h, short, result)
     finally:
         h.close()
-        server.stop()
+        server.close()
 
 
 def _steady(h: Harness, short: bool, result: Result) -> Result:

@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,10 +61,19 @@ class ClickHouseInstance:
     tmp and log paths moved under ``root``, run in the foreground as the ``clickhouse``
     user (as deploy/ci/start-clickhouse-server.sh runs the shared one)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, owned: bool = False) -> None:
         self.root = root
+        self.owned = owned  # close() removes the root
         self.tcp_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def private(cls) -> ClickHouseInstance:
+        """An instance in a directory of its own under the system's temporary directory,
+        not under pytest's: pytest makes its ``pytest-of-<user>`` directory 0700 again
+        whenever a session starts, which would hide this instance's config from the
+        ``clickhouse`` user it runs as while another pytest session starts beside it."""
+        return cls(Path(tempfile.mkdtemp(prefix="cxpulse-chaos-clickhouse-")), owned=True)
 
     @property
     def url(self) -> str:
@@ -160,6 +170,12 @@ class ClickHouseInstance:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+    def close(self) -> None:
+        """Stop the server and, for a private instance, remove its directories."""
+        self.stop()
+        if self.owned:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def log_tail(self, lines: int = 5) -> str:
         out = []
