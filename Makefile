@@ -6,6 +6,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# make test runs the suite in two processes (pytest-xdist), each test file whole in one
+# of them: most tests wait on a worker, a broker or ClickHouse, so two keep both cores busy.
+# TEST_JOBS=0 runs it in one process.
+TEST_JOBS ?= 2
+XDIST := $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
 
 .PHONY: install tools demo test test-fast lint format bench voc schema chaos clean
 
@@ -30,7 +35,7 @@ tools:
 # ClickHouse server named by CXPULSE_TEST_CLICKHOUSE_URL). pytest's exit code 5 (no tests
 # collected) is a failure here, never a pass.
 test: $(STAMP) tools lint
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 test-fast: $(STAMP)

@@ -6,14 +6,31 @@ tests stay independent by using their own topics (``unique_topic``) and consumer
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from cxpulse.streams.dev.broker import EmbeddedBroker
+
+SERVER_URL_ENV = "CXPULSE_TEST_CLICKHOUSE_URL"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs two processes), each process gets its own
+    database on the test ClickHouse server: ``cxpulse_test`` becomes ``cxpulse_test_gw0``
+    and ``cxpulse_test_gw1``, so one process dropping its database never drops the
+    other's. Every test reads the server URL from the environment, after this."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    url = os.environ.get(SERVER_URL_ENV, "").strip()
+    if worker and url:
+        parts = urlsplit(url)
+        database = parts.path.strip("/") or "cxpulse_test"
+        os.environ[SERVER_URL_ENV] = urlunsplit(parts._replace(path=f"/{database}_{worker}"))
 
 
 @pytest.fixture(scope="session")
