@@ -25,13 +25,12 @@ import pytest
 from kafka import KafkaProducer
 
 from cxpulse.schemas.alerts import Alert, alert_id
-from cxpulse.streams.admin import ensure_topics
-from cxpulse.streams.app import TABLE_NAMES
 from cxpulse.streams.dev.broker import EmbeddedBroker
-from cxpulse.streams.dev.demo import WorkerProcess, free_port, scrape
+from cxpulse.streams.dev.demo import WorkerProcess, scrape
 from cxpulse.streams.query import run_query
-from cxpulse.streams.settings import Settings, load_settings
-from cxpulse.streams.topics import alerts, all_topics
+from cxpulse.streams.settings import Settings
+from cxpulse.streams.topics import alerts
+from tests.integration.workers import worker_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 
@@ -119,18 +118,7 @@ def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 def test_cases_open_escalate_once_are_acted_on_and_survive_a_restart(
     kafka_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    name = f"t{uuid.uuid4().hex[:10]}"
-    settings = load_settings(
-        kafka_url=kafka_broker.url,
-        clickhouse_url=f"chdb://{tmp_path / 'chdb'}",
-        app_id=f"cxpulse-{name}",
-        topic_prefix=name,
-        partitions=2,
-        web_port=free_port(),
-        data_dir=tmp_path / "var",
-        sink_flush_seconds=0.3,
-    )
-    ensure_topics(settings, all_topics(settings, TABLE_NAMES))
+    settings = worker_settings(kafka_broker.url, tmp_path)
     env = {"CXPULSE_API_TOKEN": TOKEN, "CXPULSE_CASES_CHECK_SECONDS": "0.5"}
     port = settings.web_port
     now = datetime.now(UTC)
@@ -296,18 +284,7 @@ def test_a_recovered_case_enters_the_journey_and_lifts_the_score_and_streams_cha
 ) -> None:
     from cxpulse.streams.publisher import Publisher
 
-    name = f"t{uuid.uuid4().hex[:10]}"
-    settings = load_settings(
-        kafka_url=kafka_broker.url,
-        clickhouse_url=f"chdb://{tmp_path / 'chdb'}",
-        app_id=f"cxpulse-{name}",
-        topic_prefix=name,
-        partitions=2,
-        web_port=free_port(),
-        data_dir=tmp_path / "var",
-        sink_flush_seconds=0.3,
-    )
-    ensure_topics(settings, all_topics(settings, TABLE_NAMES))
+    settings = worker_settings(kafka_broker.url, tmp_path)
     port = settings.web_port
     start = datetime.now(UTC) - timedelta(minutes=20)
     with Publisher(settings) as publisher:
@@ -393,18 +370,7 @@ def test_a_recovered_case_enters_the_journey_and_lifts_the_score_and_streams_cha
 def test_a_worker_killed_mid_way_leaves_each_case_once_in_its_latest_version(
     kafka_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    name = f"t{uuid.uuid4().hex[:10]}"
-    settings = load_settings(
-        kafka_url=kafka_broker.url,
-        clickhouse_url=f"chdb://{tmp_path / 'chdb'}",
-        app_id=f"cxpulse-{name}",
-        topic_prefix=name,
-        partitions=2,
-        web_port=free_port(),
-        data_dir=tmp_path / "var",
-        sink_flush_seconds=0.3,
-    )
-    ensure_topics(settings, all_topics(settings, TABLE_NAMES))
+    settings = worker_settings(kafka_broker.url, tmp_path)
     env = {"CXPULSE_API_TOKEN": TOKEN}
     port = settings.web_port
     now = datetime.now(UTC)
@@ -475,18 +441,7 @@ def test_a_long_closed_case_leaves_the_workers_but_not_clickhouse(
     model["cases"]["forget_after_days"] = 1 / 86400  # a second after it closed
     model_path = tmp_path / "model.yaml"
     model_path.write_text(yaml.safe_dump(model))
-    name = f"t{uuid.uuid4().hex[:10]}"
-    settings = load_settings(
-        kafka_url=kafka_broker.url,
-        clickhouse_url=f"chdb://{tmp_path / 'chdb'}",
-        app_id=f"cxpulse-{name}",
-        topic_prefix=name,
-        partitions=2,
-        web_port=free_port(),
-        data_dir=tmp_path / "var",
-        sink_flush_seconds=0.3,
-    )
-    ensure_topics(settings, all_topics(settings, TABLE_NAMES))
+    settings = worker_settings(kafka_broker.url, tmp_path)
     env = {
         "CXPULSE_API_TOKEN": TOKEN,
         "CXPULSE_CASES_CHECK_SECONDS": "0.5",

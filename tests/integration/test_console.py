@@ -34,12 +34,11 @@ import pytest
 
 from cxpulse.schemas.cases import Case, CaseChange
 from cxpulse.streams import topics
-from cxpulse.streams.admin import ensure_topics
-from cxpulse.streams.app import TABLE_NAMES
 from cxpulse.streams.dev.broker import EmbeddedBroker
-from cxpulse.streams.dev.demo import WorkerProcess, free_port, scrape
-from cxpulse.streams.settings import Settings, load_settings
+from cxpulse.streams.dev.demo import WorkerProcess, scrape
+from cxpulse.streams.settings import Settings
 from tests.integration.conftest import page_dump
+from tests.integration.workers import worker_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 
@@ -94,18 +93,7 @@ def text_of(driver: Any, element_id: str) -> str:
 @pytest.fixture
 def console(kafka_broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Console]:
     """A worker with an API token, its web server on a free port, ready."""
-    name = f"t{uuid.uuid4().hex[:10]}"
-    settings = load_settings(
-        kafka_url=kafka_broker.url,
-        clickhouse_url=f"chdb://{tmp_path / 'chdb'}",
-        app_id=f"cxpulse-{name}",
-        topic_prefix=name,
-        partitions=2,
-        web_port=free_port(),
-        data_dir=tmp_path / "var",
-        sink_flush_seconds=0.3,
-    )
-    ensure_topics(settings, topics.all_topics(settings, TABLE_NAMES))
+    settings = worker_settings(kafka_broker.url, tmp_path)
     worker = WorkerProcess(
         settings, tmp_path / "worker.log", extra_env={"CXPULSE_API_TOKEN": TOKEN}
     )

@@ -12,19 +12,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cxpulse.streams.admin import ensure_topics
-from cxpulse.streams.app import TABLE_NAMES
 from cxpulse.streams.dev.broker import EmbeddedBroker
 from cxpulse.streams.dev.demo import WorkerProcess, free_port, scrape
-from cxpulse.streams.settings import load_settings
-from cxpulse.streams.topics import all_topics
+from tests.integration.workers import worker_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 
@@ -63,18 +59,7 @@ def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
 def test_readyz_turns_red_while_kafka_is_gone_and_green_when_it_is_back(
     own_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    name = f"t{uuid.uuid4().hex[:10]}"
-    settings = load_settings(
-        kafka_url=own_broker.url,
-        clickhouse_url=f"chdb://{tmp_path / 'chdb'}",
-        app_id=f"cxpulse-{name}",
-        topic_prefix=name,
-        partitions=2,
-        web_port=free_port(),
-        data_dir=tmp_path / "var",
-        sink_flush_seconds=0.3,
-    )
-    ensure_topics(settings, all_topics(settings, TABLE_NAMES))
+    settings = worker_settings(own_broker.url, tmp_path)
     worker = WorkerProcess(
         settings,
         tmp_path / "worker.log",

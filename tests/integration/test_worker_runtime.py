@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,8 +26,8 @@ from cxpulse.streams.dev.broker import EmbeddedBroker
 from cxpulse.streams.dev.demo import WorkerProcess, free_port, scrape, sink_rows
 from cxpulse.streams.dev.sample_events import sample_events
 from cxpulse.streams.publisher import Publisher
-from cxpulse.streams.settings import Settings, load_settings
 from cxpulse.streams.topics import all_topics, touchpoints
+from tests.integration.workers import worker_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 
@@ -65,24 +64,10 @@ def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
         broker.stop()
 
 
-def worker_settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
-    name = f"t{uuid.uuid4().hex[:10]}"
-    return load_settings(
-        kafka_url=broker.url,
-        clickhouse_url=f"chdb://{tmp_path / 'chdb'}",
-        app_id=f"cxpulse-{name}",
-        topic_prefix=name,
-        partitions=2,
-        web_port=free_port(),
-        data_dir=tmp_path / "var",
-        sink_flush_seconds=0.3,
-    )
-
-
 def test_a_worker_says_what_it_does_shows_its_lag_and_stops_quietly_without_kafka(
     own_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    settings = worker_settings(own_broker, tmp_path)
+    settings = worker_settings(own_broker.url, tmp_path, create_topics=False)
     ensure_topics(settings, all_topics(settings, TABLE_NAMES))
     docs = sample_events(seed=5)
     with Publisher(settings, batch_size=50) as publisher:  # a backlog before the start
@@ -169,7 +154,7 @@ def test_a_stop_that_does_not_finish_ends_at_its_deadline(
     from cxpulse.streams.worker import STOP_DEADLINE_SECONDS
 
     assert STOP_DEADLINE_SECONDS < 10 < STOP_GUARD
-    settings = worker_settings(own_broker, tmp_path)
+    settings = worker_settings(own_broker.url, tmp_path, create_topics=False)
     ensure_topics(settings, all_topics(settings, TABLE_NAMES))
     worker = WorkerProcess(
         settings, tmp_path / "worker.log", extra_env={"PYTHONPATH": _env()["PYTHONPATH"]}
@@ -225,7 +210,7 @@ def test_a_killed_worker_leaves_no_sentiment_process_behind(
     """SIGKILL (or an OOM kill) gives the worker no chance to close its sentiment child:
     the child (SnowNLP's ~400 MiB) and multiprocessing's resource tracker must end by
     themselves instead of waiting for ever on a queue nobody writes to."""
-    settings = worker_settings(own_broker, tmp_path)
+    settings = worker_settings(own_broker.url, tmp_path, create_topics=False)
     ensure_topics(settings, all_topics(settings, TABLE_NAMES))
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     worker.start([sys.executable, "-m", "cxpulse.streams.cli", "worker"])
