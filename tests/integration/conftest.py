@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -40,6 +41,13 @@ def clickhouse_server_url() -> str:
             pytrace=False,
         )
     pytest.skip(f"{SERVER_URL_ENV} not set (deploy/ci/start-clickhouse-server.sh starts one)")
+
+
+def server_database_url(database: str) -> str:
+    """The test server's URL naming ``database`` instead (skip locally / fail in CI when
+    no server is configured)."""
+    parts = urlsplit(clickhouse_server_url())
+    return urlunsplit(parts._replace(path=f"/{database}"))
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,9 @@ answer must mean (never hard-coded numbers; the expectations come from the raw t
 from __future__ import annotations
 
 import math
-import os
 import re
 import struct
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,18 +22,14 @@ from typing import Any
 
 import pytest
 
-from cxpulse.streams.admin import ensure_topics
-from cxpulse.streams.app import TABLE_NAMES
-from cxpulse.streams.dev.demo import WorkerProcess, drained, free_port, scrape
+from cxpulse.streams.dev.demo import WorkerProcess, drained, scrape
 from cxpulse.streams.dev.simulate import simulate
 from cxpulse.streams.dev.simulate.runner import working_day_start
-from cxpulse.streams.settings import load_settings
-from cxpulse.streams.topics import all_topics
+from tests.integration.workers import worker_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "bi-guide.md"
-SERVER_URL_ENV = "CXPULSE_TEST_CLICKHOUSE_URL"
 
 CHANNELS = {"web", "app", "call_center", "store", "atm"}
 #: The ATM whose outage covers the last 90 minutes of the run.
@@ -100,35 +94,15 @@ class Data:
         return rows[0][0]
 
 
-def server_url(name: str) -> str:
-    url = os.environ.get(SERVER_URL_ENV, "").strip()
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail(f"{SERVER_URL_ENV} is not set in CI: .ci/run must set it", pytrace=False)
-        pytest.skip(f"set {SERVER_URL_ENV} to run the BI queries against a ClickHouse server")
-    return f"{url.rsplit('/', 1)[0]}/{name}"
-
-
 @pytest.fixture(scope="module", params=["chdb", "server"])
 def data(
     request: pytest.FixtureRequest, kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Data]:
     from cxpulse.sinks.clickhouse import open_backend
 
-    name = f"bi{uuid.uuid4().hex[:10]}"
     tmp = tmp_path_factory.mktemp(f"bi-{request.param}")
-    url = f"chdb://{tmp / 'chdb'}" if request.param == "chdb" else server_url(f"cxpulse_{name}")
-    settings = load_settings(
-        kafka_url=kafka_broker.url,
-        clickhouse_url=url,
-        app_id=f"cxpulse-{name}",
-        topic_prefix=name,
-        partitions=4,
-        web_port=free_port(),
-        data_dir=tmp / "var",
-        sink_flush_seconds=0.3,
-    )
-    ensure_topics(settings, all_topics(settings, TABLE_NAMES))
+    settings = worker_settings(kafka_broker.url, tmp, backend=request.param, partitions=4)
+    url = settings.clickhouse_url
     worker = WorkerProcess(settings, tmp / "worker.log")
     worker.start()
     try:

@@ -17,11 +17,9 @@ question, on a larger population; here the truth's order of service over product
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,20 +28,17 @@ from xml.etree import ElementTree
 
 import pytest
 
-from cxpulse.streams.admin import ensure_topics
 from cxpulse.streams.analysis.drivers import learn
-from cxpulse.streams.app import TABLE_NAMES
-from cxpulse.streams.dev.demo import WorkerProcess, drained, free_port, scrape
+from cxpulse.streams.dev.demo import WorkerProcess, drained, scrape
 from cxpulse.streams.dev.simulate import generate
 from cxpulse.streams.dev.simulate.answers import answers_from_importance, drivers_rows
 from cxpulse.streams.model_check import load_model
 from cxpulse.streams.publisher import Publisher
-from cxpulse.streams.settings import Settings, load_settings
-from cxpulse.streams.topics import all_topics
+from cxpulse.streams.settings import Settings
+from tests.integration.workers import worker_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.slow]
 
-SERVER_URL_ENV = "CXPULSE_TEST_CLICKHOUSE_URL"
 
 TRUE = {
     "retail_banking": {
@@ -72,15 +67,6 @@ def events() -> list[dict[str, Any]]:
     return answers_from_importance(raw, TRUE, seed=5)
 
 
-def server_url(database: str) -> str:
-    url = os.environ.get(SERVER_URL_ENV, "").strip()
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail(f"{SERVER_URL_ENV} is not set in CI: .ci/run must set it", pytrace=False)
-        pytest.skip(f"set {SERVER_URL_ENV} to run cxpulse drivers against a ClickHouse server")
-    return f"{url.rsplit('/', 1)[0]}/{database}"
-
-
 @pytest.fixture(scope="module", params=["chdb", "server"])
 def running(
     request: pytest.FixtureRequest,
@@ -88,20 +74,9 @@ def running(
     tmp_path_factory: pytest.TempPathFactory,
     events: list[dict[str, Any]],
 ) -> Iterator[Settings]:
-    name = f"drv{uuid.uuid4().hex[:10]}"
     tmp = tmp_path_factory.mktemp(f"drivers-{request.param}")
-    url = f"chdb://{tmp / 'chdb'}" if request.param == "chdb" else server_url(f"cxpulse_{name}")
-    settings = load_settings(
-        kafka_url=kafka_broker.url,
-        clickhouse_url=url,
-        app_id=f"cxpulse-{name}",
-        topic_prefix=name,
-        partitions=4,
-        web_port=free_port(),
-        data_dir=tmp / "var",
-        sink_flush_seconds=0.3,
-    )
-    ensure_topics(settings, all_topics(settings, TABLE_NAMES))
+    settings = worker_settings(kafka_broker.url, tmp, backend=request.param, partitions=4)
+    url = settings.clickhouse_url
     worker = WorkerProcess(settings, tmp / "worker.log")
     worker.start()
     try:

@@ -13,19 +13,32 @@ from cxpulse.streams.app import TABLE_NAMES
 from cxpulse.streams.dev.demo import free_port
 from cxpulse.streams.settings import Settings, load_settings
 from cxpulse.streams.topics import all_topics
+from tests.integration.conftest import server_database_url
 
 
 def worker_settings(
-    kafka_url: str, tmp_path: Path, *, create_topics: bool = True, **overrides: Any
+    kafka_url: str,
+    tmp_path: Path,
+    *,
+    backend: str = "chdb",
+    create_topics: bool = True,
+    **overrides: Any,
 ) -> Settings:
-    """A fresh app id and topic prefix, 2 partitions, chDB in ``tmp_path/chdb``, the data
+    """A fresh app id and topic prefix, 2 partitions, chDB in ``tmp_path/chdb`` (or, with
+    ``backend="server"``, a database of its own on the test ClickHouse server), the data
     directory ``tmp_path/var``, a free web port and a 0.3 s sink flush (``overrides``
     change any of them); the worker's topics are created first unless ``create_topics``
     is false."""
     name = f"t{uuid.uuid4().hex[:10]}"
+    if backend == "chdb":
+        clickhouse_url = f"chdb://{tmp_path / 'chdb'}"
+    elif backend == "server":
+        clickhouse_url = server_database_url(f"cxpulse_{name}")
+    else:
+        raise ValueError(f"backend {backend!r}: chdb or server")
     fields: dict[str, Any] = {
         "kafka_url": kafka_url,
-        "clickhouse_url": f"chdb://{tmp_path / 'chdb'}",
+        "clickhouse_url": clickhouse_url,
         "app_id": f"cxpulse-{name}",
         "topic_prefix": name,
         "partitions": 2,
