@@ -207,8 +207,9 @@ def _apply(
     segment = ev.segment or w.segment
     spec, fallback = model.touchpoint_spec(ev.touchpoint, ev.channel)
     importance = model.importance_for(segment)
-    x = readings.factor_readings(ev, spec, model, sentiment)
-    g, imp, v, key = valence.assess(x, model.expectations_for(tier), importance)
+    expectations = model.expectations_for(tier)
+    x = readings.factor_readings(ev, spec, model, sentiment, expectations, model.effort_for(tier))
+    g, imp, v, key = valence.assess(x, expectations, importance)
 
     def moment(episode_id: str, score_after: float) -> Moment:
         return Moment(
