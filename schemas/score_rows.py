@@ -145,8 +145,17 @@ class ScoreRow(_Row):
         str,
         Column(
             "String",
-            "JSON array of the moments that moved the score most: "
-            "event_id, occurred_at, touchpoint, channel, factor, impact.",
+            "JSON array of the moments that account for the score most, largest first: "
+            "event_id, occurred_at, touchpoint, channel, factor, impact, and contribution "
+            "(points of score through the moment's episode peak or end and the decay).",
+        ),
+    ]
+    explanation_rest: Annotated[
+        float,
+        Column(
+            "Float32",
+            "What the moments not listed account for: the listed contributions plus this "
+            "sum to score - 50.",
         ),
     ]
 
@@ -390,6 +399,7 @@ def score_row(update: ScoreUpdate) -> tuple[Any, ...]:
         *[factor_scores.get(f) for f in FACTORS],
         *[channel_scores.get(c) for c in _CHANNELS],
         _explanation_json(update.explanation),
+        update.explanation_rest,
     )
 
 
@@ -397,14 +407,15 @@ _explanation_encoder = msgspec.json.Encoder()
 
 
 def _explanation_json(explanation: list[Explanation]) -> str:
-    """The ``explanation`` column: a JSON array of the moments that moved the score most
-    (event_id, occurred_at in RFC 3339, touchpoint, channel, factor, impact)."""
+    """The ``explanation`` column: a JSON array of the moments that account for the score
+    most (event_id, occurred_at in RFC 3339, touchpoint, channel, factor, impact,
+    contribution)."""
     return _explanation_encoder.encode(explanation).decode()
 
 
 def _check_columns() -> None:
     """Fail at import if the builders above and the models disagree on column count."""
-    assert len(ScoreRow.model_fields) == 8 + len(FACTORS) + len(_CHANNELS) + 1
+    assert len(ScoreRow.model_fields) == 8 + len(FACTORS) + len(_CHANNELS) + 2
     assert len(MomentRow.model_fields) == 21
     assert len(MomentFactorRow.model_fields) == 11
 

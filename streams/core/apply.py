@@ -65,10 +65,6 @@ class _Work:
     score_trail: list[tuple[int, float]] = field(default_factory=list)
     scores: score.Scores | None = None
     old: CustomerState | None = None
-    #: ``explain.bar(key_moments, ...)`` once ``km_bar_known``: worked out when a moment
-    #: first needs it, then kept up to date as the list changes
-    km_bar: tuple[float, str] | None = None
-    km_bar_known: bool = True  # a new customer's empty list has no bar
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +130,11 @@ def _open(state: CustomerState | None, customer_id: str) -> _Work:
         seen=dict(state.seen_ids()),
         episodes=list(state.episodes),
         folded=state.folded,
-        key_moments=list(state.key_moments),
+        # candidates written before shares were kept cannot say what they contribute
+        key_moments=[k for k in state.key_moments if k.share != 0],
         trail=trail.Trail.of(state),
         score_trail=list(state.score_trail),
         old=state,
-        km_bar_known=False,
     )
 
 
@@ -151,6 +147,9 @@ def _close(w: _Work, p: _Params) -> CustomerState:
     factor_scores, channel_scores = score.sub_scores(
         w.folded, w.episodes, w.watermark, p.half_life_s
     )
+    eps, key_moments = explain.contributions(
+        w.folded, w.episodes, w.key_moments, w.watermark, p.half_life_s, p.explanation_size
+    )
     return CustomerState(
         customer_id=w.customer_id,
         version=w.version,
@@ -160,9 +159,9 @@ def _close(w: _Work, p: _Params) -> CustomerState:
         watermark=w.watermark,
         floor=w.floor,
         seen=pack_ids(dedup.kept(w.seen, w.watermark - p.lateness_s)),
-        episodes=w.episodes,
+        episodes=eps,
         folded=w.folded,
-        key_moments=w.key_moments,
+        key_moments=key_moments,
         **w.trail.stored(p.limits, w.watermark),
         score_trail=w.score_trail,
         score=s.score,
@@ -257,38 +256,35 @@ def _apply(
     due, still_open = episodes.split_closed(w.episodes, w.watermark - p.lateness_s, gaps)
     if due:
         w.folded = score.fold(w.folded, sorted(due, key=_fold_order), half_life_s)
+        w.key_moments = explain.keep_top(
+            w.key_moments, explain.freeze(due), p.explanation_size, half_life_s
+        )
         w.episodes = still_open
+    event_hex = ev.event_id.hex
+    km = (
+        None
+        if v == 0
+        else KeyMoment(
+            event_id=event_hex,
+            t=t,
+            touchpoint=ev.touchpoint,
+            channel=ev.channel,
+            factor=key,
+            impact=imp[key],
+        )
+    )
     w.episodes, placed = episodes.place(
-        w.episodes, episodes.single(ev.journey_id, t, v, g, ev.channel), gaps
+        w.episodes, episodes.single(ev.journey_id, t, v, g, ev.channel, km), gaps
     )
     while len(w.episodes) > p.max_open:
         oldest = min(w.episodes, key=_fold_order)
         w.folded = score.fold(w.folded, [oldest], half_life_s)
+        w.key_moments = explain.keep_top(
+            w.key_moments, explain.freeze([oldest]), p.explanation_size, half_life_s
+        )
         w.episodes.remove(oldest)
 
     w.floor = dedup.remember(w.seen, h, t, p.seen_ids_max, w.floor)
-    event_hex = ev.event_id.hex
-    if key and imp[key] != 0:  # keep_top ignores a moment without impact
-        if not w.km_bar_known:
-            w.km_bar = explain.bar(w.key_moments, p.explanation_size, half_life_s)
-            w.km_bar_known = True
-        bar = w.km_bar
-        if bar is None or explain.order_key(imp[key], t, event_hex, half_life_s) < bar:
-            km = KeyMoment(
-                event_id=event_hex,
-                t=t,
-                touchpoint=ev.touchpoint,
-                channel=ev.channel,
-                factor=key,
-                impact=imp[key],
-            )
-            w.key_moments = explain.keep_top(w.key_moments, km, p.explanation_size, half_life_s)
-            last = w.key_moments[-1]  # keep_top's list is in order: its bar is its last
-            w.km_bar = (
-                explain.order_key(last.impact, last.t, last.event_id, half_life_s)
-                if len(w.key_moments) == p.explanation_size
-                else None
-            )
     w.trail.add(
         t,
         ev.channel,
@@ -390,7 +386,15 @@ def apply_events(
 
 
 def score_update(state: CustomerState) -> ScoreUpdate:
-    """The ScoreUpdate row/message for a state (pure read: the numbers live in the state)."""
+    """The ScoreUpdate row/message for a state (pure read: the numbers live in the state).
+
+    The explanation lists the moments with a contribution, largest first (at most the
+    model's ``explanation_size``, chosen when the state was built); ``explanation_rest``
+    is what every other moment accounts for, so that the listed contributions and the
+    rest sum to ``score - 50`` (``cxpulse.streams.core.explain``).
+    """
+    listed = state.explained()
+    contributions = [round(k.contribution, 2) for k in listed]
     return ScoreUpdate(
         customer_id=state.customer_id,
         version=state.version,
@@ -410,7 +414,9 @@ def score_update(state: CustomerState) -> ScoreUpdate:
                 channel=k.channel,
                 factor=k.factor,
                 impact=round(k.impact, 2),
+                contribution=c,
             )
-            for k in state.key_moments
+            for k, c in zip(listed, contributions, strict=True)
         ],
+        explanation_rest=round(state.score - 50.0 - sum(contributions), 2),
     )

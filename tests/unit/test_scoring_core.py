@@ -20,6 +20,7 @@ from cxpulse.streams.core.episodes import combine, remembered
 from cxpulse.streams.core.readings import effort_reading, scale_position
 from cxpulse.streams.core.score import weight
 from cxpulse.streams.core.valence import assess
+from cxpulse.streams.state.customer import encode
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=365)
@@ -392,18 +393,79 @@ def test_confidence_grows_with_episodes() -> None:
 
 
 def test_score_update_and_explanation() -> None:
-    # hotline failure at 0 (impact 9 x -8 = -72), a slow success at 60 (-18), a success
-    # with CSAT 5 at 120 (9 x 1.333 = +12)
+    # Three episodes an hour apart, each moment its own episode's peak and end:
+    # hotline failure at 0 (valence -8, impact 9 x -8 = -72), a slow success at 60 (-2,
+    # impact -18), a success with CSAT 5 at 120 (+1.333, impact +12). Weights 2^(-h/336)
+    # for h hours before the last: 0.99588, 0.99794, 1; W = 2.99382; contributions
+    # 5 x v x w / W: -13.31, -3.33, +2.23; m = -8.6299 / 2.99382 = -2.8826, score 35.59.
     a = ev(0, outcome="failure")
     slow = {"kind": "call_center", "wait_seconds": 150}
     s = run([a, ev(60, details=slow), ev(120, feedback={"csat": 5})])
     up = score_update(s)
     assert up.customer_id == "c1" and up.version == 3 and up.episodes == 3
     assert up.as_of == T0 + timedelta(minutes=120)
-    assert up.score == s.score
+    assert up.score == s.score == pytest.approx(35.59, abs=0.01)
     first = up.explanation[0]
     assert (first.event_id, first.factor, first.impact) == (a.event_id, "service", -72.0)
     assert [x.impact for x in up.explanation[1:]] == [-18.0, 12.0]
+    assert [x.contribution for x in up.explanation] == [
+        pytest.approx(-13.31, abs=0.01),
+        pytest.approx(-3.33, abs=0.01),
+        pytest.approx(2.23, abs=0.01),
+    ]
+    # everything is listed, so the rest is only rounding
+    assert abs(up.explanation_rest) <= 0.02
+    total = sum(x.contribution for x in up.explanation) + up.explanation_rest
+    assert total == pytest.approx(up.score - 50, abs=1e-9)
+
+
+def test_explanation_lists_only_the_peak_and_the_end() -> None:
+    """Issue 12: in a failure -> abandoned -> success episode only the failure (the peak)
+    and the success (the end) enter the remembered valence; the abandonment (impact
+    9 x -5 = -45, valence -5) moved nothing and is not listed, however large its impact.
+    One episode: r = (-8 + 0) / 2 = -4, score 30; the success is a gap of 0 and contributes
+    nothing either, so the failure alone accounts for -20 (5 x -8 / 2)."""
+    fail, gave_up, ok = ev(0, outcome="failure"), ev(5, outcome="abandoned"), ev(10)
+    s = run([fail, gave_up, ok])
+    up = score_update(s)
+    assert up.score == pytest.approx(30.0)
+    assert [(x.event_id, x.contribution) for x in up.explanation] == [(fail.event_id, -20.0)]
+    assert up.explanation_rest == 0.0
+    # with a delighted ending, the end is listed too: r = (-8 + 1.333) / 2
+    happy = ev(10, feedback={"csat": 5}, event_id=ok.event_id)
+    up = score_update(run([fail, gave_up, happy]))
+    assert [x.event_id for x in up.explanation] == [fail.event_id, happy.event_id]
+    assert [x.contribution for x in up.explanation] == [-20.0, pytest.approx(3.33, abs=0.01)]
+    assert up.score == pytest.approx(50 - 20 + 3.33, abs=0.01)
+
+
+def test_explanation_follows_the_episode_end_and_the_folded_episodes() -> None:
+    """A moment that was the end stops contributing when a later one ends the episode;
+    folded episodes keep their moments' contributions, decayed like the score."""
+    small = model(score={"explanation_size": 2})
+    fail = ev(0, outcome="failure")
+    slow = ev(5, details={"kind": "call_center", "wait_seconds": 150})  # -2, the end
+    s = run([fail, slow], small)
+    assert [x.event_id for x in score_update(s).explanation] == [fail.event_id, slow.event_id]
+    ok = ev(10)  # the new end, valence 0: slow moved nothing any more
+    up = score_update(run([fail, slow, ok], small))
+    assert [x.event_id for x in up.explanation] == [fail.event_id]
+    # four days later (the episode folded: lateness 48 h + gap) a failure of its own
+    later = ev(4 * 24 * 60, outcome="failure")
+    s = run([fail, slow, ok, later], small)
+    assert s.folded.count == 1 and len(s.episodes) == 1
+    up = score_update(s)
+    # weights: 2^(-5750 min / 14 d) = 0.8206 for the folded episode (its end at 0:10),
+    # 1 for the new one; W = 1.8206. fail: 5 x -4 x 0.8206 / W = -9.02; later: 5 x -8 / W
+    # = -21.97
+    assert [x.event_id for x in up.explanation] == [later.event_id, fail.event_id]
+    assert [x.contribution for x in up.explanation] == [
+        pytest.approx(-21.97, abs=0.01),
+        pytest.approx(-9.02, abs=0.01),
+    ]
+    total = sum(x.contribution for x in up.explanation) + up.explanation_rest
+    assert total == pytest.approx(up.score - 50, abs=1e-9)
+    assert abs(up.explanation_rest) <= 0.02
 
 
 # --- idempotency, lateness, clock skew, batches, size ------------------------------------
@@ -482,6 +544,7 @@ def test_state_is_bounded_and_round_trips() -> None:
     assert len(s.intents) <= M.state.intents_max
     assert len(s.key_moments) == M.score.explanation_size
     assert len(s.score_trail) <= 25
-    raw = s.to_bytes()
-    assert len(raw) < 8_000
+    # the worst case: 16 open episodes, each with its peak and end moments
+    assert len(encode(s)) < 4_000
+    raw = s.to_bytes()  # the JSON form earlier workers wrote: still read
     assert CustomerState.from_bytes(raw) == s
