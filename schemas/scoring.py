@@ -108,6 +108,9 @@ class ScoreUpdate(msgspec.Struct, frozen=True, kw_only=True):
     #: what the moments not listed account for: the listed contributions and the rest
     #: sum to ``score - 50``
     explanation_rest: float = 0.0
+    #: the customer's last NPS answer and when it was given: their relationship signal
+    nps: int | None = None
+    nps_at: datetime | None = None
 
 
 class KeyMoment(
@@ -271,6 +274,8 @@ class CustomerState(
         "confidence": "cf",
         "episode_count": "ne",
         "alert_memory": "am",
+        "nps": "np",
+        "nps_t": "npt",
     },
 ):
     """Everything remembered about one customer (the Faust table value).
@@ -280,7 +285,8 @@ class CustomerState(
     duplicate detection exact although ``seen`` is bounded). ``seen`` is the packed id set
     (``pack_ids``). ``score_trail`` holds the highest score per hour over the last 24 h,
     with the time it was reached (sharp_drop); ``alert_memory`` is free for the alert
-    rules' own small flags (low_score armed, cooldowns).
+    rules' own small flags (low_score armed, cooldowns). ``nps`` is the customer's last
+    NPS answer (by event time, ``nps_t``): their relationship signal, not a moment.
 
     The counting rules' memory is one bounded collection per rule, so a busy rule cannot
     crowd out another's window (``cxpulse.streams.core.trail``): ``failures`` (repeated_failure),
@@ -311,6 +317,8 @@ class CustomerState(
     confidence: float = 0.0
     episode_count: int = 0
     alert_memory: dict[str, int | float | str] = msgspec.field(default_factory=dict)
+    nps: int | None = None
+    nps_t: int = 0
 
     def to_bytes(self) -> bytes:
         """The JSON form of earlier workers' changelogs (short keys, defaults left out).

@@ -65,6 +65,8 @@ class _Work:
     score_trail: list[tuple[int, float]] = field(default_factory=list)
     scores: score.Scores | None = None
     old: CustomerState | None = None
+    nps: int | None = None
+    nps_t: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,17 +137,31 @@ def _open(state: CustomerState | None, customer_id: str) -> _Work:
         trail=trail.Trail.of(state),
         score_trail=list(state.score_trail),
         old=state,
+        nps=state.nps,
+        nps_t=state.nps_t,
     )
 
 
-def _close(w: _Work, p: _Params) -> CustomerState:
+def _relationship(w: _Work, model: ExperienceModel, p: _Params) -> dict[str, tuple[float, float]]:
+    """The last NPS answer as ``(weight, gap)`` on the relationship factor: its reading on
+    ``readings.nps`` (passives as expected) against the tier's expectation, weighing
+    ``score.nps_weight`` episodes of its age."""
+    weight = model.score.nps_weight
+    if w.nps is None or weight <= 0:
+        return {}
+    expected = model.expectations_for(w.tier)["relationship"]
+    gap = readings.scale_reading(w.nps, model.readings.nps, expected) - expected
+    return {"relationship": (weight * score.weight(w.nps_t, w.watermark, p.half_life_s), gap)}
+
+
+def _close(w: _Work, p: _Params, model: ExperienceModel) -> CustomerState:
     old = w.old
     if old is not None and w.version == old.version:
         return old  # nothing was applied: the very same state, as idempotency promises
     s = w.scores
     assert s is not None  # set by every applied event
     factor_scores, channel_scores = score.sub_scores(
-        w.folded, w.episodes, w.watermark, p.half_life_s
+        w.folded, w.episodes, w.watermark, p.half_life_s, _relationship(w, model, p)
     )
     eps, key_moments = explain.contributions(
         w.folded, w.episodes, w.key_moments, w.watermark, p.half_life_s, p.explanation_size
@@ -170,6 +186,8 @@ def _close(w: _Work, p: _Params) -> CustomerState:
         confidence=s.confidence,
         episode_count=s.episodes,
         alert_memory=dict(old.alert_memory) if old is not None else {},
+        nps=w.nps,
+        nps_t=w.nps_t,
     )
 
 
@@ -247,6 +265,10 @@ def _apply(
         w.segment = ev.segment
     if ev.tier is not None or ev.segment is not None:
         w.profile_t = max(w.profile_t, t)
+    # the relationship signal: the latest NPS answer by event time (the lower on a tie)
+    answer = ev.feedback.nps if ev.feedback is not None else None
+    if answer is not None and (w.nps is None or t > w.nps_t or (t == w.nps_t and answer < w.nps)):
+        w.nps, w.nps_t = answer, t
 
     half_life_s = p.half_life_s
     gaps = p.gaps
@@ -329,7 +351,7 @@ def apply_event(
     w = _open(state, event.customer_id)
     p = _Params.of(model)
     m = _apply(w, event, model, p, _now_s(now), sentiment)
-    return _close(w, p), m
+    return _close(w, p, model), m
 
 
 def apply_events(
@@ -382,7 +404,7 @@ def apply_events(
             out[i] = _apply(w, ev, model, p, now_s, sent[i], topics.get(ev.event_id, ()))
         else:
             out[i] = _apply(w, ev, model, p, now_s, sent[i])
-    return _close(w, p), out
+    return _close(w, p, model), out
 
 
 def score_update(state: CustomerState) -> ScoreUpdate:
@@ -419,4 +441,6 @@ def score_update(state: CustomerState) -> ScoreUpdate:
             for k, c in zip(listed, contributions, strict=True)
         ],
         explanation_rest=round(state.score - 50.0 - sum(contributions), 2),
+        nps=state.nps,
+        nps_at=datetime.fromtimestamp(state.nps_t, UTC) if state.nps is not None else None,
     )

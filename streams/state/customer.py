@@ -22,8 +22,9 @@ every customer's state.
 Changing the layout: a new version byte, and ``decode`` keeps reading the old one.
 Version 2 (2026-12-04) adds each open episode's peak and end moments, the folded
 candidates' share, episode end and contribution, and every candidate's contribution
-(the explanation adds up, ``cxpulse.streams.core.explain``); version 1 records are read
-with none of them (their candidates then say nothing and are dropped by the core).
+(the explanation adds up, ``cxpulse.streams.core.explain``), and the last NPS answer and
+its time at the end; version 1 records are read with none of them (their candidates
+then say nothing and are dropped by the core; no NPS is known).
 """
 
 from __future__ import annotations
@@ -245,6 +246,8 @@ def encode(state: CustomerState) -> bytes:
             _num(state.confidence),
             state.episode_count,
             state.alert_memory,
+            state.nps,
+            state.nps_t,
         )
     )
 
@@ -277,6 +280,7 @@ def decode(data: bytes) -> CustomerState:
         confidence,
         episode_count,
         alert_memory,
+        *nps,
     ) = _decoder.decode(memoryview(data)[len(FORMAT) :])
     ref, count, weight, value, fo_factors, fo_channels = folded
     return CustomerState(
@@ -323,6 +327,8 @@ def decode(data: bytes) -> CustomerState:
         confidence=_val(confidence),
         episode_count=episode_count,
         alert_memory=alert_memory,
+        nps=nps[0] if nps else None,
+        nps_t=nps[1] if nps else 0,
     )
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from cxpulse.schemas.events import TouchpointEvent
 from cxpulse.schemas.scoring import CustomerState
-from cxpulse.streams.core import apply_events
+from cxpulse.streams.core import apply_events, score_update
 from cxpulse.streams.model_check import load_model
 
 MODEL = load_model()
@@ -137,3 +137,47 @@ def test_effort_beyond_expectation_pulls_down_and_a_tier_may_expect_less_of_it()
     a_state, _ = apply_events(None, [e], strict, NOW)
     b_state, _ = apply_events(None, [b], strict, NOW)
     assert a_state.score < b_state.score < 50.0
+
+
+def test_nps_is_the_customers_relationship_signal() -> None:
+    """The last answer by event time is kept (whatever the arrival order), feeds the
+    relationship sub-score with score.nps_weight (one episode of its age), and leaves the
+    experience score alone: promoters above 50, passives at 50, detractors below."""
+    early = event("call_center.banking_support", 0, tier="A", feedback={"nps": 3})
+    late = event("call_center.banking_support", 60, tier="A", feedback={"nps": 9})
+    for order in ([early, late], [late, early]):
+        state, _ = apply_events(None, order, MODEL, NOW)
+        assert (state.nps, state.nps_t) == (9, int(late.occurred_at.timestamp()))
+        up = score_update(state)
+        assert (up.nps, up.nps_at) == (9, late.occurred_at)
+        assert state.score == 50.0
+    relationship = {}
+    for nps in (2, 6, 7, 8, 9, 10):
+        e = event("call_center.banking_support", 0, tier="B", feedback={"nps": nps})
+        state = score([e])
+        relationship[nps] = state.factor_scores["relationship"]
+        assert state.score == 50.0 and state.factor_scores["service"] == 50.0
+    assert relationship[7] == relationship[8] == 50.0  # passives: as expected
+    assert relationship[2] < relationship[6] < 50.0 < relationship[9] < relationship[10]
+    # the routine moment and the answer weigh one episode each: (0 + gap) / 2
+    assert relationship[10] == pytest.approx(50 + 5 * 3 / 2)  # gap +3 (reads 10)
+    assert relationship[2] == pytest.approx(50 + 5 * (7 * 2 / 7 - 7) / 2)  # reads 2: -5
+    # weight 0 leaves NPS out of it
+    data = MODEL.model_dump()
+    data["score"]["nps_weight"] = 0
+    from cxpulse.schemas.model import parse_model
+
+    off = parse_model(data)
+    e = event("call_center.banking_support", 0, tier="B", feedback={"nps": 2})
+    state, _ = apply_events(None, [e], off, NOW)
+    assert state.factor_scores["relationship"] == 50.0 and state.nps == 2
+
+
+def test_old_model_files_with_delight_nps_get_one_line() -> None:
+    from cxpulse.schemas.model import ModelError, parse_model
+
+    data = MODEL.model_dump()
+    data["readings"]["delight"]["nps"] = {"zero": 0, "ten": 10}
+    with pytest.raises((ModelError, ValueError)) as err:
+        parse_model(data)
+    assert "readings.nps" in str(err.value) and "\n" not in str(err.value).strip()
