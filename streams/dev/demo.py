@@ -615,6 +615,16 @@ def _report(settings: Settings, query_worker: Any) -> None:
         ),
     )
     show(
+        "NPS by tier (loyalty: each customer's last answer; % promoters − % detractors)",
+        *q(
+            "SELECT tier, sum(customers) AS answered, "
+            "round(100 * sum(promoters) / answered, 1) AS promoters_pct, "
+            "round(100 * sum(detractors) / answered, 1) AS detractors_pct, "
+            "round(100 * (toInt64(sum(promoters)) - toInt64(sum(detractors))) / answered, 1) "
+            "AS nps FROM relationship_nps GROUP BY tier ORDER BY tier"
+        ),
+    )
+    show(
         "alerts by rule",
         *q(
             "SELECT rule, count() AS alerts, countIf(severity = 'critical') AS critical, "
