@@ -106,7 +106,11 @@ class Importances(_FactorTable):
 
 
 class Expectations(_FactorTable):
-    """What a customer of one tier expects from each factor, on the reading scale 0..10."""
+    """What a customer of one tier expects from each factor, on the reading scale 0..10:
+    the reading of a moment that went as expected (a routine success at the expected
+    effort, a CSAT 4), so such a moment's gap is 0 in every tier. ``effort`` is the share
+    of each touchpoint's expected effort this tier expects (0.75: a quarter shorter
+    waits), which is how a tier promised short waits expects short waits."""
 
     product: Level
     service: Level
@@ -114,6 +118,7 @@ class Expectations(_FactorTable):
     convenience: Level
     brand: Level
     price: Level
+    effort: Annotated[float, Field(gt=0, le=4)] = 1.0
 
 
 class FactorsSection(_Strict):
@@ -141,7 +146,10 @@ class TierExpectations(_Strict):
 
 
 class Outcomes(_Strict):
-    """The need level: was it done at all."""
+    """The need level: was it done at all. Each value is the most a moment with that
+    outcome can read; the need reading itself is that value or the tier's expectation,
+    whichever is lower, so a success (10) reads "as expected" and only delight lifts it
+    higher, while a failure (0) stays 0 however friendly the survey."""
 
     success: Level = 10.0
     abandoned: Level = 3.0
@@ -149,28 +157,55 @@ class Outcomes(_Strict):
 
 
 class Scale(_Strict):
-    """A linear map of a raw answer onto 0..10: ``zero`` maps to 0 and ``ten`` to 10.
+    """A raw answer on 0..10: ``zero`` reads 0, ``ten`` reads 10, and ``expected`` (one
+    answer, or ``[low, high]``: NPS's passives 7 and 8) reads the tier's expectation, so
+    it is a gap of 0; in between, linear. Without ``expected``, linear from ``zero`` to
+    ``ten`` (the key-driver analysis reads answers that way).
 
-    CES is 1 = effortless, so its scale is written ``{zero: 7, ten: 1}``.
+    CES is 1 = effortless, so its scale is written ``{zero: 7, ten: 1, expected: 2}``.
     """
 
     zero: float
     ten: float
+    expected: float | tuple[float, float] | None = None
 
     @model_validator(mode="after")
     def _distinct(self) -> Scale:
         if self.zero == self.ten:
             raise ValueError(f"zero and ten are both {self.zero}: give two different values")
+        lo, hi = min(self.zero, self.ten), max(self.zero, self.ten)
+        for v in self.expected_range():
+            if not lo < v < hi:
+                raise ValueError(
+                    f"expected: {v} is not strictly between {self.zero} and {self.ten}: "
+                    "give the answer that means 'as expected'"
+                )
         return self
+
+    def expected_range(self) -> tuple[float, ...]:
+        e = self.expected
+        if e is None:
+            return ()
+        return (float(e), float(e)) if isinstance(e, (int, float)) else (float(e[0]), float(e[1]))
 
 
 class Delight(_Strict):
-    """The delight level: survey answers and text sentiment."""
+    """The delight level: survey answers about the moment and text sentiment. NPS is not
+    one of them: it asks about loyalty, not the moment (``readings.nps``)."""
 
-    csat: Scale = Scale(zero=1, ten=5)
-    nps: Scale = Scale(zero=0, ten=10)
-    ces: Scale = Scale(zero=7, ten=1)
-    sentiment: Scale = Scale(zero=-1, ten=1)
+    csat: Scale = Scale(zero=1, ten=5, expected=4)
+    ces: Scale = Scale(zero=7, ten=1, expected=2)
+    sentiment: Scale = Scale(zero=-1, ten=1, expected=(-0.05, 0.05))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nps_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "nps" in data:
+            raise ValueError(
+                "nps: NPS is no longer a delight reading of the moment (it asks about "
+                "loyalty): move it to readings.nps, with expected: [7, 8]"
+            )
+        return data
 
 
 class LevelWeights(_Strict):
@@ -192,6 +227,12 @@ class ReadingsSection(_Strict):
     effort_k: Annotated[float, Field(gt=1)] = 4.0
     delight: Delight = Delight()
     level_weights: LevelWeights = LevelWeights()
+    #: NPS as the customer's relationship signal: its reading on the relationship factor
+    nps: Scale = Scale(zero=0, ten=10, expected=(7, 8))
+
+    def answer_scale(self, answer: str) -> Scale:
+        """The scale of a survey answer by name (``csat``, ``ces``, ``nps``)."""
+        return self.nps if answer == "nps" else getattr(self.delight, answer)
 
 
 class EffortSpec(_Strict):
@@ -269,6 +310,9 @@ class ConfidenceSection(_Strict):
 class ScoreSection(_Strict):
     half_life_days: Annotated[float, Field(gt=0, le=3650)] = 14.0
     explanation_size: Annotated[int, Field(ge=1, le=20)] = 5
+    #: how many episodes of evidence the last NPS answer weighs in the relationship
+    #: sub-score (decayed by its age like an episode); 0 leaves NPS out of it
+    nps_weight: Annotated[float, Field(ge=0, le=100)] = 1.0
     confidence: ConfidenceSection = ConfidenceSection()
     max_clock_skew_minutes: Annotated[float, Field(ge=0, le=1440)] = 5.0
 
@@ -659,6 +703,14 @@ class ExperienceModel(_Strict):
 
     def expectations_for(self, tier: str | None) -> dict[str, float]:
         return self._expectations[tier or NO_TIER]
+
+    @cached_property
+    def _effort(self) -> dict[str, float]:
+        return {t: getattr(self.expectations, t).effort for t in (*TIERS, NO_TIER)}
+
+    def effort_for(self, tier: str | None) -> float:
+        """The share of each touchpoint's expected effort the tier expects."""
+        return self._effort[tier or NO_TIER]
 
     def touchpoint_spec(self, touchpoint: str, channel: str) -> tuple[TouchpointSpec, bool]:
         """The spec of a touchpoint type: exact, else its longest configured dotted prefix

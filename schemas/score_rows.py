@@ -145,9 +145,30 @@ class ScoreRow(_Row):
         str,
         Column(
             "String",
-            "JSON array of the moments that moved the score most: "
-            "event_id, occurred_at, touchpoint, channel, factor, impact.",
+            "JSON array of the moments that account for the score most, largest first: "
+            "event_id, occurred_at, touchpoint, channel, factor, impact, and contribution "
+            "(points of score through the moment's episode peak or end and the decay).",
         ),
+    ]
+    explanation_rest: Annotated[
+        float,
+        Column(
+            "Float32",
+            "What the moments not listed account for: the listed contributions plus this "
+            "sum to score - 50.",
+        ),
+    ]
+    nps: Annotated[
+        int | None,
+        Column(
+            "Nullable(UInt8)",
+            "The customer's last NPS answer 0-10 (their relationship signal: promoter 9-10, "
+            "passive 7-8, detractor 0-6); NULL if they never answered.",
+        ),
+    ]
+    nps_at: Annotated[
+        AwareDatetime | None,
+        Column(f"Nullable({_TS})", "Event time of that answer; NULL if none."),
     ]
 
 
@@ -301,6 +322,61 @@ TOPIC_SENTIMENT = ViewSpec(
     ),
 )
 
+_NPS_COUNTS = (
+    "count() AS {n}, countIf(answer >= 9) AS promoters, "
+    "countIf(answer >= 7 AND answer <= 8) AS passives, countIf(answer <= 6) AS detractors, "
+    "round(100 * (toInt64(promoters) - toInt64(detractors)) / {n}, 1) AS nps"
+)
+_NPS_COLUMNS = (
+    ("promoters", "Of them, answers 9 or 10."),
+    ("passives", "Of them, answers 7 or 8."),
+    ("detractors", "Of them, answers 0 to 6."),
+    ("nps", "Net promoter score: % promoters - % detractors, -100..100, to 1 decimal."),
+)
+
+NPS_TREND = ViewSpec(
+    name="nps_trend",
+    select=(
+        "SELECT day, tier, segment, channel, touchpoint, "
+        + _NPS_COUNTS.format(n="answers")
+        + " FROM (SELECT event_id, toDate(occurred_at) AS day, channel, touchpoint, "
+        "assumeNotNull(nps) AS answer FROM {db}.touchpoint_events FINAL "
+        "WHERE isNotNull(nps)) AS said "
+        "ALL INNER JOIN (SELECT event_id, tier, segment FROM {db}.moments FINAL) AS m "
+        "USING event_id GROUP BY day, tier, segment, channel, touchpoint"
+    ),
+    doc=(
+        "NPS answers per day by tier, segment, channel and touchpoint they came with: sum "
+        "promoters, detractors and answers over any grouping, NPS = 100 × (promoters - "
+        "detractors) / answers."
+    ),
+    columns=(
+        ("day", "UTC day of the answers (their event time)."),
+        *columns_of(MOMENTS, "tier", "segment", "channel", "touchpoint"),
+        ("answers", "NPS answers in the cell."),
+        *_NPS_COLUMNS,
+    ),
+)
+
+RELATIONSHIP_NPS = ViewSpec(
+    name="relationship_nps",
+    select=(
+        "SELECT tier, segment, "
+        + _NPS_COUNTS.format(n="customers")
+        + " FROM (SELECT tier, segment, assumeNotNull(nps) AS answer "
+        "FROM {db}.customer_scores FINAL WHERE isNotNull(nps)) AS last GROUP BY tier, segment"
+    ),
+    doc=(
+        "NPS as loyalty, by tier and segment: each customer counted once, by their last "
+        "answer (customer_scores.nps)."
+    ),
+    columns=(
+        *columns_of(CUSTOMER_SCORES, "tier", "segment"),
+        ("customers", "Customers who answered NPS at least once."),
+        *_NPS_COLUMNS,
+    ),
+)
+
 SCORE_SPECS: tuple[TableSpec | ViewSpec, ...] = (
     MOMENTS,
     MOMENT_FACTORS,
@@ -311,6 +387,8 @@ SCORE_SPECS: tuple[TableSpec | ViewSpec, ...] = (
     SCORE_DISTRIBUTION,
     TOPIC_SENTIMENT,
     FACTOR_DRIVERS,
+    NPS_TREND,
+    RELATIONSHIP_NPS,
 )
 
 
@@ -390,6 +468,9 @@ def score_row(update: ScoreUpdate) -> tuple[Any, ...]:
         *[factor_scores.get(f) for f in FACTORS],
         *[channel_scores.get(c) for c in _CHANNELS],
         _explanation_json(update.explanation),
+        update.explanation_rest,
+        update.nps,
+        None if update.nps_at is None else _millis(update.nps_at),
     )
 
 
@@ -397,14 +478,15 @@ _explanation_encoder = msgspec.json.Encoder()
 
 
 def _explanation_json(explanation: list[Explanation]) -> str:
-    """The ``explanation`` column: a JSON array of the moments that moved the score most
-    (event_id, occurred_at in RFC 3339, touchpoint, channel, factor, impact)."""
+    """The ``explanation`` column: a JSON array of the moments that account for the score
+    most (event_id, occurred_at in RFC 3339, touchpoint, channel, factor, impact,
+    contribution)."""
     return _explanation_encoder.encode(explanation).decode()
 
 
 def _check_columns() -> None:
     """Fail at import if the builders above and the models disagree on column count."""
-    assert len(ScoreRow.model_fields) == 8 + len(FACTORS) + len(_CHANNELS) + 1
+    assert len(ScoreRow.model_fields) == 8 + len(FACTORS) + len(_CHANNELS) + 4
     assert len(MomentRow.model_fields) == 21
     assert len(MomentFactorRow.model_fields) == 11
 

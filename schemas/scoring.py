@@ -36,7 +36,9 @@ _SEEN = struct.Struct(">6sI")  # 48-bit event-id hash, event time in epoch secon
 
 
 class Explanation(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One moment that moved the score: its strongest factor and that factor's impact."""
+    """One moment that moved the score: its strongest factor and that factor's impact, and
+    ``contribution``, the points of score it accounts for now (through its episode's peak
+    or end and the decay; negative pulls the score below 50)."""
 
     event_id: UUID
     occurred_at: datetime
@@ -44,6 +46,7 @@ class Explanation(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     channel: str
     factor: str
     impact: float
+    contribution: float = 0.0
 
 
 class Moment(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,6 +105,50 @@ class ScoreUpdate(msgspec.Struct, frozen=True, kw_only=True):
     tier: str | None
     segment: str | None
     explanation: list[Explanation]
+    #: what the moments not listed account for: the listed contributions and the rest
+    #: sum to ``score - 50``
+    explanation_rest: float = 0.0
+    #: the customer's last NPS answer and when it was given: their relationship signal
+    nps: int | None = None
+    nps_at: datetime | None = None
+
+
+class KeyMoment(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    omit_defaults=True,
+    rename={
+        "event_id": "id",
+        "touchpoint": "tp",
+        "channel": "ch",
+        "factor": "f",
+        "impact": "i",
+        "share": "sh",
+        "end_t": "et",
+        "contribution": "c",
+    },
+):
+    """An explanation candidate: a moment that is its episode's peak or end, with its
+    strongest factor's impact.
+
+    Inside an open episode (``Episode.peak_m`` / ``end_m``) its share of the episode's
+    remembered valence follows from the episode. Once the episode is folded it is kept in
+    ``CustomerState.key_moments`` with ``share`` (the valence it adds to the remembered
+    ``(peak + end) / 2``: half its valence, all of it when it is both) and ``end_t`` (the
+    episode's end, whose decay weighs it). ``contribution`` is its points of score as of
+    the state's watermark when it is one of the listed moments, else 0.
+    """
+
+    event_id: str  # UUID hex, 32 chars
+    t: int
+    touchpoint: str
+    channel: str
+    factor: str
+    impact: float
+    share: float = 0.0
+    end_t: int = 0
+    contribution: float = 0.0
 
 
 class Episode(
@@ -116,12 +163,17 @@ class Episode(
         "overall": "v",
         "factors": "f",
         "channels": "c",
+        "peak_m": "pm",
+        "end_m": "em",
     },
 ):
     """An open episode's peak-end memory; its moments themselves are not kept.
 
     ``journey`` is set for journey episodes (grouped by journey_id); session episodes
-    (no journey_id) are grouped by the gap rule over ``[start, end]``.
+    (no journey_id) are grouped by the gap rule over ``[start, end]``. ``peak_m`` and
+    ``end_m`` are the moments whose valences are its peak and its end (the very same
+    KeyMoment when one moment is both), None when that valence is 0 (it moves nothing)
+    or the episode was written before they were kept: the explanation's candidates.
     """
 
     journey: str | None = None
@@ -130,6 +182,8 @@ class Episode(
     overall: PeakEnd
     factors: dict[str, PeakEnd]
     channels: dict[str, PeakEnd]
+    peak_m: KeyMoment | None = None
+    end_m: KeyMoment | None = None
 
     @property
     def end(self) -> int:
@@ -160,22 +214,6 @@ class Folded(
     overall: Decayed = (0.0, 0.0)
     factors: dict[str, Decayed] = msgspec.field(default_factory=dict)
     channels: dict[str, Decayed] = msgspec.field(default_factory=dict)
-
-
-class KeyMoment(
-    msgspec.Struct,
-    frozen=True,
-    kw_only=True,
-    rename={"event_id": "id", "touchpoint": "tp", "channel": "ch", "factor": "f", "impact": "i"},
-):
-    """An explanation candidate: a moment's strongest factor impact."""
-
-    event_id: str  # UUID hex, 32 chars
-    t: int
-    touchpoint: str
-    channel: str
-    factor: str
-    impact: float
 
 
 class FailureMark(NamedTuple):
@@ -236,6 +274,8 @@ class CustomerState(
         "confidence": "cf",
         "episode_count": "ne",
         "alert_memory": "am",
+        "nps": "np",
+        "nps_t": "npt",
     },
 ):
     """Everything remembered about one customer (the Faust table value).
@@ -245,7 +285,8 @@ class CustomerState(
     duplicate detection exact although ``seen`` is bounded). ``seen`` is the packed id set
     (``pack_ids``). ``score_trail`` holds the highest score per hour over the last 24 h,
     with the time it was reached (sharp_drop); ``alert_memory`` is free for the alert
-    rules' own small flags (low_score armed, cooldowns).
+    rules' own small flags (low_score armed, cooldowns). ``nps`` is the customer's last
+    NPS answer (by event time, ``nps_t``): their relationship signal, not a moment.
 
     The counting rules' memory is one bounded collection per rule, so a busy rule cannot
     crowd out another's window (``cxpulse.streams.core.trail``): ``failures`` (repeated_failure),
@@ -276,6 +317,8 @@ class CustomerState(
     confidence: float = 0.0
     episode_count: int = 0
     alert_memory: dict[str, int | float | str] = msgspec.field(default_factory=dict)
+    nps: int | None = None
+    nps_t: int = 0
 
     def to_bytes(self) -> bytes:
         """The JSON form of earlier workers' changelogs (short keys, defaults left out).
@@ -293,6 +336,20 @@ class CustomerState(
             if isinstance(raw, dict) and "tr" in raw:
                 data = _json_encoder.encode(_legacy_trail(raw))
         return _json_state.decode(data)
+
+    def explained(self) -> list[KeyMoment]:
+        """The listed moments (those with a contribution as of the watermark), from the
+        open episodes and the folded ones, largest |contribution| first."""
+        out: list[KeyMoment] = []
+        ids: set[str] = set()
+        for e in self.episodes:
+            for k in (e.peak_m, e.end_m):
+                if k is not None and k.contribution != 0 and k.event_id not in ids:
+                    ids.add(k.event_id)
+                    out.append(k)
+        out += [k for k in self.key_moments if k.contribution != 0]
+        out.sort(key=lambda k: (-abs(k.contribution), k.event_id))
+        return out
 
     # -- the packed id set ------------------------------------------------------------
 

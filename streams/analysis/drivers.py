@@ -7,7 +7,7 @@ satisfaction answer move with their experience of each factor?*
 The method (docs/drivers.md says why each step, and its limits):
 
 1. **One observation per customer who answered.** ``y`` is the customer's mean answer
-   (CSAT, or NPS), mapped to 0..10 by the model's own delight scale. ``x_f`` is the
+   (CSAT, or NPS), mapped linearly to 0..10 by the model's own scale for it. ``x_f`` is the
    customer's mean gap (reading minus the tier's expectation) on factor ``f`` over their
    scored moments **that carried no answer and no text**: a surveyed moment's readings
    contain the answer itself (the delight level), so regressing the answer on them would
@@ -194,7 +194,7 @@ def observations(
 
     A customer without unsurveyed moments tells nothing about factors and is left out; a
     customer seen in two segments counts in each (their moments' segment decides)."""
-    scale = getattr(model.readings.delight, answer)
+    scale = model.readings.answer_scale(answer)
     answers: dict[str, float] = {}
     for customer_id, _n, mean in answer_rows:
         x = 10.0 * (float(mean) - scale.zero) / (scale.ten - scale.zero)
@@ -559,7 +559,7 @@ def priority_grid(seg: SegmentDrivers, width: int = 60, height: int = 12) -> lis
     """The importance × performance matrix as text: importance up (1..10), mean gap
     across; ``|`` is the expectation (gap 0), ``-`` the segment's mean importance. Each
     factor by its first four letters, in capitals where its importance was learnt (lower
-    case: the configured one). The corners name the quadrants."""
+    case: the configured one). The corners name the quadrants where no factor sits."""
     shown = [f for f in seg.factors if f.mean_gap is not None]
     if not shown:
         return ["(no moments to place)"]
@@ -574,15 +574,6 @@ def priority_grid(seg: SegmentDrivers, width: int = 60, height: int = 12) -> lis
         grid[r][zero] = "|"
     for c in range(width):
         grid[mid][c] = "+" if c == zero else "-"
-    corners = (
-        (0, 0, "FIX FIRST"),
-        (0, width - 7, "KEEP UP"),
-        (height - 1, 0, "IMPROVE LATER"),
-        (height - 1, width - 8, "MAINTAIN"),
-    )
-    for r, c, text in corners:
-        for i, ch in enumerate(text.lower()):
-            grid[r][c + i] = ch
     for f in shown:
         assert f.mean_gap is not None
         c = round((f.mean_gap - lo) / span * (width - 1))
@@ -592,6 +583,18 @@ def priority_grid(seg: SegmentDrivers, width: int = 60, height: int = 12) -> lis
         r, c = _free(grid, r, c, len(label))
         for i, ch in enumerate(label):
             grid[r][c + i] = ch
+    # The quadrants' names go in the corners a factor leaves free: factors first, since
+    # with every gap below expectation they all crowd the left side.
+    corners = (
+        (0, 0, "fix first"),
+        (0, width - 7, "keep up"),
+        (height - 1, 0, "improve later"),
+        (height - 1, width - 8, "maintain"),
+    )
+    for r, c, text in corners:
+        if all(grid[r][c + i] in " |-+" for i in range(len(text))):
+            for i, ch in enumerate(text):
+                grid[r][c + i] = ch
     lines = [
         f"{'10' if r == 0 else ' 1' if r == height - 1 else '  '} {''.join(row)}"
         for r, row in enumerate(grid)

@@ -65,10 +65,8 @@ class _Work:
     score_trail: list[tuple[int, float]] = field(default_factory=list)
     scores: score.Scores | None = None
     old: CustomerState | None = None
-    #: ``explain.bar(key_moments, ...)`` once ``km_bar_known``: worked out when a moment
-    #: first needs it, then kept up to date as the list changes
-    km_bar: tuple[float, str] | None = None
-    km_bar_known: bool = True  # a new customer's empty list has no bar
+    nps: int | None = None
+    nps_t: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,22 +132,39 @@ def _open(state: CustomerState | None, customer_id: str) -> _Work:
         seen=dict(state.seen_ids()),
         episodes=list(state.episodes),
         folded=state.folded,
-        key_moments=list(state.key_moments),
+        # candidates written before shares were kept cannot say what they contribute
+        key_moments=[k for k in state.key_moments if k.share != 0],
         trail=trail.Trail.of(state),
         score_trail=list(state.score_trail),
         old=state,
-        km_bar_known=False,
+        nps=state.nps,
+        nps_t=state.nps_t,
     )
 
 
-def _close(w: _Work, p: _Params) -> CustomerState:
+def _relationship(w: _Work, model: ExperienceModel, p: _Params) -> dict[str, tuple[float, float]]:
+    """The last NPS answer as ``(weight, gap)`` on the relationship factor: its reading on
+    ``readings.nps`` (passives as expected) against the tier's expectation, weighing
+    ``score.nps_weight`` episodes of its age."""
+    weight = model.score.nps_weight
+    if w.nps is None or weight <= 0:
+        return {}
+    expected = model.expectations_for(w.tier)["relationship"]
+    gap = readings.scale_reading(w.nps, model.readings.nps, expected) - expected
+    return {"relationship": (weight * score.weight(w.nps_t, w.watermark, p.half_life_s), gap)}
+
+
+def _close(w: _Work, p: _Params, model: ExperienceModel) -> CustomerState:
     old = w.old
     if old is not None and w.version == old.version:
         return old  # nothing was applied: the very same state, as idempotency promises
     s = w.scores
     assert s is not None  # set by every applied event
     factor_scores, channel_scores = score.sub_scores(
-        w.folded, w.episodes, w.watermark, p.half_life_s
+        w.folded, w.episodes, w.watermark, p.half_life_s, _relationship(w, model, p)
+    )
+    eps, key_moments = explain.contributions(
+        w.folded, w.episodes, w.key_moments, w.watermark, p.half_life_s, p.explanation_size
     )
     return CustomerState(
         customer_id=w.customer_id,
@@ -160,9 +175,9 @@ def _close(w: _Work, p: _Params) -> CustomerState:
         watermark=w.watermark,
         floor=w.floor,
         seen=pack_ids(dedup.kept(w.seen, w.watermark - p.lateness_s)),
-        episodes=w.episodes,
+        episodes=eps,
         folded=w.folded,
-        key_moments=w.key_moments,
+        key_moments=key_moments,
         **w.trail.stored(p.limits, w.watermark),
         score_trail=w.score_trail,
         score=s.score,
@@ -171,6 +186,8 @@ def _close(w: _Work, p: _Params) -> CustomerState:
         confidence=s.confidence,
         episode_count=s.episodes,
         alert_memory=dict(old.alert_memory) if old is not None else {},
+        nps=w.nps,
+        nps_t=w.nps_t,
     )
 
 
@@ -207,8 +224,9 @@ def _apply(
     segment = ev.segment or w.segment
     spec, fallback = model.touchpoint_spec(ev.touchpoint, ev.channel)
     importance = model.importance_for(segment)
-    x = readings.factor_readings(ev, spec, model, sentiment)
-    g, imp, v, key = valence.assess(x, model.expectations_for(tier), importance)
+    expectations = model.expectations_for(tier)
+    x = readings.factor_readings(ev, spec, model, sentiment, expectations, model.effort_for(tier))
+    g, imp, v, key = valence.assess(x, expectations, importance)
 
     def moment(episode_id: str, score_after: float) -> Moment:
         return Moment(
@@ -247,6 +265,10 @@ def _apply(
         w.segment = ev.segment
     if ev.tier is not None or ev.segment is not None:
         w.profile_t = max(w.profile_t, t)
+    # the relationship signal: the latest NPS answer by event time (the lower on a tie)
+    answer = ev.feedback.nps if ev.feedback is not None else None
+    if answer is not None and (w.nps is None or t > w.nps_t or (t == w.nps_t and answer < w.nps)):
+        w.nps, w.nps_t = answer, t
 
     half_life_s = p.half_life_s
     gaps = p.gaps
@@ -256,38 +278,35 @@ def _apply(
     due, still_open = episodes.split_closed(w.episodes, w.watermark - p.lateness_s, gaps)
     if due:
         w.folded = score.fold(w.folded, sorted(due, key=_fold_order), half_life_s)
+        w.key_moments = explain.keep_top(
+            w.key_moments, explain.freeze(due), p.explanation_size, half_life_s
+        )
         w.episodes = still_open
+    event_hex = ev.event_id.hex
+    km = (
+        None
+        if v == 0
+        else KeyMoment(
+            event_id=event_hex,
+            t=t,
+            touchpoint=ev.touchpoint,
+            channel=ev.channel,
+            factor=key,
+            impact=imp[key],
+        )
+    )
     w.episodes, placed = episodes.place(
-        w.episodes, episodes.single(ev.journey_id, t, v, g, ev.channel), gaps
+        w.episodes, episodes.single(ev.journey_id, t, v, g, ev.channel, km), gaps
     )
     while len(w.episodes) > p.max_open:
         oldest = min(w.episodes, key=_fold_order)
         w.folded = score.fold(w.folded, [oldest], half_life_s)
+        w.key_moments = explain.keep_top(
+            w.key_moments, explain.freeze([oldest]), p.explanation_size, half_life_s
+        )
         w.episodes.remove(oldest)
 
     w.floor = dedup.remember(w.seen, h, t, p.seen_ids_max, w.floor)
-    event_hex = ev.event_id.hex
-    if key and imp[key] != 0:  # keep_top ignores a moment without impact
-        if not w.km_bar_known:
-            w.km_bar = explain.bar(w.key_moments, p.explanation_size, half_life_s)
-            w.km_bar_known = True
-        bar = w.km_bar
-        if bar is None or explain.order_key(imp[key], t, event_hex, half_life_s) < bar:
-            km = KeyMoment(
-                event_id=event_hex,
-                t=t,
-                touchpoint=ev.touchpoint,
-                channel=ev.channel,
-                factor=key,
-                impact=imp[key],
-            )
-            w.key_moments = explain.keep_top(w.key_moments, km, p.explanation_size, half_life_s)
-            last = w.key_moments[-1]  # keep_top's list is in order: its bar is its last
-            w.km_bar = (
-                explain.order_key(last.impact, last.t, last.event_id, half_life_s)
-                if len(w.key_moments) == p.explanation_size
-                else None
-            )
     w.trail.add(
         t,
         ev.channel,
@@ -332,7 +351,7 @@ def apply_event(
     w = _open(state, event.customer_id)
     p = _Params.of(model)
     m = _apply(w, event, model, p, _now_s(now), sentiment)
-    return _close(w, p), m
+    return _close(w, p, model), m
 
 
 def apply_events(
@@ -385,11 +404,19 @@ def apply_events(
             out[i] = _apply(w, ev, model, p, now_s, sent[i], topics.get(ev.event_id, ()))
         else:
             out[i] = _apply(w, ev, model, p, now_s, sent[i])
-    return _close(w, p), out
+    return _close(w, p, model), out
 
 
 def score_update(state: CustomerState) -> ScoreUpdate:
-    """The ScoreUpdate row/message for a state (pure read: the numbers live in the state)."""
+    """The ScoreUpdate row/message for a state (pure read: the numbers live in the state).
+
+    The explanation lists the moments with a contribution, largest first (at most the
+    model's ``explanation_size``, chosen when the state was built); ``explanation_rest``
+    is what every other moment accounts for, so that the listed contributions and the
+    rest sum to ``score - 50`` (``cxpulse.streams.core.explain``).
+    """
+    listed = state.explained()
+    contributions = [round(k.contribution, 2) for k in listed]
     return ScoreUpdate(
         customer_id=state.customer_id,
         version=state.version,
@@ -409,7 +436,11 @@ def score_update(state: CustomerState) -> ScoreUpdate:
                 channel=k.channel,
                 factor=k.factor,
                 impact=round(k.impact, 2),
+                contribution=c,
             )
-            for k in state.key_moments
+            for k, c in zip(listed, contributions, strict=True)
         ],
+        explanation_rest=round(state.score - 50.0 - sum(contributions), 2),
+        nps=state.nps,
+        nps_at=datetime.fromtimestamp(state.nps_t, UTC) if state.nps is not None else None,
     )

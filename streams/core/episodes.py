@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cxpulse.schemas.scoring import Episode, PeakEnd
+from cxpulse.schemas.scoring import Episode, KeyMoment, PeakEnd
 
 
 def combine(a: PeakEnd, b: PeakEnd) -> PeakEnd:
@@ -59,9 +59,15 @@ def _combine_maps(a: dict[str, PeakEnd], b: dict[str, PeakEnd]) -> dict[str, Pea
 
 
 def single(
-    journey: str | None, t: int, valence: float, gaps: dict[str, float], channel: str
+    journey: str | None,
+    t: int,
+    valence: float,
+    gaps: dict[str, float],
+    channel: str,
+    km: KeyMoment | None = None,
 ) -> Episode:
-    """The episode of one moment."""
+    """The episode of one moment; ``km`` is the moment as an explanation candidate (None
+    when its valence is 0: it moves nothing)."""
     return Episode(
         journey=journey,
         start=t,
@@ -69,17 +75,40 @@ def single(
         overall=(valence, t, valence),
         factors={f: (g, t, g) for f, g in gaps.items()},
         channels={channel: (valence, t, valence)},
+        peak_m=km,
+        end_m=km,
     )
 
 
+def _first(a: KeyMoment | None, b: KeyMoment | None) -> KeyMoment | None:
+    """Of two moments of equal value, the earlier (then the smaller id): which one is named
+    must not depend on the order they arrived in."""
+    if a is None or b is None:
+        return a if b is None else b
+    return a if (a.t, a.event_id) <= (b.t, b.event_id) else b
+
+
 def merge(a: Episode, b: Episode) -> Episode:
+    """The union of two episodes: the same ``combine`` of their peak-end memories, and the
+    moments that are the union's peak and end (by the same comparisons; a tie of equal
+    values names the earlier moment)."""
+    overall = combine(a.overall, b.overall)
+    pa, pb = a.overall[0], b.overall[0]
+    peak_from_a = overall[0] == pa
+    peak_m = _first(a.peak_m, b.peak_m) if pa == pb else (a.peak_m if peak_from_a else b.peak_m)
+    ta, tb = a.overall[1], b.overall[1]
+    end_from_a = (overall[1], overall[2]) == (ta, a.overall[2])
+    same_end = ta == tb and a.overall[2] == b.overall[2]
+    end_m = _first(a.end_m, b.end_m) if same_end else (a.end_m if end_from_a else b.end_m)
     return Episode(
         journey=a.journey,
         start=min(a.start, b.start),
         count=a.count + b.count,
-        overall=combine(a.overall, b.overall),
+        overall=overall,
         factors=_combine_maps(a.factors, b.factors),
         channels=_combine_maps(a.channels, b.channels),
+        peak_m=peak_m,
+        end_m=end_m,
     )
 
 

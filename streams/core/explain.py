@@ -1,55 +1,116 @@
-"""The explanation: the few moments that moved the score most.
+"""The explanation: the moments that account for the score, each with its contribution.
 
-A moment's pull on the score is its strongest factor impact (importance x gap) times the
-decay weight of its time, so candidates are ranked by ``log2|impact| + t / half_life``: a
-rank that does not depend on when it is computed (moving the reference time adds the same
-constant to every rank), so a candidate list kept from earlier stays correctly ordered and
-needs no recomputation. Ties go to the older event id for determinism.
+Only the peak and the end of an episode enter its remembered valence ``r = (peak + end) / 2``
+(cx-model.md), so only they can move the score. The score is ``50 + 5 m`` with
+``m = sum_i w_i r_i / W`` (``w_i`` the decay weight of episode ``i``, ``W`` their sum), so
+a moment's **contribution** is ``5 * share * w / W``: ``share`` is half its valence when it
+is its episode's peak or its end, all of it when it is both, and ``w`` its episode's decay
+weight. Over every moment of every episode the contributions add up to ``score - 50``
+exactly (up to rounding); a moment that is neither peak nor end contributes nothing and
+is never listed, however large its impact (a failure -> abandoned -> success episode lists
+the failure and the success, not the abandonment).
+
+The candidates are the peak and end moments of the open episodes (``Episode.peak_m``,
+``end_m``, which follow the episode as moments arrive) and, for the folded episodes, the
+``explanation_size`` largest by ``log2|share| + end_t / half_life``: a rank that does not
+depend on when it is computed (moving the reference time adds the same constant to every
+rank), and orders them as their contributions will be at any later time. So a folded
+moment that is not kept could never be listed again, and the list is exact.
 """
 
 from __future__ import annotations
 
 import math
 
-from cxpulse.schemas.scoring import KeyMoment
+import msgspec
+
+from cxpulse.schemas.scoring import Episode, Folded, KeyMoment
 
 
-def rank(km: KeyMoment, half_life_s: float) -> float:
-    return math.log2(abs(km.impact)) + km.t / half_life_s
+def roles(ep: Episode) -> list[tuple[KeyMoment, float]]:
+    """The moments of an episode that carry its remembered valence, with their shares."""
+    peak, _, end = ep.overall
+    pm, em = ep.peak_m, ep.end_m
+    if pm is not None and em is not None and pm.event_id == em.event_id:
+        return [(pm, (peak + end) / 2.0)]
+    out: list[tuple[KeyMoment, float]] = []
+    if pm is not None:
+        out.append((pm, peak / 2.0))
+    if em is not None:
+        out.append((em, end / 2.0))
+    return out
 
 
-def order_key(impact: float, t: int, event_id: str, half_life_s: float) -> tuple[float, str]:
-    """Where a candidate goes in the list: ascending is strongest first, ties by id.
-    ``-rank`` of a KeyMoment with these fields, without building one."""
-    return (-(math.log2(abs(impact)) + t / half_life_s), event_id)
+def freeze(closed: list[Episode]) -> list[KeyMoment]:
+    """The candidates of episodes being folded, with their shares and episode ends."""
+    return [
+        msgspec.structs.replace(k, share=round(share, 4), end_t=ep.end, contribution=0.0)
+        for ep in closed
+        for k, share in roles(ep)
+        if share != 0
+    ]
+
+
+def _rank_key(km: KeyMoment, half_life_s: float) -> tuple[float, str]:
+    return (-(math.log2(abs(km.share)) + km.end_t / half_life_s), km.event_id)
 
 
 def keep_top(
-    candidates: list[KeyMoment], new: KeyMoment, size: int, half_life_s: float
+    frozen: list[KeyMoment], new: list[KeyMoment], size: int, half_life_s: float
 ) -> list[KeyMoment]:
-    """Insert ``new`` and keep the ``size`` strongest, strongest first."""
-    if new.impact == 0:
-        return candidates
-    merged = [*candidates, new]
-    merged.sort(key=lambda k: order_key(k.impact, k.t, k.event_id, half_life_s))
+    """The ``size`` folded candidates of largest decayed |share|, largest first."""
+    if not new:
+        return frozen
+    merged = [*frozen, *new]
+    merged.sort(key=lambda k: _rank_key(k, half_life_s))
     return merged[:size]
 
 
-def bar(candidates: list[KeyMoment], size: int, half_life_s: float) -> tuple[float, str] | None:
-    """The ``order_key`` a new moment must be below for ``keep_top`` to change the list;
-    None when any moment with an impact would change it.
+def contributions(
+    folded: Folded,
+    episodes: list[Episode],
+    frozen: list[KeyMoment],
+    as_of: int,
+    half_life_s: float,
+    size: int,
+) -> tuple[list[Episode], list[KeyMoment]]:
+    """Episodes and folded candidates with ``contribution`` set, as of ``as_of``, on the
+    ``size`` candidates of largest |contribution| (0 on every other one)."""
+    total = 0.0
+    if folded.count:
+        total = folded.overall[0] * 2.0 ** ((folded.ref - as_of) / half_life_s)
+    weights = [2.0 ** ((ep.overall[1] - as_of) / half_life_s) for ep in episodes]
+    total += sum(weights)
+    if total <= 0:
+        return episodes, frozen
+    scored: list[tuple[float, str]] = []
+    for ep, w in zip(episodes, weights, strict=True):
+        for k, share in roles(ep):
+            scored.append((5.0 * share * w / total, k.event_id))
+    for k in frozen:
+        w = 2.0 ** ((k.end_t - as_of) / half_life_s)
+        scored.append((5.0 * k.share * w / total, k.event_id))
+    scored = [(round(c, 3), i) for c, i in scored]
+    scored.sort(key=lambda ci: (-abs(ci[0]), ci[1]))
+    listed = {i: c for c, i in scored[:size] if c != 0}
 
-    Why: most moments of a customer whose list is full are weaker than its weakest, and
-    checking that first spares building their KeyMoment and sorting. Exact: a full list
-    (``size`` long) already in order is returned unchanged by ``keep_top`` exactly when
-    the new key is not below its last (a tie goes after it: the sort is stable). A list
-    out of order (written under another half-life) or of another length gets None, so
-    ``keep_top`` sorts or cuts it as before. A list ``keep_top`` returned is in order, so
-    its bar is its last entry's key when it is full.
-    """
-    if len(candidates) != size:
-        return None
-    keys = [order_key(k.impact, k.t, k.event_id, half_life_s) for k in candidates]
-    if any(keys[i] > keys[i + 1] for i in range(len(keys) - 1)):
-        return None
-    return keys[-1]
+    def set_(k: KeyMoment | None) -> KeyMoment | None:
+        if k is None:
+            return None
+        c = listed.get(k.event_id, 0.0)
+        return k if k.contribution == c else msgspec.structs.replace(k, contribution=c)
+
+    out_eps: list[Episode] = []
+    for ep in episodes:
+        pm = set_(ep.peak_m)
+        em = (
+            pm
+            if ep.end_m is not None and pm is not None and ep.end_m.event_id == pm.event_id
+            else set_(ep.end_m)
+        )
+        if pm is ep.peak_m and em is ep.end_m:
+            out_eps.append(ep)
+        else:
+            out_eps.append(msgspec.structs.replace(ep, peak_m=pm, end_m=em))
+    out_frozen = [k2 for k in frozen if (k2 := set_(k)) is not None]
+    return out_eps, out_frozen

@@ -1,7 +1,20 @@
 """Readings: an event's experience ``x_f`` in [0, 10] per factor, at three levels.
 
 The levels are cx-model.md's hierarchy of experience: **need** (the outcome), **ease** (effort
-against what the touchpoint is expected to take) and **delight** (survey answers, sentiment).
+against what the touchpoint is expected to take) and **delight** (survey answers about the
+moment, sentiment). Every level is read against the tier's expectation ``E_f`` of the
+factor, the reading of a moment that went as expected, so that such a moment is a gap of 0
+in every tier (cx-model.md, revised 2026-12-04):
+
+* need: ``min(outcome cap, E_f)``: a success meets the need, it reads ``E_f``; abandoned
+  (cap 3) and failure (cap 0) fall below it;
+* ease: ``E_f`` while the effort is at most what the tier expects (the touchpoint's
+  expected effort times the tier's ``effort`` share), then linear to 0 at ``k`` times it:
+  effort beyond expectation pulls down, a faster than expected moment does not lift;
+* delight: each answer's scale maps its ``expected`` answer (CSAT 4, CES 2, neutral text)
+  to ``E_f``, its best to 10 and its worst to 0, linear in between: the customer's own
+  word is already a comparison with what they expected, so the same answer is the same
+  gap in every tier, up to the headroom ``10 - E_f`` above it.
 
 How several readings of one factor combine (cx-model.md is silent; this is our choice):
 
@@ -10,8 +23,11 @@ How several readings of one factor combine (cx-model.md is silent; this is our c
   views of one feeling;
 * across levels, the weighted mean of the levels present (``readings.level_weights``,
   default need 1, ease 1, delight 2: the customer's own word counts double);
-* capped by the need reading: a higher level cannot make up for a lower one (a fast,
+* capped by the outcome's cap: a higher level cannot make up for a lower one (a fast,
   friendly failure is still a failure, so a failed moment reads 0 however it felt).
+
+NPS is not read here: it asks about loyalty, not the moment; the core keeps it as the
+customer's relationship signal (``cxpulse.streams.core.apply``).
 """
 
 from __future__ import annotations
@@ -21,12 +37,13 @@ from cxpulse.streams.pipeline.records import Event, Feedback
 
 
 def outcome_reading(outcome: str, model: ExperienceModel) -> float:
-    """Need level: success 10, abandoned 3, failure 0 by default."""
+    """The need level's cap: success 10, abandoned 3, failure 0 by default."""
     return float(getattr(model.readings.outcomes, outcome))
 
 
 def effort_reading(value: float, expected: float, k: float) -> float:
-    """Ease level: 10 while ``value <= expected``, then linear to 0 at ``value = k*expected``.
+    """Ease on 0..10: 10 while ``value <= expected``, then linear to 0 at ``value = k*expected``
+    (the factor's ease reading is this share of its expectation).
 
     >>> effort_reading(250, 100, 4)  # 2.5 e with k = 4: 10 * (4 - 2.5) / (4 - 1)
     5.0
@@ -39,32 +56,60 @@ def effort_reading(value: float, expected: float, k: float) -> float:
     return 10.0 * (top - value) / (top - expected)
 
 
-def scale_reading(value: float, scale: Scale) -> float:
-    """A survey answer or sentiment mapped linearly so ``scale.zero`` -> 0, ``scale.ten`` -> 10.
-
-    With the defaults this is CSAT (c-1)*2.5, NPS as is, CES (7-c)*10/6 and sentiment 5+5c.
-    Clamped, so an out-of-scale value cannot leave 0..10.
-    """
+def scale_position(value: float, scale: Scale) -> float:
+    """Where an answer lies on its scale, linearly: ``zero`` -> 0, ``ten`` -> 10, clamped
+    (CSAT (c-1)*2.5, CES (7-c)*10/6, sentiment 5+5c with the defaults)."""
     x = 10.0 * (value - scale.zero) / (scale.ten - scale.zero)
     return 0.0 if x < 0 else 10.0 if x > 10 else x
 
 
-def delight_reading(
+def scale_reading(value: float, scale: Scale, expected: float) -> float:
+    """An answer as a reading against the expectation ``expected`` (``E_f``): the scale's
+    expected answer (or range) reads ``expected``, ``zero`` 0 and ``ten`` 10, linear in
+    between; a scale without ``expected`` is read linearly (``scale_position``).
+
+    >>> from cxpulse.schemas.model import Scale
+    >>> csat = Scale(zero=1, ten=5, expected=4)
+    >>> [scale_reading(c, csat, 7.0) for c in (1, 4, 5)]
+    [0.0, 7.0, 10.0]
+    """
+    x = scale_position(value, scale)
+    rng = scale.expected_range()
+    if not rng:
+        return x
+    a, b = (scale_position(v, scale) for v in rng)
+    lo, hi = (a, b) if a <= b else (b, a)
+    if x < lo:
+        return expected * x / lo
+    if x > hi:
+        return expected + (10.0 - expected) * (x - hi) / (10.0 - hi)
+    return expected
+
+
+def _answers(
     feedback: Feedback | None, sentiment: float | None, model: ExperienceModel
-) -> float | None:
-    """Delight level: the mean of the answers present, or None when the customer said nothing."""
+) -> list[tuple[float, Scale]]:
     d = model.readings.delight
-    xs: list[float] = []
+    xs: list[tuple[float, Scale]] = []
     if feedback is not None:
         if feedback.csat is not None:
-            xs.append(scale_reading(feedback.csat, d.csat))
-        if feedback.nps is not None:
-            xs.append(scale_reading(feedback.nps, d.nps))
+            xs.append((feedback.csat, d.csat))
         if feedback.ces is not None:
-            xs.append(scale_reading(feedback.ces, d.ces))
+            xs.append((feedback.ces, d.ces))
     if sentiment is not None:
-        xs.append(scale_reading(sentiment, d.sentiment))
-    return sum(xs) / len(xs) if xs else None
+        xs.append((sentiment, d.sentiment))
+    return xs
+
+
+def delight_reading(
+    feedback: Feedback | None, sentiment: float | None, model: ExperienceModel, expected: float
+) -> float | None:
+    """Delight level against ``expected``: the mean of the answers about the moment present,
+    or None when the customer said nothing about it (an NPS alone says nothing of it)."""
+    xs = _answers(feedback, sentiment, model)
+    if not xs:
+        return None
+    return sum(scale_reading(v, s, expected) for v, s in xs) / len(xs)
 
 
 def factor_readings(
@@ -72,21 +117,21 @@ def factor_readings(
     spec: TouchpointSpec,
     model: ExperienceModel,
     sentiment: float | None,
+    expectations: dict[str, float],
+    effort_share: float = 1.0,
 ) -> dict[str, float]:
-    """``x_f`` for every factor of the touchpoint (see the module docstring for the rule).
+    """``x_f`` for every factor of the touchpoint (see the module docstring for the rule),
+    against the tier's ``expectations`` and the share ``effort_share`` of each expected
+    effort the tier expects.
 
-    Called for every event: what does not depend on the factor (the need level's share,
-    the level weights) is read once, and delight is only looked for when the customer
-    said something; the arithmetic is the rule's, term by term.
+    Called for every event: what does not depend on the factor (the outcome's cap, the
+    ease shares, the level weights) is read once, and delight is only looked for when the
+    customer said something; the arithmetic is the rule's, term by term.
     """
     cfg = model.readings
-    need = outcome_reading(event.outcome, model)
+    cap = outcome_reading(event.outcome, model)
     feedback = event.feedback
-    delight = (
-        None
-        if feedback is None and sentiment is None
-        else delight_reading(feedback, sentiment, model)
-    )
+    answers = [] if feedback is None and sentiment is None else _answers(feedback, sentiment, model)
     ease_sum: dict[str, float] = {}
     ease_n: dict[str, int] = {}
     details = event.details
@@ -95,22 +140,26 @@ def factor_readings(
             value = getattr(details, eff.metric, None)
             if value is None:
                 continue
-            x = effort_reading(float(value), eff.expected, eff.k or cfg.effort_k)
+            share = (
+                effort_reading(float(value), eff.expected * effort_share, eff.k or cfg.effort_k)
+                / 10.0
+            )
             for f in eff.factors or spec.factors:
-                ease_sum[f] = ease_sum.get(f, 0.0) + x
+                ease_sum[f] = ease_sum.get(f, 0.0) + share
                 ease_n[f] = ease_n.get(f, 0) + 1
     w = cfg.level_weights
     w_need, w_ease, w_delight = w.need, w.ease, w.delight
-    need_total = w_need * need
     out: dict[str, float] = {}
     for f in spec.factors:
-        total, weight = need_total, w_need
+        e = expectations[f]
+        need = cap if cap < e else e
+        total, weight = w_need * need, w_need
         if f in ease_n:
-            total += w_ease * ease_sum[f] / ease_n[f]
+            total += w_ease * e * ease_sum[f] / ease_n[f]
             weight += w_ease
-        if delight is not None:
-            total += w_delight * delight
+        if answers:
+            total += w_delight * sum(scale_reading(v, s, e) for v, s in answers) / len(answers)
             weight += w_delight
         x = total / weight
-        out[f] = round(need if x > need else x, 3)
+        out[f] = round(cap if x > cap else x, 3)
     return out

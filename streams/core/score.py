@@ -115,9 +115,15 @@ def compute(
 
 
 def sub_scores(
-    folded: Folded, episodes: list[Episode], as_of: int, half_life_s: float
+    folded: Folded,
+    episodes: list[Episode],
+    as_of: int,
+    half_life_s: float,
+    extra: dict[str, tuple[float, float]] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Per-factor and per-channel scores, the same decayed peak-end mean as the score.
+    """Per-factor and per-channel scores, the same decayed peak-end mean as the score;
+    ``extra`` adds ``(weight, gap)`` to a factor's mean (the last NPS answer's gap on the
+    relationship factor, weighing as ``score.nps_weight`` episodes of its age).
 
     Runs once per customer batch over every open episode's factors and channels, so
     ``weight``, ``_add``, ``remembered`` and ``to_score`` are written out inline here
@@ -150,6 +156,13 @@ def sub_scores(
             else:
                 cur[0] += w
                 cur[1] += w * value
+    for key, (w, value) in (extra or {}).items():
+        cur = fac.get(key)
+        if cur is None:
+            fac[key] = [w, w * value]
+        else:
+            cur[0] += w
+            cur[1] += w * value
     return _to_scores(fac), _to_scores(chan)
 
 

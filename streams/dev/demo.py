@@ -615,6 +615,16 @@ def _report(settings: Settings, query_worker: Any) -> None:
         ),
     )
     show(
+        "NPS by tier (loyalty: each customer's last answer; % promoters − % detractors)",
+        *q(
+            "SELECT tier, sum(customers) AS answered, "
+            "round(100 * sum(promoters) / answered, 1) AS promoters_pct, "
+            "round(100 * sum(detractors) / answered, 1) AS detractors_pct, "
+            "round(100 * (toInt64(sum(promoters)) - toInt64(sum(detractors))) / answered, 1) "
+            "AS nps FROM relationship_nps GROUP BY tier ORDER BY tier"
+        ),
+    )
+    show(
         "alerts by rule",
         *q(
             "SELECT rule, count() AS alerts, countIf(severity = 'critical') AS critical, "
@@ -652,13 +662,17 @@ def _report(settings: Settings, query_worker: Any) -> None:
         console.print(
             f"[bold]why is {customer} (tier {tier}) at {float(score):.0f}?[/] its score moved "
             + " → ".join(f"{float(s):.0f} ({str(t)[11:16]})" for t, s in trend[-8:])
-            + "; the moments that moved it most:"
+            + "; the moments that account for it (points of score; with the rest they "
+            "add up to score - 50):"
         )
-        for item in json.loads(str(explanation)):
+        listed = json.loads(str(explanation))
+        for item in listed:
             console.print(
                 f"  {item['occurred_at'][:16]}  {item['touchpoint']:<26} {item['factor']:<12} "
-                f"impact {item['impact']:+.1f}"
+                f"{item.get('contribution', 0.0):+6.1f}  (impact {item['impact']:+.1f})"
             )
+        rest = float(score) - 50 - sum(item.get("contribution", 0.0) for item in listed)
+        console.print(f"  {'every other moment':<62} {rest:+6.1f}")
 
     from cxpulse.streams.cli.drivers import demo_drivers
 

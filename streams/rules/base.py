@@ -115,11 +115,12 @@ class Batch:
         return before.folded.count + len(known.union(self.episodes))
 
     def hurt_most(self, since: int) -> list[str]:
-        """The key moments (those that moved the score most) that hurt, known so far."""
+        """The listed moments (those that account for the score most) that pull it down,
+        known so far, largest first."""
         return [
             k.event_id
-            for k in self.after.key_moments
-            if k.impact < 0 and k.t >= since and k.event_id not in self.pending
+            for k in self.after.explained()
+            if k.contribution < 0 and k.t >= since and k.event_id not in self.pending
         ]
 
 

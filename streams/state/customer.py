@@ -20,6 +20,11 @@ earlier workers, read as before, so a worker upgraded over an existing changelog
 every customer's state.
 
 Changing the layout: a new version byte, and ``decode`` keeps reading the old one.
+Version 2 (2026-12-04) adds each open episode's peak and end moments, the folded
+candidates' share, episode end and contribution, and every candidate's contribution
+(the explanation adds up, ``cxpulse.streams.core.explain``), and the last NPS answer and
+its time at the end; version 1 records are read with none of them (their candidates
+then say nothing and are dropped by the core; no NPS is known).
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ from cxpulse.schemas.scoring import (
 )
 from cxpulse.schemas.vocabulary import CHANNELS, FACTORS
 
-FORMAT = b"\xc1\x01"
+FORMAT = b"\xc1\x02"
+FORMAT_V1 = b"\xc1\x01"
 
 _FACTOR = {name: i for i, name in enumerate(FACTORS)}
 _CHANNEL = {name: i for i, name in enumerate(CHANNELS)}
@@ -130,11 +136,42 @@ def _read_scores(flat: list[Any], names: tuple[str, ...]) -> dict[str, float]:
     return {_named(flat[i], names): _val(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
+def _moment(k: KeyMoment | None, start: int) -> list[Any] | None:
+    """An open episode's peak or end moment: its time as an offset from the start."""
+    if k is None:
+        return None
+    return [
+        _hex(k.event_id),
+        k.t - start,
+        k.touchpoint,
+        _name(k.channel, _CHANNEL),
+        _name(k.factor, _FACTOR),
+        _num(k.impact),
+        _num(k.contribution),
+    ]
+
+
+def _read_moment(v: list[Any] | None, start: int) -> KeyMoment | None:
+    if v is None:
+        return None
+    return KeyMoment(
+        event_id=_unhex(v[0]),
+        t=v[1] + start,
+        touchpoint=v[2],
+        channel=_named(v[3], CHANNELS),
+        factor=_named(v[4], FACTORS),
+        impact=_val(v[5]),
+        contribution=_val(v[6]),
+    )
+
+
 def encode(state: CustomerState) -> bytes:
     """The changelog record of ``state``."""
     episodes = []
     for e in state.episodes:
         peak, end_t, end = e.overall
+        pm, em = e.peak_m, e.end_m
+        same = pm is not None and em is not None and pm == em
         episodes.append(
             (
                 e.journey,
@@ -145,6 +182,8 @@ def encode(state: CustomerState) -> bytes:
                 _num(end),
                 _peak_ends(e.factors, _FACTOR, e.start),
                 _peak_ends(e.channels, _CHANNEL, e.start),
+                _moment(pm, e.start),
+                True if same else _moment(em, e.start),  # True: the peak moment again
             )
         )
     fo = state.folded
@@ -165,6 +204,9 @@ def encode(state: CustomerState) -> bytes:
             _name(k.channel, _CHANNEL),
             _name(k.factor, _FACTOR),
             _num(k.impact),
+            _num(k.share),
+            k.end_t - k.t,
+            _num(k.contribution),
         )
     failures: list[Any] = []
     for f in state.failures:
@@ -204,14 +246,18 @@ def encode(state: CustomerState) -> bytes:
             _num(state.confidence),
             state.episode_count,
             state.alert_memory,
+            state.nps,
+            state.nps_t,
         )
     )
 
 
 def decode(data: bytes) -> CustomerState:
-    """The state of a changelog record, of this format or the earlier JSON."""
-    if data[: len(FORMAT)] != FORMAT:
+    """The state of a changelog record, of this format, version 1 or the earlier JSON."""
+    prefix = data[: len(FORMAT)]
+    if prefix != FORMAT and prefix != FORMAT_V1:
         return CustomerState.from_bytes(data)
+    v1 = prefix == FORMAT_V1
     (
         customer_id,
         version,
@@ -234,6 +280,7 @@ def decode(data: bytes) -> CustomerState:
         confidence,
         episode_count,
         alert_memory,
+        *nps,
     ) = _decoder.decode(memoryview(data)[len(FORMAT) :])
     ref, count, weight, value, fo_factors, fo_channels = folded
     return CustomerState(
@@ -245,17 +292,7 @@ def decode(data: bytes) -> CustomerState:
         watermark=watermark,
         floor=floor,
         seen=seen,
-        episodes=[
-            Episode(
-                journey=journey,
-                start=start,
-                count=n,
-                overall=(_val(peak), start + dt, _val(end)),
-                factors=_read_peak_ends(factors, FACTORS, start),
-                channels=_read_peak_ends(channels, CHANNELS, start),
-            )
-            for journey, start, n, peak, dt, end, factors, channels in episodes
-        ],
+        episodes=[_read_episode(e) for e in episodes],
         folded=Folded(
             ref=ref,
             count=count,
@@ -263,17 +300,7 @@ def decode(data: bytes) -> CustomerState:
             factors=_read_decayed(fo_factors, FACTORS),
             channels=_read_decayed(fo_channels, CHANNELS),
         ),
-        key_moments=[
-            KeyMoment(
-                event_id=_unhex(key_moments[i]),
-                t=key_moments[i + 1],
-                touchpoint=key_moments[i + 2],
-                channel=_named(key_moments[i + 3], CHANNELS),
-                factor=_named(key_moments[i + 4], FACTORS),
-                impact=_val(key_moments[i + 5]),
-            )
-            for i in range(0, len(key_moments), 6)
-        ],
+        key_moments=_read_key_moments(key_moments, 6 if v1 else 9),
         failures=[
             FailureMark(failures[i], failures[i + 1], failures[i + 2], _unhex(failures[i + 3]))
             for i in range(0, len(failures), 4)
@@ -300,7 +327,54 @@ def decode(data: bytes) -> CustomerState:
         confidence=_val(confidence),
         episode_count=episode_count,
         alert_memory=alert_memory,
+        nps=nps[0] if nps else None,
+        nps_t=nps[1] if nps else 0,
     )
+
+
+def _read_episode(e: list[Any]) -> Episode:
+    journey, start, n, peak, dt, end, factors, channels = e[:8]
+    pm = _read_moment(e[8], start) if len(e) > 8 else None
+    em = (pm if e[9] is True else _read_moment(e[9], start)) if len(e) > 9 else None
+    return Episode(
+        journey=journey,
+        start=start,
+        count=n,
+        overall=(_val(peak), start + dt, _val(end)),
+        factors=_read_peak_ends(factors, FACTORS, start),
+        channels=_read_peak_ends(channels, CHANNELS, start),
+        peak_m=pm,
+        end_m=em,
+    )
+
+
+def _read_key_moments(flat: list[Any], width: int) -> list[KeyMoment]:
+    """Folded candidates: version 1 wrote six fields each (no share: they say nothing of
+    what they contribute), version 2 nine."""
+    out = []
+    for i in range(0, len(flat), width):
+        k = KeyMoment(
+            event_id=_unhex(flat[i]),
+            t=flat[i + 1],
+            touchpoint=flat[i + 2],
+            channel=_named(flat[i + 3], CHANNELS),
+            factor=_named(flat[i + 4], FACTORS),
+            impact=_val(flat[i + 5]),
+        )
+        if width == 9:
+            k = KeyMoment(
+                event_id=k.event_id,
+                t=k.t,
+                touchpoint=k.touchpoint,
+                channel=k.channel,
+                factor=k.factor,
+                impact=k.impact,
+                share=_val(flat[i + 6]),
+                end_t=k.t + flat[i + 7],
+                contribution=_val(flat[i + 8]),
+            )
+        out.append(k)
+    return out
 
 
 def _named(v: int | str, names: tuple[str, ...]) -> str:

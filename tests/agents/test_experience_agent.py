@@ -125,7 +125,8 @@ def test_batch_updates_each_customer_once_with_the_core_result(
         expected, _ = apply_events(None, evs, model, datetime.now(UTC))
         assert states[customer].score == pytest.approx(expected.score)
         assert states[customer].episode_count == expected.episode_count
-    assert states["C-alice"].score < 50 < states["C-bob"].score
+    # failures pull alice below 50; bob's routine successes are as expected: 50
+    assert states["C-alice"].score < 50 == states["C-bob"].score
 
     moments = moment_docs(sent)
     assert sorted(str(m["event_id"]) for m in moments) == sorted(

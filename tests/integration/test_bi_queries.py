@@ -441,6 +441,44 @@ def q10_effort(d: Data, sql: list[str]) -> None:
     assert backlog - timedelta(hours=1) < worst["hour"] < backlog + timedelta(hours=2), worst
 
 
+def q11_nps(d: Data, sql: list[str]) -> None:
+    answers = d.rows(
+        "SELECT event_id, occurred_at, channel, touchpoint, nps FROM touchpoint_events FINAL "
+        "WHERE isNotNull(nps)"
+    )
+    tiers = {m["event_id"]: m["tier"] for m in d.rows("SELECT event_id, tier FROM moments FINAL")}
+    assert answers, "the simulator asks the relationship question now and then"
+
+    def nps(values: list[int]) -> float:
+        return round(
+            100 * (sum(v >= 9 for v in values) - sum(v <= 6 for v in values)) / len(values), 1
+        )
+
+    by_day_tier: dict[tuple[str, str], list[int]] = defaultdict(list)
+    by_touchpoint: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for a in answers:
+        by_day_tier[(str(a["occurred_at"])[:10], tiers[a["event_id"]])].append(a["nps"])
+        by_touchpoint[(a["channel"], a["touchpoint"])].append(a["nps"])
+    rows = d.rows(sql[0])
+    assert {(str(r["day"])[:10], r["tier"]): (r["answered"], r["nps"]) for r in rows} == {
+        k: (len(v), nps(v)) for k, v in by_day_tier.items()
+    }
+    rows = d.rows(sql[1])
+    assert {(r["channel"], r["touchpoint"]): (r["answered"], r["nps"]) for r in rows} == {
+        k: (len(v), nps(v)) for k, v in by_touchpoint.items()
+    }
+    keys = [(r["nps"], -r["answered"], r["channel"], r["touchpoint"]) for r in rows]
+    assert keys == sorted(keys)
+    last = d.rows("SELECT tier, segment, nps FROM customer_scores FINAL WHERE isNotNull(nps)")
+    per: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for c in last:
+        per[(c["tier"], c["segment"])].append(c["nps"])
+    rows = d.rows(sql[2])
+    assert {(r["tier"], r["segment"]): (r["customers"], r["nps"]) for r in rows} == {
+        k: (len(v), nps(v)) for k, v in per.items()
+    }
+
+
 CHECKS = {
     1: q1_emotion_map,
     2: q2_key_experiences,
@@ -452,15 +490,16 @@ CHECKS = {
     8: q8_open_alerts,
     9: q9_detractors,
     10: q10_effort,
+    11: q11_nps,
 }
 
 
 # --- the tests --------------------------------------------------------------------------
 
 
-def test_the_guide_has_ten_questions_each_with_sql_and_a_check() -> None:
+def test_the_guide_has_eleven_questions_each_with_sql_and_a_check() -> None:
     questions = guide_questions()
-    assert [q.number for q in questions] == list(range(1, 11))
+    assert [q.number for q in questions] == list(range(1, 12))
     assert all(q.sql for q in questions), [q.title for q in questions if not q.sql]
     assert set(CHECKS) == {q.number for q in questions}
     # No SQL in the guide escapes the checks: every block belongs to a question.

@@ -64,7 +64,21 @@ def changes() -> list[CaseChange]:
 
 
 def score_row(customer: str, version: int, at: datetime, score: float) -> tuple[Any, ...]:
-    return (customer, version, at, score, 0.5, 1, "A", "default", *([None] * 11), "[]")
+    return (
+        customer,
+        version,
+        at,
+        score,
+        0.5,
+        1,
+        "A",
+        "default",
+        *([None] * 11),
+        "[]",
+        0.0,
+        None,
+        None,
+    )
 
 
 def test_cases_collapse_and_the_views_learn_from_them(real_backend: Backend) -> None:

@@ -37,6 +37,7 @@ def test_demo_runs_the_story_end_to_end(tmp_path: Path) -> None:
         "emotion map",
         "worst touchpoint instances",
         "scores by tier and channel",
+        "NPS by tier (loyalty",
         "alerts by rule",
         "dead letters: invalid input, kept with the reason",
         "dead letters are in ClickHouse",
@@ -44,6 +45,8 @@ def test_demo_runs_the_story_end_to_end(tmp_path: Path) -> None:
     ):
         assert section in out, section
     assert "ATM-0003" in out  # the injected outage shows up among the worst instances
+    # the customer's story lists contributions that add up with the rest
+    assert "add up to score - 50" in out and "every other moment" in out
     # live alerts of several rules, each with its explanation, before the report
     live = out.split("live alerts", 1)[1].split("report from ClickHouse", 1)[0]
     shown = {m.group(1) for m in LIVE_LINE.finditer(live)}

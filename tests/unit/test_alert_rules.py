@@ -43,7 +43,9 @@ T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=60)  # only clamps future-stamped events
 EMIT = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 OUTCOMES = {"S": "success", "F": "failure", "A": "abandoned"}
-VALENCE_B = {"S": 2.0, "A": -5.0, "F": -8.0}  # tier B app.payment, worked in the docstring
+# app.payment without details or answers, in every tier (all expect 7): a success meets the
+# expectation (0), an abandonment reads its cap 3 (-4), a failure 0 (-7)
+VALENCE_B = {"S": 0.0, "A": -4.0, "F": -7.0}
 PAYMENT = {"channel": "app", "touchpoint": "app.payment", "touchpoint_instance": None}
 
 
@@ -163,11 +165,11 @@ def versions(j: Journey, rule: str) -> list[tuple[int, str, float]]:
 
 
 def test_low_score_fires_when_the_score_crosses_below_35() -> None:
-    events = hourly("SSSSSS" + "FFFFFF")
+    events = hourly("SSSSSS" + "FFFFF")
     j = Journey().one_by_one(events)
-    hand = spec_score([(h, VALENCE_B[c]) for h, c in enumerate("SSSSSS" + "FFFFFF")])
-    assert j.scores[-1] == pytest.approx(hand, abs=0.01)  # 34.85
-    assert j.scores[-2] > 35 > j.scores[-1]  # 37.1 then 34.9
+    hand = spec_score([(h, VALENCE_B[c]) for h, c in enumerate("SSSSSS" + "FFFFF")])
+    assert j.scores[-1] == pytest.approx(hand, abs=0.01)  # 33.99
+    assert j.scores[-2] > 35 > j.scores[-1]  # 35.9 then 34.0
     [alert] = j.fired("low_score")
     assert alert.severity == "warning" and alert.tier == "B"
     assert alert.score == pytest.approx(j.scores[-1], abs=0.01)
@@ -176,38 +178,39 @@ def test_low_score_fires_when_the_score_crosses_below_35() -> None:
         f"score fell to {j.scores[-1]:.1f} (below 35) after a failed app payment"
     )
     assert alert.recommended_action.startswith("call back today: ")
-    assert alert.triggered_at == T0 + timedelta(hours=11)
+    assert alert.triggered_at == T0 + timedelta(hours=10)
     assert alert.event_ids[0] == events[-1].event_id  # then the moments that hurt most
 
 
 def test_low_score_just_above_the_line_does_not_fire() -> None:
-    events = hourly("SSSSSS" + "FFFFFF")
-    lowest = min(Journey().one_by_one(events).scores)  # 34.85
+    events = hourly("SSSSSS" + "FFFFF")
+    lowest = min(Journey().one_by_one(events).scores)  # 33.99
     just_below = model_with(low_score={"below": lowest - 0.01})
     assert Journey(just_below).one_by_one(events).fired("low_score") == []
-    assert Journey().one_by_one(events[:-1]).fired("low_score") == []  # 37.1
+    assert Journey().one_by_one(events[:-1]).fired("low_score") == []  # 35.9
 
 
 def test_low_score_hysteresis_rearms_only_above_45() -> None:
-    j = Journey().one_by_one(hourly("SSSSSS" + "FFFFFF"))
+    j = Journey().one_by_one(hourly("SSSSSS" + "FFFFF"))
     assert len(j.fired("low_score")) == 1
-    # Up to 36.7 (above 35, not above 45) and back down to 33.5: no new alert.
-    j.one_by_one(hourly("SSFF", start_hour=13))
+    # Up to 36.5 (above 35, not above 45) and back down to 33.6: no new alert.
+    j.one_by_one(hourly("SSFF", start_hour=12))
     assert max(j.scores[-4:]) < 45 and j.scores[-1] < 35
     assert len(j.fired("low_score")) == 1
-    # Recover above 45 (re-arms), then fall below 35 again: a new alert, new id (the
-    # cooldown of 6 h is long past).
-    j.one_by_one(hourly("S" * 30, start_hour=17))
+    # Recover above 45 (re-arms: 45.7 after 40 routine successes), then fall below 35
+    # again: a new alert, new id (the cooldown of 6 h is long past).
+    j.one_by_one(hourly("S" * 40, start_hour=16))
     assert j.scores[-1] > 45
-    j.one_by_one(hourly("F" * 40, start_hour=47))
+    j.one_by_one(hourly("F" * 40, start_hour=56))
     first, second = j.fired("low_score")
     assert second.alert_id != first.alert_id and second.count == 1
     assert min(j.scores[-40:]) < 35
 
 
-@pytest.mark.parametrize(("tier", "first_score"), [("A", 5.0), ("B", 10.0), ("C", 13.75)])
+@pytest.mark.parametrize(("tier", "first_score"), [("A", 15.0), ("B", 15.0), ("C", 15.0)])
 def test_low_score_waits_for_a_second_episode(tier: str, first_score: float) -> None:
-    """A brand-new customer's first failure is far below 35 for every tier: one moment,
+    """A brand-new customer's first failure (-7 in every tier: the tier decides how urgent
+    it is, not how bad) is far below 35: one moment,
     not an experience score. The second episode (an hour later) is evidence."""
     j = Journey()
     j.send(ev(0, tier=tier))
@@ -231,52 +234,55 @@ def test_one_bad_episode_of_a_new_customer_alerts_only_on_what_it_shows() -> Non
 def test_low_score_min_episodes_is_configurable() -> None:
     j = Journey(model_with(low_score={"min_episodes": 1})).one_by_one([ev(0)])
     [alert] = j.fired("low_score")
-    assert alert.score == 10.0 and alert.severity == "critical"
+    assert alert.score == 15.0 and alert.severity == "critical"
 
 
 @pytest.mark.parametrize(
     ("tier", "letters", "score", "severity"),
     [
-        # six successes then failures, tier B: 34.85 is 0.15 below the line: the base
-        pytest.param("B", "SSSSSSFFFFFF", 34.85, "warning", id="B-just-below"),
-        # tier A: +1 / -9; 55 then 47.8, 42.4, 38.2, 34.9: raised a level for tier A
-        pytest.param("A", "SSSSSSFFFF", 34.88, "critical", id="A-just-below"),
-        # a new tier B customer failing twice, an hour apart: 10, 25 below: large
-        pytest.param("B", "FF", 10.0, "critical", id="B-25-below"),
+        # six successes then failures, tier B: 33.99 is 1.01 below the line: the base
+        pytest.param("B", "SSSSSSFFFFF", 33.99, "warning", id="B-just-below"),
+        # tier A: the same moments, the same score: raised a level for tier A
+        pytest.param("A", "SSSSSSFFFFF", 33.99, "critical", id="A-just-below"),
+        # a new tier B customer failing twice, an hour apart: 15, 20 below: large
+        pytest.param("B", "FF", 15.0, "critical", id="B-20-below"),
     ],
 )
 def test_low_score_severity_by_tier_and_magnitude(
     tier: str, letters: str, score: float, severity: str
 ) -> None:
     j = Journey().one_by_one(hourly(letters, tier=tier))
-    valence = VALENCE_B if tier == "B" else {"S": 1.0, "F": -9.0}
-    assert spec_score([(h, valence[c]) for h, c in enumerate(letters)]) == pytest.approx(
+    assert spec_score([(h, VALENCE_B[c]) for h, c in enumerate(letters)]) == pytest.approx(
         score, abs=0.01
     )
     [alert] = j.fired("low_score")
     assert alert.score == pytest.approx(score, abs=0.01) and alert.severity == severity
 
 
-@pytest.mark.parametrize(("escalate_at", "severity"), [(25.0, "critical"), (25.01, "warning")])
+@pytest.mark.parametrize(("escalate_at", "severity"), [(20.0, "critical"), (20.01, "warning")])
 def test_low_score_magnitude_escalation_threshold(escalate_at: float, severity: str) -> None:
-    """10 is exactly 25 points below 35: escalates at 25, not at 25.01."""
+    """15 is exactly 20 points below 35: escalates at 20, not at 20.01."""
     j = Journey(model_with(low_score={"escalate_at": escalate_at}))
     [alert] = j.one_by_one(hourly("FF")).fired("low_score")
-    assert alert.magnitude == 25.0 and alert.severity == severity
+    assert alert.magnitude == 20.0 and alert.severity == severity
 
 
 def test_low_score_repeat_within_cooldown_updates_the_count() -> None:
-    """Fires at 10 (second failure, 0:35), re-arms at 45.7 after five successes
-    ((-16 + 10) / 7 = -0.86), falls again to 35.0 - 0.02 (three more failures,
-    (-6 - 24) / 10 = -3, the recent ones weighing a little more) at 5:15: within the 6 h
-    cooldown, so the same alert, count 2."""
-    events = [ev(35 * i, OUTCOMES[c], **PAYMENT) for i, c in enumerate("FFSSSSSFFFFF")]
+    """Fires at 15 (second failure, 0:35), re-arms at 47.2 after five successes with CSAT
+    5 (+2 each: (-14 + 10) / 7 = -0.57), falls again to 33.7 (five more failures,
+    (-4 - 35) / 12 = -3.25, the recent ones weighing a little more) at 6:25: within the
+    6 h cooldown, so the same alert, count 2."""
+    delighted = {"feedback": {"csat": 5}}
+    events = [
+        ev(35 * i, OUTCOMES[c], **PAYMENT, **(delighted if c == "S" else {}))
+        for i, c in enumerate("FFSSSSSFFFFF")
+    ]
     j = Journey().one_by_one(events)
     assert max(j.scores[2:7]) > 45
     first, second = j.fired("low_score")
     assert second.alert_id == first.alert_id and (first.count, second.count) == (1, 2)
     assert second.triggered_at == first.triggered_at == T0 + timedelta(minutes=35)
-    assert second.updated_at == T0 + timedelta(minutes=35 * 9)
+    assert second.updated_at == T0 + timedelta(minutes=35 * 11)
     assert second.severity == "critical"  # never lowered while open
 
 
@@ -284,11 +290,11 @@ def test_low_score_repeat_within_cooldown_updates_the_count() -> None:
 
 
 def test_sharp_drop_fires_on_15_points_within_24h() -> None:
-    j = Journey().one_by_one(hourly("SSSSSS" + "FFF"))  # 60 → 43.2
+    j = Journey().one_by_one(hourly("SSSSSS" + "FFFFF"))  # 50 → 34.0
     [alert] = j.fired("sharp_drop")
-    assert alert.magnitude == pytest.approx(60 - j.scores[-1], abs=0.01)
+    assert alert.magnitude == pytest.approx(50 - j.scores[-1], abs=0.01)
     assert alert.explanation == (
-        "score fell 17 points in 3 h (from 60 to 43) after a failed app payment"
+        "score fell 16 points in 5 h (from 50 to 34) after a failed app payment"
     )
     assert alert.severity == "warning"
 
@@ -296,16 +302,17 @@ def test_sharp_drop_fires_on_15_points_within_24h() -> None:
 @pytest.mark.parametrize(
     ("letters", "drop", "fires"),
     [
-        # (6·2 - 4·5) / 10 = -0.8 → 46.0 without decay, 45.91 with it: 14.09 < 15
-        pytest.param("SSSSSS" + "AAAA", 14.09, False, id="14.09-points"),
-        # (6·2 - 2·8 - 5) / 9 = -1 → 45.0, 44.91 with decay: 15.09 >= 15
-        pytest.param("SSSSSS" + "FFA", 15.09, True, id="15.09-points"),
-        pytest.param("SSSSSS" + "FF", 12.58, False, id="12.58-points"),
+        # -4·7 / 10 = -2.8 → 36.0 without decay, 35.91 with it: 14.09 < 15
+        pytest.param("SSSSSS" + "FFFF", 14.09, False, id="14.09-points"),
+        # (-4·7 - 4) / 11 = -2.91 → 35.45, 35.37 with decay: 14.63 < 15
+        pytest.param("SSSSSS" + "FFFFA", 14.63, False, id="14.63-points"),
+        # -5·7 / 11 = -3.18 → 34.09, 33.99 with decay: 16.01 >= 15
+        pytest.param("SSSSSS" + "FFFFF", 16.01, True, id="16.01-points"),
     ],
 )
 def test_sharp_drop_at_the_default_15_points(letters: str, drop: float, fires: bool) -> None:
     j = Journey().one_by_one(hourly(letters))
-    hand = 60 - spec_score([(h, VALENCE_B[c]) for h, c in enumerate(letters)])
+    hand = 50 - spec_score([(h, VALENCE_B[c]) for h, c in enumerate(letters)])
     assert hand == pytest.approx(drop, abs=0.01)
     assert max(j.scores) - j.scores[-1] == pytest.approx(drop, abs=0.01)
     assert bool(j.fired("sharp_drop")) is fires
@@ -313,80 +320,79 @@ def test_sharp_drop_at_the_default_15_points(letters: str, drop: float, fires: b
 
 @pytest.mark.parametrize(("after_peak", "fires"), [(24 * 60 - 1, True), (24 * 60 + 1, False)])
 def test_sharp_drop_window_is_24_hours(after_peak: float, fires: bool) -> None:
-    """The peak of 60 is at 5:00 (the latest of six); failures at 6:00 and 7:00 (52.8,
-    47.4: 12.6 down); an abandonment 24 h after the peak, give or take a minute, brings it
-    to about 44.9. Within 24 h of the peak that is 15.1 down; a minute later the highest
-    of the window is 52.8, and 7.9 is no sharp drop."""
-    j = Journey().one_by_one(hourly("SSSSSS" + "FF"))
-    j.send(ev(5 * 60 + after_peak, "abandoned", **PAYMENT))
+    """The peak of 50 is at 5:00 (the latest of six); failures at 6:00 to 9:00 (45.0,
+    41.2, 38.3, 35.9: 14.1 down); a fifth failure 24 h after the peak, give or take a
+    minute, brings it to about 33.9. Within 24 h of the peak that is 16.1 down; a minute
+    later the highest of the window is 45.0, and 11.1 is no sharp drop."""
+    j = Journey().one_by_one(hourly("SSSSSS" + "FFFF"))
+    j.send(ev(5 * 60 + after_peak, "failure", **PAYMENT))
     days = (5 + after_peak / 60) / 24
-    hand = spec_score([*((h, VALENCE_B[c]) for h, c in enumerate("SSSSSSFF")), (days * 24, -5)])
+    hand = spec_score([*((h, VALENCE_B[c]) for h, c in enumerate("SSSSSSFFFF")), (days * 24, -7)])
     assert j.scores[-1] == pytest.approx(hand, abs=0.01)
-    assert 60 - hand > 15 > j.scores[6] - hand
+    assert 50 - hand > 15 > j.scores[6] - hand
     assert bool(j.fired("sharp_drop")) is fires
 
 
 def test_sharp_drop_spread_over_days_does_not_fire() -> None:
     # The same fall as a firing one, spread 13 h apart: never 15 points within 24 h.
     slow = Journey().one_by_one(hourly("SSSSSS"))
-    for k in range(1, 4):
+    for k in range(1, 6):
         slow.send(hourly("F", start_hour=5 + 13 * k)[0])
     assert slow.scores[5] - slow.scores[-1] >= 15
     assert slow.fired("sharp_drop") == []
 
 
 def test_sharp_drop_threshold_is_configurable() -> None:
-    j = Journey(model_with(sharp_drop={"drop": 17})).one_by_one(hourly("SSSSSS" + "FFF"))
-    assert 60 - j.scores[-1] < 17
+    j = Journey(model_with(sharp_drop={"drop": 17})).one_by_one(hourly("SSSSSS" + "FFFFF"))
+    assert 50 - j.scores[-1] < 17
     assert j.fired("sharp_drop") == []
 
 
 @pytest.mark.parametrize(
     ("letters", "fires"),
     [
-        # 60 then (2 - 8) / 2 → 35: 25 down, but from a one-moment score
+        # 50 then -7 / 2 → 32.5: 17.5 down, but from a one-moment score
         pytest.param("SF", False, id="second-moment"),
-        # 60, 60, then (4 - 8) / 3 → 43.3: 16.7 down from a score after two moments
-        pytest.param("SSF", True, id="third-moment"),
+        # 50, 50, 38.3, then -14 / 4 → 32.5: 17.5 down from a score after two moments
+        pytest.param("SSFF", True, id="fourth-moment"),
     ],
 )
 def test_sharp_drop_measures_only_from_a_score_the_customer_had(letters: str, fires: bool) -> None:
     j = Journey().one_by_one(hourly(letters))
-    assert 60 - j.scores[-1] > 15
+    assert 50 - j.scores[-1] > 15
     assert bool(j.fired("sharp_drop")) is fires
 
 
 def test_sharp_drop_says_how_fast_it_really_fell() -> None:
-    """Separate journeys make separate episodes minutes apart: 60 → 44.9 in 6 min."""
+    """Separate journeys make separate episodes minutes apart: 50 → 34.0 in 10 min."""
     j = Journey().one_by_one(hourly("SSSSSS"))
     j.one_by_one(
-        [
-            ev(5 * 60 + 2 * k, o, journey_id=f"J-{k}", **PAYMENT)
-            for k, o in ((1, "failure"), (2, "failure"), (3, "abandoned"))
-        ]
+        [ev(5 * 60 + 2 * k, "failure", journey_id=f"J-{k}", **PAYMENT) for k in range(1, 6)]
     )
     [alert] = j.fired("sharp_drop")
     assert alert.explanation == (
-        "score fell 15 points in 6 min (from 60 to 45) after an abandoned app payment"
+        "score fell 16 points in 10 min (from 50 to 34) after a failed app payment"
     )
 
 
 @pytest.mark.parametrize(("tier", "severity"), [("B", "warning"), ("A", "critical")])
 def test_sharp_drop_tier_a_raises_severity(tier: str, severity: str) -> None:
-    """Tier A: 55, then 47.8, 42.4, 38.2: 16.8 down. Tier B: 60 → 43.2, 16.8 down."""
-    j = Journey().one_by_one(hourly("SSSSSS" + "FFF", tier=tier))
+    """The same moments, the same fall in both tiers: 50 → 34.0, 16.0 down."""
+    j = Journey().one_by_one(hourly("SSSSSS" + "FFFFF", tier=tier))
     [alert] = j.fired("sharp_drop")
-    assert alert.magnitude == pytest.approx(16.8, abs=0.05) and alert.severity == severity
+    assert alert.magnitude == pytest.approx(16.0, abs=0.05) and alert.severity == severity
 
 
 def test_sharp_drop_repeats_keep_the_id_and_escalate_at_25_points() -> None:
-    """Tier B, 60 then failures hourly: 16.8, 20.1, 22.9 and 25.1 points down, all within
-    6 h of the first: one alert, count 1..4, critical once 25 points down."""
-    j = Journey().one_by_one(hourly("SSSSSS" + "FFFFFF"))
+    """Tier B, six routine payments then a failure every 31 min (each its own episode):
+    the score falls from 50 by 16.0, 17.6, ... 24.6, then 25.1 and 25.5 points, all
+    within 6 h of the first alert: one alert, count 1..12, critical once 25 points down."""
+    events = [ev(31 * i, OUTCOMES[c], **PAYMENT) for i, c in enumerate("SSSSSS" + "F" * 16)]
+    j = Journey().one_by_one(events)
     got = versions(j, "sharp_drop")
-    assert [c for c, _, _ in got] == [1, 2, 3, 4]
-    assert [s for _, s, _ in got] == ["warning", "warning", "warning", "critical"]
-    assert [m for _, _, m in got] == pytest.approx([16.77, 20.12, 22.87, 25.15], abs=0.01)
+    assert [c for c, _, _ in got] == list(range(1, 13))
+    assert [s for _, s, _ in got] == ["warning"] * 10 + ["critical"] * 2
+    assert [m for _, _, m in got][-3:] == pytest.approx([24.58, 25.08, 25.54], abs=0.01)
     assert len({a.alert_id for a in j.fired("sharp_drop")}) == 1
 
 
@@ -745,10 +751,12 @@ def test_reprocessing_from_an_uncommitted_state_rebuilds_the_same_alerts() -> No
 
 
 def busy_week() -> list[TouchpointEvent]:
-    """A tier B customer's week, every rule represented: a stuck ATM, a detractor, routine
-    app payments (each with an intent) between everything, two calls about a blocked card
-    and tries of it on three channels."""
-    events = [ev(0), ev(5), ev(12), said(40, nps=2)]
+    """A tier B customer's week, every rule represented: a sharp fall, a stuck ATM, a
+    detractor, routine app payments (each with an intent) between everything, two calls
+    about a blocked card and tries of it on three channels."""
+    # the day before: six routine payments an hour apart, then five failed: a sharp drop
+    events = [pay(60 * (k - 24), OUTCOMES[c]) for k, c in enumerate("SSSSSSFFFFF")]
+    events += [ev(0), ev(5), ev(12), said(40, nps=2)]
     events += [pay(60 + 30 * k) for k in range(20)]
     events += [call(1440, "card_blocked", "failure"), hop(1500, "app"), hop(1560, "web")]
     events += [pay(1600 + 20 * k) for k in range(20)]

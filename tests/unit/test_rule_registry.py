@@ -159,7 +159,9 @@ def test_a_new_rule_fires_through_customer_alerts() -> None:
     # the new rule is judged after the others, and they still fire beside it
     fails = [withdrawal(60 + i, "failure") for i in range(3)]
     rules = [a.rule for a in run(with_toy(), [*events, *fails])]
-    assert rules == ["detractor", "detractor", "repeated_failure"]
+    # the failures join the abandonments' episode: its peak and end fall from -4 to -7,
+    # the score from 30 to 15 within the hour: a sharp drop too
+    assert rules == ["detractor", "detractor", "sharp_drop", "repeated_failure"]
 
 
 def test_a_new_rule_is_switched_off_by_its_configuration() -> None:

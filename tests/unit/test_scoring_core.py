@@ -17,9 +17,10 @@ from cxpulse.schemas.model import ExperienceModel, Scale, parse_model
 from cxpulse.schemas.scoring import CustomerState
 from cxpulse.streams.core import apply_event, apply_events, score_update
 from cxpulse.streams.core.episodes import combine, remembered
-from cxpulse.streams.core.readings import effort_reading, scale_reading
+from cxpulse.streams.core.readings import effort_reading, scale_position
 from cxpulse.streams.core.score import weight
 from cxpulse.streams.core.valence import assess
+from cxpulse.streams.state.customer import encode
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=365)
@@ -157,23 +158,26 @@ def test_effort_curve(value: float, expected: float, k: float, reading: float) -
     ],
 )
 def test_delight_mappings(scale: tuple[float, float], value: float, reading: float) -> None:
-    assert scale_reading(value, Scale(zero=scale[0], ten=scale[1])) == pytest.approx(reading)
+    assert scale_position(value, Scale(zero=scale[0], ten=scale[1])) == pytest.approx(reading)
 
 
 @pytest.mark.parametrize(
     ("kw", "reading"),
     [
-        ({}, 10.0),  # need only: success reads 10
+        ({}, 8.0),  # need only: a success reads tier B's expectation 8 (gap 0)
         ({"outcome": "failure", "feedback": {"csat": 5}}, 0.0),  # need caps: failure reads 0
-        # abandoned (3) with a fast answer (10): mean 6.5, capped by need 3
+        # abandoned (3) with a fast answer (ease 8): mean 5.5, capped by the outcome's 3
         ({"outcome": "abandoned", "details": {"kind": "call_center", "wait_seconds": 5}}, 3.0),
-        # need 10, ease 5 (wait 2.5e), delight 7.5 (CSAT 4) weighted 1:1:2 -> 30/4
+        # need 8, ease 4 (wait 2.5e: half of 8), delight 8 (CSAT 4: as expected), 1:1:2 -> 28/4
         (
             {"details": {"kind": "call_center", "wait_seconds": 150}, "feedback": {"csat": 4}},
-            7.5,
+            7.0,
         ),
-        # delight is the mean of NPS 4 (4) and CES 4 (5) = 4.5: (10 + 2 x 4.5) / 3
-        ({"feedback": {"nps": 4, "ces": 4}}, 19 / 3),
+        # NPS is no delight reading; CES 4 sits at 5 of 10 on its scale, below the expected
+        # CES 2 (8.333): 8 x 5 / 8.333 = 4.8. (8 + 2 x 4.8) / 3 = 5.8667
+        ({"feedback": {"nps": 4, "ces": 4}}, 17.6 / 3),
+        # CSAT 5 lifts a success above expectation: (8 + 2 x 10) / 3 = 9.333
+        ({"feedback": {"csat": 5}}, 28 / 3),
     ],
 )
 def test_factor_reading_combination(kw: dict[str, Any], reading: float) -> None:
@@ -183,22 +187,22 @@ def test_factor_reading_combination(kw: dict[str, Any], reading: float) -> None:
 
 
 def test_effort_metrics_of_one_touchpoint_average() -> None:
-    # wait 2.5e -> 5, transfers 3 = 3e with e=1,k=4 -> 10 x (4-3)/3 = 3.333; ease mean 4.1667
-    # x = (10 + 4.1667) / 2 = 7.0833
+    # wait 2.5e -> half, transfers 3 = 3e with e=1,k=4 -> (4-3)/3 = a third; ease is their
+    # mean 5/12 of tier B's 8 = 3.3333; x = (8 + 3.3333) / 2 = 5.6667
     e = ev(
         touchpoint="call_center.two_metrics",
         details={"kind": "call_center", "wait_seconds": 150, "transfers": 3},
     )
     _, mo = apply_event(None, e, M, NOW)
-    assert mo is not None and mo.readings["service"] == pytest.approx(7.0833, abs=1e-3)
+    assert mo is not None and mo.readings["service"] == pytest.approx(5.6667, abs=1e-3)
 
 
 def test_sentiment_is_a_delight_reading() -> None:
-    # sentiment -1 -> 0; x = (10 + 2 x 0) / 3 = 3.333; tier B gap 3.333 - 8 = -4.667
+    # sentiment -1 -> 0; x = (8 + 2 x 0) / 3 = 2.667; tier B gap 2.667 - 8 = -5.333
     _, mo = apply_event(None, ev(feedback={"text": "awful"}), M, NOW, sentiment=-1.0)
     assert mo is not None
-    assert mo.readings["service"] == pytest.approx(10 / 3, abs=1e-3)
-    assert mo.gaps["service"] == pytest.approx(-14 / 3, abs=1e-3)
+    assert mo.readings["service"] == pytest.approx(8 / 3, abs=1e-3)
+    assert mo.gaps["service"] == pytest.approx(-16 / 3, abs=1e-3)
     assert mo.sentiment == -1.0
 
 
@@ -206,9 +210,9 @@ def test_sentiment_is_a_delight_reading() -> None:
 
 
 def test_key_experience_importance_9_times_gap_minus_2() -> None:
-    # success (10) + NPS 4 (4, weight 2): x = 18/3 = 6; tier B expects 8: gap -2;
-    # service importance 9: impact 9 x -2 = -18; valence = -18 / 9 = -2
-    _, mo = apply_event(None, ev(feedback={"nps": 4}), M, NOW)
+    # success (8) after a wait of 2.5e (ease: half of 8 = 4): x = 12/2 = 6; tier B
+    # expects 8: gap -2; service importance 9: impact 9 x -2 = -18; valence = -18 / 9 = -2
+    _, mo = apply_event(None, ev(details={"kind": "call_center", "wait_seconds": 150}), M, NOW)
     assert mo is not None
     assert mo.readings == {"service": pytest.approx(6.0)}
     assert mo.gaps == {"service": pytest.approx(-2.0)}
@@ -233,19 +237,21 @@ def test_valence_is_importance_weighted_mean_gap() -> None:
 
 
 def test_tier_a_expects_more_than_tier_c() -> None:
-    # ATM success with response 4500 ms (e 3000, k 4): ease 10 x (12000-4500)/9000 = 8.333;
-    # x = (10 + 8.333)/2 = 9.1667 for convenience and service.
-    # Tier A expects 9: gaps +0.1667 -> valence 0.1667; tier C expects 7: valence 2.1667.
-    kw = {
-        "touchpoint": "atm.withdrawal",
-        "channel": "atm",
-        "details": {"kind": "atm", "response_ms": 4500},
-    }
+    # A routine ATM success (response 3000 ms = e) reads each tier's expectation: gap 0.
+    atm = {"touchpoint": "atm.withdrawal", "channel": "atm"}
+    for tier in ("A", "B", "C", None):
+        routine = ev(tier=tier, details={"kind": "atm", "response_ms": 3000}, **atm)
+        _, mo = apply_event(None, routine, M, NOW)
+        assert mo is not None and mo.valence == 0.0
+    # response 4500 ms (e 3000, k 4): ease (12000-4500)/9000 = 5/6 of the expectation.
+    # Tier A (9): x = (9 + 7.5)/2 = 8.25, gap -0.75; tier C (7): (7 + 5.833)/2 = 6.4167,
+    # gap -0.5833: the same mediocre moment is worse for the tier that expects more.
+    kw = {**atm, "details": {"kind": "atm", "response_ms": 4500}}
     _, a = apply_event(None, ev(tier="A", **kw), M, NOW)
     _, c = apply_event(None, ev(tier="C", **kw), M, NOW)
     assert a is not None and c is not None
-    assert a.valence == pytest.approx(0.1667, abs=1e-3)
-    assert c.valence == pytest.approx(2.1667, abs=1e-3)
+    assert a.valence == pytest.approx(-0.75, abs=1e-3)
+    assert c.valence == pytest.approx(-0.5833, abs=1e-3)
     # the same failure: A -9, C -7
     _, a = apply_event(None, ev(tier="A", outcome="failure", **kw), M, NOW)
     _, c = apply_event(None, ev(tier="C", outcome="failure", **kw), M, NOW)
@@ -268,14 +274,14 @@ def test_segment_selects_importance_and_unknown_segment_uses_default() -> None:
 
 
 def test_peak_end_equal_means_different_endings() -> None:
-    # service-only touchpoint, tier B expects 8: success +2, failure -8.
-    # X: failure, success, success (5 min apart): mean -4/3, peak -8, end +2 -> r = -3
-    #    score 50 + 5 x -3 = 35
-    # Y: success, success, failure: mean -4/3, peak -8, end -8 -> r = -8 -> score 10
+    # service-only touchpoint, tier B expects 8: success 0, failure -8.
+    # X: failure, success, success (5 min apart): mean -8/3, peak -8, end 0 -> r = -4
+    #    score 50 + 5 x -4 = 30
+    # Y: success, success, failure: mean -8/3, peak -8, end -8 -> r = -8 -> score 10
     x = run([ev(0, outcome="failure"), ev(5), ev(10)])
     y = run([ev(0), ev(5), ev(10, outcome="failure")])
     assert x.episode_count == y.episode_count == 1
-    assert x.score == pytest.approx(35.0)
+    assert x.score == pytest.approx(30.0)
     assert y.score == pytest.approx(10.0)
 
 
@@ -325,11 +331,11 @@ def test_a_journey_episode_does_not_depend_on_arrival_order() -> None:
 
 def test_out_of_order_event_bridging_two_sessions_merges_them() -> None:
     # 0 and 50 min are two sessions; the event at 25 min (late) joins both into one.
-    # valences: failure -8 at 0, success +2 at 25, success +2 at 50: peak -8, end +2 -> -3
+    # valences: failure -8 at 0, success 0 at 25, success 0 at 50: peak -8, end 0 -> -4
     events = [ev(0, outcome="failure"), ev(50), ev(25)]
     s = run(events)
     assert s.episode_count == 1
-    assert s.score == pytest.approx(35.0)
+    assert s.score == pytest.approx(30.0)
     in_order = run([events[0], events[2], events[1]])
     assert in_order.score == s.score and in_order.episodes == s.episodes
 
@@ -349,23 +355,28 @@ def test_weight_halves_over_one_half_life() -> None:
 
 
 def test_decay_over_exactly_one_half_life() -> None:
-    # episode 1 at T0: ATM success (+2 on convenience and service, r = +2)
-    # episode 2 at T0 + 14 d: hotline failure (service -8, r = -8)
-    # m = (0.5 x 2 + 1 x -8) / 1.5 = -4.667 -> score 50 - 23.333 = 26.67 (undecayed: 35)
-    # service: same as overall -> 26.67; convenience: only episode 1 -> 60
-    # channels: atm 60, call_center 10; confidence n = 1.5 -> 1.5 / 4.5 = 0.333
+    # episode 1 at T0: ATM failure (-8 on convenience and service, r = -8)
+    # episode 2 at T0 + 14 d: hotline success with CSAT 5 (service (8 + 20)/3 = 9.333:
+    # +1.333, r = +1.333)
+    # m = (0.5 x -8 + 1 x 1.333) / 1.5 = -1.778 -> score 50 - 8.889 = 41.11
+    # (undecayed: 50 + 5 x -3.333 = 33.33)
+    # service: same as overall -> 41.11; convenience: only episode 1 -> 10
+    # channels: atm 10, call_center 56.67; confidence n = 1.5 -> 1.5 / 4.5 = 0.333
     s = run(
         [
-            ev(0, touchpoint="atm.withdrawal", channel="atm"),
-            ev(14 * 24 * 60, outcome="failure"),
+            ev(0, touchpoint="atm.withdrawal", channel="atm", outcome="failure"),
+            ev(14 * 24 * 60, feedback={"csat": 5}),
         ]
     )
-    assert s.score == pytest.approx(26.67, abs=0.01)
+    assert s.score == pytest.approx(41.11, abs=0.01)
     assert s.factor_scores == {
-        "service": pytest.approx(26.67, abs=0.01),
-        "convenience": pytest.approx(60.0),
+        "service": pytest.approx(41.11, abs=0.01),
+        "convenience": pytest.approx(10.0),
     }
-    assert s.channel_scores == {"atm": pytest.approx(60.0), "call_center": pytest.approx(10.0)}
+    assert s.channel_scores == {
+        "atm": pytest.approx(10.0),
+        "call_center": pytest.approx(56.67, abs=0.011),  # gap 1.333 (3 decimals): 56.665
+    }
     assert s.confidence == pytest.approx(1 / 3, abs=1e-3)
     assert s.episode_count == 2
     assert s.folded.count == 1  # the first episode was closed and folded into sums
@@ -382,16 +393,79 @@ def test_confidence_grows_with_episodes() -> None:
 
 
 def test_score_update_and_explanation() -> None:
-    # hotline failure at 0 (impact 9 x -8 = -72), NPS 4 at 60 (-18), success at 120 (+18)
+    # Three episodes an hour apart, each moment its own episode's peak and end:
+    # hotline failure at 0 (valence -8, impact 9 x -8 = -72), a slow success at 60 (-2,
+    # impact -18), a success with CSAT 5 at 120 (+1.333, impact +12). Weights 2^(-h/336)
+    # for h hours before the last: 0.99588, 0.99794, 1; W = 2.99382; contributions
+    # 5 x v x w / W: -13.31, -3.33, +2.23; m = -8.6299 / 2.99382 = -2.8826, score 35.59.
     a = ev(0, outcome="failure")
-    s = run([a, ev(60, feedback={"nps": 4}), ev(120)])
+    slow = {"kind": "call_center", "wait_seconds": 150}
+    s = run([a, ev(60, details=slow), ev(120, feedback={"csat": 5})])
     up = score_update(s)
     assert up.customer_id == "c1" and up.version == 3 and up.episodes == 3
     assert up.as_of == T0 + timedelta(minutes=120)
-    assert up.score == s.score
+    assert up.score == s.score == pytest.approx(35.59, abs=0.01)
     first = up.explanation[0]
     assert (first.event_id, first.factor, first.impact) == (a.event_id, "service", -72.0)
-    assert [x.impact for x in up.explanation[1:]] == [18.0, -18.0]  # the newer one first
+    assert [x.impact for x in up.explanation[1:]] == [-18.0, 12.0]
+    assert [x.contribution for x in up.explanation] == [
+        pytest.approx(-13.31, abs=0.01),
+        pytest.approx(-3.33, abs=0.01),
+        pytest.approx(2.23, abs=0.01),
+    ]
+    # everything is listed, so the rest is only rounding
+    assert abs(up.explanation_rest) <= 0.02
+    total = sum(x.contribution for x in up.explanation) + up.explanation_rest
+    assert total == pytest.approx(up.score - 50, abs=1e-9)
+
+
+def test_explanation_lists_only_the_peak_and_the_end() -> None:
+    """Issue 12: in a failure -> abandoned -> success episode only the failure (the peak)
+    and the success (the end) enter the remembered valence; the abandonment (impact
+    9 x -5 = -45, valence -5) moved nothing and is not listed, however large its impact.
+    One episode: r = (-8 + 0) / 2 = -4, score 30; the success is a gap of 0 and contributes
+    nothing either, so the failure alone accounts for -20 (5 x -8 / 2)."""
+    fail, gave_up, ok = ev(0, outcome="failure"), ev(5, outcome="abandoned"), ev(10)
+    s = run([fail, gave_up, ok])
+    up = score_update(s)
+    assert up.score == pytest.approx(30.0)
+    assert [(x.event_id, x.contribution) for x in up.explanation] == [(fail.event_id, -20.0)]
+    assert up.explanation_rest == 0.0
+    # with a delighted ending, the end is listed too: r = (-8 + 1.333) / 2
+    happy = ev(10, feedback={"csat": 5}, event_id=ok.event_id)
+    up = score_update(run([fail, gave_up, happy]))
+    assert [x.event_id for x in up.explanation] == [fail.event_id, happy.event_id]
+    assert [x.contribution for x in up.explanation] == [-20.0, pytest.approx(3.33, abs=0.01)]
+    assert up.score == pytest.approx(50 - 20 + 3.33, abs=0.01)
+
+
+def test_explanation_follows_the_episode_end_and_the_folded_episodes() -> None:
+    """A moment that was the end stops contributing when a later one ends the episode;
+    folded episodes keep their moments' contributions, decayed like the score."""
+    small = model(score={"explanation_size": 2})
+    fail = ev(0, outcome="failure")
+    slow = ev(5, details={"kind": "call_center", "wait_seconds": 150})  # -2, the end
+    s = run([fail, slow], small)
+    assert [x.event_id for x in score_update(s).explanation] == [fail.event_id, slow.event_id]
+    ok = ev(10)  # the new end, valence 0: slow moved nothing any more
+    up = score_update(run([fail, slow, ok], small))
+    assert [x.event_id for x in up.explanation] == [fail.event_id]
+    # four days later (the episode folded: lateness 48 h + gap) a failure of its own
+    later = ev(4 * 24 * 60, outcome="failure")
+    s = run([fail, slow, ok, later], small)
+    assert s.folded.count == 1 and len(s.episodes) == 1
+    up = score_update(s)
+    # weights: 2^(-5750 min / 14 d) = 0.8206 for the folded episode (its end at 0:10),
+    # 1 for the new one; W = 1.8206. fail: 5 x -4 x 0.8206 / W = -9.02; later: 5 x -8 / W
+    # = -21.97
+    assert [x.event_id for x in up.explanation] == [later.event_id, fail.event_id]
+    assert [x.contribution for x in up.explanation] == [
+        pytest.approx(-21.97, abs=0.01),
+        pytest.approx(-9.02, abs=0.01),
+    ]
+    total = sum(x.contribution for x in up.explanation) + up.explanation_rest
+    assert total == pytest.approx(up.score - 50, abs=1e-9)
+    assert abs(up.explanation_rest) <= 0.02
 
 
 # --- idempotency, lateness, clock skew, batches, size ------------------------------------
@@ -470,6 +544,7 @@ def test_state_is_bounded_and_round_trips() -> None:
     assert len(s.intents) <= M.state.intents_max
     assert len(s.key_moments) == M.score.explanation_size
     assert len(s.score_trail) <= 25
-    raw = s.to_bytes()
-    assert len(raw) < 8_000
+    # the worst case: 16 open episodes, each with its peak and end moments
+    assert len(encode(s)) < 4_000
+    raw = s.to_bytes()  # the JSON form earlier workers wrote: still read
     assert CustomerState.from_bytes(raw) == s

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from cxpulse.schemas.events import TouchpointEvent
 from cxpulse.schemas.scoring import CustomerState
-from cxpulse.streams.core import apply_event, apply_events
+from cxpulse.streams.core import apply_event, apply_events, score_update
 from cxpulse.streams.model_check import load_model
 
 MODEL = load_model()
@@ -195,3 +195,36 @@ def _same_score(a: CustomerState, b: CustomerState) -> None:
     assert a.episode_count == b.episode_count
     assert a.episodes == b.episodes
     assert a.version == b.version
+
+
+WIDE = MODEL.model_copy(update={"score": MODEL.score.model_copy(update={"explanation_size": 20})})
+
+
+@FAST
+@given(st.lists(events(), min_size=1, max_size=40), st.lists(st.floats(-1, 1), max_size=40))
+def test_the_explanation_adds_up(evs: list[TouchpointEvent], sent: list[float]) -> None:
+    """Listed contributions and the rest sum to score - 50, nothing listed contributes 0,
+    and each listed moment carries its actual contribution: with a list long enough for
+    every peak and end (20 here; at most 2 per episode and 16 open ones, plus folded
+    ones), the rest is only the rounding of the listed ones and of the score."""
+    evs = _unique(evs)
+    for model in (MODEL, WIDE):
+        state: CustomerState | None = None
+        for i, e in enumerate(evs):
+            state, _ = apply_event(state, e, model, NOW, sent[i] if i < len(sent) else None)
+            assert state is not None
+            up = score_update(state)
+            listed = [x.contribution for x in up.explanation]
+            assert len(listed) <= model.score.explanation_size
+            assert all(c != 0 for c in listed)
+            assert listed == sorted(listed, key=abs, reverse=True)
+            assert sum(listed) + up.explanation_rest == pytest.approx(up.score - 50, abs=1e-6)
+            peaks_ends = {k.event_id for ep in state.episodes for k in (ep.peak_m, ep.end_m) if k}
+            assert {x.event_id.hex for x in up.explanation} <= peaks_ends | {
+                k.event_id for k in state.key_moments
+            }
+        assert state is not None
+        if model is WIDE and state.episode_count <= 9:
+            up = score_update(state)
+            # 0.005 per listed contribution and per score, rounded to 2 decimals
+            assert abs(up.explanation_rest) <= 0.006 * (len(up.explanation) + 1)

@@ -99,3 +99,46 @@ def test_values_outside_the_compact_forms_keep_their_own() -> None:
     back.factor_scores["product"] = state.factor_scores["product"] = 0.0
     assert back == state
     assert repr(back) == repr(state)
+
+
+def test_a_version_1_record_reads() -> None:
+    """Records of workers before the explanation's contributions: episodes without their
+    peak and end moments, candidates without shares. They read; the core drops the old
+    candidates (they cannot say what they contribute) and keeps the score."""
+    import msgspec
+
+    from cxpulse.streams.core import apply_events, score_update
+    from cxpulse.streams.state.customer import FORMAT_V1
+
+    t0 = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp())
+    eid = "0123456789abcdef0123456789abcdef"
+    record = FORMAT_V1 + msgspec.msgpack.encode(
+        (
+            "C-1", 3, "B", "retail", t0, t0 + 60, 0, b"",
+            [[None, t0, 2, -7000, 60, -7000, [], [3, -7000, 60, -7000]]],
+            [0, 0, 0, 0, [], []],
+            [bytes.fromhex(eid), t0, "app.payment", 1, 3, -63000],
+            [], [], [], [], 15000, [], [], 250, 1, {},
+        )
+    )  # fmt: skip
+    state = decode(record)
+    assert state.episodes[0].peak_m is None and state.episodes[0].end_m is None
+    assert state.key_moments[0].event_id == eid and state.key_moments[0].share == 0
+    assert state.score == 15.0
+    event = TouchpointEvent.model_validate(
+        {
+            "event_id": "00000000-0000-4000-8000-000000000001",
+            "occurred_at": datetime.fromtimestamp(t0 + 120, UTC),
+            "customer_id": "C-1",
+            "channel": "app",
+            "touchpoint": "app.payment",
+            "journey_stage": "post_purchase",
+            "outcome": "success",
+        }
+    )
+    after, _ = apply_events(state, [record_of(event)], load_model(), datetime.now(UTC))
+    assert after.key_moments == []
+    up = score_update(after)
+    assert sum(x.contribution for x in up.explanation) + up.explanation_rest == pytest.approx(
+        up.score - 50
+    )

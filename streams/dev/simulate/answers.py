@@ -27,7 +27,7 @@ from typing import Any
 from cxpulse.schemas.model import ExperienceModel
 from cxpulse.schemas.vocabulary import FACTORS
 
-BASE, SLOPE, NOISE = 4.0, 2.0, 1.0
+BASE, SLOPE, NOISE = 7.5, 3.0, 1.0
 
 
 def answers_from_importance(
