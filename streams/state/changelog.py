@@ -49,7 +49,7 @@ async def send_records(table: Any, records: Mapping[int, Sequence[Record]]) -> N
     for partition, last in sent:
         # Faust's own callback opens a partition's RocksDB to write this; a partition
         # revoked meanwhile is left to its new owner.
-        if open_partitions is None or partition in open_partitions:
+        if last >= 0 and (open_partitions is None or partition in open_partitions):
             store.set_persisted_offset(TP(topic, partition), last)
 
 
@@ -64,16 +64,13 @@ async def _send_partition(
         if batch.append(key=key, value=value, timestamp=None) is None:  # full
             delivered.append(await _submit(producer, batch, topic, partition))
             batch = producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                raise ValueError(
-                    f"a changelog record of {len(value)} bytes does not fit a producer "
-                    "batch: raise CXPULSE_PRODUCER_MAX_BATCH_SIZE"
-                )
+            batch.append(key=key, value=value, timestamp=None)  # a new batch takes any
     delivered.append(await _submit(producer, batch, topic, partition))
     last = -1
     for future, count in delivered:
-        metadata = await future
-        last = max(last, metadata.offset + count - 1)
+        metadata = await future  # None only with acks=0, which no worker sets
+        if metadata is not None:
+            last = max(last, metadata.offset + count - 1)
     return partition, last
 
 
