@@ -9,9 +9,9 @@ produced becomes durable in one order:
 
 1. the rows are inserted (``write`` returns once they are durable, retrying as long as
    it takes: that is the backpressure);
-2. the states as they were at the cut are sent to the table's changelog;
-3. the events are acknowledged, so Faust commits their offsets (it flushes the producer,
-   changelog included, before it commits).
+2. the states as they were at the cut are sent to the table's changelog, in producer
+   batches (``cxpulse.streams.state.changelog``), and acknowledged by the broker;
+3. the events are acknowledged, so Faust commits their offsets.
 
 Between checkpoints the new states live in the table's store only (``table.data``), so
 the step reads its own latest state; one changelog record per changed key per
@@ -32,6 +32,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from cxpulse.streams.state.changelog import send_records
 
 Row = tuple[Any, ...]
 
@@ -150,12 +152,15 @@ class Checkpointer:
             # written to disk are the changelog record, encoded once
             encoded = await asyncio.to_thread(store.write, cp.states)
             store.written(encoded)
+        records: dict[int, list[tuple[bytes, bytes]]] = {}
         for key, (partition, state) in cp.states.items():
             written = encoded.get(key)
-            if written is None:
-                self.table.send_changelog(partition, key, state)
-            else:
-                self.table.send_changelog(partition, key, written[2], value_serializer="raw")
+            value = store._encode_value(state) if written is None else written[2]
+            if value is None:  # only a deletion encodes to nothing; a cut holds states
+                raise ValueError(f"no state to send for key {key!r}")
+            records.setdefault(partition, []).append((store._encode_key(key), value))
+        # in producer batches, acknowledged by the broker before the events are
+        await send_records(self.table, records)
         for event in cp.events:
             await self.ack(event)
         cp.committed = True

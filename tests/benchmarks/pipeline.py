@@ -9,7 +9,8 @@ measures on that very data, loopback only:
   whole per-event Python work replayed in-process without Kafka or ClickHouse;
 - the real pipeline: a ``cxpulse worker`` process (chDB in a temporary directory, fresh
   app id and topic prefix) reading the backlog, timed from its own /metrics until every
-  event is in ``touchpoint_events`` and ``moments``; its peak RSS and mean state size;
+  event is in ``touchpoint_events`` and ``moments`` and the scores of the last moments are
+  in ``customer_scores``; its peak RSS and mean state size;
 - a Quix Streams peer (``tests/benchmarks/quix_peer.py``, a subprocess in a Python that
   has quixstreams) on the same events, alternating with the worker runs: cxpulse ÷ Quix;
 - event → alert latency: a steady publisher (5,000 events/s for 60 s by default) into a
@@ -514,6 +515,7 @@ class PipelineRun:
     seconds_to_first_row: float | None = None  # → first touchpoint_events row
     seconds_to_events: float | None = None  # → all N in touchpoint_events
     seconds_to_moments: float | None = None  # → all N in moments
+    seconds_to_scores: float | None = None  # → the scores of the last moments' checkpoint
     peak_rss_kib: int | None = None  # VmHWM of the worker and its children
     ready_s: float | None = None  # the worker's own cxpulse_worker_ready_seconds
     worker_cpu_s: float | None = None  # CPU used from first event validated to done
@@ -528,9 +530,8 @@ class PipelineRun:
 
     @property
     def seconds_to_done(self) -> float | None:
-        if self.seconds_to_events is None or self.seconds_to_moments is None:
-            return None
-        return max(self.seconds_to_events, self.seconds_to_moments)
+        times = (self.seconds_to_events, self.seconds_to_moments, self.seconds_to_scores)
+        return None if None in times else max(t for t in times if t is not None)
 
 
 #: How often the timed part of a pipeline run reads the worker's /metrics.
@@ -547,7 +548,8 @@ def run_pipeline(
     profile_to: Path | None = None,
 ) -> PipelineRun:
     """Start a worker on a published backlog; poll its /metrics until all N events are in
-    ``touchpoint_events`` and ``moments``."""
+    ``touchpoint_events`` and ``moments``, and ``customer_scores`` has the scores of the
+    last moments."""
     from cxpulse.streams.dev.demo import WorkerProcess, scrape, sink_rows
 
     def last_insert(metrics: dict[Any, float], table: str, now: float) -> float:
@@ -592,6 +594,13 @@ def run_pipeline(
                 run.seconds_to_events = last_insert(metrics, "touchpoint_events", now)
             if moments >= n and run.seconds_to_moments is None:
                 run.seconds_to_moments = last_insert(metrics, "moments", now)
+            # customer_scores has one row per customer and take, not N: its rows are all
+            # in once it was inserted after the last moments (a checkpoint inserts its
+            # moments, then its scores).
+            if run.seconds_to_moments is not None and run.seconds_to_scores is None:
+                scores_at = last_insert(metrics, "customer_scores", now)
+                if scores_at >= run.seconds_to_moments:
+                    run.seconds_to_scores = scores_at
             if run.seconds_to_done is not None:
                 break
             time.sleep(0.1 if run.seconds_to_first_row is None else TIMED_POLL_SECONDS)
@@ -1299,7 +1308,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             r = runs[-1]
             console.print(
                 f"[bold]pipeline[/]  run {i + 1}: first row {r.seconds_to_first_row:.1f}s after "
-                f"start, all {n:,} events and moments at {r.seconds_to_done:.1f}s"
+                f"start, all {n:,} events, moments and scores at {r.seconds_to_done:.1f}s"
             )
             if peer_py is not None:
                 peers.append(run_quix_peer(peer_py, base, topic, n, work, args.timeout))
@@ -1420,7 +1429,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     ]
     pipe = figure(
         "pipeline_eps",
-        "PIPELINE: first event validated → all N in events+moments",
+        "PIPELINE: first event validated → all N in events, moments, scores",
         pipe_rate,
         "events/s",
         ak_eps,

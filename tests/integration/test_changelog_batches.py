@@ -1,0 +1,84 @@
+"""A checkpoint's changelog records in producer batches (cxpulse.streams.state.changelog), on
+the real broker with a real aiokafka producer, the one Faust's producer wraps: every record
+lands on its partition, in order, with its key and value, over several batches; the store's
+persisted offset is each partition's last record; a partition the store no longer holds
+gets none."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from cxpulse.streams.state.changelog import send_records
+from tests.conftest import make_unique_name
+
+pytestmark = [pytest.mark.kafka]
+
+#: Enough records of a few hundred bytes (a customer state's size) for many batches of
+#: aiokafka's default 16 KiB.
+PER_PARTITION = 300
+
+
+@dataclass
+class Store:
+    """What ``send_records`` reads of a table's store: its open partitions, and where the
+    persisted offsets go."""
+
+    _dbs: dict[int, object]
+    persisted: dict[int, int] = field(default_factory=dict)
+
+    def set_persisted_offset(self, tp: Any, offset: int) -> None:
+        self.persisted[tp.partition] = offset
+
+
+async def _scenario(bootstrap: str) -> tuple[dict[int, list[tuple[bytes, bytes]]], Any, Store]:
+    topic = make_unique_name("changelog")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 3, 1)])
+    finally:
+        admin.close()
+    records = {
+        p: [(f"C-{p}-{i}".encode(), bytes([65 + p]) * (400 + i)) for i in range(PER_PARTITION)]
+        for p in (0, 1, 2)
+    }
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    store = Store(_dbs={0: object(), 1: object()})  # partition 2 revoked meanwhile
+    table = SimpleNamespace(
+        app=SimpleNamespace(producer=SimpleNamespace(_producer=producer)),
+        changelog_topic=SimpleNamespace(get_topic_name=lambda: topic),
+        data=store,
+    )
+    try:
+        await send_records(table, records)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    got: dict[int, list[Any]] = {0: [], 1: [], 2: []}
+    try:
+        for _ in range(100):
+            for tp, batch in (await consumer.getmany(timeout_ms=500)).items():
+                got[tp.partition].extend(batch)
+            if sum(map(len, got.values())) >= 3 * PER_PARTITION:
+                break
+    finally:
+        await consumer.stop()
+    return records, got, store
+
+
+def test_records_land_in_order_and_the_persisted_offset_is_the_last(kafka_broker: Any) -> None:
+    records, got, store = asyncio.run(_scenario(kafka_broker.bootstrap))
+
+    for partition, sent in records.items():
+        assert [(m.key, m.value) for m in got[partition]] == sent
+    # sent in many producer batches, not one
+    assert sum(len(v) for _, v in records[0]) > 10 * 16_384
+    assert store.persisted == {p: got[p][-1].offset for p in (0, 1)}
