@@ -4,8 +4,9 @@ Starts the bundled broker and a real worker process (chDB under ``./var/demo-chd
 publishes eight simulated hours of traffic from all five channels with four incidents
 (``DEMO_INCIDENTS``) and a few invalid messages, shows warning and critical alerts as they
 fire, waits until the worker's own metrics say every row is durable, then reports from
-ClickHouse: events, the emotion map, the worst instances, scores by tier and channel,
-alerts by rule, the dead letters with their reasons, and one customer's score story.
+ClickHouse: events, the emotion map, the worst instances, scores by tier and channel, NPS
+by tier, what feedback text is about (topics), alerts by rule, the dead letters with their
+reasons, and one customer's score story.
 """
 
 from __future__ import annotations
@@ -622,6 +623,16 @@ def _report(settings: Settings, query_worker: Any) -> None:
             "round(100 * sum(detractors) / answered, 1) AS detractors_pct, "
             "round(100 * (toInt64(sum(promoters)) - toInt64(sum(detractors))) / answered, 1) "
             "AS nps FROM relationship_nps GROUP BY tier ORDER BY tier"
+        ),
+    )
+    show(
+        "what feedback text is about (topics in English and Chinese text, docs/scoring.md)",
+        *q(
+            "SELECT topic, sum(moments) AS mentions, "
+            "round(sum(mean_sentiment * moments) / mentions, 2) + 0 AS mean_sentiment, "
+            "round(sum(negative_share * moments) / mentions, 2) AS negative_share, "
+            "argMax(touchpoint, moments) AS most_at FROM topic_sentiment "
+            "GROUP BY topic ORDER BY mentions DESC, topic LIMIT 8"
         ),
     )
     show(

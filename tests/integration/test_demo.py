@@ -38,6 +38,7 @@ def test_demo_runs_the_story_end_to_end(tmp_path: Path) -> None:
         "worst touchpoint instances",
         "scores by tier and channel",
         "NPS by tier (loyalty",
+        "what feedback text is about",
         "alerts by rule",
         "dead letters: invalid input, kept with the reason",
         "dead letters are in ClickHouse",
@@ -45,6 +46,8 @@ def test_demo_runs_the_story_end_to_end(tmp_path: Path) -> None:
     ):
         assert section in out, section
     assert "ATM-0003" in out  # the injected outage shows up among the worst instances
+    # the store queues incident's complaints are tagged with their topic
+    assert re.search(r"│ queue +│ \d+ +│ -0\.\d+", out), out
     # the customer's story lists contributions that add up with the rest
     assert "add up to score - 50" in out and "every other moment" in out
     # live alerts of several rules, each with its explanation, before the report
