@@ -124,25 +124,39 @@ class Gaps:
 
 
 def place(episodes: list[Episode], moment: Episode, gaps: Gaps) -> tuple[list[Episode], Episode]:
-    """Add a one-moment episode to the open episodes; return the new list (sorted by start)
-    and the episode the moment ended up in (merged with every episode it joins: one it
-    falls within the gap of, or two it bridges)."""
+    """Add a one-moment episode to the open episodes (sorted by ``(start, journey)``, as
+    every list this returns is); return the new list, sorted the same way, and the episode
+    the moment ended up in (merged with every episode it joins: one it falls within the
+    gap of, or two it bridges).
+
+    It runs for every event: the join test is written out on integers (``start - gap <=
+    t <= end + gap`` as ``t - gap <= end`` and ``start <= t + gap``), and a moment that
+    joins nothing and starts last, the usual case of events arriving in order, is
+    appended without sorting (where the sort would leave it).
+    """
     t = moment.start
-    gap_s = gaps.of(moment.journey)
-    joins = [
-        e
-        for e in episodes
-        if e.journey == moment.journey and e.start - gap_s <= t and t <= e.end + gap_s
-    ]
+    journey = moment.journey
+    gap_s = gaps.session_s if journey is None else gaps.journey_s
+    lo, hi = t - gap_s, t + gap_s
+    joins: list[Episode] | None = None
+    for e in episodes:
+        if e.journey == journey and e.start <= hi and e.overall[1] >= lo:
+            if joins is None:
+                joins = [e]
+            else:
+                joins.append(e)
+    if joins is None:
+        rest = list(episodes)
+        rest.append(moment)
+        if len(rest) > 1 and _order(rest[-2]) > (t, journey or ""):
+            rest.sort(key=_order)
+        return rest, moment
     merged = moment
     for e in joins:
         merged = merge(e, merged)
-    if not joins:
-        rest = [*episodes, merged]
-    else:
-        joined = {id(j) for j in joins}
-        rest = [e for e in episodes if id(e) not in joined]
-        rest.append(merged)
+    joined = {id(j) for j in joins}
+    rest = [e for e in episodes if id(e) not in joined]
+    rest.append(merged)
     rest.sort(key=_order)
     return rest, merged
 

@@ -73,13 +73,16 @@ def contributions(
     as_of: int,
     half_life_s: float,
     size: int,
+    weights: list[float] | None = None,
 ) -> tuple[list[Episode], list[KeyMoment]]:
     """Episodes and folded candidates with ``contribution`` set, as of ``as_of``, on the
-    ``size`` candidates of largest |contribution| (0 on every other one)."""
+    ``size`` candidates of largest |contribution| (0 on every other one); ``weights`` are
+    the episodes' decay weights as of ``as_of`` when the caller has them already."""
     total = 0.0
     if folded.count:
         total = folded.overall[0] * 2.0 ** ((folded.ref - as_of) / half_life_s)
-    weights = [2.0 ** ((ep.overall[1] - as_of) / half_life_s) for ep in episodes]
+    if weights is None:
+        weights = [2.0 ** ((ep.overall[1] - as_of) / half_life_s) for ep in episodes]
     total += sum(weights)
     if total <= 0:
         return episodes, frozen

@@ -120,6 +120,7 @@ def sub_scores(
     as_of: int,
     half_life_s: float,
     extra: dict[str, tuple[float, float]] | None = None,
+    weights: list[float] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Per-factor and per-channel scores, the same decayed peak-end mean as the score;
     ``extra`` adds ``(weight, gap)`` to a factor's mean (the last NPS answer's gap on the
@@ -128,8 +129,11 @@ def sub_scores(
     Runs once per customer batch over every open episode's factors and channels, so
     ``weight``, ``_add``, ``remembered`` and ``to_score`` are written out inline here
     (the calls were most of its cost); each number is the same expression, in the same
-    order, as theirs.
+    order, as theirs. ``weights`` are the episodes' decay weights as of ``as_of`` when the
+    caller has them already (``apply._close`` shares them with the explanation).
     """
+    if weights is None:
+        weights = [2.0 ** ((ep.overall[1] - as_of) / half_life_s) for ep in episodes]
     fac: dict[str, list[float]] = {}
     chan: dict[str, list[float]] = {}
     if folded.count:
@@ -138,8 +142,7 @@ def sub_scores(
             fac[f] = [d[0] * k, d[1] * k]
         for c, d in folded.channels.items():
             chan[c] = [d[0] * k, d[1] * k]
-    for ep in episodes:
-        w = 2.0 ** ((ep.overall[1] - as_of) / half_life_s)  # weight(ep.end, as_of, ...)
+    for ep, w in zip(episodes, weights, strict=True):  # w: weight(ep.end, as_of, ...)
         for key, pe in ep.factors.items():
             value = (pe[0] + pe[2]) / 2.0  # remembered(pe)
             cur = fac.get(key)
@@ -167,5 +170,11 @@ def sub_scores(
 
 
 def _to_scores(acc: dict[str, list[float]]) -> dict[str, float]:
-    """``to_score(s / w)`` of every series with weight."""
-    return {key: to_score(s / w) for key, (w, s) in acc.items() if w > 0}
+    """``to_score(s / w)`` of every series with weight (written out: it runs for every
+    factor and channel of every state written)."""
+    out: dict[str, float] = {}
+    for key, (w, s) in acc.items():
+        if w > 0:
+            x = 50.0 + 5.0 * (s / w)
+            out[key] = round(0.0 if x < 0 else 100.0 if x > 100 else x, 2)
+    return out
