@@ -10,6 +10,12 @@ small: times are epoch seconds, peak-end memories are 3-tuples, event ids are 48
 hashes packed into raw bytes, and every list is bounded by the model's ``state`` and
 ``episodes`` sections. ``to_bytes``/``from_bytes`` are the JSON form of earlier workers'
 changelogs (short keys), still read on upgrade.
+
+The Structs are declared ``gc=False``: a worker holds one state per customer and makes
+moments and states at every event, and the cycle collector would otherwise walk them all
+at every collection. That is safe because none of them can refer back to itself: they
+hold numbers, strings, tuples, lists and dicts of those, and each other, never a parent
+(``tests/unit/test_scoring_core.py`` walks a state, its moments and its score update).
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ class Explanation(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     contribution: float = 0.0
 
 
-class Moment(msgspec.Struct, frozen=True, kw_only=True):
+class Moment(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One touchpoint event turned into an experience reading (a ``moments`` row).
 
     ``episode_id`` is the episode as known when the moment was processed: a later
@@ -87,7 +93,7 @@ class Moment(msgspec.Struct, frozen=True, kw_only=True):
     topics: tuple[str, ...] = ()
 
 
-class ScoreUpdate(msgspec.Struct, frozen=True, kw_only=True):
+class ScoreUpdate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The customer's experience score as of event time ``as_of`` (a ``scores`` row).
 
     ``version`` grows by one with every event that changed the state, so
@@ -116,6 +122,7 @@ class ScoreUpdate(msgspec.Struct, frozen=True, kw_only=True):
 class KeyMoment(
     msgspec.Struct,
     frozen=True,
+    gc=False,
     kw_only=True,
     omit_defaults=True,
     rename={
@@ -154,6 +161,7 @@ class KeyMoment(
 class Episode(
     msgspec.Struct,
     frozen=True,
+    gc=False,
     kw_only=True,
     omit_defaults=True,
     rename={
@@ -199,6 +207,7 @@ class Episode(
 class Folded(
     msgspec.Struct,
     frozen=True,
+    gc=False,
     kw_only=True,
     omit_defaults=True,
     rename={"ref": "r", "count": "n", "overall": "v", "factors": "f", "channels": "c"},
@@ -251,6 +260,7 @@ class IntentTries(NamedTuple):
 
 class CustomerState(
     msgspec.Struct,
+    gc=False,
     kw_only=True,
     omit_defaults=True,
     rename={

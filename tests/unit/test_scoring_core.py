@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
 from cxpulse.schemas.events import CHANNELS, TouchpointEvent
@@ -548,3 +549,50 @@ def test_state_is_bounded_and_round_trips() -> None:
     assert len(encode(s)) < 4_000
     raw = s.to_bytes()  # the JSON form earlier workers wrote: still read
     assert CustomerState.from_bytes(raw) == s
+
+
+def test_scoring_values_stay_out_of_the_cycle_collector() -> None:
+    # States, episodes, moments and score updates are declared gc=False (schemas/scoring.py):
+    # a worker holds one state per customer, and the collector would walk them all. That is
+    # only safe while none of them can reach itself: walk everything a state, its moments and
+    # its score update refer to and find no way back to any of them.
+    import gc
+
+    events = [
+        ev(0, outcome="failure", feedback={"csat": 1}),
+        ev(10, outcome="abandoned"),
+        ev(20, journey_id="j1", feedback={"ces": 6}),
+        ev(60 * 30, feedback={"nps": 3}),
+    ]
+    state, moments = apply_events(None, events, M, NOW, [None, 0.5, -0.5, None])
+    state, more = apply_events(state, [ev(60 * 24 * 5, outcome="failure")], M, NOW)
+    update = score_update(state)
+    roots: list[object] = [state, update, *moments, *more, *state.episodes, state.folded]
+    assert not any(gc.is_tracked(r) for r in roots)
+
+    def referents(obj: object) -> list[object]:  # the collector cannot list them: gc=False
+        if isinstance(obj, msgspec.Struct):
+            return [getattr(obj, f) for f in obj.__struct_fields__]
+        if isinstance(obj, dict):
+            return [*obj.keys(), *obj.values()]
+        if isinstance(obj, (list, tuple, set)):
+            return list(obj)
+        return []
+
+    # depth-first over everything reachable: no object is reached again while being walked
+    walking: set[int] = set()
+    done: set[int] = set()
+
+    def walk(obj: object) -> None:
+        assert id(obj) not in walking, f"a cycle through {obj!r}"
+        if id(obj) in done:
+            return
+        walking.add(id(obj))
+        for ref in referents(obj):
+            walk(ref)
+        walking.discard(id(obj))
+        done.add(id(obj))
+
+    for r in roots:
+        walk(r)
+    assert len(done) > 20  # the walk went through the values' contents
