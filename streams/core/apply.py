@@ -232,35 +232,24 @@ def _apply(
     x = readings.factor_readings(ev, spec, model, sentiment, expectations, model.effort_for(tier))
     g, imp, v, key = valence.assess(x, expectations, importance)
 
-    def moment(episode_id: str, score_after: float) -> Moment:
-        return Moment(
-            event_id=ev.event_id,
-            customer_id=ev.customer_id,
-            occurred_at=ev.occurred_at,
-            channel=ev.channel,
-            touchpoint=ev.touchpoint,
-            touchpoint_instance=ev.touchpoint_instance,
-            journey_stage=ev.journey_stage,
-            journey_id=ev.journey_id,
-            intent=ev.intent,
-            outcome=ev.outcome,
-            episode_id=episode_id,
-            valence=v,
-            readings=x,
-            gaps=g,
-            impacts=imp,
-            key_factor=key,
-            tier=tier,
-            segment=segment,
-            sentiment=sentiment,
-            late=late,
-            fallback=fallback,
-            score_after=score_after,
-            topics=topics,
-        )
-
     if late:
-        return moment("late", w.scores.score if w.scores else (w.old.score if w.old else 50.0))
+        score_now = w.scores.score if w.scores else (w.old.score if w.old else 50.0)
+        return _moment(
+            ev,
+            "late",
+            score_now,
+            v,
+            x,
+            g,
+            imp,
+            key,
+            tier,
+            segment,
+            sentiment,
+            True,
+            fallback,
+            topics,
+        )
 
     # profile: the latest event (by event time) that states a tier / segment wins
     if ev.tier is not None and (t >= w.profile_t or w.tier is None):
@@ -331,7 +320,67 @@ def _apply(
     if w.version:  # a first moment's score is no reference for sharp_drop (trail.py)
         w.score_trail = trail.add_score(w.score_trail, w.watermark, w.scores.score)
     w.version += 1
-    return moment(placed.episode_id, w.scores.score)
+    return _moment(
+        ev,
+        placed.episode_id,
+        w.scores.score,
+        v,
+        x,
+        g,
+        imp,
+        key,
+        tier,
+        segment,
+        sentiment,
+        False,
+        fallback,
+        topics,
+    )
+
+
+def _moment(
+    ev: Event,
+    episode_id: str,
+    score_after: float,
+    v: float,
+    x: dict[str, float],
+    g: dict[str, float],
+    imp: dict[str, float],
+    key: str,
+    tier: str | None,
+    segment: str | None,
+    sentiment: float | None,
+    late: bool,
+    fallback: bool,
+    topics: tuple[str, ...],
+) -> Moment:
+    """The Moment of an applied event (a function of its own, not a closure in ``_apply``:
+    a closure made a function and a dozen cells for the collector at every event)."""
+    return Moment(
+        event_id=ev.event_id,
+        customer_id=ev.customer_id,
+        occurred_at=ev.occurred_at,
+        channel=ev.channel,
+        touchpoint=ev.touchpoint,
+        touchpoint_instance=ev.touchpoint_instance,
+        journey_stage=ev.journey_stage,
+        journey_id=ev.journey_id,
+        intent=ev.intent,
+        outcome=ev.outcome,
+        episode_id=episode_id,
+        valence=v,
+        readings=x,
+        gaps=g,
+        impacts=imp,
+        key_factor=key,
+        tier=tier,
+        segment=segment,
+        sentiment=sentiment,
+        late=late,
+        fallback=fallback,
+        score_after=score_after,
+        topics=topics,
+    )
 
 
 def _fold_order(ep: Episode) -> tuple[int, int, str]:
