@@ -46,8 +46,9 @@ def test_demo_runs_the_story_end_to_end(tmp_path: Path) -> None:
     ):
         assert section in out, section
     assert "ATM-0003" in out  # the injected outage shows up among the worst instances
-    # the store queues incident's complaints are tagged with their topic
-    assert re.search(r"│ queue +│ \d+ +│ -0\.\d+", out), out
+    # the store queues incident's complaints are tagged with their topic (how many, and how
+    # they feel on average, depends on the population: the test's is small)
+    assert re.search(r"│ queue +│ \d+ +│", out), out
     # the customer's story lists contributions that add up with the rest
     assert "add up to score - 50" in out and "every other moment" in out
     # live alerts of several rules, each with its explanation, before the report
