@@ -160,12 +160,10 @@ def _close(w: _Work, p: _Params, model: ExperienceModel) -> CustomerState:
         return old  # nothing was applied: the very same state, as idempotency promises
     s = w.scores
     assert s is not None  # set by every applied event
-    # the open episodes' decay weights as of the watermark, for the sub-scores and the
-    # explanation alike (the same expression both used to compute on their own)
     as_of, half_life_s = w.watermark, p.half_life_s
-    weights = [2.0 ** ((ep.overall[1] - as_of) / half_life_s) for ep in w.episodes]
+    weights = score.episode_weights(w.episodes, as_of, half_life_s)
     factor_scores, channel_scores = score.sub_scores(
-        w.folded, w.episodes, as_of, half_life_s, _relationship(w, model, p), weights
+        w.folded, w.episodes, as_of, half_life_s, weights, _relationship(w, model, p)
     )
     eps, key_moments = explain.contributions(
         w.folded, w.episodes, w.key_moments, as_of, half_life_s, p.explanation_size, weights

@@ -73,16 +73,14 @@ def contributions(
     as_of: int,
     half_life_s: float,
     size: int,
-    weights: list[float] | None = None,
+    weights: list[float],
 ) -> tuple[list[Episode], list[KeyMoment]]:
     """Episodes and folded candidates with ``contribution`` set, as of ``as_of``, on the
     ``size`` candidates of largest |contribution| (0 on every other one); ``weights`` are
-    the episodes' decay weights as of ``as_of`` when the caller has them already."""
+    the episodes' decay weights as of ``as_of`` (``score.episode_weights``)."""
     total = 0.0
     if folded.count:
         total = folded.overall[0] * 2.0 ** ((folded.ref - as_of) / half_life_s)
-    if weights is None:
-        weights = [2.0 ** ((ep.overall[1] - as_of) / half_life_s) for ep in episodes]
     total += sum(weights)
     if total <= 0:
         return episodes, frozen

@@ -23,6 +23,12 @@ def weight(t: int, ref: int, half_life_s: float) -> float:
     return float(2.0 ** ((t - ref) / half_life_s))
 
 
+def episode_weights(episodes: list[Episode], as_of: int, half_life_s: float) -> list[float]:
+    """Each episode's decay weight as of ``as_of``: ``weight(end, as_of, half_life_s)``,
+    worked out once per state for the sub-scores and the explanation alike."""
+    return [2.0 ** ((ep.overall[1] - as_of) / half_life_s) for ep in episodes]
+
+
 def _add(acc: dict[str, list[float]], key: str, w: float, value: float) -> None:
     cur = acc.get(key)
     if cur is None:
@@ -119,8 +125,8 @@ def sub_scores(
     episodes: list[Episode],
     as_of: int,
     half_life_s: float,
+    weights: list[float],
     extra: dict[str, tuple[float, float]] | None = None,
-    weights: list[float] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Per-factor and per-channel scores, the same decayed peak-end mean as the score;
     ``extra`` adds ``(weight, gap)`` to a factor's mean (the last NPS answer's gap on the
@@ -129,11 +135,9 @@ def sub_scores(
     Runs once per customer batch over every open episode's factors and channels, so
     ``weight``, ``_add``, ``remembered`` and ``to_score`` are written out inline here
     (the calls were most of its cost); each number is the same expression, in the same
-    order, as theirs. ``weights`` are the episodes' decay weights as of ``as_of`` when the
-    caller has them already (``apply._close`` shares them with the explanation).
+    order, as theirs. ``weights`` are the episodes' decay weights as of ``as_of``
+    (``episode_weights``, shared with the explanation).
     """
-    if weights is None:
-        weights = [2.0 ** ((ep.overall[1] - as_of) / half_life_s) for ep in episodes]
     fac: dict[str, list[float]] = {}
     chan: dict[str, list[float]] = {}
     if folded.count:
@@ -160,21 +164,10 @@ def sub_scores(
                 cur[0] += w
                 cur[1] += w * value
     for key, (w, value) in (extra or {}).items():
-        cur = fac.get(key)
-        if cur is None:
-            fac[key] = [w, w * value]
-        else:
-            cur[0] += w
-            cur[1] += w * value
+        _add(fac, key, w, value)
     return _to_scores(fac), _to_scores(chan)
 
 
 def _to_scores(acc: dict[str, list[float]]) -> dict[str, float]:
-    """``to_score(s / w)`` of every series with weight (written out: it runs for every
-    factor and channel of every state written)."""
-    out: dict[str, float] = {}
-    for key, (w, s) in acc.items():
-        if w > 0:
-            x = 50.0 + 5.0 * (s / w)
-            out[key] = round(0.0 if x < 0 else 100.0 if x > 100 else x, 2)
-    return out
+    """``to_score(s / w)`` of every series with weight."""
+    return {key: to_score(s / w) for key, (w, s) in acc.items() if w > 0}
