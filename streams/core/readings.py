@@ -101,15 +101,10 @@ def _answers(
     return xs
 
 
-def delight_reading(
-    feedback: Feedback | None, sentiment: float | None, model: ExperienceModel, expected: float
-) -> float | None:
-    """Delight level against ``expected``: the mean of the answers about the moment present,
-    or None when the customer said nothing about it (an NPS alone says nothing of it)."""
-    xs = _answers(feedback, sentiment, model)
-    if not xs:
-        return None
-    return sum(scale_reading(v, s, expected) for v, s in xs) / len(xs)
+def delight_reading(answers: list[tuple[float, Scale]], expected: float) -> float:
+    """Delight level against ``expected``: the mean of the moment's ``answers`` (what
+    ``_answers`` found: CSAT, CES, sentiment; an NPS says nothing of the moment)."""
+    return sum(scale_reading(v, s, expected) for v, s in answers) / len(answers)
 
 
 def factor_readings(
@@ -158,7 +153,7 @@ def factor_readings(
             total += w_ease * e * ease_sum[f] / ease_n[f]
             weight += w_ease
         if answers:
-            total += w_delight * sum(scale_reading(v, s, e) for v, s in answers) / len(answers)
+            total += w_delight * delight_reading(answers, e)
             weight += w_delight
         x = total / weight
         out[f] = round(cap if x > cap else x, 3)
