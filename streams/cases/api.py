@@ -61,7 +61,22 @@ def authorize(
     return {"error": f"missing or wrong API token: send {how}"}, 401
 
 
+def loading(feed: CaseFeed) -> Answer | None:
+    """None once the feed has read cx.cases to where it ended at the worker's start; before
+    that a list would miss cases (it fills partition by partition), so: 503, ``loading``."""
+    if feed.loaded.is_set():
+        return None
+    read, partitions = feed.progress
+    return {
+        "error": f"this worker is still reading the cases from cx.cases since its start "
+        f"({read} of {partitions or '?'} partitions read): ask again in a few seconds",
+        "loading": True,
+    }, 503
+
+
 def list_answer(feed: CaseFeed, query: Mapping[str, str]) -> Answer:
+    if (wait := loading(feed)) is not None:
+        return wait
     status = query.get("status") or None
     if status is not None and status not in CASE_STATUSES:
         return {
@@ -79,6 +94,8 @@ def list_answer(feed: CaseFeed, query: Mapping[str, str]) -> Answer:
 
 
 def _known(feed: CaseFeed, case_id: str) -> tuple[str, Answer | None]:
+    if (wait := loading(feed)) is not None:
+        return "", wait
     try:
         key = str(uuid.UUID(case_id))
     except ValueError:

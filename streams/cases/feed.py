@@ -42,7 +42,11 @@ class CaseFeed:
         self._subscribers: set[asyncio.Queue[Case | None]] = set()
         self.closed = False
         self._changed = asyncio.Condition()
+        #: Set once the feed has read cx.cases up to the end offsets it found at start;
+        #: until then a list would miss cases, so the API answers 503 (``loading``).
         self.loaded = asyncio.Event()
+        #: (partitions read to their start-up end, partitions of cx.cases), for that answer.
+        self.progress: tuple[int, int] = (0, 0)
 
     def get(self, case_id: str) -> Case | None:
         return self.cases.get(case_id.lower())
@@ -163,6 +167,7 @@ async def follow(
                     await consumer.seek_to_beginning(tp)
             ends = await consumer.end_offsets(tps)
             pending = {tp.partition: end for tp, end in ends.items() if end > 0}
+            feed.progress = (len(tps) - len(pending), len(tps))
             if not pending:
                 feed.loaded.set()
             while True:
@@ -182,6 +187,7 @@ async def follow(
                     end = pending.get(tp.partition)
                     if end is not None and positions.get(tp.partition, 0) >= end:
                         del pending[tp.partition]
+                feed.progress = (len(tps) - len(pending), len(tps))
                 if not pending:
                     feed.loaded.set()
         except asyncio.CancelledError:

@@ -8,6 +8,7 @@ install: the standard library's HTTP client only.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,12 +22,19 @@ from cxpulse.streams.cli.common import settings_from
 #: Seconds to wait for the worker's answer (an ack or resolve waits up to
 #: CXPULSE_CASES_ANSWER_SECONDS there, 10 s by default).
 TIMEOUT = 30.0
+#: How long to wait, a second at a time, for a worker that has just started and is still
+#: reading the cases (its answer: 503 with ``loading``).
+LOADING_WAIT = 20
 
 
 class CasesError(click.ClickException):
     """One line on stderr, exit 2: what is wrong and how to fix it."""
 
     exit_code = 2
+
+
+class _Loading(Exception):
+    """The worker answered 503 ``loading``: it is still reading the cases."""
 
 
 class _Api:
@@ -41,6 +49,16 @@ class _Api:
         self.token = settings.api_token.get_secret_value()
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        for _ in range(LOADING_WAIT):
+            try:
+                return self._call(method, path, body)
+            except _Loading:
+                time.sleep(1.0)
+        return self._call(method, path, body, wait=False)
+
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None, *, wait: bool = True
+    ) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
             self.base + path,
@@ -54,9 +72,12 @@ class _Api:
                 return answer
         except urllib.error.HTTPError as exc:
             try:
-                error = json.loads(exc.read()).get("error") or exc.reason
-            except ValueError:
-                error = exc.reason
+                doc = json.loads(exc.read())
+                error = doc.get("error") or exc.reason
+            except (ValueError, AttributeError):
+                doc, error = {}, exc.reason
+            if wait and exc.code == 503 and isinstance(doc, dict) and doc.get("loading"):
+                raise _Loading from None
             raise CasesError(f"{error} (HTTP {exc.code})") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)

@@ -226,11 +226,24 @@ def test_cases_open_escalate_once_are_acted_on_and_survive_a_restart(
     worker = WorkerProcess(settings, tmp_path / "worker2.log", extra_env=env)
     worker.start()
     try:
+        # The worker's view of the cases is rebuilt from cx.cases, partition by partition:
+        # until it has read them all it answers 503 "loading", so its first list already
+        # holds every case from before the restart.
+        loading: list[str] = []
+
+        def first_list() -> dict[str, Any] | None:
+            status, body = call(port, "GET", "/api/cases?limit=1000")
+            if status == 503:
+                assert body["loading"] is True, body
+                loading.append(body["error"])
+            return body if status == 200 else None
+
+        first = wait_for("the first list after the restart", first_list, worker)
+        assert {"C-late", "C-fresh"} <= {c["customer_id"] for c in first["cases"]}, first
+        assert all("ask again" in error for error in loading)
         send(settings, make_alert("C-after", "C", "info", datetime.now(UTC)))
         after = wait_for(
             "the cases after the restart",
-            # every worker's view of the cases is rebuilt from cx.cases, partition by
-            # partition: C-after can be in it before C-late is
             lambda: (
                 (c := cases_by_customer(port)) and {"C-after", "C-late", "C-fresh"} <= set(c) and c
             ),

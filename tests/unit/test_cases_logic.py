@@ -308,8 +308,32 @@ def test_authorisation_needs_the_configured_token() -> None:
     assert api.authorize(token, {}, {"token": "0123456789abcdef-token"}, allow_query=True) is None
 
 
-def test_the_list_is_critical_first_then_by_due_time_and_filters() -> None:
+def loaded_feed() -> CaseFeed:
+    """A feed that has read cx.cases to its end (what the API answers from)."""
     feed = CaseFeed()
+    feed.loaded.set()
+    return feed
+
+
+def test_until_the_feed_has_read_the_cases_the_api_answers_503_loading() -> None:
+    feed = CaseFeed()
+    case = opened()
+    feed.apply(CaseChange(change="opened", at=T0, case=case))
+    feed.progress = (1, 4)
+    for body, status in (
+        api.list_answer(feed, {}),
+        api.show_answer(feed, str(case.case_id)),
+        api.parse_command(feed, SECTION, str(case.case_id), "ack", b'{"by": "a"}'),
+    ):
+        assert status == 503 and body["loading"] is True
+        assert "1 of 4 partitions read" in str(body["error"]) and "again" in str(body["error"])
+    feed.loaded.set()
+    body, status = api.list_answer(feed, {})
+    assert status == 200 and [c["case_id"] for c in body["cases"]] == [str(case.case_id)]
+
+
+def test_the_list_is_critical_first_then_by_due_time_and_filters() -> None:
+    feed = loaded_feed()
     a = opened(customer="C-a", tier="C", severity="warning")
     b = opened(customer="C-b", tier="A", severity="warning")
     c = opened(customer="C-c", tier="C", severity="critical")
@@ -326,7 +350,7 @@ def test_the_list_is_critical_first_then_by_due_time_and_filters() -> None:
 
 
 def test_commands_are_checked_before_they_are_sent_and_answered_with_the_change() -> None:
-    feed = CaseFeed()
+    feed = loaded_feed()
     case = opened()
     feed.apply(CaseChange(change="opened", at=T0, case=case))
     cid = str(case.case_id)
