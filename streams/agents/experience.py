@@ -1,4 +1,4 @@
-"""Score customers: the customer-state table and the rows of what each event did.
+"""Score customers: the customer-state table and the rows of every event and of what it did.
 
 Each message on the events topic is a batch of one partition's trusted records; the
 agent takes several at once (up to ``BATCH_MESSAGES``) and scores each customer of the
@@ -8,8 +8,9 @@ its row, the changelog record) is then paid once per take, not once per message,
 under load is most of what an event costs. Feedback text is analysed first, a take at a
 time, in the sentiment process (a child of the worker: its models and CPU stay off the
 event loop): its sentiment and the model's feedback topics it names
-(``moments.topics``); events without text never reach it. The rows of moments,
-moment_factors and customer_scores go straight to the sink, and the new states to the
+(``moments.topics``); events without text never reach it. The rows of touchpoint_events
+(every event of the take, scored or set aside), moments, moment_factors and
+customer_scores go straight to the sink, and the new states to the
 changelog, at checkpoints (streams/pipeline/checkpoint.py): rows durable first, then the
 states that mark their events done, then the offsets. Alerts leave at once on cx.alerts
 (their ids are deterministic: a replay repeats an alert, it never makes a second one).
@@ -33,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cxpulse.schemas.alerts import Alert
+from cxpulse.schemas.rows import event_row
 from cxpulse.schemas.score_rows import score_row
 from cxpulse.schemas.scoring import CustomerState, Moment, ScoreUpdate
 from cxpulse.streams import metrics
@@ -197,6 +199,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         events: list[Event] = []
         origin: dict[int, Any] = {}  # id(event) -> the message it came in
         where: dict[int, int] = {}  # id(event) -> its position in that message
+        ingested_at = datetime.now(UTC)
         for message in take:
             decoded, rejected = decode_events(message.value)
             if rejected:  # validated upstream, yet not readable now (another version?)
@@ -208,6 +211,20 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             for event in decoded:
                 origin[id(event)] = message
             events += decoded
+            # Every validated event's row, scored or not, in this checkpoint: durable
+            # before the state that marks the event done (no other agent reads cx.events).
+            checkpoints.add_rows(
+                "touchpoint_events",
+                [
+                    event_row(
+                        event,
+                        source_partition=message.message.partition,
+                        source_offset=message.message.offset,
+                        ingested_at=ingested_at,
+                    )
+                    for event in decoded
+                ],
+            )
         if not events:
             return
         sentiments, topics = await score_texts(events)

@@ -2,10 +2,9 @@
 
 Each agent takes many messages at once (``durable_batches``) so an insert carries
 thousands of rows, and acknowledges them only when the sink writer says they are
-durable. Internal messages are trusted: the events are records validated once by the
-validate step (``cxpulse.streams.pipeline.records``); nothing is validated again. Moments and
-scores no longer pass through here: the experience step inserts its own rows at its
-checkpoints (``cxpulse.streams.pipeline.checkpoint``).
+durable. Events, moments and scores do not pass through here: the experience step, the
+one agent reading cx.events, inserts their rows at its checkpoints
+(``cxpulse.streams.pipeline.checkpoint``), so no topic is read twice only to carry rows.
 """
 
 from __future__ import annotations
@@ -17,9 +16,8 @@ from typing import Any
 
 from cxpulse.schemas.alert_rows import alert_row
 from cxpulse.schemas.alerts import Alert
-from cxpulse.schemas.rows import dead_letter_row, event_row
+from cxpulse.schemas.rows import dead_letter_row
 from cxpulse.streams.durable_batches import durable_batches
-from cxpulse.streams.pipeline.records import decode_events
 from cxpulse.streams.pipeline.rows import moments_of, scores_of
 from cxpulse.streams.runtime import Runtime, items_in
 
@@ -86,27 +84,6 @@ def dead_letter_of(event: Any) -> tuple[Any, ...]:
 def register(rt: Runtime) -> None:
     flush = rt.settings.sink_flush_seconds
     per_insert = rt.settings.sink_batch_size  # rows, counted from each message's header
-
-    @rt.app.agent(rt.events, name="sink_events")
-    async def sink_events(stream: Any) -> None:
-        """Validated events into ``touchpoint_events``."""
-        async for batch in durable_batches(stream, per_insert, flush, size=items_in):
-            ingested_at = datetime.now(UTC)
-            rows: list[tuple[Any, ...]] = []
-            for e in batch:
-                # An item this worker cannot read is skipped here, not lost: the
-                # experience agent reads the same message and dead-letters it.
-                events, _ = decode_events(e.value)
-                rows.extend(
-                    event_row(
-                        ev,
-                        source_partition=e.message.partition,
-                        source_offset=e.message.offset,
-                        ingested_at=ingested_at,
-                    )
-                    for ev in events
-                )
-            await rt.writer.write("touchpoint_events", rows)
 
     @rt.app.agent(rt.dlq, name="sink_dead_letters")
     async def sink_dead_letters(stream: Any) -> None:

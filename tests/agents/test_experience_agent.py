@@ -19,10 +19,12 @@ import pytest
 
 from cxpulse.schemas.envelope import encode_batch
 from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.schemas.rows import TOUCHPOINT_EVENTS
 from cxpulse.schemas.score_rows import MOMENTS, SCORE_HISTORY
 from cxpulse.streams.app import create_app
 from cxpulse.streams.core import apply_events
 from cxpulse.streams.model_check import load_model
+from cxpulse.streams.pipeline.records import decode_events
 from cxpulse.streams.settings import load_settings
 
 START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -45,9 +47,11 @@ class Recorder:
             rows = list(self.rows.get(table, []))
         return [dict(zip(spec.column_names, row, strict=True)) for row in rows]
 
-    def count(self) -> int:
+    def count(self, *, events: bool = True) -> int:
+        """Rows inserted; ``events=False`` leaves out touchpoint_events (a replayed message's
+        events are inserted again, with the same keys: ReplacingMergeTree keeps one)."""
         with self.lock:
-            return sum(len(r) for r in self.rows.values())
+            return sum(len(r) for t, r in self.rows.items() if events or t != "touchpoint_events")
 
 
 RECORDER = Recorder()
@@ -91,7 +95,8 @@ def events_for(customer: str, outcomes: list[str], tier: str = "A") -> list[Touc
 
 async def run_experience(messages: list[bytes], **overrides: Any) -> dict[str, Any]:
     """Put the messages, then wait until every checkpoint is committed (rows inserted,
-    states in the changelog, events acknowledged) and nothing more happens."""
+    states in the changelog, events acknowledged): every readable event's
+    touchpoint_events row is in, and then nothing more happens."""
     overrides.setdefault("sink_flush_seconds", 0.05)
     overrides.setdefault("state_store", "memory")  # no partitions here: nothing on disk
     settings = load_settings(kafka_url="kafka://127.0.0.1:1", partitions=4, **overrides)
@@ -99,9 +104,18 @@ async def run_experience(messages: list[bytes], **overrides: Any) -> dict[str, A
     app.finalize()
     app.flow_control.resume()
     table = app.tables["customer_state"]
+    readable = sum(len(decode_events(m)[0]) for m in messages)
     async with app.agents["experience"].test_context() as agent:
         for message in messages:
             await agent.put(message)
+        # every readable event's row is inserted at the checkpoint that has it (the
+        # sentiment process may take seconds to start on a busy machine) ...
+        base = len(RECORDER.rows.get("touchpoint_events", ()))
+        for _ in range(600):
+            if len(RECORDER.rows.get("touchpoint_events", ())) - base >= readable:
+                break
+            await asyncio.sleep(0.1)
+        # ... then what follows it (alerts sent, the last states) has settled
         seen, quiet = -1, 0
         while quiet < 15:  # 15 polls in a row (1.5 s) without a new row: settled
             await asyncio.sleep(0.1)
@@ -171,14 +185,17 @@ def test_replayed_batch_changes_nothing_and_sends_nothing(sent: list[dict[str, A
     message = encode_batch(alice)
 
     once = asyncio.run(run_experience([message]))
-    sent_once, rows_once = len(sent), RECORDER.count()
+    sent_once, rows_once = len(sent), RECORDER.count(events=False)
     assert rows_once > 0
     twice = asyncio.run(run_experience([message, message]))
 
     assert twice["C-alice"].score == pytest.approx(once["C-alice"].score)
     assert twice["C-alice"].version == once["C-alice"].version
     assert len(sent) - sent_once == sent_once  # the replay itself sent nothing more
-    assert RECORDER.count() - rows_once == rows_once  # and inserted nothing more
+    # and inserted nothing more but the events' own rows, under the same event ids
+    assert RECORDER.count(events=False) - rows_once == rows_once
+    ids = [str(d["event_id"]) for d in RECORDER.docs("touchpoint_events", TOUCHPOINT_EVENTS)]
+    assert len(ids) == 3 * len(alice) and set(ids) == {str(e.event_id) for e in alice}
 
 
 def test_a_customer_whose_scoring_raises_goes_to_the_dlq_and_the_others_are_scored(
@@ -214,6 +231,10 @@ def test_a_customer_whose_scoring_raises_goes_to_the_dlq_and_the_others_are_scor
     assert sorted(str(m["event_id"]) for m in moments) == sorted(
         str(e.event_id) for e in [*alice, *bob]
     )
+    # every event has its touchpoint_events row, those set aside too, with its source
+    events = RECORDER.docs("touchpoint_events", TOUCHPOINT_EVENTS)
+    assert sorted(str(d["event_id"]) for d in events) == sorted(str(e.event_id) for e in envelope)
+    assert {(d["source_partition"], d["source_offset"]) for d in events} == {(0, 0)}
     dlq = [s for s in sent if s["topic"] == "cx.touchpoints.dlq"]
     assert [decode_message(s["value"])[0] for s in dlq] == [[bad[0]], [bad[1]]]
     headers = [dict(s["headers"]) for s in dlq]
