@@ -369,11 +369,10 @@ def replay_worker_work(
     """What the worker's agents compute for these messages, without Kafka or ClickHouse:
     validate (decode, route, encode records per partition), experience (decode takes of
     ``BATCH_MESSAGES`` messages, as the agent takes them from a backlog, group by customer,
-    ``apply_events``, alert rules, score update, the moment and score rows; at
-    each checkpoint of ``CHECKPOINT_ROWS`` rows, the changelog record of every customer
-    changed since the last one, as ``cxpulse.streams.pipeline.checkpoint`` writes them), touchpoint
-    health, and the events sink's row building. Sentiment is precomputed (it is measured
-    on its own)."""
+    ``apply_events``, alert rules, score update, the rows of every event, moment and score
+    update; at each checkpoint of ``CHECKPOINT_ROWS`` rows, the changelog record of every
+    customer changed since the last one, as ``cxpulse.streams.pipeline.checkpoint`` writes
+    them), and touchpoint health. Sentiment is precomputed (it is measured on its own)."""
     from cxpulse.schemas.rows import event_row
     from cxpulse.schemas.score_rows import score_row
     from cxpulse.streams.agents.experience import BATCH_MESSAGES
@@ -423,8 +422,20 @@ def replay_worker_work(
     for first in range(0, len(event_msgs), BATCH_MESSAGES):
         take = event_msgs[first : first + BATCH_MESSAGES]
         t = clock()
-        events = [e for _, msg in take for e in decode_events(msg)[0]]
+        decoded = [(offset, decode_events(msg)[0]) for offset, msg in take]
+        events = [e for _, evs in decoded for e in evs]
         st["experience: decode"] += clock() - t
+        # every event's touchpoint_events row, per message, as the agent does
+        t = clock()
+        ingested = datetime.now(UTC)
+        for offset, evs in decoded:
+            event_rows = [
+                event_row(e, source_partition=0, source_offset=offset, ingested_at=ingested)
+                for e in evs
+            ]
+            out.rows += len(event_rows)
+            pending_rows += len(event_rows)
+        st["experience: event rows"] += clock() - t
         t = clock()
         by_customer: dict[str, list[Any]] = defaultdict(list)
         for event in events:
@@ -451,15 +462,6 @@ def replay_worker_work(
         if pending_rows >= CHECKPOINT_ROWS:
             checkpoint()
             pending_rows = 0
-        for offset, msg in take:
-            t = clock()
-            ingested = datetime.now(UTC)
-            event_rows = [
-                event_row(e, source_partition=0, source_offset=offset, ingested_at=ingested)
-                for e in decode_events(msg)[0]
-            ]
-            out.rows += len(event_rows)
-            st["sink events: decode + rows"] += clock() - t
     for msg in health_msgs:
         t = clock()
         events, _ = decode_events(msg)
