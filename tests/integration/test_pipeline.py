@@ -491,6 +491,7 @@ def test_customer_state_lives_on_local_disk(pipeline: Pipeline) -> None:
     from rocksdict import AccessType, Options, Rdict
 
     from cxpulse.streams.state.customer import decode
+    from cxpulse.streams.state.store import ROCKSDB_OPTIONS
 
     events = make_events(35, customers=7)
     worker = pipeline.start_worker()
@@ -521,6 +522,13 @@ def test_customer_state_lives_on_local_disk(pipeline: Pipeline) -> None:
         per_customer[e["customer_id"]] = per_customer.get(e["customer_id"], 0) + 1
     assert on_disk == per_customer  # every event applied once, every state written
     assert persisted == len(dbs)  # each partition knows how far its disk goes
+    # opened with the store's bounded memtables, not Faust's 3 × 64 MiB (RocksDB writes
+    # the options a database was opened with into its directory)
+    for path in dbs:
+        [latest] = sorted(path.glob("OPTIONS-*"))[-1:]
+        written = latest.read_text()
+        assert f"write_buffer_size={ROCKSDB_OPTIONS['write_buffer_size']}" in written
+        assert f"max_write_buffer_number={ROCKSDB_OPTIONS['max_write_buffer_number']}" in written
 
 
 def failing_atm_journey(
