@@ -1,6 +1,6 @@
 """The customer state's changelog codec (cxpulse.streams.state.customer): every state the core
 makes on simulated traffic comes back equal and writes the same JSON; states of the
-earlier JSON changelog still read; the record is far smaller than the JSON."""
+earlier JSON changelog and version 2 records still read; the record is far smaller than the JSON."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import math
 import statistics
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,8 @@ from cxpulse.streams.model_check import load_model
 from cxpulse.streams.pipeline.records import record_of
 from cxpulse.streams.rules.customer import customer_alerts
 from cxpulse.streams.state.customer import FORMAT, decode, encode
+
+V2_RECORDS = Path(__file__).parents[1] / "data" / "customer-state-v2.tsv"
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +58,23 @@ def test_every_simulated_state_comes_back_the_same(states: list[CustomerState]) 
 def test_a_state_of_the_earlier_json_changelog_reads(states: list[CustomerState]) -> None:
     for state in states[:50]:
         assert decode(state.to_bytes()) == state
+
+
+def test_version_2_records_read() -> None:
+    """Records the version 2 encoder wrote (simulated customers with episodes, candidates,
+    contacts, failures, tries, alert memory and an NPS answer; one with names outside the
+    vocabulary, -0.0 and ids not lowercase hex), each beside its state's JSON form."""
+    lines = V2_RECORDS.read_text().splitlines()
+    assert len(lines) == 8
+    for line in lines:
+        record, json_form = line.split("\t")
+        data = bytes.fromhex(record)
+        assert data[:2] == b"\xc1\x02"
+        state = CustomerState.from_bytes(json_form.encode())
+        back = decode(data)
+        assert back == state
+        assert repr(back) == repr(state)
+        assert decode(encode(back)) == state
 
 
 def test_the_record_is_much_smaller_than_json(states: list[CustomerState]) -> None:
