@@ -1,18 +1,22 @@
 """How the customer state record's compression dictionary was made (format 3).
 
-``cxpulse.streams.state.customer`` compresses each record with zstandard and a raw-content
-dictionary: bytes the compressor may refer back to, so what every record repeats (the
-field keys, the vocabulary's channel and factor names, the default model's touchpoints,
-the shape of an episode) costs a few bits. The dictionary is part of the record format:
-the committed file (``streams/data/customer-state-v3.zdict``) is the one in force, pinned by
-its hash in ``tests/unit/test_state_codec.py``, and never rebuilt in place. This module
-says where its bytes came from and builds a new one when a new format version wants one:
-``python -m cxpulse.streams.dev.state_dictionary OUT``.
+``cxpulse.streams.state.customer`` compresses each record with zstandard and a dictionary
+trained on sample records: its content holds what records repeat (the field keys, the
+vocabulary's channel and factor names, the default model's touchpoints, the shape of an
+episode), and its entropy tables are ready-made, so a record of a few hundred bytes
+neither spells those out nor builds its own Huffman and FSE tables (which, for records
+this small, cost more time than the matching). The dictionary is part of the record
+format: the committed file (``streams/data/customer-state-v3.zdict``) is the one in
+force, pinned by its hash in ``tests/unit/test_state_codec.py``, and never rebuilt in
+place. This module says where its bytes came from and builds a new one when a new format
+version wants one: ``python -m cxpulse.streams.dev.state_dictionary OUT``.
 
-The content, all deterministic: one state that names every channel, factor, tier, rule
-and default-model touchpoint once, then the states of 12 simulated customers (of 200,
-3,000 events, seed 5, the simulator's fixed start) after their traffic, each as the
-msgpack map the codec compresses.
+The samples, all deterministic: one state that names every channel, factor, tier, rule
+and default-model touchpoint, then the states of the 200 simulated customers of 3,000
+events (seed 5, the simulator's fixed start) after their traffic, each as the msgpack
+map the codec compresses; trained by zstandard's ``train_dictionary`` (32 KiB, for level
+2, single-threaded; the file was made with zstandard 0.25.0, whose bundled zstd a later
+version need not reproduce).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import msgspec
+import zstandard
 
 from cxpulse.schemas.scoring import (
     ContactMark,
@@ -36,7 +41,9 @@ from cxpulse.schemas.scoring import (
 )
 from cxpulse.schemas.vocabulary import CHANNELS, FACTORS, RULES, TIERS
 
-SIMULATED = 12  # simulated customers' records in the dictionary
+SIMULATED = 200  # simulated customers' records among the samples
+SIZE = 32 * 1024
+LEVEL = 2  # the level ``cxpulse.streams.state.customer`` compresses at
 
 
 def vocabulary_state(touchpoints: list[str]) -> CustomerState:
@@ -124,13 +131,21 @@ def simulated_states(n: int) -> list[CustomerState]:
     return [states[cid] for cid in sorted(states)[:n]]
 
 
-def build(n: int = SIMULATED) -> bytes:
-    """The dictionary's bytes."""
+def samples(n: int = SIMULATED) -> list[bytes]:
+    """The records the dictionary is trained on."""
     from cxpulse.streams.model_check import load_model
 
     touchpoints = sorted(load_model().touchpoints)
     states = [vocabulary_state(touchpoints), *simulated_states(n)]
-    return b"".join(msgspec.msgpack.encode(s) for s in states)
+    return [msgspec.msgpack.encode(s) for s in states]
+
+
+def build() -> bytes:
+    """The dictionary's bytes."""
+    records: list[bytes | bytearray | memoryview] = list(samples())
+    trained = zstandard.train_dictionary(SIZE, records, level=LEVEL, threads=0)
+    data: bytes = trained.as_bytes()
+    return data
 
 
 if __name__ == "__main__":

@@ -5,14 +5,16 @@ for every customer changed since the last one), and a restart, a rebalance or a 
 the state cache reads them back, so their encode and decode time is the worker's and
 their size and decode time its recovery time. Version 3 has msgspec do all of it in C:
 
-- a record is ``FORMAT`` then one zstandard frame (no magic number, no dictionary id, no
-  checksum: the version byte says which dictionary) of the state as msgspec's msgpack
-  map of the ``CustomerState`` Struct (its short field names, defaults left out);
-- the frame is compressed with a raw-content dictionary
-  (``streams/data/customer-state-v3.zdict``: the field keys, the vocabulary's names, the
-  default model's touchpoints and a few simulated customers' records, made by
+- a record is ``FORMAT`` then one zstandard frame (level 2; no magic number, no
+  dictionary id, no checksum: the version byte says which dictionary) of the state as
+  msgspec's msgpack map of the ``CustomerState`` Struct (its short field names, defaults
+  left out);
+- the frame is compressed with a dictionary trained on sample records
+  (``streams/data/customer-state-v3.zdict``, 32 KiB: the field keys, the vocabulary's
+  names, the default model's touchpoints and simulated customers' records, made by
   ``cxpulse.streams.dev.state_dictionary``), so what every record repeats costs a few
-  bits; the dictionary is part of the format, pinned by its hash in the tests;
+  bits and a small record needs no entropy tables of its own; the dictionary is part of
+  the format, pinned by its hash in the tests;
 - decoding is msgspec's typed decoder into the very Structs (floats are float64, exact).
 
 Versions 1 and 2 (a positional array: vocabulary indexes for factor and channel names,
@@ -55,7 +57,7 @@ FORMAT_V1 = b"\xc1\x01"
 
 #: The dictionary of version 3 records, a file of the package.
 DICTIONARY = "customer-state-v3.zdict"
-_LEVEL = 3
+_LEVEL = 2
 
 _encoder = msgspec.msgpack.Encoder()
 _state = msgspec.msgpack.Decoder(CustomerState)
@@ -71,7 +73,7 @@ def _zstd() -> tuple[zstandard.ZstdCompressionDict, zstandard.ZstdCompressionPar
         write_checksum=0,
         write_dict_id=0,
     )
-    zdict = zstandard.ZstdCompressionDict(raw, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    zdict = zstandard.ZstdCompressionDict(raw, dict_type=zstandard.DICT_TYPE_FULLDICT)
     zdict.precompute_compress(compression_params=params)
     return zdict, params
 

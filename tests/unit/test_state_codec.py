@@ -88,7 +88,7 @@ def test_the_dictionary_is_the_one_of_format_3() -> None:
     raw = (resources.files("cxpulse.streams") / "data" / DICTIONARY).read_bytes()
     assert FORMAT == b"\xc1\x03"
     assert hashlib.sha256(raw).hexdigest() == (
-        "d478e5831b29bf48ebe8652f15ba113c4be236fcbd399f6703c7c730d08bf6d5"
+        "01a6ed2e6a01b8c9885da0ff0c39bc2fd2ab72e160d9ea0a79a2dfa681d14c7b"
     )
 
 
