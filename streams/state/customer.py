@@ -95,6 +95,9 @@ class _Codecs(threading.local):
 
 
 _codecs = _Codecs()
+# The dictionary's decompression tables are made on first use and then shared by every
+# thread's decompressor: make them now, on import, rather than in two threads at once.
+_codecs.decompress(_codecs.compress(b"\x80"))
 
 
 def encode(state: CustomerState) -> bytes:
