@@ -94,6 +94,7 @@ WORKER_EXTRA_MODULES = frozenset(
         "rocksdict",
         "tenacity",
         "vaderSentiment",
+        "zstandard",
     }
 )
 

@@ -1,38 +1,42 @@
-"""The customer state's changelog form: compact, versioned msgpack.
+"""The customer state's changelog form: versioned msgpack, compressed with a fixed dictionary.
 
-Every assignment to the customer table writes one changelog record, and a restart or a
-rebalance reads them all back, so their size and decode time are the worker's
-recovery time. The JSON form (``CustomerState.to_bytes``) spends most of its bytes on
-what a positional, typed layout does not need: key names, factor and channel names,
-epoch seconds repeated inside every episode, hex ids, decimal floats. Here:
+Every assignment to the customer table writes one changelog record (at each checkpoint,
+for every customer changed since the last one), and a restart, a rebalance or a miss of
+the state cache reads them back, so their encode and decode time is the worker's and
+their size and decode time its recovery time. Version 3 has msgspec do all of it in C:
 
-- a record is ``FORMAT`` then one msgpack array, the fields in a fixed order;
-- factor and channel names are their index in the vocabulary (``FACTORS``,
-  ``CHANNELS``; a name outside it is kept as text);
-- a value the core rounded to 3 decimals is an integer of thousandths (exact: it is
-  used only where ``k / 1000`` gives the very float back, else the float is kept);
-- an episode's end times are offsets from its start; event ids are 16 raw bytes; the
-  packed id set is raw bytes, not base64.
+- a record is ``FORMAT`` then one zstandard frame (level 2; no magic number, no
+  dictionary id, no checksum: the version byte says which dictionary) of the state as
+  msgspec's msgpack map of the ``CustomerState`` Struct (its short field names, defaults
+  left out);
+- the frame is compressed with a dictionary trained on sample records
+  (``streams/data/customer-state-v3.zdict``, 32 KiB: the field keys, the vocabulary's
+  names, the default model's touchpoints and simulated customers' records, made by
+  ``cxpulse.streams.dev.state_dictionary``), so what every record repeats costs a few
+  bits and a small record needs no entropy tables of its own; the dictionary is part of
+  the format, pinned by its hash in the tests;
+- decoding is msgspec's typed decoder into the very Structs (floats are float64, exact).
 
-Decoding builds the same ``CustomerState`` (equal field by field: the property test
-replays simulated traffic through both). A record without the prefix is the JSON of
-earlier workers, read as before, so a worker upgraded over an existing changelog keeps
-every customer's state.
+Versions 1 and 2 (a positional array: vocabulary indexes for factor and channel names,
+floats as integers of thousandths where exact, times as offsets, raw event ids) and the
+JSON of earlier workers (``CustomerState.to_bytes``) still read, so a worker upgraded
+over an existing changelog keeps every customer's state. Version 2 (2026-12-04) added
+each open episode's peak and end moments, the folded candidates' share, episode end and
+contribution, and the last NPS answer and its time; version 1 records are read with none
+of them (their candidates then say nothing and are dropped by the core; no NPS is known).
 
-Changing the layout: a new version byte, and ``decode`` keeps reading the old one.
-Version 2 (2026-12-04) adds each open episode's peak and end moments, the folded
-candidates' share, episode end and contribution, and every candidate's contribution
-(the explanation adds up, ``cxpulse.streams.core.explain``), and the last NPS answer and
-its time at the end; version 1 records are read with none of them (their candidates
-then say nothing and are dropped by the core; no NPS is known).
+Changing the layout (or the dictionary): a new version byte, and ``decode`` keeps reading
+the old ones (``tests/data/customer-state-v2.tsv`` holds version 2 records to read).
 """
 
 from __future__ import annotations
 
-import math
+import threading
+from importlib import resources
 from typing import Any
 
 import msgspec
+import zstandard
 
 from cxpulse.schemas.scoring import (
     ContactMark,
@@ -47,54 +51,79 @@ from cxpulse.schemas.scoring import (
 )
 from cxpulse.schemas.vocabulary import CHANNELS, FACTORS
 
-FORMAT = b"\xc1\x02"
+FORMAT = b"\xc1\x03"
+FORMAT_V2 = b"\xc1\x02"
 FORMAT_V1 = b"\xc1\x01"
 
-_FACTOR = {name: i for i, name in enumerate(FACTORS)}
-_CHANNEL = {name: i for i, name in enumerate(CHANNELS)}
+#: The dictionary of version 3 records, a file of the package.
+DICTIONARY = "customer-state-v3.zdict"
+_LEVEL = 2
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder()
+_state = msgspec.msgpack.Decoder(CustomerState)
+_positional = msgspec.msgpack.Decoder()
 
 
-def _num(v: float) -> float | int:
-    """An exact integer of thousandths where there is one, else the value itself (NaN,
-    infinities, -0.0, more decimals and non-floats keep their own form)."""
-    if type(v) is not float or not math.isfinite(v) or (v == 0.0 and math.copysign(1.0, v) < 0):
-        return v
-    k = round(v * 1000)
-    return k if k / 1000 == v and -(2**53) < k < 2**53 else v
+def _zstd() -> tuple[zstandard.ZstdCompressionDict, zstandard.ZstdCompressionParameters]:
+    raw = (resources.files("cxpulse.streams") / "data" / DICTIONARY).read_bytes()
+    params = zstandard.ZstdCompressionParameters.from_level(
+        _LEVEL,
+        format=zstandard.FORMAT_ZSTD1_MAGICLESS,
+        write_content_size=1,
+        write_checksum=0,
+        write_dict_id=0,
+    )
+    zdict = zstandard.ZstdCompressionDict(raw, dict_type=zstandard.DICT_TYPE_FULLDICT)
+    zdict.precompute_compress(compression_params=params)
+    return zdict, params
+
+
+_DICT, _PARAMS = _zstd()
+
+
+class _Codecs(threading.local):
+    """A compressor and a decompressor per thread (the disk writer encodes while the
+    agent measures a record's size): zstandard's are not safe to share."""
+
+    def __init__(self) -> None:
+        self.compress = zstandard.ZstdCompressor(
+            dict_data=_DICT, compression_params=_PARAMS
+        ).compress
+        self.decompress = zstandard.ZstdDecompressor(
+            dict_data=_DICT, format=zstandard.FORMAT_ZSTD1_MAGICLESS
+        ).decompress
+
+
+_codecs = _Codecs()
+# The dictionary's decompression tables are made on first use and then shared by every
+# thread's decompressor: make them now, on import, rather than in two threads at once.
+_codecs.decompress(_codecs.compress(b"\x80"))
+
+
+def encode(state: CustomerState) -> bytes:
+    """The changelog record of ``state``."""
+    return FORMAT + _codecs.compress(_encoder.encode(state))
+
+
+def decode(data: bytes) -> CustomerState:
+    """The state of a changelog record: of this format, version 2 or 1, or the earlier JSON."""
+    prefix = data[:2]
+    if prefix == FORMAT:
+        return _state.decode(_codecs.decompress(memoryview(data)[2:]))
+    if prefix in (FORMAT_V2, FORMAT_V1):
+        return _decode_positional(data, prefix == FORMAT_V1)
+    return CustomerState.from_bytes(data)
+
+
+# -- versions 2 and 1 ---------------------------------------------------------------------
 
 
 def _val(x: float | int) -> float:
     return x / 1000 if type(x) is int else x  # an int here is always thousandths
 
 
-def _name(v: str, vocabulary: dict[str, int]) -> int | str:
-    i = vocabulary.get(v)
-    return v if i is None else i
-
-
-def _hex(h: str) -> bytes | str:
-    if len(h) == 32:
-        try:
-            raw = bytes.fromhex(h)
-        except ValueError:
-            return h
-        if raw.hex() == h:
-            return raw
-    return h
-
-
 def _unhex(v: bytes | str) -> str:
     return v.hex() if isinstance(v, bytes) else v
-
-
-def _peak_ends(series: dict[str, PeakEnd], vocabulary: dict[str, int], start: int) -> list[Any]:
-    out: list[Any] = []
-    for name, (peak, end_t, end) in series.items():
-        out += (_name(name, vocabulary), _num(peak), end_t - start, _num(end))
-    return out
 
 
 def _read_peak_ends(flat: list[Any], names: tuple[str, ...], start: int) -> dict[str, PeakEnd]:
@@ -108,13 +137,6 @@ def _read_peak_ends(flat: list[Any], names: tuple[str, ...], start: int) -> dict
     }
 
 
-def _decayed(series: dict[str, tuple[float, float]], vocabulary: dict[str, int]) -> list[Any]:
-    out: list[Any] = []
-    for name, (w, v) in series.items():
-        out += (_name(name, vocabulary), _num(w), _num(v))
-    return out
-
-
 def _read_decayed(flat: list[Any], names: tuple[str, ...]) -> dict[str, tuple[float, float]]:
     return {
         _named(flat[i], names): (
@@ -125,30 +147,8 @@ def _read_decayed(flat: list[Any], names: tuple[str, ...]) -> dict[str, tuple[fl
     }
 
 
-def _scores(series: dict[str, float], vocabulary: dict[str, int]) -> list[Any]:
-    out: list[Any] = []
-    for name, v in series.items():
-        out += (_name(name, vocabulary), _num(v))
-    return out
-
-
 def _read_scores(flat: list[Any], names: tuple[str, ...]) -> dict[str, float]:
     return {_named(flat[i], names): _val(flat[i + 1]) for i in range(0, len(flat), 2)}
-
-
-def _moment(k: KeyMoment | None, start: int) -> list[Any] | None:
-    """An open episode's peak or end moment: its time as an offset from the start."""
-    if k is None:
-        return None
-    return [
-        _hex(k.event_id),
-        k.t - start,
-        k.touchpoint,
-        _name(k.channel, _CHANNEL),
-        _name(k.factor, _FACTOR),
-        _num(k.impact),
-        _num(k.contribution),
-    ]
 
 
 def _read_moment(v: list[Any] | None, start: int) -> KeyMoment | None:
@@ -165,99 +165,8 @@ def _read_moment(v: list[Any] | None, start: int) -> KeyMoment | None:
     )
 
 
-def encode(state: CustomerState) -> bytes:
-    """The changelog record of ``state``."""
-    episodes = []
-    for e in state.episodes:
-        peak, end_t, end = e.overall
-        pm, em = e.peak_m, e.end_m
-        same = pm is not None and em is not None and pm == em
-        episodes.append(
-            (
-                e.journey,
-                e.start,
-                e.count,
-                _num(peak),
-                end_t - e.start,
-                _num(end),
-                _peak_ends(e.factors, _FACTOR, e.start),
-                _peak_ends(e.channels, _CHANNEL, e.start),
-                _moment(pm, e.start),
-                True if same else _moment(em, e.start),  # True: the peak moment again
-            )
-        )
-    fo = state.folded
-    folded = (
-        fo.ref,
-        fo.count,
-        _num(fo.overall[0]),
-        _num(fo.overall[1]),
-        _decayed(fo.factors, _FACTOR),
-        _decayed(fo.channels, _CHANNEL),
-    )
-    key_moments: list[Any] = []
-    for k in state.key_moments:
-        key_moments += (
-            _hex(k.event_id),
-            k.t,
-            k.touchpoint,
-            _name(k.channel, _CHANNEL),
-            _name(k.factor, _FACTOR),
-            _num(k.impact),
-            _num(k.share),
-            k.end_t - k.t,
-            _num(k.contribution),
-        )
-    failures: list[Any] = []
-    for f in state.failures:
-        failures += (f.t, f.touchpoint, f.instance, _hex(f.event_id))
-    contacts: list[Any] = []
-    for c in state.contacts:
-        contacts += (c.t, c.intent, _hex(c.event_id))
-    intents: list[Any] = []
-    for intent, (ok, tries) in state.intents.items():
-        flat: list[Any] = []
-        for channel, (t, event_id) in tries.items():
-            flat += (_name(channel, _CHANNEL), t, _hex(event_id))
-        intents += (intent, ok, flat)
-    trail: list[Any] = []
-    for t, score in state.score_trail:
-        trail += (t, _num(score))
-    return FORMAT + _encoder.encode(
-        (
-            state.customer_id,
-            state.version,
-            state.tier,
-            state.segment,
-            state.profile_t,
-            state.watermark,
-            state.floor,
-            state.seen,
-            episodes,
-            folded,
-            key_moments,
-            failures,
-            contacts,
-            intents,
-            trail,
-            _num(state.score),
-            _scores(state.factor_scores, _FACTOR),
-            _scores(state.channel_scores, _CHANNEL),
-            _num(state.confidence),
-            state.episode_count,
-            state.alert_memory,
-            state.nps,
-            state.nps_t,
-        )
-    )
-
-
-def decode(data: bytes) -> CustomerState:
-    """The state of a changelog record, of this format, version 1 or the earlier JSON."""
-    prefix = data[: len(FORMAT)]
-    if prefix != FORMAT and prefix != FORMAT_V1:
-        return CustomerState.from_bytes(data)
-    v1 = prefix == FORMAT_V1
+def _decode_positional(data: bytes, v1: bool) -> CustomerState:
+    """A record of version 2 or 1: one msgpack array, the fields in a fixed order."""
     (
         customer_id,
         version,
@@ -281,7 +190,7 @@ def decode(data: bytes) -> CustomerState:
         episode_count,
         alert_memory,
         *nps,
-    ) = _decoder.decode(memoryview(data)[len(FORMAT) :])
+    ) = _positional.decode(memoryview(data)[2:])
     ref, count, weight, value, fo_factors, fo_channels = folded
     return CustomerState(
         customer_id=customer_id,

@@ -46,7 +46,10 @@ def test_the_client_api_imports_without_the_worker_dependencies(tmp_path: Path) 
     )
     imported = set(json.loads(run_python(code, tmp_path)))
     assert not imported & set(WORKER_ONLY), sorted(imported & set(WORKER_ONLY))
-    assert not imported & WORKER_EXTRA_MODULES, sorted(imported & WORKER_EXTRA_MODULES)
+    # kafka-python (a base dependency) imports zstandard for its codecs when it is
+    # installed, as it is beside the worker extra; a client install works without it
+    worker = WORKER_EXTRA_MODULES - {"zstandard"}
+    assert not imported & worker, sorted(imported & worker)
 
 
 def test_importing_cxpulse_imports_no_part_of_the_tree(tmp_path: Path) -> None:

@@ -1,13 +1,17 @@
 """The customer state's changelog codec (cxpulse.streams.state.customer): every state the core
-makes on simulated traffic comes back equal and writes the same JSON; states of the
-earlier JSON changelog still read; the record is far smaller than the JSON."""
+makes on simulated traffic comes back equal and writes the same JSON; records of every
+earlier version (2, 1, the JSON) still read; the record is far smaller than the JSON; the
+compression dictionary is the one of the format."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import statistics
+import threading
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +23,9 @@ from cxpulse.streams.dev.simulate.engine import Simulation
 from cxpulse.streams.model_check import load_model
 from cxpulse.streams.pipeline.records import record_of
 from cxpulse.streams.rules.customer import customer_alerts
-from cxpulse.streams.state.customer import FORMAT, decode, encode
+from cxpulse.streams.state.customer import DICTIONARY, FORMAT, decode, encode
+
+V2_RECORDS = Path(__file__).parents[1] / "data" / "customer-state-v2.tsv"
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +61,58 @@ def test_every_simulated_state_comes_back_the_same(states: list[CustomerState]) 
 def test_a_state_of_the_earlier_json_changelog_reads(states: list[CustomerState]) -> None:
     for state in states[:50]:
         assert decode(state.to_bytes()) == state
+
+
+def test_version_2_records_read() -> None:
+    """Records the version 2 encoder wrote (simulated customers with episodes, candidates,
+    contacts, failures, tries, alert memory and an NPS answer; one with names outside the
+    vocabulary, -0.0 and ids not lowercase hex), each beside its state's JSON form."""
+    lines = V2_RECORDS.read_text().splitlines()
+    assert len(lines) == 8
+    for line in lines:
+        record, json_form = line.split("\t")
+        data = bytes.fromhex(record)
+        assert data[:2] == b"\xc1\x02"
+        state = CustomerState.from_bytes(json_form.encode())
+        back = decode(data)
+        assert back == state
+        assert repr(back) == repr(state)
+        assert decode(encode(back)) == state
+
+
+def test_the_dictionary_is_the_one_of_format_3() -> None:
+    """The zstandard dictionary is part of the record format: a changed file would make
+    every version 3 record in a changelog unreadable. A new one needs a new version."""
+    from importlib import resources
+
+    raw = (resources.files("cxpulse.streams") / "data" / DICTIONARY).read_bytes()
+    assert FORMAT == b"\xc1\x03"
+    assert hashlib.sha256(raw).hexdigest() == (
+        "01a6ed2e6a01b8c9885da0ff0c39bc2fd2ab72e160d9ea0a79a2dfa681d14c7b"
+    )
+
+
+def test_threads_encode_and_decode_at_once(states: list[CustomerState]) -> None:
+    """The disk writer encodes while the agent encodes too (the size metric): each thread
+    has its own compressor, so records from both are whole."""
+    results: dict[int, list[bytes]] = {}
+
+    def work(n: int) -> None:
+        out = []
+        for _ in range(5):
+            for state in states:
+                record = encode(state)
+                assert decode(record) == state
+                out.append(record)
+        results[n] = out
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results[0] == results[1] == results[2]
+    assert len(results[0]) == 5 * len(states)
 
 
 def test_the_record_is_much_smaller_than_json(states: list[CustomerState]) -> None:
