@@ -91,7 +91,7 @@ class Batch:
     there); ``highs`` the (time, score) highs known so far: the hourly highs from before
     the batch, then each moment of the batch at the watermark it was scored at (a
     customer's first moment is no reference: ``SharpDropRule``); ``walk`` the batch's live
-    moments with their hex ids, in the order they are judged, of which the first
+    moments with their events, in the order they are judged, of which the first
     ``walked`` are known (the moment being judged included), ``times`` their event times.
     What is derived from the walk (``trail``, the batch's episodes, the moments not yet
     known) is derived only when a rule asks, which few moments do: a routine moment
@@ -101,7 +101,7 @@ class Batch:
     before: CustomerState | None
     after: CustomerState
     memory: Memory
-    walk: Sequence[tuple[Event, Moment, str]]
+    walk: Sequence[tuple[Event, Moment]]
     highs: list[tuple[int, float]]
     quote_feedback: bool
     walked: int = 0
@@ -120,9 +120,15 @@ class Batch:
             trail = self._trail = Trail.of(self.before)
         walk, times = self.walk, self.times
         for i in range(self._added, self.walked):
-            _, m, hexid = walk[i]
+            ev, m = walk[i]
             trail.add(
-                times[i], m.channel, m.touchpoint, m.touchpoint_instance, m.outcome, m.intent, hexid
+                times[i],
+                m.channel,
+                m.touchpoint,
+                m.touchpoint_instance,
+                m.outcome,
+                m.intent,
+                ev.event_id.hex,
             )
         self._added = self.walked
         return trail
@@ -132,7 +138,7 @@ class Batch:
         ones and the batch's by id. An out-of-order merge may count one twice: the rule
         then errs toward alerting. Counted only when a low score asks (most moments are
         not low)."""
-        mine = {m.episode_id for _, m, _ in self.walk[: self.walked]}
+        mine = {m.episode_id for _, m in self.walk[: self.walked]}
         before = self.before
         if before is None:
             return len(mine)
@@ -142,7 +148,7 @@ class Batch:
     def hurt_most(self, since: int) -> list[str]:
         """The listed moments (those that account for the score most) that pull it down,
         known so far (not one of the batch's moments still to walk), largest first."""
-        pending = {hexid for _, _, hexid in self.walk[self.walked :]}
+        pending = {ev.event_id.hex for ev, _ in self.walk[self.walked :]}
         return [
             k.event_id
             for k in self.after.explained()
@@ -157,10 +163,15 @@ class At:
     event: Event
     moment: Moment
     t: int  # event time, epoch seconds
-    hexid: str  # the event id as hex
     watermark: int  # the customer's event-time watermark once this moment is applied
     prev_score: float  # the score before this moment
     batch: Batch
+
+    @property
+    def hexid(self) -> str:
+        """The event id as hex (what alerts and the trail name events by), made when a
+        rule asks: most moments are judged without it."""
+        return self.event.event_id.hex
 
 
 class Rule(Protocol):

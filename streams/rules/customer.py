@@ -93,16 +93,11 @@ def customer_alerts(
         raise ValueError(f"{len(moments)} moments for {len(events)} events: pass one per event")
     if emitted_at.tzinfo is None:
         raise ValueError("emitted_at must be timezone-aware")
-    # (event, moment, event id as hex): the hex is needed four times per moment
-    live = [
-        (e, m, e.event_id.hex)
-        for e, m in zip(events, moments, strict=True)
-        if m is not None and not m.late
-    ]
+    live = [(e, m) for e, m in zip(events, moments, strict=True) if m is not None and not m.late]
     if not live:
         return after, []
-    if len(live) > 1:
-        live.sort(key=lambda p: (p[0].occurred_at, p[2]))
+    if len(live) > 1:  # event time, then id (a UUID orders as its hex does)
+        live.sort(key=lambda p: (p[0].occurred_at, p[0].event_id))
     plan = _Plan.of(model, rules)
     cooldown = plan.cooldown
     memory: dict[str, int | float | str] = dict(after.alert_memory)
@@ -122,12 +117,12 @@ def customer_alerts(
     # the end, however many hits a batch folds into one alert.
     changed: dict[str, tuple[Hit, Moment, OpenAlert]] = {}
 
-    for ev, m, hexid in live:
+    for ev, m in live:
         t = min(epoch(ev.occurred_at), after.watermark)
         batch.times.append(t)
         batch.walked += 1
         watermark = max(watermark, t)
-        now = At(ev, m, t, hexid, watermark, prev_score, batch)
+        now = At(ev, m, t, watermark, prev_score, batch)
         hits = [
             (rule, base, hit)
             for rule, base in plan.active
@@ -143,7 +138,7 @@ def customer_alerts(
             new_id = alert_id("customer", after.customer_id, hit.rule, hit.trigger).hex
             if any(k.startswith(f"{code}@") and str(v).endswith(new_id) for k, v in memory.items()):
                 # the seed already opened a remembered case: seed a new one with the moment
-                new_id = alert_id("customer", after.customer_id, hit.rule, hexid).hex
+                new_id = alert_id("customer", after.customer_id, hit.rule, now.hexid).hex
             opened, _ = record_hit(memory, code, hit.t, cooldown, severity, new_id)
             changed[opened.alert_hex] = (hit, m, opened)
         prev_score = m.score_after
