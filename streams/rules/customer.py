@@ -123,11 +123,11 @@ def customer_alerts(
         batch.walked += 1
         watermark = max(watermark, t)
         now = At(ev, m, t, watermark, prev_score, batch)
-        hits = [
-            (rule, base, hit)
-            for rule, base in plan.active
-            if (hit := rule.check(now, model)) is not None
-        ]
+        hits: list[tuple[CustomerRule, str, Hit]] = []
+        for rule, base in plan.active:
+            hit = rule.check(now, model)
+            if hit is not None:
+                hits.append((rule, base, hit))
         if not first:
             batch.highs.append((watermark, m.score_after))
         first = False
