@@ -24,6 +24,7 @@ customer: it is a ``Rule`` with a check of its own shape, and gives the same ``H
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -87,40 +88,71 @@ class Batch:
     """What the rules share while one customer's batch is walked, kept by the orchestration.
 
     ``memory`` is the alert memory being written (a rule may keep a flag of its own
-    there); ``trail`` what the counting rules count; ``highs`` the (time, score) highs
-    known so far: the hourly highs from before the batch, then each moment of the batch
-    at the watermark it was scored at (a customer's first moment is no reference:
-    ``SharpDropRule``); ``pending`` the ids of the batch's moments not yet walked (not
-    known at the moment being judged).
+    there); ``highs`` the (time, score) highs known so far: the hourly highs from before
+    the batch, then each moment of the batch at the watermark it was scored at (a
+    customer's first moment is no reference: ``SharpDropRule``); ``walk`` the batch's live
+    moments with their events, in the order they are judged, of which the first
+    ``walked`` are known (the moment being judged included), ``times`` their event times.
+    What is derived from the walk (``trail``, the batch's episodes, the moments not yet
+    known) is derived only when a rule asks, which few moments do: a routine moment
+    (a success, off the call center) is judged without copying the state's memory.
     """
 
     before: CustomerState | None
     after: CustomerState
     memory: Memory
-    trail: Trail
-    pending: set[str]
+    walk: Sequence[tuple[Event, Moment]]
     highs: list[tuple[int, float]]
     quote_feedback: bool
-    episodes: list[str] = field(default_factory=list)  # the batch's, walked so far
+    walked: int = 0
+    times: list[int] = field(default_factory=list)
+    _trail: Trail | None = None
+    _added: int = 0  # the walked moments added to _trail
+
+    @property
+    def trail(self) -> Trail:
+        """What the counting rules count as known at the moment judged
+        (``cxpulse.streams.core.trail``: the state's memory plus the batch's moments walked
+        so far, uncapped): copied from the state when a rule first asks, then brought up
+        to date with the moments walked since."""
+        trail = self._trail
+        if trail is None:
+            trail = self._trail = Trail.of(self.before)
+        walk, times = self.walk, self.times
+        for i in range(self._added, self.walked):
+            ev, m = walk[i]
+            trail.add(
+                times[i],
+                m.channel,
+                m.touchpoint,
+                m.touchpoint_instance,
+                m.outcome,
+                m.intent,
+                ev.event_id.hex,
+            )
+        self._added = self.walked
+        return trail
 
     def episodes_known(self) -> int:
         """Episodes known so far (low_score's evidence): the folded ones, then the open
         ones and the batch's by id. An out-of-order merge may count one twice: the rule
         then errs toward alerting. Counted only when a low score asks (most moments are
         not low)."""
+        mine = {m.episode_id for _, m in self.walk[: self.walked]}
         before = self.before
         if before is None:
-            return len(set(self.episodes))
+            return len(mine)
         known = {ep.episode_id for ep in before.episodes}
-        return before.folded.count + len(known.union(self.episodes))
+        return before.folded.count + len(known.union(mine))
 
     def hurt_most(self, since: int) -> list[str]:
         """The listed moments (those that account for the score most) that pull it down,
-        known so far, largest first."""
+        known so far (not one of the batch's moments still to walk), largest first."""
+        pending = {ev.event_id.hex for ev, _ in self.walk[self.walked :]}
         return [
             k.event_id
             for k in self.after.explained()
-            if k.contribution < 0 and k.t >= since and k.event_id not in self.pending
+            if k.contribution < 0 and k.t >= since and k.event_id not in pending
         ]
 
 
@@ -131,10 +163,15 @@ class At:
     event: Event
     moment: Moment
     t: int  # event time, epoch seconds
-    hexid: str  # the event id as hex
     watermark: int  # the customer's event-time watermark once this moment is applied
     prev_score: float  # the score before this moment
     batch: Batch
+
+    @property
+    def hexid(self) -> str:
+        """The event id as hex (what alerts and the trail name events by), made when a
+        rule asks: most moments are judged without it."""
+        return self.event.event_id.hex
 
 
 class Rule(Protocol):

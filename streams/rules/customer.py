@@ -43,6 +43,7 @@ customer, one more when the magnitude reaches the rule's ``escalate_at``; critic
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
@@ -51,7 +52,6 @@ from cxpulse.schemas.alerts import Alert, alert_id
 from cxpulse.schemas.model import ExperienceModel
 from cxpulse.schemas.scoring import CustomerState, Moment
 from cxpulse.streams.core.times import epoch
-from cxpulse.streams.core.trail import Trail
 from cxpulse.streams.pipeline.records import Event
 from cxpulse.streams.rules.base import At, Batch, CustomerRule, Hit, alert_of
 from cxpulse.streams.rules.memory import OpenAlert, forget_closed, raise_severity, record_hit
@@ -93,78 +93,112 @@ def customer_alerts(
         raise ValueError(f"{len(moments)} moments for {len(events)} events: pass one per event")
     if emitted_at.tzinfo is None:
         raise ValueError("emitted_at must be timezone-aware")
-    # (event, moment, event id as hex): the hex is needed four times per moment
-    live = [
-        (e, m, e.event_id.hex)
-        for e, m in zip(events, moments, strict=True)
-        if m is not None and not m.late
-    ]
+    live = [(e, m) for e, m in zip(events, moments, strict=True) if m is not None and not m.late]
     if not live:
         return after, []
-    if len(live) > 1:
-        live.sort(key=lambda p: (p[0].occurred_at, p[2]))
-    cfg = model.alerts
-    cooldown = int(cfg.cooldown_hours * 3600)
+    if len(live) > 1:  # event time, then id (a UUID orders as its hex does)
+        live.sort(key=lambda p: (p[0].occurred_at, p[0].event_id))
+    plan = _Plan.of(model, rules)
+    cooldown = plan.cooldown
     memory: dict[str, int | float | str] = dict(after.alert_memory)
     batch = Batch(
         before=before,
         after=after,
         memory=memory,
-        trail=Trail.of(before),
-        pending={hexid for _, _, hexid in live},
+        walk=live,
         highs=list(before.score_trail) if before is not None else [],
         quote_feedback=include_feedback_text,
     )
     watermark = before.watermark if before is not None else 0
     prev_score = before.score if before is not None else 50.0
     first = before is None  # a customer's first moment is no reference for sharp_drop
-    # The rules switched on (``alerts.<rule>.enabled``), in the registry's order.
-    active: list[CustomerRule] = [r for r in rules.customer if cfg.rule(r.name).enabled]
+    tier_a = after.tier == "A"
     # alert id → (hit, moment, alert state) of its latest hit: built into Alerts once, at
     # the end, however many hits a batch folds into one alert.
     changed: dict[str, tuple[Hit, Moment, OpenAlert]] = {}
 
-    for ev, m, hexid in live:
-        batch.pending.discard(hexid)
+    for ev, m in live:
         t = min(epoch(ev.occurred_at), after.watermark)
+        batch.times.append(t)
+        batch.walked += 1
         watermark = max(watermark, t)
-        batch.trail.add(
-            t, m.channel, m.touchpoint, m.touchpoint_instance, m.outcome, m.intent, hexid
-        )
-        batch.episodes.append(m.episode_id)
-        now = At(ev, m, t, hexid, watermark, prev_score, batch)
-        hits: list[tuple[CustomerRule, Hit]] = []
-        for rule in active:
+        now = At(ev, m, t, watermark, prev_score, batch)
+        hits: list[tuple[CustomerRule, str, Hit]] = []
+        for rule, base in plan.active:
             hit = rule.check(now, model)
             if hit is not None:
-                hits.append((rule, hit))
+                hits.append((rule, base, hit))
         if not first:
             batch.highs.append((watermark, m.score_after))
         first = False
 
-        for rule, hit in hits:
-            severity = raise_severity(
-                cfg.rule(rule.name).severity, tier_a=after.tier == "A", large=hit.large
-            )
+        for rule, base, hit in hits:
+            severity = raise_severity(base, tier_a=tier_a, large=hit.large)
             code = rule.code
             new_id = alert_id("customer", after.customer_id, hit.rule, hit.trigger).hex
             if any(k.startswith(f"{code}@") and str(v).endswith(new_id) for k, v in memory.items()):
                 # the seed already opened a remembered case: seed a new one with the moment
-                new_id = alert_id("customer", after.customer_id, hit.rule, hexid).hex
+                new_id = alert_id("customer", after.customer_id, hit.rule, now.hexid).hex
             opened, _ = record_hit(memory, code, hit.t, cooldown, severity, new_id)
             changed[opened.alert_hex] = (hit, m, opened)
         prev_score = m.score_after
 
-    forget_closed(
-        memory, after.watermark - int(model.episodes.allowed_lateness_hours * 3600), cooldown
-    )
+    forget_closed(memory, after.watermark - plan.lateness, cooldown)
     if memory != after.alert_memory:
         after = msgspec.structs.replace(after, alert_memory=memory)
     alerts = [
-        _alert(hit, m, opened, after, model, cooldown, emitted_at)
-        for hit, m, opened in changed.values()
+        _alert(hit, m, opened, after, plan, emitted_at) for hit, m, opened in changed.values()
     ]
     return after, sorted(alerts, key=lambda a: (a.updated_at, a.rule))
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What ``customer_alerts`` reads of the model and the registry on every call, read
+    once per (model, registry) pair: both are immutable (the model's sections are frozen,
+    a registry's rules a tuple).
+
+    ``active``: the rules switched on (``alerts.<rule>.enabled``), in the registry's order,
+    each with its base severity; ``cooldown`` and ``lateness`` in seconds; ``urgency`` the
+    first half of the recommended action by tier (``alerts.actions``), ``urgency_none``
+    for a customer of none of the tiers A, B and C.
+    """
+
+    active: tuple[tuple[CustomerRule, str], ...]
+    cooldown: int
+    lateness: int
+    max_event_ids: int
+    urgency: dict[str, str]
+    urgency_none: str
+
+    @classmethod
+    def of(cls, model: ExperienceModel, rules: Registry) -> _Plan:
+        cached = _PLANS.get((id(model), id(rules)))
+        if cached is not None and cached[0] is model and cached[1] is rules:
+            return cached[2]
+        cfg = model.alerts
+        sections = [(r, cfg.rule(r.name)) for r in rules.customer]
+        actions = cfg.actions
+        plan = cls(
+            active=tuple((r, section.severity) for r, section in sections if section.enabled),
+            cooldown=int(cfg.cooldown_hours * 3600),
+            lateness=int(model.episodes.allowed_lateness_hours * 3600),
+            max_event_ids=cfg.max_event_ids,
+            urgency={"A": actions.A, "B": actions.B, "C": actions.C},
+            urgency_none=actions.none,
+        )
+        if len(_PLANS) >= 16:
+            _PLANS.clear()
+        _PLANS[(id(model), id(rules))] = (model, rules, plan)
+        return plan
+
+    def urgency_for(self, tier: str | None) -> str:
+        """How soon to reach out to a customer of ``tier`` (``alerts.actions``; ``none``
+        for a customer without one of the tiers A, B, C)."""
+        return self.urgency.get(tier, self.urgency_none) if tier else self.urgency_none
+
+
+_PLANS: dict[tuple[int, int], tuple[ExperienceModel, Registry, _Plan]] = {}
 
 
 def _alert(
@@ -172,19 +206,16 @@ def _alert(
     m: Moment,
     opened: OpenAlert,
     state: CustomerState,
-    model: ExperienceModel,
-    cooldown: int,
+    plan: _Plan,
     emitted_at: datetime,
 ) -> Alert:
-    cfg = model.alerts
-    urgency = getattr(cfg.actions, state.tier if state.tier in ("A", "B", "C") else "none")
     return alert_of(
         hit,
         opened,
-        cooldown,
+        plan.cooldown,
         emitted_at,
-        event_ids=list(dict.fromkeys(hit.event_ids))[-cfg.max_event_ids :],
-        action=f"{urgency}: {hit.action}",
+        event_ids=list(dict.fromkeys(hit.event_ids))[-plan.max_event_ids :],
+        action=f"{plan.urgency_for(state.tier)}: {hit.action}",
         subject_kind="customer",
         customer_id=state.customer_id,
         instance=m.touchpoint_instance,

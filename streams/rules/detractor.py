@@ -23,7 +23,10 @@ class Detractor:
 
     def check(self, at: At, model: ExperienceModel) -> Hit | None:
         r = model.alerts.detractor
-        m, fb = at.moment, at.event.feedback
+        m, fb, sentiment = at.moment, at.event.feedback, at.moment.sentiment
+        negative = sentiment is not None and sentiment <= r.sentiment_at_most
+        if fb is None and not negative:
+            return None  # no survey answer and no negative words: most moments
         parts: list[str] = []
         readings: list[float] = []
         if fb is not None and fb.nps is not None and fb.nps <= r.nps_at_most:
@@ -32,8 +35,10 @@ class Detractor:
         if fb is not None and fb.csat is not None and fb.csat <= r.csat_at_most:
             parts.append(f"CSAT {fb.csat}")
             readings.append((fb.csat - 1) * 2.5)
+        if not parts and not negative:
+            return None
         topics = " and ".join(humane(t) for t in m.topics)
-        if m.sentiment is not None and m.sentiment <= r.sentiment_at_most:
+        if sentiment is not None and negative:
             quote = at.batch.quote_feedback
             text = one_line(fb.text, 80) if quote and fb is not None and fb.text else ""
             if text:
@@ -41,11 +46,9 @@ class Detractor:
             else:  # the topic and how negative, never the words (they stay in moments)
                 subject = topics or (humane(m.intent) if m.intent else "")
                 about = f" about {subject}" if subject else ""
-                parts.append(f"negative feedback{about} (sentiment {m.sentiment:.2f})")
+                parts.append(f"negative feedback{about} (sentiment {sentiment:.2f})")
                 topics = ""  # named
-            readings.append(5 + 5 * m.sentiment)
-        if not parts:
-            return None
+            readings.append(5 + 5 * sentiment)
         if topics:  # a survey answer (or a quoted text) of a moment whose text names topics
             parts.append(f"feedback about {topics}")
         magnitude = round(10 - min(readings), 2)

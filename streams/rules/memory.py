@@ -109,6 +109,8 @@ def record_hit(
 
 def forget_closed(memory: Memory, horizon: int, cooldown_s: int) -> None:
     """Drop open alerts no acceptable event (at or after ``horizon``) can repeat."""
+    if not memory:
+        return  # most customers have no open alert
     for key in [k for k in memory if "@" in k]:
         found = OpenAlert.decode(key, memory[key])
         if found is None or found.t0 + cooldown_s <= horizon:

@@ -16,7 +16,7 @@ class RepeatContact:
 
     def check(self, at: At, model: ExperienceModel) -> Hit | None:
         r = model.alerts.repeat_contact
-        m, t, hexid = at.moment, at.t, at.hexid
+        m, t = at.moment, at.t
         if m.channel != "call_center":
             return None
         window = int(r.window_days * 86400)
@@ -31,6 +31,7 @@ class RepeatContact:
         if not triggers:
             return None
         trigger = min(triggers, key=lambda e: (e.t, e.event_id))
+        hexid = at.hexid
         n = max(len(every), len(same))
         span_of = every if len(every) >= len(same) else same
         span = duration(span_of[-1].t - span_of[0].t)

@@ -16,14 +16,14 @@ class RepeatedFailure:
 
     def check(self, at: At, model: ExperienceModel) -> Hit | None:
         r = model.alerts.repeated_failure
-        m, t, hexid = at.moment, at.t, at.hexid
+        m, t = at.moment, at.t
         if m.outcome != "failure":
             return None
         fails = [f for f in at.batch.trail.failures if f.touchpoint == m.touchpoint]
         best = densest(fails, t, int(r.window_minutes * 60))
         if len(best) < r.count:
             return None
-        n = len(best)
+        n, hexid = len(best), at.hexid
         name = label(model, m.touchpoint)
         what = f"{n} failed {plural(name)}" if name else f"{n} failures of {m.touchpoint}"
         latest = best[-1].instance or m.touchpoint_instance

@@ -24,12 +24,15 @@ class SharpDrop:
         if m.score_after >= at.prev_score:
             return None
         window = int(sd.window_hours * 3600)
-        # the highs of the window, looked for only when the score fell
-        recent = [(ht, s) for ht, s in at.batch.highs if watermark - window < ht <= watermark]
-        if not recent:
+        # the highest of the window, looked for only when the score fell; the latest
+        # time at the peak: how fast it fell from there
+        top: tuple[float, int] | None = None
+        for ht, s in at.batch.highs:
+            if watermark - window < ht <= watermark and (top is None or (s, ht) > top):
+                top = (s, ht)
+        if top is None:
             return None
-        # the latest time at the peak: how fast it fell from there
-        peak_t, peak = max(recent, key=lambda p: (p[1], p[0]))
+        peak, peak_t = top
         drop = peak - m.score_after
         if drop < sd.drop:
             return None

@@ -51,6 +51,7 @@ import bisect
 import hashlib
 from collections.abc import Iterable
 from datetime import datetime
+from operator import itemgetter
 from typing import NamedTuple
 
 from cxpulse.schemas.alerts import Alert, HealthState, alert_id
@@ -76,6 +77,58 @@ def health_key(event: Event) -> str:
     """The health subject of an event: its instance, else its touchpoint type. The stream
     keys the health table (and partitions) by this."""
     return event.touchpoint_instance or event.touchpoint
+
+
+class _Seen:
+    """The working form of an instance's id set (``HealthState.seen``) during one call.
+
+    The same set as the customers' (``cxpulse.streams.core.dedup``: 48-bit hashes of the
+    ids with their event times, at most ``health.seen_ids_max``, evicting the oldest and
+    moving the floor to its time), kept as the state stores it: ``(hash, event time)``
+    pairs oldest first (event time, then hash), of which the first ``start`` are
+    evicted, plus a dict (hash → event time) for the duplicate check. An event in time
+    order is appended and the oldest is the next one from the front, so a busy instance,
+    which holds its full set and evicts at every event it applies, neither searches the
+    set for its oldest id nor sorts it again to store it.
+    """
+
+    def __init__(self, packed: str) -> None:
+        entries = unpack_seen(packed)
+        self.times: dict[bytes, int] = dict(entries)
+        if len(self.times) != len(entries):  # a hash twice: its later time, as a dict keeps
+            entries = list(self.times.items())
+        entries.sort(key=_TIME_THEN_HASH)  # stored in this order already: one pass
+        self.entries = entries
+        self.start = 0
+
+    def __contains__(self, h: bytes) -> bool:
+        return h in self.times
+
+    def remember(self, h: bytes, t: int, cap: int, floor: int) -> int:
+        """Add ``h`` (not in the set) at event time ``t``; evict the oldest (event time,
+        then hash) beyond ``cap``; return the new floor."""
+        self.times[h] = t
+        entries = self.entries
+        if len(entries) == self.start or (t, h) > _TIME_THEN_HASH(entries[-1]):
+            entries.append((h, t))
+        else:  # out of order: in its place among the kept ones
+            bisect.insort(entries, (h, t), lo=self.start, key=_TIME_THEN_HASH)
+        while len(self.times) > cap:
+            oldest, oldest_t = entries[self.start]
+            self.start += 1
+            del self.times[oldest]
+            floor = max(floor, oldest_t)
+        return floor
+
+    def packed(self, horizon: int) -> str:
+        """The set as the state stores it, without the ids older than ``horizon`` (the
+        lateness horizon: such events are late in any case)."""
+        start = bisect.bisect_left(self.entries, horizon, lo=self.start, key=_TIME)
+        return pack_seen(self.entries[start:])
+
+
+_TIME_THEN_HASH = itemgetter(1, 0)
+_TIME = itemgetter(1)
 
 
 class _Counts:
@@ -221,7 +274,8 @@ def apply_health(
     future, like the scoring core, and is the alerts' ``emitted_at``."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (event times are)")
-    evs = sorted(events, key=lambda e: (e.occurred_at, e.event_id.hex))
+    # event time, then id (a UUID orders as its hex does)
+    evs = sorted(events, key=lambda e: (e.occurred_at, e.event_id))
     if state is None:
         if not evs:
             raise ValueError("apply_health needs a state or at least one event")
@@ -235,7 +289,7 @@ def apply_health(
     limit = epoch(now) + int(model.score.max_clock_skew_minutes * 60)
     max_ids = model.alerts.max_event_ids
 
-    seen = dict(unpack_seen(state.seen))
+    seen = _Seen(state.seen)
     fine, hourly = _Counts(state.fine), _Counts(state.hourly)
     failures = list(state.failures)
     # States written before ``first`` existed: their oldest hourly bucket is the best guess.
@@ -261,7 +315,7 @@ def apply_health(
             late += 1  # counting it now could count it twice after its id is forgotten
             continue
         applied += 1
-        floor = dedup.remember(seen, h48, t, h.seen_ids_max, floor)
+        floor = seen.remember(h48, t, h.seen_ids_max, floor)
         watermark = max(watermark, t)
         first = min(first, t) if first else t
         channel, touchpoint = ev.channel, ev.touchpoint
@@ -299,7 +353,6 @@ def apply_health(
 
     if not applied:
         return HealthUpdate(state, [], late)
-    dedup.prune(seen, watermark - lateness)
     forget_closed(memory, watermark - lateness, cooldown)
     new_state = HealthState.model_construct(
         key=state.key,
@@ -307,7 +360,7 @@ def apply_health(
         touchpoint=touchpoint,
         watermark=watermark,
         floor=floor,
-        seen=pack_seen(sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))),
+        seen=seen.packed(watermark - lateness),
         fine=fine.triples(watermark - short - lateness - bucket),
         hourly=hourly.triples(watermark - baseline - _HOUR),
         first=first,

@@ -9,6 +9,7 @@ that straddles it.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
@@ -30,12 +31,14 @@ def densest(entries: Sequence[_T], t: int, window: int) -> list[_T]:
     earliest such window on a tie), in event-time order. Windows are inclusive: "3 within
     30 min" means the first and the third are at most 30 min apart."""
     ordered = sorted(entries, key=lambda e: (e.t, e.event_id))
-    best: list[_T] = []
-    for start in sorted({e.t for e in ordered if t - window <= e.t <= t}):
-        inside = [e for e in ordered if start <= e.t <= start + window]
-        if len(inside) > len(best):
-            best = inside
-    return best
+    times = [e.t for e in ordered]
+    # a window is a slice of the ordered entries: its bounds found by bisection
+    lo = hi = 0
+    for start in sorted({s for s in times if t - window <= s <= t}):
+        first, end = bisect_left(times, start), bisect_right(times, start + window)
+        if end - first > hi - lo:
+            lo, hi = first, end
+    return ordered[lo:hi]
 
 
 def opener(best: Sequence[_T], count: int, t: int, model: ExperienceModel) -> _T:

@@ -17,6 +17,8 @@ import yaml
 from cxpulse.schemas.alerts import Alert, HealthState, alert_id
 from cxpulse.schemas.events import TouchpointEvent
 from cxpulse.schemas.model import ExperienceModel, parse_model
+from cxpulse.schemas.scoring import unpack_seen
+from cxpulse.streams.core import dedup
 from cxpulse.streams.model_check import DEFAULT_MODEL_PATH, load_model
 from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
 
@@ -322,3 +324,32 @@ def test_failures_must_come_from_several_customers(customers: int, fires: bool) 
     assert bool(alerts) is fires
     if fires:
         assert "attempts failed in 15 min (26%) for at least 3 customers" in alerts[0].explanation
+
+
+def test_the_id_set_keeps_and_evicts_as_the_customers_does() -> None:
+    """A busy instance holds its full id set and evicts at every event: the health's
+    working form of the set (appended in order, evicted from the front) keeps the same
+    ids and floor as the core's (``dedup.remember``/``prune``), whatever order the
+    events come in, and the state stores them oldest first."""
+    rng = random.Random(5)
+    model = model_with(seen_ids_max=16)
+    events = [ev(rng.uniform(0, 3600)) for _ in range(300)]
+    for _ in range(20):
+        events.append(rng.choice(events))  # duplicates, some after their id was evicted
+    chunks = [events[i : i + rng.randint(1, 25)] for i in range(0, len(events), 25)]
+    state: HealthState | None = None
+    seen: dict[bytes, int] = {}
+    floor = watermark = 0
+    lateness = int(model.health.allowed_lateness_minutes * 60)
+    for chunk in chunks:
+        state, _, _ = apply_health(state, chunk, model, NOW)
+        for e in sorted(chunk, key=lambda e: (e.occurred_at, e.event_id.hex)):
+            h, t = dedup.id_hash(e.event_id), int(e.occurred_at.timestamp())
+            if h in seen or (watermark and (t < watermark - lateness or t <= floor)):
+                continue
+            floor = dedup.remember(seen, h, t, 16, floor)
+            watermark = max(watermark, t)
+        dedup.prune(seen, watermark - lateness)
+        assert state.floor == floor
+        assert unpack_seen(state.seen) == sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))
+    assert state is not None and 0 < floor < watermark == state.watermark
