@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from cxpulse.schemas.envelope import Rejected, decode_message, one_line
@@ -70,19 +71,14 @@ def route(messages: list[tuple[Source, bytes | None]], partitions: int) -> Route
     """Validate every message; one bad event never takes its batch-mates down, and one
     message that cannot be handled at all never takes the other messages down."""
     routed = Routed()
+    by_partition, by_health_partition = routed.by_partition, routed.by_health_partition
     for source, raw in messages:
         try:
             events, rejected = decode_message(raw)
             # Every placement first, then the appends: a failure cannot route half a message.
-            records = [record_of(event) for event in events]  # validated: trusted from here
-            placed = [
-                (
-                    record,
-                    partition_for(record.customer_id, partitions),
-                    partition_for(health_key(record), partitions),
-                )
-                for record in records
-            ]
+            records = list(map(record_of, events))  # validated: trusted from here
+            partition = [partition_for(r.customer_id, partitions) for r in records]
+            health = [partition_for(health_key(r), partitions) for r in records]
         except Exception as exc:
             log.exception(
                 "could not handle message %s/%d@%d; sent to the dead-letter topic",
@@ -90,13 +86,14 @@ def route(messages: list[tuple[Source, bytes | None]], partitions: int) -> Route
                 source.partition,
                 source.offset,
             )
-            placed, rejected = [], [_failed(raw, exc)]
-        for event, partition, health_partition in placed:
-            routed.by_partition[partition].append(event)
-            routed.by_health_partition[health_partition].append(event)
-        routed.rejected.extend((source, r) for r in rejected)
-    _in_event_time(routed.by_partition)
-    _in_event_time(routed.by_health_partition)
+            records, partition, health, rejected = [], [], [], [_failed(raw, exc)]
+        for record, p, h in zip(records, partition, health, strict=True):
+            by_partition[p].append(record)
+            by_health_partition[h].append(record)
+        if rejected:
+            routed.rejected.extend((source, r) for r in rejected)
+    _in_event_time(by_partition)
+    _in_event_time(by_health_partition)
     return routed
 
 
@@ -115,8 +112,7 @@ def _in_event_time(by_partition: dict[int, list[Event]]) -> None:
         events.sort(key=_occurred_at)
 
 
-def _occurred_at(event: Event) -> Any:
-    return event.occurred_at
+_occurred_at = attrgetter("occurred_at")
 
 
 def _failed(raw: bytes | None, exc: Exception) -> Rejected:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
@@ -142,33 +143,39 @@ def contract_dict(ev: Event) -> dict[str, Any]:
     return doc
 
 
+#: ``TouchpointEvent``'s fields as ``Event`` orders them, up to ``intent``.
+_HEAD = itemgetter(
+    "event_id",
+    "occurred_at",
+    "customer_id",
+    "channel",
+    "touchpoint",
+    "journey_stage",
+    "outcome",
+    "schema_version",
+    "touchpoint_instance",
+    "journey_id",
+    "intent",
+)
+
+
 def record_of(event: TouchpointEvent) -> Event:
-    """The trusted record of a validated event (field by field: no re-validation)."""
-    d = event.details
-    details = None
-    if d is not None:
-        fields = dict(d.__dict__)  # a validated model's fields, as pydantic stores them
-        details = _DETAILS[fields.pop("kind")](**fields)
-    f = event.feedback
-    feedback = None if f is None else Feedback(f.nps, f.csat, f.ces, f.text, f.language)
-    return Event(
-        event.event_id,
-        event.occurred_at,
-        event.customer_id,
-        event.channel,
-        event.touchpoint,
-        event.journey_stage,
-        event.outcome,
-        event.schema_version,
-        event.touchpoint_instance,
-        event.journey_id,
-        event.intent,
-        details,
-        feedback,
-        event.tier,
-        event.segment,
-        event.attributes,
-    )
+    """The trusted record of a validated event (field by field: no re-validation).
+
+    Read from the model's ``__dict__``, where pydantic keeps a validated model's fields in
+    their declared order: a details model's are ``kind`` then its record's fields in the
+    same order, a feedback's its record's (a unit test holds the orders equal).
+    """
+    v = event.__dict__
+    details = v["details"]
+    if details is not None:
+        kind, *values = details.__dict__.values()
+        details = _DETAILS[kind](*values)
+    feedback = v["feedback"]
+    if feedback is not None:
+        feedback = Feedback(*feedback.__dict__.values())
+    fields = (*_HEAD(v), details, feedback, v["tier"], v["segment"], v["attributes"])
+    return Event(*fields)
 
 
 _encoder = msgspec.msgpack.Encoder()

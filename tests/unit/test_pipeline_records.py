@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 from uuid import UUID
 
 import msgspec
@@ -14,11 +14,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cxpulse.schemas.envelope import encode_batch
-from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.schemas.events import ChannelDetails, TouchpointEvent
+from cxpulse.schemas.events import Feedback as Feedback_
 from cxpulse.schemas.score_rows import moment_rows, score_row
 from cxpulse.streams.core import apply_events, score_update
 from cxpulse.streams.model_check import load_model
-from cxpulse.streams.pipeline.records import FORMAT, Event, decode_events, encode_events, record_of
+from cxpulse.streams.pipeline.records import (
+    _DETAILS,
+    FORMAT,
+    Event,
+    Feedback,
+    decode_events,
+    encode_events,
+    record_of,
+)
 from cxpulse.streams.pipeline.rows import moment_rows_of, moments_of, scores_of
 
 START = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -81,6 +90,53 @@ def test_records_round_trip_to_the_same_event(batch: list[TouchpointEvent]) -> N
         assert TouchpointEvent.model_validate_json(record.to_json()) == event
         assert record.occurred_at == event.occurred_at
         assert record.event_id == event.event_id
+
+
+def field_by_field(event: TouchpointEvent) -> Event:
+    """A record read attribute by attribute and keyword by keyword (what ``record_of``
+    reads from the models' ``__dict__`` in order, for speed)."""
+    d, f = event.details, event.feedback
+    return Event(
+        event_id=event.event_id,
+        occurred_at=event.occurred_at,
+        customer_id=event.customer_id,
+        channel=event.channel,
+        touchpoint=event.touchpoint,
+        journey_stage=event.journey_stage,
+        outcome=event.outcome,
+        schema_version=event.schema_version,
+        touchpoint_instance=event.touchpoint_instance,
+        journey_id=event.journey_id,
+        intent=event.intent,
+        details=None
+        if d is None
+        else _DETAILS[d.kind](**{k: getattr(d, k) for k in type(d).model_fields if k != "kind"}),
+        feedback=None
+        if f is None
+        else Feedback(**{k: getattr(f, k) for k in Feedback_.model_fields}),
+        tier=event.tier,
+        segment=event.segment,
+        attributes=event.attributes,
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(events(), min_size=1, max_size=8))
+def test_record_of_reads_every_field_where_it_belongs(batch: list[TouchpointEvent]) -> None:
+    for event in batch:
+        record = record_of(event)
+        assert record == field_by_field(event)
+        assert encode_events([record]) == encode_events([field_by_field(event)])
+
+
+def test_the_models_keep_their_fields_in_their_records_order() -> None:
+    """``record_of`` reads a details or feedback model's values in order into its record."""
+    model = {d.model_fields["kind"].default: d for d in get_args(get_args(ChannelDetails)[0])}
+    assert set(model) == set(_DETAILS)
+    for kind, record_type in _DETAILS.items():
+        assert list(model[kind].model_fields) == ["kind", *record_type.__struct_fields__]
+    assert list(Feedback_.model_fields) == list(Feedback.__struct_fields__)
+    assert set(TouchpointEvent.model_fields) == set(Event.__struct_fields__)
 
 
 def test_a_message_of_the_earlier_json_format_is_still_read() -> None:
