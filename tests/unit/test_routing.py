@@ -131,3 +131,51 @@ def test_each_partition_goes_on_in_event_time_whatever_the_delivery_order() -> N
     for lists in (routed.by_partition, routed.by_health_partition):
         (events,) = lists.values()
         assert [str(e.event_id) for e in events] == [e["event_id"] for e in expected]
+
+
+def _histogram_samples(histogram: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for metric in histogram.collect()
+        for s in metric.samples
+        if not s.name.endswith("_created")
+    }
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        [0.0],
+        [0.1, 0.25, 1, 86400, 86400.5, float("inf")],  # on the bounds, and above the last
+        [0.05, 0.1000001, 3.0, 3.0, 3.0, 299.9, 300, 1e9, 0.0, 2.5],
+    ],
+)
+def test_observe_all_counts_as_observe_one_by_one(values: list[float]) -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from cxpulse.streams import metrics
+    from cxpulse.streams.agents.validate import observe_all
+
+    bounds = metrics.EVENT_LAG._upper_bounds  # the histogram the agent observes
+    one = Histogram("lag", "one by one", buckets=bounds, registry=CollectorRegistry())
+    many = Histogram("lag", "all at once", buckets=bounds, registry=CollectorRegistry())
+    for value in values:
+        one.observe(value)
+    observe_all(many, values)
+    expected, got = _histogram_samples(one), _histogram_samples(many)
+    assert got.pop(("lag_sum", ())) == pytest.approx(expected.pop(("lag_sum", ())))
+    assert got == expected
+    assert got[("lag_count", ())] == len(values)
+
+
+def test_observe_all_on_a_labelled_parent_refuses_as_observe_does() -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from cxpulse.streams.agents.validate import observe_all
+
+    parent = Histogram("lag", "labelled", ["k"], registry=CollectorRegistry())
+    with pytest.raises(ValueError):
+        parent.observe(1.0)
+    with pytest.raises(ValueError):
+        observe_all(parent, [1.0])
