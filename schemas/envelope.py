@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import FailFast, TypeAdapter, ValidationError
 
 from cxpulse.schemas.events import TouchpointEvent
 from cxpulse.schemas.rows import MAX_DEAD_LETTER_PAYLOAD_BYTES
@@ -199,7 +199,8 @@ def _read_items(original: bytes, raw: bytes) -> tuple[list[TouchpointEvent], lis
     return events, rejected
 
 
-_BATCH = TypeAdapter(list[TouchpointEvent])
+#: Stops at the first invalid item: the message is then read item by item anyway.
+_BATCH = TypeAdapter(Annotated[list[TouchpointEvent], FailFast()])
 #: The longest integer (in digits) pydantic's JSON parser reads; Python's own limit is
 #: ``sys.get_int_max_str_digits()`` (4,300 unless the process changed it).
 _PYDANTIC_INT_DIGITS = 4_300
