@@ -6,12 +6,9 @@ any failure into a dead letter."""
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from collections import Counter
 from operator import attrgetter
 from typing import Any
-
-from prometheus_client import Histogram
 
 from cxpulse.streams import metrics
 from cxpulse.streams.durable_batches import durable_batches
@@ -37,7 +34,8 @@ def register(rt: Runtime) -> None:
             for events in routed.by_partition.values():
                 channels.update(map(_channel, events))
                 lags += [max(0.0, now - e.occurred_at.timestamp()) for e in events]
-            observe_all(metrics.EVENT_LAG, lags)
+            for lag in lags:
+                metrics.EVENT_LAG.observe(lag)
             for partition, events in routed.by_partition.items():
                 for chunk in chunks(events):
                     await rt.events.send(
@@ -61,25 +59,3 @@ def register(rt: Runtime) -> None:
 
 
 _channel = attrgetter("channel")
-
-
-def observe_all(histogram: Histogram, values: list[float]) -> None:
-    """``histogram.observe(v)`` for each value, in one pass: each bucket's count and the
-    sum go up once a call instead of once a value (prometheus_client takes a lock for
-    each, and walks the buckets in Python). It reads the histogram's own bounds and
-    counters; a histogram without them (a labelled parent, another client version) gets
-    one ``observe`` a value, as before. The sum may differ from one-by-one adding in the
-    last bits of the float."""
-    bounds = getattr(histogram, "_upper_bounds", None)
-    buckets = getattr(histogram, "_buckets", None)
-    total = getattr(histogram, "_sum", None)
-    if bounds is None or buckets is None or total is None:
-        for value in values:
-            histogram.observe(value)
-        return
-    if not values:
-        return
-    # observe counts a value in the first bucket whose upper bound is >= it.
-    for index, n in Counter(bisect_left(bounds, v) for v in values).items():
-        buckets[index].inc(n)
-    total.inc(sum(values))
