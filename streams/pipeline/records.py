@@ -183,8 +183,26 @@ _decoder = msgspec.msgpack.Decoder(list[Event])
 
 
 def encode_events(events: list[Event]) -> bytes:
-    """One batch message of records."""
-    return FORMAT + _encoder.encode(events)
+    """One batch message of records.
+
+    The contract allows an attribute integer of any size and msgpack has none beyond 64
+    bits: such a value (rare, so only after the encoder refuses the batch) is carried as
+    its decimal text, exact, instead of stopping the validate step at every restart."""
+    try:
+        return FORMAT + _encoder.encode(events)
+    except OverflowError:
+        return FORMAT + _encoder.encode([_within_64_bits(e) for e in events])
+
+
+def _within_64_bits(event: Event) -> Event:
+    attributes = event.attributes
+    if not any(type(v) is int and not -(2**63) <= v < 2**64 for v in attributes.values()):
+        return event
+    carried = {
+        k: str(v) if type(v) is int and not -(2**63) <= v < 2**64 else v
+        for k, v in attributes.items()
+    }
+    return msgspec.structs.replace(event, attributes=carried)
 
 
 def decode_events(raw: bytes | None) -> tuple[list[Event], list[Rejected]]:

@@ -131,3 +131,23 @@ def test_each_partition_goes_on_in_event_time_whatever_the_delivery_order() -> N
     for lists in (routed.by_partition, routed.by_health_partition):
         (events,) = lists.values()
         assert [str(e.event_id) for e in events] == [e["event_id"] for e in expected]
+
+
+def test_an_attribute_integer_beyond_64_bits_is_carried_as_its_text_not_a_stuck_step() -> None:
+    """The contract allows an attribute integer of any size; the internal topics carry
+    msgpack, which has none beyond 64 bits. Such an event used to pass validation and then
+    raise while its batch was encoded, outside the routing's guard, at every restart: it
+    is now carried with that value as its decimal text, the rest of the batch as it was."""
+    from cxpulse.streams.pipeline.records import decode_events, encode_events
+
+    values = (2**64 - 1, -(2**63), 2**64, -(2**63) - 1, 10**400)
+    events = [event(f"C-{i}") | {"attributes": {"n": n, "k": "v"}} for i, n in enumerate(values)]
+    routed = route([(src(0), json.dumps(events).encode())], PARTITIONS)
+    assert routed.rejected == []
+    kept = [e for events in routed.by_partition.values() for e in events]
+    decoded, rejected = decode_events(encode_events(kept))
+    assert rejected == []
+    carried = {e.customer_id: e.attributes for e in decoded}
+    assert carried["C-0"] == {"n": 2**64 - 1, "k": "v"} and carried["C-1"]["n"] == -(2**63)
+    assert carried["C-2"] == {"n": str(2**64), "k": "v"}
+    assert carried["C-3"]["n"] == str(-(2**63) - 1) and carried["C-4"]["n"] == str(10**400)
