@@ -15,6 +15,8 @@ from bisect import bisect_left
 from operator import itemgetter
 from uuid import UUID
 
+from cxpulse.schemas.scoring import pack_ids, unpack_ids
+
 
 def id_hash(event_id: UUID) -> bytes:
     """48 bits of blake2b of the id: UUIDv1/v7 share time prefixes, so slicing would not do."""
@@ -51,3 +53,79 @@ def kept(seen: dict[bytes, int], horizon: int) -> list[tuple[bytes, int]]:
     entries = sorted(seen.items(), key=_TIME_THEN_HASH)
     start = bisect_left(entries, horizon, key=_TIME)
     return entries[start:] if start else entries
+
+
+_HASH = 6  # bytes of an id's hash (``id_hash``)
+_ENTRY = len(pack_ids([(bytes(_HASH), 0)]))  # bytes per id in a packed id set: hash, time
+
+
+class Seen:
+    """The working form of a state's packed id set during one call.
+
+    The packed bytes stay as they are: a call only asks whether its events' ids are in
+    them (a search of the bytes at entry boundaries) and adds a few, so unpacking every id
+    into a dict and packing them all again, per call, was most of the cost of
+    deduplication. The ids added are kept aside; only when the set reaches its cap (an
+    id is evicted, ``remember``) is it turned into the dict ``remember`` works on.
+    ``stored`` gives the same bytes as ``pack_ids(kept(...))`` of that dict would.
+    """
+
+    __slots__ = ("added", "packed", "whole")
+
+    def __init__(self, packed: bytes = b"") -> None:
+        self.packed = packed  # the state's ids, oldest first (event time, then hash)
+        self.added: dict[bytes, int] = {}  # ids remembered during this call
+        self.whole: dict[bytes, int] | None = None  # every id, once one was evicted
+
+    def __contains__(self, h: bytes) -> bool:
+        if self.whole is not None:
+            return h in self.whole
+        if h in self.added:
+            return True
+        packed = self.packed
+        i = packed.find(h)
+        while i >= 0:
+            if i % _ENTRY == 0:
+                return True
+            i = packed.find(h, i + 1)
+        return False
+
+    def remember(self, h: bytes, t: int, cap: int, floor: int) -> int:
+        """``remember`` on the set: add ``h`` (event time ``t``), evict the oldest beyond
+        ``cap``, return the new floor."""
+        if self.whole is None:
+            if len(self.packed) // _ENTRY + len(self.added) < cap:
+                self.added[h] = t
+                return floor
+            self.whole = dict(unpack_ids(self.packed))
+            self.whole.update(self.added)
+        return remember(self.whole, h, t, cap, floor)
+
+    def stored(self, horizon: int) -> bytes:
+        """The packed ids ``prune`` would keep at ``horizon``, oldest first: the state's
+        bytes (less the ids that aged out) followed by the added ones, when these sort
+        after them, as ids of events arriving in order do."""
+        if self.whole is not None:
+            return pack_ids(kept(self.whole, horizon))
+        packed = self.packed
+        added = self.added
+        if len(added) == 1:  # the usual call: one event
+            new = [e for e in added.items() if e[1] >= horizon]
+        else:
+            new = kept(added, horizon)
+        if packed:
+            if _time_at(packed, 0) < horizon:
+                old = unpack_ids(packed)
+                start = bisect_left(old, horizon, key=_TIME)
+                packed = packed[start * _ENTRY :]
+            if packed and new:
+                last = len(packed) - _ENTRY
+                last_t = _time_at(packed, last)
+                if (new[0][1], new[0][0]) <= (last_t, packed[last : last + _HASH]):
+                    return pack_ids(kept({**dict(unpack_ids(packed)), **added}, horizon))
+        return packed + pack_ids(new) if new else packed
+
+
+def _time_at(packed: bytes, offset: int) -> int:
+    """The event time of the packed entry at ``offset``: after its hash, 4 bytes big-endian."""
+    return int.from_bytes(packed[offset + _HASH : offset + _ENTRY], "big")
