@@ -2,7 +2,8 @@
 
 Pure: the state, the event, the model, the sentiment and ``now`` go in; a new state and a
 Moment come out. Nothing is read from the clock or the environment, and the input state is
-never mutated (the new state shares only immutable parts with it).
+never mutated (the new state shares with it what the call did not change: the same
+lists and dicts, which no step changes in place; a step that changes one makes a new one).
 
 Time. Everything runs on event time (epoch seconds). ``watermark`` is the newest event time
 seen. ``now`` is used for one thing only: an event stamped more than
@@ -28,6 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
+
+import msgspec
 
 from cxpulse.schemas.model import ExperienceModel
 from cxpulse.schemas.scoring import (
@@ -488,7 +491,7 @@ def score_update(state: CustomerState) -> ScoreUpdate:
         segment=state.segment,
         explanation=[
             Explanation(
-                event_id=UUID(hex=k.event_id),
+                event_id=msgspec.convert(k.event_id, UUID),  # thrice as fast as UUID(hex=)
                 occurred_at=datetime.fromtimestamp(k.t, UTC),
                 touchpoint=k.touchpoint,
                 channel=k.channel,

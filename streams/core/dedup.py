@@ -6,6 +6,10 @@ retry, so every customer state remembers the ids of its recent events, as 48-bit
 bounded; when an id is evicted, ``floor`` moves up to its event time and anything at or
 before the floor is treated as late (it does not change the state), so a duplicate can
 never be counted twice, even one arriving after its id was forgotten.
+
+During a call the core works on the packed set itself (``Seen``): it searches the bytes
+for an event's id and keeps the ids it adds aside, so a call costs the same however many
+ids the state remembers, until the set is full and an id has to be evicted.
 """
 
 from __future__ import annotations
@@ -114,9 +118,9 @@ class Seen:
         else:
             new = kept(added, horizon)
         if packed:
-            if _time_at(packed, 0) < horizon:
-                old = unpack_ids(packed)
-                start = bisect_left(old, horizon, key=_TIME)
+            if _time_at(packed, 0) < horizon:  # ids aged out: a prefix, found by bisection
+                n = len(packed) // _ENTRY
+                start = bisect_left(range(n), horizon, key=lambda i: _time_at(packed, i * _ENTRY))
                 packed = packed[start * _ENTRY :]
             if packed and new:
                 last = len(packed) - _ENTRY
