@@ -9,7 +9,7 @@ never be counted twice, even one arriving after its id was forgotten.
 
 During a call the core works on the packed set itself (``Seen``): it searches the bytes
 for an event's id and keeps the ids it adds aside, so a call costs the same however many
-ids the state remembers, until the set is full and an id has to be evicted.
+ids the state remembers; a full set drops its oldest ids off the front of the bytes.
 """
 
 from __future__ import annotations
@@ -69,9 +69,10 @@ class Seen:
     The packed bytes stay as they are: a call only asks whether its events' ids are in
     them (a search of the bytes at entry boundaries) and adds a few, so unpacking every id
     into a dict and packing them all again, per call, was most of the cost of
-    deduplication. The ids added are kept aside; only when the set reaches its cap (an
-    id is evicted, ``remember``) is it turned into the dict ``remember`` works on.
-    ``stored`` gives the same bytes as ``pack_ids(kept(...))`` of that dict would.
+    deduplication. The ids added are kept aside; a full set drops its oldest ids off the
+    front of the bytes (they are sorted), and only when an added id would be the one to
+    go (an event older than every id kept) is it turned into the dict ``remember`` works
+    on. ``stored`` gives the same bytes as ``pack_ids(kept(...))`` of that dict would.
     """
 
     __slots__ = ("added", "packed", "whole")
@@ -98,11 +99,28 @@ class Seen:
         """``remember`` on the set: add ``h`` (event time ``t``), evict the oldest beyond
         ``cap``, return the new floor."""
         if self.whole is None:
-            if len(self.packed) // _ENTRY + len(self.added) < cap:
-                self.added[h] = t
+            added = self.added
+            added[h] = t
+            excess = len(self.packed) // _ENTRY + len(added) - cap
+            if excess <= 0:
                 return floor
-            self.whole = dict(unpack_ids(self.packed))
-            self.whole.update(self.added)
+            # a full set: the oldest id goes, which is the state's first while every
+            # added id is newer (events in order); else the dict decides
+            newest = min((at, ah) for ah, at in added.items())
+            packed = self.packed
+            while excess and packed:
+                first = (_time_at(packed, 0), packed[:_HASH])
+                if first > newest:
+                    break
+                floor = max(floor, first[0])
+                packed = packed[_ENTRY:]
+                excess -= 1
+            self.packed = packed
+            if not excess:
+                return floor
+            self.whole = dict(unpack_ids(packed))
+            self.whole.update(added)
+            return remember(self.whole, h, t, cap, floor)  # h is in already: evicts only
         return remember(self.whole, h, t, cap, floor)
 
     def stored(self, horizon: int) -> bytes:

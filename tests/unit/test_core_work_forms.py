@@ -49,6 +49,27 @@ def test_the_packed_id_set_answers_and_stores_like_the_dict() -> None:
     assert evictions > 100 and late_ids > 100 and aged_out > 100
 
 
+def test_a_full_set_in_steady_flow_forgets_like_the_dict() -> None:
+    """Call after call of one or two events, mostly in order, a set at its cap: the oldest
+    ids go off the front of the bytes, and the floor follows them."""
+    r = random.Random(5)
+    packed, plain, floor, plain_floor, t = b"", {}, 0, 0, 10_000
+    for _ in range(2000):
+        seen = dedup.Seen(packed)
+        for _ in range(r.choice((1, 1, 1, 2))):
+            t += r.randint(0, 30)
+            at = t - r.randint(0, 400) if r.random() < 0.1 else t  # now and then out of order
+            h = r.randbytes(6)
+            assert h not in seen and h not in plain
+            plain_floor = dedup.remember(plain, h, at, 32, plain_floor)
+            floor = seen.remember(h, at, 32, floor)
+            assert floor == plain_floor
+        packed = seen.stored(t - 2000)
+        assert packed == pack_ids(dedup.kept(plain, t - 2000))
+        plain = dict(unpack_ids(packed))
+    assert plain_floor > 10_000 and len(plain) == 32
+
+
 def test_a_hash_found_across_entries_is_not_a_member() -> None:
     a, b = bytes.fromhex("0102030405AA"), bytes.fromhex("BBCCDDEEFF00")
     packed = pack_ids([(a, 0x06070809), (b, 5)])
