@@ -2,7 +2,8 @@
 
 Pure: the state, the event, the model, the sentiment and ``now`` go in; a new state and a
 Moment come out. Nothing is read from the clock or the environment, and the input state is
-never mutated (the new state shares only immutable parts with it).
+never mutated (the new state shares with it what the call did not change: the same
+lists and dicts, which no step changes in place; a step that changes one makes a new one).
 
 Time. Everything runs on event time (epoch seconds). ``watermark`` is the newest event time
 seen. ``now`` is used for one thing only: an event stamped more than
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
 
+import msgspec
+
 from cxpulse.schemas.model import ExperienceModel
 from cxpulse.schemas.scoring import (
     CustomerState,
@@ -38,7 +41,6 @@ from cxpulse.schemas.scoring import (
     KeyMoment,
     Moment,
     ScoreUpdate,
-    pack_ids,
 )
 from cxpulse.streams.core import dedup, episodes, explain, readings, score, times, trail, valence
 from cxpulse.streams.pipeline.records import Event
@@ -57,13 +59,16 @@ class _Work:
     profile_t: int = 0
     watermark: int = 0
     floor: int = 0
-    seen: dict[bytes, int] = field(default_factory=dict)
+    seen: dedup.Seen = field(default_factory=dedup.Seen)
     episodes: list[Episode] = field(default_factory=list)
     folded: Folded = field(default_factory=Folded)
     key_moments: list[KeyMoment] = field(default_factory=list)
     trail: trail.Trail = field(default_factory=trail.Trail)
     score_trail: list[tuple[int, float]] = field(default_factory=list)
     scores: score.Scores | None = None
+    #: the episodes' decay weights as of the watermark, worked out for the last event's
+    #: score and used again for the sub-scores and the explanation
+    weights: list[float] = field(default_factory=list)
     old: CustomerState | None = None
     nps: int | None = None
     nps_t: int = 0
@@ -129,17 +134,26 @@ def _open(state: CustomerState | None, customer_id: str) -> _Work:
         profile_t=state.profile_t,
         watermark=state.watermark,
         floor=state.floor,
-        seen=dict(state.seen_ids()),
-        episodes=list(state.episodes),
+        seen=dedup.Seen(state.seen),
+        # the state's own lists: every step that changes one makes a new list
+        episodes=state.episodes,
         folded=state.folded,
-        # candidates written before shares were kept cannot say what they contribute
-        key_moments=[k for k in state.key_moments if k.share != 0],
+        key_moments=_with_shares(state.key_moments),
         trail=trail.Trail.of(state),
-        score_trail=list(state.score_trail),
+        score_trail=state.score_trail,
         old=state,
         nps=state.nps,
         nps_t=state.nps_t,
     )
+
+
+def _with_shares(key_moments: list[KeyMoment]) -> list[KeyMoment]:
+    """The folded candidates that can say what they contribute: those written before
+    shares were kept cannot (the state's own list when every one can)."""
+    for k in key_moments:
+        if k.share == 0:
+            return [k for k in key_moments if k.share != 0]
+    return key_moments
 
 
 def _relationship(w: _Work, model: ExperienceModel, p: _Params) -> dict[str, tuple[float, float]]:
@@ -160,8 +174,7 @@ def _close(w: _Work, p: _Params, model: ExperienceModel) -> CustomerState:
         return old  # nothing was applied: the very same state, as idempotency promises
     s = w.scores
     assert s is not None  # set by every applied event
-    as_of, half_life_s = w.watermark, p.half_life_s
-    weights = score.episode_weights(w.episodes, as_of, half_life_s)
+    as_of, half_life_s, weights = w.watermark, p.half_life_s, w.weights
     factor_scores, channel_scores = score.sub_scores(
         w.folded, w.episodes, as_of, half_life_s, weights, _relationship(w, model, p)
     )
@@ -176,7 +189,7 @@ def _close(w: _Work, p: _Params, model: ExperienceModel) -> CustomerState:
         profile_t=w.profile_t,
         watermark=w.watermark,
         floor=w.floor,
-        seen=pack_ids(dedup.kept(w.seen, w.watermark - p.lateness_s)),
+        seen=w.seen.stored(w.watermark - p.lateness_s),
         episodes=eps,
         folded=w.folded,
         key_moments=key_moments,
@@ -297,7 +310,7 @@ def _apply(
         )
         w.episodes.remove(oldest)
 
-    w.floor = dedup.remember(w.seen, h, t, p.seen_ids_max, w.floor)
+    w.floor = w.seen.remember(h, t, p.seen_ids_max, w.floor)
     w.trail.add(
         t,
         ev.channel,
@@ -308,12 +321,9 @@ def _apply(
         event_hex,
     )
 
+    w.weights = score.episode_weights(w.episodes, w.watermark, half_life_s)
     w.scores = score.compute(
-        w.folded,
-        w.episodes,
-        w.watermark,
-        half_life_s,
-        p.confidence_half_at,
+        w.folded, w.episodes, w.watermark, half_life_s, p.confidence_half_at, w.weights
     )
     if w.version:  # a first moment's score is no reference for sharp_drop (trail.py)
         w.score_trail = trail.add_score(w.score_trail, w.watermark, w.scores.score)
@@ -481,7 +491,7 @@ def score_update(state: CustomerState) -> ScoreUpdate:
         segment=state.segment,
         explanation=[
             Explanation(
-                event_id=UUID(hex=k.event_id),
+                event_id=msgspec.convert(k.event_id, UUID),  # thrice as fast as UUID(hex=)
                 occurred_at=datetime.fromtimestamp(k.t, UTC),
                 touchpoint=k.touchpoint,
                 channel=k.channel,

@@ -6,6 +6,10 @@ retry, so every customer state remembers the ids of its recent events, as 48-bit
 bounded; when an id is evicted, ``floor`` moves up to its event time and anything at or
 before the floor is treated as late (it does not change the state), so a duplicate can
 never be counted twice, even one arriving after its id was forgotten.
+
+During a call the core works on the packed set itself (``Seen``): it searches the bytes
+for an event's id and keeps the ids it adds aside, so a call costs the same however many
+ids the state remembers; a full set drops its oldest ids off the front of the bytes.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import hashlib
 from bisect import bisect_left
 from operator import itemgetter
 from uuid import UUID
+
+from cxpulse.schemas.scoring import pack_ids, unpack_ids
 
 
 def id_hash(event_id: UUID) -> bytes:
@@ -51,3 +57,97 @@ def kept(seen: dict[bytes, int], horizon: int) -> list[tuple[bytes, int]]:
     entries = sorted(seen.items(), key=_TIME_THEN_HASH)
     start = bisect_left(entries, horizon, key=_TIME)
     return entries[start:] if start else entries
+
+
+_HASH = 6  # bytes of an id's hash (``id_hash``)
+_ENTRY = len(pack_ids([(bytes(_HASH), 0)]))  # bytes per id in a packed id set: hash, time
+
+
+class Seen:
+    """The working form of a state's packed id set during one call.
+
+    The packed bytes stay as they are: a call only asks whether its events' ids are in
+    them (a search of the bytes at entry boundaries) and adds a few, so unpacking every id
+    into a dict and packing them all again, per call, was most of the cost of
+    deduplication. The ids added are kept aside; a full set drops its oldest ids off the
+    front of the bytes (they are sorted), and only when an added id would be the one to
+    go (an event older than every id kept) is it turned into the dict ``remember`` works
+    on. ``stored`` gives the same bytes as ``pack_ids(kept(...))`` of that dict would.
+    """
+
+    __slots__ = ("added", "packed", "whole")
+
+    def __init__(self, packed: bytes = b"") -> None:
+        self.packed = packed  # the state's ids, oldest first (event time, then hash)
+        self.added: dict[bytes, int] = {}  # ids remembered during this call
+        self.whole: dict[bytes, int] | None = None  # every id, once one was evicted
+
+    def __contains__(self, h: bytes) -> bool:
+        if self.whole is not None:
+            return h in self.whole
+        if h in self.added:
+            return True
+        packed = self.packed
+        i = packed.find(h)
+        while i >= 0:
+            if i % _ENTRY == 0:
+                return True
+            i = packed.find(h, i + 1)
+        return False
+
+    def remember(self, h: bytes, t: int, cap: int, floor: int) -> int:
+        """``remember`` on the set: add ``h`` (event time ``t``), evict the oldest beyond
+        ``cap``, return the new floor."""
+        if self.whole is None:
+            added = self.added
+            added[h] = t
+            excess = len(self.packed) // _ENTRY + len(added) - cap
+            if excess <= 0:
+                return floor
+            # a full set: the oldest id goes, which is the state's first while every
+            # added id is newer (events in order); else the dict decides
+            newest = min((at, ah) for ah, at in added.items())
+            packed = self.packed
+            while excess and packed:
+                first = (_time_at(packed, 0), packed[:_HASH])
+                if first > newest:
+                    break
+                floor = max(floor, first[0])
+                packed = packed[_ENTRY:]
+                excess -= 1
+            self.packed = packed
+            if not excess:
+                return floor
+            self.whole = dict(unpack_ids(packed))
+            self.whole.update(added)
+            return remember(self.whole, h, t, cap, floor)  # h is in already: evicts only
+        return remember(self.whole, h, t, cap, floor)
+
+    def stored(self, horizon: int) -> bytes:
+        """The packed ids ``prune`` would keep at ``horizon``, oldest first: the state's
+        bytes (less the ids that aged out) followed by the added ones, when these sort
+        after them, as ids of events arriving in order do."""
+        if self.whole is not None:
+            return pack_ids(kept(self.whole, horizon))
+        packed = self.packed
+        added = self.added
+        if len(added) == 1:  # the usual call: one event
+            new = [e for e in added.items() if e[1] >= horizon]
+        else:
+            new = kept(added, horizon)
+        if packed:
+            if _time_at(packed, 0) < horizon:  # ids aged out: a prefix, found by bisection
+                n = len(packed) // _ENTRY
+                start = bisect_left(range(n), horizon, key=lambda i: _time_at(packed, i * _ENTRY))
+                packed = packed[start * _ENTRY :]
+            if packed and new:
+                last = len(packed) - _ENTRY
+                last_t = _time_at(packed, last)
+                if (new[0][1], new[0][0]) <= (last_t, packed[last : last + _HASH]):
+                    return pack_ids(kept({**dict(unpack_ids(packed)), **added}, horizon))
+        return packed + pack_ids(new) if new else packed
+
+
+def _time_at(packed: bytes, offset: int) -> int:
+    """The event time of the packed entry at ``offset``: after its hash, 4 bytes big-endian."""
+    return int.from_bytes(packed[offset + _HASH : offset + _ENTRY], "big")

@@ -21,6 +21,7 @@ moment that is not kept could never be listed again, and the list is exact.
 from __future__ import annotations
 
 import math
+from typing import overload
 
 import msgspec
 
@@ -87,31 +88,40 @@ def contributions(
     scored: list[tuple[float, str]] = []
     for ep, w in zip(episodes, weights, strict=True):
         for k, share in roles(ep):
-            scored.append((5.0 * share * w / total, k.event_id))
+            scored.append((round(5.0 * share * w / total, 3), k.event_id))
     for k in frozen:
         w = 2.0 ** ((k.end_t - as_of) / half_life_s)
-        scored.append((5.0 * k.share * w / total, k.event_id))
-    scored = [(round(c, 3), i) for c, i in scored]
-    scored.sort(key=lambda ci: (-abs(ci[0]), ci[1]))
+        scored.append((round(5.0 * k.share * w / total, 3), k.event_id))
+    scored.sort(key=_largest_first)
     listed = {i: c for c, i in scored[:size] if c != 0}
-
-    def set_(k: KeyMoment | None) -> KeyMoment | None:
-        if k is None:
-            return None
-        c = listed.get(k.event_id, 0.0)
-        return k if k.contribution == c else msgspec.structs.replace(k, contribution=c)
 
     out_eps: list[Episode] = []
     for ep in episodes:
-        pm = set_(ep.peak_m)
+        pm = _with(ep.peak_m, listed)
         em = (
             pm
             if ep.end_m is not None and pm is not None and ep.end_m.event_id == pm.event_id
-            else set_(ep.end_m)
+            else _with(ep.end_m, listed)
         )
         if pm is ep.peak_m and em is ep.end_m:
             out_eps.append(ep)
         else:
             out_eps.append(msgspec.structs.replace(ep, peak_m=pm, end_m=em))
-    out_frozen = [k2 for k in frozen if (k2 := set_(k)) is not None]
-    return out_eps, out_frozen
+    return out_eps, [_with(k, listed) for k in frozen]
+
+
+def _largest_first(scored: tuple[float, str]) -> tuple[float, str]:
+    """Largest |contribution| first, then by id."""
+    return (-abs(scored[0]), scored[1])
+
+
+@overload
+def _with(k: KeyMoment, listed: dict[str, float]) -> KeyMoment: ...
+@overload
+def _with(k: None, listed: dict[str, float]) -> None: ...
+def _with(k: KeyMoment | None, listed: dict[str, float]) -> KeyMoment | None:
+    """``k`` with its contribution as listed (0 when it is not): itself when unchanged."""
+    if k is None:
+        return None
+    c = listed.get(k.event_id, 0.0)
+    return k if k.contribution == c else msgspec.structs.replace(k, contribution=c)

@@ -63,6 +63,35 @@ def scale_position(value: float, scale: Scale) -> float:
     return 0.0 if x < 0 else 10.0 if x > 10 else x
 
 
+#: An answer read on its scale: its position (``scale_position``) and the positions its
+#: scale's expected answer spans there, low to high (None for a scale without one).
+Point = tuple[float, tuple[float, float] | None]
+
+
+def scale_point(value: float, scale: Scale) -> Point:
+    """What of an answer does not depend on the expectation it is read against: an event
+    reads its answers once, then against each factor's expectation (``point_reading``)."""
+    x = scale_position(value, scale)
+    rng = scale.expected_range()
+    if not rng:
+        return x, None
+    a, b = (scale_position(v, scale) for v in rng)
+    return x, ((a, b) if a <= b else (b, a))
+
+
+def point_reading(point: Point, expected: float) -> float:
+    """An answer's ``Point`` as a reading against the expectation ``expected``."""
+    x, span = point
+    if span is None:
+        return x
+    lo, hi = span
+    if x < lo:
+        return expected * x / lo
+    if x > hi:
+        return expected + (10.0 - expected) * (x - hi) / (10.0 - hi)
+    return expected
+
+
 def scale_reading(value: float, scale: Scale, expected: float) -> float:
     """An answer as a reading against the expectation ``expected`` (``E_f``): the scale's
     expected answer (or range) reads ``expected``, ``zero`` 0 and ``ten`` 10, linear in
@@ -73,38 +102,29 @@ def scale_reading(value: float, scale: Scale, expected: float) -> float:
     >>> [scale_reading(c, csat, 7.0) for c in (1, 4, 5)]
     [0.0, 7.0, 10.0]
     """
-    x = scale_position(value, scale)
-    rng = scale.expected_range()
-    if not rng:
-        return x
-    a, b = (scale_position(v, scale) for v in rng)
-    lo, hi = (a, b) if a <= b else (b, a)
-    if x < lo:
-        return expected * x / lo
-    if x > hi:
-        return expected + (10.0 - expected) * (x - hi) / (10.0 - hi)
-    return expected
+    return point_reading(scale_point(value, scale), expected)
 
 
 def _answers(
     feedback: Feedback | None, sentiment: float | None, model: ExperienceModel
-) -> list[tuple[float, Scale]]:
+) -> list[Point]:
     d = model.readings.delight
-    xs: list[tuple[float, Scale]] = []
+    xs: list[Point] = []
     if feedback is not None:
         if feedback.csat is not None:
-            xs.append((feedback.csat, d.csat))
+            xs.append(scale_point(feedback.csat, d.csat))
         if feedback.ces is not None:
-            xs.append((feedback.ces, d.ces))
+            xs.append(scale_point(feedback.ces, d.ces))
     if sentiment is not None:
-        xs.append((sentiment, d.sentiment))
+        xs.append(scale_point(sentiment, d.sentiment))
     return xs
 
 
-def delight_reading(answers: list[tuple[float, Scale]], expected: float) -> float:
+def delight_reading(answers: list[Point], expected: float) -> float:
     """Delight level against ``expected``: the mean of the moment's ``answers`` (what
-    ``_answers`` found: CSAT, CES, sentiment; an NPS says nothing of the moment)."""
-    return sum(scale_reading(v, s, expected) for v, s in answers) / len(answers)
+    ``_answers`` found: CSAT, CES, sentiment, each read on its scale once per event; an
+    NPS says nothing of the moment)."""
+    return sum(point_reading(p, expected) for p in answers) / len(answers)
 
 
 def factor_readings(
@@ -120,8 +140,9 @@ def factor_readings(
     effort the tier expects.
 
     Called for every event: what does not depend on the factor (the outcome's cap, the
-    ease shares, the level weights) is read once, and delight is only looked for when the
-    customer said something; the arithmetic is the rule's, term by term.
+    ease shares, the level weights, where each answer lies on its scale) is read once,
+    and delight is only looked for when the customer said something; the arithmetic is
+    the rule's, term by term.
     """
     cfg = model.readings
     cap = outcome_reading(event.outcome, model)

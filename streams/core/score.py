@@ -92,9 +92,12 @@ def compute(
     as_of: int,
     half_life_s: float,
     confidence_half_at: float,
+    weights: list[float],
 ) -> Scores:
     """Score and confidence as of event time ``as_of`` (per event: kept to the overall
-    series; the sub-scores are computed once per batch by ``sub_scores``).
+    series; the sub-scores are computed once per batch by ``sub_scores``); ``weights``
+    are the episodes' decay weights as of ``as_of`` (``episode_weights``: the core keeps
+    the last event's for the sub-scores and the explanation, which are as of the same time).
 
     confidence = n / (n + half_at) where n is the decay-weighted number of episodes
     (a fortnight-old episode is half an episode of evidence), with the score's own
@@ -108,8 +111,7 @@ def compute(
     if folded.count:
         k = weight(folded.ref, as_of, half_life_s)
         acc_w, acc_s = folded.overall[0] * k, folded.overall[1] * k
-    for ep in episodes:
-        w = 2.0 ** ((ep.overall[1] - as_of) / half_life_s)
+    for ep, w in zip(episodes, weights, strict=True):
         pe = ep.overall
         acc_w += w
         acc_s += w * (pe[0] + pe[2]) / 2.0

@@ -93,17 +93,29 @@ def _activity(entry: IntentTries) -> int:
 @dataclass(slots=True)
 class Trail:
     """The working form of the rules' memory during one call (the state's stays intact:
-    lists are copied, an intent's entry is replaced, never changed in place)."""
+    its collections are copied before the first change, an intent's entry is replaced,
+    never changed in place)."""
 
     failures: list[FailureMark] = field(default_factory=list)
     contacts: list[ContactMark] = field(default_factory=list)
     intents: dict[str, IntentTries] = field(default_factory=dict)
+    #: True while the collections are the state's own: most moments change none of them
+    #: (a success off the call center with no open tries), so they are copied only when
+    #: one is about to change, and a state written unchanged shares them
+    shared: bool = False
 
     @classmethod
     def of(cls, state: CustomerState | None) -> Trail:
         if state is None:
             return cls()
-        return cls(list(state.failures), list(state.contacts), dict(state.intents))
+        return cls(state.failures, state.contacts, state.intents, shared=True)
+
+    def _own(self) -> None:
+        """Copy the state's collections before the first change."""
+        self.failures = list(self.failures)
+        self.contacts = list(self.contacts)
+        self.intents = dict(self.intents)
+        self.shared = False
 
     def add(
         self,
@@ -117,6 +129,12 @@ class Trail:
     ) -> None:
         """Remember one applied moment, uncapped. Routine moments (a success off the call
         center with no open tries for its intent) cost one comparison and a lookup."""
+        if self.shared and (
+            outcome == "failure"
+            or channel == "call_center"
+            or (intent is not None and (outcome != "success" or intent in self.intents))
+        ):
+            self._own()
         if outcome == "failure":
             _insert(self.failures, FailureMark(t, touchpoint, instance, event_id))
         if channel == "call_center":
@@ -196,19 +214,36 @@ def _insert(marks: list[Any], mark: Any) -> None:
 
 
 def add_score(trail: list[tuple[int, float]], t: int, score: float) -> list[tuple[int, float]]:
-    """Fold the score at event time ``t`` into the hourly highs of the last 24 h.
+    """Fold the score at event time ``t`` into the hourly highs of the last 24 h (a new
+    list: the state's is left as it is).
 
     Each entry is ``(time the hour's highest score was reached, that score)``; the later
     time wins a tie, so "how fast did it fall from there" is never overstated. (States
     written before kept the hour's start: read the same way, a little earlier.)
     """
     bucket = t - t % _HOUR
-    out = [(b, s) for b, s in trail if b - b % _HOUR > bucket - SCORE_TRAIL_S]
-    for i, (b, s) in enumerate(out):
-        if b - b % _HOUR == bucket:
+    horizon = bucket - SCORE_TRAIL_S
+    # the entries are sorted, one per hour: those of hours out of the window are a prefix,
+    # and a moment in order falls into the last entry's hour or after it
+    start, n = 0, len(trail)
+    while start < n and trail[start][0] - trail[start][0] % _HOUR <= horizon:
+        start += 1
+    out = trail[start:]
+    if out:
+        b, s = out[-1]
+        last = b - b % _HOUR
+        if last == bucket:
             if score > s or (score == s and t > b):
-                out[i] = (t, score)
+                out[-1] = (t, score)
+            return out
+        if last > bucket:
+            for i, (b, s) in enumerate(out):
+                if b - b % _HOUR == bucket:
+                    if score > s or (score == s and t > b):
+                        out[i] = (t, score)
+                    return out
+            out.append((t, score))
+            out.sort()
             return out
     out.append((t, score))
-    out.sort()
     return out
