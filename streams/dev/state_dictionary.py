@@ -40,10 +40,10 @@ from cxpulse.schemas.scoring import (
     TryMark,
 )
 from cxpulse.schemas.vocabulary import CHANNELS, FACTORS, RULES, TIERS
+from cxpulse.streams.state.customer import LEVEL
 
 SIMULATED = 200  # simulated customers' records among the samples
 SIZE = 32 * 1024
-LEVEL = 2  # the level ``cxpulse.streams.state.customer`` compresses at
 
 
 def vocabulary_state(touchpoints: list[str]) -> CustomerState:

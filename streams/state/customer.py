@@ -57,7 +57,8 @@ FORMAT_V1 = b"\xc1\x01"
 
 #: The dictionary of version 3 records, a file of the package.
 DICTIONARY = "customer-state-v3.zdict"
-_LEVEL = 2
+#: The zstandard level records are compressed at (the dictionary is trained at it too).
+LEVEL = 2
 
 _encoder = msgspec.msgpack.Encoder()
 _state = msgspec.msgpack.Decoder(CustomerState)
@@ -67,7 +68,7 @@ _positional = msgspec.msgpack.Decoder()
 def _zstd() -> tuple[zstandard.ZstdCompressionDict, zstandard.ZstdCompressionParameters]:
     raw = (resources.files("cxpulse.streams") / "data" / DICTIONARY).read_bytes()
     params = zstandard.ZstdCompressionParameters.from_level(
-        _LEVEL,
+        LEVEL,
         format=zstandard.FORMAT_ZSTD1_MAGICLESS,
         write_content_size=1,
         write_checksum=0,
