@@ -30,12 +30,10 @@ def register(rt: Runtime) -> None:
             metrics.MESSAGES_IN.inc(len(batch))
             now = time.time()
             channels: Counter[str] = Counter()
-            lags: list[float] = []
             for events in routed.by_partition.values():
                 channels.update(map(_channel, events))
-                lags += [max(0.0, now - e.occurred_at.timestamp()) for e in events]
-            for lag in lags:
-                metrics.EVENT_LAG.observe(lag)
+                for e in events:
+                    metrics.EVENT_LAG.observe(max(0.0, now - e.occurred_at.timestamp()))
             for partition, events in routed.by_partition.items():
                 for chunk in chunks(events):
                     await rt.events.send(

@@ -7,6 +7,7 @@ of moments (today's experience step inserts its rows itself)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import uuid
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from typing import Any
 import msgspec
 
 from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.schemas.scoring import Moment
 from cxpulse.streams.app import create_app
 from cxpulse.streams.core import apply_events
 from cxpulse.streams.model_check import load_model
@@ -49,28 +51,30 @@ class Recorder:
         pass
 
 
-_MOMENT = None
+@functools.cache
+def one_moment() -> Moment:
+    """The moment of one event, scored by the core."""
+    event = TouchpointEvent.model_validate(
+        {
+            "event_id": str(uuid.UUID(int=1)),
+            "occurred_at": "2026-11-20T09:30:00+00:00",
+            "customer_id": "cust-0",
+            "channel": "web",
+            "touchpoint": "web.login",
+            "journey_stage": "post_purchase",
+            "outcome": "success",
+        }
+    )
+    _, [moment] = apply_events(None, [record_of(event)], MODEL, datetime.now(UTC))
+    assert moment is not None
+    return moment
 
 
 def envelope(n: int, start: int) -> bytes:
     """A cx.moments message of an earlier worker: a JSON array of ``n`` moments."""
-    global _MOMENT
-    if _MOMENT is None:
-        event = TouchpointEvent.model_validate(
-            {
-                "event_id": str(uuid.UUID(int=1)),
-                "occurred_at": "2026-11-20T09:30:00+00:00",
-                "customer_id": "cust-0",
-                "channel": "web",
-                "touchpoint": "web.login",
-                "journey_stage": "post_purchase",
-                "outcome": "success",
-            }
-        )
-        _, [_MOMENT] = apply_events(None, [record_of(event)], MODEL, datetime.now(UTC))
-    assert _MOMENT is not None
     moments = [
-        msgspec.structs.replace(_MOMENT, event_id=uuid.UUID(int=start + i + 1)) for i in range(n)
+        msgspec.structs.replace(one_moment(), event_id=uuid.UUID(int=start + i + 1))
+        for i in range(n)
     ]
     return msgspec.json.encode(moments)
 
