@@ -1,7 +1,7 @@
 """Score customers: the customer-state table and the rows of every event and of what it did.
 
 Each message on the events topic is a batch of one partition's trusted records; the
-agent takes several at once (up to ``BATCH_MESSAGES``) and scores each customer of the
+agent takes several at once (up to ``TAKE_EVENTS`` events) and scores each customer of the
 take once, all its events of the take together: the work done per customer (its state
 opened and closed, the sub-scores, the rule checks' bookkeeping, the score update and
 its row, the changelog record) is then paid once per take, not once per message, which
@@ -39,14 +39,14 @@ from cxpulse.schemas.score_rows import score_row
 from cxpulse.schemas.scoring import CustomerState, Moment, ScoreUpdate
 from cxpulse.streams import metrics
 from cxpulse.streams.agents.alerting import record_time, send_alerts
-from cxpulse.streams.agents.set_aside import dead_letter, positions, set_aside
+from cxpulse.streams.agents.set_aside import by_message, dead_letter, positions, set_aside
 from cxpulse.streams.core import apply_events, score_update
 from cxpulse.streams.durable_batches import durable_batches
 from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.pipeline.records import Event, decode_events
 from cxpulse.streams.pipeline.rows import moment_rows_of
 from cxpulse.streams.rules.customer import customer_alerts
-from cxpulse.streams.runtime import Runtime
+from cxpulse.streams.runtime import Runtime, items_in
 from cxpulse.streams.sentiment import SentimentAnalyzer, SentimentProcess, feedback_items
 from cxpulse.streams.state import customer as customer_codec
 from cxpulse.streams.state.store import table_store
@@ -55,9 +55,13 @@ from cxpulse.streams.state.table_codec import compact_value_type
 log = logging.getLogger(__name__)
 
 TABLE = "customer_state"
-#: Batch messages taken at once, and the longest wait for them (a checkpoint is cut
-#: every ``sink_batch_size`` rows or ``sink_flush_seconds``, whichever comes first).
-BATCH_MESSAGES = 64
+#: Events taken at once (as many messages as hold them, by their count headers), and the
+#: longest wait for them (a checkpoint is cut every ``sink_batch_size`` rows or
+#: ``sink_flush_seconds``, whichever comes first). A take is bounded by its events, not
+#: its messages: a backlog of small messages (a few hundred events each, as a worker
+#: that keeps up with its input sends them) is then scored in takes as large as one of
+#: full messages, where a customer has more of its events in one call.
+TAKE_EVENTS = 32_000
 WITHIN_SECONDS = 0.05
 #: Share of state writes whose size is observed (serialising every one would double the
 #: changelog cost just to measure it).
@@ -247,7 +251,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                 # One customer's failure must not drop the take: its events are set
                 # aside (each with its own message's position), the other customers go on.
                 subject = f"customer {customer_id}"
-                for message, theirs in _by_message(batch, origin):
+                for message, theirs in by_message(batch, origin):
                     await set_aside(
                         rt, message, theirs, where, exc, step="scoring", subject=subject
                     )
@@ -298,7 +302,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         checkpoints.ack = stream.ack
         try:
             async for batch in durable_batches(
-                stream, BATCH_MESSAGES, WITHIN_SECONDS, ack=False, idle=True
+                stream, TAKE_EVENTS, WITHIN_SECONDS, size=items_in, ack=False, idle=True
             ):
                 await handle(batch)
                 for message in batch:
@@ -309,12 +313,3 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             raise
 
     return customers
-
-
-def _by_message(batch: list[Event], origin: dict[int, Any]) -> list[tuple[Any, list[Event]]]:
-    """``batch`` split by the message each event came in, in the order of arrival."""
-    groups: dict[int, tuple[Any, list[Event]]] = {}
-    for event in batch:
-        message = origin[id(event)]
-        groups.setdefault(id(message), (message, []))[1].append(event)
-    return list(groups.values())

@@ -48,6 +48,17 @@ def positions(events: list[Event], rejected: list[Rejected]) -> dict[int, int]:
     return {id(event): slot for event, slot in zip(events, slots, strict=False)}
 
 
+def by_message(batch: list[Event], origin: dict[int, Any]) -> list[tuple[Any, list[Event]]]:
+    """``batch`` (one subject's events of a take of several messages) split by the message
+    each event came in (``origin``: id(event) -> message), in the order of arrival: each
+    part is set aside with its own message's source."""
+    groups: dict[int, tuple[Any, list[Event]]] = {}
+    for event in batch:
+        message = origin[id(event)]
+        groups.setdefault(id(message), (message, []))[1].append(event)
+    return list(groups.values())
+
+
 async def set_aside(
     rt: Runtime,
     message: Any,

@@ -368,14 +368,14 @@ def replay_worker_work(
 ) -> WorkTimes:
     """What the worker's agents compute for these messages, without Kafka or ClickHouse:
     validate (decode, route, encode records per partition), experience (decode takes of
-    ``BATCH_MESSAGES`` messages, as the agent takes them from a backlog, group by customer,
+    ``TAKE_EVENTS`` events, as the agent takes them from a backlog, group by customer,
     ``apply_events``, alert rules, score update, the rows of every event, moment and score
     update; at each checkpoint of ``CHECKPOINT_ROWS`` rows, the changelog record of every
     customer changed since the last one, as ``cxpulse.streams.pipeline.checkpoint`` writes
     them), and touchpoint health. Sentiment is precomputed (it is measured on its own)."""
     from cxpulse.schemas.rows import event_row
     from cxpulse.schemas.score_rows import score_row
-    from cxpulse.streams.agents.experience import BATCH_MESSAGES
+    from cxpulse.streams.agents.experience import TAKE_EVENTS
     from cxpulse.streams.core import apply_events, score_update
     from cxpulse.streams.model_check import load_model
     from cxpulse.streams.pipeline.records import decode_events, encode_events
@@ -403,7 +403,7 @@ def replay_worker_work(
         dirty.clear()
         st["experience: changelog at checkpoints"] += clock() - t
 
-    event_msgs: list[tuple[int, bytes]] = []
+    event_msgs: list[tuple[int, int, bytes]] = []  # (offset, events, message)
     health_msgs: list[bytes] = []
     for offset, raw in enumerate(raw_messages):
         t = clock()
@@ -411,18 +411,27 @@ def replay_worker_work(
         st["validate: decode + route"] += clock() - t
         t = clock()
         event_msgs += [
-            (offset, encode_events(c)) for evs in routed.by_partition.values() for c in chunks(evs)
+            (offset, len(c), encode_events(c))
+            for evs in routed.by_partition.values()
+            for c in chunks(evs)
         ]
         health_msgs += [
             encode_events(c) for evs in routed.by_health_partition.values() for c in chunks(evs)
         ]
         st["validate: encode batches"] += clock() - t
-    # The experience agent takes up to BATCH_MESSAGES messages at once when a backlog is
-    # waiting, as here, and scores each customer of the take once.
-    for first in range(0, len(event_msgs), BATCH_MESSAGES):
-        take = event_msgs[first : first + BATCH_MESSAGES]
+    # The experience agent takes messages until they hold TAKE_EVENTS events when a backlog
+    # is waiting, as here, and scores each customer of the take once.
+    takes: list[list[tuple[int, int, bytes]]] = [[]]
+    filled = 0
+    for message in event_msgs:
+        takes[-1].append(message)
+        filled += message[1]
+        if filled >= TAKE_EVENTS:
+            takes.append([])
+            filled = 0
+    for take in filter(None, takes):
         t = clock()
-        decoded = [(offset, decode_events(msg)[0]) for offset, msg in take]
+        decoded = [(offset, decode_events(msg)[0]) for offset, _, msg in take]
         events = [e for _, evs in decoded for e in evs]
         st["experience: decode"] += clock() - t
         # every event's touchpoint_events row, per message, as the agent does
