@@ -2,16 +2,20 @@
 
 Keyed by touchpoint instance (an ATM, a store terminal, a web page), not by customer, so
 the validate agent routes a second copy of each event batch by instance partition and
-the state lives with its key. One table assignment per touched instance per batch.
+the state lives with its key. The agent takes several messages at once (up to
+``TAKE_EVENTS`` events) and applies each instance of the take once. New states go to the
+table's store at once and to its changelog at checkpoints (streams/pipeline/checkpoint.py:
+one changelog record per changed instance per checkpoint, then the offsets), as the
+experience step's do.
 
-Each instance of a batch is applied on its own: when the core raises for one instance (a
+Each instance of a take is applied on its own: when the core raises for one instance (a
 bug, a state it cannot handle), that instance's events go to the dead-letter topic with
-the reason ``health scoring failed: ...``, source ``cx.health`` and their position in the
-envelope, and the other instances go on (streams/agents/set_aside.py). Letting it raise
-would lose the whole envelope: Faust acknowledges the message whatever the agent does
-with it. The customer side of those events is unaffected (the experience agent reads its
-own copy on ``cx.events``), and a replay of the dead letters is harmless there: the
-customer state recognises the event ids.
+the reason ``health scoring failed: ...``, source ``cx.health`` (the message each came
+in) and their position in that envelope, and the other instances go on
+(streams/agents/set_aside.py). Letting it raise would stop the step at the same take
+after every restart. The customer side of those events is unaffected (the experience
+agent reads its own copy on ``cx.events``), and a replay of the dead letters is harmless
+there: the customer state recognises the event ids.
 
 Items of an envelope this agent cannot read are skipped, not dead-lettered: the same
 items are in the ``cx.events`` copy, which the experience agent dead-letters, and one
@@ -28,13 +32,20 @@ from typing import Any
 from cxpulse.schemas.alerts import HealthState
 from cxpulse.streams import metrics
 from cxpulse.streams.agents.alerting import record_time, send_alerts
-from cxpulse.streams.agents.set_aside import positions, set_aside
+from cxpulse.streams.agents.set_aside import by_message, positions, set_aside
+from cxpulse.streams.durable_batches import durable_batches
+from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.pipeline.records import Event, decode_events
 from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
-from cxpulse.streams.runtime import Runtime
+from cxpulse.streams.runtime import Runtime, items_in
 from cxpulse.streams.state.table_codec import compact_value_type
 
 TABLE = "touchpoint_health"
+#: Events taken at once (as many messages as hold them), and the longest wait for them:
+#: each instance of a take is applied once, its state read, written and sent to the
+#: changelog once, however many messages its events came in.
+TAKE_EVENTS = 32_000
+WITHIN_SECONDS = 0.05
 
 
 def register(rt: Runtime) -> Any:
@@ -48,41 +59,79 @@ def register(rt: Runtime) -> Any:
         help="touchpoint instance -> HealthState (bucketed attempts and failures)",
     )
 
-    @rt.app.agent(rt.health, name="touchpoint_health")
-    async def touchpoint_health(stream: Any) -> None:
-        async for message in stream.events():
+    async def handle(take: list[Any]) -> None:
+        """A take of cx.health batch messages: each instance's events across the take
+        applied at once, its new state recorded in the current checkpoint, its alerts
+        sent."""
+        started = time.perf_counter()
+        by_instance: dict[str, list[Event]] = defaultdict(list)
+        origin: dict[int, Any] = {}  # id(event) -> the message it came in
+        where: dict[int, int] = {}  # id(event) -> its position in that message
+        for message in take:
             events, rejected = decode_events(message.value)
-            if not events:
-                continue
-            started = time.perf_counter()
-            by_instance: dict[str, list[Event]] = defaultdict(list)
+            where.update(positions(events, rejected))
             for event in events:
+                origin[id(event)] = message
                 by_instance[health_key(event)].append(event)
-            now = datetime.now(UTC)
-            raised = []
-            for instance, batch in by_instance.items():
-                key = instance.encode()
-                try:
-                    state, alerts, late = apply_health(instances.get(key), batch, rt.model, now)
-                except Exception as exc:
-                    # The table is assigned only after the core returns: a failed
-                    # instance leaves no trace in it, and its events are set aside.
-                    where = positions(events, rejected)
+        if not by_instance:
+            return
+        now = datetime.now(UTC)
+        for instance, batch in by_instance.items():
+            key = instance.encode()
+            try:
+                state, alerts, late = apply_health(checkpoints.get(key), batch, rt.model, now)
+            except Exception as exc:
+                # The state is recorded only after the core returns: a failed instance
+                # leaves no trace in the table, and its events are set aside, each with
+                # its own message's source.
+                for message, theirs in by_message(batch, origin):
                     await set_aside(
                         rt,
                         message,
-                        batch,
+                        theirs,
                         where,
                         exc,
                         step="health scoring",
                         subject=f"touchpoint instance {instance}",
                     )
-                    continue
-                instances[key] = state
-                raised.extend(alerts)
-                if late:
-                    metrics.HEALTH_LATE_EVENTS.inc(late)
-            await send_alerts(rt, raised, record_time(message))
-            metrics.BATCH_SECONDS.labels("touchpoint_health").observe(time.perf_counter() - started)
+                continue
+            # An instance's events all come from one partition (cx.health is keyed by
+            # instance): its state belongs to that partition's changelog.
+            last = origin[id(batch[-1])]
+            checkpoints.set(key, last.message.partition, state)
+            if alerts:
+                await send_alerts(rt, alerts, record_time(last))
+            if late:
+                metrics.HEALTH_LATE_EVENTS.inc(late)
+        metrics.BATCH_SECONDS.labels("touchpoint_health").observe(time.perf_counter() - started)
+
+    async def no_rows(table: str, rows: list[Any]) -> None:
+        raise AssertionError(f"the health step records no rows ({table})")
+
+    checkpoints = Checkpointer(
+        instances,
+        no_rows,
+        lambda event: event.ack(),  # replaced by the stream's own ack when the agent starts
+        every_rows=rt.settings.sink_batch_size,
+        every_seconds=rt.settings.sink_flush_seconds,
+    )
+
+    @rt.app.agent(rt.health, name="touchpoint_health")
+    async def touchpoint_health(stream: Any) -> None:
+        """Apply takes of cx.health; states and offsets become durable at each
+        checkpoint, in that order (streams/pipeline/checkpoint.py)."""
+        checkpoints.rollback()  # a restarted agent starts from what was committed
+        checkpoints.ack = stream.ack
+        try:
+            async for take in durable_batches(
+                stream, TAKE_EVENTS, WITHIN_SECONDS, size=items_in, ack=False, idle=True
+            ):
+                await handle(take)
+                for message in take:
+                    checkpoints.done(message)
+                await checkpoints.maybe_cut()
+        except BaseException:
+            checkpoints.rollback()
+            raise
 
     return instances

@@ -47,16 +47,44 @@ def events_at(instance: str, outcomes: list[str], first_minute: int = 0) -> list
     ]
 
 
-async def run_health(messages: list[bytes]) -> dict[str, Any]:
+def takes_handled() -> float:
+    from cxpulse.streams import metrics
+
+    count = metrics.REGISTRY.get_sample_value(
+        "cxpulse_batch_seconds_count", {"agent": "touchpoint_health"}
+    )
+    return count or 0.0
+
+
+async def run_health(messages: list[bytes], *, one_take: bool = False) -> dict[str, Any]:
+    """Put the messages, each in a take of its own (the agent has handled one before the
+    next is put) or, with ``one_take``, all of them before the agent takes any; returns
+    the table once every take is handled."""
     settings = load_settings(kafka_url="kafka://127.0.0.1:1", partitions=4)
     app = create_app(settings, connect=lambda: None)  # type: ignore[arg-type,return-value]
     app.finalize()
     app.flow_control.resume()
     table = app.tables["touchpoint_health"]
     async with app.agents["touchpoint_health"].test_context() as agent:
+        handled = takes_handled()
         for message in messages:
             await agent.put(message)
+            if not one_take:
+                handled += 1
+                await until(lambda h=handled: takes_handled() >= h)  # type: ignore[misc]
+        if one_take:
+            await until(lambda: takes_handled() >= handled + 1)
+            await asyncio.sleep(0.2)  # a second take would come within this
+            assert takes_handled() == handled + 1, "the messages were taken more than once"
     return {k.decode(): v for k, v in table.items()}
+
+
+async def until(condition: Any, seconds: float = 30.0) -> None:
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"not within {seconds} s")
 
 
 def totals(state: Any) -> tuple[int, int]:
@@ -141,3 +169,59 @@ def test_events_beyond_the_lateness_are_counted_not_applied(sent: list[dict[str,
     assert totals(states["ATM-0042"]) == (1, 0)
     after = metrics.REGISTRY.get_sample_value("cxpulse_health_late_events_total")
     assert after == before + 3
+
+
+def test_a_take_of_several_envelopes_applies_each_instance_once_in_event_time_order(
+    sent: list[dict[str, Any]],
+) -> None:
+    """Messages taken together are one batch per instance, in event time whatever message
+    an event came in: the envelope 40 min behind the other (late when it comes on its
+    own, as above) is counted, and the degraded instance alerts once."""
+    recent = events_at("ATM-0042", ["success"], first_minute=50)
+    old = events_at("ATM-0042", ["failure", "failure", "success"], first_minute=10)
+    down = events_at("ATM-0007", ["success", "success", *["failure"] * 10])
+
+    states = asyncio.run(
+        run_health(
+            [encode_batch(recent), encode_batch([*old, *down[:6]]), encode_batch(down[6:])],
+            one_take=True,
+        )
+    )
+
+    assert totals(states["ATM-0042"]) == (4, 2)
+    assert totals(states["ATM-0007"]) == (12, 10)
+    assert [a["instance"] for a in alerts_in(sent)] == ["ATM-0007"]
+
+
+def test_an_instance_that_raises_in_a_take_is_set_aside_with_each_message_as_its_source(
+    sent: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failing instance's events of two messages of one take: each dead letter names
+    the message it came in and its position in that envelope."""
+    from cxpulse.streams.agents import health
+
+    real = health.apply_health
+
+    def apply(state: Any, events: list[TouchpointEvent], *args: Any) -> Any:
+        if events[0].touchpoint_instance == "ATM-BAD":
+            raise ValueError("cannot count this one")
+        return real(state, events, *args)
+
+    monkeypatch.setattr(health, "apply_health", apply)
+    bad = events_at("ATM-BAD", ["failure", "success", "success"])
+    fine = events_at("ATM-0007", ["success", "success"])
+
+    states = asyncio.run(
+        run_health(
+            [encode_batch([fine[0], bad[0]]), encode_batch([bad[1], fine[1], bad[2]])],
+            one_take=True,
+        )
+    )
+
+    assert totals(states["ATM-0007"]) == (2, 0)
+    assert "ATM-BAD" not in states
+    dlq = [dict(s["headers"]) for s in sent if s["topic"] == "cx.touchpoints.dlq"]
+    where = [(h["cxpulse.source.offset"], h["cxpulse.source.index"]) for h in dlq]
+    first, second = where[0][0], where[1][0]
+    assert first != second  # two messages, in the order they came
+    assert where == [(first, b"1"), (second, b"0"), (second, b"2")]

@@ -553,6 +553,55 @@ def failing_atm_journey(
     ]
 
 
+def atm_attempts(instance: str, outcomes: list[str], start: datetime) -> list[dict[str, Any]]:
+    """One withdrawal a minute at ``instance``, each by another customer."""
+    return [
+        {
+            "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{instance}/{start}/{i}")),
+            "occurred_at": (start + timedelta(minutes=i)).isoformat(),
+            "customer_id": f"C-{instance}-{start.minute}-{i}",
+            "channel": "atm",
+            "touchpoint": "atm.withdrawal",
+            "touchpoint_instance": instance,
+            "journey_stage": "post_purchase",
+            "outcome": outcome,
+            "details": {"kind": "atm", "response_ms": 900.0},
+        }
+        for i, outcome in enumerate(outcomes)
+    ]
+
+
+def test_touchpoint_health_survives_a_restart(pipeline: Pipeline) -> None:
+    """The health step's states reach its changelog at checkpoints (as the customers'
+    do): 9 attempts before a restart and 4 after are one window of 13, which is degraded
+    (10 attempts at least, docs/alerts.md), though neither run alone would be."""
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+    docs = atm_attempts("ATM-0777", ["success", *["failure"] * 12], start)
+    first = pipeline.start_worker()
+    publish(pipeline.settings, docs[:9])
+    pipeline.wait_rows(first, "moments", 9)
+    time.sleep(2 * pipeline.settings.sink_flush_seconds)  # a health checkpoint after them
+    assert first.stop() == 0
+    assert degraded(pipeline) == []
+
+    second = pipeline.start_worker()
+    pipeline.wait_ready(second)
+    publish(pipeline.settings, docs[9:])
+    pipeline.wait_rows(second, "moments", 4)
+    deadline = time.monotonic() + 60
+    while not degraded(pipeline):
+        assert time.monotonic() < deadline, "no touchpoint_degraded alert after the restart"
+        time.sleep(0.5)
+    assert degraded(pipeline) == ["ATM-0777"]
+
+
+def degraded(pipeline: Pipeline) -> list[str]:
+    rows = pipeline.query(
+        "SELECT DISTINCT instance FROM alerts FINAL WHERE rule = 'touchpoint_degraded'"
+    )
+    return [r[0] for r in rows]
+
+
 def test_alerts_reach_the_topic_clickhouse_and_the_live_tail(pipeline: Pipeline) -> None:
     start = datetime.now(UTC) - timedelta(hours=1)
     docs = failing_atm_journey("C-alert-1", "ATM-0999", 4, start)
