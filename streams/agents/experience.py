@@ -46,7 +46,7 @@ from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.pipeline.records import Event, decode_events
 from cxpulse.streams.pipeline.rows import moment_rows_of
 from cxpulse.streams.rules.customer import customer_alerts
-from cxpulse.streams.runtime import Runtime, items_in
+from cxpulse.streams.runtime import TAKE_EVENTS, Runtime, items_in
 from cxpulse.streams.sentiment import SentimentAnalyzer, SentimentProcess, feedback_items
 from cxpulse.streams.state import customer as customer_codec
 from cxpulse.streams.state.store import table_store
@@ -55,13 +55,9 @@ from cxpulse.streams.state.table_codec import compact_value_type
 log = logging.getLogger(__name__)
 
 TABLE = "customer_state"
-#: Events taken at once (as many messages as hold them, by their count headers), and the
-#: longest wait for them (a checkpoint is cut every ``sink_batch_size`` rows or
-#: ``sink_flush_seconds``, whichever comes first). A take is bounded by its events, not
-#: its messages: a backlog of small messages (a few hundred events each, as a worker
-#: that keeps up with its input sends them) is then scored in takes as large as one of
-#: full messages, where a customer has more of its events in one call.
-TAKE_EVENTS = 32_000
+#: The longest wait for a take of ``TAKE_EVENTS`` events (cxpulse.streams.runtime). A
+#: checkpoint is cut every ``sink_batch_size`` rows or ``sink_flush_seconds``, whichever
+#: comes first.
 WITHIN_SECONDS = 0.05
 #: Share of state writes whose size is observed (serialising every one would double the
 #: changelog cost just to measure it).

@@ -37,14 +37,11 @@ from cxpulse.streams.durable_batches import durable_batches
 from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.pipeline.records import Event, decode_events
 from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
-from cxpulse.streams.runtime import Runtime, items_in
+from cxpulse.streams.runtime import TAKE_EVENTS, Runtime, items_in
 from cxpulse.streams.state.table_codec import compact_value_type
 
 TABLE = "touchpoint_health"
-#: Events taken at once (as many messages as hold them), and the longest wait for them:
-#: each instance of a take is applied once, its state read, written and sent to the
-#: changelog once, however many messages its events came in.
-TAKE_EVENTS = 32_000
+#: The longest wait for a take of ``TAKE_EVENTS`` events (cxpulse.streams.runtime).
 WITHIN_SECONDS = 0.05
 
 

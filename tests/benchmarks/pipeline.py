@@ -375,7 +375,6 @@ def replay_worker_work(
     them), and touchpoint health. Sentiment is precomputed (it is measured on its own)."""
     from cxpulse.schemas.rows import event_row
     from cxpulse.schemas.score_rows import score_row
-    from cxpulse.streams.agents.experience import TAKE_EVENTS
     from cxpulse.streams.core import apply_events, score_update
     from cxpulse.streams.model_check import load_model
     from cxpulse.streams.pipeline.records import decode_events, encode_events
@@ -404,7 +403,7 @@ def replay_worker_work(
         st["experience: changelog at checkpoints"] += clock() - t
 
     event_msgs: list[tuple[int, int, bytes]] = []  # (offset, events, message)
-    health_msgs: list[bytes] = []
+    health_msgs: list[tuple[int, int, bytes]] = []  # (offset, events, message)
     for offset, raw in enumerate(raw_messages):
         t = clock()
         routed = route([(Source("raw", 0, offset), raw)], partitions)
@@ -416,20 +415,14 @@ def replay_worker_work(
             for c in chunks(evs)
         ]
         health_msgs += [
-            encode_events(c) for evs in routed.by_health_partition.values() for c in chunks(evs)
+            (offset, len(c), encode_events(c))
+            for evs in routed.by_health_partition.values()
+            for c in chunks(evs)
         ]
         st["validate: encode batches"] += clock() - t
     # The experience agent takes messages until they hold TAKE_EVENTS events when a backlog
     # is waiting, as here, and scores each customer of the take once.
-    takes: list[list[tuple[int, int, bytes]]] = [[]]
-    filled = 0
-    for message in event_msgs:
-        takes[-1].append(message)
-        filled += message[1]
-        if filled >= TAKE_EVENTS:
-            takes.append([])
-            filled = 0
-    for take in filter(None, takes):
+    for take in in_takes(event_msgs):
         t = clock()
         decoded = [(offset, decode_events(msg)[0]) for offset, _, msg in take]
         events = [e for _, evs in decoded for e in evs]
@@ -471,12 +464,14 @@ def replay_worker_work(
         if pending_rows >= CHECKPOINT_ROWS:
             checkpoint()
             pending_rows = 0
-    for msg in health_msgs:
+    # The health step takes its messages the same way, and applies each instance once a
+    # take (its changelog record: once a take here, once a checkpoint in the worker).
+    for health_take in in_takes(health_msgs):
         t = clock()
-        events, _ = decode_events(msg)
         by_instance: dict[str, list[Any]] = defaultdict(list)
-        for event in events:
-            by_instance[health_key(event)].append(event)
+        for _, _, msg in health_take:
+            for event in decode_events(msg)[0]:
+                by_instance[health_key(event)].append(event)
         for instance, batch in by_instance.items():
             hstate, _, _ = apply_health(instances.get(instance), batch, model, now)
             instances[instance] = hstate
@@ -484,6 +479,22 @@ def replay_worker_work(
         st["touchpoint health: decode + apply + changelog"] += clock() - t
     checkpoint()
     return out
+
+
+def in_takes(messages: list[tuple[int, int, bytes]]) -> list[list[tuple[int, int, bytes]]]:
+    """``(offset, events, message)`` triples in takes as the experience and health steps
+    take them from a backlog: messages until they hold ``TAKE_EVENTS`` events."""
+    from cxpulse.streams.runtime import TAKE_EVENTS
+
+    takes: list[list[tuple[int, int, bytes]]] = [[]]
+    filled = 0
+    for message in messages:
+        takes[-1].append(message)
+        filled += message[1]
+        if filled >= TAKE_EVENTS:
+            takes.append([])
+            filled = 0
+    return [take for take in takes if take]
 
 
 #: Rows per checkpoint in the replay: the worker's default ``sink_batch_size``.
