@@ -335,9 +335,9 @@ def test_a_run_of_failed_inserts_is_reported_until_an_insert_succeeds() -> None:
     seen: list[tuple[str, float, str] | None] = []
     original = writer._insert
 
-    def watching(table: str, rows: Sequence[Any]) -> None:
+    def watching(table: str, rows: Sequence[Any]) -> float:
         seen.append(writer.failing())
-        original(table, rows)
+        return original(table, rows)
 
     writer._insert = watching  # type: ignore[method-assign]
     assert writer.failing() is None and health(rt) == ({"status": "ok", "app": "cxpulse"}, 200)
