@@ -49,15 +49,6 @@ def count_headers(n: int) -> list[tuple[str, bytes]]:
     return [(COUNT_HEADER, str(n).encode())]
 
 
-#: Events a stateful step (experience, touchpoint health) takes at once from a backlog, as
-#: many messages as hold them by their count headers: each subject of a take (a customer,
-#: an instance) is applied once, so the larger the take the more of a subject's events
-#: one call has. Bounded by events, not messages: a backlog of small messages (a few
-#: hundred events each, as a worker that keeps up sends them) is taken as one of full
-#: ones is, and a take's memory does not grow with the events per message.
-TAKE_EVENTS = 32_000
-
-
 def items_in(event: Any) -> int:
     """The item count a batch message carries in its header; 1 when it has none (another
     producer's message, or one from a worker before the header existed)."""

@@ -1,16 +1,16 @@
 """Score customers: the customer-state table and the rows of every event and of what it did.
 
 Each message on the events topic is a batch of one partition's trusted records; the
-agent takes several at once (up to ``TAKE_EVENTS`` events) and scores each customer of the
-take once, all its events of the take together: the work done per customer (its state
-opened and closed, the sub-scores, the rule checks' bookkeeping, the score update and
-its row, the changelog record) is then paid once per take, not once per message, which
-under load is most of what an event costs. Feedback text is analysed first, a take at a
-time, in the sentiment process (a child of the worker: its models and CPU stay off the
-event loop): its sentiment and the model's feedback topics it names
-(``moments.topics``); events without text never reach it. The rows of touchpoint_events
-(every event of the take, scored or set aside), moments, moment_factors and
-customer_scores go straight to the sink, and the new states to the
+agent takes several at once (up to ``TAKE_EVENTS`` events: streams/pipeline/takes.py)
+and scores each customer of the take once, all its events of the take together: the work
+done per customer (its state opened and closed, the sub-scores, the rule checks'
+bookkeeping, the score update and its row, the changelog record) is then paid once per
+take, not once per message, which under load is most of what an event costs. Feedback
+text is analysed first, a take at a time, in the sentiment process (a child of the
+worker: its models and CPU stay off the event loop): its sentiment and the model's
+feedback topics it names (``moments.topics``); events without text never reach it. The
+rows of touchpoint_events (every event of the take, scored or set aside), moments,
+moment_factors and customer_scores go straight to the sink, and the new states to the
 changelog, at checkpoints (streams/pipeline/checkpoint.py): rows durable first, then the
 states that mark their events done, then the offsets. Alerts leave at once on cx.alerts
 (their ids are deterministic: a replay repeats an alert, it never makes a second one).
@@ -41,12 +41,12 @@ from cxpulse.streams import metrics
 from cxpulse.streams.agents.alerting import record_time, send_alerts
 from cxpulse.streams.agents.set_aside import by_message, dead_letter, positions, set_aside
 from cxpulse.streams.core import apply_events, score_update
-from cxpulse.streams.durable_batches import durable_batches
 from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.pipeline.records import Event, decode_events
 from cxpulse.streams.pipeline.rows import moment_rows_of
+from cxpulse.streams.pipeline.takes import run_takes
 from cxpulse.streams.rules.customer import customer_alerts
-from cxpulse.streams.runtime import TAKE_EVENTS, Runtime, items_in
+from cxpulse.streams.runtime import Runtime
 from cxpulse.streams.sentiment import SentimentAnalyzer, SentimentProcess, feedback_items
 from cxpulse.streams.state import customer as customer_codec
 from cxpulse.streams.state.store import table_store
@@ -55,18 +55,16 @@ from cxpulse.streams.state.table_codec import compact_value_type
 log = logging.getLogger(__name__)
 
 TABLE = "customer_state"
-#: The longest wait for a take of ``TAKE_EVENTS`` events (cxpulse.streams.runtime). A
-#: checkpoint is cut every ``sink_batch_size`` rows or ``sink_flush_seconds``, whichever
-#: comes first.
-WITHIN_SECONDS = 0.05
 #: Share of state writes whose size is observed (serialising every one would double the
 #: changelog cost just to measure it).
 STATE_SAMPLE = 0.02
 #: The longest stretch of scoring before the agent lets the event loop run the rest of
 #: the worker (the checkpoint's commit, the other agents, Kafka fetches and heartbeats):
-#: a take of 64 messages is up to a few hundred milliseconds of Python, and a commit that
-#: waits that long between its inserts holds the next checkpoint up.
+#: a take of 32,000 events is seconds of Python, and a commit that waits that long
+#: between its inserts holds the next checkpoint up.
 YIELD_SECONDS = 0.005
+#: The garbage collector's thresholds in a worker (``gc.set_threshold``), from its start.
+GC_THRESHOLDS = (20_000, 50, 100)
 
 
 def _freeze_the_heap() -> None:
@@ -76,7 +74,7 @@ def _freeze_the_heap() -> None:
     with the models in-process: +45 % events/s)."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(20_000, 50, 100)
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _log_warm_up(loaded: Any) -> None:
@@ -292,20 +290,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
 
     @rt.app.agent(rt.events, name="experience")
     async def experience(stream: Any) -> None:
-        """Score batches of cx.events; rows, states and offsets become durable at each
-        checkpoint, in that order (streams/pipeline/checkpoint.py)."""
-        checkpoints.rollback()  # a restarted agent starts from what was committed
-        checkpoints.ack = stream.ack
-        try:
-            async for batch in durable_batches(
-                stream, TAKE_EVENTS, WITHIN_SECONDS, size=items_in, ack=False, idle=True
-            ):
-                await handle(batch)
-                for message in batch:
-                    checkpoints.done(message)
-                await checkpoints.maybe_cut()
-        except BaseException:
-            checkpoints.rollback()
-            raise
+        """Score takes of cx.events; rows, states and offsets become durable at each
+        checkpoint, in that order (streams/pipeline/takes.py, checkpoint.py)."""
+        await run_takes(stream, checkpoints, handle)
 
     return customers

@@ -3,10 +3,10 @@
 Keyed by touchpoint instance (an ATM, a store terminal, a web page), not by customer, so
 the validate agent routes a second copy of each event batch by instance partition and
 the state lives with its key. The agent takes several messages at once (up to
-``TAKE_EVENTS`` events) and applies each instance of the take once. New states go to the
-table's store at once and to its changelog at checkpoints (streams/pipeline/checkpoint.py:
-one changelog record per changed instance per checkpoint, then the offsets), as the
-experience step's do.
+``TAKE_EVENTS`` events: streams/pipeline/takes.py) and applies each instance of the take
+once. New states go to the table's store at once and to its changelog at checkpoints
+(streams/pipeline/checkpoint.py: one changelog record per changed instance per
+checkpoint, then the offsets), as the experience step's do.
 
 Each instance of a take is applied on its own: when the core raises for one instance (a
 bug, a state it cannot handle), that instance's events go to the dead-letter topic with
@@ -33,16 +33,14 @@ from cxpulse.schemas.alerts import HealthState
 from cxpulse.streams import metrics
 from cxpulse.streams.agents.alerting import record_time, send_alerts
 from cxpulse.streams.agents.set_aside import by_message, positions, set_aside
-from cxpulse.streams.durable_batches import durable_batches
 from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.pipeline.records import Event, decode_events
+from cxpulse.streams.pipeline.takes import run_takes
 from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
-from cxpulse.streams.runtime import TAKE_EVENTS, Runtime, items_in
+from cxpulse.streams.runtime import Runtime
 from cxpulse.streams.state.table_codec import compact_value_type
 
 TABLE = "touchpoint_health"
-#: The longest wait for a take of ``TAKE_EVENTS`` events (cxpulse.streams.runtime).
-WITHIN_SECONDS = 0.05
 
 
 def register(rt: Runtime) -> Any:
@@ -116,19 +114,7 @@ def register(rt: Runtime) -> Any:
     @rt.app.agent(rt.health, name="touchpoint_health")
     async def touchpoint_health(stream: Any) -> None:
         """Apply takes of cx.health; states and offsets become durable at each
-        checkpoint, in that order (streams/pipeline/checkpoint.py)."""
-        checkpoints.rollback()  # a restarted agent starts from what was committed
-        checkpoints.ack = stream.ack
-        try:
-            async for take in durable_batches(
-                stream, TAKE_EVENTS, WITHIN_SECONDS, size=items_in, ack=False, idle=True
-            ):
-                await handle(take)
-                for message in take:
-                    checkpoints.done(message)
-                await checkpoints.maybe_cut()
-        except BaseException:
-            checkpoints.rollback()
-            raise
+        checkpoint, in that order (streams/pipeline/takes.py, checkpoint.py)."""
+        await run_takes(stream, checkpoints, handle)
 
     return instances

@@ -484,7 +484,7 @@ def replay_worker_work(
 def in_takes(messages: list[tuple[int, int, bytes]]) -> list[list[tuple[int, int, bytes]]]:
     """``(offset, events, message)`` triples in takes as the experience and health steps
     take them from a backlog: messages until they hold ``TAKE_EVENTS`` events."""
-    from cxpulse.streams.runtime import TAKE_EVENTS
+    from cxpulse.streams.pipeline.takes import TAKE_EVENTS
 
     takes: list[list[tuple[int, int, bytes]]] = [[]]
     filled = 0
@@ -1303,6 +1303,11 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         sent_s = time.perf_counter() - sent_t
         gc.collect()
         gc.freeze()
+        # and collected as the worker's is (its young generation less often)
+        from cxpulse.streams.agents.experience import GC_THRESHOLDS
+
+        thresholds = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
         ip_reps = 0 if args.pipeline_only else reps
         pyd = [timed(lambda: validate_each(raw_events)) for _ in range(ip_reps)]
         dec = [timed(lambda: decode_each(raw_messages)) for _ in range(ip_reps)]
@@ -1310,6 +1315,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         replays = [
             replay_worker_work(raw_messages, args.partitions, sentiments) for _ in range(ip_reps)
         ]
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
         if ip_reps:
             console.print("[bold]baselines[/] pydantic, core and in-process worker work done")

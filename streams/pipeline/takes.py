@@ -1,0 +1,48 @@
+"""A stateful step's loop: takes of its input, each handled, durable at the checkpoints.
+
+The experience and touchpoint-health steps read their topic in takes: as many messages as
+hold up to ``TAKE_EVENTS`` events (counted by the messages' count headers), or what came
+within ``WITHIN_SECONDS``. Each subject of a take (a customer, an instance) is applied
+once, so the larger the take the more of a subject's events one call has. A take is
+bounded by its events, not its messages: a backlog of small messages (a few hundred
+events each, as a worker that keeps up sends them) is taken as one of full messages is,
+and a take's memory does not grow with the events a message holds.
+
+A handled take's messages are done, and acknowledged only when the checkpoint that holds
+what they changed is committed (``cxpulse.streams.pipeline.checkpoint``: rows, then states,
+then offsets). When the step fails or is cancelled, every checkpoint not committed is
+rolled back, so the redelivered messages are applied again, not taken for duplicates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from cxpulse.streams.durable_batches import durable_batches
+from cxpulse.streams.pipeline.checkpoint import Checkpointer
+from cxpulse.streams.runtime import items_in
+
+TAKE_EVENTS = 32_000
+WITHIN_SECONDS = 0.05
+
+
+async def run_takes(
+    stream: Any, checkpoints: Checkpointer, handle: Callable[[list[Any]], Awaitable[None]]
+) -> None:
+    """Feed ``stream``'s takes to ``handle``, one at a time, each made durable by
+    ``checkpoints`` (cut every so many rows or seconds, see ``Checkpointer``); an idle
+    stream still lets a due checkpoint be cut."""
+    checkpoints.rollback()  # a restarted step starts from what was committed
+    checkpoints.ack = stream.ack
+    try:
+        async for take in durable_batches(
+            stream, TAKE_EVENTS, WITHIN_SECONDS, size=items_in, ack=False, idle=True
+        ):
+            await handle(take)
+            for message in take:
+                checkpoints.done(message)
+            await checkpoints.maybe_cut()
+    except BaseException:
+        checkpoints.rollback()
+        raise
