@@ -1,12 +1,13 @@
 """A stateful step's loop: takes of its input, each handled, durable at the checkpoints.
 
 The experience and touchpoint-health steps read their topic in takes: as many messages as
-hold up to ``TAKE_EVENTS`` events (counted by the messages' count headers), or what came
-within ``WITHIN_SECONDS``. Each subject of a take (a customer, an instance) is applied
-once, so the larger the take the more of a subject's events one call has. A take is
-bounded by its events, not its messages: a backlog of small messages (a few hundred
-events each, as a worker that keeps up sends them) is taken as one of full messages is,
-and a take's memory does not grow with the events a message holds.
+hold up to ``TAKE_EVENTS`` events (counted by the messages' count headers), at most
+``TAKE_MESSAGES`` messages, or what came within ``WITHIN_SECONDS``. Each subject of a take
+(a customer, an instance) is applied once, so the larger the take the more of a
+subject's events one call has. A take is bounded by its events first: a backlog of small
+messages (a few hundred events each, as a worker that keeps up sends them) is taken as
+one of full messages is, and a take's memory does not grow with the events a message
+holds. The bound on messages is for messages that carry no count.
 
 A handled take's messages are done, and acknowledged only when the checkpoint that holds
 what they changed is committed (``cxpulse.streams.pipeline.checkpoint``: rows, then states,
@@ -24,7 +25,17 @@ from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.runtime import items_in
 
 TAKE_EVENTS = 32_000
+#: A message without a count header (another producer's, or one written before the
+#: header existed) counts as one event, so messages are bounded too: each counts as at
+#: least ``TAKE_EVENTS // TAKE_MESSAGES`` events.
+TAKE_MESSAGES = 256
 WITHIN_SECONDS = 0.05
+
+
+def worth(message: Any) -> int:
+    """What a message counts for in a take: its events, and at least a share of the take
+    (a take holds at most ``TAKE_MESSAGES`` messages, whatever they hold)."""
+    return max(items_in(message), TAKE_EVENTS // TAKE_MESSAGES)
 
 
 async def run_takes(
@@ -37,7 +48,7 @@ async def run_takes(
     checkpoints.ack = stream.ack
     try:
         async for take in durable_batches(
-            stream, TAKE_EVENTS, WITHIN_SECONDS, size=items_in, ack=False, idle=True
+            stream, TAKE_EVENTS, WITHIN_SECONDS, size=worth, ack=False, idle=True
         ):
             await handle(take)
             for message in take:
