@@ -44,7 +44,7 @@ from cxpulse.streams.core import apply_events, score_update
 from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.pipeline.records import Event, decode_events
 from cxpulse.streams.pipeline.rows import moment_rows_of
-from cxpulse.streams.pipeline.takes import run_takes
+from cxpulse.streams.pipeline.takes import YIELD_SECONDS, run_takes
 from cxpulse.streams.rules.customer import customer_alerts
 from cxpulse.streams.runtime import Runtime
 from cxpulse.streams.sentiment import SentimentAnalyzer, SentimentProcess, feedback_items
@@ -58,11 +58,6 @@ TABLE = "customer_state"
 #: Share of state writes whose size is observed (serialising every one would double the
 #: changelog cost just to measure it).
 STATE_SAMPLE = 0.02
-#: The longest stretch of scoring before the agent lets the event loop run the rest of
-#: the worker (the checkpoint's commit, the other agents, Kafka fetches and heartbeats):
-#: a take of 32,000 events is seconds of Python, and a commit that waits that long
-#: between its inserts holds the next checkpoint up.
-YIELD_SECONDS = 0.005
 #: The garbage collector's thresholds in a worker (``gc.set_threshold``), from its start.
 GC_THRESHOLDS = (20_000, 50, 100)
 

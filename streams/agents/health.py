@@ -24,6 +24,7 @@ dead letter per bad item is what an operator wants to see.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ from cxpulse.streams.agents.alerting import record_time, send_alerts
 from cxpulse.streams.agents.set_aside import by_message, positions, set_aside
 from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.pipeline.records import Event, decode_events
-from cxpulse.streams.pipeline.takes import run_takes
+from cxpulse.streams.pipeline.takes import YIELD_SECONDS, run_takes
 from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
 from cxpulse.streams.runtime import Runtime
 from cxpulse.streams.state.table_codec import compact_value_type
@@ -71,7 +72,12 @@ def register(rt: Runtime) -> Any:
         if not by_instance:
             return
         now = datetime.now(UTC)
+        clock = time.perf_counter
+        yielded = clock()
         for instance, batch in by_instance.items():
+            if clock() - yielded >= YIELD_SECONDS:
+                await asyncio.sleep(0)
+                yielded = clock()
             key = instance.encode()
             try:
                 state, alerts, late = apply_health(checkpoints.get(key), batch, rt.model, now)

@@ -30,6 +30,11 @@ TAKE_EVENTS = 32_000
 #: least ``TAKE_EVENTS // TAKE_MESSAGES`` events.
 TAKE_MESSAGES = 256
 WITHIN_SECONDS = 0.05
+#: The longest stretch of a take's work before a step lets the event loop run the rest of
+#: the worker (a checkpoint's commit, the other steps, Kafka fetches and heartbeats): a
+#: take of 32,000 events is seconds of Python, and a commit that waits that long between
+#: its inserts holds the next checkpoint up.
+YIELD_SECONDS = 0.005
 
 
 def worth(message: Any) -> int:
