@@ -39,7 +39,7 @@ from cxpulse.schemas.score_rows import score_row
 from cxpulse.schemas.scoring import CustomerState, Moment, ScoreUpdate
 from cxpulse.streams import metrics
 from cxpulse.streams.agents.alerting import record_time, send_alerts
-from cxpulse.streams.agents.set_aside import by_message, dead_letter, positions, set_aside
+from cxpulse.streams.agents.set_aside import Sources, dead_letter
 from cxpulse.streams.core import apply_events, score_update
 from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.pipeline.records import Event, decode_events
@@ -190,8 +190,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         recorded in the current checkpoint, its alerts sent."""
         started = time.perf_counter()
         events: list[Event] = []
-        origin: dict[int, Any] = {}  # id(event) -> the message it came in
-        where: dict[int, int] = {}  # id(event) -> its position in that message
+        sources = Sources()
         ingested_at = datetime.now(UTC)
         for message in take:
             decoded, rejected = decode_events(message.value)
@@ -200,9 +199,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                     metrics.EVENTS_INVALID.labels(r.kind).inc()
                     log.warning("unreadable event on the events topic: %s", r.reason)
                 await dead_letter(rt, message, rejected)
-            where.update(positions(decoded, rejected))
-            for event in decoded:
-                origin[id(event)] = message
+            sources.add(message, decoded, rejected)
             events += decoded
             # Every validated event's row, scored or not, in this checkpoint: durable
             # before the state that marks the event done (no other agent reads cx.events).
@@ -239,11 +236,9 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             except Exception as exc:
                 # One customer's failure must not drop the take: its events are set
                 # aside (each with its own message's position), the other customers go on.
-                subject = f"customer {customer_id}"
-                for message, theirs in by_message(batch, origin):
-                    await set_aside(
-                        rt, message, theirs, where, exc, step="scoring", subject=subject
-                    )
+                await sources.set_aside(
+                    rt, batch, exc, step="scoring", subject=f"customer {customer_id}"
+                )
                 continue
             duplicates += seen_twice
             if scored is None:
@@ -257,7 +252,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             checkpoints.add_rows("score_history", score)
             # A customer's events all come from one partition (the events topic is keyed
             # by customer_id): its state belongs to that partition's changelog.
-            last = origin[id(batch[-1])]
+            last = sources.message_of(batch[-1])
             checkpoints.set(customer_id.encode(), last.message.partition, state)
             if alerts:
                 await send_alerts(rt, alerts, record_time(last))

@@ -33,7 +33,7 @@ from typing import Any
 from cxpulse.schemas.alerts import HealthState
 from cxpulse.streams import metrics
 from cxpulse.streams.agents.alerting import record_time, send_alerts
-from cxpulse.streams.agents.set_aside import by_message, positions, set_aside
+from cxpulse.streams.agents.set_aside import Sources
 from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.pipeline.records import Event, decode_events
 from cxpulse.streams.pipeline.takes import YIELD_SECONDS, run_takes
@@ -61,13 +61,11 @@ def register(rt: Runtime) -> Any:
         sent."""
         started = time.perf_counter()
         by_instance: dict[str, list[Event]] = defaultdict(list)
-        origin: dict[int, Any] = {}  # id(event) -> the message it came in
-        where: dict[int, int] = {}  # id(event) -> its position in that message
+        sources = Sources()
         for message in take:
             events, rejected = decode_events(message.value)
-            where.update(positions(events, rejected))
+            sources.add(message, events, rejected)
             for event in events:
-                origin[id(event)] = message
                 by_instance[health_key(event)].append(event)
         if not by_instance:
             return
@@ -85,20 +83,17 @@ def register(rt: Runtime) -> Any:
                 # The state is recorded only after the core returns: a failed instance
                 # leaves no trace in the table, and its events are set aside, each with
                 # its own message's source.
-                for message, theirs in by_message(batch, origin):
-                    await set_aside(
-                        rt,
-                        message,
-                        theirs,
-                        where,
-                        exc,
-                        step="health scoring",
-                        subject=f"touchpoint instance {instance}",
-                    )
+                await sources.set_aside(
+                    rt,
+                    batch,
+                    exc,
+                    step="health scoring",
+                    subject=f"touchpoint instance {instance}",
+                )
                 continue
             # An instance's events all come from one partition (cx.health is keyed by
             # instance): its state belongs to that partition's changelog.
-            last = origin[id(batch[-1])]
+            last = sources.message_of(batch[-1])
             checkpoints.set(key, last.message.partition, state)
             if alerts:
                 await send_alerts(rt, alerts, record_time(last))

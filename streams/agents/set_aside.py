@@ -48,15 +48,37 @@ def positions(events: list[Event], rejected: list[Rejected]) -> dict[int, int]:
     return {id(event): slot for event, slot in zip(events, slots, strict=False)}
 
 
-def by_message(batch: list[Event], origin: dict[int, Any]) -> list[tuple[Any, list[Event]]]:
-    """``batch`` (one subject's events of a take of several messages) split by the message
-    each event came in (``origin``: id(event) -> message), in the order of arrival: each
-    part is set aside with its own message's source."""
-    groups: dict[int, tuple[Any, list[Event]]] = {}
-    for event in batch:
-        message = origin[id(event)]
-        groups.setdefault(id(message), (message, []))[1].append(event)
-    return list(groups.values())
+class Sources:
+    """Where the events of a take came from: each event's message, and, worked out only
+    when some of them are set aside, its position in that message's envelope."""
+
+    def __init__(self) -> None:
+        self._messages: list[tuple[Any, list[Event], list[Rejected]]] = []
+        self._origin: dict[int, Any] = {}  # id(event) -> the message it came in
+
+    def add(self, message: Any, events: list[Event], rejected: list[Rejected]) -> None:
+        """``message``'s decoded events and rejected items, as ``decode_events`` gave them."""
+        self._messages.append((message, events, rejected))
+        for event in events:
+            self._origin[id(event)] = message
+
+    def message_of(self, event: Event) -> Any:
+        return self._origin[id(event)]
+
+    async def set_aside(
+        self, rt: Runtime, batch: list[Event], exc: BaseException, *, step: str, subject: str
+    ) -> None:
+        """Dead-letter ``batch`` (one subject's events of the take, whose ``step`` raised
+        ``exc``), each with its own message as source and its position in it."""
+        where: dict[int, int] = {}
+        for _, events, rejected in self._messages:
+            where.update(positions(events, rejected))
+        groups: dict[int, tuple[Any, list[Event]]] = {}
+        for event in batch:
+            message = self.message_of(event)
+            groups.setdefault(id(message), (message, []))[1].append(event)
+        for message, theirs in groups.values():
+            await set_aside(rt, message, theirs, where, exc, step=step, subject=subject)
 
 
 async def set_aside(
