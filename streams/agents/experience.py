@@ -273,7 +273,6 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
     checkpoints = Checkpointer(
         customers,
         rt.writer.write,
-        lambda event: event.ack(),  # replaced by the stream's own ack when the agent starts
         every_rows=rt.settings.sink_batch_size,
         every_seconds=rt.settings.sink_flush_seconds,
     )

@@ -63,16 +63,18 @@ class Checkpointer:
     def __init__(
         self,
         table: Any,
-        write: Callable[[str, list[Row]], Awaitable[None]],
-        ack: Callable[[Any], Awaitable[Any]],
+        write: Callable[[str, list[Row]], Awaitable[None]] | None = None,
         *,
         every_rows: int,
         every_seconds: float,
     ) -> None:
+        """``write`` inserts rows, durable when it returns; None for a step that records
+        no rows (touchpoint health: states only)."""
         self.table = table
         self._write = write
-        #: How an event is acknowledged (the agent sets its stream's ``ack``).
-        self.ack = ack
+        #: How an event is acknowledged: its stream's ``ack``, set when the step starts
+        #: (``cxpulse.streams.pipeline.takes.run_takes``).
+        self.ack: Callable[[Any], Awaitable[Any]] | None = None
         self.every_rows = every_rows
         self.every_seconds = every_seconds
         self.current = Checkpoint()
@@ -101,6 +103,8 @@ class Checkpointer:
             store[key] = state
 
     def add_rows(self, table: str, rows: list[Row]) -> None:
+        if self._write is None:
+            raise ValueError(f"this step's checkpoint records no rows (given rows of {table})")
         if rows:
             self.current.rows.setdefault(table, []).extend(rows)
             self.current.row_count += len(rows)
@@ -144,6 +148,7 @@ class Checkpointer:
 
     async def _commit(self, cp: Checkpoint) -> None:
         for table, rows in cp.rows.items():
+            assert self._write is not None  # add_rows takes rows only with a write
             await self._write(table, rows)
         store = self.table.data
         encoded: dict[bytes, tuple[int, Any, bytes]] = {}
@@ -161,8 +166,12 @@ class Checkpointer:
             records.setdefault(partition, []).append((store._encode_key(key), value))
         # in producer batches, acknowledged by the broker before the events are
         await send_records(self.table, records)
-        for event in cp.events:
-            await self.ack(event)
+        if cp.events:
+            ack = self.ack
+            if ack is None:
+                raise RuntimeError("events to acknowledge, and no stream's ack: see run_takes")
+            for event in cp.events:
+                await ack(event)
         cp.committed = True
 
     def rollback(self) -> None:
