@@ -107,8 +107,10 @@ def vocabulary_state(touchpoints: list[str]) -> CustomerState:
     )
 
 
-def simulated_states(n: int) -> list[CustomerState]:
-    """The states of the first ``n`` simulated customers after a day of traffic."""
+def replayed_states(customers: int, seed: int, events: int) -> dict[str, CustomerState]:
+    """Every simulated customer's state (with the rules' memory) after the simulator's
+    ``events`` events of ``customers`` customers, scored 200 events at a time; in the
+    order the customers first appear."""
     from cxpulse.schemas.events import TouchpointEvent
     from cxpulse.streams.core import apply_events
     from cxpulse.streams.dev.simulate.engine import Simulation
@@ -116,18 +118,25 @@ def simulated_states(n: int) -> list[CustomerState]:
     from cxpulse.streams.pipeline.records import record_of
     from cxpulse.streams.rules.customer import customer_alerts
 
-    events = [record_of(TouchpointEvent.model_validate(e)) for e in Simulation(200, 5, events=3000)]
+    sim = Simulation(customers, seed, events=events)
+    records = [record_of(TouchpointEvent.model_validate(e)) for e in sim]
     model = load_model()
-    now = max(e.occurred_at for e in events) + timedelta(seconds=1)
+    now = max(e.occurred_at for e in records) + timedelta(seconds=1)
     states: dict[str, CustomerState] = {}
-    for i in range(0, len(events), 200):
+    for i in range(0, len(records), 200):
         by_customer = defaultdict(list)
-        for e in events[i : i + 200]:
+        for e in records[i : i + 200]:
             by_customer[e.customer_id].append(e)
         for cid, batch in by_customer.items():
             before = states.get(cid)
             after, produced = apply_events(before, batch, model, now)
             states[cid], _ = customer_alerts(before, after, batch, produced, model, now)
+    return states
+
+
+def simulated_states(n: int) -> list[CustomerState]:
+    """The states of the first ``n`` simulated customers after a day of traffic."""
+    states = replayed_states(200, 5, 3000)
     return [states[cid] for cid in sorted(states)[:n]]
 
 

@@ -9,20 +9,17 @@ import hashlib
 import math
 import statistics
 import threading
-from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from cxpulse.schemas.events import TouchpointEvent
 from cxpulse.schemas.scoring import CustomerState, Episode, KeyMoment
 from cxpulse.streams.core import apply_events
-from cxpulse.streams.dev.simulate.engine import Simulation
+from cxpulse.streams.dev.state_dictionary import replayed_states
 from cxpulse.streams.model_check import load_model
 from cxpulse.streams.pipeline.records import record_of
-from cxpulse.streams.rules.customer import customer_alerts
 from cxpulse.streams.state.customer import DICTIONARY, FORMAT, decode, encode
 
 V2_RECORDS = Path(__file__).parents[1] / "data" / "customer-state-v2.tsv"
@@ -30,21 +27,9 @@ V2_RECORDS = Path(__file__).parents[1] / "data" / "customer-state-v2.tsv"
 
 @pytest.fixture(scope="module")
 def states() -> list[CustomerState]:
-    """The states of a few hundred simulated customers after a day of their traffic."""
-    sim = Simulation(300, seed=11, events=4000)
-    events = [record_of(TouchpointEvent.model_validate(e)) for e in sim]
-    model = load_model()
-    now = max(e.occurred_at for e in events) + timedelta(seconds=1)
-    out: dict[str, CustomerState] = {}
-    for i in range(0, len(events), 200):
-        by_customer: dict[str, list[Any]] = defaultdict(list)
-        for e in events[i : i + 200]:
-            by_customer[e.customer_id].append(e)
-        for cid, batch in by_customer.items():
-            before = out.get(cid)
-            after, produced = apply_events(before, batch, model, now)
-            out[cid], _ = customer_alerts(before, after, batch, produced, model, now)
-    return list(out.values())
+    """The states of a few hundred simulated customers after a day of their traffic (not
+    the dictionary's training traffic: another seed and size)."""
+    return list(replayed_states(300, 11, 4000).values())
 
 
 def test_every_simulated_state_comes_back_the_same(states: list[CustomerState]) -> None:
@@ -165,7 +150,7 @@ def test_a_version_1_record_reads() -> None:
     candidates (they cannot say what they contribute) and keeps the score."""
     import msgspec
 
-    from cxpulse.streams.core import apply_events, score_update
+    from cxpulse.streams.core import score_update
     from cxpulse.streams.state.customer import FORMAT_V1
 
     t0 = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp())
