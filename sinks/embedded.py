@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import msgspec
 import pyarrow as pa
 
 from cxpulse.schemas.rows import TableSpec, ViewSpec
@@ -106,6 +107,26 @@ def arrow_type(ch_type: str) -> tuple[pa.DataType, bool]:
     raise SinkConfigError(
         f"no Arrow mapping for ClickHouse type {ch_type!r}: add one in cxpulse.sinks.embedded"
     )
+
+
+def _column(values: Sequence[Any], atype: pa.DataType, is_uuid: bool) -> pa.Array:
+    """One column's values as an Arrow array of ``atype``.
+
+    UUIDs and times are turned into text by msgspec and times parsed back by Arrow, a
+    column at a time in C: a UUID's ``str()`` costs ten times more, and Arrow reading an
+    aware ``datetime`` object three times more (it asks each value for its offset). Times
+    without a zone (which ``pa.array`` reads as UTC) keep the value by value path.
+    """
+    if is_uuid:
+        return pa.array(msgspec.to_builtins(values), type=pa.string())
+    if pa.types.is_timestamp(atype) and atype.tz is not None:
+        try:
+            text = pa.array(msgspec.to_builtins(values), type=pa.string())
+            exact = text.cast(pa.timestamp("us", tz=atype.tz))
+            return exact.cast(atype, safe=False)  # to ms, as pa.array truncates
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+            pass
+    return pa.array(values, type=atype)
 
 
 def holder_pid(directory: str) -> int | None:
@@ -263,9 +284,7 @@ class ChdbBackend:
         arrays = []
         for (_, col), values in zip(spec.columns, zip(*rows, strict=True), strict=True):
             atype, is_uuid = arrow_type(column_type(col, self.capabilities))
-            if is_uuid:
-                values = tuple(None if v is None else str(v) for v in values)
-            arrays.append(pa.array(values, type=atype))
+            arrays.append(_column(values, atype, is_uuid))
         return pa.Table.from_arrays(arrays, names=list(spec.column_names))
 
     def query(self, sql: str) -> tuple[list[str], list[Row]]:
