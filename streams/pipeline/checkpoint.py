@@ -21,8 +21,10 @@ deterministic keys make the re-inserted rows replace themselves. When the step f
 is cancelled, ``rollback`` puts back the states of every checkpoint not yet committed,
 so the redelivered events are not mistaken for duplicates by this worker either.
 
-A checkpoint is cut every ``every_rows`` rows or ``every_seconds``; its commit runs in the
-background while the step goes on with the next one (at most one commit at a time).
+A checkpoint is cut once one of its tables holds ``every_rows`` rows (the worker's
+``sink_batch_size``: rows per insert, so each table's insert is up to that size, not the
+sum over the tables) or after ``every_seconds``; its commit runs in the background while
+the step goes on with the next one (at most one commit at a time).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class Checkpoint:
     before: dict[bytes, Any] = field(default_factory=dict)
     events: list[Any] = field(default_factory=list)
     row_count: int = 0
+    #: rows of the table that holds the most
+    largest: int = 0
     committed: bool = False
 
     @property
@@ -106,8 +110,11 @@ class Checkpointer:
         if self._write is None:
             raise ValueError(f"this step's checkpoint records no rows (given rows of {table})")
         if rows:
-            self.current.rows.setdefault(table, []).extend(rows)
-            self.current.row_count += len(rows)
+            cp = self.current
+            held = cp.rows.setdefault(table, [])
+            held.extend(rows)
+            cp.row_count += len(rows)
+            cp.largest = max(cp.largest, len(held))
 
     def done(self, event: Any) -> None:
         """``event`` is handled: acknowledge it when this checkpoint is committed."""
@@ -119,7 +126,7 @@ class Checkpointer:
         cp = self.current
         if cp.empty:
             return False
-        if cp.row_count >= self.every_rows:
+        if cp.largest >= self.every_rows:
             return True
         return (time.monotonic() if now is None else now) - cp.started >= self.every_seconds
 
@@ -165,7 +172,8 @@ class Checkpointer:
                 raise ValueError(f"no state to send for key {key!r}")
             records.setdefault(partition, []).append((store._encode_key(key), value))
         # in producer batches, acknowledged by the broker before the events are
-        await send_records(self.table, records)
+        if records:
+            await send_records(self.table, records)
         if cp.events:
             ack = self.ack
             if ack is None:

@@ -391,7 +391,7 @@ def replay_worker_work(
     customers: dict[str, Any] = {}
     instances: dict[str, Any] = {}
     dirty: set[str] = set()
-    pending_rows = 0
+    pending: Counter[str] = Counter()  # rows per table since the last checkpoint
     now = datetime.now(UTC)
     clock = time.perf_counter
 
@@ -436,7 +436,7 @@ def replay_worker_work(
                 for e in evs
             ]
             out.rows += len(event_rows)
-            pending_rows += len(event_rows)
+            pending["touchpoint_events"] += len(event_rows)
         st["experience: event rows"] += clock() - t
         t = clock()
         by_customer: dict[str, list[Any]] = defaultdict(list)
@@ -458,12 +458,14 @@ def replay_worker_work(
             rows += moment_rows
             rows += factor_rows
             rows.append(score_row(score_update(state)))
+            pending["moments"] += len(moment_rows)
+            pending["moment_factors"] += len(factor_rows)
+            pending["customer_scores"] += 1
         st["experience: core + alerts + rows"] += clock() - t
         out.rows += len(rows)
-        pending_rows += len(rows)
-        if pending_rows >= CHECKPOINT_ROWS:
+        if max(pending.values(), default=0) >= CHECKPOINT_ROWS:  # as the worker cuts
             checkpoint()
-            pending_rows = 0
+            pending.clear()
     # The health step takes its messages the same way, and applies each instance once a
     # take (its changelog record: once a take here, once a checkpoint in the worker).
     for health_take in in_takes(health_msgs):
@@ -497,7 +499,8 @@ def in_takes(messages: list[tuple[int, int, bytes]]) -> list[list[tuple[int, int
     return [take for take in takes if take]
 
 
-#: Rows per checkpoint in the replay: the worker's default ``sink_batch_size``.
+#: Rows of one table that cut a checkpoint in the replay: the worker's default
+#: ``sink_batch_size``.
 CHECKPOINT_ROWS = 10_000
 
 
