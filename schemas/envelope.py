@@ -27,8 +27,12 @@ from typing import Annotated, Any
 from pydantic import FailFast, TypeAdapter, ValidationError
 
 from cxpulse.schemas.events import TouchpointEvent
-from cxpulse.schemas.rows import MAX_DEAD_LETTER_PAYLOAD_BYTES
 
+# A dead letter keeps at most this much of its payload: enough to diagnose, bounded so a
+# hostile 8 MiB message does not become an 8 MiB ClickHouse string per replay (the
+# dead_letters row, cxpulse.schemas.rows, reads it from here: the client install imports
+# this module, and the rows' module needs the worker's dependencies).
+MAX_DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 UTF8_BOM = b"\xef\xbb\xbf"
 #: The reason of a message holding an empty JSON array (a dead letter of kind empty_batch).

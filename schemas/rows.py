@@ -9,9 +9,11 @@ rename nothing, add columns at the end.
 Rows are plain tuples in column order, built by ``event_row`` / ``dead_letter_row``:
 constructing a pydantic model per row would cost more than the rest of a row's journey to
 ClickHouse. The models exist to declare and to check (tests validate the tuples against
-them), not to be instantiated on the hot path.
+them), not to be instantiated on the hot path. The event rows hold their ids as text
+(``id_text``) and no lists: see there why.
 
-This module imports the standard library and ``schemas`` only: the stream core may use it.
+This module imports the standard library, msgspec and ``schemas`` only: the stream core may
+use it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import msgspec
 from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from cxpulse.schemas.envelope import MAX_DEAD_LETTER_PAYLOAD_BYTES
 
 # ------------------------------------------------------------------------------------
 # The spec vocabulary: a column, a table, a view.
@@ -223,6 +228,14 @@ _DETAIL_COLUMNS = (
 _NO_DETAILS: tuple[None, ...] = (None,) * len(_DETAIL_COLUMNS)
 
 
+#: An id's text, as ``str(uuid)`` writes it (made in C, a fifth of the cost). Rows hold
+#: their ids as text: a row tuple then holds no object the garbage collector tracks, so it
+#: stops looking at the row the first time it sees it. Rows wait for their checkpoint
+#: (hundreds of thousands of them under load), and holding UUID objects kept every one of
+#: them in the collector's generations, scanned again and again.
+id_text = msgspec.to_builtins
+
+
 def to_millis(moment: datetime) -> datetime:
     """UTC, cut to milliseconds: the precision the tables store (``DateTime64(3)``), so a
     row read back equals the row written."""
@@ -283,7 +296,7 @@ def event_row(
         details_json = _json_in_order(fields)
     fb = event.feedback
     return (
-        event.event_id,
+        id_text(event.event_id),
         to_millis(event.occurred_at),
         to_millis(ingested_at),
         event.schema_version,
@@ -358,9 +371,6 @@ DEAD_LETTERS = TableSpec(
 
 # Namespace of dead-letter ids (uuid5): fixed forever, or replays stop deduplicating.
 DEAD_LETTER_NAMESPACE = uuid.UUID("0b9f3c52-5d0e-4d5e-9a43-3c6d1f1f7a10")
-# A dead letter keeps at most this much of its payload: enough to diagnose, bounded so a
-# hostile 8 MiB message does not become an 8 MiB ClickHouse string per replay.
-MAX_DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
 
 
 def dead_letter_id(topic: str, partition: int, offset: int, index: int | None) -> uuid.UUID:

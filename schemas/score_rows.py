@@ -15,7 +15,17 @@ from typing import Annotated, Any
 import msgspec
 from pydantic import AwareDatetime
 
-from cxpulse.schemas.rows import _LC, _TS, Column, TableSpec, ViewSpec, _Row, columns_of, to_millis
+from cxpulse.schemas.rows import (
+    _LC,
+    _TS,
+    Column,
+    TableSpec,
+    ViewSpec,
+    _Row,
+    columns_of,
+    id_text,
+    to_millis,
+)
 from cxpulse.schemas.scoring import Explanation, Moment, ScoreUpdate
 from cxpulse.schemas.vocabulary import CHANNELS as _CHANNELS
 from cxpulse.schemas.vocabulary import FACTORS
@@ -401,18 +411,14 @@ def _millis(moment: datetime) -> datetime:
     return utc if utc.microsecond % 1000 == 0 else to_millis(utc)
 
 
-#: The ``topics`` of a moment without them, shared (most events have no text): never
-#: mutated, so one list serves every row.
-_NO_TOPICS: list[str] = []
-
-
 def moment_rows(moment: Moment) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
     """The ``moments`` row and the ``moment_factors`` rows of one moment."""
+    event_id = id_text(moment.event_id)
     occurred_at = _millis(moment.occurred_at)
     tier = moment.tier or ""
     segment = moment.segment or ""
     row = (
-        moment.event_id,
+        event_id,
         occurred_at,
         moment.customer_id,
         moment.channel,
@@ -432,11 +438,11 @@ def moment_rows(moment: Moment) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]
         int(moment.fallback),
         moment.score_after,
         int(not moment.late),
-        list(moment.topics) if moment.topics else _NO_TOPICS,
+        moment.topics,  # a tuple: the row holds nothing the garbage collector tracks
     )
     factors = [
         (
-            moment.event_id,
+            event_id,
             factor,
             occurred_at,
             moment.customer_id,

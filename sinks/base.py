@@ -98,10 +98,11 @@ def _to_uuid(value: Any) -> Any:
 
 
 def normalize_rows(spec: TableSpec, rows: Iterable[Sequence[Any]]) -> list[Row]:
-    """Rows read back from any backend, in the Python types ``event_row`` produces.
+    """Rows in one set of Python types: aware UTC datetimes, ``uuid.UUID`` ids, lists.
 
     Backends differ in what a read returns (naive or aware datetimes, UUID objects or
-    strings, epoch ints for DateTime over Arrow); normalising lets one contract test
+    strings, epoch ints for DateTime over Arrow), and the row builders write ids as text
+    (``cxpulse.schemas.rows.id_text``); normalising both sides lets one contract test
     compare them all.
     """
     converters: list[Callable[[Any], Any] | None] = []
@@ -110,6 +111,8 @@ def normalize_rows(spec: TableSpec, rows: Iterable[Sequence[Any]]) -> list[Row]:
             converters.append(_to_datetime)
         elif col.type.startswith("UUID") or col.type == "Nullable(UUID)":
             converters.append(_to_uuid)
+        elif col.type.startswith("Array("):
+            converters.append(list)  # the row builders write tuples
         else:
             converters.append(None)
     out = []

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from cxpulse.schemas.rows import TableSpec, ViewSpec
 from cxpulse.schemas.tables import SPECS
 
-from .base import Row, SpecRegistry, final_rows
+from .base import Row, SpecRegistry, final_rows, normalize_rows
 from .errors import SinkConfigError, SinkUnavailable, SinkWriteError
 
 
@@ -61,7 +61,8 @@ class MemoryBackend:
                         f"row for {spec.name} has {len(row)} values, the table has {width} columns",
                         code=53,
                     )
-            stored.extend(tuple(r) for r in rows)
+            # in the types a ClickHouse read returns (ids written as text are UUIDs)
+            stored.extend(normalize_rows(spec, rows))
         return len(rows)
 
     def query(self, sql: str) -> tuple[list[str], list[Row]]:

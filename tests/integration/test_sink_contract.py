@@ -26,7 +26,7 @@ from cxpulse.schemas.rows import (
     dead_letter_row,
     event_row,
 )
-from cxpulse.sinks.base import Backend, Row, final_rows
+from cxpulse.sinks.base import Backend, Row, final_rows, normalize_rows
 from cxpulse.sinks.clickhouse import open_backend
 from cxpulse.sinks.errors import (
     SinkConfigError,
@@ -127,7 +127,7 @@ def as_stored(backend: Backend, spec: TableSpec, rows: list[Row]) -> list[Row]:
             tuple(v.replace(microsecond=0) if isinstance(v, datetime) else v for v in r)
             for r in rows
         ]
-    return final_rows(spec, rows)
+    return final_rows(spec, normalize_rows(spec, rows))  # ids written as text read as UUIDs
 
 
 # -- contract -------------------------------------------------------------------------

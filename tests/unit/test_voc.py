@@ -163,7 +163,7 @@ def test_topics_travel_to_the_moment_row() -> None:
     assert moments[0] is not None and moments[0].topics == ("card_blocked",)
     assert moments[1] is not None and moments[1].topics == ()
     row, _ = moment_rows(moments[0])
-    assert row[-1] == ["card_blocked"]  # the last column of moments
+    assert row[-1] == ("card_blocked",)  # the last column of moments
     _, plain = apply_events(None, [without], MODEL, now)  # no text, no topics argument
     assert plain[0] is not None and plain[0].topics == ()
 
