@@ -7,8 +7,15 @@ label such as a customer id would turn the registry into a memory leak.
 
 from __future__ import annotations
 
+import gc
+import time
+from collections.abc import Iterator
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import generate_latest as _generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -252,6 +259,84 @@ INGEST_IN_PROGRESS = Gauge(
     "POST /events requests being read, checked or waiting for Kafka's acknowledgements.",
     registry=INGEST_REGISTRY,
 )
+
+
+class CollectionTimes:
+    """The garbage collections of this process, by generation, the time they took, and
+    the longest (``REFERENCE``).
+
+    A collection stops every thread of the process, the event loop included, for as long
+    as it scans, and what it scans grows with what the worker keeps alive between
+    collections (states, rows waiting for their checkpoint). The callback only adds up
+    numbers: taking a metric's lock inside a collection could deadlock on the lock of a
+    metric the collection interrupted.
+    """
+
+    #: (name, type, labels, meaning) of what ``collect`` exports (the operations reference)
+    REFERENCE = (
+        (
+            "cxpulse_gc_collections_total",
+            "counter",
+            "generation",
+            "Garbage collections, by generation (2: the whole heap).",
+        ),
+        (
+            "cxpulse_gc_longest_pause_seconds",
+            "gauge",
+            "",
+            "The longest garbage collection since the worker started.",
+        ),
+        (
+            "cxpulse_gc_seconds_total",
+            "counter",
+            "generation",
+            "Time the garbage collector took (the event loop and every Python thread wait "
+            "meanwhile), by generation.",
+        ),
+    )
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self.longest = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        generation = info["generation"]
+        self.counts[generation] += 1
+        self.seconds[generation] += took
+        if took > self.longest:
+            self.longest = took
+
+    def collect(self) -> Iterator[Metric]:
+        (counted_name, _, _, counted), (longest_name, _, _, longest), (spent_name, _, _, spent) = (
+            self.REFERENCE
+        )
+        counts = CounterMetricFamily(counted_name[: -len("_total")], counted, labels=["generation"])
+        seconds = CounterMetricFamily(spent_name[: -len("_total")], spent, labels=["generation"])
+        for generation in range(3):
+            counts.add_metric([str(generation)], self.counts[generation])
+            seconds.add_metric([str(generation)], self.seconds[generation])
+        yield counts
+        yield GaugeMetricFamily(longest_name, longest, value=self.longest)
+        yield seconds
+
+
+_collection_times: list[CollectionTimes] = []
+
+
+def time_collections(registry: CollectorRegistry = REGISTRY) -> CollectionTimes:
+    """Time every garbage collection from now on (once per process) and export the times."""
+    if not _collection_times:
+        times = CollectionTimes()
+        gc.callbacks.append(times)
+        registry.register(times)
+        _collection_times.append(times)
+    return _collection_times[0]
 
 
 def render(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:

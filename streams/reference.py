@@ -35,10 +35,18 @@ def metrics_table() -> str:
 
     defined = [m for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)]
     lines = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
-    for m in sorted(defined, key=lambda m: m._name):
-        name = m._name + ("_total" if m._type == "counter" else "")
-        labels = ", ".join(m._labelnames)
-        lines.append(f"| `{name}` | {m._type} | {labels} | {m._documentation} |")
+    rows = [
+        (
+            m._name + ("_total" if m._type == "counter" else ""),
+            m._type,
+            ", ".join(m._labelnames),
+            m._documentation,
+        )
+        for m in defined
+    ]
+    rows += metrics.CollectionTimes.REFERENCE  # exported by a collector of its own
+    for name, kind, labels, meaning in sorted(rows, key=lambda r: r[0].removesuffix("_total")):
+        lines.append(f"| `{name}` | {kind} | {labels} | {meaning} |")
     return "\n".join(lines)
 
 

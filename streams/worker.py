@@ -152,6 +152,7 @@ def run_worker(settings: Settings) -> None:
     is Faust's own dump of threads and asyncio tasks, which needs a live event loop.)
     """
     faulthandler.register(signal.SIGQUIT, all_threads=True, chain=False)
+    metrics.time_collections()
     started = time.monotonic()
     process_started = started - process_age()
     settings.data_dir.mkdir(parents=True, exist_ok=True)

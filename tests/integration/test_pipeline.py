@@ -258,6 +258,11 @@ def test_invalid_events_reach_dlq_topic_and_table_with_reasons(pipeline: Pipelin
     assert metrics[("cxpulse_event_lag_seconds_count", ())] == 2
     # start-up time, counted from the process's own start: after it, before this scrape
     assert 0 < metrics[("cxpulse_worker_ready_seconds", ())] < time.monotonic() - spawned
+    # garbage collections are timed from the start: the whole-heap one before the heap is
+    # frozen (at the first rebalance) at least
+    assert counted(metrics, "cxpulse_gc_collections_total")[(("generation", "2"),)] >= 1
+    assert counted(metrics, "cxpulse_gc_seconds_total")[(("generation", "2"),)] > 0
+    assert 0 < metrics[("cxpulse_gc_longest_pause_seconds", ())] < 60
     # the sentiment models were loaded during the group join (its first rebalance), once
     deadline = time.monotonic() + 60
     while "sentiment models loaded" not in worker.log_path.read_text():
