@@ -113,6 +113,17 @@ def percentile(xs: Sequence[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
+def collections_of(metrics: dict[Any, float]) -> tuple[float | None, float | None]:
+    """(seconds the worker's garbage collections took, the longest of them), from its
+    /metrics (None from a worker without them)."""
+    if not any(key[0] == "cxpulse_gc_seconds_total" for key in metrics):
+        return None, None
+    return (
+        metric_sum(metrics, "cxpulse_gc_seconds_total"),
+        metrics.get(("cxpulse_gc_longest_pause_seconds", ())),
+    )
+
+
 def cpu_seconds(pid: int | None) -> float | None:
     """User + system CPU time a process has used so far (Linux /proc), in seconds."""
     if pid is None:
@@ -552,6 +563,8 @@ class PipelineRun:
     inserts: dict[str, int] = field(default_factory=dict)
     sentiment_seconds: float = 0.0
     alerts: float = 0.0
+    gc_seconds: float | None = None  # the worker's garbage collections, start → done
+    gc_longest_s: float | None = None
 
     @property
     def seconds_to_done(self) -> float | None:
@@ -656,6 +669,7 @@ def run_pipeline(
             )
         run.sentiment_seconds = metric_sum(metrics, "cxpulse_sentiment_seconds_sum")
         run.alerts = metric_sum(metrics, "cxpulse_alerts_total")
+        run.gc_seconds, run.gc_longest_s = collections_of(metrics)
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -812,6 +826,8 @@ class LatencyRun:
     ts_latencies: list[float] = field(default_factory=list)  # by record timestamps
     alerts_by_rule: dict[str, int] = field(default_factory=dict)
     peak_rss_kib: int | None = None
+    gc_seconds: float | None = None  # the worker's garbage collections, start → drained
+    gc_longest_s: float | None = None
 
 
 def latency_events(n: int, seed: int) -> tuple[list[bytes], dict[str, int]]:
@@ -941,6 +957,7 @@ def run_latency(
                 break
         out.drain_s = time.monotonic() - drained
         out.peak_rss_kib = tree_hwm_kib(worker.proc.pid)
+        out.gc_seconds, out.gc_longest_s = collections_of(metrics)
         stop_consuming.set()
         reader.join(5)
         consumer.close()
@@ -1047,6 +1064,18 @@ def latency_figures(lat: LatencyRun) -> None:
         "  worker peak RSS (VmHWM, with children)",
         [lat.peak_rss_kib / 1024] if lat.peak_rss_kib else [],
         "MiB",
+    )
+    figure(
+        "latency_gc_s",
+        "  worker garbage collection, start → drained",
+        [lat.gc_seconds] if lat.gc_seconds is not None else [],
+        "s",
+    )
+    figure(
+        "latency_gc_longest_s",
+        "  ... its longest pause",
+        [lat.gc_longest_s] if lat.gc_longest_s is not None else [],
+        "s",
     )
 
 
@@ -1518,6 +1547,18 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         [r.peak_rss_kib / 1024 for r in runs if r.peak_rss_kib],
         "MiB",
     )
+    figure(
+        "pipeline_gc_us",
+        "worker garbage collection, start → all N, per event",
+        [r.gc_seconds / n * 1e6 for r in runs if r.gc_seconds is not None],
+        "µs",
+    )
+    figure(
+        "pipeline_gc_longest_s",
+        "  ... its longest pause",
+        [r.gc_longest_s for r in runs if r.gc_longest_s is not None],
+        "s",
+    )
     state = figure(
         "state_bytes_mean",
         "customer state, mean (sampled /metrics)",
@@ -1658,6 +1699,8 @@ def print_breakdown(runs: list[PipelineRun], replays: list[WorkTimes], n: int) -
         for agent, s in sorted(r.agent_seconds.items()):
             right.append((f"agent {agent} (batch_seconds)", s / n * 1e6))
         right.append(("sentiment (thread)", r.sentiment_seconds / n * 1e6))
+        if r.gc_seconds is not None:
+            right.append(("garbage collection (every thread waits)", r.gc_seconds / n * 1e6))
         for t, s in sorted(r.insert_seconds.items()):
             right.append((f"insert {t} ×{r.inserts.get(t, 0)} (sink thread)", s / n * 1e6))
         if r.seconds_to_done and r.seconds_to_first_in:
