@@ -238,9 +238,12 @@ id_text = msgspec.to_builtins
 
 def to_millis(moment: datetime) -> datetime:
     """UTC, cut to milliseconds: the precision the tables store (``DateTime64(3)``), so a
-    row read back equals the row written."""
+    row read back equals the row written. A time with nothing finer than milliseconds
+    (most: event times in JSON, whole-second scores) is not copied again: a keyword
+    ``replace`` costs as much as the conversion to UTC."""
     moment = moment.astimezone(UTC)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    micros = moment.microsecond
+    return moment if micros % 1000 == 0 else moment.replace(microsecond=micros // 1000 * 1000)
 
 
 # One encoder each, made once: ``json.dumps`` with arguments builds a new JSONEncoder at

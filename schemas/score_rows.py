@@ -9,7 +9,6 @@ by factor, segment and tier" becomes a plain GROUP BY.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -402,19 +401,10 @@ SCORE_SPECS: tuple[TableSpec | ViewSpec, ...] = (
 )
 
 
-def _millis(moment: datetime) -> datetime:
-    """``to_millis(moment)``, without its ``replace`` when the time has no finer part than
-    milliseconds (event times in JSON mostly have none; a score's ``as_of`` is whole
-    seconds): the same value and time zone, and a keyword ``replace`` costs as much as
-    the conversion to UTC. Finer times go through ``to_millis`` itself."""
-    utc = moment.astimezone(UTC)
-    return utc if utc.microsecond % 1000 == 0 else to_millis(utc)
-
-
 def moment_rows(moment: Moment) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
     """The ``moments`` row and the ``moment_factors`` rows of one moment."""
     event_id = id_text(moment.event_id)
-    occurred_at = _millis(moment.occurred_at)
+    occurred_at = to_millis(moment.occurred_at)
     tier = moment.tier or ""
     segment = moment.segment or ""
     row = (
@@ -465,7 +455,7 @@ def score_row(update: ScoreUpdate) -> tuple[Any, ...]:
     return (
         update.customer_id,
         update.version,
-        _millis(update.as_of),
+        to_millis(update.as_of),
         update.score,
         update.confidence,
         update.episodes,
@@ -476,7 +466,7 @@ def score_row(update: ScoreUpdate) -> tuple[Any, ...]:
         _explanation_json(update.explanation),
         update.explanation_rest,
         update.nps,
-        None if update.nps_at is None else _millis(update.nps_at),
+        None if update.nps_at is None else to_millis(update.nps_at),
     )
 
 

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cxpulse.schemas.alerts import Alert
-from cxpulse.schemas.rows import event_row
+from cxpulse.schemas.rows import event_row, to_millis
 from cxpulse.schemas.score_rows import score_row
 from cxpulse.schemas.scoring import CustomerState, Moment, ScoreUpdate
 from cxpulse.streams import metrics
@@ -191,7 +191,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         started = time.perf_counter()
         events: list[Event] = []
         sources = Sources()
-        ingested_at = datetime.now(UTC)
+        ingested_at = to_millis(datetime.now(UTC))  # cut once: each row's is then as it is
         for message in take:
             decoded, rejected = decode_events(message.value)
             if rejected:  # validated upstream, yet not readable now (another version?)
