@@ -13,10 +13,9 @@ customer of every batch. So this store keeps
 - a bounded LRU of decoded states read or persisted (``cache_keys`` entries), so a
   customer who comes back soon is not decoded again;
 
-and writes to RocksDB only when the checkpoint asks (``write``, on a thread), with the
-states of the checkpoint's cut as the checkpoint encoded them, right before they go to the
-changelog: rows durable, then the states on local disk and in the changelog, then the
-offsets (``cxpulse.streams.pipeline.checkpoint``).
+and writes to RocksDB only when the checkpoint asks (``write``, on a thread), with the states of the
+checkpoint's cut, right before they go to the changelog: rows durable, then the states on
+local disk and in the changelog, then the offsets (``cxpulse.streams.pipeline.checkpoint``).
 RocksDB never holds a state whose rows are not durable; when it holds one the changelog
 does not have yet (a crash between the two), the events behind it are redelivered and
 found done, and their rows are already in ClickHouse.
