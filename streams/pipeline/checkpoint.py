@@ -41,13 +41,6 @@ Row = tuple[Any, ...]
 
 _MISSING = object()
 
-#: The longest stretch of a step's work (a take's, or a commit's encoding of its states)
-#: before it lets the event loop run the rest of the worker (a checkpoint's commit, the
-#: other steps, Kafka fetches and heartbeats): a take of 32,000 events is seconds of
-#: Python, and a commit that waits that long between its inserts holds the next
-#: checkpoint up.
-YIELD_SECONDS = 0.005
-
 
 @dataclass
 class Checkpoint:
@@ -165,13 +158,18 @@ class Checkpointer:
             assert self._write is not None  # add_rows takes rows only with a write
             await self._write(table, rows)
         store = self.table.data
-        encoded = await self._encoded(cp.states)
-        if encoded and hasattr(store, "write"):
+        encoded: dict[bytes, tuple[int, Any, bytes]] = {}
+        if cp.states and hasattr(store, "write"):
             # local disk, then the changelog: see cxpulse.streams.state.store; the bytes
             # written to disk are the changelog record, encoded once
-            store.written(await asyncio.to_thread(store.write, encoded))
+            encoded = await asyncio.to_thread(store.write, cp.states)
+            store.written(encoded)
         records: dict[int, list[tuple[bytes, bytes]]] = {}
-        for key, (partition, _, value) in encoded.items():
+        for key, (partition, state) in cp.states.items():
+            written = encoded.get(key)
+            value = store._encode_value(state) if written is None else written[2]
+            if value is None:  # only a deletion encodes to nothing; a cut holds states
+                raise ValueError(f"no state to send for key {key!r}")
             records.setdefault(partition, []).append((store._encode_key(key), value))
         # in producer batches, acknowledged by the broker before the events are
         if records:
@@ -183,35 +181,6 @@ class Checkpointer:
             for event in cp.events:
                 await ack(event)
         cp.committed = True
-
-    async def _encoded(
-        self, states: dict[bytes, tuple[int, Any]]
-    ) -> dict[bytes, tuple[int, Any, bytes]]:
-        """Each state with its changelog record, encoded here on the event loop, letting
-        the loop run every ``YIELD_SECONDS``.
-
-        Not on a thread: the customer state's compression releases the GIL for each
-        state, and a thread that gives the GIL up once a state must win it back from the
-        busy event loop each time, which takes up to the interpreter's switch interval
-        (5 ms). 1,500 states encoded on a thread took 2.8 s beside a busy Python thread,
-        against 5 ms alone; the commit, and the next checkpoint waiting for it, took that
-        long.
-        """
-        out: dict[bytes, tuple[int, Any, bytes]] = {}
-        if not states:
-            return out
-        encode = self.table.data._encode_value
-        clock = time.perf_counter
-        yielded = clock()
-        for key, (partition, state) in states.items():
-            value = encode(state)
-            if value is None:  # only a deletion encodes to nothing; a cut holds states
-                raise ValueError(f"no state to send for key {key!r}")
-            out[key] = (partition, state, value)
-            if clock() - yielded >= YIELD_SECONDS:
-                await asyncio.sleep(0)
-                yielded = clock()
-        return out
 
     def rollback(self) -> None:
         """Put back the states of every checkpoint not committed, newest first, and stop

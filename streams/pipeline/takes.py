@@ -21,12 +21,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cxpulse.streams.durable_batches import durable_batches
-from cxpulse.streams.pipeline.checkpoint import YIELD_SECONDS, Checkpointer
+from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.runtime import items_in
-
-#: ``YIELD_SECONDS`` (how long a step works before letting the event loop run) is the
-#: checkpoint's too, and defined there.
-__all__ = ["TAKE_EVENTS", "TAKE_MESSAGES", "WITHIN_SECONDS", "YIELD_SECONDS", "run_takes", "worth"]
 
 TAKE_EVENTS = 32_000
 #: A message without a count header (another producer's, or one written before the
@@ -34,6 +30,11 @@ TAKE_EVENTS = 32_000
 #: least ``TAKE_EVENTS // TAKE_MESSAGES`` events.
 TAKE_MESSAGES = 256
 WITHIN_SECONDS = 0.05
+#: The longest stretch of a take's work before a step lets the event loop run the rest of
+#: the worker (a checkpoint's commit, the other steps, Kafka fetches and heartbeats): a
+#: take of 32,000 events is seconds of Python, and a commit that waits that long between
+#: its inserts holds the next checkpoint up.
+YIELD_SECONDS = 0.005
 
 
 def worth(message: Any) -> int:

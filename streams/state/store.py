@@ -156,21 +156,22 @@ class CachedRocksStore(faust_rocksdb.Store):
         self.cache.pop(key, None)
         self._del(self._encode_key(key))
 
-    def write(
-        self, states: Mapping[Any, tuple[int, Any, bytes]]
-    ) -> dict[Any, tuple[int, Any, bytes]]:
-        """Write these states (key → partition, state and its encoded value: a
-        checkpoint's cut, encoded by the checkpoint, whose changelog records are the same
-        bytes) to RocksDB, one write batch per partition; returns what was written. A
-        partition this worker no longer holds is left alone (its new owner recovers from
-        the changelog). Touches nothing but RocksDB, so the checkpoint runs it on a thread
-        while the step goes on."""
+    def write(self, states: Mapping[Any, tuple[int, Any]]) -> dict[Any, tuple[int, Any, bytes]]:
+        """Encode these states (key → partition and state, a checkpoint's cut) and write
+        them to RocksDB, one write batch per partition; returns what was written, each
+        with its encoded value: the changelog record is the same bytes, so the checkpoint
+        sends those instead of encoding every state a second time. A partition this worker
+        no longer holds is left alone (its new owner recovers from the changelog). Touches
+        nothing but RocksDB, so the checkpoint runs it on a thread while the step goes on."""
         batches: dict[int, Any] = {}
         done: dict[Any, tuple[int, Any, bytes]] = {}
         open_dbs = dict(self._dbs)
-        for key, (partition, value, raw) in states.items():
+        for key, (partition, value) in states.items():
             if partition not in open_dbs:
                 continue
+            raw = self._encode_value(value)
+            if raw is None:  # only a deletion encodes to nothing; a cut holds states
+                raise ValueError(f"no state to write for key {key!r}")
             done[key] = (partition, value, raw)
             batch = batches.get(partition)
             if batch is None:

@@ -5,13 +5,9 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
-
-from cxpulse.streams.pipeline import checkpoint
 from cxpulse.streams.pipeline.checkpoint import Checkpointer
 
 
@@ -53,59 +49,3 @@ def test_the_time_bound_cuts_a_small_checkpoint_and_an_empty_one_never() -> None
     cp.add_rows("moments", [(1,)])
     assert not cp.due(start + 1)
     assert cp.due(start + 3600)
-
-
-class DiskStore(dict):  # type: ignore[type-arg]
-    """A store that writes at the commit, as the RocksDB one does: records the thread each
-    state was encoded on and what reached its disk."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.encoded_on: set[str] = set()
-        self.on_disk: dict[bytes, bytes] = {}
-
-    def _encode_value(self, state: Any) -> bytes:
-        self.encoded_on.add(threading.current_thread().name)
-        return f"state:{state}".encode()
-
-    def _encode_key(self, key: bytes) -> bytes:
-        return key
-
-    def put(self, key: bytes, partition: int, state: Any) -> None:
-        self[key] = state
-
-    def write(self, states: dict[bytes, tuple[int, Any, bytes]]) -> dict[bytes, Any]:
-        self.on_disk.update({k: raw for k, (_, _, raw) in states.items()})
-        return states
-
-    def written(self, states: dict[bytes, Any]) -> None:
-        pass
-
-
-def test_states_are_encoded_once_on_the_event_loop_and_those_bytes_go_everywhere(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The customer codec's compression releases the GIL for each state: encoded on a
-    thread, each state waited for the busy event loop to give the GIL back (up to 5 ms).
-    So the states are encoded on the loop's thread, the disk write alone goes to a
-    thread, and the changelog gets the very bytes the disk got."""
-    sent: dict[int, list[tuple[bytes, bytes]]] = {}
-
-    async def send_records(table: Any, records: dict[int, list[tuple[bytes, bytes]]]) -> None:
-        sent.update(records)
-
-    monkeypatch.setattr(checkpoint, "send_records", send_records)
-    store = DiskStore()
-    cp = Checkpointer(SimpleNamespace(data=store), None, every_rows=10, every_seconds=3600.0)
-    for n in range(50):
-        cp.set(f"c{n}".encode(), n % 4, n)
-
-    async def commit() -> str:
-        await cp.flush()
-        return threading.current_thread().name
-
-    loop_thread = asyncio.run(commit())
-    assert store.encoded_on == {loop_thread}
-    assert len(store.on_disk) == 50 and store.on_disk[b"c7"] == b"state:7"
-    assert sum(len(r) for r in sent.values()) == 50
-    assert dict(sent[3])[b"c7"] == store.on_disk[b"c7"]
