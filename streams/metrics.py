@@ -316,8 +316,9 @@ class CollectionTimes:
         (counted_name, _, _, counted), (longest_name, _, _, longest), (spent_name, _, _, spent) = (
             self.REFERENCE
         )
-        counts = CounterMetricFamily(counted_name[: -len("_total")], counted, labels=["generation"])
-        seconds = CounterMetricFamily(spent_name[: -len("_total")], spent, labels=["generation"])
+        # a counter family drops the name's "_total" and adds it back to its sample
+        counts = CounterMetricFamily(counted_name, counted, labels=["generation"])
+        seconds = CounterMetricFamily(spent_name, spent, labels=["generation"])
         for generation in range(3):
             counts.add_metric([str(generation)], self.counts[generation])
             seconds.add_metric([str(generation)], self.seconds[generation])

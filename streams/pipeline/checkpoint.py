@@ -51,14 +51,16 @@ class Checkpoint:
     states: dict[bytes, tuple[int, Any]] = field(default_factory=dict)
     before: dict[bytes, Any] = field(default_factory=dict)
     events: list[Any] = field(default_factory=list)
-    row_count: int = 0
-    #: rows of the table that holds the most
-    largest: int = 0
     committed: bool = False
 
     @property
     def empty(self) -> bool:
-        return not (self.events or self.states or self.row_count)
+        return not (self.events or self.states or self.rows)
+
+    @property
+    def largest(self) -> int:
+        """Rows of the table that holds the most."""
+        return max(map(len, self.rows.values()), default=0)
 
 
 class Checkpointer:
@@ -110,11 +112,7 @@ class Checkpointer:
         if self._write is None:
             raise ValueError(f"this step's checkpoint records no rows (given rows of {table})")
         if rows:
-            cp = self.current
-            held = cp.rows.setdefault(table, [])
-            held.extend(rows)
-            cp.row_count += len(rows)
-            cp.largest = max(cp.largest, len(held))
+            self.current.rows.setdefault(table, []).extend(rows)
 
     def done(self, event: Any) -> None:
         """``event`` is handled: acknowledge it when this checkpoint is committed."""
