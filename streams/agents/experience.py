@@ -90,7 +90,10 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         partitions=rt.settings.partitions,
         key_type=bytes,
         value_type=compact_value_type(
-            "cxpulse-customer-state", customer_codec.decode, customer_codec.encode
+            "cxpulse-customer-state",
+            customer_codec.decode,
+            customer_codec.encode,
+            customer_codec.encode_many,
         ),
         help="customer_id -> CustomerState (experience score, episodes, alert memory)",
         **table_store(rt.settings),

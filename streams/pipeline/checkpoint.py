@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cxpulse.streams.state.changelog import send_records
+from cxpulse.streams.state.table_codec import encode_values
 
 Row = tuple[Any, ...]
 
@@ -162,10 +163,16 @@ class Checkpointer:
             # written to disk are the changelog record, encoded once
             encoded = await asyncio.to_thread(store.write, cp.states)
             store.written(encoded)
+        # what was not written to disk (a memory store; a partition no longer held) is
+        # encoded here, all in one call (cxpulse.streams.state.customer.encode_many)
+        unwritten = [key for key in cp.states if key not in encoded]
+        values = dict(
+            zip(unwritten, encode_values(store, [cp.states[k][1] for k in unwritten]), strict=True)
+        )
         records: dict[int, list[tuple[bytes, bytes]]] = {}
-        for key, (partition, state) in cp.states.items():
+        for key, (partition, _) in cp.states.items():
             written = encoded.get(key)
-            value = store._encode_value(state) if written is None else written[2]
+            value = values[key] if written is None else written[2]
             if value is None:  # only a deletion encodes to nothing; a cut holds states
                 raise ValueError(f"no state to send for key {key!r}")
             records.setdefault(partition, []).append((store._encode_key(key), value))

@@ -32,6 +32,7 @@ the old ones (``tests/data/customer-state-v2.tsv`` holds version 2 records to re
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
@@ -87,9 +88,8 @@ class _Codecs(threading.local):
     agent measures a record's size): zstandard's are not safe to share."""
 
     def __init__(self) -> None:
-        self.compress = zstandard.ZstdCompressor(
-            dict_data=_DICT, compression_params=_PARAMS
-        ).compress
+        self.compressor = zstandard.ZstdCompressor(dict_data=_DICT, compression_params=_PARAMS)
+        self.compress = self.compressor.compress
         self.decompress = zstandard.ZstdDecompressor(
             dict_data=_DICT, format=zstandard.FORMAT_ZSTD1_MAGICLESS
         ).decompress
@@ -104,6 +104,26 @@ _codecs.decompress(_codecs.compress(b"\x80"))
 def encode(state: CustomerState) -> bytes:
     """The changelog record of ``state``."""
     return FORMAT + _codecs.compress(_encoder.encode(state))
+
+
+def encode_many(states: Sequence[CustomerState]) -> list[bytes]:
+    """The changelog records of ``states``, the very bytes ``encode`` gives each, with the
+    compression of all of them in one call (zstandard's ``multi_compress_to_buffer``).
+
+    Why: zstandard releases the GIL for each compression, and a thread that has released
+    it waits for its turn again (up to the interpreter's switch interval, 5 ms) while
+    another thread runs Python. The checkpoint encodes a cut's states on a thread beside
+    the busy event loop: one state at a time, 1,500 states took ~4 s there against ~5 ms
+    alone; in one call they take ~5 ms either way. A zstandard without that call (its
+    CFFI backend) encodes one state at a time."""
+    if not states:
+        return []
+    raw: list[bytes | bytearray | memoryview] = [_encoder.encode(state) for state in states]
+    try:
+        frames = _codecs.compressor.multi_compress_to_buffer(raw, threads=0)
+    except (AttributeError, NotImplementedError):
+        return [FORMAT + _codecs.compress(r) for r in raw]
+    return [FORMAT + frames[i].tobytes() for i in range(len(raw))]
 
 
 def decode(data: bytes) -> CustomerState:

@@ -24,8 +24,10 @@ from cxpulse.schemas.score_rows import MOMENTS, SCORE_HISTORY
 from cxpulse.streams.app import create_app
 from cxpulse.streams.core import apply_events
 from cxpulse.streams.model_check import load_model
-from cxpulse.streams.pipeline.records import decode_events
+from cxpulse.streams.pipeline.records import decode_events, record_of
 from cxpulse.streams.settings import load_settings
+from cxpulse.streams.state import customer as customer_codec
+from cxpulse.streams.state.table_codec import encode_values
 
 START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -269,3 +271,36 @@ def test_an_event_no_longer_valid_on_the_events_topic_goes_to_the_dlq_not_nowher
     assert headers["cxpulse.reason"].startswith(b"occurred_at: Input should be greater than")
     assert headers["cxpulse.source.index"] == b"0"
     assert json.loads(dead["value"])["event_id"] == old["event_id"]
+
+
+def test_the_customer_table_encodes_a_cut_in_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkpoint encodes the states of a cut with ``encode_values``: for the
+    customer table that is the state codec's ``encode_many`` (one compression call for
+    all, see cxpulse.streams.state.customer), and the bytes are those the table's own
+    codec gives one state at a time."""
+    compressor = customer_codec._codecs.compressor
+    calls: list[int] = []
+
+    class Counted:
+        compress = compressor.compress
+
+        def multi_compress_to_buffer(self, data: list[bytes], threads: int = 0) -> Any:
+            calls.append(len(data))
+            return compressor.multi_compress_to_buffer(data, threads=threads)
+
+    settings = load_settings(kafka_url="kafka://127.0.0.1:1", partitions=4, state_store="memory")
+    app = create_app(settings, connect=lambda: RECORDER)
+    app.finalize()
+    store = app.tables["customer_state"].data
+    model = load_model()
+    now = datetime.now(UTC)
+    states = [
+        apply_events(
+            None, [record_of(e) for e in events_for(c, ["failure", "success"])], model, now
+        )[0]
+        for c in ("C-one", "C-two", "C-three")
+    ]
+    one_by_one = [store._encode_value(s) for s in states]
+    monkeypatch.setattr(customer_codec._codecs, "compressor", Counted())
+    assert encode_values(store, states) == one_by_one
+    assert calls == [3]

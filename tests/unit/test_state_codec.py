@@ -20,7 +20,8 @@ from cxpulse.streams.core import apply_events
 from cxpulse.streams.dev.state_dictionary import replayed_states
 from cxpulse.streams.model_check import load_model
 from cxpulse.streams.pipeline.records import record_of
-from cxpulse.streams.state.customer import DICTIONARY, FORMAT, decode, encode
+from cxpulse.streams.state import customer as codec
+from cxpulse.streams.state.customer import DICTIONARY, FORMAT, decode, encode, encode_many
 
 V2_RECORDS = Path(__file__).parents[1] / "data" / "customer-state-v2.tsv"
 
@@ -75,6 +76,28 @@ def test_the_dictionary_is_the_one_of_format_3() -> None:
     assert hashlib.sha256(raw).hexdigest() == (
         "01a6ed2e6a01b8c9885da0ff0c39bc2fd2ab72e160d9ea0a79a2dfa681d14c7b"
     )
+
+
+def test_states_encoded_together_are_the_records_of_each(states: list[CustomerState]) -> None:
+    """A checkpoint encodes its cut in one call (one compression call for all, see
+    ``encode_many``): the records are byte for byte those of ``encode``, in order."""
+    assert encode_many(states) == [encode(s) for s in states]
+    assert encode_many(states[:1]) == [encode(states[0])]
+    assert encode_many([]) == []
+
+
+def test_without_the_batch_call_each_state_is_compressed_on_its_own(
+    states: list[CustomerState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """zstandard's CFFI backend has no ``multi_compress_to_buffer``: the same records,
+    one compression each."""
+
+    class NoBatch:
+        def multi_compress_to_buffer(self, *_: object, **__: object) -> None:
+            raise NotImplementedError
+
+    monkeypatch.setattr(codec._codecs, "compressor", NoBatch())
+    assert encode_many(states[:50]) == [encode(s) for s in states[:50]]
 
 
 def test_threads_encode_and_decode_at_once(states: list[CustomerState]) -> None:
