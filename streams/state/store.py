@@ -162,7 +162,9 @@ class CachedRocksStore(faust_rocksdb.Store):
         """Encode these states (key → partition and state, a checkpoint's cut) and write
         them to RocksDB, one write batch per partition; returns what was written, each
         with its encoded value: the changelog record is the same bytes, so the checkpoint
-        sends those instead of encoding every state a second time. A partition this worker
+        sends those instead of encoding every state a second time. The states are encoded
+        together (``encode_values``: the customer states' compression is one call, which
+        releases the GIL once, not once a state while the event loop is busy). A partition this worker
         no longer holds is left alone (its new owner recovers from the changelog). Touches
         nothing but RocksDB, so the checkpoint runs it on a thread while the step goes on."""
         batches: dict[int, Any] = {}
