@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cxpulse.streams.state.changelog import send_records
-from cxpulse.streams.state.table_codec import encode_values
+from cxpulse.streams.state.table_codec import encode_values, packer
 
 Row = tuple[Any, ...]
 
@@ -50,6 +50,9 @@ class Checkpoint:
     started: float = field(default_factory=time.monotonic)
     rows: dict[str, list[Row]] = field(default_factory=dict)
     states: dict[bytes, tuple[int, Any]] = field(default_factory=dict)
+    #: the states' first encoding stage, made as they were set (a two-stage codec's
+    #: ``pack``: ``cxpulse.streams.state.table_codec``); empty for a one-stage codec
+    packed: dict[bytes, Any] = field(default_factory=dict)
     before: dict[bytes, Any] = field(default_factory=dict)
     events: list[Any] = field(default_factory=list)
     committed: bool = False
@@ -86,6 +89,9 @@ class Checkpointer:
         self.every_seconds = every_seconds
         self.current = Checkpoint()
         self._committing: tuple[Checkpoint, asyncio.Task[None]] | None = None
+        #: the table codec's first stage, if it has two (found at the first ``set``)
+        self._pack: Callable[[Any], Any] | None = None
+        self._pack_found = False
 
     # -- what the step records ----------------------------------------------------------
 
@@ -94,12 +100,19 @@ class Checkpointer:
         return self.table.data.get(key)
 
     def set(self, key: bytes, partition: int, state: Any) -> None:
-        """The key's new state: in the store now, in the changelog at the commit."""
+        """The key's new state: in the store now, in the changelog at the commit. With a
+        codec of two stages the state is packed now, while its objects are fresh in the
+        CPU's caches (at the commit they are cold, and the commit's thread would pack
+        them holding the GIL), and sealed with the rest of the cut at the commit."""
         cp = self.current
         if key not in cp.before:
             cp.before[key] = self.table.data.get(key, _MISSING)
         self._assign(key, partition, state)
         cp.states[key] = (partition, state)
+        if not self._pack_found:
+            self._pack, self._pack_found = packer(self.table.data), True
+        if self._pack is not None:
+            cp.packed[key] = self._pack(state)
 
     def _assign(self, key: bytes, partition: int, state: Any) -> None:
         store = self.table.data
@@ -161,13 +174,18 @@ class Checkpointer:
         if cp.states and hasattr(store, "write"):
             # local disk, then the changelog: see cxpulse.streams.state.store; the bytes
             # written to disk are the changelog record, encoded once
-            encoded = await asyncio.to_thread(store.write, cp.states)
+            encoded = await asyncio.to_thread(store.write, cp.states, cp.packed)
             store.written(encoded)
         # what was not written to disk (a memory store; a partition no longer held) is
-        # encoded here, all in one call (cxpulse.streams.state.customer.encode_many)
+        # encoded here, sealed in one call (cxpulse.streams.state.customer.seal_many)
         unwritten = [key for key in cp.states if key not in encoded]
+        packed = [cp.packed[k] for k in unwritten] if cp.packed else None
         values = dict(
-            zip(unwritten, encode_values(store, [cp.states[k][1] for k in unwritten]), strict=True)
+            zip(
+                unwritten,
+                encode_values(store, [cp.states[k][1] for k in unwritten], packed),
+                strict=True,
+            )
         )
         records: dict[int, list[tuple[bytes, bytes]]] = {}
         for key, (partition, _) in cp.states.items():

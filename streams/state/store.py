@@ -158,21 +158,28 @@ class CachedRocksStore(faust_rocksdb.Store):
         self.cache.pop(key, None)
         self._del(self._encode_key(key))
 
-    def write(self, states: Mapping[Any, tuple[int, Any]]) -> dict[Any, tuple[int, Any, bytes]]:
+    def write(
+        self,
+        states: Mapping[Any, tuple[int, Any]],
+        packed: Mapping[Any, Any] | None = None,
+    ) -> dict[Any, tuple[int, Any, bytes]]:
         """Encode these states (key → partition and state, a checkpoint's cut) and write
         them to RocksDB, one write batch per partition; returns what was written, each
         with its encoded value: the changelog record is the same bytes, so the checkpoint
         sends those instead of encoding every state a second time. The states are encoded
         together (``encode_values``: the customer states' compression is one call, which
-        releases the GIL once, not once a state while the event loop is busy). A partition this worker
+        releases the GIL once, not once a state while the event loop is busy), from their
+        first stage when the checkpoint ``packed`` them as they were set (key → packed
+        value, every key of ``states``). A partition this worker
         no longer holds is left alone (its new owner recovers from the changelog). Touches
         nothing but RocksDB, so the checkpoint runs it on a thread while the step goes on."""
         batches: dict[int, Any] = {}
         done: dict[Any, tuple[int, Any, bytes]] = {}
         open_dbs = dict(self._dbs)
         held = [(key, entry) for key, entry in states.items() if entry[0] in open_dbs]
-        # all encoded in one call: see cxpulse.streams.state.customer.encode_many
-        encoded = encode_values(self, [value for _, (_, value) in held])
+        # all sealed in one call: see cxpulse.streams.state.customer.seal_many
+        first = [packed[key] for key, _ in held] if packed else None
+        encoded = encode_values(self, [value for _, (_, value) in held], first)
         for (key, (partition, value)), raw in zip(held, encoded, strict=True):
             if raw is None:  # only a deletion encodes to nothing; a cut holds states
                 raise ValueError(f"no state to write for key {key!r}")

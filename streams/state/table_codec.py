@@ -3,8 +3,11 @@
 The memory store keeps the decoded object, so an agent reads a key's state without
 parsing it; only the changelog (every assignment) and recovery (on start or rebalance)
 pay for ``dumps`` / ``loads`` (``cxpulse.streams.state.customer`` for the customer table).
-A checkpoint encodes its states together (``encode_values``), in one call of the codec's
-``dumps_many`` when it has one.
+A codec may encode in two stages, ``pack`` (a value to an intermediate form, cheap while
+the value is fresh) and ``seal_many`` (those forms to their records, all in one call):
+the checkpoint then packs each state as the step sets it (``packer``) and seals a cut's
+states together when it commits (``encode_values``). A codec of one stage encodes a
+cut's states one by one at the commit.
 """
 
 from __future__ import annotations
@@ -21,26 +24,35 @@ def _own_bytes(obj: Any) -> bytes:
 
 
 class CompactCodec(codecs.Codec):
-    """Serialise with ``dumps`` (the value's own ``to_bytes`` by default); parse with
-    ``parse``."""
+    """Serialise with ``dumps`` (the value's own ``to_bytes`` by default), or in two
+    stages, ``pack`` then ``seal_many``, when both are given; parse with ``parse``."""
 
     def __init__(
         self,
         parse: Callable[[bytes], Any],
         dumps: Callable[[Any], bytes] = _own_bytes,
-        dumps_many: Callable[[Sequence[Any]], list[bytes]] | None = None,
+        pack: Callable[[Any], Any] | None = None,
+        seal_many: Callable[[Sequence[Any]], list[bytes]] | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
+        if (pack is None) != (seal_many is None):
+            raise ValueError("a codec of two stages needs both pack and seal_many")
         self._parse = parse
         self._dumps_value = dumps
-        self._dumps_many = dumps_many
+        self.pack = pack
+        self._seal_many = seal_many
 
-    def dumps_many(self, objs: Sequence[Any]) -> list[bytes]:
-        """``dumps`` of each of ``objs``, in one call where the codec has one."""
-        if self._dumps_many is None:
+    def dumps_many(self, objs: Sequence[Any], packed: Sequence[Any] | None = None) -> list[bytes]:
+        """``dumps`` of each of ``objs``; with two stages, sealed in one call, from
+        ``packed`` when the caller packed them already (one per object)."""
+        if self.pack is None or self._seal_many is None:
             return [self._dumps_value(obj) for obj in objs]
-        return self._dumps_many(objs)
+        if packed is None:
+            packed = [self.pack(obj) for obj in objs]
+        elif len(packed) != len(objs):
+            raise ValueError(f"{len(packed)} packed values for {len(objs)} objects")
+        return self._seal_many(packed)
 
     def _dumps(self, obj: Any) -> bytes:
         return self._dumps_value(obj)
@@ -53,18 +65,21 @@ def compact_value_type(
     name: str,
     parse: Callable[[bytes], Any],
     dumps: Callable[[Any], bytes] = _own_bytes,
-    dumps_many: Callable[[Sequence[Any]], list[bytes]] | None = None,
+    pack: Callable[[Any], Any] | None = None,
+    seal_many: Callable[[Sequence[Any]], list[bytes]] | None = None,
 ) -> type:
     """A table ``value_type`` whose values use the compact codec ``name``.
 
     Faust picks a table's serializers from its key/value types when the table is
     created, and builds the changelog topic (used to decode during recovery) right
     then: the codec must therefore come in through the type, not be set afterwards.
+    ``pack`` and ``seal_many``: the two stages of ``dumps``, when it has them (see
+    ``CompactCodec``).
     Faust reads ``_options.serializer`` and, after the codec decoded, calls
     ``from_data``, which here hands the decoded object back unchanged.
     """
     if name not in codecs.codecs:
-        codecs.register(name, CompactCodec(parse, dumps, dumps_many))
+        codecs.register(name, CompactCodec(parse, dumps, pack, seal_many))
 
     class _Options:
         serializer = name
@@ -75,13 +90,27 @@ def compact_value_type(
     return type(f"Compact[{name}]", (), {"_options": _Options, "from_data": classmethod(from_data)})
 
 
-def encode_values(store: Any, values: Sequence[Any]) -> list[bytes | None]:
-    """What ``store._encode_value`` gives for each of ``values`` (the table's stored and
-    changelog bytes), with a compact codec's ``dumps_many`` when the table has one."""
-    if not values:
-        return []
+def _compact_codec(store: Any) -> CompactCodec | None:
     name = getattr(store, "value_serializer", None)
     codec = codecs.codecs.get(name) if isinstance(name, str) else None
-    if isinstance(codec, CompactCodec):
-        return list(codec.dumps_many(values))
+    return codec if isinstance(codec, CompactCodec) else None
+
+
+def packer(store: Any) -> Callable[[Any], Any] | None:
+    """The first stage of the store's value codec, when it encodes in two (else None)."""
+    codec = _compact_codec(store)
+    return None if codec is None else codec.pack
+
+
+def encode_values(
+    store: Any, values: Sequence[Any], packed: Sequence[Any] | None = None
+) -> list[bytes | None]:
+    """What ``store._encode_value`` gives for each of ``values`` (the table's stored and
+    changelog bytes), sealed in one call when the table's codec has two stages;
+    ``packed``: the values' first stage (``packer``), when the caller made it already."""
+    if not values:
+        return []
+    codec = _compact_codec(store)
+    if codec is not None:
+        return list(codec.dumps_many(values, packed))
     return [store._encode_value(value) for value in values]

@@ -24,6 +24,8 @@ from cxpulse.schemas.score_rows import MOMENTS, SCORE_HISTORY
 from cxpulse.streams.app import create_app
 from cxpulse.streams.core import apply_events
 from cxpulse.streams.model_check import load_model
+from cxpulse.streams.pipeline import checkpoint as checkpoint_module
+from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.pipeline.records import decode_events, record_of
 from cxpulse.streams.settings import load_settings
 from cxpulse.streams.state import customer as customer_codec
@@ -273,11 +275,9 @@ def test_an_event_no_longer_valid_on_the_events_topic_goes_to_the_dlq_not_nowher
     assert json.loads(dead["value"])["event_id"] == old["event_id"]
 
 
-def test_the_customer_table_encodes_a_cut_in_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The checkpoint encodes the states of a cut with ``encode_values``: for the
-    customer table that is the state codec's ``encode_many`` (one compression call for
-    all, see cxpulse.streams.state.customer), and the bytes are those the table's own
-    codec gives one state at a time."""
+def _customer_table(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[int]]:
+    """The customer table of a memory-store app, and the sizes of the state codec's
+    compression calls from now on."""
     compressor = customer_codec._codecs.compressor
     calls: list[int] = []
 
@@ -291,16 +291,67 @@ def test_the_customer_table_encodes_a_cut_in_one_call(monkeypatch: pytest.Monkey
     settings = load_settings(kafka_url="kafka://127.0.0.1:1", partitions=4, state_store="memory")
     app = create_app(settings, connect=lambda: RECORDER)
     app.finalize()
-    store = app.tables["customer_state"].data
-    model = load_model()
-    now = datetime.now(UTC)
-    states = [
+    table = app.tables["customer_state"]
+    monkeypatch.setattr(customer_codec._codecs, "compressor", Counted())
+    return table, calls
+
+
+def _states(*customers: str) -> list[Any]:
+    model, now = load_model(), datetime.now(UTC)
+    return [
         apply_events(
             None, [record_of(e) for e in events_for(c, ["failure", "success"])], model, now
         )[0]
-        for c in ("C-one", "C-two", "C-three")
+        for c in customers
     ]
+
+
+def test_the_customer_table_encodes_a_cut_in_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkpoint encodes the states of a cut with ``encode_values``: for the
+    customer table that is the state codec's ``pack`` then ``seal_many`` (one compression
+    call for all, see cxpulse.streams.state.customer), and the bytes are those the
+    table's own codec gives one state at a time, whether the states come packed or not."""
+    table, calls = _customer_table(monkeypatch)
+    store = table.data
+    states = _states("C-one", "C-two", "C-three")
     one_by_one = [store._encode_value(s) for s in states]
-    monkeypatch.setattr(customer_codec._codecs, "compressor", Counted())
     assert encode_values(store, states) == one_by_one
-    assert calls == [3]
+    assert encode_values(store, states, [customer_codec.pack(s) for s in states]) == one_by_one
+    assert calls == [3, 3]
+    with pytest.raises(ValueError, match="2 packed values for 3 objects"):
+        encode_values(store, states, [customer_codec.pack(s) for s in states[:2]])
+
+
+def test_a_state_is_packed_when_set_and_sealed_at_the_commit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The checkpoint packs a customer's state as the step sets it (its objects are
+    fresh then), keeps the latest when the customer is set again in the same cut, and at
+    the commit sends records equal to the codec's own, sealed in one call."""
+    table, calls = _customer_table(monkeypatch)
+    sent: list[dict[int, list[tuple[bytes, bytes]]]] = []
+
+    async def send_records(_table: Any, records: dict[int, list[tuple[bytes, bytes]]]) -> None:
+        sent.append(records)
+
+    monkeypatch.setattr(checkpoint_module, "send_records", send_records)
+    one, two, one_later = _states("C-one", "C-two", "C-one-later")
+    cp = Checkpointer(table, every_rows=10, every_seconds=60.0)
+    cp.set(b"C-one", 1, one)
+    cp.set(b"C-two", 3, two)
+    assert cp.current.packed == {
+        b"C-one": customer_codec.pack(one),
+        b"C-two": customer_codec.pack(two),
+    }
+    cp.set(b"C-one", 1, one_later)
+    assert cp.current.packed[b"C-one"] == customer_codec.pack(one_later)
+    assert calls == []  # nothing compressed before the commit
+    asyncio.run(cp.flush())
+    assert calls == [2]
+    key = table.data._encode_key
+    assert sent == [
+        {
+            1: [(key(b"C-one"), customer_codec.encode(one_later))],
+            3: [(key(b"C-two"), customer_codec.encode(two))],
+        }
+    ]

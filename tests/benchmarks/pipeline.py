@@ -381,9 +381,10 @@ def replay_worker_work(
     validate (decode, route, encode records per partition), experience (decode takes of
     ``TAKE_EVENTS`` events, as the agent takes them from a backlog, group by customer,
     ``apply_events``, alert rules, score update, the rows of every event, moment and score
-    update; at each checkpoint of ``CHECKPOINT_ROWS`` rows, the changelog record of every
-    customer changed since the last one, as ``cxpulse.streams.pipeline.checkpoint`` writes
-    them), and touchpoint health. Sentiment is precomputed (it is measured on its own)."""
+    update, each new state packed; at each checkpoint of ``CHECKPOINT_ROWS`` rows, the
+    changelog records of every customer changed since the last one sealed, as
+    ``cxpulse.streams.pipeline.checkpoint`` writes them), and touchpoint health. Sentiment
+    is precomputed (it is measured on its own)."""
     from cxpulse.schemas.rows import event_row
     from cxpulse.schemas.score_rows import score_row
     from cxpulse.streams.core import apply_events, score_update
@@ -394,22 +395,22 @@ def replay_worker_work(
     from cxpulse.streams.rules.customer import customer_alerts
     from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
     from cxpulse.streams.runtime import chunks
-    from cxpulse.streams.state.customer import encode_many as encode_states
+    from cxpulse.streams.state.customer import pack, seal_many
 
     model = load_model()
     out = WorkTimes()
     st = out.stages
     customers: dict[str, Any] = {}
     instances: dict[str, Any] = {}
-    dirty: set[str] = set()
+    packed: dict[str, bytes] = {}  # the customers changed since the last checkpoint
     pending: Counter[str] = Counter()  # rows per table since the last checkpoint
     now = datetime.now(UTC)
     clock = time.perf_counter
 
     def checkpoint() -> None:
         t = clock()
-        out.state_bytes += map(len, encode_states([customers[c] for c in dirty]))
-        dirty.clear()
+        out.state_bytes += map(len, seal_many(list(packed.values())))
+        packed.clear()
         st["experience: changelog at checkpoints"] += clock() - t
 
     event_msgs: list[tuple[int, int, bytes]] = []  # (offset, events, message)
@@ -463,7 +464,7 @@ def replay_worker_work(
                 continue
             state, _alerts = customer_alerts(before, after, batch, produced, model, now)
             customers[customer_id] = state
-            dirty.add(customer_id)
+            packed[customer_id] = pack(state)  # as the checkpoint packs a state set
             moment_rows, factor_rows = moment_rows_of(fresh)
             rows += moment_rows
             rows += factor_rows
