@@ -1482,10 +1482,13 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for r in runs
         if r.seconds_to_done and r.seconds_to_first_in
     ]
+    # undefined for a run whose rows all went in at once (one checkpoint held them all)
     from_first_row = [
         n / (r.seconds_to_done - r.seconds_to_first_row)
         for r in runs
-        if r.seconds_to_done and r.seconds_to_first_row
+        if r.seconds_to_done
+        and r.seconds_to_first_row
+        and r.seconds_to_done > r.seconds_to_first_row
     ]
     pipe = figure(
         "pipeline_eps",
