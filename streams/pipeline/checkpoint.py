@@ -10,7 +10,9 @@ produced becomes durable in one order:
 1. the rows are inserted (``write`` returns once they are durable, retrying as long as
    it takes: that is the backpressure);
 2. the states as they were at the cut are sent to the table's changelog, in producer
-   batches (``cxpulse.streams.state.changelog``), and acknowledged by the broker;
+   batches (``cxpulse.streams.state.changelog``), and acknowledged by the broker (with a
+   codec of two stages, each state was packed when it was set and the cut's states are
+   sealed together here: ``cxpulse.streams.state.table_codec``);
 3. the events are acknowledged, so Faust commits their offsets.
 
 Between checkpoints the new states live in the table's store only (``table.data``), so
