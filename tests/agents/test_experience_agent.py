@@ -355,3 +355,59 @@ def test_a_state_is_packed_when_set_and_sealed_at_the_commit(
             3: [(key(b"C-two"), customer_codec.encode(two))],
         }
     ]
+
+
+def test_the_rocksdb_store_caches_records_not_states(tmp_path: Any) -> None:
+    """The customer table on disk keeps, besides the states set since the last
+    checkpoint, the records of the states it persisted or read (the bytes RocksDB and the
+    changelog hold: a decoded state is hundreds of objects the core would walk cold),
+    and a read decodes the record into an equal state each time."""
+    settings = load_settings(
+        kafka_url="kafka://127.0.0.1:1", partitions=4, state_store="rocksdb", data_dir=tmp_path
+    )
+    app = create_app(settings, connect=lambda: RECORDER)
+    app.finalize()
+    store = app.tables["customer_state"].data
+    store._db_for_partition(2)  # as an assignment opens it
+    one, two = _states("C-one", "C-two")
+    store.put(b"C-one", 2, one)
+    assert store[b"C-one"] is one  # set since the last checkpoint: the state itself
+    store.written(store.write({b"C-one": (2, one)}))
+    assert store.dirty == {}
+    assert store.cache == {b"C-one": customer_codec.encode(one)}
+    first, again = store[b"C-one"], store[b"C-one"]
+    assert first == one and again == one and first is not again
+    # a record not in the cache is read from RocksDB and cached
+    store.cache.clear()
+    assert store[b"C-one"] == one
+    assert list(store.cache) == [b"C-one"]
+    # a state set again is the state itself until it is persisted
+    store.put(b"C-one", 2, two)
+    assert store[b"C-one"] is two and b"C-one" not in store.cache
+    with pytest.raises(KeyError):
+        store[b"C-none"]
+
+
+def test_the_checkpoint_takes_what_the_step_read_as_the_state_before() -> None:
+    """``set`` after ``get`` of the same key records what ``get`` returned as the state
+    to put back on a rollback, without reading the store again (a store of records would
+    decode it a second time); a ``set`` without that ``get`` reads it."""
+
+    class Counting(dict[bytes, Any]):
+        reads = 0
+
+        def get(self, key: Any, default: Any = None) -> Any:
+            Counting.reads += 1
+            return super().get(key, default)
+
+    data = Counting({b"A": "a0", b"B": "b0"})
+    cp = Checkpointer(type("T", (), {"data": data})(), every_rows=10, every_seconds=60.0)
+    assert cp.get(b"A") == "a0"
+    cp.set(b"A", 0, "a1")
+    cp.set(b"B", 0, "b1")  # no get before it
+    assert cp.get(b"C") is None
+    cp.set(b"C", 0, "c1")
+    assert Counting.reads == 3
+    assert cp.current.before == {b"A": "a0", b"B": "b0", b"C": checkpoint_module._MISSING}
+    cp.rollback()
+    assert dict(data) == {b"A": "a0", b"B": "b0"}
