@@ -94,16 +94,12 @@ class Checkpointer:
         #: the table codec's first stage, if it has two (found at the first ``set``)
         self._pack: Callable[[Any], Any] | None = None
         self._pack_found = False
-        #: the key ``get`` read last and its state, until the next ``set``
-        self._read: tuple[bytes, Any] | None = None
 
     # -- what the step records ----------------------------------------------------------
 
     def get(self, key: bytes) -> Any:
         """The key's latest state (this step's own, committed or not)."""
-        value = self.table.data.get(key)
-        self._read = (key, value)
-        return value
+        return self.table.data.get(key)
 
     def set(self, key: bytes, partition: int, state: Any) -> None:
         """The key's new state: in the store now, in the changelog at the commit. With a
@@ -112,14 +108,7 @@ class Checkpointer:
         them holding the GIL), and sealed with the rest of the cut at the commit."""
         cp = self.current
         if key not in cp.before:
-            # what the step read of this key just before (``get``) is its state still: a
-            # store of records would decode it again (cxpulse.streams.state.store)
-            read = self._read
-            if read is not None and read[0] == key:
-                cp.before[key] = _MISSING if read[1] is None else read[1]
-            else:
-                cp.before[key] = self.table.data.get(key, _MISSING)
-        self._read = None
+            cp.before[key] = self.table.data.get(key, _MISSING)
         self._assign(key, partition, state)
         cp.states[key] = (partition, state)
         if not self._pack_found:
@@ -162,7 +151,6 @@ class Checkpointer:
     async def cut(self) -> None:
         """Wait for the previous commit, then start committing the current checkpoint."""
         await self.wait()
-        self._read = None
         cp, self.current = self.current, Checkpoint()
         if not cp.empty:
             self._committing = (cp, asyncio.ensure_future(self._commit(cp)))
@@ -238,4 +226,3 @@ class Checkpointer:
                 else:
                     self._assign(key, cp.states[key][0], before)
         self.current = Checkpoint()
-        self._read = None

@@ -1,5 +1,5 @@
 """Table state larger than memory: Faust's RocksDB store (rocksdict) under a cache of
-records.
+decoded values.
 
 Faust's ``rocksdb://`` store keeps one RocksDB per partition in the worker's data
 directory and records, per partition, the changelog offset its disk already holds, so a
@@ -10,9 +10,8 @@ customer of every batch. So this store keeps
 
 - the states assigned since they were last persisted (``dirty``: key → partition and
   state), which are the step's own latest states and are never evicted, and
-- a bounded LRU of the records of states read or persisted (``cache_keys`` entries,
-  the very bytes RocksDB and the changelog hold), so a customer who comes back soon is
-  not looked up in RocksDB again;
+- a bounded LRU of decoded states read or persisted (``cache_keys`` entries), so a
+  customer who comes back soon is not decoded again;
 
 and writes to RocksDB only when the checkpoint asks (``write``, on a thread), with the states of the
 checkpoint's cut, right before they go to the changelog: rows durable, then the states on
@@ -21,16 +20,8 @@ RocksDB never holds a state whose rows are not durable; when it holds one the ch
 does not have yet (a crash between the two), the events behind it are redelivered and
 found done, and their rows are already in ClickHouse.
 
-Why records and not decoded states: a decoded customer state is a few hundred small
-objects, allocated over hours all over the heap. Read back minutes later they are cold,
-and walking them cost the core more than decoding the record (one ~1 KB string of
-bytes) into fresh objects: on late-day states of the event → alert run, ``apply_events``
-on the cached objects 104–108 µs, decoding the record then applying 83–86 µs. The cached
-objects were also what the garbage collector scanned and most of the worker's memory
-(~9 KiB a state, against ~0.4–1 KB a record).
-
 Recovery (``apply_changelog_batch``) and rebalancing write RocksDB directly and drop the
-cached records of what they touch. Reads outside an event's context find the key's
+cached decodes of what they touch. Reads outside an event's context find the key's
 partition through Faust's key index or by probing the open partitions' bloom filters.
 """
 
@@ -47,8 +38,8 @@ from faust.streams import current_event
 
 from cxpulse.streams.state.table_codec import encode_values
 
-#: Records kept besides the unpersisted states (0.4–1 KB each on the benchmark's
-#: customers).
+#: Decoded states kept besides the unpersisted ones (~9 KiB each as Python objects on
+#: the benchmark's customers, against ~0.6 KiB encoded).
 DEFAULT_CACHE_KEYS = 50_000
 
 #: RocksDB's own memory, per partition (each partition is its own database): memtables
@@ -70,15 +61,14 @@ _MISSING = object()
 
 
 class CachedRocksStore(faust_rocksdb.Store):
-    """``rocksdb://`` with rocksdict, a cache of records, and writes at checkpoints."""
+    """``rocksdb://`` with rocksdict, decoded-value cache, and writes at checkpoints."""
 
     def __init__(self, *args: Any, options: Mapping[str, Any] | None = None, **kw: Any) -> None:
         opts = dict(options or {})
         self.cache_keys = int(opts.pop("cache_keys", DEFAULT_CACHE_KEYS))
         super().__init__(*args, options=opts, driver="rocksdict", **kw)
         self.dirty: dict[Any, tuple[int, Any]] = {}
-        #: key → its record (the bytes on disk and in the changelog), most recent last
-        self.cache: OrderedDict[Any, bytes] = OrderedDict()
+        self.cache: OrderedDict[Any, Any] = OrderedDict()
         #: Every partition's RocksDB this process opened, kept open until the store
         #: stops: Faust forgets a revoked partition's handle without closing it, and
         #: reopening the directory while the old handle lives (a write still under way
@@ -109,15 +99,16 @@ class CachedRocksStore(faust_rocksdb.Store):
         entry = self.dirty.get(key)
         if entry is not None:
             return entry[1]
-        raw = self.cache.get(key)
-        if raw is not None:
+        value = self.cache.get(key, _MISSING)
+        if value is not _MISSING:
             self.cache.move_to_end(key)
-        else:
-            raw = self._lookup(self._encode_key(key))
-            if raw is None:
-                raise KeyError(key)
-            self._remember(key, raw)
-        return self._decode_value(raw)
+            return value
+        raw = self._lookup(self._encode_key(key))
+        if raw is None:
+            raise KeyError(key)
+        value = self._decode_value(raw)
+        self._remember(key, value)
+        return value
 
     def __contains__(self, key: object) -> bool:
         if key in self.dirty or key in self.cache:
@@ -130,8 +121,8 @@ class CachedRocksStore(faust_rocksdb.Store):
         found = self._get_bucket_for_key(raw_key)
         return None if found is None else found[1]
 
-    def _remember(self, key: Any, raw: bytes) -> None:
-        self.cache[key] = raw
+    def _remember(self, key: Any, value: Any) -> None:
+        self.cache[key] = value
         self.cache.move_to_end(key)
         while len(self.cache) > self.cache_keys:
             self.cache.popitem(last=False)
@@ -203,14 +194,13 @@ class CachedRocksStore(faust_rocksdb.Store):
 
     def written(self, states: Mapping[Any, tuple[int, Any, bytes]]) -> None:
         """After ``write``: these states are on disk. A key assigned again since the cut
-        stays dirty with its newer state; the others leave memory but for their records,
-        which go to the cache."""
-        for key, (partition, value, raw) in states.items():
+        stays dirty with its newer state; the others move to the cache."""
+        for key, (partition, value, _) in states.items():
             self._key_index[self._encode_key(key)] = partition
             entry = self.dirty.get(key)
             if entry is not None and entry[1] is value:
                 del self.dirty[key]
-                self._remember(key, raw)
+                self._remember(key, value)
 
     # -- recovery and rebalancing ----------------------------------------------------------
 
