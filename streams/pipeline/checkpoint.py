@@ -35,6 +35,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from cxpulse.streams.state.changelog import send_records
@@ -91,9 +92,6 @@ class Checkpointer:
         self.every_seconds = every_seconds
         self.current = Checkpoint()
         self._committing: tuple[Checkpoint, asyncio.Task[None]] | None = None
-        #: the table codec's first stage, if it has two (found at the first ``set``)
-        self._pack: Callable[[Any], Any] | None = None
-        self._pack_found = False
 
     # -- what the step records ----------------------------------------------------------
 
@@ -111,10 +109,14 @@ class Checkpointer:
             cp.before[key] = self.table.data.get(key, _MISSING)
         self._assign(key, partition, state)
         cp.states[key] = (partition, state)
-        if not self._pack_found:
-            self._pack, self._pack_found = packer(self.table.data), True
         if self._pack is not None:
             cp.packed[key] = self._pack(state)
+
+    @cached_property
+    def _pack(self) -> Callable[[Any], Any] | None:
+        """The table codec's first stage, if it has two (looked up at the first ``set``:
+        Faust makes a table's store when it is first used)."""
+        return packer(self.table.data)
 
     def _assign(self, key: bytes, partition: int, state: Any) -> None:
         store = self.table.data

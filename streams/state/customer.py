@@ -138,12 +138,6 @@ def seal_many(packed: Sequence[bytes]) -> list[bytes]:
     return [FORMAT + frames[i].tobytes() for i in range(len(raw))]
 
 
-def encode_many(states: Sequence[CustomerState]) -> list[bytes]:
-    """The changelog records of ``states``, as ``encode`` gives each: packed, then sealed
-    in one call."""
-    return seal_many([pack(state) for state in states])
-
-
 def decode(data: bytes) -> CustomerState:
     """The state of a changelog record: of this format, version 2 or 1, or the earlier JSON."""
     prefix = data[:2]

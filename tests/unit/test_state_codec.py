@@ -21,7 +21,7 @@ from cxpulse.streams.dev.state_dictionary import replayed_states
 from cxpulse.streams.model_check import load_model
 from cxpulse.streams.pipeline.records import record_of
 from cxpulse.streams.state import customer as codec
-from cxpulse.streams.state.customer import DICTIONARY, FORMAT, decode, encode, encode_many
+from cxpulse.streams.state.customer import DICTIONARY, FORMAT, decode, encode, pack, seal_many
 
 V2_RECORDS = Path(__file__).parents[1] / "data" / "customer-state-v2.tsv"
 
@@ -79,11 +79,11 @@ def test_the_dictionary_is_the_one_of_format_3() -> None:
 
 
 def test_states_encoded_together_are_the_records_of_each(states: list[CustomerState]) -> None:
-    """A checkpoint encodes its cut in one call (one compression call for all, see
-    ``encode_many``): the records are byte for byte those of ``encode``, in order."""
-    assert encode_many(states) == [encode(s) for s in states]
-    assert encode_many(states[:1]) == [encode(states[0])]
-    assert encode_many([]) == []
+    """A checkpoint seals its cut in one call (one compression call for all, see
+    ``seal_many``): the records are byte for byte those of ``encode``, in order."""
+    assert seal_many([pack(s) for s in states]) == [encode(s) for s in states]
+    assert seal_many([pack(states[0])]) == [encode(states[0])]
+    assert seal_many([]) == []
 
 
 def test_without_the_batch_call_each_state_is_compressed_on_its_own(
@@ -97,7 +97,7 @@ def test_without_the_batch_call_each_state_is_compressed_on_its_own(
             raise NotImplementedError
 
     monkeypatch.setattr(codec._codecs, "compressor", NoBatch())
-    assert encode_many(states[:50]) == [encode(s) for s in states[:50]]
+    assert seal_many([pack(s) for s in states[:50]]) == [encode(s) for s in states[:50]]
 
 
 def test_threads_encode_and_decode_at_once(states: list[CustomerState]) -> None:
