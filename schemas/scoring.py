@@ -6,9 +6,10 @@ values the core computed itself and never validated again. ``Moment`` is one row
 ClickHouse's ``moments`` table (the emotion map); ``ScoreUpdate`` one row of ``scores``.
 ``CustomerState`` is the Faust table value, written to the changelog at every checkpoint
 (``cxpulse.streams.state.customer`` gives its compact binary record), so it is built to stay
-small: times are epoch seconds, peak-end memories are 3-tuples, event ids are 48-bit
-hashes packed into raw bytes, and every list is bounded by the model's ``state`` and
-``episodes`` sections. ``to_bytes``/``from_bytes`` are the JSON form of earlier workers'
+small: times are epoch seconds, peak-end memories are 3-tuples (an open episode's
+per-factor and per-channel ones packed doubles in one ``bytes``, a slot each), event ids
+are 48-bit hashes packed into raw bytes, and every list is bounded by the model's
+``state`` and ``episodes`` sections. ``to_bytes``/``from_bytes`` are the JSON form of earlier workers'
 changelogs (short keys), still read on upgrade.
 
 The Structs are declared ``gc=False``: a worker holds one state per customer and makes
@@ -28,6 +29,8 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 import msgspec
+
+from cxpulse.schemas.vocabulary import CHANNELS, FACTORS
 
 # (peak, end_t, end_value): the peak-end memory of one episode for one series (overall
 # valence, a factor's gap, a channel's valence). ``peak`` is the value of largest absolute
@@ -158,6 +161,44 @@ class KeyMoment(
     contribution: float = 0.0
 
 
+#: The series an episode remembers besides its overall valence, one slot each: the
+#: factors (of the gaps), then the channels (of the valences), in the vocabulary's order.
+SERIES: tuple[str, ...] = (*FACTORS, *CHANNELS)
+#: Slots below this are factors, the others channels.
+FACTOR_SLOTS = len(FACTORS)
+FACTOR_SLOT = {name: i for i, name in enumerate(FACTORS)}
+CHANNEL_SLOT = {name: FACTOR_SLOTS + i for i, name in enumerate(CHANNELS)}
+FACTOR_BIT = {name: 1 << slot for name, slot in FACTOR_SLOT.items()}
+CHANNEL_BIT = {name: 1 << slot for name, slot in CHANNEL_SLOT.items()}
+#: The slots of each mask, in order (``SLOTS_OF[mask]``).
+SLOTS_OF: tuple[tuple[int, ...], ...] = tuple(
+    tuple(i for i in range(len(SERIES)) if m >> i & 1) for m in range(1 << len(SERIES))
+)
+#: ``MEMORIES[k]`` packs and unpacks k peak-end memories: little-endian doubles.
+MEMORIES = tuple(struct.Struct(f"<{3 * k}d") for k in range(len(SERIES) + 1))
+
+
+def memories_of(factors: dict[str, PeakEnd], channels: dict[str, PeakEnd]) -> tuple[int, bytes]:
+    """``(mask, series)`` of per-name peak-end memories (``Episode``); names outside the
+    vocabulary have no slot and are left out (the core never makes them: the channel is
+    the contract's and the factors the model's, both the vocabulary's)."""
+    by_slot: dict[int, PeakEnd] = {}
+    for name, pe in factors.items():
+        slot = FACTOR_SLOT.get(name)
+        if slot is not None:
+            by_slot[slot] = pe
+    for name, pe in channels.items():
+        slot = CHANNEL_SLOT.get(name)
+        if slot is not None:
+            by_slot[slot] = pe
+    mask = 0
+    flat: list[float] = []
+    for slot in sorted(by_slot):
+        mask |= 1 << slot
+        flat += by_slot[slot]
+    return mask, MEMORIES[len(by_slot)].pack(*flat)
+
+
 class Episode(
     msgspec.Struct,
     frozen=True,
@@ -169,8 +210,8 @@ class Episode(
         "start": "s",
         "count": "n",
         "overall": "v",
-        "factors": "f",
-        "channels": "c",
+        "mask": "m",
+        "series": "x",
         "peak_m": "pm",
         "end_m": "em",
     },
@@ -182,16 +223,66 @@ class Episode(
     ``end_m`` are the moments whose valences are its peak and its end (the very same
     KeyMoment when one moment is both), None when that valence is 0 (it moves nothing)
     or the episode was written before they were kept: the explanation's candidates.
+
+    The per-factor and per-channel memories are one flat value, not a dict of tuples:
+    ``mask`` has bit ``i`` set for each ``SERIES`` slot the episode has, and ``series``
+    is their ``(peak, end_t, end)`` triples in slot order as packed doubles
+    (``MEMORIES``). An open episode is then five objects rather than twenty-odd, and a
+    customer has up to ``episodes.max_open`` of them that every update walks, packs and
+    keeps in memory. ``factors`` and ``channels`` read them as dicts.
     """
 
     journey: str | None = None
     start: int
     count: int
     overall: PeakEnd
-    factors: dict[str, PeakEnd]
-    channels: dict[str, PeakEnd]
+    mask: int = 0
+    series: bytes = b""
     peak_m: KeyMoment | None = None
     end_m: KeyMoment | None = None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        journey: str | None = None,
+        start: int,
+        count: int,
+        overall: PeakEnd,
+        factors: dict[str, PeakEnd],
+        channels: dict[str, PeakEnd],
+        peak_m: KeyMoment | None = None,
+        end_m: KeyMoment | None = None,
+    ) -> Episode:
+        """An episode from its memories as dicts (``memories_of``)."""
+        mask, series = memories_of(factors, channels)
+        return cls(
+            journey=journey,
+            start=start,
+            count=count,
+            overall=overall,
+            mask=mask,
+            series=series,
+            peak_m=peak_m,
+            end_m=end_m,
+        )
+
+    def memories(self) -> list[tuple[int, PeakEnd]]:
+        """``(slot, (peak, end_t, end))`` of every series the episode has, in slot order."""
+        slots = SLOTS_OF[self.mask]
+        flat = MEMORIES[len(slots)].unpack(self.series)
+        return [
+            (slot, (flat[3 * j], int(flat[3 * j + 1]), flat[3 * j + 2]))
+            for j, slot in enumerate(slots)
+        ]
+
+    @property
+    def factors(self) -> dict[str, PeakEnd]:
+        return {SERIES[i]: pe for i, pe in self.memories() if i < FACTOR_SLOTS}
+
+    @property
+    def channels(self) -> dict[str, PeakEnd]:
+        return {SERIES[i]: pe for i, pe in self.memories() if i >= FACTOR_SLOTS}
 
     @property
     def end(self) -> int:
@@ -341,10 +432,12 @@ class CustomerState(
         """A state of the JSON form, with the older single ``tr`` list read into the
         per-rule memory, so an upgraded worker keeps the week of contacts its changelog
         holds."""
-        if b'"tr"' in data:
+        if b'"tr"' in data or b'"ep"' in data:
             raw = msgspec.json.decode(data)
-            if isinstance(raw, dict) and "tr" in raw:
-                data = _json_encoder.encode(_legacy_trail(raw))
+            if isinstance(raw, dict) and ("tr" in raw or legacy_episodes(raw)):
+                if "tr" in raw:
+                    raw = _legacy_trail(raw)
+                data = _json_encoder.encode(with_memories(raw))
         return _json_state.decode(data)
 
     def explained(self) -> list[KeyMoment]:
@@ -370,6 +463,24 @@ class CustomerState(
 
 _json_encoder = msgspec.json.Encoder()
 _json_state = msgspec.json.Decoder(CustomerState)
+
+
+def legacy_episodes(data: dict[str, Any]) -> bool:
+    """True when a state's builtins (its encoded field names) hold episodes with their
+    memories as dicts (``f`` and ``c``), as states before ``Episode.series`` were."""
+    return any("f" in e or "c" in e for e in data.get("ep") or ())
+
+
+def with_memories(data: dict[str, Any]) -> dict[str, Any]:
+    """A state's builtins with every episode's ``f`` and ``c`` dicts made ``m`` and ``x``
+    (``memories_of``)."""
+    episodes = []
+    for e in data.get("ep") or ():
+        if "f" in e or "c" in e:
+            e = dict(e)
+            e["m"], e["x"] = memories_of(e.pop("f", None) or {}, e.pop("c", None) or {})
+        episodes.append(e)
+    return {**data, "ep": episodes} if "ep" in data else data
 
 
 def _legacy_trail(data: dict[str, Any]) -> dict[str, Any]:

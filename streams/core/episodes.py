@@ -22,9 +22,19 @@ gaps) and per channel (of the valences) for the sub-scores.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cxpulse.schemas.scoring import Episode, KeyMoment, PeakEnd
+from cxpulse.schemas.scoring import (
+    CHANNEL_BIT,
+    FACTOR_BIT,
+    MEMORIES,
+    SLOTS_OF,
+    Episode,
+    KeyMoment,
+    PeakEnd,
+    memories_of,
+)
 
 
 def combine(a: PeakEnd, b: PeakEnd) -> PeakEnd:
@@ -33,29 +43,29 @@ def combine(a: PeakEnd, b: PeakEnd) -> PeakEnd:
     Ties are broken by value, never by arrival: equal |peak| keeps the negative one, equal
     end time keeps the lower end value.
     """
-    pa, pb = a[0], b[0]
+    return combine_at(a, 0, b, 0)  # type: ignore[return-value]
+
+
+def combine_at(
+    fa: Sequence[float], i: int, fb: Sequence[float], k: int
+) -> tuple[float, float, float]:
+    """``combine`` of the memories at ``fa[i:i + 3]`` and ``fb[k:k + 3]`` of two flat
+    sequences of ``(peak, end_t, end)`` triples (an episode's ``series``, unpacked)."""
+    pa, pb = fa[i], fb[k]
     # The comparisons ``(|pa|, -pa) >= (|pb|, -pb)`` and ``(ta, -ea) >= (tb, -eb)``,
     # written out (NaN included, they decide alike): a merge runs them for every series
     # of the episode, and building the tuples was most of their cost.
     abs_a, abs_b = abs(pa), abs(pb)
     peak = pa if abs_a > abs_b or (abs_a == abs_b and -pa >= -pb) else pb
-    ta, tb = a[1], b[1]
-    if ta > tb or (ta == tb and -a[2] >= -b[2]):
-        return (peak, ta, a[2])
-    return (peak, tb, b[2])
+    ta, tb = fa[i + 1], fb[k + 1]
+    if ta > tb or (ta == tb and -fa[i + 2] >= -fb[k + 2]):
+        return (peak, ta, fa[i + 2])
+    return (peak, tb, fb[k + 2])
 
 
 def remembered(pe: PeakEnd) -> float:
     """``(peak + end) / 2``."""
     return (pe[0] + pe[2]) / 2.0
-
-
-def _combine_maps(a: dict[str, PeakEnd], b: dict[str, PeakEnd]) -> dict[str, PeakEnd]:
-    out = dict(a)
-    for k, pe in b.items():
-        cur = out.get(k)
-        out[k] = pe if cur is None else combine(cur, pe)
-    return out
 
 
 def single(
@@ -68,16 +78,61 @@ def single(
 ) -> Episode:
     """The episode of one moment; ``km`` is the moment as an explanation candidate (None
     when its valence is 0: it moves nothing)."""
+    mask = 0
+    flat: list[float] = []
+    for f, g in gaps.items():
+        bit = FACTOR_BIT[f]
+        if bit < mask:  # the touchpoint lists its factors in another order than ours
+            mask, series = memories_of(
+                {f: (g, t, g) for f, g in gaps.items()}, {channel: (valence, t, valence)}
+            )
+            break
+        mask |= bit
+        flat += (g, t, g)
+    else:
+        mask |= CHANNEL_BIT[channel]  # the channels' slots follow the factors'
+        flat += (valence, t, valence)
+        series = MEMORIES[len(flat) // 3].pack(*flat)
     return Episode(
         journey=journey,
         start=t,
         count=1,
         overall=(valence, t, valence),
-        factors={f: (g, t, g) for f, g in gaps.items()},
-        channels={channel: (valence, t, valence)},
+        mask=mask,
+        series=series,
         peak_m=km,
         end_m=km,
     )
+
+
+def merge_memories(a: Episode, b: Episode) -> tuple[int, bytes]:
+    """``(mask, series)`` of the union of two episodes' per-series memories: ``combine``
+    of the slots both have, the others as they are."""
+    slots_a, slots_b = SLOTS_OF[a.mask], SLOTS_OF[b.mask]
+    fa = MEMORIES[len(slots_a)].unpack(a.series)
+    fb = MEMORIES[len(slots_b)].unpack(b.series)
+    flat: list[float] = []
+    if a.mask == b.mask:  # the usual case: moments of the same kind of touchpoint
+        for i in range(0, len(fa), 3):
+            flat += combine_at(fa, i, fb, i)
+        return a.mask, MEMORIES[len(slots_a)].pack(*flat)
+    i = k = 0  # walk both in slot order
+    end_a, end_b = len(fa), len(fb)
+    while i < end_a or k < end_b:
+        sa = slots_a[i // 3] if i < end_a else 1 << 30
+        sb = slots_b[k // 3] if k < end_b else 1 << 30
+        if sa < sb:
+            flat += fa[i : i + 3]
+            i += 3
+        elif sb < sa:
+            flat += fb[k : k + 3]
+            k += 3
+        else:
+            flat += combine_at(fa, i, fb, k)
+            i += 3
+            k += 3
+    mask = a.mask | b.mask
+    return mask, MEMORIES[len(flat) // 3].pack(*flat)
 
 
 def _first(a: KeyMoment | None, b: KeyMoment | None) -> KeyMoment | None:
@@ -100,13 +155,14 @@ def merge(a: Episode, b: Episode) -> Episode:
     end_from_a = (overall[1], overall[2]) == (ta, a.overall[2])
     same_end = ta == tb and a.overall[2] == b.overall[2]
     end_m = _first(a.end_m, b.end_m) if same_end else (a.end_m if end_from_a else b.end_m)
+    mask, series = merge_memories(a, b)
     return Episode(
         journey=a.journey,
         start=min(a.start, b.start),
         count=a.count + b.count,
         overall=overall,
-        factors=_combine_maps(a.factors, b.factors),
-        channels=_combine_maps(a.channels, b.channels),
+        mask=mask,
+        series=series,
         peak_m=peak_m,
         end_m=end_m,
     )

@@ -14,7 +14,16 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from cxpulse.schemas.scoring import Episode, Folded
+from cxpulse.schemas.scoring import (
+    CHANNEL_SLOT,
+    FACTOR_SLOT,
+    FACTOR_SLOTS,
+    MEMORIES,
+    SERIES,
+    SLOTS_OF,
+    Episode,
+    Folded,
+)
 from cxpulse.streams.core.episodes import remembered
 
 
@@ -59,10 +68,8 @@ def fold(folded: Folded, closed: list[Episode], half_life_s: float) -> Folded:
         w = weight(ep.end, ref, half_life_s)
         w_sum += w
         s_sum += w * remembered(ep.overall)
-        for f, pe in ep.factors.items():
-            _add(fac, f, w, remembered(pe))
-        for c, pe in ep.channels.items():
-            _add(chan, c, w, remembered(pe))
+        for slot, pe in ep.memories():
+            _add(fac if slot < FACTOR_SLOTS else chan, SERIES[slot], w, remembered(pe))
     return Folded(
         ref=ref,
         count=folded.count + len(closed),
@@ -134,40 +141,55 @@ def sub_scores(
     ``extra`` adds ``(weight, gap)`` to a factor's mean (the last NPS answer's gap on the
     relationship factor, weighing as ``score.nps_weight`` episodes of its age).
 
-    Runs once per customer batch over every open episode's factors and channels, so
-    ``weight``, ``_add``, ``remembered`` and ``to_score`` are written out inline here
-    (the calls were most of its cost); each number is the same expression, in the same
-    order, as theirs. ``weights`` are the episodes' decay weights as of ``as_of``
-    (``episode_weights``, shared with the explanation).
+    Runs once per customer batch over every open episode's series: the sums are kept in
+    two lists indexed by ``SERIES`` slot, each episode's memories unpacked in one call,
+    and every number is the same expression, in the same order, as ``weight``, ``_add``
+    and ``remembered`` would give (each slot's sums start from the folded episodes' and
+    add the open episodes' terms one after the other). ``weights`` are
+    the episodes' decay weights as of ``as_of`` (``episode_weights``, shared with the
+    explanation). Dicts come out in the vocabulary's order; a name outside it (only
+    folded sums of old states can hold one) after.
     """
-    fac: dict[str, list[float]] = {}
-    chan: dict[str, list[float]] = {}
+    n = len(SERIES)
+    sum_w = [0.0] * n
+    sum_s = [0.0] * n
+    other_fac: dict[str, list[float]] = {}
+    other_chan: dict[str, list[float]] = {}
     if folded.count:
         k = weight(folded.ref, as_of, half_life_s)
-        for f, d in folded.factors.items():
-            fac[f] = [d[0] * k, d[1] * k]
-        for c, d in folded.channels.items():
-            chan[c] = [d[0] * k, d[1] * k]
+        for names, slot_of, others in (
+            (folded.factors, FACTOR_SLOT, other_fac),
+            (folded.channels, CHANNEL_SLOT, other_chan),
+        ):
+            for key, d in names.items():
+                slot = slot_of.get(key)
+                if slot is None:
+                    others[key] = [d[0] * k, d[1] * k]
+                else:
+                    sum_w[slot] = d[0] * k
+                    sum_s[slot] = d[1] * k
     for ep, w in zip(episodes, weights, strict=True):  # w: weight(ep.end, as_of, ...)
-        for key, pe in ep.factors.items():
-            value = (pe[0] + pe[2]) / 2.0  # remembered(pe)
-            cur = fac.get(key)
-            if cur is None:
-                fac[key] = [w, w * value]
-            else:
-                cur[0] += w
-                cur[1] += w * value
-        for key, pe in ep.channels.items():
-            value = (pe[0] + pe[2]) / 2.0
-            cur = chan.get(key)
-            if cur is None:
-                chan[key] = [w, w * value]
-            else:
-                cur[0] += w
-                cur[1] += w * value
+        slots = SLOTS_OF[ep.mask]
+        flat = MEMORIES[len(slots)].unpack(ep.series)
+        for j, slot in enumerate(slots):
+            sum_w[slot] += w
+            sum_s[slot] += w * ((flat[3 * j] + flat[3 * j + 2]) / 2.0)  # remembered
     for key, (w, value) in (extra or {}).items():
-        _add(fac, key, w, value)
-    return _to_scores(fac), _to_scores(chan)
+        slot = FACTOR_SLOT.get(key)
+        if slot is None:
+            _add(other_fac, key, w, value)
+        else:
+            sum_w[slot] += w
+            sum_s[slot] += w * value
+    fac = {SERIES[i]: to_score(sum_s[i] / sum_w[i]) for i in range(FACTOR_SLOTS) if sum_w[i] > 0}
+    chan = {
+        SERIES[i]: to_score(sum_s[i] / sum_w[i]) for i in range(FACTOR_SLOTS, n) if sum_w[i] > 0
+    }
+    if other_fac:
+        fac.update(_to_scores(other_fac))
+    if other_chan:
+        chan.update(_to_scores(other_chan))
+    return fac, chan
 
 
 def _to_scores(acc: dict[str, list[float]]) -> dict[str, float]:

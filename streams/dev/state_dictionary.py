@@ -1,4 +1,4 @@
-"""How the customer state record's compression dictionary was made (format 3).
+"""How the customer state record's compression dictionary was made (format 4).
 
 ``cxpulse.streams.state.customer`` compresses each record with zstandard and a dictionary
 trained on sample records: its content holds what records repeat (the field keys, the
@@ -6,9 +6,9 @@ vocabulary's channel and factor names, the default model's touchpoints, the shap
 episode), and its entropy tables are ready-made, so a record of a few hundred bytes
 neither spells those out nor builds its own Huffman and FSE tables (which, for records
 this small, cost more time than the matching). The dictionary is part of the record
-format: the committed file (``streams/data/customer-state-v3.zdict``) is the one in
-force, pinned by its hash in ``tests/unit/test_state_codec.py``, and never rebuilt in
-place. This module says where its bytes came from and builds a new one when a new format
+format: the committed file (``streams/data/customer-state-v4.zdict``) is the one in
+force (``-v3.zdict`` reads version 3 records), each pinned by its hash in
+``tests/unit/test_state_codec.py`` and never rebuilt in place. This module says where its bytes came from and builds a new one when a new format
 version wants one: ``python -m cxpulse.streams.dev.state_dictionary OUT``.
 
 The samples, all deterministic: one state that names every channel, factor, tier, rule
@@ -64,7 +64,7 @@ def vocabulary_state(touchpoints: list[str]) -> CustomerState:
         )
         for i, tp in enumerate(touchpoints)
     ]
-    episode = Episode(
+    episode = Episode.of(
         journey="J-0123456789abcdef",
         start=t0,
         count=2,

@@ -3,30 +3,36 @@
 Every assignment to the customer table writes one changelog record (at each checkpoint,
 for every customer changed since the last one), and a restart, a rebalance or a miss of
 the state cache reads them back, so their encode and decode time is the worker's and
-their size and decode time its recovery time. Version 3 has msgspec do all of it in C:
+their size and decode time its recovery time. msgspec does all of it in C:
 
 - a record is ``FORMAT`` then one zstandard frame (level 2; no magic number, no
   dictionary id, no checksum: the version byte says which dictionary) of the state as
   msgspec's msgpack map of the ``CustomerState`` Struct (its short field names, defaults
   left out);
 - the frame is compressed with a dictionary trained on sample records
-  (``streams/data/customer-state-v3.zdict``, 32 KiB: the field keys, the vocabulary's
+  (``streams/data/customer-state-v4.zdict``, 32 KiB: the field keys, the vocabulary's
   names, the default model's touchpoints and simulated customers' records, made by
   ``cxpulse.streams.dev.state_dictionary``), so what every record repeats costs a few
   bits and a small record needs no entropy tables of its own; the dictionary is part of
   the format, pinned by its hash in the tests;
 - decoding is msgspec's typed decoder into the very Structs (floats are float64, exact).
 
-Versions 1 and 2 (a positional array: vocabulary indexes for factor and channel names,
-floats as integers of thousandths where exact, times as offsets, raw event ids) and the
-JSON of earlier workers (``CustomerState.to_bytes``) still read, so a worker upgraded
-over an existing changelog keeps every customer's state. Version 2 (2026-12-04) added
-each open episode's peak and end moments, the folded candidates' share, episode end and
-contribution, and the last NPS answer and its time; version 1 records are read with none
-of them (their candidates then say nothing and are dropped by the core; no NPS is known).
+Version 4 (2026-12-05) keeps each open episode's per-factor and per-channel memories as
+one packed value (``Episode.mask`` and ``Episode.series``) instead of two maps of
+arrays, and has its own dictionary. Version 3 records (the same map with those memories
+as maps, under ``customer-state-v3.zdict``), versions 1 and 2 (a positional array:
+vocabulary indexes for factor and channel names, floats as integers of thousandths where
+exact, times as offsets, raw event ids) and the JSON of earlier workers
+(``CustomerState.to_bytes``) still read, so a worker upgraded over an existing changelog
+keeps every customer's state; an episode's memory of a name outside the vocabulary,
+which no version of the core made, has no slot and is not read. Version 2 (2026-12-04)
+added each open episode's peak and end moments, the folded candidates' share, episode
+end and contribution, and the last NPS answer and its time; version 1 records are read
+with none of them (their candidates then say nothing and are dropped by the core; no NPS
+is known).
 
 Changing the layout (or the dictionary): a new version byte, and ``decode`` keeps reading
-the old ones (``tests/data/customer-state-v2.tsv`` holds version 2 records to read).
+the old ones (``tests/data/customer-state-v2.tsv`` and ``-v3.tsv`` hold records to read).
 """
 
 from __future__ import annotations
@@ -49,42 +55,47 @@ from cxpulse.schemas.scoring import (
     KeyMoment,
     PeakEnd,
     TryMark,
+    with_memories,
 )
 from cxpulse.schemas.vocabulary import CHANNELS, FACTORS
 
-FORMAT = b"\xc1\x03"
+FORMAT = b"\xc1\x04"
+FORMAT_V3 = b"\xc1\x03"
 FORMAT_V2 = b"\xc1\x02"
 FORMAT_V1 = b"\xc1\x01"
 
-#: The dictionary of version 3 records, a file of the package.
-DICTIONARY = "customer-state-v3.zdict"
+#: The dictionary of this format's records, a file of the package.
+DICTIONARY = "customer-state-v4.zdict"
+#: The dictionary of version 3 records (still read).
+DICTIONARY_V3 = "customer-state-v3.zdict"
 #: The zstandard level records are compressed at (the dictionary is trained at it too).
 LEVEL = 2
 
 _encoder = msgspec.msgpack.Encoder()
 _state = msgspec.msgpack.Decoder(CustomerState)
 _positional = msgspec.msgpack.Decoder()
+_PARAMS = zstandard.ZstdCompressionParameters.from_level(
+    LEVEL,
+    format=zstandard.FORMAT_ZSTD1_MAGICLESS,
+    write_content_size=1,
+    write_checksum=0,
+    write_dict_id=0,
+)
 
 
-def _zstd() -> tuple[zstandard.ZstdCompressionDict, zstandard.ZstdCompressionParameters]:
-    raw = (resources.files("cxpulse.streams") / "data" / DICTIONARY).read_bytes()
-    params = zstandard.ZstdCompressionParameters.from_level(
-        LEVEL,
-        format=zstandard.FORMAT_ZSTD1_MAGICLESS,
-        write_content_size=1,
-        write_checksum=0,
-        write_dict_id=0,
-    )
+def _dictionary(name: str) -> zstandard.ZstdCompressionDict:
+    raw = (resources.files("cxpulse.streams") / "data" / name).read_bytes()
     zdict = zstandard.ZstdCompressionDict(raw, dict_type=zstandard.DICT_TYPE_FULLDICT)
-    zdict.precompute_compress(compression_params=params)
-    return zdict, params
+    zdict.precompute_compress(compression_params=_PARAMS)
+    return zdict
 
 
-_DICT, _PARAMS = _zstd()
+_DICT = _dictionary(DICTIONARY)
+_DICT_V3 = _dictionary(DICTIONARY_V3)
 
 
 class _Codecs(threading.local):
-    """A compressor and a decompressor per thread (the disk writer encodes while the
+    """A compressor and decompressors per thread (the disk writer encodes while the
     agent measures a record's size): zstandard's are not safe to share."""
 
     def __init__(self) -> None:
@@ -93,12 +104,18 @@ class _Codecs(threading.local):
         self.decompress = zstandard.ZstdDecompressor(
             dict_data=_DICT, format=zstandard.FORMAT_ZSTD1_MAGICLESS
         ).decompress
+        self.decompress_v3 = zstandard.ZstdDecompressor(
+            dict_data=_DICT_V3, format=zstandard.FORMAT_ZSTD1_MAGICLESS
+        ).decompress
 
 
 _codecs = _Codecs()
-# The dictionary's decompression tables are made on first use and then shared by every
+# The dictionaries' decompression tables are made on first use and then shared by every
 # thread's decompressor: make them now, on import, rather than in two threads at once.
 _codecs.decompress(_codecs.compress(b"\x80"))
+_codecs.decompress_v3(
+    zstandard.ZstdCompressor(dict_data=_DICT_V3, compression_params=_PARAMS).compress(b"\x80")
+)
 
 
 def encode(state: CustomerState) -> bytes:
@@ -139,10 +156,14 @@ def seal_many(packed: Sequence[bytes]) -> list[bytes]:
 
 
 def decode(data: bytes) -> CustomerState:
-    """The state of a changelog record: of this format, version 2 or 1, or the earlier JSON."""
+    """The state of a changelog record: of this format, version 3, 2 or 1, or the earlier
+    JSON."""
     prefix = data[:2]
     if prefix == FORMAT:
         return _state.decode(_codecs.decompress(memoryview(data)[2:]))
+    if prefix == FORMAT_V3:
+        raw = _positional.decode(_codecs.decompress_v3(memoryview(data)[2:]))
+        return msgspec.convert(with_memories(raw), CustomerState)
     if prefix in (FORMAT_V2, FORMAT_V1):
         return _decode_positional(data, prefix == FORMAT_V1)
     return CustomerState.from_bytes(data)
@@ -278,7 +299,7 @@ def _read_episode(e: list[Any]) -> Episode:
     journey, start, n, peak, dt, end, factors, channels = e[:8]
     pm = _read_moment(e[8], start) if len(e) > 8 else None
     em = (pm if e[9] is True else _read_moment(e[9], start)) if len(e) > 9 else None
-    return Episode(
+    return Episode.of(
         journey=journey,
         start=start,
         count=n,

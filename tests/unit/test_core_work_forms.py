@@ -1,16 +1,29 @@
 """The core's working forms give what the plain definitions give.
 
 ``dedup.Seen`` (the packed id set searched in place, the added ids kept aside) against
-the dict it replaces (``remember``, ``kept``, ``pack_ids``), and ``trail.add_score``
-against the definition in its docstring, over many random calls, in and out of order.
+the dict it replaces (``remember``, ``kept``, ``pack_ids``), ``trail.add_score``
+against the definition in its docstring, and an episode's packed memories (``mask`` and
+``series``: one memory per vocabulary slot) against the dicts of tuples they replace
+(one episode, merges, folding and the sub-scores, to the last bit), over many random
+calls, in and out of order.
 """
 
 from __future__ import annotations
 
+import math
 import random
 
-from cxpulse.schemas.scoring import pack_ids, unpack_ids
-from cxpulse.streams.core import dedup, trail
+from cxpulse.schemas.scoring import (
+    SERIES,
+    Episode,
+    Folded,
+    PeakEnd,
+    memories_of,
+    pack_ids,
+    unpack_ids,
+)
+from cxpulse.schemas.vocabulary import CHANNELS, FACTORS
+from cxpulse.streams.core import dedup, episodes, score, trail
 
 HOUR = 3600
 
@@ -111,3 +124,170 @@ def test_add_score_keeps_the_hourly_highs_in_and_out_of_order() -> None:
             assert prev == snapshot  # the state's list is left as it is
             t0 = max(t0, t - HOUR)
     assert earlier_hours > 1000  # moments out of order, into an earlier hour
+
+
+# -- an episode's memories: packed per slot, against dicts of tuples ---------------------
+
+
+def _value(r: random.Random) -> float:
+    """Gaps and valences as the core makes them (3 decimals), ties, 0, -0.0, and now and
+    then a value no rounding makes."""
+    roll = r.random()
+    if roll < 0.05:
+        return -0.0
+    if roll < 0.1:
+        return r.choice([-2.0, 2.0, 0.0])  # equal |peak|: the negative one is kept
+    if roll < 0.13:
+        return r.uniform(-10, 10)
+    return round(r.uniform(-10, 10), 3)
+
+
+def _memories(r: random.Random, names: tuple[str, ...], k: int) -> dict[str, PeakEnd]:
+    t = r.randint(1000, 1010)  # few times: equal end times are common
+    return {n: (_value(r), t + r.randint(0, 3), _value(r)) for n in r.sample(names, k)}
+
+
+def _plain_combine_maps(a: dict[str, PeakEnd], b: dict[str, PeakEnd]) -> dict[str, PeakEnd]:
+    """The merge of two dicts of memories, as episodes merged them before ``series``."""
+    out = dict(a)
+    for k, pe in b.items():
+        cur = out.get(k)
+        out[k] = pe if cur is None else episodes.combine(cur, pe)
+    return out
+
+
+def _episode(r: random.Random) -> tuple[Episode, dict[str, PeakEnd], dict[str, PeakEnd]]:
+    factors = _memories(r, FACTORS, r.randint(0, len(FACTORS)))
+    channels = _memories(r, CHANNELS, r.randint(1, 2))
+    t = r.randint(1000, 1010)
+    ep = Episode.of(start=t, count=1, overall=(1.0, t, 1.0), factors=factors, channels=channels)
+    return ep, factors, channels
+
+
+def _same(a: dict[str, PeakEnd], b: dict[str, PeakEnd]) -> bool:
+    """Equal to the bit: the same names, and each number the same float (-0.0 is not 0.0)."""
+    return a.keys() == b.keys() and all(
+        repr(tuple(map(float, a[k]))) == repr(tuple(map(float, b[k]))) for k in a
+    )
+
+
+def test_one_moment_gives_the_memories_of_its_factors_and_channel_in_any_order() -> None:
+    r = random.Random(23)
+    for _ in range(2000):
+        names = r.sample(FACTORS, r.randint(0, len(FACTORS)))  # a touchpoint's own order
+        gaps = {f: _value(r) for f in names}
+        channel, t, v = r.choice(CHANNELS), r.randint(1000, 2000), _value(r)
+        ep = episodes.single(None, t, v, gaps, channel)
+        assert _same(ep.factors, {f: (g, t, g) for f, g in gaps.items()})
+        assert _same(ep.channels, {channel: (v, t, v)})
+        assert [SERIES[i] for i, _ in ep.memories()] == [
+            n for n in SERIES if n in gaps or n == channel
+        ]
+
+
+def test_merged_memories_are_the_merged_dicts() -> None:
+    r = random.Random(24)
+    same_mask = 0
+    for _ in range(5000):
+        a, fa, ca = _episode(r)
+        b, fb, cb = _episode(r) if r.random() < 0.7 else (a, fa, ca)
+        same_mask += a.mask == b.mask
+        merged = episodes.merge(a, b)
+        assert _same(merged.factors, _plain_combine_maps(fa, fb))
+        assert _same(merged.channels, _plain_combine_maps(ca, cb))
+        assert merged.mask == a.mask | b.mask
+    assert same_mask > 1000  # the usual case has its own path
+
+
+def _plain_sub_scores(
+    folded: Folded,
+    eps: list[Episode],
+    as_of: int,
+    half_life_s: float,
+    weights: list[float],
+    extra: dict[str, tuple[float, float]],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The sub-scores as they were computed on dicts of tuples, before ``series``."""
+    fac: dict[str, list[float]] = {}
+    chan: dict[str, list[float]] = {}
+    if folded.count:
+        k = score.weight(folded.ref, as_of, half_life_s)
+        for f, d in folded.factors.items():
+            fac[f] = [d[0] * k, d[1] * k]
+        for c, d in folded.channels.items():
+            chan[c] = [d[0] * k, d[1] * k]
+    for ep, w in zip(eps, weights, strict=True):
+        for acc, series in ((fac, ep.factors), (chan, ep.channels)):
+            for key, pe in series.items():
+                value = (pe[0] + pe[2]) / 2.0
+                cur = acc.get(key)
+                if cur is None:
+                    acc[key] = [w, w * value]
+                else:
+                    cur[0] += w
+                    cur[1] += w * value
+    for key, (w, value) in extra.items():
+        cur = fac.get(key)
+        if cur is None:
+            fac[key] = [w, w * value]
+        else:
+            cur[0] += w
+            cur[1] += w * value
+    return (
+        {k: score.to_score(s / w) for k, (w, s) in fac.items() if w > 0},
+        {k: score.to_score(s / w) for k, (w, s) in chan.items() if w > 0},
+    )
+
+
+def test_sub_scores_and_folding_are_those_of_the_dicts() -> None:
+    r = random.Random(25)
+    half_life_s = 30 * 86400.0
+    for _ in range(3000):
+        eps = [_episode(r)[0] for _ in range(r.randint(0, 16))]
+        as_of = 1020 + r.randint(0, 10**6)
+        weights = score.episode_weights(eps, as_of, half_life_s)
+        folded = Folded()
+        if r.random() < 0.6:  # the folded sums of earlier episodes, an old name now and then
+            closed = [_episode(r)[0] for _ in range(r.randint(1, 4))]
+            folded = score.fold(Folded(), closed, half_life_s)
+            if r.random() < 0.2:
+                folded = Folded(
+                    ref=folded.ref,
+                    count=folded.count,
+                    overall=folded.overall,
+                    factors={**folded.factors, "ambience": (0.5, -1.0)},
+                    channels=folded.channels,
+                )
+        extra = {"relationship": (r.uniform(0, 2), _value(r))} if r.random() < 0.3 else {}
+        got = score.sub_scores(folded, eps, as_of, half_life_s, weights, extra)
+        want = _plain_sub_scores(folded, eps, as_of, half_life_s, weights, extra)
+        assert got == want  # every float equal (NaN never arises: values are finite)
+        assert not any(math.isnan(v) for v in (*got[0].values(), *got[1].values()))
+
+
+def test_folding_adds_each_series_as_the_dicts_did() -> None:
+    r = random.Random(26)
+    half_life_s = 30 * 86400.0
+    for _ in range(2000):
+        closed = [_episode(r) for _ in range(r.randint(1, 5))]
+        folded = score.fold(Folded(), [e for e, _, _ in closed], half_life_s)
+        ref = max(e.end for e, _, _ in closed)
+        for names, got, pick in (
+            (FACTORS, folded.factors, 1),
+            (CHANNELS, folded.channels, 2),
+        ):
+            want: dict[str, list[float]] = {}
+            for parts in closed:
+                w = score.weight(parts[0].end, ref, half_life_s)
+                for key, pe in parts[pick].items():
+                    cur = want.setdefault(key, [0.0, 0.0])
+                    cur[0] += w
+                    cur[1] += w * episodes.remembered(pe)
+            assert set(got) == set(want) <= set(names)
+            for key, (w, s) in want.items():
+                assert got[key] == (round(w, 9), round(s, 9))
+
+
+def test_names_outside_the_vocabulary_have_no_slot() -> None:
+    mask, series = memories_of({"ambience": (1.0, 5, 1.0)}, {"kiosk": (2.0, 5, 2.0)})
+    assert (mask, series) == (0, b"")
