@@ -33,7 +33,6 @@ from cxpulse.schemas.scoring import (
     Episode,
     KeyMoment,
     PeakEnd,
-    memories_of,
 )
 
 
@@ -79,30 +78,31 @@ def single(
     """The episode of one moment; ``km`` is the moment as an explanation candidate (None
     when its valence is 0: it moves nothing)."""
     mask = 0
-    flat: list[float] = []
-    for f, g in gaps.items():
+    in_order = True
+    for f in gaps:
         bit = FACTOR_BIT[f]
-        if bit < mask:  # the touchpoint lists its factors in another order than ours
-            mask, series = memories_of(
-                {f: (g, t, g) for f, g in gaps.items()}, {channel: (valence, t, valence)}
-            )
-            break
+        in_order = in_order and bit > mask
         mask |= bit
+    if not in_order:  # the touchpoint lists its factors in another order than the slots
+        gaps = dict(sorted(gaps.items(), key=_factor_bit))
+    flat: list[float] = []
+    for g in gaps.values():
         flat += (g, t, g)
-    else:
-        mask |= CHANNEL_BIT[channel]  # the channels' slots follow the factors'
-        flat += (valence, t, valence)
-        series = MEMORIES[len(flat) // 3].pack(*flat)
+    flat += (valence, t, valence)  # the channels' slots follow the factors'
     return Episode(
         journey=journey,
         start=t,
         count=1,
         overall=(valence, t, valence),
-        mask=mask,
-        series=series,
+        mask=mask | CHANNEL_BIT[channel],
+        series=MEMORIES[len(flat) // 3].pack(*flat),
         peak_m=km,
         end_m=km,
     )
+
+
+def _factor_bit(item: tuple[str, float]) -> int:
+    return FACTOR_BIT[item[0]]
 
 
 def merge_memories(a: Episode, b: Episode) -> tuple[int, bytes]:
