@@ -9,8 +9,8 @@ ClickHouse's ``moments`` table (the emotion map); ``ScoreUpdate`` one row of ``s
 small: times are epoch seconds, peak-end memories are 3-tuples (an open episode's
 per-factor and per-channel ones packed doubles in one ``bytes``, a slot each), event ids
 are 48-bit hashes packed into raw bytes, and every list is bounded by the model's
-``state`` and ``episodes`` sections. ``to_bytes``/``from_bytes`` are the JSON form of earlier workers'
-changelogs (short keys), still read on upgrade.
+``state`` and ``episodes`` sections. ``to_bytes``/``from_bytes`` are the JSON form of
+earlier workers' changelogs (short keys), still read on upgrade.
 
 The Structs are declared ``gc=False``: a worker holds one state per customer and makes
 moments and states at every event, and the cycle collector would otherwise walk them all

@@ -8,8 +8,9 @@ neither spells those out nor builds its own Huffman and FSE tables (which, for r
 this small, cost more time than the matching). The dictionary is part of the record
 format: the committed file (``streams/data/customer-state-v4.zdict``) is the one in
 force (``-v3.zdict`` reads version 3 records), each pinned by its hash in
-``tests/unit/test_state_codec.py`` and never rebuilt in place. This module says where its bytes came from and builds a new one when a new format
-version wants one: ``python -m cxpulse.streams.dev.state_dictionary OUT``.
+``tests/unit/test_state_codec.py`` and never rebuilt in place. This module says where
+its bytes came from and builds a new one when a new format version wants one:
+``python -m cxpulse.streams.dev.state_dictionary OUT``.
 
 The samples, all deterministic: one state that names every channel, factor, tier, rule
 and default-model touchpoint, then the states of the 200 simulated customers of 3,000
