@@ -462,6 +462,7 @@ class IngestServer:
         )
         self._probe_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._in_flight = 0  # POST requests being handled (their bodies being read included)
         self.answered = 0
 
     @property
@@ -521,10 +522,21 @@ class IngestServer:
         self._probe_task = asyncio.create_task(self._probe.run())
 
     async def stop(self) -> None:
-        """Stop listening, let requests in flight finish (their answers included), then
-        close the producer."""
+        """Stop listening, let requests in flight finish (their bodies still read, their
+        answers sent), then close the connections and the producer.
+
+        aiohttp's own shutdown stops reading every connection at once (what arrives on a
+        closing connection is dropped), so a request whose body was half sent when the
+        signal came would wait for the rest until ``BODY_READ_SECONDS`` and get a 408:
+        the sites stop listening first, the requests in flight are awaited (up to
+        ``SHUTDOWN_SECONDS``), and only then is the runner cleaned up."""
         self._stopping = True
         if self._runner is not None:
+            for site in list(self._runner.sites):
+                await site.stop()
+            deadline = asyncio.get_running_loop().time() + SHUTDOWN_SECONDS
+            while self._in_flight and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.02)
             await self._runner.cleanup()
         if self._probe_task is not None:
             await _cancelled(self._probe_task)
@@ -569,12 +581,14 @@ class IngestServer:
     async def _post_events(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
         metrics.INGEST_IN_PROGRESS.inc()
+        self._in_flight += 1
         try:
             result = await self._events(request)
         except Exception as exc:  # a bug: the client gets one line, the log the details
             log.exception("POST %s failed", PATH)
             result = Answer(500, {"error": f"internal error: {one_line(exc)}"})
         finally:
+            self._in_flight -= 1
             metrics.INGEST_IN_PROGRESS.dec()
         metrics.INGEST_REQUESTS.labels(str(result.status)).inc()
         metrics.INGEST_SECONDS.observe(time.perf_counter() - started)
