@@ -434,10 +434,10 @@ class CustomerState(
         holds."""
         if b'"tr"' in data or b'"ep"' in data:
             raw = msgspec.json.decode(data)
-            if isinstance(raw, dict) and ("tr" in raw or legacy_episodes(raw)):
-                if "tr" in raw:
-                    raw = _legacy_trail(raw)
-                data = _json_encoder.encode(with_memories(raw))
+            if isinstance(raw, dict):
+                read = with_memories(_legacy_trail(raw) if "tr" in raw else raw)
+                if read is not raw:
+                    data = _json_encoder.encode(read)
         return _json_state.decode(data)
 
     def explained(self) -> list[KeyMoment]:
@@ -465,22 +465,19 @@ _json_encoder = msgspec.json.Encoder()
 _json_state = msgspec.json.Decoder(CustomerState)
 
 
-def legacy_episodes(data: dict[str, Any]) -> bool:
-    """True when a state's builtins (its encoded field names) hold episodes with their
-    memories as dicts (``f`` and ``c``), as states before ``Episode.series`` were."""
-    return any("f" in e or "c" in e for e in data.get("ep") or ())
-
-
 def with_memories(data: dict[str, Any]) -> dict[str, Any]:
-    """A state's builtins with every episode's ``f`` and ``c`` dicts made ``m`` and ``x``
-    (``memories_of``)."""
+    """A state's builtins (its encoded field names) with every episode's memories as
+    dicts (``f`` and ``c``, as states before ``Episode.series`` had them) made ``m`` and
+    ``x`` (``memories_of``); ``data`` itself when no episode has them."""
+    if not any("f" in e or "c" in e for e in data.get("ep") or ()):
+        return data
     episodes = []
-    for e in data.get("ep") or ():
+    for e in data["ep"]:
         if "f" in e or "c" in e:
             e = dict(e)
             e["m"], e["x"] = memories_of(e.pop("f", None) or {}, e.pop("c", None) or {})
         episodes.append(e)
-    return {**data, "ep": episodes} if "ep" in data else data
+    return {**data, "ep": episodes}
 
 
 def _legacy_trail(data: dict[str, Any]) -> dict[str, Any]:

@@ -216,23 +216,21 @@ def _plain_sub_scores(
             fac[f] = [d[0] * k, d[1] * k]
         for c, d in folded.channels.items():
             chan[c] = [d[0] * k, d[1] * k]
-    for ep, w in zip(eps, weights, strict=True):
-        for acc, series in ((fac, ep.factors), (chan, ep.channels)):
-            for key, pe in series.items():
-                value = (pe[0] + pe[2]) / 2.0
-                cur = acc.get(key)
-                if cur is None:
-                    acc[key] = [w, w * value]
-                else:
-                    cur[0] += w
-                    cur[1] += w * value
-    for key, (w, value) in extra.items():
-        cur = fac.get(key)
+
+    def add(acc: dict[str, list[float]], key: str, w: float, value: float) -> None:
+        cur = acc.get(key)
         if cur is None:
-            fac[key] = [w, w * value]
+            acc[key] = [w, w * value]
         else:
             cur[0] += w
             cur[1] += w * value
+
+    for ep, w in zip(eps, weights, strict=True):
+        for acc, series in ((fac, ep.factors), (chan, ep.channels)):
+            for key, pe in series.items():
+                add(acc, key, w, (pe[0] + pe[2]) / 2.0)
+    for key, (w, value) in extra.items():
+        add(fac, key, w, value)
     return (
         {k: score.to_score(s / w) for k, (w, s) in fac.items() if w > 0},
         {k: score.to_score(s / w) for k, (w, s) in chan.items() if w > 0},

@@ -50,21 +50,29 @@ def test_a_state_of_the_earlier_json_changelog_reads(states: list[CustomerState]
         assert decode(state.to_bytes()) == state
 
 
-def test_version_2_records_read() -> None:
-    """Records the version 2 encoder wrote (simulated customers with episodes, candidates,
-    contacts, failures, tries, alert memory and an NPS answer; one with names outside the
-    vocabulary, -0.0 and ids not lowercase hex), each beside its state's JSON form."""
-    lines = V2_RECORDS.read_text().splitlines()
-    assert len(lines) == 8
-    for line in lines:
+def _records_read(path: Path, prefix: bytes) -> list[CustomerState]:
+    """Each record of ``path`` (beside its state's JSON form of then) has ``prefix``,
+    reads as its JSON form reads, and writes back in this format to the same state."""
+    states = []
+    for line in path.read_text().splitlines():
         record, json_form = line.split("\t")
         data = bytes.fromhex(record)
-        assert data[:2] == b"\xc1\x02"
+        assert data[:2] == prefix
         state = CustomerState.from_bytes(json_form.encode())
         back = decode(data)
         assert back == state
         assert repr(back) == repr(state)
+        assert encode(back)[:2] == FORMAT
         assert decode(encode(back)) == state
+        states.append(state)
+    return states
+
+
+def test_version_2_records_read() -> None:
+    """Records the version 2 encoder wrote (simulated customers with episodes, candidates,
+    contacts, failures, tries, alert memory and an NPS answer; one with names outside the
+    vocabulary, -0.0 and ids not lowercase hex), each beside its state's JSON form."""
+    assert len(_records_read(V2_RECORDS, b"\xc1\x02")) == 8
 
 
 def test_version_3_records_read() -> None:
@@ -72,26 +80,16 @@ def test_version_3_records_read() -> None:
     3 dictionary): simulated customers, and one with a journey, -0.0, names outside the
     vocabulary and an id not hex; each beside its state's JSON form of then. They read
     as the JSON reads, and write back as version 4."""
-    lines = V3_RECORDS.read_text().splitlines()
-    assert len(lines) == 8
-    for line in lines:
-        record, json_form = line.split("\t")
-        data = bytes.fromhex(record)
-        assert data[:2] == b"\xc1\x03"
-        state = CustomerState.from_bytes(json_form.encode())
-        back = decode(data)
-        assert back == state
-        assert repr(back) == repr(state)
-        assert encode(back)[:2] == FORMAT
-        assert decode(encode(back)) == state
-        if state.customer_id == "C-odd":
-            # the episode's memories of names the vocabulary has are kept; the others
-            # (which no core ever made) have no slot; the folded sums keep every name
-            (ep,) = state.episodes
-            assert ep.factors == {"service": (-0.0, ep.start, 2.0)}
-            assert math.copysign(1.0, ep.factors["service"][0]) < 0
-            assert ep.channels == {"web": (0.5, ep.start + 5, 1e-9)}
-            assert state.folded.factors["ambience"] == (0.5, 1.0)
+    states = _records_read(V3_RECORDS, b"\xc1\x03")
+    assert len(states) == 8
+    (odd,) = [s for s in states if s.customer_id == "C-odd"]
+    # the episode's memories of names the vocabulary has are kept; the others (which no
+    # core ever made) have no slot; the folded sums keep every name
+    (ep,) = odd.episodes
+    assert ep.factors == {"service": (-0.0, ep.start, 2.0)}
+    assert math.copysign(1.0, ep.factors["service"][0]) < 0
+    assert ep.channels == {"web": (0.5, ep.start + 5, 1e-9)}
+    assert odd.folded.factors["ambience"] == (0.5, 1.0)
 
 
 @pytest.mark.parametrize(
