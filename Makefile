@@ -5,6 +5,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# The scoring core and the rules compiled (setup.py; docs/architecture.md, "The compiled
+# core"): installing compiles them, and `make native` again whenever a source they were
+# built from is newer than the record of the build (every target that runs them depends on
+# it). An older compiled build is never run: cxpulse/native.py runs the Python modules
+# then, with a warning. CXPULSE_PURE=1 builds and runs them as Python (no C compiler).
+NATIVE := cxpulse/native.json
+NATIVE_SOURCES := $(wildcard streams/core/*.py streams/rules/*.py schemas/*.py) \
+	streams/pipeline/records.py cxpulse/native.py setup.py
 PYTEST_ARGS ?=
 # make test runs the suite in two processes (pytest-xdist), each test file whole in one
 # of them: most tests wait on a worker, a broker or ClickHouse, so two keep both cores busy.
@@ -12,7 +20,7 @@ PYTEST_ARGS ?=
 TEST_JOBS ?= 2
 XDIST := $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
 
-.PHONY: install tools demo test test-fast lint format bench voc schema chaos clean
+.PHONY: install native tools demo test test-fast lint format bench voc schema chaos clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cxpulse needs Python >= 3.11"'
@@ -21,9 +29,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[worker,dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(NATIVE)
 
-demo: $(STAMP)
+native: $(NATIVE)
+
+$(NATIVE): $(NATIVE_SOURCES) | $(STAMP)
+	$(PY) setup.py --quiet build_ext --inplace
+
+demo: $(STAMP) $(NATIVE)
 	$(VENV)/bin/cxpulse demo
 
 # Tools beyond Python packages (promtool, for the deploy checks). Outside CI a machine
@@ -34,11 +47,11 @@ tools:
 # The whole suite: lint, type check, then every test (real broker, real chDB, and the
 # ClickHouse server named by CXPULSE_TEST_CLICKHOUSE_URL). pytest's exit code 5 (no tests
 # collected) is a failure here, never a pass.
-test: $(STAMP) tools lint
+test: $(STAMP) $(NATIVE) tools lint
 	@$(PY) -m pytest $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(NATIVE)
 	$(PY) -m pytest tests/unit tests/agents $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -64,7 +77,7 @@ $(PEER_STAMP): pyproject.toml $(STAMP)
 	@touch $(PEER_STAMP)
 
 # Benchmarks print figures as ratios against a baseline measured in the same run.
-bench: $(STAMP) $(PEER_STAMP)
+bench: $(STAMP) $(NATIVE) $(PEER_STAMP)
 	$(PY) -m pytest -p no:cacheprovider -o python_files='bench_*.py' tests/benchmarks --benchmark-only --benchmark-columns=median,ops,rounds -q
 	$(PY) -m tests.benchmarks.pipeline --peer-python $(PEER_VENV)/bin/python
 	$(PY) -m tests.benchmarks.ingest
@@ -91,11 +104,12 @@ $(CHAOS_STAMP):
 	$(CHAOS_VENV)/bin/python -m pip install --quiet 'moto[server]>=5'
 	@touch $(CHAOS_STAMP)
 
-chaos: $(STAMP) $(CHAOS_STAMP)
+chaos: $(STAMP) $(NATIVE) $(CHAOS_STAMP)
 	CXPULSE_CHAOS_MOTO_SERVER=$(CHAOS_VENV)/bin/moto_server timeout 4500 $(PY) -m tests.chaos $(CHAOS_ARGS)
 
 schema: $(STAMP)
 	$(PY) -m cxpulse.schemas.export
 
 clean:
-	rm -rf $(VENV) $(PEER_VENV) $(CHAOS_VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(PEER_VENV) $(CHAOS_VENV) var .mypy_cache .ruff_cache .pytest_cache build $(NATIVE)
+	find streams cxpulse -name '*.so' -delete

@@ -18,6 +18,7 @@ import time
 
 import faust
 
+from cxpulse import native
 from cxpulse.streams import metrics, topics
 from cxpulse.streams.app import TABLE_NAMES, create_app, default_connect, tables_dir
 from cxpulse.streams.logs import WorkerLogFilters
@@ -112,7 +113,8 @@ def check_web_port(host: str, port: int) -> None:
 
 
 def startup_summary(settings: Settings) -> str:
-    """The worker's start-up line: what it reads and writes, where, and its HTTP port."""
+    """The worker's start-up line: what it reads and writes, where, its HTTP port, and
+    whether the scoring core runs compiled (cxpulse/native.py)."""
     internal = [
         topics.events(settings),
         topics.health(settings),
@@ -134,7 +136,7 @@ def startup_summary(settings: Settings) -> str:
         f"{', '.join(internal)}; {settings.partitions} partitions each), writes ClickHouse "
         f"{settings.clickhouse_display_url}, keeps the customer table {customers} "
         f"with changelogs {', '.join(changelogs)}, web port {settings.web_port} on {host} "
-        "(/metrics, /livez, /readyz)"
+        f"(/metrics, /livez, /readyz); scoring core: {native.STATUS}"
     )
 
 

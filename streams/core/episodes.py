@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cxpulse.schemas.scoring import (
     CHANNEL_BIT,
@@ -42,14 +43,16 @@ def combine(a: PeakEnd, b: PeakEnd) -> PeakEnd:
     Ties are broken by value, never by arrival: equal |peak| keeps the negative one, equal
     end time keeps the lower end value.
     """
-    return combine_at(a, 0, b, 0)  # type: ignore[return-value]
+    return combine_at(a, 0, b, 0)
 
 
-def combine_at(
-    fa: Sequence[float], i: int, fb: Sequence[float], k: int
-) -> tuple[float, float, float]:
+def combine_at(fa: Sequence[Any], i: int, fb: Sequence[Any], k: int) -> tuple[Any, Any, Any]:
     """``combine`` of the memories at ``fa[i:i + 3]`` and ``fb[k:k + 3]`` of two flat
-    sequences of ``(peak, end_t, end)`` triples (an episode's ``series``, unpacked)."""
+    sequences of ``(peak, end_t, end)`` triples (an episode's ``series``, unpacked).
+
+    ``Any``, not ``float``: ``end_t`` is an int in ``Episode.overall`` and a double in
+    ``series``, and the compiled core (cxpulse/native.py) makes a float of an int annotated
+    ``float``."""
     pa, pb = fa[i], fb[k]
     # The comparisons ``(|pa|, -pa) >= (|pb|, -pb)`` and ``(ta, -ea) >= (tb, -eb)``,
     # written out (NaN included, they decide alike): a merge runs them for every series

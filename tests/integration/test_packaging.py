@@ -8,8 +8,8 @@ event, ``cxpulse publish`` sends a file to the session's broker, ``cxpulse model
 the shipped model, and ``cxpulse worker`` ends with one line naming the worker extra.
 Faust, chDB and the sentiment analysers are not installed there.
 
-Slow (about a minute: a wheel build and a venv). In CI (CI set) it never skips; outside CI
-it skips only when the package index cannot be reached.
+Slow (about a minute: a wheel build, which compiles the core, and a venv). In CI (CI set)
+it never skips; outside CI it skips only when the package index cannot be reached.
 """
 
 from __future__ import annotations
@@ -71,10 +71,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not os.environ.get("CI") and not _index_reachable():
         pytest.skip("the package index is not reachable: the build and the client install need it")
     src = tmp_path_factory.mktemp("src")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    # the checkout's own compiled build (make native) stays behind: the wheel compiles its own
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.so", "native.json")
     for name in ("cxpulse", *TOPS):
         shutil.copytree(ROOT / name, src / name, symlinks=True, ignore=ignore)
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(ROOT / name, src / name)
     out = tmp_path_factory.mktemp("wheel")
     _ok(
@@ -111,7 +112,8 @@ def project(tmp_path: Path) -> Path:
 def test_the_wheel_holds_one_namespace_and_its_data(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     tops = {n.split("/")[0] for n in names}
-    assert tops == {"cxpulse", f"{wheel.name.split('-py')[0]}.dist-info"}, sorted(tops)
+    name_version = "-".join(wheel.name.split("-")[:2])  # cxpulse-0.1.0-cp311-...whl
+    assert tops == {"cxpulse", f"{name_version}.dist-info"}, sorted(tops)
     for top in TOPS:
         for init in (ROOT / top).rglob("__init__.py"):
             assert f"cxpulse/{init.relative_to(ROOT).as_posix()}" in names, init
@@ -121,6 +123,13 @@ def test_the_wheel_holds_one_namespace_and_its_data(wheel: Path) -> None:
     assert "cxpulse/schemas/touchpoint_event.v1.json" in names
     assert "cxpulse/streams/default_model.yaml" in names
     assert "cxpulse/streams/data/console.html" in names  # GET /console serves it
+    # the scoring core and the rules compiled (setup.py), beside their sources, with the
+    # record of what they were built from (cxpulse/native.py)
+    assert "cxpulse/native.json" in names
+    compiled = {n.split(".")[0] for n in names if n.endswith(".so")}
+    assert "cxpulse/native__mypyc" in compiled, sorted(compiled)
+    for module in ("streams/core/apply", "streams/core/score", "streams/rules/customer"):
+        assert f"cxpulse/{module}" in compiled, sorted(compiled)
     (entry_points,) = (n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "cxpulse = cxpulse.streams.cli:main" in text
@@ -152,6 +161,7 @@ print(json.dumps({
     "publisher": Publisher.__module__,
     "cxpulse": sorted({m.split(".")[1] for m in sys.modules if m.startswith("cxpulse.")}),
     "heavy": sorted({m.split(".")[0] for m in sys.modules} & {"faust", "chdb", "jieba"}),
+    "native": importlib.import_module("cxpulse.native").STATUS,
 }))
 """
     out = json.loads(_ok(_run([str(client / "python"), "-c", code], project)))
@@ -162,6 +172,7 @@ print(json.dumps({
     ]
     assert out["publisher"] == "cxpulse.streams.publisher"
     assert out["heavy"] == []
+    assert out["native"] == "compiled"  # the installed sources are the ones it was built from
 
 
 def test_client_commands_run_on_the_base_install(

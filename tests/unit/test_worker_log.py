@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from cxpulse import native
 from cxpulse.streams.app import tables_dir
 from cxpulse.streams.logs import WorkerLogFilters
 from cxpulse.streams.settings import load_settings
@@ -99,6 +100,7 @@ def test_the_start_up_line_names_everything_and_masks_the_password() -> None:
         f"keeps the customer table on local disk (RocksDB) in {tables_dir(settings)} ",
         "cx-acme-customer_state-changelog",
         "web port 6070",
+        f"scoring core: {native.STATUS}",  # compiled, or Python and why (cxpulse/native.py)
     ):
         assert part in line, (part, line)
     memory = startup_summary(settings.model_copy(update={"state_store": "memory"}))
