@@ -49,6 +49,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from cxpulse import native
+
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 130)
 
 BATCH = 500  # events per published message (the SDK's default)
@@ -1101,6 +1103,9 @@ def print_targets(
             f"p99 = {p99:.2f}s over {len(lat.latencies):,} alert records: {met}"
         )
     console.print(f"[dim]load during the run (uptime): {uptime}[/]")
+    # the worker and the in-process replay run this tree's core: compiled or not
+    out["scoring_core"] = native.use_fresh()
+    console.print(f"[dim]scoring core (cxpulse/native.py): {out['scoring_core']}[/]")
     return out
 
 
