@@ -42,7 +42,8 @@ REBUILD = "make native (or CXPULSE_PURE=1 to build without compiling)"
 PACKAGE = Path(__file__).resolve().parent
 log = logging.getLogger(__name__)
 
-#: "compiled", "python" (no compiled build), or "python: <why a compiled build is not used>"
+#: "compiled"; "python" (built without compiling); "python: not compiled (<why>)" (the
+#: build could not); "python: <why a compiled build present is not used>"
 STATUS = "python"
 
 
@@ -74,6 +75,16 @@ def write_manifest(package: Path) -> None:
     (package / MANIFEST).write_text(text + "\n")
 
 
+#: The record's only key when a build tried to compile and could not.
+NOT_COMPILED = "not compiled"
+
+
+def write_not_compiled(package: Path, why: str) -> None:
+    """Record that the build could not compile, and why (``setup.py``): the worker's
+    start-up line then says it, where a build's output is seldom read."""
+    (package / MANIFEST).write_text(json.dumps({NOT_COMPILED: why}) + "\n")
+
+
 def module_name(package: Path, source: Path) -> str:
     return "cxpulse." + ".".join(source.relative_to(package).with_suffix("").parts)
 
@@ -92,6 +103,8 @@ def why_stale(package: Path) -> str | None:
     if not record.exists():
         return f"compiled modules without {MANIFEST}"
     built: dict[str, str] = json.loads(record.read_text())
+    if NOT_COMPILED in built:
+        return f"compiled modules left by an earlier build; the last {NOT_COMPILED}"
     now = digests(package, [package / name for name in built if (package / name).exists()])
     for name, digest in built.items():
         if now.get(name) != digest:
@@ -100,6 +113,15 @@ def why_stale(package: Path) -> str | None:
         if p.relative_to(package).as_posix() not in built:
             return f"{p.relative_to(package).as_posix()} is not in the compiled build"
     return None
+
+
+def _not_compiled(package: Path) -> str:
+    """``": why"`` when the build could not compile, else ``""``."""
+    record = package / MANIFEST
+    if not record.exists():
+        return ""
+    why = json.loads(record.read_text()).get(NOT_COMPILED)
+    return f": {NOT_COMPILED} ({why})" if why else ""
 
 
 class _SourceFirst(importlib.abc.MetaPathFinder):
@@ -126,7 +148,7 @@ def use_fresh(package: Path = PACKAGE) -> str:
     asked = os.environ.get("CXPULSE_PURE") == "1"
     why = "CXPULSE_PURE=1" if asked and _extensions(package) else why_stale(package)
     if why is None:
-        STATUS = "compiled" if _extensions(package) else "python"
+        STATUS = "compiled" if _extensions(package) else "python" + _not_compiled(package)
         return STATUS
     sys.meta_path.insert(0, _SourceFirst({module_name(package, p): p for p in compiled(package)}))
     STATUS = f"python: {why}"

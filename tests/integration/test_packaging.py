@@ -65,8 +65,7 @@ def _ok(run: subprocess.CompletedProcess[str]) -> str:
     return run.stdout
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _build_wheel(tmp_path_factory: pytest.TempPathFactory, **env: str) -> Path:
     """A non-editable wheel built from a copy of the checkout's package files."""
     if not os.environ.get("CI") and not _index_reachable():
         pytest.skip("the package index is not reachable: the build and the client install need it")
@@ -78,13 +77,15 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(ROOT / name, src / name)
     out = tmp_path_factory.mktemp("wheel")
-    _ok(
-        _run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)], src
-        )
-    )
+    argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)]
+    _ok(_run(argv, src, **env))
     (found,) = out.glob("cxpulse-*.whl")
     return found
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _build_wheel(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +222,17 @@ def test_a_worker_command_names_the_extra_in_one_line(
     (line,) = run.stderr.splitlines()
     assert line.startswith(f"cxpulse: {command[0]} needs the worker's dependencies"), line
     assert line.endswith("pip install 'cxpulse[worker]'"), line
+
+
+def test_a_build_that_cannot_compile_installs_the_python_core_and_says_why(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A machine without a working C compiler (CC=false) still gets a whole package: no
+    compiled module at all (the group is all or nothing), and a record of why, which the
+    worker's start-up line shows (cxpulse/native.py)."""
+    built = zipfile.ZipFile(_build_wheel(tmp_path_factory, CC="false"))
+    names = set(built.namelist())
+    assert not [n for n in names if n.endswith(".so")]
+    assert "cxpulse/streams/core/apply.py" in names
+    record = json.loads(built.read("cxpulse/native.json"))
+    assert record == {"not compiled": "CompileError from false"}

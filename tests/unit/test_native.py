@@ -74,6 +74,19 @@ def test_a_build_is_fresh_until_a_source_it_was_built_from_changes(tmp_path: Pat
 def test_without_compiled_modules_nothing_is_stale(tmp_path: Path) -> None:
     package = _package(tmp_path, so=False)
     assert native.why_stale(package) is None  # a pure build (CXPULSE_PURE=1): no record
+    assert native._not_compiled(package) == ""
+
+
+def test_a_build_that_could_not_compile_says_why(tmp_path: Path) -> None:
+    package = _package(tmp_path, so=False)
+    native.write_not_compiled(package, "CompileError from gcc")
+    assert native.why_stale(package) is None
+    assert native._not_compiled(package) == ": not compiled (CompileError from gcc)"
+    # compiled modules of an earlier build beside that record are not run
+    (package / "streams/core/score.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    assert native.why_stale(package) == (
+        "compiled modules left by an earlier build; the last not compiled"
+    )
 
 
 def _copy_of_the_package(to: Path) -> Path:
