@@ -28,7 +28,7 @@ def _is_extension(module: object) -> bool:
 @pytest.mark.skipif(PURE, reason="CXPULSE_PURE=1 runs the core as Python, as asked")
 def test_the_suite_runs_the_compiled_core() -> None:
     """make test compiles first (make native), so the tests run what a worker runs."""
-    assert native.STATUS == "compiled", native.STATUS
+    assert native.STATUS == "compiled", f"{native.STATUS}: run `make native` (or CXPULSE_PURE=1)"
     assert _is_extension(cxpulse.streams.core.apply)
     assert _is_extension(cxpulse.streams.rules.customer)
 
