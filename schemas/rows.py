@@ -246,14 +246,17 @@ def to_millis(moment: datetime) -> datetime:
     return moment if micros % 1000 == 0 else moment.replace(microsecond=micros // 1000 * 1000)
 
 
-# One encoder each, made once: ``json.dumps`` with arguments builds a new JSONEncoder at
-# every call, a third of the cost of encoding an event's small details and attributes.
-_SORTED_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-_ORDERED_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# msgspec's JSON encoders, made once: the standard library's builds its C encoder again
+# at every call, and an event's two small objects cost 4.5 µs that way (1.6 µs here). The
+# text is the standard library's (compact, UTF-8, not ASCII-escaped) but for a float
+# written with an exponent: 1e16 and 1e-7 where it wrote 1e+16 and 1e-07 (the same number;
+# pydantic writes the second form too).
+_SORTED_JSON = msgspec.json.Encoder(order="sorted")
+_ORDERED_JSON = msgspec.json.Encoder()
 
 
 def _json(value: Any) -> str:
-    return _SORTED_JSON.encode(value)
+    return _SORTED_JSON.encode(value).decode()
 
 
 def _detail_fields(details: Any) -> dict[str, Any]:
@@ -272,7 +275,7 @@ def _detail_fields(details: Any) -> dict[str, Any]:
 
 def _json_in_order(fields: dict[str, Any]) -> str:
     """Compact JSON keeping the keys' order (what pydantic's model_dump_json writes)."""
-    return _ORDERED_JSON.encode(fields)
+    return _ORDERED_JSON.encode(fields).decode()
 
 
 def event_row(

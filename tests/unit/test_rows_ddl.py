@@ -32,6 +32,7 @@ from cxpulse.sinks.ddl import (
     schema_statements,
 )
 from cxpulse.sinks.errors import SinkConfigError
+from cxpulse.streams.pipeline.records import record_of
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "clickhouse-tables.md"
 NOW = datetime(2025, 6, 1, 12, 0, 0, 987654, tzinfo=UTC)
@@ -149,6 +150,24 @@ def test_feedback_tier_and_attributes() -> None:
     assert (row["feedback_text"], row["feedback_language"]) == ("机器吞卡了", "zh")
     assert (row["touchpoint_instance"], row["tier"], row["segment"]) == ("ATM-0042", "A", "retail")
     assert row["attributes_json"] == '{"a":"说明","b":1}'  # sorted keys, UTF-8 kept
+
+
+def test_details_and_attributes_json_text() -> None:
+    """The contract's order for details (kind first, unset fields left out), sorted keys
+    for attributes, compact, UTF-8 kept, integers exact: the same text from the validated
+    model and from the trusted record the worker inserts from."""
+    ev = event(
+        channel="atm",
+        touchpoint="atm.withdrawal",
+        details={"kind": "atm", "response_ms": 4100.5, "error_code": 'E"42\u00e9'},
+        attributes={"z": 2**64, "a": "说明\n", "m": 0.25, "b": True},
+    )
+    for source in (ev, record_of(ev)):
+        row = as_dict(event_row(source, source_partition=0, source_offset=0, ingested_at=NOW))
+        assert row["details_json"] == '{"kind":"atm","response_ms":4100.5,"error_code":"E\\"42é"}'
+        assert row["attributes_json"] == (
+            '{"a":"说明\\n","b":true,"m":0.25,"z":18446744073709551616}'
+        )
 
 
 def test_replaying_an_event_gives_the_same_key() -> None:
