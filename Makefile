@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 TEST_JOBS ?= 2
 XDIST := $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
 
-.PHONY: install native tools demo test test-fast lint format bench voc schema chaos clean
+.PHONY: FORCE install native tools demo test test-fast lint format bench voc schema chaos clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cxpulse needs Python >= 3.11"'
@@ -33,8 +33,11 @@ install: $(STAMP) $(NATIVE)
 
 native: $(NATIVE)
 
-$(NATIVE): $(NATIVE_SOURCES) | $(STAMP)
+# A build that could not compile (no C compiler then) is tried again at the next make.
+$(NATIVE): $(NATIVE_SOURCES) $(if $(shell grep -ls '"not compiled"' $(NATIVE)),FORCE) | $(STAMP)
 	$(PY) setup.py --quiet build_ext --inplace
+
+FORCE:
 
 demo: $(STAMP) $(NATIVE)
 	$(VENV)/bin/cxpulse demo
@@ -47,7 +50,7 @@ tools:
 # The whole suite: lint, type check, then every test (real broker, real chDB, and the
 # ClickHouse server named by CXPULSE_TEST_CLICKHOUSE_URL). pytest's exit code 5 (no tests
 # collected) is a failure here, never a pass.
-test: $(STAMP) $(NATIVE) tools lint
+test: $(STAMP) tools $(NATIVE) lint
 	@$(PY) -m pytest $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 

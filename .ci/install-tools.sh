@@ -17,9 +17,15 @@
 # through password-less sudo. `make test` runs it; outside CI a machine where it cannot
 # install still runs the suite, and the tests that need the tool skip with a how-to (in
 # CI, with CI set, they fail instead).
+#   gcc and Python's headers (Debian's `gcc`, `libc6-dev` and `python3-dev`): the build
+#   compiles the scoring core (setup.py); without them it installs the core as Python,
+#   and the suite's check that the core runs compiled fails in CI.
 set -euo pipefail
 
 missing=()
+command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+python3 -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null \
+  || missing+=(python3-dev)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
