@@ -32,7 +32,11 @@ _spec.loader.exec_module(native)
 METADATA_ONLY = {"egg_info", "dist_info", "sdist", "--name", "--version"}
 
 
-def warn_python(why: str) -> None:
+def not_compiled(why: str, *packages: Path) -> None:
+    """Record in each package directory that the build could not compile, and say so."""
+    for package in packages:
+        if package.is_dir():
+            native.write_not_compiled(package, why)
     print(
         f"warning: cxpulse's scoring core is not compiled ({why}): it will run as Python, "
         "slower (docs/architecture.md, 'The compiled core')",
@@ -60,8 +64,7 @@ def native_modules() -> list:
             group_name=native.GROUP,
         )
     except SystemExit as exc:  # mypyc's type check failed; it printed why
-        warn_python(f"mypyc stopped: {exc.code}")
-        native.write_not_compiled(PACKAGE, f"mypyc stopped: {exc.code}")
+        not_compiled(f"mypyc stopped: {exc.code}", PACKAGE)
         return []
     native.write_manifest(PACKAGE)
     return modules
@@ -69,7 +72,7 @@ def native_modules() -> list:
 
 class OptionalBuildExt(build_ext):
     """Compiles the group, or, when any of it fails, none of it (the group's modules call
-    each other through its shared library: all or nothing) and no record of a build."""
+    each other through its shared library: all or nothing), recording why."""
 
     def run(self) -> None:
         try:
@@ -84,10 +87,7 @@ class OptionalBuildExt(build_ext):
             why = f"{type(exc).__name__} from {compiler}" + (
                 f": {last}" if last and len(last) <= 160 else ""
             )
-            for where in {PACKAGE, Path(self.build_lib) / "cxpulse"}:
-                if where.is_dir():
-                    native.write_not_compiled(where, why)
-            warn_python(why)
+            not_compiled(why, *{PACKAGE, Path(self.build_lib) / "cxpulse"})
 
 
 setup(ext_modules=native_modules(), cmdclass={"build_ext": OptionalBuildExt})

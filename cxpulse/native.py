@@ -94,15 +94,20 @@ def _extensions(package: Path) -> list[Path]:
     return [p for d in COMPILED for p in (package / d).iterdir() if p.name.endswith(suffixes)]
 
 
+def _record(package: Path) -> dict[str, str] | None:
+    """The record of the last build (``write_manifest``, ``write_not_compiled``), if any."""
+    path = package / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def why_stale(package: Path) -> str | None:
     """Why the compiled modules under ``package`` must not run (None: they may, or there
     are none)."""
     if not _extensions(package):
         return None
-    record = package / MANIFEST
-    if not record.exists():
+    built = _record(package)
+    if built is None:
         return f"compiled modules without {MANIFEST}"
-    built: dict[str, str] = json.loads(record.read_text())
     if NOT_COMPILED in built:
         return f"compiled modules left by an earlier build; the last {NOT_COMPILED}"
     now = digests(package, [package / name for name in built if (package / name).exists()])
@@ -117,10 +122,7 @@ def why_stale(package: Path) -> str | None:
 
 def _not_compiled(package: Path) -> str:
     """``": why"`` when the build could not compile, else ``""``."""
-    record = package / MANIFEST
-    if not record.exists():
-        return ""
-    why = json.loads(record.read_text()).get(NOT_COMPILED)
+    why = (_record(package) or {}).get(NOT_COMPILED)
     return f": {NOT_COMPILED} ({why})" if why else ""
 
 
@@ -139,16 +141,21 @@ class _SourceFirst(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_file_location(fullname, source)
 
 
+_decided = False
+
+
 def use_fresh(package: Path = PACKAGE) -> str:
     """Run the compiled group only if it was built from the sources present (see above);
-    once per process. Returns ``STATUS``."""
-    global STATUS
-    if any(isinstance(f, _SourceFirst) for f in sys.meta_path) or STATUS == "compiled":
+    decided once per process. Returns ``STATUS``."""
+    global STATUS, _decided
+    if _decided:
         return STATUS
+    _decided = True
+    present = bool(_extensions(package))
     asked = os.environ.get("CXPULSE_PURE") == "1"
-    why = "CXPULSE_PURE=1" if asked and _extensions(package) else why_stale(package)
+    why = "CXPULSE_PURE=1" if asked and present else why_stale(package)
     if why is None:
-        STATUS = "compiled" if _extensions(package) else "python" + _not_compiled(package)
+        STATUS = "compiled" if present else "python" + _not_compiled(package)
         return STATUS
     sys.meta_path.insert(0, _SourceFirst({module_name(package, p): p for p in compiled(package)}))
     STATUS = f"python: {why}"
