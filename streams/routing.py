@@ -17,6 +17,7 @@ from typing import Any
 
 from cxpulse.schemas.envelope import Rejected, decode_message, one_line
 from cxpulse.streams.partitioning import partition_for
+from cxpulse.streams.pipeline.decode import records_of
 from cxpulse.streams.pipeline.records import Event, record_of
 from cxpulse.streams.rules.touchpoint_degraded import health_key
 
@@ -74,9 +75,14 @@ def route(messages: list[tuple[Source, bytes | None]], partitions: int) -> Route
     by_partition, by_health_partition = routed.by_partition, routed.by_health_partition
     for source, raw in messages:
         try:
-            events, rejected = decode_message(raw)
+            # Validated once: trusted from here. The strict one-pass decode takes the
+            # normal case; anything else is read by pydantic, with each reject's reason.
+            records = records_of(raw)
+            rejected: list[Rejected] = []
+            if records is None:
+                events, rejected = decode_message(raw)
+                records = list(map(record_of, events))
             # Every placement first, then the appends: a failure cannot route half a message.
-            records = list(map(record_of, events))  # validated: trusted from here
             partition = [partition_for(r.customer_id, partitions) for r in records]
             health = [partition_for(health_key(r), partitions) for r in records]
         except Exception as exc:
