@@ -367,7 +367,8 @@ class Harness:
     def drain(self, worker: WorkerProcess, timeout: float = 600) -> None:
         """Until the group has committed every record of every topic it consumes, twice in
         a row a few seconds apart (a commit lands every ~3 s)."""
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline, said = started + timeout, started
         clean = 0
         lag: dict[str, int] = {}
         source_ends = self.source_ends()  # publishing is over: these are final
@@ -377,6 +378,10 @@ class Harness:
             if time.monotonic() > deadline:
                 self.log(f"  {self.name}: not drained after {timeout}s: lag {lag}")
                 return
+            if time.monotonic() - said >= 30:  # a drain usually takes 6 s: say what waits
+                said = time.monotonic()
+                waiting = {k: v for k, v in lag.items() if v}
+                self.log(f"  {self.name}: draining for {said - started:.0f}s, lag {waiting}")
             time.sleep(3)
             lag = self.group_lag(source_ends)
             clean = clean + 1 if not any(lag.values()) else 0
