@@ -833,6 +833,8 @@ class LatencyRun:
     peak_rss_kib: int | None = None
     gc_seconds: float | None = None  # the worker's garbage collections, start → drained
     gc_longest_s: float | None = None
+    takes: int = 0  # the experience step's takes, start → drained
+    take_seconds: float = 0.0  # the time it spent in them (its handle, yields included)
 
 
 def latency_events(n: int, seed: int) -> tuple[list[bytes], dict[str, int]]:
@@ -963,6 +965,8 @@ def run_latency(
         out.drain_s = time.monotonic() - drained
         out.peak_rss_kib = tree_hwm_kib(worker.proc.pid)
         out.gc_seconds, out.gc_longest_s = collections_of(metrics)
+        out.takes = int(metric_sum(metrics, "cxpulse_batch_seconds_count", agent="experience"))
+        out.take_seconds = metric_sum(metrics, "cxpulse_batch_seconds_sum", agent="experience")
         stop_consuming.set()
         reader.join(5)
         consumer.close()
@@ -1081,6 +1085,22 @@ def latency_figures(lat: LatencyRun) -> None:
         "  ... its longest pause",
         [lat.gc_longest_s] if lat.gc_longest_s is not None else [],
         "s",
+    )
+    # Whether the alert latency is the experience step's queue: a step that keeps up takes
+    # what came in ~0.1 s and is idle between takes; a saturated one is in its takes all
+    # the time, and each take holds what came during the one before (seconds of input).
+    figure(
+        "latency_events_per_take",
+        "  experience step: events per take (mean)",
+        [lat.events / lat.takes] if lat.takes else [],
+        "events",
+    )
+    window = lat.publish_seconds + lat.drain_s
+    figure(
+        "latency_take_share",
+        "  ... share of publish + drain spent in takes",
+        [lat.take_seconds / window] if lat.takes and window > 0 else [],
+        "",
     )
 
 
