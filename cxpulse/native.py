@@ -33,7 +33,7 @@ from types import ModuleType
 #: The compiled packages, relative to the ``cxpulse`` package (``__init__`` stays Python).
 COMPILED = ("streams/core", "streams/rules")
 #: What the compiled modules' types were checked against: a change there is a change too.
-DEPENDS = ("schemas", "streams/pipeline/records.py")
+DEPENDS = ("schemas", "streams/pipeline/records.py", "streams/state/health.py")
 #: The group's name: its shared library is ``cxpulse/native__mypyc``.
 GROUP = "cxpulse.native"
 MANIFEST = "native.json"

@@ -12,9 +12,9 @@ This module imports pydantic and the standard library only: the stream core buil
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from cxpulse.schemas.vocabulary import ALERT_RULES, RULES, SEVERITIES, CaseRule, Rule, Severity
 
@@ -23,7 +23,6 @@ __all__ = [
     "RULES",
     "SEVERITIES",
     "Alert",
-    "HealthState",
     "Rule",
     "Severity",
     "alert_id",
@@ -89,56 +88,3 @@ class Alert(BaseModel):
     @classmethod
     def from_json_bytes(cls, data: bytes | str) -> Alert:
         return cls.model_validate_json(data)
-
-
-class HealthState(BaseModel):
-    """Touchpoint health of one instance (the health table's value), kept small.
-
-    ``key`` is the touchpoint instance, or the touchpoint type for events without one.
-    ``fine`` holds ``(bucket start, attempts, failures)`` per ``health.bucket_minutes`` for
-    the short window plus the allowed lateness; ``hourly`` the same per hour over the
-    baseline window: about 35 triples in all, whatever the volume. ``seen`` packs recent
-    event-id hashes like ``CustomerState.seen`` (events at or before ``floor`` are late),
-    ``failures`` the ``(event time, hex id, customer tag)`` of the latest failures (an
-    alert lists those of its window and counts their customers; states written before the
-    tag existed hold pairs), ``first`` the event time of the first event counted (how much history
-    the baseline really has) and ``alert_memory`` the open touchpoint_degraded alerts.
-    """
-
-    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
-
-    key: Annotated[str, Field(alias="k")]
-    channel: Annotated[str, Field(alias="ch")] = ""
-    touchpoint: Annotated[str, Field(alias="tp")] = ""
-    watermark: Annotated[int, Field(alias="wm")] = 0
-    floor: Annotated[int, Field(alias="fl")] = 0
-    seen: Annotated[str, Field(alias="ids")] = ""
-    fine: Annotated[list[tuple[int, int, int]], Field(alias="f")] = Field(default_factory=list)
-    hourly: Annotated[list[tuple[int, int, int]], Field(alias="h")] = Field(default_factory=list)
-    first: Annotated[int, Field(alias="t0")] = 0
-    failures: Annotated[list[tuple[int, str] | tuple[int, str, str]], Field(alias="rf")] = Field(
-        default_factory=list
-    )
-    alert_memory: Annotated[dict[str, int | float | str], Field(alias="am")] = Field(
-        default_factory=dict
-    )
-
-    def to_bytes(self) -> bytes:
-        """Compact JSON (aliases, defaults left out): the changelog record."""
-        return self.model_dump_json(by_alias=True, exclude_defaults=True).encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> HealthState:
-        return cls.model_validate_json(data)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _untimed_failures(cls, data: Any) -> Any:
-        """States written before failures had times: their ids are of unknown time (0),
-        so no alert lists them as within its window."""
-        if isinstance(data, dict):
-            for key in ("rf", "failures"):
-                if isinstance(data.get(key), list):
-                    data = dict(data)
-                    data[key] = [[0, f] if isinstance(f, str) else f for f in data[key]]
-        return data

@@ -30,7 +30,6 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from cxpulse.schemas.alerts import HealthState
 from cxpulse.streams import metrics
 from cxpulse.streams.agents.alerting import record_time, send_alerts
 from cxpulse.streams.agents.set_aside import Sources
@@ -39,6 +38,7 @@ from cxpulse.streams.pipeline.records import Event, decode_events
 from cxpulse.streams.pipeline.takes import YIELD_SECONDS, run_takes
 from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
 from cxpulse.streams.runtime import Runtime
+from cxpulse.streams.state.health import HealthState
 from cxpulse.streams.state.table_codec import compact_value_type
 
 TABLE = "touchpoint_health"

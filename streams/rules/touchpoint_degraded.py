@@ -54,7 +54,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import NamedTuple
 
-from cxpulse.schemas.alerts import Alert, HealthState, alert_id
+from cxpulse.schemas.alerts import Alert, alert_id
 from cxpulse.schemas.model import ExperienceModel, HealthSection
 from cxpulse.schemas.scoring import pack_seen, unpack_seen
 from cxpulse.streams.core import dedup
@@ -63,6 +63,7 @@ from cxpulse.streams.pipeline.records import Event
 from cxpulse.streams.rules.base import Hit, alert_of
 from cxpulse.streams.rules.memory import forget_closed, raise_severity, record_hit
 from cxpulse.streams.rules.words import duration, label
+from cxpulse.streams.state.health import HealthState
 
 _HOUR = 3600
 
@@ -354,7 +355,7 @@ def apply_health(
     if not applied:
         return HealthUpdate(state, [], late)
     forget_closed(memory, watermark - lateness, cooldown)
-    new_state = HealthState.model_construct(
+    new_state = HealthState(
         key=state.key,
         channel=channel,
         touchpoint=touchpoint,

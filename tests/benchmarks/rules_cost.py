@@ -134,7 +134,7 @@ def health_groups(tree: str) -> tuple[Any, list[tuple[str, list[Any]]], Any, Any
 def _replay_health(
     apply_health: Any, groups: Any, model: Any, now: Any, out: list[str] | None
 ) -> None:
-    from cxpulse.schemas.alerts import HealthState
+    from cxpulse.streams.state.health import HealthState
 
     states: dict[str, Any] = {}
     for key, batch in groups:

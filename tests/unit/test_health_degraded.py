@@ -6,21 +6,25 @@ attempts and 25% failing in the short window, and 3× the instance's own baselin
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 import yaml
 
-from cxpulse.schemas.alerts import Alert, HealthState, alert_id
+from cxpulse.schemas.alerts import Alert, alert_id
 from cxpulse.schemas.events import TouchpointEvent
 from cxpulse.schemas.model import ExperienceModel, parse_model
 from cxpulse.schemas.scoring import unpack_seen
 from cxpulse.streams.core import dedup
 from cxpulse.streams.model_check import DEFAULT_MODEL_PATH, load_model
 from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
+from cxpulse.streams.state import health as health_codec
+from cxpulse.streams.state.health import HealthState
 
 M = load_model(None)
 T0 = datetime(2025, 3, 3, 0, 0, tzinfo=UTC)
@@ -297,6 +301,29 @@ def test_state_is_small_and_round_trips() -> None:
     assert len(raw) < 5_000
     assert len(state.fine) <= 10 and len(state.hourly) <= 26
     assert HealthState.from_bytes(raw) == state
+
+
+def test_the_record_is_versioned_msgpack_and_earlier_json_still_reads() -> None:
+    """The changelog record is ``FORMAT`` + msgpack (smaller than the JSON before it); a
+    record of earlier workers (the JSON of the same short names, defaults left out) reads
+    to the same state, and its failures written before they had times (bare ids) as of
+    time 0."""
+    inst = Instance()
+    inst.send(traffic(0, 3, 5, 40), batch=500)
+    state = inst.state
+    assert state is not None and state.failures and state.fine
+    raw = state.to_bytes()
+    assert raw[:2] == health_codec.FORMAT
+    assert health_codec.decode(raw) == state
+    earlier = msgspec.json.encode(state)  # what pydantic wrote: aliases, no defaults
+    assert earlier.startswith(b'{"k":')
+    assert len(raw) < len(earlier)
+    assert HealthState.from_bytes(earlier) == state
+    bare = json.loads(earlier)
+    bare["rf"] = ["abc123", *bare["rf"]]
+    old = HealthState.from_bytes(json.dumps(bare).encode())
+    assert old.failures == [(0, "abc123"), *state.failures]
+    assert HealthState.from_bytes(b'{"k":"ATM-1"}') == HealthState(key="ATM-1")
 
 
 def test_keys_and_mixing() -> None:

@@ -45,6 +45,7 @@ def _package(root: Path, *, so: bool = True) -> Path:
         "streams/rules/low_score.py": "Y = 2\n",
         "schemas/scoring.py": "Z = 3\n",
         "streams/pipeline/records.py": "W = 4\n",
+        "streams/state/health.py": "U = 6\n",
     }.items():
         (package / rel).parent.mkdir(parents=True, exist_ok=True)
         (package / rel).write_text(text)
@@ -62,6 +63,7 @@ def test_a_build_is_fresh_until_a_source_it_was_built_from_changes(tmp_path: Pat
         "streams/core/score.py",
         "streams/pipeline/records.py",
         "streams/rules/low_score.py",
+        "streams/state/health.py",
     ]
     assert native.why_stale(package) is None
 
