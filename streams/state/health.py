@@ -73,25 +73,8 @@ class HealthState(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False, re
         return decode(data)
 
 
-class _Earlier(msgspec.Struct, kw_only=True, rename=NAMES):
-    """A record of earlier workers (JSON): failures may be bare ids, of unknown time."""
-
-    key: str
-    channel: str = ""
-    touchpoint: str = ""
-    watermark: int = 0
-    floor: int = 0
-    seen: str = ""
-    fine: list[tuple[int, int, int]] = []
-    hourly: list[tuple[int, int, int]] = []
-    first: int = 0
-    failures: list[str | tuple[Any, ...]] = []
-    alert_memory: dict[str, int | float | str] = {}
-
-
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(HealthState)
-_earlier = msgspec.json.Decoder(_Earlier)
 
 
 def encode(state: HealthState) -> bytes:
@@ -101,7 +84,8 @@ def encode(state: HealthState) -> bytes:
 def decode(data: bytes) -> HealthState:
     if data[:2] == FORMAT:
         return _decoder.decode(memoryview(data)[2:])
-    old = _earlier.decode(data)
-    fields = msgspec.structs.asdict(old)
-    fields["failures"] = [(0, f) if isinstance(f, str) else f for f in old.failures]
-    return HealthState(**fields)
+    old = msgspec.json.decode(data)  # a record of earlier workers: the same short names
+    failures = old.get("rf") if isinstance(old, dict) else None
+    if isinstance(failures, list):  # ids written before failures had times: time 0
+        old["rf"] = [[0, f] if isinstance(f, str) else f for f in failures]
+    return msgspec.convert(old, HealthState)
