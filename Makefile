@@ -11,8 +11,7 @@ STAMP := $(VENV)/.installed-stamp
 # it). An older compiled build is never run: cxpulse/native.py runs the Python modules
 # then, with a warning. CXPULSE_PURE=1 builds and runs them as Python (no C compiler).
 NATIVE := cxpulse/native.json
-NATIVE_SOURCES := $(wildcard streams/core/*.py streams/rules/*.py schemas/*.py) \
-	streams/pipeline/records.py streams/state/health.py cxpulse/native.py setup.py
+NATIVE_SOURCES := $(shell $(PYTHON) cxpulse/native.py) cxpulse/native.py setup.py
 PYTEST_ARGS ?=
 # make test runs the suite in two processes (pytest-xdist), each test file whole in one
 # of them: most tests wait on a worker, a broker or ClickHouse, so two keep both cores busy.

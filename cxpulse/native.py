@@ -162,3 +162,7 @@ def use_fresh(package: Path = PACKAGE) -> str:
     if not asked:
         log.warning("the compiled core is not used (%s): running it as Python; %s", why, REBUILD)
     return STATUS
+
+
+if __name__ == "__main__":  # the Makefile's list of what a build is made from
+    print(" ".join(p.relative_to(PACKAGE.parent).as_posix() for p in sources(PACKAGE)))
