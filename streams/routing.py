@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from cxpulse.schemas.envelope import Rejected, decode_message, one_line
+from cxpulse.schemas.envelope import Rejected, one_line
 from cxpulse.streams.partitioning import partition_for
-from cxpulse.streams.pipeline.decode import records_of
-from cxpulse.streams.pipeline.records import Event, record_of
+from cxpulse.streams.pipeline.decode import decode
+from cxpulse.streams.pipeline.records import Event
 from cxpulse.streams.rules.touchpoint_degraded import health_key
 
 
@@ -75,13 +75,7 @@ def route(messages: list[tuple[Source, bytes | None]], partitions: int) -> Route
     by_partition, by_health_partition = routed.by_partition, routed.by_health_partition
     for source, raw in messages:
         try:
-            # Validated once: trusted from here. The strict one-pass decode takes the
-            # normal case; anything else is read by pydantic, with each reject's reason.
-            records = records_of(raw)
-            rejected: list[Rejected] = []
-            if records is None:
-                events, rejected = decode_message(raw)
-                records = list(map(record_of, events))
+            records, rejected = decode(raw)  # validated once: trusted from here
             # Every placement first, then the appends: a failure cannot route half a message.
             partition = [partition_for(r.customer_id, partitions) for r in records]
             health = [partition_for(health_key(r), partitions) for r in records]

@@ -36,7 +36,7 @@ from pydantic.fields import FieldInfo
 from pydantic.functional_validators import BeforeValidator
 
 from cxpulse.schemas import events as contract
-from cxpulse.schemas.envelope import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES
+from cxpulse.schemas.envelope import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES, Rejected, decode_message
 from cxpulse.streams.pipeline import records
 
 #: The model validators this module checks itself, by model (in ``_record``).
@@ -183,6 +183,17 @@ _DETAIL_RECORD: dict[type[Any], Callable[..., Any]] = {
     s: records._DETAILS[k] for s, k in _KIND.items()
 }
 _astuple = msgspec.structs.astuple
+
+
+def decode(raw: bytes | None) -> tuple[list[records.Event], list[Rejected]]:
+    """The boundary step: a raw message's valid events as trusted records, and its
+    rejected items with their reasons. The one pass when it takes the message, pydantic
+    (``decode_message``) otherwise. Never raises."""
+    found = records_of(raw)
+    if found is not None:
+        return found, []
+    events, rejected = decode_message(raw)
+    return list(map(records.record_of, events)), rejected
 
 
 def records_of(raw: bytes | None) -> list[records.Event] | None:

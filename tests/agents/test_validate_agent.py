@@ -135,14 +135,14 @@ def test_an_unexpected_error_on_one_message_dead_letters_it_and_the_rest_go_on(
     from cxpulse.streams import metrics, routing
 
     poison = json.dumps(event("cust-poison")).encode()
-    real = routing.records_of
+    real = routing.decode
 
     def decode(raw: bytes | None) -> Any:
         if raw == poison:
             raise RuntimeError("a bug nobody foresaw")
         return real(raw)
 
-    monkeypatch.setattr(routing, "records_of", decode)
+    monkeypatch.setattr(routing, "decode", decode)
     counted = metrics.EVENTS_INVALID.labels("internal_error")
     before_count = counted._value.get()
     good = event("cust-3")

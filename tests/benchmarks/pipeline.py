@@ -354,14 +354,13 @@ def validate_each(raw_events: list[bytes]) -> None:
 
 
 def decode_each(raw_messages: list[bytes]) -> None:
-    """The worker's boundary decode per raw message: the one pass of msgspec, pydantic
-    for a message it leaves (none here: the simulator writes the canonical JSON)."""
-    from cxpulse.schemas.envelope import decode_message
-    from cxpulse.streams.pipeline.decode import records_of
+    """The worker's boundary decode per raw message (``cxpulse.streams.pipeline.decode``):
+    the one pass of msgspec, pydantic for a message it leaves (none here: the simulator
+    writes the canonical JSON)."""
+    from cxpulse.streams.pipeline.decode import decode
 
     for raw in raw_messages:
-        if records_of(raw) is None:
-            decode_message(raw)
+        decode(raw)
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -527,14 +526,14 @@ def core_only(raw_messages: list[bytes], partitions: int, sentiments: dict[Any, 
     from cxpulse.streams.core import apply_events
     from cxpulse.streams.model_check import load_model
     from cxpulse.streams.partitioning import partition_for
-    from cxpulse.streams.pipeline.decode import records_of
+    from cxpulse.streams.pipeline.decode import decode
 
     model = load_model()
     now = datetime.now(UTC)
     batches: list[list[Any]] = []
     for raw in raw_messages:
         by_partition: dict[int, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
-        for e in records_of(raw) or []:  # what the worker's core reads
+        for e in decode(raw)[0]:  # what the worker's core reads
             by_partition[partition_for(e.customer_id, partitions)][e.customer_id].append(e)
         for groups in by_partition.values():
             batches.extend(groups.values())

@@ -52,14 +52,14 @@ def test_an_exception_while_handling_one_message_dead_letters_that_message_only(
     """Whatever the cause (here a decoder bug, simulated), the message goes to the DLQ
     whole with the exception in the reason, and its batch-mates are routed as usual."""
     poison = b'{"poison": true}'
-    real = envelope.decode_message
+    real = routing.decode
 
     def decode(raw: bytes | None) -> Any:
         if raw == poison:
             raise KeyError("boom")
         return real(raw)
 
-    monkeypatch.setattr(routing, "decode_message", decode)
+    monkeypatch.setattr(routing, "decode", decode)
     first, last = event("C-1"), event("C-2")
     routed = route(
         [
