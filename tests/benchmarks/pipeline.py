@@ -834,6 +834,7 @@ class LatencyRun:
     gc_longest_s: float | None = None
     takes: int = 0  # the experience step's takes, start → drained
     take_seconds: float = 0.0  # the time it spent in them (its handle, yields included)
+    sentiment_seconds: float = 0.0  # of which awaiting the sentiment process
 
 
 def latency_events(n: int, seed: int) -> tuple[list[bytes], dict[str, int]]:
@@ -966,6 +967,7 @@ def run_latency(
         out.gc_seconds, out.gc_longest_s = collections_of(metrics)
         out.takes = int(metric_sum(metrics, "cxpulse_batch_seconds_count", agent="experience"))
         out.take_seconds = metric_sum(metrics, "cxpulse_batch_seconds_sum", agent="experience")
+        out.sentiment_seconds = metric_sum(metrics, "cxpulse_sentiment_seconds_sum")
         stop_consuming.set()
         reader.join(5)
         consumer.close()
@@ -1099,6 +1101,12 @@ def latency_figures(lat: LatencyRun) -> None:
         "latency_take_share",
         "  ... share of publish + drain spent in takes",
         [lat.take_seconds / window] if lat.takes and window > 0 else [],
+        "",
+    )
+    figure(
+        "latency_sentiment_share",
+        "  ... of which awaiting the sentiment of feedback texts",
+        [lat.sentiment_seconds / window] if lat.takes and window > 0 else [],
         "",
     )
 
