@@ -82,6 +82,13 @@ def _log_warm_up(loaded: Any) -> None:
         log.info("sentiment models loaded in %.1fs (in their own process)", loaded.result())
 
 
+#: What scoring one customer's events of a take gives: the state before and after, the
+#: fresh moments, the score update, the alerts and a sampled state size.
+Scored = tuple[
+    CustomerState | None, CustomerState, list[Moment], ScoreUpdate, list[Alert], int | None
+]
+
+
 def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
     """Register the table and the agent; returns the table (tests read it)."""
     customers: Any = rt.app.Table(
@@ -161,12 +168,10 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         now: datetime,
         sentiments: dict[Any, float | None],
         topics: dict[Any, tuple[str, ...]],
-    ) -> tuple[
-        int, tuple[CustomerState, list[Moment], ScoreUpdate, list[Alert], int | None] | None
-    ]:
+    ) -> tuple[int, Scored | None]:
         """Apply one customer's events: (duplicates, None) when nothing is new, else the
-        new state, the fresh moments, the score update, the alerts and a sampled state
-        size. The state is not recorded here: see the agent."""
+        state before and the new one, the fresh moments, the score update, the alerts and
+        a sampled state size. The state is not recorded here: see the agent."""
         before = checkpoints.get(customer_id.encode())
         after, produced = apply_events(before, batch, rt.model, now, sentiments, topics)
         fresh = [m for m in produced if m is not None]
@@ -185,7 +190,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         )
         update = score_update(state)
         size = len(customer_codec.encode(state)) if sample.random() < STATE_SAMPLE else None
-        return duplicates, (state, fresh, update, alerts, size)
+        return duplicates, (before, state, fresh, update, alerts, size)
 
     async def handle(take: list[Any]) -> None:
         """A take of cx.events batch messages: each customer's events across the whole
@@ -247,7 +252,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             duplicates += seen_twice
             if scored is None:
                 continue
-            state, fresh, update, alerts, size = scored
+            before, state, fresh, update, alerts, size = scored
             moments, factors = moment_rows_of(fresh)
             checkpoints.add_rows("moments", moments)
             checkpoints.add_rows("moment_factors", factors)
@@ -257,7 +262,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             # A customer's events all come from one partition (the events topic is keyed
             # by customer_id): its state belongs to that partition's changelog.
             last = sources.message_of(batch[-1])
-            checkpoints.set(customer_id.encode(), last.message.partition, state)
+            checkpoints.set(customer_id.encode(), last.message.partition, state, was=before)
             if alerts:
                 await send_alerts(rt, alerts, record_time(last))
             updates += 1

@@ -78,7 +78,8 @@ def register(rt: Runtime) -> Any:
                 yielded = clock()
             key = instance.encode()
             try:
-                state, alerts, late = apply_health(checkpoints.get(key), batch, rt.model, now)
+                before = checkpoints.get(key)
+                state, alerts, late = apply_health(before, batch, rt.model, now)
             except Exception as exc:
                 # The state is recorded only after the core returns: a failed instance
                 # leaves no trace in the table, and its events are set aside, each with
@@ -94,7 +95,7 @@ def register(rt: Runtime) -> Any:
             # An instance's events all come from one partition (cx.health is keyed by
             # instance): its state belongs to that partition's changelog.
             last = sources.message_of(batch[-1])
-            checkpoints.set(key, last.message.partition, state)
+            checkpoints.set(key, last.message.partition, state, was=before)
             if alerts:
                 await send_alerts(rt, alerts, record_time(last))
             if late:

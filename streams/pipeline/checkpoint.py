@@ -44,6 +44,7 @@ from cxpulse.streams.state.table_codec import encode_values, packer
 Row = tuple[Any, ...]
 
 _MISSING = object()
+_UNREAD = object()
 
 
 @dataclass
@@ -96,17 +97,24 @@ class Checkpointer:
     # -- what the step records ----------------------------------------------------------
 
     def get(self, key: bytes) -> Any:
-        """The key's latest state (this step's own, committed or not)."""
+        """The key's latest state (this step's own, committed or not), None if it has none."""
         return self.table.data.get(key)
 
-    def set(self, key: bytes, partition: int, state: Any) -> None:
+    def set(self, key: bytes, partition: int, state: Any, *, was: Any = _UNREAD) -> None:
         """The key's new state: in the store now, in the changelog at the commit. With a
         codec of two stages the state is packed now, while its objects are fresh in the
         CPU's caches (at the commit they are cold, and the commit's thread would pack
-        them holding the GIL), and sealed with the rest of the cut at the commit."""
+        them holding the GIL), and sealed with the rest of the cut at the commit.
+
+        ``was``: the key's state as the step just read it with ``get`` (None: none), which
+        this update replaces; the checkpoint keeps it to roll back to, instead of reading
+        the store a second time (a key the store does not hold is a miss in every
+        partition's RocksDB)."""
         cp = self.current
         if key not in cp.before:
-            cp.before[key] = self.table.data.get(key, _MISSING)
+            if was is _UNREAD:
+                was = self.table.data.get(key, _MISSING)
+            cp.before[key] = _MISSING if was is None else was
         self._assign(key, partition, state)
         cp.states[key] = (partition, state)
         if self._pack is not None:

@@ -96,6 +96,15 @@ class CachedRocksStore(faust_rocksdb.Store):
     # -- reads ---------------------------------------------------------------------------
 
     def __getitem__(self, key: Any) -> Any:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The key's state, else ``default``: what the steps call for every key of a
+        take, so a key the store does not hold (every new customer) costs the lookups
+        and no exception (``Mapping.get`` goes through ``__getitem__``'s KeyError)."""
         entry = self.dirty.get(key)
         if entry is not None:
             return entry[1]
@@ -105,7 +114,7 @@ class CachedRocksStore(faust_rocksdb.Store):
             return value
         raw = self._lookup(self._encode_key(key))
         if raw is None:
-            raise KeyError(key)
+            return default
         value = self._decode_value(raw)
         self._remember(key, value)
         return value
