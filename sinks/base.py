@@ -7,7 +7,9 @@ the sinks synchronous keeps them simple to test and free of any event loop.
 
 A backend is one ClickHouse (a server, chDB, or memory for tests). Row tuples travel in
 the column order of their ``TableSpec``, with plain Python values (UUID, aware datetime,
-str, int, float, None); each backend converts them to its fastest wire format.
+str, int, float, None); each backend converts them to its fastest wire format. A backend
+may also ``prepare`` rows ahead of their insert, on the caller's thread, into what its
+``insert`` takes (chDB: an Arrow table; ``cxpulse.sinks.writer.SinkWriter.prepare``).
 """
 
 from __future__ import annotations

@@ -259,15 +259,34 @@ class ChdbBackend:
         values = found.column("create_table_query").to_pylist()
         return str(values[0]) if values else None
 
-    def insert(self, table: str | TableSpec, rows: Sequence[Row]) -> int:
+    def prepare(self, table: str | TableSpec, rows: Sequence[Row]) -> pa.Table:
+        """Row tuples → the Arrow table ``insert`` takes, typed like the columns. It reads
+        nothing but the table's spec and the engine's capabilities, so a step may call it
+        on its own thread as it makes the rows (``SinkWriter.prepare``): rows waiting for
+        their checkpoint then wait as Arrow columns, not as Python objects the garbage
+        collector scans and the caches hold. Raises ``SinkDataError`` for a value no
+        column can hold."""
         spec = self._registry.resolve(table)
-        if not rows:
-            return 0
-        self._check_open()
         try:
-            arrow_batch = self.to_arrow(spec, rows)  # noqa: F841 - read by name below
+            return self.to_arrow(spec, rows)
         except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
             raise SinkDataError(f"cannot encode rows for {spec.name}: {exc}") from None
+
+    def insert(self, table: str | TableSpec, rows: Sequence[Row] | pa.Table) -> int:
+        """Row tuples, or the Arrow table ``prepare`` made of them, in one statement."""
+        spec = self._registry.resolve(table)
+        if not len(rows):
+            return 0
+        self._check_open()
+        if isinstance(rows, pa.Table):
+            if tuple(rows.column_names) != spec.column_names:
+                raise SinkWriteError(
+                    f"an Arrow batch for {spec.name} with columns {rows.column_names}: "
+                    f"make it with prepare({spec.name!r}, rows)"
+                )
+            arrow_batch = rows  # read by name below, as the other branch says
+        else:
+            arrow_batch = self.prepare(spec, rows)  # noqa: F841 - read by name below
         target = f"{quote_ident(self.database)}.{quote_ident(spec.name)}"
         names = ", ".join(quote_ident(n) for n in spec.column_names)
         try:

@@ -34,8 +34,9 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
+import pyarrow as pa
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -56,9 +57,43 @@ _LOGGED_ROW_CHARS = 2000
 
 
 class InsertBackend(Protocol):
-    """The part of a ClickHouse backend the writer needs (see ``sinks``)."""
+    """The part of a ClickHouse backend the writer needs (see ``sinks``). A backend may
+    also have ``prepare(table, rows)``: the rows in the form its ``insert`` takes them
+    fastest (chDB: an Arrow table), made on the caller's thread (``SinkWriter.prepare``)."""
 
-    def insert(self, table: str, rows: Sequence[Any]) -> Any: ...
+    def insert(self, table: str, rows: Any) -> Any: ...
+
+
+#: What the writer inserts: row tuples, or what a backend's ``prepare`` made of them (an
+#: Arrow table for chDB: ``len`` is its rows, ``slice`` a part of them).
+Batch: TypeAlias = Sequence[Any] | pa.Table
+
+
+def merge(parts: Sequence[Batch]) -> Batch:
+    """One batch of the parts of a checkpoint's table (each a take's rows): the Arrow
+    tables concatenated when every part is one (no copy of their columns), else the row
+    tuples of all of them in order."""
+    if len(parts) == 1:
+        return parts[0]
+    if all(isinstance(p, pa.Table) for p in parts):
+        return pa.concat_tables(parts)
+    rows: list[Any] = []
+    for p in parts:
+        rows += rows_of(p)
+    return rows
+
+
+def rows_of(batch: Batch) -> list[tuple[Any, ...]]:
+    """A batch as row tuples (an Arrow table's values as Python reads them back)."""
+    if isinstance(batch, pa.Table):
+        return list(zip(*(c.to_pylist() for c in batch.columns), strict=True))
+    return [tuple(r) for r in batch]
+
+
+def _part(batch: Batch, start: int, stop: int) -> Batch:
+    if isinstance(batch, pa.Table):
+        return batch.slice(start, stop - start)
+    return batch[start:stop]
 
 
 class SinkWriter:
@@ -95,7 +130,20 @@ class SinkWriter:
         table, (since, error) = min(self._failing.items(), key=lambda kv: kv[1][0])
         return table, (time.monotonic() if now is None else now) - since, error
 
-    def _insert(self, table: str, rows: Sequence[Any]) -> float:
+    def prepare(self, table: str, rows: Sequence[Any]) -> Batch:
+        """``rows`` in the form the backend inserts fastest, made here, on the caller's
+        thread (the step that made them, a take at a time): the backend's ``prepare``
+        when it has one and is open, else the rows themselves. Rows it cannot prepare
+        stay rows: the insert finds and sets aside the refused ones as it always does."""
+        prepare = getattr(self._backend, "prepare", None)
+        if prepare is None or not rows:
+            return rows
+        try:
+            return prepare(table, rows)
+        except SinkError:
+            return rows
+
+    def _insert(self, table: str, rows: Batch) -> float:
         """Insert on the sink thread; returns the seconds the insert itself took (not the
         wait for the thread, nor a connection opened first)."""
         if self._backend is None:
@@ -119,33 +167,33 @@ class SinkWriter:
             except Exception as exc:  # closing a broken connection may fail too
                 log.debug("closing the failed backend raised %r", exc)
 
-    async def write(self, table: str, rows: Sequence[Any]) -> None:
-        """Insert ``rows`` into ``table``; returns only once they are durable: in
-        ``table``, or (refused for their values) in ``dead_letters``."""
+    async def write(self, table: str, rows: Batch) -> None:
+        """Insert ``rows`` (row tuples, or what ``prepare`` made of them) into ``table``;
+        returns only once they are durable: in ``table``, or (refused for their values)
+        in ``dead_letters``."""
         await self._write(table, rows, keep_refused=True)
 
-    async def _write(self, table: str, rows: Sequence[Any], *, keep_refused: bool) -> None:
-        if not rows:
+    async def _write(self, table: str, rows: Batch, *, keep_refused: bool) -> None:
+        if not len(rows):
             return
         pending = metrics.SINK_PENDING_ROWS.labels(table)
         pending.inc(len(rows))
         try:
-            refused = await self._insert_isolating(table, list(rows))
+            batch = rows if isinstance(rows, pa.Table) else list(rows)
+            refused = await self._insert_isolating(table, batch)
         finally:
             pending.dec(len(rows))
         if refused:
             await self._set_aside(table, refused, keep=keep_refused)
 
-    async def _insert_isolating(
-        self, table: str, rows: list[Any]
-    ) -> list[tuple[Any, SinkDataError]]:
+    async def _insert_isolating(self, table: str, rows: Batch) -> list[tuple[Any, SinkDataError]]:
         """Insert every row ClickHouse accepts; return the refused ones, with the error."""
         try:
             await self._insert_retrying(table, rows)
         except SinkDataError as exc:
             metrics.SINK_FAILURES.labels(table).inc()
             if len(rows) == 1:
-                return [(rows[0], exc)]
+                return [(rows_of(rows)[0], exc)]
             log.warning(
                 "ClickHouse refused values in a batch of %d rows for %s; splitting it to "
                 "insert the others and set the refused rows aside: %s",
@@ -154,11 +202,11 @@ class SinkWriter:
                 exc,
             )
             mid = len(rows) // 2
-            first = await self._insert_isolating(table, rows[:mid])
-            return first + await self._insert_isolating(table, rows[mid:])
+            first = await self._insert_isolating(table, _part(rows, 0, mid))
+            return first + await self._insert_isolating(table, _part(rows, mid, len(rows)))
         return []
 
-    async def _insert_retrying(self, table: str, rows: list[Any]) -> None:
+    async def _insert_retrying(self, table: str, rows: Batch) -> None:
         loop = asyncio.get_running_loop()
 
         def before_sleep(state: RetryCallState) -> None:
@@ -229,6 +277,16 @@ class SinkWriter:
             )
             letters.append(letter)
         await self._write(DEAD_LETTERS.name, letters, keep_refused=False)
+
+    async def open(self) -> None:
+        """Open the backend now, on the sink thread, rather than at the first insert: the
+        steps' rows are prepared for it (``prepare``) only once it is open. A backend
+        that cannot open now is left to the first insert, which retries it as any failed
+        insert."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._query)
+        except Exception as exc:
+            log.info("ClickHouse not open yet (the first insert retries it): %s", exc)
 
     def _query(self) -> InsertBackend:
         """The sink's backend, opened here on the sink thread if it is not open yet."""

@@ -104,6 +104,11 @@ def create_app(
     console.register(rt)
     lag.register(app)
 
+    @app.task
+    async def open_writer() -> None:
+        """ClickHouse opened at start, so the steps' first rows are prepared for it."""
+        await rt.writer.open()
+
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_writer(app: faust.App, **kwargs: Any) -> None:
         rt.writer.close()

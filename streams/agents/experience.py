@@ -12,7 +12,9 @@ feedback topics it names (``moments.topics``); events without text never reach i
 rows of touchpoint_events (every event of the take, scored or set aside), moments,
 moment_factors and customer_scores go straight to the sink, and the new states to the
 changelog, at checkpoints (streams/pipeline/checkpoint.py): rows durable first, then the
-states that mark their events done, then the offsets. Alerts leave at once on cx.alerts
+states that mark their events done, then the offsets. A take's rows of each table are
+recorded at the end of the take in one part, which the sink writer prepares there (an
+Arrow table for chDB) while they are fresh in the CPU's caches. Alerts leave at once on cx.alerts
 (their ids are deterministic: a replay repeats an alert, it never makes a second one).
 
 Each customer of a take is scored on its own: when the core raises for one customer (a
@@ -37,13 +39,14 @@ from cxpulse.schemas.alerts import Alert
 from cxpulse.schemas.rows import event_row, to_millis
 from cxpulse.schemas.score_rows import score_row
 from cxpulse.schemas.scoring import CustomerState, Moment, ScoreUpdate
+from cxpulse.sinks.writer import merge
 from cxpulse.streams import metrics
 from cxpulse.streams.agents.alerting import record_time, send_alerts
 from cxpulse.streams.agents.set_aside import Sources, dead_letter
 from cxpulse.streams.core import apply_events, score_update
 from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.pipeline.records import Event, decode_events
-from cxpulse.streams.pipeline.rows import moment_rows_of
+from cxpulse.streams.pipeline.rows import Row, moment_rows_of
 from cxpulse.streams.pipeline.takes import YIELD_SECONDS, run_takes
 from cxpulse.streams.rules.customer import customer_alerts
 from cxpulse.streams.runtime import Runtime
@@ -200,6 +203,12 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         started = time.perf_counter()
         events: list[Event] = []
         sources = Sources()
+        # The take's rows, recorded in the checkpoint at the end of the take, one part a
+        # table (the sink writer prepares a part as a whole: see the module's doc).
+        event_rows: list[Row] = []
+        moment_rows: list[Row] = []
+        factor_rows: list[Row] = []
+        score_rows: list[Row] = []
         ingested_at = to_millis(datetime.now(UTC))  # cut once: each row's is then as it is
         for message in take:
             decoded, rejected = decode_events(message.value)
@@ -212,18 +221,15 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             events += decoded
             # Every validated event's row, scored or not, in this checkpoint: durable
             # before the state that marks the event done (no other agent reads cx.events).
-            checkpoints.add_rows(
-                "touchpoint_events",
-                [
-                    event_row(
-                        event,
-                        source_partition=message.message.partition,
-                        source_offset=message.message.offset,
-                        ingested_at=ingested_at,
-                    )
-                    for event in decoded
-                ],
-            )
+            event_rows += [
+                event_row(
+                    event,
+                    source_partition=message.message.partition,
+                    source_offset=message.message.offset,
+                    ingested_at=ingested_at,
+                )
+                for event in decoded
+            ]
         if not events:
             return
         sentiments, topics = await score_texts(events)
@@ -254,11 +260,9 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                 continue
             before, state, fresh, update, alerts, size = scored
             moments, factors = moment_rows_of(fresh)
-            checkpoints.add_rows("moments", moments)
-            checkpoints.add_rows("moment_factors", factors)
-            score = [score_row(update)]
-            checkpoints.add_rows("customer_scores", score)
-            checkpoints.add_rows("score_history", score)
+            moment_rows += moments
+            factor_rows += factors
+            score_rows.append(score_row(update))
             # A customer's events all come from one partition (the events topic is keyed
             # by customer_id): its state belongs to that partition's changelog.
             last = sources.message_of(batch[-1])
@@ -272,6 +276,14 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             for moment in fresh:
                 moments_by_channel[moment.channel] += 1
                 late += moment.late
+        for table, table_rows in (
+            ("touchpoint_events", event_rows),
+            ("moments", moment_rows),
+            ("moment_factors", factor_rows),
+            ("customer_scores", score_rows),
+            ("score_history", score_rows),  # every score update is history too
+        ):
+            checkpoints.add_rows(table, table_rows)
         for channel, n in moments_by_channel.items():
             metrics.MOMENTS.labels(channel).inc(n)
         metrics.LATE_EVENTS.inc(late)
@@ -284,6 +296,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         rt.writer.write,
         every_rows=rt.settings.sink_batch_size,
         every_seconds=rt.settings.sink_flush_seconds,
+        prepare=rt.writer.prepare,
+        merge=merge,
     )
 
     @rt.app.agent(rt.events, name="experience")

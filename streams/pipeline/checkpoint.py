@@ -23,6 +23,12 @@ deterministic keys make the re-inserted rows replace themselves. When the step f
 is cancelled, ``rollback`` puts back the states of every checkpoint not yet committed,
 so the redelivered events are not mistaken for duplicates by this worker either.
 
+A step records a take's rows of a table in one call (``add_rows``): one part, which the
+sink writer prepares right then into what its backend inserts (chDB: an Arrow table), so
+the rows of a checkpoint wait as columns, not as hundreds of thousands of tuples the
+garbage collector scans and the commit's thread converts cold; at the commit a table's
+parts are merged into one insert.
+
 A checkpoint is cut once one of its tables holds ``every_rows`` rows (the worker's
 ``sink_batch_size``: rows per insert, so each table's insert is up to that size, not the
 sum over the tables) or after ``every_seconds``; its commit runs in the background while
@@ -47,12 +53,18 @@ _MISSING = object()
 _UNREAD = object()
 
 
+def _concatenated(parts: list[Any]) -> list[Any]:
+    return [row for part in parts for row in part]
+
+
 @dataclass
 class Checkpoint:
     """What a run of batches produced and must make durable."""
 
     started: float = field(default_factory=time.monotonic)
-    rows: dict[str, list[Row]] = field(default_factory=dict)
+    #: per table, its parts: each ``add_rows`` call's rows, as the writer prepared them
+    rows: dict[str, list[Any]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
     states: dict[bytes, tuple[int, Any]] = field(default_factory=dict)
     #: the states' first encoding stage, made as they were set (a two-stage codec's
     #: ``pack``: ``cxpulse.streams.state.table_codec``); empty for a one-stage codec
@@ -68,7 +80,7 @@ class Checkpoint:
     @property
     def largest(self) -> int:
         """Rows of the table that holds the most."""
-        return max(map(len, self.rows.values()), default=0)
+        return max(self.counts.values(), default=0)
 
 
 class Checkpointer:
@@ -77,15 +89,23 @@ class Checkpointer:
     def __init__(
         self,
         table: Any,
-        write: Callable[[str, list[Row]], Awaitable[None]] | None = None,
+        write: Callable[[str, Any], Awaitable[None]] | None = None,
         *,
         every_rows: int,
         every_seconds: float,
+        prepare: Callable[[str, list[Row]], Any] | None = None,
+        merge: Callable[[list[Any]], Any] | None = None,
     ) -> None:
         """``write`` inserts rows, durable when it returns; None for a step that records
-        no rows (touchpoint health: states only)."""
+        no rows (touchpoint health: states only). ``prepare`` turns the rows of an
+        ``add_rows`` call into the form ``write`` inserts fastest, right away, and
+        ``merge`` makes one batch of a table's parts at the commit (the sink writer's
+        ``prepare`` and ``cxpulse.sinks.writer.merge``); without them the rows wait as they
+        are and a table's parts are concatenated."""
         self.table = table
         self._write = write
+        self._prepare = prepare
+        self._merge = merge or _concatenated
         #: How an event is acknowledged: its stream's ``ack``, set when the step starts
         #: (``cxpulse.streams.pipeline.takes.run_takes``).
         self.ack: Callable[[Any], Awaitable[Any]] | None = None
@@ -135,10 +155,15 @@ class Checkpointer:
             store[key] = state
 
     def add_rows(self, table: str, rows: list[Row]) -> None:
+        """Record rows of ``table`` in the current checkpoint: one part, prepared now (a
+        step adds a take's rows of a table at once: see ``prepare`` in ``__init__``)."""
         if self._write is None:
             raise ValueError(f"this step's checkpoint records no rows (given rows of {table})")
         if rows:
-            self.current.rows.setdefault(table, []).extend(rows)
+            cp = self.current
+            part = rows if self._prepare is None else self._prepare(table, rows)
+            cp.rows.setdefault(table, []).append(part)
+            cp.counts[table] = cp.counts.get(table, 0) + len(rows)
 
     def done(self, event: Any) -> None:
         """``event`` is handled: acknowledge it when this checkpoint is committed."""
@@ -178,9 +203,9 @@ class Checkpointer:
         await self.wait()
 
     async def _commit(self, cp: Checkpoint) -> None:
-        for table, rows in cp.rows.items():
+        for table, parts in cp.rows.items():
             assert self._write is not None  # add_rows takes rows only with a write
-            await self._write(table, rows)
+            await self._write(table, self._merge(parts))
         store = self.table.data
         encoded: dict[bytes, tuple[int, Any, bytes]] = {}
         if cp.states and hasattr(store, "write"):

@@ -25,7 +25,7 @@ from cxpulse.schemas.events import TouchpointEvent
 from cxpulse.schemas.rows import DEAD_LETTERS, TOUCHPOINT_EVENTS, Column, TableSpec, event_row
 from cxpulse.schemas.tables import SPECS
 from cxpulse.sinks.errors import SinkDataError, SinkUnavailable, SinkWriteError
-from cxpulse.sinks.writer import SinkWriter
+from cxpulse.sinks.writer import SinkWriter, merge, rows_of
 from cxpulse.streams import metrics
 
 COL = {name: i for i, name in enumerate(DEAD_LETTERS.column_names)}
@@ -356,3 +356,128 @@ def test_a_run_of_failed_inserts_is_reported_until_an_insert_succeeds() -> None:
     assert body["reason"].startswith("inserts into demo have failed for 61s")
     body, status = health(rt, now=130.0)  # 30 s: reported, not yet unhealthy
     assert status == 200 and body["sink"]["failing_seconds"] == 30.0
+
+
+# -- rows prepared by the step: Arrow tables made where the rows are made --------------------
+
+
+def sample_event_rows(seed: int, n: int) -> list[tuple[Any, ...]]:
+    from cxpulse.streams.dev.sample_events import sample_events
+
+    at = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    events = [TouchpointEvent.model_validate(e) for e in sample_events(seed)][:n]
+    return [
+        event_row(e, source_partition=0, source_offset=i, ingested_at=at)
+        for i, e in enumerate(events)
+    ]
+
+
+@pytest.mark.clickhouse
+def test_on_chdb_a_checkpoints_prepared_takes_go_in_as_one_insert_of_the_same_rows(
+    tmp_path: Path,
+) -> None:
+    """What the experience step does with a take's rows: prepared (an Arrow table) as the
+    take ends, the takes of a checkpoint merged and inserted once. What reads back equals
+    the row tuples, as when the rows waited as tuples."""
+    import pyarrow as pa
+
+    from cxpulse.sinks.base import normalize_rows
+    from cxpulse.streams.pipeline.checkpoint import Checkpointer
+
+    first, second = sample_event_rows(1, 7), sample_event_rows(2, 5)
+    writer = chdb_writer(tmp_path / "chdb")
+    inserts: list[int] = []
+
+    async def go() -> Any:
+        assert writer.prepare("touchpoint_events", first) is first  # not open yet: as is
+        await writer.open()
+
+        async def write(table: str, batch: Any) -> None:
+            inserts.append(len(batch))
+            assert isinstance(batch, pa.Table)
+            await writer.write(table, batch)
+
+        table: Any = type("Table", (), {"data": {}})()
+        cp = Checkpointer(
+            table, write, every_rows=1000, every_seconds=60.0, prepare=writer.prepare, merge=merge
+        )
+        cp.add_rows("touchpoint_events", first)
+        cp.add_rows("touchpoint_events", second)
+        assert all(isinstance(p, pa.Table) for p in cp.current.rows["touchpoint_events"])
+        assert cp.current.largest == 12
+        await cp.flush()
+        _, read = await writer.query(
+            "SELECT * FROM touchpoint_events FINAL ORDER BY source_offset, event_id"
+        )
+        await writer.aclose()
+        return read
+
+    read = asyncio.run(go())
+    assert inserts == [12]
+    expected = normalize_rows(TOUCHPOINT_EVENTS, [*first, *second])
+    assert sorted(normalize_rows(TOUCHPOINT_EVENTS, read), key=str) == sorted(expected, key=str)
+
+
+@pytest.mark.clickhouse
+def test_on_chdb_prepared_rows_the_engine_refuses_are_still_set_aside(tmp_path: Path) -> None:
+    """A prepared batch is bisected as rows are (Arrow slices), the refused row reaches
+    dead_letters as its values; a row no column can hold is not prepared at all (the
+    step's rows stay tuples) and takes the rows' path."""
+    import pyarrow as pa
+
+    from cxpulse.schemas.rows import dead_letter_row
+
+    writer = chdb_writer(tmp_path / "chdb")
+    at = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    letter = list(
+        dead_letter_row(
+            source_topic="cx.touchpoints",
+            source_partition=0,
+            source_offset=9,
+            source_index=-1,
+            reason="not JSON",
+            payload=b"x",
+            received_at=at,
+        )
+    )
+    letter[COL["payload_bytes"]] = -5  # no UInt32 holds it
+
+    async def go() -> tuple[Any, Any, Any]:
+        await writer.open()
+        probes = writer.prepare("writer_probe", [("p1", ["a"]), ("p2", [None, "b"]), ("p3", [])])
+        assert isinstance(probes, pa.Table)
+        unprepared = writer.prepare("dead_letters", [tuple(letter)])
+        assert isinstance(unprepared, list)
+        await writer.write("writer_probe", probes)
+        await writer.write("dead_letters", unprepared)
+        kept = await writer.query("SELECT probe_id, tags FROM writer_probe ORDER BY probe_id")
+        dead = await writer.query(
+            "SELECT source_topic, reason, payload FROM dead_letters FINAL ORDER BY source_topic"
+        )
+        await writer.aclose()
+        return kept, dead, probes
+
+    (_, kept), (_, dead), _ = asyncio.run(go())
+    assert [tuple(r) for r in kept] == [("p1", ["a"]), ("p3", [])]
+    by_source = {r[0]: r for r in dead}
+    assert set(by_source) == {"writer_probe", "dead_letters"}
+    assert "Code: 349" in by_source["writer_probe"][1]
+    assert json.loads(by_source["writer_probe"][2]) == ["p2", [None, "b"]]
+    assert json.loads(by_source["dead_letters"][2])["payload_bytes"] == -5
+
+
+def test_a_checkpoints_parts_merge_into_one_batch_in_order() -> None:
+    import pyarrow as pa
+
+    a = pa.table({"k": ["a", "b"], "v": [1, 2]})
+    b = pa.table({"k": ["c"], "v": [3]})
+    both = merge([a, b])
+    assert isinstance(both, pa.Table) and both.to_pylist() == [
+        {"k": "a", "v": 1},
+        {"k": "b", "v": 2},
+        {"k": "c", "v": 3},
+    ]
+    assert merge([a]) is a
+    # a part left as tuples (not prepared) makes the whole batch tuples, in order
+    assert merge([a, [("z", 9)], b]) == [("a", 1), ("b", 2), ("z", 9), ("c", 3)]
+    assert rows_of(b) == [("c", 3)]
