@@ -280,8 +280,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             ("touchpoint_events", event_rows),
             ("moments", moment_rows),
             ("moment_factors", factor_rows),
-            ("customer_scores", score_rows),
-            ("score_history", score_rows),  # every score update is history too
+            # every score update is history too: the same rows, prepared once
+            (("customer_scores", "score_history"), score_rows),
         ):
             checkpoints.add_rows(table, table_rows)
         for channel, n in moments_by_channel.items():

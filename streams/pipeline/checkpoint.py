@@ -154,16 +154,20 @@ class Checkpointer:
         else:
             store[key] = state
 
-    def add_rows(self, table: str, rows: list[Row]) -> None:
+    def add_rows(self, table: str | tuple[str, ...], rows: list[Row]) -> None:
         """Record rows of ``table`` in the current checkpoint: one part, prepared now (a
-        step adds a take's rows of a table at once: see ``prepare`` in ``__init__``)."""
+        step adds a take's rows of a table at once: see ``prepare`` in ``__init__``).
+        Several tables of the same columns (customer_scores and score_history) take the
+        same rows as one part, prepared once."""
+        tables = (table,) if isinstance(table, str) else table
         if self._write is None:
-            raise ValueError(f"this step's checkpoint records no rows (given rows of {table})")
+            raise ValueError(f"this step's checkpoint records no rows (given rows of {tables})")
         if rows:
             cp = self.current
-            part = rows if self._prepare is None else self._prepare(table, rows)
-            cp.rows.setdefault(table, []).append(part)
-            cp.counts[table] = cp.counts.get(table, 0) + len(rows)
+            part = rows if self._prepare is None else self._prepare(tables[0], rows)
+            for name in tables:
+                cp.rows.setdefault(name, []).append(part)
+                cp.counts[name] = cp.counts.get(name, 0) + len(rows)
 
     def done(self, event: Any) -> None:
         """``event`` is handled: acknowledge it when this checkpoint is committed."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import struct
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -481,3 +482,62 @@ def test_a_checkpoints_parts_merge_into_one_batch_in_order() -> None:
     # a part left as tuples (not prepared) makes the whole batch tuples, in order
     assert merge([a, [("z", 9)], b]) == [("a", 1), ("b", 2), ("z", 9), ("c", 3)]
     assert rows_of(b) == [("c", 3)]
+
+
+@pytest.mark.clickhouse
+def test_on_chdb_score_rows_prepared_once_go_into_both_score_tables(tmp_path: Path) -> None:
+    """customer_scores and score_history have the same columns: the step's score rows are
+    one part for both, prepared once, and read back the same from each."""
+    import pyarrow as pa
+
+    from cxpulse.schemas.score_rows import CUSTOMER_SCORES, SCORE_HISTORY, score_row
+    from cxpulse.sinks.base import normalize_rows
+    from cxpulse.streams.core import apply_events, score_update
+    from cxpulse.streams.dev.sample_events import sample_events
+    from cxpulse.streams.model_check import load_model
+    from cxpulse.streams.pipeline.checkpoint import Checkpointer
+    from cxpulse.streams.pipeline.records import record_of
+
+    model = load_model()
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    by_customer: dict[str, list[Any]] = defaultdict(list)
+    for e in sample_events(3):
+        record = record_of(TouchpointEvent.model_validate(e))
+        by_customer[record.customer_id].append(record)
+    rows = [
+        score_row(score_update(apply_events(None, batch, model, now)[0]))
+        for batch in by_customer.values()
+    ]
+    writer = chdb_writer(tmp_path / "chdb")
+    prepared: list[str] = []
+
+    def prepare(table: str, batch: list[Any]) -> Any:
+        prepared.append(table)
+        return writer.prepare(table, batch)
+
+    async def go() -> tuple[Any, Any]:
+        await writer.open()
+        table: Any = type("Table", (), {"data": {}})()
+        cp = Checkpointer(
+            table, writer.write, every_rows=1000, every_seconds=60.0, prepare=prepare, merge=merge
+        )
+        cp.add_rows(("customer_scores", "score_history"), rows)
+        part = cp.current.rows["customer_scores"][0]
+        assert isinstance(part, pa.Table) and cp.current.rows["score_history"] == [part]
+        await cp.flush()
+        _, scores = await writer.query("SELECT * FROM customer_scores FINAL")
+        _, history = await writer.query("SELECT * FROM score_history FINAL")
+        await writer.aclose()
+        return scores, history
+
+    scores, history = asyncio.run(go())
+    assert prepared == ["customer_scores"]
+
+    def stored(v: Any) -> Any:  # the score columns are Float32
+        return struct.unpack("f", struct.pack("f", v))[0] if isinstance(v, float) else v
+
+    expected = sorted(
+        (tuple(map(stored, r)) for r in normalize_rows(CUSTOMER_SCORES, rows)), key=str
+    )
+    assert sorted(normalize_rows(CUSTOMER_SCORES, scores), key=str) == expected
+    assert sorted(normalize_rows(SCORE_HISTORY, history), key=str) == expected
