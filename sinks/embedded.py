@@ -278,15 +278,12 @@ class ChdbBackend:
         if not len(rows):
             return 0
         self._check_open()
-        if isinstance(rows, pa.Table):
-            if tuple(rows.column_names) != spec.column_names:
-                raise SinkWriteError(
-                    f"an Arrow batch for {spec.name} with columns {rows.column_names}: "
-                    f"make it with prepare({spec.name!r}, rows)"
-                )
-            arrow_batch = rows  # read by name below, as the other branch says
-        else:
-            arrow_batch = self.prepare(spec, rows)  # noqa: F841 - read by name below
+        arrow_batch = rows if isinstance(rows, pa.Table) else self.prepare(spec, rows)
+        if tuple(arrow_batch.column_names) != spec.column_names:
+            raise SinkWriteError(
+                f"an Arrow batch for {spec.name} with columns {arrow_batch.column_names}: "
+                f"make it with prepare({spec.name!r}, rows)"
+            )
         target = f"{quote_ident(self.database)}.{quote_ident(spec.name)}"
         names = ", ".join(quote_ident(n) for n in spec.column_names)
         try:

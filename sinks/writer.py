@@ -71,8 +71,8 @@ Batch: TypeAlias = Sequence[Any] | pa.Table
 
 def merge(parts: Sequence[Batch]) -> Batch:
     """One batch of the parts of a checkpoint's table (each a take's rows): the Arrow
-    tables concatenated when every part is one (no copy of their columns), else the row
-    tuples of all of them in order."""
+    tables concatenated when every part is one (no copy of their columns), else the rows
+    of all of them in order."""
     if len(parts) == 1:
         return parts[0]
     if all(isinstance(p, pa.Table) for p in parts):
@@ -83,11 +83,11 @@ def merge(parts: Sequence[Batch]) -> Batch:
     return rows
 
 
-def rows_of(batch: Batch) -> list[tuple[Any, ...]]:
-    """A batch as row tuples (an Arrow table's values as Python reads them back)."""
+def rows_of(batch: Batch) -> list[Any]:
+    """A batch as rows (an Arrow table's as tuples of the values Python reads back)."""
     if isinstance(batch, pa.Table):
         return list(zip(*(c.to_pylist() for c in batch.columns), strict=True))
-    return [tuple(r) for r in batch]
+    return list(batch)
 
 
 def _part(batch: Batch, start: int, stop: int) -> Batch:

@@ -39,7 +39,6 @@ from cxpulse.schemas.alerts import Alert
 from cxpulse.schemas.rows import event_row, to_millis
 from cxpulse.schemas.score_rows import score_row
 from cxpulse.schemas.scoring import CustomerState, Moment, ScoreUpdate
-from cxpulse.sinks.writer import merge
 from cxpulse.streams import metrics
 from cxpulse.streams.agents.alerting import record_time, send_alerts
 from cxpulse.streams.agents.set_aside import Sources, dead_letter
@@ -53,7 +52,6 @@ from cxpulse.streams.runtime import Runtime
 from cxpulse.streams.sentiment import SentimentAnalyzer, SentimentProcess, feedback_items
 from cxpulse.streams.state import customer as customer_codec
 from cxpulse.streams.state.store import table_store
-from cxpulse.streams.state.table_codec import compact_value_type
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +97,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         default=None,
         partitions=rt.settings.partitions,
         key_type=bytes,
-        value_type=compact_value_type(
-            "cxpulse-customer-state",
-            customer_codec.decode,
-            customer_codec.encode,
-            pack=customer_codec.pack,
-            seal_many=customer_codec.seal_many,
-        ),
+        value_type=customer_codec.table_value_type(),
         help="customer_id -> CustomerState (experience score, episodes, alert memory)",
         **table_store(rt.settings),
     )
@@ -297,7 +289,6 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         every_rows=rt.settings.sink_batch_size,
         every_seconds=rt.settings.sink_flush_seconds,
         prepare=rt.writer.prepare,
-        merge=merge,
     )
 
     @rt.app.agent(rt.events, name="experience")

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from cxpulse.sinks.writer import merge
 from cxpulse.streams.state.changelog import send_records
 from cxpulse.streams.state.table_codec import encode_values, packer
 
@@ -51,10 +52,6 @@ Row = tuple[Any, ...]
 
 _MISSING = object()
 _UNREAD = object()
-
-
-def _concatenated(parts: list[Any]) -> list[Any]:
-    return [row for part in parts for row in part]
 
 
 @dataclass
@@ -94,18 +91,15 @@ class Checkpointer:
         every_rows: int,
         every_seconds: float,
         prepare: Callable[[str, list[Row]], Any] | None = None,
-        merge: Callable[[list[Any]], Any] | None = None,
     ) -> None:
         """``write`` inserts rows, durable when it returns; None for a step that records
         no rows (touchpoint health: states only). ``prepare`` turns the rows of an
-        ``add_rows`` call into the form ``write`` inserts fastest, right away, and
-        ``merge`` makes one batch of a table's parts at the commit (the sink writer's
-        ``prepare`` and ``cxpulse.sinks.writer.merge``); without them the rows wait as they
-        are and a table's parts are concatenated."""
+        ``add_rows`` call into the form ``write`` inserts fastest, right away (the sink
+        writer's ``prepare``); without it the rows wait as they are. At the commit a
+        table's parts are merged into one batch (``cxpulse.sinks.writer.merge``)."""
         self.table = table
         self._write = write
         self._prepare = prepare
-        self._merge = merge or _concatenated
         #: How an event is acknowledged: its stream's ``ack``, set when the step starts
         #: (``cxpulse.streams.pipeline.takes.run_takes``).
         self.ack: Callable[[Any], Awaitable[Any]] | None = None
@@ -209,7 +203,7 @@ class Checkpointer:
     async def _commit(self, cp: Checkpoint) -> None:
         for table, parts in cp.rows.items():
             assert self._write is not None  # add_rows takes rows only with a write
-            await self._write(table, self._merge(parts))
+            await self._write(table, merge(parts))
         store = self.table.data
         encoded: dict[bytes, tuple[int, Any, bytes]] = {}
         if cp.states and hasattr(store, "write"):

@@ -58,6 +58,7 @@ from cxpulse.schemas.scoring import (
     with_memories,
 )
 from cxpulse.schemas.vocabulary import CHANNELS, FACTORS
+from cxpulse.streams.state.table_codec import compact_value_type
 
 FORMAT = b"\xc1\x04"
 FORMAT_V3 = b"\xc1\x03"
@@ -167,6 +168,14 @@ def decode(data: bytes) -> CustomerState:
     if prefix in (FORMAT_V2, FORMAT_V1):
         return _decode_positional(data, prefix == FORMAT_V1)
     return CustomerState.from_bytes(data)
+
+
+def table_value_type() -> type:
+    """The customer table's ``value_type``: its values encoded and decoded by this module,
+    in two stages (``pack``, then ``seal_many`` at the checkpoint)."""
+    return compact_value_type(
+        "cxpulse-customer-state", decode, encode, pack=pack, seal_many=seal_many
+    )
 
 
 # -- versions 2 and 1 ---------------------------------------------------------------------

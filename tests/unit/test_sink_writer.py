@@ -399,9 +399,7 @@ def test_on_chdb_a_checkpoints_prepared_takes_go_in_as_one_insert_of_the_same_ro
             await writer.write(table, batch)
 
         table: Any = type("Table", (), {"data": {}})()
-        cp = Checkpointer(
-            table, write, every_rows=1000, every_seconds=60.0, prepare=writer.prepare, merge=merge
-        )
+        cp = Checkpointer(table, write, every_rows=1000, every_seconds=60.0, prepare=writer.prepare)
         cp.add_rows("touchpoint_events", first)
         cp.add_rows("touchpoint_events", second)
         assert all(isinstance(p, pa.Table) for p in cp.current.rows["touchpoint_events"])
@@ -518,9 +516,7 @@ def test_on_chdb_score_rows_prepared_once_go_into_both_score_tables(tmp_path: Pa
     async def go() -> tuple[Any, Any]:
         await writer.open()
         table: Any = type("Table", (), {"data": {}})()
-        cp = Checkpointer(
-            table, writer.write, every_rows=1000, every_seconds=60.0, prepare=prepare, merge=merge
-        )
+        cp = Checkpointer(table, writer.write, every_rows=1000, every_seconds=60.0, prepare=prepare)
         cp.add_rows(("customer_scores", "score_history"), rows)
         part = cp.current.rows["customer_scores"][0]
         assert isinstance(part, pa.Table) and cp.current.rows["score_history"] == [part]

@@ -18,7 +18,6 @@ from cxpulse.schemas.scoring import CustomerState
 from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.state import customer as customer_codec
 from cxpulse.streams.state.store import CachedRocksStore, table_store
-from cxpulse.streams.state.table_codec import compact_value_type
 
 
 @pytest.fixture
@@ -29,13 +28,7 @@ def store(tmp_path: Path) -> CachedRocksStore:
         default=None,
         partitions=2,
         key_type=bytes,
-        value_type=compact_value_type(
-            "cxpulse-customer-state-test",
-            customer_codec.decode,
-            customer_codec.encode,
-            pack=customer_codec.pack,
-            seal_many=customer_codec.seal_many,
-        ),
+        value_type=customer_codec.table_value_type(),
         **table_store(SimpleNamespace(state_store="rocksdb", state_cache_keys=4)),
     )
     s = table.data  # made from the store URL, as the worker's table makes it
