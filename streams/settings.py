@@ -140,9 +140,9 @@ class Settings(BaseSettings):
     state_cache_keys: int = Field(
         50_000,
         ge=0,
-        description="decoded customer states the rocksdb store keeps in memory besides the "
-        "ones changed since the last checkpoint (~9 KiB each: 50,000 is ~450 MiB at most; "
-        "a state not kept is read from disk and decoded again, ~35 µs)",
+        description="customer states the rocksdb store keeps in memory besides the ones "
+        "changed since the last checkpoint, each as its msgpack (~2.5 KB, at most ~6 KB: "
+        "50,000 are ~120 MiB; a state not kept is read from disk and decompressed again)",
     )
     sink_batch_size: int = Field(10_000, ge=1, le=1_000_000, description="rows per insert")
     sink_flush_seconds: float = Field(1.0, gt=0, le=60, description="max wait before an insert")

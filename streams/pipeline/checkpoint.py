@@ -46,7 +46,7 @@ from typing import Any
 
 from cxpulse.sinks.writer import merge
 from cxpulse.streams.state.changelog import send_records
-from cxpulse.streams.state.table_codec import encode_values, packer
+from cxpulse.streams.state.table_codec import Forms, encode_values, forms
 
 Row = tuple[Any, ...]
 
@@ -62,10 +62,12 @@ class Checkpoint:
     #: per table, its parts: each ``add_rows`` call's rows, as the writer prepared them
     rows: dict[str, list[Any]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    #: key → partition and new state; with a codec of two stages the state's first
+    #: stage, made as it was set (``pack``: ``cxpulse.streams.state.table_codec``)
     states: dict[bytes, tuple[int, Any]] = field(default_factory=dict)
-    #: the states' first encoding stage, made as they were set (a two-stage codec's
-    #: ``pack``: ``cxpulse.streams.state.table_codec``); empty for a one-stage codec
-    packed: dict[bytes, Any] = field(default_factory=dict)
+    #: whether ``states`` hold first stages (a codec of two stages)
+    packed: bool = False
+    #: key → what the store held for it before the checkpoint's first update of it
     before: dict[bytes, Any] = field(default_factory=dict)
     events: list[Any] = field(default_factory=list)
     committed: bool = False
@@ -118,33 +120,51 @@ class Checkpointer:
         """The key's new state: in the store now, in the changelog at the commit. With a
         codec of two stages the state is packed now, while its objects are fresh in the
         CPU's caches (at the commit they are cold, and the commit's thread would pack
-        them holding the GIL), and sealed with the rest of the cut at the commit.
+        them holding the GIL), and sealed with the rest of the cut at the commit; the
+        store on disk holds it in that form too (``cxpulse.streams.state.store``).
 
         ``was``: the key's state as the step just read it with ``get`` (None: none), which
-        this update replaces; the checkpoint keeps it to roll back to, instead of reading
-        the store a second time (a key the store does not hold is a miss in every
-        partition's RocksDB)."""
+        this update replaces; the checkpoint keeps what the store held for it to roll back
+        to (the store on disk: its first stage, not the decoded state), and a key the step
+        found in none of them is not looked up a second time (a miss in every partition's
+        RocksDB)."""
         cp = self.current
         if key not in cp.before:
-            if was is _UNREAD:
-                was = self.table.data.get(key, _MISSING)
-            cp.before[key] = _MISSING if was is None else was
-        self._assign(key, partition, state)
-        cp.states[key] = (partition, state)
-        if self._pack is not None:
-            cp.packed[key] = self._pack(state)
+            cp.before[key] = self._before(key, was)
+        f = self._forms
+        if f is None:
+            self._assign(key, partition, state)
+            cp.states[key] = (partition, state)
+        else:
+            packed = f.pack(state)
+            self._assign(key, partition, state, packed)
+            cp.states[key] = (partition, packed)
+            cp.packed = True
 
     @cached_property
-    def _pack(self) -> Callable[[Any], Any] | None:
-        """The table codec's first stage, if it has two (looked up at the first ``set``:
-        Faust makes a table's store when it is first used)."""
-        return packer(self.table.data)
+    def _forms(self) -> Forms | None:
+        """The table codec's stages, if it has two (looked up at the first ``set``: Faust
+        makes a table's store when it is first used)."""
+        return forms(self.table.data)
 
-    def _assign(self, key: bytes, partition: int, state: Any) -> None:
+    def _before(self, key: bytes, was: Any) -> Any:
+        """What the store holds for ``key`` now (``_MISSING``: nothing)."""
+        if was is None:
+            return _MISSING
+        store = self.table.data
+        held = getattr(store, "held", None)
+        if held is not None:  # a store on disk: what it holds, not a decoded copy
+            found = held(key)
+            return _MISSING if found is None else found
+        if was is _UNREAD:
+            return store.get(key, _MISSING)
+        return was
+
+    def _assign(self, key: bytes, partition: int, state: Any, packed: Any = None) -> None:
         store = self.table.data
         put = getattr(store, "put", None)
         if put is not None:  # a store on disk: it writes at the commit
-            put(key, partition, state)
+            put(key, partition, state, packed)
         else:
             store[key] = state
 
@@ -209,18 +229,14 @@ class Checkpointer:
         if cp.states and hasattr(store, "write"):
             # local disk, then the changelog: see cxpulse.streams.state.store; the bytes
             # written to disk are the changelog record, encoded once
-            encoded = await asyncio.to_thread(store.write, cp.states, cp.packed)
+            encoded = await asyncio.to_thread(store.write, cp.states)
             store.written(encoded)
         # what was not written to disk (a memory store; a partition no longer held) is
         # encoded here, sealed in one call (cxpulse.streams.state.customer.seal_many)
         unwritten = [key for key in cp.states if key not in encoded]
-        packed = [cp.packed[k] for k in unwritten] if cp.packed else None
+        held = [cp.states[k][1] for k in unwritten]
         values = dict(
-            zip(
-                unwritten,
-                encode_values(store, [cp.states[k][1] for k in unwritten], packed),
-                strict=True,
-            )
+            zip(unwritten, encode_values(store, held, held if cp.packed else None), strict=True)
         )
         records: dict[int, list[tuple[bytes, bytes]]] = {}
         for key, (partition, _) in cp.states.items():
@@ -254,8 +270,11 @@ class Checkpointer:
             if cp.committed:
                 continue
             for key, before in cp.before.items():
+                store = self.table.data
                 if before is _MISSING:
-                    self.table.data.pop(key, None)
+                    store.pop(key, None)
+                elif hasattr(store, "restore"):
+                    store.restore(key, cp.states[key][0], before)
                 else:
-                    self._assign(key, cp.states[key][0], before)
+                    store[key] = before
         self.current = Checkpoint()

@@ -156,6 +156,19 @@ def seal_many(packed: Sequence[bytes]) -> list[bytes]:
     return [FORMAT + frames[i].tobytes() for i in range(len(raw))]
 
 
+def unpack(packed: bytes) -> CustomerState:
+    """The state of its first stage (``pack``): the inverse of ``pack``, exact."""
+    return _state.decode(packed)
+
+
+def unseal(data: bytes) -> bytes | None:
+    """A record's first stage (what ``pack`` gave), when it is of this format; None for
+    the records of earlier versions, which have none (``decode`` reads them)."""
+    if data[:2] != FORMAT:
+        return None
+    return _codecs.decompress(memoryview(data)[2:])
+
+
 def decode(data: bytes) -> CustomerState:
     """The state of a changelog record: of this format, version 3, 2 or 1, or the earlier
     JSON."""
@@ -172,9 +185,17 @@ def decode(data: bytes) -> CustomerState:
 
 def table_value_type() -> type:
     """The customer table's ``value_type``: its values encoded and decoded by this module,
-    in two stages (``pack``, then ``seal_many`` at the checkpoint)."""
+    in two stages (``pack``, then ``seal_many`` at the checkpoint), and held by the store
+    on disk in their first stage (``unpack``, ``unseal``: see
+    ``cxpulse.streams.state.store``)."""
     return compact_value_type(
-        "cxpulse-customer-state", decode, encode, pack=pack, seal_many=seal_many
+        "cxpulse-customer-state",
+        decode,
+        encode,
+        pack=pack,
+        seal_many=seal_many,
+        unpack=unpack,
+        unseal=unseal,
     )
 
 

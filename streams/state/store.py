@@ -16,6 +16,16 @@ customer of every batch. So this store keeps
 and writes to RocksDB only when the checkpoint asks (``write``, on a thread), with the states of the
 checkpoint's cut, right before they go to the changelog: rows durable, then the states on
 local disk and in the changelog, then the offsets (``cxpulse.streams.pipeline.checkpoint``).
+
+Both hold a state in its codec's first stage when the codec has one (the customer state:
+its msgpack, ``cxpulse.streams.state.table_codec.forms``), not as the decoded objects, and
+a read decodes it. Decoding is cheaper than what the objects cost: a late-day state is
+~170 objects (~9 KiB), read back cold from all over the heap when its customer comes
+back, and scanned by the garbage collector meanwhile; in its first stage it is one bytes
+object of ~2.5 KB (at most ~6 KB), decoded in C into objects fresh in the CPU's caches
+(measured in process on the event → alert run's events after 200,000 of them: 10–12 %
+less time an event, of which half the collector's; docs/benchmarks.md). Reads of a state
+therefore give an equal state, not the very object that was put.
 RocksDB never holds a state whose rows are not durable; when it holds one the changelog
 does not have yet (a crash between the two), the events behind it are redelivered and
 found done, and their rows are already in ClickHouse.
@@ -36,10 +46,11 @@ from faust.stores import STORES
 from faust.stores import rocksdb as faust_rocksdb
 from faust.streams import current_event
 
-from cxpulse.streams.state.table_codec import encode_values
+from cxpulse.streams.state.table_codec import encode_values, forms
 
-#: Decoded states kept besides the unpersisted ones (~9 KiB each as Python objects on
-#: the benchmark's customers, against ~0.6 KiB encoded).
+#: States kept besides the unpersisted ones: in their codec's first stage (the customer
+#: state's msgpack, ~2.5 KB late in the benchmark's day), else decoded (~9 KiB as
+#: Python objects).
 DEFAULT_CACHE_KEYS = 50_000
 
 #: RocksDB's own memory, per partition (each partition is its own database): memtables
@@ -61,7 +72,10 @@ _MISSING = object()
 
 
 class CachedRocksStore(faust_rocksdb.Store):
-    """``rocksdb://`` with rocksdict, decoded-value cache, and writes at checkpoints."""
+    """``rocksdb://`` with rocksdict, a cache of held values, and writes at checkpoints.
+
+    ``dirty`` and ``cache`` hold each value as the store holds it: its codec's first stage
+    when the codec has two (``forms``), else the decoded value."""
 
     def __init__(self, *args: Any, options: Mapping[str, Any] | None = None, **kw: Any) -> None:
         opts = dict(options or {})
@@ -69,6 +83,7 @@ class CachedRocksStore(faust_rocksdb.Store):
         super().__init__(*args, options=opts, driver="rocksdict", **kw)
         self.dirty: dict[Any, tuple[int, Any]] = {}
         self.cache: OrderedDict[Any, Any] = OrderedDict()
+        self._forms = forms(self)
         #: Every partition's RocksDB this process opened, kept open until the store
         #: stops: Faust forgets a revoked partition's handle without closing it, and
         #: reopening the directory while the old handle lives (a write still under way
@@ -107,17 +122,42 @@ class CachedRocksStore(faust_rocksdb.Store):
         and no exception (``Mapping.get`` goes through ``__getitem__``'s KeyError)."""
         entry = self.dirty.get(key)
         if entry is not None:
-            return entry[1]
-        value = self.cache.get(key, _MISSING)
-        if value is not _MISSING:
+            return self._value(entry[1])
+        held = self.cache.get(key, _MISSING)
+        if held is not _MISSING:
             self.cache.move_to_end(key)
-            return value
+            return self._value(held)
         raw = self._lookup(self._encode_key(key))
         if raw is None:
             return default
-        value = self._decode_value(raw)
-        self._remember(key, value)
-        return value
+        held = self._held(raw)
+        self._remember(key, held)
+        return self._value(held)
+
+    def held(self, key: Any) -> Any:
+        """What the store holds for ``key`` (see the class), None when it holds nothing:
+        what ``restore`` puts back, without decoding it."""
+        entry = self.dirty.get(key)
+        if entry is not None:
+            return entry[1]
+        held = self.cache.get(key, _MISSING)
+        if held is not _MISSING:
+            return held
+        raw = self._lookup(self._encode_key(key))
+        return None if raw is None else self._held(raw)
+
+    def _held(self, raw: bytes) -> Any:
+        """The held form of a record read from disk (a record of an older format, which
+        has no first stage of its own, is decoded and packed)."""
+        f = self._forms
+        if f is None:
+            return self._decode_value(raw)
+        first = f.unseal(raw)
+        return f.pack(self._decode_value(raw)) if first is None else first
+
+    def _value(self, held: Any) -> Any:
+        f = self._forms
+        return held if f is None else f.unpack(held)
 
     def __contains__(self, key: object) -> bool:
         if key in self.dirty or key in self.cache:
@@ -130,8 +170,8 @@ class CachedRocksStore(faust_rocksdb.Store):
         found = self._get_bucket_for_key(raw_key)
         return None if found is None else found[1]
 
-    def _remember(self, key: Any, value: Any) -> None:
-        self.cache[key] = value
+    def _remember(self, key: Any, held: Any) -> None:
+        self.cache[key] = held
         self.cache.move_to_end(key)
         while len(self.cache) > self.cache_keys:
             self.cache.popitem(last=False)
@@ -148,10 +188,18 @@ class CachedRocksStore(faust_rocksdb.Store):
 
     # -- writes --------------------------------------------------------------------------
 
-    def put(self, key: Any, partition: int, value: Any) -> None:
-        """The key's new state, kept in memory until ``write`` puts it on disk."""
+    def put(self, key: Any, partition: int, value: Any, packed: Any = None) -> None:
+        """The key's new state, kept in memory until ``write`` puts it on disk; ``packed``:
+        its codec's first stage, when the caller made it (else the store packs it)."""
+        f = self._forms
+        if f is not None:
+            value = f.pack(value) if packed is None else packed
+        self.restore(key, partition, value)
+
+    def restore(self, key: Any, partition: int, held: Any) -> None:
+        """Put back what ``held`` gave for the key (a checkpoint's rollback)."""
         self.cache.pop(key, None)
-        self.dirty[key] = (partition, value)
+        self.dirty[key] = (partition, held)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         event = current_event()
@@ -167,28 +215,23 @@ class CachedRocksStore(faust_rocksdb.Store):
         self.cache.pop(key, None)
         self._del(self._encode_key(key))
 
-    def write(
-        self,
-        states: Mapping[Any, tuple[int, Any]],
-        packed: Mapping[Any, Any] | None = None,
-    ) -> dict[Any, tuple[int, Any, bytes]]:
-        """Encode these states (key → partition and state, a checkpoint's cut) and write
-        them to RocksDB, one write batch per partition; returns what was written, each
-        with its encoded value: the changelog record is the same bytes, so the checkpoint
-        sends those instead of encoding every state a second time. The states are encoded
-        together (``encode_values``: the customer states' compression is one call, which
-        releases the GIL once, not once a state while the event loop is busy), from their
-        first stage when the checkpoint ``packed`` them as they were set (key → packed
-        value, every key of ``states``). A partition this worker
+    def write(self, states: Mapping[Any, tuple[int, Any]]) -> dict[Any, tuple[int, Any, bytes]]:
+        """Encode these states (key → partition and the state as ``put`` held it, a
+        checkpoint's cut) and write them to RocksDB, one write batch per partition;
+        returns what was written, each with its encoded value: the changelog record is
+        the same bytes, so the checkpoint sends those instead of encoding every state a
+        second time. The states are encoded together (``encode_values``: the customer
+        states' compression is one call, which releases the GIL once, not once a state
+        while the event loop is busy), from their first stage. A partition this worker
         no longer holds is left alone (its new owner recovers from the changelog). Touches
         nothing but RocksDB, so the checkpoint runs it on a thread while the step goes on."""
         batches: dict[int, Any] = {}
         done: dict[Any, tuple[int, Any, bytes]] = {}
         open_dbs = dict(self._dbs)
         held = [(key, entry) for key, entry in states.items() if entry[0] in open_dbs]
+        values = [value for _, (_, value) in held]
         # all sealed in one call: see cxpulse.streams.state.customer.seal_many
-        first = [packed[key] for key, _ in held] if packed else None
-        encoded = encode_values(self, [value for _, (_, value) in held], first)
+        encoded = encode_values(self, values, values if self._forms is not None else None)
         for (key, (partition, value)), raw in zip(held, encoded, strict=True):
             if raw is None:  # only a deletion encodes to nothing; a cut holds states
                 raise ValueError(f"no state to write for key {key!r}")

@@ -339,12 +339,13 @@ def test_a_state_is_packed_when_set_and_sealed_at_the_commit(
     cp = Checkpointer(table, every_rows=10, every_seconds=60.0)
     cp.set(b"C-one", 1, one)
     cp.set(b"C-two", 3, two)
-    assert cp.current.packed == {
-        b"C-one": customer_codec.pack(one),
-        b"C-two": customer_codec.pack(two),
+    assert cp.current.packed
+    assert cp.current.states == {
+        b"C-one": (1, customer_codec.pack(one)),
+        b"C-two": (3, customer_codec.pack(two)),
     }
     cp.set(b"C-one", 1, one_later)
-    assert cp.current.packed[b"C-one"] == customer_codec.pack(one_later)
+    assert cp.current.states[b"C-one"] == (1, customer_codec.pack(one_later))
     assert calls == []  # nothing compressed before the commit
     asyncio.run(cp.flush())
     assert calls == [2]

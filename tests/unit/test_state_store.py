@@ -1,6 +1,7 @@
 """The customer table's store on disk (``CachedRocksStore``: rocksdict under a cache of
-decoded states) as the experience step reads and writes it, and the checkpoint's memory
-of what each key held before the cut (what a failed step rolls back to).
+states held in their codec's first stage) as the experience step reads and writes it,
+and the checkpoint's memory of what each key held before the cut (what a failed step
+rolls back to).
 
 A real RocksDB in a temporary directory, the real customer-state codec; no broker (the
 store is made as Faust makes it, without starting the app)."""
@@ -13,6 +14,7 @@ from typing import Any
 
 import faust
 import pytest
+from faust.stores import rocksdb as faust_rocksdb
 
 from cxpulse.schemas.scoring import CustomerState
 from cxpulse.streams.pipeline.checkpoint import Checkpointer
@@ -61,13 +63,38 @@ def test_a_key_the_store_does_not_hold_is_its_default_without_an_exception(
 def test_a_state_is_read_back_from_memory_then_from_disk(store: CachedRocksStore) -> None:
     s = state("c-1")
     store.put(b"c-1", 1, s)
-    assert store.get(b"c-1") is s  # dirty: the step's own latest state
-    store.written(store.write({b"c-1": (1, s)}))
-    assert not store.dirty and store.get(b"c-1") is s  # now in the cache
-    store.cache.clear()
-    read = store.get(b"c-1")  # decoded from RocksDB
+    # held in its first stage (msgpack), not as the objects: a read decodes an equal state
+    held = store.held(b"c-1")
+    assert held == customer_codec.pack(s)
+    read = store.get(b"c-1")  # dirty: the step's own latest state
     assert read == s and read is not s
+    store.written(store.write({b"c-1": (1, held)}))
+    assert not store.dirty and store.cache[b"c-1"] is held  # now in the cache
+    assert store.get(b"c-1") == s
+    store.cache.clear()
+    assert store.get(b"c-1") == s  # decoded from RocksDB
+    assert store.cache[b"c-1"] == held  # and held in its first stage again
     assert store[b"c-1"] == s
+
+
+def test_a_record_of_an_older_format_on_disk_is_read_and_held_in_the_first_stage(
+    store: CachedRocksStore,
+) -> None:
+    s = state("c-7", 48.25)
+    batch = faust_rocksdb.rocksdict.WriteBatch(raw_mode=True)
+    batch.put(store._encode_key(b"c-7"), s.to_bytes())  # the JSON of earlier workers
+    store._dbs[0].write(batch)
+    assert store.get(b"c-7") == s
+    assert store.cache[b"c-7"] == customer_codec.pack(s)
+
+
+def test_a_key_set_again_after_the_cut_stays_to_be_written(store: CachedRocksStore) -> None:
+    store.put(b"c-1", 0, state("c-1", 40.0))
+    cut = {b"c-1": (0, store.held(b"c-1"))}
+    store.put(b"c-1", 0, state("c-1", 70.0))  # the step goes on while the cut is written
+    store.written(store.write(cut))
+    assert store.dirty[b"c-1"][1] == customer_codec.pack(state("c-1", 70.0))
+    assert store.get(b"c-1").score == 70.0
 
 
 def test_the_checkpoint_rolls_back_to_the_state_the_step_read(store: CachedRocksStore) -> None:
@@ -75,9 +102,10 @@ def test_the_checkpoint_rolls_back_to_the_state_the_step_read(store: CachedRocks
     cp = Checkpointer(table, every_rows=10, every_seconds=60.0)
     old = state("c-1", 40.0)
     store.put(b"c-1", 0, old)
+    held = store.held(b"c-1")
     # the step reads each key once and hands what it read to set (``was``)
     before = cp.get(b"c-1")
-    assert before is old
+    assert before == old
     cp.set(b"c-1", 0, state("c-1", 70.0), was=before)
     newcomer = cp.get(b"c-2")
     assert newcomer is None
@@ -85,8 +113,11 @@ def test_the_checkpoint_rolls_back_to_the_state_the_step_read(store: CachedRocks
     # a second update of a key in the same checkpoint keeps the first one's memory
     cp.set(b"c-1", 0, state("c-1", 80.0), was=cp.get(b"c-1"))
     assert store.get(b"c-1").score == 80.0
+    # the checkpoint holds the new states in their first stage, as the store does
+    assert cp.current.packed and cp.current.states[b"c-1"] == (0, store.held(b"c-1"))
     cp.rollback()
-    assert store.get(b"c-1") is old
+    assert store.held(b"c-1") is held  # what the store held, put back as it was
+    assert store.get(b"c-1") == old
     assert store.get(b"c-2") is None and b"c-2" not in store
 
 
@@ -98,4 +129,4 @@ def test_set_without_was_reads_what_the_key_held(store: CachedRocksStore) -> Non
     cp.set(b"c-1", 0, state("c-1", 70.0))
     cp.set(b"c-9", 0, state("c-9"))
     cp.rollback()
-    assert store.get(b"c-1") is old and store.get(b"c-9") is None
+    assert store.get(b"c-1") == old and store.get(b"c-9") is None
