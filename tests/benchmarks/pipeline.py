@@ -386,7 +386,8 @@ def replay_worker_work(
     validate (decode, route, encode records per partition), experience (decode takes of
     ``TAKE_EVENTS`` events, as the agent takes them from a backlog, group by customer,
     ``apply_events``, alert rules, score update, the rows of every event, moment and score
-    update, each new state packed; at each checkpoint of ``CHECKPOINT_ROWS`` rows, the
+    update, each new state packed and kept in that form, as the worker's store holds it,
+    and decoded when its customer comes back; at each checkpoint of ``CHECKPOINT_ROWS`` rows, the
     changelog records of every customer changed since the last one sealed, as
     ``cxpulse.streams.pipeline.checkpoint`` writes them), and touchpoint health. Sentiment
     is precomputed (it is measured on its own)."""
@@ -400,12 +401,12 @@ def replay_worker_work(
     from cxpulse.streams.rules.customer import customer_alerts
     from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
     from cxpulse.streams.runtime import chunks
-    from cxpulse.streams.state.customer import pack, seal_many
+    from cxpulse.streams.state.customer import pack, seal_many, unpack
 
     model = load_model()
     out = WorkTimes()
     st = out.stages
-    customers: dict[str, Any] = {}
+    customers: dict[str, bytes] = {}  # each state as the worker's store holds it: packed
     instances: dict[str, Any] = {}
     packed: dict[str, bytes] = {}  # the customers changed since the last checkpoint
     pending: Counter[str] = Counter()  # rows per table since the last checkpoint
@@ -460,7 +461,8 @@ def replay_worker_work(
             by_customer[event.customer_id].append(event)
         rows: list[Any] = []
         for customer_id, batch in by_customer.items():
-            before = customers.get(customer_id)
+            held = customers.get(customer_id)
+            before = None if held is None else unpack(held)
             a = clock()
             after, produced = apply_events(before, batch, model, now, sentiments)
             out.apply_events += clock() - a
@@ -468,8 +470,8 @@ def replay_worker_work(
             if not fresh:
                 continue
             state, _alerts = customer_alerts(before, after, batch, produced, model, now)
-            customers[customer_id] = state
-            packed[customer_id] = pack(state)  # as the checkpoint packs a state set
+            # packed as the checkpoint packs a state set, and held so by the store
+            customers[customer_id] = packed[customer_id] = pack(state)
             moment_rows, factor_rows = moment_rows_of(fresh)
             rows += moment_rows
             rows += factor_rows
