@@ -830,6 +830,8 @@ class LatencyRun:
     unmatched: int = 0  # alert records none of whose event ids were published here
     latencies: list[float] = field(default_factory=list)
     ts_latencies: list[float] = field(default_factory=list)  # by record timestamps
+    #: when each latency's event was published, seconds from the first publish
+    published: list[float] = field(default_factory=list)
     alerts_by_rule: dict[str, int] = field(default_factory=dict)
     peak_rss_kib: int | None = None
     gc_seconds: float | None = None  # the worker's garbage collections, start → drained
@@ -992,6 +994,7 @@ def run_latency(
             continue
         out.latencies.append(arrived - max(times))
         out.ts_latencies.append(ts_ms / 1000 - max(times))
+        out.published.append(max(times) - sent_at[0])
     out.alert_records = len(received)
     out.alerts_by_rule = dict(rules)
     return out
@@ -1070,6 +1073,13 @@ def latency_figures(lat: LatencyRun) -> None:
         [percentile(lat.ts_latencies, 0.99)] if lat.ts_latencies else [],
         "s",
     )
+    windows = p99_by_window(lat)
+    if windows:
+        console.print(
+            f"latency   p99 by {WINDOW_S:.0f} s of publishing (is it a backlog that grows?): "
+            + ", ".join(f"{p:.2f}" for p in windows)
+            + " s"
+        )
     figure("latency_ready_s", "  worker Ready (its own gauge)", [lat.ready_s or 0.0], "s")
     figure(
         "latency_peak_rss_mb",
@@ -1710,10 +1720,25 @@ def figures_json() -> dict[str, Any]:
     }
 
 
+#: The windows of publishing time the event → alert p99 is also given by.
+WINDOW_S = 10.0
+
+
+def p99_by_window(lat: LatencyRun) -> list[float]:
+    """The p99 of the alerts of the events published in each ``WINDOW_S`` of the run: flat
+    when the worker keeps up, rising when a backlog grows."""
+    windows: dict[int, list[float]] = defaultdict(list)
+    for at, latency in zip(lat.published, lat.latencies, strict=True):
+        windows[int(at // WINDOW_S)].append(latency)
+    return [round(percentile(v, 0.99), 3) for _, v in sorted(windows.items())]
+
+
 def latency_json(lat: LatencyRun) -> dict[str, Any]:
-    summary = {k: v for k, v in lat.__dict__.items() if k not in ("latencies", "ts_latencies")}
+    omit = ("latencies", "ts_latencies", "published")
+    summary = {k: v for k, v in lat.__dict__.items() if k not in omit}
     for q in (0.5, 0.95, 0.99, 1.0):
         summary[f"p{round(q * 100)}_s"] = round(percentile(lat.latencies, q), 4)
+    summary["p99_by_window_s"] = p99_by_window(lat)
     return summary
 
 
