@@ -130,3 +130,24 @@ def test_set_without_was_reads_what_the_key_held(store: CachedRocksStore) -> Non
     cp.set(b"c-9", 0, state("c-9"))
     cp.rollback()
     assert store.get(b"c-1") == old and store.get(b"c-9") is None
+
+
+def test_a_key_read_from_disk_rolls_back_to_its_record(store: CachedRocksStore) -> None:
+    """A state no longer in the cache (it holds 4 here) is read from RocksDB; a rollback
+    puts back what the disk held for it, in the first stage, not a decoded copy."""
+    states = {f"c-{i}".encode(): state(f"c-{i}", 40.0 + i) for i in range(6)}
+    for key, s in states.items():
+        store.put(key, 0, s)
+    store.written(store.write({key: (0, store.held(key)) for key in states}))
+    assert b"c-0" not in store.cache and b"c-1" not in store.cache  # 4 are kept
+    # what the disk holds, as held: the record back to its first stage, not decoded
+    assert store.held(b"c-1") == customer_codec.pack(states[b"c-1"])
+    assert b"c-1" not in store.cache
+    table: Any = type("Table", (), {"data": store})()
+    cp = Checkpointer(table, every_rows=10, every_seconds=60.0)
+    before = cp.get(b"c-0")
+    assert before == states[b"c-0"]
+    cp.set(b"c-0", 0, state("c-0", 99.0), was=before)
+    cp.rollback()
+    assert store.held(b"c-0") == customer_codec.pack(states[b"c-0"])
+    assert store.get(b"c-0") == states[b"c-0"]
