@@ -673,8 +673,11 @@ def _report(settings: Settings, query_worker: Any) -> None:
         console.print(
             f"[bold]why is {customer} (tier {tier}) at {float(score):.0f}?[/] its score moved "
             + " → ".join(f"{float(s):.0f} ({str(t)[11:16]})" for t, s in trend[-8:])
-            + "; the moments that account for it (points of score; with the rest they "
-            "add up to score - 50):"
+        )
+        # a line of its own: after a trend of any length it is never wrapped mid-phrase
+        console.print(
+            "  the moments that account for it (points of score; with the rest they add up "
+            "to score - 50):"
         )
         listed = json.loads(str(explanation))
         for item in listed:
