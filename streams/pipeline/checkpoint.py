@@ -266,11 +266,11 @@ class Checkpointer:
                 task.cancel()
             pending.append(cp)
             self._committing = None
+        store = self.table.data
         for cp in pending:
             if cp.committed:
                 continue
             for key, before in cp.before.items():
-                store = self.table.data
                 if before is _MISSING:
                     store.pop(key, None)
                 elif hasattr(store, "restore"):

@@ -120,31 +120,32 @@ class CachedRocksStore(faust_rocksdb.Store):
         """The key's state, else ``default``: what the steps call for every key of a
         take, so a key the store does not hold (every new customer) costs the lookups
         and no exception (``Mapping.get`` goes through ``__getitem__``'s KeyError)."""
-        entry = self.dirty.get(key)
-        if entry is not None:
-            return self._value(entry[1])
-        held = self.cache.get(key, _MISSING)
-        if held is not _MISSING:
-            self.cache.move_to_end(key)
-            return self._value(held)
-        raw = self._lookup(self._encode_key(key))
-        if raw is None:
-            return default
-        held = self._held(raw)
-        self._remember(key, held)
-        return self._value(held)
+        held = self._find(key, remember=True)
+        return default if held is None else self._value(held)
 
     def held(self, key: Any) -> Any:
         """What the store holds for ``key`` (see the class), None when it holds nothing:
-        what ``restore`` puts back, without decoding it."""
+        what ``restore`` puts back, without decoding it or caching it."""
+        return self._find(key, remember=False)
+
+    def _find(self, key: Any, *, remember: bool) -> Any:
+        """The key's held value (None: none): its unwritten state, else the cache's, else
+        the disk's; ``remember``: as a read, which refreshes the cache."""
         entry = self.dirty.get(key)
         if entry is not None:
             return entry[1]
         held = self.cache.get(key, _MISSING)
         if held is not _MISSING:
+            if remember:
+                self.cache.move_to_end(key)
             return held
         raw = self._lookup(self._encode_key(key))
-        return None if raw is None else self._held(raw)
+        if raw is None:
+            return None
+        held = self._held(raw)
+        if remember:
+            self._remember(key, held)
+        return held
 
     def _held(self, raw: bytes) -> Any:
         """The held form of a record read from disk (a record of an older format, which
