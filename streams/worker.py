@@ -19,7 +19,7 @@ import time
 import faust
 
 from cxpulse import native
-from cxpulse.streams import metrics, topics
+from cxpulse.streams import dump, metrics, topics
 from cxpulse.streams.app import TABLE_NAMES, create_app, default_connect, tables_dir
 from cxpulse.streams.logs import WorkerLogFilters
 from cxpulse.streams.settings import ConfigError, Settings
@@ -214,6 +214,14 @@ class ReadyTimedWorker(faust.Worker):
         seconds = time.monotonic() - self._process_started
         metrics.WORKER_READY_SECONDS.set(seconds)
         log.info("ready %.1fs after the worker process started", seconds)
+
+    async def _cry(self) -> None:
+        """``kill -USR1``: this worker's dump (``cxpulse.streams.dump``), which no local's
+        ``repr`` can end, in place of Faust's."""
+        try:
+            dump.dump(self.stderr)
+        except Exception as exc:  # a debugging aid never stops the worker
+            log.warning("the kill -USR1 dump stopped: %s", first_line(exc))
 
     def _on_sigterm(self) -> None:
         self._arm_stop_deadline()

@@ -33,6 +33,8 @@ PASSWORD = "Pw-" + uuid.uuid4().hex[:12]  # distinctive: any leak is found by a 
 #: The test server's user with a password (deploy/ci/start-clickhouse-server.sh adds it).
 SECRET_USER, SECRET_PASSWORD = "cxpulse_secret", "cxpulse-secret-7d41"
 ROOT = Path(__file__).resolve().parents[2]
+#: How the worker's kill -USR1 dump shows the settings among a frame's locals.
+SHOWN_SETTINGS = "clickhouse_password=SecretStr('**********')"
 
 
 def run_worker_to_exit(env: dict[str, str], tmp_path: Path) -> tuple[int, str]:
@@ -155,7 +157,7 @@ def test_the_usr1_dump_of_a_running_worker_holds_no_password(
     finally:
         worker.stop()
     text = log_path.read_text(errors="replace")
-    assert "LOCAL VARIABLES" in text and "clickhouse_password" in text  # settings were shown
+    assert SHOWN_SETTINGS in text  # the dump showed the settings, the secret masked
     assert PASSWORD not in text
 
 
@@ -171,7 +173,7 @@ def test_a_refused_row_and_the_usr1_dump_on_a_server_hold_no_password(
     kafka_broker: Any, tmp_path: Path
 ) -> None:
     """A worker on the server, logged in with a password: ClickHouse refuses one row's
-    values (the sink logs it and keeps it in dead_letters), then Faust's dump shows every
+    values (the sink logs it and keeps it in dead_letters), then the worker's dump shows every
     frame's locals while the backend is connected. The password shows nowhere."""
     from cxpulse.sinks.clickhouse import open_backend
     from cxpulse.sinks.errors import SinkConfigError
@@ -223,5 +225,5 @@ def test_a_refused_row_and_the_usr1_dump_on_a_server_hold_no_password(
     finally:
         worker.stop()
     text = log_path.read_text(errors="replace")
-    assert "ClickHouse refused values in a batch" in text and "LOCAL VARIABLES" in text
+    assert "ClickHouse refused values in a batch" in text and SHOWN_SETTINGS in text
     assert SECRET_PASSWORD not in text
