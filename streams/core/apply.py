@@ -43,6 +43,7 @@ from cxpulse.schemas.scoring import (
     ScoreUpdate,
 )
 from cxpulse.streams.core import dedup, episodes, explain, readings, score, times, trail, valence
+from cxpulse.streams.core.decimals import rounded
 from cxpulse.streams.pipeline.records import Event
 
 Sentiments = Sequence[float | None] | Mapping[UUID, float | None]
@@ -477,7 +478,7 @@ def score_update(state: CustomerState) -> ScoreUpdate:
     rest sum to ``score - 50`` (``cxpulse.streams.core.explain``).
     """
     listed = state.explained()
-    contributions = [round(k.contribution, 2) for k in listed]
+    contributions = [rounded(k.contribution, 2) for k in listed]
     return ScoreUpdate(
         customer_id=state.customer_id,
         version=state.version,
@@ -496,12 +497,12 @@ def score_update(state: CustomerState) -> ScoreUpdate:
                 touchpoint=k.touchpoint,
                 channel=k.channel,
                 factor=k.factor,
-                impact=round(k.impact, 2),
+                impact=rounded(k.impact, 2),
                 contribution=c,
             )
             for k, c in zip(listed, contributions, strict=True)
         ],
-        explanation_rest=round(state.score - 50.0 - sum(contributions), 2),
+        explanation_rest=rounded(state.score - 50.0 - sum(contributions), 2),
         nps=state.nps,
         nps_at=datetime.fromtimestamp(state.nps_t, UTC) if state.nps is not None else None,
     )

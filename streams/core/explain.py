@@ -26,6 +26,7 @@ from typing import overload
 import msgspec
 
 from cxpulse.schemas.scoring import Episode, Folded, KeyMoment
+from cxpulse.streams.core.decimals import rounded
 
 
 def roles(ep: Episode) -> list[tuple[KeyMoment, float]]:
@@ -45,7 +46,7 @@ def roles(ep: Episode) -> list[tuple[KeyMoment, float]]:
 def freeze(closed: list[Episode]) -> list[KeyMoment]:
     """The candidates of episodes being folded, with their shares and episode ends."""
     return [
-        msgspec.structs.replace(k, share=round(share, 4), end_t=ep.end, contribution=0.0)
+        msgspec.structs.replace(k, share=rounded(share, 4), end_t=ep.end, contribution=0.0)
         for ep in closed
         for k, share in roles(ep)
         if share != 0
@@ -88,10 +89,10 @@ def contributions(
     scored: list[tuple[float, str]] = []
     for ep, w in zip(episodes, weights, strict=True):
         for k, share in roles(ep):
-            scored.append((round(5.0 * share * w / total, 3), k.event_id))
+            scored.append((rounded(5.0 * share * w / total, 3), k.event_id))
     for k in frozen:
         w = 2.0 ** ((k.end_t - as_of) / half_life_s)
-        scored.append((round(5.0 * k.share * w / total, 3), k.event_id))
+        scored.append((rounded(5.0 * k.share * w / total, 3), k.event_id))
     scored.sort(key=_largest_first)
     listed = {i: c for c, i in scored[:size] if c != 0}
 

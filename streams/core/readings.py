@@ -33,6 +33,7 @@ customer's relationship signal (``cxpulse.streams.core.apply``).
 from __future__ import annotations
 
 from cxpulse.schemas.model import ExperienceModel, Scale, TouchpointSpec
+from cxpulse.streams.core.decimals import rounded
 from cxpulse.streams.pipeline.records import Event, Feedback
 
 
@@ -177,5 +178,5 @@ def factor_readings(
             total += w_delight * delight_reading(answers, e)
             weight += w_delight
         x = total / weight
-        out[f] = round(cap if x > cap else x, 3)
+        out[f] = rounded(cap if x > cap else x, 3)
     return out

@@ -24,6 +24,7 @@ from cxpulse.schemas.scoring import (
     Episode,
     Folded,
 )
+from cxpulse.streams.core.decimals import rounded
 from cxpulse.streams.core.episodes import remembered
 
 
@@ -73,15 +74,15 @@ def fold(folded: Folded, closed: list[Episode], half_life_s: float) -> Folded:
     return Folded(
         ref=ref,
         count=folded.count + len(closed),
-        overall=(round(w_sum, 9), round(s_sum, 9)),
-        factors={f: (round(a[0], 9), round(a[1], 9)) for f, a in fac.items()},
-        channels={c: (round(a[0], 9), round(a[1], 9)) for c, a in chan.items()},
+        overall=(rounded(w_sum, 9), rounded(s_sum, 9)),
+        factors={f: (rounded(a[0], 9), rounded(a[1], 9)) for f, a in fac.items()},
+        channels={c: (rounded(a[0], 9), rounded(a[1], 9)) for c, a in chan.items()},
     )
 
 
 def to_score(m: float) -> float:
     s = 50.0 + 5.0 * m
-    return round(0.0 if s < 0 else 100.0 if s > 100 else s, 2)
+    return rounded(0.0 if s < 0 else 100.0 if s > 100 else s, 2)
 
 
 class Scores(NamedTuple):
@@ -124,7 +125,7 @@ def compute(
         acc_s += w * (pe[0] + pe[2]) / 2.0
     return Scores(
         score=to_score(acc_s / acc_w) if acc_w > 0 else 50.0,
-        confidence=round(acc_w / (acc_w + confidence_half_at), 3) if acc_w > 0 else 0.0,
+        confidence=rounded(acc_w / (acc_w + confidence_half_at), 3) if acc_w > 0 else 0.0,
         episodes=folded.count + len(episodes),
     )
 

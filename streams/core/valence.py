@@ -7,6 +7,8 @@ touches, clamped to [-10, 10]: the point on the emotion map.
 
 from __future__ import annotations
 
+from cxpulse.streams.core.decimals import rounded
+
 
 def key_factor(impacts_: dict[str, float]) -> str:
     """The factor of largest |impact|; on a tie the more negative one (bad outweighs good),
@@ -35,10 +37,10 @@ def assess(
     weights: list[float] = []
     terms: list[float] = []
     for f, x in readings.items():
-        g = round(x - expectations[f], 3)
+        g = rounded(x - expectations[f], 3)
         w = importance[f]
         gaps_[f] = g
-        impacts_[f] = round(w * g, 3)
+        impacts_[f] = rounded(w * g, 3)
         weights.append(w)
         terms.append(w * g)
     den = sum(weights)
@@ -46,5 +48,5 @@ def assess(
         v = 0.0
     else:
         v = sum(terms) / den
-        v = round(-10.0 if v < -10 else 10.0 if v > 10 else v, 3)
+        v = rounded(-10.0 if v < -10 else 10.0 if v > 10 else v, 3)
     return gaps_, impacts_, v, key_factor(impacts_)

@@ -51,6 +51,7 @@ import msgspec
 from cxpulse.schemas.alerts import Alert, alert_id
 from cxpulse.schemas.model import ExperienceModel
 from cxpulse.schemas.scoring import CustomerState, Moment
+from cxpulse.streams.core.decimals import rounded
 from cxpulse.streams.core.times import epoch
 from cxpulse.streams.pipeline.records import Event
 from cxpulse.streams.rules.base import At, Batch, CustomerRule, Hit, alert_of
@@ -221,7 +222,7 @@ def _alert(
         instance=m.touchpoint_instance,
         tier=state.tier,
         segment=state.segment,
-        score=round(m.score_after, 2),
+        score=rounded(m.score_after, 2),
         channel=m.channel,
         touchpoint=m.touchpoint,
     )

@@ -13,6 +13,7 @@ fees").
 from __future__ import annotations
 
 from cxpulse.schemas.model import ExperienceModel
+from cxpulse.streams.core.decimals import rounded
 from cxpulse.streams.rules.base import At, Hit
 from cxpulse.streams.rules.words import humane, one_line, what
 
@@ -51,7 +52,7 @@ class Detractor:
             readings.append(5 + 5 * sentiment)
         if topics:  # a survey answer (or a quoted text) of a moment whose text names topics
             parts.append(f"feedback about {topics}")
-        magnitude = round(10 - min(readings), 2)
+        magnitude = rounded(10 - min(readings), 2)
         return Hit(
             rule=self.name,
             t=at.t,

@@ -13,6 +13,7 @@ memory (``DISARMED``), so the hysteresis holds across batches.
 from __future__ import annotations
 
 from cxpulse.schemas.model import ExperienceModel
+from cxpulse.streams.core.decimals import rounded
 from cxpulse.streams.rules.base import At, Hit
 from cxpulse.streams.rules.words import what
 
@@ -35,7 +36,7 @@ class LowScore:
                 t=at.t,
                 trigger=at.hexid,
                 event_ids=[at.hexid, *at.batch.hurt_most(0)],
-                magnitude=round(below, 2),
+                magnitude=rounded(below, 2),
                 large=below >= ls.escalate_at,
                 explanation=(
                     f"score fell to {m.score_after:.1f} (below {ls.below:g}) after {what(m, model)}"

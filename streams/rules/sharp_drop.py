@@ -10,6 +10,7 @@ moved by that one moment, no reference to fall from).
 from __future__ import annotations
 
 from cxpulse.schemas.model import ExperienceModel
+from cxpulse.streams.core.decimals import rounded
 from cxpulse.streams.rules.base import At, Hit
 from cxpulse.streams.rules.words import duration, what
 
@@ -41,7 +42,7 @@ class SharpDrop:
             t=at.t,
             trigger=at.hexid,
             event_ids=[at.hexid, *at.batch.hurt_most(watermark - window)],
-            magnitude=round(drop, 2),
+            magnitude=rounded(drop, 2),
             large=drop >= sd.escalate_at,
             explanation=(
                 f"score fell {drop:.0f} points in "

@@ -58,6 +58,7 @@ from cxpulse.schemas.alerts import Alert, alert_id
 from cxpulse.schemas.model import ExperienceModel, HealthSection
 from cxpulse.schemas.scoring import pack_seen, unpack_seen
 from cxpulse.streams.core import dedup
+from cxpulse.streams.core.decimals import rounded
 from cxpulse.streams.core.times import epoch
 from cxpulse.streams.pipeline.records import Event
 from cxpulse.streams.rules.base import Hit, alert_of
@@ -237,7 +238,7 @@ class TouchpointDegraded:
             t=fb,
             trigger=_bucket_seed(fb),
             event_ids=counted,
-            magnitude=round(rate, 3),
+            magnitude=rounded(rate, 3),
             large=rate >= h.escalate_at,
             explanation=(
                 f"{name}: {sf} of {sa} attempts failed in {h.short_window_minutes} min "
