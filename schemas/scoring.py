@@ -440,20 +440,6 @@ class CustomerState(
                     data = _json_encoder.encode(read)
         return _json_state.decode(data)
 
-    def explained(self) -> list[KeyMoment]:
-        """The listed moments (those with a contribution as of the watermark), from the
-        open episodes and the folded ones, largest |contribution| first."""
-        out: list[KeyMoment] = []
-        ids: set[str] = set()
-        for e in self.episodes:
-            for k in (e.peak_m, e.end_m):
-                if k is not None and k.contribution != 0 and k.event_id not in ids:
-                    ids.add(k.event_id)
-                    out.append(k)
-        out += [k for k in self.key_moments if k.contribution != 0]
-        out.sort(key=lambda k: (-abs(k.contribution), k.event_id))
-        return out
-
     # -- the packed id set ------------------------------------------------------------
 
     def seen_ids(self) -> list[tuple[bytes, int]]:

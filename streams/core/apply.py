@@ -477,7 +477,7 @@ def score_update(state: CustomerState) -> ScoreUpdate:
     is what every other moment accounts for, so that the listed contributions and the
     rest sum to ``score - 50`` (``cxpulse.streams.core.explain``).
     """
-    listed = state.explained()
+    listed = explain.explained(state)
     contributions = [rounded(k.contribution, 2) for k in listed]
     return ScoreUpdate(
         customer_id=state.customer_id,

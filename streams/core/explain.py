@@ -25,7 +25,7 @@ from typing import overload
 
 import msgspec
 
-from cxpulse.schemas.scoring import Episode, Folded, KeyMoment
+from cxpulse.schemas.scoring import CustomerState, Episode, Folded, KeyMoment
 from cxpulse.streams.core.decimals import rounded
 
 
@@ -109,6 +109,25 @@ def contributions(
         else:
             out_eps.append(msgspec.structs.replace(ep, peak_m=pm, end_m=em))
     return out_eps, [_with(k, listed) for k in frozen]
+
+
+def explained(state: CustomerState) -> list[KeyMoment]:
+    """The listed moments of a state (those with a contribution as of its watermark), from
+    the open episodes and the folded ones, largest |contribution| first, then by id."""
+    out: list[KeyMoment] = []
+    ids: set[str] = set()
+    for e in state.episodes:
+        for k in (e.peak_m, e.end_m):
+            if k is not None and k.contribution != 0 and k.event_id not in ids:
+                ids.add(k.event_id)
+                out.append(k)
+    out += [k for k in state.key_moments if k.contribution != 0]
+    out.sort(key=_by_contribution)
+    return out
+
+
+def _by_contribution(k: KeyMoment) -> tuple[float, str]:
+    return (-abs(k.contribution), k.event_id)
 
 
 def _largest_first(scored: tuple[float, str]) -> tuple[float, str]:

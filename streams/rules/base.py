@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from cxpulse.schemas.alerts import Alert
 from cxpulse.schemas.model import ExperienceModel
 from cxpulse.schemas.scoring import CustomerState, Moment
+from cxpulse.streams.core.explain import explained
 from cxpulse.streams.core.trail import Trail
 from cxpulse.streams.pipeline.records import Event
 from cxpulse.streams.rules.memory import Memory, OpenAlert
@@ -151,7 +152,7 @@ class Batch:
         pending = {ev.event_id.hex for ev, _ in self.walk[self.walked :]}
         return [
             k.event_id
-            for k in self.after.explained()
+            for k in explained(self.after)
             if k.contribution < 0 and k.t >= since and k.event_id not in pending
         ]
 
