@@ -112,8 +112,8 @@ def merge_memories(a: Episode, b: Episode) -> tuple[int, bytes]:
     """``(mask, series)`` of the union of two episodes' per-series memories: ``combine``
     of the slots both have, the others as they are."""
     slots_a, slots_b = SLOTS_OF[a.mask], SLOTS_OF[b.mask]
-    fa = MEMORIES[len(slots_a)].unpack(a.series)
-    fb = MEMORIES[len(slots_b)].unpack(b.series)
+    fa: tuple[float, ...] = MEMORIES[len(slots_a)].unpack(a.series)
+    fb: tuple[float, ...] = MEMORIES[len(slots_b)].unpack(b.series)
     flat: list[float] = []
     if a.mask == b.mask:  # the usual case: moments of the same kind of touchpoint
         for i in range(0, len(fa), 3):

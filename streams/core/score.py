@@ -171,7 +171,8 @@ def sub_scores(
                     sum_s[slot] = d[1] * k
     for ep, w in zip(episodes, weights, strict=True):  # w: weight(ep.end, as_of, ...)
         slots = SLOTS_OF[ep.mask]
-        flat = MEMORIES[len(slots)].unpack(ep.series)
+        # typed: compiled, the sums are then worked out on doubles, not on boxed objects
+        flat: tuple[float, ...] = MEMORIES[len(slots)].unpack(ep.series)
         for j, slot in enumerate(slots):
             sum_w[slot] += w
             sum_s[slot] += w * ((flat[3 * j] + flat[3 * j + 2]) / 2.0)  # remembered
