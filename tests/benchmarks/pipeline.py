@@ -126,12 +126,14 @@ def collections_of(metrics: dict[Any, float]) -> tuple[float | None, float | Non
     )
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU time a process has used so far (Linux /proc), in seconds."""
+def cpu_seconds(pid: int | None, thread: int | None = None) -> float | None:
+    """User + system CPU time a process (or one of its threads: its main thread's id is
+    the process's) has used so far (Linux /proc), in seconds."""
     if pid is None:
         return None
+    stat = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(stat).read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -839,6 +841,11 @@ class LatencyRun:
     takes: int = 0  # the experience step's takes, start → drained
     take_seconds: float = 0.0  # the time it spent in them (its handle, yields included)
     sentiment_seconds: float = 0.0  # of which awaiting the sentiment process
+    #: CPU the worker used from the first publish until drained: its main thread (the
+    #: event loop: every step's Python) and the whole process (the sink, Kafka and
+    #: RocksDB threads too; not the sentiment process)
+    main_cpu_s: float | None = None
+    worker_cpu_s: float | None = None
 
 
 def latency_events(n: int, seed: int) -> tuple[list[bytes], dict[str, int]]:
@@ -948,6 +955,8 @@ def run_latency(
             producer.flush()
 
         publisher = threading.Thread(target=publish_steadily, name="steady-publisher")
+        pid = worker.proc.pid
+        main0, all0 = cpu_seconds(pid, pid), cpu_seconds(pid)
         publisher.start()
         publisher.join()
         out.events = sum(1 for i in index.values() if i < count)
@@ -967,6 +976,11 @@ def run_latency(
             if settled is not None and time.monotonic() - settled >= 3:
                 break
         out.drain_s = time.monotonic() - drained
+        main1, all1 = cpu_seconds(pid, pid), cpu_seconds(pid)
+        if main0 is not None and main1 is not None:
+            out.main_cpu_s = main1 - main0
+        if all0 is not None and all1 is not None:
+            out.worker_cpu_s = all1 - all0
         out.peak_rss_kib = tree_hwm_kib(worker.proc.pid)
         out.gc_seconds, out.gc_longest_s = collections_of(metrics)
         out.takes = int(metric_sum(metrics, "cxpulse_batch_seconds_count", agent="experience"))
@@ -1114,6 +1128,22 @@ def latency_figures(lat: LatencyRun) -> None:
         "  ... share of publish + drain spent in takes",
         [lat.take_seconds / window] if lat.takes and window > 0 else [],
         "",
+    )
+    # What an event costs the worker, the figure that decides whether it keeps up: at
+    # 5,000 events/s its main thread has 200 us an event, all of it.
+    figure(
+        "latency_main_cpu_us",
+        "  worker main thread CPU per event (publish → drained)",
+        [lat.main_cpu_s / lat.events * 1e6] if lat.main_cpu_s is not None and lat.events else [],
+        "µs",
+    )
+    figure(
+        "latency_worker_cpu_us",
+        "  ... the whole worker process (sink, Kafka, RocksDB threads)",
+        [lat.worker_cpu_s / lat.events * 1e6]
+        if lat.worker_cpu_s is not None and lat.events
+        else [],
+        "µs",
     )
     figure(
         "latency_sentiment_share",
