@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import random
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -56,9 +55,8 @@ from cxpulse.streams.state.store import table_store
 log = logging.getLogger(__name__)
 
 TABLE = "customer_state"
-#: Share of state writes whose size is observed (serialising every one would double the
-#: changelog cost just to measure it).
-STATE_SAMPLE = 0.02
+#: One changelog record in this many has its size observed (``metrics.STATE_BYTES``).
+STATE_SAMPLE_EVERY = 50
 #: The garbage collector's thresholds in a worker (``gc.set_threshold``), from its start.
 GC_THRESHOLDS = (20_000, 50, 100)
 
@@ -84,10 +82,16 @@ def _log_warm_up(loaded: Any) -> None:
 
 
 #: What scoring one customer's events of a take gives: the state before and after, the
-#: fresh moments, the score update, the alerts and a sampled state size.
-Scored = tuple[
-    CustomerState | None, CustomerState, list[Moment], ScoreUpdate, list[Alert], int | None
-]
+#: fresh moments, the score update and the alerts.
+Scored = tuple[CustomerState | None, CustomerState, list[Moment], ScoreUpdate, list[Alert]]
+
+
+def observe_state_sizes(sizes: list[int]) -> None:
+    """A sample of the sizes of the changelog records a commit sent: the states as they
+    are stored, sealed already (encoding one to measure it cost more than the rest of its
+    customer's update)."""
+    for size in sizes[::STATE_SAMPLE_EVERY]:
+        metrics.STATE_BYTES.observe(size)
 
 
 def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
@@ -141,8 +145,6 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         async def stop_sentiment(*_: Any, **__: Any) -> None:
             child.close()
 
-    sample = random.Random(0)
-
     async def score_texts(
         events: list[Event],
     ) -> tuple[dict[Any, float | None], dict[Any, tuple[str, ...]]]:
@@ -165,8 +167,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         topics: dict[Any, tuple[str, ...]],
     ) -> tuple[int, Scored | None]:
         """Apply one customer's events: (duplicates, None) when nothing is new, else the
-        state before and the new one, the fresh moments, the score update, the alerts and
-        a sampled state size. The state is not recorded here: see the agent."""
+        state before and the new one, the fresh moments, the score update and the alerts.
+        The state is not recorded here: see the agent."""
         before = checkpoints.get(customer_id.encode())
         after, produced = apply_events(before, batch, rt.model, now, sentiments, topics)
         fresh = [m for m in produced if m is not None]
@@ -183,9 +185,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             now,
             include_feedback_text=rt.settings.alerts_include_feedback_text,
         )
-        update = score_update(state)
-        size = len(customer_codec.encode(state)) if sample.random() < STATE_SAMPLE else None
-        return duplicates, (before, state, fresh, update, alerts, size)
+        return duplicates, (before, state, fresh, score_update(state), alerts)
 
     async def handle(take: list[Any]) -> None:
         """A take of cx.events batch messages: each customer's events across the whole
@@ -250,7 +250,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             duplicates += seen_twice
             if scored is None:
                 continue
-            before, state, fresh, update, alerts, size = scored
+            before, state, fresh, update, alerts = scored
             moments, factors = moment_rows_of(fresh)
             moment_rows += moments
             factor_rows += factors
@@ -263,8 +263,6 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                 await send_alerts(rt, alerts, record_time(last))
             updates += 1
             metrics.SCORE.observe(update.score)
-            if size is not None:
-                metrics.STATE_BYTES.observe(size)
             for moment in fresh:
                 moments_by_channel[moment.channel] += 1
                 late += moment.late
@@ -289,6 +287,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         every_rows=rt.settings.sink_batch_size,
         every_seconds=rt.settings.sink_flush_seconds,
         prepare=rt.writer.prepare,
+        record_sizes=observe_state_sizes,
     )
 
     @rt.app.agent(rt.events, name="experience")

@@ -93,15 +93,19 @@ class Checkpointer:
         every_rows: int,
         every_seconds: float,
         prepare: Callable[[str, list[Row]], Any] | None = None,
+        record_sizes: Callable[[list[int]], None] | None = None,
     ) -> None:
         """``write`` inserts rows, durable when it returns; None for a step that records
         no rows (touchpoint health: states only). ``prepare`` turns the rows of an
         ``add_rows`` call into the form ``write`` inserts fastest, right away (the sink
         writer's ``prepare``); without it the rows wait as they are. At the commit a
-        table's parts are merged into one batch (``cxpulse.sinks.writer.merge``)."""
+        table's parts are merged into one batch (``cxpulse.sinks.writer.merge``).
+        ``record_sizes`` is given the size of every changelog record a commit sends (the
+        state as stored: a metric needs no encoding of its own)."""
         self.table = table
         self._write = write
         self._prepare = prepare
+        self._record_sizes = record_sizes
         #: How an event is acknowledged: its stream's ``ack``, set when the step starts
         #: (``cxpulse.streams.pipeline.takes.run_takes``).
         self.ack: Callable[[Any], Awaitable[Any]] | None = None
@@ -245,6 +249,8 @@ class Checkpointer:
             if value is None:  # only a deletion encodes to nothing; a cut holds states
                 raise ValueError(f"no state to send for key {key!r}")
             records.setdefault(partition, []).append((store._encode_key(key), value))
+        if self._record_sizes is not None:
+            self._record_sizes([len(value) for sent in records.values() for _, value in sent])
         # in producer batches, acknowledged by the broker before the events are
         if records:
             await send_records(self.table, records)

@@ -336,7 +336,8 @@ def test_a_state_is_packed_when_set_and_sealed_at_the_commit(
 
     monkeypatch.setattr(checkpoint_module, "send_records", send_records)
     one, two, one_later = _states("C-one", "C-two", "C-one-later")
-    cp = Checkpointer(table, every_rows=10, every_seconds=60.0)
+    sizes: list[list[int]] = []
+    cp = Checkpointer(table, every_rows=10, every_seconds=60.0, record_sizes=sizes.append)
     cp.set(b"C-one", 1, one)
     cp.set(b"C-two", 3, two)
     assert cp.current.packed
@@ -356,3 +357,5 @@ def test_a_state_is_packed_when_set_and_sealed_at_the_commit(
             3: [(key(b"C-two"), customer_codec.encode(two))],
         }
     ]
+    # the records' sizes, for the state size metric: what was sent, not encoded again
+    assert sizes == [[len(customer_codec.encode(one_later)), len(customer_codec.encode(two))]]
