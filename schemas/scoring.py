@@ -288,12 +288,6 @@ class Episode(
     def end(self) -> int:
         return self.overall[1]
 
-    @property
-    def episode_id(self) -> str:
-        if self.journey is None:
-            return f"s:{self.start}"
-        return f"j:{self.journey}:{self.start}"  # a journey may have several episodes
-
 
 class Folded(
     msgspec.Struct,

@@ -331,7 +331,7 @@ def _apply(
     w.version += 1
     return _moment(
         ev,
-        placed.episode_id,
+        episodes.episode_id(placed),
         w.scores.score,
         v,
         x,
@@ -393,7 +393,7 @@ def _moment(
 
 
 def _fold_order(ep: Episode) -> tuple[int, int, str]:
-    return (ep.end, ep.start, ep.journey or "")
+    return (ep.overall[1], ep.start, ep.journey or "")  # (end, ...)
 
 
 def _now_s(now: datetime) -> int:

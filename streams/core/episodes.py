@@ -220,6 +220,14 @@ def place(episodes: list[Episode], moment: Episode, gaps: Gaps) -> tuple[list[Ep
     return rest, merged
 
 
+def episode_id(e: Episode) -> str:
+    """The episode's id on its moments: ``s:<start>`` for a session, ``j:<journey>:<start>``
+    for a journey's (a journey may have several episodes)."""
+    if e.journey is None:
+        return f"s:{e.start}"
+    return f"j:{e.journey}:{e.start}"
+
+
 def _order(e: Episode) -> tuple[int, str]:
     return (e.start, e.journey or "")
 
@@ -227,7 +235,7 @@ def _order(e: Episode) -> tuple[int, str]:
 def is_closed(e: Episode, accepted_from: int, gaps: Gaps) -> bool:
     """True when no event at or after ``accepted_from`` (the oldest event time the state
     still accepts, see ``cxpulse.streams.core.apply``) could join ``e`` any more."""
-    return e.end + gaps.of(e.journey) < accepted_from
+    return e.overall[1] + gaps.of(e.journey) < accepted_from  # its end (compiled: no property)
 
 
 def split_closed(

@@ -46,7 +46,7 @@ def roles(ep: Episode) -> list[tuple[KeyMoment, float]]:
 def freeze(closed: list[Episode]) -> list[KeyMoment]:
     """The candidates of episodes being folded, with their shares and episode ends."""
     return [
-        msgspec.structs.replace(k, share=rounded(share, 4), end_t=ep.end, contribution=0.0)
+        msgspec.structs.replace(k, share=rounded(share, 4), end_t=ep.overall[1], contribution=0.0)
         for ep in closed
         for k, share in roles(ep)
         if share != 0

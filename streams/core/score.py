@@ -57,7 +57,7 @@ def fold(folded: Folded, closed: list[Episode], half_life_s: float) -> Folded:
     """
     if not closed:
         return folded
-    ref = max(ep.end for ep in closed)
+    ref = max(ep.overall[1] for ep in closed)  # the newest end
     k = 0.0
     if folded.count:
         ref = max(ref, folded.ref)
@@ -66,11 +66,15 @@ def fold(folded: Folded, closed: list[Episode], half_life_s: float) -> Folded:
     fac = {f: [d[0] * k, d[1] * k] for f, d in folded.factors.items()}
     chan = {c: [d[0] * k, d[1] * k] for c, d in folded.channels.items()}
     for ep in closed:
-        w = weight(ep.end, ref, half_life_s)
+        w = weight(ep.overall[1], ref, half_life_s)
         w_sum += w
         s_sum += w * remembered(ep.overall)
-        for slot, pe in ep.memories():
-            _add(fac if slot < FACTOR_SLOTS else chan, SERIES[slot], w, remembered(pe))
+        # its memories unpacked here, not by Episode.memories (the schema's, run as Python)
+        slots = SLOTS_OF[ep.mask]
+        flat: tuple[float, ...] = MEMORIES[len(slots)].unpack(ep.series)
+        for j, slot in enumerate(slots):
+            value = (flat[3 * j] + flat[3 * j + 2]) / 2.0  # remembered
+            _add(fac if slot < FACTOR_SLOTS else chan, SERIES[slot], w, value)
     return Folded(
         ref=ref,
         count=folded.count + len(closed),

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from cxpulse.schemas.alerts import Alert
 from cxpulse.schemas.model import ExperienceModel
 from cxpulse.schemas.scoring import CustomerState, Moment
+from cxpulse.streams.core.episodes import episode_id
 from cxpulse.streams.core.explain import explained
 from cxpulse.streams.core.trail import Trail
 from cxpulse.streams.pipeline.records import Event
@@ -143,7 +144,7 @@ class Batch:
         before = self.before
         if before is None:
             return len(mine)
-        known = {ep.episode_id for ep in before.episodes}
+        known = {episode_id(ep) for ep in before.episodes}
         return before.folded.count + len(known.union(mine))
 
     def hurt_most(self, since: int) -> list[str]:
