@@ -32,8 +32,10 @@ install: $(STAMP) $(NATIVE)
 
 native: $(NATIVE)
 
-# A build that could not compile (no C compiler then) is tried again at the next make.
-$(NATIVE): $(NATIVE_SOURCES) $(if $(shell grep -ls '"not compiled"' $(NATIVE)),FORCE) | $(STAMP)
+# A build that could not compile (no C compiler then) is tried again at the next make, and
+# so is one that is stale without a newer source (a compiled module deleted since).
+$(NATIVE): $(NATIVE_SOURCES) $(if $(shell grep -ls '"not compiled"' $(NATIVE)),FORCE) \
+		$(if $(shell $(PYTHON) cxpulse/native.py --stale),FORCE) | $(STAMP)
 	$(PY) setup.py --quiet build_ext --inplace
 
 FORCE:

@@ -112,6 +112,8 @@ def why_stale(package: Path) -> str | None:
         return f"compiled modules left by an earlier build; the last {NOT_COMPILED}"
     now = digests(package, [package / name for name in built if (package / name).exists()])
     for name, digest in built.items():
+        if not (package / name).exists():
+            return f"{name} was compiled and is gone"
         if now.get(name) != digest:
             return f"{name} changed since it was compiled"
     for p in compiled(package):
@@ -164,5 +166,8 @@ def use_fresh(package: Path = PACKAGE) -> str:
     return STATUS
 
 
-if __name__ == "__main__":  # the Makefile's list of what a build is made from
-    print(" ".join(p.relative_to(PACKAGE.parent).as_posix() for p in sources(PACKAGE)))
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--stale"]:  # the Makefile builds again when this prints a reason
+        print(why_stale(PACKAGE) or "")
+    else:  # the Makefile's list of what a build is made from
+        print(" ".join(p.relative_to(PACKAGE.parent).as_posix() for p in sources(PACKAGE)))

@@ -72,6 +72,9 @@ def test_a_build_is_fresh_until_a_source_it_was_built_from_changes(tmp_path: Pat
     native.write_manifest(package)
     (package / "streams/rules/new_rule.py").write_text("V = 5\n")  # a module added since
     assert native.why_stale(package) == "streams/rules/new_rule.py is not in the compiled build"
+    native.write_manifest(package)
+    (package / "streams/rules/new_rule.py").unlink()  # a module compiled, then deleted
+    assert native.why_stale(package) == "streams/rules/new_rule.py was compiled and is gone"
     (package / native.MANIFEST).unlink()
     assert native.why_stale(package) == "compiled modules without native.json"
 
