@@ -43,6 +43,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -846,6 +847,10 @@ class LatencyRun:
     #: RocksDB threads too; not the sentiment process)
     main_cpu_s: float | None = None
     worker_cpu_s: float | None = None
+    #: every ``WINDOW_S`` while publishing: when (monotonic s), the main thread's CPU
+    #: seconds and the events the experience step had scored (moments), read once a
+    #: window (not 10× a second)
+    window_samples: list[tuple[float, float, float]] = field(default_factory=list)
 
 
 def latency_events(n: int, seed: int) -> tuple[list[bytes], dict[str, int]]:
@@ -877,6 +882,16 @@ def latency_events(n: int, seed: int) -> tuple[list[bytes], dict[str, int]]:
     if chunk:
         messages.append(b"[" + b",".join(chunk) + b"]")
     return messages, index
+
+
+def sample_window(out: LatencyRun, settings: Any, pid: int) -> None:
+    """One sample of ``LatencyRun.window_samples``."""
+    from cxpulse.streams.dev.demo import scrape
+
+    scored = metric_sum(scrape(settings.web_port), "cxpulse_moments_total")
+    cpu = cpu_seconds(pid, pid)
+    if cpu is not None:
+        out.window_samples.append((time.monotonic(), cpu, scored))
 
 
 def run_latency(
@@ -958,7 +973,10 @@ def run_latency(
         pid = worker.proc.pid
         main0, all0 = cpu_seconds(pid, pid), cpu_seconds(pid)
         publisher.start()
-        publisher.join()
+        while publisher.is_alive():  # one sample a window: what an event costs as it goes
+            sample_window(out, settings, pid)
+            publisher.join(WINDOW_S)
+        sample_window(out, settings, pid)  # the last window: up to the last send
         out.events = sum(1 for i in index.values() if i < count)
         out.publish_seconds = sent_at[-1] - sent_at[0] + per_message
         metrics = scrape(settings.web_port)
@@ -1093,6 +1111,12 @@ def latency_figures(lat: LatencyRun) -> None:
             f"latency   p99 by {WINDOW_S:.0f} s of publishing (is it a backlog that grows?): "
             + ", ".join(f"{p:.2f}" for p in windows)
             + " s"
+        )
+    costs = cost_by_window(lat)
+    if costs:
+        console.print(
+            f"latency   by {WINDOW_S:.0f} s of publishing, events scored/s and main thread "
+            "µs per event: " + ", ".join(f"{rate:,.0f}/{us:.0f}" for rate, us in costs)
         )
     figure("latency_ready_s", "  worker Ready (its own gauge)", [lat.ready_s or 0.0], "s")
     figure(
@@ -1754,6 +1778,18 @@ def figures_json() -> dict[str, Any]:
 WINDOW_S = 10.0
 
 
+def cost_by_window(lat: LatencyRun) -> list[tuple[float, float]]:
+    """Per ``WINDOW_S`` of publishing: the events the experience step scored a second, and
+    the worker's main thread CPU per event scored (µs). A flat cost and a rate under the
+    publish rate: the step is short of CPU from the start; a rising cost: the events cost
+    more as the states grow."""
+    out = []
+    for (t0, cpu0, n0), (t1, cpu1, n1) in pairwise(lat.window_samples):
+        if n1 > n0 and t1 > t0:
+            out.append(((n1 - n0) / (t1 - t0), (cpu1 - cpu0) / (n1 - n0) * 1e6))
+    return out
+
+
 def p99_by_window(lat: LatencyRun) -> list[float]:
     """The p99 of the alerts of the events published in each ``WINDOW_S`` of the run: flat
     when the worker keeps up, rising when a backlog grows."""
@@ -1764,11 +1800,15 @@ def p99_by_window(lat: LatencyRun) -> list[float]:
 
 
 def latency_json(lat: LatencyRun) -> dict[str, Any]:
-    omit = ("latencies", "ts_latencies", "published")
+    omit = ("latencies", "ts_latencies", "published", "window_samples")
     summary = {k: v for k, v in lat.__dict__.items() if k not in omit}
     for q in (0.5, 0.95, 0.99, 1.0):
         summary[f"p{round(q * 100)}_s"] = round(percentile(lat.latencies, q), 4)
     summary["p99_by_window_s"] = p99_by_window(lat)
+    summary["cost_by_window"] = [
+        {"scored_per_s": round(rate), "main_cpu_us": round(us, 1)}
+        for rate, us in cost_by_window(lat)
+    ]
     return summary
 
 
