@@ -32,10 +32,9 @@ install: $(STAMP) $(NATIVE)
 
 native: $(NATIVE)
 
-# A build that could not compile (no C compiler then) is tried again at the next make, and
-# so is one that is stale without a newer source (a compiled module deleted since).
-$(NATIVE): $(NATIVE_SOURCES) $(if $(shell grep -ls '"not compiled"' $(NATIVE)),FORCE) \
-		$(if $(shell $(PYTHON) cxpulse/native.py --stale),FORCE) | $(STAMP)
+# Built again without a newer source when `cxpulse/native.py --rebuild` says why: the last
+# build could not compile (no C compiler then), or it is stale (a compiled module deleted).
+$(NATIVE): $(NATIVE_SOURCES) $(if $(shell $(PYTHON) cxpulse/native.py --rebuild),FORCE) | $(STAMP)
 	$(PY) setup.py --quiet build_ext --inplace
 
 FORCE:

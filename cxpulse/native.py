@@ -122,6 +122,16 @@ def why_stale(package: Path) -> str | None:
     return None
 
 
+def why_build_again(package: Path = PACKAGE) -> str | None:
+    """Why ``make native`` must build though no source is newer than the record (None: it
+    need not): the compiled build is stale (a compiled module deleted since), or the last
+    build could not compile (a C compiler may be there now)."""
+    why = why_stale(package)
+    if why is None and _not_compiled(package):
+        why = f"the last build: {_not_compiled(package)[2:]}"
+    return why
+
+
 def _not_compiled(package: Path) -> str:
     """``": why"`` when the build could not compile, else ``""``."""
     why = (_record(package) or {}).get(NOT_COMPILED)
@@ -167,7 +177,7 @@ def use_fresh(package: Path = PACKAGE) -> str:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--stale"]:  # the Makefile builds again when this prints a reason
-        print(why_stale(PACKAGE) or "")
+    if sys.argv[1:] == ["--rebuild"]:  # the Makefile builds again when this prints a reason
+        print(why_build_again() or "")
     else:  # the Makefile's list of what a build is made from
         print(" ".join(p.relative_to(PACKAGE.parent).as_posix() for p in sources(PACKAGE)))

@@ -75,6 +75,7 @@ def test_a_build_is_fresh_until_a_source_it_was_built_from_changes(tmp_path: Pat
     native.write_manifest(package)
     (package / "streams/rules/new_rule.py").unlink()  # a module compiled, then deleted
     assert native.why_stale(package) == "streams/rules/new_rule.py was compiled and is gone"
+    assert native.why_build_again(package) == native.why_stale(package)
     (package / native.MANIFEST).unlink()
     assert native.why_stale(package) == "compiled modules without native.json"
 
@@ -90,6 +91,7 @@ def test_a_build_that_could_not_compile_says_why(tmp_path: Path) -> None:
     native.write_not_compiled(package, "CompileError from gcc")
     assert native.why_stale(package) is None
     assert native._not_compiled(package) == ": not compiled (CompileError from gcc)"
+    assert native.why_build_again(package) == "the last build: not compiled (CompileError from gcc)"
     # compiled modules of an earlier build beside that record are not run
     (package / "streams/core/score.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
     assert native.why_stale(package) == (
