@@ -40,7 +40,7 @@ moment, no reference to fall from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cxpulse.schemas.model import ExperienceModel
@@ -90,19 +90,26 @@ def _activity(entry: IntentTries) -> int:
     return max([entry.ok, *(tm.t for tm in entry.tries.values())])
 
 
-@dataclass(slots=True)
 class Trail:
     """The working form of the rules' memory during one call (the state's stays intact:
     its collections are copied before the first change, an intent's entry is replaced,
-    never changed in place)."""
+    never changed in place). A plain class: mypyc compiles its ``__init__`` (a
+    dataclass's runs as Python)."""
 
-    failures: list[FailureMark] = field(default_factory=list)
-    contacts: list[ContactMark] = field(default_factory=list)
-    intents: dict[str, IntentTries] = field(default_factory=dict)
-    #: True while the collections are the state's own: most moments change none of them
-    #: (a success off the call center with no open tries), so they are copied only when
-    #: one is about to change, and a state written unchanged shares them
-    shared: bool = False
+    def __init__(
+        self,
+        failures: list[FailureMark] | None = None,
+        contacts: list[ContactMark] | None = None,
+        intents: dict[str, IntentTries] | None = None,
+        shared: bool = False,
+    ) -> None:
+        self.failures: list[FailureMark] = [] if failures is None else failures
+        self.contacts: list[ContactMark] = [] if contacts is None else contacts
+        self.intents: dict[str, IntentTries] = {} if intents is None else intents
+        #: True while the collections are the state's own: most moments change none of
+        #: them (a success off the call center with no open tries), so they are copied
+        #: only when one is about to change, and a state written unchanged shares them
+        self.shared = shared
 
     @classmethod
     def of(cls, state: CustomerState | None) -> Trail:

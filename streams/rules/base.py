@@ -25,7 +25,6 @@ customer: it is a ``Rule`` with a check of its own shape, and gives the same ``H
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -40,18 +39,36 @@ from cxpulse.streams.rules.memory import Memory, OpenAlert
 from cxpulse.streams.rules.words import at, one_line
 
 
-@dataclass(slots=True)
 class Hit:
-    """One rule matching at one moment, with everything its alert will say."""
+    """One rule matching at one moment, with everything its alert will say.
 
-    rule: str
-    t: int
-    trigger: str  # hex id of the event that completed the pattern: the alert id's seed
-    event_ids: list[str]
-    magnitude: float
-    large: bool
-    explanation: str
-    action: str
+    ``Hit``, ``Batch`` and ``At`` are plain classes, not dataclasses: mypyc compiles their
+    ``__init__`` with the module, where a dataclass's generated one runs as interpreted
+    Python (an ``At`` is made for every moment the rules judge)."""
+
+    def __init__(
+        self,
+        rule: str,
+        t: int,
+        trigger: str,
+        event_ids: list[str],
+        magnitude: float,
+        large: bool,
+        explanation: str,
+        action: str,
+    ) -> None:
+        self.rule = rule
+        self.t = t
+        #: hex id of the event that completed the pattern: the alert id's seed
+        self.trigger = trigger
+        self.event_ids = event_ids
+        self.magnitude = magnitude
+        self.large = large
+        self.explanation = explanation
+        self.action = action
+
+    def __repr__(self) -> str:
+        return f"Hit({self.rule!r}, t={self.t}, trigger={self.trigger!r}, {self.magnitude})"
 
 
 def alert_of(
@@ -85,7 +102,6 @@ def alert_of(
     )
 
 
-@dataclass(slots=True)
 class Batch:
     """What the rules share while one customer's batch is walked, kept by the orchestration.
 
@@ -100,16 +116,25 @@ class Batch:
     (a success, off the call center) is judged without copying the state's memory.
     """
 
-    before: CustomerState | None
-    after: CustomerState
-    memory: Memory
-    walk: Sequence[tuple[Event, Moment]]
-    highs: list[tuple[int, float]]
-    quote_feedback: bool
-    walked: int = 0
-    times: list[int] = field(default_factory=list)
-    _trail: Trail | None = None
-    _added: int = 0  # the walked moments added to _trail
+    def __init__(
+        self,
+        before: CustomerState | None,
+        after: CustomerState,
+        memory: Memory,
+        walk: Sequence[tuple[Event, Moment]],
+        highs: list[tuple[int, float]],
+        quote_feedback: bool,
+    ) -> None:
+        self.before = before
+        self.after = after
+        self.memory = memory
+        self.walk = walk
+        self.highs = highs
+        self.quote_feedback = quote_feedback
+        self.walked = 0
+        self.times: list[int] = []
+        self._trail: Trail | None = None
+        self._added = 0  # the walked moments added to _trail
 
     @property
     def trail(self) -> Trail:
@@ -158,16 +183,25 @@ class Batch:
         ]
 
 
-@dataclass(slots=True)
 class At:
     """One moment of a customer's batch as the rules see it when it is applied."""
 
-    event: Event
-    moment: Moment
-    t: int  # event time, epoch seconds
-    watermark: int  # the customer's event-time watermark once this moment is applied
-    prev_score: float  # the score before this moment
-    batch: Batch
+    def __init__(
+        self,
+        event: Event,
+        moment: Moment,
+        t: int,
+        watermark: int,
+        prev_score: float,
+        batch: Batch,
+    ) -> None:
+        self.event = event
+        self.moment = moment
+        self.t = t  # event time, epoch seconds
+        #: the customer's event-time watermark once this moment is applied
+        self.watermark = watermark
+        self.prev_score = prev_score  # the score before this moment
+        self.batch = batch
 
     @property
     def hexid(self) -> str:
