@@ -17,6 +17,10 @@ after every restart. The customer side of those events is unaffected (the experi
 agent reads its own copy on ``cx.events``), and a replay of the dead letters is harmless
 there: the customer state recognises the event ids.
 
+The step reads each record's head only (``EventHead``: ids, time, touchpoint, outcome;
+not the details, feedback or attributes it never uses); a set-aside event's dead letter
+is the whole event, read again from its message.
+
 Items of an envelope this agent cannot read are skipped, not dead-lettered: the same
 items are in the ``cx.events`` copy, which the experience agent dead-letters, and one
 dead letter per bad item is what an operator wants to see.
@@ -34,7 +38,7 @@ from cxpulse.streams import metrics
 from cxpulse.streams.agents.alerting import record_time, send_alerts
 from cxpulse.streams.agents.set_aside import Sources
 from cxpulse.streams.pipeline.checkpoint import Checkpointer
-from cxpulse.streams.pipeline.records import Event, decode_events
+from cxpulse.streams.pipeline.records import EventHead, decode_heads
 from cxpulse.streams.pipeline.takes import YIELD_SECONDS, run_takes
 from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
 from cxpulse.streams.runtime import Runtime
@@ -60,10 +64,10 @@ def register(rt: Runtime) -> Any:
         applied at once, its new state recorded in the current checkpoint, its alerts
         sent."""
         started = time.perf_counter()
-        by_instance: dict[str, list[Event]] = defaultdict(list)
+        by_instance: dict[str, list[EventHead]] = defaultdict(list)
         sources = Sources()
         for message in take:
-            events, rejected = decode_events(message.value)
+            events, rejected = decode_heads(message.value)
             sources.add(message, events, rejected)
             for event in events:
                 by_instance[health_key(event)].append(event)

@@ -18,11 +18,12 @@ score are both scores, and the reason's first words and the source topic say whi
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from cxpulse.schemas.envelope import Rejected, one_line
 from cxpulse.streams import metrics
-from cxpulse.streams.pipeline.records import Event
+from cxpulse.streams.pipeline.records import Event, EventHead, decode_events
 from cxpulse.streams.routing import Source, dead_letter_headers
 from cxpulse.streams.runtime import Runtime
 
@@ -40,7 +41,7 @@ async def dead_letter(rt: Runtime, message: Any, rejected: list[Rejected]) -> No
         await rt.dlq.send(value=r.raw, headers=dead_letter_headers(source, r))
 
 
-def positions(events: list[Event], rejected: list[Rejected]) -> dict[int, int]:
+def positions(events: Sequence[Event | EventHead], rejected: list[Rejected]) -> dict[int, int]:
     """Each valid event's position in its envelope (by object id), the rejected items'
     positions skipped: the ``cxpulse.source.index`` of its dead letter."""
     skipped = {r.index for r in rejected}
@@ -53,32 +54,55 @@ class Sources:
     when some of them are set aside, its position in that message's envelope."""
 
     def __init__(self) -> None:
-        self._messages: list[tuple[Any, list[Event], list[Rejected]]] = []
+        self._messages: list[tuple[Any, Sequence[Event | EventHead], list[Rejected]]] = []
         self._origin: dict[int, Any] = {}  # id(event) -> the message it came in
 
-    def add(self, message: Any, events: list[Event], rejected: list[Rejected]) -> None:
+    def add(
+        self, message: Any, events: Sequence[Event | EventHead], rejected: list[Rejected]
+    ) -> None:
         """``message``'s decoded events and rejected items, as ``decode_events`` gave them."""
         self._messages.append((message, events, rejected))
         for event in events:
             self._origin[id(event)] = message
 
-    def message_of(self, event: Event) -> Any:
+    def message_of(self, event: Event | EventHead) -> Any:
         return self._origin[id(event)]
 
     async def set_aside(
-        self, rt: Runtime, batch: list[Event], exc: BaseException, *, step: str, subject: str
+        self,
+        rt: Runtime,
+        batch: Sequence[Event | EventHead],
+        exc: BaseException,
+        *,
+        step: str,
+        subject: str,
     ) -> None:
         """Dead-letter ``batch`` (one subject's events of the take, whose ``step`` raised
-        ``exc``), each with its own message as source and its position in it."""
+        ``exc``), each with its own message as source and its position in it. Events
+        decoded as their heads (``decode_heads``) go as the whole events, read again from
+        their message."""
         where: dict[int, int] = {}
         for _, events, rejected in self._messages:
             where.update(positions(events, rejected))
-        groups: dict[int, tuple[Any, list[Event]]] = {}
+        groups: dict[int, tuple[Any, list[Event | EventHead]]] = {}
         for event in batch:
             message = self.message_of(event)
             groups.setdefault(id(message), (message, []))[1].append(event)
         for message, theirs in groups.values():
-            await set_aside(rt, message, theirs, where, exc, step=step, subject=subject)
+            whole = self._whole(message, theirs)
+            wholes = [e if isinstance(e, Event) else whole[id(e)] for e in theirs]
+            at = {id(w): where[id(e)] for e, w in zip(theirs, wholes, strict=True)}
+            await set_aside(rt, message, wholes, at, exc, step=step, subject=subject)
+
+    def _whole(self, message: Any, events: list[Event | EventHead]) -> dict[int, Event]:
+        """The whole events of heads of ``message`` (by the head's id), decoded again:
+        the message's events in the same order as its heads. Empty when every one of
+        ``events`` is whole already."""
+        if all(isinstance(e, Event) for e in events):
+            return {}
+        heads = next(decoded for m, decoded, _ in self._messages if m is message)
+        wholes, _ = decode_events(message.value)
+        return {id(h): w for h, w in zip(heads, wholes, strict=True)}
 
 
 async def set_aside(

@@ -122,6 +122,24 @@ class Event(msgspec.Struct, **_OPTIONS):
         return json.dumps(contract_dict(self), ensure_ascii=False, separators=(",", ":")).encode()
 
 
+class EventHead(msgspec.Struct, **_OPTIONS):
+    """The head of an ``Event``: its first fields, up to ``touchpoint_instance``, the same
+    names and order. A step that reads no more (touchpoint health) decodes a record as
+    its head: msgspec skips an array's trailing fields, so the details, feedback and
+    attributes of each event are never made (about a third of the decode's time). A unit
+    test holds the fields equal to the start of ``Event``'s."""
+
+    event_id: UUID
+    occurred_at: datetime
+    customer_id: str
+    channel: str
+    touchpoint: str
+    journey_stage: str
+    outcome: str
+    schema_version: int = 1
+    touchpoint_instance: str | None = None
+
+
 def _struct_dict(obj: Any) -> dict[str, Any]:
     return {f: v for f in obj.__struct_fields__ if (v := getattr(obj, f)) is not None}
 
@@ -180,6 +198,8 @@ def record_of(event: TouchpointEvent) -> Event:
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[Event])
+_heads = msgspec.msgpack.Decoder(list[EventHead])
+_HEAD_FIELDS = len(EventHead.__struct_fields__)
 
 
 def encode_events(events: list[Event]) -> bytes:
@@ -212,3 +232,17 @@ def decode_events(raw: bytes | None) -> tuple[list[Event], list[Rejected]]:
         return _decoder.decode(memoryview(raw)[2:]), []
     events, rejected = decode_message(raw)
     return [record_of(e) for e in events], rejected
+
+
+def decode_heads(raw: bytes | None) -> tuple[list[EventHead], list[Rejected]]:
+    """``decode_events`` giving each record's head (``EventHead``): the same events in
+    the same order, and the same rejects for a message of the earlier JSON format."""
+    if raw is not None and raw[:2] == FORMAT:
+        return _heads.decode(memoryview(raw)[2:]), []
+    events, rejected = decode_events(raw)
+    return [head_of(e) for e in events], rejected
+
+
+def head_of(event: Event) -> EventHead:
+    """The head of a record."""
+    return EventHead(*msgspec.structs.astuple(event)[:_HEAD_FIELDS])

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from cxpulse.schemas.envelope import decode_message, encode_batch
-from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.schemas.events import Feedback, TouchpointEvent
 from cxpulse.streams.app import create_app
+from cxpulse.streams.pipeline.records import encode_events, record_of
 from cxpulse.streams.settings import load_settings
 
 #: An hour ago, on a minute: recent enough that no event is in the future (the core
@@ -112,13 +113,21 @@ def test_each_instance_of_a_batch_is_counted_once_and_a_degraded_one_alerts(
     assert (alert["rule"], alert["instance"]) == ("touchpoint_degraded", "ATM-0042")
 
 
+def records(events: list[TouchpointEvent]) -> bytes:
+    """A batch message as the validate step sends it on cx.health: trusted records."""
+    return encode_events([record_of(e) for e in events])
+
+
+@pytest.mark.parametrize("wire", [records, encode_batch], ids=["records", "json"])
 def test_an_instance_whose_health_scoring_raises_goes_to_the_dlq_and_the_others_count(
-    sent: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    sent: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, wire: Any
 ) -> None:
     """The pure core is made to raise for one instance (a stand-in for any bug or state it
     cannot handle): that instance's events go to the DLQ with the reason and their source,
     counted; the other instances of the same envelope are counted and alert as usual, and
-    the agent goes on with the next envelope."""
+    the agent goes on with the next envelope. The step reads only the records' heads: the
+    dead letters are the whole events all the same (details, feedback and attributes), in
+    both wire forms of the topic (records, and the JSON of earlier workers)."""
     from cxpulse.streams import metrics
     from cxpulse.streams.agents import health
 
@@ -131,13 +140,21 @@ def test_an_instance_whose_health_scoring_raises_goes_to_the_dlq_and_the_others_
 
     monkeypatch.setattr(health, "apply_health", apply)
     down = events_at("ATM-0042", ["success", "success", *["failure"] * 10])
-    bad = events_at("ATM-BAD", ["failure", "success"])
+    bad = [
+        e.model_copy(
+            update={
+                "feedback": Feedback(nps=2, text="the ATM kept my card"),
+                "attributes": {"branch": "Wanchai", "retries": 3},
+            }
+        )
+        for e in events_at("ATM-BAD", ["failure", "success"])
+    ]
     fine = events_at("ATM-0007", ["success"])
     envelope = [bad[0], fine[0], *down, bad[1]]  # ATM-BAD at positions 0 and 14
     later = events_at("ATM-0007", ["failure"], first_minute=5)
     failed = metrics.REGISTRY.get_sample_value("cxpulse_scoring_failed_events_total") or 0.0
 
-    states = asyncio.run(run_health([encode_batch(envelope), encode_batch(later)]))
+    states = asyncio.run(run_health([wire(envelope), wire(later)]))
 
     assert sorted(states) == ["ATM-0007", "ATM-0042"]  # ATM-BAD left no trace
     assert totals(states["ATM-0042"]) == (12, 10)

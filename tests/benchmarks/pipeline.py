@@ -398,7 +398,7 @@ def replay_worker_work(
     from cxpulse.schemas.score_rows import score_row
     from cxpulse.streams.core import apply_events, score_update
     from cxpulse.streams.model_check import load_model
-    from cxpulse.streams.pipeline.records import decode_events, encode_events
+    from cxpulse.streams.pipeline.records import decode_events, decode_heads, encode_events
     from cxpulse.streams.pipeline.rows import moment_rows_of
     from cxpulse.streams.routing import Source, route
     from cxpulse.streams.rules.customer import customer_alerts
@@ -493,7 +493,7 @@ def replay_worker_work(
         t = clock()
         by_instance: dict[str, list[Any]] = defaultdict(list)
         for _, _, msg in health_take:
-            for event in decode_events(msg)[0]:
+            for event in decode_heads(msg)[0]:  # the heads of the records, as the step reads
                 by_instance[health_key(event)].append(event)
         for instance, batch in by_instance.items():
             hstate, _, _ = apply_health(instances.get(instance), batch, model, now)

@@ -23,9 +23,12 @@ from cxpulse.streams.pipeline.records import (
     _DETAILS,
     FORMAT,
     Event,
+    EventHead,
     Feedback,
     decode_events,
+    decode_heads,
     encode_events,
+    head_of,
     record_of,
 )
 from cxpulse.streams.pipeline.rows import moment_rows_of, moments_of, scores_of
@@ -127,6 +130,34 @@ def test_record_of_reads_every_field_where_it_belongs(batch: list[TouchpointEven
         record = record_of(event)
         assert record == field_by_field(event)
         assert encode_events([record]) == encode_events([field_by_field(event)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(events(), min_size=1, max_size=8))
+def test_a_record_reads_as_its_head(batch: list[TouchpointEvent]) -> None:
+    """What the health step reads: each record's first fields, the same values as the
+    whole record's, from either wire form (records, or the JSON of earlier workers)."""
+    whole = [record_of(e) for e in batch]
+    heads = [head_of(r) for r in whole]
+    assert all(type(h) is EventHead for h in heads)
+    for h, r in zip(heads, whole, strict=True):
+        assert {f: getattr(h, f) for f in EventHead.__struct_fields__} == {
+            f: getattr(r, f) for f in EventHead.__struct_fields__
+        }
+    assert decode_heads(encode_events(whole)) == (heads, [])
+    assert decode_heads(encode_batch(batch)) == (heads, [])
+
+
+def test_a_head_is_the_start_of_a_record() -> None:
+    """The head's fields are the first of the record's, named and typed alike: a record
+    decodes as its head only while this holds (msgspec skips an array's trailing
+    fields)."""
+    n = len(EventHead.__struct_fields__)
+    assert EventHead.__struct_fields__ == Event.__struct_fields__[:n]
+    head_types = msgspec.structs.fields(EventHead)
+    assert [(f.type, f.default) for f in head_types] == [
+        (f.type, f.default) for f in msgspec.structs.fields(Event)[:n]
+    ]
 
 
 def test_the_models_keep_their_fields_in_their_records_order() -> None:
