@@ -8,16 +8,73 @@ label such as a customer id would turn the registry into a memory leak.
 from __future__ import annotations
 
 import gc
+import threading
 import time
-from collections.abc import Iterator
+from bisect import bisect_left
+from collections import Counter as _Tally
+from collections.abc import Iterable, Iterator
+from functools import partial, reduce
+from itertools import accumulate
+from operator import add
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import generate_latest as _generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
+from prometheus_client.utils import INF, floatToGoString
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+
+class BatchHistogram:
+    """A histogram observed a batch of values at a time (``observe_many``), for what an
+    agent has by the hundred in a take: event lags, scores. It exports the series of
+    prometheus_client's ``Histogram`` (``_bucket{le}``, ``_count``, ``_sum``; not
+    ``_created``), so rules and dashboards read it alike.
+
+    Why: ``Histogram.observe`` takes a lock and walks the buckets in Python for every
+    value, 1.3 µs each, on the event loop for every event; here a batch's values are
+    sorted into buckets in C (``bisect`` through ``map``, tallied by ``Counter``) and added
+    under one lock. A value goes to the first bucket whose bound it does not exceed, as
+    there."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        buckets: Iterable[float],
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self._bounds = tuple(float(b) for b in buckets)
+        self._slot = partial(bisect_left, self._bounds)
+        self._counts = [0] * (len(self._bounds) + 1)  # the last: above every bound
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        """Observe every value of ``values``."""
+        values = list(values)
+        tally = _Tally(map(self._slot, values))
+        with self._lock:
+            for slot, n in tally.items():
+                self._counts[slot] += n
+            # added one by one, as ``Histogram`` adds them: the very same sum
+            self._sum = reduce(add, values, self._sum)
+
+    def observe(self, value: float) -> None:
+        self.observe_many((value,))
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        bounds = (*self._bounds, INF)
+        buckets = [(floatToGoString(b), c) for b, c in zip(bounds, accumulate(counts), strict=True)]
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)
+
 
 WORKER_READY_SECONDS = Gauge(
     "cxpulse_worker_ready_seconds",
@@ -63,7 +120,7 @@ EVENTS_INVALID = Counter(
     ["reason"],
     registry=REGISTRY,
 )
-EVENT_LAG = Histogram(
+EVENT_LAG = BatchHistogram(
     "cxpulse_event_lag_seconds",
     "Processing time minus occurred_at, observed when an event is validated.",
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400),
@@ -151,7 +208,7 @@ SCORE_UPDATES = Counter(
     "Customer score updates emitted on the scores topic.",
     registry=REGISTRY,
 )
-SCORE = Histogram(
+SCORE = BatchHistogram(
     "cxpulse_score",
     "Experience score (0..100) of each update.",
     buckets=(10, 20, 30, 35, 40, 45, 50, 55, 60, 70, 80, 90, 100),

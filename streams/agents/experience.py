@@ -229,7 +229,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         for event in events:
             by_customer[event.customer_id].append(event)
         now = datetime.now(UTC)
-        updates = 0
+        scores: list[float] = []
         moments_by_channel: Counter[str] = Counter()
         late = duplicates = 0
         clock = time.perf_counter
@@ -261,8 +261,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             checkpoints.set(customer_id.encode(), last.message.partition, state, was=before)
             if alerts:
                 await send_alerts(rt, alerts, record_time(last))
-            updates += 1
-            metrics.SCORE.observe(update.score)
+            scores.append(update.score)
             for moment in fresh:
                 moments_by_channel[moment.channel] += 1
                 late += moment.late
@@ -278,7 +277,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             metrics.MOMENTS.labels(channel).inc(n)
         metrics.LATE_EVENTS.inc(late)
         metrics.DUPLICATE_EVENTS.inc(duplicates)
-        metrics.SCORE_UPDATES.inc(updates)
+        metrics.SCORE_UPDATES.inc(len(scores))
+        metrics.SCORE.observe_many(scores)
         metrics.BATCH_SECONDS.labels("experience").observe(time.perf_counter() - started)
 
     checkpoints = Checkpointer(

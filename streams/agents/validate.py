@@ -32,8 +32,9 @@ def register(rt: Runtime) -> None:
             channels: Counter[str] = Counter()
             for events in routed.by_partition.values():
                 channels.update(map(_channel, events))
-                for e in events:
-                    metrics.EVENT_LAG.observe(max(0.0, now - e.occurred_at.timestamp()))
+                metrics.EVENT_LAG.observe_many(
+                    [max(0.0, now - e.occurred_at.timestamp()) for e in events]
+                )
             for partition, events in routed.by_partition.items():
                 for chunk in chunks(events):
                     await rt.events.send(

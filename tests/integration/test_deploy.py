@@ -660,12 +660,18 @@ def registry_metrics() -> dict[str, tuple[str, set[str], set[str]]]:
     }
     samples: dict[str, tuple[str, set[str], set[str]]] = {}
     for family in metrics.REGISTRY.collect():
-        wrapper = defined[family.name]
-        labels = set(wrapper._labelnames)
+        wrapper = defined.get(family.name)
+        if wrapper is not None:
+            labels = set(wrapper._labelnames)
+        else:  # a collector of the project's own (metrics.BatchHistogram): what it exports
+            labels = {k for s in family.samples for k in s.labels} - {"le"}
         if family.type == "counter":
             samples[family.name + "_total"] = (family.name, labels, set())
         elif family.type == "histogram":
-            bounds = {floatToGoString(b) for b in wrapper._upper_bounds}  # type: ignore[attr-defined]
+            if wrapper is not None:
+                bounds = {floatToGoString(b) for b in wrapper._upper_bounds}  # type: ignore[attr-defined]
+            else:
+                bounds = {s.labels["le"] for s in family.samples if "le" in s.labels}
             samples[family.name + "_bucket"] = (family.name, labels | {"le"}, bounds)
             samples[family.name + "_sum"] = (family.name, labels, set())
             samples[family.name + "_count"] = (family.name, labels, set())
