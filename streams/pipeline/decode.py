@@ -23,8 +23,10 @@ not know (a new kind of validator, a new type) stops the import with what to do.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
+from operator import attrgetter
 from types import NoneType, UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from uuid import UUID
@@ -62,8 +64,11 @@ _BOUNDS = {at.Ge: "ge", at.Le: "le", at.Gt: "gt", at.Lt: "lt", at.MaxLen: "max_l
 _BOUNDS[at.MinLen] = "min_length"
 
 
-def _meta(items: list[Any], into: dict[str, Any]) -> dict[str, Any]:
-    """msgspec's ``Meta`` keywords for a contract type's metadata."""
+def _meta(
+    items: list[Any], into: dict[str, Any], patterns: list[str] | None = None
+) -> dict[str, Any]:
+    """msgspec's ``Meta`` keywords for a contract type's metadata; a pattern goes to
+    ``patterns`` instead when it is given (checked after the decode: ``_Matched``)."""
     for m in items:
         if isinstance(m, StringConstraints):
             for name in ("strip_whitespace", "to_upper", "to_lower", "strict", "ascii_only"):
@@ -74,9 +79,12 @@ def _meta(items: list[Any], into: dict[str, Any]) -> dict[str, Any]:
             if m.max_length is not None:
                 into["max_length"] = m.max_length
             if m.pattern is not None:
-                into["pattern"] = _whole(str(m.pattern))
+                if patterns is None:
+                    into["pattern"] = _whole(str(m.pattern))
+                else:
+                    patterns.append(_whole(str(m.pattern)))
         elif isinstance(m, FieldInfo):
-            _meta(m.metadata, into)
+            _meta(m.metadata, into, patterns)
         elif type(m) in _BOUNDS:
             into[_BOUNDS[type(m)]] = getattr(m, _BOUNDS[type(m)])  # Ge.ge, MaxLen.max_length
         elif type(m).__name__ == "AllowInfNan" and not m.allow_inf_nan:
@@ -86,17 +94,19 @@ def _meta(items: list[Any], into: dict[str, Any]) -> dict[str, Any]:
     return into
 
 
-def _wire(tp: Any) -> Any:
-    """The msgspec type of a contract annotation."""
+def _wire(tp: Any, patterns: list[str] | None = None) -> Any:
+    """The msgspec type of a contract annotation; the patterns of the annotation itself
+    (not of a model or dict within it) go to ``patterns`` when it is given."""
     origin = get_origin(tp)
     if origin is Annotated:
         base, *meta = get_args(tp)
         if any(isinstance(m, FieldInfo) and m.discriminator for m in meta):
             return _wire(base)  # tagged structs: the tag is each model's Literal ``kind``
-        keywords = _meta(meta, {})
-        return Annotated[_wire(base), msgspec.Meta(**keywords)] if keywords else _wire(base)
+        keywords = _meta(meta, {}, patterns)
+        inner = _wire(base, patterns)
+        return Annotated[inner, msgspec.Meta(**keywords)] if keywords else inner
     if origin in (Union, UnionType):
-        return Union[tuple(_wire(a) for a in get_args(tp))]  # noqa: UP007
+        return Union[tuple(_wire(a, patterns) for a in get_args(tp))]  # noqa: UP007
     if origin is Literal:
         return tp
     if origin is dict:
@@ -114,9 +124,15 @@ _STRUCTS: dict[type[BaseModel], type[msgspec.Struct]] = {}
 _KIND: dict[type[Any], str] = {}
 
 
-def _struct(model: type[BaseModel], order: tuple[str, ...] = ()) -> type[msgspec.Struct]:
+def _struct(
+    model: type[BaseModel],
+    order: tuple[str, ...] = (),
+    patterns: dict[str, str] | None = None,
+) -> type[msgspec.Struct]:
     """A struct of the model's fields (in ``order``, then the model's), unknown fields
-    refused; a Literal ``kind`` with a default becomes the struct's tag."""
+    refused; a Literal ``kind`` with a default becomes the struct's tag. With
+    ``patterns``, the patterns of the model's own fields (not the event time's) go there
+    by field name, to be checked after the decode (``_Matched``), not by msgspec."""
     if model in _STRUCTS:
         return _STRUCTS[model]
     if model.model_config.get("extra") != "forbid":
@@ -139,9 +155,17 @@ def _struct(model: type[BaseModel], order: tuple[str, ...] = ()) -> type[msgspec
             continue
         tp: Any
         if name in times:
-            tp = Annotated[str, msgspec.Meta(pattern=_whole(TIME_PATTERN))]
+            if patterns is None or name != "occurred_at":
+                raise TypeError(f"{model.__name__}.{name} is a time not read here: extend decode")
+            tp = str  # TIME_PATTERN is searched after the decode (``records_of``)
         else:
-            tp = _wire(Annotated[f.annotation, *f.metadata] if f.metadata else f.annotation)
+            found: list[str] | None = None if patterns is None else []
+            tp = _wire(Annotated[f.annotation, *f.metadata] if f.metadata else f.annotation, found)
+            if found:
+                if len(found) > 1:
+                    raise TypeError(f"{model.__name__}.{name} has patterns {found}: extend decode")
+                assert patterns is not None
+                patterns[name] = found[0]
         if f.is_required():
             spec.append((name, tp))
         elif f.default_factory is dict:
@@ -176,7 +200,48 @@ def _times(model: type[BaseModel]) -> dict[str, tuple[datetime, datetime]]:
 
 
 (_OCCURRED_MIN, _OCCURRED_END) = _times(contract.TouchpointEvent)["occurred_at"]
-WireEvent: Any = _struct(contract.TouchpointEvent, records.Event.__struct_fields__)
+
+
+class _Matched:
+    """One field's pattern, checked after the decode on the distinct values of a batch,
+    with the values known to match (the same ``re.search`` msgspec makes; a value that
+    matched once always does).
+
+    Why not in msgspec: it searches every value of every event (an event's identifiers
+    are six patterns, two thirds of the decode's time), while identifiers recur (a
+    customer's, a touchpoint's, an intent's): here a batch's values are one set, and only
+    those not seen before are searched. At most ``KEEP`` values are kept a field: then
+    they are forgotten and searched again."""
+
+    KEEP = 65_536
+
+    def __init__(self, name: str, pattern: str) -> None:
+        self.name = name
+        self.get = attrgetter(name)
+        self.search = re.compile(pattern).search
+        self.known: set[str] = set()
+
+    def all_match(self, wires: list[Any]) -> bool:
+        """Whether every value of the field in ``wires`` matches (an absent one is None)."""
+        new = set(map(self.get, wires))
+        new.discard(None)
+        new -= self.known
+        if not new:
+            return True
+        search = self.search
+        if not all(search(v) for v in new):
+            return False
+        if len(self.known) + len(new) > self.KEEP:
+            self.known.clear()
+        self.known |= new
+        return True
+
+
+#: The event's own fields' patterns, by field name (``_struct``).
+_PATTERNS: dict[str, str] = {}
+WireEvent: Any = _struct(contract.TouchpointEvent, records.Event.__struct_fields__, _PATTERNS)
+_MATCHED = [_Matched(name, pattern) for name, pattern in _PATTERNS.items()]
+_TIME = re.compile(_whole(TIME_PATTERN)).search
 _batch: msgspec.json.Decoder[list[Any]] = msgspec.json.Decoder(list[WireEvent])
 _single: msgspec.json.Decoder[Any] = msgspec.json.Decoder(WireEvent)
 _DETAIL_RECORD: dict[type[Any], Callable[..., Any]] = {
@@ -211,7 +276,12 @@ def records_of(raw: bytes | None) -> list[records.Event] | None:
             wires = [_single.decode(raw)]
         else:
             return None
-        times = msgspec.convert([w.occurred_at for w in wires], list[datetime])
+        if not all(m.all_match(wires) for m in _MATCHED):
+            return None
+        stamps = [w.occurred_at for w in wires]
+        if not all(map(_TIME, stamps)):  # every one differs: no values to keep
+            return None
+        times = msgspec.convert(stamps, list[datetime])
         return [_record(w, t) for w, t in zip(wires, times, strict=True)]
     except Exception:  # invalid, refused after the decode, or unforeseen: pydantic decides
         return None

@@ -128,6 +128,34 @@ def test_route_gives_the_same_partitions_and_dead_letters_either_way() -> None:
     assert [(s.offset, r.index, r.kind) for s, r in routed.rejected] == [(1, 0, "string_type")]
 
 
+def of_customers(*ids: str) -> bytes:
+    """A batch of the template event, one a customer id (as JSON text)."""
+    items = [EVENT.replace('"C-1"', json.dumps(i)) % "" for i in ids]
+    return ("[" + ",".join(items) + "]").encode()
+
+
+def test_identifiers_known_to_match_are_not_searched_again_and_new_ones_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The identifiers' patterns are searched after the decode, on a batch's values not
+    known to match yet (``decode._Matched``): a known value passes without a search, a
+    new one that does not match sends the message to pydantic however many known values
+    are beside it, and the values kept are bounded (``KEEP``), then searched again."""
+    customers = next(m for m in decode._MATCHED if m.name == "customer_id")
+    assert check(of_customers("C-known-1", "C-known-2")) is True
+    assert {"C-known-1", "C-known-2"} <= customers.known
+    searched: list[str] = []
+    search = customers.search
+    monkeypatch.setattr(customers, "search", lambda v: searched.append(v) or search(v))
+    assert check(of_customers("C-known-2", "C-known-1")) is True
+    assert searched == []
+    assert check(of_customers("C-known-1", "C-known-2\n")) is False  # a final newline
+    assert searched == ["C-known-2\n"]
+    monkeypatch.setattr(decode._Matched, "KEEP", len(customers.known))
+    assert check(of_customers("C-known-1", "C-known-3")) is True
+    assert customers.known == {"C-known-3"}  # beyond KEEP: the others forgotten
+
+
 # -- hand-written cases ----------------------------------------------------------------------
 
 
