@@ -45,6 +45,11 @@ def metrics_table() -> str:
         for m in defined
     ]
     rows += metrics.CollectionTimes.REFERENCE  # exported by a collector of its own
+    rows += [
+        (m.name, "histogram", "", m.documentation)
+        for m in vars(metrics).values()
+        if isinstance(m, metrics.BatchHistogram)
+    ]
     for name, kind, labels, meaning in sorted(rows, key=lambda r: r[0].removesuffix("_total")):
         lines.append(f"| `{name}` | {kind} | {labels} | {meaning} |")
     return "\n".join(lines)
