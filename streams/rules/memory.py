@@ -12,7 +12,6 @@ customer rules (``cxpulse.streams.rules.customer``) and touchpoint health
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from dataclasses import dataclass
 
 from cxpulse.schemas.alerts import SEVERITIES
 
@@ -25,19 +24,24 @@ def raise_severity(base: str, *, tier_a: bool, large: bool) -> str:
     return SEVERITIES[min(SEVERITIES.index(base) + int(tier_a) + int(large), 2)]
 
 
-@dataclass(slots=True)
 class OpenAlert:
     """An alert that can still receive repeats, as remembered in a state's memory.
 
     ``last`` is the event time of the latest hit (customer rules) or the last short-window
-    bucket counted (touchpoint health, which counts a degraded bucket once).
+    bucket counted (touchpoint health, which counts a degraded bucket once). A plain class
+    (read from the memory at every customer's update): mypyc compiles its ``__init__``,
+    not a dataclass's.
     """
 
-    t0: int
-    count: int
-    severity: str
-    last: int
-    alert_hex: str
+    def __init__(self, t0: int, count: int, severity: str, last: int, alert_hex: str) -> None:
+        self.t0 = t0
+        self.count = count
+        self.severity = severity
+        self.last = last
+        self.alert_hex = alert_hex
+
+    def __repr__(self) -> str:
+        return f"OpenAlert(t0={self.t0}, {self.encode()!r})"
 
     def encode(self) -> str:
         return f"{self.count}|{SEVERITIES.index(self.severity)}|{self.last}|{self.alert_hex}"
