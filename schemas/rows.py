@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -278,6 +279,15 @@ def _json_in_order(fields: dict[str, Any]) -> str:
     return _ORDERED_JSON.encode(fields).decode()
 
 
+def event_rows(
+    events: Iterable[Any], *, source_partition: int, source_offset: int, ingested_at: datetime
+) -> list[tuple[Any, ...]]:
+    """The ``touchpoint_events`` rows of a message's events (``event_row`` of each), its
+    ingestion time cut to milliseconds once, not once an event."""
+    ingested = to_millis(ingested_at)
+    return [_event_row(e, ingested, source_partition, source_offset) for e in events]
+
+
 def event_row(
     event: Any, *, source_partition: int, source_offset: int, ingested_at: datetime
 ) -> tuple[Any, ...]:
@@ -287,6 +297,12 @@ def event_row(
     ``WHERE tier = ''`` reads naturally); absent numbers stay NULL so averages ignore them.
     Times are normalised to UTC milliseconds.
     """
+    return _event_row(event, to_millis(ingested_at), source_partition, source_offset)
+
+
+def _event_row(
+    event: Any, ingested: datetime, source_partition: int, source_offset: int
+) -> tuple[Any, ...]:
     details = event.details
     if details is None:
         metrics: tuple[Any, ...] = _NO_DETAILS
@@ -295,7 +311,7 @@ def event_row(
         details_json = "{}"
     else:
         fields = _detail_fields(details)
-        metrics = tuple(fields.get(name) for name in _DETAIL_COLUMNS)
+        metrics = tuple(map(fields.get, _DETAIL_COLUMNS))
         error_code = fields.get("error_code") or ""
         dispensed = fields.get("cash_dispensed")
         cash = None if dispensed is None else int(dispensed)
@@ -304,7 +320,7 @@ def event_row(
     return (
         id_text(event.event_id),
         to_millis(event.occurred_at),
-        to_millis(ingested_at),
+        ingested,
         event.schema_version,
         event.customer_id,
         event.channel,

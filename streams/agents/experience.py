@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cxpulse.schemas.alerts import Alert
-from cxpulse.schemas.rows import event_row, to_millis
+from cxpulse.schemas.rows import event_rows, to_millis
 from cxpulse.schemas.score_rows import score_row
 from cxpulse.schemas.scoring import CustomerState, Moment, ScoreUpdate
 from cxpulse.streams import metrics
@@ -197,7 +197,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         sources = Sources()
         # The take's rows, recorded in the checkpoint at the end of the take, one part a
         # table (the sink writer prepares a part as a whole: see the module's doc).
-        event_rows: list[Row] = []
+        touchpoint_rows: list[Row] = []
         moment_rows: list[Row] = []
         factor_rows: list[Row] = []
         score_rows: list[Row] = []
@@ -213,15 +213,12 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             events += decoded
             # Every validated event's row, scored or not, in this checkpoint: durable
             # before the state that marks the event done (no other agent reads cx.events).
-            event_rows += [
-                event_row(
-                    event,
-                    source_partition=message.message.partition,
-                    source_offset=message.message.offset,
-                    ingested_at=ingested_at,
-                )
-                for event in decoded
-            ]
+            touchpoint_rows += event_rows(
+                decoded,
+                source_partition=message.message.partition,
+                source_offset=message.message.offset,
+                ingested_at=ingested_at,
+            )
         if not events:
             return
         sentiments, topics = await score_texts(events)
@@ -266,7 +263,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                 moments_by_channel[moment.channel] += 1
                 late += moment.late
         for table, table_rows in (
-            ("touchpoint_events", event_rows),
+            ("touchpoint_events", touchpoint_rows),
             ("moments", moment_rows),
             ("moment_factors", factor_rows),
             # every score update is history too: the same rows, prepared once

@@ -394,7 +394,7 @@ def replay_worker_work(
     changelog records of every customer changed since the last one sealed, as
     ``cxpulse.streams.pipeline.checkpoint`` writes them), and touchpoint health. Sentiment
     is precomputed (it is measured on its own)."""
-    from cxpulse.schemas.rows import event_row
+    from cxpulse.schemas.rows import event_rows
     from cxpulse.schemas.score_rows import score_row
     from cxpulse.streams.core import apply_events, score_update
     from cxpulse.streams.model_check import load_model
@@ -451,12 +451,11 @@ def replay_worker_work(
         t = clock()
         ingested = datetime.now(UTC)
         for offset, evs in decoded:
-            event_rows = [
-                event_row(e, source_partition=0, source_offset=offset, ingested_at=ingested)
-                for e in evs
-            ]
-            out.rows += len(event_rows)
-            pending["touchpoint_events"] += len(event_rows)
+            touchpoint_rows = event_rows(
+                evs, source_partition=0, source_offset=offset, ingested_at=ingested
+            )
+            out.rows += len(touchpoint_rows)
+            pending["touchpoint_events"] += len(touchpoint_rows)
         st["experience: event rows"] += clock() - t
         t = clock()
         by_customer: dict[str, list[Any]] = defaultdict(list)

@@ -20,6 +20,7 @@ from cxpulse.schemas.rows import (
     dead_letter_id,
     dead_letter_row,
     event_row,
+    event_rows,
 )
 from cxpulse.schemas.tables import SPECS
 from cxpulse.sinks.ddl import (
@@ -168,6 +169,28 @@ def test_details_and_attributes_json_text() -> None:
         assert row["attributes_json"] == (
             '{"a":"说明\\n","b":true,"m":0.25,"z":18446744073709551616}'
         )
+
+
+def test_a_messages_rows_are_each_events_row() -> None:
+    """``event_rows`` (the experience step's: a message's events, the ingestion time cut
+    once) gives what ``event_row`` gives each event, records and models alike."""
+    events = [
+        event(),
+        event(event_id="7d3c6a52-1111-4a4a-8b8b-000000000002", details={"kind": "atm"}),
+        event(
+            event_id="7d3c6a52-1111-4a4a-8b8b-000000000003",
+            details={"kind": "atm", "response_ms": 840.5, "error_code": "E1"},
+            feedback={"nps": 3, "text": "slow"},
+            attributes={"b": 1, "a": "x"},
+        ),
+    ]
+    for batch in (events, [record_of(e) for e in events]):
+        rows = event_rows(batch, source_partition=2, source_offset=7, ingested_at=NOW)
+        assert rows == [
+            event_row(e, source_partition=2, source_offset=7, ingested_at=NOW) for e in batch
+        ]
+        assert {as_dict(r)["ingested_at"] for r in rows} == {NOW.replace(microsecond=987000)}
+    assert event_rows([], source_partition=0, source_offset=0, ingested_at=NOW) == []
 
 
 def test_replaying_an_event_gives_the_same_key() -> None:
