@@ -41,7 +41,7 @@ async def dead_letter(rt: Runtime, message: Any, rejected: list[Rejected]) -> No
         await rt.dlq.send(value=r.raw, headers=dead_letter_headers(source, r))
 
 
-def positions(events: Sequence[Event | EventHead], rejected: list[Rejected]) -> dict[int, int]:
+def positions(events: Sequence[EventHead], rejected: list[Rejected]) -> dict[int, int]:
     """Each valid event's position in its envelope (by object id), the rejected items'
     positions skipped: the ``cxpulse.source.index`` of its dead letter."""
     skipped = {r.index for r in rejected}
@@ -54,24 +54,22 @@ class Sources:
     when some of them are set aside, its position in that message's envelope."""
 
     def __init__(self) -> None:
-        self._messages: list[tuple[Any, Sequence[Event | EventHead], list[Rejected]]] = []
+        self._messages: list[tuple[Any, Sequence[EventHead], list[Rejected]]] = []
         self._origin: dict[int, Any] = {}  # id(event) -> the message it came in
 
-    def add(
-        self, message: Any, events: Sequence[Event | EventHead], rejected: list[Rejected]
-    ) -> None:
+    def add(self, message: Any, events: Sequence[EventHead], rejected: list[Rejected]) -> None:
         """``message``'s decoded events and rejected items, as ``decode_events`` gave them."""
         self._messages.append((message, events, rejected))
         for event in events:
             self._origin[id(event)] = message
 
-    def message_of(self, event: Event | EventHead) -> Any:
+    def message_of(self, event: EventHead) -> Any:
         return self._origin[id(event)]
 
     async def set_aside(
         self,
         rt: Runtime,
-        batch: Sequence[Event | EventHead],
+        batch: Sequence[EventHead],
         exc: BaseException,
         *,
         step: str,
@@ -84,7 +82,7 @@ class Sources:
         where: dict[int, int] = {}
         for _, events, rejected in self._messages:
             where.update(positions(events, rejected))
-        groups: dict[int, tuple[Any, list[Event | EventHead]]] = {}
+        groups: dict[int, tuple[Any, list[EventHead]]] = {}
         for event in batch:
             message = self.message_of(event)
             groups.setdefault(id(message), (message, []))[1].append(event)
@@ -94,7 +92,7 @@ class Sources:
             at = {id(w): where[id(e)] for e, w in zip(theirs, wholes, strict=True)}
             await set_aside(rt, message, wholes, at, exc, step=step, subject=subject)
 
-    def _whole(self, message: Any, events: list[Event | EventHead]) -> dict[int, Event]:
+    def _whole(self, message: Any, events: list[EventHead]) -> dict[int, Event]:
         """The whole events of heads of ``message`` (by the head's id), decoded again:
         the message's events in the same order as its heads. Empty when every one of
         ``events`` is whole already."""

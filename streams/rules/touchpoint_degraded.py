@@ -60,7 +60,7 @@ from cxpulse.schemas.scoring import pack_seen, unpack_seen
 from cxpulse.streams.core import dedup
 from cxpulse.streams.core.decimals import rounded
 from cxpulse.streams.core.times import epoch
-from cxpulse.streams.pipeline.records import Event, EventHead
+from cxpulse.streams.pipeline.records import EventHead
 from cxpulse.streams.rules.base import Hit, alert_of
 from cxpulse.streams.rules.memory import forget_closed, raise_severity, record_hit
 from cxpulse.streams.rules.words import duration, label
@@ -75,7 +75,7 @@ def _bucket_seed(start: int) -> str:
     return f"bucket:{start}"
 
 
-def health_key(event: Event | EventHead) -> str:
+def health_key(event: EventHead) -> str:
     """The health subject of an event: its instance, else its touchpoint type. The stream
     keys the health table (and partitions) by this."""
     return event.touchpoint_instance or event.touchpoint
@@ -189,7 +189,7 @@ class Window(NamedTuple):
     at ``bucket``, the bucket counts, the failures remembered and when its history began."""
 
     key: str
-    event: Event | EventHead
+    event: EventHead
     t: int
     bucket: int
     fine: _Counts
@@ -268,7 +268,7 @@ class HealthUpdate(NamedTuple):
 
 def apply_health(
     state: HealthState | None,
-    events: Iterable[Event | EventHead],
+    events: Iterable[EventHead],
     model: ExperienceModel,
     now: datetime,
 ) -> HealthUpdate:
