@@ -70,6 +70,12 @@ def remembered(pe: PeakEnd) -> float:
     return (pe[0] + pe[2]) / 2.0
 
 
+def remembered_at(flat: tuple[float, ...], j: int) -> float:
+    """``remembered`` of the ``j``-th memory of an unpacked series (``MEMORIES``: peak,
+    end time, end, a memory after another), without making its tuple."""
+    return (flat[3 * j] + flat[3 * j + 2]) / 2.0
+
+
 def single(
     journey: str | None,
     t: int,

@@ -25,7 +25,7 @@ from cxpulse.schemas.scoring import (
     Folded,
 )
 from cxpulse.streams.core.decimals import rounded
-from cxpulse.streams.core.episodes import remembered
+from cxpulse.streams.core.episodes import remembered, remembered_at
 
 
 def weight(t: int, ref: int, half_life_s: float) -> float:
@@ -73,8 +73,7 @@ def fold(folded: Folded, closed: list[Episode], half_life_s: float) -> Folded:
         slots = SLOTS_OF[ep.mask]
         flat: tuple[float, ...] = MEMORIES[len(slots)].unpack(ep.series)
         for j, slot in enumerate(slots):
-            value = (flat[3 * j] + flat[3 * j + 2]) / 2.0  # remembered
-            _add(fac if slot < FACTOR_SLOTS else chan, SERIES[slot], w, value)
+            _add(fac if slot < FACTOR_SLOTS else chan, SERIES[slot], w, remembered_at(flat, j))
     return Folded(
         ref=ref,
         count=folded.count + len(closed),
@@ -179,7 +178,7 @@ def sub_scores(
         flat: tuple[float, ...] = MEMORIES[len(slots)].unpack(ep.series)
         for j, slot in enumerate(slots):
             sum_w[slot] += w
-            sum_s[slot] += w * ((flat[3 * j] + flat[3 * j + 2]) / 2.0)  # remembered
+            sum_s[slot] += w * remembered_at(flat, j)
     for key, (w, value) in (extra or {}).items():
         slot = FACTOR_SLOT.get(key)
         if slot is None:
