@@ -65,9 +65,6 @@ class BatchHistogram:
             # added one by one, as ``Histogram`` adds them: the very same sum
             self._sum = reduce(add, values, self._sum)
 
-    def observe(self, value: float) -> None:
-        self.observe_many((value,))
-
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             counts, total = list(self._counts), self._sum

@@ -48,7 +48,7 @@ def test_one_value_and_an_empty_batch() -> None:
     registry = CollectorRegistry()
     histogram = BatchHistogram("cx_score", "Score.", buckets=(50, 100), registry=registry)
     histogram.observe_many([])
-    histogram.observe(50)
+    histogram.observe_many([50])
     histogram.observe_many(iter([50.5, 120.0]))
     get = registry.get_sample_value
     assert [get("cx_score_bucket", {"le": le}) for le in ("50.0", "100.0", "+Inf")] == [1, 2, 3]
