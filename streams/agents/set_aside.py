@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from cxpulse.schemas.envelope import Rejected, one_line
 from cxpulse.streams import metrics
@@ -87,20 +87,20 @@ class Sources:
             message = self.message_of(event)
             groups.setdefault(id(message), (message, []))[1].append(event)
         for message, theirs in groups.values():
-            whole = self._whole(message, theirs)
-            wholes = [e if isinstance(e, Event) else whole[id(e)] for e in theirs]
+            wholes = self._wholes(message, theirs)
             at = {id(w): where[id(e)] for e, w in zip(theirs, wholes, strict=True)}
             await set_aside(rt, message, wholes, at, exc, step=step, subject=subject)
 
-    def _whole(self, message: Any, events: list[EventHead]) -> dict[int, Event]:
-        """The whole events of heads of ``message`` (by the head's id), decoded again:
-        the message's events in the same order as its heads. Empty when every one of
-        ``events`` is whole already."""
+    def _wholes(self, message: Any, events: list[EventHead]) -> list[Event]:
+        """``events`` of ``message`` as whole events: themselves when they are, else (heads,
+        ``decode_heads``) the message's records decoded again, which are in the same
+        order as its heads."""
         if all(isinstance(e, Event) for e in events):
-            return {}
+            return cast("list[Event]", events)
         heads = next(decoded for m, decoded, _ in self._messages if m is message)
-        wholes, _ = decode_events(message.value)
-        return {id(h): w for h, w in zip(heads, wholes, strict=True)}
+        records, _ = decode_events(message.value)
+        whole = {id(h): r for h, r in zip(heads, records, strict=True)}
+        return [whole[id(e)] for e in events]
 
 
 async def set_aside(
