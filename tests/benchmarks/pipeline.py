@@ -106,6 +106,37 @@ def tree_hwm_kib(pid: int) -> int | None:
     return own + sum(vm_hwm_kib(c) or 0 for c in descendants(pid))
 
 
+def process_hwm_kib(pid: int) -> dict[str, int]:
+    """Peak RSS (VmHWM, KiB) of a process (``"worker"``) and of each of its descendants by
+    name (its sentiment process, multiprocessing's resource tracker), the same name's
+    added up; empty once the process is gone."""
+    own = vm_hwm_kib(pid)
+    if own is None:
+        return {}
+    out = {"worker": own}
+    for child in descendants(pid):
+        hwm = vm_hwm_kib(child)
+        if hwm:
+            name = process_name(child)
+            out[name] = out.get(name, 0) + hwm
+    return out
+
+
+def process_name(pid: int) -> str:
+    """What a worker's child is, by its command line: the worker spawns one process pool,
+    the sentiment process's (``cxpulse.streams.sentiment.SentimentProcess``), and
+    multiprocessing starts its resource tracker beside it."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, UnicodeDecodeError):
+        return f"pid {pid}"
+    if "resource_tracker" in command:
+        return "multiprocessing resource tracker"
+    if "spawn_main" in command:
+        return "sentiment process"
+    return command.split(" ", 1)[0].rsplit("/", 1)[-1] or f"pid {pid}"
+
+
 def percentile(xs: Sequence[float], q: float) -> float:
     """The ``q`` quantile (0..1) of ``xs``, linear between the closest ranks."""
     if not xs:
@@ -561,6 +592,8 @@ class PipelineRun:
     seconds_to_moments: float | None = None  # → all N in moments
     seconds_to_scores: float | None = None  # → the scores of the last moments' checkpoint
     peak_rss_kib: int | None = None  # VmHWM of the worker and its children
+    #: VmHWM of the worker process (``"worker"``) and of each of its children by name
+    process_rss_kib: dict[str, int] = field(default_factory=dict)
     ready_s: float | None = None  # the worker's own cxpulse_worker_ready_seconds
     worker_cpu_s: float | None = None  # CPU used from first event validated to done
     broker_cpu_s: float | None = None  # the broker's CPU over the same interval
@@ -657,6 +690,7 @@ def run_pipeline(
                 f"{sink_rows(metrics, 'moments')} moments)\n{worker.log_tail(20)}"
             )
         run.peak_rss_kib = tree_hwm_kib(worker.proc.pid)
+        run.process_rss_kib = process_hwm_kib(worker.proc.pid)
         run.ready_s = metrics.get(("cxpulse_worker_ready_seconds", ())) or None
         w0, b0 = cpu_at_first_in
         w1, b1 = cpu_seconds(worker.proc.pid), cpu_seconds(broker_pid)
@@ -690,14 +724,24 @@ def run_pipeline(
     return run
 
 
-def new_settings(broker_url: str, work: Path, flush: float, partitions: int) -> Any:
+def new_settings(
+    broker_url: str,
+    work: Path,
+    flush: float,
+    partitions: int,
+    clickhouse_url: str | None = None,
+    name: str | None = None,
+) -> Any:
+    """A run's settings: topics of its own (``name``: those of an earlier run's settings,
+    already published to), and chDB in a directory of its own unless ``clickhouse_url``
+    names a server."""
     from cxpulse.streams.dev.demo import free_port
     from cxpulse.streams.settings import load_settings
 
-    name = f"bench{uuid.uuid4().hex[:8]}"
+    name = name or f"bench{uuid.uuid4().hex[:8]}"
     return load_settings(
         kafka_url=broker_url,
-        clickhouse_url=f"chdb://{work / name / 'chdb'}",
+        clickhouse_url=clickhouse_url or f"chdb://{work / name / 'chdb'}",
         app_id=f"cxpulse-{name}",
         topic_prefix=name,
         partitions=partitions,
@@ -706,6 +750,58 @@ def new_settings(broker_url: str, work: Path, flush: float, partitions: int) -> 
         data_dir=work / name,
         sink_flush_seconds=flush,
     )
+
+
+#: The worker's RSS target with the ClickHouse server backend (the issue's, in MiB).
+SERVER_RSS_TARGET_MIB = 350
+
+
+def server_run(
+    args: argparse.Namespace, broker_url: str, published: Any, n: int, work: Path, broker_pid: Any
+) -> tuple[PipelineRun | None, str]:
+    """One pipeline run on the events ``published`` holds, writing to a ClickHouse server
+    of its own (Debian's clickhouse-server, started for this run and stopped after it, so
+    it idles beside no other measurement): what the worker's processes hold without
+    chDB. ``(None, why)`` when this machine cannot run the server."""
+    from tests.chaos.servers import ClickHouseInstance, ServerUnavailable
+
+    server = ClickHouseInstance.private()
+    try:
+        server.start()
+    except (ServerUnavailable, OSError) as exc:
+        server.close()
+        return None, f"no ClickHouse server here ({exc})"
+    try:
+        url = server.url.rsplit("/", 1)[0] + "/cxpulse_bench"
+        settings = new_settings(
+            broker_url, work, args.flush, args.partitions, url, name=published.topic_prefix
+        )
+        return run_pipeline(settings, n, work, args.timeout, broker_pid, worker_env(args)), ""
+    finally:
+        server.close()
+
+
+def server_figures(runs: list[PipelineRun], server: PipelineRun | None) -> None:
+    """The worker's memory by process with the ClickHouse server backend, and chDB's
+    share: the worker process of the chDB runs less the server run's."""
+    if server is None or "worker" not in server.process_rss_kib:
+        return
+    rss = {k: v / 1024 for k, v in server.process_rss_kib.items()}
+    figure(
+        "server_worker_rss_mb", "worker process peak RSS, ClickHouse server", [rss["worker"]], "MiB"
+    )
+    for name, mib in sorted(rss.items()):
+        if name != "worker":
+            figure(f"server_{name.replace(' ', '_')}_rss_mb", f"  ... its {name}", [mib], "MiB")
+    figure("server_all_rss_mb", "  ... all the worker's processes", [sum(rss.values())], "MiB")
+    chdb = [r.process_rss_kib["worker"] / 1024 for r in runs if "worker" in r.process_rss_kib]
+    if chdb:
+        figure(
+            "chdb_share_mb",
+            "chDB's share of the worker process (chDB runs − server run)",
+            [c - rss["worker"] for c in chdb],
+            "MiB",
+        )
 
 
 # -- the Quix Streams peer -------------------------------------------------------------------
@@ -1187,8 +1283,10 @@ def print_targets(
     uptime: str,
     work: Figure | None = None,
     pydantic: Figure | None = None,
+    server: PipelineRun | None = None,
+    no_server: str = "",
 ) -> dict[str, Any]:
-    """The issue's three targets, as measured in this run (printed, never asserted)."""
+    """The issue's targets, as measured in this run (printed, never asserted)."""
     out: dict[str, Any] = {"load": uptime}
     if work is not None and pydantic is not None and finite(work.value) and finite(pydantic.value):
         ratio = out["in_process_vs_pydantic"] = round(work.value / pydantic.value, 3)
@@ -1212,6 +1310,21 @@ def print_targets(
             f"p99 publish → alert ≤ 1 s at {lat.rate:,.0f} events/s",
             p99 <= 1.0,
             f"p99 = {p99:.2f}s over {len(lat.latencies):,} alert records",
+        )
+    if server is not None and "worker" in server.process_rss_kib:
+        rss = {k: v / 1024 for k, v in server.process_rss_kib.items()}
+        mib = out["server_worker_rss_mib"] = round(rss["worker"])
+        others = "".join(f", its {k} {v:,.0f}" for k, v in sorted(rss.items()) if k != "worker")
+        _target(
+            f"worker RSS ≤ {SERVER_RSS_TARGET_MIB} MiB with the ClickHouse server backend",
+            mib <= SERVER_RSS_TARGET_MIB,
+            f"the worker process {mib:,} MiB (VmHWM{others}; all its processes "
+            f"{sum(rss.values()):,.0f} MiB)",
+        )
+    elif no_server:
+        console.print(
+            f"[bold]target[/] worker RSS ≤ {SERVER_RSS_TARGET_MIB} MiB with the ClickHouse "
+            f"server backend: not measured: {no_server}"
         )
     console.print(f"[dim]load during the run (uptime): {uptime}[/]")
     # the worker and the in-process replay run this tree's core: compiled or not
@@ -1313,6 +1426,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "has it, else ./.venv-peer)",
     )
     p.add_argument("--no-peer", action="store_true", help="skip the Quix Streams peer")
+    p.add_argument(
+        "--no-server",
+        action="store_true",
+        help="skip the run on a ClickHouse server of its own (the worker's RSS without chDB; "
+        "needs Debian's clickhouse-server)",
+    )
     p.add_argument("--latency-rate", type=float, default=5_000, help="events/s (5000)")
     p.add_argument("--latency-seconds", type=float, default=60, help="publishing time (60)")
     p.add_argument(
@@ -1400,7 +1519,9 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         # per-message figure.
         prefixes = [
             new_settings(broker.url, work, args.flush, args.partitions)
-            for _ in range(max(reps, args.pipeline_runs + int(args.profile)))
+            for _ in range(
+                max(reps, args.pipeline_runs + int(args.profile)) + int(not args.no_server)
+            )
         ]
         publish_s = []
         for s in prefixes:
@@ -1501,6 +1622,14 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                         f"{q.seconds_to_first or 0:.1f}s after start, {n:,} output records "
                         f"{q.seconds:.1f}s later"
                     )
+        on_server, why_not = None, "--no-server"
+        if not args.no_server:
+            on_server, why_not = server_run(args, broker.url, prefixes[-1], n, work, broker_pid)
+            if on_server is not None:
+                console.print(
+                    f"[bold]server[/]    run on a ClickHouse server: all {n:,} events, moments "
+                    f"and scores at {on_server.seconds_to_done:.1f}s"
+                )
         latency = None
         if not args.no_latency:
             latency = latency_run(args, broker.url, work)
@@ -1672,6 +1801,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         [r.peak_rss_kib / 1024 for r in runs if r.peak_rss_kib],
         "MiB",
     )
+    server_figures(runs, on_server)
     figure(
         "pipeline_gc_us",
         "worker garbage collection, start → all N, per event",
@@ -1738,7 +1868,9 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         latency_figures(latency)
 
     print_table()
-    results["targets"] = print_targets(pipe, quix, latency, uptime_text(), worker_work, pyd_eps)
+    results["targets"] = print_targets(
+        pipe, quix, latency, uptime_text(), worker_work, pyd_eps, on_server, why_not
+    )
     breakdown = print_breakdown(runs, replays, n)
     reading = reading_text(
         pipe, ak_eps, fn_eps, fn_mps, worker_work, core, pyd_eps, runs, replays, n

@@ -1,0 +1,49 @@
+"""The benchmark's memory figures by process (``make bench``: the worker's RSS with the
+ClickHouse server backend, its sentiment process's, all its processes'): read from real
+processes, a spawned pool as the worker's sentiment process is."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+from tests.benchmarks.pipeline import (
+    descendants,
+    process_hwm_kib,
+    process_name,
+    tree_hwm_kib,
+    vm_hwm_kib,
+)
+
+
+def _hold(n: int) -> int:
+    """Make the child hold a known amount for its peak: 64 MiB."""
+    block = bytearray(n)
+    block[::4096] = b"x" * len(block[::4096])
+    return len(block)
+
+
+def test_a_spawned_pool_is_named_as_the_sentiment_process_and_its_tracker_too() -> None:
+    context = multiprocessing.get_context("spawn")
+    before = set(descendants(os.getpid()))  # the suite's own children (a broker, say)
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        assert pool.submit(_hold, 64 << 20).result(timeout=60) == 64 << 20
+        peaks = process_hwm_kib(os.getpid())
+        names = sorted(process_name(pid) for pid in set(descendants(os.getpid())) - before)
+        tree = tree_hwm_kib(os.getpid())
+    # the tracker is one per process: started here, or by an earlier test of the process
+    assert "sentiment process" in names
+    assert set(names) <= {"multiprocessing resource tracker", "sentiment process"}
+    assert {"worker", *names} <= set(peaks)
+    assert 0 < peaks["worker"] <= (vm_hwm_kib(os.getpid()) or 0)  # a peak only grows
+    assert peaks["sentiment process"] >= 64 << 10  # KiB: the child's block is in its peak
+    # the same processes as the tree's figure, read a moment later (peaks only grow)
+    assert sum(peaks.values()) <= (tree or 0)
+
+
+def test_a_process_that_is_gone_has_no_figures() -> None:
+    proc = multiprocessing.get_context("spawn").Process(target=os.getpid)
+    proc.start()
+    proc.join(60)
+    assert process_hwm_kib(proc.pid) == {}
