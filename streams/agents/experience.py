@@ -42,9 +42,9 @@ from cxpulse.streams import metrics
 from cxpulse.streams.agents.alerting import record_time, send_alerts
 from cxpulse.streams.agents.set_aside import Sources, dead_letter
 from cxpulse.streams.core import apply_events, score_update
-from cxpulse.streams.pipeline.checkpoint import Checkpointer
+from cxpulse.streams.pipeline.checkpoint import Checkpointer, TakeRows
 from cxpulse.streams.pipeline.records import Event, decode_events
-from cxpulse.streams.pipeline.rows import Row, moment_rows_of
+from cxpulse.streams.pipeline.rows import moment_rows_of
 from cxpulse.streams.pipeline.takes import YIELD_SECONDS, run_takes
 from cxpulse.streams.rules.customer import customer_alerts
 from cxpulse.streams.runtime import Runtime
@@ -195,12 +195,13 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         started = time.perf_counter()
         events: list[Event] = []
         sources = Sources()
-        # The take's rows, recorded in the checkpoint at the end of the take, one part a
-        # table (the sink writer prepares a part as a whole: see the module's doc).
-        touchpoint_rows: list[Row] = []
-        moment_rows: list[Row] = []
-        factor_rows: list[Row] = []
-        score_rows: list[Row] = []
+        # The take's rows, recorded in the checkpoint in parts as they are made (the sink
+        # writer prepares a part as a whole: see cxpulse.streams.pipeline.checkpoint).
+        touchpoint_rows = TakeRows(checkpoints, "touchpoint_events")
+        moment_rows = TakeRows(checkpoints, "moments")
+        factor_rows = TakeRows(checkpoints, "moment_factors")
+        # every score update is history too: the same rows, prepared once
+        score_rows = TakeRows(checkpoints, ("customer_scores", "score_history"))
         ingested_at = to_millis(datetime.now(UTC))  # cut once: each row's is then as it is
         for message in take:
             decoded, rejected = decode_events(message.value)
@@ -213,11 +214,13 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             events += decoded
             # Every validated event's row, scored or not, in this checkpoint: durable
             # before the state that marks the event done (no other agent reads cx.events).
-            touchpoint_rows += event_rows(
-                decoded,
-                source_partition=message.message.partition,
-                source_offset=message.message.offset,
-                ingested_at=ingested_at,
+            touchpoint_rows.add(
+                event_rows(
+                    decoded,
+                    source_partition=message.message.partition,
+                    source_offset=message.message.offset,
+                    ingested_at=ingested_at,
+                )
             )
         if not events:
             return
@@ -249,9 +252,9 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                 continue
             before, state, fresh, update, alerts = scored
             moments, factors = moment_rows_of(fresh)
-            moment_rows += moments
-            factor_rows += factors
-            score_rows.append(score_row(update))
+            moment_rows.add(moments)
+            factor_rows.add(factors)
+            score_rows.add([score_row(update)])
             # A customer's events all come from one partition (the events topic is keyed
             # by customer_id): its state belongs to that partition's changelog.
             last = sources.message_of(batch[-1])
@@ -262,14 +265,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             for moment in fresh:
                 moments_by_channel[moment.channel] += 1
                 late += moment.late
-        for table, table_rows in (
-            ("touchpoint_events", touchpoint_rows),
-            ("moments", moment_rows),
-            ("moment_factors", factor_rows),
-            # every score update is history too: the same rows, prepared once
-            (("customer_scores", "score_history"), score_rows),
-        ):
-            checkpoints.add_rows(table, table_rows)
+        for rows in (touchpoint_rows, moment_rows, factor_rows, score_rows):
+            rows.close()
         for channel, n in moments_by_channel.items():
             metrics.MOMENTS.labels(channel).inc(n)
         metrics.LATE_EVENTS.inc(late)

@@ -23,11 +23,16 @@ deterministic keys make the re-inserted rows replace themselves. When the step f
 is cancelled, ``rollback`` puts back the states of every checkpoint not yet committed,
 so the redelivered events are not mistaken for duplicates by this worker either.
 
-A step records a take's rows of a table in one call (``add_rows``): one part, which the
-sink writer prepares right then into what its backend inserts (chDB: an Arrow table), so
-the rows of a checkpoint wait as columns, not as hundreds of thousands of tuples the
-garbage collector scans and the commit's thread converts cold; at the commit a table's
-parts are merged into one insert.
+A step records its rows of a table in parts (``add_rows``), each of which the sink writer
+prepares right then into what its backend inserts (chDB: an Arrow table), so the rows of
+a checkpoint wait as columns, not as hundreds of thousands of tuples the garbage
+collector scans and the commit's thread converts cold; at the commit a table's parts are
+merged into one insert (Arrow tables: concatenated, no copy). A take's rows go in parts
+of about ``PART_ROWS`` as they are made (``TakeRows``), not all at the end of the take:
+a take of 32,000 events makes ~100,000 rows, which are cold in the CPU's caches by then
+and, while they wait, scanned by the garbage collector's young collections; made into
+columns 2,048 at a time their conversion costs a third of that (docs/benchmarks.md,
+session 30).
 
 A checkpoint is cut once one of its tables holds ``every_rows`` rows (the worker's
 ``sink_batch_size``: rows per insert, so each table's insert is up to that size, not the
@@ -49,6 +54,9 @@ from cxpulse.streams.state.changelog import send_records
 from cxpulse.streams.state.table_codec import Forms, encode_values, forms
 
 Row = tuple[Any, ...]
+
+#: About how many rows of a table a step hands to ``add_rows`` at once (``TakeRows``).
+PART_ROWS = 2_048
 
 _MISSING = object()
 _UNREAD = object()
@@ -284,3 +292,29 @@ class Checkpointer:
                 else:
                     store[key] = before
         self.current = Checkpoint()
+
+
+class TakeRows:
+    """The rows a take makes for one table (or several of the same columns, which take
+    the same rows as one part), recorded in the current checkpoint in parts of about
+    ``PART_ROWS`` rows as they are made: a step adds each subject's rows with ``add``
+    and closes it (``close``) at the end of the take. A take that fails part way leaves its
+    parts in a checkpoint that is rolled back with the states (``run_takes``)."""
+
+    __slots__ = ("_add", "_tables", "rows")
+
+    def __init__(self, checkpoints: Checkpointer, tables: str | tuple[str, ...]) -> None:
+        self._add = checkpoints.add_rows
+        self._tables = tables
+        self.rows: list[Row] = []
+
+    def add(self, rows: list[Row]) -> None:
+        self.rows += rows
+        if len(self.rows) >= PART_ROWS:
+            self.close()
+
+    def close(self) -> None:
+        """Record the rows made since the last part."""
+        if self.rows:
+            self._add(self._tables, self.rows)
+            self.rows = []

@@ -8,7 +8,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from cxpulse.streams.pipeline.checkpoint import Checkpointer
+from cxpulse.streams.pipeline.checkpoint import PART_ROWS, Checkpointer, TakeRows
 
 
 def checkpointer(written: list[tuple[str, int]], every_rows: int = 10) -> Checkpointer:
@@ -50,3 +50,36 @@ def test_the_time_bound_cuts_a_small_checkpoint_and_an_empty_one_never() -> None
     assert not cp.due(start + 1)
     # a little past the bound: start + 3600 - start is 3599.9999999998 for some starts
     assert cp.due(start + 3600.001)
+
+
+def test_a_takes_rows_go_in_parts_as_they_are_made_and_in_order_at_the_cut() -> None:
+    written: list[tuple[str, list[Any]]] = []
+
+    async def write(table: str, rows: list[Any]) -> None:
+        written.append((table, list(rows)))
+
+    cp = Checkpointer(SimpleNamespace(data={}), write, every_rows=10**9, every_seconds=3600.0)
+    moments = TakeRows(cp, "moments")
+    scores = TakeRows(cp, ("customer_scores", "score_history"))
+    made = [(i,) for i in range(2 * PART_ROWS + 5)]
+    for i in range(0, len(made), 3):  # three rows a customer, say
+        moments.add(made[i : i + 3])
+        scores.add([made[i]])
+    # the parts recorded so far: every PART_ROWS rows made, the rest still with the take
+    parts = cp.current.rows["moments"]
+    assert [len(p) for p in parts] == [PART_ROWS + 1, PART_ROWS + 1]  # 683 adds of 3
+    assert len(moments.rows) == len(made) - 2 * (PART_ROWS + 1)
+    assert cp.current.counts["moments"] == 2 * (PART_ROWS + 1)
+    moments.close()
+    scores.close()
+    moments.close()  # nothing new: no empty part
+    assert len(cp.current.rows["moments"]) == 3 and not moments.rows
+    assert cp.current.rows["customer_scores"] is not cp.current.rows["score_history"]
+    assert cp.current.rows["customer_scores"] == cp.current.rows["score_history"]
+    asyncio.run(cp.flush())
+    # one insert a table, every row once, in the order made
+    assert written == [
+        ("moments", made),
+        ("customer_scores", made[::3]),
+        ("score_history", made[::3]),
+    ]
