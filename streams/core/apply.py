@@ -474,7 +474,7 @@ def apply_events(
     if len(evs) == 1:
         order = [0]  # most customers of a batch have one event: nothing to sort
     else:
-        keys = [(e.occurred_at, e.event_id.hex) for e in evs]
+        keys = [(e.occurred_at, e.event_id) for e in evs]  # a UUID orders as its hex does
         order = sorted(range(len(evs)), key=keys.__getitem__)
     out: list[Moment | None] = [None] * len(evs)
     for i in order:

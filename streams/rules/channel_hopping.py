@@ -26,12 +26,13 @@ class ChannelHopping:
         """Each channel counts with its latest unsuccessful try since the intent's last
         success (``cxpulse.streams.core.trail``); the moment itself counts with its own time."""
         r = model.alerts.channel_hopping
-        m, t, hexid = at.moment, at.t, at.hexid
+        m, t = at.moment, at.t
         if not m.intent or m.outcome == "success":
             return None
         known = at.batch.trail.intents.get(m.intent)
         if known is None or known.ok >= t:
             return None  # settled: the customer found a way
+        hexid = at.hexid
         window = int(r.window_hours * 3600)
         points = [_Try(tm.t, ch, tm.event_id) for ch, tm in known.tries.items() if ch != m.channel]
         points.append(_Try(t, m.channel, hexid))

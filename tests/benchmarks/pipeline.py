@@ -606,6 +606,8 @@ class PipelineRun:
     alerts: float = 0.0
     gc_seconds: float | None = None  # the worker's garbage collections, start → done
     gc_longest_s: float | None = None
+    #: of which each generation's collections: (how many, seconds)
+    gc_by_generation: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     @property
     def seconds_to_done(self) -> float | None:
@@ -712,6 +714,13 @@ def run_pipeline(
         run.sentiment_seconds = metric_sum(metrics, "cxpulse_sentiment_seconds_sum")
         run.alerts = metric_sum(metrics, "cxpulse_alerts_total")
         run.gc_seconds, run.gc_longest_s = collections_of(metrics)
+        run.gc_by_generation = {
+            g: (
+                int(metric_sum(metrics, "cxpulse_gc_collections_total", generation=g)),
+                metric_sum(metrics, "cxpulse_gc_seconds_total", generation=g),
+            )
+            for g in label_values(metrics, "cxpulse_gc_seconds_total", "generation")
+        }
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
