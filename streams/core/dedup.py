@@ -70,16 +70,24 @@ class Seen:
     them (a search of the bytes at entry boundaries) and adds a few, so unpacking every id
     into a dict and packing them all again, per call, was most of the cost of
     deduplication. The ids added are kept aside; a full set drops its oldest ids off the
-    front of the bytes (they are sorted), and only when an added id would be the one to
-    go (an event older than every id kept) is it turned into the dict ``remember`` works
-    on. ``stored`` gives the same bytes as ``pack_ids(kept(...))`` of that dict would.
+    front of the bytes (they are sorted: an offset moves, the bytes are not copied), and
+    only when an added id would be the one to go (an event older than every id kept) is
+    it turned into the dict ``remember`` works on. ``stored`` gives the same bytes as
+    ``pack_ids(kept(...))`` of that dict would.
+
+    The touchpoint health step works on its instances' sets the same way: a busy
+    instance's call adds hundreds of ids, and evicts one at each.
     """
 
-    __slots__ = ("added", "packed", "whole")
+    __slots__ = ("added", "oldest_added", "packed", "start", "whole")
 
     def __init__(self, packed: bytes = b"") -> None:
         self.packed = packed  # the state's ids, oldest first (event time, then hash)
+        self.start = 0  # where its ids not yet evicted begin (a multiple of _ENTRY)
         self.added: dict[bytes, int] = {}  # ids remembered during this call
+        #: the oldest of them, ``(event time, hash)``: a busy touchpoint instance adds
+        #: hundreds of ids a call, and evicts at each, so it is kept, not searched for
+        self.oldest_added: tuple[int, bytes] | None = None
         self.whole: dict[bytes, int] | None = None  # every id, once one was evicted
 
     def __contains__(self, h: bytes) -> bool:
@@ -88,7 +96,7 @@ class Seen:
         if h in self.added:
             return True
         packed = self.packed
-        i = packed.find(h)
+        i = packed.find(h, self.start)
         while i >= 0:
             if i % _ENTRY == 0:
                 return True
@@ -100,25 +108,27 @@ class Seen:
         ``cap``, return the new floor."""
         if self.whole is None:
             added = self.added
-            added[h] = t
-            excess = len(self.packed) // _ENTRY + len(added) - cap
+            added[h] = t  # h is not in the set (the caller asked): added only grows
+            oldest = self.oldest_added
+            if oldest is None or (t, h) < oldest:
+                oldest = self.oldest_added = (t, h)
+            packed, start = self.packed, self.start
+            excess = (len(packed) - start) // _ENTRY + len(added) - cap
             if excess <= 0:
                 return floor
             # a full set: the oldest id goes, which is the state's first while every
             # added id is newer (events in order); else the dict decides
-            newest = min((at, ah) for ah, at in added.items())
-            packed = self.packed
-            while excess and packed:
-                first = (_time_at(packed, 0), packed[:_HASH])
-                if first > newest:
+            while excess and start < len(packed):
+                first = (_time_at(packed, start), packed[start : start + _HASH])
+                if first > oldest:
                     break
                 floor = max(floor, first[0])
-                packed = packed[_ENTRY:]
+                start += _ENTRY
                 excess -= 1
-            self.packed = packed
+            self.start = start
             if not excess:
                 return floor
-            self.whole = dict(unpack_ids(packed))
+            self.whole = dict(unpack_ids(packed[start:]))
             self.whole.update(added)
             return remember(self.whole, h, t, cap, floor)  # h is in already: evicts only
         return remember(self.whole, h, t, cap, floor)
@@ -129,7 +139,7 @@ class Seen:
         after them, as ids of events arriving in order do."""
         if self.whole is not None:
             return pack_ids(kept(self.whole, horizon))
-        packed = self.packed
+        packed = self.packed[self.start :] if self.start else self.packed
         added = self.added
         if len(added) == 1:  # the usual call: one event
             new = [e for e in added.items() if e[1] >= horizon]

@@ -22,7 +22,7 @@ from cxpulse.schemas.model import ExperienceModel, parse_model
 from cxpulse.schemas.scoring import unpack_seen
 from cxpulse.streams.core import dedup
 from cxpulse.streams.model_check import DEFAULT_MODEL_PATH, load_model
-from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
+from cxpulse.streams.rules.touchpoint_degraded import FEW_EVENTS, apply_health, health_key
 from cxpulse.streams.state import health as health_codec
 from cxpulse.streams.state.health import HealthState
 
@@ -380,3 +380,26 @@ def test_the_id_set_keeps_and_evicts_as_the_customers_does() -> None:
         assert state.floor == floor
         assert unpack_seen(state.seen) == sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))
     assert state is not None and 0 < floor < watermark == state.watermark
+
+
+@pytest.mark.parametrize("batch", [1, 7, FEW_EVENTS, FEW_EVENTS + 1, 200])
+def test_the_id_set_is_the_same_whether_a_call_works_on_it_packed_or_as_a_dict(
+    batch: int,
+) -> None:
+    """A call of at most FEW_EVENTS events works on the packed id set in place, a larger
+    one on a dict of it: the same ids, floor and evictions either way, with events out
+    of order within the lateness and duplicates among them (a full set evicts at every
+    event: an ATM used every 5 seconds for an hour is 720 ids, the set keeps 256)."""
+    rnd = random.Random(batch)
+    events = traffic(0, 1, 5, 50) + traffic(1, 0.25, 3, 2)
+    arrived = sorted(events, key=lambda e: e.occurred_at + timedelta(seconds=rnd.uniform(0, 600)))
+    arrived += rnd.sample(events, 40)  # replays
+    one_by_one = Instance()
+    one_by_one.send(arrived, batch=1)
+    inst = Instance()
+    inst.send(arrived, batch=batch)
+    assert inst.state is not None and one_by_one.state is not None
+    assert len(unpack_seen(inst.state.seen)) == M.health.seen_ids_max
+    assert (inst.state.seen, inst.state.floor) == (one_by_one.state.seen, one_by_one.state.floor)
+    assert inst.state.fine == one_by_one.state.fine
+    assert inst.state.hourly == one_by_one.state.hourly
