@@ -86,16 +86,11 @@ def single(
 ) -> Episode:
     """The episode of one moment; ``km`` is the moment as an explanation candidate (None
     when its valence is 0: it moves nothing)."""
-    mask = 0
-    in_order = True
-    for f in gaps:
-        bit = FACTOR_BIT[f]
-        in_order = in_order and bit > mask
-        mask |= bit
-    if not in_order:  # the touchpoint lists its factors in another order than the slots
-        gaps = dict(sorted(gaps.items(), key=_factor_bit))
+    mask, order = _slot_order(tuple(gaps))
+    values = list(gaps.values())
     flat: list[float] = []
-    for g in gaps.values():
+    for i in order:  # the factors' memories in slot order, whatever the touchpoint's
+        g = values[i]
         flat += (g, t, g)
     flat += (valence, t, valence)  # the channels' slots follow the factors'
     return Episode(
@@ -110,8 +105,28 @@ def single(
     )
 
 
-def _factor_bit(item: tuple[str, float]) -> int:
-    return FACTOR_BIT[item[0]]
+def _slot_order(names: tuple[str, ...]) -> tuple[int, tuple[int, ...]]:
+    """The mask of a touchpoint's factors (a moment's gaps, in the touchpoint's order) and
+    their positions in slot order: worked out once per kind of touchpoint, where each
+    moment sorted its gaps (most touchpoints list their factors in another order than the
+    slots)."""
+    found = _SLOT_ORDERS.get(names)
+    if found is None:
+        bits = [FACTOR_BIT[f] for f in names]
+        mask = 0
+        for bit in bits:
+            mask |= bit
+        found = (mask, tuple(sorted(range(len(bits)), key=bits.__getitem__)))
+        if len(_SLOT_ORDERS) >= _SLOT_ORDERS_KEPT:
+            _SLOT_ORDERS.clear()
+        _SLOT_ORDERS[names] = found
+    return found
+
+
+#: ``_slot_order``'s answers by the factors' names (a model's touchpoints have a few
+#: dozen orders; emptied when it holds this many)
+_SLOT_ORDERS: dict[tuple[str, ...], tuple[int, tuple[int, ...]]] = {}
+_SLOT_ORDERS_KEPT = 1024
 
 
 def merge_memories(a: Episode, b: Episode) -> tuple[int, bytes]:
