@@ -31,8 +31,8 @@ merged into one insert (Arrow tables: concatenated, no copy). A take's rows go i
 of about ``PART_ROWS`` as they are made (``TakeRows``), not all at the end of the take:
 a take of 32,000 events makes ~100,000 rows, which are cold in the CPU's caches by then
 and, while they wait, scanned by the garbage collector's young collections; made into
-columns 2,048 at a time their conversion costs a third of that (docs/benchmarks.md,
-session 30).
+columns 2,048 at a time, the event rows' conversion cost a sixth of that in the
+benchmark's measure (docs/benchmarks.md, session 30).
 
 A checkpoint is cut once one of its tables holds ``every_rows`` rows (the worker's
 ``sink_batch_size``: rows per insert, so each table's insert is up to that size, not the
