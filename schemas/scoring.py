@@ -498,11 +498,16 @@ def unpack_ids(raw: bytes) -> list[tuple[bytes, int]]:
     return [_SEEN.unpack_from(raw, i) for i in range(0, len(raw), _SEEN.size)]
 
 
-def pack_seen(entries: list[tuple[bytes, int]]) -> str:
-    """The packed id set as base64 text (the touchpoint health state's JSON form)."""
-    return base64.b64encode(pack_ids(entries)).decode()
+def seen_text(packed: bytes) -> str:
+    """A packed id set (``pack_ids``) as base64 text: the touchpoint health state's form."""
+    return base64.b64encode(packed).decode()
 
 
-def unpack_seen(packed: str) -> list[tuple[bytes, int]]:
-    """Inverse of ``pack_seen``."""
-    return unpack_ids(base64.b64decode(packed) if packed else b"")
+def seen_bytes(text: str) -> bytes:
+    """Inverse of ``seen_text``."""
+    return base64.b64decode(text) if text else b""
+
+
+def unpack_seen(text: str) -> list[tuple[bytes, int]]:
+    """The ids of a set in its text form (``seen_text``)."""
+    return unpack_ids(seen_bytes(text))

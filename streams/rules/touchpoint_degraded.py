@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from base64 import b64decode, b64encode
 from collections.abc import Iterable
 from datetime import datetime
 from operator import itemgetter
@@ -57,7 +56,7 @@ from typing import NamedTuple
 
 from cxpulse.schemas.alerts import Alert, alert_id
 from cxpulse.schemas.model import ExperienceModel, HealthSection
-from cxpulse.schemas.scoring import pack_ids, unpack_ids
+from cxpulse.schemas.scoring import pack_ids, seen_bytes, seen_text, unpack_ids
 from cxpulse.streams.core import dedup
 from cxpulse.streams.core.decimals import rounded
 from cxpulse.streams.core.times import epoch
@@ -302,7 +301,7 @@ def apply_health(
     # customer (dedup.Seen: no dict of every id made, sorted and packed again for them);
     # a busy instance's call, hundreds of events that each evict the oldest id, and some
     # out of order, on the dict and the sorted list (_Seen). The same ids either way.
-    packed = b64decode(state.seen)
+    packed = seen_bytes(state.seen)
     seen: _Seen | dedup.Seen = dedup.Seen(packed) if len(evs) <= FEW_EVENTS else _Seen(packed)
     fine, hourly = _Counts(state.fine), _Counts(state.hourly)
     failures = list(state.failures)
@@ -374,7 +373,7 @@ def apply_health(
         touchpoint=touchpoint,
         watermark=watermark,
         floor=floor,
-        seen=b64encode(seen.stored(watermark - lateness)).decode(),
+        seen=seen_text(seen.stored(watermark - lateness)),
         fine=fine.triples(watermark - short - lateness - bucket),
         hourly=hourly.triples(watermark - baseline - _HOUR),
         first=first,
