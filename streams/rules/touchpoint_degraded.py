@@ -51,12 +51,11 @@ import bisect
 import hashlib
 from collections.abc import Iterable
 from datetime import datetime
-from operator import itemgetter
 from typing import NamedTuple
 
 from cxpulse.schemas.alerts import Alert, alert_id
 from cxpulse.schemas.model import ExperienceModel, HealthSection
-from cxpulse.schemas.scoring import pack_ids, seen_bytes, seen_text, unpack_ids
+from cxpulse.schemas.scoring import seen_bytes, seen_text
 from cxpulse.streams.core import dedup
 from cxpulse.streams.core.decimals import rounded
 from cxpulse.streams.core.times import epoch
@@ -79,64 +78,6 @@ def health_key(event: EventHead) -> str:
     """The health subject of an event: its instance, else its touchpoint type. The stream
     keys the health table (and partitions) by this."""
     return event.touchpoint_instance or event.touchpoint
-
-
-#: A call of at most this many events works on its instance's packed id set in place
-#: (``dedup.Seen``), a larger one on a dict of it (``_Seen``): unpacking and packing the
-#: set costs ~35–50 µs a call, the packed set ~1.5 µs more an event than the dict.
-FEW_EVENTS = 48
-
-
-class _Seen:
-    """The working form of an instance's id set (``HealthState.seen``) during one call.
-
-    The same set as the customers' (``cxpulse.streams.core.dedup``: 48-bit hashes of the
-    ids with their event times, at most ``health.seen_ids_max``, evicting the oldest and
-    moving the floor to its time), kept as the state stores it: ``(hash, event time)``
-    pairs oldest first (event time, then hash), of which the first ``start`` are
-    evicted, plus a dict (hash → event time) for the duplicate check. An event in time
-    order is appended and the oldest is the next one from the front, so a busy instance,
-    which holds its full set and evicts at every event it applies, neither searches the
-    set for its oldest id nor sorts it again to store it.
-    """
-
-    def __init__(self, packed: bytes) -> None:
-        entries = unpack_ids(packed)
-        self.times: dict[bytes, int] = dict(entries)
-        if len(self.times) != len(entries):  # a hash twice: its later time, as a dict keeps
-            entries = list(self.times.items())
-        entries.sort(key=_TIME_THEN_HASH)  # stored in this order already: one pass
-        self.entries = entries
-        self.start = 0
-
-    def __contains__(self, h: bytes) -> bool:
-        return h in self.times
-
-    def remember(self, h: bytes, t: int, cap: int, floor: int) -> int:
-        """Add ``h`` (not in the set) at event time ``t``; evict the oldest (event time,
-        then hash) beyond ``cap``; return the new floor."""
-        self.times[h] = t
-        entries = self.entries
-        if len(entries) == self.start or (t, h) > _TIME_THEN_HASH(entries[-1]):
-            entries.append((h, t))
-        else:  # out of order: in its place among the kept ones
-            bisect.insort(entries, (h, t), lo=self.start, key=_TIME_THEN_HASH)
-        while len(self.times) > cap:
-            oldest, oldest_t = entries[self.start]
-            self.start += 1
-            del self.times[oldest]
-            floor = max(floor, oldest_t)
-        return floor
-
-    def stored(self, horizon: int) -> bytes:
-        """The packed ids as the state keeps them, without those older than ``horizon``
-        (the lateness horizon: such events are late in any case)."""
-        start = bisect.bisect_left(self.entries, horizon, lo=self.start, key=_TIME)
-        return pack_ids(self.entries[start:])
-
-
-_TIME_THEN_HASH = itemgetter(1, 0)
-_TIME = itemgetter(1)
 
 
 class _Counts:
@@ -297,12 +238,9 @@ def apply_health(
     limit = epoch(now) + int(model.score.max_clock_skew_minutes * 60)
     max_ids = model.alerts.max_event_ids
 
-    # A call of a few events works on the packed set in place, as the core does for a
-    # customer (dedup.Seen: no dict of every id made, sorted and packed again for them);
-    # a busy instance's call, hundreds of events that each evict the oldest id, and some
-    # out of order, on the dict and the sorted list (_Seen). The same ids either way.
-    packed = seen_bytes(state.seen)
-    seen: _Seen | dedup.Seen = dedup.Seen(packed) if len(evs) <= FEW_EVENTS else _Seen(packed)
+    # the instance's id set as the core works on a customer's (indexed at once for a busy
+    # instance's call: hundreds of events, each evicting the oldest id)
+    seen = dedup.Seen(seen_bytes(state.seen), len(evs))
     fine, hourly = _Counts(state.fine), _Counts(state.hourly)
     failures = list(state.failures)
     # States written before ``first`` existed: their oldest hourly bucket is the best guess.

@@ -1,7 +1,7 @@
 """The core's working forms give what the plain definitions give.
 
 ``dedup.Seen`` (the packed id set searched in place, the added ids kept aside) against
-the dict it replaces (``remember``, ``kept``, ``pack_ids``), ``trail.add_score``
+the dict it replaces (``tests.plain_ids``, ``kept``, ``pack_ids``), ``trail.add_score``
 against the definition in its docstring, and an episode's packed memories (``mask`` and
 ``series``: one memory per vocabulary slot) against the dicts of tuples they replace
 (one episode, merges, folding and the sub-scores, to the last bit), over many random
@@ -24,6 +24,7 @@ from cxpulse.schemas.scoring import (
 )
 from cxpulse.schemas.vocabulary import CHANNELS, FACTORS
 from cxpulse.streams.core import dedup, episodes, score, trail
+from tests import plain_ids
 
 HOUR = 3600
 
@@ -49,7 +50,7 @@ def test_the_packed_id_set_answers_and_stores_like_the_dict() -> None:
             if h in plain:
                 continue
             late_ids += t < stored[-1][1] if stored else 0
-            plain_floor = dedup.remember(plain, h, t, cap, plain_floor)
+            plain_floor = plain_ids.remember(plain, h, t, cap, plain_floor)
             floor = seen.remember(h, t, cap, floor)
             assert floor == plain_floor
         evictions += plain_floor > 0
@@ -74,13 +75,41 @@ def test_a_full_set_in_steady_flow_forgets_like_the_dict() -> None:
             at = t - r.randint(0, 400) if r.random() < 0.1 else t  # now and then out of order
             h = r.randbytes(6)
             assert h not in seen and h not in plain
-            plain_floor = dedup.remember(plain, h, at, 32, plain_floor)
+            plain_floor = plain_ids.remember(plain, h, at, 32, plain_floor)
             floor = seen.remember(h, at, 32, floor)
             assert floor == plain_floor
         packed = seen.stored(t - 2000)
         assert packed == pack_ids(dedup.kept(plain, t - 2000))
         plain = dict(unpack_ids(packed))
     assert plain_floor > 10_000 and len(plain) == 32
+
+
+def test_a_call_adding_many_ids_indexes_the_set_and_keeps_the_same_ids() -> None:
+    """Calls of up to three times ``INDEX_AFTER`` events on a set at its cap, mostly in
+    order, some older than every id kept, some already known: the set, indexed for the
+    larger calls, answers, evicts and stores as the dict does."""
+    r = random.Random(11)
+    packed, plain, floor, plain_floor, t = b"", {}, 0, 0, 50_000
+    indexed = 0
+    for _ in range(300):
+        n = r.randint(1, 3 * dedup.INDEX_AFTER)
+        seen = dedup.Seen(packed, n)
+        indexed += seen.index is not None
+        for _ in range(n):
+            t += r.randint(0, 20)
+            at = t - r.randint(0, 3000) if r.random() < 0.15 else t
+            known = plain and r.random() < 0.05
+            h = r.choice(list(plain)) if known else r.randbytes(6)
+            assert (h in seen) == (h in plain)
+            if h in plain:
+                continue
+            plain_floor = plain_ids.remember(plain, h, at, 128, plain_floor)
+            floor = seen.remember(h, at, 128, floor)
+            assert floor == plain_floor
+        packed = seen.stored(t - 4000)
+        assert packed == pack_ids(dedup.kept(plain, t - 4000))
+        plain = dict(unpack_ids(packed))
+    assert 50 < indexed < 300 and len(plain) == 128 and plain_floor > 50_000
 
 
 def test_a_hash_found_across_entries_is_not_a_member() -> None:

@@ -22,9 +22,10 @@ from cxpulse.schemas.model import ExperienceModel, parse_model
 from cxpulse.schemas.scoring import unpack_seen
 from cxpulse.streams.core import dedup
 from cxpulse.streams.model_check import DEFAULT_MODEL_PATH, load_model
-from cxpulse.streams.rules.touchpoint_degraded import FEW_EVENTS, apply_health, health_key
+from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
 from cxpulse.streams.state import health as health_codec
 from cxpulse.streams.state.health import HealthState
+from tests import plain_ids
 
 M = load_model(None)
 T0 = datetime(2025, 3, 3, 0, 0, tzinfo=UTC)
@@ -356,7 +357,7 @@ def test_failures_must_come_from_several_customers(customers: int, fires: bool) 
 def test_the_id_set_keeps_and_evicts_as_the_customers_does() -> None:
     """A busy instance holds its full id set and evicts at every event: the health's
     working form of the set (appended in order, evicted from the front) keeps the same
-    ids and floor as the core's (``dedup.remember``/``prune``), whatever order the
+    ids and floor as the core's (``tests.plain_ids``), whatever order the
     events come in, and the state stores them oldest first."""
     rng = random.Random(5)
     model = model_with(seen_ids_max=16)
@@ -374,22 +375,23 @@ def test_the_id_set_keeps_and_evicts_as_the_customers_does() -> None:
             h, t = dedup.id_hash(e.event_id), int(e.occurred_at.timestamp())
             if h in seen or (watermark and (t < watermark - lateness or t <= floor)):
                 continue
-            floor = dedup.remember(seen, h, t, 16, floor)
+            floor = plain_ids.remember(seen, h, t, 16, floor)
             watermark = max(watermark, t)
-        dedup.prune(seen, watermark - lateness)
+        plain_ids.prune(seen, watermark - lateness)
         assert state.floor == floor
         assert unpack_seen(state.seen) == sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))
     assert state is not None and 0 < floor < watermark == state.watermark
 
 
-@pytest.mark.parametrize("batch", [1, 7, FEW_EVENTS, FEW_EVENTS + 1, 200])
-def test_the_id_set_is_the_same_whether_a_call_works_on_it_packed_or_as_a_dict(
+@pytest.mark.parametrize("batch", [1, 7, dedup.INDEX_AFTER, dedup.INDEX_AFTER + 1, 200])
+def test_the_id_set_is_the_same_whether_a_call_works_on_it_packed_or_indexed(
     batch: int,
 ) -> None:
-    """A call of at most FEW_EVENTS events works on the packed id set in place, a larger
-    one on a dict of it: the same ids, floor and evictions either way, with events out
-    of order within the lateness and duplicates among them (a full set evicts at every
-    event: an ATM used every 5 seconds for an hour is 720 ids, the set keeps 256)."""
+    """A call that adds fewer than ``dedup.INDEX_AFTER`` ids works on the packed id set
+    in place, a larger one indexes it part way: the same ids, floor and evictions either
+    way, with events out of order within the lateness and duplicates among them (a full
+    set evicts at every event: an ATM used every 5 seconds for an hour is 720 ids, the
+    set keeps 256)."""
     rnd = random.Random(batch)
     events = traffic(0, 1, 5, 50) + traffic(1, 0.25, 3, 2)
     arrived = sorted(events, key=lambda e: e.occurred_at + timedelta(seconds=rnd.uniform(0, 600)))
