@@ -85,6 +85,25 @@ And two for the bundled broker:
    partition that long, and an event crosses two of a worker's consumers before its
    alert leaves. The worker's consumers take ``App.fetch_max_wait_ms`` instead.
 
+And one place where a partition drained at one record a commit (kill -9 and restart
+scenarios: ``alerts`` lag 640 to 338 in four minutes, one offset a commit a partition):
+
+8. **Offsets acknowledged twice.** Faust keeps a partition's acknowledged offsets in a
+   list and commits up to the end of its first run of consecutive offsets
+   (``Consumer._new_offset``). A gap (``Consumer._add_gap``) is merged into that list
+   without looking at what is there: with a range of offsets in it twice, the first run
+   is two offsets long and each commit (every ~2.8 s) moves the committed offset by
+   one. Here the offsets are taken as a set, and those below the committed offset
+   (done) are dropped, before Faust picks the run to commit.
+9. **A gap over records just delivered.** ``Consumer.perform_seek`` sets every read
+   offset back to the committed offset once the last partition is sought. The seeks
+   take a committed-offset request each and the fetcher goes on meanwhile, so a
+   partition sought early had records delivered (and acknowledged) from its new
+   position before that; the next record then looked like a gap over them (fix 8's
+   twice-acknowledged offsets, and a gap that counts queued records as done). Here a
+   partition's read offset is set to the sought offset in the same step as its seek,
+   and ``perform_seek`` leaves the read offsets alone.
+
 Installed by ``App`` below (``cxpulse.streams.app`` builds the worker with it); only Faust's
 ``kafka://`` transport is replaced. docs/operations.md has the write-up for Faust's and
 aiokafka's maintainers, with a reproduction.
@@ -119,7 +138,7 @@ async def seek_to_committed_or_reset(
     *,
     is_changelog: Callable[[TopicPartition], bool],
     reset: str = "earliest",
-    on_seek: Callable[[TopicPartition], None] | None = None,
+    on_seek: Callable[[TopicPartition, int | None], None] | None = None,
 ) -> dict[TopicPartition, int | None]:
     """Seek each partition to its committed offset; a stream partition the group never
     committed goes back to where ``reset`` starts it. Returns the committed offsets
@@ -128,11 +147,12 @@ async def seek_to_committed_or_reset(
     Changelog partitions keep aiokafka's behaviour: Faust positions them itself (table
     recovery) and never commits them.
 
-    ``on_seek(tp)`` is called for each stream partition in the same step as its position
-    changes (no await in between), so that a fetch that ends on the consumer's event loop
-    is either wholly before the seek or wholly after it.
+    ``on_seek(tp, offset)`` is called for each stream partition in the same step as its
+    position changes (no await in between), so that a fetch that ends on the consumer's
+    event loop is either wholly before the seek or wholly after it; ``offset`` is the
+    committed offset sought, None for a partition sent where ``reset`` starts it.
     """
-    sought = on_seek or (lambda tp: None)
+    sought = on_seek or (lambda tp, offset: None)
     committed: dict[TopicPartition, int | None] = {}
     never: list[TopicPartition] = []
     for tp in partitions:
@@ -142,13 +162,13 @@ async def seek_to_committed_or_reset(
             if offset is not None and offset > 0:
                 consumer.seek(tp, offset)
         elif offset is not None and offset >= 0:
-            sought(tp)
+            sought(tp, offset)
             consumer.seek(tp, offset)
         else:
             never.append(tp)
     if never:
         for tp in never:
-            sought(tp)
+            sought(tp, None)
         # aiokafka invalidates the positions before its first await: still the same step.
         if reset == "latest":
             await consumer.seek_to_end(*never)
@@ -251,13 +271,12 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def _seek_every_partition(self) -> Mapping[TP, int]:
         consumer = self._ensure_consumer()
         faust_consumer: Any = self.consumer
-        seeks: Seeks = faust_consumer.seeks
         result = await seek_to_committed_or_reset(
             consumer,
             consumer.assignment(),
             is_changelog=faust_consumer._is_changelog_tp,
             reset=str(self.app.conf.consumer_auto_offset_reset),
-            on_seek=lambda tp: seeks.sought([tp]),
+            on_seek=faust_consumer.sought,
         )
         return {tp: offset for tp, offset in result.items() if offset is not None}
 
@@ -334,6 +353,27 @@ class Consumer(faust_aiokafka.Consumer):
         self.fetched_end: dict[tuple[str, int], int] = {}
         super().__init__(*args, **kwargs)
 
+    def sought(self, tp: TopicPartition, offset: int | None) -> None:
+        """A stream partition was sought to ``offset`` (on the consumer's thread, in the
+        same step as the seek, fix 9): its batches fetched before are stale (``Seeks``),
+        and its read offset is the sought one (None for a reset), as Faust sets it only
+        once every partition is sought: a record missing after it (compacted away) is
+        still a gap, and records delivered from there on move it forward."""
+        self.seeks.sought([tp])
+        self._read_offset[TP(tp.topic, tp.partition)] = offset
+
+    async def perform_seek(self) -> None:
+        """Faust's, without setting the read offsets to the committed offsets once every
+        partition is sought (fix 9): each partition's was set with its seek. The seeks
+        take a committed-offset request each, and the fetcher goes on meanwhile: records
+        of a partition sought early are fetched and delivered from its new position
+        before the last one is sought, and a read offset set back after them made the
+        next record look like a gap over them."""
+        committed = await self.seek_to_committed()
+        self._committed_offset.update(
+            {TP(tp.topic, tp.partition): offset or None for tp, offset in committed.items()}
+        )
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -371,6 +411,29 @@ class Consumer(faust_aiokafka.Consumer):
                 read_offset[tp] = None
             seeks.deliver(tp, message, at_fetch)
             yield tp, message
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """Faust's, on the acknowledged offsets as a set (fix 8): each at most once, none
+        below the committed offset (those are done; each run of them cost a commit that
+        committed nothing)."""
+        acked = self._acked[tp]
+        if acked:
+            gap_for_tp = self._gap[tp]
+            if gap_for_tp:  # Faust's merge of the gaps up to the highest acknowledged offset
+                max_offset = max(acked)
+                spans = sorted(gap_for_tp.overlap(0, max_offset), key=lambda x: x.begin)
+                if spans:
+                    merged = [o for span in spans for o in range(span.begin, span.end)]
+                    acked.extend(merged)
+                    gap_for_tp.chop(0, max(merged[-1], max_offset + 1))
+            committed = self._committed_offset[tp]
+            done = {o for o in acked if committed is None or o >= committed}
+            if len(done) != len(acked):
+                acked[:] = sorted(done)
+                if committed is not None:
+                    index = self._acked_index[tp]
+                    index.difference_update([o for o in index if o < committed])
+        return super()._new_offset(tp)
 
     def fetched_after_seek(self, message: Any) -> bool:
         """Whether an event of ``message`` must stay queued when a running flow is

@@ -71,12 +71,16 @@ async def _scenario(bootstrap: str, fixed: bool) -> dict[int, int]:
         await consumer.commit({tps[1]: OffsetAndMetadata(0, ""), tps[2]: OffsetAndMetadata(4, "")})
         assert [await consumer.position(tp) for tp in tps] == [PER_PARTITION] * 3
         if fixed:
-            sought: list[TopicPartition] = []
+            sought: list[tuple[TopicPartition, int | None]] = []
             committed = await seek_to_committed_or_reset(
-                consumer, tps, is_changelog=lambda tp: False, on_seek=sought.append
+                consumer,
+                tps,
+                is_changelog=lambda tp: False,
+                on_seek=lambda tp, offset: sought.append((tp, offset)),
             )
             assert committed == {tps[0]: None, tps[1]: 0, tps[2]: 4}
-            assert sorted(sought) == tps  # each stream partition's seek is announced
+            # each stream partition's seek is announced, with where it goes (None: reset)
+            assert sorted(sought) == [(tps[0], None), (tps[1], 0), (tps[2], 4)]
         else:
             await consumer.seek_to_committed(*tps)
         return {tp.partition: await consumer.position(tp) for tp in tps}

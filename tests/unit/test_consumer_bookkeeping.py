@@ -199,3 +199,64 @@ def test_resuming_a_suspended_flow_clears_every_queue() -> None:
 
     assert Consumer.fetched_after_seek(c, m)
     assert asyncio.run(scenario()) == (0, True)
+
+
+def test_a_gap_over_acknowledged_offsets_commits_at_once() -> None:
+    """Fix 8: after a seek back to 100, records 100..400 were delivered and acknowledged
+    before Faust set the read offset back to 100 (fix 9); record 401 then recorded the
+    gap 101..401 over them. Faust's list holds 101..401 twice and commits one offset a commit (300
+    commits, ~14 min); on a set, the first commit reaches the end."""
+
+    def commits(new_offset: Any) -> list[int | None]:
+        c = bookkeeping(committed=100)
+        c._acked[TPX] = list(range(100, 500))
+        c._acked_index[TPX] = set(range(100, 500))
+        c._gap[TPX].addi(101, 402)  # _add_gap(tp, 101, 401)
+        made: list[int | None] = []
+        while c._committed_offset[TPX] < 500 and len(made) < 1000:
+            new = new_offset(c, TPX)
+            made.append(new)
+            if new is not None and new > c._committed_offset[TPX]:
+                c._committed_offset[TPX] = new
+        return made
+
+    faust = commits(FaustConsumer._new_offset)
+    assert len(faust) == 302 and faust[:3] == [102, 103, 104]
+    assert commits(Consumer._new_offset) == [500]
+
+
+def test_offsets_below_the_committed_one_do_not_hold_a_commit_back() -> None:
+    """Fix 8: offsets acknowledged again below the committed one (a redelivered copy
+    while a commit was under way) are done: the commit goes past them at once."""
+    c = bookkeeping(committed=50)
+    for offsets in ([20, 21], [30, 31]):
+        c._acked[TPX].extend(offsets)
+    c._acked[TPX].extend(range(50, 60))
+    c._acked_index[TPX].update(c._acked[TPX])
+    assert Consumer._new_offset(c, TPX) == 60
+    assert not c._acked[TPX] and not c._acked_index[TPX]
+
+
+def test_a_seek_sets_the_read_offset_and_perform_seek_leaves_it() -> None:
+    """Fix 9: a partition's read offset is the sought offset from its seek on (so a
+    record compacted away right after it is still a gap); records delivered from its new
+    position before the last partition is sought move it forward, and perform_seek does
+    not set it back to the committed offset (the next record would look like a gap over
+    them). A partition sent where the reset policy starts it has none."""
+    c = bookkeeping(committed=None)
+    c._read_offset[TPX] = 300  # delivered before the seek
+    other = TP(TPX.topic, TPX.partition + 1)
+
+    async def seek_to_committed() -> dict[TP, int]:
+        Consumer.sought(c, TPX, 100)  # on the consumer's thread, with the seek to 100
+        assert c._read_offset[TPX] == 100
+        c._read_offset[TPX] = 180  # 100..180 delivered from the new position meanwhile
+        Consumer.sought(c, other, None)  # never committed: back to the reset position
+        assert c._read_offset[other] is None
+        return {TPX: 100}
+
+    c.seek_to_committed = seek_to_committed
+    asyncio.run(Consumer.perform_seek(c))
+    assert c._read_offset[TPX] == 180
+    assert c._committed_offset[TPX] == 100
+    assert c.seeks.count[(TPX.topic, TPX.partition)] == 1
