@@ -63,53 +63,67 @@ def test_the_packed_id_set_answers_and_stores_like_the_dict() -> None:
     assert evictions > 100 and late_ids > 100 and aged_out > 100
 
 
+def _calls_against_the_definition(
+    r: random.Random,
+    *,
+    calls: int,
+    events: tuple[int, ...],
+    cap: int,
+    keep_s: int,
+    late: tuple[float, int],
+    known: float = 0.0,
+    step_s: int = 30,
+) -> tuple[dict[bytes, int], int, int]:
+    """Call after call on one set, as a customer's or an instance's are made: each call
+    of ``r.choice(events)`` events (told to ``Seen``), now and then one ``late[1]`` s
+    older (share ``late[0]``), now and then one already known (share ``known``); every
+    answer, floor and stored set compared with the plain definition. Returns the set as
+    stored last, the floor, and how many calls indexed their set."""
+    packed, plain, floor, plain_floor, t, indexed = b"", {}, 0, 0, 10_000, 0
+    for _ in range(calls):
+        n = r.choice(events)
+        seen = dedup.Seen(packed, n)
+        indexed += seen.index is not None
+        for _ in range(n):
+            t += r.randint(0, step_s)
+            at = t - r.randint(0, late[1]) if r.random() < late[0] else t
+            h = r.choice(list(plain)) if plain and r.random() < known else r.randbytes(6)
+            assert (h in seen) == (h in plain)
+            if h in plain:
+                continue
+            plain_floor = plain_ids.remember(plain, h, at, cap, plain_floor)
+            floor = seen.remember(h, at, cap, floor)
+            assert floor == plain_floor
+        packed = seen.stored(t - keep_s)
+        assert packed == pack_ids(dedup.kept(plain, t - keep_s))
+        plain = dict(unpack_ids(packed))
+    return plain, plain_floor, indexed
+
+
 def test_a_full_set_in_steady_flow_forgets_like_the_dict() -> None:
     """Call after call of one or two events, mostly in order, a set at its cap: the oldest
     ids go off the front of the bytes, and the floor follows them."""
-    r = random.Random(5)
-    packed, plain, floor, plain_floor, t = b"", {}, 0, 0, 10_000
-    for _ in range(2000):
-        seen = dedup.Seen(packed)
-        for _ in range(r.choice((1, 1, 1, 2))):
-            t += r.randint(0, 30)
-            at = t - r.randint(0, 400) if r.random() < 0.1 else t  # now and then out of order
-            h = r.randbytes(6)
-            assert h not in seen and h not in plain
-            plain_floor = plain_ids.remember(plain, h, at, 32, plain_floor)
-            floor = seen.remember(h, at, 32, floor)
-            assert floor == plain_floor
-        packed = seen.stored(t - 2000)
-        assert packed == pack_ids(dedup.kept(plain, t - 2000))
-        plain = dict(unpack_ids(packed))
-    assert plain_floor > 10_000 and len(plain) == 32
+    plain, floor, indexed = _calls_against_the_definition(
+        random.Random(5), calls=2000, events=(1, 1, 1, 2), cap=32, keep_s=2000, late=(0.1, 400)
+    )
+    assert floor > 10_000 and len(plain) == 32 and indexed == 0
 
 
 def test_a_call_adding_many_ids_indexes_the_set_and_keeps_the_same_ids() -> None:
     """Calls of up to three times ``INDEX_AFTER`` events on a set at its cap, mostly in
     order, some older than every id kept, some already known: the set, indexed for the
     larger calls, answers, evicts and stores as the dict does."""
-    r = random.Random(11)
-    packed, plain, floor, plain_floor, t = b"", {}, 0, 0, 50_000
-    indexed = 0
-    for _ in range(300):
-        n = r.randint(1, 3 * dedup.INDEX_AFTER)
-        seen = dedup.Seen(packed, n)
-        indexed += seen.index is not None
-        for _ in range(n):
-            t += r.randint(0, 20)
-            at = t - r.randint(0, 3000) if r.random() < 0.15 else t
-            known = plain and r.random() < 0.05
-            h = r.choice(list(plain)) if known else r.randbytes(6)
-            assert (h in seen) == (h in plain)
-            if h in plain:
-                continue
-            plain_floor = plain_ids.remember(plain, h, at, 128, plain_floor)
-            floor = seen.remember(h, at, 128, floor)
-            assert floor == plain_floor
-        packed = seen.stored(t - 4000)
-        assert packed == pack_ids(dedup.kept(plain, t - 4000))
-        plain = dict(unpack_ids(packed))
-    assert 50 < indexed < 300 and len(plain) == 128 and plain_floor > 50_000
+    plain, floor, indexed = _calls_against_the_definition(
+        random.Random(11),
+        calls=300,
+        events=tuple(range(1, 3 * dedup.INDEX_AFTER + 1)),
+        cap=128,
+        keep_s=4000,
+        late=(0.15, 3000),
+        known=0.05,
+        step_s=20,
+    )
+    assert 50 < indexed < 300 and len(plain) == 128 and floor > 10_000
 
 
 def test_a_hash_found_across_entries_is_not_a_member() -> None:
