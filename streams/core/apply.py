@@ -32,7 +32,7 @@ from uuid import UUID
 
 import msgspec
 
-from cxpulse.schemas.model import ExperienceModel
+from cxpulse.schemas.model import DEFAULT_SEGMENT, NO_TIER, TIERS, ExperienceModel
 from cxpulse.schemas.scoring import (
     CustomerState,
     Episode,
@@ -116,6 +116,37 @@ class _Params:
     seen_ids_max: int
     explanation_size: int
     limits: trail.Limits
+    levels: readings.Levels
+    #: per tier (``NO_TIER`` for none): the factors' expectations, and the share of each
+    #: touchpoint's expected effort it expects
+    expectations: dict[str, dict[str, float]]
+    effort_shares: dict[str, float]
+    #: per segment (``DEFAULT_SEGMENT`` for the others): the factors' importance
+    importance: dict[str, dict[str, float]]
+    #: the reading plan of each touchpoint seen, per channel (``plan``)
+    plans: dict[str, dict[str, readings.Plan]]
+    model: ExperienceModel
+
+    def plan(self, touchpoint: str, channel: str) -> readings.Plan:
+        """How an event of this touchpoint on this channel is read: its spec, else its
+        longest configured dotted prefix's, else the channel's defaults
+        (``ExperienceModel.touchpoint_spec``), made once and kept (at most ``PLANS_KEPT``
+        a channel: touchpoint names come from the input)."""
+        kept = self.plans.get(channel)
+        if kept is None:
+            kept = self.plans[channel] = {}
+        found = kept.get(touchpoint)
+        if found is None:
+            spec, fallback = self.model.touchpoint_spec(touchpoint, channel)
+            if len(kept) >= PLANS_KEPT:
+                kept.clear()
+            found = kept[touchpoint] = readings.Plan(spec, fallback, self.levels)
+        return found
+
+    def importance_for(self, segment: str | None) -> dict[str, float]:
+        """``ExperienceModel.importance_for``."""
+        imp = self.importance
+        return imp.get(segment or DEFAULT_SEGMENT) or imp[DEFAULT_SEGMENT]
 
     @classmethod
     def of(cls, model: ExperienceModel) -> _Params:
@@ -132,6 +163,12 @@ class _Params:
             seen_ids_max=model.state.seen_ids_max,
             explanation_size=model.score.explanation_size,
             limits=trail.Limits.of(model),
+            levels=readings.Levels(model),
+            expectations={t: model.expectations_for(t) for t in (*TIERS, NO_TIER)},
+            effort_shares={t: model.effort_for(t) for t in (*TIERS, NO_TIER)},
+            importance={s: model.importance_for(s) for s in model.factors.importance},
+            plans={},
+            model=model,
         )
         if len(_PARAMS) >= 16:
             _PARAMS.clear()
@@ -140,6 +177,8 @@ class _Params:
 
 
 _PARAMS: dict[int, tuple[ExperienceModel, _Params]] = {}
+#: Reading plans kept per channel (``_Params.plan``).
+PLANS_KEPT = 1024
 
 
 def _open(state: CustomerState | None, customer_id: str) -> _Work:
@@ -186,7 +225,7 @@ def _relationship(w: _Work, model: ExperienceModel, p: _Params) -> dict[str, tup
     weight = model.score.nps_weight
     if w.nps is None or weight <= 0:
         return {}
-    expected = model.expectations_for(w.tier)["relationship"]
+    expected = p.expectations[w.tier or NO_TIER]["relationship"]
     gap = readings.scale_reading(w.nps, model.readings.nps, expected) - expected
     return {"relationship": (weight * score.weight(w.nps_t, w.watermark, p.half_life_s), gap)}
 
@@ -260,10 +299,13 @@ def _apply(
 
     tier = ev.tier or w.tier
     segment = ev.segment or w.segment
-    spec, fallback = model.touchpoint_spec(ev.touchpoint, ev.channel)
-    importance = model.importance_for(segment)
-    expectations = model.expectations_for(tier)
-    x = readings.factor_readings(ev, spec, model, sentiment, expectations, model.effort_for(tier))
+    plan = p.plan(ev.touchpoint, ev.channel)
+    fallback = plan.fallback
+    importance = p.importance_for(segment)
+    expectations = p.expectations[tier or NO_TIER]
+    x = readings.factor_readings(
+        ev, plan, p.levels, sentiment, expectations, p.effort_shares[tier or NO_TIER]
+    )
     g, imp, v, key = valence.assess(x, expectations, importance)
 
     if late:

@@ -37,11 +37,6 @@ from cxpulse.streams.core.decimals import rounded
 from cxpulse.streams.pipeline.records import Event, Feedback
 
 
-def outcome_reading(outcome: str, model: ExperienceModel) -> float:
-    """The need level's cap: success 10, abandoned 3, failure 0 by default."""
-    return float(getattr(model.readings.outcomes, outcome))
-
-
 def effort_reading(value: float, expected: float, k: float) -> float:
     """Ease on 0..10: 10 while ``value <= expected``, then linear to 0 at ``value = k*expected``
     (the factor's ease reading is this share of its expectation).
@@ -57,27 +52,41 @@ def effort_reading(value: float, expected: float, k: float) -> float:
     return 10.0 * (top - value) / (top - expected)
 
 
-def scale_position(value: float, scale: Scale) -> float:
-    """Where an answer lies on its scale, linearly: ``zero`` -> 0, ``ten`` -> 10, clamped
-    (CSAT (c-1)*2.5, CES (7-c)*10/6, sentiment 5+5c with the defaults)."""
-    x = 10.0 * (value - scale.zero) / (scale.ten - scale.zero)
-    return 0.0 if x < 0 else 10.0 if x > 10 else x
-
-
-#: An answer read on its scale: its position (``scale_position``) and the positions its
-#: scale's expected answer spans there, low to high (None for a scale without one).
+#: An answer read on its scale: its position (``AnswerScale.position``) and the positions
+#: its scale's expected answer spans there, low to high (None for a scale without one).
 Point = tuple[float, tuple[float, float] | None]
 
 
-def scale_point(value: float, scale: Scale) -> Point:
-    """What of an answer does not depend on the expectation it is read against: an event
-    reads its answers once, then against each factor's expectation (``point_reading``)."""
-    x = scale_position(value, scale)
-    rng = scale.expected_range()
-    if not rng:
-        return x, None
-    a, b = (scale_position(v, scale) for v in rng)
-    return x, ((a, b) if a <= b else (b, a))
+class AnswerScale:
+    """A ``Scale`` of the model as the core reads answers on it: its ends, and where its
+    expected answer lies, worked out once per model (``Levels``)."""
+
+    def __init__(self, zero: float, ten: float, span: tuple[float, float] | None) -> None:
+        self.zero = zero
+        self.ten = ten
+        #: the positions the expected answer spans, low to high; None without one
+        self.span = span
+
+    @staticmethod
+    def of(scale: Scale) -> AnswerScale:
+        read = AnswerScale(scale.zero, scale.ten, None)
+        rng = scale.expected_range()
+        if rng:
+            a, b = (read.position(v) for v in rng)
+            read.span = (a, b) if a <= b else (b, a)
+        return read
+
+    def position(self, value: float) -> float:
+        """Where an answer lies on the scale, linearly: ``zero`` -> 0, ``ten`` -> 10,
+        clamped (CSAT (c-1)*2.5, CES (7-c)*10/6, sentiment 5+5c with the defaults)."""
+        x = 10.0 * (value - self.zero) / (self.ten - self.zero)
+        return 0.0 if x < 0 else 10.0 if x > 10 else x
+
+    def point(self, value: float) -> Point:
+        """What of an answer does not depend on the expectation it is read against: an
+        event reads its answers once, then against each factor's expectation
+        (``point_reading``)."""
+        return self.position(value), self.span
 
 
 def point_reading(point: Point, expected: float) -> float:
@@ -96,78 +105,123 @@ def point_reading(point: Point, expected: float) -> float:
 def scale_reading(value: float, scale: Scale, expected: float) -> float:
     """An answer as a reading against the expectation ``expected`` (``E_f``): the scale's
     expected answer (or range) reads ``expected``, ``zero`` 0 and ``ten`` 10, linear in
-    between; a scale without ``expected`` is read linearly (``scale_position``).
+    between; a scale without ``expected`` is read linearly (``AnswerScale.position``).
 
     >>> from cxpulse.schemas.model import Scale
     >>> csat = Scale(zero=1, ten=5, expected=4)
     >>> [scale_reading(c, csat, 7.0) for c in (1, 4, 5)]
     [0.0, 7.0, 10.0]
     """
-    return point_reading(scale_point(value, scale), expected)
+    return point_reading(AnswerScale.of(scale).point(value), expected)
 
 
-def _answers(
-    feedback: Feedback | None, sentiment: float | None, model: ExperienceModel
-) -> list[Point]:
-    d = model.readings.delight
-    xs: list[Point] = []
-    if feedback is not None:
-        if feedback.csat is not None:
-            xs.append(scale_point(feedback.csat, d.csat))
-        if feedback.ces is not None:
-            xs.append(scale_point(feedback.ces, d.ces))
-    if sentiment is not None:
-        xs.append(scale_point(sentiment, d.sentiment))
-    return xs
+class Levels:
+    """The model's ``readings`` section as the core reads every event with it: the
+    outcomes' caps, the level weights and the delight scales, read once per model
+    (``cxpulse.streams.core.apply``); the model itself is a pydantic model, whose fields
+    cost the compiled core a generic attribute lookup each."""
+
+    def __init__(self, model: ExperienceModel) -> None:
+        cfg = model.readings
+        o = cfg.outcomes
+        #: the need level's cap per outcome: success 10, abandoned 3, failure 0 by default
+        self.caps: dict[str, float] = {
+            "success": float(o.success),
+            "abandoned": float(o.abandoned),
+            "failure": float(o.failure),
+        }
+        self.effort_k: float = cfg.effort_k
+        w = cfg.level_weights
+        self.need: float = w.need
+        self.ease: float = w.ease
+        self.delight: float = w.delight
+        d = cfg.delight
+        self.csat = AnswerScale.of(d.csat)
+        self.ces = AnswerScale.of(d.ces)
+        self.sentiment = AnswerScale.of(d.sentiment)
+
+    def answers(self, feedback: Feedback | None, sentiment: float | None) -> list[Point]:
+        """The moment's answers on their scales: CSAT, CES, sentiment (an NPS says
+        nothing of the moment)."""
+        xs: list[Point] = []
+        if feedback is not None:
+            if feedback.csat is not None:
+                xs.append(self.csat.point(feedback.csat))
+            if feedback.ces is not None:
+                xs.append(self.ces.point(feedback.ces))
+        if sentiment is not None:
+            xs.append(self.sentiment.point(sentiment))
+        return xs
+
+
+class Effort:
+    """One effort metric of a touchpoint as it is read: its expected value, its ``k``
+    (the model's ``effort_k`` when the touchpoint gives none) and the factors it bears on
+    (all the touchpoint's when it names none)."""
+
+    def __init__(self, metric: str, expected: float, k: float, factors: tuple[str, ...]) -> None:
+        self.metric = metric
+        self.expected = expected
+        self.k = k
+        self.factors = factors
+
+
+class Plan:
+    """How the events of one touchpoint are read: its factors, in its order, and its effort
+    metrics; ``fallback`` when it is its channel's defaults (no spec of its own). Made
+    once per touchpoint and channel from the model's ``TouchpointSpec``
+    (``cxpulse.streams.core.apply``)."""
+
+    def __init__(self, spec: TouchpointSpec, fallback: bool, levels: Levels) -> None:
+        self.factors: tuple[str, ...] = tuple(spec.factors)
+        self.efforts: tuple[Effort, ...] = tuple(
+            Effort(e.metric, e.expected, e.k or levels.effort_k, tuple(e.factors or spec.factors))
+            for e in spec.effort
+        )
+        self.fallback = fallback
 
 
 def delight_reading(answers: list[Point], expected: float) -> float:
-    """Delight level against ``expected``: the mean of the moment's ``answers`` (what
-    ``_answers`` found: CSAT, CES, sentiment, each read on its scale once per event; an
-    NPS says nothing of the moment)."""
+    """Delight level against ``expected``: the mean of the moment's ``answers``
+    (``Levels.answers``: each read on its scale once per event)."""
     return sum(point_reading(p, expected) for p in answers) / len(answers)
 
 
 def factor_readings(
     event: Event,
-    spec: TouchpointSpec,
-    model: ExperienceModel,
+    plan: Plan,
+    levels: Levels,
     sentiment: float | None,
     expectations: dict[str, float],
     effort_share: float = 1.0,
 ) -> dict[str, float]:
-    """``x_f`` for every factor of the touchpoint (see the module docstring for the rule),
-    against the tier's ``expectations`` and the share ``effort_share`` of each expected
-    effort the tier expects.
+    """``x_f`` for every factor of the touchpoint (``plan``; see the module docstring for
+    the rule), against the tier's ``expectations`` and the share ``effort_share`` of each
+    expected effort the tier expects.
 
     Called for every event: what does not depend on the factor (the outcome's cap, the
-    ease shares, the level weights, where each answer lies on its scale) is read once,
-    and delight is only looked for when the customer said something; the arithmetic is
-    the rule's, term by term.
+    ease shares, where each answer lies on its scale) is read once, and delight is only
+    looked for when the customer said something; the arithmetic is the rule's, term by
+    term.
     """
-    cfg = model.readings
-    cap = outcome_reading(event.outcome, model)
+    cap = levels.caps[event.outcome]
     feedback = event.feedback
-    answers = [] if feedback is None and sentiment is None else _answers(feedback, sentiment, model)
+    answers = [] if feedback is None and sentiment is None else levels.answers(feedback, sentiment)
     ease_sum: dict[str, float] = {}
     ease_n: dict[str, int] = {}
     details = event.details
-    if details is not None and spec.effort:
-        for eff in spec.effort:
+    if details is not None and plan.efforts:
+        for eff in plan.efforts:
             value = getattr(details, eff.metric, None)
             if value is None:
                 continue
-            share = (
-                effort_reading(float(value), eff.expected * effort_share, eff.k or cfg.effort_k)
-                / 10.0
-            )
-            for f in eff.factors or spec.factors:
+            share = effort_reading(float(value), eff.expected * effort_share, eff.k) / 10.0
+            for f in eff.factors:
                 ease_sum[f] = ease_sum.get(f, 0.0) + share
                 ease_n[f] = ease_n.get(f, 0) + 1
-    w = cfg.level_weights
-    w_need, w_ease, w_delight = w.need, w.ease, w.delight
+    w_need, w_ease, w_delight = levels.need, levels.ease, levels.delight
     out: dict[str, float] = {}
-    for f in spec.factors:
+    for f in plan.factors:
         e = expectations[f]
         need = cap if cap < e else e
         total, weight = w_need * need, w_need

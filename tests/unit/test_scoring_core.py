@@ -18,7 +18,7 @@ from cxpulse.schemas.model import ExperienceModel, Scale, parse_model
 from cxpulse.schemas.scoring import CustomerState
 from cxpulse.streams.core import apply_event, apply_events, score_update
 from cxpulse.streams.core.episodes import combine, remembered
-from cxpulse.streams.core.readings import effort_reading, scale_position
+from cxpulse.streams.core.readings import AnswerScale, effort_reading
 from cxpulse.streams.core.score import weight
 from cxpulse.streams.core.valence import assess
 from cxpulse.streams.state.customer import encode
@@ -159,7 +159,9 @@ def test_effort_curve(value: float, expected: float, k: float, reading: float) -
     ],
 )
 def test_delight_mappings(scale: tuple[float, float], value: float, reading: float) -> None:
-    assert scale_position(value, Scale(zero=scale[0], ten=scale[1])) == pytest.approx(reading)
+    assert AnswerScale.of(Scale(zero=scale[0], ten=scale[1])).position(value) == pytest.approx(
+        reading
+    )
 
 
 @pytest.mark.parametrize(
