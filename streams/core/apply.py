@@ -539,10 +539,17 @@ def score_update(state: CustomerState) -> ScoreUpdate:
     The explanation lists the moments with a contribution, largest first (at most the
     model's ``explanation_size``, chosen when the state was built); ``explanation_rest``
     is what every other moment accounts for, so that the listed contributions and the
-    rest sum to ``score - 50`` (``cxpulse.streams.core.explain``).
+    rest sum to ``score - 50`` (``cxpulse.streams.core.explain``). Contributions are
+    given in hundredths of a point: a moment whose contribution rounds to 0 there is
+    left in the rest, never listed as contributing 0.
     """
-    listed = explain.explained(state)
-    contributions = [rounded(k.contribution, 2) for k in listed]
+    listed: list[KeyMoment] = []
+    contributions: list[float] = []
+    for k in explain.explained(state):
+        c = rounded(k.contribution, 2)
+        if c != 0:
+            listed.append(k)
+            contributions.append(c)
     return ScoreUpdate(
         customer_id=state.customer_id,
         version=state.version,

@@ -21,6 +21,7 @@ from cxpulse.streams.core.episodes import combine, remembered
 from cxpulse.streams.core.readings import AnswerScale, effort_reading
 from cxpulse.streams.core.score import weight
 from cxpulse.streams.core.valence import assess
+from cxpulse.streams.model_check import load_model
 from cxpulse.streams.state.customer import encode
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
@@ -469,6 +470,52 @@ def test_explanation_follows_the_episode_end_and_the_folded_episodes() -> None:
     total = sum(x.contribution for x in up.explanation) + up.explanation_rest
     assert total == pytest.approx(up.score - 50, abs=1e-9)
     assert abs(up.explanation_rest) <= 0.02
+
+
+def test_a_moment_whose_contribution_rounds_to_zero_is_left_in_the_rest() -> None:
+    """Contributions are given in hundredths of a point: the peak of a mildly slow
+    checkout under the default model (0.002 points of the score) is not listed as contributing
+    0.0; it stays in the rest, and the listed ones and the rest still sum to
+    ``score - 50`` (found by test_scoring_properties.test_the_explanation_adds_up)."""
+    web = {"channel": "web", "touchpoint": "web.checkout", "tier": "A", "segment": "retail"}
+    fast = {"kind": "web", "latency_ms": 0.0, "steps": 0}
+    events = [
+        (ev(0, details=fast, **web), None),
+        (
+            ev(
+                41 / 60,
+                channel="atm",
+                touchpoint="atm.withdrawal",
+                outcome="abandoned",
+                journey_id="J2",
+                segment="retail",
+                details={"kind": "atm", "response_ms": 22.0},
+            ),
+            None,
+        ),
+        (ev(0, details=fast, **web), None),
+        (
+            ev(
+                0,
+                details={"kind": "web", "latency_ms": 1.0, "steps": 12},
+                feedback={"csat": 3, "ces": 1},
+                **web,
+            ),
+            0.125,
+        ),
+    ]
+    state = None
+    for e, sentiment in events:
+        state, _ = apply_event(state, e, load_model(), NOW, sentiment)
+    assert state is not None
+    tiny = [k for ep in state.episodes for k in (ep.peak_m, ep.end_m) if k is not None]
+    assert any(0 < abs(k.contribution) < 0.005 for k in tiny)  # the case this is about
+    up = score_update(state)
+    assert [x.contribution for x in up.explanation] == [-10.0]
+    assert all(x.contribution != 0 for x in up.explanation)
+    assert sum(x.contribution for x in up.explanation) + up.explanation_rest == pytest.approx(
+        up.score - 50, abs=1e-9
+    )
 
 
 # --- idempotency, lateness, clock skew, batches, size ------------------------------------
