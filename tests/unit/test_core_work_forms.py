@@ -5,7 +5,8 @@ the dict it replaces (``tests.plain_ids``, ``kept``, ``pack_ids``), ``trail.add_
 against the definition in its docstring, and an episode's packed memories (``mask`` and
 ``series``: one memory per vocabulary slot) against the dicts of tuples they replace
 (one episode, merges, folding and the sub-scores, to the last bit), over many random
-calls, in and out of order.
+calls, in and out of order; a touchpoint's reading plan against the model's spec it is
+made from.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from cxpulse.schemas.scoring import (
 )
 from cxpulse.schemas.vocabulary import CHANNELS, FACTORS
 from cxpulse.streams.core import dedup, episodes, score, trail
+from cxpulse.streams.core.apply import PLANS_KEPT, _Params
+from cxpulse.streams.model_check import load_model
 from tests import plain_ids
 
 HOUR = 3600
@@ -332,3 +335,40 @@ def test_folding_adds_each_series_as_the_dicts_did() -> None:
 def test_names_outside_the_vocabulary_have_no_slot() -> None:
     mask, series = memories_of({"ambience": (1.0, 5, 1.0)}, {"kiosk": (2.0, 5, 2.0)})
     assert (mask, series) == (0, b"")
+
+
+def test_a_reading_plan_is_the_spec_the_model_gives_for_the_touchpoint() -> None:
+    """Exact names, dotted prefixes (``atm.withdrawal.cardless``) and the channel's
+    defaults: the plan's factors, effort metrics (with ``k`` and the factors resolved)
+    and fallback flag are those of ``ExperienceModel.touchpoint_spec``."""
+    model = load_model()
+    params = _Params.of(model)
+    names = [(name, spec.channel) for name, spec in model.touchpoints.items()]
+    names += [(f"{name}.more.dots", channel) for name, channel in names]
+    names += [("web.never.configured", "web"), ("nothing", "atm"), ("store", "store")]
+    for name, channel in names:
+        spec, fallback = model.touchpoint_spec(name, channel)
+        plan = params.plan(name, channel)
+        assert plan is params.plan(name, channel)  # made once
+        assert (plan.factors, plan.fallback) == (tuple(spec.factors), fallback)
+        assert [(e.metric, e.expected, e.k, e.factors) for e in plan.efforts] == [
+            (
+                e.metric,
+                e.expected,
+                e.k or model.readings.effort_k,
+                tuple(e.factors or spec.factors),
+            )
+            for e in spec.effort
+        ]
+
+
+def test_reading_plans_kept_stay_bounded_whatever_touchpoint_names_come_in() -> None:
+    """Touchpoint names come from the input: a flood of new ones keeps at most
+    ``PLANS_KEPT`` plans a channel, and a plan made again is the same plan."""
+    params = _Params.of(load_model())
+    first = params.plan("web.flood.0", "web")
+    for i in range(3 * PLANS_KEPT):
+        params.plan(f"web.flood.{i}", "web")
+        assert len(params.plans["web"]) <= PLANS_KEPT
+    again = params.plan("web.flood.0", "web")
+    assert (again.factors, again.fallback) == (first.factors, first.fallback)
