@@ -117,6 +117,7 @@ class _Params:
     explanation_size: int
     limits: trail.Limits
     levels: readings.Levels
+    nps_weight: float
     #: per tier (``NO_TIER`` for none): the factors' expectations, and the share of each
     #: touchpoint's expected effort it expects
     expectations: dict[str, dict[str, float]]
@@ -164,6 +165,7 @@ class _Params:
             explanation_size=model.score.explanation_size,
             limits=trail.Limits.of(model),
             levels=readings.Levels(model),
+            nps_weight=model.score.nps_weight,
             expectations={t: model.expectations_for(t) for t in (*TIERS, NO_TIER)},
             effort_shares={t: model.effort_for(t) for t in (*TIERS, NO_TIER)},
             importance={s: model.importance_for(s) for s in model.factors.importance},
@@ -218,19 +220,19 @@ def _with_shares(key_moments: list[KeyMoment]) -> list[KeyMoment]:
     return key_moments
 
 
-def _relationship(w: _Work, model: ExperienceModel, p: _Params) -> dict[str, tuple[float, float]]:
+def _relationship(w: _Work, p: _Params) -> dict[str, tuple[float, float]]:
     """The last NPS answer as ``(weight, gap)`` on the relationship factor: its reading on
     ``readings.nps`` (passives as expected) against the tier's expectation, weighing
     ``score.nps_weight`` episodes of its age."""
-    weight = model.score.nps_weight
+    weight = p.nps_weight
     if w.nps is None or weight <= 0:
         return {}
     expected = p.expectations[w.tier or NO_TIER]["relationship"]
-    gap = readings.scale_reading(w.nps, model.readings.nps, expected) - expected
+    gap = p.levels.nps.reading(w.nps, expected) - expected
     return {"relationship": (weight * score.weight(w.nps_t, w.watermark, p.half_life_s), gap)}
 
 
-def _close(w: _Work, p: _Params, model: ExperienceModel) -> CustomerState:
+def _close(w: _Work, p: _Params) -> CustomerState:
     old = w.old
     if old is not None and w.version == old.version:
         return old  # nothing was applied: the very same state, as idempotency promises
@@ -238,7 +240,7 @@ def _close(w: _Work, p: _Params, model: ExperienceModel) -> CustomerState:
     assert s is not None  # set by every applied event
     as_of, half_life_s, weights = w.watermark, p.half_life_s, w.weights
     factor_scores, channel_scores = score.sub_scores(
-        w.folded, w.episodes, as_of, half_life_s, weights, _relationship(w, model, p)
+        w.folded, w.episodes, as_of, half_life_s, weights, _relationship(w, p)
     )
     eps, key_moments = explain.contributions(
         w.folded, w.episodes, w.key_moments, as_of, half_life_s, p.explanation_size, weights
@@ -285,7 +287,6 @@ _epoch = times.epoch
 def _apply(
     w: _Work,
     ev: Event,
-    model: ExperienceModel,
     p: _Params,
     now_s: int,
     sentiment: float | None,
@@ -476,8 +477,8 @@ def apply_event(
     """Apply one event; the Moment is None when the event is a duplicate (state unchanged)."""
     w = _open(state, event.customer_id)
     p = _Params.of(model)
-    m = _apply(w, event, model, p, _now_s(now), sentiment)
-    return _close(w, p, model), m
+    m = _apply(w, event, p, _now_s(now), sentiment)
+    return _close(w, p), m
 
 
 def apply_events(
@@ -527,10 +528,10 @@ def apply_events(
                 "apply one customer's events at a time"
             )
         if topics:
-            out[i] = _apply(w, ev, model, p, now_s, sent[i], topics.get(ev.event_id, ()))
+            out[i] = _apply(w, ev, p, now_s, sent[i], topics.get(ev.event_id, ()))
         else:
-            out[i] = _apply(w, ev, model, p, now_s, sent[i])
-    return _close(w, p, model), out
+            out[i] = _apply(w, ev, p, now_s, sent[i])
+    return _close(w, p), out
 
 
 def score_update(state: CustomerState) -> ScoreUpdate:

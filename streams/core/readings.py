@@ -88,6 +88,18 @@ class AnswerScale:
         (``point_reading``)."""
         return self.position(value), self.span
 
+    def reading(self, value: float, expected: float) -> float:
+        """An answer as a reading against the expectation ``expected`` (``E_f``): the
+        scale's expected answer (or range) reads ``expected``, ``zero`` 0 and ``ten`` 10,
+        linear in between; a scale without ``expected`` is read linearly (``position``).
+
+        >>> from cxpulse.schemas.model import Scale
+        >>> csat = AnswerScale.of(Scale(zero=1, ten=5, expected=4))
+        >>> [csat.reading(c, 7.0) for c in (1, 4, 5)]
+        [0.0, 7.0, 10.0]
+        """
+        return point_reading(self.point(value), expected)
+
 
 def point_reading(point: Point, expected: float) -> float:
     """An answer's ``Point`` as a reading against the expectation ``expected``."""
@@ -100,19 +112,6 @@ def point_reading(point: Point, expected: float) -> float:
     if x > hi:
         return expected + (10.0 - expected) * (x - hi) / (10.0 - hi)
     return expected
-
-
-def scale_reading(value: float, scale: Scale, expected: float) -> float:
-    """An answer as a reading against the expectation ``expected`` (``E_f``): the scale's
-    expected answer (or range) reads ``expected``, ``zero`` 0 and ``ten`` 10, linear in
-    between; a scale without ``expected`` is read linearly (``AnswerScale.position``).
-
-    >>> from cxpulse.schemas.model import Scale
-    >>> csat = Scale(zero=1, ten=5, expected=4)
-    >>> [scale_reading(c, csat, 7.0) for c in (1, 4, 5)]
-    [0.0, 7.0, 10.0]
-    """
-    return point_reading(AnswerScale.of(scale).point(value), expected)
 
 
 class Levels:
@@ -139,6 +138,8 @@ class Levels:
         self.csat = AnswerScale.of(d.csat)
         self.ces = AnswerScale.of(d.ces)
         self.sentiment = AnswerScale.of(d.sentiment)
+        #: the relationship signal's scale (an NPS answer: ``readings.nps``)
+        self.nps = AnswerScale.of(cfg.nps)
 
     def answers(self, feedback: Feedback | None, sentiment: float | None) -> list[Point]:
         """The moment's answers on their scales: CSAT, CES, sentiment (an NPS says
