@@ -168,6 +168,26 @@ def test_the_models_keep_their_fields_in_their_records_order() -> None:
     assert set(TouchpointEvent.model_fields) == set(Event.__struct_fields__)
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.lists(events(), min_size=1, max_size=8))
+def test_event_ids_travel_as_their_16_bytes_and_records_with_the_text_still_read(
+    batch: list[TouchpointEvent],
+) -> None:
+    """A record's event id is a msgpack binary of its 16 bytes; records of earlier
+    workers, which carry the canonical text, decode to the same records and heads."""
+    records = [record_of(e) for e in batch]
+    message = encode_events(records)
+    items = msgspec.msgpack.decode(message[2:])
+    assert [item[0] for item in items] == [r.event_id.bytes for r in records]
+    earlier = FORMAT + msgspec.msgpack.encode(records)  # the text, as earlier workers wrote
+    assert [item[0] for item in msgspec.msgpack.decode(earlier[2:])] == [
+        str(r.event_id) for r in records
+    ]
+    assert decode_events(earlier) == decode_events(message) == (records, [])
+    assert decode_heads(earlier) == decode_heads(message)
+    assert len(message) < len(earlier)
+
+
 def test_a_message_of_the_earlier_json_format_is_still_read() -> None:
     event = TouchpointEvent.model_validate(
         {
