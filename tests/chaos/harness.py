@@ -187,8 +187,12 @@ class Harness:
         debug: bool = False,
         log: Callable[[str], None] = print,
         clickhouse_url: str | None = None,
+        drain_seconds: float = 600,
     ) -> None:
         self.name = name
+        #: how long ``drain`` waits for the group to commit everything before it says
+        #: what is left and lets the checks count what is missing
+        self.drain_seconds = drain_seconds
         self.workdir = workdir / name
         self.workdir.mkdir(parents=True, exist_ok=True)
         tag = f"c{uuid.uuid4().hex[:8]}"
@@ -364,9 +368,11 @@ class Harness:
             lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - done)
         return lag
 
-    def drain(self, worker: WorkerProcess, timeout: float = 600) -> None:
+    def drain(self, worker: WorkerProcess, timeout: float | None = None) -> None:
         """Until the group has committed every record of every topic it consumes, twice in
-        a row a few seconds apart (a commit lands every ~3 s)."""
+        a row a few seconds apart (a commit lands every ~3 s); at most ``timeout`` seconds
+        (``drain_seconds``)."""
+        timeout = self.drain_seconds if timeout is None else timeout
         started = time.monotonic()
         deadline, said = started + timeout, started
         clean = 0
