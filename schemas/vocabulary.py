@@ -16,6 +16,7 @@ CHANNELS: tuple[str, ...] = get_args(Channel)
 
 JourneyStage = Literal["pre_purchase", "purchase", "post_purchase"]
 Outcome = Literal["success", "failure", "abandoned"]
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
 Tier = Literal["A", "B", "C"]
 TIERS: tuple[str, ...] = get_args(Tier)
 

@@ -33,6 +33,7 @@ customer's relationship signal (``cxpulse.streams.core.apply``).
 from __future__ import annotations
 
 from cxpulse.schemas.model import ExperienceModel, Scale, TouchpointSpec
+from cxpulse.schemas.vocabulary import OUTCOMES
 from cxpulse.streams.core.decimals import rounded
 from cxpulse.streams.pipeline.records import Event, Feedback
 
@@ -122,13 +123,8 @@ class Levels:
 
     def __init__(self, model: ExperienceModel) -> None:
         cfg = model.readings
-        o = cfg.outcomes
         #: the need level's cap per outcome: success 10, abandoned 3, failure 0 by default
-        self.caps: dict[str, float] = {
-            "success": float(o.success),
-            "abandoned": float(o.abandoned),
-            "failure": float(o.failure),
-        }
+        self.caps: dict[str, float] = {o: float(getattr(cfg.outcomes, o)) for o in OUTCOMES}
         self.effort_k: float = cfg.effort_k
         w = cfg.level_weights
         self.need: float = w.need

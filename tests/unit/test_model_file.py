@@ -17,7 +17,8 @@ from cxpulse.schemas.events import (
     StoreDetails,
     WebDetails,
 )
-from cxpulse.schemas.model import EFFORT_METRICS, ModelError, parse_model
+from cxpulse.schemas.model import EFFORT_METRICS, ModelError, Outcomes, parse_model
+from cxpulse.schemas.vocabulary import OUTCOMES
 from cxpulse.streams.model_check import DEFAULT_MODEL_PATH, check_model_file, load_model
 
 DEFAULT: dict[str, Any] = yaml.safe_load(DEFAULT_MODEL_PATH.read_text())
@@ -50,6 +51,12 @@ def test_effort_metrics_table_matches_the_event_contract() -> None:
         channel = cls.model_fields["kind"].default
         for metric in EFFORT_METRICS[channel]:
             assert metric in cls.model_fields, (channel, metric)
+
+
+def test_the_outcome_caps_name_every_outcome_of_the_contract() -> None:
+    """``readings.outcomes`` has a cap for each outcome an event can have, the core's
+    reading levels read them by those names (``readings.Levels``)."""
+    assert sorted(Outcomes.model_fields) == sorted(OUTCOMES)
 
 
 def _with(path: str, value: Any) -> dict[str, Any]:
