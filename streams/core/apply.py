@@ -303,9 +303,10 @@ def _apply(
     plan = p.plan(ev.touchpoint, ev.channel)
     fallback = plan.fallback
     importance = p.importance_for(segment)
-    expectations = p.expectations[tier or NO_TIER]
+    tier_key = tier or NO_TIER
+    expectations = p.expectations[tier_key]
     x = readings.factor_readings(
-        ev, plan, p.levels, sentiment, expectations, p.effort_shares[tier or NO_TIER]
+        ev, plan, p.levels, sentiment, expectations, p.effort_shares[tier_key]
     )
     g, imp, v, key = valence.assess(x, expectations, importance)
 

@@ -177,7 +177,7 @@ class _Index:
     def add(self, h: bytes, t: int) -> None:
         self.times[h] = t
         entries = self.entries
-        if len(entries) == self.start or (t, h) > (entries[-1][1], entries[-1][0]):
+        if len(entries) == self.start or (t, h) > _TIME_THEN_HASH(entries[-1]):
             entries.append((h, t))
         else:  # out of order: in its place among the kept ones
             insort(entries, (h, t), lo=self.start, key=_TIME_THEN_HASH)
