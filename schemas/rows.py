@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -226,7 +226,9 @@ _DETAIL_COLUMNS = (
     "service_seconds",
     "response_ms",
 )
-_NO_DETAILS: tuple[None, ...] = (None,) * len(_DETAIL_COLUMNS)
+#: The details columns of an event without details: no metrics, error_code '',
+#: cash_dispensed NULL, the details as JSON '{}'.
+_NO_DETAILS: tuple[Any, ...] = (*(None,) * len(_DETAIL_COLUMNS), "", None, "{}")
 
 
 #: An id's text, as ``str(uuid)`` writes it (made in C, a fifth of the cost). Rows hold
@@ -279,71 +281,91 @@ def _json_in_order(fields: dict[str, Any]) -> str:
     return _ORDERED_JSON.encode(fields).decode()
 
 
-def event_rows(
-    events: Iterable[Any], *, source_partition: int, source_offset: int, ingested_at: datetime
-) -> list[tuple[Any, ...]]:
-    """The ``touchpoint_events`` rows of a message's events (``event_row`` of each), its
-    ingestion time cut to milliseconds once, not once an event."""
-    ingested = to_millis(ingested_at)
-    return [_event_row(e, ingested, source_partition, source_offset) for e in events]
-
-
-def event_row(
-    event: Any, *, source_partition: int, source_offset: int, ingested_at: datetime
-) -> tuple[Any, ...]:
-    """Flatten an event into a ``touchpoint_events`` row tuple (column order of ``EventRow``).
+def event_columns(
+    events: Sequence[Any],
+    source_partitions: Sequence[int],
+    source_offsets: Sequence[int],
+    ingested_at: datetime,
+) -> list[list[Any]]:
+    """The ``touchpoint_events`` columns of these events (their rows, column by column,
+    built straight from the records), each event's source partition and offset given in
+    parallel, the ingestion time cut to milliseconds once.
 
     Absent strings become ``''`` (ClickHouse's idiom: cheaper than Nullable, and
     ``WHERE tier = ''`` reads naturally); absent numbers stay NULL so averages ignore them.
     Times are normalised to UTC milliseconds.
     """
-    return _event_row(event, to_millis(ingested_at), source_partition, source_offset)
+    n = len(events)
+    ingested = to_millis(ingested_at)
+    details = [_detail_values(e.details) for e in events]
+    # metrics, error_code, cash_dispensed, then (after the feedback's) the details' JSON
+    detail_columns = (
+        [list(c) for c in zip(*details, strict=True)] if n else [[] for _ in _NO_DETAILS]
+    )
+    feedback = [e.feedback for e in events]
+    return [
+        id_text([e.event_id for e in events]),
+        [to_millis(e.occurred_at) for e in events],
+        [ingested] * n,
+        [e.schema_version for e in events],
+        [e.customer_id for e in events],
+        [e.channel for e in events],
+        [e.touchpoint for e in events],
+        [e.touchpoint_instance or "" for e in events],
+        [e.journey_stage for e in events],
+        [e.journey_id or "" for e in events],
+        [e.intent or "" for e in events],
+        [e.outcome for e in events],
+        [e.tier or "" for e in events],
+        [e.segment or "" for e in events],
+        *detail_columns[:-1],
+        [fb.nps if fb else None for fb in feedback],
+        [fb.csat if fb else None for fb in feedback],
+        [fb.ces if fb else None for fb in feedback],
+        [(fb.text or "") if fb else "" for fb in feedback],
+        [(fb.language or "") if fb else "" for fb in feedback],
+        detail_columns[-1],
+        [_json(e.attributes) for e in events],
+        list(source_partitions),
+        list(source_offsets),
+    ]
 
 
-def _event_row(
-    event: Any, ingested: datetime, source_partition: int, source_offset: int
+def event_rows(
+    events: Iterable[Any], *, source_partition: int, source_offset: int, ingested_at: datetime
+) -> list[tuple[Any, ...]]:
+    """The ``touchpoint_events`` rows of a message's events (``event_columns``)."""
+    events = list(events)
+    n = len(events)
+    columns = event_columns(events, [source_partition] * n, [source_offset] * n, ingested_at)
+    return list(zip(*columns, strict=True))
+
+
+def event_row(
+    event: Any, *, source_partition: int, source_offset: int, ingested_at: datetime
 ) -> tuple[Any, ...]:
-    details = event.details
+    """Flatten an event into a ``touchpoint_events`` row tuple (column order of ``EventRow``)."""
+    rows = event_rows(
+        [event],
+        source_partition=source_partition,
+        source_offset=source_offset,
+        ingested_at=ingested_at,
+    )
+    return rows[0]
+
+
+def _detail_values(details: Any) -> tuple[Any, ...]:
+    """An event's values of the details columns: the metrics, error_code,
+    cash_dispensed and the details as JSON."""
     if details is None:
-        metrics: tuple[Any, ...] = _NO_DETAILS
-        error_code = ""
-        cash: int | None = None
-        details_json = "{}"
-    else:
-        fields = _detail_fields(details)
-        metrics = tuple(map(fields.get, _DETAIL_COLUMNS))
-        error_code = fields.get("error_code") or ""
-        dispensed = fields.get("cash_dispensed")
-        cash = None if dispensed is None else int(dispensed)
-        details_json = _json_in_order(fields)
-    fb = event.feedback
+        return _NO_DETAILS
+    fields = _detail_fields(details)
+    dispensed = fields.get("cash_dispensed")
     return (
-        id_text(event.event_id),
-        to_millis(event.occurred_at),
-        ingested,
-        event.schema_version,
-        event.customer_id,
-        event.channel,
-        event.touchpoint,
-        event.touchpoint_instance or "",
-        event.journey_stage,
-        event.journey_id or "",
-        event.intent or "",
-        event.outcome,
-        event.tier or "",
-        event.segment or "",
-        *metrics,
-        error_code,
-        cash,
-        fb.nps if fb else None,
-        fb.csat if fb else None,
-        fb.ces if fb else None,
-        (fb.text or "") if fb else "",
-        (fb.language or "") if fb else "",
-        details_json,
-        _json(event.attributes),
-        source_partition,
-        source_offset,
+        *map(fields.get, _DETAIL_COLUMNS),
+        fields.get("error_code") or "",
+        None if dispensed is None else int(dispensed),
+        _json_in_order(fields),
     )
 
 

@@ -9,6 +9,7 @@ by factor, segment and tier" becomes a plain GROUP BY.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import msgspec
@@ -401,73 +402,108 @@ SCORE_SPECS: tuple[TableSpec | ViewSpec, ...] = (
 )
 
 
+Columns = list[list[Any]]
+
+
+def moment_columns(moments: Sequence[Moment]) -> tuple[Columns, Columns]:
+    """The ``moments`` and the ``moment_factors`` columns of these moments: their rows,
+    column by column, built straight from the moments (no row tuples on the way to
+    Arrow). A factor row repeats its moment's id, time, customer, channel, touchpoint,
+    tier and segment: worked out once per moment and repeated by index."""
+    ids: list[str] = id_text([m.event_id for m in moments])
+    times = [to_millis(m.occurred_at) for m in moments]
+    customers = [m.customer_id for m in moments]
+    channels = [m.channel for m in moments]
+    touchpoints = [m.touchpoint for m in moments]
+    tiers = [m.tier or "" for m in moments]
+    segments = [m.segment or "" for m in moments]
+    late = [int(m.late) for m in moments]
+    rows: Columns = [
+        ids,
+        times,
+        customers,
+        channels,
+        touchpoints,
+        [m.touchpoint_instance or "" for m in moments],
+        [m.journey_stage for m in moments],
+        [m.journey_id or "" for m in moments],
+        [m.intent or "" for m in moments],
+        [m.outcome for m in moments],
+        [m.episode_id for m in moments],
+        [m.valence for m in moments],
+        [m.key_factor for m in moments],
+        tiers,
+        segments,
+        [m.sentiment for m in moments],
+        late,
+        [int(m.fallback) for m in moments],
+        [m.score_after for m in moments],
+        [1 - x for x in late],
+        # a tuple each: the column holds nothing the garbage collector tracks
+        [m.topics for m in moments],
+    ]
+    of: list[int] = []  # each factor row's moment
+    factors: list[str] = []
+    readings: list[float] = []
+    gaps: list[float] = []
+    impacts: list[float] = []
+    for i, m in enumerate(moments):
+        gap, impact = m.gaps, m.impacts
+        for factor, reading in m.readings.items():
+            of.append(i)
+            factors.append(factor)
+            readings.append(reading)
+            gaps.append(gap.get(factor, 0.0))
+            impacts.append(impact.get(factor, 0.0))
+
+    def repeated(values: list[Any]) -> list[Any]:
+        return [values[i] for i in of]
+
+    factor_rows: Columns = [
+        repeated(ids),
+        factors,
+        repeated(times),
+        repeated(customers),
+        repeated(channels),
+        repeated(touchpoints),
+        repeated(tiers),
+        repeated(segments),
+        readings,
+        gaps,
+        impacts,
+    ]
+    return rows, factor_rows
+
+
+def score_columns(updates: Sequence[ScoreUpdate]) -> Columns:
+    """The ``customer_scores`` / ``score_history`` columns of these score updates."""
+    return [
+        [u.customer_id for u in updates],
+        [u.version for u in updates],
+        [to_millis(u.as_of) for u in updates],
+        [u.score for u in updates],
+        [u.confidence for u in updates],
+        [u.episodes for u in updates],
+        [u.tier or "" for u in updates],
+        [u.segment or "" for u in updates],
+        *[[u.factor_scores.get(f) for u in updates] for f in FACTORS],
+        *[[u.channel_scores.get(c) for u in updates] for c in _CHANNELS],
+        [_explanation_json(u.explanation) for u in updates],
+        [u.explanation_rest for u in updates],
+        [u.nps for u in updates],
+        [None if u.nps_at is None else to_millis(u.nps_at) for u in updates],
+    ]
+
+
 def moment_rows(moment: Moment) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
     """The ``moments`` row and the ``moment_factors`` rows of one moment."""
-    event_id = id_text(moment.event_id)
-    occurred_at = to_millis(moment.occurred_at)
-    tier = moment.tier or ""
-    segment = moment.segment or ""
-    row = (
-        event_id,
-        occurred_at,
-        moment.customer_id,
-        moment.channel,
-        moment.touchpoint,
-        moment.touchpoint_instance or "",
-        moment.journey_stage,
-        moment.journey_id or "",
-        moment.intent or "",
-        moment.outcome,
-        moment.episode_id,
-        moment.valence,
-        moment.key_factor,
-        tier,
-        segment,
-        moment.sentiment,
-        int(moment.late),
-        int(moment.fallback),
-        moment.score_after,
-        int(not moment.late),
-        moment.topics,  # a tuple: the row holds nothing the garbage collector tracks
-    )
-    factors = [
-        (
-            event_id,
-            factor,
-            occurred_at,
-            moment.customer_id,
-            moment.channel,
-            moment.touchpoint,
-            tier,
-            segment,
-            reading,
-            moment.gaps.get(factor, 0.0),
-            moment.impacts.get(factor, 0.0),
-        )
-        for factor, reading in moment.readings.items()
-    ]
-    return row, factors
+    rows, factors = moment_columns([moment])
+    return next(zip(*rows, strict=True)), list(zip(*factors, strict=True))
 
 
 def score_row(update: ScoreUpdate) -> tuple[Any, ...]:
     """The ``customer_scores`` / ``score_history`` row of a score update."""
-    factor_scores, channel_scores = update.factor_scores, update.channel_scores
-    return (
-        update.customer_id,
-        update.version,
-        to_millis(update.as_of),
-        update.score,
-        update.confidence,
-        update.episodes,
-        update.tier or "",
-        update.segment or "",
-        *[factor_scores.get(f) for f in FACTORS],
-        *[channel_scores.get(c) for c in _CHANNELS],
-        _explanation_json(update.explanation),
-        update.explanation_rest,
-        update.nps,
-        None if update.nps_at is None else to_millis(update.nps_at),
-    )
+    return next(zip(*score_columns([update]), strict=True))
 
 
 _explanation_encoder = msgspec.json.Encoder()

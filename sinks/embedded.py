@@ -260,15 +260,21 @@ class ChdbBackend:
         return str(values[0]) if values else None
 
     def prepare(self, table: str | TableSpec, rows: Sequence[Row]) -> pa.Table:
-        """Row tuples → the Arrow table ``insert`` takes, typed like the columns. It reads
-        nothing but the table's spec and the engine's capabilities, so a step may call it
-        on its own thread as it makes the rows (``SinkWriter.prepare``): rows waiting for
-        their checkpoint then wait as Arrow columns, not as Python objects the garbage
-        collector scans and the caches hold. Raises ``SinkDataError`` for a value no
-        column can hold."""
+        """Row tuples → the Arrow table ``insert`` takes (``prepare_columns`` of their
+        columns)."""
+        return self.prepare_columns(table, list(zip(*rows, strict=True)))
+
+    def prepare_columns(self, table: str | TableSpec, columns: Sequence[Sequence[Any]]) -> pa.Table:
+        """A batch's columns (one sequence of values per column of the table, in its
+        order, as ``cxpulse.schemas`` builds them straight from the records) → the Arrow
+        table ``insert`` takes, typed like the columns. It reads nothing but the table's
+        spec and the engine's capabilities, so a step may call it on its own thread as it
+        makes the rows (``SinkWriter.prepare_columns``): rows waiting for their checkpoint
+        then wait as Arrow columns, not as Python objects the garbage collector scans and
+        the caches hold. Raises ``SinkDataError`` for a value no column can hold."""
         spec = self._registry.resolve(table)
         try:
-            return self.to_arrow(spec, rows)
+            return self.to_arrow_columns(spec, columns)
         except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
             raise SinkDataError(f"cannot encode rows for {spec.name}: {exc}") from None
 
@@ -297,8 +303,16 @@ class ChdbBackend:
 
     def to_arrow(self, spec: TableSpec, rows: Sequence[Row]) -> pa.Table:
         """Row tuples → an Arrow table typed like the ClickHouse columns."""
+        return self.to_arrow_columns(spec, list(zip(*rows, strict=True)))
+
+    def to_arrow_columns(self, spec: TableSpec, columns: Sequence[Sequence[Any]]) -> pa.Table:
+        """Columns of values → an Arrow table typed like the ClickHouse columns."""
+        if len(columns) != len(spec.columns):
+            raise ValueError(f"{len(columns)} columns for the {len(spec.columns)} of {spec.name}")
+        if len({len(values) for values in columns}) > 1:
+            raise ValueError(f"columns of different lengths for {spec.name}")
         arrays = []
-        for (_, col), values in zip(spec.columns, zip(*rows, strict=True), strict=True):
+        for (_, col), values in zip(spec.columns, columns, strict=True):
             atype, is_uuid = arrow_type(column_type(col, self.capabilities))
             arrays.append(_column(values, atype, is_uuid))
         return pa.Table.from_arrays(arrays, names=list(spec.column_names))

@@ -58,8 +58,9 @@ _LOGGED_ROW_CHARS = 2000
 
 class InsertBackend(Protocol):
     """The part of a ClickHouse backend the writer needs (see ``sinks``). A backend may
-    also have ``prepare(table, rows)``: the rows in the form its ``insert`` takes them
-    fastest (chDB: an Arrow table), made on the caller's thread (``SinkWriter.prepare``)."""
+    also have ``prepare(table, rows)`` and ``prepare_columns(table, columns)``: a batch
+    in the form its ``insert`` takes it fastest (chDB: an Arrow table), made on the
+    caller's thread (``SinkWriter.prepare``, ``SinkWriter.prepare_columns``)."""
 
     def insert(self, table: str, rows: Any) -> Any: ...
 
@@ -142,6 +143,19 @@ class SinkWriter:
             return prepare(table, rows)
         except SinkError:
             return rows
+
+    def prepare_columns(self, table: str, columns: Sequence[Sequence[Any]]) -> Batch:
+        """``prepare`` of a batch given as its columns (one sequence of values per column,
+        as ``cxpulse.schemas`` builds them straight from the records): the backend's
+        ``prepare_columns`` when it has one and is open, else the rows they make (as for
+        columns it cannot prepare)."""
+        prepare = getattr(self._backend, "prepare_columns", None)
+        if prepare is not None and columns and len(columns[0]):
+            try:
+                return prepare(table, columns)
+            except SinkError:
+                pass
+        return list(zip(*columns, strict=True))
 
     def _insert(self, table: str, rows: Batch) -> float:
         """Insert on the sink thread; returns the seconds the insert itself took (not the

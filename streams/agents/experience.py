@@ -32,11 +32,10 @@ import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from cxpulse.schemas.alerts import Alert
-from cxpulse.schemas.rows import event_rows, to_millis
-from cxpulse.schemas.score_rows import score_row
 from cxpulse.schemas.scoring import CustomerState, Moment, ScoreUpdate
 from cxpulse.streams import metrics
 from cxpulse.streams.agents.alerting import record_time, send_alerts
@@ -44,7 +43,7 @@ from cxpulse.streams.agents.set_aside import Sources, dead_letter
 from cxpulse.streams.core import apply_events, score_update
 from cxpulse.streams.pipeline.checkpoint import Checkpointer, TakeRows
 from cxpulse.streams.pipeline.records import Event, decode_events
-from cxpulse.streams.pipeline.rows import moment_rows_of
+from cxpulse.streams.pipeline.rows import event_parts, events_in, moment_parts, score_parts
 from cxpulse.streams.pipeline.takes import YIELD_SECONDS, run_takes
 from cxpulse.streams.rules.customer import customer_alerts
 from cxpulse.streams.runtime import Runtime
@@ -195,14 +194,12 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         started = time.perf_counter()
         events: list[Event] = []
         sources = Sources()
-        # The take's rows, recorded in the checkpoint in parts as they are made (the sink
-        # writer prepares a part as a whole: see cxpulse.streams.pipeline.checkpoint).
-        touchpoint_rows = TakeRows(checkpoints, "touchpoint_events")
-        moment_rows = TakeRows(checkpoints, "moments")
-        factor_rows = TakeRows(checkpoints, "moment_factors")
-        # every score update is history too: the same rows, prepared once
-        score_rows = TakeRows(checkpoints, ("customer_scores", "score_history"))
-        ingested_at = to_millis(datetime.now(UTC))  # cut once: each row's is then as it is
+        # The take's rows, recorded in the checkpoint in parts as they are made, as
+        # columns built straight from the records (cxpulse.streams.pipeline.checkpoint).
+        ingested_at = datetime.now(UTC)
+        touchpoint_rows = TakeRows(checkpoints, partial(event_parts, ingested_at), size=events_in)
+        moment_rows = TakeRows(checkpoints, moment_parts)
+        score_rows = TakeRows(checkpoints, score_parts)
         for message in take:
             decoded, rejected = decode_events(message.value)
             if rejected:  # validated upstream, yet not readable now (another version?)
@@ -214,14 +211,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             events += decoded
             # Every validated event's row, scored or not, in this checkpoint: durable
             # before the state that marks the event done (no other agent reads cx.events).
-            touchpoint_rows.add(
-                event_rows(
-                    decoded,
-                    source_partition=message.message.partition,
-                    source_offset=message.message.offset,
-                    ingested_at=ingested_at,
-                )
-            )
+            touchpoint_rows.add([(decoded, message.message.partition, message.message.offset)])
         if not events:
             return
         sentiments, topics = await score_texts(events)
@@ -251,10 +241,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             if scored is None:
                 continue
             before, state, fresh, update, alerts = scored
-            moments, factors = moment_rows_of(fresh)
-            moment_rows.add(moments)
-            factor_rows.add(factors)
-            score_rows.add([score_row(update)])
+            moment_rows.add(fresh)
+            score_rows.add([update])
             # A customer's events all come from one partition (the events topic is keyed
             # by customer_id): its state belongs to that partition's changelog.
             last = sources.message_of(batch[-1])
@@ -265,7 +253,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             for moment in fresh:
                 moments_by_channel[moment.channel] += 1
                 late += moment.late
-        for rows in (touchpoint_rows, moment_rows, factor_rows, score_rows):
+        for rows in (touchpoint_rows, moment_rows, score_rows):
             rows.close()
         for channel, n in moments_by_channel.items():
             metrics.MOMENTS.labels(channel).inc(n)
@@ -280,7 +268,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         rt.writer.write,
         every_rows=rt.settings.sink_batch_size,
         every_seconds=rt.settings.sink_flush_seconds,
-        prepare=rt.writer.prepare,
+        prepare=rt.writer.prepare_columns,
         record_sizes=observe_state_sizes,
     )
 

@@ -23,16 +23,18 @@ deterministic keys make the re-inserted rows replace themselves. When the step f
 is cancelled, ``rollback`` puts back the states of every checkpoint not yet committed,
 so the redelivered events are not mistaken for duplicates by this worker either.
 
-A step records its rows of a table in parts (``add_rows``), each of which the sink writer
-prepares right then into what its backend inserts (chDB: an Arrow table), so the rows of
-a checkpoint wait as columns, not as hundreds of thousands of tuples the garbage
-collector scans and the commit's thread converts cold; at the commit a table's parts are
-merged into one insert (Arrow tables: concatenated, no copy). A take's rows go in parts
-of about ``PART_ROWS`` as they are made (``TakeRows``), not all at the end of the take:
-a take of 32,000 events makes ~100,000 rows, which are cold in the CPU's caches by then
-and, while they wait, scanned by the garbage collector's young collections; made into
-columns 2,048 at a time, the event rows' conversion cost a sixth of that in the
-benchmark's measure (docs/benchmarks.md, session 30).
+A step records its rows of a table in parts (``add_columns``: the rows as columns, built
+straight from its records by ``cxpulse.schemas``' column builders, no row tuples on the
+way), each of which the sink writer prepares right then into what its backend inserts
+(chDB: an Arrow table), so the rows of a checkpoint wait as columns, not as hundreds of
+thousands of tuples the garbage collector scans and the commit's thread converts cold; at
+the commit a table's parts are merged into one insert (Arrow tables: concatenated, no
+copy). A take's rows go in parts of about ``PART_ROWS`` records as they are made
+(``TakeRows``), not all at the end of the take: a take of 32,000 events makes ~100,000
+rows, which are cold in the CPU's caches by then and, while they wait, scanned by the
+garbage collector's young collections; made into columns 2,048 at a time, the event rows'
+conversion cost a sixth of that in the benchmark's measure (docs/benchmarks.md, session
+30).
 
 A checkpoint is cut once one of its tables holds ``every_rows`` rows (the worker's
 ``sink_batch_size``: rows per insert, so each table's insert is up to that size, not the
@@ -44,7 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -54,8 +56,11 @@ from cxpulse.streams.state.changelog import send_records
 from cxpulse.streams.state.table_codec import Forms, encode_values, forms
 
 Row = tuple[Any, ...]
+#: A batch's columns: one sequence of values per column of its table, in the table's order.
+Columns = Sequence[Sequence[Any]]
 
-#: About how many rows of a table a step hands to ``add_rows`` at once (``TakeRows``).
+#: How many records (events, moments, score updates) a step turns into one part of rows
+#: (``TakeRows``).
 PART_ROWS = 2_048
 
 _MISSING = object()
@@ -67,7 +72,7 @@ class Checkpoint:
     """What a run of batches produced and must make durable."""
 
     started: float = field(default_factory=time.monotonic)
-    #: per table, its parts: each ``add_rows`` call's rows, as the writer prepared them
+    #: per table, its parts: each ``add_columns`` call's rows, as the writer prepared them
     rows: dict[str, list[Any]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     #: key → partition and new state; with a codec of two stages the state's first
@@ -100,13 +105,13 @@ class Checkpointer:
         *,
         every_rows: int,
         every_seconds: float,
-        prepare: Callable[[str, list[Row]], Any] | None = None,
+        prepare: Callable[[str, Columns], Any] | None = None,
         record_sizes: Callable[[list[int]], None] | None = None,
     ) -> None:
         """``write`` inserts rows, durable when it returns; None for a step that records
-        no rows (touchpoint health: states only). ``prepare`` turns the rows of an
-        ``add_rows`` call into the form ``write`` inserts fastest, right away (the sink
-        writer's ``prepare``); without it the rows wait as they are. At the commit a
+        no rows (touchpoint health: states only). ``prepare`` turns the columns of an
+        ``add_columns`` call into the form ``write`` inserts fastest, right away (the sink
+        writer's ``prepare_columns``); without it the rows wait as row tuples. At the commit a
         table's parts are merged into one batch (``cxpulse.sinks.writer.merge``).
         ``record_sizes`` is given the size of every changelog record a commit sends (the
         state as stored: a metric needs no encoding of its own)."""
@@ -185,15 +190,26 @@ class Checkpointer:
         step adds a take's rows of a table at once: see ``prepare`` in ``__init__``).
         Several tables of the same columns (customer_scores and score_history) take the
         same rows as one part, prepared once."""
+        if rows:
+            self.add_columns(table, list(zip(*rows, strict=True)))
+
+    def add_columns(self, table: str | tuple[str, ...], columns: Columns) -> None:
+        """``add_rows`` of rows given as their columns (one sequence of values per column
+        of the table, in its order), as the steps build them straight from their records
+        (``TakeRows``)."""
         tables = (table,) if isinstance(table, str) else table
         if self._write is None:
             raise ValueError(f"this step's checkpoint records no rows (given rows of {tables})")
-        if rows:
+        n = len(columns[0]) if columns else 0
+        if n:
             cp = self.current
-            part = rows if self._prepare is None else self._prepare(tables[0], rows)
+            if self._prepare is None:
+                part: Any = list(zip(*columns, strict=True))
+            else:
+                part = self._prepare(tables[0], columns)
             for name in tables:
                 cp.rows.setdefault(name, []).append(part)
-                cp.counts[name] = cp.counts.get(name, 0) + len(rows)
+                cp.counts[name] = cp.counts.get(name, 0) + n
 
     def done(self, event: Any) -> None:
         """``event`` is handled: acknowledge it when this checkpoint is committed."""
@@ -295,26 +311,42 @@ class Checkpointer:
 
 
 class TakeRows:
-    """The rows a take makes for one table (or several of the same columns, which take
-    the same rows as one part), recorded in the current checkpoint in parts of about
-    ``PART_ROWS`` rows as they are made: a step adds each subject's rows with ``add``
-    and closes it (``close``) at the end of the take. A take that fails part way leaves its
-    parts in a checkpoint that is rolled back with the states (``run_takes``)."""
+    """The rows a take makes for some tables, recorded in the current checkpoint in parts
+    as they are made: a step adds its records (moments, score updates, ...) with ``add``,
+    and every ``PART_ROWS`` records, and at ``close`` at the end of the take, ``build``
+    turns them into ``(tables, columns)`` pairs (``cxpulse.schemas``' column builders:
+    one table's, or several tables' of the same records, such as moments and their
+    factors), each recorded as a part with ``Checkpointer.add_columns``. A take that fails
+    part way leaves its parts in a checkpoint that is rolled back with the states
+    (``run_takes``)."""
 
-    __slots__ = ("_add", "_tables", "rows")
+    __slots__ = ("_add", "_build", "_size", "count", "items")
 
-    def __init__(self, checkpoints: Checkpointer, tables: str | tuple[str, ...]) -> None:
-        self._add = checkpoints.add_rows
-        self._tables = tables
-        self.rows: list[Row] = []
+    def __init__(
+        self,
+        checkpoints: Checkpointer,
+        build: Callable[[list[Any]], Iterable[tuple[str | tuple[str, ...], Columns]]],
+        *,
+        size: Callable[[Any], int] | None = None,
+    ) -> None:
+        """``size``: how many records an item counts for (one each without it; the events
+        of a message, say)."""
+        self._add = checkpoints.add_columns
+        self._build = build
+        self._size = size
+        self.items: list[Any] = []
+        self.count = 0
 
-    def add(self, rows: list[Row]) -> None:
-        self.rows += rows
-        if len(self.rows) >= PART_ROWS:
+    def add(self, items: list[Any]) -> None:
+        self.items += items
+        self.count += len(items) if self._size is None else sum(map(self._size, items))
+        if self.count >= PART_ROWS:
             self.close()
 
     def close(self) -> None:
-        """Record the rows made since the last part."""
-        if self.rows:
-            self._add(self._tables, self.rows)
-            self.rows = []
+        """Record the rows of the records added since the last part."""
+        if self.items:
+            for tables, columns in self._build(self.items):
+                self._add(tables, columns)
+            self.items = []
+            self.count = 0

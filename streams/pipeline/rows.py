@@ -1,8 +1,9 @@
 """Rows computed where their data is.
 
-The experience step turns its moments and score updates into the very row tuples of
-``moments``, ``moment_factors`` and ``customer_scores`` (``cxpulse.schemas.score_rows``) and hands
-them to its checkpoint (``cxpulse.streams.pipeline.checkpoint``), which inserts them.
+The experience step turns its moments and score updates into the columns of
+``moments``, ``moment_factors`` and ``customer_scores`` (``cxpulse.schemas.score_rows``,
+straight from the records) and hands them to its checkpoint
+(``cxpulse.streams.pipeline.checkpoint``, ``TakeRows``), which inserts them.
 
 Workers before the checkpoint sent moments and score updates to ``cx.moments`` and
 ``cx.scores`` as JSON arrays of ``Moment`` and ``ScoreUpdate`` models; the sink agents
@@ -13,11 +14,13 @@ structs and turned into rows as then), so an upgrade loses nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from cxpulse.schemas.score_rows import moment_rows, score_row
+from cxpulse.schemas.rows import event_columns
+from cxpulse.schemas.score_rows import moment_columns, score_columns, score_row
 from cxpulse.schemas.scoring import Moment, ScoreUpdate
 
 Row = tuple[Any, ...]
@@ -26,15 +29,41 @@ _LEGACY_MOMENTS = msgspec.json.Decoder(list[Moment])
 _LEGACY_SCORES = msgspec.json.Decoder(list[ScoreUpdate])
 
 
+Part = tuple[str | tuple[str, ...], list[list[Any]]]
+#: A message's share of a take's touchpoint_events rows: its events, partition and offset.
+MessageEvents = tuple[Sequence[Any], int, int]
+
+
+def event_parts(ingested_at: datetime, messages: Sequence[MessageEvents]) -> list[Part]:
+    """The ``touchpoint_events`` columns of these messages' events (``TakeRows``' build
+    for the events of a take: every validated event's row, scored or not)."""
+    events = [e for evs, _, _ in messages for e in evs]
+    partitions = [p for evs, p, _ in messages for _ in evs]
+    offsets = [o for evs, _, o in messages for _ in evs]
+    return [("touchpoint_events", event_columns(events, partitions, offsets, ingested_at))]
+
+
+def events_in(message: MessageEvents) -> int:
+    """How many records a message's share counts for in a part (``TakeRows``' size)."""
+    return len(message[0])
+
+
+def moment_parts(moments: Sequence[Moment]) -> list[Part]:
+    """The ``moments`` and ``moment_factors`` columns of these moments."""
+    rows, factors = moment_columns(moments)
+    return [("moments", rows), ("moment_factors", factors)]
+
+
+def score_parts(updates: Sequence[ScoreUpdate]) -> list[Part]:
+    """The columns of these score updates, for ``customer_scores`` and ``score_history``
+    alike (every score update is history too: the same rows, prepared once)."""
+    return [(("customer_scores", "score_history"), score_columns(updates))]
+
+
 def moment_rows_of(moments: Sequence[Moment]) -> tuple[list[Row], list[Row]]:
     """The ``moments`` rows and the ``moment_factors`` rows of these moments."""
-    rows: list[Row] = []
-    factors: list[Row] = []
-    for moment in moments:
-        row, factor_rows = moment_rows(moment)
-        rows.append(row)
-        factors.extend(factor_rows)
-    return rows, factors
+    rows, factors = moment_columns(moments)
+    return list(zip(*rows, strict=True)), list(zip(*factors, strict=True))
 
 
 def moments_of(raw: bytes) -> tuple[list[Row], list[Row]]:

@@ -425,12 +425,11 @@ def replay_worker_work(
     changelog records of every customer changed since the last one sealed, as
     ``cxpulse.streams.pipeline.checkpoint`` writes them), and touchpoint health. Sentiment
     is precomputed (it is measured on its own)."""
-    from cxpulse.schemas.rows import event_rows
-    from cxpulse.schemas.score_rows import score_row
     from cxpulse.streams.core import apply_events, score_update
     from cxpulse.streams.model_check import load_model
+    from cxpulse.streams.pipeline.checkpoint import PART_ROWS
     from cxpulse.streams.pipeline.records import decode_events, decode_heads, encode_events
-    from cxpulse.streams.pipeline.rows import moment_rows_of
+    from cxpulse.streams.pipeline.rows import event_parts, events_in, moment_parts, score_parts
     from cxpulse.streams.routing import Source, route
     from cxpulse.streams.rules.customer import customer_alerts
     from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
@@ -446,6 +445,12 @@ def replay_worker_work(
     pending: Counter[str] = Counter()  # rows per table since the last checkpoint
     now = datetime.now(UTC)
     clock = time.perf_counter
+
+    def count_rows(parts: list[tuple[Any, list[list[Any]]]]) -> None:
+        for tables, columns in parts:
+            n = len(columns[0])
+            out.rows += n
+            pending[tables if isinstance(tables, str) else tables[0]] += n
 
     def checkpoint() -> None:
         t = clock()
@@ -481,18 +486,17 @@ def replay_worker_work(
         # every event's touchpoint_events row, per message, as the agent does
         t = clock()
         ingested = datetime.now(UTC)
-        for offset, evs in decoded:
-            touchpoint_rows = event_rows(
-                evs, source_partition=0, source_offset=offset, ingested_at=ingested
-            )
-            out.rows += len(touchpoint_rows)
-            pending["touchpoint_events"] += len(touchpoint_rows)
+        for part in in_parts([(evs, 0, offset) for offset, evs in decoded], events_in):
+            for _, columns in event_parts(ingested, part):
+                out.rows += len(columns[0])
+                pending["touchpoint_events"] += len(columns[0])
         st["experience: event rows"] += clock() - t
         t = clock()
         by_customer: dict[str, list[Any]] = defaultdict(list)
         for event in events:
             by_customer[event.customer_id].append(event)
-        rows: list[Any] = []
+        moments: list[Any] = []
+        updates: list[Any] = []
         for customer_id, batch in by_customer.items():
             held = customers.get(customer_id)
             before = None if held is None else unpack(held)
@@ -505,15 +509,16 @@ def replay_worker_work(
             state, _alerts = customer_alerts(before, after, batch, produced, model, now)
             # packed as the checkpoint packs a state set, and held so by the store
             customers[customer_id] = packed[customer_id] = pack(state)
-            moment_rows, factor_rows = moment_rows_of(fresh)
-            rows += moment_rows
-            rows += factor_rows
-            rows.append(score_row(score_update(state)))
-            pending["moments"] += len(moment_rows)
-            pending["moment_factors"] += len(factor_rows)
-            pending["customer_scores"] += 1
+            moments += fresh
+            updates.append(score_update(state))
+            # the rows as columns, a part every PART_ROWS records, as the step's TakeRows
+            for items, parts in ((moments, moment_parts), (updates, score_parts)):
+                if len(items) >= PART_ROWS:
+                    count_rows(parts(items))
+                    items.clear()
+        count_rows(moment_parts(moments))
+        count_rows(score_parts(updates))
         st["experience: core + alerts + rows"] += clock() - t
-        out.rows += len(rows)
         if max(pending.values(), default=0) >= CHECKPOINT_ROWS:  # as the worker cuts
             checkpoint()
             pending.clear()
@@ -532,6 +537,22 @@ def replay_worker_work(
         st["touchpoint health: decode + apply + changelog"] += clock() - t
     checkpoint()
     return out
+
+
+def in_parts(items: list[Any], size: Any) -> list[list[Any]]:
+    """``items`` in parts of at least ``PART_ROWS`` records (the last one: the rest), as
+    the experience step's ``TakeRows`` records them."""
+    from cxpulse.streams.pipeline.checkpoint import PART_ROWS
+
+    parts: list[list[Any]] = [[]]
+    filled = 0
+    for item in items:
+        parts[-1].append(item)
+        filled += size(item)
+        if filled >= PART_ROWS:
+            parts.append([])
+            filled = 0
+    return [part for part in parts if part]
 
 
 def in_takes(messages: list[tuple[int, int, bytes]]) -> list[list[tuple[int, int, bytes]]]:

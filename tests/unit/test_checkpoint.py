@@ -59,27 +59,57 @@ def test_a_takes_rows_go_in_parts_as_they_are_made_and_in_order_at_the_cut() -> 
         written.append((table, list(rows)))
 
     cp = Checkpointer(SimpleNamespace(data={}), write, every_rows=10**9, every_seconds=3600.0)
-    moments = TakeRows(cp, "moments")
-    scores = TakeRows(cp, ("customer_scores", "score_history"))
-    made = [(i,) for i in range(2 * PART_ROWS + 5)]
-    for i in range(0, len(made), 3):  # three rows a customer, say
+
+    def columns(items: list[int]) -> list[list[int]]:
+        return [list(items)]  # a table of one column: the record itself
+
+    moments = TakeRows(cp, lambda items: [("moments", columns(items))])
+    scores = TakeRows(cp, lambda items: [(("customer_scores", "score_history"), columns(items))])
+    made = list(range(2 * PART_ROWS + 5))
+    for i in range(0, len(made), 3):  # three records a customer, say
         moments.add(made[i : i + 3])
         scores.add([made[i]])
-    # the parts recorded so far: every PART_ROWS rows made, the rest still with the take
+    # the parts recorded so far: every PART_ROWS records made, the rest still with the take
     parts = cp.current.rows["moments"]
     assert [len(p) for p in parts] == [PART_ROWS + 1, PART_ROWS + 1]  # 683 adds of 3
-    assert len(moments.rows) == len(made) - 2 * (PART_ROWS + 1)
+    assert len(moments.items) == moments.count == len(made) - 2 * (PART_ROWS + 1)
     assert cp.current.counts["moments"] == 2 * (PART_ROWS + 1)
     moments.close()
     scores.close()
     moments.close()  # nothing new: no empty part
-    assert len(cp.current.rows["moments"]) == 3 and not moments.rows
+    assert len(cp.current.rows["moments"]) == 3 and not moments.items
     assert cp.current.rows["customer_scores"] is not cp.current.rows["score_history"]
     assert cp.current.rows["customer_scores"] == cp.current.rows["score_history"]
     asyncio.run(cp.flush())
     # one insert a table, every row once, in the order made
     assert written == [
-        ("moments", made),
-        ("customer_scores", made[::3]),
-        ("score_history", made[::3]),
+        ("moments", [(i,) for i in made]),
+        ("customer_scores", [(i,) for i in made[::3]]),
+        ("score_history", [(i,) for i in made[::3]]),
     ]
+
+
+def test_a_part_counts_the_records_its_items_hold() -> None:
+    """``TakeRows(size=...)``: items that hold several records each (a message's events)
+    make a part once they hold ``PART_ROWS`` records, not ``PART_ROWS`` items."""
+    cp = Checkpointer(SimpleNamespace(data={}), _no_write, every_rows=10**9, every_seconds=3600.0)
+    built: list[int] = []
+
+    def build(messages: list[list[int]]) -> list[tuple[str, list[list[int]]]]:
+        records = [r for m in messages for r in m]
+        built.append(len(records))
+        return [("touchpoint_events", [records])]
+
+    rows = TakeRows(cp, build, size=len)
+    message = list(range(500))
+    for _ in range(5):
+        rows.add([message])
+    assert built == [2500] and rows.count == 0  # the fifth message passed PART_ROWS
+    rows.add([message[:7]])
+    assert rows.count == 7
+    rows.close()
+    assert built == [2500, 7] and cp.current.counts["touchpoint_events"] == 2507
+
+
+async def _no_write(table: str, rows: Any) -> None:
+    raise AssertionError("nothing is written before the cut")

@@ -307,3 +307,70 @@ def test_docs_list_every_table_and_column() -> None:
     SPECS;
     print(render_markdown(SPECS))')."""
     assert render_markdown(SPECS) in DOCS.read_text()
+
+
+def test_a_takes_event_columns_hold_each_messages_events_partition_and_offset() -> None:
+    """The experience step's touchpoint_events part (``event_parts``: a take's messages, as
+    columns) is the rows of each message's events with that message's partition and
+    offset, in order; no events give every column, empty."""
+    from cxpulse.streams.pipeline.rows import event_parts
+
+    first = [event(), event(event_id="7d3c6a52-1111-4a4a-8b8b-000000000002")]
+    second = [
+        event(
+            event_id="7d3c6a52-1111-4a4a-8b8b-000000000003",
+            details={"kind": "atm", "cash_dispensed": True, "response_ms": 9.5},
+            feedback={"csat": 2, "language": "en", "text": "no cash"},
+        )
+    ]
+    messages = [(first, 0, 11), (second, 3, 5)]
+    [(table, columns)] = event_parts(NOW, messages)
+    assert table == "touchpoint_events" and len(columns) == len(TOUCHPOINT_EVENTS.columns)
+    assert list(zip(*columns, strict=True)) == [
+        *event_rows(first, source_partition=0, source_offset=11, ingested_at=NOW),
+        *event_rows(second, source_partition=3, source_offset=5, ingested_at=NOW),
+    ]
+    row = as_dict(list(zip(*columns, strict=True))[2])
+    assert (row["cash_dispensed"], row["error_code"], row["csat"]) == (1, "", 2)
+    assert (row["source_partition"], row["source_offset"]) == (3, 5)
+    [(_, empty)] = event_parts(NOW, [])
+    assert empty == [[] for _ in TOUCHPOINT_EVENTS.columns]
+
+
+def test_moment_and_factor_columns_repeat_each_moments_values_per_factor() -> None:
+    """``moment_columns``: a moment's row per moment; a ``moment_factors`` row per factor
+    it read, carrying its moment's id, time, customer, channel, touchpoint, tier and
+    segment, and the factor's reading, gap and impact."""
+    from cxpulse.schemas.score_rows import MOMENT_FACTORS, MOMENTS, moment_columns
+    from cxpulse.streams.core import apply_events
+    from cxpulse.streams.dev.sample_events import sample_events
+    from cxpulse.streams.model_check import load_model
+
+    batch = [record_of(TouchpointEvent.model_validate(e)) for e in sample_events(5)]
+    customer = batch[0].customer_id
+    mine = [e for e in batch if e.customer_id == customer]
+    _, produced = apply_events(None, mine, load_model(), NOW)
+    moments = [m for m in produced if m is not None]
+    assert len(moments) >= 2
+    rows, factors = moment_columns(moments)
+    assert len(rows) == len(MOMENTS.columns) and len(factors) == len(MOMENT_FACTORS.columns)
+    moment_rows = [dict(zip(MOMENTS.column_names, r, strict=True)) for r in zip(*rows, strict=True)]
+    factor_rows = [
+        dict(zip(MOMENT_FACTORS.column_names, r, strict=True)) for r in zip(*factors, strict=True)
+    ]
+    assert len(factor_rows) == sum(len(m.readings) for m in moments)
+    shared = ("event_id", "occurred_at", "customer_id", "channel", "touchpoint", "tier", "segment")
+    at = 0
+    for moment, row in zip(moments, moment_rows, strict=True):
+        assert row["event_id"] == str(moment.event_id) and row["valence"] == moment.valence
+        for factor, reading in moment.readings.items():
+            f = factor_rows[at]
+            at += 1
+            assert {k: f[k] for k in shared} == {k: row[k] for k in shared}
+            assert (f["factor"], f["reading"]) == (factor, reading)
+            assert f["gap"] == moment.gaps.get(factor, 0.0)
+            assert f["impact"] == moment.impacts.get(factor, 0.0)
+    assert moment_columns([]) == (
+        [[] for _ in MOMENTS.columns],
+        [[] for _ in MOMENT_FACTORS.columns],
+    )

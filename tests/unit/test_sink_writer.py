@@ -391,6 +391,8 @@ def test_on_chdb_a_checkpoints_prepared_takes_go_in_as_one_insert_of_the_same_ro
 
     async def go() -> Any:
         assert writer.prepare("touchpoint_events", first) is first  # not open yet: as is
+        # columns, not open yet: their rows
+        assert writer.prepare_columns("touchpoint_events", list(zip(*first, strict=True))) == first
         await writer.open()
 
         async def write(table: str, batch: Any) -> None:
@@ -399,7 +401,9 @@ def test_on_chdb_a_checkpoints_prepared_takes_go_in_as_one_insert_of_the_same_ro
             await writer.write(table, batch)
 
         table: Any = type("Table", (), {"data": {}})()
-        cp = Checkpointer(table, write, every_rows=1000, every_seconds=60.0, prepare=writer.prepare)
+        cp = Checkpointer(
+            table, write, every_rows=1000, every_seconds=60.0, prepare=writer.prepare_columns
+        )
         cp.add_rows("touchpoint_events", first)
         cp.add_rows("touchpoint_events", second)
         assert all(isinstance(p, pa.Table) for p in cp.current.rows["touchpoint_events"])
@@ -445,8 +449,14 @@ def test_on_chdb_prepared_rows_the_engine_refuses_are_still_set_aside(tmp_path: 
         await writer.open()
         probes = writer.prepare("writer_probe", [("p1", ["a"]), ("p2", [None, "b"]), ("p3", [])])
         assert isinstance(probes, pa.Table)
+        # the same rows as columns: the same Arrow table
+        columns = [["p1", "p2", "p3"], [["a"], [None, "b"], []]]
+        assert writer.prepare_columns("writer_probe", columns).equals(probes)
         unprepared = writer.prepare("dead_letters", [tuple(letter)])
         assert isinstance(unprepared, list)
+        # columns no column can hold: their rows, for the rows' path
+        as_columns = writer.prepare_columns("dead_letters", [[v] for v in letter])
+        assert as_columns == unprepared == [tuple(letter)]
         await writer.write("writer_probe", probes)
         await writer.write("dead_letters", unprepared)
         kept = await writer.query("SELECT probe_id, tags FROM writer_probe ORDER BY probe_id")
@@ -509,9 +519,9 @@ def test_on_chdb_score_rows_prepared_once_go_into_both_score_tables(tmp_path: Pa
     writer = chdb_writer(tmp_path / "chdb")
     prepared: list[str] = []
 
-    def prepare(table: str, batch: list[Any]) -> Any:
+    def prepare(table: str, columns: list[Any]) -> Any:
         prepared.append(table)
-        return writer.prepare(table, batch)
+        return writer.prepare_columns(table, columns)
 
     async def go() -> tuple[Any, Any]:
         await writer.open()
