@@ -19,12 +19,17 @@ from cxpulse.streams.runtime import Runtime, chunks, count_headers
 #: Raw messages taken at once, and the longest wait for them.
 BATCH_MESSAGES = 500
 WITHIN_SECONDS = 0.05
+#: Once a batch holds a message, how long it waits for more: raw messages queued while
+#: the last batch was handled go on at once (``durable_batches``' linger).
+LINGER_SECONDS = 0.002
 
 
 def register(rt: Runtime) -> None:
     @rt.app.agent(rt.raw, name="validate")
     async def validate(stream: Any) -> None:
-        async for batch in durable_batches(stream, BATCH_MESSAGES, WITHIN_SECONDS):
+        async for batch in durable_batches(
+            stream, BATCH_MESSAGES, WITHIN_SECONDS, linger=LINGER_SECONDS
+        ):
             started = time.perf_counter()
             routed = route([(Source.of(e), e.value) for e in batch], rt.settings.partitions)
             metrics.MESSAGES_IN.inc(len(batch))

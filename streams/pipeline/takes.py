@@ -2,7 +2,8 @@
 
 The experience and touchpoint-health steps read their topic in takes: as many messages as
 hold up to ``TAKE_EVENTS`` events (counted by the messages' count headers), at most
-``TAKE_MESSAGES`` messages, or what came within ``WITHIN_SECONDS``. Each subject of a take
+``TAKE_MESSAGES`` messages, or what is queued for it (``LINGER_SECONDS`` after its first
+message, at most ``WITHIN_SECONDS`` after the last take). Each subject of a take
 (a customer, an instance) is applied once, so the larger the take the more of a
 subject's events one call has. A take is bounded by its events first: a backlog of small
 messages (a few hundred events each, as a worker that keeps up sends them) is taken as
@@ -30,6 +31,11 @@ TAKE_EVENTS = 32_000
 #: least ``TAKE_EVENTS // TAKE_MESSAGES`` events.
 TAKE_MESSAGES = 256
 WITHIN_SECONDS = 0.05
+#: Once a take holds a message, how long it waits for more (``durable_batches``' linger):
+#: what queued while the last take was handled is taken at once, not ``WITHIN_SECONDS``
+#: later, so a busy step's takes, and an event's wait for its take, do not grow by
+#: that wait (docs/benchmarks.md, session 33).
+LINGER_SECONDS = 0.002
 #: The longest stretch of a take's work before a step lets the event loop run the rest of
 #: the worker (a checkpoint's commit, the other steps, Kafka fetches and heartbeats): a
 #: take of 32,000 events is seconds of Python, and a commit that waits that long between
@@ -53,7 +59,13 @@ async def run_takes(
     checkpoints.ack = stream.ack
     try:
         async for take in durable_batches(
-            stream, TAKE_EVENTS, WITHIN_SECONDS, size=worth, ack=False, idle=True
+            stream,
+            TAKE_EVENTS,
+            WITHIN_SECONDS,
+            size=worth,
+            ack=False,
+            idle=True,
+            linger=LINGER_SECONDS,
         ):
             await handle(take)
             for message in take:
