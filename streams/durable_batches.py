@@ -42,17 +42,18 @@ async def durable_batches(
     list after ``within`` seconds without events, so such a step can checkpoint while
     its input is quiet.
 
-    ``linger``: once the buffer holds an event, wait at most this long for more (and at
-    most ``within`` in all), rather than all of ``within``. For a step on the path from
-    an event to its alert: what queued up while it handled the last batch is taken as
-    soon as it is in the buffer, not ``within`` later (a wait that, added to every batch
-    of a busy step, grows its batches and the time an event waits for its batch by
-    ``within / (1 - load)``). Without it, a batch waits ``within`` to fill, as Faust's
-    ``Stream.take`` does."""
+    ``linger``: once the buffer holds an event, the batch goes as soon as ``linger``
+    passes without another (or it is full, or ``within`` has passed), rather than after
+    all of ``within``. For a step on the path from an event to its alert: what queued up
+    while it handled the last batch is taken as soon as it is in the buffer, not
+    ``within`` later (a wait that, added to every batch of a busy step, grows its batches
+    and the time an event waits for its batch by ``within / (1 - load)``), while a
+    backlog, whose events keep arriving, still fills batches for up to ``within``.
+    Without it, a batch waits ``within`` to fill, as Faust's ``Stream.take`` does."""
     s: Any = stream  # Faust's typing hides the Stream internals this mirrors.
     buffer: list[EventT[Any]] = []
     buffer_full = asyncio.Event()
-    buffer_started = asyncio.Event()  # the buffer holds an event (with ``linger``)
+    arrived = asyncio.Event()  # an event was added to the buffer (with ``linger``)
     buffer_consumed = asyncio.Event()
     consuming: asyncio.Future[None] | None = None
 
@@ -70,7 +71,7 @@ async def durable_batches(
             if event is None:
                 raise RuntimeError("durable_batches found no current event")
             buffer.append(event)
-            buffer_started.set()
+            arrived.set()
             filled += max(1, size(event)) if size is not None else 1
             if filled >= max_size:
                 buffer_full.set()
@@ -94,10 +95,17 @@ async def durable_batches(
                 await s.wait_for_stopped(buffer_full, timeout=within)
             else:
                 deadline = loop.time() + within
-                await s.wait_for_stopped(buffer_started, timeout=within)
-                left = min(linger, deadline - loop.time())
-                if buffer and not buffer_full.is_set() and left > 0:
-                    await s.wait_for_stopped(buffer_full, timeout=left)
+                await s.wait_for_stopped(arrived, timeout=within)
+                # more while events keep arriving (a backlog: up to ``within``); once
+                # ``linger`` passes without one, what was queued is in
+                while buffer and not buffer_full.is_set():
+                    left = min(linger, deadline - loop.time())
+                    if left <= 0:
+                        break
+                    arrived.clear()
+                    await s.wait_for_stopped(arrived, timeout=left)
+                    if not arrived.is_set():
+                        break
             if not buffer:
                 if idle and not s.should_stop:
                     yield []
@@ -105,7 +113,7 @@ async def durable_batches(
             consuming = loop.create_future()
             batch = list(buffer)
             buffer.clear()
-            buffer_started.clear()
+            arrived.clear()
             filled = 0
             try:
                 yield batch

@@ -106,3 +106,27 @@ def test_without_linger_a_batch_goes_before_within_only_when_full() -> None:
     """Without ``linger`` a batch waits ``within`` unless it is full: full at 1,000."""
     got, _ = asyncio.run(_batches([list(range(1000)), list(range(1000, 2500))]))
     assert got == [list(range(1000)), list(range(1000, 2000))]
+
+
+def test_a_lingering_batch_keeps_filling_while_events_keep_arriving() -> None:
+    """A backlog (events arriving well within ``linger`` of each other) still fills one
+    batch, up to ``within``; the batch goes once ``linger`` passes without one."""
+
+    async def go() -> list[list[int]]:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stream = _Stream(queue)
+        batches: Any = durable_batches(stream, 1000, WITHIN, linger=1.0)  # type: ignore[arg-type]
+        try:
+            taking = asyncio.ensure_future(anext(batches))
+            for v in range(10):
+                queue.put_nowait(v)
+                await asyncio.sleep(0.01)
+            first = await asyncio.wait_for(taking, BOUND)
+            queue.put_nowait(10)
+            second = await asyncio.wait_for(anext(batches), BOUND)
+        finally:
+            await batches.aclose()
+            await stream.stop()
+        return [[e.value for e in first], [e.value for e in second]]
+
+    assert asyncio.run(go()) == [list(range(10)), [10]]
