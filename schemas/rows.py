@@ -281,12 +281,17 @@ def _json_in_order(fields: dict[str, Any]) -> str:
     return _ORDERED_JSON.encode(fields).decode()
 
 
+#: A batch's columns: one sequence of values per column of its table, in the table's
+#: order (what the column builders here and in ``score_rows`` make; their rows transposed).
+Columns = Sequence[Sequence[Any]]
+
+
 def event_columns(
     events: Sequence[Any],
     source_partitions: Sequence[int],
     source_offsets: Sequence[int],
     ingested_at: datetime,
-) -> list[list[Any]]:
+) -> Columns:
     """The ``touchpoint_events`` columns of these events (their rows, column by column,
     built straight from the records), each event's source partition and offset given in
     parallel, the ingestion time cut to milliseconds once.

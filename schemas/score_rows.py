@@ -19,6 +19,7 @@ from cxpulse.schemas.rows import (
     _LC,
     _TS,
     Column,
+    Columns,
     TableSpec,
     ViewSpec,
     _Row,
@@ -400,9 +401,6 @@ SCORE_SPECS: tuple[TableSpec | ViewSpec, ...] = (
     NPS_TREND,
     RELATIONSHIP_NPS,
 )
-
-
-Columns = list[list[Any]]
 
 
 def moment_columns(moments: Sequence[Moment]) -> tuple[Columns, Columns]:

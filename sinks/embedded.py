@@ -40,7 +40,7 @@ from urllib.parse import urlencode
 import msgspec
 import pyarrow as pa
 
-from cxpulse.schemas.rows import TableSpec, ViewSpec
+from cxpulse.schemas.rows import Columns, TableSpec, ViewSpec
 from cxpulse.schemas.tables import SPECS
 
 from . import ddl
@@ -264,7 +264,7 @@ class ChdbBackend:
         columns)."""
         return self.prepare_columns(table, list(zip(*rows, strict=True)))
 
-    def prepare_columns(self, table: str | TableSpec, columns: Sequence[Sequence[Any]]) -> pa.Table:
+    def prepare_columns(self, table: str | TableSpec, columns: Columns) -> pa.Table:
         """A batch's columns (one sequence of values per column of the table, in its
         order, as ``cxpulse.schemas`` builds them straight from the records) → the Arrow
         table ``insert`` takes, typed like the columns. It reads nothing but the table's
@@ -301,11 +301,7 @@ class ChdbBackend:
             raise self._error(exc) from None
         return len(rows)
 
-    def to_arrow(self, spec: TableSpec, rows: Sequence[Row]) -> pa.Table:
-        """Row tuples → an Arrow table typed like the ClickHouse columns."""
-        return self.to_arrow_columns(spec, list(zip(*rows, strict=True)))
-
-    def to_arrow_columns(self, spec: TableSpec, columns: Sequence[Sequence[Any]]) -> pa.Table:
+    def to_arrow_columns(self, spec: TableSpec, columns: Columns) -> pa.Table:
         """Columns of values → an Arrow table typed like the ClickHouse columns."""
         if len(columns) != len(spec.columns):
             raise ValueError(f"{len(columns)} columns for the {len(spec.columns)} of {spec.name}")

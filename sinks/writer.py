@@ -44,7 +44,13 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from cxpulse.schemas.rows import DEAD_LETTERS, TableSpec, refused_row_dead_letter, row_json
+from cxpulse.schemas.rows import (
+    DEAD_LETTERS,
+    Columns,
+    TableSpec,
+    refused_row_dead_letter,
+    row_json,
+)
 from cxpulse.schemas.tables import SPECS
 from cxpulse.sinks.errors import SinkDataError, SinkError
 from cxpulse.streams import metrics
@@ -144,7 +150,7 @@ class SinkWriter:
         except SinkError:
             return rows
 
-    def prepare_columns(self, table: str, columns: Sequence[Sequence[Any]]) -> Batch:
+    def prepare_columns(self, table: str, columns: Columns) -> Batch:
         """``prepare`` of a batch given as its columns (one sequence of values per column,
         as ``cxpulse.schemas`` builds them straight from the records): the backend's
         ``prepare_columns`` when it has one and is open, else the rows they make (as for

@@ -46,18 +46,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from cxpulse.schemas.rows import Columns
 from cxpulse.sinks.writer import merge
 from cxpulse.streams.state.changelog import send_records
 from cxpulse.streams.state.table_codec import Forms, encode_values, forms
-
-Row = tuple[Any, ...]
-#: A batch's columns: one sequence of values per column of its table, in the table's order.
-Columns = Sequence[Sequence[Any]]
 
 #: How many records (events, moments, score updates) a step turns into one part of rows
 #: (``TakeRows``).
@@ -185,18 +182,12 @@ class Checkpointer:
         else:
             store[key] = state
 
-    def add_rows(self, table: str | tuple[str, ...], rows: list[Row]) -> None:
-        """Record rows of ``table`` in the current checkpoint: one part, prepared now (a
-        step adds a take's rows of a table at once: see ``prepare`` in ``__init__``).
-        Several tables of the same columns (customer_scores and score_history) take the
-        same rows as one part, prepared once."""
-        if rows:
-            self.add_columns(table, list(zip(*rows, strict=True)))
-
     def add_columns(self, table: str | tuple[str, ...], columns: Columns) -> None:
-        """``add_rows`` of rows given as their columns (one sequence of values per column
-        of the table, in its order), as the steps build them straight from their records
-        (``TakeRows``)."""
+        """Record rows of ``table`` in the current checkpoint, given as their columns (one
+        sequence of values per column of the table, in its order, as the steps build them
+        straight from their records: ``TakeRows``): one part, prepared now (see
+        ``prepare`` in ``__init__``). Several tables of the same columns (customer_scores
+        and score_history) take the same rows as one part, prepared once."""
         tables = (table,) if isinstance(table, str) else table
         if self._write is None:
             raise ValueError(f"this step's checkpoint records no rows (given rows of {tables})")
@@ -250,7 +241,7 @@ class Checkpointer:
 
     async def _commit(self, cp: Checkpoint) -> None:
         for table, parts in cp.rows.items():
-            assert self._write is not None  # add_rows takes rows only with a write
+            assert self._write is not None  # add_columns takes rows only with a write
             await self._write(table, merge(parts))
         store = self.table.data
         encoded: dict[bytes, tuple[int, Any, bytes]] = {}

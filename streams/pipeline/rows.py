@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from cxpulse.schemas.rows import event_columns
+from cxpulse.schemas.rows import Columns, event_columns
 from cxpulse.schemas.score_rows import moment_columns, score_columns, score_row
 from cxpulse.schemas.scoring import Moment, ScoreUpdate
 
@@ -29,7 +29,7 @@ _LEGACY_MOMENTS = msgspec.json.Decoder(list[Moment])
 _LEGACY_SCORES = msgspec.json.Decoder(list[ScoreUpdate])
 
 
-Part = tuple[str | tuple[str, ...], list[list[Any]]]
+Part = tuple[str | tuple[str, ...], Columns]
 #: A message's share of a take's touchpoint_events rows: its events, partition and offset.
 MessageEvents = tuple[Sequence[Any], int, int]
 

@@ -81,7 +81,7 @@ def value_by_value(rows: list[tuple[object, ...]]) -> pa.Table:
 
 @pytest.mark.clickhouse
 def test_ids_and_times_make_the_columns_value_by_value_conversion_makes(chdb: Backend) -> None:
-    made = chdb.to_arrow(TIMES, ROWS)  # type: ignore[attr-defined]
+    made = chdb.to_arrow_columns(TIMES, list(zip(*ROWS, strict=True)))  # type: ignore[attr-defined]
     expected = value_by_value(ROWS)
     assert made.schema == expected.schema
     assert made.equals(expected)
@@ -91,7 +91,7 @@ def test_ids_and_times_make_the_columns_value_by_value_conversion_makes(chdb: Ba
 @pytest.mark.clickhouse
 def test_times_without_a_zone_are_read_as_utc_as_before(chdb: Backend) -> None:
     naive = [(4, ID, None, datetime(2026, 1, 1, 10, 0), datetime(2026, 1, 1, 11, 0))]
-    made = chdb.to_arrow(TIMES, naive)  # type: ignore[attr-defined]
+    made = chdb.to_arrow_columns(TIMES, list(zip(*naive, strict=True)))  # type: ignore[attr-defined]
     assert made.equals(value_by_value(naive))
     assert made.column("at").to_pylist() == [datetime(2026, 1, 1, 10, 0, tzinfo=UTC)]
 

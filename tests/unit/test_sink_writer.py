@@ -404,8 +404,8 @@ def test_on_chdb_a_checkpoints_prepared_takes_go_in_as_one_insert_of_the_same_ro
         cp = Checkpointer(
             table, write, every_rows=1000, every_seconds=60.0, prepare=writer.prepare_columns
         )
-        cp.add_rows("touchpoint_events", first)
-        cp.add_rows("touchpoint_events", second)
+        cp.add_columns("touchpoint_events", list(zip(*first, strict=True)))
+        cp.add_columns("touchpoint_events", list(zip(*second, strict=True)))
         assert all(isinstance(p, pa.Table) for p in cp.current.rows["touchpoint_events"])
         assert cp.current.largest == 12
         await cp.flush()
@@ -527,7 +527,7 @@ def test_on_chdb_score_rows_prepared_once_go_into_both_score_tables(tmp_path: Pa
         await writer.open()
         table: Any = type("Table", (), {"data": {}})()
         cp = Checkpointer(table, writer.write, every_rows=1000, every_seconds=60.0, prepare=prepare)
-        cp.add_rows(("customer_scores", "score_history"), rows)
+        cp.add_columns(("customer_scores", "score_history"), list(zip(*rows, strict=True)))
         part = cp.current.rows["customer_scores"][0]
         assert isinstance(part, pa.Table) and cp.current.rows["score_history"] == [part]
         await cp.flush()
