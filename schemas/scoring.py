@@ -136,7 +136,6 @@ class KeyMoment(
         "impact": "i",
         "share": "sh",
         "end_t": "et",
-        "contribution": "c",
     },
 ):
     """An explanation candidate: a moment that is its episode's peak or end, with its
@@ -146,8 +145,11 @@ class KeyMoment(
     remembered valence follows from the episode. Once the episode is folded it is kept in
     ``CustomerState.key_moments`` with ``share`` (the valence it adds to the remembered
     ``(peak + end) / 2``: half its valence, all of it when it is both) and ``end_t`` (the
-    episode's end, whose decay weighs it). ``contribution`` is its points of score as of
-    the state's watermark when it is one of the listed moments, else 0.
+    episode's end, whose decay weighs it).
+
+    What a candidate contributes is not kept: it follows from the state as of its
+    watermark (``cxpulse.streams.core.explanation``), and is worked out when a score
+    update or a rule asks. (Records of earlier workers hold it, as ``c``: it is ignored.)
     """
 
     event_id: str  # UUID hex, 32 chars
@@ -158,7 +160,6 @@ class KeyMoment(
     impact: float
     share: float = 0.0
     end_t: int = 0
-    contribution: float = 0.0
 
 
 #: The series an episode remembers besides its overall valence, one slot each: the

@@ -184,7 +184,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             now,
             include_feedback_text=rt.settings.alerts_include_feedback_text,
         )
-        return duplicates, (before, state, fresh, score_update(state), alerts)
+        return duplicates, (before, state, fresh, score_update(state, rt.model), alerts)
 
     async def handle(take: list[Any]) -> None:
         """A take of cx.events batch messages: each customer's events across the whole

@@ -242,9 +242,6 @@ def _close(w: _Work, p: _Params) -> CustomerState:
     factor_scores, channel_scores = score.sub_scores(
         w.folded, w.episodes, as_of, half_life_s, weights, _relationship(w, p)
     )
-    eps, key_moments = explain.contributions(
-        w.folded, w.episodes, w.key_moments, as_of, half_life_s, p.explanation_size, weights
-    )
     return CustomerState(
         customer_id=w.customer_id,
         version=w.version,
@@ -254,9 +251,9 @@ def _close(w: _Work, p: _Params) -> CustomerState:
         watermark=w.watermark,
         floor=w.floor,
         seen=w.seen.stored(w.watermark - p.lateness_s),
-        episodes=eps,
+        episodes=w.episodes,
         folded=w.folded,
-        key_moments=key_moments,
+        key_moments=w.key_moments,
         **w.trail.stored(p.limits, w.watermark),
         score_trail=w.score_trail,
         score=s.score,
@@ -535,11 +532,28 @@ def apply_events(
     return _close(w, p), out
 
 
-def score_update(state: CustomerState) -> ScoreUpdate:
-    """The ScoreUpdate row/message for a state (pure read: the numbers live in the state).
+def explanation(state: CustomerState, model: ExperienceModel) -> list[tuple[KeyMoment, float]]:
+    """The moments that account for a state's score most, as of its watermark, each with
+    its contribution (``explain.listed``, on the model's half-life and
+    ``score.explanation_size``): what a score update lists and the rules name."""
+    p = _Params.of(model)
+    return explain.listed(
+        state.folded,
+        state.episodes,
+        state.key_moments,
+        state.watermark,
+        p.half_life_s,
+        p.explanation_size,
+        score.episode_weights(state.episodes, state.watermark, p.half_life_s),
+    )
+
+
+def score_update(state: CustomerState, model: ExperienceModel) -> ScoreUpdate:
+    """The ScoreUpdate row/message for a state (pure read: the numbers live in the state,
+    the explanation follows from it and the model: ``explanation``).
 
     The explanation lists the moments with a contribution, largest first (at most the
-    model's ``explanation_size``, chosen when the state was built); ``explanation_rest``
+    model's ``explanation_size``); ``explanation_rest``
     is what every other moment accounts for, so that the listed contributions and the
     rest sum to ``score - 50`` (``cxpulse.streams.core.explain``). Contributions are
     given in hundredths of a point: a moment whose contribution rounds to 0 there is
@@ -547,8 +561,8 @@ def score_update(state: CustomerState) -> ScoreUpdate:
     """
     listed: list[KeyMoment] = []
     contributions: list[float] = []
-    for k in explain.explained(state):
-        c = rounded(k.contribution, 2)
+    for k, contribution in explanation(state, model):
+        c = rounded(contribution, 2)
         if c != 0:
             listed.append(k)
             contributions.append(c)

@@ -21,11 +21,10 @@ moment that is not kept could never be listed again, and the list is exact.
 from __future__ import annotations
 
 import math
-from typing import overload
 
 import msgspec
 
-from cxpulse.schemas.scoring import CustomerState, Episode, Folded, KeyMoment
+from cxpulse.schemas.scoring import Episode, Folded, KeyMoment
 from cxpulse.streams.core.decimals import rounded
 
 
@@ -46,7 +45,7 @@ def roles(ep: Episode) -> list[tuple[KeyMoment, float]]:
 def freeze(closed: list[Episode]) -> list[KeyMoment]:
     """The candidates of episodes being folded, with their shares and episode ends."""
     return [
-        msgspec.structs.replace(k, share=rounded(share, 4), end_t=ep.overall[1], contribution=0.0)
+        msgspec.structs.replace(k, share=rounded(share, 4), end_t=ep.overall[1])
         for ep in closed
         for k, share in roles(ep)
         if share != 0
@@ -68,7 +67,7 @@ def keep_top(
     return merged[:size]
 
 
-def contributions(
+def listed(
     folded: Folded,
     episodes: list[Episode],
     frozen: list[KeyMoment],
@@ -76,72 +75,43 @@ def contributions(
     half_life_s: float,
     size: int,
     weights: list[float],
-) -> tuple[list[Episode], list[KeyMoment]]:
-    """Episodes and folded candidates with ``contribution`` set, as of ``as_of``, on the
-    ``size`` candidates of largest |contribution| (0 on every other one); ``weights`` are
-    the episodes' decay weights as of ``as_of`` (``score.episode_weights``)."""
+) -> list[tuple[KeyMoment, float]]:
+    """The moments that account for the score most as of ``as_of``, each with its
+    contribution (to 3 decimals): the ``size`` candidates of largest |contribution| that
+    do not round to 0, largest first, then by id. ``weights`` are the episodes' decay
+    weights as of ``as_of`` (``score.episode_weights``).
+
+    A pure function of the state: a contribution moves with every event (the decay, the
+    total weight), so it is worked out when a score update or a rule asks, not stored on
+    the candidates (which kept every open episode and folded candidate it touched
+    changing, to be packed again, at every update)."""
     total = 0.0
     if folded.count:
         total = folded.overall[0] * 2.0 ** ((folded.ref - as_of) / half_life_s)
     total += sum(weights)
     if total <= 0:
-        return episodes, frozen
+        return []
     scored: list[tuple[float, str]] = []
+    by_id: dict[str, KeyMoment] = {}
     for ep, w in zip(episodes, weights, strict=True):
         for k, share in roles(ep):
             scored.append((rounded(5.0 * share * w / total, 3), k.event_id))
+            by_id.setdefault(k.event_id, k)
     for k in frozen:
         w = 2.0 ** ((k.end_t - as_of) / half_life_s)
         scored.append((rounded(5.0 * k.share * w / total, 3), k.event_id))
+        by_id.setdefault(k.event_id, k)
     scored.sort(key=_largest_first)
-    listed = {i: c for c, i in scored[:size] if c != 0}
-
-    out_eps: list[Episode] = []
-    for ep in episodes:
-        pm = _with(ep.peak_m, listed)
-        em = (
-            pm
-            if ep.end_m is not None and pm is not None and ep.end_m.event_id == pm.event_id
-            else _with(ep.end_m, listed)
-        )
-        if pm is ep.peak_m and em is ep.end_m:
-            out_eps.append(ep)
-        else:
-            out_eps.append(msgspec.structs.replace(ep, peak_m=pm, end_m=em))
-    return out_eps, [_with(k, listed) for k in frozen]
-
-
-def explained(state: CustomerState) -> list[KeyMoment]:
-    """The listed moments of a state (those with a contribution as of its watermark), from
-    the open episodes and the folded ones, largest |contribution| first, then by id."""
-    out: list[KeyMoment] = []
-    ids: set[str] = set()
-    for e in state.episodes:
-        for k in (e.peak_m, e.end_m):
-            if k is not None and k.contribution != 0 and k.event_id not in ids:
-                ids.add(k.event_id)
-                out.append(k)
-    out += [k for k in state.key_moments if k.contribution != 0]
+    chosen = {i: c for c, i in scored[:size] if c != 0}
+    out = [(by_id[i], c) for i, c in chosen.items()]
     out.sort(key=_by_contribution)
     return out
 
 
-def _by_contribution(k: KeyMoment) -> tuple[float, str]:
-    return (-abs(k.contribution), k.event_id)
+def _by_contribution(item: tuple[KeyMoment, float]) -> tuple[float, str]:
+    return (-abs(item[1]), item[0].event_id)
 
 
 def _largest_first(scored: tuple[float, str]) -> tuple[float, str]:
     """Largest |contribution| first, then by id."""
     return (-abs(scored[0]), scored[1])
-
-
-@overload
-def _with(k: KeyMoment, listed: dict[str, float]) -> KeyMoment: ...
-@overload
-def _with(k: None, listed: dict[str, float]) -> None: ...
-def _with(k: KeyMoment | None, listed: dict[str, float]) -> KeyMoment | None:
-    """``k`` with its contribution as listed (0 when it is not): itself when unchanged."""
-    if k is None:
-        return None
-    c = listed.get(k.event_id, 0.0)
-    return k if k.contribution == c else msgspec.structs.replace(k, contribution=c)

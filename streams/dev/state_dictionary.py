@@ -61,7 +61,6 @@ def vocabulary_state(touchpoints: list[str]) -> CustomerState:
             impact=-31.5,
             share=-3.5,
             end_t=t0,
-            contribution=-2.5,
         )
         for i, tp in enumerate(touchpoints)
     ]

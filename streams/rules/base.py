@@ -31,8 +31,8 @@ from typing import Any, Protocol
 from cxpulse.schemas.alerts import Alert
 from cxpulse.schemas.model import ExperienceModel
 from cxpulse.schemas.scoring import CustomerState, Moment
+from cxpulse.streams.core.apply import explanation
 from cxpulse.streams.core.episodes import episode_id
-from cxpulse.streams.core.explain import explained
 from cxpulse.streams.core.trail import Trail
 from cxpulse.streams.pipeline.records import Event
 from cxpulse.streams.rules.memory import Memory, OpenAlert
@@ -172,14 +172,14 @@ class Batch:
         known = {episode_id(ep) for ep in before.episodes}
         return before.folded.count + len(known.union(mine))
 
-    def hurt_most(self, since: int) -> list[str]:
+    def hurt_most(self, since: int, model: ExperienceModel) -> list[str]:
         """The listed moments (those that account for the score most) that pull it down,
         known so far (not one of the batch's moments still to walk), largest first."""
         pending = {ev.event_id.hex for ev, _ in self.walk[self.walked :]}
         return [
             k.event_id
-            for k in explained(self.after)
-            if k.contribution < 0 and k.t >= since and k.event_id not in pending
+            for k, contribution in explanation(self.after, model)
+            if contribution < 0 and k.t >= since and k.event_id not in pending
         ]
 
 

@@ -35,7 +35,7 @@ class LowScore:
                 rule=self.name,
                 t=at.t,
                 trigger=at.hexid,
-                event_ids=[at.hexid, *at.batch.hurt_most(0)],
+                event_ids=[at.hexid, *at.batch.hurt_most(0, model)],
                 magnitude=rounded(below, 2),
                 large=below >= ls.escalate_at,
                 explanation=(

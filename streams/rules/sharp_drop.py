@@ -41,7 +41,7 @@ class SharpDrop:
             rule=self.name,
             t=at.t,
             trigger=at.hexid,
-            event_ids=[at.hexid, *at.batch.hurt_most(watermark - window)],
+            event_ids=[at.hexid, *at.batch.hurt_most(watermark - window, model)],
             magnitude=rounded(drop, 2),
             large=drop >= sd.escalate_at,
             explanation=(

@@ -31,6 +31,11 @@ end and contribution, and the last NPS answer and its time; version 1 records ar
 with none of them (their candidates then say nothing and are dropped by the core; no NPS
 is known).
 
+Contributions are no longer kept (a candidate's follows from the state as of its
+watermark: ``cxpulse.streams.core.explanation``): the ``c`` of a candidate in an earlier
+record is ignored, and a record without it reads as before (it was left out when 0), so
+the layout did not change.
+
 Changing the layout (or the dictionary): a new version byte, and ``decode`` keeps reading
 the old ones (``tests/data/customer-state-v2.tsv`` and ``-v3.tsv`` hold records to read).
 """
@@ -245,8 +250,7 @@ def _read_moment(v: list[Any] | None, start: int) -> KeyMoment | None:
         channel=_named(v[3], CHANNELS),
         factor=_named(v[4], FACTORS),
         impact=_val(v[5]),
-        contribution=_val(v[6]),
-    )
+    )  # v[6], its contribution then, is worked out now (``core.explanation``)
 
 
 def _decode_positional(data: bytes, v1: bool) -> CustomerState:
@@ -364,8 +368,7 @@ def _read_key_moments(flat: list[Any], width: int) -> list[KeyMoment]:
                 impact=k.impact,
                 share=_val(flat[i + 6]),
                 end_t=k.t + flat[i + 7],
-                contribution=_val(flat[i + 8]),
-            )
+            )  # flat[i + 8], its contribution then: worked out now
         out.append(k)
     return out
 

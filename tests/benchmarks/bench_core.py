@@ -168,7 +168,7 @@ def test_experience_per_customer_work(benchmark: Any) -> None:
                 encode_state(state)
                 states[cid] = state
                 moments.extend(m for m in produced if m is not None)
-                updates.append(score_update(state))
+                updates.append(score_update(state, MODEL))
             moment_rows_of(moments)
             [score_row(u) for u in updates]
 

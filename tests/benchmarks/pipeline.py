@@ -510,7 +510,7 @@ def replay_worker_work(
             # packed as the checkpoint packs a state set, and held so by the store
             customers[customer_id] = packed[customer_id] = pack(state)
             moments += fresh
-            updates.append(score_update(state))
+            updates.append(score_update(state, model))
             # the rows as columns, a part every PART_ROWS records, as the step's TakeRows
             for items, parts in ((moments, moment_parts), (updates, score_parts)):
                 if len(items) >= PART_ROWS:

@@ -70,7 +70,7 @@ def test_nps_views_count_promoters_and_detractors(real_backend: Backend) -> None
     for evs in by_customer.values():
         state, produced = apply_events(None, [record_of(e) for e in evs], model, now)
         moments += [moment_rows(m)[0] for m in produced if m is not None]
-        scores.append(score_row(score_update(state)))
+        scores.append(score_row(score_update(state, model)))
     ingested = now
     real_backend.insert(
         TOUCHPOINT_EVENTS,

@@ -184,7 +184,7 @@ for i in range(0, len(events), 250):  # takes of 250 events, as a worker's
         digest.update(msgspec.json.encode(moments))
         state, alerts = customer_alerts(before, after, batch, moments, model, now)
         states[cid] = state
-        digest.update(msgspec.json.encode(score_update(state)))
+        digest.update(msgspec.json.encode(score_update(state, model)))
         digest.update(json.dumps([a.model_dump(mode="json") for a in alerts]).encode())
 for cid in sorted(states):
     digest.update(msgspec.json.encode(states[cid]))

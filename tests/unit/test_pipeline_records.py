@@ -232,7 +232,7 @@ def test_the_core_gives_the_same_result_on_records_and_on_models() -> None:
     from_records, moments_b = apply_events(None, [record_of(e) for e in batch], model, now)
     assert from_records == from_models
     assert moments_b == moments_a
-    assert score_update(from_records) == score_update(from_models)
+    assert score_update(from_records, model) == score_update(from_models, model)
 
 
 def test_rows_arrive_in_the_sink_as_the_step_computed_them() -> None:
@@ -259,5 +259,5 @@ def test_rows_arrive_in_the_sink_as_the_step_computed_them() -> None:
     # A backlog of an earlier worker's JSON messages drains to the very same rows.
     legacy = msgspec.json.encode(moments)
     assert moments_of(legacy) == (rows, factors)
-    update = score_update(state)
+    update = score_update(state, model)
     assert scores_of(msgspec.json.encode([update])) == [score_row(update)]

@@ -148,7 +148,7 @@ def test_nps_is_the_customers_relationship_signal() -> None:
     for order in ([early, late], [late, early]):
         state, _ = apply_events(None, order, MODEL, NOW)
         assert (state.nps, state.nps_t) == (9, int(late.occurred_at.timestamp()))
-        up = score_update(state)
+        up = score_update(state, MODEL)
         assert (up.nps, up.nps_at) == (9, late.occurred_at)
         assert state.score == 50.0
     relationship = {}

@@ -213,7 +213,7 @@ def test_the_explanation_adds_up(evs: list[TouchpointEvent], sent: list[float]) 
         for i, e in enumerate(evs):
             state, _ = apply_event(state, e, model, NOW, sent[i] if i < len(sent) else None)
             assert state is not None
-            up = score_update(state)
+            up = score_update(state, model)
             listed = [x.contribution for x in up.explanation]
             assert len(listed) <= model.score.explanation_size
             assert all(c != 0 for c in listed)
@@ -225,6 +225,6 @@ def test_the_explanation_adds_up(evs: list[TouchpointEvent], sent: list[float]) 
             }
         assert state is not None
         if model is WIDE and state.episode_count <= 9:
-            up = score_update(state)
+            up = score_update(state, model)
             # 0.005 per listed contribution and per score, rounded to 2 decimals
             assert abs(up.explanation_rest) <= 0.006 * (len(up.explanation) + 1)

@@ -513,7 +513,7 @@ def test_on_chdb_score_rows_prepared_once_go_into_both_score_tables(tmp_path: Pa
         record = record_of(TouchpointEvent.model_validate(e))
         by_customer[record.customer_id].append(record)
     rows = [
-        score_row(score_update(apply_events(None, batch, model, now)[0]))
+        score_row(score_update(apply_events(None, batch, model, now)[0], model))
         for batch in by_customer.values()
     ]
     writer = chdb_writer(tmp_path / "chdb")

@@ -243,9 +243,10 @@ def test_a_version_1_record_reads() -> None:
             "outcome": "success",
         }
     )
-    after, _ = apply_events(state, [record_of(event)], load_model(), datetime.now(UTC))
+    model = load_model()
+    after, _ = apply_events(state, [record_of(event)], model, datetime.now(UTC))
     assert after.key_moments == []
-    up = score_update(after)
+    up = score_update(after, model)
     assert sum(x.contribution for x in up.explanation) + up.explanation_rest == pytest.approx(
         up.score - 50
     )
