@@ -365,8 +365,6 @@ class CustomerState(
         "intents": "ih",
         "score_trail": "st",
         "score": "sc",
-        "factor_scores": "fs",
-        "channel_scores": "cs",
         "confidence": "cf",
         "episode_count": "ne",
         "alert_memory": "am",
@@ -389,7 +387,11 @@ class CustomerState(
     ``contacts`` (repeat_contact) and ``intents`` (channel_hopping). States written with
     the older single ``tr`` list are read into these.
 
-    The core never changes a state it was given: it builds the next one.
+    The core never changes a state it was given: it builds the next one. What follows
+    from the state as of its watermark is not kept in it: the per-factor and per-channel
+    sub-scores and the explanation's contributions are worked out when a score update
+    asks (``cxpulse.streams.core.score_update``); records of earlier workers that hold
+    sub-scores (``fs``, ``cs``) read, those values ignored.
     """
 
     customer_id: str
@@ -408,8 +410,6 @@ class CustomerState(
     intents: dict[str, IntentTries] = msgspec.field(default_factory=dict)
     score_trail: list[tuple[int, float]] = msgspec.field(default_factory=list)
     score: float = 50.0
-    factor_scores: dict[str, float] = msgspec.field(default_factory=dict)
-    channel_scores: dict[str, float] = msgspec.field(default_factory=dict)
     confidence: float = 0.0
     episode_count: int = 0
     alert_memory: dict[str, int | float | str] = msgspec.field(default_factory=dict)

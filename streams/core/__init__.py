@@ -3,6 +3,12 @@
 Imports schemas and the standard library only; time is passed in. See docs/scoring.md.
 """
 
-from cxpulse.streams.core.apply import apply_event, apply_events, explanation, score_update
+from cxpulse.streams.core.apply import (
+    apply_event,
+    apply_events,
+    explanation,
+    score_update,
+    sub_scores,
+)
 
-__all__ = ["apply_event", "apply_events", "explanation", "score_update"]
+__all__ = ["apply_event", "apply_events", "explanation", "score_update", "sub_scores"]

@@ -89,9 +89,6 @@ class _Work:
         self.trail: trail.Trail = trail.Trail() if trail_ is None else trail_
         self.score_trail: list[tuple[int, float]] = [] if score_trail is None else score_trail
         self.scores: score.Scores | None = None
-        #: the episodes' decay weights as of the watermark, worked out for the last event's
-        #: score and used again for the sub-scores and the explanation
-        self.weights: list[float] = []
         self.old = old
         self.nps = nps
         self.nps_t = nps_t
@@ -220,16 +217,18 @@ def _with_shares(key_moments: list[KeyMoment]) -> list[KeyMoment]:
     return key_moments
 
 
-def _relationship(w: _Work, p: _Params) -> dict[str, tuple[float, float]]:
+def _relationship(state: CustomerState, p: _Params) -> dict[str, tuple[float, float]]:
     """The last NPS answer as ``(weight, gap)`` on the relationship factor: its reading on
     ``readings.nps`` (passives as expected) against the tier's expectation, weighing
     ``score.nps_weight`` episodes of its age."""
     weight = p.nps_weight
-    if w.nps is None or weight <= 0:
+    if state.nps is None or weight <= 0:
         return {}
-    expected = p.expectations[w.tier or NO_TIER]["relationship"]
-    gap = p.levels.nps.reading(w.nps, expected) - expected
-    return {"relationship": (weight * score.weight(w.nps_t, w.watermark, p.half_life_s), gap)}
+    expected = p.expectations[state.tier or NO_TIER]["relationship"]
+    gap = p.levels.nps.reading(state.nps, expected) - expected
+    return {
+        "relationship": (weight * score.weight(state.nps_t, state.watermark, p.half_life_s), gap)
+    }
 
 
 def _close(w: _Work, p: _Params) -> CustomerState:
@@ -238,10 +237,6 @@ def _close(w: _Work, p: _Params) -> CustomerState:
         return old  # nothing was applied: the very same state, as idempotency promises
     s = w.scores
     assert s is not None  # set by every applied event
-    as_of, half_life_s, weights = w.watermark, p.half_life_s, w.weights
-    factor_scores, channel_scores = score.sub_scores(
-        w.folded, w.episodes, as_of, half_life_s, weights, _relationship(w, p)
-    )
     return CustomerState(
         customer_id=w.customer_id,
         version=w.version,
@@ -257,8 +252,6 @@ def _close(w: _Work, p: _Params) -> CustomerState:
         **w.trail.stored(p.limits, w.watermark),
         score_trail=w.score_trail,
         score=s.score,
-        factor_scores=factor_scores,
-        channel_scores=channel_scores,
         confidence=s.confidence,
         episode_count=s.episodes,
         alert_memory=dict(old.alert_memory) if old is not None else {},
@@ -385,9 +378,9 @@ def _apply(
         event_hex,
     )
 
-    w.weights = score.episode_weights(w.episodes, w.watermark, half_life_s)
+    weights = score.episode_weights(w.episodes, w.watermark, half_life_s)
     w.scores = score.compute(
-        w.folded, w.episodes, w.watermark, half_life_s, p.confidence_half_at, w.weights
+        w.folded, w.episodes, w.watermark, half_life_s, p.confidence_half_at, weights
     )
     if w.version:  # a first moment's score is no reference for sharp_drop (trail.py)
         w.score_trail = trail.add_score(w.score_trail, w.watermark, w.scores.score)
@@ -537,6 +530,13 @@ def explanation(state: CustomerState, model: ExperienceModel) -> list[tuple[KeyM
     its contribution (``explain.listed``, on the model's half-life and
     ``score.explanation_size``): what a score update lists and the rules name."""
     p = _Params.of(model)
+    weights = score.episode_weights(state.episodes, state.watermark, p.half_life_s)
+    return _listed(state, p, weights)
+
+
+def _listed(
+    state: CustomerState, p: _Params, weights: list[float]
+) -> list[tuple[KeyMoment, float]]:
     return explain.listed(
         state.folded,
         state.episodes,
@@ -544,13 +544,38 @@ def explanation(state: CustomerState, model: ExperienceModel) -> list[tuple[KeyM
         state.watermark,
         p.half_life_s,
         p.explanation_size,
-        score.episode_weights(state.episodes, state.watermark, p.half_life_s),
+        weights,
+    )
+
+
+def sub_scores(
+    state: CustomerState, model: ExperienceModel
+) -> tuple[dict[str, float], dict[str, float]]:
+    """A state's per-factor and per-channel scores as of its watermark
+    (``score.sub_scores``; the last NPS answer on the relationship factor)."""
+    p = _Params.of(model)
+    weights = score.episode_weights(state.episodes, state.watermark, p.half_life_s)
+    return _sub_scores(state, p, weights)
+
+
+def _sub_scores(
+    state: CustomerState, p: _Params, weights: list[float]
+) -> tuple[dict[str, float], dict[str, float]]:
+    return score.sub_scores(
+        state.folded,
+        state.episodes,
+        state.watermark,
+        p.half_life_s,
+        weights,
+        _relationship(state, p),
     )
 
 
 def score_update(state: CustomerState, model: ExperienceModel) -> ScoreUpdate:
-    """The ScoreUpdate row/message for a state (pure read: the numbers live in the state,
-    the explanation follows from it and the model: ``explanation``).
+    """The ScoreUpdate row/message for a state (pure read): its score and confidence, and
+    what follows from the state and the model as of its watermark, worked out here and
+    not kept in the state: the sub-scores (``sub_scores``) and the explanation
+    (``explanation``), on the episodes' decay weights worked out once for both.
 
     The explanation lists the moments with a contribution, largest first (at most the
     model's ``explanation_size``); ``explanation_rest``
@@ -559,9 +584,12 @@ def score_update(state: CustomerState, model: ExperienceModel) -> ScoreUpdate:
     given in hundredths of a point: a moment whose contribution rounds to 0 there is
     left in the rest, never listed as contributing 0.
     """
+    p = _Params.of(model)
+    weights = score.episode_weights(state.episodes, state.watermark, p.half_life_s)
+    factor_scores, channel_scores = _sub_scores(state, p, weights)
     listed: list[KeyMoment] = []
     contributions: list[float] = []
-    for k, contribution in explanation(state, model):
+    for k, contribution in _listed(state, p, weights):
         c = rounded(contribution, 2)
         if c != 0:
             listed.append(k)
@@ -571,8 +599,8 @@ def score_update(state: CustomerState, model: ExperienceModel) -> ScoreUpdate:
         version=state.version,
         as_of=datetime.fromtimestamp(state.watermark, UTC),
         score=state.score,
-        factor_scores=dict(state.factor_scores),
-        channel_scores=dict(state.channel_scores),
+        factor_scores=factor_scores,
+        channel_scores=channel_scores,
         confidence=state.confidence,
         episodes=state.episode_count,
         tier=state.tier,

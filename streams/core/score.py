@@ -35,7 +35,8 @@ def weight(t: int, ref: int, half_life_s: float) -> float:
 
 def episode_weights(episodes: list[Episode], as_of: int, half_life_s: float) -> list[float]:
     """Each episode's decay weight as of ``as_of``: ``weight(end, as_of, half_life_s)``,
-    worked out once per state for the sub-scores and the explanation alike."""
+    worked out once per event for the score, and once per score update for the
+    sub-scores and the explanation alike."""
     return [2.0 ** ((ep.overall[1] - as_of) / half_life_s) for ep in episodes]
 
 
@@ -106,9 +107,8 @@ def compute(
     weights: list[float],
 ) -> Scores:
     """Score and confidence as of event time ``as_of`` (per event: kept to the overall
-    series; the sub-scores are computed once per batch by ``sub_scores``); ``weights``
-    are the episodes' decay weights as of ``as_of`` (``episode_weights``: the core keeps
-    the last event's for the sub-scores and the explanation, which are as of the same time).
+    series; the sub-scores are worked out when a score update asks, by ``sub_scores``);
+    ``weights`` are the episodes' decay weights as of ``as_of`` (``episode_weights``).
 
     confidence = n / (n + half_at) where n is the decay-weighted number of episodes
     (a fortnight-old episode is half an episode of evidence), with the score's own
@@ -145,7 +145,7 @@ def sub_scores(
     ``extra`` adds ``(weight, gap)`` to a factor's mean (the last NPS answer's gap on the
     relationship factor, weighing as ``score.nps_weight`` episodes of its age).
 
-    Runs once per customer batch over every open episode's series: the sums are kept in
+    Runs once per score update over every open episode's series: the sums are kept in
     two lists indexed by ``SERIES`` slot, each episode's memories unpacked in one call,
     and every number is the same expression, in the same order, as ``weight``, ``_add``
     and ``remembered`` would give (each slot's sums start from the folded episodes' and

@@ -97,8 +97,6 @@ def vocabulary_state(touchpoints: list[str]) -> CustomerState:
         intents={"intent": IntentTries(t0, {c: TryMark(t0, eid) for c in CHANNELS})},
         score_trail=[(t0, 40.5)],
         score=40.5,
-        factor_scores={f: 41.5 for f in FACTORS},
-        channel_scores={c: 41.5 for c in CHANNELS},
         confidence=0.5,
         episode_count=5,
         alert_memory=memory,

@@ -31,10 +31,11 @@ end and contribution, and the last NPS answer and its time; version 1 records ar
 with none of them (their candidates then say nothing and are dropped by the core; no NPS
 is known).
 
-Contributions are no longer kept (a candidate's follows from the state as of its
-watermark: ``cxpulse.streams.core.explanation``): the ``c`` of a candidate in an earlier
-record is ignored, and a record without it reads as before (it was left out when 0), so
-the layout did not change.
+Contributions and sub-scores are no longer kept (they follow from the state as of its
+watermark, and a score update works them out: ``cxpulse.streams.core.score_update``): a
+candidate's ``c`` and a state's ``fs`` and ``cs`` in an earlier record are ignored, and
+a worker of before reads a record without them (it works them out itself at every
+update), so the layout did not change.
 
 Changing the layout (or the dictionary): a new version byte, and ``decode`` keeps reading
 the old ones (``tests/data/customer-state-v2.tsv`` and ``-v3.tsv`` hold records to read).
@@ -236,10 +237,6 @@ def _read_decayed(flat: list[Any], names: tuple[str, ...]) -> dict[str, tuple[fl
     }
 
 
-def _read_scores(flat: list[Any], names: tuple[str, ...]) -> dict[str, float]:
-    return {_named(flat[i], names): _val(flat[i + 1]) for i in range(0, len(flat), 2)}
-
-
 def _read_moment(v: list[Any] | None, start: int) -> KeyMoment | None:
     if v is None:
         return None
@@ -272,8 +269,8 @@ def _decode_positional(data: bytes, v1: bool) -> CustomerState:
         intents,
         trail,
         score,
-        factor_scores,
-        channel_scores,
+        _factor_scores,  # worked out now: see score_update
+        _channel_scores,
         confidence,
         episode_count,
         alert_memory,
@@ -319,8 +316,6 @@ def _decode_positional(data: bytes, v1: bool) -> CustomerState:
         },
         score_trail=[(trail[i], _val(trail[i + 1])) for i in range(0, len(trail), 2)],
         score=_val(score),
-        factor_scores=_read_scores(factor_scores, FACTORS),
-        channel_scores=_read_scores(channel_scores, CHANNELS),
         confidence=_val(confidence),
         episode_count=episode_count,
         alert_memory=alert_memory,

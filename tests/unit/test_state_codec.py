@@ -177,7 +177,7 @@ def test_values_outside_the_compact_forms_keep_their_own() -> None:
         customer_id="C-1",
         score=41.123456,
         confidence=-0.0,
-        factor_scores={"product": float("nan"), "ambience": 3.5},
+        score_trail=[(t0, float("nan")), (t0 + 3600, 3.5)],
         episodes=[
             Episode.of(
                 journey=None,
@@ -201,9 +201,9 @@ def test_values_outside_the_compact_forms_keep_their_own() -> None:
         alert_memory={"low_score": 1, "x": 0.5, "y": "z"},
     )
     back = decode(encode(state))
-    assert math.isnan(back.factor_scores["product"])
+    assert math.isnan(back.score_trail[0][1])
     assert math.copysign(1.0, back.confidence) < 0
-    back.factor_scores["product"] = state.factor_scores["product"] = 0.0
+    back.score_trail[0] = state.score_trail[0] = (t0, 0.0)
     assert back == state
     assert repr(back) == repr(state)
 
