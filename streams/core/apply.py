@@ -1,4 +1,6 @@
-"""The core's entry points: ``apply_event``, ``apply_events`` and ``score_update``.
+"""The core's entry points: ``apply_event``, ``apply_events``, and ``score_update`` with
+what it lists (``explanation``, ``sub_scores``: what follows from a state as of its
+watermark, worked out when asked and not kept in it).
 
 Pure: the state, the event, the model, the sentiment and ``now`` go in; a new state and a
 Moment come out. Nothing is read from the clock or the environment, and the input state is
@@ -578,9 +580,8 @@ def score_update(state: CustomerState, model: ExperienceModel) -> ScoreUpdate:
     (``explanation``), on the episodes' decay weights worked out once for both.
 
     The explanation lists the moments with a contribution, largest first (at most the
-    model's ``explanation_size``); ``explanation_rest``
-    is what every other moment accounts for, so that the listed contributions and the
-    rest sum to ``score - 50`` (``cxpulse.streams.core.explain``). Contributions are
+    model's ``explanation_size``); ``explanation_rest`` is what every other moment
+    accounts for, so that the listed contributions and the rest sum to ``score - 50`` (``cxpulse.streams.core.explain``). Contributions are
     given in hundredths of a point: a moment whose contribution rounds to 0 there is
     left in the rest, never listed as contributing 0.
     """
