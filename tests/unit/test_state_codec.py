@@ -25,6 +25,7 @@ from cxpulse.streams.state.customer import DICTIONARY, FORMAT, decode, encode, p
 
 V2_RECORDS = Path(__file__).parents[1] / "data" / "customer-state-v2.tsv"
 V3_RECORDS = Path(__file__).parents[1] / "data" / "customer-state-v3.tsv"
+V4_RECORDS = Path(__file__).parents[1] / "data" / "customer-state-v4.tsv"
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +91,35 @@ def test_version_3_records_read() -> None:
     assert math.copysign(1.0, ep.factors["service"][0]) < 0
     assert ep.channels == {"web": (0.5, ep.start + 5, 1e-9)}
     assert odd.folded.factors["ambience"] == (0.5, 1.0)
+
+
+def test_version_4_records_that_kept_derived_values_read() -> None:
+    """Records the version 4 encoder wrote while a state kept its candidates'
+    contributions (``c``) and its sub-scores (``fs``, ``cs``), each beside the score
+    update that worker made of the state: they read, the score update worked out from
+    the state read is that very one, and they write back without those values."""
+    import msgspec
+
+    from cxpulse.streams.core import score_update
+    from cxpulse.streams.state.customer import unseal
+
+    model = load_model()
+    kept_contributions = 0
+    lines = V4_RECORDS.read_text().splitlines()
+    assert len(lines) == 8
+    for line in lines:
+        record, then = line.split("\t")
+        data = bytes.fromhex(record)
+        raw = msgspec.msgpack.decode(unseal(data))
+        assert "fs" in raw and "cs" in raw
+        kept_contributions += any("c" in (e.get("pm") or {}) for e in raw.get("ep", []))
+        state = decode(data)
+        assert msgspec.json.encode(score_update(state, model)).decode() == then
+        again = msgspec.msgpack.decode(unseal(encode(state)))
+        assert "fs" not in again and "cs" not in again
+        candidates = [e.get(k) or {} for e in again.get("ep", []) for k in ("pm", "em")]
+        assert not any("c" in k for k in candidates + again.get("km", []))
+    assert kept_contributions >= 4  # the case this is about
 
 
 @pytest.mark.parametrize(
