@@ -581,9 +581,10 @@ def score_update(state: CustomerState, model: ExperienceModel) -> ScoreUpdate:
 
     The explanation lists the moments with a contribution, largest first (at most the
     model's ``explanation_size``); ``explanation_rest`` is what every other moment
-    accounts for, so that the listed contributions and the rest sum to ``score - 50`` (``cxpulse.streams.core.explain``). Contributions are
-    given in hundredths of a point: a moment whose contribution rounds to 0 there is
-    left in the rest, never listed as contributing 0.
+    accounts for, so that the listed contributions and the rest sum to ``score - 50``
+    (``cxpulse.streams.core.explain``). Contributions are given in hundredths of a
+    point: a moment whose contribution rounds to 0 there is left in the rest, never
+    listed as contributing 0.
     """
     p = _Params.of(model)
     weights = score.episode_weights(state.episodes, state.watermark, p.half_life_s)
