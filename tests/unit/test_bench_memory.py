@@ -16,6 +16,9 @@ from tests.benchmarks.pipeline import (
     vm_hwm_kib,
 )
 
+#: How far two reads of one process's VmHWM may disagree (see the test): 4 MiB.
+RSS_SLACK_KIB = 4 << 10
+
 
 def _hold(n: int) -> int:
     """Make the child hold a known amount for its peak: 64 MiB."""
@@ -43,7 +46,12 @@ def test_a_spawned_pool_is_named_as_the_sentiment_process_and_its_tracker_too() 
     assert "sentiment process" in names
     assert set(names) <= {"multiprocessing resource tracker", "sentiment process"}
     assert {"worker", *names} <= set(peaks)
-    assert 0 < peaks["worker"] <= (vm_hwm_kib(os.getpid()) or 0)  # a peak only grows
+    # this process's own peak; two reads may differ by a few pages either way: the kernel
+    # works VmHWM out from per-thread RSS counters it syncs every 64 page faults
+    # (1,070,896 then 1,070,880 KiB, seen once in CI), so "a peak only grows" holds only
+    # to that slack
+    own = vm_hwm_kib(os.getpid()) or 0
+    assert own > 0 and abs(peaks["worker"] - own) <= RSS_SLACK_KIB
     assert peaks["sentiment process"] >= 64 << 10  # KiB: the child's block is in its peak
 
 
