@@ -202,7 +202,7 @@ SCORING_FAILED_EVENTS = Counter(
 )
 SCORE_UPDATES = Counter(
     "cxpulse_score_updates_total",
-    "Customer score updates emitted on the scores topic.",
+    "Customer score updates made (a customer_scores and a score_history row each).",
     registry=REGISTRY,
 )
 SCORE = BatchHistogram(

@@ -44,14 +44,16 @@ def health(s: Settings) -> str:
 
 
 def moments(s: Settings) -> str:
-    """The moments and moment_factors rows of scored events (msgpack, streams/pipeline/
-    rows.py), batched per customer partition: internal, for the sink."""
+    """The moments and moment_factors rows of scored events, as earlier workers wrote them
+    (msgpack, streams/pipeline/rows.py): no longer written (the experience step inserts
+    its rows at its checkpoints); the sink agents drain what is left here."""
     return f"{s.topic_prefix}.moments"
 
 
 def scores(s: Settings) -> str:
-    """The customer_scores rows of score updates (msgpack, streams/pipeline/rows.py),
-    partitioned by customer_id like the state."""
+    """The customer_scores rows of score updates, as earlier workers wrote them (msgpack,
+    streams/pipeline/rows.py): no longer written (the experience step inserts its rows at
+    its checkpoints); the sink agents drain what is left here."""
     return f"{s.topic_prefix}.scores"
 
 
@@ -82,8 +84,8 @@ def all_topics(s: Settings, table_names: list[str] | None = None) -> list[TopicS
         TopicSpec(touchpoints_dlq(s), s.partitions, {"retention.ms": month}, "dead letters"),
         TopicSpec(events(s), s.partitions, {"retention.ms": week}, "validated event records"),
         TopicSpec(health(s), s.partitions, {"retention.ms": week}, "events by instance"),
-        TopicSpec(moments(s), s.partitions, {"retention.ms": week}, "moment rows"),
-        TopicSpec(scores(s), s.partitions, {"retention.ms": week}, "score rows"),
+        TopicSpec(moments(s), s.partitions, {"retention.ms": week}, "moment rows (drained)"),
+        TopicSpec(scores(s), s.partitions, {"retention.ms": week}, "score rows (drained)"),
         TopicSpec(alerts(s), s.partitions, {"retention.ms": month}, "alerts"),
         TopicSpec(cases(s), s.partitions, {"cleanup.policy": "compact"}, "case changes"),
         TopicSpec(case_commands(s), s.partitions, {"retention.ms": month}, "case commands"),
