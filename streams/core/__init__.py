@@ -8,7 +8,6 @@ from cxpulse.streams.core.apply import (
     apply_events,
     explanation,
     score_update,
-    sub_scores,
 )
 
-__all__ = ["apply_event", "apply_events", "explanation", "score_update", "sub_scores"]
+__all__ = ["apply_event", "apply_events", "explanation", "score_update"]

@@ -1,6 +1,6 @@
 """The core's entry points: ``apply_event``, ``apply_events``, and ``score_update`` with
-what it lists (``explanation``, ``sub_scores``: what follows from a state as of its
-watermark, worked out when asked and not kept in it).
+the explanation it lists (``explanation``, which the rules ask too): what follows from a
+state as of its watermark is worked out when asked, not kept in it.
 
 Pure: the state, the event, the model, the sentiment and ``now`` go in; a new state and a
 Moment come out. Nothing is read from the clock or the environment, and the input state is
@@ -550,34 +550,12 @@ def _listed(
     )
 
 
-def sub_scores(
-    state: CustomerState, model: ExperienceModel
-) -> tuple[dict[str, float], dict[str, float]]:
-    """A state's per-factor and per-channel scores as of its watermark
-    (``score.sub_scores``; the last NPS answer on the relationship factor)."""
-    p = _Params.of(model)
-    weights = score.episode_weights(state.episodes, state.watermark, p.half_life_s)
-    return _sub_scores(state, p, weights)
-
-
-def _sub_scores(
-    state: CustomerState, p: _Params, weights: list[float]
-) -> tuple[dict[str, float], dict[str, float]]:
-    return score.sub_scores(
-        state.folded,
-        state.episodes,
-        state.watermark,
-        p.half_life_s,
-        weights,
-        _relationship(state, p),
-    )
-
-
 def score_update(state: CustomerState, model: ExperienceModel) -> ScoreUpdate:
     """The ScoreUpdate row/message for a state (pure read): its score and confidence, and
     what follows from the state and the model as of its watermark, worked out here and
-    not kept in the state: the sub-scores (``sub_scores``) and the explanation
-    (``explanation``), on the episodes' decay weights worked out once for both.
+    not kept in the state: the sub-scores (``score.sub_scores``, the last NPS answer on
+    the relationship factor) and the explanation (``explanation``), on the episodes'
+    decay weights worked out once for both.
 
     The explanation lists the moments with a contribution, largest first (at most the
     model's ``explanation_size``); ``explanation_rest`` is what every other moment
@@ -588,7 +566,14 @@ def score_update(state: CustomerState, model: ExperienceModel) -> ScoreUpdate:
     """
     p = _Params.of(model)
     weights = score.episode_weights(state.episodes, state.watermark, p.half_life_s)
-    factor_scores, channel_scores = _sub_scores(state, p, weights)
+    factor_scores, channel_scores = score.sub_scores(
+        state.folded,
+        state.episodes,
+        state.watermark,
+        p.half_life_s,
+        weights,
+        _relationship(state, p),
+    )
     listed: list[KeyMoment] = []
     contributions: list[float] = []
     for k, contribution in _listed(state, p, weights):

@@ -2,8 +2,8 @@
 
 The experience and touchpoint-health steps read their topic in takes: as many messages as
 hold up to ``TAKE_EVENTS`` events (counted by the messages' count headers), at most
-``TAKE_MESSAGES`` messages, or what is queued for it (``LINGER_SECONDS`` after its first
-message, at most ``WITHIN_SECONDS`` after the last take). Each subject of a take
+``TAKE_MESSAGES`` messages, or what is queued for it (once it holds a message, until
+``LINGER_SECONDS`` pass without another, at most ``WITHIN_SECONDS``). Each subject of a take
 (a customer, an instance) is applied once, so the larger the take the more of a
 subject's events one call has. A take is bounded by its events first: a backlog of small
 messages (a few hundred events each, as a worker that keeps up sends them) is taken as

@@ -16,7 +16,7 @@ import pytest
 
 from cxpulse.schemas.events import TouchpointEvent
 from cxpulse.schemas.scoring import CustomerState
-from cxpulse.streams.core import apply_events, score_update, sub_scores
+from cxpulse.streams.core import apply_events, score_update
 from cxpulse.streams.model_check import load_model
 
 MODEL = load_model()
@@ -72,7 +72,7 @@ def test_routine_successes_score_as_expected_in_every_tier(tier: str | None) -> 
     state = score(events)
     assert state.episode_count > 10
     assert state.score == pytest.approx(50.0, abs=1.0)
-    factors, _ = sub_scores(state, MODEL)
+    factors = score_update(state, MODEL).factor_scores
     assert all(v == pytest.approx(50.0, abs=1.0) for v in factors.values())
     assert state.key_moments == []  # nothing moved the score: nothing to explain
 
@@ -156,7 +156,7 @@ def test_nps_is_the_customers_relationship_signal() -> None:
     for nps in (2, 6, 7, 8, 9, 10):
         e = event("call_center.banking_support", 0, tier="B", feedback={"nps": nps})
         state = score([e])
-        factors, _ = sub_scores(state, MODEL)
+        factors = score_update(state, MODEL).factor_scores
         relationship[nps] = factors["relationship"]
         assert state.score == 50.0 and factors["service"] == 50.0
     assert relationship[7] == relationship[8] == 50.0  # passives: as expected
@@ -172,7 +172,7 @@ def test_nps_is_the_customers_relationship_signal() -> None:
     off = parse_model(data)
     e = event("call_center.banking_support", 0, tier="B", feedback={"nps": 2})
     state, _ = apply_events(None, [e], off, NOW)
-    assert sub_scores(state, off)[0]["relationship"] == 50.0 and state.nps == 2
+    assert score_update(state, off).factor_scores["relationship"] == 50.0 and state.nps == 2
 
 
 def test_old_model_files_with_delight_nps_get_one_line() -> None:

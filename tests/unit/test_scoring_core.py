@@ -16,7 +16,7 @@ import pytest
 from cxpulse.schemas.events import CHANNELS, TouchpointEvent
 from cxpulse.schemas.model import ExperienceModel, Scale, parse_model
 from cxpulse.schemas.scoring import CustomerState
-from cxpulse.streams.core import apply_event, apply_events, explanation, score_update, sub_scores
+from cxpulse.streams.core import apply_event, apply_events, explanation, score_update
 from cxpulse.streams.core.episodes import combine, remembered
 from cxpulse.streams.core.readings import AnswerScale, effort_reading
 from cxpulse.streams.core.score import weight
@@ -373,12 +373,12 @@ def test_decay_over_exactly_one_half_life() -> None:
         ]
     )
     assert s.score == pytest.approx(41.11, abs=0.01)
-    factors, channels = sub_scores(s, M)
-    assert factors == {
+    up = score_update(s, M)
+    assert up.factor_scores == {
         "service": pytest.approx(41.11, abs=0.01),
         "convenience": pytest.approx(10.0),
     }
-    assert channels == {
+    assert up.channel_scores == {
         "atm": pytest.approx(10.0),
         "call_center": pytest.approx(56.67, abs=0.011),  # gap 1.333 (3 decimals): 56.665
     }

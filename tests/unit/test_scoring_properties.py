@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from cxpulse.schemas.events import TouchpointEvent
 from cxpulse.schemas.scoring import CustomerState
-from cxpulse.streams.core import apply_event, apply_events, score_update, sub_scores
+from cxpulse.streams.core import apply_event, apply_events, score_update
 from cxpulse.streams.model_check import load_model
 
 MODEL = load_model()
@@ -95,9 +95,9 @@ def test_score_always_in_0_100(evs: list[TouchpointEvent], sent: list[float]) ->
         state, mo = apply_event(state, e, MODEL, NOW, sent[i] if i < len(sent) else None)
         assert state is not None
         assert 0 <= state.score <= 100
-        factors, channels = sub_scores(state, MODEL)
-        assert all(0 <= v <= 100 for v in factors.values())
-        assert all(0 <= v <= 100 for v in channels.values())
+        up = score_update(state, MODEL)
+        assert all(0 <= v <= 100 for v in up.factor_scores.values())
+        assert all(0 <= v <= 100 for v in up.channel_scores.values())
         assert 0 <= state.confidence < 1
         if mo is not None:
             assert -10 <= mo.valence <= 10
@@ -191,9 +191,9 @@ def _one_by_one(evs: list[TouchpointEvent]) -> CustomerState:
 
 def _same_score(a: CustomerState, b: CustomerState) -> None:
     assert a.score == pytest.approx(b.score, abs=0.011)
-    (a_factors, a_channels), (b_factors, b_channels) = sub_scores(a, MODEL), sub_scores(b, MODEL)
-    assert a_factors == pytest.approx(b_factors, abs=0.011)
-    assert a_channels == pytest.approx(b_channels, abs=0.011)
+    ua, ub = score_update(a, MODEL), score_update(b, MODEL)
+    assert ua.factor_scores == pytest.approx(ub.factor_scores, abs=0.011)
+    assert ua.channel_scores == pytest.approx(ub.channel_scores, abs=0.011)
     assert a.episode_count == b.episode_count
     assert a.episodes == b.episodes
     assert a.version == b.version
