@@ -137,6 +137,12 @@ class Settings(BaseSettings):
         "(larger than memory; a restart recovers from disk plus the changelog's tail), "
         "memory = in memory (recovered from the whole changelog at start)",
     )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop",
+        description="the worker's event loop: uvloop (libuv's, installed with the worker "
+        "extra; the worker's main thread spent ~10 % less an event on it: docs/benchmarks.md) "
+        "or asyncio (the standard library's)",
+    )
     state_cache_keys: int = Field(
         50_000,
         ge=0,

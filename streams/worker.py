@@ -61,6 +61,33 @@ def adapt_to_broker(settings: Settings) -> Settings:
     return settings
 
 
+def use_event_loop(choice: str) -> None:
+    """Make ``choice`` (``CXPULSE_EVENT_LOOP``) the loop Faust runs on, before anything
+    makes one: uvloop through mode's own switch (``mode.loop.use``, what Faust's
+    ``--loop`` option calls), asyncio as it is."""
+    if choice == "asyncio":
+        return
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "CXPULSE_EVENT_LOOP=uvloop, but uvloop is not installed: "
+            "pip install 'cxpulse[worker]' (or uvloop), or set CXPULSE_EVENT_LOOP=asyncio"
+        ) from None
+    import mode.loop
+
+    mode.loop.use("uvloop")
+
+
+def event_loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """What the start-up line calls the loop the worker runs on (the one it got)."""
+    if type(loop).__module__.split(".")[0] == "uvloop":
+        import uvloop
+
+        return f"uvloop {uvloop.__version__}"
+    return "asyncio"
+
+
 def preflight(settings: Settings) -> Settings:
     """Model valid, Kafka reachable, topics created with their partition counts,
     ClickHouse usable. Returns the settings adapted to the broker."""
@@ -112,9 +139,10 @@ def check_web_port(host: str, port: int) -> None:
             ) from None
 
 
-def startup_summary(settings: Settings) -> str:
-    """The worker's start-up line: what it reads and writes, where, its HTTP port, and
-    whether the scoring core runs compiled (cxpulse/native.py)."""
+def startup_summary(settings: Settings, event_loop: str = "asyncio") -> str:
+    """The worker's start-up line: what it reads and writes, where, its HTTP port, the
+    event loop it runs on (``use_event_loop``), and whether the scoring core runs compiled
+    (cxpulse/native.py)."""
     internal = [
         topics.events(settings),
         topics.health(settings),
@@ -136,7 +164,7 @@ def startup_summary(settings: Settings) -> str:
         f"{', '.join(internal)}; {settings.partitions} partitions each), writes ClickHouse "
         f"{settings.clickhouse_display_url}, keeps the customer table {customers} "
         f"with changelogs {', '.join(changelogs)}, web port {settings.web_port} on {host} "
-        f"(/metrics, /livez, /readyz); scoring core: {native.STATUS}"
+        f"(/metrics, /livez, /readyz); event loop: {event_loop}; scoring core: {native.STATUS}"
     )
 
 
@@ -154,6 +182,7 @@ def run_worker(settings: Settings) -> None:
     is Faust's own dump of threads and asyncio tasks, which needs a live event loop.)
     """
     faulthandler.register(signal.SIGQUIT, all_threads=True, chain=False)
+    use_event_loop(settings.event_loop)
     metrics.time_collections()
     started = time.monotonic()
     process_started = started - process_age()
@@ -166,8 +195,8 @@ def run_worker(settings: Settings) -> None:
         loglevel=settings.log_level.lower(),
         quiet=True,
         process_started=process_started,
-        summary=startup_summary(settings),
     )
+    worker.summary = startup_summary(settings, event_loop_name(worker.loop))
     try:
         worker.execute_from_commandline()
     finally:
@@ -189,7 +218,8 @@ class ReadyTimedWorker(faust.Worker):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.stop_deadline = STOP_DEADLINE_SECONDS
         self._process_started = process_started
-        self._summary = summary
+        #: the start-up line, logged once logging is set up
+        self.summary = summary
         self.log_filters = WorkerLogFilters()
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
@@ -198,8 +228,8 @@ class ReadyTimedWorker(faust.Worker):
 
     async def on_first_start(self) -> None:
         await super().on_first_start()  # sets up logging
-        if self._summary:
-            log.info("%s", self._summary)
+        if self.summary:
+            log.info("%s", self.summary)
         self.add_future(self._flush_repeated_lines())
 
     async def _flush_repeated_lines(self) -> None:

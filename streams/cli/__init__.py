@@ -93,6 +93,7 @@ WORKER_EXTRA_MODULES = frozenset(
         "pyarrow",
         "rocksdict",
         "tenacity",
+        "uvloop",
         "vaderSentiment",
         "zstandard",
     }

@@ -227,6 +227,10 @@ def test_single_and_batched_events_reach_clickhouse(pipeline: Pipeline) -> None:
     for _, channel in rows:
         by_channel[channel] = by_channel.get(channel, 0) + 1
     assert by_channel == {c: 24 for c in ("web", "app", "call_center", "store", "atm")}
+    # it ran on uvloop, the default event loop (CXPULSE_EVENT_LOOP), and said so at start
+    import uvloop
+
+    assert f"event loop: uvloop {uvloop.__version__};" in worker.log_path.read_text()
 
 
 def test_invalid_events_reach_dlq_topic_and_table_with_reasons(pipeline: Pipeline) -> None:
