@@ -379,6 +379,14 @@ def worker_env(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
+def worker_event_loop(args: argparse.Namespace) -> str:
+    """The event loop the benchmark's workers run on: ``--worker-env CXPULSE_EVENT_LOOP=``
+    if given, else the setting's value in this environment (``uvloop`` by default)."""
+    from cxpulse.streams.settings import load_settings
+
+    return worker_env(args).get("CXPULSE_EVENT_LOOP") or load_settings().event_loop
+
+
 def validate_each(raw_events: list[bytes]) -> None:
     """pydantic per event, results dropped (what the validate step pays per event)."""
     from cxpulse.schemas.events import TouchpointEvent
@@ -1319,6 +1327,7 @@ def print_targets(
     pydantic: Figure | None = None,
     server: PipelineRun | None = None,
     no_server: str = "",
+    event_loop: str = "",
 ) -> dict[str, Any]:
     """The issue's targets, as measured in this run (printed, never asserted)."""
     out: dict[str, Any] = {"load": uptime}
@@ -1364,6 +1373,9 @@ def print_targets(
     # the worker and the in-process replay run this tree's core: compiled or not
     out["scoring_core"] = native.use_fresh()
     console.print(f"[dim]scoring core (cxpulse/native.py): {out['scoring_core']}[/]")
+    if event_loop:
+        out["event_loop"] = event_loop
+        console.print(f"[dim]the workers' event loop (CXPULSE_EVENT_LOOP): {event_loop}[/]")
     return out
 
 
@@ -1544,7 +1556,9 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             only = latency_run(args, broker.url, work)
             latency_figures(only)
             print_table()
-            results["targets"] = print_targets(None, None, only, uptime_text())
+            results["targets"] = print_targets(
+                None, None, only, uptime_text(), event_loop=worker_event_loop(args)
+            )
             results["latency"] = latency_json(only)
             results["figures"] = figures_json()
             return results
@@ -1913,7 +1927,15 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     print_table()
     results["targets"] = print_targets(
-        pipe, quix, latency, uptime_text(), worker_work, pyd_eps, on_server, why_not
+        pipe,
+        quix,
+        latency,
+        uptime_text(),
+        worker_work,
+        pyd_eps,
+        on_server,
+        why_not,
+        event_loop=worker_event_loop(args),
     )
     breakdown = print_breakdown(runs, replays, n)
     reading = reading_text(
