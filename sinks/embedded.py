@@ -129,6 +129,22 @@ def _column(values: Sequence[Any], atype: pa.DataType, is_uuid: bool) -> pa.Arra
     return pa.array(values, type=atype)
 
 
+def arrow_table(spec: TableSpec, columns: Columns, capabilities: Capabilities) -> pa.Table:
+    """Columns of values (one sequence per column of ``spec``, in its order) → an Arrow
+    table typed like the ClickHouse columns of a server with ``capabilities``: what
+    ``ChdbBackend.prepare_columns`` inserts, made wherever the columns are (the worker's
+    rows process makes them too: ``cxpulse.streams.pipeline.rows_process``)."""
+    if len(columns) != len(spec.columns):
+        raise ValueError(f"{len(columns)} columns for the {len(spec.columns)} of {spec.name}")
+    if len({len(values) for values in columns}) > 1:
+        raise ValueError(f"columns of different lengths for {spec.name}")
+    arrays = []
+    for (_, col), values in zip(spec.columns, columns, strict=True):
+        atype, is_uuid = arrow_type(column_type(col, capabilities))
+        arrays.append(_column(values, atype, is_uuid))
+    return pa.Table.from_arrays(arrays, names=list(spec.column_names))
+
+
 def holder_pid(directory: str) -> int | None:
     """The pid written in a chDB/ClickHouse data directory's status file, if any."""
     try:
@@ -303,15 +319,7 @@ class ChdbBackend:
 
     def to_arrow_columns(self, spec: TableSpec, columns: Columns) -> pa.Table:
         """Columns of values → an Arrow table typed like the ClickHouse columns."""
-        if len(columns) != len(spec.columns):
-            raise ValueError(f"{len(columns)} columns for the {len(spec.columns)} of {spec.name}")
-        if len({len(values) for values in columns}) > 1:
-            raise ValueError(f"columns of different lengths for {spec.name}")
-        arrays = []
-        for (_, col), values in zip(spec.columns, columns, strict=True):
-            atype, is_uuid = arrow_type(column_type(col, self.capabilities))
-            arrays.append(_column(values, atype, is_uuid))
-        return pa.Table.from_arrays(arrays, names=list(spec.column_names))
+        return arrow_table(spec, columns, self.capabilities)
 
     def query(self, sql: str) -> tuple[list[str], list[Row]]:
         """Run SQL; unqualified table names resolve to the backend's database."""

@@ -163,6 +163,16 @@ class SinkWriter:
                 pass
         return list(zip(*columns, strict=True))
 
+    def arrow_capabilities(self) -> Any:
+        """The capabilities the open backend types its Arrow batches by, when its batches
+        are Arrow tables made from columns (chDB's ``prepare_columns``), else None (not
+        open yet, or a backend that takes rows): whether a step may have its rows made
+        into batches elsewhere (``cxpulse.streams.pipeline.rows_process``)."""
+        backend = self._backend
+        if getattr(backend, "prepare_columns", None) is None:
+            return None
+        return getattr(backend, "capabilities", None)
+
     def _insert(self, table: str, rows: Batch) -> float:
         """Insert on the sink thread; returns the seconds the insert itself took (not the
         wait for the thread, nor a connection opened first)."""

@@ -217,6 +217,12 @@ STATE_BYTES = Histogram(
     buckets=(256, 512, 1024, 2048, 4096, 8192, 16384, 32768),
     registry=REGISTRY,
 )
+ROWS_PROCESS_FALLBACKS = Counter(
+    "cxpulse_rows_process_fallbacks_total",
+    "Parts of a take's rows the rows process could not make (it died, or a value it "
+    "could not type), made on the event loop instead: nothing is lost, only the time.",
+    registry=REGISTRY,
+)
 SENTIMENT_SECONDS = Histogram(
     "cxpulse_sentiment_seconds",
     "Time to score the feedback texts of one batch (off the event loop).",

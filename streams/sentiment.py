@@ -20,17 +20,14 @@ loop's thread; events without text never reach it.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import re
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Literal, NamedTuple, Protocol
 from uuid import UUID
 
+from cxpulse.streams.child_process import pids, spawned_pool
 from cxpulse.streams.feedback_text import TopicTagger
 from cxpulse.streams.pipeline.records import Event
 
@@ -193,11 +190,10 @@ _IN_CHILD: DefaultSentimentAnalyzer | None = None
 _CHILD_TOPICS: dict[str, Any] = {}
 
 
-def _init_child(topics: dict[str, Any], parent: int) -> None:
-    """The child's initializer: the topics it tags with, and its end with the worker."""
+def _init_child(topics: dict[str, Any]) -> None:
+    """The child's initializer: the topics it tags with."""
     global _CHILD_TOPICS
     _CHILD_TOPICS = topics
-    _exit_with_parent(parent)
 
 
 def _score_in_child(
@@ -209,47 +205,26 @@ def _score_in_child(
     return _IN_CHILD.analyze_many(items)
 
 
-#: How often the child checks that the worker that started it is still there.
-PARENT_CHECK_SECONDS = 0.5
-
-
-def _exit_with_parent(parent: int) -> None:
-    """End the child once its worker is gone.
-
-    A worker that ends without closing the pool (SIGKILL, an OOM kill, a crash) would
-    otherwise leave the child waiting on its call queue for ever, with its models in
-    memory: the child holds both ends of that queue, so it never sees the worker's end
-    close. Orphaned, it is adopted by another process, which ``os.getppid`` shows.
-    """
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_SECONDS)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="cxpulse-parent-watch", daemon=True).start()
-
-
 def _warm_up_in_child() -> float:
     started = time.perf_counter()
     _score_in_child([("服务很好", "zh"), ("great service", "en")])
     return time.perf_counter() - started
 
 
+#: The child's name (``ps -o comm``, ``top``: at most 15 bytes).
+NAME = "cxpulse-sentim"
+
+
 class SentimentProcess:
     """``DefaultSentimentAnalyzer`` in one child process (spawned: a clean interpreter,
     not a fork of a process with threads). ``executor`` is what ``run_in_executor``
     takes; the child loads its models on the first call (``warm_up``), and ends by itself
-    when the worker does, however the worker ended (``_init_child``). ``topics``: the
-    model's ``feedback.topics`` as plain dicts (what the child tags with)."""
+    when the worker does, however the worker ended (``cxpulse.streams.child_process``).
+    ``topics``: the model's ``feedback.topics`` as plain dicts (what the child tags
+    with)."""
 
     def __init__(self, topics: Mapping[str, Any] | None = None) -> None:
-        self.executor = ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_child,
-            initargs=(dict(topics or {}), os.getpid()),
-        )
+        self.executor = spawned_pool(NAME, _init_child, dict(topics or {}))
 
     def warm_up(self) -> Any:
         """Start the child and load both models; a future of the seconds it took."""
@@ -264,8 +239,7 @@ class SentimentProcess:
 
     def pids(self) -> list[int]:
         """The child's process id, once started (for RSS figures)."""
-        processes = getattr(self.executor, "_processes", None) or {}
-        return list(processes)
+        return pids(self.executor)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

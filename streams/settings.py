@@ -150,6 +150,12 @@ class Settings(BaseSettings):
         "changed since the last checkpoint, each as its msgpack (~2.5 KB, at most ~6 KB: "
         "50,000 are ~120 MiB; a state not kept is read from disk and decompressed again)",
     )
+    rows_process: bool = Field(
+        True,
+        description="on the embedded ClickHouse (chDB), make the experience step's rows "
+        "into their Arrow batches in a child process, off the event loop; false: on the "
+        "event loop",
+    )
     sink_batch_size: int = Field(10_000, ge=1, le=1_000_000, description="rows per insert")
     sink_flush_seconds: float = Field(1.0, gt=0, le=60, description="max wait before an insert")
     sink_retry_max_seconds: float = Field(30.0, gt=0, description="cap of the retry backoff")

@@ -41,9 +41,11 @@ from cxpulse.streams import metrics
 from cxpulse.streams.agents.alerting import record_time, send_alerts
 from cxpulse.streams.agents.set_aside import Sources, dead_letter
 from cxpulse.streams.core import apply_events, score_update
+from cxpulse.streams.pipeline import rows_process
 from cxpulse.streams.pipeline.checkpoint import Checkpointer, TakeRows
 from cxpulse.streams.pipeline.records import Event, decode_events
 from cxpulse.streams.pipeline.rows import event_parts, events_in, moment_parts, score_parts
+from cxpulse.streams.pipeline.rows_process import RowsProcess
 from cxpulse.streams.pipeline.takes import YIELD_SECONDS, run_takes
 from cxpulse.streams.rules.customer import customer_alerts
 from cxpulse.streams.runtime import Runtime
@@ -144,6 +146,28 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         async def stop_sentiment(*_: Any, **__: Any) -> None:
             child.close()
 
+    # The rows process (chDB only: cxpulse.streams.pipeline.rows_process), started once
+    # the writer has opened ClickHouse; takes before that build their rows here.
+    rows_in_child: list[RowsProcess] = []
+
+    @rt.app.task
+    async def start_rows_process() -> None:
+        if not rt.settings.rows_process:
+            return
+        await rt.writer.open()
+        capabilities = rt.writer.arrow_capabilities()
+        if capabilities is None:
+            return
+        process = RowsProcess(capabilities, rt.writer.prepare_columns)
+        rows_in_child.append(process)
+        process.warm_up()
+        log.info("the experience step's rows are made into Arrow batches in their own process")
+
+    @rt.app.on_before_shutdown.connect
+    async def stop_rows_process(*_: Any, **__: Any) -> None:
+        for process in rows_in_child:
+            process.close()
+
     async def score_texts(
         events: list[Event],
     ) -> tuple[dict[Any, float | None], dict[Any, tuple[str, ...]]]:
@@ -197,9 +221,20 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         # The take's rows, recorded in the checkpoint in parts as they are made, as
         # columns built straight from the records (cxpulse.streams.pipeline.checkpoint).
         ingested_at = datetime.now(UTC)
-        touchpoint_rows = TakeRows(checkpoints, partial(event_parts, ingested_at), size=events_in)
-        moment_rows = TakeRows(checkpoints, moment_parts)
-        score_rows = TakeRows(checkpoints, score_parts)
+        process = rows_in_child[0] if rows_in_child else None
+        touchpoint_rows: Any
+        moment_rows: Any
+        score_rows: Any
+        if process is None:
+            touchpoint_rows = TakeRows(
+                checkpoints, partial(event_parts, ingested_at), size=events_in
+            )
+            moment_rows = TakeRows(checkpoints, moment_parts)
+            score_rows = TakeRows(checkpoints, score_parts)
+        else:  # made into batches in the rows process, from what the step holds
+            touchpoint_rows = rows_process.event_rows(checkpoints, process, ingested_at)
+            moment_rows = rows_process.moment_rows(checkpoints, process)
+            score_rows = rows_process.score_rows(checkpoints, process)
         for message in take:
             decoded, rejected = decode_events(message.value)
             if rejected:  # validated upstream, yet not readable now (another version?)
@@ -211,7 +246,11 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             events += decoded
             # Every validated event's row, scored or not, in this checkpoint: durable
             # before the state that marks the event done (no other agent reads cx.events).
-            touchpoint_rows.add([(decoded, message.message.partition, message.message.offset)])
+            position = message.message.partition, message.message.offset
+            if process is None:
+                touchpoint_rows.add([(decoded, *position)])
+            else:  # the message's bytes: its records, decoded again in the child
+                touchpoint_rows.add([(message.value, *position, len(decoded))], len(decoded))
         if not events:
             return
         sentiments, topics = await score_texts(events)

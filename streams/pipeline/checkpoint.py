@@ -53,12 +53,9 @@ from typing import Any
 
 from cxpulse.schemas.rows import Columns
 from cxpulse.sinks.writer import merge
+from cxpulse.streams.pipeline.rows import PART_ROWS
 from cxpulse.streams.state.changelog import send_records
 from cxpulse.streams.state.table_codec import Forms, encode_values, forms
-
-#: How many records (events, moments, score updates) a step turns into one part of rows
-#: (``TakeRows``).
-PART_ROWS = 2_048
 
 _MISSING = object()
 _UNREAD = object()
@@ -72,6 +69,10 @@ class Checkpoint:
     #: per table, its parts: each ``add_columns`` call's rows, as the writer prepared them
     rows: dict[str, list[Any]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    #: parts being made elsewhere (``add_pending``), each awaited at the commit
+    pending: list[Callable[[], Awaitable[list[tuple[tuple[str, ...], Any]]]]] = field(
+        default_factory=list
+    )
     #: key → partition and new state; with a codec of two stages the state's first
     #: stage, made as it was set (``pack``: ``cxpulse.streams.state.table_codec``)
     states: dict[bytes, tuple[int, Any]] = field(default_factory=dict)
@@ -84,7 +85,7 @@ class Checkpoint:
 
     @property
     def empty(self) -> bool:
-        return not (self.events or self.states or self.rows)
+        return not (self.events or self.states or self.rows or self.pending)
 
     @property
     def largest(self) -> int:
@@ -202,6 +203,22 @@ class Checkpointer:
                 cp.rows.setdefault(name, []).append(part)
                 cp.counts[name] = cp.counts.get(name, 0) + n
 
+    def add_pending(
+        self,
+        counts: dict[str, int],
+        prepared: Callable[[], Awaitable[list[tuple[tuple[str, ...], Any]]]],
+    ) -> None:
+        """Record rows being made elsewhere (the rows process:
+        ``cxpulse.streams.pipeline.rows_process``): ``counts`` their rows by table, known
+        now (the cut reads them), and ``prepared`` what the commit awaits before its
+        inserts: each group of tables and its part, as ``add_columns`` records it."""
+        if self._write is None:
+            raise ValueError(f"this step's checkpoint records no rows (given rows of {counts})")
+        cp = self.current
+        cp.pending.append(prepared)
+        for name, n in counts.items():
+            cp.counts[name] = cp.counts.get(name, 0) + n
+
     def done(self, event: Any) -> None:
         """``event`` is handled: acknowledge it when this checkpoint is committed."""
         self.current.events.append(event)
@@ -240,6 +257,10 @@ class Checkpointer:
         await self.wait()
 
     async def _commit(self, cp: Checkpoint) -> None:
+        for prepared in cp.pending:
+            for tables, part in await prepared():
+                for name in tables:
+                    cp.rows.setdefault(name, []).append(part)
         for table, parts in cp.rows.items():
             assert self._write is not None  # add_columns takes rows only with a write
             await self._write(table, merge(parts))

@@ -25,6 +25,10 @@ from cxpulse.schemas.scoring import Moment, ScoreUpdate
 
 Row = tuple[Any, ...]
 
+#: How many records (events, moments, score updates) a step turns into one part of rows
+#: (``cxpulse.streams.pipeline.checkpoint.TakeRows``, ``rows_process.ProcessRows``).
+PART_ROWS = 2_048
+
 _LEGACY_MOMENTS = msgspec.json.Decoder(list[Moment])
 _LEGACY_SCORES = msgspec.json.Decoder(list[ScoreUpdate])
 

@@ -51,6 +51,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cxpulse import native
+from cxpulse.streams.pipeline.rows_process import NAME as ROWS_NAME
+from cxpulse.streams.sentiment import NAME as SENTIMENT_NAME
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 130)
 
@@ -122,18 +124,24 @@ def process_hwm_kib(pid: int) -> dict[str, int]:
     return out
 
 
+#: The worker's children by the name each gives itself (``cxpulse.streams.child_process``).
+CHILDREN = {SENTIMENT_NAME: "sentiment process", ROWS_NAME: "rows process"}
+
+
 def process_name(pid: int) -> str:
-    """What a worker's child is, by its command line: the worker spawns one process pool,
-    the sentiment process's (``cxpulse.streams.sentiment.SentimentProcess``), and
-    multiprocessing starts its resource tracker beside it."""
+    """What a worker's child is: the processes it spawns name themselves (the sentiment
+    process, ``cxpulse.streams.sentiment``; on chDB the rows process,
+    ``cxpulse.streams.pipeline.rows_process``), and multiprocessing starts its resource
+    tracker beside them."""
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
     except (OSError, UnicodeDecodeError):
         return f"pid {pid}"
     if "resource_tracker" in command:
         return "multiprocessing resource tracker"
-    if "spawn_main" in command:
-        return "sentiment process"
+    if comm in CHILDREN:
+        return CHILDREN[comm]
     return command.split(" ", 1)[0].rsplit("/", 1)[-1] or f"pid {pid}"
 
 

@@ -230,7 +230,10 @@ def test_single_and_batched_events_reach_clickhouse(pipeline: Pipeline) -> None:
     # it ran on uvloop, the default event loop (CXPULSE_EVENT_LOOP), and said so at start
     import uvloop
 
-    assert f"event loop: uvloop {uvloop.__version__};" in worker.log_path.read_text()
+    log = worker.log_path.read_text()
+    assert f"event loop: uvloop {uvloop.__version__};" in log
+    # on chDB its rows were made into Arrow batches in the rows process (its own process)
+    assert "rows are made into Arrow batches in their own process" in log
 
 
 def test_invalid_events_reach_dlq_topic_and_table_with_reasons(pipeline: Pipeline) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 
+from cxpulse.streams.child_process import spawned_pool
+from cxpulse.streams.pipeline.rows_process import NAME as ROWS_NAME
+from cxpulse.streams.sentiment import NAME as SENTIMENT_NAME
 from tests.benchmarks.pipeline import (
     descendants,
     process_hwm_kib,
@@ -27,11 +29,20 @@ def _hold(n: int) -> int:
     return len(block)
 
 
-def test_a_spawned_pool_is_named_as_the_sentiment_process_and_its_tracker_too() -> None:
-    context = multiprocessing.get_context("spawn")
+def _nothing() -> None:
+    pass
+
+
+def test_the_workers_children_are_named_by_what_they_are() -> None:
+    """The sentiment process and the rows process are pools of one spawned process each
+    (``cxpulse.streams.child_process``), which name themselves; the benchmark reads them
+    by that name."""
     before = set(descendants(os.getpid()))  # the suite's own children (a broker, say)
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        assert pool.submit(_hold, 64 << 20).result(timeout=60) == 64 << 20
+    sentiment = spawned_pool(SENTIMENT_NAME, _nothing)
+    rows = spawned_pool(ROWS_NAME, _nothing)
+    try:
+        assert sentiment.submit(_hold, 64 << 20).result(timeout=60) == 64 << 20
+        assert rows.submit(_hold, 1 << 20).result(timeout=60) == 1 << 20
         names = sorted(process_name(pid) for pid in set(descendants(os.getpid())) - before)
         # The by-name figures add up to the tree's, read while no process of the tree
         # came, went or grew (the suite's other children may, meanwhile: read again).
@@ -42,9 +53,12 @@ def test_a_spawned_pool_is_named_as_the_sentiment_process_and_its_tracker_too() 
                 break
         else:
             raise AssertionError(f"by name {peaks} (sum {sum(peaks.values())}), tree {tree}")
+    finally:
+        sentiment.shutdown()
+        rows.shutdown()
     # the tracker is one per process: started here, or by an earlier test of the process
-    assert "sentiment process" in names
-    assert set(names) <= {"multiprocessing resource tracker", "sentiment process"}
+    assert {"sentiment process", "rows process"} <= set(names)
+    assert set(names) <= {"multiprocessing resource tracker", "sentiment process", "rows process"}
     assert {"worker", *names} <= set(peaks)
     # this process's own peak; two reads may differ by a few pages either way: the kernel
     # works VmHWM out from per-thread RSS counters it syncs every 64 page faults

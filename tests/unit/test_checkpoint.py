@@ -113,3 +113,59 @@ def test_a_part_counts_the_records_its_items_hold() -> None:
 
 async def _no_write(table: str, rows: Any) -> None:
     raise AssertionError("nothing is written before the cut")
+
+
+def test_rows_made_elsewhere_count_at_once_and_go_in_at_the_commit() -> None:
+    """``add_pending`` (the rows process's parts): their rows count towards the cut when
+    they are recorded; the commit awaits each part, then inserts every table's rows."""
+    written: list[tuple[str, int]] = []
+    cp = checkpointer(written)
+    start = cp.current.started
+    awaited: list[str] = []
+
+    def part(name: str, *groups: tuple[tuple[str, ...], list[Any]]) -> Any:
+        async def prepared() -> list[tuple[tuple[str, ...], list[Any]]]:
+            awaited.append(name)
+            return list(groups)
+
+        return prepared
+
+    cp.add_pending({"moments": 4, "moment_factors": 9}, part("a", (("moments",), [0] * 4)))
+    assert not cp.due(start) and not cp.current.empty and awaited == []
+    cp.add_pending(
+        {"customer_scores": 10, "score_history": 10},
+        part("b", (("customer_scores", "score_history"), [0] * 10)),
+    )
+    assert cp.due(start)
+    asyncio.run(cp.flush())
+    assert awaited == ["a", "b"]
+    assert written == [("moments", 4), ("customer_scores", 10), ("score_history", 10)]
+
+
+def test_a_part_that_fails_fails_its_commit_before_any_state_or_offset() -> None:
+    written: list[tuple[str, int]] = []
+    cp = checkpointer(written)
+    acked: list[Any] = []
+
+    async def ack(event: Any) -> None:
+        acked.append(event)
+
+    cp.ack = ack
+
+    async def broken() -> list[tuple[tuple[str, ...], list[Any]]]:
+        raise RuntimeError("no rows")
+
+    cp.add_pending({"moments": 1}, broken)
+    cp.done("event")
+
+    async def go() -> None:
+        await cp.cut()
+        try:
+            await cp.wait()
+        except RuntimeError as exc:
+            assert "no rows" in str(exc)
+        else:
+            raise AssertionError("the commit went on")
+
+    asyncio.run(go())
+    assert written == [] and acked == []

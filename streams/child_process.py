@@ -1,0 +1,81 @@
+"""The worker's helper processes: spawned, one at a time, ended with the worker.
+
+A worker moves CPU work that would hold its event loop into a child of its own (the
+sentiment of feedback texts: ``cxpulse.streams.sentiment``; a take's rows made into the
+sink's batches: ``cxpulse.streams.pipeline.rows_process``). Each is a
+``ProcessPoolExecutor`` of one process, spawned (a clean interpreter, not a fork of a
+process with threads), that ends by itself once the worker is gone, however it ended.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+#: How often a child checks that the worker that started it is still there.
+PARENT_CHECK_SECONDS = 0.5
+
+
+def spawned_pool(
+    name: str, initializer: Callable[..., None], *initargs: Any
+) -> ProcessPoolExecutor:
+    """A pool of one spawned process named ``name`` (what ``top`` and ``ps -o comm``
+    show, at most 15 bytes); ``initializer(*initargs)`` runs in it first, and it ends with
+    the process that made it (``exit_with_parent``)."""
+    return ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init,
+        initargs=(os.getpid(), name, initializer, initargs),
+    )
+
+
+def _init(
+    parent: int, name: str, initializer: Callable[..., None], initargs: tuple[Any, ...]
+) -> None:
+    exit_with_parent(parent)
+    set_name(name)
+    initializer(*initargs)
+
+
+def set_name(name: str) -> None:
+    """This process's name as the kernel shows it (``/proc/<pid>/comm``); Linux only."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the name stays python
+        pass
+
+
+#: prctl(2)'s option that sets the calling thread's name (the main thread's is the
+#: process's).
+PR_SET_NAME = 15
+
+
+def exit_with_parent(parent: int) -> None:
+    """End the child once its worker is gone.
+
+    A worker that ends without closing the pool (SIGKILL, an OOM kill, a crash) would
+    otherwise leave the child waiting on its call queue for ever, with what it loaded in
+    memory: the child holds both ends of that queue, so it never sees the worker's end
+    close. Orphaned, it is adopted by another process, which ``os.getppid`` shows.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="cxpulse-parent-watch", daemon=True).start()
+
+
+def pids(pool: ProcessPoolExecutor) -> list[int]:
+    """The pool's process id, once started (for RSS figures)."""
+    processes = getattr(pool, "_processes", None) or {}
+    return list(processes)

@@ -1,0 +1,238 @@
+"""A take's rows made into the sink's batches in a child process: off the event loop.
+
+The worker's main thread is its limit (docs/benchmarks.md), and on the embedded
+ClickHouse a sixth of it went into the rows of every take: their columns built from the
+records (``cxpulse.schemas``' column builders) and typed into Arrow tables for chDB. The
+child does that work instead, from what the step already holds in a compact form:
+
+- ``events``: the cx.events messages' bytes as they came (their records, decoded again
+  there), with each message's partition and offset: nothing to encode;
+- ``moments``, ``scores``: the step's Moment and ScoreUpdate structs in msgpack (msgspec,
+  in C: about a fifth of the building and typing it saves).
+
+The child gives each part back as Arrow IPC bytes, which the step reads without a copy
+and its checkpoint inserts as before (``Checkpointer.add_pending``: the commit waits for
+them, rows first as always). The same builders make the same tables, compared in the
+tests. Only a sink whose batches are Arrow tables made from columns (chDB:
+``SinkWriter.arrow_capabilities``) takes this path; the others take the rows as the step
+builds them (``TakeRows``).
+
+Nothing is lost when the child fails: a part it could not make (the child died, a value
+no column can hold) is made on the event loop from the same payload, through the
+writer's own ``prepare_columns`` (which keeps unpreparable rows as rows, so that the
+insert sets the refused ones aside), and counted in
+``cxpulse_rows_process_fallbacks_total``; a dead child is replaced at the next part.
+``CXPULSE_ROWS_PROCESS=false`` builds every part on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import pyarrow as pa
+
+from cxpulse.schemas.rows import Columns, TableSpec
+from cxpulse.schemas.scoring import Moment, ScoreUpdate
+from cxpulse.schemas.tables import SPECS
+from cxpulse.sinks.ddl import Capabilities
+from cxpulse.sinks.embedded import arrow_table
+from cxpulse.streams import metrics
+from cxpulse.streams.child_process import pids, spawned_pool
+from cxpulse.streams.pipeline.records import decode_events
+from cxpulse.streams.pipeline.rows import PART_ROWS, Part, event_parts, moment_parts, score_parts
+
+if TYPE_CHECKING:  # the child imports this module: not the checkpoint's (Faust's) imports
+    from cxpulse.streams.pipeline.checkpoint import Checkpointer
+
+log = logging.getLogger(__name__)
+
+_TABLES: dict[str, TableSpec] = {s.name: s for s in SPECS if isinstance(s, TableSpec)}
+_ENCODE = msgspec.msgpack.Encoder().encode
+_MOMENTS = msgspec.msgpack.Decoder(list[Moment])
+_SCORES = msgspec.msgpack.Decoder(list[ScoreUpdate])
+
+#: The child's name (``ps -o comm``, ``top``).
+NAME = "cxpulse-rows"
+#: A part as the step hands it over: the tables, and their batch as the sink inserts it.
+Prepared = list[tuple[tuple[str, ...], Any]]
+
+
+def columns_of(kind: str, payload: Any) -> list[Part]:
+    """The columns of a part's payload (what ``TakeRows``' builders make of the records it
+    holds): in the child, and on the event loop when the child could not."""
+    if kind == "events":
+        ingested_at, messages = payload
+        decoded = [
+            (decode_events(value)[0], partition, offset) for value, partition, offset in messages
+        ]
+        return event_parts(ingested_at, decoded)
+    if kind == "moments":
+        return moment_parts(_MOMENTS.decode(payload))
+    if kind == "scores":
+        return score_parts(_SCORES.decode(payload))
+    raise ValueError(f"no rows of kind {kind!r}")
+
+
+def _tables(tables: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (tables,) if isinstance(tables, str) else tables
+
+
+# -- the child -------------------------------------------------------------------------
+
+_CAPABILITIES: Capabilities | None = None
+
+
+def _init_child(capabilities: Capabilities) -> None:
+    global _CAPABILITIES
+    _CAPABILITIES = capabilities
+
+
+def _build_in_child(kind: str, payload: Any) -> list[tuple[tuple[str, ...], bytes]]:
+    """A part's Arrow tables, as IPC streams (what crosses back to the worker)."""
+    assert _CAPABILITIES is not None, "the rows process was not initialised"
+    out = []
+    for tables, columns in columns_of(kind, payload):
+        names = _tables(tables)
+        table = arrow_table(_TABLES[names[0]], columns, _CAPABILITIES)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        out.append((names, sink.getvalue().to_pybytes()))
+    return out
+
+
+def _warm_up_in_child() -> int:
+    return len(_TABLES)
+
+
+# -- the worker's side -----------------------------------------------------------------
+
+
+class RowsProcess:
+    """The child that makes a worker's rows into Arrow tables, and what the step calls."""
+
+    def __init__(self, capabilities: Capabilities, prepare: Callable[[str, Columns], Any]) -> None:
+        """``capabilities``: the ClickHouse the tables are typed for; ``prepare``: the
+        writer's ``prepare_columns``, for a part made on the event loop."""
+        self._capabilities = capabilities
+        self._prepare = prepare
+        self._pool = spawned_pool(NAME, _init_child, capabilities)
+
+    def warm_up(self) -> Future[int]:
+        """Start the child now (its imports take a while), not at the first take."""
+        return self._pool.submit(_warm_up_in_child)
+
+    def pids(self) -> list[int]:
+        return pids(self._pool)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def part(self, kind: str, payload: Any) -> Callable[[], Awaitable[Prepared]]:
+        """Start making a part now; what the checkpoint awaits at its commit."""
+        try:
+            future: Future[Any] | None = self._pool.submit(_build_in_child, kind, payload)
+        except (BrokenProcessPool, RuntimeError) as exc:  # died earlier, or shut down
+            self._replace(exc)
+            future = None
+
+        async def prepared() -> Prepared:
+            if future is not None:
+                try:
+                    blobs = await asyncio.wrap_future(future)
+                    return [(names, pa.ipc.open_stream(blob).read_all()) for names, blob in blobs]
+                except Exception as exc:
+                    if isinstance(exc, BrokenProcessPool):
+                        self._replace(exc)
+                    else:
+                        log.warning("the rows process could not make a part of %s: %s", kind, exc)
+            metrics.ROWS_PROCESS_FALLBACKS.inc()
+            return [
+                (names, self._prepare(names[0], columns))
+                for names, columns in ((_tables(t), c) for t, c in columns_of(kind, payload))
+            ]
+
+        return prepared
+
+    def _replace(self, exc: BaseException) -> None:
+        log.warning("the rows process ended (%s); starting another", exc or type(exc).__name__)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = spawned_pool(NAME, _init_child, self._capabilities)
+
+
+class ProcessRows:
+    """``TakeRows`` whose parts the rows process makes: the step adds its records, and
+    every ``PART_ROWS`` of them, and at ``close``, their payload goes to the child and
+    the checkpoint is told how many rows of each table are coming
+    (``Checkpointer.add_pending``)."""
+
+    __slots__ = ("_checkpoints", "_counts", "_kind", "_payload", "_process", "count", "items")
+
+    def __init__(
+        self,
+        checkpoints: Checkpointer,
+        process: RowsProcess,
+        kind: str,
+        payload: Callable[[list[Any]], Any],
+        counts: Callable[[list[Any]], dict[str, int]],
+    ) -> None:
+        self._checkpoints = checkpoints
+        self._process = process
+        self._kind = kind
+        self._payload = payload
+        self._counts = counts
+        self.items: list[Any] = []
+        self.count = 0
+
+    def add(self, items: list[Any], records: int | None = None) -> None:
+        """``records``: how many records the items count for (one each without it)."""
+        self.items += items
+        self.count += len(items) if records is None else records
+        if self.count >= PART_ROWS:
+            self.close()
+
+    def close(self) -> None:
+        if self.items:
+            items, self.items, self.count = self.items, [], 0
+            self._checkpoints.add_pending(
+                self._counts(items), self._process.part(self._kind, self._payload(items))
+            )
+
+
+def event_rows(
+    checkpoints: Checkpointer, process: RowsProcess, ingested_at: datetime
+) -> ProcessRows:
+    """A take's touchpoint_events rows: items are (message bytes, partition, offset,
+    events in it)."""
+    return ProcessRows(
+        checkpoints,
+        process,
+        "events",
+        lambda items: (ingested_at, [(v, p, o) for v, p, o, _ in items]),
+        lambda items: {"touchpoint_events": sum(n for *_, n in items)},
+    )
+
+
+def moment_rows(checkpoints: Checkpointer, process: RowsProcess) -> ProcessRows:
+    """A take's moments and moment_factors rows: items are Moments."""
+    return ProcessRows(checkpoints, process, "moments", _ENCODE, _moment_counts)
+
+
+def score_rows(checkpoints: Checkpointer, process: RowsProcess) -> ProcessRows:
+    """A take's customer_scores and score_history rows: items are ScoreUpdates."""
+    return ProcessRows(checkpoints, process, "scores", _ENCODE, _score_counts)
+
+
+def _moment_counts(moments: Sequence[Moment]) -> dict[str, int]:
+    return {"moments": len(moments), "moment_factors": sum(len(m.readings) for m in moments)}
+
+
+def _score_counts(updates: Sequence[ScoreUpdate]) -> dict[str, int]:
+    return {"customer_scores": len(updates), "score_history": len(updates)}

@@ -1,0 +1,162 @@
+"""The rows process (cxpulse.streams.pipeline.rows_process): a take's rows made into chDB's
+Arrow tables in a child process are the tables the event loop makes of the same records,
+and a part the child cannot make is made on the event loop, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.schemas.tables import SPECS
+from cxpulse.sinks.ddl import Capabilities
+from cxpulse.sinks.embedded import arrow_table
+from cxpulse.streams import metrics
+from cxpulse.streams.core import apply_events, score_update
+from cxpulse.streams.dev.sample_events import sample_events
+from cxpulse.streams.model_check import load_model
+from cxpulse.streams.pipeline.records import decode_events, encode_events, record_of
+from cxpulse.streams.pipeline.rows import event_parts, moment_parts, score_parts
+from cxpulse.streams.pipeline.rows_process import NAME, RowsProcess, columns_of
+
+CAPABILITIES = Capabilities.from_version("25.8")
+SPEC = {s.name: s for s in SPECS if hasattr(s, "columns") and hasattr(s, "column_names")}
+INGESTED = datetime(2026, 11, 20, 12, 0, 0, 123000, tzinfo=UTC)
+
+
+def _prepare(table: str, columns: Any) -> Any:
+    return arrow_table(SPEC[table], columns, CAPABILITIES)
+
+
+def _fallbacks() -> float:
+    return metrics.REGISTRY.get_sample_value("cxpulse_rows_process_fallbacks_total") or 0.0
+
+
+@pytest.fixture(scope="module")
+def take() -> dict[str, Any]:
+    """A take as the experience step holds it: cx.events messages (bytes, partition,
+    offset), and the moments and score updates its customers' events made."""
+    model = load_model()
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    records = [record_of(TouchpointEvent.model_validate(e)) for e in sample_events(400)]
+    messages = [
+        (encode_events(records[i : i + 60]), i // 60 % 4, 1000 + i) for i in range(0, 400, 60)
+    ]
+    by_customer: dict[str, list[Any]] = defaultdict(list)
+    for r in records:
+        by_customer[r.customer_id].append(r)
+    moments, updates = [], []
+    for batch in by_customer.values():
+        state, produced = apply_events(None, batch, model, now)
+        moments += [m for m in produced if m is not None]
+        updates.append(score_update(state, model))
+    assert moments and updates
+    return {"messages": messages, "moments": moments, "updates": updates}
+
+
+def _on_the_event_loop(take: dict[str, Any]) -> dict[str, list[tuple[tuple[str, ...], Any]]]:
+    """The tables ``TakeRows`` makes of the take, through the same builders."""
+    decoded = [(decode_events(v)[0], p, o) for v, p, o in take["messages"]]
+    built = {
+        "events": event_parts(INGESTED, decoded),
+        "moments": moment_parts(take["moments"]),
+        "scores": score_parts(take["updates"]),
+    }
+    return {
+        kind: [
+            ((t,) if isinstance(t, str) else t, _prepare(t if isinstance(t, str) else t[0], c))
+            for t, c in parts
+        ]
+        for kind, parts in built.items()
+    }
+
+
+def _payloads(take: dict[str, Any]) -> dict[str, Any]:
+    encode = msgspec.msgpack.Encoder().encode
+    return {
+        "events": (INGESTED, take["messages"]),
+        "moments": encode(take["moments"]),
+        "scores": encode(take["updates"]),
+    }
+
+
+def _same(got: list[tuple[tuple[str, ...], Any]], want: list[tuple[tuple[str, ...], Any]]) -> None:
+    assert [names for names, _ in got] == [names for names, _ in want]
+    for (names, table), (_, expected) in zip(got, want, strict=True):
+        assert table.schema.equals(expected.schema, check_metadata=True), names
+        assert table.equals(expected), names
+        assert table.num_rows == expected.num_rows > 0
+
+
+def test_the_child_makes_the_tables_the_event_loop_makes(take: dict[str, Any]) -> None:
+    process = RowsProcess(CAPABILITIES, _prepare)
+    try:
+        before = _fallbacks()
+        process.warm_up().result(timeout=60)
+
+        async def made() -> dict[str, Any]:
+            pending = {k: process.part(k, p) for k, p in _payloads(take).items()}
+            return {k: await prepared() for k, prepared in pending.items()}
+
+        got = asyncio.run(made())
+        want = _on_the_event_loop(take)
+        for kind in ("events", "moments", "scores"):
+            _same(got[kind], want[kind])
+        assert _fallbacks() == before  # all made in the child
+        (pid,) = process.pids()  # which names itself for ps and top
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == NAME
+        names = [n for parts in got.values() for n, _ in parts]
+        assert names == [
+            ("touchpoint_events",),
+            ("moments",),
+            ("moment_factors",),
+            ("customer_scores", "score_history"),
+        ]
+    finally:
+        process.close()
+
+
+def test_a_part_the_child_could_not_make_is_made_on_the_event_loop(
+    take: dict[str, Any],
+) -> None:
+    process = RowsProcess(CAPABILITIES, _prepare)
+    try:
+        process.warm_up().result(timeout=60)
+        (first,) = process.pids()
+        os.kill(first, signal.SIGKILL)  # the child dies (an OOM kill, say)
+        deadline = time.monotonic() + 30
+        while process.pids() == [first] and time.monotonic() < deadline:
+            try:
+                os.kill(first, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)  # the pool notices
+        before = _fallbacks()
+        want = _on_the_event_loop(take)
+
+        async def made(kind: str) -> Any:
+            return await process.part(kind, _payloads(take)[kind])()
+
+        _same(asyncio.run(made("moments")), want["moments"])
+        assert _fallbacks() == before + 1
+        # the next part goes to a new child, which makes it
+        _same(asyncio.run(made("scores")), want["scores"])
+        assert _fallbacks() == before + 1
+        assert process.pids() and process.pids() != [first]
+    finally:
+        process.close()
+
+
+def test_payload_kinds_are_the_ones_the_step_sends() -> None:
+    with pytest.raises(ValueError, match="no rows of kind"):
+        columns_of("alerts", b"")
