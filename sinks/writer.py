@@ -163,6 +163,11 @@ class SinkWriter:
                 pass
         return list(zip(*columns, strict=True))
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the backend is open (at start, or by an insert that opened it)."""
+        return self._backend is not None
+
     def arrow_capabilities(self) -> Any:
         """The capabilities the open backend types its Arrow batches by, when its batches
         are Arrow tables made from columns (chDB's ``prepare_columns``), else None (not

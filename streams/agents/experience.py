@@ -147,7 +147,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             child.close()
 
     # The rows process (chDB only: cxpulse.streams.pipeline.rows_process), started once
-    # the writer has opened ClickHouse; takes before that build their rows here.
+    # the writer has opened ClickHouse (at start, or, when it was down then, by the
+    # first insert that reached it); takes before that build their rows here.
     rows_in_child: list[RowsProcess] = []
 
     @rt.app.task
@@ -155,6 +156,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         if not rt.settings.rows_process:
             return
         await rt.writer.open()
+        while not rt.writer.is_open:
+            await asyncio.sleep(1.0)
         capabilities = rt.writer.arrow_capabilities()
         if capabilities is None:
             return
