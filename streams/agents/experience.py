@@ -83,8 +83,9 @@ def _log_warm_up(loaded: Any) -> None:
 
 
 #: What scoring one customer's events of a take gives: the state before and after, the
-#: fresh moments, the score update and the alerts.
-Scored = tuple[CustomerState | None, CustomerState, list[Moment], ScoreUpdate, list[Alert]]
+#: fresh moments, the score update (None when the rows process works it out) and the
+#: alerts.
+Scored = tuple[CustomerState | None, CustomerState, list[Moment], ScoreUpdate | None, list[Alert]]
 
 
 def observe_state_sizes(sizes: list[int]) -> None:
@@ -161,7 +162,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         capabilities = rt.writer.arrow_capabilities()
         if capabilities is None:
             return
-        process = RowsProcess(capabilities, rt.writer.prepare_columns)
+        process = RowsProcess(capabilities, rt.model, rt.writer.prepare_columns)
         rows_in_child.append(process)
         process.warm_up()
         log.info("the experience step's rows are made into Arrow batches in their own process")
@@ -191,6 +192,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         now: datetime,
         sentiments: dict[Any, float | None],
         topics: dict[Any, tuple[str, ...]],
+        with_update: bool,
     ) -> tuple[int, Scored | None]:
         """Apply one customer's events: (duplicates, None) when nothing is new, else the
         state before and the new one, the fresh moments, the score update and the alerts.
@@ -211,7 +213,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             now,
             include_feedback_text=rt.settings.alerts_include_feedback_text,
         )
-        return duplicates, (before, state, fresh, score_update(state, rt.model), alerts)
+        update = score_update(state, rt.model) if with_update else None
+        return duplicates, (before, state, fresh, update, alerts)
 
     async def handle(take: list[Any]) -> None:
         """A take of cx.events batch messages: each customer's events across the whole
@@ -271,7 +274,9 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                 await asyncio.sleep(0)
                 yielded = clock()
             try:
-                seen_twice, scored = score_customer(customer_id, batch, now, sentiments, topics)
+                seen_twice, scored = score_customer(
+                    customer_id, batch, now, sentiments, topics, process is None
+                )
             except Exception as exc:
                 # One customer's failure must not drop the take: its events are set
                 # aside (each with its own message's position), the other customers go on.
@@ -284,14 +289,19 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                 continue
             before, state, fresh, update, alerts = scored
             moment_rows.add(fresh)
-            score_rows.add([update])
             # A customer's events all come from one partition (the events topic is keyed
             # by customer_id): its state belongs to that partition's changelog.
             last = sources.message_of(batch[-1])
-            checkpoints.set(customer_id.encode(), last.message.partition, state, was=before)
+            packed = checkpoints.set(
+                customer_id.encode(), last.message.partition, state, was=before
+            )
+            if update is not None:
+                score_rows.add([update])
+            else:  # the rows process works the score update out of the packed state
+                score_rows.add([customer_codec.pack(state) if packed is None else packed])
             if alerts:
                 await send_alerts(rt, alerts, record_time(last))
-            scores.append(update.score)
+            scores.append(state.score)
             for moment in fresh:
                 moments_by_channel[moment.channel] += 1
                 late += moment.late

@@ -131,7 +131,7 @@ class Checkpointer:
         """The key's latest state (this step's own, committed or not), None if it has none."""
         return self.table.data.get(key)
 
-    def set(self, key: bytes, partition: int, state: Any, *, was: Any = _UNREAD) -> None:
+    def set(self, key: bytes, partition: int, state: Any, *, was: Any = _UNREAD) -> Any:
         """The key's new state: in the store now, in the changelog at the commit. With a
         codec of two stages the state is packed now, while its objects are fresh in the
         CPU's caches (at the commit they are cold, and the commit's thread would pack
@@ -142,7 +142,10 @@ class Checkpointer:
         this update replaces; the checkpoint keeps what the store held for it to roll back
         to (the store on disk: its first stage, not the decoded state), and a key the step
         found in none of them is not looked up a second time (a miss in every partition's
-        RocksDB)."""
+        RocksDB).
+
+        Returns the state's first stage when the codec has two (what the step may hand
+        on: the rows process reads score updates off it), else None."""
         cp = self.current
         if key not in cp.before:
             cp.before[key] = self._before(key, was)
@@ -150,11 +153,12 @@ class Checkpointer:
         if f is None:
             self._assign(key, partition, state)
             cp.states[key] = (partition, state)
-        else:
-            packed = f.pack(state)
-            self._assign(key, partition, state, packed)
-            cp.states[key] = (partition, packed)
-            cp.packed = True
+            return None
+        packed = f.pack(state)
+        self._assign(key, partition, state, packed)
+        cp.states[key] = (partition, packed)
+        cp.packed = True
+        return packed
 
     @cached_property
     def _forms(self) -> Forms | None:

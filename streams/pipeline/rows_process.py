@@ -7,8 +7,13 @@ child does that work instead, from what the step already holds in a compact form
 
 - ``events``: the cx.events messages' bytes as they came (their records, decoded again
   there), with each message's partition and offset: nothing to encode;
-- ``moments``, ``scores``: the step's Moment and ScoreUpdate structs in msgpack (msgspec,
-  in C: about a fifth of the building and typing it saves).
+- ``moments``: the step's Moment structs in msgpack (msgspec, in C: about a fifth of the
+  building and typing it saves);
+- ``scores``: the customers' new states as the checkpoint packed them for the changelog
+  (``Checkpointer.set``: nothing more to encode), from which the child works out each
+  score update (``cxpulse.streams.core.score_update``: the sub-scores and the explanation
+  over every open episode, a pure function of the state and the model) and its row. The
+  step needs none of the update itself (its score is the state's).
 
 The child gives each part back as Arrow IPC bytes, which the step reads without a copy
 and its checkpoint inserts as before (``Checkpointer.add_pending``: the commit waits for
@@ -38,15 +43,18 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import pyarrow as pa
 
+from cxpulse.schemas.model import ExperienceModel
 from cxpulse.schemas.rows import Columns, TableSpec
-from cxpulse.schemas.scoring import Moment, ScoreUpdate
+from cxpulse.schemas.scoring import Moment
 from cxpulse.schemas.tables import SPECS
 from cxpulse.sinks.ddl import Capabilities
 from cxpulse.sinks.embedded import arrow_table
 from cxpulse.streams import metrics
 from cxpulse.streams.child_process import pids, spawned_pool
+from cxpulse.streams.core import score_update
 from cxpulse.streams.pipeline.records import decode_events
 from cxpulse.streams.pipeline.rows import PART_ROWS, Part, event_parts, moment_parts, score_parts
+from cxpulse.streams.state.customer import unpack
 
 if TYPE_CHECKING:  # the child imports this module: not the checkpoint's (Faust's) imports
     from cxpulse.streams.pipeline.checkpoint import Checkpointer
@@ -56,7 +64,6 @@ log = logging.getLogger(__name__)
 _TABLES: dict[str, TableSpec] = {s.name: s for s in SPECS if isinstance(s, TableSpec)}
 _ENCODE = msgspec.msgpack.Encoder().encode
 _MOMENTS = msgspec.msgpack.Decoder(list[Moment])
-_SCORES = msgspec.msgpack.Decoder(list[ScoreUpdate])
 
 #: The child's name (``ps -o comm``, ``top``).
 NAME = "cxpulse-rows"
@@ -64,9 +71,9 @@ NAME = "cxpulse-rows"
 Prepared = list[tuple[tuple[str, ...], Any]]
 
 
-def columns_of(kind: str, payload: Any) -> list[Part]:
+def columns_of(kind: str, payload: Any, model: ExperienceModel) -> list[Part]:
     """The columns of a part's payload (what ``TakeRows``' builders make of the records it
-    holds): in the child, and on the event loop when the child could not."""
+    stands for): in the child, and on the event loop when the child could not."""
     if kind == "events":
         ingested_at, messages = payload
         decoded = [
@@ -76,7 +83,7 @@ def columns_of(kind: str, payload: Any) -> list[Part]:
     if kind == "moments":
         return moment_parts(_MOMENTS.decode(payload))
     if kind == "scores":
-        return score_parts(_SCORES.decode(payload))
+        return score_parts([score_update(unpack(packed), model) for packed in payload])
     raise ValueError(f"no rows of kind {kind!r}")
 
 
@@ -87,18 +94,19 @@ def _tables(tables: str | tuple[str, ...]) -> tuple[str, ...]:
 # -- the child -------------------------------------------------------------------------
 
 _CAPABILITIES: Capabilities | None = None
+_MODEL: ExperienceModel | None = None
 
 
-def _init_child(capabilities: Capabilities) -> None:
-    global _CAPABILITIES
-    _CAPABILITIES = capabilities
+def _init_child(capabilities: Capabilities, model: ExperienceModel) -> None:
+    global _CAPABILITIES, _MODEL
+    _CAPABILITIES, _MODEL = capabilities, model
 
 
 def _build_in_child(kind: str, payload: Any) -> list[tuple[tuple[str, ...], bytes]]:
     """A part's Arrow tables, as IPC streams (what crosses back to the worker)."""
-    assert _CAPABILITIES is not None, "the rows process was not initialised"
+    assert _CAPABILITIES is not None and _MODEL is not None, "the rows process was not set up"
     out = []
-    for tables, columns in columns_of(kind, payload):
+    for tables, columns in columns_of(kind, payload, _MODEL):
         names = _tables(tables)
         table = arrow_table(_TABLES[names[0]], columns, _CAPABILITIES)
         sink = pa.BufferOutputStream()
@@ -118,12 +126,19 @@ def _warm_up_in_child() -> int:
 class RowsProcess:
     """The child that makes a worker's rows into Arrow tables, and what the step calls."""
 
-    def __init__(self, capabilities: Capabilities, prepare: Callable[[str, Columns], Any]) -> None:
-        """``capabilities``: the ClickHouse the tables are typed for; ``prepare``: the
-        writer's ``prepare_columns``, for a part made on the event loop."""
+    def __init__(
+        self,
+        capabilities: Capabilities,
+        model: ExperienceModel,
+        prepare: Callable[[str, Columns], Any],
+    ) -> None:
+        """``capabilities``: the ClickHouse the tables are typed for; ``model``: the
+        experience model the score updates are worked out by; ``prepare``: the writer's
+        ``prepare_columns``, for a part made on the event loop."""
         self._capabilities = capabilities
+        self._model = model
         self._prepare = prepare
-        self._pool = spawned_pool(NAME, _init_child, capabilities)
+        self._pool = spawned_pool(NAME, _init_child, capabilities, model)
 
     def warm_up(self) -> Future[int]:
         """Start the child now (its imports take a while), not at the first take."""
@@ -156,7 +171,9 @@ class RowsProcess:
             metrics.ROWS_PROCESS_FALLBACKS.inc()
             return [
                 (names, self._prepare(names[0], columns))
-                for names, columns in ((_tables(t), c) for t, c in columns_of(kind, payload))
+                for names, columns in (
+                    (_tables(t), c) for t, c in columns_of(kind, payload, self._model)
+                )
             ]
 
         return prepared
@@ -164,7 +181,7 @@ class RowsProcess:
     def _replace(self, exc: BaseException) -> None:
         log.warning("the rows process ended (%s); starting another", exc or type(exc).__name__)
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = spawned_pool(NAME, _init_child, self._capabilities)
+        self._pool = spawned_pool(NAME, _init_child, self._capabilities, self._model)
 
 
 class ProcessRows:
@@ -226,13 +243,14 @@ def moment_rows(checkpoints: Checkpointer, process: RowsProcess) -> ProcessRows:
 
 
 def score_rows(checkpoints: Checkpointer, process: RowsProcess) -> ProcessRows:
-    """A take's customer_scores and score_history rows: items are ScoreUpdates."""
-    return ProcessRows(checkpoints, process, "scores", _ENCODE, _score_counts)
+    """A take's customer_scores and score_history rows: items are the new states as the
+    checkpoint packed them (``Checkpointer.set``), one score update each."""
+    return ProcessRows(checkpoints, process, "scores", list, _score_counts)
 
 
 def _moment_counts(moments: Sequence[Moment]) -> dict[str, int]:
     return {"moments": len(moments), "moment_factors": sum(len(m.readings) for m in moments)}
 
 
-def _score_counts(updates: Sequence[ScoreUpdate]) -> dict[str, int]:
-    return {"customer_scores": len(updates), "score_history": len(updates)}
+def _score_counts(states: Sequence[bytes]) -> dict[str, int]:
+    return {"customer_scores": len(states), "score_history": len(states)}

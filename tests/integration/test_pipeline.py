@@ -232,8 +232,10 @@ def test_single_and_batched_events_reach_clickhouse(pipeline: Pipeline) -> None:
 
     log = worker.log_path.read_text()
     assert f"event loop: uvloop {uvloop.__version__};" in log
-    # on chDB its rows were made into Arrow batches in the rows process (its own process)
-    assert "rows are made into Arrow batches in their own process" in log
+    # on chDB its rows were made into Arrow batches in the rows process (its own process);
+    # a ClickHouse server takes rows, and there is none
+    on_chdb = pipeline.settings.clickhouse_url.startswith("chdb:")
+    assert ("rows are made into Arrow batches in their own process" in log) == on_chdb
 
 
 def test_invalid_events_reach_dlq_topic_and_table_with_reasons(pipeline: Pipeline) -> None:

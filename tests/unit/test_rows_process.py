@@ -27,6 +27,7 @@ from cxpulse.streams.model_check import load_model
 from cxpulse.streams.pipeline.records import decode_events, encode_events, record_of
 from cxpulse.streams.pipeline.rows import event_parts, moment_parts, score_parts
 from cxpulse.streams.pipeline.rows_process import NAME, RowsProcess, columns_of
+from cxpulse.streams.state.customer import pack
 
 CAPABILITIES = Capabilities.from_version("25.8")
 SPEC = {s.name: s for s in SPECS if hasattr(s, "columns") and hasattr(s, "column_names")}
@@ -44,7 +45,8 @@ def _fallbacks() -> float:
 @pytest.fixture(scope="module")
 def take() -> dict[str, Any]:
     """A take as the experience step holds it: cx.events messages (bytes, partition,
-    offset), and the moments and score updates its customers' events made."""
+    offset), and the moments and new states its customers' events made (the states as the
+    checkpoint packs them, and the score updates the event loop would work out)."""
     model = load_model()
     now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
     records = [record_of(TouchpointEvent.model_validate(e)) for e in sample_events(400)]
@@ -54,13 +56,20 @@ def take() -> dict[str, Any]:
     by_customer: dict[str, list[Any]] = defaultdict(list)
     for r in records:
         by_customer[r.customer_id].append(r)
-    moments, updates = [], []
+    moments, updates, states = [], [], []
     for batch in by_customer.values():
         state, produced = apply_events(None, batch, model, now)
         moments += [m for m in produced if m is not None]
         updates.append(score_update(state, model))
+        states.append(pack(state))
     assert moments and updates
-    return {"messages": messages, "moments": moments, "updates": updates}
+    return {
+        "messages": messages,
+        "moments": moments,
+        "updates": updates,
+        "states": states,
+        "model": model,
+    }
 
 
 def _on_the_event_loop(take: dict[str, Any]) -> dict[str, list[tuple[tuple[str, ...], Any]]]:
@@ -85,7 +94,7 @@ def _payloads(take: dict[str, Any]) -> dict[str, Any]:
     return {
         "events": (INGESTED, take["messages"]),
         "moments": encode(take["moments"]),
-        "scores": encode(take["updates"]),
+        "scores": list(take["states"]),
     }
 
 
@@ -98,7 +107,7 @@ def _same(got: list[tuple[tuple[str, ...], Any]], want: list[tuple[tuple[str, ..
 
 
 def test_the_child_makes_the_tables_the_event_loop_makes(take: dict[str, Any]) -> None:
-    process = RowsProcess(CAPABILITIES, _prepare)
+    process = RowsProcess(CAPABILITIES, take["model"], _prepare)
     try:
         before = _fallbacks()
         process.warm_up().result(timeout=60)
@@ -128,7 +137,7 @@ def test_the_child_makes_the_tables_the_event_loop_makes(take: dict[str, Any]) -
 def test_a_part_the_child_could_not_make_is_made_on_the_event_loop(
     take: dict[str, Any],
 ) -> None:
-    process = RowsProcess(CAPABILITIES, _prepare)
+    process = RowsProcess(CAPABILITIES, take["model"], _prepare)
     try:
         process.warm_up().result(timeout=60)
         (first,) = process.pids()
@@ -159,4 +168,4 @@ def test_a_part_the_child_could_not_make_is_made_on_the_event_loop(
 
 def test_payload_kinds_are_the_ones_the_step_sends() -> None:
     with pytest.raises(ValueError, match="no rows of kind"):
-        columns_of("alerts", b"")
+        columns_of("alerts", b"", load_model())
