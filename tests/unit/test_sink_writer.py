@@ -547,3 +547,30 @@ def test_on_chdb_score_rows_prepared_once_go_into_both_score_tables(tmp_path: Pa
     )
     assert sorted(normalize_rows(CUSTOMER_SCORES, scores), key=str) == expected
     assert sorted(normalize_rows(SCORE_HISTORY, history), key=str) == expected
+
+
+@pytest.mark.clickhouse
+def test_only_an_open_backend_that_prepares_arrow_from_columns_has_arrow_capabilities(
+    tmp_path: Path,
+) -> None:
+    """What the experience step asks before it starts the rows process: chDB, once open,
+    types Arrow batches by its capabilities; a backend that takes rows has none."""
+    from cxpulse.sinks.memory import MemoryBackend
+
+    writer = chdb_writer(tmp_path / "chdb")
+    rows_writer = SinkWriter(MemoryBackend)
+
+    async def go() -> tuple[Any, ...]:
+        before = (writer.is_open, writer.arrow_capabilities())
+        await writer.open()
+        await rows_writer.open()
+        after = (writer.is_open, writer.arrow_capabilities())
+        other = (rows_writer.is_open, rows_writer.arrow_capabilities())
+        await writer.aclose()
+        await rows_writer.aclose()
+        return before, after, other
+
+    before, after, other = asyncio.run(go())
+    assert before == (False, None)
+    assert after[0] is True and after[1] is not None and after[1].version >= (23,)
+    assert other == (True, None)
