@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -152,10 +152,11 @@ class RowsProcess:
 
     def part(self, kind: str, payload: Any) -> Callable[[], Awaitable[Prepared]]:
         """Start making a part now; what the checkpoint awaits at its commit."""
+        pool = self._pool
         try:
-            future: Future[Any] | None = self._pool.submit(_build_in_child, kind, payload)
+            future: Future[Any] | None = pool.submit(_build_in_child, kind, payload)
         except (BrokenProcessPool, RuntimeError) as exc:  # died earlier, or shut down
-            self._replace(exc)
+            self._replace(pool, exc)
             future = None
 
         async def prepared() -> Prepared:
@@ -163,11 +164,10 @@ class RowsProcess:
                 try:
                     blobs = await asyncio.wrap_future(future)
                     return [(names, pa.ipc.open_stream(blob).read_all()) for names, blob in blobs]
+                except BrokenProcessPool as exc:  # every part in it fails so: replaced once
+                    self._replace(pool, exc)
                 except Exception as exc:
-                    if isinstance(exc, BrokenProcessPool):
-                        self._replace(exc)
-                    else:
-                        log.warning("the rows process could not make a part of %s: %s", kind, exc)
+                    log.warning("the rows process could not make a part of %s: %s", kind, exc)
             metrics.ROWS_PROCESS_FALLBACKS.inc()
             return [
                 (names, self._prepare(names[0], columns))
@@ -178,9 +178,13 @@ class RowsProcess:
 
         return prepared
 
-    def _replace(self, exc: BaseException) -> None:
-        log.warning("the rows process ended (%s); starting another", exc or type(exc).__name__)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def _replace(self, broken: ProcessPoolExecutor, exc: BaseException) -> None:
+        """A new child in place of ``broken``'s, unless it was replaced already (the
+        parts that were in it fail one after the other; parts in the new one go on)."""
+        if broken is not self._pool:
+            return
+        log.warning("the rows process ended (%s); starting another", str(exc) or type(exc).__name__)
+        broken.shutdown(wait=False, cancel_futures=True)
         self._pool = spawned_pool(NAME, _init_child, self._capabilities, self._model)
 
 
