@@ -20,6 +20,9 @@ from typing import Any
 
 #: How often a child checks that the worker that started it is still there.
 PARENT_CHECK_SECONDS = 0.5
+#: prctl(2)'s option that sets the calling thread's name (the main thread's is the
+#: process's).
+PR_SET_NAME = 15
 
 
 def spawned_pool(
@@ -51,11 +54,6 @@ def set_name(name: str) -> None:
         libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
     except (OSError, AttributeError):  # not Linux: the name stays python
         pass
-
-
-#: prctl(2)'s option that sets the calling thread's name (the main thread's is the
-#: process's).
-PR_SET_NAME = 15
 
 
 def exit_with_parent(parent: int) -> None:

@@ -42,9 +42,15 @@ from cxpulse.streams.agents.alerting import record_time, send_alerts
 from cxpulse.streams.agents.set_aside import Sources, dead_letter
 from cxpulse.streams.core import apply_events, score_update
 from cxpulse.streams.pipeline import rows_process
-from cxpulse.streams.pipeline.checkpoint import Checkpointer, TakeRows
+from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.pipeline.records import Event, decode_events
-from cxpulse.streams.pipeline.rows import event_parts, events_in, moment_parts, score_parts
+from cxpulse.streams.pipeline.rows import (
+    TakeRows,
+    event_parts,
+    events_in,
+    moment_parts,
+    score_parts,
+)
 from cxpulse.streams.pipeline.rows_process import RowsProcess
 from cxpulse.streams.pipeline.takes import YIELD_SECONDS, run_takes
 from cxpulse.streams.rules.customer import customer_alerts
@@ -228,9 +234,9 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         # columns built straight from the records (cxpulse.streams.pipeline.checkpoint).
         ingested_at = datetime.now(UTC)
         process = rows_in_child[0] if rows_in_child else None
-        touchpoint_rows: Any
-        moment_rows: Any
-        score_rows: Any
+        touchpoint_rows: TakeRows
+        moment_rows: TakeRows
+        score_rows: TakeRows
         if process is None:
             touchpoint_rows = TakeRows(
                 checkpoints, partial(event_parts, ingested_at), size=events_in
@@ -256,7 +262,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             if process is None:
                 touchpoint_rows.add([(decoded, *position)])
             else:  # the message's bytes: its records, decoded again in the child
-                touchpoint_rows.add([(message.value, *position, len(decoded))], len(decoded))
+                touchpoint_rows.add([(message.value, *position, len(decoded))])
         if not events:
             return
         sentiments, topics = await score_texts(events)

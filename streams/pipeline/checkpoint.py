@@ -30,11 +30,11 @@ way), each of which the sink writer prepares right then into what its backend in
 thousands of tuples the garbage collector scans and the commit's thread converts cold; at
 the commit a table's parts are merged into one insert (Arrow tables: concatenated, no
 copy). A take's rows go in parts of about ``PART_ROWS`` records as they are made
-(``TakeRows``), not all at the end of the take: a take of 32,000 events makes ~100,000
-rows, which are cold in the CPU's caches by then and, while they wait, scanned by the
-garbage collector's young collections; made into columns 2,048 at a time, the event rows'
-conversion cost a sixth of that in the benchmark's measure (docs/benchmarks.md, session
-30).
+(``cxpulse.streams.pipeline.rows.TakeRows``), not all at the end of the take: a take of
+32,000 events makes ~100,000 rows, which are cold in the CPU's caches by then and, while
+they wait, scanned by the garbage collector's young collections; made into columns 2,048
+at a time, the event rows' conversion cost a sixth of that in the benchmark's measure
+(docs/benchmarks.md, session 30).
 
 A checkpoint is cut once one of its tables holds ``every_rows`` rows (the worker's
 ``sink_batch_size``: rows per insert, so each table's insert is up to that size, not the
@@ -46,14 +46,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from cxpulse.schemas.rows import Columns
 from cxpulse.sinks.writer import merge
-from cxpulse.streams.pipeline.rows import PART_ROWS
 from cxpulse.streams.state.changelog import send_records
 from cxpulse.streams.state.table_codec import Forms, encode_values, forms
 
@@ -324,45 +323,3 @@ class Checkpointer:
                 else:
                     store[key] = before
         self.current = Checkpoint()
-
-
-class TakeRows:
-    """The rows a take makes for some tables, recorded in the current checkpoint in parts
-    as they are made: a step adds its records (moments, score updates, ...) with ``add``,
-    and every ``PART_ROWS`` records, and at ``close`` at the end of the take, ``build``
-    turns them into ``(tables, columns)`` pairs (``cxpulse.schemas``' column builders:
-    one table's, or several tables' of the same records, such as moments and their
-    factors), each recorded as a part with ``Checkpointer.add_columns``. A take that fails
-    part way leaves its parts in a checkpoint that is rolled back with the states
-    (``run_takes``)."""
-
-    __slots__ = ("_add", "_build", "_size", "count", "items")
-
-    def __init__(
-        self,
-        checkpoints: Checkpointer,
-        build: Callable[[list[Any]], Iterable[tuple[str | tuple[str, ...], Columns]]],
-        *,
-        size: Callable[[Any], int] | None = None,
-    ) -> None:
-        """``size``: how many records an item counts for (one each without it; the events
-        of a message, say)."""
-        self._add = checkpoints.add_columns
-        self._build = build
-        self._size = size
-        self.items: list[Any] = []
-        self.count = 0
-
-    def add(self, items: list[Any]) -> None:
-        self.items += items
-        self.count += len(items) if self._size is None else sum(map(self._size, items))
-        if self.count >= PART_ROWS:
-            self.close()
-
-    def close(self) -> None:
-        """Record the rows of the records added since the last part."""
-        if self.items:
-            for tables, columns in self._build(self.items):
-                self._add(tables, columns)
-            self.items = []
-            self.count = 0

@@ -13,9 +13,9 @@ structs and turned into rows as then), so an upgrade loses nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -23,10 +23,13 @@ from cxpulse.schemas.rows import Columns, event_columns
 from cxpulse.schemas.score_rows import moment_columns, score_columns, score_row
 from cxpulse.schemas.scoring import Moment, ScoreUpdate
 
+if TYPE_CHECKING:  # the rows process imports this module: not the checkpoint's imports
+    from cxpulse.streams.pipeline.checkpoint import Checkpointer
+
 Row = tuple[Any, ...]
 
 #: How many records (events, moments, score updates) a step turns into one part of rows
-#: (``cxpulse.streams.pipeline.checkpoint.TakeRows``, ``rows_process.ProcessRows``).
+#: (``TakeRows``, ``rows_process.ProcessRows``).
 PART_ROWS = 2_048
 
 _LEGACY_MOMENTS = msgspec.json.Decoder(list[Moment])
@@ -79,3 +82,48 @@ def moments_of(raw: bytes) -> tuple[list[Row], list[Row]]:
 def scores_of(raw: bytes) -> list[Row]:
     """The score rows of a message an earlier worker left on cx.scores."""
     return [score_row(u) for u in _LEGACY_SCORES.decode(raw)]
+
+
+class TakeRows:
+    """The rows a take makes for some tables, recorded in the current checkpoint in parts
+    as they are made: a step adds its records (moments, score updates, ...) with ``add``,
+    and every ``PART_ROWS`` records, and at ``close`` at the end of the take, ``build``
+    turns them into ``(tables, columns)`` pairs (``cxpulse.schemas``' column builders:
+    one table's, or several tables' of the same records, such as moments and their
+    factors), each recorded as a part with ``Checkpointer.add_columns``. A take that fails
+    part way leaves its parts in a checkpoint that is rolled back with the states
+    (``run_takes``). A subclass records its parts otherwise (``_record``: the rows
+    process's, ``cxpulse.streams.pipeline.rows_process.ProcessRows``)."""
+
+    __slots__ = ("_add", "_build", "_size", "count", "items")
+
+    def __init__(
+        self,
+        checkpoints: Checkpointer,
+        build: Callable[[list[Any]], Iterable[tuple[str | tuple[str, ...], Columns]]],
+        *,
+        size: Callable[[Any], int] | None = None,
+    ) -> None:
+        """``size``: how many records an item counts for (one each without it; the events
+        of a message, say)."""
+        self._add = checkpoints.add_columns
+        self._build = build
+        self._size = size
+        self.items: list[Any] = []
+        self.count = 0
+
+    def add(self, items: list[Any]) -> None:
+        self.items += items
+        self.count += len(items) if self._size is None else sum(map(self._size, items))
+        if self.count >= PART_ROWS:
+            self.close()
+
+    def close(self) -> None:
+        """Record the rows of the records added since the last part."""
+        if self.items:
+            items, self.items, self.count = self.items, [], 0
+            self._record(items)
+
+    def _record(self, items: list[Any]) -> None:
+        for tables, columns in self._build(items):
+            self._add(tables, columns)

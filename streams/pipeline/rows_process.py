@@ -53,10 +53,10 @@ from cxpulse.streams import metrics
 from cxpulse.streams.child_process import pids, spawned_pool
 from cxpulse.streams.core import score_update
 from cxpulse.streams.pipeline.records import decode_events
-from cxpulse.streams.pipeline.rows import PART_ROWS, Part, event_parts, moment_parts, score_parts
+from cxpulse.streams.pipeline.rows import Part, TakeRows, event_parts, moment_parts, score_parts
 from cxpulse.streams.state.customer import unpack
 
-if TYPE_CHECKING:  # the child imports this module: not the checkpoint's (Faust's) imports
+if TYPE_CHECKING:  # the child imports this module: not the checkpoint's (the changelog's)
     from cxpulse.streams.pipeline.checkpoint import Checkpointer
 
 log = logging.getLogger(__name__)
@@ -188,13 +188,12 @@ class RowsProcess:
         self._pool = spawned_pool(NAME, _init_child, self._capabilities, self._model)
 
 
-class ProcessRows:
-    """``TakeRows`` whose parts the rows process makes: the step adds its records, and
-    every ``PART_ROWS`` of them, and at ``close``, their payload goes to the child and
-    the checkpoint is told how many rows of each table are coming
-    (``Checkpointer.add_pending``)."""
+class ProcessRows(TakeRows):
+    """``TakeRows`` whose parts the rows process makes: every ``PART_ROWS`` records, and at
+    ``close``, the payload of the records added goes to the child and the checkpoint is
+    told how many rows of each table are coming (``Checkpointer.add_pending``)."""
 
-    __slots__ = ("_checkpoints", "_counts", "_kind", "_payload", "_process", "count", "items")
+    __slots__ = ("_add_pending", "_counts", "_kind", "_payload", "_process")
 
     def __init__(
         self,
@@ -203,28 +202,22 @@ class ProcessRows:
         kind: str,
         payload: Callable[[list[Any]], Any],
         counts: Callable[[list[Any]], dict[str, int]],
+        *,
+        size: Callable[[Any], int] | None = None,
     ) -> None:
-        self._checkpoints = checkpoints
+        super().__init__(checkpoints, _no_build, size=size)
+        self._add_pending = checkpoints.add_pending
         self._process = process
         self._kind = kind
         self._payload = payload
         self._counts = counts
-        self.items: list[Any] = []
-        self.count = 0
 
-    def add(self, items: list[Any], records: int | None = None) -> None:
-        """``records``: how many records the items count for (one each without it)."""
-        self.items += items
-        self.count += len(items) if records is None else records
-        if self.count >= PART_ROWS:
-            self.close()
+    def _record(self, items: list[Any]) -> None:
+        self._add_pending(self._counts(items), self._process.part(self._kind, self._payload(items)))
 
-    def close(self) -> None:
-        if self.items:
-            items, self.items, self.count = self.items, [], 0
-            self._checkpoints.add_pending(
-                self._counts(items), self._process.part(self._kind, self._payload(items))
-            )
+
+def _no_build(items: list[Any]) -> list[Part]:
+    raise AssertionError("the rows process builds these rows")
 
 
 def event_rows(
@@ -237,8 +230,13 @@ def event_rows(
         process,
         "events",
         lambda items: (ingested_at, [(v, p, o) for v, p, o, _ in items]),
-        lambda items: {"touchpoint_events": sum(n for *_, n in items)},
+        lambda items: {"touchpoint_events": sum(map(_events_in, items))},
+        size=_events_in,
     )
+
+
+def _events_in(item: tuple[bytes, int, int, int]) -> int:
+    return item[3]
 
 
 def moment_rows(checkpoints: Checkpointer, process: RowsProcess) -> ProcessRows:

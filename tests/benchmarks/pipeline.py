@@ -443,9 +443,14 @@ def replay_worker_work(
     is precomputed (it is measured on its own)."""
     from cxpulse.streams.core import apply_events, score_update
     from cxpulse.streams.model_check import load_model
-    from cxpulse.streams.pipeline.checkpoint import PART_ROWS
     from cxpulse.streams.pipeline.records import decode_events, decode_heads, encode_events
-    from cxpulse.streams.pipeline.rows import event_parts, events_in, moment_parts, score_parts
+    from cxpulse.streams.pipeline.rows import (
+        PART_ROWS,
+        event_parts,
+        events_in,
+        moment_parts,
+        score_parts,
+    )
     from cxpulse.streams.routing import Source, route
     from cxpulse.streams.rules.customer import customer_alerts
     from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
@@ -558,7 +563,7 @@ def replay_worker_work(
 def in_parts(items: list[Any], size: Any) -> list[list[Any]]:
     """``items`` in parts of at least ``PART_ROWS`` records (the last one: the rest), as
     the experience step's ``TakeRows`` records them."""
-    from cxpulse.streams.pipeline.checkpoint import PART_ROWS
+    from cxpulse.streams.pipeline.rows import PART_ROWS
 
     parts: list[list[Any]] = [[]]
     filled = 0

@@ -8,7 +8,8 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from cxpulse.streams.pipeline.checkpoint import PART_ROWS, Checkpointer, TakeRows
+from cxpulse.streams.pipeline.checkpoint import Checkpointer
+from cxpulse.streams.pipeline.rows import PART_ROWS, TakeRows
 
 
 def checkpointer(written: list[tuple[str, int]], every_rows: int = 10) -> Checkpointer:
