@@ -17,7 +17,7 @@ import faust
 from cxpulse.schemas.model import ExperienceModel
 from cxpulse.sinks.writer import InsertBackend, SinkWriter
 from cxpulse.streams import console, lag, topics, web
-from cxpulse.streams.agents import cases, experience, health, notify, sinks, validate
+from cxpulse.streams.agents import cases, experience, health, notify, sinks
 from cxpulse.streams.kafka_config import faust_broker, faust_credentials
 from cxpulse.streams.kafka_consumer import App
 from cxpulse.streams.model_check import load_model
@@ -93,7 +93,6 @@ def create_app(
         health=topic(topics.health(settings)),
         alerts=topic(topics.alerts(settings)),
     )
-    validate.register(rt)
     experience.register(rt)
     health.register(rt)
     sinks.register(rt)

@@ -13,7 +13,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from cxpulse.schemas.envelope import Rejected, one_line
 from cxpulse.streams.partitioning import partition_for
@@ -51,26 +51,48 @@ class Source:
         )
 
 
+class Decoded(NamedTuple):
+    """One message as ``route(..., local=True)`` read it: every valid event and rejected
+    item (the events' positions in their envelope follow from the two), and the events of
+    the customers of the message's own partition, kept for the caller."""
+
+    events: list[Event]
+    rejected: list[Rejected]
+    local: list[Event]
+
+
 @dataclass(slots=True)
 class Routed:
     """Validated events grouped by the partition of their customer and by the partition
-    of their touchpoint instance (health state is keyed by instance), and the rejects."""
+    of their touchpoint instance (health state is keyed by instance), and the rejects;
+    with ``local``, each message as read (``Decoded``), its local events in no group of
+    customers."""
 
     by_partition: dict[int, list[Event]] = field(default_factory=lambda: defaultdict(list))
     by_health_partition: dict[int, list[Event]] = field(default_factory=lambda: defaultdict(list))
     rejected: list[tuple[Source, Rejected]] = field(default_factory=list)
+    messages: list[Decoded] = field(default_factory=list)
 
     @property
     def valid_count(self) -> int:
-        return sum(len(v) for v in self.by_partition.values())
+        """Every valid event (each is in one group of instances)."""
+        return sum(len(v) for v in self.by_health_partition.values())
 
 
 log = logging.getLogger(__name__)
 
 
-def route(messages: list[tuple[Source, bytes | None]], partitions: int) -> Routed:
+def route(
+    messages: list[tuple[Source, bytes | None]], partitions: int, *, local: bool = False
+) -> Routed:
     """Validate every message; one bad event never takes its batch-mates down, and one
-    message that cannot be handled at all never takes the other messages down."""
+    message that cannot be handled at all never takes the other messages down.
+
+    ``local``: the events of customers of the message's own partition are not grouped
+    with the others but kept with their message (``Routed.messages``): the experience
+    step scores them where they are, as the input topic and the customer table are
+    partitioned alike (same count, the customer's partition: ``partition_for``); only the
+    others need the hop through the events topic."""
     routed = Routed()
     by_partition, by_health_partition = routed.by_partition, routed.by_health_partition
     for source, raw in messages:
@@ -87,9 +109,13 @@ def route(messages: list[tuple[Source, bytes | None]], partitions: int) -> Route
                 source.offset,
             )
             records, partition, health, rejected = [], [], [], [_failed(raw, exc)]
+        kept: list[Event] = []
+        here = source.partition if local else -1
         for record, p, h in zip(records, partition, health, strict=True):
-            by_partition[p].append(record)
+            (kept if p == here else by_partition[p]).append(record)
             by_health_partition[h].append(record)
+        if local:
+            routed.messages.append(Decoded(records, rejected, kept))
         if rejected:
             routed.rejected.extend((source, r) for r in rejected)
     _in_event_time(by_partition)

@@ -49,9 +49,10 @@ def count_headers(n: int) -> list[tuple[str, bytes]]:
     return [(COUNT_HEADER, str(n).encode())]
 
 
-def items_in(event: Any) -> int:
-    """The item count a batch message carries in its header; 1 when it has none (another
-    producer's message, or one from a worker before the header existed)."""
+def items_in(event: Any, default: int = 1) -> int:
+    """The item count a batch message carries in its header; ``default`` when it has none
+    (raw input, another producer's message, one from a worker before the header
+    existed)."""
     raw: Any = event.headers or {}
     pairs = raw.items() if hasattr(raw, "items") else raw
     for key, value in pairs:
@@ -60,7 +61,7 @@ def items_in(event: Any) -> int:
                 return max(1, int(value))
             except (TypeError, ValueError):
                 return 1
-    return 1
+    return default
 
 
 def chunks(items: list[Any], size: int = ENVELOPE_EVENTS) -> Iterable[list[Any]]:

@@ -40,10 +40,11 @@ from cxpulse.schemas.scoring import CustomerState, Moment, ScoreUpdate
 from cxpulse.streams import metrics
 from cxpulse.streams.agents.alerting import record_time, send_alerts
 from cxpulse.streams.agents.set_aside import Sources, dead_letter
+from cxpulse.streams.agents.validate import validate
 from cxpulse.streams.core import apply_events, score_update
 from cxpulse.streams.pipeline import rows_process
 from cxpulse.streams.pipeline.checkpoint import Checkpointer
-from cxpulse.streams.pipeline.records import Event, decode_events
+from cxpulse.streams.pipeline.records import Event, decode_events, encode_events
 from cxpulse.streams.pipeline.rows import (
     TakeRows,
     event_parts,
@@ -223,10 +224,13 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         return duplicates, (before, state, fresh, update, alerts)
 
     async def handle(take: list[Any]) -> None:
-        """A take of cx.events batch messages: each customer's events across the whole
-        take scored at once (one state, one score update and one set of rule checks per
-        customer, however many messages its events came in), its rows and new state
-        recorded in the current checkpoint, its alerts sent."""
+        """A take of raw messages (validated here first: ``validate``, which sends on all
+        but their local events) and of cx.events batch messages: each customer's events
+        across the whole take scored at once (one state, one score update and one set of
+        rule checks per customer, however many messages its events came in), its rows and
+        new state recorded in the current checkpoint, its alerts sent."""
+        raw = [m for m in take if m.message.topic == raw_topic]
+        read = iter((await validate(rt, raw)).messages if raw else ())
         started = time.perf_counter()
         events: list[Event] = []
         sources = Sources()
@@ -248,6 +252,18 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             moment_rows = rows_process.moment_rows(checkpoints, process)
             score_rows = rows_process.score_rows(checkpoints, process)
         for message in take:
+            position = message.message.partition, message.message.offset
+            if message.message.topic == raw_topic:
+                valid, rejected, decoded = next(read)  # its rejects dead-lettered already
+                sources.add(message, valid, rejected)  # positions in the whole envelope
+                if decoded:
+                    events += decoded
+                    touchpoint_rows.add(
+                        [(decoded, *position)]
+                        if process is None
+                        else [(encode_events(decoded), *position, len(decoded))]
+                    )
+                continue
             decoded, rejected = decode_events(message.value)
             if rejected:  # validated upstream, yet not readable now (another version?)
                 for r in rejected:
@@ -258,7 +274,6 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             events += decoded
             # Every validated event's row, scored or not, in this checkpoint: durable
             # before the state that marks the event done (no other agent reads cx.events).
-            position = message.message.partition, message.message.offset
             if process is None:
                 touchpoint_rows.add([(decoded, *position)])
             else:  # the message's bytes: its records, decoded again in the child
@@ -330,10 +345,18 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         record_sizes=observe_state_sizes,
     )
 
-    @rt.app.agent(rt.events, name="experience")
+    # The raw input and cx.events, read by one agent: the customers of a raw message's own
+    # partition are scored from it (no hop), the others come back on cx.events.
+    raw_topic = rt.raw.get_topic_name()
+    scored_input = rt.app.topic(
+        raw_topic, rt.events.get_topic_name(), key_serializer="raw", value_serializer="raw"
+    )
+
+    @rt.app.agent(scored_input, name="experience")
     async def experience(stream: Any) -> None:
-        """Score takes of cx.events; rows, states and offsets become durable at each
-        checkpoint, in that order (streams/pipeline/takes.py, checkpoint.py)."""
+        """Score takes of the raw input and cx.events; rows, states and offsets become
+        durable at each checkpoint, in that order (streams/pipeline/takes.py,
+        checkpoint.py)."""
         await run_takes(stream, checkpoints, handle)
 
     return customers

@@ -1,7 +1,7 @@
 """Touchpoint health: per-instance failure rates against their own baseline.
 
 Keyed by touchpoint instance (an ATM, a store terminal, a web page), not by customer, so
-the validate agent routes a second copy of each event batch by instance partition and
+the validate step routes a second copy of each event batch by instance partition and
 the state lives with its key. The agent takes several messages at once (up to
 ``TAKE_EVENTS`` events: streams/pipeline/takes.py) and applies each instance of the take
 once. New states go to the table's store at once and to its changelog at checkpoints
@@ -14,16 +14,17 @@ the reason ``health scoring failed: ...``, source ``cx.health`` (the message eac
 in) and their position in that envelope, and the other instances go on
 (streams/agents/set_aside.py). Letting it raise would stop the step at the same take
 after every restart. The customer side of those events is unaffected (the experience
-agent reads its own copy on ``cx.events``), and a replay of the dead letters is harmless
-there: the customer state recognises the event ids.
+agent reads its own copy, on ``cx.touchpoints`` or ``cx.events``), and a replay of the
+dead letters is harmless there: the customer state recognises the event ids.
 
 The step reads each record's head only (``EventHead``: ids, time, touchpoint, outcome;
 not the details, feedback or attributes it never uses); a set-aside event's dead letter
 is the whole event, read again from its message.
 
-Items of an envelope this agent cannot read are skipped, not dead-lettered: the same
-items are in the ``cx.events`` copy, which the experience agent dead-letters, and one
-dead letter per bad item is what an operator wants to see.
+Items of an envelope this agent cannot read are skipped, not dead-lettered: the
+experience agent has the same events (read from the raw message itself, or from its
+``cx.events`` copy, which it dead-letters when it cannot read them), and one dead letter
+per bad item is what an operator wants to see.
 """
 
 from __future__ import annotations

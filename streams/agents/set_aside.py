@@ -6,7 +6,7 @@ envelope, every other subject's events with it. The agents keyed by subject ther
 guard each subject on its own: when applying one raises (a bug, a state the core cannot
 handle), that subject's events are set aside here and the other subjects go on.
 
-Set aside means what the validate agent does with invalid input: one DLQ record per event
+Set aside means what the validate step does with invalid input: one DLQ record per event
 (its JSON as value; reason, kind and source in headers, the source being the internal
 topic, partition, offset and the event's position in that envelope), so the event is
 neither lost nor silent, and the dead letter of a replay is the very same row. All such

@@ -3,7 +3,7 @@
 Each agent takes many messages at once (``durable_batches``) so an insert carries
 thousands of rows, and acknowledges them only when the sink writer says they are
 durable. Events, moments and scores do not pass through here: the experience step, the
-one agent reading cx.events, inserts their rows at its checkpoints
+one agent reading cx.touchpoints and cx.events, inserts their rows at its checkpoints
 (``cxpulse.streams.pipeline.checkpoint``), so no topic is read twice only to carry rows.
 """
 

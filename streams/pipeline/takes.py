@@ -8,7 +8,8 @@ hold up to ``TAKE_EVENTS`` events (counted by the messages' count headers), at m
 subject's events one call has. A take is bounded by its events first: a backlog of small
 messages (a few hundred events each, as a worker that keeps up sends them) is taken as
 one of full messages is, and a take's memory does not grow with the events a message
-holds. The bound on messages is for messages that carry no count.
+holds. The bound on messages is for messages that carry no count; raw input, which carries
+none, counts by its bytes (``EVENT_BYTES``).
 
 A handled take's messages are done, and acknowledged only when the checkpoint that holds
 what they changed is committed (``cxpulse.streams.pipeline.checkpoint``: rows, then states,
@@ -43,10 +44,18 @@ LINGER_SECONDS = 0.002
 YIELD_SECONDS = 0.005
 
 
+#: A message without a count header (raw input: a JSON event or array, never counted)
+#: is taken to hold an event per this many bytes (a simulated event is ~500 bytes of
+#: JSON), so a take of raw input is bounded by its bytes whatever its envelopes hold.
+EVENT_BYTES = 400
+
+
 def worth(message: Any) -> int:
-    """What a message counts for in a take: its events, and at least a share of the take
-    (a take holds at most ``TAKE_MESSAGES`` messages, whatever they hold)."""
-    return max(items_in(message), TAKE_EVENTS // TAKE_MESSAGES)
+    """What a message counts for in a take: its events (a raw message's: by its bytes),
+    and at least a share of the take (a take holds at most ``TAKE_MESSAGES`` messages,
+    whatever they hold)."""
+    n = items_in(message, 0) or len(message.value or b"") // EVENT_BYTES
+    return max(n, TAKE_EVENTS // TAKE_MESSAGES)
 
 
 async def run_takes(

@@ -30,6 +30,7 @@ from cxpulse.streams.pipeline.records import decode_events, record_of
 from cxpulse.streams.settings import load_settings
 from cxpulse.streams.state import customer as customer_codec
 from cxpulse.streams.state.table_codec import encode_values
+from tests.agents.messages import put_on
 
 START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -111,7 +112,7 @@ async def run_experience(messages: list[bytes], **overrides: Any) -> dict[str, A
     readable = sum(len(decode_events(m)[0]) for m in messages)
     async with app.agents["experience"].test_context() as agent:
         for message in messages:
-            await agent.put(message)
+            await put_on(agent, "cx.events", message)
         # every readable event's row is inserted at the checkpoint that has it (the
         # sentiment process may take seconds to start on a busy machine) ...
         base = len(RECORDER.rows.get("touchpoint_events", ()))

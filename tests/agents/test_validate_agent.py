@@ -1,4 +1,5 @@
-"""The validate agent under Faust's test_context(): what it sends where.
+"""The validate step (the first of the experience agent's, for raw messages) under Faust's
+test_context(): what it sends where, and what it keeps to score where it is.
 
 Sends to other topics leave the process, so they are captured here instead of produced;
 the Kafka round trip itself is covered by tests/integration.
@@ -8,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
+from cxpulse.schemas.rows import TOUCHPOINT_EVENTS
 from cxpulse.streams.app import create_app
 from cxpulse.streams.partitioning import partition_for
 from cxpulse.streams.pipeline.records import decode_events
 from cxpulse.streams.settings import load_settings
+from tests.agents.messages import put_on
 
 PARTITIONS = 4
 
@@ -37,33 +42,82 @@ def event(customer: str = "cust-1", **overrides: Any) -> dict[str, Any]:
     return doc
 
 
+class Rows:
+    """Stands in for ClickHouse behind the sink writer: keeps every inserted row."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[tuple[Any, ...]]] = {}
+        self.lock = threading.Lock()
+
+    def insert(self, table: str, rows: Sequence[Any]) -> int:
+        with self.lock:
+            self.rows.setdefault(table, []).extend(rows)
+        return len(rows)
+
+    def docs(self, table: str, spec: Any) -> list[dict[str, Any]]:
+        with self.lock:
+            rows = list(self.rows.get(table, []))
+        return [dict(zip(spec.column_names, row, strict=True)) for row in rows]
+
+
+def elsewhere(value: bytes) -> int:
+    """A partition none of the message's customers belong to (0 when it cannot be read):
+    put there, every valid event of it goes on through cx.events."""
+    try:
+        doc = json.loads(value)
+        items = doc if isinstance(doc, list) else [doc]
+        theirs = {partition_for(str(i["customer_id"]), PARTITIONS) for i in items}
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return 0
+    return next((p for p in range(PARTITIONS) if p not in theirs), 0)
+
+
 async def run_validate(
-    messages: list[bytes] | list[tuple[bytes, int, float]], sent: list[dict[str, Any]], expect: int
-) -> None:
-    """Put each message (or ``(value, offset, record timestamp)``) through the agent."""
-    settings = load_settings(kafka_url="kafka://127.0.0.1:1", partitions=PARTITIONS)
-    app = create_app(settings, connect=lambda: None)  # type: ignore[arg-type,return-value]
+    messages: list[bytes] | list[tuple[bytes, int, float]],
+    sent: list[dict[str, Any]],
+    expect: int,
+    *,
+    partition: int | None = None,
+    rows: Rows | None = None,
+    scored: int = 0,
+) -> dict[str, Any]:
+    """Put each message (or ``(value, offset, record timestamp)``) on the raw topic, on
+    ``partition`` (by default one where none of its customers is: see ``elsewhere``),
+    until ``expect`` sends and ``scored`` touchpoint_events rows; the customer states."""
+    settings = load_settings(
+        kafka_url="kafka://127.0.0.1:1",
+        partitions=PARTITIONS,
+        sink_flush_seconds=0.05,
+        state_store="memory",
+    )
+    rows = rows or Rows()
+    app = create_app(settings, connect=lambda: rows)  # type: ignore[arg-type,return-value]
     app.finalize()
     app.flow_control.resume()
-    async with app.agents["validate"].test_context() as agent:
+    table = app.tables["customer_state"]
+    async with app.agents["experience"].test_context() as agent:
         for message in messages:
-            if isinstance(message, tuple):
-                value, offset, timestamp = message
-                agent.sent_offset = offset  # a replay reads the same offset again
-                await agent.put(value, timestamp=timestamp)
+            timestamp = None
+            if isinstance(message, bytes):
+                value = message
             else:
-                await agent.put(message)
-        for _ in range(200):
-            if len(sent) >= expect:
+                value, agent.sent_offset, timestamp = message  # a replay: the same offset
+            where = elsewhere(value) if partition is None else partition
+            await put_on(agent, "cx.touchpoints", value, partition=where, timestamp=timestamp)
+        for _ in range(600):
+            if len(sent) >= expect and len(rows.rows.get("touchpoint_events", ())) >= scored:
                 break
             await asyncio.sleep(0.01)
+    return {k.decode(): v for k, v in table.items()}
 
 
 def test_valid_events_are_batched_by_customer_partition(sent: list[dict[str, Any]]) -> None:
-    customers = [f"cust-{i}" for i in range(12)]
+    """Events of customers of other partitions than their message's go on through
+    cx.events, batched by their customer's partition."""
+    customers = [c for c in (f"cust-{i}" for i in range(40)) if partition_for(c, PARTITIONS)][:12]
     batch = json.dumps([event(c) for c in customers]).encode()
     single = json.dumps(event("cust-0")).encode()
-    expected_partitions = {partition_for(c, PARTITIONS) for c in customers}
+    expected_partitions = {partition_for(c, PARTITIONS) for c in [*customers, "cust-0"]}
 
     asyncio.run(run_validate([batch, single], sent, len(expected_partitions)))
 
@@ -77,6 +131,42 @@ def test_valid_events_are_batched_by_customer_partition(sent: list[dict[str, Any
         seen.extend(e.customer_id for e in events)
     assert sorted(seen) == sorted([*customers, "cust-0"])
     assert not [s for s in sent if s["topic"] == "cx.touchpoints.dlq"]
+
+
+def test_the_customers_of_the_messages_own_partition_are_scored_there(
+    sent: list[dict[str, Any]],
+) -> None:
+    """A raw message's events of customers of its own partition take no hop: they are
+    scored from it (their rows say so: the raw topic's partition and offset); the others
+    go on through cx.events to their partitions; every event goes to the health step."""
+    customers = [f"cust-{i}" for i in range(12)]
+    docs = [event(c) for c in customers]
+    here = [c for c in customers if partition_for(c, PARTITIONS) == 0]
+    others = {partition_for(c, PARTITIONS) for c in customers} - {0}
+    assert here and others  # the customers are spread over the partitions
+    rows = Rows()
+
+    states = asyncio.run(
+        run_validate(
+            [json.dumps(docs).encode()],
+            sent,
+            len(others) + 1,  # cx.events partitions, and at least one cx.health message
+            partition=0,
+            rows=rows,
+            scored=len(here),
+        )
+    )
+
+    assert sorted(states) == sorted(here)
+    to_events = [s for s in sent if s["topic"] == "cx.events"]
+    assert {s["partition"] for s in to_events} == others
+    forwarded = [e.customer_id for s in to_events for e in decode_events(s["value"])[0]]
+    assert sorted(forwarded) == sorted(set(customers) - set(here))
+    to_health = [e for s in sent if s["topic"] == "cx.health" for e in decode_events(s["value"])[0]]
+    assert sorted(e.customer_id for e in to_health) == sorted(customers)
+    scored = rows.docs("touchpoint_events", TOUCHPOINT_EVENTS)
+    assert sorted(d["customer_id"] for d in scored) == sorted(here)
+    assert {(d["source_partition"], d["source_offset"]) for d in scored} == {(0, 0)}
 
 
 def test_bad_event_goes_to_dlq_without_its_batch_mates(sent: list[dict[str, Any]]) -> None:

@@ -430,11 +430,14 @@ class WorkTimes:
 
 
 def replay_worker_work(
-    raw_messages: list[bytes], partitions: int, sentiments: dict[Any, float | None]
+    raw_messages: list[tuple[int, bytes]], partitions: int, sentiments: dict[Any, float | None]
 ) -> WorkTimes:
-    """What the worker's agents compute for these messages, without Kafka or ClickHouse:
-    validate (decode, route, encode records per partition), experience (decode takes of
-    ``TAKE_EVENTS`` events, as the agent takes them from a backlog, group by customer,
+    """What the worker's agents compute for these messages (each with the partition the
+    SDK sends it to), without Kafka or ClickHouse: validate (decode, route, encode
+    records per partition for the events that take a hop: cx.health's, and cx.events'
+    when a customer is not of its message's partition), experience (takes of
+    ``TAKE_EVENTS`` events, as the agent takes them from a backlog: the events kept from
+    their raw message, those of cx.events decoded, group by customer,
     ``apply_events``, alert rules, score update, the rows of every event, moment and score
     update, each new state packed and kept in that form, as the worker's store holds it,
     and decoded when its customer comes back; at each checkpoint of ``CHECKPOINT_ROWS`` rows, the
@@ -479,13 +482,16 @@ def replay_worker_work(
         packed.clear()
         st["experience: changelog at checkpoints"] += clock() - t
 
-    event_msgs: list[tuple[int, int, bytes]] = []  # (offset, events, message)
+    # (offset, events, message): the raw messages' own events as they are (no hop), the
+    # others as the cx.events messages they are sent on in
+    event_msgs: list[tuple[int, int, Any]] = []
     health_msgs: list[tuple[int, int, bytes]] = []  # (offset, events, message)
-    for offset, raw in enumerate(raw_messages):
+    for offset, (partition, raw) in enumerate(raw_messages):
         t = clock()
-        routed = route([(Source("raw", 0, offset), raw)], partitions)
+        routed = route([(Source("raw", partition, offset), raw)], partitions, local=True)
         st["validate: decode + route"] += clock() - t
         t = clock()
+        event_msgs += [(offset, len(m.local), m.local) for m in routed.messages if m.local]
         event_msgs += [
             (offset, len(c), encode_events(c))
             for evs in routed.by_partition.values()
@@ -501,7 +507,10 @@ def replay_worker_work(
     # is waiting, as here, and scores each customer of the take once.
     for take in in_takes(event_msgs):
         t = clock()
-        decoded = [(offset, decode_events(msg)[0]) for offset, _, msg in take]
+        decoded = [
+            (offset, msg if isinstance(msg, list) else decode_events(msg)[0])
+            for offset, _, msg in take
+        ]
         events = [e for _, evs in decoded for e in evs]
         st["experience: decode"] += clock() - t
         # every event's touchpoint_events row, per message, as the agent does
@@ -557,6 +566,24 @@ def replay_worker_work(
             hstate.to_bytes()
         st["touchpoint health: decode + apply + changelog"] += clock() - t
     checkpoint()
+    return out
+
+
+def by_partition(
+    models: list[Any], raw_events: list[bytes], partitions: int
+) -> list[tuple[int, bytes]]:
+    """The raw messages as the SDK sends these events: per partition of their customer,
+    ``BATCH`` events a message, each with its partition (the replay's input)."""
+    from cxpulse.streams.partitioning import partition_for
+
+    pending: dict[int, list[bytes]] = defaultdict(list)
+    out: list[tuple[int, bytes]] = []
+    for model, raw in zip(models, raw_events, strict=True):
+        p = partition_for(model.customer_id, partitions)
+        pending[p].append(raw)
+        if len(pending[p]) == BATCH:
+            out.append((p, b"[" + b",".join(pending.pop(p)) + b"]"))
+    out += [(p, b"[" + b",".join(evs) + b"]") for p, evs in pending.items()]
     return out
 
 
@@ -1542,6 +1569,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     models = [TouchpointEvent.model_validate(d) for d in dicts]
     raw_events = [m.model_dump_json(exclude_none=True).encode() for m in models]
     raw_messages = [b"[" + b",".join(raw_events[i : i + BATCH]) + b"]" for i in range(0, n, BATCH)]
+    sent_messages = by_partition(models, raw_events, args.partitions)
     mix = Counter(m.channel for m in models)
     texts = Counter(m.feedback.language for m in models if m.feedback and m.feedback.text)
     customers = len({m.customer_id for m in models})
@@ -1650,7 +1678,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             pyd.append(timed(lambda: validate_each(raw_events)))
             dec.append(timed(lambda: decode_each(raw_messages)))
             core_s.append(core_only(raw_messages, args.partitions, sentiments))
-            replays.append(replay_worker_work(raw_messages, args.partitions, sentiments))
+            replays.append(replay_worker_work(sent_messages, args.partitions, sentiments))
         gc.set_threshold(*thresholds)
         gc.unfreeze()
         if ip_reps:

@@ -21,6 +21,7 @@ from kafka import KafkaProducer
 from cxpulse.streams.admin import ensure_topics, read_records
 from cxpulse.streams.app import TABLE_NAMES
 from cxpulse.streams.dev.demo import WorkerProcess, free_port, scrape, sink_rows
+from cxpulse.streams.partitioning import partition_for
 from cxpulse.streams.pipeline.records import decode_events
 from cxpulse.streams.publisher import Publisher
 from cxpulse.streams.settings import Settings, load_settings
@@ -227,6 +228,24 @@ def test_single_and_batched_events_reach_clickhouse(pipeline: Pipeline) -> None:
     for _, channel in rows:
         by_channel[channel] = by_channel.get(channel, 0) + 1
     assert by_channel == {c: 24 for c in ("web", "app", "call_center", "store", "atm")}
+    # The SDK sent each event to its customer's partition: scored from there, no hop. The
+    # unkeyed ones went to any partition: those that are not in their customer's took the
+    # hop through the events topic, and only they.
+    customer_of = {e["event_id"]: e["customer_id"] for e in events}
+    bootstrap, partitions = pipeline.settings.bootstrap_servers, pipeline.settings.partitions
+    elsewhere = {
+        str(e["event_id"])
+        for r in read_records(bootstrap, touchpoints(pipeline.settings))
+        if not r.value.startswith(b"[")
+        for e in [json.loads(r.value)]
+        if partition_for(customer_of[e["event_id"]], partitions) != r.partition
+    }
+    hopped = [
+        str(e.event_id)
+        for r in read_records(bootstrap, events_topic(pipeline.settings))
+        for e in decode_events(r.value)[0]
+    ]
+    assert elsewhere and sorted(hopped) == sorted(elsewhere)
     # it ran on uvloop, the default event loop (CXPULSE_EVENT_LOOP), and said so at start
     import uvloop
 
@@ -335,9 +354,10 @@ def test_replaying_the_same_input_adds_no_duplicate_rows(pipeline: Pipeline) -> 
     assert scores.keys() == {e["customer_id"] for e in events}
 
     replay = pipeline.start_worker(CXPULSE_APP_ID=f"{pipeline.settings.app_id}-replay")
-    # the fresh state sees each event twice more (the raw topic holds it twice, and the
-    # first worker's copy is on the events topic): scored once, the rest duplicates
-    pipeline.wait_rows(replay, "touchpoint_events", 3 * len(events))
+    # the fresh state sees each event twice more (the raw topic holds it twice; the SDK
+    # sent each to its customer's partition, so the first worker sent none on through
+    # the events topic): scored once, the rest duplicates
+    pipeline.wait_rows(replay, "touchpoint_events", 2 * len(events))
     pipeline.wait_rows(replay, "moments", len(events))
     pipeline.wait_rows(replay, "dead_letters", len(invalid))
     pipeline.wait_scores(replay)
