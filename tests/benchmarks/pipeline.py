@@ -1030,15 +1030,20 @@ class LatencyRun:
     window_samples: list[tuple[float, float, float]] = field(default_factory=list)
 
 
-def latency_events(n: int, seed: int) -> tuple[list[bytes], dict[str, int]]:
+def latency_events(
+    n: int, seed: int, partitions: int
+) -> tuple[list[list[tuple[int, bytes]]], dict[str, int]]:
     """N simulated events of 20,000 customers over a working day of 8 hours with the demo's
     four incidents (an ATM outage, store queues, a web login spike, a call-centre backlog),
     the journeys' intensity scaled so that N events span the 8 hours; they end about now.
-    Returns the 500-event messages and each event id's message index."""
+    Returns the sends, 500 events each in event-time order, each split as the SDK sends
+    (a message per partition of their customers, with its partition: docs/alerts.md,
+    "Where the order comes from"), and each event id's send index."""
     from cxpulse.schemas.events import TouchpointEvent
     from cxpulse.streams.dev.demo import DEMO_INCIDENTS
     from cxpulse.streams.dev.simulate.engine import Simulation
     from cxpulse.streams.dev.simulate.runner import working_day_start
+    from cxpulse.streams.partitioning import partition_for
 
     hours = timedelta(hours=8)
     start = working_day_start(hours)
@@ -1046,18 +1051,23 @@ def latency_events(n: int, seed: int) -> tuple[list[bytes], dict[str, int]]:
     per_intensity = sum(1 for _ in Simulation(20_000, seed, duration=hours, **kwargs))
     intensity = max(1.0, 1.05 * n / max(per_intensity, 1))
     sim = Simulation(20_000, seed, events=n, duration=hours, intensity=intensity, **kwargs)
-    messages: list[bytes] = []
+    messages: list[list[tuple[int, bytes]]] = []
     index: dict[str, int] = {}
-    chunk: list[bytes] = []
-    for d in sim:
+    chunk: dict[int, list[bytes]] = defaultdict(list)
+
+    def send() -> None:
+        messages.append([(p, b"[" + b",".join(evs) + b"]") for p, evs in sorted(chunk.items())])
+        chunk.clear()
+
+    for filled, d in enumerate(sim, 1):
         event = TouchpointEvent.model_validate(d)
         index[event.event_id.hex] = len(messages)
-        chunk.append(event.model_dump_json(exclude_none=True).encode())
-        if len(chunk) == BATCH:
-            messages.append(b"[" + b",".join(chunk) + b"]")
-            chunk = []
+        raw = event.model_dump_json(exclude_none=True).encode()
+        chunk[partition_for(event.customer_id, partitions)].append(raw)
+        if filled % BATCH == 0:
+            send()
     if chunk:
-        messages.append(b"[" + b",".join(chunk) + b"]")
+        send()
     return messages, index
 
 
@@ -1073,7 +1083,7 @@ def sample_window(out: LatencyRun, settings: Any, pid: int) -> None:
 
 def run_latency(
     settings: Any,
-    messages: list[bytes],
+    messages: list[list[tuple[int, bytes]]],
     index: dict[str, int],
     rate: float,
     seconds: float,
@@ -1143,7 +1153,8 @@ def run_latency(
                 else:
                     out.max_behind_s = max(out.max_behind_s, -wait)
                 sent_at[k] = w0 + (time.perf_counter() - t0)
-                producer.send(topic, messages[k])
+                for partition, value in messages[k]:
+                    producer.send(topic, value, partition=partition)
             producer.flush()
 
         publisher = threading.Thread(target=publish_steadily, name="steady-publisher")
@@ -1216,10 +1227,11 @@ def latency_run(args: argparse.Namespace, broker_url: str, work: Path) -> Latenc
 
     n = int(args.latency_rate * args.latency_seconds)
     t = time.perf_counter()
-    messages, index = latency_events(n, args.seed)
+    messages, index = latency_events(n, args.seed, args.partitions)
     console.print(
         f"[bold]latency[/]   {len(index):,} simulated events with incidents in "
-        f"{len(messages)} messages ({time.perf_counter() - t:.1f}s to simulate); publishing "
+        f"{sum(map(len, messages))} messages, a message per partition of {BATCH} events at "
+        f"a time, as the SDK sends ({time.perf_counter() - t:.1f}s to simulate); publishing "
         f"{args.latency_rate:,.0f} events/s for {args.latency_seconds:.0f}s into a Ready worker"
     )
     settings = new_settings(broker_url, work, args.flush, args.partitions)

@@ -151,3 +151,31 @@ def test_an_attribute_integer_beyond_64_bits_is_carried_as_its_text_not_a_stuck_
     assert carried["C-0"] == {"n": 2**64 - 1, "k": "v"} and carried["C-1"]["n"] == -(2**63)
     assert carried["C-2"] == {"n": str(2**64), "k": "v"}
     assert carried["C-3"]["n"] == str(-(2**63) - 1) and carried["C-4"]["n"] == str(10**400)
+
+
+def test_local_keeps_the_events_of_the_messages_own_partition_with_it() -> None:
+    """``local=True`` (the experience step reading raw input): each message's events of
+    customers of its own partition stay with it, in its order, and are in no group of
+    customers; every valid event is still in a group of instances; rejects as ever."""
+    customers = [f"C-{i}" for i in range(16)]
+    here = [c for c in customers if partition_for(c, PARTITIONS) == 2]
+    assert here and len(here) < len(customers)
+    docs = [event(c) for c in customers]
+    bad = dict(event("C-x"), channel="fax")
+    routed = route(
+        [(src(0), json.dumps([*docs[:8], bad, *docs[8:]]).encode()), (src(1), b"{oops")],
+        PARTITIONS,
+        local=True,
+    )
+    first, second = routed.messages
+    assert [e.customer_id for e in first.local] == here
+    assert [e.customer_id for e in first.events] == customers  # for the positions
+    assert [r.index for r in first.rejected] == [8]
+    assert second.events == second.local == [] and [r.kind for r in second.rejected] == ["not_json"]
+    grouped = [e.customer_id for es in routed.by_partition.values() for e in es]
+    assert sorted(grouped) == sorted(set(customers) - set(here))
+    assert 2 not in routed.by_partition
+    assert routed.valid_count == len(customers)
+    assert [(s.offset, r.index) for s, r in routed.rejected] == [(0, 8), (1, None)]
+    # without it, as before: every event grouped by its customer's partition
+    assert route([(src(0), json.dumps(docs).encode())], PARTITIONS).messages == []
