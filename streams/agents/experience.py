@@ -1,7 +1,12 @@
 """Score customers: the customer-state table and the rows of every event and of what it did.
 
-Each message on the events topic is a batch of one partition's trusted records; the
-agent takes several at once (up to ``TAKE_EVENTS`` events: streams/pipeline/takes.py)
+The agent reads the raw input (cx.touchpoints) and the events topic. A raw message is
+validated first (``cxpulse.streams.agents.validate``): its events of customers of its
+own partition are scored here, from it, with no hop (the raw topic is partitioned as the
+customer table is, and the SDK sends every event to its customer's partition); the others
+are sent on through the events topic, whose every message is a batch of one partition's
+trusted records, and come back to the agent that owns their partition. The agent takes
+several messages at once (up to ``TAKE_EVENTS`` events: streams/pipeline/takes.py)
 and scores each customer of the take once, all its events of the take together: the work
 done per customer (its state opened and closed, the sub-scores, the rule checks'
 bookkeeping, the score update and its row, the changelog record) is then paid once per
@@ -310,8 +315,9 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                 continue
             before, state, fresh, update, alerts = scored
             moment_rows.add(fresh)
-            # A customer's events all come from one partition (the events topic is keyed
-            # by customer_id): its state belongs to that partition's changelog.
+            # A customer's events all come from its partition (of the raw topic, where
+            # they were in it, or of the events topic, keyed by customer_id): its state
+            # belongs to that partition's changelog.
             last = sources.message_of(batch[-1])
             packed = checkpoints.set(
                 customer_id.encode(), last.message.partition, state, was=before
