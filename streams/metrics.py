@@ -231,7 +231,9 @@ SENTIMENT_SECONDS = Histogram(
 )
 BATCH_SECONDS = Histogram(
     "cxpulse_batch_seconds",
-    "Time an agent spends on one batch, by agent.",
+    "Time a step spends on one batch or take, by step (label agent: validate, the "
+    "experience agent's first step for raw messages; experience, the rest of its take; "
+    "touchpoint_health).",
     ["agent"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
     registry=REGISTRY,

@@ -21,7 +21,8 @@ class TopicSpec:
 
 
 def touchpoints(s: Settings) -> str:
-    """Raw events from upstream: a JSON object or array per message, any key."""
+    """Raw events from upstream: a JSON object or array per message, any key (an event in
+    its customer's partition, as the SDK sends it, is scored with no hop)."""
     return f"{s.topic_prefix}.touchpoints"
 
 
@@ -33,7 +34,8 @@ def touchpoints_dlq(s: Settings) -> str:
 
 def events(s: Settings) -> str:
     """Validated events as trusted msgpack records (streams/pipeline/records.py), batched
-    per partition of customer_id."""
+    per partition of customer_id: those that came in another partition than their
+    customer's."""
     return f"{s.topic_prefix}.events"
 
 
