@@ -36,20 +36,17 @@ async def validate(rt: Runtime, messages: list[Any]) -> Routed:
     for events in routed.by_health_partition.values():  # every valid event, once
         channels.update(map(_channel, events))
         metrics.EVENT_LAG.observe_many([max(0.0, now - e.occurred_at.timestamp()) for e in events])
-    for partition, events in routed.by_partition.items():
-        for chunk in chunks(events):
-            await rt.events.send(
-                value=encode_events(chunk),
-                partition=partition,
-                headers=count_headers(len(chunk)),
-            )
-    for partition, events in routed.by_health_partition.items():
-        for chunk in chunks(events):
-            await rt.health.send(
-                value=encode_events(chunk),
-                partition=partition,
-                headers=count_headers(len(chunk)),
-            )
+    for topic, groups in (
+        (rt.events, routed.by_partition),
+        (rt.health, routed.by_health_partition),
+    ):
+        for partition, events in groups.items():
+            for chunk in chunks(events):
+                await topic.send(
+                    value=encode_events(chunk),
+                    partition=partition,
+                    headers=count_headers(len(chunk)),
+                )
     for channel, n in channels.items():
         metrics.EVENTS_IN.labels(channel).inc(n)
     for source, rejected in routed.rejected:

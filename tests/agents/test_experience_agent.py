@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,33 +28,9 @@ from cxpulse.streams.pipeline.records import decode_events, record_of
 from cxpulse.streams.settings import load_settings
 from cxpulse.streams.state import customer as customer_codec
 from cxpulse.streams.state.table_codec import encode_values
-from tests.agents.messages import put_on
+from tests.agents.fakes import Recorder, put_on
 
 START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-
-
-class Recorder:
-    """Stands in for ClickHouse behind the sink writer: keeps every inserted row."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, list[tuple[Any, ...]]] = {}
-        self.lock = threading.Lock()
-
-    def insert(self, table: str, rows: Sequence[Any]) -> int:
-        with self.lock:
-            self.rows.setdefault(table, []).extend(rows)
-        return len(rows)
-
-    def docs(self, table: str, spec: Any) -> list[dict[str, Any]]:
-        with self.lock:
-            rows = list(self.rows.get(table, []))
-        return [dict(zip(spec.column_names, row, strict=True)) for row in rows]
-
-    def count(self, *, events: bool = True) -> int:
-        """Rows inserted; ``events=False`` leaves out touchpoint_events (a replayed message's
-        events are inserted again, with the same keys: ReplacingMergeTree keeps one)."""
-        with self.lock:
-            return sum(len(r) for t, r in self.rows.items() if events or t != "touchpoint_events")
 
 
 RECORDER = Recorder()

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -21,7 +19,7 @@ from cxpulse.streams.app import create_app
 from cxpulse.streams.partitioning import partition_for
 from cxpulse.streams.pipeline.records import decode_events
 from cxpulse.streams.settings import load_settings
-from tests.agents.messages import put_on
+from tests.agents.fakes import Recorder, put_on
 
 PARTITIONS = 4
 
@@ -42,24 +40,6 @@ def event(customer: str = "cust-1", **overrides: Any) -> dict[str, Any]:
     return doc
 
 
-class Rows:
-    """Stands in for ClickHouse behind the sink writer: keeps every inserted row."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, list[tuple[Any, ...]]] = {}
-        self.lock = threading.Lock()
-
-    def insert(self, table: str, rows: Sequence[Any]) -> int:
-        with self.lock:
-            self.rows.setdefault(table, []).extend(rows)
-        return len(rows)
-
-    def docs(self, table: str, spec: Any) -> list[dict[str, Any]]:
-        with self.lock:
-            rows = list(self.rows.get(table, []))
-        return [dict(zip(spec.column_names, row, strict=True)) for row in rows]
-
-
 def elsewhere(value: bytes) -> int:
     """A partition none of the message's customers belong to (0 when it cannot be read):
     put there, every valid event of it goes on through cx.events."""
@@ -78,7 +58,7 @@ async def run_validate(
     expect: int,
     *,
     partition: int | None = None,
-    rows: Rows | None = None,
+    rows: Recorder | None = None,
     scored: int = 0,
 ) -> dict[str, Any]:
     """Put each message (or ``(value, offset, record timestamp)``) on the raw topic, on
@@ -90,7 +70,7 @@ async def run_validate(
         sink_flush_seconds=0.05,
         state_store="memory",
     )
-    rows = rows or Rows()
+    rows = rows or Recorder()
     app = create_app(settings, connect=lambda: rows)  # type: ignore[arg-type,return-value]
     app.finalize()
     app.flow_control.resume()
@@ -144,7 +124,7 @@ def test_the_customers_of_the_messages_own_partition_are_scored_there(
     here = [c for c in customers if partition_for(c, PARTITIONS) == 0]
     others = {partition_for(c, PARTITIONS) for c in customers} - {0}
     assert here and others  # the customers are spread over the partitions
-    rows = Rows()
+    rows = Recorder()
 
     states = asyncio.run(
         run_validate(
