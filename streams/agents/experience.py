@@ -257,32 +257,30 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             moment_rows = rows_process.moment_rows(checkpoints, process)
             score_rows = rows_process.score_rows(checkpoints, process)
         for message in take:
-            position = message.message.partition, message.message.offset
+            records: bytes | None = message.value  # its events as msgpack records
             if message.message.topic == raw_topic:
                 valid, rejected, decoded = next(read)  # its rejects dead-lettered already
                 sources.add(message, valid, rejected)  # positions in the whole envelope
-                if decoded:
-                    events += decoded
-                    touchpoint_rows.add(
-                        [(decoded, *position)]
-                        if process is None
-                        else [(encode_events(decoded), *position, len(decoded))]
-                    )
+                records = None  # JSON: the local events are encoded for the child below
+            else:
+                decoded, rejected = decode_events(message.value)
+                if rejected:  # validated upstream, yet not readable now (another version?)
+                    for r in rejected:
+                        metrics.EVENTS_INVALID.labels(r.kind).inc()
+                        log.warning("unreadable event on the events topic: %s", r.reason)
+                    await dead_letter(rt, message, rejected)
+                sources.add(message, decoded, rejected)
+            if not decoded:
                 continue
-            decoded, rejected = decode_events(message.value)
-            if rejected:  # validated upstream, yet not readable now (another version?)
-                for r in rejected:
-                    metrics.EVENTS_INVALID.labels(r.kind).inc()
-                    log.warning("unreadable event on the events topic: %s", r.reason)
-                await dead_letter(rt, message, rejected)
-            sources.add(message, decoded, rejected)
             events += decoded
             # Every validated event's row, scored or not, in this checkpoint: durable
-            # before the state that marks the event done (no other agent reads cx.events).
+            # before the state that marks the event done.
+            position = message.message.partition, message.message.offset
             if process is None:
                 touchpoint_rows.add([(decoded, *position)])
-            else:  # the message's bytes: its records, decoded again in the child
-                touchpoint_rows.add([(message.value, *position, len(decoded))])
+            else:  # its records, decoded again in the child
+                records = records or encode_events(decoded)
+                touchpoint_rows.add([(records, *position, len(decoded))])
         if not events:
             return
         sentiments, topics = await score_texts(events)
