@@ -202,8 +202,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         customer_id: str,
         batch: list[Event],
         now: datetime,
-        sentiments: dict[Any, float | None],
-        topics: dict[Any, tuple[str, ...]],
+        sentiments: dict[Any, float | None] | None,
+        topics: dict[Any, tuple[str, ...]] | None,
         with_update: bool,
     ) -> tuple[int, Scored | None]:
         """Apply one customer's events: (duplicates, None) when nothing is new, else the
@@ -284,6 +284,9 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         if not events:
             return
         sentiments, topics = await score_texts(events)
+        # Only the customers with feedback in the take are given the sentiments and
+        # topics: the others' events are not looked up (a lookup hashes a UUID, in Python).
+        with_feedback = {e.customer_id for e in events if e.feedback is not None}
         by_customer: dict[str, list[Event]] = defaultdict(list)
         for event in events:
             by_customer[event.customer_id].append(event)
@@ -298,8 +301,14 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                 await asyncio.sleep(0)
                 yielded = clock()
             try:
+                texts = customer_id in with_feedback
                 seen_twice, scored = score_customer(
-                    customer_id, batch, now, sentiments, topics, process is None
+                    customer_id,
+                    batch,
+                    now,
+                    sentiments if texts else None,
+                    topics if texts else None,
+                    process is None,
                 )
             except Exception as exc:
                 # One customer's failure must not drop the take: its events are set

@@ -44,7 +44,17 @@ from cxpulse.schemas.scoring import (
     Moment,
     ScoreUpdate,
 )
-from cxpulse.streams.core import dedup, episodes, explain, readings, score, times, trail, valence
+from cxpulse.streams.core import (
+    dedup,
+    episodes,
+    explain,
+    ids,
+    readings,
+    score,
+    times,
+    trail,
+    valence,
+)
 from cxpulse.streams.core.decimals import rounded
 from cxpulse.streams.pipeline.records import Event
 
@@ -345,7 +355,7 @@ def _apply(
             w.key_moments, explain.freeze(due), p.explanation_size, half_life_s
         )
         w.episodes = still_open
-    event_hex = ev.event_id.hex
+    event_hex = ids.hex_of(ev.event_id)
     km = (
         None
         if v == 0

@@ -22,11 +22,12 @@ from operator import itemgetter
 from uuid import UUID
 
 from cxpulse.schemas.scoring import pack_ids, unpack_ids
+from cxpulse.streams.core import ids
 
 
 def id_hash(event_id: UUID) -> bytes:
     """48 bits of blake2b of the id: UUIDv1/v7 share time prefixes, so slicing would not do."""
-    return hashlib.blake2b(event_id.bytes, digest_size=6).digest()
+    return hashlib.blake2b(ids.bytes_of(event_id), digest_size=6).digest()
 
 
 _TIME_THEN_HASH = itemgetter(1, 0)

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from cxpulse.schemas.alerts import Alert
 from cxpulse.schemas.model import ExperienceModel
 from cxpulse.schemas.scoring import CustomerState, Moment
+from cxpulse.streams.core import ids
 from cxpulse.streams.core.apply import explanation
 from cxpulse.streams.core.episodes import episode_id
 from cxpulse.streams.core.trail import Trail
@@ -155,7 +156,7 @@ class Batch:
                 m.touchpoint_instance,
                 m.outcome,
                 m.intent,
-                ev.event_id.hex,
+                ids.hex_of(ev.event_id),
             )
         self._added = self.walked
         return trail
@@ -175,7 +176,7 @@ class Batch:
     def hurt_most(self, since: int, model: ExperienceModel) -> list[str]:
         """The listed moments (those that account for the score most) that pull it down,
         known so far (not one of the batch's moments still to walk), largest first."""
-        pending = {ev.event_id.hex for ev, _ in self.walk[self.walked :]}
+        pending = {ids.hex_of(ev.event_id) for ev, _ in self.walk[self.walked :]}
         return [
             k.event_id
             for k, contribution in explanation(self.after, model)
@@ -207,7 +208,7 @@ class At:
     def hexid(self) -> str:
         """The event id as hex (what alerts and the trail name events by), made when a
         rule asks: most moments are judged without it."""
-        return self.event.event_id.hex
+        return ids.hex_of(self.event.event_id)
 
 
 class Rule(Protocol):

@@ -56,7 +56,7 @@ from typing import NamedTuple
 from cxpulse.schemas.alerts import Alert, alert_id
 from cxpulse.schemas.model import ExperienceModel, HealthSection
 from cxpulse.schemas.scoring import seen_bytes, seen_text
-from cxpulse.streams.core import dedup
+from cxpulse.streams.core import dedup, ids
 from cxpulse.streams.core.decimals import rounded
 from cxpulse.streams.core.times import epoch
 from cxpulse.streams.pipeline.records import EventHead
@@ -276,7 +276,7 @@ def apply_health(
         hourly.add(t - t % _HOUR, failed)
         if not failed:
             continue
-        bisect.insort(failures, (t, ev.event_id.hex, customer_tag(ev.customer_id)))
+        bisect.insort(failures, (t, ids.hex_of(ev.event_id), customer_tag(ev.customer_id)))
         del failures[: -max(max_ids, h.min_failing_customers)]
         if not h.enabled:
             continue

@@ -527,11 +527,14 @@ def replay_worker_work(
             by_customer[event.customer_id].append(event)
         moments: list[Any] = []
         updates: list[Any] = []
+        # as the step does: sentiments for the customers with feedback in the take only
+        with_feedback = {e.customer_id for e in events if e.feedback is not None}
         for customer_id, batch in by_customer.items():
             held = customers.get(customer_id)
             before = None if held is None else unpack(held)
             a = clock()
-            after, produced = apply_events(before, batch, model, now, sentiments)
+            texts = sentiments if customer_id in with_feedback else None
+            after, produced = apply_events(before, batch, model, now, texts)
             out.apply_events += clock() - a
             fresh = [m for m in produced if m is not None]
             if not fresh:
@@ -2049,12 +2052,26 @@ def p99_by_window(lat: LatencyRun) -> list[float]:
     return [round(percentile(v, 0.99), 3) for _, v in sorted(windows.items())]
 
 
+def latency_by_second(lat: LatencyRun) -> list[dict[str, float]]:
+    """Per second of publishing: the alerts of its events, their p50 and their longest
+    latency. A stall (a pause of the worker) shows as a few seconds whose longest jumps;
+    a backlog, as a p50 that climbs."""
+    seconds: dict[int, list[float]] = defaultdict(list)
+    for at, latency in zip(lat.published, lat.latencies, strict=True):
+        seconds[int(at)].append(latency)
+    return [
+        {"t": t, "alerts": len(v), "p50_s": round(percentile(v, 0.5), 3), "max_s": round(max(v), 3)}
+        for t, v in sorted(seconds.items())
+    ]
+
+
 def latency_json(lat: LatencyRun) -> dict[str, Any]:
     omit = ("latencies", "ts_latencies", "published", "window_samples")
     summary = {k: v for k, v in lat.__dict__.items() if k not in omit}
     for q in (0.5, 0.95, 0.99, 1.0):
         summary[f"p{round(q * 100)}_s"] = round(percentile(lat.latencies, q), 4)
     summary["p99_by_window_s"] = p99_by_window(lat)
+    summary["by_second"] = latency_by_second(lat)
     summary["cost_by_window"] = [
         {"scored_per_s": round(rate), "main_cpu_us": round(us, 1)}
         for rate, us in cost_by_window(lat)
