@@ -233,7 +233,7 @@ BATCH_SECONDS = Histogram(
     "cxpulse_batch_seconds",
     "Time a step spends on one batch or take, by step (label agent: validate, the "
     "experience agent's first step for raw messages; experience, the rest of its take; "
-    "touchpoint_health).",
+    "touchpoint_health; cases, a take of alerts and case commands).",
     ["agent"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
     registry=REGISTRY,

@@ -16,10 +16,13 @@ async def put_on(
     partition: int = 0,
     timestamp: float | None = None,
     headers: Any = None,
+    wait: bool = True,
 ) -> None:
     """``agent.put`` of a message of ``topic``: an agent of several topics (the experience
     agent reads the raw input and cx.events) gets its messages under Faust's test_context()
-    as of a topic named ``<internal>``, and the agent tells them apart by topic."""
+    as of a topic named ``<internal>``, and the agent tells them apart by topic.
+    ``wait``: until the agent has processed it (else the message is only queued: several
+    put so land in one take)."""
     message = agent.to_message(
         None,
         value,
@@ -32,6 +35,8 @@ async def put_on(
     channel = agent.stream().channel
     await channel.put(await channel.decode(message))
     agent.sent_offset += 1
+    if not wait:
+        return
     async with agent.new_value_processed:
         await agent.new_value_processed.wait()
         if agent._crash_reason:

@@ -1011,11 +1011,21 @@ class LatencyRun:
     drain_s: float = 0.0
     alert_records: int = 0
     unmatched: int = 0  # alert records none of whose event ids were published here
+    #: case_overdue alerts: raised by the cases' deadline timer when a case is overdue,
+    #: not by an event (they name the case's events, published long before): no
+    #: event → alert latency of their own
+    escalations: int = 0
     latencies: list[float] = field(default_factory=list)
     ts_latencies: list[float] = field(default_factory=list)  # by record timestamps
     #: when each latency's event was published, seconds from the first publish
     published: list[float] = field(default_factory=list)
     alerts_by_rule: dict[str, int] = field(default_factory=dict)
+    #: the worker's alerts raised and case changes made (its /metrics) when publishing
+    #: ended and when drained: the cases agent keeping up with an incident's alerts
+    alerts_when_published: float = 0.0
+    case_changes_when_published: float = 0.0
+    alerts_drained: float = 0.0
+    case_changes_drained: float = 0.0
     peak_rss_kib: int | None = None
     gc_seconds: float | None = None  # the worker's garbage collections, start → drained
     gc_longest_s: float | None = None
@@ -1172,6 +1182,8 @@ def run_latency(
         out.publish_seconds = sent_at[-1] - sent_at[0] + per_message
         metrics = scrape(settings.web_port)
         out.processed_when_published = metric_sum(metrics, "cxpulse_events_in_total")
+        out.alerts_when_published = metric_sum(metrics, "cxpulse_alerts_total")
+        out.case_changes_when_published = metric_sum(metrics, "cxpulse_case_changes_total")
         # drain: until every event is in moments (the experience step is done with it),
         # then a few seconds for the last alerts
         drained = time.monotonic()
@@ -1195,6 +1207,8 @@ def run_latency(
         out.takes = int(metric_sum(metrics, "cxpulse_batch_seconds_count", agent="experience"))
         out.take_seconds = metric_sum(metrics, "cxpulse_batch_seconds_sum", agent="experience")
         out.sentiment_seconds = metric_sum(metrics, "cxpulse_sentiment_seconds_sum")
+        out.alerts_drained = metric_sum(metrics, "cxpulse_alerts_total")
+        out.case_changes_drained = metric_sum(metrics, "cxpulse_case_changes_total")
         stop_consuming.set()
         reader.join(5)
         consumer.close()
@@ -1207,6 +1221,9 @@ def run_latency(
     for arrived, ts_ms, value in received:
         alert = json.loads(value)
         rules[alert.get("rule", "?")] += 1
+        if alert.get("rule") == ESCALATION_RULE:
+            out.escalations += 1
+            continue
         times = [
             sent_at[i]
             for i in (index.get(uuid.UUID(e).hex) for e in alert.get("event_ids") or ())
@@ -1254,7 +1271,8 @@ def latency_run(args: argparse.Namespace, broker_url: str, work: Path) -> Latenc
         f"[bold]latency[/]   {run.events:,} events published in {run.publish_seconds:.1f}s; the "
         f"worker had validated {run.processed_when_published:,.0f} by then and "
         f"{run.processed:,.0f} {run.drain_s:.0f}s later; {run.alert_records:,} alert records "
-        f"({run.unmatched} without a published event id): {run.alerts_by_rule}"
+        f"({run.unmatched} without a published event id; {run.escalations} escalations of "
+        f"overdue cases, not timed): {run.alerts_by_rule}"
     )
     return run
 
@@ -1310,6 +1328,28 @@ def latency_figures(lat: LatencyRun) -> None:
             f"latency   by {WINDOW_S:.0f} s of publishing, events scored/s and main thread "
             "µs per event: " + ", ".join(f"{rate:,.0f}/{us:.0f}" for rate, us in costs)
         )
+    raised = figure(
+        "latency_alerts_when_published",
+        "  alerts the worker raised by the end of publishing",
+        [lat.alerts_when_published],
+        "",
+    )
+    figure(
+        "latency_case_changes_when_published",
+        "  ... case changes the cases agent made by then",
+        [lat.case_changes_when_published],
+        "",
+        raised,
+        "alerts raised by then",
+    )
+    figure(
+        "latency_case_changes_drained",
+        "  ... and once drained",
+        [lat.case_changes_drained],
+        "",
+        figure("latency_alerts_drained", "  alerts raised once drained", [lat.alerts_drained], ""),
+        "alerts raised once drained",
+    )
     figure("latency_ready_s", "  worker Ready (its own gauge)", [lat.ready_s or 0.0], "s")
     figure(
         "latency_peak_rss_mb",
@@ -2026,6 +2066,9 @@ def figures_json() -> dict[str, Any]:
         for f in FIGURES
     }
 
+
+#: The rule of the alert a case's escalation raises (the deadline timer's, not an event's).
+ESCALATION_RULE = "case_overdue"
 
 #: The windows of publishing time the event → alert p99 is also given by.
 WINDOW_S = 10.0
