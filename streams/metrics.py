@@ -229,6 +229,21 @@ SENTIMENT_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
     registry=REGISTRY,
 )
+CHECKPOINT_SECONDS = Histogram(
+    "cxpulse_checkpoint_seconds",
+    "A stateful step's checkpoint commit, from its cut until its offsets are acknowledged "
+    "(its rows in ClickHouse, its states on disk and in the changelog), by table.",
+    ["table"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+CHECKPOINT_WAIT_SECONDS = Counter(
+    "cxpulse_checkpoint_wait_seconds",
+    "Time a stateful step waited, at a cut, for its previous checkpoint's commit (one "
+    "commit at a time): the step held up by its sink, by table.",
+    ["table"],
+    registry=REGISTRY,
+)
 BATCH_SECONDS = Histogram(
     "cxpulse_batch_seconds",
     "Time a step spends on one batch or take, by step (label agent: validate, the "

@@ -1032,6 +1032,14 @@ class LatencyRun:
     takes: int = 0  # the experience step's takes, start → drained
     take_seconds: float = 0.0  # the time it spent in them (its handle, yields included)
     sentiment_seconds: float = 0.0  # of which awaiting the sentiment process
+    #: the experience step's checkpoints, start → drained: how many, their commits' time
+    #: (cut → offsets acknowledged), and the time the step waited at a cut for the one
+    #: before (one commit at a time: the step held up by its sink)
+    checkpoints: int = 0
+    checkpoint_seconds: float = 0.0
+    checkpoint_wait_s: float = 0.0
+    #: per table, the sink's inserts start → drained: (count, seconds)
+    inserts: dict[str, tuple[int, float]] = field(default_factory=dict)
     #: CPU the worker used from the first publish until drained: its main thread (the
     #: event loop: every step's Python) and the whole process (the sink, Kafka and
     #: RocksDB threads too; not the sentiment process)
@@ -1207,6 +1215,17 @@ def run_latency(
         out.takes = int(metric_sum(metrics, "cxpulse_batch_seconds_count", agent="experience"))
         out.take_seconds = metric_sum(metrics, "cxpulse_batch_seconds_sum", agent="experience")
         out.sentiment_seconds = metric_sum(metrics, "cxpulse_sentiment_seconds_sum")
+        step = {"table": "customer_state"}
+        out.checkpoints = int(metric_sum(metrics, "cxpulse_checkpoint_seconds_count", **step))
+        out.checkpoint_seconds = metric_sum(metrics, "cxpulse_checkpoint_seconds_sum", **step)
+        out.checkpoint_wait_s = metric_sum(metrics, "cxpulse_checkpoint_wait_seconds_total", **step)
+        out.inserts = {
+            table: (
+                int(metric_sum(metrics, "cxpulse_sink_insert_seconds_count", table=table)),
+                metric_sum(metrics, "cxpulse_sink_insert_seconds_sum", table=table),
+            )
+            for table in label_values(metrics, "cxpulse_sink_insert_seconds_count", "table")
+        }
         out.alerts_drained = metric_sum(metrics, "cxpulse_alerts_total")
         out.case_changes_drained = metric_sum(metrics, "cxpulse_case_changes_total")
         stop_consuming.set()
@@ -1322,6 +1341,13 @@ def latency_figures(lat: LatencyRun) -> None:
             + ", ".join(f"{p:.2f}" for p in windows)
             + " s"
         )
+    if lat.inserts:
+        console.print(
+            "latency   the sink's inserts (table: inserts, mean ms): "
+            + ", ".join(
+                f"{t} {n} {s / n * 1000:.0f}" for t, (n, s) in sorted(lat.inserts.items()) if n
+            )
+        )
     costs = cost_by_window(lat)
     if costs:
         console.print(
@@ -1383,6 +1409,18 @@ def latency_figures(lat: LatencyRun) -> None:
         "latency_take_share",
         "  ... share of publish + drain spent in takes",
         [lat.take_seconds / window] if lat.takes and window > 0 else [],
+        "",
+    )
+    figure(
+        "latency_checkpoint_s",
+        "  ... its checkpoints' commits, mean (cut → offsets acknowledged)",
+        [lat.checkpoint_seconds / lat.checkpoints] if lat.checkpoints else [],
+        "s",
+    )
+    figure(
+        "latency_checkpoint_wait_share",
+        "  ... share of publish + drain it waited at a cut for the commit before",
+        [lat.checkpoint_wait_s / window] if window > 0 else [],
         "",
     )
     # What an event costs the worker, the figure that decides whether it keeps up: at
