@@ -156,7 +156,13 @@ class Settings(BaseSettings):
         "into their Arrow batches in a child process, off the event loop; false: on the "
         "event loop",
     )
-    sink_batch_size: int = Field(10_000, ge=1, le=1_000_000, description="rows per insert")
+    sink_batch_size: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="rows per insert (a stateful step's: up to twice that while its commit "
+        "before is under way)",
+    )
     sink_flush_seconds: float = Field(1.0, gt=0, le=60, description="max wait before an insert")
     sink_retry_max_seconds: float = Field(30.0, gt=0, description="cap of the retry backoff")
     health_sink_failing_seconds: float = Field(

@@ -1,6 +1,7 @@
 """When a stateful step's checkpoint is cut: once one table holds ``every_rows`` rows
 (``sink_batch_size`` is rows per insert, so each table's insert may reach it), or once
-``every_seconds`` have passed; never while nothing was recorded."""
+``every_seconds`` have passed; never while nothing was recorded; while the commit before
+is under way, not before the checkpoint holds ``HOLD`` times that."""
 
 from __future__ import annotations
 
@@ -170,3 +171,65 @@ def test_a_part_that_fails_fails_its_commit_before_any_state_or_offset() -> None
 
     asyncio.run(go())
     assert written == [] and acked == []
+
+
+def test_a_due_checkpoint_goes_on_while_the_commit_before_is_under_way_up_to_hold_rows() -> None:
+    """The step does not wait at a due cut for a commit still under way: it records into
+    the checkpoint up to ``HOLD`` × ``every_rows`` rows a table, then waits; the grown
+    checkpoint is cut at the first call after that commit is done, in order."""
+    from cxpulse.streams.pipeline.checkpoint import HOLD
+
+    written: list[tuple[str, int]] = []
+    release = asyncio.Event()
+
+    async def slow_write(table: str, rows: list[Any]) -> None:
+        await release.wait()
+        written.append((table, len(rows)))
+
+    cp = Checkpointer(SimpleNamespace(data={}), slow_write, every_rows=10, every_seconds=3600.0)
+
+    async def go() -> None:
+        cp.add_columns("moments", [list(range(10))])
+        await cp.maybe_cut()  # cut: its commit waits for the insert
+        assert cp.current.empty and written == []
+        cp.add_columns("moments", [list(range(10))])
+        assert cp.due()
+        await asyncio.wait_for(cp.maybe_cut(), 1)  # due, not full: no wait
+        assert not cp.current.empty
+        cp.add_columns("moments", [list(range(10 * HOLD - 10))])
+        assert cp.full()
+        waiting = asyncio.ensure_future(cp.maybe_cut())  # full: waits for the commit
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        release.set()
+        await waiting
+        await cp.flush()
+
+    asyncio.run(go())
+    assert written == [("moments", 10), ("moments", 10 * HOLD)]
+
+
+def test_a_deferred_checkpoint_is_cut_once_the_commit_before_is_done() -> None:
+    written: list[tuple[str, int]] = []
+    release = asyncio.Event()
+
+    async def slow_write(table: str, rows: list[Any]) -> None:
+        await release.wait()
+        written.append((table, len(rows)))
+
+    cp = Checkpointer(SimpleNamespace(data={}), slow_write, every_rows=10, every_seconds=3600.0)
+
+    async def go() -> None:
+        cp.add_columns("moments", [list(range(10))])
+        await cp.maybe_cut()
+        cp.add_columns("moments", [list(range(12))])
+        await cp.maybe_cut()  # deferred
+        assert cp.current.largest == 12
+        release.set()
+        await cp.wait()  # the commit before is done
+        await cp.maybe_cut()  # now cut
+        assert cp.current.empty
+        await cp.wait()
+
+    asyncio.run(go())
+    assert written == [("moments", 10), ("moments", 12)]
