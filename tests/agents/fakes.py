@@ -3,6 +3,7 @@ for ClickHouse behind its sink writer."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -41,6 +42,15 @@ async def put_on(
         await agent.new_value_processed.wait()
         if agent._crash_reason:
             raise agent._crash_reason
+
+
+async def until(condition: Any, seconds: float = 30.0) -> None:
+    """Until ``condition()`` holds (a limit that only catches a hang)."""
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"not within {seconds} s")
 
 
 class Recorder:

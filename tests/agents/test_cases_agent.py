@@ -14,40 +14,21 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cxpulse.schemas.alerts import Alert, alert_id
+from cxpulse.schemas.alerts import Alert
 from cxpulse.schemas.cases import CaseCommand
 from cxpulse.streams import metrics
 from cxpulse.streams.app import create_app
 from cxpulse.streams.settings import load_settings
-from tests.agents.fakes import put_on
+from tests.agents.fakes import put_on, until
+from tests.unit.test_cases_logic import alert
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 
 
-def an_alert(customer: str, n: int, rule: str = "low_score") -> Alert:
-    """The ``n``-th alert of one rule for a customer: the same alert id, a growing count
-    (a repeat within the cooldown), as the rules send them."""
-    at = T0 + timedelta(minutes=n)
-    return Alert(
-        alert_id=alert_id("customer", customer, rule, f"e-{customer}"),
-        rule=rule,
-        severity="critical",
-        subject_kind="customer",
-        customer_id=customer,
-        tier="gold",
-        score=20.0 - n,
-        channel="web",
-        touchpoint="web.login",
-        triggered_at=T0,
-        updated_at=at,
-        emitted_at=at,
-        open_until=T0 + timedelta(hours=6),
-        event_ids=[uuid.uuid5(uuid.NAMESPACE_URL, f"{customer}/{i}") for i in range(n)],
-        count=n,
-        magnitude=15.0,
-        explanation=f"score fell for {customer}",
-        recommended_action="call back today",
-    )
+def an_alert(customer: str, n: int) -> Alert:
+    """The ``n``-th alert of a rule for a customer: the same alert id, a growing count and
+    event list (a repeat within the cooldown), as the rules send them."""
+    return alert(customer, severity="critical", events=n, at=T0 + timedelta(minutes=n))
 
 
 def changes_made() -> float:
@@ -58,14 +39,6 @@ def changes_made() -> float:
         for s in m.samples
         if s.name == "cxpulse_case_changes_total"
     )
-
-
-async def until(condition: Any, seconds: float = 30.0) -> None:
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"not within {seconds} s")
 
 
 def takes_handled() -> float:

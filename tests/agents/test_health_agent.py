@@ -22,6 +22,7 @@ from cxpulse.schemas.events import Feedback, TouchpointEvent
 from cxpulse.streams.app import create_app
 from cxpulse.streams.pipeline.records import encode_events, record_of
 from cxpulse.streams.settings import load_settings
+from tests.agents.fakes import until
 
 #: An hour ago, on a minute: recent enough that no event is in the future (the core
 #: clamps those to ``now``) and every event falls in the 15-minute window of the last.
@@ -78,14 +79,6 @@ async def run_health(messages: list[bytes], *, one_take: bool = False) -> dict[s
             await asyncio.sleep(0.2)  # a second take would come within this
             assert takes_handled() == handled + 1, "the messages were taken more than once"
     return {k.decode(): v for k, v in table.items()}
-
-
-async def until(condition: Any, seconds: float = 30.0) -> None:
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"not within {seconds} s")
 
 
 def totals(state: Any) -> tuple[int, int]:

@@ -173,6 +173,16 @@ def test_a_part_that_fails_fails_its_commit_before_any_state_or_offset() -> None
     assert written == [] and acked == []
 
 
+def held_back(written: list[tuple[str, int]], release: asyncio.Event) -> Checkpointer:
+    """A checkpointer whose inserts wait for ``release``."""
+
+    async def slow_write(table: str, rows: list[Any]) -> None:
+        await release.wait()
+        written.append((table, len(rows)))
+
+    return Checkpointer(SimpleNamespace(data={}), slow_write, every_rows=10, every_seconds=3600.0)
+
+
 def test_a_due_checkpoint_goes_on_while_the_commit_before_is_under_way_up_to_hold_rows() -> None:
     """The step does not wait at a due cut for a commit still under way: it records into
     the checkpoint up to ``HOLD`` × ``every_rows`` rows a table, then waits; the grown
@@ -181,12 +191,7 @@ def test_a_due_checkpoint_goes_on_while_the_commit_before_is_under_way_up_to_hol
 
     written: list[tuple[str, int]] = []
     release = asyncio.Event()
-
-    async def slow_write(table: str, rows: list[Any]) -> None:
-        await release.wait()
-        written.append((table, len(rows)))
-
-    cp = Checkpointer(SimpleNamespace(data={}), slow_write, every_rows=10, every_seconds=3600.0)
+    cp = held_back(written, release)
 
     async def go() -> None:
         cp.add_columns("moments", [list(range(10))])
@@ -212,12 +217,7 @@ def test_a_due_checkpoint_goes_on_while_the_commit_before_is_under_way_up_to_hol
 def test_a_deferred_checkpoint_is_cut_once_the_commit_before_is_done() -> None:
     written: list[tuple[str, int]] = []
     release = asyncio.Event()
-
-    async def slow_write(table: str, rows: list[Any]) -> None:
-        await release.wait()
-        written.append((table, len(rows)))
-
-    cp = Checkpointer(SimpleNamespace(data={}), slow_write, every_rows=10, every_seconds=3600.0)
+    cp = held_back(written, release)
 
     async def go() -> None:
         cp.add_columns("moments", [list(range(10))])
