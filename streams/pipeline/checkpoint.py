@@ -88,8 +88,6 @@ class Checkpoint:
     before: dict[bytes, Any] = field(default_factory=dict)
     events: list[Any] = field(default_factory=list)
     committed: bool = False
-    #: when the checkpoint was cut (its commit began)
-    cut_at: float = 0.0
 
     @property
     def empty(self) -> bool:
@@ -272,24 +270,22 @@ class Checkpointer:
 
     async def cut(self) -> None:
         """Wait for the previous commit, then start committing the current checkpoint."""
-        if self._committing is not None and not self._committing[1].done():
-            waited = time.monotonic()
-            await self.wait()
-            metrics.CHECKPOINT_WAIT_SECONDS.labels(self.name).inc(time.monotonic() - waited)
+        waited = time.monotonic()
         await self.wait()
+        cut_at = time.monotonic()
+        metrics.CHECKPOINT_WAIT_SECONDS.labels(self.name).inc(cut_at - waited)
         cp, self.current = self.current, Checkpoint()
-        cp.cut_at = time.monotonic()
         if not cp.empty:
-            self._committing = (cp, asyncio.ensure_future(self._timed_commit(cp)))
+            self._committing = (cp, asyncio.ensure_future(self._timed_commit(cp, cut_at)))
 
     @cached_property
     def name(self) -> str:
         """The table's name (the metrics' label)."""
         return str(getattr(self.table, "name", "?"))
 
-    async def _timed_commit(self, cp: Checkpoint) -> None:
+    async def _timed_commit(self, cp: Checkpoint, cut_at: float) -> None:
         await self._commit(cp)
-        metrics.CHECKPOINT_SECONDS.labels(self.name).observe(time.monotonic() - cp.cut_at)
+        metrics.CHECKPOINT_SECONDS.labels(self.name).observe(time.monotonic() - cut_at)
 
     async def wait(self) -> None:
         """Until the commit under way (if any) is done; raises what it raised."""

@@ -51,6 +51,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cxpulse import native
+from cxpulse.schemas.vocabulary import CASE_RULES
 from cxpulse.streams.pipeline.rows_process import NAME as ROWS_NAME
 from cxpulse.streams.sentiment import NAME as SENTIMENT_NAME
 
@@ -1011,8 +1012,8 @@ class LatencyRun:
     drain_s: float = 0.0
     alert_records: int = 0
     unmatched: int = 0  # alert records none of whose event ids were published here
-    #: case_overdue alerts: raised by the cases' deadline timer when a case is overdue,
-    #: not by an event (they name the case's events, published long before): no
+    #: alerts about a case (``CASE_RULES``: case_overdue, raised by the cases' deadline
+    #: timer, not by an event; they name the case's events, published long before): no
     #: event → alert latency of their own
     escalations: int = 0
     latencies: list[float] = field(default_factory=list)
@@ -1240,7 +1241,7 @@ def run_latency(
     for arrived, ts_ms, value in received:
         alert = json.loads(value)
         rules[alert.get("rule", "?")] += 1
-        if alert.get("rule") == ESCALATION_RULE:
+        if alert.get("rule") in CASE_RULES:  # about a case, not raised by an event
             out.escalations += 1
             continue
         times = [
@@ -2104,9 +2105,6 @@ def figures_json() -> dict[str, Any]:
         for f in FIGURES
     }
 
-
-#: The rule of the alert a case's escalation raises (the deadline timer's, not an event's).
-ESCALATION_RULE = "case_overdue"
 
 #: The windows of publishing time the event → alert p99 is also given by.
 WINDOW_S = 10.0
