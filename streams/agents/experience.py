@@ -152,6 +152,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             if child is not None:
                 loaded = asyncio.wrap_future(child.warm_up())
                 loaded.add_done_callback(_log_warm_up)
+            rt.app.add_future(start_rows_process())
 
     if child is not None:
 
@@ -160,11 +161,13 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             child.close()
 
     # The rows process (chDB only: cxpulse.streams.pipeline.rows_process), started once
-    # the writer has opened ClickHouse (at start, or, when it was down then, by the
-    # first insert that reached it); takes before that build their rows here.
+    # the writer has opened ClickHouse: during the first group join, with the sentiment
+    # process (or, when ClickHouse was down then, once the first insert reached it);
+    # takes before that build their rows here. Started as an app task (at Ready, after
+    # recovery), it came up a second after the first take: a worker starting on a
+    # backlog built half of the first 20,000 events' rows on the event loop.
     rows_in_child: list[RowsProcess] = []
 
-    @rt.app.task
     async def start_rows_process() -> None:
         if not rt.settings.rows_process:
             return
