@@ -138,6 +138,27 @@ def test_a_hash_found_across_entries_is_not_a_member() -> None:
     assert a in dedup.Seen(packed) and b in dedup.Seen(packed)
 
 
+def test_ids_out_of_order_are_spliced_in_their_places_ties_by_hash() -> None:
+    """A call whose ids sort among the stored ones (an instance's events from many
+    customers) is stored as the plain definition sorts it: by event time, then hash, the
+    ties included, at the front, in the middle and at the end of the set."""
+    r = random.Random(38)
+    spliced = 0
+    for _ in range(2000):
+        times = [r.randint(100, 110) for _ in range(r.randint(1, 40))]
+        stored = sorted({r.randbytes(6): t for t in times}.items(), key=lambda e: (e[1], e[0]))
+        seen, plain = dedup.Seen(pack_ids(stored)), dict(stored)
+        for _ in range(r.randint(1, 12)):
+            h, t = r.randbytes(6), r.randint(99, 111)  # often a stored time: a tie
+            if h in plain:
+                continue
+            plain[h] = t
+            seen.remember(h, t, 64, 0)
+        spliced += min(t for t in plain.values()) < stored[-1][1]
+        assert seen.stored(0) == pack_ids(dedup.kept(plain, 0))
+    assert spliced > 1000
+
+
 def _add_score_by_definition(
     highs: list[tuple[int, float]], t: int, score: float
 ) -> list[tuple[int, float]]:
