@@ -431,7 +431,10 @@ class WorkTimes:
 
 
 def replay_worker_work(
-    raw_messages: list[tuple[int, bytes]], partitions: int, sentiments: dict[Any, float | None]
+    raw_messages: list[tuple[int, bytes]],
+    partitions: int,
+    sentiments: dict[Any, float | None],
+    take_events: int | None = None,
 ) -> WorkTimes:
     """What the worker's agents compute for these messages (each with the partition the
     SDK sends it to), without Kafka or ClickHouse: validate (decode, route, encode
@@ -444,7 +447,8 @@ def replay_worker_work(
     and decoded when its customer comes back; at each checkpoint of ``CHECKPOINT_ROWS`` rows, the
     changelog records of every customer changed since the last one sealed, as
     ``cxpulse.streams.pipeline.checkpoint`` writes them), and touchpoint health. Sentiment
-    is precomputed (it is measured on its own)."""
+    is precomputed (it is measured on its own). ``take_events``: the steps' takes hold
+    messages until they have this many events (``TAKE_EVENTS`` by default: a backlog's)."""
     from cxpulse.streams.core import apply_events, score_update
     from cxpulse.streams.model_check import load_model
     from cxpulse.streams.pipeline.records import decode_events, decode_heads, encode_events
@@ -506,7 +510,7 @@ def replay_worker_work(
         st["validate: encode batches"] += clock() - t
     # The experience agent takes messages until they hold TAKE_EVENTS events when a backlog
     # is waiting, as here, and scores each customer of the take once.
-    for take in in_takes(event_msgs):
+    for take in in_takes(event_msgs, take_events):
         t = clock()
         decoded = [
             (offset, msg if isinstance(msg, list) else decode_events(msg)[0])
@@ -558,7 +562,7 @@ def replay_worker_work(
             pending.clear()
     # The health step takes its messages the same way, and applies each instance once a
     # take (its changelog record: once a take here, once a checkpoint in the worker).
-    for health_take in in_takes(health_msgs):
+    for health_take in in_takes(health_msgs, take_events):
         t = clock()
         by_instance: dict[str, list[Any]] = defaultdict(list)
         for _, _, msg in health_take:
@@ -607,17 +611,21 @@ def in_parts(items: list[Any], size: Any) -> list[list[Any]]:
     return [part for part in parts if part]
 
 
-def in_takes(messages: list[tuple[int, int, bytes]]) -> list[list[tuple[int, int, bytes]]]:
+def in_takes(
+    messages: list[tuple[int, int, bytes]], take_events: int | None = None
+) -> list[list[tuple[int, int, bytes]]]:
     """``(offset, events, message)`` triples in takes as the experience and health steps
-    take them from a backlog: messages until they hold ``TAKE_EVENTS`` events."""
+    take them: messages until they hold ``take_events`` events (``TAKE_EVENTS``, from a
+    backlog, by default)."""
     from cxpulse.streams.pipeline.takes import TAKE_EVENTS
 
+    upto = TAKE_EVENTS if take_events is None else take_events
     takes: list[list[tuple[int, int, bytes]]] = [[]]
     filled = 0
     for message in messages:
         takes[-1].append(message)
         filled += message[1]
-        if filled >= TAKE_EVENTS:
+        if filled >= upto:
             takes.append([])
             filled = 0
     return [take for take in takes if take]
@@ -1046,6 +1054,9 @@ class LatencyRun:
     #: RocksDB threads too; not the sentiment process)
     main_cpu_s: float | None = None
     worker_cpu_s: float | None = None
+    #: the run's data replayed in-process in its shape before the run (``steady_replay``)
+    replay_s: float = 0.0
+    replay_events: int = 0
     #: every ``WINDOW_S`` while publishing: when (monotonic s), the main thread's CPU
     #: seconds and the events the experience step had scored (moments), read once a
     #: window (not 10× a second)
@@ -1260,6 +1271,38 @@ def run_latency(
     return out
 
 
+#: Events of the event → alert run's data replayed in-process in its shape
+#: (``steady_replay``): the first 20 s of its publishing.
+STEADY_EVENTS = 100_000
+
+
+def steady_replay(
+    messages: list[list[tuple[int, bytes]]], index: dict[str, int], partitions: int
+) -> tuple[float, int]:
+    """Seconds and events of ``replay_worker_work`` on the first ``STEADY_EVENTS`` of the
+    event → alert run's sends, taken as its worker takes them when it keeps up: about a
+    send (``BATCH`` events, every partition's message of it) a take, each of 20,000
+    customers with one event in it at most, mostly. The same Python work as the backlog's
+    replay, in the shape the p99 depends on: what is paid once per customer, instance or
+    take weighs more there. Sentiment is left out (no text is scored), the heap frozen as
+    the worker's is."""
+    from cxpulse.streams.agents.experience import GC_THRESHOLDS
+
+    count = STEADY_EVENTS // BATCH  # sends of BATCH events each (``latency_events``)
+    sends = [message for send in messages[:count] for message in send]
+    events = sum(1 for i in index.values() if i < count)
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        seconds = timed(lambda: replay_worker_work(sends, partitions, {}, take_events=BATCH))
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+    return seconds, events
+
+
 def latency_run(args: argparse.Namespace, broker_url: str, work: Path) -> LatencyRun:
     from cxpulse.streams.admin import ensure_topics
     from cxpulse.streams.app import TABLE_NAMES
@@ -1274,6 +1317,7 @@ def latency_run(args: argparse.Namespace, broker_url: str, work: Path) -> Latenc
         f"a time, as the SDK sends ({time.perf_counter() - t:.1f}s to simulate); publishing "
         f"{args.latency_rate:,.0f} events/s for {args.latency_seconds:.0f}s into a Ready worker"
     )
+    replay_s, replay_events = steady_replay(messages, index, args.partitions)
     settings = new_settings(broker_url, work, args.flush, args.partitions)
     ensure_topics(settings, all_topics(settings, TABLE_NAMES))
     gc.collect()
@@ -1294,6 +1338,7 @@ def latency_run(args: argparse.Namespace, broker_url: str, work: Path) -> Latenc
         f"({run.unmatched} without a published event id; {run.escalations} escalations of "
         f"overdue cases, not timed): {run.alerts_by_rule}"
     )
+    run.replay_s, run.replay_events = replay_s, replay_events
     return run
 
 
@@ -1426,11 +1471,22 @@ def latency_figures(lat: LatencyRun) -> None:
     )
     # What an event costs the worker, the figure that decides whether it keeps up: at
     # 5,000 events/s its main thread has 200 us an event, all of it.
-    figure(
+    main = figure(
         "latency_main_cpu_us",
         "  worker main thread CPU per event (publish → drained)",
         [lat.main_cpu_s / lat.events * 1e6] if lat.main_cpu_s is not None and lat.events else [],
         "µs",
+    )
+    # The Python work of those events alone, replayed in-process in the run's shape (a
+    # send a take): its share of the main thread's CPU an event; the rest is Faust, Kafka,
+    # the checkpoints, the cases, the machine's other processes' contention.
+    figure(
+        "latency_replay_us",
+        "  ... its Python work replayed in-process, a send a take",
+        [lat.replay_s / lat.replay_events * 1e6] if lat.replay_events else [],
+        "µs",
+        main,
+        "worker main thread CPU per event",
     )
     figure(
         "latency_worker_cpu_us",
