@@ -164,8 +164,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
     # the writer has opened ClickHouse: during the first group join, with the sentiment
     # process (or, when ClickHouse was down then, once the first insert reached it);
     # takes before that build their rows here. Started as an app task (at Ready, after
-    # recovery), it came up a second after the first take: a worker starting on a
-    # backlog built half of the first 20,000 events' rows on the event loop.
+    # recovery), it came up a second after the first take: a worker starting on the
+    # benchmark's backlog of 20,000 events built half of their rows on the event loop.
     rows_in_child: list[RowsProcess] = []
 
     async def start_rows_process() -> None:

@@ -509,7 +509,8 @@ def replay_worker_work(
         ]
         st["validate: encode batches"] += clock() - t
     # The experience agent takes messages until they hold TAKE_EVENTS events when a backlog
-    # is waiting, as here, and scores each customer of the take once.
+    # is waiting (``take_events``: fewer when it keeps up), and scores each customer of
+    # the take once.
     for take in in_takes(event_msgs, take_events):
         t = clock()
         decoded = [
