@@ -1058,6 +1058,7 @@ class LatencyRun:
     #: the run's data replayed in-process in its shape before the run (``steady_replay``)
     replay_s: float = 0.0
     replay_events: int = 0
+    replay_stages: dict[str, float] = field(default_factory=dict)  # µs an event
     #: every ``WINDOW_S`` while publishing: when (monotonic s), the main thread's CPU
     #: seconds and the events the experience step had scored (moments), read once a
     #: window (not 10× a second)
@@ -1279,8 +1280,9 @@ STEADY_EVENTS = 100_000
 
 def steady_replay(
     messages: list[list[tuple[int, bytes]]], index: dict[str, int], partitions: int
-) -> tuple[float, int]:
-    """Seconds and events of ``replay_worker_work`` on the first ``STEADY_EVENTS`` of the
+) -> tuple[float, int, dict[str, float]]:
+    """Seconds, events and µs an event by stage of ``replay_worker_work`` on the first
+    ``STEADY_EVENTS`` of the
     event → alert run's sends, taken as its worker takes them when it keeps up: about a
     send (``BATCH`` events, every partition's message of it) a take, each of 20,000
     customers with one event in it at most, mostly. The same Python work as the backlog's
@@ -1297,11 +1299,14 @@ def steady_replay(
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     try:
-        seconds = timed(lambda: replay_worker_work(sends, partitions, {}, take_events=BATCH))
+        started = time.perf_counter()
+        work = replay_worker_work(sends, partitions, {}, take_events=BATCH)
+        seconds = time.perf_counter() - started
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
-    return seconds, events
+    stages = {stage: round(s / events * 1e6, 2) for stage, s in work.stages.items()}
+    return seconds, events, stages
 
 
 def latency_run(args: argparse.Namespace, broker_url: str, work: Path) -> LatencyRun:
@@ -1318,7 +1323,7 @@ def latency_run(args: argparse.Namespace, broker_url: str, work: Path) -> Latenc
         f"a time, as the SDK sends ({time.perf_counter() - t:.1f}s to simulate); publishing "
         f"{args.latency_rate:,.0f} events/s for {args.latency_seconds:.0f}s into a Ready worker"
     )
-    replay_s, replay_events = steady_replay(messages, index, args.partitions)
+    replay_s, replay_events, replay_stages = steady_replay(messages, index, args.partitions)
     settings = new_settings(broker_url, work, args.flush, args.partitions)
     ensure_topics(settings, all_topics(settings, TABLE_NAMES))
     gc.collect()
@@ -1339,7 +1344,7 @@ def latency_run(args: argparse.Namespace, broker_url: str, work: Path) -> Latenc
         f"({run.unmatched} without a published event id; {run.escalations} escalations of "
         f"overdue cases, not timed): {run.alerts_by_rule}"
     )
-    run.replay_s, run.replay_events = replay_s, replay_events
+    run.replay_s, run.replay_events, run.replay_stages = replay_s, replay_events, replay_stages
     return run
 
 
@@ -1394,6 +1399,12 @@ def latency_figures(lat: LatencyRun) -> None:
             + ", ".join(
                 f"{t} {n} {s / n * 1000:.0f}" for t, (n, s) in sorted(lat.inserts.items()) if n
             )
+        )
+    if lat.replay_stages:
+        console.print(
+            f"latency   its Python work replayed in-process, a send a take ({lat.replay_events:,} "
+            "events), µs an event: "
+            + ", ".join(f"{stage} {us:.1f}" for stage, us in lat.replay_stages.items())
         )
     costs = cost_by_window(lat)
     if costs:
