@@ -134,8 +134,9 @@ def _column(values: Sequence[Any], atype: pa.DataType, is_uuid: bool) -> pa.Arra
     return pa.array(values, type=atype)
 
 
-def _ipc_stream(table: pa.Table) -> pa.Buffer:
-    """The Arrow IPC stream of ``table`` (what an ``ArrowStream`` insert reads)."""
+def ipc_stream(table: pa.Table) -> pa.Buffer:
+    """The Arrow IPC stream of ``table`` (what an ``ArrowStream`` insert reads, and what
+    the rows process hands back: ``cxpulse.streams.pipeline.rows_process``)."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -321,7 +322,7 @@ class ChdbBackend:
             )
         target = f"{quote_ident(self.database)}.{quote_ident(spec.name)}"
         names = ", ".join(quote_ident(n) for n in spec.column_names)
-        stream = _ipc_stream(arrow_batch)
+        stream = ipc_stream(arrow_batch)
         try:
             # A NULL where the column holds none (an array's item) is refused, as an
             # INSERT ... SELECT refuses it, not read as the type's default value.

@@ -48,7 +48,7 @@ from cxpulse.schemas.rows import Columns, TableSpec
 from cxpulse.schemas.scoring import Moment
 from cxpulse.schemas.tables import SPECS
 from cxpulse.sinks.ddl import Capabilities
-from cxpulse.sinks.embedded import arrow_table
+from cxpulse.sinks.embedded import arrow_table, ipc_stream
 from cxpulse.streams import metrics
 from cxpulse.streams.child_process import pids, spawned_pool
 from cxpulse.streams.core import score_update
@@ -109,10 +109,7 @@ def _build_in_child(kind: str, payload: Any) -> list[tuple[tuple[str, ...], byte
     for tables, columns in columns_of(kind, payload, _MODEL):
         names = _tables(tables)
         table = arrow_table(_TABLES[names[0]], columns, _CAPABILITIES)
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        out.append((names, sink.getvalue().to_pybytes()))
+        out.append((names, ipc_stream(table).to_pybytes()))
     return out
 
 
