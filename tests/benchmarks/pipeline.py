@@ -40,7 +40,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -412,6 +413,25 @@ def decode_each(raw_messages: list[bytes]) -> None:
 
     for raw in raw_messages:
         decode(raw)
+
+
+@contextmanager
+def worker_heap() -> Iterator[None]:
+    """The benchmark's heap as a worker's while timing its work in-process: what is held
+    so far frozen out of the garbage collector (a worker does not hold the benchmark's
+    data, and collecting it would slow every baseline), and collected with the worker's
+    thresholds (``GC_THRESHOLDS``: its young generation less often); both undone after."""
+    from cxpulse.streams.agents.experience import GC_THRESHOLDS
+
+    gc.collect()
+    gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -1282,29 +1302,19 @@ def steady_replay(
     messages: list[list[tuple[int, bytes]]], index: dict[str, int], partitions: int
 ) -> tuple[float, int, dict[str, float]]:
     """Seconds, events and µs an event by stage of ``replay_worker_work`` on the first
-    ``STEADY_EVENTS`` of the
-    event → alert run's sends, taken as its worker takes them when it keeps up: about a
-    send (``BATCH`` events, every partition's message of it) a take, each of 20,000
-    customers with one event in it at most, mostly. The same Python work as the backlog's
-    replay, in the shape the p99 depends on: what is paid once per customer, instance or
-    take weighs more there. Sentiment is left out (no text is scored), the heap frozen as
-    the worker's is."""
-    from cxpulse.streams.agents.experience import GC_THRESHOLDS
-
+    ``STEADY_EVENTS`` of the event → alert run's sends, taken as its worker takes them
+    when it keeps up: about a send (``BATCH`` events, every partition's message of it) a
+    take, each of 20,000 customers with one event in it at most, mostly. The same Python
+    work as the backlog's replay, in the shape the p99 depends on: what is paid once per
+    customer, instance or take weighs more there. Sentiment is left out (no text is
+    scored); the heap as the worker's (``worker_heap``)."""
     count = STEADY_EVENTS // BATCH  # sends of BATCH events each (``latency_events``)
     sends = [message for send in messages[:count] for message in send]
     events = sum(1 for i in index.values() if i < count)
-    thresholds = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-    try:
+    with worker_heap():
         started = time.perf_counter()
         work = replay_worker_work(sends, partitions, {}, take_events=BATCH)
         seconds = time.perf_counter() - started
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
     stages = {stage: round(s / events * 1e6, 2) for stage, s in work.stages.items()}
     return seconds, events, stages
 
@@ -1812,22 +1822,15 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         ]
         console.print("[bold]baselines[/] aiokafka and do-nothing Faust done")
 
-        # (c) pydantic, (d) core, worker work replayed in-process. The benchmark's own
-        # data (20k dicts, models, bytes) is frozen out of the garbage collector first: the
-        # worker does not hold it, and collecting it would slow every baseline here.
+        # (c) pydantic, (d) core, worker work replayed in-process, with the heap as a
+        # worker's (``worker_heap``: the benchmark's own data, 20k models and bytes,
+        # frozen out of the garbage collector).
         del dicts
         analyzer = DefaultSentimentAnalyzer(cache_size=1)
         analyzer.score_many([("warm up", "en"), ("预热", "zh")])
         sent_t = time.perf_counter()
         sentiments = sentiments_for(models, analyzer)
         sent_s = time.perf_counter() - sent_t
-        gc.collect()
-        gc.freeze()
-        # and collected as the worker's is (its young generation less often)
-        from cxpulse.streams.agents.experience import GC_THRESHOLDS
-
-        thresholds = gc.get_threshold()
-        gc.set_threshold(*GC_THRESHOLDS)
         ip_reps = 0 if args.pipeline_only else reps
         # Interleaved, one of each per repetition: the in-process target is a ratio of the
         # replay to pydantic, and timed in blocks minutes apart the two saw different
@@ -1836,13 +1839,12 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         dec: list[float] = []
         core_s: list[float] = []
         replays: list[WorkTimes] = []
-        for _ in range(ip_reps):
-            pyd.append(timed(lambda: validate_each(raw_events)))
-            dec.append(timed(lambda: decode_each(raw_messages)))
-            core_s.append(core_only(raw_messages, args.partitions, sentiments))
-            replays.append(replay_worker_work(sent_messages, args.partitions, sentiments))
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        with worker_heap():
+            for _ in range(ip_reps):
+                pyd.append(timed(lambda: validate_each(raw_events)))
+                dec.append(timed(lambda: decode_each(raw_messages)))
+                core_s.append(core_only(raw_messages, args.partitions, sentiments))
+                replays.append(replay_worker_work(sent_messages, args.partitions, sentiments))
         if ip_reps:
             console.print("[bold]baselines[/] pydantic, core and in-process worker work done")
 
