@@ -720,7 +720,9 @@ class PipelineRun:
         return None if None in times else max(t for t in times if t is not None)
 
 
-#: How often the timed part of a pipeline run reads the worker's /metrics.
+#: How often the timed part of a pipeline run (from its first event validated) reads the
+#: worker's /metrics: each read costs the worker's event loop ~4–6 ms (a render), so only
+#: the wait for the first event is polled ten times a second, to time the window's start.
 TIMED_POLL_SECONDS = 1.0
 
 
@@ -773,7 +775,9 @@ def run_pipeline(
             events = sink_rows(metrics, "touchpoint_events")
             moments = sink_rows(metrics, "moments")
             if events and run.seconds_to_first_row is None:
-                run.seconds_to_first_row = now
+                # polled once a second by now: the table's last insert so far (its first,
+                # when it was the only one; else an upper bound)
+                run.seconds_to_first_row = last_insert(metrics, "touchpoint_events", now)
             # All N rows of a table are in once its count reaches N; they arrived with its
             # last insert, whose time the worker keeps: so the timed part is polled once a
             # second (rendering /metrics costs the worker CPU), not every 100 ms.
@@ -790,7 +794,7 @@ def run_pipeline(
                     run.seconds_to_scores = scores_at
             if run.seconds_to_done is not None:
                 break
-            time.sleep(0.1 if run.seconds_to_first_row is None else TIMED_POLL_SECONDS)
+            time.sleep(0.1 if run.seconds_to_first_in is None else TIMED_POLL_SECONDS)
         else:
             raise SystemExit(
                 f"pipeline: not all {n} events in ClickHouse after {timeout:.0f}s "
