@@ -49,9 +49,11 @@ from cxpulse.streams.cases.lifecycle import (
 from cxpulse.streams.durable_batches import durable_batches
 from cxpulse.streams.kafka_config import aiokafka_config
 from cxpulse.streams.partitioning import partition_for
+from cxpulse.streams.pipeline.produce import submit_keyed
 from cxpulse.streams.pipeline.takes import LINGER_SECONDS, WITHIN_SECONDS
 from cxpulse.streams.runtime import Runtime
-from cxpulse.streams.state.table_codec import compact_value_type
+from cxpulse.streams.state.changelog import send_records
+from cxpulse.streams.state.table_codec import compact_value_type, encode_values
 
 log = logging.getLogger(__name__)
 
@@ -147,24 +149,31 @@ def register(rt: Runtime) -> CaseFeed:
                 cases_now[step.key] = None if step.change is None else step.change.case
         if not steps:
             return
-        sent = []
-        for step in steps:  # a forget's tombstone, or the change
-            value = None if step.change is None else step.change.to_json_bytes()
-            sent.append(await cases_topic.send(key=step.case_id.encode(), value=value))
-        await asyncio.gather(*sent)
+        # every change (or a forget's tombstone) on cx.cases, acknowledged by the broker
+        changes = [
+            (step.case_id, None if step.change is None else step.change.to_json_bytes())
+            for step in steps
+        ]
+        await asyncio.gather(*await submit_keyed(cases_topic, changes))
         # The table: each subject's latest case once, in the partition of the message
-        # that left it so (alerts and commands are keyed by subject, as the table is).
+        # that left it so (alerts and commands are keyed by subject, as the table is),
+        # its changelog records sent together and acknowledged.
         last = {step.key: step for step in steps}
+        store = table.data
+        kept = [key for key in last if cases_now[key] is not None]
+        values = dict(zip(kept, encode_values(store, [cases_now[k] for k in kept]), strict=True))
+        changelog: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for key, step in last.items():
-            partition = step.event.message.partition
+            record = (store._encode_key(key), values.get(key))  # None: the key deleted
+            changelog.setdefault(step.event.message.partition, []).append(record)
             case = cases_now[key]
             if case is None:
-                table.send_changelog(partition, key, None, value_serializer="raw")
-                table.data.pop(key, None)
+                store.pop(key, None)
             else:
-                table.send_changelog(partition, key, case)
-                table.data[key] = case
+                store[key] = case
+        await send_records(table, changelog)
         now = datetime.now(UTC)
+        overdue_alerts = []
         for step in steps:
             change = step.change
             if change is None:
@@ -173,12 +182,14 @@ def register(rt: Runtime) -> CaseFeed:
             feed.apply(change)
             metrics.CASE_CHANGES.labels(change.change).inc()
             if change.change == "escalated":
-                await send_alerts(rt, [overdue_alert(change, now)], time.time())
+                overdue_alerts.append((overdue_alert(change, now), time.time()))
             recovery = recovery_event(change)
             if recovery is not None and change.case.customer_id:
                 await rt.raw.send(
                     key=change.case.customer_id.encode(), value=json.dumps(recovery).encode()
                 )
+        if overdue_alerts:
+            await asyncio.gather(*await send_alerts(rt, overdue_alerts))
         metrics.BATCH_SECONDS.labels("cases").observe(time.perf_counter() - started)
 
     @rt.app.agent(source, name="cases")

@@ -19,8 +19,10 @@ moment_factors and customer_scores go straight to the sink, and the new states t
 changelog, at checkpoints (streams/pipeline/checkpoint.py): rows durable first, then the
 states that mark their events done, then the offsets. A take's rows of each table are
 recorded at the end of the take in one part, which the sink writer prepares there (an
-Arrow table for chDB) while they are fresh in the CPU's caches. Alerts leave at once on cx.alerts
-(their ids are deterministic: a replay repeats an alert, it never makes a second one).
+Arrow table for chDB) while they are fresh in the CPU's caches. A take's alerts leave on
+cx.alerts at its end, in producer batches, and the broker has them before the offsets
+are committed (their ids are deterministic: a replay repeats an alert, it never makes a
+second one).
 
 Each customer of a take is scored on its own: when the core raises for one customer (a
 bug, a state it cannot handle), that customer's events go to the dead-letter topic with
@@ -295,6 +297,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             by_customer[event.customer_id].append(event)
         now = datetime.now(UTC)
         scores: list[float] = []
+        raised: list[tuple[Alert, float]] = []  # the take's alerts, sent together
         moments_by_channel: Counter[str] = Counter()
         late = duplicates = 0
         clock = time.perf_counter
@@ -337,13 +340,16 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             else:  # the rows process works the score update out of the packed state
                 score_rows.add([customer_codec.pack(state) if packed is None else packed])
             if alerts:
-                await send_alerts(rt, alerts, record_time(last))
+                entered_at = record_time(last)
+                raised += [(alert, entered_at) for alert in alerts]
             scores.append(state.score)
             for moment in fresh:
                 moments_by_channel[moment.channel] += 1
                 late += moment.late
         for rows in (touchpoint_rows, moment_rows, score_rows):
             rows.close()
+        if raised:  # on cx.alerts now; the broker has them before the offsets commit
+            checkpoints.sent(await send_alerts(rt, raised))
         for channel, n in moments_by_channel.items():
             metrics.MOMENTS.labels(channel).inc(n)
         metrics.LATE_EVENTS.inc(late)

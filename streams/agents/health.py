@@ -6,7 +6,8 @@ the state lives with its key. The agent takes several messages at once (up to
 ``TAKE_EVENTS`` events: streams/pipeline/takes.py) and applies each instance of the take
 once. New states go to the table's store at once and to its changelog at checkpoints
 (streams/pipeline/checkpoint.py: one changelog record per changed instance per
-checkpoint, then the offsets), as the experience step's do.
+checkpoint, then the offsets), as the experience step's do; a take's alerts leave at its
+end, and the broker has them before the offsets are committed.
 
 Each instance of a take is applied on its own: when the core raises for one instance (a
 bug, a state it cannot handle), that instance's events go to the dead-letter topic with
@@ -35,6 +36,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
+from cxpulse.schemas.alerts import Alert
 from cxpulse.streams import metrics
 from cxpulse.streams.agents.alerting import record_time, send_alerts
 from cxpulse.streams.agents.set_aside import Sources
@@ -75,6 +77,7 @@ def register(rt: Runtime) -> Any:
         if not by_instance:
             return
         now = datetime.now(UTC)
+        raised: list[tuple[Alert, float]] = []  # the take's alerts, sent together
         clock = time.perf_counter
         yielded = clock()
         for instance, batch in by_instance.items():
@@ -102,9 +105,12 @@ def register(rt: Runtime) -> Any:
             last = sources.message_of(batch[-1])
             checkpoints.set(key, last.message.partition, state, was=before)
             if alerts:
-                await send_alerts(rt, alerts, record_time(last))
+                entered_at = record_time(last)
+                raised += [(alert, entered_at) for alert in alerts]
             if late:
                 metrics.HEALTH_LATE_EVENTS.inc(late)
+        if raised:  # on cx.alerts now; the broker has them before the offsets commit
+            checkpoints.sent(await send_alerts(rt, raised))
         metrics.BATCH_SECONDS.labels("touchpoint_health").observe(time.perf_counter() - started)
 
     checkpoints = Checkpointer(

@@ -13,7 +13,9 @@ produced becomes durable in one order:
    batches (``cxpulse.streams.state.changelog``), and acknowledged by the broker (with a
    codec of two stages, each state was packed when it was set and the cut's states are
    sealed together here: ``cxpulse.streams.state.table_codec``);
-3. the events are acknowledged, so Faust commits their offsets.
+3. the messages the step sent meanwhile (its alerts, ``sent``: queued when it made
+   them) are acknowledged by the broker;
+4. the events are acknowledged, so Faust commits their offsets.
 
 Between checkpoints the new states live in the table's store only (``table.data``), so
 the step reads its own latest state; one changelog record per changed key per
@@ -86,12 +88,14 @@ class Checkpoint:
     packed: bool = False
     #: key → what the store held for it before the checkpoint's first update of it
     before: dict[bytes, Any] = field(default_factory=dict)
+    #: messages the step sent (its alerts): what to await for the broker to have them
+    sent: list[Any] = field(default_factory=list)
     events: list[Any] = field(default_factory=list)
     committed: bool = False
 
     @property
     def empty(self) -> bool:
-        return not (self.events or self.states or self.rows or self.pending)
+        return not (self.events or self.states or self.rows or self.pending or self.sent)
 
     @property
     def largest(self) -> int:
@@ -233,6 +237,13 @@ class Checkpointer:
         """``event`` is handled: acknowledge it when this checkpoint is committed."""
         self.current.events.append(event)
 
+    def sent(self, acknowledged: list[Any]) -> None:
+        """Messages the step sent (what to await for the broker to have them): awaited
+        before the checkpoint's events are acknowledged, so a crash before the broker
+        has them redelivers the events that made them (their keys are deterministic: a
+        repeat replaces itself downstream)."""
+        self.current.sent += acknowledged
+
     # -- cutting and committing ---------------------------------------------------------
 
     def due(self, now: float | None = None) -> bool:
@@ -333,6 +344,8 @@ class Checkpointer:
         # in producer batches, acknowledged by the broker before the events are
         if records:
             await send_records(self.table, records)
+        if cp.sent:
+            await asyncio.gather(*cp.sent)
         if cp.events:
             ack = self.ack
             if ack is None:

@@ -233,3 +233,52 @@ def test_a_deferred_checkpoint_is_cut_once_the_commit_before_is_done() -> None:
 
     asyncio.run(go())
     assert written == [("moments", 10), ("moments", 12)]
+
+
+def test_messages_sent_are_acknowledged_by_the_broker_before_the_events() -> None:
+    """``sent`` (a take's alerts, queued in producer batches): the commit waits for the
+    broker to have them after the rows and before acknowledging the events; a send that
+    fails leaves the events unacknowledged (they come again, and so do their alerts)."""
+    written: list[tuple[str, int]] = []
+    order: list[str] = []
+
+    async def go(fails: bool) -> None:
+        cp = checkpointer(written)
+
+        async def ack(event: Any) -> None:
+            order.append(f"ack {event}")
+
+        cp.ack = ack
+        delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        cp.add_columns("alerts", [[1, 2]])
+        cp.sent([delivery])
+        cp.done("e1")
+
+        async def broker() -> None:
+            await asyncio.sleep(0.01)
+            order.append("broker has them")
+            if fails:
+                delivery.set_exception(RuntimeError("broker down"))
+            else:
+                delivery.set_result(None)
+
+        acknowledging = asyncio.ensure_future(broker())
+        await cp.cut()
+        try:
+            await cp.wait()
+        except RuntimeError as exc:
+            order.append(str(exc))
+        await acknowledging
+
+    asyncio.run(go(fails=False))
+    assert written == [("alerts", 2)] and order == ["broker has them", "ack e1"]
+    order.clear()
+    asyncio.run(go(fails=True))
+    assert order == ["broker has them", "broker down"]
+
+
+def test_a_checkpoint_that_only_sent_is_not_empty() -> None:
+    cp = checkpointer([])
+    assert cp.current.empty
+    cp.sent([object()])
+    assert not cp.current.empty

@@ -1,0 +1,104 @@
+"""Records to a topic in whole producer batches, not one Faust message each.
+
+Faust sends a message through a path of its own for each one (``Topic.send``): a
+``FutureMessage``, the key and value serialised through the topic's codecs, the producer's
+buffer, aiokafka's ``send``, the sensors before and after, and on delivery callbacks that
+resolve the message's futures. For a table's changelog that path was the largest cost of
+the worker outside the scoring core (docs/benchmarks.md, "Around the core"); for an
+alert it is most of what the alert costs the worker: an alert is sent on ``cx.alerts``,
+and the case it opens or updates on ``cx.cases`` and to the cases table's changelog
+(docs/benchmarks.md, session 39).
+
+Here the records of a step (already bytes) are appended to aiokafka batches, one run of
+batches per partition, and each batch is queued closed, so it leaves without waiting for
+the producer's linger. ``submit`` returns the batches' delivery futures (``delivered``
+awaits them: the broker has every record); ``submit_keyed`` first puts each record in
+the partition Faust's ``Topic.send`` would have (Kafka's default partitioner: murmur2 of
+the key, ``cxpulse.streams.partitioning``), so readers keyed by subject see the same
+partitions and order as before. The topics, keys and values are those of Faust's own
+path.
+
+Where the app's producer is not running (Faust's ``test_context``, which never starts
+it), the records go through ``Topic.send`` as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cxpulse.streams.partitioning import partition_for
+
+#: (key, value) as the topic holds them; a None value is a tombstone
+Record = tuple[bytes | None, bytes | None]
+#: a queued batch: its delivery future, and how many records it holds
+Queued = tuple[asyncio.Future[Any], int]
+
+
+def producer_of(app: Any) -> Any | None:
+    """The app's running aiokafka producer, or None (not started: ``test_context``)."""
+    return getattr(app.producer, "_producer", None)
+
+
+async def submit(
+    producer: Any, topic: str, records: Mapping[int, Sequence[Record]]
+) -> dict[int, list[Queued]]:
+    """Queue ``records`` (partition → its records, in order) in as few batches as the
+    producer's batch size allows, the partitions side by side (a partition's next batch
+    waits until its last one has left); returns each partition's queued batches."""
+    parts = [(p, items) for p, items in records.items() if items]
+    queued = await asyncio.gather(*(_submit_partition(producer, topic, p, i) for p, i in parts))
+    return {p: batches for (p, _), batches in zip(parts, queued, strict=True)}
+
+
+async def _submit_partition(
+    producer: Any, topic: str, partition: int, items: Sequence[Record]
+) -> list[Queued]:
+    queued: list[Queued] = []
+    batch = producer.create_batch()
+    for key, value in items:
+        if batch.append(key=key, value=value, timestamp=None) is None:  # full
+            queued.append(await _queue(producer, batch, topic, partition))
+            batch = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None)  # a new batch takes any
+    queued.append(await _queue(producer, batch, topic, partition))
+    return queued
+
+
+async def delivered(queued: Mapping[int, Sequence[Queued]]) -> dict[int, int]:
+    """Wait for the broker to have every queued batch; returns each partition's offset of
+    its last record (-1 when the broker gave none)."""
+    last: dict[int, int] = {}
+    for partition, batches in queued.items():
+        offset = -1
+        for future, count in batches:
+            metadata = await future  # None only with acks=0, which no worker sets
+            if metadata is not None:
+                offset = max(offset, metadata.offset + count - 1)
+        last[partition] = offset
+    return last
+
+
+async def submit_keyed(topic: Any, records: Sequence[tuple[str, bytes | None]]) -> list[Any]:
+    """Queue ``records`` (key text, value) on the Faust ``topic``, each in its key's
+    partition; returns what to await for the broker's acknowledgement of all of them."""
+    if not records:
+        return []
+    producer = producer_of(topic.app)
+    if producer is None:
+        return [await topic.send(key=key.encode(), value=value) for key, value in records]
+    name = topic.get_topic_name()
+    partitions = len(await producer.partitions_for(name))
+    by_partition: dict[int, list[Record]] = {}
+    for key, value in records:
+        by_partition.setdefault(partition_for(key, partitions), []).append((key.encode(), value))
+    queued = await submit(producer, name, by_partition)
+    return [future for batches in queued.values() for future, _ in batches]
+
+
+async def _queue(producer: Any, batch: Any, topic: str, partition: int) -> Queued:
+    """Queue a batch (closed: it leaves without waiting for the producer's linger)."""
+    batch.close()
+    future = await producer.send_batch(batch, topic, partition=partition)
+    return future, batch.record_count()
