@@ -143,6 +143,15 @@ class Settings(BaseSettings):
         "extra; the worker's main thread spent ~10 % less an event on it: docs/benchmarks.md) "
         "or asyncio (the standard library's)",
     )
+    gil_switch_ms: float = Field(
+        0.5,
+        gt=0,
+        le=100,
+        description="how long the worker's main thread may hold the GIL while another "
+        "thread waits for it (sys.setswitchinterval; Python's default is 5): its helper "
+        "threads (feeding the rows and sentiment processes, the sink) need it briefly and "
+        "often, and at 5 ms a take's rows were ready ~0.5 s after it (docs/benchmarks.md)",
+    )
     state_cache_keys: int = Field(
         50_000,
         ge=0,

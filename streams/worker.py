@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 
@@ -59,6 +60,17 @@ def adapt_to_broker(settings: Settings) -> Settings:
         log.info("tansu broker: table recovery reads end offsets off the records")
         return settings.model_copy(update={"broker_end_offsets_exact": False})
     return settings
+
+
+def use_gil_switch(ms: float) -> None:
+    """Let another thread have the GIL after the main thread held it ``ms`` milliseconds
+    (``CXPULSE_GIL_SWITCH_MS``; Python's default is 5). The main thread runs a take's
+    Python for up to seconds; the threads that feed the rows and sentiment processes
+    (the process pools' manager and feeder threads), take their results back and run
+    the sink's inserts each need the GIL for a moment, many times a take. At 5 ms a
+    wait, a take's rows were ready in the rows process ~0.5 s after the take, holding its
+    checkpoint up (docs/benchmarks.md, session 39)."""
+    sys.setswitchinterval(ms / 1000)
 
 
 def use_event_loop(choice: str) -> None:
@@ -182,6 +194,7 @@ def run_worker(settings: Settings) -> None:
     is Faust's own dump of threads and asyncio tasks, which needs a live event loop.)
     """
     faulthandler.register(signal.SIGQUIT, all_threads=True, chain=False)
+    use_gil_switch(settings.gil_switch_ms)
     use_event_loop(settings.event_loop)
     metrics.time_collections()
     started = time.monotonic()

@@ -1,6 +1,7 @@
 """The worker's event loop (CXPULSE_EVENT_LOOP): uvloop by default, asyncio on request,
-and one line saying what to do when uvloop is asked for and missing. Each test runs the
-choice in a child interpreter: an event loop policy is process-wide."""
+and one line saying what to do when uvloop is asked for and missing; and its GIL switch
+interval (CXPULSE_GIL_SWITCH_MS). Each test runs the choice in a child interpreter: an
+event loop policy and the switch interval are process-wide."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import pytest
 from cxpulse.streams.settings import load_settings
 
 
-def _run(code: str, env_choice: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin"}
+def _run(
+    code: str, env_choice: str | None = None, **env_more: str
+) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", **env_more}
     if env_choice is not None:
         env["CXPULSE_EVENT_LOOP"] = env_choice
     return subprocess.run(
@@ -80,3 +83,28 @@ def test_an_unknown_loop_is_refused_by_name() -> None:
 
     with pytest.raises(ConfigError, match="CXPULSE_EVENT_LOOP"):
         load_settings(event_loop="trio")
+
+
+SWITCH = """
+    import sys
+    from cxpulse.streams.settings import ConfigError, load_settings
+    from cxpulse.streams.worker import use_gil_switch
+
+    try:
+        use_gil_switch(load_settings().gil_switch_ms)
+    except ConfigError as exc:
+        sys.exit(str(exc))
+    print(sys.getswitchinterval())
+"""
+
+
+def test_the_gil_switch_interval_is_half_a_millisecond_unless_set() -> None:
+    done = _run(SWITCH)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == pytest.approx(0.0005)
+    done = _run(SWITCH, CXPULSE_GIL_SWITCH_MS="5")
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == pytest.approx(0.005)
+    done = _run(SWITCH, CXPULSE_GIL_SWITCH_MS="0")
+    assert done.returncode != 0
+    assert "CXPULSE_GIL_SWITCH_MS='0'" in done.stderr and len(done.stderr.splitlines()) == 1
