@@ -1,4 +1,4 @@
-"""Records to a topic in whole producer batches, not one Faust message each.
+"""Records to a topic through the producer itself, not one Faust message each.
 
 Faust sends a message through a path of its own for each one (``Topic.send``): a
 ``FutureMessage``, the key and value serialised through the topic's codecs, the producer's
@@ -9,14 +9,15 @@ alert it is most of what the alert costs the worker: an alert is sent on ``cx.al
 and the case it opens or updates on ``cx.cases`` and to the cases table's changelog
 (docs/benchmarks.md, session 39).
 
-Here the records of a step (already bytes) are appended to aiokafka batches, one run of
-batches per partition, and each batch is queued closed, so it leaves without waiting for
-the producer's linger. ``submit`` returns the batches' delivery futures (``delivered``
-awaits them: the broker has every record); ``submit_keyed`` first puts each record in
-the partition Faust's ``Topic.send`` would have (Kafka's default partitioner: murmur2 of
-the key, ``cxpulse.streams.partitioning``), so readers keyed by subject see the same
-partitions and order as before. The topics, keys and values are those of Faust's own
-path.
+Here the records of a step (already bytes) bypass that path. ``submit`` appends them to
+aiokafka batches, one run of batches per partition, each queued closed, so it leaves
+without waiting for the producer's linger, and returns the batches' delivery futures
+(``delivered`` awaits them: the broker has every record): a checkpoint's changelog.
+``submit_keyed`` (alerts, case changes: a few records a take) hands each record to the
+aiokafka producer's own ``send``, which puts it in the partition Faust's ``Topic.send``
+would have (the producer's partitioner: murmur2 of the key), so readers keyed by subject
+see the same partitions and order as before. The topics, keys and values are those of
+Faust's own path.
 
 Where the app's producer is not running (Faust's ``test_context``, which never starts
 it), the records go through ``Topic.send`` as before.
@@ -27,8 +28,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-from cxpulse.streams.partitioning import partition_for
 
 #: (key, value) as the topic holds them; a None value is a tombstone
 Record = tuple[bytes | None, bytes | None]
@@ -81,20 +80,21 @@ async def delivered(queued: Mapping[int, Sequence[Queued]]) -> dict[int, int]:
 
 
 async def submit_keyed(topic: Any, records: Sequence[tuple[str, bytes | None]]) -> list[Any]:
-    """Queue ``records`` (key text, value) on the Faust ``topic``, each in its key's
-    partition; returns what to await for the broker's acknowledgement of all of them."""
+    """Queue ``records`` (key text, value) on the Faust ``topic``; returns what to await
+    for the broker's acknowledgement of all of them.
+
+    Through the aiokafka producer's own ``send``, not closed batches: it appends each
+    record to its partition's open batch (the partition its key gives, by the producer's
+    partitioner: where Faust's ``Topic.send`` put it) and waits only when that batch is
+    full, so a step is not held up by a batch of its last take still on its way; the
+    records leave with the producer's linger, as Faust's did."""
     if not records:
         return []
     producer = producer_of(topic.app)
     if producer is None:
         return [await topic.send(key=key.encode(), value=value) for key, value in records]
     name = topic.get_topic_name()
-    partitions = len(await producer.partitions_for(name))
-    by_partition: dict[int, list[Record]] = {}
-    for key, value in records:
-        by_partition.setdefault(partition_for(key, partitions), []).append((key.encode(), value))
-    queued = await submit(producer, name, by_partition)
-    return [future for batches in queued.values() for future, _ in batches]
+    return [await producer.send(name, value=value, key=key.encode()) for key, value in records]
 
 
 async def _queue(producer: Any, batch: Any, topic: str, partition: int) -> Queued:
