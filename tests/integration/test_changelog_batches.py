@@ -64,18 +64,27 @@ async def _scenario(bootstrap: str) -> tuple[dict[int, list[tuple[bytes, bytes]]
         await send_records(table, records)
     finally:
         await producer.stop()
+    got: dict[int, list[Any]] = {0: [], 1: [], 2: []}
+    for m in await _read(bootstrap, topic, 3 * PER_PARTITION):
+        got[m.partition].append(m)
+    return records, got, store
+
+
+async def _read(bootstrap: str, topic: str, expect: int) -> list[Any]:
+    """The topic's records from the start, until ``expect`` of them (each partition's in
+    order)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
-    got: dict[int, list[Any]] = {0: [], 1: [], 2: []}
+    got: list[Any] = []
     try:
         for _ in range(100):
-            for tp, batch in (await consumer.getmany(timeout_ms=500)).items():
-                got[tp.partition].extend(batch)
-            if sum(map(len, got.values())) >= 3 * PER_PARTITION:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                got.extend(batch)
+            if len(got) >= expect:
                 break
     finally:
         await consumer.stop()
-    return records, got, store
+    return got
 
 
 def test_records_land_in_order_and_the_persisted_offset_is_the_last(kafka_broker: Any) -> None:
@@ -116,18 +125,7 @@ async def _keyed(bootstrap: str) -> tuple[list[tuple[str, bytes | None]], dict[s
             where[key] = metadata.partition
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(ours, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    got: list[Any] = []
-    try:
-        for _ in range(100):
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                got.extend(batch)
-            if len(got) >= len(records):
-                break
-    finally:
-        await consumer.stop()
-    return records, where, got
+    return records, where, await _read(bootstrap, ours, len(records))
 
 
 def test_keyed_records_land_where_the_producer_would_put_them(kafka_broker: Any) -> None:
