@@ -49,7 +49,7 @@ from cxpulse.streams.cases.lifecycle import (
 from cxpulse.streams.durable_batches import durable_batches
 from cxpulse.streams.kafka_config import aiokafka_config
 from cxpulse.streams.partitioning import partition_for
-from cxpulse.streams.pipeline.produce import submit_keyed
+from cxpulse.streams.pipeline.produce import Record, submit_keyed
 from cxpulse.streams.pipeline.takes import LINGER_SECONDS, WITHIN_SECONDS
 from cxpulse.streams.runtime import Runtime
 from cxpulse.streams.state.changelog import send_records
@@ -162,7 +162,7 @@ def register(rt: Runtime) -> CaseFeed:
         store = table.data
         kept = [key for key in last if cases_now[key] is not None]
         values = dict(zip(kept, encode_values(store, [cases_now[k] for k in kept]), strict=True))
-        changelog: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        changelog: dict[int, list[Record]] = {}
         for key, step in last.items():
             record = (store._encode_key(key), values.get(key))  # None: the key deleted
             changelog.setdefault(step.event.message.partition, []).append(record)

@@ -9,10 +9,10 @@ alert it is most of what the alert costs the worker: an alert is sent on ``cx.al
 and the case it opens or updates on ``cx.cases`` and to the cases table's changelog
 (docs/benchmarks.md, session 39).
 
-Here the records of a step (already bytes) bypass that path. ``submit`` appends them to
-aiokafka batches, one run of batches per partition, each queued closed, so it leaves
-without waiting for the producer's linger, and returns the batches' delivery futures
-(``delivered`` awaits them: the broker has every record): a checkpoint's changelog.
+Here the records of a step (already bytes) bypass that path. ``send_batches`` appends them
+to aiokafka batches, one run of batches per partition, each queued closed, so it leaves
+without waiting for the producer's linger, and returns once the broker has every record:
+a checkpoint's changelog.
 ``submit_keyed`` (alerts, case changes: a few records a take) hands each record to the
 aiokafka producer's own ``send``, which puts it in the partition Faust's ``Topic.send``
 would have (the producer's partitioner: murmur2 of the key), so readers keyed by subject
@@ -40,20 +40,21 @@ def producer_of(app: Any) -> Any | None:
     return getattr(app.producer, "_producer", None)
 
 
-async def submit(
+async def send_batches(
     producer: Any, topic: str, records: Mapping[int, Sequence[Record]]
-) -> dict[int, list[Queued]]:
-    """Queue ``records`` (partition → its records, in order) in as few batches as the
+) -> dict[int, int]:
+    """Send ``records`` (partition → its records, in order) in as few batches as the
     producer's batch size allows, the partitions side by side (a partition's next batch
-    waits until its last one has left); returns each partition's queued batches."""
+    waits until its last one has left); returns, once the broker has them all, each
+    partition's offset of its last record (-1 when the broker gave none)."""
     parts = [(p, items) for p, items in records.items() if items]
-    queued = await asyncio.gather(*(_submit_partition(producer, topic, p, i) for p, i in parts))
-    return {p: batches for (p, _), batches in zip(parts, queued, strict=True)}
+    last = await asyncio.gather(*(_send_partition(producer, topic, p, i) for p, i in parts))
+    return {p: offset for (p, _), offset in zip(parts, last, strict=True)}
 
 
-async def _submit_partition(
+async def _send_partition(
     producer: Any, topic: str, partition: int, items: Sequence[Record]
-) -> list[Queued]:
+) -> int:
     queued: list[Queued] = []
     batch = producer.create_batch()
     for key, value in items:
@@ -62,21 +63,12 @@ async def _submit_partition(
             batch = producer.create_batch()
             batch.append(key=key, value=value, timestamp=None)  # a new batch takes any
     queued.append(await _queue(producer, batch, topic, partition))
-    return queued
-
-
-async def delivered(queued: Mapping[int, Sequence[Queued]]) -> dict[int, int]:
-    """Wait for the broker to have every queued batch; returns each partition's offset of
-    its last record (-1 when the broker gave none)."""
-    last: dict[int, int] = {}
-    for partition, batches in queued.items():
-        offset = -1
-        for future, count in batches:
-            metadata = await future  # None only with acks=0, which no worker sets
-            if metadata is not None:
-                offset = max(offset, metadata.offset + count - 1)
-        last[partition] = offset
-    return last
+    offset = -1
+    for future, count in queued:
+        metadata = await future  # None only with acks=0, which no worker sets
+        if metadata is not None:
+            offset = max(offset, metadata.offset + count - 1)
+    return offset
 
 
 async def submit_keyed(topic: Any, records: Sequence[tuple[str, bytes | None]]) -> list[Any]:

@@ -25,14 +25,13 @@ from typing import Any
 
 from faust.types import TP
 
-from cxpulse.streams.pipeline.produce import delivered, producer_of, submit
-
-Record = tuple[bytes, bytes | None]  # (key, value), both as the changelog holds them
+from cxpulse.streams.pipeline.produce import Record, producer_of, send_batches
 
 
 async def send_records(table: Any, records: Mapping[int, Sequence[Record]]) -> None:
-    """Send ``records`` (partition → encoded keys and values; a None value deletes its key)
-    to ``table``'s changelog; returns once the broker has them all."""
+    """Send ``records`` (partition → keys and values as the changelog holds them; a None
+    value deletes its key) to ``table``'s changelog; returns once the broker has them
+    all."""
     producer = producer_of(table.app)
     if producer is None:
         for partition, items in records.items():
@@ -42,7 +41,7 @@ async def send_records(table: Any, records: Mapping[int, Sequence[Record]]) -> N
                 )
         return
     topic = table.changelog_topic.get_topic_name()
-    last = await delivered(await submit(producer, topic, records))
+    last = await send_batches(producer, topic, records)
     store = table.data
     open_partitions = getattr(store, "_dbs", None)
     for partition, offset in last.items():
