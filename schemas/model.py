@@ -611,7 +611,9 @@ class CasesSection(_Strict):
     an untouched case expires. ``routing`` is read in order, the first rule whose
     conditions all match names the owner; none matching: ``default_team``.
     ``forget_after_days``: a closed case leaves the workers (their table, the compacted
-    cx.cases topic, the API) that long after it closed; ClickHouse keeps it."""
+    cx.cases topic, the API) that long after it closed; ClickHouse keeps it.
+    ``enabled: false``: no case is opened (the worker registers no cases agent, table or
+    timer, and the API's cases routes answer 404 saying so); alerts are unchanged."""
 
     enabled: bool = True
     default_team: Team = "customer-care"

@@ -97,9 +97,12 @@ def create_app(
     health.register(rt)
     sinks.register(rt)
     notify.register(rt)
-    cases.register(rt)
     web.register(rt)
-    web.register_cases(rt)
+    if rt.model.cases.enabled:
+        cases.register(rt)
+        web.register_cases(rt)
+    else:  # no case table, agent, timer or feed: the routes say cases are off
+        web.register_cases_off(rt)
     console.register(rt)
     lag.register(app)
 

@@ -220,6 +220,17 @@ def _json(view: Any, body: dict[str, Any], status: int) -> Any:
     return view.bytes(text.encode(), content_type="application/json", status=status)
 
 
+#: The cases API's routes; /events before /{case_id}: routes match in the order they are
+#: added.
+CASE_ROUTES = (
+    "/api/cases/events",
+    "/api/cases",
+    "/api/cases/{case_id}",
+    "/api/cases/{case_id}/ack",
+    "/api/cases/{case_id}/resolve",
+)
+
+
 def register_cases(rt: Runtime) -> None:
     """The cases API (``cxpulse.streams.cases.api``, docs/cases.md): list, show, ack,
     resolve, and the Server-Sent Events stream of case changes."""
@@ -307,12 +318,28 @@ def register_cases(rt: Runtime) -> None:
     async def end_case_streams(app: Any, **kwargs: Any) -> None:
         feed.close()  # open streams end, so the web server stops at once
 
-    # /events before /{case_id}: routes match in the order they are added.
-    app.page("/api/cases/events")(CaseEventsView)
-    app.page("/api/cases")(CasesView)
-    app.page("/api/cases/{case_id}")(CaseView)
-    app.page("/api/cases/{case_id}/ack")(command_view("ack"))
-    app.page("/api/cases/{case_id}/resolve")(command_view("resolve"))
+    views = (CaseEventsView, CasesView, CaseView, command_view("ack"), command_view("resolve"))
+    for path, view in zip(CASE_ROUTES, views, strict=True):
+        app.page(path)(view)
+
+
+def register_cases_off(rt: Runtime) -> None:
+    """The cases routes of a worker whose model switches cases off (``cases.enabled:
+    false``): each answers 404 with one line saying so, so the CLI and the console say
+    why there are no cases instead of failing on a missing route."""
+    from cxpulse.streams.cases import api
+
+    token = rt.settings.api_token
+
+    class CasesOffView(faust.web.View):
+        async def get(self, request: Any, case_id: str = "") -> Any:
+            return _json(self, *api.switched_off(token, request.headers, request.query))
+
+        async def post(self, request: Any, case_id: str = "") -> Any:
+            return _json(self, *api.switched_off(token, request.headers, request.query))
+
+    for path in CASE_ROUTES:
+        rt.app.page(path)(CasesOffView)
 
 
 def _local_port(request: Any) -> int:

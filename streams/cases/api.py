@@ -37,6 +37,13 @@ NO_TOKEN = (
     "Authorization: Bearer <token>"
 )
 
+#: The answer of every cases route on a worker whose model switches cases off.
+SWITCHED_OFF = (
+    "cases are switched off in this worker's experience model (cases.enabled: false): "
+    "its alerts go to cx.alerts and the alerts table, and no case is opened; set "
+    "cases.enabled: true in CXPULSE_MODEL_PATH's model and restart the worker to open them"
+)
+
 
 def authorize(
     token: SecretStr | None,
@@ -59,6 +66,14 @@ def authorize(
         return None
     how = "Authorization: Bearer <CXPULSE_API_TOKEN>" + (" or ?token=" if allow_query else "")
     return {"error": f"missing or wrong API token: send {how}"}, 401
+
+
+def switched_off(
+    token: SecretStr | None, headers: Mapping[str, str], query: Mapping[str, str]
+) -> Answer:
+    """Every cases route's answer when the model switches cases off: 404, saying so (after
+    the token, as every route)."""
+    return authorize(token, headers, query, allow_query=True) or ({"error": SWITCHED_OFF}, 404)
 
 
 def loading(feed: CaseFeed) -> Answer | None:

@@ -495,3 +495,45 @@ def test_a_long_closed_case_leaves_the_workers_but_not_clickhouse(
         1
     ]
     assert [tuple(r) for r in rows] == [("C-done", "resolved"), ("C-open", "open")]
+
+
+def test_a_model_with_cases_switched_off_opens_none_and_says_so(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """``cases.enabled: false``: the alerts still reach the alerts table, no case is
+    opened, and the API and the CLI say in one line that cases are off."""
+    import yaml
+
+    from cxpulse.streams.cases.api import SWITCHED_OFF
+    from cxpulse.streams.model_check import DEFAULT_MODEL_PATH
+
+    model = yaml.safe_load(Path(DEFAULT_MODEL_PATH).read_text())
+    model["cases"]["enabled"] = False
+    model_path = tmp_path / "model.yaml"
+    model_path.write_text(yaml.safe_dump(model))
+    settings = worker_settings(kafka_broker.url, tmp_path)
+    env = {"CXPULSE_API_TOKEN": TOKEN, "CXPULSE_MODEL_PATH": str(model_path)}
+    port = settings.web_port
+    send(settings, make_alert("C-off", "A", "warning", datetime.now(UTC)))
+    worker = WorkerProcess(settings, tmp_path / "worker.log", extra_env=env)
+    worker.start()
+    alert_rows = ("cxpulse_sink_rows_total", (("table", "alerts"),))
+    try:
+        wait_for("the alert's row", lambda: scrape(port).get(alert_rows) == 1, worker)
+        assert call(port, "GET", "/api/cases", token=None)[0] == 401  # the token first
+        for method, path, body in [
+            ("GET", "/api/cases", None),
+            ("GET", "/api/cases/C-0001", None),
+            ("GET", "/api/cases/events", None),
+            ("POST", "/api/cases/C-0001/ack", {"by": "erin"}),
+        ]:
+            assert call(port, method, path, body) == (404, {"error": SWITCHED_OFF}), path
+        listed = cli(settings, "list")
+        assert listed.returncode == 2
+        assert listed.stderr.strip().splitlines() == [f"Error: {SWITCHED_OFF} (HTTP 404)"]
+        metrics = scrape(port)
+        assert not [k for k in metrics if k[0].startswith("cxpulse_case_changes")]
+    finally:
+        worker.stop()
+    tables = "SELECT (SELECT count() FROM cases), (SELECT count() FROM alerts FINAL)"
+    assert [tuple(r) for r in run_query(settings, tables)[1]] == [(0, 1)]
