@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -51,10 +52,10 @@ from cxpulse.sinks.ddl import Capabilities
 from cxpulse.sinks.embedded import arrow_table, ipc_stream
 from cxpulse.streams import metrics
 from cxpulse.streams.child_process import pids, spawned_pool
-from cxpulse.streams.core import score_update
-from cxpulse.streams.pipeline.records import decode_events
+from cxpulse.streams.core import apply_events, score_update
+from cxpulse.streams.pipeline.records import Event, decode_events, encode_events
 from cxpulse.streams.pipeline.rows import Part, TakeRows, event_parts, moment_parts, score_parts
-from cxpulse.streams.state.customer import unpack
+from cxpulse.streams.state.customer import pack, unpack
 
 if TYPE_CHECKING:  # the child imports this module: not the checkpoint's (the changelog's)
     from cxpulse.streams.pipeline.checkpoint import Checkpointer
@@ -114,7 +115,25 @@ def _build_in_child(kind: str, payload: Any) -> list[tuple[tuple[str, ...], byte
 
 
 def _warm_up_in_child() -> int:
+    """Make a part of each kind from one sample event, so what the first parts would load
+    is loaded as the child starts, before the worker is Ready, not in its first take:
+    pyarrow imports pandas (~0.3 s) at its first time-zone-aware column."""
+    assert _MODEL is not None, "the rows process was not set up"
+    for kind, payload in _samples(_MODEL):
+        _build_in_child(kind, payload)
     return len(_TABLES)
+
+
+def _samples(model: ExperienceModel) -> list[tuple[str, Any]]:
+    """A payload of each kind, made from one event as the step makes them."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    event = Event(uuid.UUID(int=1), at, "warm-up", "web", "web.login", "purchase", "success")
+    state, moments = apply_events(None, [event], model, at, {})
+    return [
+        ("events", (at, [(encode_events([event]), 0, 0)])),
+        ("moments", _ENCODE([m for m in moments if m is not None])),
+        ("scores", [pack(state)]),
+    ]
 
 
 # -- the worker's side -----------------------------------------------------------------

@@ -170,3 +170,31 @@ def test_a_part_the_child_could_not_make_is_made_on_the_event_loop(
 def test_payload_kinds_are_the_ones_the_step_sends() -> None:
     with pytest.raises(ValueError, match="no rows of kind"):
         columns_of("alerts", b"", load_model())
+
+
+def test_the_warm_up_loads_what_the_first_parts_need(take: dict[str, Any]) -> None:
+    """In a fresh interpreter, as the child is: after the warm-up, making a part of each
+    kind imports nothing more (pyarrow loads pandas at its first time-zone-aware column,
+    ~0.3 s, which the first take's rows waited for), and the samples are one part each."""
+    import pickle
+    import subprocess
+    import sys
+
+    payloads = pickle.dumps((CAPABILITIES, take["model"], _payloads(take)))
+    script = """
+import pickle, sys
+from cxpulse.streams.pipeline import rows_process as r
+capabilities, model, payloads = pickle.loads(sys.stdin.buffer.read())
+r._init_child(capabilities, model)
+print(sorted(kind for kind, _ in r._samples(model)))
+before = "pandas" in sys.modules
+r._warm_up_in_child()
+loaded = set(sys.modules)
+for kind, payload in payloads.items():
+    assert r._build_in_child(kind, payload)
+print(before, "pandas" in loaded, sorted(set(sys.modules) - loaded))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], input=payloads, capture_output=True, check=True
+    ).stdout.decode()
+    assert out.splitlines() == ["['events', 'moments', 'scores']", "False True []"]
