@@ -318,7 +318,13 @@ def register_cases(rt: Runtime) -> None:
     async def end_case_streams(app: Any, **kwargs: Any) -> None:
         feed.close()  # open streams end, so the web server stops at once
 
-    views = (CaseEventsView, CasesView, CaseView, command_view("ack"), command_view("resolve"))
+    views: tuple[type[faust.web.View], ...] = (
+        CaseEventsView,
+        CasesView,
+        CaseView,
+        command_view("ack"),
+        command_view("resolve"),
+    )
     for path, view in zip(CASE_ROUTES, views, strict=True):
         app.page(path)(view)
 
