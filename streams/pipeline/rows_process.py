@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -68,6 +69,11 @@ _MOMENTS = msgspec.msgpack.Decoder(list[Moment])
 
 #: The child's name (``ps -o comm``, ``top``).
 NAME = "cxpulse-rows"
+#: How much the child lowers its scheduling priority (``nice``): its parts are awaited at
+#: the commits only, while the worker's main thread is on every event's path. At the
+#: same priority the kernel shared a core between them, and the main thread waited in
+#: the run queue for a fifth of a backlog's window (docs/benchmarks.md, session 40).
+NICE = 10
 #: A part as the step hands it over: the tables, and their batch as the sink inserts it.
 Prepared = list[tuple[tuple[str, ...], Any]]
 
@@ -101,6 +107,7 @@ _MODEL: ExperienceModel | None = None
 def _init_child(capabilities: Capabilities, model: ExperienceModel) -> None:
     global _CAPABILITIES, _MODEL
     _CAPABILITIES, _MODEL = capabilities, model
+    os.nice(NICE)
 
 
 def _build_in_child(kind: str, payload: Any) -> list[tuple[tuple[str, ...], bytes]]:

@@ -25,7 +25,7 @@ from cxpulse.streams.dev.sample_events import sample_events
 from cxpulse.streams.model_check import load_model
 from cxpulse.streams.pipeline.records import decode_events, encode_events, record_of
 from cxpulse.streams.pipeline.rows import event_parts, moment_parts, score_parts
-from cxpulse.streams.pipeline.rows_process import NAME, RowsProcess, columns_of
+from cxpulse.streams.pipeline.rows_process import NAME, NICE, RowsProcess, columns_of
 from cxpulse.streams.state.customer import pack
 
 CAPABILITIES = Capabilities.from_version("25.8")
@@ -122,6 +122,9 @@ def test_the_child_makes_the_tables_the_event_loop_makes(take: dict[str, Any]) -
         assert _fallbacks() == before  # all made in the child
         (pid,) = process.pids()  # which names itself for ps and top
         assert Path(f"/proc/{pid}/comm").read_text().strip() == NAME
+        # and yields the CPU to the worker's main thread
+        nice = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, nice + NICE) > nice
         names = [n for parts in got.values() for n, _ in parts]
         assert names == [
             ("touchpoint_events",),
