@@ -12,7 +12,11 @@ import click
 @click.option("--customers", default=20_000, show_default=True, help="simulated customers")
 @click.option("--seed", default=7, show_default=True, help="simulation seed")
 @click.option(
-    "--live", default=12, show_default=True, help="warning and critical alerts to show live"
+    "--live",
+    default=12,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="warning and critical alerts to show live (0: none)",
 )
 @click.option("--timeout", default=300.0, show_default=True, help="seconds to wait for rows")
 def demo(data_dir: str, customers: int, seed: int, live: int, timeout: float) -> None:

@@ -300,11 +300,11 @@ def run_demo(
                 f"messages ({summary.events_per_second:,.0f} events/s), plus {len(invalid)} "
                 f"invalid messages, to {touchpoints(settings)}"
             )
-            console.print(
-                f"[bold]live alerts[/] (the first {live} warnings and critical ones, at most "
-                f"{LIVE_PER_RULE} of a rule, as they fire):"
-            )
             if live > 0:
+                console.print(
+                    f"[bold]live alerts[/] (the first {live} warnings and critical ones, at "
+                    f"most {LIVE_PER_RULE} of a rule, as they fire):"
+                )
                 console.print(f"[dim]  {WAITING} ...[/]")
             expected = {
                 "touchpoint_events": summary.sent,
@@ -316,7 +316,8 @@ def run_demo(
             )
             elapsed = time.monotonic() - started
             ready = scrape(settings.web_port).get(("cxpulse_worker_ready_seconds", ()), 0.0)
-            follower.join(timeout=2)
+            if follower is not None:
+                follower.join(timeout=2)
             done.set()
             if not all(got.get(t, 0) >= n for t, n in expected.items()):
                 console.print(f"[red]timed out after {timeout:.0f}s: {got}[/]")
@@ -385,8 +386,9 @@ def _follow_alerts(
     worker: WorkerProcess,
     first_alert: threading.Event,
     done: threading.Event,
-) -> threading.Thread:
-    """Print the first ``live`` warning and critical alerts as they arrive, from a thread.
+) -> threading.Thread | None:
+    """Print the first ``live`` warning and critical alerts as they arrive, from a thread
+    (started here; None when ``live`` is 0: no alerts are shown).
 
     The idle time after which it gives up counts from the worker's Ready: a worker that
     starts slowly (a cold machine, a busy CI runner) does not cost the story its alerts.
@@ -412,9 +414,10 @@ def _follow_alerts(
             out=cast(IO[str], _Noting(sys.stdout, first_alert)),
         )
 
+    if live <= 0:
+        return None
     thread = threading.Thread(target=run, name="demo-alerts", daemon=True)
-    if live > 0:
-        thread.start()
+    thread.start()
     return thread
 
 
