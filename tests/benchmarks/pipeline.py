@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.console import Console
 from rich.table import Table
@@ -455,6 +455,8 @@ def replay_worker_work(
     partitions: int,
     sentiments: dict[Any, float | None],
     take_events: int | None = None,
+    customers: dict[str, bytes] | None = None,
+    instances: dict[str, Any] | None = None,
 ) -> WorkTimes:
     """What the worker's agents compute for these messages (each with the partition the
     SDK sends it to), without Kafka or ClickHouse: validate (decode, route, encode
@@ -468,7 +470,10 @@ def replay_worker_work(
     changelog records of every customer changed since the last one sealed, as
     ``cxpulse.streams.pipeline.checkpoint`` writes them), and touchpoint health. Sentiment
     is precomputed (it is measured on its own). ``take_events``: the steps' takes hold
-    messages until they have this many events (``TAKE_EVENTS`` by default: a backlog's)."""
+    messages until they have this many events (``TAKE_EVENTS`` by default: a backlog's).
+    ``customers`` and ``instances``: the customer and touchpoint health states to start
+    from, updated in place (a replay in parts goes on where the part before left them;
+    none by default)."""
     from cxpulse.streams.core import apply_events, score_update
     from cxpulse.streams.model_check import load_model
     from cxpulse.streams.pipeline.records import decode_events, decode_heads, encode_events
@@ -488,8 +493,10 @@ def replay_worker_work(
     model = load_model()
     out = WorkTimes()
     st = out.stages
-    customers: dict[str, bytes] = {}  # each state as the worker's store holds it: packed
-    instances: dict[str, Any] = {}
+    if customers is None:
+        customers = {}  # each state as the worker's store holds it: packed
+    if instances is None:
+        instances = {}
     packed: dict[str, bytes] = {}  # the customers changed since the last checkpoint
     pending: Counter[str] = Counter()  # rows per table since the last checkpoint
     now = datetime.now(UTC)
@@ -1083,6 +1090,7 @@ class LatencyRun:
     replay_s: float = 0.0
     replay_events: int = 0
     replay_stages: dict[str, float] = field(default_factory=dict)  # µs an event
+    replay_windows: list[ReplayWindow] = field(default_factory=list)  # by ``WINDOW_S``
     #: every ``WINDOW_S`` while publishing: when (monotonic s), the main thread's CPU
     #: seconds and the events the experience step had scored (moments), read once a
     #: window (not 10× a second)
@@ -1297,30 +1305,74 @@ def run_latency(
     return out
 
 
-#: Events of the event → alert run's data replayed in-process in its shape
-#: (``steady_replay``): the first 20 s of its publishing.
-STEADY_EVENTS = 100_000
+class ReplayWindow(NamedTuple):
+    """One window of ``steady_replay``: µs an event, and the states the window updated as
+    they were at its end: their open episodes (mean) and packed size (mean bytes)."""
+
+    us: float
+    open_episodes: float
+    state_bytes: float
 
 
 def steady_replay(
-    messages: list[list[tuple[int, bytes]]], index: dict[str, int], partitions: int
-) -> tuple[float, int, dict[str, float]]:
+    messages: list[list[tuple[int, bytes]]],
+    index: dict[str, int],
+    partitions: int,
+    sends: int,
+    window_sends: int,
+) -> tuple[float, int, dict[str, float], list[ReplayWindow]]:
     """Seconds, events and µs an event by stage of ``replay_worker_work`` on the first
-    ``STEADY_EVENTS`` of the event → alert run's sends, taken as its worker takes them
-    when it keeps up: about a send (``BATCH`` events, every partition's message of it) a
-    take, each of 20,000 customers with one event in it at most, mostly. The same Python
-    work as the backlog's replay, in the shape the p99 depends on: what is paid once per
-    customer, instance or take weighs more there. Sentiment is left out (no text is
-    scored); the heap as the worker's (``worker_heap``)."""
-    count = STEADY_EVENTS // BATCH  # sends of BATCH events each (``latency_events``)
-    sends = [message for send in messages[:count] for message in send]
-    events = sum(1 for i in index.values() if i < count)
+    ``sends`` of the event → alert run's sends (those the run publishes), taken as its
+    worker takes them when it keeps up: about a send (``BATCH`` events, every
+    partition's message of it) a take, each of 20,000 customers with one event in it at
+    most, mostly. The same Python work as the backlog's replay, in the shape the p99
+    depends on: what is paid once per customer, instance or take weighs more there.
+    Sentiment is left out (no text is scored); the heap as the worker's
+    (``worker_heap``).
+
+    Replayed ``window_sends`` at a time (the sends of a ``WINDOW_S`` of publishing), the
+    customers' states carried from one to the next: each window's cost, beside the size
+    of the states it updated (``ReplayWindow``), shows how an event's cost grows through
+    the run's day as the customers' open episodes accumulate; the worker's main thread's
+    own cost by window (``cost_by_window``) is the figure to set beside it."""
+    from cxpulse.streams.pipeline.decode import decode
+    from cxpulse.streams.state.customer import unpack
+
+    customers: dict[str, bytes] = {}
+    instances: dict[str, Any] = {}
+    seconds = 0.0
+    stages: Counter[str] = Counter()
+    windows: list[ReplayWindow] = []
     with worker_heap():
-        started = time.perf_counter()
-        work = replay_worker_work(sends, partitions, {}, take_events=BATCH)
-        seconds = time.perf_counter() - started
-    stages = {stage: round(s / events * 1e6, 2) for stage, s in work.stages.items()}
-    return seconds, events, stages
+        for first in range(0, sends, window_sends):
+            part = range(first, min(first + window_sends, sends))
+            events = sum(1 for i in index.values() if i in part)
+            started = time.perf_counter()
+            work = replay_worker_work(
+                [message for k in part for message in messages[k]],
+                partitions,
+                {},
+                take_events=BATCH,
+                customers=customers,
+                instances=instances,
+            )
+            took = time.perf_counter() - started
+            seconds += took
+            stages.update(work.stages)
+            updated = {
+                e.customer_id for k in part for _, raw in messages[k] for e in decode(raw)[0]
+            }
+            held = [customers[c] for c in updated if c in customers]
+            windows.append(
+                ReplayWindow(
+                    us=took / max(events, 1) * 1e6,
+                    open_episodes=sum(len(unpack(b).episodes) for b in held) / max(len(held), 1),
+                    state_bytes=sum(map(len, held)) / max(len(held), 1),
+                )
+            )
+    events = sum(1 for i in index.values() if i < sends)
+    by_stage = {stage: round(s / events * 1e6, 2) for stage, s in stages.items()}
+    return seconds, events, by_stage, windows
 
 
 def latency_run(args: argparse.Namespace, broker_url: str, work: Path) -> LatencyRun:
@@ -1337,7 +1389,10 @@ def latency_run(args: argparse.Namespace, broker_url: str, work: Path) -> Latenc
         f"a time, as the SDK sends ({time.perf_counter() - t:.1f}s to simulate); publishing "
         f"{args.latency_rate:,.0f} events/s for {args.latency_seconds:.0f}s into a Ready worker"
     )
-    replay_s, replay_events, replay_stages = steady_replay(messages, index, args.partitions)
+    sends = min(len(messages), max(1, round(args.latency_seconds * args.latency_rate / BATCH)))
+    replay = steady_replay(
+        messages, index, args.partitions, sends, max(1, round(WINDOW_S * args.latency_rate / BATCH))
+    )
     settings = new_settings(broker_url, work, args.flush, args.partitions)
     ensure_topics(settings, all_topics(settings, TABLE_NAMES))
     gc.collect()
@@ -1358,7 +1413,7 @@ def latency_run(args: argparse.Namespace, broker_url: str, work: Path) -> Latenc
         f"({run.unmatched} without a published event id; {run.escalations} escalations of "
         f"overdue cases, not timed): {run.alerts_by_rule}"
     )
-    run.replay_s, run.replay_events, run.replay_stages = replay_s, replay_events, replay_stages
+    run.replay_s, run.replay_events, run.replay_stages, run.replay_windows = replay
     return run
 
 
@@ -1425,6 +1480,15 @@ def latency_figures(lat: LatencyRun) -> None:
         console.print(
             f"latency   by {WINDOW_S:.0f} s of publishing, events scored/s and main thread "
             "µs per event: " + ", ".join(f"{rate:,.0f}/{us:.0f}" for rate, us in costs)
+        )
+    if lat.replay_windows:
+        console.print(
+            f"latency   its Python work replayed in-process by the same {WINDOW_S:.0f} s, µs an "
+            "event (the states it updated: open episodes, bytes): "
+            + ", ".join(
+                f"{w.us:.0f} ({w.open_episodes:.1f}, {w.state_bytes:,.0f} B)"
+                for w in lat.replay_windows
+            )
         )
     raised = figure(
         "latency_alerts_when_published",
