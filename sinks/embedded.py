@@ -17,7 +17,13 @@ into Python. Its ``Python()`` table function reads an Arrow table in place, but 
 the interpreter, which the worker's event loop holds most of the time. Measured with
 chDB 4.4.0, 3,000 rows of 23 columns, the stream's serialisation included: 7.6-9.3 ms
 against 11.3-11.8 alone, 27-33 ms against 43-54 while another thread holds the GIL
-(docs/benchmarks.md, session 37).
+(docs/benchmarks.md, session 37). An insert does not deduplicate its own rows
+(``optimize_on_insert = 0``): the tables are ReplacingMergeTree, read with ``FINAL``, so
+a key's rows across inserts (a replay's) already wait for a merge or ``FINAL``, and the
+rows of one insert now do too. Collapsing each batch's rows of one key as it was written
+was a quarter to a third of an insert's time (chDB 4.4.0, 10,000 rows as an Arrow
+stream, medians of 7 alternated: touchpoint_events 35.6 → 23.9 ms, moments 25.0 → 16.9,
+moment_factors 15.7 → 10.5, customer_scores 20.1 → 15.4; docs/benchmarks.md, session 41).
 
 Read queries for people (``cxpulse query``, the worker's ``/query``) run in a
 ``ChdbReader``: a second connection to the same directory, opened with ``readonly=1`` and
@@ -204,6 +210,12 @@ def _locked_by_other_process(directory: str) -> bool:
         os.close(fd)
 
 
+#: Every insert's settings. A NULL where the column holds none (an array's item) is
+#: refused, as an INSERT ... SELECT refuses it, not read as the type's default value; the
+#: rows of one insert are not deduplicated there (the module's docstring).
+INSERT_SETTINGS = "input_format_null_as_default = 0, optimize_on_insert = 0"
+
+
 class ChdbBackend:
     """A chDB directory. One connection; use it from one thread at a time."""
 
@@ -324,9 +336,7 @@ class ChdbBackend:
         names = ", ".join(quote_ident(n) for n in spec.column_names)
         stream = ipc_stream(arrow_batch)
         try:
-            # A NULL where the column holds none (an array's item) is refused, as an
-            # INSERT ... SELECT refuses it, not read as the type's default value.
-            sql = f"INSERT INTO {target} ({names}) SETTINGS input_format_null_as_default = 0"
+            sql = f"INSERT INTO {target} ({names}) SETTINGS {INSERT_SETTINGS}"
             with self._conn.send_insert(sql, "ArrowStream") as ins:
                 ins.append(memoryview(stream))
                 ins.finish()
