@@ -1578,6 +1578,21 @@ def latency_figures(lat: LatencyRun) -> None:
         main,
         "worker main thread CPU per event",
     )
+    if lat.replay_windows:  # the day's growth: the last window's events against the first's
+        first = figure(
+            "latency_replay_first_us",
+            f"  ... of the events of its first {WINDOW_S:.0f} s of publishing",
+            [lat.replay_windows[0].us],
+            "µs",
+        )
+        figure(
+            "latency_replay_last_us",
+            f"  ... of the events of its last {WINDOW_S:.0f} s",
+            [lat.replay_windows[-1].us],
+            "µs",
+            first,
+            f"its first {WINDOW_S:.0f} s (the states grow through the day)",
+        )
     figure(
         "latency_worker_cpu_us",
         "  ... the whole worker process (sink, Kafka, RocksDB threads)",
