@@ -20,12 +20,17 @@ from cxpulse.streams.cli.common import settings_from
 )
 @click.option("--tier", "-t", multiple=True, type=click.Choice(["A", "B", "C"]), help="repeatable")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line, for piping")
-@click.option("--max", "max_alerts", type=int, default=None, help="stop after this many")
+@click.option(
+    "--max", "max_alerts", type=click.IntRange(min=1), default=None, help="stop after this many"
+)
 @click.option(
     "--per-rule", type=click.IntRange(min=1), default=None, help="at most this many of each rule"
 )
 @click.option(
-    "--idle-timeout", type=float, default=None, help="stop after this many seconds without alerts"
+    "--idle-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="stop after this many seconds without alerts",
 )
 def alerts(
     follow: bool,

@@ -9,7 +9,13 @@ import click
 
 @click.command()
 @click.option("--dir", "data_dir", default="./var", show_default=True, help="data directory")
-@click.option("--customers", default=20_000, show_default=True, help="simulated customers")
+@click.option(
+    "--customers",
+    default=20_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="simulated customers",
+)
 @click.option("--seed", default=7, show_default=True, help="simulation seed")
 @click.option(
     "--live",
@@ -18,7 +24,13 @@ import click
     type=click.IntRange(min=0),
     help="warning and critical alerts to show live (0: none)",
 )
-@click.option("--timeout", default=300.0, show_default=True, help="seconds to wait for rows")
+@click.option(
+    "--timeout",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="seconds to wait for rows",
+)
 def demo(data_dir: str, customers: int, seed: int, live: int, timeout: float) -> None:
     """The whole story on the embedded default: broker, worker and chDB start; eight
     simulated hours of traffic with an ATM outage, long store queues, a web login spike

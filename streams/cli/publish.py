@@ -6,12 +6,19 @@ import sys
 
 import click
 
+from cxpulse.schemas.envelope import MAX_BATCH_EVENTS
 from cxpulse.streams.cli.common import settings_from
 
 
 @click.command()
 @click.argument("source", type=str)
-@click.option("--batch-size", default=500, show_default=True, help="events per Kafka message")
+@click.option(
+    "--batch-size",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, MAX_BATCH_EVENTS),
+    help="events per Kafka message",
+)
 @click.option("--topic", default=None, help="override the topic (default: <prefix>.touchpoints)")
 def publish(source: str, batch_size: int, topic: str | None) -> None:
     """Publish touchpoint events from SOURCE (a file or - for stdin).

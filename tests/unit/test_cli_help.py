@@ -57,3 +57,27 @@ def test_the_settings_are_a_table_of_one_row_each(
     for n in wanted:
         field = Settings.model_fields[n]
         assert rows[f"CXPULSE_{n.upper()}"] == f"{field.description} [default: {field.default}]"
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["publish", "--batch-size", "0", "events.jsonl"], "--batch-size"),
+        (["publish", "--batch-size", "10001", "events.jsonl"], "--batch-size"),
+        (["alerts", "--max", "0"], "--max"),
+        (["alerts", "--idle-timeout", "0"], "--idle-timeout"),
+        (["demo", "--live", "-1"], "--live"),
+        (["demo", "--customers", "0"], "--customers"),
+        (["demo", "--timeout", "-1"], "--timeout"),
+        (["broker", "--port", "70000"], "--port"),
+    ],
+)
+def test_a_number_out_of_range_is_one_line_before_anything_starts(
+    args: list[str], option: str
+) -> None:
+    """Refused by the option itself, with the range (a batch size of 0 and 0 customers
+    ended in tracebacks, a negative timeout started a demo that stopped at once)."""
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert f"Invalid value for '{option}'" in result.output and "range" in result.output
