@@ -1138,6 +1138,12 @@ def latency_events(
     return messages, index
 
 
+def published_sends(messages: list[list[tuple[int, bytes]]], seconds: float, rate: float) -> int:
+    """How many of ``messages``' sends (``BATCH`` events each) the event → alert run
+    publishes in ``seconds`` at ``rate`` events a second."""
+    return min(len(messages), max(1, round(seconds * rate / BATCH)))
+
+
 def sample_window(out: LatencyRun, settings: Any, pid: int) -> None:
     """One sample of ``LatencyRun.window_samples``."""
     from cxpulse.streams.dev.demo import scrape
@@ -1205,7 +1211,7 @@ def run_latency(
             max_request_size=4 * 1024 * 1024,
         )
         per_message = BATCH / rate
-        count = min(len(messages), max(1, round(seconds * rate / BATCH)))
+        count = published_sends(messages, seconds, rate)
         sent_at = [0.0] * count
         topic = touchpoints(settings)
 
@@ -1335,7 +1341,6 @@ def steady_replay(
     of the states it updated (``ReplayWindow``), shows how an event's cost grows through
     the run's day as the customers' open episodes accumulate; the worker's main thread's
     own cost by window (``cost_by_window``) is the figure to set beside it."""
-    from cxpulse.streams.pipeline.decode import decode
     from cxpulse.streams.state.customer import unpack
 
     customers: dict[str, bytes] = {}
@@ -1347,6 +1352,7 @@ def steady_replay(
         for first in range(0, sends, window_sends):
             part = range(first, min(first + window_sends, sends))
             events = sum(1 for i in index.values() if i in part)
+            was = dict(customers)
             started = time.perf_counter()
             work = replay_worker_work(
                 [message for k in part for message in messages[k]],
@@ -1359,10 +1365,7 @@ def steady_replay(
             took = time.perf_counter() - started
             seconds += took
             stages.update(work.stages)
-            updated = {
-                e.customer_id for k in part for _, raw in messages[k] for e in decode(raw)[0]
-            }
-            held = [customers[c] for c in updated if c in customers]
+            held = [b for c, b in customers.items() if was.get(c) is not b]  # set anew
             windows.append(
                 ReplayWindow(
                     us=took / max(events, 1) * 1e6,
@@ -1389,7 +1392,7 @@ def latency_run(args: argparse.Namespace, broker_url: str, work: Path) -> Latenc
         f"a time, as the SDK sends ({time.perf_counter() - t:.1f}s to simulate); publishing "
         f"{args.latency_rate:,.0f} events/s for {args.latency_seconds:.0f}s into a Ready worker"
     )
-    sends = min(len(messages), max(1, round(args.latency_seconds * args.latency_rate / BATCH)))
+    sends = published_sends(messages, args.latency_seconds, args.latency_rate)
     replay = steady_replay(
         messages, index, args.partitions, sends, max(1, round(WINDOW_S * args.latency_rate / BATCH))
     )
