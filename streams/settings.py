@@ -159,6 +159,15 @@ class Settings(BaseSettings):
         "changed since the last checkpoint, each as its msgpack (~2.5 KB, at most ~6 KB: "
         "50,000 are ~120 MiB; a state not kept is read from disk and decompressed again)",
     )
+    state_store_memory_mb: int = Field(
+        64,
+        ge=8,
+        le=1 << 20,
+        description="what the rocksdb store's RocksDB may hold in memory, for every "
+        "partition of the worker together: the memtables (at most half of it) and the "
+        "block cache share it (each partition had its own 32 MiB: 16 partitions took "
+        "~350 MiB)",
+    )
     rows_process: bool = Field(
         True,
         description="on the embedded ClickHouse (chDB), make the experience step's rows "

@@ -30,6 +30,10 @@ RocksDB never holds a state whose rows are not durable; when it holds one the ch
 does not have yet (a crash between the two), the events behind it are redelivered and
 found done, and their rows are already in ClickHouse.
 
+What RocksDB itself holds in memory (memtables, the block cache) is one budget for the
+worker, shared by every partition's database (``MemoryBudget``), not Faust's per
+partition, which grew with the partitions a worker was assigned.
+
 Recovery (``apply_changelog_batch``) and rebalancing write RocksDB directly and drop the
 cached decodes of what they touch. Reads outside an event's context find the key's
 partition through Faust's key index or by probing the open partitions' bloom filters.
@@ -40,8 +44,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import rocksdict
 from faust.stores import STORES
 from faust.stores import rocksdb as faust_rocksdb
 from faust.streams import current_event
@@ -53,18 +58,63 @@ from cxpulse.streams.state.table_codec import encode_values, forms
 #: Python objects).
 DEFAULT_CACHE_KEYS = 50_000
 
-#: RocksDB's own memory, per partition (each partition is its own database): memtables
-#: of 8 MiB, at most 2 (one filling, one being flushed), and a block cache of 16 MiB for
-#: what is read back from its files. Faust's defaults (3 memtables of 64 MiB and a 2 GiB
-#: block cache per partition) are for far larger stores: a worker taking 300,000 state
-#: writes of ~500 bytes held them all in memtables, +155 MiB, where these options hold
-#: +39 MiB (4 partitions, measured with rocksdict alone). A memtable is written to disk
-#: when full: a restart recovers from those files plus the changelog's tail, as before.
+#: RocksDB's memtables, per partition: 8 MiB each, at most 2 (one filling, one being
+#: flushed). Faust's defaults (3 of 64 MiB per partition) are for far larger stores: a
+#: worker taking 300,000 state writes of ~500 bytes held them all in memtables, +155 MiB,
+#: where these hold +39 MiB (4 partitions, measured with rocksdict alone). A memtable is
+#: written to disk when full: a restart recovers from those files plus the changelog's
+#: tail. What all the partitions hold together is bounded by ``MemoryBudget``.
 ROCKSDB_OPTIONS = {
     "write_buffer_size": 8 << 20,
     "max_write_buffer_number": 2,
-    "block_cache_size": 16 << 20,
 }
+
+
+class MemoryBudget:
+    """What RocksDB may hold in memory for a whole worker (``state_store_memory_mb``):
+    one block cache and one write buffer manager, shared by the database of every
+    partition of every table the process opens.
+
+    Why: RocksDB's memory is per database, and Faust opens one per partition, so a
+    worker's memory grew with the partitions it was assigned: 32 MiB each (memtables and
+    a block cache of its own), ~350 MiB for 16 partitions after 800,000 state writes
+    (rocksdict alone; ~50 MiB with this budget of 32 MiB, docs/benchmarks.md). Here the
+    memtables count against the cache (RocksDB's ``WriteBufferManager`` with a cache):
+    together they stay within ``total`` bytes, the memtables within half of it (past
+    that, the largest is flushed to disk early)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.cache = rocksdict.Cache(total)
+        self.buffers = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+            total // 2, False, self.cache
+        )
+
+    _kept: ClassVar[dict[int, MemoryBudget]] = {}
+
+    @classmethod
+    def of(cls, total: int) -> MemoryBudget:
+        """The process's budget of ``total`` bytes (one per size: every store of a
+        worker is made from the same settings, so they share it)."""
+        budget = cls._kept.get(total)
+        if budget is None:
+            budget = cls._kept[total] = cls(total)
+        return budget
+
+    def options(self, base: Any, bloom_filter_bits: int) -> Any:
+        """A database's options: ``base`` (Faust's, from ``ROCKSDB_OPTIONS``) with this
+        budget's cache and write buffer manager."""
+        table = rocksdict.BlockBasedOptions()
+        table.set_bloom_filter(bloom_filter_bits, True)
+        table.set_block_cache(self.cache)
+        table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        base.set_block_based_table_factory(table)
+        base.set_write_buffer_manager(self.buffers)
+        return base
+
+
+#: ``state_store_memory_mb``'s default, for a store made without settings (tests).
+DEFAULT_MEMORY_MB = 64
 
 SCHEME = "cxrocks"
 
@@ -80,6 +130,7 @@ class CachedRocksStore(faust_rocksdb.Store):
     def __init__(self, *args: Any, options: Mapping[str, Any] | None = None, **kw: Any) -> None:
         opts = dict(options or {})
         self.cache_keys = int(opts.pop("cache_keys", DEFAULT_CACHE_KEYS))
+        self.memory = MemoryBudget.of(int(opts.pop("memory_mb", DEFAULT_MEMORY_MB)) << 20)
         super().__init__(*args, options=opts, driver="rocksdict", **kw)
         self.dirty: dict[Any, tuple[int, Any]] = {}
         self.cache: OrderedDict[Any, Any] = OrderedDict()
@@ -93,7 +144,18 @@ class CachedRocksStore(faust_rocksdb.Store):
     def _open_for_partition(self, partition: int) -> Any:
         db = self._handles.get(partition)
         if db is None:
-            db = self._handles[partition] = super()._open_for_partition(partition)
+            db = self._handles[partition] = self._open(self.partition_path(partition))
+        return db
+
+    def _open(self, path: Path) -> Any:
+        """A partition's database, as Faust opens it but within the worker's
+        ``MemoryBudget``."""
+        rocks = self.rocksdb_options
+        options = self.memory.options(rocks.as_options(), rocks.bloom_filter_size)
+        db = rocksdict.Rdict(
+            str(path), options=options, access_type=rocksdict.AccessType.read_write()
+        )
+        db.set_read_options(rocksdict.ReadOptions())
         return db
 
     async def stop(self) -> None:
@@ -285,5 +347,9 @@ def table_store(settings: Any) -> dict[str, Any]:
     if settings.state_store != "rocksdb":
         return {}
     STORES.aliases[SCHEME] = f"{CachedRocksStore.__module__}:{CachedRocksStore.__qualname__}"
-    options = {**ROCKSDB_OPTIONS, "cache_keys": settings.state_cache_keys}
+    options = {
+        **ROCKSDB_OPTIONS,
+        "cache_keys": settings.state_cache_keys,
+        "memory_mb": settings.state_store_memory_mb,
+    }
     return {"store": f"{SCHEME}://local", "options": options}

@@ -21,6 +21,8 @@ from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.state import customer as customer_codec
 from cxpulse.streams.state.store import CachedRocksStore, table_store
 
+SETTINGS = SimpleNamespace(state_store="rocksdb", state_cache_keys=4, state_store_memory_mb=16)
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> CachedRocksStore:
@@ -31,7 +33,7 @@ def store(tmp_path: Path) -> CachedRocksStore:
         partitions=2,
         key_type=bytes,
         value_type=customer_codec.table_value_type(),
-        **table_store(SimpleNamespace(state_store="rocksdb", state_cache_keys=4)),
+        **table_store(SETTINGS),
     )
     s = table.data  # made from the store URL, as the worker's table makes it
     assert isinstance(s, CachedRocksStore)
@@ -151,3 +153,38 @@ def test_a_key_read_from_disk_rolls_back_to_its_record(store: CachedRocksStore) 
     cp.rollback()
     assert store.held(b"c-0") == customer_codec.pack(states[b"c-0"])
     assert store.get(b"c-0") == states[b"c-0"]
+
+
+def test_every_partition_of_every_table_shares_one_memory_budget(
+    store: CachedRocksStore, tmp_path: Path
+) -> None:
+    """RocksDB's memory is per database and Faust opens one per partition: each had its
+    own memtables and block cache, so a worker's memory grew with its partitions. Every
+    partition's memtables now count against one write buffer manager and one cache, the
+    worker's ``state_store_memory_mb``, whichever table they belong to."""
+    budget = store.memory
+    assert budget.total == SETTINGS.state_store_memory_mb << 20
+    before = budget.buffers.get_usage()
+    for partition in (0, 1):
+        used = budget.buffers.get_usage()
+        cut = {
+            f"p{partition}-{i}".encode(): (partition, customer_codec.pack(state(f"c-{i}")))
+            for i in range(500)
+        }
+        store.written(store.write(cut))
+        assert budget.buffers.get_usage() > used  # this partition's memtable, counted
+    assert budget.buffers.get_usage() > before
+    # the memtables are charged to the same cache, which holds the rest of its memory
+    assert budget.cache.get_usage() >= budget.buffers.get_usage()
+
+    app = faust.App("cxpulse-store-test-2", broker="kafka://127.0.0.1:1", datadir=str(tmp_path))
+    other = app.Table(
+        "case_state",
+        default=None,
+        partitions=2,
+        key_type=bytes,
+        value_type=customer_codec.table_value_type(),
+        **table_store(SETTINGS),
+    ).data
+    assert isinstance(other, CachedRocksStore)
+    assert other.memory is budget
