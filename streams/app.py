@@ -71,6 +71,7 @@ def create_app(
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=settings.consumer_buffer_messages,
     )
     app.end_offsets_exact = settings.broker_end_offsets_exact is not False
     app.fetch_max_wait_ms = settings.consumer_fetch_max_wait_ms

@@ -208,6 +208,15 @@ class Settings(BaseSettings):
         description="how long a fetch waits for new records (ms): the floor of each hop's "
         "latency when input is sparse (Faust's own default is 1500)",
     )
+    consumer_buffer_messages: int = Field(
+        256,
+        ge=8,
+        le=100_000,
+        description="messages a worker reads ahead of each step (Faust's "
+        "stream_buffer_maxsize; past four fifths of it, fetching pauses): what bounds the "
+        "input in its memory, ~60 MiB of the SDK's 500-event messages (Faust's default, "
+        "4096, let a backlog take ~1 GiB)",
+    )
     broker_end_offsets_exact: bool | None = Field(
         None,
         description="whether the broker's end offsets count every record; unset = detect "

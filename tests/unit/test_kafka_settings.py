@@ -330,3 +330,18 @@ def test_child_environment_and_plaintext_overrides() -> None:
     assert load_settings(**{**settings.model_dump(), **PLAINTEXT}).kafka_security_protocol == (
         "PLAINTEXT"
     )
+
+
+def test_every_step_reads_ahead_at_most_the_configured_messages(tmp_path: Path) -> None:
+    """What a worker holds of its input besides the take it handles is bounded by
+    ``CXPULSE_CONSUMER_BUFFER_MESSAGES`` (Faust's stream buffer, one per step), not by
+    Faust's 4,096 messages, which of the SDK's ~250 KB messages was ~1 GiB."""
+    from cxpulse.streams.app import create_app
+
+    default = Settings(data_dir=tmp_path)
+    assert default.consumer_buffer_messages == 256
+    settings = default.model_copy(update={"consumer_buffer_messages": 8})
+    app = create_app(settings)
+    queues = {name: agent.channel.queue.maxsize for name, agent in app.agents.items()}
+    assert {"experience", "touchpoint_health"} <= queues.keys()
+    assert set(queues.values()) == {8}, queues
