@@ -612,7 +612,7 @@ def score_update(state: CustomerState, model: ExperienceModel) -> ScoreUpdate:
                 impact=rounded(k.impact, 2),
                 contribution=c,
             )
-            for k, c in zip(listed, contributions, strict=True)
+            for k, c in zip(listed, contributions)  # noqa: B905 (made together, equal lengths)
         ],
         explanation_rest=rounded(state.score - 50.0 - sum(contributions), 2),
         nps=state.nps,

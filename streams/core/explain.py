@@ -26,6 +26,7 @@ import msgspec
 
 from cxpulse.schemas.scoring import Episode, Folded, KeyMoment
 from cxpulse.streams.core.decimals import rounded
+from cxpulse.streams.core.score import check_weights
 
 
 def roles(ep: Episode) -> list[tuple[KeyMoment, float]]:
@@ -93,7 +94,8 @@ def listed(
         return []
     scored: list[tuple[float, str]] = []
     by_id: dict[str, KeyMoment] = {}
-    for ep, w in zip(episodes, weights, strict=True):
+    check_weights(episodes, weights)
+    for ep, w in zip(episodes, weights):  # noqa: B905 (checked: check_weights)
         for k, share in roles(ep):
             scored.append((rounded(5.0 * share * w / total, 3), k.event_id))
             by_id.setdefault(k.event_id, k)

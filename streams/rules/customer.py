@@ -94,7 +94,12 @@ def customer_alerts(
         raise ValueError(f"{len(moments)} moments for {len(events)} events: pass one per event")
     if emitted_at.tzinfo is None:
         raise ValueError("emitted_at must be timezone-aware")
-    live = [(e, m) for e, m in zip(events, moments, strict=True) if m is not None and not m.late]
+    # lengths checked above: a plain zip (compiled, a strict one iterates generically)
+    live = [
+        (e, m)
+        for e, m in zip(events, moments)  # noqa: B905
+        if m is not None and not m.late
+    ]
     if not live:
         return after, []
     if len(live) > 1:  # event time, then id (a UUID orders as its hex does)
