@@ -24,19 +24,27 @@ from cxpulse.streams.state.store import CachedRocksStore, table_store
 SETTINGS = SimpleNamespace(state_store="rocksdb", state_cache_keys=4, state_store_memory_mb=16)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> CachedRocksStore:
-    app = faust.App("cxpulse-store-test", broker="kafka://127.0.0.1:1", datadir=str(tmp_path))
+def make_store(
+    tmp_path: Path, app_id: str = "cxpulse-store-test", name: str = "customer_state"
+) -> CachedRocksStore:
+    """A table's store, made from the store URL as the worker's table makes it."""
+    app = faust.App(app_id, broker="kafka://127.0.0.1:1", datadir=str(tmp_path))
     table = app.Table(
-        "customer_state",
+        name,
         default=None,
         partitions=2,
         key_type=bytes,
         value_type=customer_codec.table_value_type(),
         **table_store(SETTINGS),
     )
-    s = table.data  # made from the store URL, as the worker's table makes it
+    s = table.data
     assert isinstance(s, CachedRocksStore)
+    return s
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> CachedRocksStore:
+    s = make_store(tmp_path)
     for partition in (0, 1):
         s._db_for_partition(partition)  # opened as an assignment opens them
     return s
@@ -177,14 +185,5 @@ def test_every_partition_of_every_table_shares_one_memory_budget(
     # the memtables are charged to the same cache, which holds the rest of its memory
     assert budget.cache.get_usage() >= budget.buffers.get_usage()
 
-    app = faust.App("cxpulse-store-test-2", broker="kafka://127.0.0.1:1", datadir=str(tmp_path))
-    other = app.Table(
-        "case_state",
-        default=None,
-        partitions=2,
-        key_type=bytes,
-        value_type=customer_codec.table_value_type(),
-        **table_store(SETTINGS),
-    ).data
-    assert isinstance(other, CachedRocksStore)
+    other = make_store(tmp_path, "cxpulse-store-test-2", "case_state")
     assert other.memory is budget
