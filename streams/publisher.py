@@ -166,10 +166,9 @@ class Publisher:
         from cxpulse.streams.admin import (
             CONNECT_SECONDS,
             KafkaUnavailable,
+            client_config,
             ensure_topics,
-            wait_for_kafka,
         )
-        from cxpulse.streams.kafka_config import kafka_python_config
 
         if not 1 <= batch_size <= MAX_BATCH_EVENTS:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH_EVENTS}, got {batch_size}")
@@ -189,7 +188,7 @@ class Publisher:
 
         if connect_timeout is None:
             connect_timeout = CONNECT_SECONDS
-        wait_for_kafka(self.settings, timeout=connect_timeout)
+        reach = client_config(self.settings, timeout=connect_timeout)
         if create_topic:
             # Create before the first send: the producer's metadata request would
             # otherwise let an auto-creating broker pick the partition count.
@@ -199,7 +198,7 @@ class Publisher:
             )
             ensure_topics(self.settings, [spec], check_partitions=False)
         config: dict[str, Any] = {
-            **kafka_python_config(self.settings),
+            **reach,
             "client_id": "cxpulse-publisher",
             "acks": "all",
             "retries": 10,

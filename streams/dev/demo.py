@@ -446,9 +446,9 @@ def _send_raw(settings: Settings, topic: str, messages: list[bytes]) -> None:
     """Invalid input goes around the SDK (which refuses it), as a careless producer would."""
     from kafka import KafkaProducer
 
-    from cxpulse.streams.kafka_config import kafka_python_config
+    from cxpulse.streams.admin import client_config
 
-    producer = KafkaProducer(**kafka_python_config(settings), linger_ms=5)
+    producer = KafkaProducer(**client_config(settings), linger_ms=5)
     try:
         for message in messages:
             producer.send(topic, message)

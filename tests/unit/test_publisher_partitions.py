@@ -53,7 +53,7 @@ class FakeProducer:
 
 @pytest.fixture
 def publisher(monkeypatch: pytest.MonkeyPatch) -> Publisher:
-    monkeypatch.setattr("cxpulse.streams.admin.wait_for_kafka", lambda *a, **k: None)
+    monkeypatch.setattr("cxpulse.streams.admin.wait_for_kafka", lambda *a, **k: "127.0.0.1:9092")
     monkeypatch.setattr("cxpulse.streams.publisher.KafkaProducer", FakeProducer)
     return Publisher(load_settings(), batch_size=7, create_topic=False)
 
