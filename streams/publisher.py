@@ -99,6 +99,11 @@ class _Batch:
     items: list[bytes] = field(default_factory=list)
 
 
+def encode_event(event: TouchpointEvent) -> bytes:
+    """A valid event's JSON as the SDK publishes it (compact, unset fields left out)."""
+    return event.model_dump_json(exclude_none=True).encode()
+
+
 def validate_event(item: Any) -> TouchpointEvent | str:
     """The item as a ``TouchpointEvent``, or a one-line reason why it is not one.
 
@@ -240,24 +245,27 @@ class Publisher:
         if isinstance(result, str):
             self._reject(where or f"item {self._items}", result)
             return False
-        encoded = result.model_dump_json(exclude_none=True).encode()
+        self._queue(result.customer_id, encode_event(result))
+        return True
+
+    def _queue(self, customer_id: str, encoded: bytes) -> None:
+        """Queue one valid event's JSON in its partition's batch (sent when full)."""
         if self.batch_size == 1:
-            self._send(encoded, result.customer_id.encode(), 1)
-            return True
-        partition = self._partition_of(result.customer_id)
+            self._send(encoded, customer_id.encode(), 1)
+            return
+        partition = self._partition_of(customer_id)
         buf = self._bufs.get(partition)
         if buf is not None and buf.size + len(encoded) + 1 > self.max_batch_bytes:
             self._send_batch(partition)
             buf = None
         if buf is None:
-            buf = self._bufs[partition] = _Batch(result.customer_id)
-        elif result.customer_id != buf.customer:
+            buf = self._bufs[partition] = _Batch(customer_id)
+        elif customer_id != buf.customer:
             buf.mixed = True
         buf.items.append(encoded)
         buf.size += len(encoded) + 1
         if len(buf.items) >= self.batch_size:
             self._send_batch(partition)
-        return True
 
     def _partition_of(self, customer_id: str) -> int | None:
         """The partition Kafka's default partitioner gives ``customer_id`` (None when the
@@ -911,6 +919,7 @@ __all__ = [
     "Publisher",
     "Rejection",
     "SourceItem",
+    "encode_event",
     "iter_source",
     "print_summary",
     "publish_source",

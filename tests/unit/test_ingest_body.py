@@ -14,6 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from cxpulse.schemas.envelope import EMPTY_BATCH_REASON, Rejected
+from cxpulse.schemas.events import TouchpointEvent
 from cxpulse.streams.ingest import (
     BodyError,
     Item,
@@ -24,7 +25,8 @@ from cxpulse.streams.ingest import (
     read_items,
     refuse_without_token,
 )
-from cxpulse.streams.publisher import validate_event
+from cxpulse.streams.pipeline.decode import decode
+from cxpulse.streams.publisher import encode_event, validate_event
 from cxpulse.streams.settings import ConfigError, load_settings
 
 
@@ -49,8 +51,35 @@ def reasons(items: list[Item]) -> list[str | None]:
 def test_one_object_is_one_item() -> None:
     doc = event()
     (item,) = read_items(json.dumps(doc).encode())
-    assert item.event is not None and str(item.event.event_id) == doc["event_id"]
+    assert item.event is not None and item.event.customer_id == "C-1"
     assert (item.index, item.event_id, item.rejected) == (0, doc["event_id"], None)
+
+
+def test_a_valid_body_goes_on_as_sent_and_the_worker_reads_what_the_sdk_would_send() -> None:
+    """An array of valid events (pretty-printed, a null optional field) is read by the
+    worker's boundary and each event goes on as its text in the body; the message made
+    of them reads as the SDK's (the contract's model written out) would."""
+    docs = [event(customer_id=f"C-{i}", journey_id=None) for i in range(3)]
+    docs[1]["journey_id"] = None  # sent as null: pydantic's form leaves it out
+    body = json.dumps(docs, indent=2).encode()
+    items = read_items(body)
+    accepted = [it.event for it in items if it.event is not None]
+    assert [a.customer_id for a in accepted] == ["C-0", "C-1", "C-2"]
+    assert accepted[1].json == json.dumps(docs[1], indent=2).replace("\n", "\n  ").encode()
+    as_sent = b"[" + b",".join(a.json for a in accepted) + b"]"
+    sdk = b"[" + b",".join(encode_event(TouchpointEvent.model_validate(d)) for d in docs) + b"]"
+    assert as_sent != sdk and decode(as_sent) == decode(sdk)
+    assert decode(as_sent)[1] == []
+
+
+def test_a_lax_but_valid_body_goes_on_in_the_sdks_form() -> None:
+    """What pydantic accepts and the worker's strict boundary leaves to it (here a UUID
+    as a URN) is read by pydantic and written out as the SDK writes it."""
+    doc = event()
+    lax = dict(doc, event_id=f"urn:uuid:{doc['event_id']}")
+    (item,) = read_items(json.dumps([lax]).encode())
+    assert item.event is not None and item.event_id == doc["event_id"]
+    assert item.event.json == encode_event(TouchpointEvent.model_validate(doc))
 
 
 def test_a_pretty_printed_object_is_one_item() -> None:
