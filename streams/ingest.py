@@ -167,7 +167,7 @@ def read_items(body: bytes, max_items: int = MAX_BATCH_EVENTS) -> list[Item]:
                     Item(i, 1, Accepted(e.customer_id, encode_event(e)), None, str(e.event_id))
                     for i, e in enumerate(events)
                 ]
-    items: list[Item] = []
+    found: list[SourceItem] = []
     try:
         source = iter_source("-", io.BytesIO(body), name="the request body")
         for n, item in enumerate(source):
@@ -178,12 +178,30 @@ def read_items(body: bytes, max_items: int = MAX_BATCH_EVENTS) -> list[Item]:
                     f"{max_items:,} per request",
                     "too_large",
                 )
-            items.append(check_item(n, item))
+            found.append(item)
     except InputError as exc:
         kind = "empty" if " is empty:" in exc.message else "not_json"
         raise BodyError(400, exc.message, kind) from None
-    if not items:
+    if not found:
         raise BodyError(400, EMPTY_BATCH_REASON, "empty_batch")
+    return lines_valid(found) or [check_item(n, item) for n, item in enumerate(found)]
+
+
+def lines_valid(found: list[SourceItem]) -> list[Item] | None:
+    """The items of JSON Lines whose every line is a valid event, read at once as the
+    array of its lines (``all_valid``; one call per line cost three times as much);
+    None unless each line is exactly one item of that array."""
+    lines = [item.value for item in found]
+    if not all(isinstance(line, bytes) and line[:1] == b"{" for line in lines):
+        return None
+    valid = all_valid(b"[" + b",".join(lines) + b"]")
+    if valid is None or len(valid) != len(found):
+        return None
+    items = []
+    for n, (item, line, one) in enumerate(zip(found, lines, valid)):  # noqa: B905 (counted)
+        if one.event is None or one.event.json != line:
+            return None
+        items.append(Item(n, item.line, one.event, None, one.event_id))
     return items
 
 

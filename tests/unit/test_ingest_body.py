@@ -72,6 +72,27 @@ def test_a_valid_body_goes_on_as_sent_and_the_worker_reads_what_the_sdk_would_se
     assert decode(as_sent)[1] == []
 
 
+def test_json_lines_of_valid_events_go_on_as_sent_with_their_lines() -> None:
+    a, b = event(customer_id="C-a"), event(customer_id="C-b")
+    lines = [json.dumps(a), json.dumps(b, separators=(", ", ": "))]
+    items = read_items(f"{lines[0]}\n\n  \n{lines[1]}\n".encode())
+    assert [(it.index, it.line, it.event_id) for it in items] == [
+        (0, 1, a["event_id"]),
+        (1, 4, b["event_id"]),
+    ]
+    assert [it.event.json for it in items if it.event] == [line.encode() for line in lines]
+
+
+def test_a_line_holding_two_events_is_not_read_as_two_lines() -> None:
+    """Lines are read at once as the array of them, but only when each line is exactly
+    one item of it: a line with two objects is a rejected line, as the SDK says."""
+    a, b, c = event(), event(), event()
+    body = f"{json.dumps(a)}\n{json.dumps(b)}, {json.dumps(c)}\n".encode()
+    items = read_items(body)
+    assert [it.event is not None for it in items] == [True, False]
+    assert reasons(items)[1] == validate_event(f"{json.dumps(b)}, {json.dumps(c)}".encode())
+
+
 def test_a_lax_but_valid_body_goes_on_in_the_sdks_form() -> None:
     """What pydantic accepts and the worker's strict boundary leaves to it (here a UUID
     as a URN) is read by pydantic and written out as the SDK writes it."""
