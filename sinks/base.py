@@ -27,6 +27,40 @@ from .errors import SinkWriteError
 Row = tuple[Any, ...]
 
 
+class ColumnBatch:
+    """Rows held as their columns (one list of values per column of the table, in its
+    order), for a backend whose insert takes columns (clickhouse-driver's columnar
+    insert: ``cxpulse.sinks.native``): the steps build their rows as columns, and the
+    batch stays so until the insert, with no row tuple made on the step's thread nor
+    turned back into columns on the sink's. ``len`` is its rows and ``slice`` a part of
+    them, as for an Arrow table."""
+
+    __slots__ = ("columns",)
+
+    def __init__(self, columns: Sequence[Sequence[Any]]) -> None:
+        if not columns or len({len(c) for c in columns}) != 1:
+            raise ValueError("a column batch needs columns, all of the same length")
+        self.columns = [c if isinstance(c, list) else list(c) for c in columns]
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    def slice(self, offset: int, length: int) -> ColumnBatch:
+        return ColumnBatch([c[offset : offset + length] for c in self.columns])
+
+    def rows(self) -> list[Row]:
+        return list(zip(*self.columns, strict=True))
+
+    @staticmethod
+    def concat(parts: Sequence[ColumnBatch]) -> ColumnBatch:
+        """The parts' rows in order, as one batch."""
+        columns: list[list[Any]] = [[] for _ in parts[0].columns]
+        for part in parts:
+            for column, values in zip(columns, part.columns, strict=True):
+                column += values
+        return ColumnBatch(columns)
+
+
 @runtime_checkable
 class Backend(Protocol):
     """One ClickHouse. Every method blocks and raises a ``cxpulse.sinks.errors.SinkError``."""

@@ -219,6 +219,9 @@ INSERT_SETTINGS = "input_format_null_as_default = 0, optimize_on_insert = 0"
 class ChdbBackend:
     """A chDB directory. One connection; use it from one thread at a time."""
 
+    #: ``prepare_columns`` makes Arrow tables (``SinkWriter.arrow_capabilities``).
+    arrow_batches = True
+
     def __init__(self, url: str) -> None:
         global _open_dir, _open_count
         path, self.database = parse_chdb_url(url)

@@ -52,6 +52,7 @@ from cxpulse.schemas.rows import (
     row_json,
 )
 from cxpulse.schemas.tables import SPECS
+from cxpulse.sinks.base import ColumnBatch
 from cxpulse.sinks.errors import SinkDataError, SinkError
 from cxpulse.streams import metrics
 
@@ -72,18 +73,21 @@ class InsertBackend(Protocol):
 
 
 #: What the writer inserts: row tuples, or what a backend's ``prepare`` made of them (an
-#: Arrow table for chDB: ``len`` is its rows, ``slice`` a part of them).
-Batch: TypeAlias = Sequence[Any] | pa.Table
+#: Arrow table for chDB, a ``ColumnBatch`` for a server: ``len`` is its rows, ``slice`` a
+#: part of them).
+Batch: TypeAlias = Sequence[Any] | pa.Table | ColumnBatch
 
 
 def merge(parts: Sequence[Batch]) -> Batch:
     """One batch of the parts of a checkpoint's table (each a take's rows): the Arrow
-    tables concatenated when every part is one (no copy of their columns), else the rows
-    of all of them in order."""
+    tables concatenated when every part is one (no copy of their columns), the column
+    batches when every part is one, else the rows of all of them in order."""
     if len(parts) == 1:
         return parts[0]
     if all(isinstance(p, pa.Table) for p in parts):
         return pa.concat_tables(parts)
+    if all(isinstance(p, ColumnBatch) for p in parts):
+        return ColumnBatch.concat(parts)  # type: ignore[arg-type]
     rows: list[Any] = []
     for p in parts:
         rows += rows_of(p)
@@ -94,11 +98,13 @@ def rows_of(batch: Batch) -> list[Any]:
     """A batch as rows (an Arrow table's as tuples of the values Python reads back)."""
     if isinstance(batch, pa.Table):
         return list(zip(*(c.to_pylist() for c in batch.columns), strict=True))
+    if isinstance(batch, ColumnBatch):
+        return batch.rows()
     return list(batch)
 
 
 def _part(batch: Batch, start: int, stop: int) -> Batch:
-    if isinstance(batch, pa.Table):
+    if isinstance(batch, pa.Table | ColumnBatch):
         return batch.slice(start, stop - start)
     return batch[start:stop]
 
@@ -170,11 +176,12 @@ class SinkWriter:
 
     def arrow_capabilities(self) -> Any:
         """The capabilities the open backend types its Arrow batches by, when its batches
-        are Arrow tables made from columns (chDB's ``prepare_columns``), else None (not
-        open yet, or a backend that takes rows): whether a step may have its rows made
-        into batches elsewhere (``cxpulse.streams.pipeline.rows_process``)."""
+        are Arrow tables made from columns (chDB's ``prepare_columns``: ``arrow_batches``),
+        else None (not open yet, or a backend that takes rows or plain columns): whether
+        a step may have its rows made into batches elsewhere
+        (``cxpulse.streams.pipeline.rows_process``)."""
         backend = self._backend
-        if getattr(backend, "prepare_columns", None) is None:
+        if not getattr(backend, "arrow_batches", False):
             return None
         return getattr(backend, "capabilities", None)
 
@@ -214,7 +221,7 @@ class SinkWriter:
         pending = metrics.SINK_PENDING_ROWS.labels(table)
         pending.inc(len(rows))
         try:
-            batch = rows if isinstance(rows, pa.Table) else list(rows)
+            batch = rows if isinstance(rows, pa.Table | ColumnBatch) else list(rows)
             refused = await self._insert_isolating(table, batch)
         finally:
             pending.dec(len(rows))

@@ -151,6 +151,27 @@ def test_events_round_trip(backend: Backend) -> None:
     assert backend.read_table(spec) == as_stored(backend, spec, rows)
 
 
+@pytest.mark.parametrize("name", ["chdb", "server"])
+def test_columns_prepared_for_the_backend_insert_the_rows_they_hold(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    """What a step does with a take's rows on a backend that prepares columns (chDB: an
+    Arrow table; a server: the columns as they are): two takes prepared, merged into one
+    batch for the checkpoint, inserted once, read back as the row tuples."""
+    from cxpulse.sinks.base import ColumnBatch
+    from cxpulse.sinks.writer import merge
+
+    backend: Any = request.getfixturevalue(f"{name}_backend")
+    spec = fresh(TOUCHPOINT_EVENTS)
+    backend.ensure_schema([spec])
+    first, second = rows_for(make_events(7)), rows_for(make_events(5))
+    parts = [backend.prepare_columns(spec, list(zip(*r, strict=True))) for r in (first, second)]
+    if name == "server":
+        assert all(isinstance(p, ColumnBatch) for p in parts)
+    assert backend.insert(spec, merge(parts)) == 12
+    assert backend.read_table(spec) == as_stored(backend, spec, [*first, *second])
+
+
 def test_dead_letters_round_trip(backend: Backend) -> None:
     spec = fresh(DEAD_LETTERS)
     backend.ensure_schema([spec])

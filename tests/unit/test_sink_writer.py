@@ -120,6 +120,40 @@ def test_one_refused_row_is_isolated_by_bisection_and_the_others_go_in(
     assert "r5" in logged.getMessage() and "Code: 53" in logged.getMessage()
 
 
+def test_a_column_batch_is_bisected_as_rows_are_and_its_refused_row_kept() -> None:
+    """A server's batch stays columns (``ColumnBatch``) from the step to the insert; the
+    writer splits it into halves as it splits rows, and a refused row reaches
+    dead_letters as its values."""
+    from cxpulse.sinks.base import ColumnBatch
+
+    class ColumnsClickHouse(FakeClickHouse):
+        def insert(self, table: str, rows: Any) -> int:
+            assert isinstance(rows, ColumnBatch) or table == "dead_letters"
+            return super().insert(table, rows_of(rows))
+
+    fake = ColumnsClickHouse(refuse=lambda table, row: row[0] == "r5")
+    writer, _ = writer_for(fake)
+    batch = ColumnBatch([[f"r{i}" for i in range(8)], list(range(8))])
+    run(writer, ("demo", batch))  # type: ignore[arg-type]
+    assert fake.tables["demo"] == [(f"r{i}", i) for i in range(8) if i != 5]
+    assert [n for table, n in fake.inserts if table == "demo"] == [8, 4, 4, 2, 1, 1, 2]
+    [letter] = fake.tables["dead_letters"]
+    assert json.loads(letter[COL["payload"]]) == ["r5", 5]
+
+
+def test_column_batches_merge_slice_and_read_as_rows() -> None:
+    from cxpulse.sinks.base import ColumnBatch
+
+    a, b = ColumnBatch([["a", "b"], [1, 2]]), ColumnBatch([("c",), (3,)])
+    both = merge([a, b])
+    assert isinstance(both, ColumnBatch) and both.columns == [["a", "b", "c"], [1, 2, 3]]
+    assert len(both) == 3 and both.slice(1, 2).rows() == [("b", 2), ("c", 3)]
+    assert a.columns == [["a", "b"], [1, 2]]  # merging copies: the parts are unchanged
+    assert merge([a, [("z", 9)]]) == [("a", 1), ("b", 2), ("z", 9)]
+    with pytest.raises(ValueError, match="same length"):
+        ColumnBatch([["a"], [1, 2]])
+
+
 def test_several_refused_rows_all_reach_dead_letters() -> None:
     bad = {"r0", "r3", "r4", "r9"}
     fake = FakeClickHouse(refuse=lambda table, row: table == "demo" and row[0] in bad)
