@@ -97,6 +97,10 @@ LINGER_SECONDS = 2.0
 #: ``cxpulse.source.topic`` of a dead letter from HTTP (partition -1; the offset is a
 #: digest of the request body, so the same request sent again yields the same ids).
 DLQ_SOURCE_TOPIC = "http"
+#: The longest text of a valid event sent on as it came: above any valid event written
+#: compactly (the contract bounds every field), so only padding makes one longer, and it
+#: is then written out again, compact (a message must fit the producer's request size).
+MAX_AS_SENT_BYTES = 256 * 1024
 #: The most of a rejected item read again to show the event_id it claims.
 MAX_CLAIM_BYTES = 64 * 1024
 #: Statuses answered before the body is read: the connection is not kept for another.
@@ -223,6 +227,8 @@ def all_valid(body: bytes, max_items: int = MAX_BATCH_EVENTS) -> list[Item] | No
         texts = [body.strip()]
     else:
         texts = [bytes(raw) for raw in _items_as_sent.decode(body)]
+    if any(len(text) > MAX_AS_SENT_BYTES for text in texts):
+        return None  # padded: written out again by pydantic, compact
     return [
         Item(i, 1, Accepted(e.customer_id, text), None, str(e.event_id))
         for i, (e, text) in enumerate(zip(found, texts))  # noqa: B905 (records_of read them)

@@ -93,6 +93,15 @@ def test_a_line_holding_two_events_is_not_read_as_two_lines() -> None:
     assert reasons(items)[1] == validate_event(f"{json.dumps(b)}, {json.dumps(c)}".encode())
 
 
+def test_a_valid_event_padded_past_any_real_size_goes_on_compact() -> None:
+    doc = event()
+    padded = json.dumps(doc).replace(", ", "," + " " * (300 * 1024), 1)
+    body = f"[{padded}]".encode()
+    (item,) = read_items(body)
+    assert item.event is not None
+    assert item.event.json == encode_event(TouchpointEvent.model_validate(doc))
+
+
 def test_a_lax_but_valid_body_goes_on_in_the_sdks_form() -> None:
     """What pydantic accepts and the worker's strict boundary leaves to it (here a UUID
     as a URN) is read by pydantic and written out as the SDK writes it."""
