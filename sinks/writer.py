@@ -86,8 +86,9 @@ def merge(parts: Sequence[Batch]) -> Batch:
         return parts[0]
     if all(isinstance(p, pa.Table) for p in parts):
         return pa.concat_tables(parts)
-    if all(isinstance(p, ColumnBatch) for p in parts):
-        return ColumnBatch.concat(parts)  # type: ignore[arg-type]
+    batches = [p for p in parts if isinstance(p, ColumnBatch)]
+    if len(batches) == len(parts):
+        return ColumnBatch.concat(batches)
     rows: list[Any] = []
     for p in parts:
         rows += rows_of(p)
