@@ -223,6 +223,12 @@ ROWS_PROCESS_FALLBACKS = Counter(
     "could not type), made on the event loop instead: nothing is lost, only the time.",
     registry=REGISTRY,
 )
+SCORE_PROCESS_FALLBACKS = Counter(
+    "cxpulse_score_process_fallbacks_total",
+    "Takes the scoring process could not score (it died, or could not start), scored on "
+    "the event loop instead: nothing is lost, only the time.",
+    registry=REGISTRY,
+)
 SENTIMENT_SECONDS = Histogram(
     "cxpulse_sentiment_seconds",
     "Time to score the feedback texts of one batch (off the event loop).",

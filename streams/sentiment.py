@@ -174,13 +174,18 @@ def sentiments_for(
     return dict(zip((e.event_id for e in evs), analyzer.score_many(items), strict=True))
 
 
+def has_text(event: Event) -> bool:
+    """Whether the event carries feedback text (what the sentiment process reads)."""
+    return event.feedback is not None and bool(event.feedback.text)
+
+
 def feedback_items(events: Iterable[Event]) -> tuple[list[UUID], list[tuple[str, str | None]]]:
     """The ids and (text, language) of the events that carry feedback text."""
     ids: list[UUID] = []
     items: list[tuple[str, str | None]] = []
     for e in events:
         fb = e.feedback
-        if fb is not None and fb.text:
+        if fb is not None and fb.text:  # has_text, written out: every event of a take
             ids.append(e.event_id)
             items.append((fb.text, fb.language))
     return ids, items

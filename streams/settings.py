@@ -174,6 +174,11 @@ class Settings(BaseSettings):
         "into their Arrow batches in a child process, off the event loop; false: on the "
         "event loop",
     )
+    score_process: bool = Field(
+        True,
+        description="score the experience step's customers in a child process, off the "
+        "event loop (a state store on disk only); false: on the event loop",
+    )
     sink_batch_size: int = Field(
         10_000,
         ge=1,

@@ -49,7 +49,7 @@ from cxpulse.streams.agents.alerting import record_time, send_alerts
 from cxpulse.streams.agents.set_aside import Sources, dead_letter
 from cxpulse.streams.agents.validate import validate
 from cxpulse.streams.core import apply_events, score_update
-from cxpulse.streams.pipeline import rows_process
+from cxpulse.streams.pipeline import rows_process, score_process
 from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.pipeline.records import Event, decode_events, encode_events
 from cxpulse.streams.pipeline.rows import (
@@ -60,6 +60,7 @@ from cxpulse.streams.pipeline.rows import (
     score_parts,
 )
 from cxpulse.streams.pipeline.rows_process import RowsProcess
+from cxpulse.streams.pipeline.score_process import ScoreProcess, ScoringFailed
 from cxpulse.streams.pipeline.takes import YIELD_SECONDS, run_takes
 from cxpulse.streams.rules.customer import customer_alerts
 from cxpulse.streams.runtime import Runtime
@@ -84,6 +85,16 @@ def _freeze_the_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+def _log_scorer_warm_up(loaded: Any) -> None:
+    if loaded.cancelled():
+        return
+    exc = loaded.exception()
+    if exc is not None:
+        log.error("the scoring process could not start: %s", exc)
+    else:
+        log.info("the experience step's customers are scored in their own process")
 
 
 def _log_warm_up(loaded: Any) -> None:
@@ -141,6 +152,9 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             return [(s, ()) for s in analyzer.score_many(items)]  # type: ignore[union-attr]
 
     not_started = [True]
+    # The scoring process (cxpulse.streams.pipeline.score_process), started with the
+    # sentiment process during the first join.
+    scorers: list[ScoreProcess] = []
 
     @rt.app.on_partitions_revoked.connect
     async def warm_up_during_the_join(*_: Any, **__: Any) -> None:
@@ -155,6 +169,10 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                 loaded = asyncio.wrap_future(child.warm_up())
                 loaded.add_done_callback(_log_warm_up)
             rt.app.add_future(start_rows_process())
+            if rt.settings.score_process and rt.settings.state_store == "rocksdb":
+                scorer = ScoreProcess(rt.model, rt.settings.alerts_include_feedback_text)
+                scorers.append(scorer)
+                scorer.warm_up().add_done_callback(_log_scorer_warm_up)
 
     if child is not None:
 
@@ -188,6 +206,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
     async def stop_rows_process(*_: Any, **__: Any) -> None:
         for process in rows_in_child:
             process.close()
+        for scorer in scorers:
+            scorer.close()
 
     async def score_texts(
         events: list[Event],
@@ -232,6 +252,74 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         )
         update = score_update(state, rt.model) if with_update else None
         return duplicates, (before, state, fresh, update, alerts)
+
+    async def score_in_process(
+        scorer: ScoreProcess,
+        events: list[Event],
+        sentiments: dict[Any, float | None],
+        topics: dict[Any, tuple[str, ...]],
+        sources: Sources,
+        moment_rows: TakeRows,
+        score_rows: TakeRows,
+        with_updates: bool,
+    ) -> bool:
+        """The take's customers scored in the scoring process, what they gave recorded as
+        the loop below records it; False when the process could not score them (nothing
+        recorded: the loop scores them)."""
+        by_customer: dict[str, list[Event]] = defaultdict(list)
+        for event in events:
+            by_customer[event.customer_id].append(event)
+        held = {c: checkpoints.held(c.encode()) for c in by_customer}
+        now = datetime.now(UTC)
+        records = encode_events(events)
+        scored = await scorer.score(
+            records, held, sentiments, topics, now, with_updates=with_updates
+        )
+        if scored is None:
+            return False
+        scores: list[float] = []
+        raised: list[tuple[Alert, float]] = []  # the take's alerts, sent together
+        duplicates = 0
+        for outcome in scored.customers:
+            customer_id = outcome.customer_id
+            batch = by_customer[customer_id]
+            if outcome.error is not None:
+                await sources.set_aside(
+                    rt,
+                    batch,
+                    ScoringFailed(outcome.error),
+                    step="scoring",
+                    subject=f"customer {customer_id}",
+                )
+                continue
+            duplicates += outcome.duplicates
+            if outcome.packed is None:
+                continue
+            last = sources.message_of(batch[-1])  # the state's partition, as below
+            checkpoints.set_packed(
+                customer_id.encode(),
+                last.message.partition,
+                outcome.packed,
+                was=held[customer_id],
+            )
+            if not with_updates:  # the rows process works it out of the packed state
+                score_rows.add([outcome.packed])
+            if outcome.alerts:
+                entered_at = record_time(last)
+                raised += [(alert, entered_at) for alert in outcome.alerts]
+            scores.append(outcome.score)
+        moment_rows.add(score_process.MOMENTS.decode(scored.moments))
+        if with_updates and scored.updates:
+            score_rows.add(score_process.UPDATES.decode(scored.updates))
+        if raised:  # on cx.alerts now; the broker has them before the offsets commit
+            checkpoints.sent(await send_alerts(rt, raised))
+        for channel, n in scored.by_channel.items():
+            metrics.MOMENTS.labels(channel).inc(n)
+        metrics.LATE_EVENTS.inc(scored.late)
+        metrics.DUPLICATE_EVENTS.inc(duplicates)
+        metrics.SCORE_UPDATES.inc(len(scores))
+        metrics.SCORE.observe_many(scores)
+        return True
 
     async def handle(take: list[Any]) -> None:
         """A take of raw messages (validated here first: ``validate``, which sends on all
@@ -289,8 +377,26 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         if not events:
             return
         sentiments, topics = await score_texts(events)
-        # Only the customers with feedback in the take are given the sentiments and
-        # topics: the others' events are not looked up (a lookup hashes a UUID, in Python).
+        # The customers are scored in the scoring process (a state store on disk); here,
+        # on the event loop, when it could not score the take or there is none.
+        if scorers and checkpoints.holds_packed:
+            if await score_in_process(
+                scorers[0],
+                events,
+                sentiments,
+                topics,
+                sources,
+                moment_rows,
+                score_rows,
+                process is None,
+            ):
+                for rows in (touchpoint_rows, moment_rows, score_rows):
+                    rows.close()
+                metrics.BATCH_SECONDS.labels("experience").observe(time.perf_counter() - started)
+                return
+            metrics.SCORE_PROCESS_FALLBACKS.inc()
+        # Only the customers with feedback in the take are given the sentiments and topics:
+        # the others' events are not looked up (a lookup hashes a UUID, in Python).
         with_feedback = {e.customer_id for e in events if e.feedback is not None}
         by_customer: dict[str, list[Event]] = defaultdict(list)
         for event in events:

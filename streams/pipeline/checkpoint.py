@@ -170,6 +170,27 @@ class Checkpointer:
         cp.packed = True
         return packed
 
+    @property
+    def holds_packed(self) -> bool:
+        """Whether the store holds the states' first stage (a store on disk whose codec
+        has two: ``held`` and ``set_packed`` work on it), not decoded states."""
+        return self._forms is not None and hasattr(self.table.data, "get_held")
+
+    def held(self, key: bytes) -> Any:
+        """What the store holds for the key, its first stage, not decoded (None: nothing):
+        what ``get`` reads (``holds_packed`` stores only)."""
+        return self.table.data.get_held(key)
+
+    def set_packed(self, key: bytes, partition: int, packed: bytes, *, was: Any) -> None:
+        """``set`` of a state given as its first stage (packed elsewhere); ``was``: what the
+        store held for the key when it was read (``held``; None: nothing)."""
+        cp = self.current
+        if key not in cp.before:
+            cp.before[key] = _MISSING if was is None else was
+        self._assign(key, partition, None, packed)
+        cp.states[key] = (partition, packed)
+        cp.packed = True
+
     @cached_property
     def _forms(self) -> Forms | None:
         """The table codec's stages, if it has two (looked up at the first ``set``: Faust

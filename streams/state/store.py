@@ -185,6 +185,10 @@ class CachedRocksStore(faust_rocksdb.Store):
         held = self._find(key, remember=True)
         return default if held is None else self._value(held)
 
+    def get_held(self, key: Any) -> Any:
+        """What ``get`` reads for the key, not decoded (None: nothing)."""
+        return self._find(key, remember=True)
+
     def held(self, key: Any) -> Any:
         """What the store holds for ``key`` (see the class), None when it holds nothing:
         what ``restore`` puts back, without decoding it or caching it."""

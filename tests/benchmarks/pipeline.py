@@ -54,6 +54,7 @@ from rich.table import Table
 from cxpulse import native
 from cxpulse.schemas.vocabulary import CASE_RULES
 from cxpulse.streams.pipeline.rows_process import NAME as ROWS_NAME
+from cxpulse.streams.pipeline.score_process import NAME as SCORE_NAME
 from cxpulse.streams.sentiment import NAME as SENTIMENT_NAME
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 130)
@@ -127,7 +128,11 @@ def process_hwm_kib(pid: int) -> dict[str, int]:
 
 
 #: The worker's children by the name each gives itself (``cxpulse.streams.child_process``).
-CHILDREN = {SENTIMENT_NAME: "sentiment process", ROWS_NAME: "rows process"}
+CHILDREN = {
+    SENTIMENT_NAME: "sentiment process",
+    ROWS_NAME: "rows process",
+    SCORE_NAME: "scoring process",
+}
 
 
 def process_name(pid: int) -> str:

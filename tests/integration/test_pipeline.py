@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -255,6 +256,8 @@ def test_single_and_batched_events_reach_clickhouse(pipeline: Pipeline) -> None:
     # a ClickHouse server takes rows, and there is none
     on_chdb = pipeline.settings.clickhouse_url.startswith("chdb:")
     assert ("rows are made into Arrow batches in their own process" in log) == on_chdb
+    # and its customers were scored in the scoring process (a state store on disk)
+    assert "customers are scored in their own process" in log
 
 
 def test_invalid_events_reach_dlq_topic_and_table_with_reasons(pipeline: Pipeline) -> None:
@@ -416,7 +419,8 @@ def test_failed_inserts_are_retried_and_nothing_is_lost(pipeline: Pipeline) -> N
     assert_scores_are_the_cores(pipeline, events)
 
 
-def test_scores_moments_and_views_land_in_clickhouse(pipeline: Pipeline) -> None:
+@pytest.mark.parametrize("scored", ["in the scoring process", "on the event loop"])
+def test_scores_moments_and_views_land_in_clickhouse(pipeline: Pipeline, scored: str) -> None:
     from cxpulse.schemas.events import TouchpointEvent
     from cxpulse.streams.core import apply_events
     from cxpulse.streams.dev.sample_events import sample_events
@@ -425,11 +429,14 @@ def test_scores_moments_and_views_land_in_clickhouse(pipeline: Pipeline) -> None
 
     now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
     docs = sample_events(seed=3, now=now)
-    worker = pipeline.start_worker()
+    in_process = scored == "in the scoring process"
+    worker = pipeline.start_worker(CXPULSE_SCORE_PROCESS=str(in_process).lower())
     publish(pipeline.settings, docs, batch_size=20)
     pipeline.wait_rows(worker, "moments", len(docs))
     customers = {d["customer_id"] for d in docs}
     pipeline.wait_rows(worker, "customer_scores", len(customers))
+    log = worker.log_path.read_text()
+    assert ("customers are scored in their own process" in log) == in_process
 
     events = [TouchpointEvent.model_validate(d) for d in docs]
     model = load_model()
@@ -448,6 +455,12 @@ def test_scores_moments_and_views_land_in_clickhouse(pipeline: Pipeline) -> None
 
     moments = pipeline.query("SELECT count(), uniqExact(event_id) FROM moments FINAL")
     assert moments == [(len(docs), len(docs))]
+    # Each text's sentiment is on its moment, and only texts have one, although the take
+    # scored the customers without text while the sentiment process read the texts.
+    read = dict(pipeline.query("SELECT toString(event_id), sentiment FROM moments FINAL"))
+    with_text = {str(i): s for i, s in sentiments.items() if s is not None}
+    assert with_text, "the sample has feedback texts"
+    assert {i: s for i, s in read.items() if s is not None} == pytest.approx(with_text, abs=1e-6)
     factors = pipeline.query("SELECT count(DISTINCT event_id) FROM moment_factors FINAL")
     assert factors == [(len(docs),)]
     emotion = pipeline.query("SELECT sum(moments) FROM emotion_map")
@@ -472,6 +485,44 @@ def expected_scores(docs: list[dict[str, Any]]) -> dict[str, float]:
         state, _ = apply_events(None, [e for e in events if e.customer_id == customer], model, now)
         out[customer] = state.score
     return out
+
+
+def test_a_dead_scoring_process_loses_nothing(pipeline: Pipeline) -> None:
+    """The scoring process is killed between two takes: the next take is scored on the
+    event loop (counted), the one after in a new child, and every customer's score is
+    the core's."""
+    from cxpulse.streams.pipeline.score_process import NAME
+
+    events = make_events(90, customers=6)
+    worker = pipeline.start_worker()
+    publish(pipeline.settings, events[:40])
+    pipeline.wait_rows(worker, "moments", 40)
+    assert worker.proc is not None
+    [child] = [p for p in _children(worker.proc.pid) if _comm(p) == NAME]
+    os.kill(child, signal.SIGKILL)
+    publish(pipeline.settings, events[40:70])
+    pipeline.wait_rows(worker, "moments", 70)
+    publish(pipeline.settings, events[70:])
+    pipeline.wait_rows(worker, "moments", len(events))
+    pipeline.wait_scores(worker)
+    metrics = scrape(pipeline.settings.web_port)
+    assert metrics[("cxpulse_score_process_fallbacks_total", ())] >= 1
+    assert [p for p in _children(worker.proc.pid) if _comm(p) == NAME] != [child]
+    assert "the scoring process ended" in worker.log_path.read_text()
+    assert_scores_are_the_cores(pipeline, events)
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def test_customer_state_survives_a_restart(pipeline: Pipeline) -> None:
