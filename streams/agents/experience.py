@@ -60,7 +60,7 @@ from cxpulse.streams.pipeline.rows import (
     score_parts,
 )
 from cxpulse.streams.pipeline.rows_process import RowsProcess
-from cxpulse.streams.pipeline.score_process import ScoreProcess, ScoringFailed
+from cxpulse.streams.pipeline.score_process import ScoreProcess, ScoringFailed, TakeScores
 from cxpulse.streams.pipeline.takes import YIELD_SECONDS, run_takes
 from cxpulse.streams.rules.customer import customer_alerts
 from cxpulse.streams.runtime import Runtime
@@ -111,6 +111,43 @@ def _log_warm_up(loaded: Any) -> None:
 #: fresh moments, the score update (None when the rows process works it out) and the
 #: alerts.
 Scored = tuple[CustomerState | None, CustomerState, list[Moment], ScoreUpdate | None, list[Alert]]
+
+
+#: The share of a take's events whose customers the scoring process scores while the
+#: event loop scores the others' (``split``).
+SCORED_ELSEWHERE = 0.5
+
+
+class Tally:
+    """What a take's customers gave, wherever they were scored: its alerts (sent together
+    at its end) and what the metrics count."""
+
+    __slots__ = ("duplicates", "late", "moments_by_channel", "raised", "scores")
+
+    def __init__(self) -> None:
+        self.scores: list[float] = []
+        self.raised: list[tuple[Alert, float]] = []
+        self.moments_by_channel: Counter[str] = Counter()
+        self.late = 0
+        self.duplicates = 0
+
+
+def split(
+    by_customer: dict[str, list[Event]], share: float
+) -> tuple[dict[str, list[Event]], dict[str, list[Event]]]:
+    """The customers in two, in their order: the first holding about ``share`` of the
+    events, the rest."""
+    total = sum(map(len, by_customer.values()))
+    first: dict[str, list[Event]] = {}
+    rest: dict[str, list[Event]] = {}
+    taken = 0
+    for customer_id, batch in by_customer.items():
+        if taken < share * total:
+            first[customer_id] = batch
+            taken += len(batch)
+        else:
+            rest[customer_id] = batch
+    return first, rest
 
 
 def observe_state_sizes(sizes: list[int]) -> None:
@@ -253,33 +290,35 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         update = score_update(state, rt.model) if with_update else None
         return duplicates, (before, state, fresh, update, alerts)
 
-    async def score_in_process(
+    def score_elsewhere(
         scorer: ScoreProcess,
-        events: list[Event],
+        by_customer: dict[str, list[Event]],
         sentiments: dict[Any, float | None],
         topics: dict[Any, tuple[str, ...]],
+        now: datetime,
+        with_updates: bool,
+    ) -> tuple[dict[str, bytes | None], asyncio.Task[TakeScores | None]]:
+        """Start scoring these customers in the scoring process: their states as the store
+        holds them, and what gives their outcome (None: the process could not)."""
+        held = {c: checkpoints.held(c.encode()) for c in by_customer}
+        records = encode_events([e for batch in by_customer.values() for e in batch])
+        scoring = asyncio.ensure_future(
+            scorer.score(records, held, sentiments, topics, now, with_updates=with_updates)
+        )
+        return held, scoring
+
+    async def record_elsewhere(
+        scored: TakeScores,
+        held: dict[str, bytes | None],
+        by_customer: dict[str, list[Event]],
+        tally: Tally,
         sources: Sources,
         moment_rows: TakeRows,
         score_rows: TakeRows,
         with_updates: bool,
-    ) -> bool:
-        """The take's customers scored in the scoring process, what they gave recorded as
-        the loop below records it; False when the process could not score them (nothing
-        recorded: the loop scores them)."""
-        by_customer: dict[str, list[Event]] = defaultdict(list)
-        for event in events:
-            by_customer[event.customer_id].append(event)
-        held = {c: checkpoints.held(c.encode()) for c in by_customer}
-        now = datetime.now(UTC)
-        records = encode_events(events)
-        scored = await scorer.score(
-            records, held, sentiments, topics, now, with_updates=with_updates
-        )
-        if scored is None:
-            return False
-        scores: list[float] = []
-        raised: list[tuple[Alert, float]] = []  # the take's alerts, sent together
-        duplicates = 0
+    ) -> None:
+        """Record what the scoring process gave, as ``score_here`` records its own work."""
+        moment_rows.add(score_process.MOMENTS.decode(scored.moments))
         for outcome in scored.customers:
             customer_id = outcome.customer_id
             batch = by_customer[customer_id]
@@ -292,10 +331,10 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                     subject=f"customer {customer_id}",
                 )
                 continue
-            duplicates += outcome.duplicates
+            tally.duplicates += outcome.duplicates
             if outcome.packed is None:
                 continue
-            last = sources.message_of(batch[-1])  # the state's partition, as below
+            last = sources.message_of(batch[-1])  # the state's partition, as in the loop
             checkpoints.set_packed(
                 customer_id.encode(),
                 last.message.partition,
@@ -306,20 +345,78 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                 score_rows.add([outcome.packed])
             if outcome.alerts:
                 entered_at = record_time(last)
-                raised += [(alert, entered_at) for alert in outcome.alerts]
-            scores.append(outcome.score)
-        moment_rows.add(score_process.MOMENTS.decode(scored.moments))
-        if with_updates and scored.updates:
+                tally.raised += [(alert, entered_at) for alert in outcome.alerts]
+            tally.scores.append(outcome.score)
+        if with_updates:
             score_rows.add(score_process.UPDATES.decode(scored.updates))
-        if raised:  # on cx.alerts now; the broker has them before the offsets commit
-            checkpoints.sent(await send_alerts(rt, raised))
-        for channel, n in scored.by_channel.items():
-            metrics.MOMENTS.labels(channel).inc(n)
-        metrics.LATE_EVENTS.inc(scored.late)
-        metrics.DUPLICATE_EVENTS.inc(duplicates)
-        metrics.SCORE_UPDATES.inc(len(scores))
-        metrics.SCORE.observe_many(scores)
-        return True
+        tally.moments_by_channel.update(scored.by_channel)
+        tally.late += scored.late
+
+    async def score_here(
+        by_customer: dict[str, list[Event]],
+        sentiments: dict[Any, float | None],
+        topics: dict[Any, tuple[str, ...]],
+        now: datetime,
+        tally: Tally,
+        sources: Sources,
+        rows: tuple[TakeRows, TakeRows, TakeRows],
+        with_update: bool,
+    ) -> None:
+        """Score these customers on the event loop, each on its own, and record what they
+        gave: moments and score rows (``with_update``: the score updates' rows, made here),
+        states in the checkpoint, alerts in ``tally``."""
+        _, moment_rows, score_rows = rows
+        # Only the customers with feedback in the take are given the sentiments and topics:
+        # the others' events are not looked up (a lookup hashes a UUID, in Python).
+        with_feedback = {
+            c for c, batch in by_customer.items() if any(e.feedback is not None for e in batch)
+        }
+        clock = time.perf_counter
+        yielded = clock()
+        for customer_id, batch in by_customer.items():
+            if clock() - yielded >= YIELD_SECONDS:
+                await asyncio.sleep(0)
+                yielded = clock()
+            try:
+                texts = customer_id in with_feedback
+                seen_twice, scored = score_customer(
+                    customer_id,
+                    batch,
+                    now,
+                    sentiments if texts else None,
+                    topics if texts else None,
+                    with_update,
+                )
+            except Exception as exc:
+                # One customer's failure must not drop the take: its events are set
+                # aside (each with its own message's position), the other customers go on.
+                await sources.set_aside(
+                    rt, batch, exc, step="scoring", subject=f"customer {customer_id}"
+                )
+                continue
+            tally.duplicates += seen_twice
+            if scored is None:
+                continue
+            before, state, fresh, update, alerts = scored
+            moment_rows.add(fresh)
+            # A customer's events all come from its partition (of the raw topic, where
+            # they were in it, or of the events topic, keyed by customer_id): its state
+            # belongs to that partition's changelog.
+            last = sources.message_of(batch[-1])
+            packed = checkpoints.set(
+                customer_id.encode(), last.message.partition, state, was=before
+            )
+            if update is not None:
+                score_rows.add([update])
+            else:  # the rows process works the score update out of the packed state
+                score_rows.add([customer_codec.pack(state) if packed is None else packed])
+            if alerts:
+                entered_at = record_time(last)
+                tally.raised += [(alert, entered_at) for alert in alerts]
+            tally.scores.append(state.score)
+            for moment in fresh:
+                tally.moments_by_channel[moment.channel] += 1
+                tally.late += moment.late
 
     async def handle(take: list[Any]) -> None:
         """A take of raw messages (validated here first: ``validate``, which sends on all
@@ -349,6 +446,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             touchpoint_rows = rows_process.event_rows(checkpoints, process, ingested_at)
             moment_rows = rows_process.moment_rows(checkpoints, process)
             score_rows = rows_process.score_rows(checkpoints, process)
+        rows = (touchpoint_rows, moment_rows, score_rows)
         for message in take:
             records: bytes | None = message.value  # its events as msgpack records
             if message.message.topic == raw_topic:
@@ -377,91 +475,44 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         if not events:
             return
         sentiments, topics = await score_texts(events)
-        # The customers are scored in the scoring process (a state store on disk); here,
-        # on the event loop, when it could not score the take or there is none.
-        if scorers and checkpoints.holds_packed:
-            if await score_in_process(
-                scorers[0],
-                events,
-                sentiments,
-                topics,
-                sources,
-                moment_rows,
-                score_rows,
-                process is None,
-            ):
-                for rows in (touchpoint_rows, moment_rows, score_rows):
-                    rows.close()
-                metrics.BATCH_SECONDS.labels("experience").observe(time.perf_counter() - started)
-                return
-            metrics.SCORE_PROCESS_FALLBACKS.inc()
-        # Only the customers with feedback in the take are given the sentiments and topics:
-        # the others' events are not looked up (a lookup hashes a UUID, in Python).
-        with_feedback = {e.customer_id for e in events if e.feedback is not None}
         by_customer: dict[str, list[Event]] = defaultdict(list)
         for event in events:
             by_customer[event.customer_id].append(event)
         now = datetime.now(UTC)
-        scores: list[float] = []
-        raised: list[tuple[Alert, float]] = []  # the take's alerts, sent together
-        moments_by_channel: Counter[str] = Counter()
-        late = duplicates = 0
-        clock = time.perf_counter
-        yielded = clock()
-        for customer_id, batch in by_customer.items():
-            if clock() - yielded >= YIELD_SECONDS:
-                await asyncio.sleep(0)
-                yielded = clock()
-            try:
-                texts = customer_id in with_feedback
-                seen_twice, scored = score_customer(
-                    customer_id,
-                    batch,
-                    now,
-                    sentiments if texts else None,
-                    topics if texts else None,
-                    process is None,
-                )
-            except Exception as exc:
-                # One customer's failure must not drop the take: its events are set
-                # aside (each with its own message's position), the other customers go on.
-                await sources.set_aside(
-                    rt, batch, exc, step="scoring", subject=f"customer {customer_id}"
-                )
-                continue
-            duplicates += seen_twice
-            if scored is None:
-                continue
-            before, state, fresh, update, alerts = scored
-            moment_rows.add(fresh)
-            # A customer's events all come from its partition (of the raw topic, where
-            # they were in it, or of the events topic, keyed by customer_id): its state
-            # belongs to that partition's changelog.
-            last = sources.message_of(batch[-1])
-            packed = checkpoints.set(
-                customer_id.encode(), last.message.partition, state, was=before
+        tally = Tally()
+        # A share of the customers is scored in the scoring process while the event loop
+        # scores the others (a state store on disk; each customer's work is its own).
+        if scorers and checkpoints.holds_packed:
+            elsewhere, here = split(by_customer, SCORED_ELSEWHERE)
+            held, scoring = score_elsewhere(
+                scorers[0], elsewhere, sentiments, topics, now, process is None
             )
-            if update is not None:
-                score_rows.add([update])
-            else:  # the rows process works the score update out of the packed state
-                score_rows.add([customer_codec.pack(state) if packed is None else packed])
-            if alerts:
-                entered_at = record_time(last)
-                raised += [(alert, entered_at) for alert in alerts]
-            scores.append(state.score)
-            for moment in fresh:
-                moments_by_channel[moment.channel] += 1
-                late += moment.late
-        for rows in (touchpoint_rows, moment_rows, score_rows):
-            rows.close()
+            await score_here(here, sentiments, topics, now, tally, sources, rows, process is None)
+            scored = await scoring
+            if scored is not None:
+                await record_elsewhere(
+                    scored, held, elsewhere, tally, sources, rows[1], rows[2], process is None
+                )
+            else:  # the process could not: scored here, nothing lost
+                metrics.SCORE_PROCESS_FALLBACKS.inc()
+                await score_here(
+                    elsewhere, sentiments, topics, now, tally, sources, rows, process is None
+                )
+        else:
+            await score_here(
+                by_customer, sentiments, topics, now, tally, sources, rows, process is None
+            )
+        raised = tally.raised
+        for made in rows:
+            made.close()
         if raised:  # on cx.alerts now; the broker has them before the offsets commit
             checkpoints.sent(await send_alerts(rt, raised))
-        for channel, n in moments_by_channel.items():
+        for channel, n in tally.moments_by_channel.items():
             metrics.MOMENTS.labels(channel).inc(n)
-        metrics.LATE_EVENTS.inc(late)
-        metrics.DUPLICATE_EVENTS.inc(duplicates)
-        metrics.SCORE_UPDATES.inc(len(scores))
-        metrics.SCORE.observe_many(scores)
+        metrics.LATE_EVENTS.inc(tally.late)
+        metrics.DUPLICATE_EVENTS.inc(tally.duplicates)
+        metrics.SCORE_UPDATES.inc(len(tally.scores))
+        metrics.SCORE.observe_many(tally.scores)
         metrics.BATCH_SECONDS.labels("experience").observe(time.perf_counter() - started)
 
     checkpoints = Checkpointer(

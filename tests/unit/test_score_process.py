@@ -163,3 +163,13 @@ def test_sentiments_reach_only_the_customers_with_text(takes: list[list[Event]])
     assert with_text and stray
     plain = score_customers(events, {}, {}, {}, NOW, MODEL)
     assert score_customers(events, {}, stray, {}, NOW, MODEL) == plain
+
+
+def test_a_take_is_split_by_its_events_in_the_customers_order() -> None:
+    from cxpulse.streams.agents.experience import split
+
+    by_customer: dict[str, list[Any]] = {"a": [1, 2, 3], "b": [4], "c": [5, 6], "d": [7, 8]}
+    first, rest = split(by_customer, 0.5)
+    assert (list(first), list(rest)) == (["a", "b"], ["c", "d"])  # 4 of 8 events
+    assert split(by_customer, 0.0) == ({}, by_customer)
+    assert split({"a": [1]}, 0.5) == ({"a": [1]}, {})
