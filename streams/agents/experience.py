@@ -347,7 +347,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
                 entered_at = record_time(last)
                 tally.raised += [(alert, entered_at) for alert in outcome.alerts]
             tally.scores.append(outcome.score)
-        if with_updates:
+        if with_updates and scored.updates:  # none when no customer had a new event
             score_rows.add(score_process.UPDATES.decode(scored.updates))
         tally.moments_by_channel.update(scored.by_channel)
         tally.late += scored.late
