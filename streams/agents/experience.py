@@ -48,7 +48,6 @@ from cxpulse.streams import metrics
 from cxpulse.streams.agents.alerting import record_time, send_alerts
 from cxpulse.streams.agents.set_aside import Sources, dead_letter
 from cxpulse.streams.agents.validate import validate
-from cxpulse.streams.core import apply_events, score_update
 from cxpulse.streams.pipeline import rows_process, score_process
 from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.pipeline.records import Event, decode_events, encode_events
@@ -60,9 +59,13 @@ from cxpulse.streams.pipeline.rows import (
     score_parts,
 )
 from cxpulse.streams.pipeline.rows_process import RowsProcess
-from cxpulse.streams.pipeline.score_process import ScoreProcess, ScoringFailed, TakeScores
+from cxpulse.streams.pipeline.score_process import (
+    ScoreProcess,
+    ScoringFailed,
+    TakeScores,
+    score_one,
+)
 from cxpulse.streams.pipeline.takes import YIELD_SECONDS, run_takes
-from cxpulse.streams.rules.customer import customer_alerts
 from cxpulse.streams.runtime import Runtime
 from cxpulse.streams.sentiment import SentimentAnalyzer, SentimentProcess, feedback_items
 from cxpulse.streams.state import customer as customer_codec
@@ -272,22 +275,19 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         state before and the new one, the fresh moments, the score update and the alerts.
         The state is not recorded here: see the agent."""
         before = checkpoints.get(customer_id.encode())
-        after, produced = apply_events(before, batch, rt.model, now, sentiments, topics)
-        fresh = [m for m in produced if m is not None]
-        duplicates = len(produced) - len(fresh)
-        if not fresh:
-            return duplicates, None
-        # The rules' memory (cooldowns, hysteresis) lives in the state they return.
-        state, alerts = customer_alerts(
+        duplicates, scored = score_one(
             before,
-            after,
             batch,
-            produced,
             rt.model,
             now,
+            sentiments,
+            topics,
             include_feedback_text=rt.settings.alerts_include_feedback_text,
+            with_update=with_update,
         )
-        update = score_update(state, rt.model) if with_update else None
+        if scored is None:
+            return duplicates, None
+        state, fresh, update, alerts = scored
         return duplicates, (before, state, fresh, update, alerts)
 
     def score_elsewhere(

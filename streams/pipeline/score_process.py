@@ -45,7 +45,7 @@ import msgspec
 
 from cxpulse.schemas.alerts import Alert
 from cxpulse.schemas.model import ExperienceModel
-from cxpulse.schemas.scoring import Moment, ScoreUpdate
+from cxpulse.schemas.scoring import CustomerState, Moment, ScoreUpdate
 from cxpulse.streams.child_process import pids, spawned_pool
 from cxpulse.streams.core import apply_events, score_update
 from cxpulse.streams.pipeline.records import Event, decode_events
@@ -89,6 +89,39 @@ class TakeScores(NamedTuple):
     updates: bytes = b""
 
 
+def score_one(
+    before: CustomerState | None,
+    batch: list[Event],
+    model: ExperienceModel,
+    now: datetime,
+    sentiments: dict[UUID, float | None] | None,
+    topics: dict[UUID, tuple[str, ...]] | None,
+    *,
+    include_feedback_text: bool,
+    with_update: bool,
+) -> tuple[int, tuple[CustomerState, list[Moment], ScoreUpdate | None, list[Alert]] | None]:
+    """One customer's events of a take applied: its events seen twice, and (None when none
+    was new) the new state, the fresh moments, the score update (``with_update``) and the
+    alerts. Where the step scores a customer, here or on its event loop."""
+    after, produced = apply_events(before, batch, model, now, sentiments, topics)
+    fresh = [m for m in produced if m is not None]
+    duplicates = len(produced) - len(fresh)
+    if not fresh:
+        return duplicates, None
+    # The rules' memory (cooldowns, hysteresis) lives in the state they return.
+    state, alerts = customer_alerts(
+        before,
+        after,
+        batch,
+        produced,
+        model,
+        now,
+        include_feedback_text=include_feedback_text,
+    )
+    update = score_update(state, model) if with_update else None
+    return duplicates, (state, fresh, update, alerts)
+
+
 def score_customers(
     events: list[Event],
     held: dict[str, bytes | None],
@@ -118,34 +151,25 @@ def score_customers(
             packed = held.get(customer_id)
             before = None if packed is None else unpack(packed)
             texts = customer_id in with_text
-            after, produced = apply_events(
+            duplicates, scored = score_one(
                 before,
                 batch,
                 model,
                 now,
                 sentiments if texts else None,
                 topics if texts else None,
-            )
-            fresh = [m for m in produced if m is not None]
-            if not fresh:
-                outcomes.append(Outcome(customer_id, len(produced), None, [], 0.0))
-                continue
-            # The rules' memory (cooldowns, hysteresis) lives in the state they return.
-            state, alerts = customer_alerts(
-                before,
-                after,
-                batch,
-                produced,
-                model,
-                now,
                 include_feedback_text=include_feedback_text,
+                with_update=with_updates,
             )
-            update = score_update(state, model) if with_updates else None
+            if scored is None:
+                outcomes.append(Outcome(customer_id, duplicates, None, [], 0.0))
+                continue
+            state, fresh, update, alerts = scored
             new = pack(state)
         except Exception as exc:  # this customer's events are set aside; the others go on
             outcomes.append(Outcome(customer_id, 0, None, [], 0.0, _reason(exc)))
             continue
-        outcomes.append(Outcome(customer_id, len(produced) - len(fresh), new, alerts, state.score))
+        outcomes.append(Outcome(customer_id, duplicates, new, alerts, state.score))
         moments += fresh
         if update is not None:
             updates.append(update)
