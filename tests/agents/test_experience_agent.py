@@ -185,16 +185,16 @@ def test_a_customer_whose_scoring_raises_goes_to_the_dlq_and_the_others_are_scor
     counted; every other customer of the same envelope is scored as usual."""
     from cxpulse.schemas.envelope import decode_message
     from cxpulse.streams import metrics
-    from cxpulse.streams.agents import experience
+    from cxpulse.streams.pipeline import score_process
 
-    real = experience.apply_events
+    real = score_process.apply_events
 
     def apply(before: Any, events: list[TouchpointEvent], *args: Any) -> Any:
         if events[0].customer_id == "C-bad":
             raise ValueError("cannot score this one\nsecond line")
         return real(before, events, *args)
 
-    monkeypatch.setattr(experience, "apply_events", apply)
+    monkeypatch.setattr(score_process, "apply_events", apply)
     alice = events_for("C-alice", ["failure", "success"])
     bad = events_for("C-bad", ["failure", "failure"])
     bob = events_for("C-bob", ["success"])
