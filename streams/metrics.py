@@ -229,6 +229,12 @@ SCORE_PROCESS_FALLBACKS = Counter(
     "the event loop instead: nothing is lost, only the time.",
     registry=REGISTRY,
 )
+SCORE_PROCESS_SHARE = Gauge(
+    "cxpulse_score_process_share",
+    "The share of a take's events whose customers the scoring process scores while the "
+    "event loop scores the others', as it follows both sides' seconds an event.",
+    registry=REGISTRY,
+)
 SENTIMENT_SECONDS = Histogram(
     "cxpulse_sentiment_seconds",
     "Time to score the feedback texts of one batch (off the event loop).",

@@ -65,6 +65,7 @@ from cxpulse.streams.pipeline.score_process import (
     TakeScores,
     score_one,
 )
+from cxpulse.streams.pipeline.share import Share, split
 from cxpulse.streams.pipeline.takes import YIELD_SECONDS, run_takes
 from cxpulse.streams.runtime import Runtime
 from cxpulse.streams.sentiment import SentimentAnalyzer, SentimentProcess, feedback_items
@@ -116,11 +117,6 @@ def _log_warm_up(loaded: Any) -> None:
 Scored = tuple[CustomerState | None, CustomerState, list[Moment], ScoreUpdate | None, list[Alert]]
 
 
-#: The share of a take's events whose customers the scoring process scores while the
-#: event loop scores the others' (``split``).
-SCORED_ELSEWHERE = 0.5
-
-
 class Tally:
     """What a take's customers gave, wherever they were scored: its alerts (sent together
     at its end) and what the metrics count."""
@@ -133,24 +129,6 @@ class Tally:
         self.moments_by_channel: Counter[str] = Counter()
         self.late = 0
         self.duplicates = 0
-
-
-def split(
-    by_customer: dict[str, list[Event]], share: float
-) -> tuple[dict[str, list[Event]], dict[str, list[Event]]]:
-    """The customers in two, in their order: the first holding about ``share`` of the
-    events, the rest."""
-    total = sum(map(len, by_customer.values()))
-    first: dict[str, list[Event]] = {}
-    rest: dict[str, list[Event]] = {}
-    taken = 0
-    for customer_id, batch in by_customer.items():
-        if taken < share * total:
-            first[customer_id] = batch
-            taken += len(batch)
-        else:
-            rest[customer_id] = batch
-    return first, rest
 
 
 def observe_state_sizes(sizes: list[int]) -> None:
@@ -195,6 +173,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
     # The scoring process (cxpulse.streams.pipeline.score_process), started with the
     # sentiment process during the first join.
     scorers: list[ScoreProcess] = []
+    # how much of each take the scoring process is given (it follows both sides' speed)
+    share = Share()
 
     @rt.app.on_partitions_revoked.connect
     async def warm_up_during_the_join(*_: Any, **__: Any) -> None:
@@ -297,7 +277,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         topics: dict[Any, tuple[str, ...]],
         now: datetime,
         with_updates: bool,
-    ) -> tuple[dict[str, bytes | None], asyncio.Task[TakeScores | None]]:
+    ) -> tuple[dict[str, bytes | None], asyncio.Future[TakeScores | None]]:
         """Start scoring these customers in the scoring process: their states as the store
         holds them, and what gives their outcome (None: the process could not)."""
         held = {c: checkpoints.held(c.encode()) for c in by_customer}
@@ -483,13 +463,25 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         # A share of the customers is scored in the scoring process while the event loop
         # scores the others (a state store on disk; each customer's work is its own).
         if scorers and checkpoints.holds_packed:
-            elsewhere, here = split(by_customer, SCORED_ELSEWHERE)
+            elsewhere, here = split(by_customer, share.share)
+            handed = time.perf_counter()
             held, scoring = score_elsewhere(
                 scorers[0], elsewhere, sentiments, topics, now, process is None
             )
+            submitted = time.perf_counter()
             await score_here(here, sentiments, topics, now, tally, sources, rows, process is None)
+            here_seconds = time.perf_counter() - submitted
             scored = await scoring
             if scored is not None:
+                there_events = len(events) - sum(map(len, here.values()))
+                metrics.SCORE_PROCESS_SHARE.set(
+                    share.observe(
+                        there_events,
+                        submitted - handed + scored.seconds,
+                        len(events) - there_events,
+                        here_seconds,
+                    )
+                )
                 await record_elsewhere(
                     scored, held, elsewhere, tally, sources, rows[1], rows[2], process is None
                 )

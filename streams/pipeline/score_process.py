@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter, defaultdict
+from collections.abc import Awaitable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
@@ -80,13 +82,15 @@ class Outcome(NamedTuple):
 class TakeScores(NamedTuple):
     """A take scored: each customer's outcome, in the order they first come in the take;
     the fresh moments (msgpack, customer after customer), how many were late, and by
-    channel; the score updates (msgpack; empty unless asked for)."""
+    channel; the score updates (msgpack; empty unless asked for); ``seconds``: from the
+    take handed to the child to its result back in the worker (set by ``ScoreProcess``)."""
 
     customers: list[Outcome]
     moments: bytes
     late: int
     by_channel: dict[str, int]
     updates: bytes = b""
+    seconds: float = 0.0
 
 
 def score_one(
@@ -252,7 +256,7 @@ class ScoreProcess:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def score(
+    def score(
         self,
         records: bytes,
         held: dict[str, bytes | None],
@@ -261,21 +265,44 @@ class ScoreProcess:
         now: datetime,
         *,
         with_updates: bool = False,
-    ) -> TakeScores | None:
-        """The take scored in the child; None when it could not be (the child died, or
-        could not be started): the step scores it on the event loop, and the next take
-        goes to a new child."""
+    ) -> Awaitable[TakeScores | None]:
+        """Hand the take to the child now (the event loop goes on with its own share of
+        the take meanwhile); awaited, the take scored, or None when it could not be (the
+        child died, or could not be started): the step scores it on the event loop, and
+        the next take goes to a new child."""
         pool = self._pool
+        started = time.perf_counter()
         try:
             future = pool.submit(
                 _score_in_child, records, held, sentiments, topics, now, with_updates
             )
-            return await asyncio.wrap_future(future)
-        except (BrokenProcessPool, RuntimeError) as exc:  # died, or shut down
+        except Exception as exc:
+            return self._failed(pool, exc)
+        # stamped as the result arrives, by the pool's thread: the event loop may be busy
+        # with its own share of the take then
+        done: list[float] = []
+        future.add_done_callback(lambda _: done.append(time.perf_counter()))
+        return self._scored(pool, future, started, done)
+
+    async def _scored(
+        self,
+        pool: ProcessPoolExecutor,
+        future: Future[TakeScores],
+        started: float,
+        done: list[float],
+    ) -> TakeScores | None:
+        try:
+            scored = await asyncio.wrap_future(future)
+        except Exception as exc:
+            await self._failed(pool, exc)
+            return None
+        return scored._replace(seconds=(done[0] if done else time.perf_counter()) - started)
+
+    async def _failed(self, pool: ProcessPoolExecutor, exc: Exception) -> None:
+        if isinstance(exc, BrokenProcessPool | RuntimeError):  # died, or shut down
             self._replace(pool, exc)
-        except Exception as exc:  # a value that did not cross: the event loop scores it
+        else:  # a value that did not cross: the event loop scores it
             log.warning("the scoring process could not score a take: %s", _reason(exc))
-        return None
 
     def _replace(self, broken: ProcessPoolExecutor, exc: BaseException) -> None:
         if broken is not self._pool:

@@ -143,11 +143,14 @@ def test_the_child_scores_as_the_step_and_a_dead_one_hands_the_take_back(
         [pid] = process.pids()
         with open(f"/proc/{pid}/comm") as f:
             assert f.read().strip() == NAME
-        assert asyncio.run(score()) == expected
+        first = asyncio.run(score())
+        # as scored in process; and how long it took, from the hand-off to the result back
+        assert first is not None and first._replace(seconds=0.0) == expected
+        assert first.seconds > 0.0
         os.kill(pid, signal.SIGKILL)
         assert asyncio.run(score()) is None  # the step scores this take itself
         again = asyncio.run(score())  # in a new child
-        assert again == expected
+        assert again is not None and again._replace(seconds=0.0) == expected
         assert process.pids() and process.pids() != [pid]
     finally:
         process.close()
@@ -163,13 +166,3 @@ def test_sentiments_reach_only_the_customers_with_text(takes: list[list[Event]])
     assert with_text and stray
     plain = score_customers(events, {}, {}, {}, NOW, MODEL)
     assert score_customers(events, {}, stray, {}, NOW, MODEL) == plain
-
-
-def test_a_take_is_split_by_its_events_in_the_customers_order() -> None:
-    from cxpulse.streams.agents.experience import split
-
-    by_customer: dict[str, list[Any]] = {"a": [1, 2, 3], "b": [4], "c": [5, 6], "d": [7, 8]}
-    first, rest = split(by_customer, 0.5)
-    assert (list(first), list(rest)) == (["a", "b"], ["c", "d"])  # 4 of 8 events
-    assert split(by_customer, 0.0) == ({}, by_customer)
-    assert split({"a": [1]}, 0.5) == ({"a": [1]}, {})
