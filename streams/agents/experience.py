@@ -192,6 +192,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             if rt.settings.score_process and rt.settings.state_store == "rocksdb":
                 scorer = ScoreProcess(rt.model, rt.settings.alerts_include_feedback_text)
                 scorers.append(scorer)
+                metrics.SCORE_PROCESS_SHARE.set(share.share)
                 scorer.warm_up().add_done_callback(_log_scorer_warm_up)
 
     if child is not None:

@@ -1078,6 +1078,8 @@ class LatencyRun:
     takes: int = 0  # the experience step's takes, start → drained
     take_seconds: float = 0.0  # the time it spent in them (its handle, yields included)
     sentiment_seconds: float = 0.0  # of which awaiting the sentiment process
+    #: the share of a take the scoring process was given at the end (None: none ran)
+    score_share: float | None = None
     #: the experience step's checkpoints, start → drained: how many, their commits' time
     #: (cut → offsets acknowledged), and the time the step waited at a cut for the one
     #: before (one commit at a time: the step held up by its sink)
@@ -1272,6 +1274,7 @@ def run_latency(
         out.takes = int(metric_sum(metrics, "cxpulse_batch_seconds_count", agent="experience"))
         out.take_seconds = metric_sum(metrics, "cxpulse_batch_seconds_sum", agent="experience")
         out.sentiment_seconds = metric_sum(metrics, "cxpulse_sentiment_seconds_sum")
+        out.score_share = metrics.get(("cxpulse_score_process_share", ()))
         step = {"table": "customer_state"}
         out.checkpoints = int(metric_sum(metrics, "cxpulse_checkpoint_seconds_count", **step))
         out.checkpoint_seconds = metric_sum(metrics, "cxpulse_checkpoint_seconds_sum", **step)
@@ -1553,6 +1556,12 @@ def latency_figures(lat: LatencyRun) -> None:
         "latency_take_share",
         "  ... share of publish + drain spent in takes",
         [lat.take_seconds / window] if lat.takes and window > 0 else [],
+        "",
+    )
+    figure(
+        "latency_score_share",
+        "  ... share of a take scored in the scoring process, at the end",
+        [lat.score_share] if lat.score_share is not None else [],
         "",
     )
     figure(
