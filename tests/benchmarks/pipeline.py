@@ -173,6 +173,18 @@ def collections_of(metrics: dict[Any, float]) -> tuple[float | None, float | Non
     )
 
 
+def children_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds (``cpu_seconds``) of each descendant of a process by name (its rows,
+    scoring and sentiment processes), the same name's added up."""
+    out: dict[str, float] = {}
+    for child in descendants(pid):
+        used = cpu_seconds(child)
+        if used is not None:
+            name = process_name(child)
+            out[name] = out.get(name, 0.0) + used
+    return out
+
+
 def cpu_seconds(pid: int | None, thread: int | None = None) -> float | None:
     """User + system CPU time a process (or one of its threads: its main thread's id is
     the process's) has used so far (Linux /proc), in seconds."""
@@ -1090,9 +1102,11 @@ class LatencyRun:
     inserts: dict[str, tuple[int, float]] = field(default_factory=dict)
     #: CPU the worker used from the first publish until drained: its main thread (the
     #: event loop: every step's Python) and the whole process (the sink, Kafka and
-    #: RocksDB threads too; not the sentiment process)
+    #: RocksDB threads too; not its child processes: ``children_cpu_s``)
     main_cpu_s: float | None = None
     worker_cpu_s: float | None = None
+    #: its child processes' CPU over the same time, by name (rows, scoring, sentiment)
+    children_cpu_s: dict[str, float] = field(default_factory=dict)
     #: the run's data replayed in-process in its shape before the run (``steady_replay``)
     replay_s: float = 0.0
     replay_events: int = 0
@@ -1240,6 +1254,7 @@ def run_latency(
         publisher = threading.Thread(target=publish_steadily, name="steady-publisher")
         pid = worker.proc.pid
         main0, all0 = cpu_seconds(pid, pid), cpu_seconds(pid)
+        children0 = children_cpu_seconds(pid)
         publisher.start()
         while publisher.is_alive():  # one sample a window: what an event costs as it goes
             sample_window(out, settings, pid)
@@ -1269,6 +1284,10 @@ def run_latency(
             out.main_cpu_s = main1 - main0
         if all0 is not None and all1 is not None:
             out.worker_cpu_s = all1 - all0
+        out.children_cpu_s = {
+            name: used - children0.get(name, 0.0)
+            for name, used in children_cpu_seconds(pid).items()
+        }
         out.peak_rss_kib = tree_hwm_kib(worker.proc.pid)
         out.gc_seconds, out.gc_longest_s = collections_of(metrics)
         out.takes = int(metric_sum(metrics, "cxpulse_batch_seconds_count", agent="experience"))
@@ -1618,6 +1637,14 @@ def latency_figures(lat: LatencyRun) -> None:
         else [],
         "µs",
     )
+    for name, used in sorted(lat.children_cpu_s.items()):
+        if lat.events and used > 0:
+            figure(
+                f"latency_child_cpu_us_{name.replace(' ', '_')}",
+                f"  ... its child process {name}",
+                [used / lat.events * 1e6],
+                "µs",
+            )
     figure(
         "latency_sentiment_share",
         "  ... of which awaiting the sentiment of feedback texts",
