@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import ssl
 import subprocess
@@ -23,7 +22,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from tests.integration.conftest import require_tool
 
 #: The address the proxy listens on and the broker advertises (loopback, not 127.0.0.1).
 PROXY_HOST = "127.0.0.2"
@@ -32,12 +31,11 @@ PROXY_HOST = "127.0.0.2"
 def require_openssl() -> str:
     """The openssl command: skipped locally, a failure in CI (.ci/install-tools.sh)."""
     found = shutil.which("openssl")
-    if found:
-        return found
-    how = "the openssl command is missing: apt-get install openssl (.ci/install-tools.sh)"
-    if os.environ.get("CI"):
-        pytest.fail(how, pytrace=False)
-    pytest.skip(how)
+    require_tool(
+        found, "the openssl command is missing: apt-get install openssl (.ci/install-tools.sh)"
+    )
+    assert found is not None
+    return found
 
 
 @dataclass(frozen=True)

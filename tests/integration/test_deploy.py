@@ -41,6 +41,7 @@ import yaml
 from cxpulse.schemas.tables import SPECS
 from cxpulse.sinks.base import Backend
 from cxpulse.streams.settings import Settings
+from tests.integration.conftest import require_tool
 
 pytestmark = [pytest.mark.clickhouse]
 
@@ -90,22 +91,13 @@ PROMETHEUS_BUILTINS = {"up"}
 TARGET_LABELS = {"instance", "job"}
 
 
-def require(found: object, how: str) -> None:
-    """Skip locally, fail in CI, with one line saying how to get the missing tool."""
-    if found:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(how, pytrace=False)
-    pytest.skip(how)
-
-
 def kubernetes_validate() -> Any:
     """The schema validator of the PyPI package kubernetes-validate: the Kubernetes
     OpenAPI schemas as JSON schemas, bundled for every version, so it works offline."""
     try:
         from kubernetes_validate import utils
     except ImportError:
-        require(
+        require_tool(
             None, "kubernetes-validate not installed: pip install 'kubernetes-validate==1.37.0'"
         )
     return utils
@@ -113,7 +105,9 @@ def kubernetes_validate() -> Any:
 
 def promtool() -> str:
     path = shutil.which("promtool")
-    require(path, "promtool not found: apt-get install prometheus (or bash .ci/install-tools.sh)")
+    require_tool(
+        path, "promtool not found: apt-get install prometheus (or bash .ci/install-tools.sh)"
+    )
     assert path
     return path
 
@@ -183,7 +177,7 @@ def test_compose_file_matches_the_compose_specification(compose: dict[str, Any])
 
         import check_jsonschema  # noqa: F401
     except ImportError:
-        require(None, "check-jsonschema not installed: pip install 'check-jsonschema==0.38.0'")
+        require_tool(None, "check-jsonschema not installed: pip install 'check-jsonschema==0.38.0'")
     import jsonschema
 
     schema_file = files("check_jsonschema") / "builtin_schemas/vendor/compose-spec.json"
