@@ -5,18 +5,24 @@ sentiment of feedback texts: ``cxpulse.streams.sentiment``; a take's rows made i
 sink's batches: ``cxpulse.streams.pipeline.rows_process``). Each is a
 ``ProcessPoolExecutor`` of one process, spawned (a clean interpreter, not a fork of a
 process with threads), that ends by itself once the worker is gone, however it ended.
+``ChildProcess`` is what the steps' helpers share: the pool, a new one in place of one
+that died, the pids, the close.
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
 import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 #: How often a child checks that the worker that started it is still there.
 PARENT_CHECK_SECONDS = 0.5
@@ -77,3 +83,35 @@ def pids(pool: ProcessPoolExecutor) -> list[int]:
     """The pool's process id, once started (for RSS figures)."""
     processes = getattr(pool, "_processes", None) or {}
     return list(processes)
+
+
+def reason(exc: BaseException) -> str:
+    """An exception in one line: its type, and its message when it has one."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class ChildProcess:
+    """A step's helper process: ``spawned_pool(name, initializer, *initargs)``, replaced by
+    a new one when it died (``replace``); ``what`` names it in the log."""
+
+    def __init__(
+        self, name: str, what: str, initializer: Callable[..., None], *initargs: Any
+    ) -> None:
+        self._spawn = partial(spawned_pool, name, initializer, *initargs)
+        self._what = what
+        self._pool: ProcessPoolExecutor = self._spawn()
+
+    def pids(self) -> list[int]:
+        return pids(self._pool)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def replace(self, broken: ProcessPoolExecutor, exc: BaseException) -> None:
+        """A new child in place of ``broken``'s, unless it was replaced already (the work
+        that was in it fails piece after piece; what goes to the new one goes on)."""
+        if broken is not self._pool:
+            return
+        log.warning("the %s ended (%s); starting another", self._what, reason(exc))
+        broken.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._spawn()

@@ -37,7 +37,7 @@ import logging
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -52,7 +52,7 @@ from cxpulse.schemas.tables import SPECS
 from cxpulse.sinks.ddl import Capabilities
 from cxpulse.sinks.embedded import arrow_table, ipc_stream
 from cxpulse.streams import metrics
-from cxpulse.streams.child_process import pids, spawned_pool
+from cxpulse.streams.child_process import ChildProcess
 from cxpulse.streams.core import apply_events, score_update
 from cxpulse.streams.pipeline.records import Event, decode_events, encode_events
 from cxpulse.streams.pipeline.rows import Part, TakeRows, event_parts, moment_parts, score_parts
@@ -146,7 +146,7 @@ def _samples(model: ExperienceModel) -> list[tuple[str, Any]]:
 # -- the worker's side -----------------------------------------------------------------
 
 
-class RowsProcess:
+class RowsProcess(ChildProcess):
     """The child that makes a worker's rows into Arrow tables, and what the step calls."""
 
     def __init__(
@@ -158,20 +158,13 @@ class RowsProcess:
         """``capabilities``: the ClickHouse the tables are typed for; ``model``: the
         experience model the score updates are worked out by; ``prepare``: the writer's
         ``prepare_columns``, for a part made on the event loop."""
-        self._capabilities = capabilities
+        super().__init__(NAME, "rows process", _init_child, capabilities, model)
         self._model = model
         self._prepare = prepare
-        self._pool = spawned_pool(NAME, _init_child, capabilities, model)
 
     def warm_up(self) -> Future[int]:
         """Start the child now (its imports take a while), not at the first take."""
         return self._pool.submit(_warm_up_in_child)
-
-    def pids(self) -> list[int]:
-        return pids(self._pool)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def part(self, kind: str, payload: Any) -> Callable[[], Awaitable[Prepared]]:
         """Start making a part now; what the checkpoint awaits at its commit."""
@@ -179,7 +172,7 @@ class RowsProcess:
         try:
             future: Future[Any] | None = pool.submit(_build_in_child, kind, payload)
         except (BrokenProcessPool, RuntimeError) as exc:  # died earlier, or shut down
-            self._replace(pool, exc)
+            self.replace(pool, exc)
             future = None
 
         async def prepared() -> Prepared:
@@ -188,7 +181,7 @@ class RowsProcess:
                     blobs = await asyncio.wrap_future(future)
                     return [(names, pa.ipc.open_stream(blob).read_all()) for names, blob in blobs]
                 except BrokenProcessPool as exc:  # every part in it fails so: replaced once
-                    self._replace(pool, exc)
+                    self.replace(pool, exc)
                 except Exception as exc:
                     log.warning("the rows process could not make a part of %s: %s", kind, exc)
             metrics.ROWS_PROCESS_FALLBACKS.inc()
@@ -200,15 +193,6 @@ class RowsProcess:
             ]
 
         return prepared
-
-    def _replace(self, broken: ProcessPoolExecutor, exc: BaseException) -> None:
-        """A new child in place of ``broken``'s, unless it was replaced already (the
-        parts that were in it fail one after the other; parts in the new one go on)."""
-        if broken is not self._pool:
-            return
-        log.warning("the rows process ended (%s); starting another", str(exc) or type(exc).__name__)
-        broken.shutdown(wait=False, cancel_futures=True)
-        self._pool = spawned_pool(NAME, _init_child, self._capabilities, self._model)
 
 
 class ProcessRows(TakeRows):

@@ -48,7 +48,7 @@ import msgspec
 from cxpulse.schemas.alerts import Alert
 from cxpulse.schemas.model import ExperienceModel
 from cxpulse.schemas.scoring import CustomerState, Moment, ScoreUpdate
-from cxpulse.streams.child_process import pids, spawned_pool
+from cxpulse.streams.child_process import ChildProcess, reason
 from cxpulse.streams.core import apply_events, score_update
 from cxpulse.streams.pipeline.records import Event, decode_events
 from cxpulse.streams.rules.customer import customer_alerts
@@ -171,7 +171,7 @@ def score_customers(
             state, fresh, update, alerts = scored
             new = pack(state)
         except Exception as exc:  # this customer's events are set aside; the others go on
-            outcomes.append(Outcome(customer_id, 0, None, [], 0.0, _reason(exc)))
+            outcomes.append(Outcome(customer_id, 0, None, [], 0.0, reason(exc)))
             continue
         outcomes.append(Outcome(customer_id, duplicates, new, alerts, state.score))
         moments += fresh
@@ -183,10 +183,6 @@ def score_customers(
     return TakeScores(
         outcomes, _ENCODE(moments), late, dict(by_channel), _ENCODE(updates) if updates else b""
     )
-
-
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class ScoringFailed(Exception):
@@ -239,22 +235,15 @@ def _warm_up_in_child() -> int:
 # -- the worker's side -----------------------------------------------------------------
 
 
-class ScoreProcess:
+class ScoreProcess(ChildProcess):
     """The child that scores a worker's takes, and what the step calls."""
 
     def __init__(self, model: ExperienceModel, include_feedback_text: bool) -> None:
-        self._initargs = (model, include_feedback_text)
-        self._pool: ProcessPoolExecutor = spawned_pool(NAME, _init_child, *self._initargs)
+        super().__init__(NAME, "scoring process", _init_child, model, include_feedback_text)
 
     def warm_up(self) -> Future[int]:
         """Start the child now (its imports take a while), not at the first take."""
         return self._pool.submit(_warm_up_in_child)
-
-    def pids(self) -> list[int]:
-        return pids(self._pool)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def score(
         self,
@@ -300,13 +289,6 @@ class ScoreProcess:
 
     async def _failed(self, pool: ProcessPoolExecutor, exc: Exception) -> None:
         if isinstance(exc, BrokenProcessPool | RuntimeError):  # died, or shut down
-            self._replace(pool, exc)
+            self.replace(pool, exc)
         else:  # a value that did not cross: the event loop scores it
-            log.warning("the scoring process could not score a take: %s", _reason(exc))
-
-    def _replace(self, broken: ProcessPoolExecutor, exc: BaseException) -> None:
-        if broken is not self._pool:
-            return
-        log.warning("the scoring process ended (%s); starting another", _reason(exc))
-        broken.shutdown(wait=False, cancel_futures=True)
-        self._pool = spawned_pool(NAME, _init_child, *self._initargs)
+            log.warning("the scoring process could not score a take: %s", reason(exc))
