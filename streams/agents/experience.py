@@ -299,7 +299,10 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         with_updates: bool,
     ) -> None:
         """Record what the scoring process gave, as ``score_here`` records its own work."""
-        moment_rows.add(score_process.MOMENTS.decode(scored.moments))
+        moments = sum(scored.by_channel.values())
+        if moments:  # the rows process reads them as they came, the event loop need not
+            counts = {"moments": moments, "moment_factors": scored.factors}
+            moment_rows.add_encoded(scored.moments, score_process.MOMENTS.decode, counts)
         for outcome in scored.customers:
             customer_id = outcome.customer_id
             batch = by_customer[customer_id]

@@ -118,6 +118,14 @@ class TakeRows:
         if self.count >= PART_ROWS:
             self.close()
 
+    def add_encoded(
+        self, raw: bytes, decode: Callable[[bytes], list[Any]], counts: dict[str, int]
+    ) -> None:
+        """Add records that came encoded (``decode`` reads them; ``counts``: the rows they
+        make, by table). A subclass whose parts are built elsewhere from records encoded
+        so hands ``raw`` on as it is (``ProcessRows``)."""
+        self.add(decode(raw))
+
     def close(self) -> None:
         """Record the rows of the records added since the last part."""
         if self.items:

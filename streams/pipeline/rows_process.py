@@ -222,6 +222,13 @@ class ProcessRows(TakeRows):
     def _record(self, items: list[Any]) -> None:
         self._add_pending(self._counts(items), self._process.part(self._kind, self._payload(items)))
 
+    def add_encoded(
+        self, raw: bytes, decode: Callable[[bytes], list[Any]], counts: dict[str, int]
+    ) -> None:
+        """``raw`` is what ``payload`` makes of the records it encodes (the scoring
+        process's moments, say): a part of its own, never decoded on the event loop."""
+        self._add_pending(counts, self._process.part(self._kind, raw))
+
 
 def _no_build(items: list[Any]) -> list[Part]:
     raise AssertionError("the rows process builds these rows")

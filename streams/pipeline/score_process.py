@@ -82,14 +82,16 @@ class Outcome(NamedTuple):
 class TakeScores(NamedTuple):
     """A take scored: each customer's outcome, in the order they first come in the take;
     the fresh moments (msgpack, customer after customer), how many were late, and by
-    channel; the score updates (msgpack; empty unless asked for); ``seconds``: from the
-    take handed to the child to its result back in the worker (set by ``ScoreProcess``)."""
+    channel; the score updates (msgpack; empty unless asked for); the moment_factors rows
+    the moments make; ``seconds``: from the take handed to the child to its result back
+    in the worker (set by ``ScoreProcess``)."""
 
     customers: list[Outcome]
     moments: bytes
     late: int
     by_channel: dict[str, int]
     updates: bytes = b""
+    factors: int = 0
     seconds: float = 0.0
 
 
@@ -149,6 +151,7 @@ def score_customers(
     moments: list[Moment] = []
     updates: list[ScoreUpdate] = []
     by_channel: Counter[str] = Counter()
+    factors = 0
     late = 0
     for customer_id, batch in by_customer.items():
         try:
@@ -180,8 +183,14 @@ def score_customers(
         for moment in fresh:
             by_channel[moment.channel] += 1
             late += moment.late
+            factors += len(moment.readings)
     return TakeScores(
-        outcomes, _ENCODE(moments), late, dict(by_channel), _ENCODE(updates) if updates else b""
+        outcomes,
+        _ENCODE(moments),
+        late,
+        dict(by_channel),
+        _ENCODE(updates) if updates else b"",
+        factors,
     )
 
 

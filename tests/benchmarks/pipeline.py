@@ -723,6 +723,8 @@ class PipelineRun:
     ready_s: float | None = None  # the worker's own cxpulse_worker_ready_seconds
     worker_cpu_s: float | None = None  # CPU used from first event validated to done
     broker_cpu_s: float | None = None  # the broker's CPU over the same interval
+    #: the worker's child processes' CPU over the same interval, by name
+    children_cpu_s: dict[str, float] = field(default_factory=dict)
     state_bytes_mean: float | None = None
     state_samples: int = 0
     agent_seconds: dict[str, float] = field(default_factory=dict)
@@ -778,6 +780,7 @@ def run_pipeline(
     spy: subprocess.Popen[bytes] | None = None
     metrics: dict[Any, float] = {}
     cpu_at_first_in: tuple[float | None, float | None] = (None, None)
+    children_at_first_in: dict[str, float] = {}
     try:
         deadline = started + timeout
         while time.perf_counter() < deadline:
@@ -790,6 +793,7 @@ def run_pipeline(
             if run.seconds_to_first_in is None and metric_sum(metrics, "cxpulse_events_in_total"):
                 run.seconds_to_first_in = now
                 cpu_at_first_in = (cpu_seconds(worker.proc.pid), cpu_seconds(broker_pid))
+                children_at_first_in = children_cpu_seconds(worker.proc.pid)
                 run.gc_before_first_in = collections_of(metrics)[0]
                 if profile_to is not None:  # py-spy on the processing only; writes on SIGINT
                     argv = [py_spy(), "record", "--pid", str(worker.proc.pid), "--format"]
@@ -832,6 +836,10 @@ def run_pipeline(
         w1, b1 = cpu_seconds(worker.proc.pid), cpu_seconds(broker_pid)
         run.worker_cpu_s = None if w0 is None or w1 is None else w1 - w0
         run.broker_cpu_s = None if b0 is None or b1 is None else b1 - b0
+        run.children_cpu_s = {
+            name: used - children_at_first_in.get(name, 0.0)
+            for name, used in children_cpu_seconds(worker.proc.pid).items()
+        }
         count = metric_sum(metrics, "cxpulse_customer_state_bytes_count")
         if count:
             run.state_samples = int(count)
@@ -2172,6 +2180,17 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 100 * getattr(r, attr) / (r.seconds_to_done - r.seconds_to_first_in)
                 for r in runs
                 if getattr(r, attr) is not None and r.seconds_to_done and r.seconds_to_first_in
+            ],
+            "% of a core",
+        )
+    for name in sorted({name for r in runs for name in r.children_cpu_s}):
+        figure(
+            f"pipeline_child_cpu_{name.replace(' ', '_')}",
+            f"  ... its child process {name}",
+            [
+                100 * r.children_cpu_s[name] / (r.seconds_to_done - r.seconds_to_first_in)
+                for r in runs
+                if name in r.children_cpu_s and r.seconds_to_done and r.seconds_to_first_in
             ],
             "% of a core",
         )

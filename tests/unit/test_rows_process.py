@@ -201,3 +201,56 @@ print(before, "pandas" in loaded, sorted(set(sys.modules) - loaded))
         [sys.executable, "-c", script], input=payloads, capture_output=True, check=True
     ).stdout.decode()
     assert out.splitlines() == ["['events', 'moments', 'scores']", "False True []"]
+
+
+class _Recorded:
+    """What a take's rows record in its checkpoint: the parts the rows process makes (with
+    the rows they count for), and the columns made on the event loop."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[dict[str, int], Any]] = []
+        self.columns: list[tuple[Any, Any]] = []
+
+    def add_pending(self, counts: dict[str, int], prepared: Any) -> None:
+        self.pending.append((counts, prepared))
+
+    def add_columns(self, tables: Any, columns: Any) -> None:
+        self.columns.append((tables, columns))
+
+
+def test_moments_that_came_encoded_are_handed_to_the_child_as_they_came(
+    take: dict[str, Any],
+) -> None:
+    """The scoring process's moments (msgpack) go to the rows process as one part, never
+    decoded on the event loop, counted as the rows they make; on the event loop's path
+    (no rows process) they are decoded and built as any moments."""
+    from cxpulse.streams.pipeline.rows import TakeRows
+    from cxpulse.streams.pipeline.rows_process import moment_rows
+    from cxpulse.streams.pipeline.score_process import MOMENTS
+
+    raw = msgspec.msgpack.Encoder().encode(take["moments"])
+    counts = {
+        "moments": len(take["moments"]),
+        "moment_factors": sum(len(m.readings) for m in take["moments"]),
+    }
+    process = RowsProcess(CAPABILITIES, take["model"], _prepare)
+    try:
+        recorded = _Recorded()
+        rows = moment_rows(recorded, process)  # type: ignore[arg-type]
+        rows.add_encoded(raw, MOMENTS.decode, counts)
+        assert rows.count == 0  # nothing held back for a later part
+        [(got_counts, prepared)] = recorded.pending
+        assert got_counts == counts
+        _same(asyncio.run(prepared()), _on_the_event_loop(take)["moments"])
+    finally:
+        process.close()
+
+    recorded = _Recorded()
+    here = TakeRows(recorded, moment_parts)  # type: ignore[arg-type]
+    here.add_encoded(raw, MOMENTS.decode, counts)
+    here.close()
+    assert [tables for tables, _ in recorded.columns] == ["moments", "moment_factors"]
+    assert [len(c[0]) for _, c in recorded.columns] == [
+        counts["moments"],
+        counts["moment_factors"],
+    ]

@@ -85,6 +85,7 @@ def _compare(scored: TakeScores, expected: dict[str, Any]) -> dict[str, bytes | 
     assert updates == [e[4] for e in expected.values() if e[4] is not None]
     assert scored.late == sum(m.late for m in moments)
     assert sum(scored.by_channel.values()) == len(moments)
+    assert scored.factors == sum(len(m.readings) for m in moments) > 0  # moment_factors rows
     held: dict[str, bytes | None] = {}
     for o in scored.customers:
         duplicates, packed, alerts, _, _ = expected[o.customer_id]
