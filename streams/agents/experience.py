@@ -66,7 +66,7 @@ from cxpulse.streams.pipeline.score_process import (
     score_one,
 )
 from cxpulse.streams.pipeline.share import Share, split
-from cxpulse.streams.pipeline.takes import YIELD_SECONDS, run_takes
+from cxpulse.streams.pipeline.takes import run_takes, yielding
 from cxpulse.streams.runtime import Runtime
 from cxpulse.streams.sentiment import SentimentAnalyzer, SentimentProcess, feedback_items
 from cxpulse.streams.state import customer as customer_codec
@@ -248,8 +248,8 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         customer_id: str,
         batch: list[Event],
         now: datetime,
-        sentiments: dict[Any, float | None] | None,
-        topics: dict[Any, tuple[str, ...]] | None,
+        sentiments: dict[Any, float | None],
+        topics: dict[Any, tuple[str, ...]],
         with_update: bool,
     ) -> tuple[int, Scored | None]:
         """Apply one customer's events: (duplicates, None) when nothing is new, else the
@@ -350,26 +350,10 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         gave: moments and score rows (``with_update``: the score updates' rows, made here),
         states in the checkpoint, alerts in ``tally``."""
         _, moment_rows, score_rows = rows
-        # Only the customers with feedback in the take are given the sentiments and topics:
-        # the others' events are not looked up (a lookup hashes a UUID, in Python).
-        with_feedback = {
-            c for c, batch in by_customer.items() if any(e.feedback is not None for e in batch)
-        }
-        clock = time.perf_counter
-        yielded = clock()
-        for customer_id, batch in by_customer.items():
-            if clock() - yielded >= YIELD_SECONDS:
-                await asyncio.sleep(0)
-                yielded = clock()
+        async for customer_id, batch in yielding(by_customer.items()):
             try:
-                texts = customer_id in with_feedback
                 seen_twice, scored = score_customer(
-                    customer_id,
-                    batch,
-                    now,
-                    sentiments if texts else None,
-                    topics if texts else None,
-                    with_update,
+                    customer_id, batch, now, sentiments, topics, with_update
                 )
             except Exception as exc:
                 # One customer's failure must not drop the take: its events are set

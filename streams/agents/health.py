@@ -30,7 +30,6 @@ per bad item is what an operator wants to see.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -42,7 +41,7 @@ from cxpulse.streams.agents.alerting import record_time, send_alerts
 from cxpulse.streams.agents.set_aside import Sources
 from cxpulse.streams.pipeline.checkpoint import Checkpointer
 from cxpulse.streams.pipeline.records import EventHead, decode_heads
-from cxpulse.streams.pipeline.takes import YIELD_SECONDS, run_takes
+from cxpulse.streams.pipeline.takes import run_takes, yielding
 from cxpulse.streams.rules.touchpoint_degraded import apply_health, health_key
 from cxpulse.streams.runtime import Runtime
 from cxpulse.streams.state.health import HealthState
@@ -78,12 +77,7 @@ def register(rt: Runtime) -> Any:
             return
         now = datetime.now(UTC)
         raised: list[tuple[Alert, float]] = []  # the take's alerts, sent together
-        clock = time.perf_counter
-        yielded = clock()
-        for instance, batch in by_instance.items():
-            if clock() - yielded >= YIELD_SECONDS:
-                await asyncio.sleep(0)
-                yielded = clock()
+        async for instance, batch in yielding(by_instance.items()):
             key = instance.encode()
             try:
                 before = checkpoints.get(key)

@@ -108,7 +108,11 @@ def score_one(
 ) -> tuple[int, tuple[CustomerState, list[Moment], ScoreUpdate | None, list[Alert]] | None]:
     """One customer's events of a take applied: its events seen twice, and (None when none
     was new) the new state, the fresh moments, the score update (``with_update``) and the
-    alerts. Where the step scores a customer, here or on its event loop."""
+    alerts. Where the step scores a customer, here or on its event loop. ``sentiments``
+    and ``topics`` are the take's: only a customer with feedback text looks them up (a
+    lookup hashes a UUID, in Python)."""
+    if not any(map(has_text, batch)):
+        sentiments = topics = None
     after, produced = apply_events(before, batch, model, now, sentiments, topics)
     fresh = [m for m in produced if m is not None]
     duplicates = len(produced) - len(fresh)
@@ -139,14 +143,11 @@ def score_customers(
     include_feedback_text: bool = False,
     with_updates: bool = False,
 ) -> TakeScores:
-    """Score every customer of ``events``: what the step did per customer on its event
-    loop (only the customers with feedback text are given the sentiments and topics)."""
+    """Score every customer of ``events``: what the step does per customer on its event
+    loop (``score_one``)."""
     by_customer: dict[str, list[Event]] = defaultdict(list)
-    with_text: set[str] = set()
     for event in events:
         by_customer[event.customer_id].append(event)
-        if has_text(event):
-            with_text.add(event.customer_id)
     outcomes: list[Outcome] = []
     moments: list[Moment] = []
     updates: list[ScoreUpdate] = []
@@ -157,14 +158,13 @@ def score_customers(
         try:
             packed = held.get(customer_id)
             before = None if packed is None else unpack(packed)
-            texts = customer_id in with_text
             duplicates, scored = score_one(
                 before,
                 batch,
                 model,
                 now,
-                sentiments if texts else None,
-                topics if texts else None,
+                sentiments,
+                topics,
                 include_feedback_text=include_feedback_text,
                 with_update=with_updates,
             )
