@@ -8,7 +8,8 @@ flushed, then changelogs produced, then offsets committed), what a run of batche
 produced becomes durable in one order:
 
 1. the rows are inserted (``write`` returns once they are durable, retrying as long as
-   it takes: that is the backpressure);
+   it takes: that is the backpressure), each table as soon as the last of its parts is
+   made (``_insert_rows``);
 2. the states as they were at the cut are sent to the table's changelog, in producer
    batches (``cxpulse.streams.state.changelog``), and acknowledged by the broker (with a
    codec of two stages, each state was packed when it was set and the cut's states are
@@ -51,7 +52,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -67,6 +69,9 @@ _MISSING = object()
 #: many times ``every_rows`` rows a table before the step waits (``Checkpointer.maybe_cut``).
 HOLD = 2
 _UNREAD = object()
+#: A part made elsewhere, as the commit awaits it: each group of tables and their batch
+#: as the sink inserts it.
+Prepared = list[tuple[tuple[str, ...], Any]]
 
 
 @dataclass
@@ -77,8 +82,9 @@ class Checkpoint:
     #: per table, its parts: each ``add_columns`` call's rows, as the writer prepared them
     rows: dict[str, list[Any]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
-    #: parts being made elsewhere (``add_pending``), each awaited at the commit
-    pending: list[Callable[[], Awaitable[list[tuple[tuple[str, ...], Any]]]]] = field(
+    #: parts being made elsewhere (``add_pending``): the tables each has rows of, and
+    #: what the commit awaits for them
+    pending: list[tuple[tuple[str, ...], Callable[[], Awaitable[Prepared]]]] = field(
         default_factory=list
     )
     #: key → partition and new state; with a codec of two stages the state's first
@@ -239,18 +245,17 @@ class Checkpointer:
                 cp.counts[name] = cp.counts.get(name, 0) + n
 
     def add_pending(
-        self,
-        counts: dict[str, int],
-        prepared: Callable[[], Awaitable[list[tuple[tuple[str, ...], Any]]]],
+        self, counts: dict[str, int], prepared: Callable[[], Awaitable[Prepared]]
     ) -> None:
         """Record rows being made elsewhere (the rows process:
         ``cxpulse.streams.pipeline.rows_process``): ``counts`` their rows by table, known
-        now (the cut reads them), and ``prepared`` what the commit awaits before its
-        inserts: each group of tables and its part, as ``add_columns`` records it."""
+        now (the cut reads them, and the commit inserts each of these tables once the
+        last part naming it is made), and ``prepared`` what the commit awaits: each
+        group of tables and its part, as ``add_columns`` records it."""
         if self._write is None:
             raise ValueError(f"this step's checkpoint records no rows (given rows of {counts})")
         cp = self.current
-        cp.pending.append(prepared)
+        cp.pending.append((tuple(counts), prepared))
         for name, n in counts.items():
             cp.counts[name] = cp.counts.get(name, 0) + n
 
@@ -331,14 +336,36 @@ class Checkpointer:
         await self.cut()
         await self.wait()
 
-    async def _commit(self, cp: Checkpoint) -> None:
-        for prepared in cp.pending:
-            for tables, part in await prepared():
-                for name in tables:
+    async def _insert_rows(self, cp: Checkpoint) -> None:
+        """Insert every table's rows, each table once the last of its parts is made: its
+        insert runs while the rows process makes the parts after it (they were handed to
+        it as the take went), so the commit takes about the longer of the two rather than
+        their sum. A part's tables are the ones its counts named (``add_pending``); rows
+        of a table it did not name are inserted as they come, none left out."""
+        write = self._write
+        waiting = Counter(name for tables, _ in cp.pending for name in tables)
+        inserted: dict[str, int] = {}  # parts of each table inserted so far
+
+        async def insert(names: Iterable[str]) -> None:
+            for name in dict.fromkeys(names):
+                parts = cp.rows.get(name, [])
+                if waiting[name] or len(parts) == inserted.get(name, 0):
+                    continue
+                assert write is not None  # rows are recorded only with a write
+                await write(name, merge(parts[inserted.get(name, 0) :]))
+                inserted[name] = len(parts)
+
+        await insert(list(cp.rows))  # the parts made on the event loop
+        for tables, prepared in cp.pending:
+            made = await prepared()
+            for names, part in made:
+                for name in names:
                     cp.rows.setdefault(name, []).append(part)
-        for table, parts in cp.rows.items():
-            assert self._write is not None  # add_columns takes rows only with a write
-            await self._write(table, merge(parts))
+            waiting.subtract(tables)
+            await insert([*tables, *(name for names, _ in made for name in names)])
+
+    async def _commit(self, cp: Checkpoint) -> None:
+        await self._insert_rows(cp)
         store = self.table.data
         encoded: dict[bytes, tuple[int, Any, bytes]] = {}
         if cp.states and hasattr(store, "write"):

@@ -144,6 +144,48 @@ def test_rows_made_elsewhere_count_at_once_and_go_in_at_the_commit() -> None:
     assert written == [("moments", 4), ("customer_scores", 10), ("score_history", 10)]
 
 
+def test_a_table_goes_in_once_its_last_part_is_made_while_the_later_parts_are_made() -> None:
+    """The commit inserts a table as soon as the last part naming it is made, before it
+    awaits the parts after it (the rows process makes them meanwhile); a table with parts
+    in several of them goes in once, all of its parts together; rows of a table no part
+    named go in too; and every row is in before any state or offset."""
+    log: list[str] = []
+
+    async def write(table: str, rows: list[Any]) -> None:
+        log.append(f"insert {table} {len(rows)}")
+
+    cp = Checkpointer(SimpleNamespace(data={}), write, every_rows=10**6, every_seconds=3600.0)
+
+    async def ack(event: Any) -> None:
+        log.append(f"ack {event}")
+
+    cp.ack = ack
+
+    def part(name: str, *groups: tuple[tuple[str, ...], list[Any]]) -> Any:
+        async def prepared() -> list[tuple[tuple[str, ...], list[Any]]]:
+            log.append(f"made {name}")
+            return list(groups)
+
+        return prepared
+
+    cp.add_columns("touchpoint_events", [list(range(3))])  # made on the event loop
+    cp.add_pending({"moments": 2}, part("m1", (("moments",), [0, 1])))
+    cp.add_pending({"customer_scores": 1}, part("s1", (("customer_scores",), [0])))
+    cp.add_pending({"moments": 4}, part("m2", (("moments",), [2, 3, 4, 5]), (("extra",), [9])))
+    cp.done("e1")
+    asyncio.run(cp.flush())
+    assert log == [
+        "insert touchpoint_events 3",
+        "made m1",
+        "made s1",
+        "insert customer_scores 1",  # before the moments' last part is awaited
+        "made m2",
+        "insert moments 6",  # both parts, one insert
+        "insert extra 1",
+        "ack e1",
+    ]
+
+
 def test_a_part_that_fails_fails_its_commit_before_any_state_or_offset() -> None:
     written: list[tuple[str, int]] = []
     cp = checkpointer(written)
