@@ -174,6 +174,13 @@ class Settings(BaseSettings):
         "into their Arrow batches in a child process, off the event loop; false: on the "
         "event loop",
     )
+    rows_process_priority: Literal["idle", "low"] = Field(
+        "idle",
+        description="the rows process's share of a busy machine: idle, only the CPU "
+        "nothing else wants (SCHED_IDLE: the main thread keeps its core, and a worker "
+        "keeps up with more events a second; a backlog ends with the rows still to make, "
+        "~12 % slower to catch up); low, nice +10 (on Linux; elsewhere always)",
+    )
     score_process: bool = Field(
         True,
         description="score the experience step's customers in a child process, off the "

@@ -218,7 +218,12 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         capabilities = rt.writer.arrow_capabilities()
         if capabilities is None:
             return
-        process = RowsProcess(capabilities, rt.model, rt.writer.prepare_columns)
+        process = RowsProcess(
+            capabilities,
+            rt.model,
+            rt.writer.prepare_columns,
+            rt.settings.rows_process_priority,
+        )
         rows_in_child.append(process)
         process.warm_up()
         log.info("the experience step's rows are made into Arrow batches in their own process")

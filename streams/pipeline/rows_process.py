@@ -59,7 +59,7 @@ from cxpulse.streams.pipeline.rows import Part, TakeRows, event_parts, moment_pa
 from cxpulse.streams.state.customer import pack, unpack
 
 if TYPE_CHECKING:  # the child imports this module: not the checkpoint's (the changelog's)
-    from cxpulse.streams.pipeline.checkpoint import Checkpointer
+    from cxpulse.streams.pipeline.checkpoint import Checkpointer, Prepared
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +69,13 @@ _MOMENTS = msgspec.msgpack.Decoder(list[Moment])
 
 #: The child's name (``ps -o comm``, ``top``).
 NAME = "cxpulse-rows"
-#: How much the child lowers its scheduling priority (``nice``): its parts are awaited at
-#: the commits only, while the worker's main thread is on every event's path. At the
-#: same priority the kernel shared a core between them, and the main thread waited in
-#: the run queue for a fifth of a backlog's window (docs/benchmarks.md, session 40).
+#: How much the child lowers its priority (``nice``) where it cannot run as an idle task
+#: (``SCHED_IDLE``: Linux only). Its parts are awaited at the commits only, while the
+#: worker's main thread is on every event's path: at the same priority the kernel shared
+#: a core between them, and the main thread waited in the run queue for a fifth of a
+#: backlog's window (docs/benchmarks.md, session 40); at nice +10 still a fifth of the
+#: 5,000 events/s run's, and the worker fell behind (session 46).
 NICE = 10
-#: A part as the step hands it over: the tables, and their batch as the sink inserts it.
-Prepared = list[tuple[tuple[str, ...], Any]]
 
 
 def columns_of(kind: str, payload: Any, model: ExperienceModel) -> list[Part]:
@@ -104,9 +104,29 @@ _CAPABILITIES: Capabilities | None = None
 _MODEL: ExperienceModel | None = None
 
 
-def _init_child(capabilities: Capabilities, model: ExperienceModel) -> None:
+def _init_child(capabilities: Capabilities, model: ExperienceModel, priority: str) -> None:
     global _CAPABILITIES, _MODEL
     _CAPABILITIES, _MODEL = capabilities, model
+    _below_the_worker(priority)
+
+
+def _below_the_worker(priority: str) -> None:
+    """Run the child below the worker's main thread. ``idle``: on the CPU the worker and
+    the rest of the machine leave, every one of its threads an idle task (``SCHED_IDLE``,
+    which a process may choose for itself without privileges: the kernel gives it a
+    core that little else wants, at a weight of 3 against a normal task's 1,024).
+    Starved, it only makes the commit wait for its parts, and a step whose commit waits
+    long enough waits too (``checkpoint.HOLD``), which frees the core: backpressure,
+    nothing lost; but a backlog's last commit then waits for most of its parts. ``low``
+    (and where there is no such policy): ``NICE`` lower."""
+    idle = getattr(os, "SCHED_IDLE", None)
+    if priority == "idle" and idle is not None:
+        try:
+            for task in os.listdir("/proc/self/task"):  # threads started later inherit it
+                os.sched_setscheduler(int(task), idle, os.sched_param(0))
+            return
+        except OSError:
+            pass
     os.nice(NICE)
 
 
@@ -154,11 +174,13 @@ class RowsProcess(ChildProcess):
         capabilities: Capabilities,
         model: ExperienceModel,
         prepare: Callable[[str, Columns], Any],
+        priority: str = "idle",
     ) -> None:
         """``capabilities``: the ClickHouse the tables are typed for; ``model``: the
         experience model the score updates are worked out by; ``prepare``: the writer's
-        ``prepare_columns``, for a part made on the event loop."""
-        super().__init__(NAME, "rows process", _init_child, capabilities, model)
+        ``prepare_columns``, for a part made on the event loop; ``priority``: the
+        worker's ``rows_process_priority`` (``_below_the_worker``)."""
+        super().__init__(NAME, "rows process", _init_child, capabilities, model, priority)
         self._model = model
         self._prepare = prepare
 

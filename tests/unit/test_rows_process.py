@@ -122,9 +122,15 @@ def test_the_child_makes_the_tables_the_event_loop_makes(take: dict[str, Any]) -
         assert _fallbacks() == before  # all made in the child
         (pid,) = process.pids()  # which names itself for ps and top
         assert Path(f"/proc/{pid}/comm").read_text().strip() == NAME
-        # and yields the CPU to the worker's main thread
-        nice = os.getpriority(os.PRIO_PROCESS, 0)
-        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, nice + NICE) > nice
+        # and yields the CPU to the worker's main thread: each of its threads an idle
+        # task where there are such (Linux), else at a lower priority
+        if hasattr(os, "SCHED_IDLE"):
+            tasks = os.listdir(f"/proc/{pid}/task")
+            assert len(tasks) > 1  # pyarrow's and the pool's threads too
+            assert {os.sched_getscheduler(int(t)) for t in tasks} == {os.SCHED_IDLE}
+        else:
+            nice = os.getpriority(os.PRIO_PROCESS, 0)
+            assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, nice + NICE) > nice
         names = [n for parts in got.values() for n, _ in parts]
         assert names == [
             ("touchpoint_events",),
@@ -132,6 +138,20 @@ def test_the_child_makes_the_tables_the_event_loop_makes(take: dict[str, Any]) -
             ("moment_factors",),
             ("customer_scores", "score_history"),
         ]
+    finally:
+        process.close()
+
+
+def test_a_low_priority_child_is_niced_and_not_an_idle_task(take: dict[str, Any]) -> None:
+    """``rows_process_priority = "low"``: the child runs as a normal task ``NICE`` lower,
+    and gets its share of a busy machine (a backlog's parts made as the takes go)."""
+    process = RowsProcess(CAPABILITIES, take["model"], _prepare, "low")
+    try:
+        process.warm_up().result(timeout=60)
+        (pid,) = process.pids()
+        nice = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, nice + NICE) > nice
+        assert os.sched_getscheduler(pid) == os.SCHED_OTHER
     finally:
         process.close()
 
@@ -188,7 +208,7 @@ def test_the_warm_up_loads_what_the_first_parts_need(take: dict[str, Any]) -> No
 import pickle, sys
 from cxpulse.streams.pipeline import rows_process as r
 capabilities, model, payloads = pickle.loads(sys.stdin.buffer.read())
-r._init_child(capabilities, model)
+r._init_child(capabilities, model, "idle")
 print(sorted(kind for kind, _ in r._samples(model)))
 before = "pandas" in sys.modules
 r._warm_up_in_child()
