@@ -179,7 +179,8 @@ class Settings(BaseSettings):
         description="the rows process's share of a busy machine: idle, only the CPU "
         "nothing else wants (SCHED_IDLE: the main thread keeps its core, and a worker "
         "keeps up with more events a second; a backlog ends with the rows still to make, "
-        "~12 % slower to catch up); low, nice +10 (on Linux; elsewhere always)",
+        "~12 % slower to catch up in the benchmark); low, nice +10 (what a system "
+        "without SCHED_IDLE always gets)",
     )
     score_process: bool = Field(
         True,

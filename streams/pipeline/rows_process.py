@@ -123,9 +123,12 @@ def _below_the_worker(priority: str) -> None:
     if priority == "idle" and idle is not None:
         try:
             for task in os.listdir("/proc/self/task"):  # threads started later inherit it
-                os.sched_setscheduler(int(task), idle, os.sched_param(0))
+                try:
+                    os.sched_setscheduler(int(task), idle, os.sched_param(0))
+                except ProcessLookupError:  # a thread that has just ended
+                    continue
             return
-        except OSError:
+        except OSError:  # not allowed here (a sandbox, say): the nice level instead
             pass
     os.nice(NICE)
 
