@@ -53,7 +53,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -346,23 +346,21 @@ class Checkpointer:
         waiting = Counter(name for tables, _ in cp.pending for name in tables)
         inserted: dict[str, int] = {}  # parts of each table inserted so far
 
-        async def insert(names: Iterable[str]) -> None:
-            for name in dict.fromkeys(names):
-                parts = cp.rows.get(name, [])
+        async def insert_ready() -> None:
+            for name, parts in list(cp.rows.items()):
                 if waiting[name] or len(parts) == inserted.get(name, 0):
                     continue
                 assert write is not None  # rows are recorded only with a write
                 await write(name, merge(parts[inserted.get(name, 0) :]))
                 inserted[name] = len(parts)
 
-        await insert(list(cp.rows))  # the parts made on the event loop
+        await insert_ready()  # the parts made on the event loop
         for tables, prepared in cp.pending:
-            made = await prepared()
-            for names, part in made:
+            for names, part in await prepared():
                 for name in names:
                     cp.rows.setdefault(name, []).append(part)
             waiting.subtract(tables)
-            await insert([*tables, *(name for names, _ in made for name in names)])
+            await insert_ready()
 
     async def _commit(self, cp: Checkpoint) -> None:
         await self._insert_rows(cp)
