@@ -192,9 +192,9 @@ _PARAMS: dict[int, tuple[ExperienceModel, _Params]] = {}
 PLANS_KEPT = 1024
 
 
-def _open(state: CustomerState | None, customer_id: str) -> _Work:
+def _open(state: CustomerState | None, customer_id: str, p: _Params) -> _Work:
     if state is None:
-        return _Work(customer_id=customer_id)
+        return _Work(customer_id=customer_id, trail_=trail.Trail(limits=p.limits))
     if state.customer_id != customer_id:
         raise ValueError(
             f"event for customer {customer_id!r} applied to the state of {state.customer_id!r}"
@@ -212,7 +212,7 @@ def _open(state: CustomerState | None, customer_id: str) -> _Work:
         episodes=state.episodes,
         folded=state.folded,
         key_moments=_with_shares(state.key_moments),
-        trail_=trail.Trail.of(state),
+        trail_=trail.Trail.of(state, p.limits),
         score_trail=state.score_trail,
         old=state,
         nps=state.nps,
@@ -478,8 +478,8 @@ def apply_event(
     sentiment: float | None = None,
 ) -> tuple[CustomerState, Moment | None]:
     """Apply one event; the Moment is None when the event is a duplicate (state unchanged)."""
-    w = _open(state, event.customer_id)
     p = _Params.of(model)
+    w = _open(state, event.customer_id, p)
     m = _apply(w, event, p, _now_s(now), sentiment)
     return _close(w, p), m
 
@@ -514,8 +514,8 @@ def apply_events(
         sent = list(sentiments)
         if len(sent) != len(evs):
             raise ValueError(f"{len(sent)} sentiments for {len(evs)} events: pass one per event")
-    w = _open(state, evs[0].customer_id)
     p = _Params.of(model)
+    w = _open(state, evs[0].customer_id, p)
     now_s = _now_s(now)
     if len(evs) == 1:
         order = [0]  # most customers of a batch have one event: nothing to sort

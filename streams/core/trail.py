@@ -21,11 +21,16 @@ How long. An entry is kept while an acceptable event could still fall within its
 window of it: ``episodes.allowed_lateness_hours`` plus the window, behind the watermark.
 So an event arriving late (within the lateness) still completes a pattern, exactly.
 
-Capping. ``Trail.add`` never caps: ``customer_alerts`` walks a batch on an uncapped copy,
-so a moment is judged against everything known when it was applied, however large the
-batch (a catch-up after a restart judges like steady flow). ``Trail.stored`` prunes and
-caps once, when the state is written; the oldest entries go first, which are the ones
-in-order traffic can no longer use. The limits (deterministic, documented): a cap only
+Capping. ``Trail.stored`` prunes and caps when the state is written, the oldest entries
+first (for intents, the least recently active), which are the ones in-order traffic can
+no longer use. ``Trail.add`` first caps what it holds by count, as a state written after
+the moment before would have been, then adds the moment: the core and the rules'
+walk (``customer_alerts``) then hold, at every moment of a batch, what one-by-one
+processing would have held, so a batch of any size (a catch-up after a restart) scores
+the same states and fires the same alerts, with the same opening events, as steady flow.
+Pruning by time can wait for the write: what it drops is older than any acceptable
+event's window, and the oldest (the least active) go first under a cap anyway.
+The limits (deterministic, documented): a cap only
 matters when more entries than it fall within one window of the rule (failures of any
 touchpoint, calls of any intent: nine failures within 30 minutes, say), and then the
 oldest of the window may be forgotten (for one kind of failure or one intent, the rule
@@ -102,6 +107,7 @@ class Trail:
         contacts: list[ContactMark] | None = None,
         intents: dict[str, IntentTries] | None = None,
         shared: bool = False,
+        limits: Limits | None = None,
     ) -> None:
         self.failures: list[FailureMark] = [] if failures is None else failures
         self.contacts: list[ContactMark] = [] if contacts is None else contacts
@@ -110,12 +116,14 @@ class Trail:
         #: them (a success off the call center with no open tries), so they are copied
         #: only when one is about to change, and a state written unchanged shares them
         self.shared = shared
+        #: the caps ``add`` keeps to before it adds (None: none, a trail read as it is)
+        self.limits = limits
 
     @classmethod
-    def of(cls, state: CustomerState | None) -> Trail:
+    def of(cls, state: CustomerState | None, limits: Limits | None = None) -> Trail:
         if state is None:
-            return cls()
-        return cls(state.failures, state.contacts, state.intents, shared=True)
+            return cls(limits=limits)
+        return cls(state.failures, state.contacts, state.intents, shared=True, limits=limits)
 
     def _own(self) -> None:
         """Copy the state's collections before the first change."""
@@ -134,8 +142,13 @@ class Trail:
         intent: str | None,
         event_id: str,
     ) -> None:
-        """Remember one applied moment, uncapped. Routine moments (a success off the call
+        """Remember one applied moment, after capping what is held by count (``limits``)
+        as a state written now would be: the moment itself is counted beside the full
+        caps, as one-by-one processing counts it. Routine moments (a success off the call
         center with no open tries for its intent) cost one comparison and a lookup."""
+        limits = self.limits
+        if limits is not None:
+            self._cap(limits)
         if self.shared and (
             outcome == "failure"
             or channel == "call_center"
@@ -165,6 +178,16 @@ class Trail:
                 known.ok, {**known.tries, channel: TryMark(t, event_id)}
             )
 
+    def _cap(self, limits: Limits) -> None:
+        """Keep at most each cap of entries, as ``stored`` does (new collections: the
+        state's own are never over a cap, so never changed here)."""
+        if len(self.failures) > limits.failures_max:
+            self.failures = self.failures[len(self.failures) - limits.failures_max :]
+        if len(self.contacts) > limits.contacts_max:
+            self.contacts = self.contacts[len(self.contacts) - limits.contacts_max :]
+        if len(self.intents) > limits.intents_max:
+            self.intents = _most_active(self.intents, limits.intents_max)
+
     def stored(self, limits: Limits, watermark: int) -> dict[str, Any]:
         """The state's fields: entries out of every window dropped, each collection
         capped (oldest first)."""
@@ -181,14 +204,18 @@ class Trail:
                     kept = len(tries) == len(entry.tries)
                     intents[intent] = entry if kept else IntentTries(entry.ok, tries)
             if len(intents) > limits.intents_max:
-                keep = sorted(intents, key=lambda k: (_activity(intents[k]), k))
-                for k in keep[: len(intents) - limits.intents_max]:
-                    del intents[k]
+                intents = _most_active(intents, limits.intents_max)
         return {
             "failures": _recent(self.failures, watermark - limits.failures_s, limits.failures_max),
             "contacts": _recent(self.contacts, watermark - limits.contacts_s, limits.contacts_max),
             "intents": intents,
         }
+
+
+def _most_active(intents: dict[str, IntentTries], cap: int) -> dict[str, IntentTries]:
+    """The ``cap`` most recently active intents (a tie: the greater name), in their order."""
+    drop = sorted(intents, key=lambda k: (_activity(intents[k]), k))[: len(intents) - cap]
+    return {k: v for k, v in intents.items() if k not in drop}
 
 
 def _oldest(entry: IntentTries) -> int:

@@ -12,11 +12,12 @@ every rule.
 
 What a rule sees (``At``): the event (its survey answers), its moment (readings, score
 after it), its event time, the batch's memory of what the counting rules count
-(``cxpulse.streams.core.trail``: earlier batches plus this batch up to and including the moment,
-uncapped) and the story of the score so far (``Batch``: the hourly highs, the episodes
-known, the key moments). The rules that count events read the trail; the rules that judge
-the score (low_score, sharp_drop) read the score's story. Both are kept by the
-orchestration as it walks the batch, so a rule holds no state of its own between moments.
+(``cxpulse.streams.core.trail``: earlier batches plus this batch up to and including the
+moment, held as one-by-one processing would hold it) and the story of the score so far
+(``Batch``: the hourly highs, the episodes known, the key moments). The rules that count
+events read the trail; the rules that judge the score (low_score, sharp_drop) read the
+score's story. Both are kept by the orchestration as it walks the batch, so a rule holds
+no state of its own between moments.
 
 The touchpoint rule (``cxpulse.streams.rules.touchpoint_degraded``) judges an instance, not a
 customer: it is a ``Rule`` with a check of its own shape, and gives the same ``Hit``.
@@ -34,7 +35,7 @@ from cxpulse.schemas.scoring import CustomerState, Moment
 from cxpulse.streams.core import ids
 from cxpulse.streams.core.apply import explanation
 from cxpulse.streams.core.episodes import episode_id
-from cxpulse.streams.core.trail import Trail
+from cxpulse.streams.core.trail import Limits, Trail
 from cxpulse.streams.pipeline.records import Event
 from cxpulse.streams.rules.memory import Memory, OpenAlert
 from cxpulse.streams.rules.words import at, one_line
@@ -125,8 +126,10 @@ class Batch:
         walk: Sequence[tuple[Event, Moment]],
         highs: list[tuple[int, float]],
         quote_feedback: bool,
+        limits: Limits,
     ) -> None:
         self.before = before
+        self.limits = limits
         self.after = after
         self.memory = memory
         self.walk = walk
@@ -141,11 +144,12 @@ class Batch:
     def trail(self) -> Trail:
         """What the counting rules count as known at the moment judged
         (``cxpulse.streams.core.trail``: the state's memory plus the batch's moments walked
-        so far, uncapped): copied from the state when a rule first asks, then brought up
-        to date with the moments walked since."""
+        so far, each collection capped before each moment as the core caps it): copied
+        from the state when a rule first asks, then brought up to date with the moments
+        walked since."""
         trail = self._trail
         if trail is None:
-            trail = self._trail = Trail.of(self.before)
+            trail = self._trail = Trail.of(self.before, self.limits)
         walk, times = self.walk, self.times
         for i in range(self._added, self.walked):
             ev, m = walk[i]

@@ -12,10 +12,10 @@ How the rules see time. Every window is on event time. Moments are walked in the
 ``apply_events`` applied them (event time, then id), and at each moment a rule sees what
 was known when that moment was applied: the memory from earlier batches (even entries
 later in event time: an out-of-order arrival completes a pattern) plus this batch's
-moments up to and including it, uncapped (``cxpulse.streams.core.trail``: caps apply only to what
-is stored). So a pattern fires at the event that completed it whether the events came in
-one batch, in several, or one by one, and a catch-up after a restart raises what steady
-flow would have.
+moments up to and including it, held as the state written after the moment before would
+have held them (``cxpulse.streams.core.trail``: caps applied before each moment). So a
+pattern fires at the event that completed it whether the events came in one batch, in
+several, or one by one, and a catch-up after a restart raises what steady flow would have.
 
 New customers (cx-model.md is silent; the choice a CX operations team expects). A score
 resting on one episode is one moment, not an experience, so the score rules wait for
@@ -53,6 +53,7 @@ from cxpulse.schemas.model import ExperienceModel
 from cxpulse.schemas.scoring import CustomerState, Moment
 from cxpulse.streams.core.decimals import rounded
 from cxpulse.streams.core.times import epoch
+from cxpulse.streams.core.trail import Limits
 from cxpulse.streams.pipeline.records import Event
 from cxpulse.streams.rules.base import At, Batch, CustomerRule, Hit, alert_of
 from cxpulse.streams.rules.memory import OpenAlert, forget_closed, raise_severity, record_hit
@@ -79,8 +80,9 @@ def customer_alerts(
     nothing changed); write THAT one to the table.
 
     The counting rules read ``before``'s memory plus the batch's own moments, walked in
-    order and never capped (``after``'s is capped for storage: reading it would let the
-    end of a large batch crowd out what its beginning needed).
+    order, capped before each moment as one-by-one processing would have stored them
+    (reading ``after``'s, capped at the batch's end, would let the end of a large batch
+    crowd out what its beginning needed).
 
     A detractor alert names the feedback's topic (the event's intent) and its sentiment,
     not the customer's words, unless ``include_feedback_text``
@@ -114,6 +116,7 @@ def customer_alerts(
         walk=live,
         highs=list(before.score_trail) if before is not None else [],
         quote_feedback=include_feedback_text,
+        limits=plan.limits,
     )
     watermark = before.watermark if before is not None else 0
     prev_score = before.score if before is not None else 50.0
@@ -127,6 +130,7 @@ def customer_alerts(
         t = min(epoch(ev.occurred_at), after.watermark)
         batch.times.append(t)
         batch.walked += 1
+        known = watermark  # where a batch that ended at the previous moment would have ended
         watermark = max(watermark, t)
         now = At(ev, m, t, watermark, prev_score, batch)
         hits: list[tuple[CustomerRule, str, Hit]] = []
@@ -138,6 +142,11 @@ def customer_alerts(
             batch.highs.append((watermark, m.score_after))
         first = False
 
+        if hits:
+            # What that batch's end would have forgotten, forgotten here too: the memory a
+            # hit is judged against (its id, the open alerts kept) is then the same however
+            # the events were cut into batches.
+            forget_closed(memory, known - plan.lateness, cooldown)
         for rule, base, hit in hits:
             severity = raise_severity(base, tier_a=tier_a, large=hit.large)
             code = rule.code
@@ -165,7 +174,8 @@ class _Plan:
     a registry's rules a tuple).
 
     ``active``: the rules switched on (``alerts.<rule>.enabled``), in the registry's order,
-    each with its base severity; ``cooldown`` and ``lateness`` in seconds; ``urgency`` the
+    each with its base severity; ``cooldown`` and ``lateness`` in seconds; ``limits``
+    what the counting rules' memory keeps (``Trail.keep``); ``urgency`` the
     first half of the recommended action by tier (``alerts.actions``), ``urgency_none``
     for a customer of none of the tiers A, B and C.
     """
@@ -174,6 +184,7 @@ class _Plan:
     cooldown: int
     lateness: int
     max_event_ids: int
+    limits: Limits
     urgency: dict[str, str]
     urgency_none: str
 
@@ -190,6 +201,7 @@ class _Plan:
             cooldown=int(cfg.cooldown_hours * 3600),
             lateness=int(model.episodes.allowed_lateness_hours * 3600),
             max_event_ids=cfg.max_event_ids,
+            limits=Limits.of(model),
             urgency={"A": actions.A, "B": actions.B, "C": actions.C},
             urgency_none=actions.none,
         )
