@@ -445,6 +445,10 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
             else:  # its records, decoded again in the child
                 records = records or encode_events(decoded)
                 touchpoint_rows.add([(records, *position, len(decoded))])
+        # The events' last part too, before the take is scored: the rows process makes it
+        # before the moments' and scores' parts, so the commit inserts touchpoint_events
+        # as soon as it starts instead of after them (cxpulse.streams.pipeline.checkpoint).
+        touchpoint_rows.close()
         if not events:
             return
         sentiments, topics = await score_texts(events)
