@@ -29,13 +29,13 @@ walk (``customer_alerts``) then hold, at every moment of a batch, what one-by-on
 processing would have held, so a batch of any size (a catch-up after a restart) scores
 the same states and fires the same alerts, with the same opening events, as steady flow.
 Pruning by time can wait for the write: what it drops is older than any acceptable
-event's window, and the oldest (the least active) go first under a cap anyway.
-The limits (deterministic, documented): a cap only
-matters when more entries than it fall within one window of the rule (failures of any
-touchpoint, calls of any intent: nine failures within 30 minutes, say), and then the
-oldest of the window may be forgotten (for one kind of failure or one intent, the rule
-has fired and escalated by then); and an unsuccessful try arriving late, after a success
-of the same intent that is no longer remembered, counts as open.
+event's window, and the oldest (the least active) go first under a cap anyway. The
+limits (deterministic, documented): a cap only matters when more entries than it fall
+within one window of the rule (failures of any touchpoint, calls of any intent: nine
+failures within 30 minutes, say), and then the oldest of the window may be forgotten
+(for one kind of failure or one intent, the rule has fired and escalated by then); and
+an unsuccessful try arriving late, after a success of the same intent that is no longer
+remembered, counts as open.
 
 ``score_trail`` (sharp_drop) holds the highest score of each hour over the last 24 h with
 the time it was reached, so an alert can say how fast the score fell. The customer's
