@@ -20,14 +20,17 @@ loop's thread; events without text never reach it.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Literal, NamedTuple, Protocol
 from uuid import UUID
 
-from cxpulse.streams.child_process import pids, spawned_pool
+from cxpulse.streams.child_process import ChildProcess
 from cxpulse.streams.feedback_text import TopicTagger
 from cxpulse.streams.pipeline.records import Event
 
@@ -220,31 +223,30 @@ def _warm_up_in_child() -> float:
 NAME = "cxpulse-sentim"
 
 
-class SentimentProcess:
+class SentimentProcess(ChildProcess):
     """``DefaultSentimentAnalyzer`` in one child process (spawned: a clean interpreter,
-    not a fork of a process with threads). ``executor`` is what ``run_in_executor``
-    takes; the child loads its models on the first call (``warm_up``), and ends by itself
-    when the worker does, however the worker ended (``cxpulse.streams.child_process``).
-    ``topics``: the model's ``feedback.topics`` as plain dicts (what the child tags
-    with)."""
+    not a fork of a process with threads). The child loads its models on the first call
+    (``warm_up``) and ends by itself when the worker does, however the worker ended
+    (``cxpulse.streams.child_process``); one that died (an OOM kill, say) is replaced,
+    and the texts it was reading go to the new one. ``topics``: the model's
+    ``feedback.topics`` as plain dicts (what the child tags with)."""
 
     def __init__(self, topics: Mapping[str, Any] | None = None) -> None:
-        self.executor = spawned_pool(NAME, _init_child, dict(topics or {}))
+        super().__init__(NAME, "sentiment process", _init_child, dict(topics or {}))
 
-    def warm_up(self) -> Any:
+    def warm_up(self) -> Future[float]:
         """Start the child and load both models; a future of the seconds it took."""
-        return self.executor.submit(_warm_up_in_child)
+        return self._pool.submit(_warm_up_in_child)
 
-    @staticmethod
-    def analyze_many(
-        items: Sequence[tuple[str, str | None]],
+    async def analyze_many(
+        self, items: Sequence[tuple[str, str | None]]
     ) -> list[tuple[float | None, tuple[str, ...]]]:
-        """Runs in the child (submit it to ``executor``): (compound, topics) per text."""
-        return _score_in_child(items)
-
-    def pids(self) -> list[int]:
-        """The child's process id, once started (for RSS figures)."""
-        return pids(self.executor)
-
-    def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        """(compound, topics) per text, read in the child. A child that died before or
+        during the call is replaced, and the texts are read by the new one (which loads
+        its models first: a take waits seconds once, and none fails for it)."""
+        pool = self._pool
+        try:
+            return await asyncio.wrap_future(pool.submit(_score_in_child, items))
+        except BrokenProcessPool as exc:
+            self.replace(pool, exc)
+        return await asyncio.wrap_future(self._pool.submit(_score_in_child, items))

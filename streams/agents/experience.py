@@ -154,20 +154,21 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
     # on a thread when an analyzer is given (tests).
     topics = {name: t.model_dump() for name, t in rt.model.feedback.topics.items()}
     child = SentimentProcess(topics) if analyzer is None else None
-    executor: Any = (
-        child.executor
-        if child is not None
-        else ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxpulse-sentiment")
-    )
-    analyze_many: Any
+    read_texts: Any  # (text, language) pairs → (compound, topics) each, awaited
     if child is not None:
-        analyze_many = child.analyze_many
-    elif hasattr(analyzer, "analyze_many"):
-        analyze_many = analyzer.analyze_many  # type: ignore[union-attr]
-    else:  # an analyzer of sentiment only: no topics
+        read_texts = child.analyze_many
+    else:
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxpulse-sentiment")
+        given: Any
+        if hasattr(analyzer, "analyze_many"):
+            given = analyzer.analyze_many  # type: ignore[union-attr]
+        else:  # an analyzer of sentiment only: no topics
 
-        def analyze_many(items: Any) -> list[tuple[float | None, tuple[str, ...]]]:
-            return [(s, ()) for s in analyzer.score_many(items)]  # type: ignore[union-attr]
+            def given(items: Any) -> list[tuple[float | None, tuple[str, ...]]]:
+                return [(s, ()) for s in analyzer.score_many(items)]  # type: ignore[union-attr]
+
+        async def read_texts(items: Any) -> list[tuple[float | None, tuple[str, ...]]]:
+            return await asyncio.get_running_loop().run_in_executor(thread, given, items)
 
     not_started = [True]
     # The scoring process (cxpulse.streams.pipeline.score_process), started with the
@@ -243,8 +244,7 @@ def register(rt: Runtime, analyzer: SentimentAnalyzer | None = None) -> Any:
         if not items:
             return {}, {}
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        read = await loop.run_in_executor(executor, analyze_many, items)
+        read = await read_texts(items)
         metrics.SENTIMENT_SECONDS.observe(time.perf_counter() - started)
         sentiments = {i: r[0] for i, r in zip(ids, read, strict=True)}
         return sentiments, {i: r[1] for i, r in zip(ids, read, strict=True) if r[1]}

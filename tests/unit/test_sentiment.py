@@ -4,13 +4,24 @@ negative and praise positive; language is taken from the event or detected; cach
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from cxpulse.schemas.events import TouchpointEvent
-from cxpulse.streams.sentiment import DefaultSentimentAnalyzer, detect_language, sentiments_for
+from cxpulse.streams.model_check import load_model
+from cxpulse.streams.sentiment import (
+    NAME,
+    DefaultSentimentAnalyzer,
+    SentimentProcess,
+    detect_language,
+    sentiments_for,
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +88,30 @@ def test_sentiments_for_a_batch(analyzer: DefaultSentimentAnalyzer) -> None:
     out = sentiments_for(evs, analyzer)
     assert set(out) == {evs[0].event_id, evs[2].event_id}
     assert out[evs[0].event_id] < 0 < out[evs[2].event_id]  # type: ignore[operator]
+
+
+def test_the_sentiment_process_reads_as_in_process_and_outlives_a_child_that_died() -> None:
+    """The worker's sentiment child reads texts as the analyzer does in process; when it
+    dies (an OOM kill, say), the next call starts another and is read there: no take
+    fails for it."""
+    topics = {name: t.model_dump() for name, t in load_model().feedback.topics.items()}
+    items = [
+        ("great service, the app was fast", "en"),
+        ("服务很好", "zh"),
+        ("the card was blocked and nobody called back", None),
+    ]
+    want = DefaultSentimentAnalyzer(topics=topics).analyze_many(items)
+    process = SentimentProcess(topics)
+    try:
+        assert process.warm_up().result(timeout=120) > 0
+        assert asyncio.run(process.analyze_many(items)) == want
+        (first,) = process.pids()
+        assert Path(f"/proc/{first}/comm").read_text().strip() == NAME
+        os.kill(first, signal.SIGKILL)
+        assert asyncio.run(process.analyze_many(items)) == want  # in a new child
+        (second,) = process.pids()
+        assert second != first
+        assert asyncio.run(process.analyze_many(items[:1])) == want[:1]
+        assert process.pids() == [second]
+    finally:
+        process.close()
