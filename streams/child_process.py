@@ -92,7 +92,9 @@ def reason(exc: BaseException) -> str:
 
 class ChildProcess:
     """A step's helper process: ``spawned_pool(name, initializer, *initargs)``, replaced by
-    a new one when it died (``replace``); ``what`` names it in the log."""
+    a new one when it died (``replace``, counted in
+    ``cxpulse_child_process_restarts_total``); ``what`` names it in the log and the
+    metric."""
 
     def __init__(
         self, name: str, what: str, initializer: Callable[..., None], *initargs: Any
@@ -115,3 +117,7 @@ class ChildProcess:
         log.warning("the %s ended (%s); starting another", self._what, reason(exc))
         broken.shutdown(wait=False, cancel_futures=True)
         self._pool = self._spawn()
+        # imported here: the children import this module, and need no metrics
+        from cxpulse.streams import metrics
+
+        metrics.CHILD_PROCESS_RESTARTS.labels(self._what).inc()

@@ -217,6 +217,14 @@ STATE_BYTES = Histogram(
     buckets=(256, 512, 1024, 2048, 4096, 8192, 16384, 32768),
     registry=REGISTRY,
 )
+CHILD_PROCESS_RESTARTS = Counter(
+    "cxpulse_child_process_restarts_total",
+    "The worker's helper processes started again after one died (an OOM kill, say), by "
+    "process: nothing is lost, but one that dies again and again wants memory or a look "
+    "at the worker's log.",
+    ["process"],
+    registry=REGISTRY,
+)
 ROWS_PROCESS_FALLBACKS = Counter(
     "cxpulse_rows_process_fallbacks_total",
     "Parts of a take's rows the rows process could not make (it died, or a value it "

@@ -37,6 +37,13 @@ def _prepare(table: str, columns: Any) -> Any:
     return arrow_table(SPEC[table], columns, CAPABILITIES)
 
 
+def _restarts() -> float:
+    value = metrics.REGISTRY.get_sample_value(
+        "cxpulse_child_process_restarts_total", {"process": "rows process"}
+    )
+    return value or 0.0
+
+
 def _fallbacks() -> float:
     return metrics.REGISTRY.get_sample_value("cxpulse_rows_process_fallbacks_total") or 0.0
 
@@ -167,6 +174,7 @@ def test_a_part_the_child_could_not_make_is_made_on_the_event_loop(
         process.warm_up().result(timeout=60)
         (first,) = process.pids()
         before = _fallbacks()
+        restarts = _restarts()
         want = _on_the_event_loop(take)
         payloads = _payloads(take)
         os.kill(first, signal.SIGKILL)
@@ -186,6 +194,7 @@ def test_a_part_the_child_could_not_make_is_made_on_the_event_loop(
         assert _fallbacks() == after
         (second,) = process.pids()
         assert second != first
+        assert _restarts() == restarts + 1  # once, however many parts failed
     finally:
         process.close()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cxpulse.schemas.events import TouchpointEvent
+from cxpulse.streams import metrics
 from cxpulse.streams.model_check import load_model
 from cxpulse.streams.sentiment import (
     NAME,
@@ -90,6 +91,13 @@ def test_sentiments_for_a_batch(analyzer: DefaultSentimentAnalyzer) -> None:
     assert out[evs[0].event_id] < 0 < out[evs[2].event_id]  # type: ignore[operator]
 
 
+def _restarts(process: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(
+        "cxpulse_child_process_restarts_total", {"process": process}
+    )
+    return value or 0.0
+
+
 def test_the_sentiment_process_reads_as_in_process_and_outlives_a_child_that_died() -> None:
     """The worker's sentiment child reads texts as the analyzer does in process; when it
     dies (an OOM kill, say), the next call starts another and is read there: no take
@@ -107,8 +115,10 @@ def test_the_sentiment_process_reads_as_in_process_and_outlives_a_child_that_die
         assert asyncio.run(process.analyze_many(items)) == want
         (first,) = process.pids()
         assert Path(f"/proc/{first}/comm").read_text().strip() == NAME
+        restarts = _restarts("sentiment process")
         os.kill(first, signal.SIGKILL)
         assert asyncio.run(process.analyze_many(items)) == want  # in a new child
+        assert _restarts("sentiment process") == restarts + 1
         (second,) = process.pids()
         assert second != first
         assert asyncio.run(process.analyze_many(items[:1])) == want[:1]
