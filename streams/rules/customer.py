@@ -130,7 +130,6 @@ def customer_alerts(
         t = min(epoch(ev.occurred_at), after.watermark)
         batch.times.append(t)
         batch.walked += 1
-        known = watermark  # where a batch that ended at the previous moment would have ended
         watermark = max(watermark, t)
         now = At(ev, m, t, watermark, prev_score, batch)
         hits: list[tuple[CustomerRule, str, Hit]] = []
@@ -142,11 +141,6 @@ def customer_alerts(
             batch.highs.append((watermark, m.score_after))
         first = False
 
-        if hits:
-            # What that batch's end would have forgotten, forgotten here too: the memory a
-            # hit is judged against (its id, the open alerts kept) is then the same however
-            # the events were cut into batches.
-            forget_closed(memory, known - plan.lateness, cooldown)
         for rule, base, hit in hits:
             severity = raise_severity(base, tier_a=tier_a, large=hit.large)
             code = rule.code
@@ -175,7 +169,7 @@ class _Plan:
 
     ``active``: the rules switched on (``alerts.<rule>.enabled``), in the registry's order,
     each with its base severity; ``cooldown`` and ``lateness`` in seconds; ``limits``
-    what the counting rules' memory keeps (``Trail.keep``); ``urgency`` the
+    what the counting rules' memory keeps (``Trail.add``); ``urgency`` the
     first half of the recommended action by tier (``alerts.actions``), ``urgency_none``
     for a customer of none of the tiers A, B and C.
     """
