@@ -198,6 +198,72 @@ def cpu_seconds(pid: int | None, thread: int | None = None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+#: A worker's threads by what they are (``thread_cpu_seconds``), in the order printed.
+THREAD_GROUPS = ("main thread", "chDB merges", "native threads", "Python threads")
+
+
+#: How the figures name each group but the main thread.
+THREAD_GROUPS_SAID = {
+    "chDB merges": "chDB's merges (threads MergeMutate)",
+    "native threads": "native threads (chDB's inserts, RocksDB)",
+    "Python threads": "Python threads (Kafka fetches, executor, child pipes)",
+}
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
+    """Each live thread of a process: what it is (one of ``THREAD_GROUPS``) and the CPU
+    seconds it has used so far. The main thread's id is the process's; chDB names its
+    background merges' threads ``MergeMutate``; Python does not name its threads for the
+    OS, so they keep the process's own name (the Kafka consumer's thread, the executor's,
+    the child processes' pipes); any other name is a native pool's (chDB's inserts and
+    queries, RocksDB's)."""
+    try:
+        own = Path(f"/proc/{pid}/comm").read_text().strip()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return {}
+    out: dict[int, tuple[str, float]] = {}
+    for task in tasks:
+        tid = int(task.name)
+        used = cpu_seconds(pid, tid)
+        try:
+            comm = (task / "comm").read_text().strip()
+        except OSError:
+            continue
+        if used is None:
+            continue
+        if tid == pid:
+            group = "main thread"
+        elif comm.startswith("MergeMutate"):
+            group = "chDB merges"
+        elif comm == own:
+            group = "Python threads"
+        else:
+            group = "native threads"
+        out[tid] = (group, used)
+    return out
+
+
+def thread_groups_used(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds each group of threads used between two ``thread_cpu_seconds``
+    (a thread started meanwhile counts from zero; one that ended meanwhile is missing)."""
+    used: dict[str, float] = {}
+    for tid, (group, seconds) in after.items():
+        used[group] = used.get(group, 0.0) + seconds - before.get(tid, (group, 0.0))[1]
+    return used
+
+
+def run_queue_seconds(pid: int, tid: int) -> float | None:
+    """Seconds a thread has waited in the run queue so far: runnable, not on a CPU
+    (``/proc/<pid>/task/<tid>/schedstat``, its second field, in ns)."""
+    try:
+        return int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def metric_sum(metrics: dict[Any, float], name: str, **labels: str) -> float:
     """Sum of every sample called ``name`` whose labels include ``labels``."""
     total = 0.0
@@ -1115,6 +1181,12 @@ class LatencyRun:
     worker_cpu_s: float | None = None
     #: its child processes' CPU over the same time, by name (rows, scoring, sentiment)
     children_cpu_s: dict[str, float] = field(default_factory=dict)
+    #: the worker process's CPU over the same time by its threads' groups
+    #: (``THREAD_GROUPS``), and the main thread's wait in the run queue with the seconds
+    #: it was measured over
+    thread_cpu_s: dict[str, float] = field(default_factory=dict)
+    main_run_queue_s: float | None = None
+    measured_s: float = 0.0
     #: the run's data replayed in-process in its shape before the run (``steady_replay``)
     replay_s: float = 0.0
     replay_events: int = 0
@@ -1263,6 +1335,11 @@ def run_latency(
         pid = worker.proc.pid
         main0, all0 = cpu_seconds(pid, pid), cpu_seconds(pid)
         children0 = children_cpu_seconds(pid)
+        threads0, queued0, measured0 = (
+            thread_cpu_seconds(pid),
+            run_queue_seconds(pid, pid),
+            time.monotonic(),
+        )
         publisher.start()
         while publisher.is_alive():  # one sample a window: what an event costs as it goes
             sample_window(out, settings, pid)
@@ -1288,6 +1365,11 @@ def run_latency(
                 break
         out.drain_s = time.monotonic() - drained
         main1, all1 = cpu_seconds(pid, pid), cpu_seconds(pid)
+        out.thread_cpu_s = thread_groups_used(threads0, thread_cpu_seconds(pid))
+        queued1 = run_queue_seconds(pid, pid)
+        out.measured_s = time.monotonic() - measured0
+        if queued0 is not None and queued1 is not None:
+            out.main_run_queue_s = queued1 - queued0
         if main0 is not None and main1 is not None:
             out.main_cpu_s = main1 - main0
         if all0 is not None and all1 is not None:
@@ -1645,6 +1727,22 @@ def latency_figures(lat: LatencyRun) -> None:
         else [],
         "µs",
     )
+    for group in THREAD_GROUPS[1:]:  # what the worker's other threads did beside
+        used = lat.thread_cpu_s.get(group)
+        if lat.events and used is not None:
+            figure(
+                f"latency_worker_cpu_us_{group.replace(' ', '_').lower()}",
+                f"    ... of which its {THREAD_GROUPS_SAID[group]}",
+                [used / lat.events * 1e6],
+                "µs",
+            )
+    if lat.main_run_queue_s is not None and lat.measured_s > 0:
+        figure(
+            "latency_main_run_queue_share",
+            "  ... its main thread waiting for a CPU (run queue), share of the run",
+            [lat.main_run_queue_s / lat.measured_s],
+            "",
+        )
     for name, used in sorted(lat.children_cpu_s.items()):
         if lat.events and used > 0:
             figure(
