@@ -205,8 +205,8 @@ THREAD_GROUPS = ("main thread", "chDB merges", "native threads", "Python threads
 #: How the figures name each group but the main thread.
 THREAD_GROUPS_SAID = {
     "chDB merges": "chDB's merges (threads MergeMutate)",
-    "native threads": "native threads (chDB's inserts, RocksDB)",
-    "Python threads": "Python threads (Kafka fetches, executor, child pipes)",
+    "native threads": "its native threads (chDB's inserts, RocksDB)",
+    "Python threads": "its Python threads (Kafka fetches, executor, child pipes)",
 }
 
 
@@ -1732,7 +1732,7 @@ def latency_figures(lat: LatencyRun) -> None:
         if lat.events and used is not None:
             figure(
                 f"latency_worker_cpu_us_{group.replace(' ', '_').lower()}",
-                f"    ... of which its {THREAD_GROUPS_SAID[group]}",
+                f"    ... of which {THREAD_GROUPS_SAID[group]}",
                 [used / lat.events * 1e6],
                 "µs",
             )
