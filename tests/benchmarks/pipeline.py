@@ -1895,7 +1895,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--partitions", type=int, default=4, help="partitions of every topic (4)")
     p.add_argument("--repeats", type=int, default=3, help="runs of each baseline (3)")
     p.add_argument("--pipeline-runs", type=int, default=2, help="real worker runs (2)")
-    p.add_argument("--flush", type=float, default=1.0, help="CXPULSE_SINK_FLUSH_SECONDS (1.0)")
+    p.add_argument(
+        "--flush",
+        type=float,
+        default=None,
+        help="CXPULSE_SINK_FLUSH_SECONDS (default: the worker's own)",
+    )
     p.add_argument("--timeout", type=float, default=120, help="per pipeline run, seconds")
     p.add_argument("--session-timeout", type=float, default=6.0, help="Faust session timeout")
     p.add_argument("--profile", action="store_true", help="one more run under py-spy")
@@ -1937,7 +1942,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in ("--broker-url", "--topic", "--app-id", "--out", "--datadir"):
         p.add_argument(name, help=argparse.SUPPRESS)
     p.add_argument("--expect", type=int, help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.flush is None:  # the worker's own, as this environment sets it
+        from cxpulse.streams.settings import load_settings
+
+        args.flush = load_settings().sink_flush_seconds
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
