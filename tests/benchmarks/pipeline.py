@@ -198,12 +198,10 @@ def cpu_seconds(pid: int | None, thread: int | None = None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-#: A worker's threads by what they are (``thread_cpu_seconds``), in the order printed.
-THREAD_GROUPS = ("main thread", "chDB merges", "native threads", "Python threads")
-
-
-#: How the figures name each group but the main thread.
-THREAD_GROUPS_SAID = {
+#: A worker's threads by what they are (``thread_cpu_seconds``), in the order printed,
+#: each with how its figure names it (the main thread has a figure of its own).
+THREAD_GROUPS = {
+    "main thread": "its main thread",
     "chDB merges": "chDB's merges (threads MergeMutate)",
     "native threads": "its native threads (chDB's inserts, RocksDB)",
     "Python threads": "its Python threads (Kafka fetches, executor, child pipes)",
@@ -225,11 +223,11 @@ def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
     out: dict[int, tuple[str, float]] = {}
     for task in tasks:
         tid = int(task.name)
-        used = cpu_seconds(pid, tid)
         try:
             comm = (task / "comm").read_text().strip()
         except OSError:
             continue
+        used = cpu_seconds(pid, tid)
         if used is None:
             continue
         if tid == pid:
@@ -1727,12 +1725,12 @@ def latency_figures(lat: LatencyRun) -> None:
         else [],
         "µs",
     )
-    for group in THREAD_GROUPS[1:]:  # what the worker's other threads did beside
+    for group, said in THREAD_GROUPS.items():  # what the worker's other threads did
         used = lat.thread_cpu_s.get(group)
-        if lat.events and used is not None:
+        if group != "main thread" and lat.events and used is not None:
             figure(
                 f"latency_worker_cpu_us_{group.replace(' ', '_').lower()}",
-                f"    ... of which {THREAD_GROUPS_SAID[group]}",
+                f"    ... of which {said}",
                 [used / lat.events * 1e6],
                 "µs",
             )
