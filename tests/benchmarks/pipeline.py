@@ -198,6 +198,23 @@ def cpu_seconds(pid: int | None, thread: int | None = None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu_seconds() -> tuple[float, float] | None:
+    """(idle, all) CPU seconds of the whole machine so far, summed over its cores
+    (``/proc/stat``'s first line; idle counts the time waiting for I/O too): between two
+    reads, ``Δidle / Δall`` is the share of the machine no process used."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is inside user already)
+    ticks = [int(v) for v in fields[1:9]]
+    hz = os.sysconf("SC_CLK_TCK")
+    return (ticks[3] + ticks[4]) / hz, sum(ticks) / hz
+
+
 #: A worker's threads by what they are (``thread_cpu_seconds``), in the order printed,
 #: each with how its figure names it (the main thread has a figure of its own).
 THREAD_GROUPS = {
@@ -1191,9 +1208,12 @@ class LatencyRun:
     replay_stages: dict[str, float] = field(default_factory=dict)  # µs an event
     replay_windows: list[ReplayWindow] = field(default_factory=list)  # by ``WINDOW_S``
     #: every ``WINDOW_S`` while publishing: when (monotonic s), the main thread's CPU
-    #: seconds and the events the experience step had scored (moments), read once a
-    #: window (not 10× a second)
-    window_samples: list[tuple[float, float, float]] = field(default_factory=list)
+    #: seconds, the events the experience step had scored (moments) and the machine's
+    #: (idle, all) CPU seconds (``machine_cpu_seconds``), read once a window (not 10× a
+    #: second)
+    window_samples: list[tuple[float, float, float, tuple[float, float] | None]] = field(
+        default_factory=list
+    )
 
 
 def latency_events(
@@ -1250,7 +1270,7 @@ def sample_window(out: LatencyRun, settings: Any, pid: int) -> None:
     scored = metric_sum(scrape(settings.web_port), "cxpulse_moments_total")
     cpu = cpu_seconds(pid, pid)
     if cpu is not None:
-        out.window_samples.append((time.monotonic(), cpu, scored))
+        out.window_samples.append((time.monotonic(), cpu, scored, machine_cpu_seconds()))
 
 
 def run_latency(
@@ -1596,8 +1616,12 @@ def latency_figures(lat: LatencyRun) -> None:
     costs = cost_by_window(lat)
     if costs:
         console.print(
-            f"latency   by {WINDOW_S:.0f} s of publishing, events scored/s and main thread "
-            "µs per event: " + ", ".join(f"{rate:,.0f}/{us:.0f}" for rate, us in costs)
+            f"latency   by {WINDOW_S:.0f} s of publishing, events scored/s, main thread "
+            "µs per event, and the machine's idle share: "
+            + ", ".join(
+                f"{rate:,.0f}/{us:.0f}/{'?' if idle is None else f'{idle:.0%}'}"
+                for rate, us, idle in costs
+            )
         )
     if lat.replay_windows:
         console.print(
@@ -2432,15 +2456,21 @@ def figures_json() -> dict[str, Any]:
 WINDOW_S = 10.0
 
 
-def cost_by_window(lat: LatencyRun) -> list[tuple[float, float]]:
-    """Per ``WINDOW_S`` of publishing: the events the experience step scored a second, and
-    the worker's main thread CPU per event scored (µs). A flat cost and a rate under the
-    publish rate: the step is short of CPU from the start; a rising cost: the events cost
-    more as the states grow."""
+def cost_by_window(lat: LatencyRun) -> list[tuple[float, float, float | None]]:
+    """Per ``WINDOW_S`` of publishing: the events the experience step scored a second,
+    the worker's main thread CPU per event scored (µs), and the share of the machine's
+    CPU (all its cores) that no process used (None where ``/proc/stat`` could not be
+    read). A flat cost and a rate under the publish rate: the step is short of CPU from
+    the start; a rising cost: the events cost more as the states grow; an idle share near
+    0: the machine is full, and the worker's other processes and threads, the broker and
+    the publisher take what the step would need."""
     out = []
-    for (t0, cpu0, n0), (t1, cpu1, n1) in pairwise(lat.window_samples):
+    for (t0, cpu0, n0, box0), (t1, cpu1, n1, box1) in pairwise(lat.window_samples):
         if n1 > n0 and t1 > t0:
-            out.append(((n1 - n0) / (t1 - t0), (cpu1 - cpu0) / (n1 - n0) * 1e6))
+            idle = None
+            if box0 is not None and box1 is not None and box1[1] > box0[1]:
+                idle = (box1[0] - box0[0]) / (box1[1] - box0[1])
+            out.append(((n1 - n0) / (t1 - t0), (cpu1 - cpu0) / (n1 - n0) * 1e6, idle))
     return out
 
 
@@ -2474,8 +2504,12 @@ def latency_json(lat: LatencyRun) -> dict[str, Any]:
     summary["p99_by_window_s"] = p99_by_window(lat)
     summary["by_second"] = latency_by_second(lat)
     summary["cost_by_window"] = [
-        {"scored_per_s": round(rate), "main_cpu_us": round(us, 1)}
-        for rate, us in cost_by_window(lat)
+        {
+            "scored_per_s": round(rate),
+            "main_cpu_us": round(us, 1),
+            "machine_idle": None if idle is None else round(idle, 3),
+        }
+        for rate, us, idle in cost_by_window(lat)
     ]
     return summary
 

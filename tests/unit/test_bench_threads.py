@@ -1,6 +1,7 @@
 """The benchmark's CPU figures by thread (``make bench``, the event → alert run: what the
 worker's main thread, chDB's merges, its native pools and its other Python threads used,
-and the main thread's wait for a CPU): read from this very process's real threads."""
+the main thread's wait for a CPU, and the machine's idle share by window): read from this
+very process's real threads and the machine's own counters."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import time
 
 from tests.benchmarks.pipeline import (
     THREAD_GROUPS,
+    LatencyRun,
+    cost_by_window,
+    machine_cpu_seconds,
     run_queue_seconds,
     thread_cpu_seconds,
     thread_groups_used,
@@ -65,3 +69,35 @@ def test_a_threads_wait_in_the_run_queue_is_read_and_grows() -> None:
     second = run_queue_seconds(pid, pid)
     assert second is not None and second >= first
     assert run_queue_seconds(pid, 2**22 + 12345) is None  # no such thread
+
+
+def test_the_machines_idle_share_falls_while_a_thread_spins() -> None:
+    """``machine_cpu_seconds`` reads the whole machine's CPU time: a thread that spins for
+    ``SPIN_S`` adds at least most of that to the time used (other processes may add
+    more), and the idle time never runs backwards."""
+    before = machine_cpu_seconds()
+    assert before is not None
+    _spin(SPIN_S)
+    after = machine_cpu_seconds()
+    assert after is not None
+    idle, every = after[0] - before[0], after[1] - before[1]
+    assert idle >= 0
+    assert every - idle >= SPIN_S * 0.8  # the clock's ticks: 10 ms each
+
+
+def test_each_window_says_how_idle_the_machine_was() -> None:
+    """``cost_by_window`` gives per window the events scored a second, the main thread's
+    µs an event and the machine's idle share, from the window samples as the run takes
+    them (a window whose machine figures are missing says None, not 0)."""
+    lat = LatencyRun(rate=5_000, seconds=30)
+    # (monotonic s, main thread CPU s, moments scored, (idle s, all s) of the machine)
+    lat.window_samples = [
+        (0.0, 1.0, 0.0, (100.0, 200.0)),
+        (10.0, 7.0, 50_000.0, (105.0, 220.0)),  # 5 of 20 core-seconds idle
+        (20.0, 14.0, 100_000.0, None),
+        (30.0, 20.0, 150_000.0, (120.0, 260.0)),
+    ]
+    costs = cost_by_window(lat)
+    assert [round(rate) for rate, _, _ in costs] == [5_000, 5_000, 5_000]
+    assert [round(us) for _, us, _ in costs] == [120, 140, 120]
+    assert [idle for _, _, idle in costs] == [0.25, None, None]
