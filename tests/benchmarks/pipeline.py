@@ -1843,6 +1843,28 @@ def print_targets(
     if event_loop:
         out["event_loop"] = event_loop
         console.print(f"[dim]the workers' event loop (CXPULSE_EVENT_LOOP): {event_loop}[/]")
+    out["libraries"] = libraries = library_versions()
+    console.print("[dim]libraries: " + ", ".join(f"{k} {v}" for k, v in libraries.items()) + "[/]")
+    return out
+
+
+#: The libraries whose speed the figures depend on, printed with them: pydantic-core is
+#: the in-process target's baseline (a faster release lowers that ratio with no change
+#: here), the others carry the data path.
+MEASURED_LIBRARIES = ("pydantic-core", "msgspec", "pyarrow", "chdb", "faust-streaming", "aiokafka")
+
+
+def library_versions(names: Sequence[str] = MEASURED_LIBRARIES) -> dict[str, str]:
+    """The installed version of each distribution in ``names`` ("not installed" when it is
+    not)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
     return out
 
 

@@ -1,7 +1,8 @@
 """The benchmark's CPU figures by thread (``make bench``, the event → alert run: what the
 worker's main thread, chDB's merges, its native pools and its other Python threads used,
-the main thread's wait for a CPU, and the machine's idle share by window): read from this
-very process's real threads and the machine's own counters."""
+the main thread's wait for a CPU, and the machine's idle share by window) and the
+libraries they depend on: read from this very process's real threads, the machine's own
+counters and what is installed."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import threading
 import time
 
 from tests.benchmarks.pipeline import (
+    MEASURED_LIBRARIES,
     THREAD_GROUPS,
     LatencyRun,
     cost_by_window,
+    library_versions,
     machine_cpu_seconds,
     run_queue_seconds,
     thread_cpu_seconds,
@@ -101,3 +104,17 @@ def test_each_window_says_how_idle_the_machine_was() -> None:
     assert [round(rate) for rate, _, _ in costs] == [5_000, 5_000, 5_000]
     assert [round(us) for _, us, _ in costs] == [120, 140, 120]
     assert [idle for _, _, idle in costs] == [0.25, None, None]
+
+
+def test_the_libraries_the_figures_depend_on_are_named_with_their_versions() -> None:
+    """``make bench`` prints the versions of the libraries its ratios depend on (the
+    in-process target divides by pydantic-core's speed): read from what is installed."""
+    from importlib.metadata import version
+
+    found = library_versions(("pydantic-core", "msgspec", "no-such-distribution-here"))
+    assert found == {
+        "pydantic-core": version("pydantic-core"),
+        "msgspec": version("msgspec"),
+        "no-such-distribution-here": "not installed",
+    }
+    assert "pydantic-core" in MEASURED_LIBRARIES
